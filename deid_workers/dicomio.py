@@ -1,0 +1,311 @@
+"""Read one DICOM file (or say shortly why not) and write one atomically.
+
+Reading: pydicom is lenient, which is right for values but wrong for triage: it silently accepts
+a file cut in the middle of an element, and with ``force=True`` it "reads" any text file. So
+:func:`read_dataset` adds the checks a pipeline needs and turns every failure into an
+:class:`~deid_workers.errors.InputError` whose reason is one of a few short, fixed phrases
+(:data:`REASONS`) that never contain a header value, because reasons go to logs and reports.
+
+Writing: workers race each other and may be killed; :func:`write_atomic` makes sure an output
+file is either absent or complete, and that two workers cannot both "win" a no-overwrite write.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+import struct
+import tempfile
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset, FileDataset
+from pydicom.errors import InvalidDicomError
+
+from deid_workers.errors import InputError, OutputExistsError
+
+__all__ = [
+    "REASONS",
+    "enforce_inside",
+    "read_dataset",
+    "write_atomic",
+    "write_like_original",
+]
+
+log = logging.getLogger(__name__)
+
+EMPTY = "empty file"
+NOT_DICOM = "not a DICOM file"
+CORRUPT = "truncated or corrupt DICOM"
+PERMISSION = "permission denied"
+NOT_REGULAR = "not a regular file"
+MISSING = "file not found"
+OUTSIDE = "path outside the folder"
+REASONS = frozenset({EMPTY, NOT_DICOM, CORRUPT, PERMISSION, NOT_REGULAR, MISSING})
+"""Every reason :func:`read_dataset` may give; reports group skipped files by these."""
+
+_UNDEFINED = 0xFFFFFFFF
+_EXPLICIT_VRS = frozenset(
+    b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN "
+    b"UR US UT UV".split()
+)
+_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ UC UN UR UT SV UV".split())
+
+# Errors pydicom (or struct/numpy under it) raises on a damaged byte stream.
+_PARSE_ERRORS = (EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+                 NotImplementedError, OverflowError, struct.error, UnicodeError, LookupError)
+
+
+def _looks_like_dicom_without_preamble(head: bytes) -> bool:
+    """True when ``head`` starts like a DICOM data set: a group 0002/0008 tag and a sane VR.
+
+    Some modalities and old PACS exports write the data set (or the file meta) with no
+    128-byte preamble and no "DICM". deid skips those (it reads with force=False); we accept
+    them, but only when the first element is a plausible one, because ``force=True`` alone
+    turns any text file into an empty-looking "dataset" instead of an error.
+    """
+    if len(head) < 8:
+        return False
+    group, elem = struct.unpack("<HH", head[:4])
+    if group not in (0x0002, 0x0008) or elem > 0x0100:
+        return False
+    if head[4:6] in _EXPLICIT_VRS:
+        return True
+    # Implicit VR little endian: a 4-byte length that fits a header element.
+    (length,) = struct.unpack("<I", head[4:8])
+    return length < 0x10000 or length == _UNDEFINED
+
+
+def _check_raw_lengths(ds: Dataset) -> None:
+    """Raise EOFError if a top-level value was cut short (pydicom does not check)."""
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        if isinstance(raw, RawDataElement) and raw.value is not None and raw.length != _UNDEFINED:
+            if len(raw.value) != raw.length:
+                raise EOFError("value shorter than its declared length")
+
+
+def _check_pixel_element(fp: BinaryIO, ds: Dataset, size: int) -> None:
+    """After a headers-only read ``fp`` sits at the element pydicom stopped before (PixelData
+    or a later one). Check its declared length fits in the file without reading the pixels."""
+    here = fp.tell()
+    if here >= size:
+        return
+    head = fp.read(12)
+    if len(head) < 8:
+        raise EOFError("element header cut short")
+    implicit = ds.original_encoding[0]
+    little = ds.original_encoding[1] in (None, True)
+    fmt = "<" if little else ">"
+    if implicit or head[4:6] not in _EXPLICIT_VRS:
+        (length,) = struct.unpack(fmt + "I", head[4:8])
+        start = here + 8
+    elif head[4:6] in _LONG_VRS:
+        if len(head) < 12:
+            raise EOFError("element header cut short")
+        (length,) = struct.unpack(fmt + "I", head[8:12])
+        start = here + 12
+    else:
+        (length,) = struct.unpack(fmt + "H", head[6:8])
+        start = here + 8
+    if length != _UNDEFINED and start + length > size:
+        raise EOFError("pixel data shorter than its declared length")
+
+
+def _walk_all(ds: Dataset) -> None:
+    """Convert every element at every depth so a damaged sequence fails here, not in a recipe."""
+    for elem in ds:
+        if elem.VR == "SQ":
+            for item in elem.value:
+                _walk_all(item)
+
+
+def _parse(fp: BinaryIO, size: int, headers_only: bool, force: bool) -> FileDataset:
+    ds = dcmread(fp, stop_before_pixels=headers_only, force=force)
+    if force and not ds.file_meta and "SOPClassUID" not in ds and "SOPInstanceUID" not in ds:
+        raise InvalidDicomError("no SOP class or instance after a forced read")
+    _check_raw_lengths(ds)
+    if headers_only:
+        _check_pixel_element(fp, ds, size)
+    elif fp.tell() < size:
+        # Bytes left over after the last element: a cut element header (< 8 bytes).
+        leftover = fp.read(8)
+        if len(leftover) < 8 and leftover.strip(b"\0"):
+            raise EOFError("trailing partial element")
+    _walk_all(ds)
+    return ds
+
+
+def read_dataset(
+    path: str | os.PathLike[str], *, headers_only: bool, name: str | None = None
+) -> FileDataset:
+    """Read ``path``; ``headers_only`` stops before PixelData (the get and inspect stages).
+
+    Raises :class:`InputError` with ``name`` (default: ``path`` as given, so a caller that
+    passes a path relative to ``--input`` gets relative paths in reports) and a reason from
+    :data:`REASONS`. A preamble-less file is read with ``force=True`` only when it starts like
+    DICOM (see :func:`_looks_like_dicom_without_preamble`).
+    """
+    shown = name if name is not None else os.fspath(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InputError(shown, MISSING) from None
+    except PermissionError:
+        raise InputError(shown, PERMISSION) from None
+    if not stat.S_ISREG(st.st_mode):
+        # Checked before open(): opening a FIFO would block the worker forever.
+        raise InputError(shown, NOT_REGULAR)
+    if st.st_size == 0:
+        raise InputError(shown, EMPTY)
+    try:
+        with open(path, "rb") as fp, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            head = fp.read(132)
+            fp.seek(0)
+            if len(head) == 132 and head[128:132] == b"DICM":
+                force = False
+            elif _looks_like_dicom_without_preamble(head):
+                force = True
+            else:
+                raise InputError(shown, NOT_DICOM)
+            try:
+                ds = _parse(fp, st.st_size, headers_only, force)
+            except InvalidDicomError:
+                raise InputError(shown, NOT_DICOM) from None
+            except _PARSE_ERRORS:
+                raise InputError(shown, CORRUPT) from None
+            except MemoryError:
+                raise InputError(shown, CORRUPT) from None
+    except PermissionError:
+        raise InputError(shown, PERMISSION) from None
+    except IsADirectoryError:
+        raise InputError(shown, NOT_REGULAR) from None
+    except FileNotFoundError:
+        raise InputError(shown, MISSING) from None
+    if caught:
+        # pydicom's warnings may quote values: DEBUG only, and counted, not printed, above it.
+        log.debug("%s: %d pydicom warning(s) while reading", shown, len(caught))
+    if not isinstance(ds, FileDataset):  # pragma: no cover - dcmread on a file gives one
+        raise InputError(shown, NOT_DICOM)
+    return ds
+
+
+def enforce_inside(root: str | os.PathLike[str], rel: str) -> str:
+    """Absolute path of ``rel`` under ``root``, refusing anything that would land outside.
+
+    Relative paths come from the walk, the store and ids files a user may edit; a crafted one
+    (``../../etc/x``, an absolute path, a symlinked directory pointing out) must not make a
+    worker write outside the output folder. Raises :class:`InputError` (a skip, not a crash).
+    """
+    if not rel or "\0" in rel or os.path.isabs(rel) or rel.startswith(("/", "\\")):
+        raise InputError(rel, OUTSIDE)
+    base = os.path.realpath(root)
+    target = os.path.normpath(os.path.join(base, rel))
+    if os.path.commonpath([base, target]) != base or target == base:
+        raise InputError(rel, OUTSIDE)
+    # A symlink inside root may point elsewhere: resolve what exists of the parent.
+    parent = os.path.realpath(os.path.dirname(target))
+    if os.path.commonpath([base, parent]) != base:
+        raise InputError(rel, OUTSIDE)
+    return target
+
+
+def write_like_original(ds: Dataset, fileobj: BinaryIO | str | os.PathLike[str]) -> None:
+    """Write ``ds`` as a Part-10 file: preamble (the dataset's own if it has one), "DICM",
+    file meta. ``enforce_file_format=True`` makes pydicom fill in missing meta (group length,
+    version) so every output is a file any reader opens, as deid's outputs are."""
+    ds.save_as(fileobj, enforce_file_format=True)
+
+
+def _fsync_dir(directory: str) -> None:
+    """Persist a rename: best effort, some platforms/filesystems cannot open a directory."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+_NO_LINK_ERRNOS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}
+
+
+def write_atomic(ds: Dataset, dest: str | os.PathLike[str], *, overwrite: bool) -> None:
+    """Write ``ds`` to ``dest`` so that ``dest`` is either absent/old or complete and new.
+
+    The data goes to ``.<name>.<random>.tmp`` in the same directory (same filesystem, so the
+    final step is atomic), is fsynced, then:
+
+    - ``overwrite=True``: ``os.replace`` over whatever is there;
+    - ``overwrite=False``: ``os.link`` to ``dest``, which fails if ``dest`` exists even when
+      another worker created it a microsecond ago, so two workers never both write it.
+      Where hard links are unsupported, ``dest`` is claimed with ``O_EXCL`` and then replaced.
+
+    Raises :class:`OutputExistsError` (``dest`` as given) when it exists and not overwrite.
+    Any other ``OSError`` (disk full, ...) propagates after the temp file is removed.
+    """
+    shown = os.fspath(dest)
+    target = Path(dest)
+    if not overwrite and os.path.lexists(target):
+        raise OutputExistsError(shown)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fp:
+            write_like_original(ds, fp)
+            fp.flush()
+            os.fsync(fp.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            _publish_exclusive(tmp, target, shown)
+        _fsync_dir(str(target.parent))
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+
+
+def _publish_exclusive(tmp: str, target: Path, shown: str) -> None:
+    try:
+        os.link(tmp, target)
+        return
+    except FileExistsError:
+        raise OutputExistsError(shown) from None
+    except OSError as exc:
+        if exc.errno not in _NO_LINK_ERRNOS:
+            raise
+    # No hard links here (some network/FUSE filesystems): claim the name, then fill it.
+    try:
+        claim = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        raise OutputExistsError(shown) from None
+    os.close(claim)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        os.unlink(target)
+        raise
+
+
+def _read_umask() -> int:
+    """The process umask, read once at import (mkstemp creates 0600; outputs should get the
+    usual permissions). Reading it means setting it, so never do that while threads write."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()

@@ -1,0 +1,366 @@
+"""Identifiers export and import: ``ids[entity][item][field] = value``, as deid's client shapes it.
+
+Export writes ``deid-ids.pkl`` (what deid users load) and ``deid-ids.json`` side by side, one
+entity at a time, so a run with millions of files never holds all its ids in one process: the
+pickle is written opcode by opcode (protocol 2) and the JSON piece by piece. Both appear only
+when complete (temp file, fsync, rename).
+
+Import refuses code: a pickle is loaded with an unpickler that resolves no global at all, so a
+crafted ``deid-ids.pkl`` cannot run anything (plain dict/list/str/int/float/bool/None need no
+global). Error messages name positions by number (``entity #3 item #1``), never by key, since
+keys are PatientIDs and UIDs.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import pickle
+import struct
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+
+from deid_workers.errors import IdentifiersError
+
+__all__ = [
+    "IDS_JSON",
+    "IDS_PICKLE",
+    "IdsWriter",
+    "load_ids",
+    "save_ids",
+]
+
+IDS_PICKLE = "deid-ids.pkl"
+IDS_JSON = "deid-ids.json"
+
+_MAX_DEPTH = 32
+"""Deepest nesting accepted inside one field value (sequence items as dicts in lists)."""
+
+# Pickle opcodes (protocol 2), written by hand so entities stream out one at a time.
+_PROTO2 = b"\x80\x02"
+_EMPTY_DICT = b"}"
+_SETITEM = b"s"
+_POP = b"0"
+_STOP = b"."
+_LONG_BINPUT = b"r"
+_LONG_BINGET = b"j"
+
+
+def _plain(value: Any, where: str, depth: int = 0) -> Any:
+    """``value`` as plain JSON-safe Python (str/int/float/bool/None/list/dict with str keys).
+
+    Converts subclasses (pydicom's UID, IS, DSfloat, MultiValue) to their base types: a
+    subclass would pickle as a global reference, which our own loader refuses.
+    """
+    if depth > _MAX_DEPTH:
+        raise IdentifiersError(f"{where}: value nested too deeply")
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, Mapping):
+        out = {}
+        for key, sub in value.items():
+            if not isinstance(key, str):
+                raise IdentifiersError(f"{where}: mapping keys must be strings")
+            out[str(key)] = _plain(sub, where, depth + 1)
+        return out
+    if isinstance(value, (list, tuple)) or (
+        isinstance(value, Iterable) and not isinstance(value, (bytes, bytearray, memoryview))
+        and hasattr(value, "__len__")
+    ):
+        return [_plain(sub, where, depth + 1) for sub in value]
+    raise IdentifiersError(f"{where}: value of type {type(value).__name__} is not JSON-safe")
+
+
+def _fields(fields: Any, where: str) -> dict[str, Any]:
+    if not isinstance(fields, Mapping):
+        raise IdentifiersError(f"{where}: expected a mapping of fields")
+    out: dict[str, Any] = {}
+    for n, (name, value) in enumerate(fields.items(), 1):
+        if not isinstance(name, str):
+            raise IdentifiersError(f"{where} field #{n}: field name must be a string")
+        out[str(name)] = _plain(value, f"{where} field #{n}")
+    return out
+
+
+class IdsWriter:
+    """Stream an ids export into ``folder``: ``deid-ids.pkl`` and ``deid-ids.json``.
+
+    Use as a context manager; call :meth:`add_entity` once per entity. Both files are
+    published on a clean exit and discarded if the block raises.
+
+    Callers should pass each entity once. If one comes twice its items are still merged
+    correctly in the pickle (the entity dict is memoised and reopened) and by :func:`load_ids`
+    for the JSON, but a plain ``json.load`` elsewhere keeps only the last copy of a repeated key.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self._folder = Path(folder)
+        self._folder.mkdir(parents=True, exist_ok=True)
+        self._pkl_tmp: str | None = None
+        self._json_tmp: str | None = None
+        self._pkl: BinaryIO | None = None
+        self._json: BinaryIO | None = None
+        self._memo: dict[str, int] = {}
+        self._buf = io.BytesIO()
+        self._pickler = pickle.Pickler(self._buf, protocol=2)
+        self._pickler.fast = True  # no memo opcodes in pieces: ours are the only ones
+        self._closed = False
+
+    @property
+    def pkl_path(self) -> Path:
+        return self._folder / IDS_PICKLE
+
+    @property
+    def json_path(self) -> Path:
+        return self._folder / IDS_JSON
+
+    def __enter__(self) -> IdsWriter:
+        self._open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def _open(self) -> None:
+        if self._pkl is not None:
+            return
+        fd, self._pkl_tmp = tempfile.mkstemp(prefix=f".{IDS_PICKLE}.", suffix=".tmp", dir=self._folder)
+        self._pkl = os.fdopen(fd, "wb")
+        fd, self._json_tmp = tempfile.mkstemp(prefix=f".{IDS_JSON}.", suffix=".tmp", dir=self._folder)
+        self._json = os.fdopen(fd, "wb")
+        self._pkl.write(_PROTO2 + _EMPTY_DICT)
+        self._json.write(b"{")
+
+    def _piece(self, obj: Any) -> bytes:
+        """Pickle ``obj`` without its PROTO header and STOP, to splice into the stream."""
+        self._buf.seek(0)
+        self._buf.truncate()
+        self._pickler.dump(obj)
+        return self._buf.getvalue()[2:-1]
+
+    def add_entity(self, entity: str, items: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        """Append ``entity`` and its items; ``items`` may be a generator (consumed once)."""
+        if self._closed:
+            raise ValueError("IdsWriter is closed")
+        self._open()
+        try:
+            self._add(entity, items)
+        except BaseException:
+            # A half-written entity leaves both streams unusable: discard them.
+            self.abort()
+            raise
+
+    def _add(self, entity: str, items: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        assert self._pkl is not None and self._json is not None
+        n_entity = len(self._memo) + 1
+        if not isinstance(entity, str):
+            raise IdentifiersError(f"entity #{n_entity}: key must be a string")
+        entity = str(entity)
+        repeat = entity in self._memo
+        if repeat:
+            self._pkl.write(_LONG_BINGET + struct.pack("<I", self._memo[entity]))
+        else:
+            index = len(self._memo)
+            self._memo[entity] = index
+            self._pkl.write(self._piece(entity) + _EMPTY_DICT + _LONG_BINPUT + struct.pack("<I", index))
+        where_entity = f"entity #{self._memo[entity] + 1}"
+        if n_entity > 1 or repeat:
+            self._json.write(b", ")
+        self._json.write(json.dumps(entity).encode() + b": {")
+        for n, pair in enumerate(items, 1):
+            item, fields = pair
+            where = f"{where_entity} item #{n}"
+            if not isinstance(item, str):
+                raise IdentifiersError(f"{where}: key must be a string")
+            plain = _fields(fields, where)
+            self._pkl.write(self._piece(str(item)) + self._piece(plain) + _SETITEM)
+            if n > 1:
+                self._json.write(b", ")
+            self._json.write(json.dumps(str(item)).encode() + b": " + _json_bytes(plain, where))
+        self._pkl.write(_POP if repeat else _SETITEM)
+        self._json.write(b"}")
+
+    def close(self) -> None:
+        """Finish both files and rename them into place."""
+        if self._closed:
+            return
+        self._open()
+        assert self._pkl is not None and self._json is not None
+        try:
+            self._pkl.write(_STOP)
+            self._json.write(b"}\n")
+            for fp in (self._pkl, self._json):
+                fp.flush()
+                os.fsync(fp.fileno())
+                fp.close()
+            os.chmod(self._pkl_tmp, 0o644)  # type: ignore[arg-type]
+            os.chmod(self._json_tmp, 0o644)  # type: ignore[arg-type]
+            os.replace(self._pkl_tmp, self.pkl_path)  # type: ignore[arg-type]
+            os.replace(self._json_tmp, self.json_path)  # type: ignore[arg-type]
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+
+    def abort(self) -> None:
+        """Discard both temp files (the previous export, if any, stays as it was)."""
+        self._closed = True
+        for fp in (self._pkl, self._json):
+            if fp is not None and not fp.closed:
+                fp.close()
+        for tmp in (self._pkl_tmp, self._json_tmp):
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
+
+
+def _json_bytes(value: Any, where: str) -> bytes:
+    try:
+        return json.dumps(value, allow_nan=False).encode()
+    except ValueError:
+        raise IdentifiersError(f"{where}: NaN or infinite number is not JSON-safe") from None
+
+
+def save_ids(ids: Mapping[str, Mapping[str, Mapping[str, Any]]], folder: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Write a whole in-memory ``ids`` dict; returns ``(pkl_path, json_path)``."""
+    if not isinstance(ids, Mapping):
+        raise IdentifiersError("top level: expected a mapping of entities")
+    with IdsWriter(folder) as writer:
+        for n, (entity, items) in enumerate(ids.items(), 1):
+            if not isinstance(items, Mapping):
+                raise IdentifiersError(f"entity #{n}: expected a mapping of items")
+            writer.add_entity(entity, items.items())
+    return writer.pkl_path, writer.json_path
+
+
+class _NoCodeUnpickler(pickle.Unpickler):
+    """Resolves no global: plain containers and scalars load, anything callable is refused."""
+
+    def __init__(self, fp: BinaryIO, shown: str) -> None:
+        super().__init__(fp)
+        self._shown = shown
+
+    def find_class(self, module: str, name: str) -> Any:
+        err = IdentifiersError(f"refusing to load {self._shown}: it contains code (global '{module}.{name}')")
+        err.path = self._shown
+        raise err
+
+    def persistent_load(self, pid: Any) -> Any:
+        err = IdentifiersError(f"refusing to load {self._shown}: it contains a persistent reference")
+        err.path = self._shown
+        raise err
+
+
+def _merge_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON object hook: a repeated key whose values are both objects is merged, not replaced
+    (an entity written twice by :class:`IdsWriter`)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        old = out.get(key)
+        if isinstance(old, dict) and isinstance(value, dict):
+            old.update(value)
+        else:
+            out[key] = value
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError("NaN or infinite number")
+
+
+def load_ids(path: str | os.PathLike[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Load ids from a ``.json`` or ``.pkl``/``.pickle`` file (other names: sniffed).
+
+    Raises :class:`IdentifiersError` for code in a pickle, a damaged file or the wrong shape.
+    """
+    shown = os.fspath(path)
+    suffix = Path(shown).suffix.lower()
+    try:
+        with open(path, "rb") as fp:
+            if suffix in (".pkl", ".pickle"):
+                kind = "pickle"
+            elif suffix == ".json":
+                kind = "json"
+            else:
+                first = fp.read(1)
+                fp.seek(0)
+                kind = "pickle" if first == b"\x80" else "json"
+            if kind == "pickle":
+                try:
+                    data = _NoCodeUnpickler(fp, shown).load()
+                except IdentifiersError:
+                    raise
+                except Exception:
+                    raise IdentifiersError("not a valid pickle (truncated or corrupt)", shown) from None
+                if fp.read(1):
+                    raise IdentifiersError("unexpected data after the pickle", shown)
+            else:
+                try:
+                    data = json.load(fp, object_pairs_hook=_merge_pairs, parse_constant=_reject_constant)
+                except (ValueError, UnicodeDecodeError, RecursionError):
+                    raise IdentifiersError("not valid JSON", shown) from None
+    except FileNotFoundError:
+        raise IdentifiersError("file not found", shown) from None
+    except PermissionError:
+        raise IdentifiersError("permission denied", shown) from None
+    except IsADirectoryError:
+        raise IdentifiersError("not a regular file", shown) from None
+    return _validate(data, shown)
+
+
+def _validate(data: Any, shown: str) -> dict[str, dict[str, dict[str, Any]]]:
+    if not isinstance(data, dict):
+        raise IdentifiersError("top level: expected a mapping of entities", shown)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for e, (entity, items) in enumerate(data.items(), 1):
+        if not isinstance(entity, str):
+            raise IdentifiersError(f"entity #{e}: key must be a string", shown)
+        if not isinstance(items, dict):
+            raise IdentifiersError(f"entity #{e}: expected a mapping of items", shown)
+        entity_out: dict[str, dict[str, Any]] = {}
+        for i, (item, fields) in enumerate(items.items(), 1):
+            where = f"entity #{e} item #{i}"
+            if not isinstance(item, str):
+                raise IdentifiersError(f"{where}: key must be a string", shown)
+            try:
+                plain = _fields(fields, where)
+                _check_finite(plain, where)
+            except IdentifiersError as exc:
+                raise IdentifiersError(str(exc), shown) from None
+            entity_out[item] = plain
+        out[entity] = entity_out
+    return out
+
+
+def _check_finite(value: Any, where: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise IdentifiersError(f"{where}: NaN or infinite number is not JSON-safe")
+    if isinstance(value, list):
+        for sub in value:
+            _check_finite(sub, where)
+    elif isinstance(value, dict):
+        for sub in value.values():
+            _check_finite(sub, where)
