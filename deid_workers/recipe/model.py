@@ -54,6 +54,7 @@ class Label:
     coordinates: tuple[Coordinates, ...] = ()
     path: str | None = None
     line: int = 0
+    text: str = ""  # deid's stored form of the LABEL line (reason of criteria-less labels)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Recipe:
     """
 
     header: tuple[Action, ...] = ()
+    format: str = "dicom"
     filters: tuple[FilterGroup, ...] = ()
     values: Mapping[str, tuple[Action, ...]] = field(default_factory=dict)
     fields: Mapping[str, tuple[Action, ...]] = field(default_factory=dict)
