@@ -1,0 +1,37 @@
+"""The pure recipe engine: recipe text in, datasets and plain dicts out (no Celery, no I/O
+beyond reading recipe files).
+
+Layers, each importing only those before it: model -> parser / selectors -> funcs -> values ->
+actions / filters / pixels / identifiers -> loader.
+"""
+
+from __future__ import annotations
+
+from ..errors import RecipeError
+from .actions import deidentify
+from .filters import compile_filters, inspect_dataset
+from .identifiers import entity_item, get_identifiers
+from .loader import default_recipe_path, load_recipe
+from .model import ACTIONS, Action, Coordinates, FilterGroup, Label, Recipe
+from .parser import merge_recipes, parse_recipe
+from .pixels import clean_pixels
+
+__all__ = [
+    "ACTIONS",
+    "Action",
+    "Coordinates",
+    "FilterGroup",
+    "Label",
+    "Recipe",
+    "RecipeError",
+    "clean_pixels",
+    "compile_filters",
+    "default_recipe_path",
+    "deidentify",
+    "entity_item",
+    "get_identifiers",
+    "inspect_dataset",
+    "load_recipe",
+    "merge_recipes",
+    "parse_recipe",
+]

@@ -1,0 +1,80 @@
+"""Find, read, parse, merge and validate recipes: the one entry point, :func:`load_recipe`.
+
+Paths are resolved as deid resolves them (a directory means its first file whose name starts
+with ``deid``), so any deid recipe loads unchanged. Filter criteria are compiled here too, so a
+bad criteria line fails at load time, before any file is touched.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+from ..errors import RecipeError
+from . import filters
+from .actions import compiled
+from .model import Recipe
+from .parser import merge_recipes, parse_recipe
+
+__all__ = ["load_recipe", "default_recipe_path", "find_recipe"]
+
+PathLike = str | os.PathLike[str]
+
+
+def default_recipe_path() -> Path:
+    """The project's shipped default recipe (PS3.15 Annex E, spec Part A §1)."""
+    return Path(str(resources.files("deid_workers.recipe") / "data" / "default.dicom"))
+
+
+def find_recipe(path: PathLike) -> Path:
+    """A recipe file from a path: the file itself, or a directory's first ``deid*`` file."""
+    p = Path(path)
+    if p.is_dir():
+        candidates = sorted(x for x in os.listdir(p) if x.startswith("deid"))
+        if not candidates:
+            raise RecipeError("no recipe file (name starting with 'deid') in directory", str(p))
+        p = p / candidates[0]
+    if not p.is_file():
+        raise RecipeError("recipe file not found", str(p))
+    return p
+
+
+def _read(p: Path) -> str:
+    try:
+        return p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"cannot read recipe: {exc.__class__.__name__}", str(p)) from None
+
+
+def load_recipe(
+    paths: PathLike | Sequence[PathLike] | None = None, *, text: str | None = None
+) -> Recipe:
+    """Load one recipe or merge several (in order); ``text`` is a recipe given as a string,
+    merged after any paths. Nothing at all -> the project's default recipe.
+
+    Raises RecipeError (with .path and .line) for anything that does not parse.
+    """
+    if paths is None:
+        items: list[PathLike] = [] if text is not None else [default_recipe_path()]
+    elif isinstance(paths, (str, os.PathLike)):
+        items = [paths]
+    else:
+        items = list(paths)
+    recipes: list[Recipe] = []
+    texts: list[str] = []
+    for item in items:
+        p = find_recipe(item)
+        source = _read(p)
+        recipes.append(parse_recipe(source, str(p)))
+        texts.append(source)
+    if text is not None:
+        recipes.append(parse_recipe(text, None))
+        texts.append(text)
+    recipe = merge_recipes(recipes, texts) if len(recipes) > 1 else recipes[0] if recipes else None
+    if recipe is None:
+        raise RecipeError("no recipe given")
+    filters.compile_filters(recipe)
+    compiled(recipe)
+    return recipe

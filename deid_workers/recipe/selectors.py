@@ -1,0 +1,332 @@
+"""Selectors x Dataset -> matching fields, at every sequence depth and in file meta (spec §2.5).
+
+A *field* is one element of the flattened dataset, named as deid names it: ``uid`` is the tag
+path ``(0040,0275)__0__(0008,0050)``, ``name`` the keyword path
+``RequestAttributesSequence__AccessionNumber``. Selectors are compiled once per recipe
+(:func:`compile_selector`, kept in ``Recipe.cache``); a :class:`FieldSet` is built once per file
+and answers each selector once, then only filters its answer by what is still present. deid
+re-expands every REPLACE/JITTER selector for each removal (quadratic); we do not.
+
+Nothing here writes onto the caller's datasets or onto pydicom classes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.tag import Tag
+
+__all__ = [
+    "SKIP",
+    "Selector",
+    "Field",
+    "FieldSet",
+    "compile_selector",
+    "add_target",
+]
+
+SKIP = frozenset(
+    {
+        "PixelData",
+        "RedPaletteColorLookupTableData",
+        "GreenPaletteColorLookupTableData",
+        "BluePaletteColorLookupTableData",
+        "VOILUTSequence",
+        "FileMetaInformationGroupLength",
+        "FileMetaInformationVersion",
+        "TransferSyntaxUID",
+        "ImplementationClassUID",
+    }
+)
+"""deid's ``get.skip`` (spec §4.1): never selected, at any depth (ADD may still set them)."""
+
+_EXPANDER_RE = re.compile(r'^([^:"]*(?:"[^"]*"[^:"]*)*):(.*)$')
+_REGEX_KINDS = ("contains", "startswith", "endswith", "except")
+_HEX8 = re.compile(r"[0-9A-Fa-f]{8}")
+
+
+@dataclass(frozen=True)
+class Selector:
+    """A compiled FIELD token: ``kind`` is all, exact, contains, startswith, endswith, except,
+    select, values or fields."""
+
+    text: str
+    kind: str
+    arg: str = ""
+    regex: re.Pattern[str] | None = None
+
+    @property
+    def plain(self) -> bool:
+        """True unless the selector reads a %values/%fields list (those never shield REMOVE)."""
+        return self.kind not in ("values", "fields")
+
+
+def compile_selector(text: str) -> Selector:
+    """Compile one selector; ValueError (with a reason) when it can never work."""
+    if text.lower() == "all":
+        return Selector(text, "all")
+    if text.startswith("values"):
+        return Selector(text, "values", re.sub("^values:", "", text))
+    if text.startswith("fields"):
+        return Selector(text, "fields", re.sub("^fields:", "", text))
+    m = _EXPANDER_RE.match(text)
+    if not m:
+        return Selector(text, "exact", text.lower())
+    expander, expression = m.group(1).lower(), m.group(2).lower()
+    if expander in _REGEX_KINDS:
+        if expander == "endswith":
+            expression = f"({expression})$"
+        elif expander == "startswith":
+            expression = f"^({expression})"
+        try:
+            regex = re.compile(expression, re.IGNORECASE)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression in {text!r}: {exc}") from None
+        return Selector(text, expander, expression, regex)
+    if expander == "select":
+        attribute, _, value = expression.partition(":")
+        attribute = attribute.upper()
+        if attribute == "VR":
+            return Selector(text, "select", "VR:" + value[0:2].upper())
+        if attribute == "GROUP":
+            try:
+                group = int(value, 16)
+            except ValueError:
+                raise ValueError(f"select:group needs a hex group in {text!r}") from None
+            return Selector(text, "select", f"GROUP:{group}")
+        raise ValueError(f"select: supports VR: or group:, not {text!r}")
+    # deid silently matches nothing for an unknown expander; a typo would leak PHI.
+    raise ValueError(
+        f"unknown expander {m.group(1)!r} in {text!r} (expected contains, startswith, "
+        "endswith, except, select, values or fields)"
+    )
+
+
+def add_target(text: str) -> tuple[int, str]:
+    """The (tag, VR) an ADD line creates: a dictionary keyword, or 8 hex digits with VR ST.
+
+    deid gives hex tags VR ST even when the dictionary knows the tag; we do the same, so a
+    recipe writes the same file with both tools.
+    """
+    tag = tag_for_keyword(text)
+    if tag is not None:
+        return int(tag), dictionary_VR(tag)
+    if _HEX8.fullmatch(text):
+        return int(text, 16), "ST"
+    raise ValueError(f"ADD needs a DICOM keyword or an 8-digit hex tag, not {text!r}")
+
+
+class Field:
+    """One element of the flattened dataset, with deid's naming (element, name, uid)."""
+
+    __slots__ = ("element", "name", "uid", "is_filemeta", "parent", "_surfaces")
+
+    def __init__(
+        self, element: DataElement, name: str, uid: str, is_filemeta: bool, parent: Dataset
+    ) -> None:
+        self.element = element
+        self.name = name
+        self.uid = uid
+        self.is_filemeta = is_filemeta
+        self.parent = parent
+        self._surfaces: tuple[str, ...] | None = None
+
+    def __repr__(self) -> str:  # no value: reprs end up in logs
+        return f"Field({self.uid} [{self.name}])"
+
+    @property
+    def tag(self) -> str:
+        return str(self.element.tag)
+
+    @property
+    def stripped_tag(self) -> str:
+        return re.sub(r"[(), ]", "", str(self.element.tag))
+
+    def private_forms(self) -> tuple[str, ...]:
+        el = self.element
+        creator = getattr(el, "private_creator", None)
+        if not el.is_private or creator is None:
+            return ()
+        bare = f'{el.tag.group:04X},"{creator}",{el.tag.element & 0xFF:02X}'
+        return (bare, f"({bare})")
+
+    def surfaces(self) -> tuple[str, ...]:
+        """The strings contains:/startswith:/endswith:/except: search (deid's name_contains)."""
+        if self._surfaces is None:
+            el = self.element
+            self._surfaces = (
+                self.name.lower(),
+                f"({el.tag.group:04X},{el.tag.element:04X})".lower(),
+                self.stripped_tag,
+                el.name,
+                el.keyword,
+            ) + self.private_forms()
+        return self._surfaces
+
+    def exact_keys(self) -> set[str]:
+        """Lower-cased strings an exact selector must equal to select this field."""
+        el = self.element
+        keys = {self.tag.lower(), self.stripped_tag.lower(), self.uid.lower()}
+        if self.name:
+            keys.add(self.name.lower())
+        if el.name:
+            keys.add(el.name.lower())
+        if el.keyword:
+            keys.add(el.keyword.lower())
+        keys.update(k.lower() for k in self.private_forms())
+        return keys
+
+    def matches(self, sel: Selector) -> bool:
+        """Does this field match a static selector (not values:/fields:)?"""
+        kind = sel.kind
+        if kind == "all":
+            return True
+        if kind == "exact":
+            return sel.arg in self.exact_keys()
+        if kind == "select":
+            attribute, value = sel.arg.split(":", 1)
+            if attribute == "VR":
+                return self.element.VR == value
+            return self.element.tag.group == int(value)
+        if sel.regex is not None:
+            hit = any(sel.regex.search(s) for s in self.surfaces())
+            return not hit if kind == "except" else hit
+        return False
+
+    def value_matches(self, regex: re.Pattern[str]) -> bool:
+        """deid's value_contains: str of each value (lists item-wise) searched."""
+        value = self.element.value
+        values = value if isinstance(value, list) else [value]
+        return any(regex.search(str(v)) for v in values)
+
+
+class FieldSet:
+    """The candidate fields of one dataset (deid's field set), updated as actions run.
+
+    ``skip_tags`` are tag texts (``(0010,0020)``) excluded at every depth: the tags of KEEP
+    targets, compared the way deid compares them (so a nested KEEP path protects nothing).
+    """
+
+    def __init__(self, ds: Dataset, skip_tags: frozenset[str] | set[str] = frozenset()) -> None:
+        self.dataset = ds
+        self.fields: dict[str, Field] = {}
+        self._exact: dict[str, list[str]] | None = None
+        self._memo: dict[Selector, list[str]] = {}
+        self._flatten(ds, skip_tags)
+
+    def _flatten(self, ds: Dataset, skip_tags: frozenset[str] | set[str]) -> None:
+        queue: list[tuple[Dataset, str | None, str | None, bool]] = [(ds, None, None, False)]
+        meta = getattr(ds, "file_meta", None)
+        if meta:
+            queue.append((meta, None, None, True))
+        while queue:
+            dataset, prefix, uprefix, is_meta = queue.pop(0)
+            for element in dataset:
+                tag_text = str(element.tag)
+                if element.keyword in SKIP or tag_text in skip_tags:
+                    continue
+                name = element.keyword if prefix is None else f"{prefix}__{element.keyword}"
+                uid = tag_text if uprefix is None else f"{uprefix}__{tag_text}"
+                if uid in self.fields:
+                    continue
+                self.fields[uid] = Field(element, name, uid, is_meta, dataset)
+                if element.VR == "SQ" and isinstance(element.value, Sequence):
+                    for idx, item in enumerate(element.value):
+                        if isinstance(item, Dataset):
+                            queue.append((item, name, f"{uid}__{idx}", is_meta))
+
+    def __iter__(self) -> Iterator[Field]:
+        return iter(list(self.fields.values()))
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+    def __contains__(self, uid: object) -> bool:
+        return uid in self.fields
+
+    def _exact_index(self) -> dict[str, list[str]]:
+        if self._exact is None:
+            index: dict[str, list[str]] = {}
+            for uid, f in self.fields.items():
+                for key in f.exact_keys():
+                    index.setdefault(key, []).append(uid)
+            self._exact = index
+        return self._exact
+
+    def _static(self, sel: Selector) -> list[str]:
+        """uids matched by a static selector, computed once and filtered by presence."""
+        uids = self._memo.get(sel)
+        if uids is None:
+            if sel.kind == "exact":
+                uids = list(dict.fromkeys(self._exact_index().get(sel.arg, ())))
+            else:
+                uids = [uid for uid, f in self.fields.items() if f.matches(sel)]
+            self._memo[sel] = uids
+        fields = self.fields
+        return [u for u in uids if u in fields]
+
+    def expand(self, sel: Selector, lists: Mapping[str, object] | None = None) -> list[Field]:
+        """The present fields matched by ``sel``; ``lists`` holds the %values/%fields results."""
+        lists = lists or {}
+        if sel.kind == "values":
+            return self._by_values(lists.get(sel.arg))
+        if sel.kind == "fields":
+            found: dict[str, Field] = {}
+            stored = lists.get(sel.arg) or {}
+            for f in stored.values():  # type: ignore[attr-defined]
+                exact = Selector(f.stripped_tag, "exact", f.stripped_tag.lower())
+                for uid in self._static(exact):
+                    found[uid] = self.fields[uid]
+            return list(found.values())
+        return [self.fields[u] for u in self._static(sel)]
+
+    def _by_values(self, values: object) -> list[Field]:
+        import logging
+
+        items = [str(v) for v in (values or [])]  # type: ignore[attr-defined]
+        if not items:
+            logging.getLogger(__name__).warning(
+                "Empty values list encountered.  No fields will be identified."
+            )
+            return []
+        try:
+            regex = re.compile("(%s)" % "|".join(items), re.IGNORECASE)
+        except re.error:
+            # deid does not escape list values and dies on e.g. "(" ; match them literally.
+            regex = re.compile("(%s)" % "|".join(re.escape(v) for v in items), re.IGNORECASE)
+        return [f for f in list(self.fields.values()) if f.value_matches(regex)]
+
+    def remove(self, f: Field) -> None:
+        """Forget a field and, for a sequence, every field below it."""
+        self.fields.pop(f.uid, None)
+        if f.element.VR == "SQ":
+            prefix = f.uid + "__"
+            for uid in [u for u in self.fields if u.startswith(prefix)]:
+                del self.fields[uid]
+
+    def forget_children(self, f: Field) -> None:
+        if f.element.VR == "SQ":
+            prefix = f.uid + "__"
+            for uid in [u for u in self.fields if u.startswith(prefix)]:
+                del self.fields[uid]
+
+    def add(self, f: Field) -> None:
+        """Register a field created by ADD; answers of earlier selectors are recomputed."""
+        self.fields[f.uid] = f
+        if self._exact is not None:
+            for key in f.exact_keys():
+                self._exact.setdefault(key, []).append(f.uid)
+        self._memo.clear()
+
+    def get(self, uid: str) -> Field | None:
+        return self.fields.get(uid)
+
+    @staticmethod
+    def make_tag(text: str) -> int:
+        return int(Tag(text))
