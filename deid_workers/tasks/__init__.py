@@ -1,0 +1,133 @@
+"""Celery tasks, one module per stage; this module holds what they share.
+
+Tasks are thin glue: they take a run id and a batch number (never paths or header values),
+fetch the rest from the store, call :mod:`deid_workers.steps` per file and write the outcomes
+back. Their return values are counts only, so nothing Flower or the result backend shows can
+carry PHI.
+
+:func:`run_context` caches, per worker process, what does not change during a run (the run's
+settings, folders and compiled recipe), so a batch costs one or two Redis round trips, not a
+recipe parse.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import redis
+
+from ..config import Settings
+from ..errors import RecipeError
+from ..store import RunStore, redis_client
+
+__all__ = ["RunContext", "run_context", "client", "RETRY_ON", "RUN_SETTINGS", "worker_settings"]
+
+log = logging.getLogger(__name__)
+
+RETRY_ON = (redis.ConnectionError, redis.TimeoutError)
+"""Errors worth a retry: Redis restarting or a network blip. Anything else fails the task."""
+
+RUN_SETTINGS = ("entity_field", "item_field", "date_shift_min", "date_shift_max",
+                "batch_size", "max_retries", "run_expiry")
+"""Settings the producer stores with a run and every worker applies, whatever its own env says.
+The secret is NOT among them: it never travels through Redis; each worker resolves its own."""
+
+_CACHE_SIZE = 8
+_contexts: OrderedDict[str, RunContext] = OrderedDict()
+_clients: dict[str, redis.Redis] = {}
+
+
+def worker_settings() -> Settings:
+    """This worker's settings, from its environment (the only source of its secret)."""
+    return Settings.from_env()
+
+
+def client(url: str | None = None) -> redis.Redis:
+    """The process's Redis client for the app's broker (the store lives on the broker)."""
+    from ..app import app
+
+    url = url or str(app.conf.broker_url)
+    if url not in _clients:
+        _clients[url] = redis_client(url)
+    return _clients[url]
+
+
+@dataclass
+class RunContext:
+    """The immutable part of a run record, as a worker needs it."""
+
+    store: RunStore
+    action: str
+    input: str
+    outfolder: str
+    overwrite: bool
+    created: float
+    settings: Settings
+    recipe_texts: list[str] = field(repr=False)
+    recipe_sha: str = ""
+    print_ids: bool = False
+
+    @cached_property
+    def recipe(self) -> Any:
+        """The run's recipe, parsed once per process from the text stored with the run.
+
+        Loaded from files written in a private temp folder so that several recipes merge exactly
+        as ``--deid A --deid B`` merged them in the producer.
+        """
+        from ..recipe import load_recipe
+
+        folder = tempfile.mkdtemp(prefix="deid-recipe-")
+        paths = []
+        for i, text in enumerate(self.recipe_texts):
+            path = os.path.join(folder, f"deid.run{i}.dicom")
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            paths.append(path)
+        recipe = load_recipe(paths if paths else None)
+        if self.recipe_sha and recipe.sha256 and recipe.sha256 != self.recipe_sha:
+            # Same texts must give the same digest; anything else is a version skew between
+            # the producer's and this worker's recipe engine, which would de-identify differently.
+            raise RecipeError("recipe differs from the one the run was submitted with "
+                              "(deid-workers versions differ between producer and worker?)")
+        return recipe
+
+
+def run_context(run_id: str, *, redis_conn: redis.Redis | None = None) -> RunContext:
+    """The cached context of ``run_id`` (read from Redis the first time in this process)."""
+    ctx = _contexts.get(run_id)
+    if ctx is not None:
+        _contexts.move_to_end(run_id)
+        return ctx
+    store = RunStore.load(redis_conn if redis_conn is not None else client(), run_id)
+    rec = store.record()
+    overrides = {k: v for k, v in (rec.get("settings") or {}).items() if k in RUN_SETTINGS}
+    ctx = RunContext(
+        store=store,
+        action=rec["action"],
+        input=rec["input"],
+        outfolder=rec["outfolder"],
+        overwrite=bool(rec.get("overwrite")),
+        created=float(rec["created"]),
+        settings=worker_settings().with_overrides(**overrides),
+        recipe_texts=list(rec.get("recipe_texts") or []),
+        recipe_sha=str(rec.get("recipe_sha") or ""),
+        print_ids=bool(rec.get("print_ids")),
+    )
+    _contexts[run_id] = ctx
+    while len(_contexts) > _CACHE_SIZE:
+        _contexts.popitem(last=False)
+    return ctx
+
+
+def forget(run_id: str | None = None) -> None:
+    """Drop cached contexts (tests; or after a purge)."""
+    if run_id is None:
+        _contexts.clear()
+    else:
+        _contexts.pop(run_id, None)

@@ -1,0 +1,101 @@
+"""The Celery app, configured from :class:`~deid_workers.config.Settings`.
+
+``celery -A deid_workers.app worker -Q get,inspect,put,finalize`` finds :data:`app` here (the
+``deid-worker`` console script runs the same worker with the queues filled in).
+
+Why these settings:
+
+- JSON only, both ways: a pickle-accepting worker runs whatever code a broker client sends.
+- ``task_acks_late`` + ``task_reject_on_worker_lost`` + prefetch 1: a batch whose worker dies is
+  redelivered, not lost; tasks are idempotent (see :mod:`deid_workers.store`), so a rerun is safe.
+- ``visibility_timeout`` above ``task_time_limit``: a hung batch is killed before Redis hands it
+  to a second worker; a batch that is merely slow is not run twice.
+- Events on (``worker_send_task_events``, ``task_send_sent_event``) so Flower shows every task.
+- Results kept only where a chord needs them (get, inspect); they are counts, never PHI, and
+  expire with the run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from .config import Settings
+
+__all__ = ["app", "QUEUES", "TASK_NAMES", "configure", "make_app", "broker_urls"]
+
+QUEUES = ("get", "inspect", "put", "finalize")
+"""One queue per stage, named as the stage, so operators can scale and watch each one."""
+
+TASK_NAMES = {q: f"deid.{q}" for q in QUEUES}
+"""Task names are the wire contract (Flower, routes); module or function renames change nothing."""
+
+PLACEHOLDER_BROKER = "redis://localhost:6379/0"
+"""Used only until the CLI points the app at a real (or embedded) broker."""
+
+SOFT_LIMIT_MARGIN = 30
+"""Seconds between the soft time limit (the task may log and clean up) and the hard kill."""
+
+
+def broker_urls(url: str) -> tuple[str, str]:
+    """(broker URL for kombu, result backend URL for Celery) from one Redis URL.
+
+    A unix socket is ``redis+socket:///path`` for kombu and ``socket:///path`` for Celery's
+    result backend; ``unix:///path`` (redis-py's spelling) is accepted too.
+    """
+    for prefix in ("redis+socket://", "unix://", "socket://"):
+        if url.startswith(prefix):
+            path = url[len(prefix):]
+            return "redis+socket://" + path, "socket://" + path
+    return url, url
+
+
+def _conf(settings: Settings) -> dict[str, Any]:
+    broker, backend = broker_urls(settings.broker_url or PLACEHOLDER_BROKER)
+    exchange = Exchange("deid", type="direct")
+    soft = max(1, settings.task_time_limit - SOFT_LIMIT_MARGIN)
+    return {
+        "broker_url": broker,
+        "result_backend": backend,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout},
+        "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout},
+        "task_time_limit": settings.task_time_limit,
+        "task_soft_time_limit": soft,
+        "result_expires": settings.run_expiry,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_default_queue": "get",
+        "task_default_exchange": "deid",
+        "task_queues": tuple(Queue(q, exchange, routing_key=q) for q in QUEUES),
+        "task_routes": {name: {"queue": q, "routing_key": q} for q, name in TASK_NAMES.items()},
+        "broker_connection_retry_on_startup": True,
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+        "task_track_started": False,
+        "result_extended": False,
+        "enable_utc": True,
+    }
+
+
+def configure(celery_app: Celery, settings: Settings) -> Celery:
+    """Point ``celery_app`` at the settings' broker (the CLI does this after parsing flags)."""
+    celery_app.conf.update(_conf(settings))
+    return celery_app
+
+
+def make_app(settings: Settings) -> Celery:
+    celery_app = Celery("deid_workers", include=[f"deid_workers.tasks.{q}" for q in QUEUES])
+    return configure(celery_app, settings)
+
+
+app: Celery = make_app(Settings.from_env())
+"""The app workers load; built from the environment (``DEID_BROKER_URL`` ...)."""

@@ -1,0 +1,177 @@
+"""What a run did, for people (a table) and scripts (JSON), plus the inspect report files.
+
+Everything here reads the store and formats; nothing decides. The summary never shows a header
+value: it has counts, relative paths and reasons.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from .store import RunStore
+
+__all__ = [
+    "INSPECT_TSV",
+    "INSPECT_JSON",
+    "LIST_LIMIT",
+    "write_inspect_report",
+    "iter_inspect",
+    "summarize",
+    "render_table",
+    "run_ok",
+]
+
+INSPECT_TSV = "deid-inspect.tsv"
+INSPECT_JSON = "deid-inspect.json"
+LIST_LIMIT = 20
+"""Paths listed per category in the table (all of them are in the JSON summary)."""
+
+
+def iter_inspect(store: RunStore, n_batches: int) -> Any:
+    """(path, verdict) in walk order, a batch at a time: stable output, bounded memory."""
+    for _, paths in store.iter_batches(n_batches):
+        for path, raw in store.outcomes("inspect", paths).items():
+            yield path, json.loads(raw)
+
+
+def write_inspect_report(store: RunStore, outfolder: str, n_batches: int) -> tuple[str, str]:
+    """``deid-inspect.tsv`` (file, flagged, group, reason) and ``deid-inspect.json`` beside it.
+
+    One TSV row per file; a file flagged by several labels lists them joined by ``; ``.
+    Written to temporary names and renamed, so a reader never sees half a report.
+    """
+    tsv = os.path.join(outfolder, INSPECT_TSV)
+    js = os.path.join(outfolder, INSPECT_JSON)
+    with open(tsv + ".tmp", "w", encoding="utf-8", newline="") as ft, \
+            open(js + ".tmp", "w", encoding="utf-8") as fj:
+        ft.write("file\tflagged\tgroup\treason\n")
+        fj.write("[")
+        first = True
+        for path, verdict in iter_inspect(store, n_batches):
+            results = verdict.get("results") or []
+            groups = "; ".join(str(r.get("group", "")) for r in results)
+            reasons = "; ".join(str(r.get("reason", "")) for r in results)
+            ft.write("\t".join(_tsv(x) for x in
+                               (path, str(bool(verdict.get("flagged"))).lower(), groups, reasons)))
+            ft.write("\n")
+            entry = {"file": path, "flagged": bool(verdict.get("flagged")), "results": results}
+            fj.write(("\n " if first else ",\n ") + json.dumps(entry, default=str))
+            first = False
+        fj.write("\n]\n")
+    os.replace(tsv + ".tmp", tsv)
+    os.replace(js + ".tmp", js)
+    return tsv, js
+
+
+def _tsv(text: str) -> str:
+    return text.replace("\t", " ").replace("\n", " ")
+
+
+def summarize(store: RunStore, *, limit: int | None = LIST_LIMIT) -> dict[str, Any]:
+    """The run's summary: counts per stage, outcome lists (up to ``limit`` each), where things are."""
+    rec = store.record()
+    c = store.counters()
+    action = rec.get("action")
+    first = "inspect" if action == "inspect" else ("put" if action == "put" else "get")
+    skipped = dict(_limited(store, "skipped", None))
+    reasons = Counter(skipped.values())
+    summary: dict[str, Any] = {
+        "run_id": store.run_id,
+        "action": action,
+        "state": rec.get("state"),
+        "input": rec.get("input"),
+        "outfolder": rec.get("outfolder"),
+        "files_found": c.get("walk:files", 0),
+        "batches": rec.get("n_batches", c.get("walk:batches", 0)),
+        "skipped": len(skipped),
+        "skip_reasons": dict(reasons),
+        "failed": store.outcome_count("failed"),
+        "missing_ids": store.outcome_count("missing"),
+    }
+    summary["valid"] = summary["files_found"] - summary["skipped"] - summary["failed"]
+    if action in ("put", "all"):
+        summary["written"] = c.get("put:written", 0)
+        summary["refused"] = c.get("put:refused", 0)
+        summary["put_done"] = c.get("put:files", 0)
+    if action == "inspect":
+        summary["inspected"] = c.get("inspect:inspected", 0)
+        summary["flagged"] = c.get("inspect:flagged", 0)
+        summary["clean"] = c.get("inspect:clean", 0)
+        summary["report_tsv"] = rec.get("report_tsv")
+        summary["report_json"] = rec.get("report_json")
+    if action in ("get", "all"):
+        summary["ids_pkl"] = rec.get("ids_pkl")
+        summary["ids_json"] = rec.get("ids_json")
+    summary["done"] = {s: c.get(f"{s}:files", 0) for s in ("get", "inspect", "put")
+                       if s == first or (s == "put" and action == "all")}
+    created = float(rec.get("created") or 0)
+    end = float(rec.get("finished") or time.time())
+    summary["elapsed_s"] = round(max(0.0, end - created), 2)
+    summary["key"] = rec.get("key_location")
+    summary["lists"] = {kind: dict(_limited(store, kind, limit))
+                        for kind in ("skipped", "refused", "failed", "missing")}
+    return summary
+
+
+def _limited(store: RunStore, kind: str, limit: int | None) -> list[tuple[str, str]]:
+    out = []
+    for i, kv in enumerate(sorted(store.iter_outcomes(kind))):
+        if limit is not None and i >= limit:
+            break
+        out.append(kv)
+    return out
+
+
+def run_ok(summary: Mapping[str, Any]) -> bool:
+    """True when every valid file was written (put/all), inspected, or had its ids read (get)."""
+    if summary.get("state") != "finished" or summary.get("failed"):
+        return False
+    action = summary.get("action")
+    if action in ("put", "all"):
+        return summary.get("refused", 0) == 0 and summary.get("written", 0) == summary["valid"]
+    if action == "inspect":
+        return summary.get("inspected", 0) == summary["valid"]
+    return True
+
+
+def render_table(summary: Mapping[str, Any]) -> str:
+    """A short human summary; counts first, then where outputs are, then what went wrong."""
+    rows: list[tuple[str, Any]] = [
+        ("run", f"{summary['run_id']} ({summary['action']}, {summary['state']})"),
+        ("files found", summary["files_found"]),
+        ("valid", summary["valid"]),
+        ("skipped", summary["skipped"]),
+    ]
+    for key, label in (("written", "written"), ("refused", "refused"),
+                       ("inspected", "inspected"), ("flagged", "flagged")):
+        if key in summary:
+            rows.append((label, summary[key]))
+    rows.append(("failed", summary["failed"]))
+    if summary.get("missing_ids"):
+        rows.append(("missing ids", summary["missing_ids"]))
+    rows.append(("elapsed", f"{summary['elapsed_s']} s"))
+    if summary.get("action") != "get" or summary.get("ids_pkl"):
+        rows.append(("output folder", summary.get("outfolder")))
+    for key, label in (("ids_pkl", "ids (pickle)"), ("ids_json", "ids (JSON)"),
+                       ("report_tsv", "report (TSV)"), ("report_json", "report (JSON)"),
+                       ("key", "secret key")):
+        if summary.get(key):
+            rows.append((label, summary[key]))
+    width = max(len(label) for label, _ in rows)
+    lines = [f"{label.ljust(width)}  {value}" for label, value in rows]
+    for reason, n in sorted(summary.get("skip_reasons", {}).items()):
+        lines.append(f"{'':{width}}  skipped {n}: {reason}")
+    for kind in ("skipped", "refused", "failed", "missing"):
+        entries = summary.get("lists", {}).get(kind) or {}
+        if entries:
+            lines.append(f"{kind}:")
+            lines += [f"  {path}: {why}" for path, why in entries.items()]
+            total = summary.get(kind if kind != "missing" else "missing_ids", len(entries))
+            if isinstance(total, int) and total > len(entries):
+                lines.append(f"  ... and {total - len(entries)} more (see --json)")
+    return "\n".join(lines)

@@ -1,0 +1,442 @@
+"""Every Redis key and call of deid-workers, in one module.
+
+Why one module: the key layout is a wire contract between the producer, the workers and the
+operator's tools (``--status``, ``--purge``, Flower, KEDA on queue lengths). Building every key in
+:class:`Keys` (as rq's ``Job.key_for`` does) keeps that contract in one place.
+
+Layout, all under ``deid:run:<run_id>`` and all expiring ``run_expiry`` seconds after their last
+write, so identifiers never outlive the run by more than that::
+
+    deid:runs                           zset  run_id -> created (index for --status)
+    deid:run:<id>                       hash  the run record (settings, recipe text, state, times)
+    deid:run:<id>:batches               hash  batch_no -> JSON list of relative paths
+    deid:run:<id>:valid                 hash  batch_no -> JSON list of paths get found valid
+    deid:run:<id>:counters              hash  "<stage>:<name>" -> int
+    deid:run:<id>:done:<stage>          set   batch numbers whose outcome is committed
+    deid:run:<id>:entities              set   entity digests that have identifiers
+    deid:run:<id>:ids:<digest>          hash  ENTITY_FIELD -> entity, <item> -> JSON fields
+    deid:run:<id>:skipped               hash  relative path -> reason (not DICOM, unreadable)
+    deid:run:<id>:refused               hash  relative path -> reason (output exists)
+    deid:run:<id>:failed                hash  relative path -> error type (unexpected error)
+    deid:run:<id>:missing               hash  relative path -> missing entity/item fields
+    deid:run:<id>:inspect               hash  relative path -> JSON verdict
+
+Key names never contain a header value: an entity (a PatientID) appears in key names only as a
+salted digest; the salt is per run, and the entity and item values live inside the hash.
+
+Idempotency: a batch's per-file records are hash writes (a rerun overwrites them with the same
+values) and its counters are committed by a Lua script only when the batch number first enters
+the stage's ``done`` set, so a redelivered batch is never counted twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from .errors import StoreError
+
+__all__ = [
+    "PREFIX",
+    "RUNS_INDEX",
+    "ENTITY_FIELD",
+    "STAGES",
+    "Keys",
+    "RunStore",
+    "redis_client",
+    "new_run_id",
+    "list_runs",
+]
+
+PREFIX = "deid:run:"
+"""Every key of a run starts with this and the run id."""
+
+RUNS_INDEX = "deid:runs"
+"""Sorted set of run ids by creation time; lets ``--status`` list the latest runs."""
+
+ENTITY_FIELD = "\x00entity"
+"""Field of an ids hash that holds the entity value itself (an item is never empty-prefixed)."""
+
+STAGES = ("get", "inspect", "put")
+
+SCAN_COUNT = 500
+"""Elements per SSCAN/HSCAN call when streaming identifiers out: bounded memory, few calls."""
+
+# Commit a batch's counters only the first time its number enters the done set.
+# KEYS[1] done set, KEYS[2] counters hash; ARGV[1] batch no, ARGV[2] expiry, ARGV[3..] name, n.
+_COMMIT_LUA = """
+local added = redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+if added == 1 then
+  for i = 3, #ARGV, 2 do
+    redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1])
+  end
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+end
+return {added, redis.call('SCARD', KEYS[1])}
+"""
+
+
+def redis_client(url: str) -> redis.Redis:
+    """A redis-py client for a broker URL as Celery spells it.
+
+    Celery/kombu write a unix socket as ``redis+socket:///path``; redis-py wants ``unix:///path``.
+    """
+    for prefix in ("redis+socket://", "socket://"):
+        if url.startswith(prefix):
+            url = "unix://" + url[len(prefix):]
+            break
+    return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+
+
+def new_run_id() -> str:
+    """A short random run id: unguessable enough, easy to type in ``--status``."""
+    return secrets.token_hex(6)
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The key builder: the only place that spells a Redis key of a run."""
+
+    run_id: str
+
+    @property
+    def run(self) -> str:
+        return f"{PREFIX}{self.run_id}"
+
+    def _k(self, *parts: str) -> str:
+        return ":".join((self.run, *parts))
+
+    @property
+    def batches(self) -> str:
+        return self._k("batches")
+
+    @property
+    def valid(self) -> str:
+        return self._k("valid")
+
+    @property
+    def counters(self) -> str:
+        return self._k("counters")
+
+    def done(self, stage: str) -> str:
+        return self._k("done", stage)
+
+    def started(self, stage: str) -> str:
+        return self._k("started", stage)
+
+    @property
+    def entities(self) -> str:
+        return self._k("entities")
+
+    def ids(self, digest: str) -> str:
+        return self._k("ids", digest)
+
+    def outcome(self, kind: str) -> str:
+        """``skipped``, ``refused``, ``failed``, ``missing`` or ``inspect``."""
+        return self._k(kind)
+
+    def all(self) -> list[str]:
+        """Fixed keys of the run (ids hashes are found through :attr:`entities`)."""
+        fixed: list[str] = [self.run, self.batches, self.valid, self.counters, self.entities]
+        fixed += [self.done(s) for s in (*STAGES, "finalize")]
+        fixed += [self.started(s) for s in (*STAGES, "finalize")]
+        fixed += [self.outcome(k) for k in OUTCOME_KINDS]
+        return fixed
+
+
+OUTCOME_KINDS = ("skipped", "refused", "failed", "missing", "inspect")
+
+
+def _decode(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+class RunStore:
+    """One run's state in Redis.
+
+    The constructor does no I/O; :meth:`create` writes a new run and :meth:`load` reads one.
+    Every write refreshes the expiry of the keys it touches.
+    """
+
+    def __init__(self, client: redis.Redis, run_id: str, *, expiry: int, salt: str = "") -> None:
+        self.client = client
+        self.run_id = run_id
+        self.keys = Keys(run_id)
+        self.expiry = int(expiry)
+        self.salt = salt
+        self._commit = client.register_script(_COMMIT_LUA)
+
+    # -- run record ------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls, client: redis.Redis, run_id: str, record: Mapping[str, Any], *, expiry: int
+    ) -> RunStore:
+        """Write a new run record; every value is stored as JSON."""
+        salt = secrets.token_hex(16)
+        store = cls(client, run_id, expiry=expiry, salt=salt)
+        now = time.time()
+        fields = {k: _encode(v) for k, v in record.items()}
+        fields.update({k: _encode(v) for k, v in
+                       {"salt": salt, "created": now, "state": "created", "expiry": expiry}.items()})
+        try:
+            pipe = client.pipeline()
+            pipe.hset(store.keys.run, mapping=fields)
+            pipe.expire(store.keys.run, expiry)
+            pipe.zadd(RUNS_INDEX, {run_id: now})
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot write run {run_id}: {type(exc).__name__}") from exc
+        return store
+
+    @classmethod
+    def load(cls, client: redis.Redis, run_id: str) -> RunStore:
+        """Open an existing run; :class:`StoreError` if Redis does not know it (expired, lost)."""
+        try:
+            salt, expiry = client.hmget(Keys(run_id).run, ["salt", "expiry"])
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot read run {run_id}: {type(exc).__name__}") from exc
+        if salt is None:
+            raise StoreError(f"run {run_id} is unknown to Redis (expired, purged or lost)")
+        return cls(client, run_id, expiry=int(json.loads(expiry or "1")) or 1,
+                   salt=json.loads(salt))
+
+    def record(self) -> dict[str, Any]:
+        """The run record, values decoded from JSON where they were JSON."""
+        raw = self.client.hgetall(self.keys.run)
+        if not raw:
+            raise StoreError(f"run {self.run_id} is unknown to Redis (expired, purged or lost)")
+        return {_decode(k): json.loads(v) for k, v in raw.items()}
+
+    def update(self, **fields: Any) -> None:
+        """Set fields of the run record (state, stage, times, paths of outputs)."""
+        pipe = self.client.pipeline()
+        pipe.hset(self.keys.run, mapping={k: _encode(v) for k, v in fields.items()})
+        pipe.expire(self.keys.run, self.expiry)
+        pipe.execute()
+
+    def set_state(self, state: str, **fields: Any) -> None:
+        extra = {"finished": time.time()} if state in ("finished", "failed") else {}
+        self.update(state=state, **extra, **fields)
+
+    # -- batches ---------------------------------------------------------------------------
+    def add_batch(self, batch_no: int, paths: Sequence[str], *, pipe: Any = None) -> None:
+        """Record one batch of relative paths and count its files (one round trip)."""
+        p = pipe if pipe is not None else self.client.pipeline()
+        p.hset(self.keys.batches, str(batch_no), json.dumps(list(paths)))
+        p.expire(self.keys.batches, self.expiry)
+        p.hincrby(self.keys.counters, "walk:files", len(paths))
+        p.hincrby(self.keys.counters, "walk:batches", 1)
+        p.expire(self.keys.counters, self.expiry)
+        if pipe is None:
+            p.execute()
+
+    def batch(self, batch_no: int) -> list[str]:
+        raw = self.client.hget(self.keys.batches, str(batch_no))
+        if raw is None:
+            raise StoreError(f"run {self.run_id}: batch {batch_no} is unknown")
+        return list(json.loads(raw))
+
+    def valid_paths(self, batch_no: int) -> list[str] | None:
+        """Paths of a batch that get found valid, or None when no get stage ran."""
+        raw = self.client.hget(self.keys.valid, str(batch_no))
+        return None if raw is None else list(json.loads(raw))
+
+    def batch_count(self) -> int:
+        return int(self.client.hlen(self.keys.batches))
+
+    def done_batches(self, stage: str) -> set[int]:
+        return {int(x) for x in self.client.smembers(self.keys.done(stage))}
+
+    def mark_started(self, stage: str, batch_no: int) -> bool:
+        """Note that a batch started; False when it had started before (a redelivery)."""
+        pipe = self.client.pipeline()
+        pipe.sadd(self.keys.started(stage), str(batch_no))
+        pipe.expire(self.keys.started(stage), self.expiry)
+        return bool(pipe.execute()[0])
+
+    def maybe_finish(self, stage: str) -> bool:
+        """Mark the run finished when the walk is over and every batch of ``stage`` is done.
+
+        Called by the last task of a stage and by the producer after its walk (whichever comes
+        last sees the complete picture); marking twice is harmless.
+        """
+        walk_done, n_batches, state = self.client.hmget(
+            self.keys.run, ["walk_done", "n_batches", "state"])
+        if not walk_done or not json.loads(walk_done) or n_batches is None:
+            return False
+        if state is not None and json.loads(state) in ("finished", "failed"):
+            return True
+        if int(self.client.scard(self.keys.done(stage))) < int(json.loads(n_batches)):
+            return False
+        self.set_state("finished")
+        return True
+
+    def pending_batches(self, stage: str, total: int) -> Iterator[int]:
+        """Batch numbers below ``total`` not yet committed for ``stage`` (for resume)."""
+        done = self.done_batches(stage)
+        return (n for n in range(total) if n not in done)
+
+    # -- identifiers -----------------------------------------------------------------------
+    def entity_digest(self, entity: str) -> str:
+        """Salted digest naming an entity's ids hash; the key never shows the entity."""
+        return hmac.new(self.salt.encode(), entity.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+    def _write_ids(self, pipe: Any, entity: str, items: Mapping[str, Mapping[str, Any]]) -> None:
+        digest = self.entity_digest(entity)
+        key = self.keys.ids(digest)
+        mapping = {ENTITY_FIELD: entity}
+        mapping.update({item: json.dumps(fields) for item, fields in items.items()})
+        pipe.hset(key, mapping=mapping)
+        pipe.expire(key, self.expiry)
+        pipe.sadd(self.keys.entities, digest)
+        pipe.expire(self.keys.entities, self.expiry)
+
+    def save_ids(self, ids: Mapping[str, Mapping[str, Mapping[str, Any]]], *, chunk: int = 200) -> int:
+        """Load a whole ids mapping (``--ids FILE``) in pipelines of ``chunk`` entities."""
+        n = 0
+        pipe = self.client.pipeline(transaction=False)
+        for i, (entity, items) in enumerate(ids.items(), 1):
+            self._write_ids(pipe, str(entity), items)
+            n += len(items)
+            if i % chunk == 0:
+                pipe.execute()
+        pipe.execute()
+        return n
+
+    def get_ids(self, entity: str, item: str) -> dict[str, Any] | None:
+        raw = self.client.hget(self.keys.ids(self.entity_digest(entity)), item)
+        return None if raw is None else dict(json.loads(raw))
+
+    def iter_ids(self) -> Iterator[tuple[str, Iterator[tuple[str, dict[str, Any]]]]]:
+        """Stream ``(entity, items)`` with ``items`` an iterator of ``(item, fields)``.
+
+        Uses SSCAN/HSCAN so neither this process nor Redis builds the whole mapping at once.
+        """
+        for digest in self.client.sscan_iter(self.keys.entities, count=SCAN_COUNT):
+            key = self.keys.ids(_decode(digest))
+            entity = self.client.hget(key, ENTITY_FIELD)
+            if entity is None:
+                continue
+            yield _decode(entity), self._iter_items(key)
+
+    def _iter_items(self, key: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        for item, raw in self.client.hscan_iter(key, count=SCAN_COUNT):
+            item = _decode(item)
+            if item != ENTITY_FIELD:
+                yield item, dict(json.loads(raw))
+
+    # -- batch outcomes --------------------------------------------------------------------
+    def commit_batch(
+        self,
+        stage: str,
+        batch_no: int,
+        counts: Mapping[str, int],
+        *,
+        outcomes: Mapping[str, Mapping[str, str]] | None = None,
+        ids: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+        valid: Sequence[str] | None = None,
+    ) -> tuple[bool, int]:
+        """Write a batch's per-file records, then commit its counters once.
+
+        ``outcomes`` maps a kind (``skipped``, ``refused``, ...) to {relative path: text}.
+        Returns (first time committed, number of batches done in this stage).
+        """
+        pipe = self.client.pipeline(transaction=False)
+        for kind, entries in (outcomes or {}).items():
+            if kind not in OUTCOME_KINDS:
+                raise ValueError(f"unknown outcome kind {kind!r}")
+            if entries:
+                pipe.hset(self.keys.outcome(kind), mapping=dict(entries))
+                pipe.expire(self.keys.outcome(kind), self.expiry)
+        for entity, items in (ids or {}).items():
+            self._write_ids(pipe, entity, items)
+        if valid is not None:
+            pipe.hset(self.keys.valid, str(batch_no), json.dumps(list(valid)))
+            pipe.expire(self.keys.valid, self.expiry)
+        args: list[Any] = [batch_no, self.expiry]
+        for name, n in counts.items():
+            args += [f"{stage}:{name}", int(n)]
+        args += [f"{stage}:batches", 1]
+        self._commit(keys=[self.keys.done(stage), self.keys.counters], args=args, client=pipe)
+        results = pipe.execute()
+        added, done = results[-1]
+        return bool(added), int(done)
+
+    def counters(self) -> dict[str, int]:
+        return {_decode(k): int(v) for k, v in self.client.hgetall(self.keys.counters).items()}
+
+    def outcomes(self, kind: str, paths: Sequence[str] | None = None) -> dict[str, str]:
+        """Records of one kind; only those of ``paths`` when given (one HMGET)."""
+        key = self.keys.outcome(kind)
+        if paths is None:
+            return {_decode(k): _decode(v) for k, v in self.client.hscan_iter(key, count=SCAN_COUNT)}
+        if not paths:
+            return {}
+        values = self.client.hmget(key, list(paths))
+        return {p: _decode(v) for p, v in zip(paths, values) if v is not None}
+
+    def iter_outcomes(self, kind: str) -> Iterator[tuple[str, str]]:
+        for k, v in self.client.hscan_iter(self.keys.outcome(kind), count=SCAN_COUNT):
+            yield _decode(k), _decode(v)
+
+    def outcome_count(self, kind: str) -> int:
+        return int(self.client.hlen(self.keys.outcome(kind)))
+
+    def iter_batches(self, total: int) -> Iterator[tuple[int, list[str]]]:
+        """Batches in walk order, read a few at a time (for reports in a stable order)."""
+        step = 100
+        for start in range(0, total, step):
+            numbers = [str(n) for n in range(start, min(total, start + step))]
+            for n, raw in zip(numbers, self.client.hmget(self.keys.batches, numbers)):
+                if raw is not None:
+                    yield int(n), list(json.loads(raw))
+
+    # -- cleanup ---------------------------------------------------------------------------
+    def purge(self) -> int:
+        """Delete every key of the run (identifiers included); returns the number deleted."""
+        n = 0
+        digests = [_decode(d) for d in self.client.sscan_iter(self.keys.entities, count=SCAN_COUNT)]
+        for start in range(0, len(digests), SCAN_COUNT):
+            chunk = [self.keys.ids(d) for d in digests[start:start + SCAN_COUNT]]
+            n += int(self.client.delete(*chunk))
+        n += int(self.client.delete(*self.keys.all()))
+        self.client.zrem(RUNS_INDEX, self.run_id)
+        return n
+
+
+def list_runs(client: redis.Redis, limit: int = 10) -> list[str]:
+    """The latest run ids, newest first, dropping index entries whose run has expired."""
+    ids = [_decode(r) for r in client.zrevrange(RUNS_INDEX, 0, limit * 2)]
+    alive = []
+    for run_id in ids:
+        if client.exists(Keys(run_id).run):
+            alive.append(run_id)
+        else:
+            client.zrem(RUNS_INDEX, run_id)
+    return alive[:limit]
+
+
+def _encode(value: Any) -> str:
+    """Run record values are JSON, so a path that looks like a number stays a string."""
+    return json.dumps(value)
+
+
+def chunked(iterable: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Lists of ``size`` items (the last one shorter)."""
+    chunk: list[Any] = []
+    for x in iterable:
+        chunk.append(x)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,0 +1,80 @@
+"""``deid.finalize``: the chord body after every get (or inspect) batch of a run.
+
+It runs once, after the whole header: it streams the identifiers out of Redis into
+``deid-ids.pkl`` and ``deid-ids.json`` (or the inspect report) in the output folder, then, for
+``--action all``, enqueues the put batches. Doing this on a worker, not in the producer, lets
+``--no-wait`` runs (and a producer that died) finish on their own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.utils.log import get_task_logger
+
+from ..app import app
+from ..idsfile import IdsWriter
+from ..report import write_inspect_report
+from . import RETRY_ON, run_context
+
+__all__ = ["finalize"]
+
+log = get_task_logger(__name__)
+
+
+def write_ids(run_id: str) -> tuple[str, str, int]:
+    """Stream the run's identifiers into the ids files; returns (pkl, json, entities)."""
+    ctx = run_context(run_id)
+    n = 0
+    with IdsWriter(ctx.outfolder) as writer:
+        for entity, items in ctx.store.iter_ids():
+            writer.add_entity(entity, items)
+            n += 1
+    return str(writer.pkl_path), str(writer.json_path), n
+
+
+def run_finalize(run_id: str, *, enqueue: Any = None) -> dict[str, int]:
+    """The task body, callable without Celery; ``enqueue(run_id, batches)`` sends put batches."""
+    ctx = run_context(run_id)
+    store = ctx.store
+    rec = store.record()
+    if rec.get("state") in ("finished", "failed"):
+        return {"already_done": 1}
+    n_batches = int(rec.get("n_batches") or store.batch_count())
+    store.update(state="finalize", stage="finalize")
+    result = {"batches": n_batches}
+    if ctx.action in ("get", "all") and not ctx.print_ids:
+        pkl, js, entities = write_ids(run_id)
+        store.update(ids_pkl=pkl, ids_json=js)
+        result["entities"] = entities
+        log.info("run %s: identifiers of %d entities exported", run_id, entities)
+    if ctx.action == "inspect":
+        tsv, js = write_inspect_report(store, ctx.outfolder, n_batches)
+        store.update(report_tsv=tsv, report_json=js)
+    store.commit_batch("finalize", 0, {})
+    if ctx.action == "all":
+        store.update(state="put", stage="put")
+        pending = list(store.pending_batches("put", n_batches))
+        (enqueue or enqueue_put)(run_id, pending)
+        result["put_batches"] = len(pending)
+        store.maybe_finish("put")
+    else:
+        store.set_state("finished")
+    log.info("run %s finalized (%s, %d batches)", run_id, ctx.action, n_batches)
+    return result
+
+
+def enqueue_put(run_id: str, batches: list[int]) -> None:
+    """Send one put task per batch over a single broker connection."""
+    from .put import put_batch
+
+    with app.producer_or_acquire() as producer:
+        for n in batches:
+            put_batch.si(run_id, n).apply_async(producer=producer)
+
+
+@app.task(name="deid.finalize", queue="finalize", bind=True, autoretry_for=RETRY_ON,
+          retry_backoff=True, max_retries=3, acks_late=True, ignore_result=True)
+def finalize(self: Any, run_id: str) -> dict[str, int]:
+    """Export ids or the inspect report, then start put for ``--action all``."""
+    return run_finalize(run_id)

@@ -1,0 +1,66 @@
+"""``deid.get``: read the headers of one batch and store each file's identifiers."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+from celery.utils.log import get_task_logger
+
+from ..app import app
+from ..steps import get_one
+from . import RETRY_ON, run_context
+
+__all__ = ["get_batch"]
+
+log = get_task_logger(__name__)
+
+
+def run_get(run_id: str, batch_no: int) -> dict[str, int]:
+    """The task body, callable without Celery (tests call it with a fake Redis)."""
+    ctx = run_context(run_id)
+    paths = ctx.store.batch(batch_no)
+    counts: Counter[str] = Counter(files=0, valid=0, skipped=0, failed=0, missing=0)
+    ids: dict[str, dict[str, Any]] = defaultdict(dict)
+    skipped: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    missing: dict[str, str] = {}
+    valid: list[str] = []
+    for rel in paths:
+        counts["files"] += 1
+        try:
+            out = get_one(ctx.input, rel, ctx.settings)
+        except Exception as exc:  # one bad file must not sink its batch; see module docs
+            failed[rel] = type(exc).__name__
+            log.warning("run %s: %s failed in get: %s", run_id, rel, type(exc).__name__)
+            log.debug("traceback", exc_info=True)
+            continue
+        if not out.ok:
+            skipped[rel] = out.reason or "unreadable"
+            log.warning("run %s: skipping %s: %s", run_id, rel, out.reason)
+            continue
+        valid.append(rel)
+        ids[out.entity][out.item] = out.fields
+        if out.missing:
+            missing[rel] = ",".join(out.missing)
+            log.warning("run %s: %s has no %s", run_id, rel, " or ".join(out.missing))
+        log.debug("run %s: get %s", run_id, rel)
+    counts["valid"] = len(valid)
+    counts["skipped"] = len(skipped)
+    counts["failed"] = len(failed)
+    counts["missing"] = len(missing)
+    ctx.store.commit_batch(
+        "get", batch_no, counts,
+        outcomes={"skipped": skipped, "failed": failed, "missing": missing},
+        ids=ids, valid=valid,
+    )
+    log.info("run %s get batch %d: %d files, %d valid, %d skipped, %d failed",
+             run_id, batch_no, counts["files"], counts["valid"], counts["skipped"], counts["failed"])
+    return dict(counts)
+
+
+@app.task(name="deid.get", queue="get", bind=True, autoretry_for=RETRY_ON,
+          retry_backoff=True, max_retries=3, acks_late=True)
+def get_batch(self: Any, run_id: str, batch_no: int) -> dict[str, int]:
+    """Identifiers of batch ``batch_no``; the result (counts) feeds the chord to finalize."""
+    return run_get(run_id, batch_no)

@@ -1,0 +1,89 @@
+"""``deid.put``: apply the recipe to one batch and write the outputs."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import Any
+
+from celery.utils.log import get_task_logger
+
+from ..app import app
+from ..steps import output_path, put_one
+from . import RETRY_ON, run_context
+
+__all__ = ["put_batch"]
+
+log = get_task_logger(__name__)
+
+
+def run_put(run_id: str, batch_no: int) -> dict[str, int]:
+    """The task body, callable without Celery.
+
+    A batch that already committed is not redone (its files exist and would all be refused).
+    A batch that started before but did not commit (its worker died) is a redelivery: outputs
+    newer than the run's start are this run's own partial work and are rewritten, not refused.
+    """
+    ctx = run_context(run_id)
+    store = ctx.store
+    if batch_no in store.done_batches("put"):
+        return {"files": 0, "already_done": 1}
+    first_time = store.mark_started("put", batch_no)
+    paths = store.valid_paths(batch_no)
+    if paths is None:  # no get stage (action put): every file of the batch
+        paths = store.batch(batch_no)
+    counts: Counter[str] = Counter(files=0, written=0, refused=0, skipped=0, failed=0,
+                                   missing=0, no_ids=0)
+    refused: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    missing: dict[str, str] = {}
+    lookup = store.get_ids
+    for rel in paths:
+        counts["files"] += 1
+        overwrite = ctx.overwrite or (not first_time and _ours(ctx.outfolder, rel, ctx.created))
+        try:
+            out = put_one(ctx.input, rel, ctx.outfolder, ctx.recipe, lookup, ctx.settings,
+                          overwrite=overwrite)
+        except Exception as exc:  # one bad file must not sink its batch
+            failed[rel] = type(exc).__name__
+            log.warning("run %s: %s failed in put: %s", run_id, rel, type(exc).__name__)
+            log.debug("traceback", exc_info=True)
+            continue
+        if out.status == "refused":
+            refused[rel] = out.reason or "already exists"
+            log.error("%s already exists, overwrite set to False. Not writing.", rel)
+        elif out.status == "skipped":
+            skipped[rel] = out.reason or "unreadable"
+            log.warning("run %s: skipping %s: %s", run_id, rel, out.reason)
+        else:
+            counts["written"] += 1
+            if out.missing:
+                missing[rel] = ",".join(out.missing)
+            if not out.has_ids:
+                counts["no_ids"] += 1
+            log.debug("run %s: put %s", run_id, rel)
+    counts.update(refused=len(refused), skipped=len(skipped), failed=len(failed),
+                  missing=len(missing))
+    store.commit_batch("put", batch_no, counts,
+                       outcomes={"refused": refused, "skipped": skipped, "failed": failed,
+                                 "missing": missing})
+    store.maybe_finish("put")
+    log.info("run %s put batch %d: %d files, %d written, %d refused, %d skipped, %d failed",
+             run_id, batch_no, counts["files"], counts["written"], counts["refused"],
+             counts["skipped"], counts["failed"])
+    return dict(counts)
+
+
+def _ours(outfolder: str, rel: str, since: float) -> bool:
+    try:
+        return os.stat(output_path(outfolder, rel)).st_mtime >= since
+    except OSError:
+        return False
+
+
+@app.task(name="deid.put", queue="put", bind=True, autoretry_for=RETRY_ON,
+          retry_backoff=True, max_retries=3, acks_late=True, ignore_result=True)
+def put_batch(self: Any, run_id: str, batch_no: int) -> dict[str, int]:
+    """De-identify batch ``batch_no``; progress is read from the store, so no result is kept."""
+    return run_put(run_id, batch_no)
