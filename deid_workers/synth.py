@@ -12,13 +12,15 @@ test runs, make byte-identical files.
 
 from __future__ import annotations
 
+import io
 import os
+import uuid
 from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
 __all__ = [
     "DEMO_NAME",
@@ -50,14 +52,18 @@ _SOP_CLASSES = {
     "CR": "1.2.840.10008.5.1.4.1.1.1",  # Computed Radiography Image Storage
 }
 _SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+_UID_NAMESPACE = uuid.UUID("5f0c2b1e-3d4a-4b8e-9a51-7d2f6c0e9b13")
 
 
 def uid_for(kind: str, *numbers: int) -> str:
     """Deterministic UID for ``kind`` ("study", "series", "instance", ...) and its numbers.
 
-    A ``2.25.`` UID hashed from the inputs: stable across runs and machines, unique per input.
+    A ``2.25.`` UID from a name-based (SHA-1) UUID of the inputs: stable across runs and
+    machines, unique per input. (pydicom's ``generate_uid(prefix=None)`` ignores its entropy
+    sources and is random, so it cannot serve here.)
     """
-    return str(generate_uid(prefix=None, entropy_srcs=["deid-workers-synth", kind, *map(str, numbers)]))
+    name = "/".join(["deid-workers-synth", kind, *map(str, numbers)])
+    return f"2.25.{uuid.uuid5(_UID_NAMESPACE, name).int}"
 
 
 def _date(base_year: int, n: int) -> str:
@@ -134,8 +140,8 @@ def make_dataset(
     """A Part-10 dataset (Explicit VR Little Endian) with realistic, findable PHI.
 
     ``samples`` is 1 (uint16 MONOCHROME2) or 3 (uint8 RGB). ``phi=False`` gives the same file
-    with placeholder identity (PatientID ``ANON-<patient>``) and no other PHI element, for
-    tests that need a file the pipeline must leave clean.
+    with placeholder identity (PatientID ``ANON-<patient>``), dates fixed at 20000101 and no
+    other PHI element, for tests that need a file with none of :func:`phi_strings` in it.
     """
     if samples not in (1, 3):
         raise ValueError("samples must be 1 (grey) or 3 (RGB)")
@@ -153,7 +159,7 @@ def make_dataset(
     meta.ImplementationVersionName = "DEIDW_SYNTH"
 
     ds = FileDataset("", Dataset(), file_meta=meta, preamble=b"\0" * 128)
-    study_date = _study_date(patient, study)
+    study_date = _study_date(patient, study) if phi else "20000101"
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
     ds.InstanceCreationDate = study_date
@@ -302,8 +308,6 @@ def truncated_dicom_bytes(n: int = 0) -> bytes:
 
     Cut inside the header, not in PixelData, so that even a headers-only read must fail.
     """
-    import io
-
     buf = io.BytesIO()
     make_dataset(9000 + n).save_as(buf, enforce_file_format=True)
     data = buf.getvalue()
