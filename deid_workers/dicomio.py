@@ -56,11 +56,6 @@ _EXPLICIT_VRS = frozenset(
 )
 _LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ UC UN UR UT SV UV".split())
 
-# Errors pydicom (or struct/numpy under it) raises on a damaged byte stream.
-_PARSE_ERRORS = (EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
-                 NotImplementedError, OverflowError, struct.error, UnicodeError, LookupError)
-
-
 def _looks_like_dicom_without_preamble(head: bytes) -> bool:
     """True when ``head`` starts like a DICOM data set: a group 0002/0008 tag and a sane VR.
 
@@ -79,6 +74,32 @@ def _looks_like_dicom_without_preamble(head: bytes) -> bool:
     # Implicit VR little endian: a 4-byte length that fits a header element.
     (length,) = struct.unpack("<I", head[4:8])
     return length < 0x10000 or length == _UNDEFINED
+
+
+class _ShortReadWatch:
+    """File wrapper that notes a read returning some but not all requested bytes.
+
+    pydicom ends a data set silently when fewer than 8 bytes are left for the next element
+    header, so a file cut inside an element header would pass as complete. A partial read is
+    the one sign of that, and costs one Python call per read.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.name = getattr(raw, "name", None)
+        self.partial = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        if size is not None and 0 < len(data) < size:
+            self.partial = True
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
 
 
 def _check_raw_lengths(ds: Dataset) -> None:
@@ -125,18 +146,19 @@ def _walk_all(ds: Dataset) -> None:
                 _walk_all(item)
 
 
-def _parse(fp: BinaryIO, size: int, headers_only: bool, force: bool) -> FileDataset:
-    ds = dcmread(fp, stop_before_pixels=headers_only, force=force)
+def _parse(raw: BinaryIO, size: int, headers_only: bool, force: bool) -> FileDataset:
+    fp = _ShortReadWatch(raw)
+    ds = dcmread(fp, stop_before_pixels=headers_only, force=force)  # type: ignore[arg-type]
     if force and not ds.file_meta and "SOPClassUID" not in ds and "SOPInstanceUID" not in ds:
         raise InvalidDicomError("no SOP class or instance after a forced read")
+    if fp.partial:
+        raise EOFError("file ends inside an element")
+    if len(ds) == 0:
+        raise EOFError("no data set after the file meta")
+    _check_raw_lengths(ds.file_meta)
     _check_raw_lengths(ds)
     if headers_only:
-        _check_pixel_element(fp, ds, size)
-    elif fp.tell() < size:
-        # Bytes left over after the last element: a cut element header (< 8 bytes).
-        leftover = fp.read(8)
-        if len(leftover) < 8 and leftover.strip(b"\0"):
-            raise EOFError("trailing partial element")
+        _check_pixel_element(raw, ds, size)
     _walk_all(ds)
     return ds
 
@@ -178,9 +200,11 @@ def read_dataset(
                 ds = _parse(fp, st.st_size, headers_only, force)
             except InvalidDicomError:
                 raise InputError(shown, NOT_DICOM) from None
-            except _PARSE_ERRORS:
-                raise InputError(shown, CORRUPT) from None
-            except MemoryError:
+            except Exception as exc:
+                # Any failure inside pydicom on these bytes means the file is damaged (its
+                # own errors: EOFError, ValueError, BytesLengthException, struct.error...).
+                # Their messages may quote bytes from the file, so only the type is logged.
+                log.debug("%s: %s while parsing", shown, type(exc).__name__)
                 raise InputError(shown, CORRUPT) from None
     except PermissionError:
         raise InputError(shown, PERMISSION) from None
