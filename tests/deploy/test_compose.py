@@ -1,0 +1,183 @@
+"""docker-compose.yml and .env.example: services, health checks, closed ports, no secrets."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from deployfiles import (
+    MASK,
+    PLACEHOLDER_PREFIX,
+    ROOT,
+    SECRET_VARS,
+    is_reference_only,
+    project_version,
+    mask_references,
+    mount_target,
+    referenced_vars,
+    without_comments,
+)
+
+
+def _env(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    assert isinstance(env, dict), "environment must be a mapping (NAME: value)"
+    return {k: "" if v is None else str(v) for k, v in env.items()}
+
+
+def _strings(node: Any) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for v in node.values() for s in _strings(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _strings(v)]
+    return []
+
+
+def _secret_literals(compose: dict[str, Any]) -> list[str]:
+    """Every place where a secret-looking setting holds something other than ${VAR} references."""
+    problems = []
+    for name, service in compose["services"].items():
+        for key, value in _env(service).items():
+            if any(word in key for word in ("PASSWORD", "SECRET", "AUTH", "TOKEN")):
+                if not is_reference_only(value):
+                    problems.append(f"{name}: {key}")
+        for text in _strings(service):
+            if "://" in text:
+                password = urlsplit(mask_references(text)).password
+                if password is not None and password != MASK:
+                    problems.append(f"{name}: password in URL {text.split('@')[-1]}")
+        command = service.get("command", [])
+        if isinstance(command, list) and "--requirepass" in command:
+            value = command[command.index("--requirepass") + 1]
+            if not is_reference_only(value):
+                problems.append(f"{name}: --requirepass")
+    return problems
+
+
+def test_compose_has_the_four_services(compose):
+    assert {"redis", "worker", "flower", "submit"} <= set(compose["services"])
+
+
+def test_image_tag_is_the_project_version(compose):
+    for name in ("worker", "flower", "submit"):
+        assert compose["services"][name]["image"] == f"deid-workers:{project_version()}", name
+    assert compose["services"]["worker"]["build"]["dockerfile"] == "deploy/Dockerfile"
+    assert (ROOT / "deploy" / "Dockerfile").is_file()
+
+
+def test_redis_requires_a_password_and_persists_with_aof(compose):
+    redis = compose["services"]["redis"]
+    command = redis["command"]
+    assert command[0] == "redis-server"
+    assert "--requirepass" in command
+    assert command[command.index("--requirepass") + 1].startswith("${REDIS_PASSWORD:?")
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert _env(redis)["REDISCLI_AUTH"].startswith("${REDIS_PASSWORD")
+
+
+def test_redis_data_is_a_named_volume(compose):
+    mounts = [mount_target(m) for m in compose["services"]["redis"]["volumes"]]
+    sources = [source for source, target, _ in mounts if target == "/data"]
+    assert sources and sources[0] in (compose.get("volumes") or {}), "redis /data must be a named volume"
+
+
+def test_redis_healthcheck_checks_for_pong(compose):
+    test = " ".join(compose["services"]["redis"]["healthcheck"]["test"])
+    # redis-cli exits 0 on NOAUTH, so only looking for PONG proves the password is accepted.
+    assert "redis-cli" in test and "PONG" in test
+
+
+def test_only_localhost_ports_are_published(compose):
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond localhost"
+    assert "ports" not in compose["services"]["redis"]
+
+
+def test_worker_scales(compose):
+    worker = compose["services"]["worker"]
+    # container_name or a fixed host port makes `docker compose up --scale worker=8` fail.
+    assert "container_name" not in worker
+    assert "ports" not in worker
+    assert worker["command"] == ["deid-worker"]
+    assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert "celery@$$HOSTNAME" in " ".join(worker["healthcheck"]["test"])
+
+
+@pytest.mark.parametrize("name", ["worker", "submit"])
+def test_input_is_read_only_and_output_writable(compose, name):
+    mounts = {target: (source, mode) for source, target, mode in map(mount_target, compose["services"][name]["volumes"])}
+    assert mounts["/data/in"][0].startswith("${DEID_INPUT:-") and mounts["/data/in"][1] == "ro"
+    assert mounts["/data/out"][0].startswith("${DEID_OUTPUT:-") and mounts["/data/out"][1] != "ro"
+
+
+@pytest.mark.parametrize("name", ["worker", "submit"])
+def test_workers_share_broker_and_secret(compose, name):
+    env = _env(compose["services"][name])
+    url = urlsplit(mask_references(env["DEID_BROKER_URL"]))
+    assert env["DEID_BROKER_URL"].startswith("redis://:${REDIS_PASSWORD:?")
+    assert url.hostname == "redis" and url.port == 6379
+    assert env["DEID_SECRET"].startswith("${DEID_SECRET:?")
+
+
+def test_flower_requires_basic_auth_and_binds_localhost(compose):
+    flower = compose["services"]["flower"]
+    env = _env(flower)
+    command = " ".join(flower["command"])
+    assert "flower" in command and "deid_workers.app" in command
+    auth = env.get("FLOWER_BASIC_AUTH", "")
+    assert auth.startswith("${FLOWER_USER:?") and "${FLOWER_PASSWORD:?" in auth
+    assert "--basic-auth" not in command, "keep the password out of the process arguments"
+    assert flower["ports"] and all(p.startswith("127.0.0.1:") for p in flower["ports"])
+    assert "DEID_SECRET" not in env, "Flower does not need the HMAC key"
+    assert "/healthcheck" in " ".join(flower["healthcheck"]["test"])
+
+
+def test_submit_runs_only_on_demand(compose):
+    submit = compose["services"]["submit"]
+    assert submit["profiles"] == ["submit"]
+    command = submit["command"]
+    assert command[:3] == ["deid-submit", "--action", "all"]
+    assert command[command.index("--input") + 1] == "/data/in"
+    assert command[command.index("--outfolder") + 1] == "/data/out"
+    assert submit["healthcheck"] == {"disable": True}
+
+
+def test_no_secret_literal_in_compose(compose, compose_text):
+    assert _secret_literals(compose) == []
+    assert PLACEHOLDER_PREFIX not in without_comments(compose_text)
+
+
+def test_secret_check_catches_literals():
+    """The check above must be able to fail: feed it the mistakes it exists to catch."""
+    bad = {
+        "services": {
+            "a": {"environment": {"DEID_SECRET": "0123abcd"}},
+            "b": {"environment": {"DEID_BROKER_URL": "redis://:hunter2@redis:6379/0"}},
+            "c": {"command": ["redis-server", "--requirepass", "hunter2"]},
+            "d": {"environment": {"REDIS_PASSWORD": "${REDIS_PASSWORD:-hunter2}"}},
+        }
+    }
+    assert len(_secret_literals(bad)) == 4
+    good = {"services": {"a": {"environment": {"FLOWER_BASIC_AUTH": "${U:?x}:${P:?y}"}}}}
+    assert _secret_literals(good) == []
+
+
+def test_env_example_defines_every_referenced_variable(compose_text, env_example):
+    missing = referenced_vars(compose_text) - set(env_example)
+    assert not missing, f".env.example lacks {sorted(missing)}"
+    assert "HOSTNAME" not in referenced_vars(compose_text), "$$HOSTNAME must stay escaped"
+
+
+def test_env_example_holds_placeholders_only(env_example):
+    for name in SECRET_VARS:
+        assert env_example[name].startswith(PLACEHOLDER_PREFIX), name
+
+
+def test_real_env_file_is_gitignored():
+    ignored = (ROOT / ".gitignore").read_text(encoding="utf-8").split()
+    assert ".env" in ignored
