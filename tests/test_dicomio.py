@@ -1,0 +1,281 @@
+"""read_dataset's short reasons, the truncation checks, and write_atomic's all-or-nothing writes."""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import threading
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+
+from deid_workers import dicomio, synth
+from deid_workers.errors import InputError, OutputExistsError
+
+
+def _file_bytes(patient: int = 1) -> bytes:
+    buf = io.BytesIO()
+    synth.make_dataset(patient).save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _reason(path: Path, headers_only: bool = True) -> str:
+    with pytest.raises(InputError) as info:
+        dicomio.read_dataset(path, headers_only=headers_only)
+    assert info.value.reason in dicomio.REASONS
+    return info.value.reason
+
+
+def test_reads_headers_only_or_whole(tmp_path: Path) -> None:
+    path = _write(tmp_path / "a.dcm", _file_bytes())
+    head = dicomio.read_dataset(path, headers_only=True)
+    assert "PixelData" not in head and head.PatientID == "PID-0001-SENT"
+    full = dicomio.read_dataset(path, headers_only=False)
+    assert full.pixel_array.shape == (8, 8)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", dicomio.EMPTY),
+        (b"hello, this is text named .dcm\n" * 10, dicomio.NOT_DICOM),
+        (b"\0" * 128 + b"DICM", dicomio.CORRUPT),  # preamble only
+        (b"{\"PatientID\": \"x\"}", dicomio.NOT_DICOM),
+    ],
+)
+def test_reasons_for_non_dicom(tmp_path: Path, data: bytes, reason: str) -> None:
+    path = _write(tmp_path / "x.dcm", data)
+    assert _reason(path, True) == reason
+    assert _reason(path, False) == reason
+
+
+def test_corrupt_files_of_the_study_tree(tmp_path: Path) -> None:
+    paths = synth.write_study_tree(tmp_path, patients=1, images=1, corrupt=3)
+    reasons = {}
+    for rel in paths:
+        try:
+            dicomio.read_dataset(tmp_path / rel, headers_only=True, name=rel)
+        except InputError as exc:
+            assert exc.path == rel  # the caller's (relative) name, not the absolute path
+            reasons[rel] = exc.reason
+    assert reasons == {
+        "corrupt-00-empty.dcm": dicomio.EMPTY,
+        "corrupt-01-truncated.dcm": dicomio.CORRUPT,
+        "corrupt-02-text.dcm": dicomio.NOT_DICOM,
+    }
+
+
+def _offset(data: bytes, needle: bytes) -> int:
+    at = data.index(needle)
+    assert data.count(needle) == 1
+    return at
+
+
+@pytest.mark.parametrize("headers_only", [True, False])
+@pytest.mark.parametrize(
+    "where",
+    ["inside file meta", "inside a value", "inside an element header", "inside pixel data", "inside pixel header"],
+)
+def test_truncation_is_detected(tmp_path: Path, where: str, headers_only: bool) -> None:
+    data = _file_bytes()
+    pixel_tag = _offset(data, b"\xe0\x7f\x10\x00OW")
+    cut = {
+        "inside file meta": 170,
+        "inside a value": _offset(data, b"DOE^JANE^P0001") + 5,
+        "inside an element header": _offset(data, b"\x10\x00\x20\x00LO") + 3,  # (0010,0020) PatientID
+        "inside pixel data": len(data) - 10,
+        "inside pixel header": pixel_tag + 10,
+    }[where]
+    path = _write(tmp_path / "cut.dcm", data[:cut])
+    assert _reason(path, headers_only) == dicomio.CORRUPT
+
+
+def test_every_cut_fails_cleanly_or_is_an_element_boundary(tmp_path: Path) -> None:
+    """No cut escapes as another exception; the only accepted cuts are between elements
+    (such a file is a valid, shorter DICOM), and there are few of those."""
+    data = _file_bytes()
+    accepted = []
+    path = tmp_path / "cut.dcm"
+    for cut in range(0, len(data), 3):
+        path.write_bytes(data[:cut])
+        try:
+            ds = dicomio.read_dataset(path, headers_only=False)
+        except InputError:
+            continue
+        accepted.append(cut)
+        assert "PixelData" not in ds  # it ended at a boundary before the pixels
+    assert len(accepted) < len(data) // 3 // 10
+
+
+def test_file_without_preamble_is_accepted(tmp_path: Path) -> None:
+    data = _file_bytes(4)
+    path = _write(tmp_path / "nopre.dcm", data[132:])
+    ds = dicomio.read_dataset(path, headers_only=False)
+    assert ds.PatientID == "PID-0004-SENT" and ds.file_meta.TransferSyntaxUID
+
+
+def test_bare_dataset_without_file_meta_is_accepted(tmp_path: Path) -> None:
+    ds = synth.make_dataset(6)
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, True
+    write_dataset(fp, ds)
+    path = _write(tmp_path / "bare.dcm", fp.getvalue())
+    assert dicomio.read_dataset(path, headers_only=True).PatientID == "PID-0006-SENT"
+
+
+def test_binary_that_only_starts_like_dicom_is_refused(tmp_path: Path) -> None:
+    # (0008,0005) CS with a sane header, then garbage: forced read gives no SOP UIDs.
+    path = _write(tmp_path / "fake.dcm", b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 100" + b"\xff" * 40)
+    assert _reason(path) in (dicomio.NOT_DICOM, dicomio.CORRUPT)
+
+
+def test_not_regular_missing_and_fifo(tmp_path: Path) -> None:
+    assert _reason(tmp_path) == dicomio.NOT_REGULAR
+    assert _reason(tmp_path / "nope.dcm") == dicomio.MISSING
+    fifo = tmp_path / "fifo.dcm"
+    os.mkfifo(fifo)
+    assert _reason(fifo) == dicomio.NOT_REGULAR  # and did not block on open()
+
+
+def test_permission_denied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(tmp_path / "a.dcm", _file_bytes())
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, "denied")
+
+    monkeypatch.setattr(dicomio, "open", refuse, raising=False)  # root ignores chmod
+    assert _reason(path) == dicomio.PERMISSION
+
+
+def test_reasons_never_quote_header_values(tmp_path: Path) -> None:
+    data = _file_bytes(8)
+    messages = []
+    for cut in (200, 400, 600, 900, len(data) - 3):
+        path = _write(tmp_path / f"c{cut}.dcm", data[:cut])
+        with pytest.raises(InputError) as info:
+            dicomio.read_dataset(path, headers_only=False)
+        messages.append(str(info.value))
+    for s in synth.phi_strings(8):
+        assert not any(s in m for m in messages)
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def _no_temps(folder: Path) -> bool:
+    return not [p for p in folder.rglob(".*.tmp")]
+
+
+def test_write_atomic_creates_parents_keeps_preamble(tmp_path: Path) -> None:
+    ds = synth.make_dataset(2)
+    ds.preamble = b"P" * 128
+    dest = tmp_path / "out" / "a" / "b.dcm"
+    dicomio.write_atomic(ds, dest, overwrite=False)
+    data = dest.read_bytes()
+    assert data[:132] == b"P" * 128 + b"DICM"
+    assert pydicom.dcmread(dest).SOPInstanceUID == ds.SOPInstanceUID
+    assert _no_temps(tmp_path)
+    assert dest.stat().st_mode & 0o777 == 0o666 & ~dicomio._UMASK
+
+
+def test_write_atomic_refuses_existing_unless_overwrite(tmp_path: Path) -> None:
+    dest = _write(tmp_path / "a.dcm", b"old")
+    with pytest.raises(OutputExistsError) as info:
+        dicomio.write_atomic(synth.make_dataset(), dest, overwrite=False)
+    assert info.value.path == str(dest)
+    assert dest.read_bytes() == b"old" and _no_temps(tmp_path)
+    dicomio.write_atomic(synth.make_dataset(), dest, overwrite=True)
+    assert pydicom.dcmread(dest).PatientID == "PID-0000-SENT"
+
+
+def test_race_lost_after_the_existence_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another worker creates dest between our check and our publish: os.link refuses."""
+    dest = _write(tmp_path / "a.dcm", b"theirs")
+    monkeypatch.setattr(dicomio.os.path, "lexists", lambda p: False)
+    with pytest.raises(OutputExistsError):
+        dicomio.write_atomic(synth.make_dataset(), dest, overwrite=False)
+    assert dest.read_bytes() == b"theirs" and _no_temps(tmp_path)
+
+
+def test_concurrent_writers_exactly_one_wins(tmp_path: Path) -> None:
+    dest = tmp_path / "same.dcm"
+    datasets = [synth.make_dataset(i) for i in range(8)]
+    results: list[str] = []
+    barrier = threading.Barrier(len(datasets))
+
+    def worker(ds: pydicom.Dataset) -> None:
+        barrier.wait()
+        try:
+            dicomio.write_atomic(ds, dest, overwrite=False)
+            results.append("won")
+        except OutputExistsError:
+            results.append("exists")
+
+    threads = [threading.Thread(target=worker, args=(ds,)) for ds in datasets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["exists"] * 7 + ["won"]
+    assert pydicom.dcmread(dest).PatientID.startswith("PID-") and _no_temps(tmp_path)
+
+
+def test_fallback_without_hard_links(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_link(src: str, dst: str) -> None:
+        raise OSError(errno.EPERM, "hard links not supported")
+
+    monkeypatch.setattr(dicomio.os, "link", no_link)
+    dest = tmp_path / "a.dcm"
+    dicomio.write_atomic(synth.make_dataset(), dest, overwrite=False)
+    assert pydicom.dcmread(dest).PatientID == "PID-0000-SENT"
+    monkeypatch.setattr(dicomio.os.path, "lexists", lambda p: False)
+    with pytest.raises(OutputExistsError):
+        dicomio.write_atomic(synth.make_dataset(1), dest, overwrite=False)
+    assert pydicom.dcmread(dest).PatientID == "PID-0000-SENT" and _no_temps(tmp_path)
+
+
+def test_disk_full_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def half_then_full(ds: pydicom.Dataset, fp: io.BufferedWriter) -> None:
+        fp.write(b"\0" * 100)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(dicomio, "write_like_original", half_then_full)
+    dest = tmp_path / "sub" / "a.dcm"
+    with pytest.raises(OSError) as info:
+        dicomio.write_atomic(synth.make_dataset(), dest, overwrite=True)
+    assert info.value.errno == errno.ENOSPC
+    assert not dest.exists() and _no_temps(tmp_path)
+
+
+# --- enforce_inside --------------------------------------------------------------------------
+
+
+def test_enforce_inside_accepts_normal_paths(tmp_path: Path) -> None:
+    root = os.path.realpath(tmp_path)
+    assert dicomio.enforce_inside(tmp_path, "a/b.dcm") == os.path.join(root, "a", "b.dcm")
+    assert dicomio.enforce_inside(tmp_path, "a/../b.dcm") == os.path.join(root, "b.dcm")
+
+
+@pytest.mark.parametrize("rel", ["../x.dcm", "a/../../x.dcm", "/etc/passwd", "", ".", "a\0b"])
+def test_enforce_inside_refuses_escapes(tmp_path: Path, rel: str) -> None:
+    with pytest.raises(InputError) as info:
+        dicomio.enforce_inside(tmp_path / "root", rel)
+    assert info.value.reason == dicomio.OUTSIDE
+
+
+def test_enforce_inside_refuses_symlinked_dir_pointing_out(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (root / "link").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(InputError):
+        dicomio.enforce_inside(root, "link/x.dcm")
