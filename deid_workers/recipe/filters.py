@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -234,7 +235,7 @@ def _split_first_operator(piece: str, operators: list[str]) -> tuple[str, str | 
     return piece, None
 
 
-def _compile_criterion(piece: str, error: Any) -> Criterion:
+def _compile_criterion(piece: str, error: Callable[[str], RecipeError]) -> Criterion:
     parts = piece.strip().split(None, 1)
     word = parts[0].lower()
     if word not in CRITERIA:
@@ -261,7 +262,7 @@ def _compile_criterion(piece: str, error: Any) -> Criterion:
     return Criterion(word, field, tag, value, term, pattern)
 
 
-def _field_tag(field: str, error: Any) -> int | None:
+def _field_tag(field: str, error: Callable[[str], RecipeError]) -> int | None:
     if "0x" in field:
         try:
             tag = int(field, 0)
