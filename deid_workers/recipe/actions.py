@@ -270,13 +270,18 @@ class _Run:
             self.meta_sync.add(element.keyword)
 
     def sync_meta(self) -> None:
+        """Keep MediaStorageSOP* equal to the dataset's SOP UIDs after they were replaced,
+        or when the recipe removed them from file meta only (the value is in the output
+        anyway), so the output stays a valid Part-10 file."""
         meta = getattr(self.ds, "file_meta", None)
         if meta is None:
             return
-        for keyword in self.meta_sync:
-            value = self.ds.get(keyword)
-            if value:
-                setattr(meta, _META_SYNC[keyword], value)
+        for keyword, meta_keyword in _META_SYNC.items():
+            value = self.ds.get(keyword) if keyword in self.ds else None
+            if not value:
+                continue
+            if keyword in self.meta_sync or not meta.get(meta_keyword):
+                setattr(meta, meta_keyword, value)
 
 
 def deidentify(

@@ -87,6 +87,9 @@ def convert_value(vr: str, value: Any, label: str = "") -> tuple[bool, Any]:
 
     Strings only are converted; anything else (a func's int, a list) is passed through.
     """
+    if vr == "SQ" and not isinstance(value, list):
+        logger.warning("Value is not a valid value for VR SQ field: %s. Field will be BLANKED.", label)
+        return False, None
     try:
         if vr in FLOAT_VRS:
             return True, value if isinstance(value, (float, int, list)) else float(value)

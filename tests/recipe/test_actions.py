@@ -1,0 +1,278 @@
+"""Execution model and precedence (spec §2.8): deid's 47 action-interaction cases, plus the
+deid-workers deviations (Part A §2) and the copy / thread-safety guarantees."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+
+import pytest
+from pydicom.dataset import Dataset
+
+from deid_workers.recipe import deidentify
+
+from recipe_helpers import CREATOR, make_dataset, recipe_of, roundtrip
+
+ABSENT = "<absent>"
+BLANKED = ""
+ORIG = "20200115"  # StudyDate of make_dataset
+
+LINES = {
+    "ADD": "ADD StudyDate 20000101",
+    "BLANK": "BLANK StudyDate",
+    "JITTER": "JITTER StudyDate 1",
+    "KEEP": "KEEP StudyDate",
+    "REPLACE": "REPLACE StudyDate 20100101",
+    "REMOVE": "REMOVE StudyDate",
+}
+SECOND = {  # the second line of a same-action pair differs, so "last wins" is visible
+    "ADD": "ADD StudyDate 20000202",
+    "JITTER": "JITTER StudyDate 2",
+    "REPLACE": "REPLACE StudyDate 20100202",
+}
+
+# Expected StudyDate for each ordered pair (first line, second line).
+PAIRS = {
+    ("ADD", "ADD"): "20000202",
+    ("ADD", "BLANK"): BLANKED,
+    ("ADD", "JITTER"): "20000102",
+    ("ADD", "KEEP"): "20000101",
+    ("ADD", "REPLACE"): "20100101",
+    ("ADD", "REMOVE"): ABSENT,
+    ("BLANK", "ADD"): "20000101",
+    ("BLANK", "BLANK"): BLANKED,
+    ("BLANK", "JITTER"): BLANKED,
+    ("BLANK", "KEEP"): ORIG,
+    ("BLANK", "REPLACE"): "20100101",
+    ("BLANK", "REMOVE"): ABSENT,
+    ("JITTER", "ADD"): "20000101",
+    ("JITTER", "BLANK"): BLANKED,
+    ("JITTER", "JITTER"): "20200118",
+    ("JITTER", "KEEP"): ORIG,
+    ("JITTER", "REPLACE"): "20100101",
+    ("JITTER", "REMOVE"): "20200116",
+    ("KEEP", "ADD"): "20000101",
+    ("KEEP", "BLANK"): ORIG,
+    ("KEEP", "JITTER"): ORIG,
+    ("KEEP", "KEEP"): ORIG,
+    ("KEEP", "REPLACE"): ORIG,
+    ("KEEP", "REMOVE"): ORIG,
+    ("REPLACE", "ADD"): "20000101",
+    ("REPLACE", "BLANK"): BLANKED,
+    ("REPLACE", "JITTER"): "20100102",
+    ("REPLACE", "KEEP"): ORIG,
+    ("REPLACE", "REPLACE"): "20100202",
+    ("REPLACE", "REMOVE"): "20100101",
+    ("REMOVE", "ADD"): "20000101",
+    ("REMOVE", "BLANK"): ABSENT,
+    ("REMOVE", "JITTER"): "20200116",
+    ("REMOVE", "KEEP"): ORIG,
+    ("REMOVE", "REPLACE"): "20100101",
+    ("REMOVE", "REMOVE"): ABSENT,
+}
+assert len(PAIRS) == 36 and set(PAIRS) == set(itertools.product(LINES, repeat=2))
+
+P = f'(0021,"{CREATOR}",15)'
+# (id, recipe, field path to read: keyword or "Seq[i].Keyword", expected)
+EXTRA = [
+    ("private-creator-replace-vs-remove-all", f"REMOVE ALL\nREPLACE {P} anon", "0x00211015", "anon"),
+    ("private-creator-keep-vs-remove-all", f"KEEP {P}\nREMOVE ALL", "0x00211015", "SENTINEL PRIVATE"),
+    ("private-creator-remove", f"REMOVE {P}", "0x00211015", ABSENT),
+    ("hex-replace-vs-remove", "REMOVE 00080020\nREPLACE 00080020 20100101", "StudyDate", "20100101"),
+    ("paren-tag-keep-vs-remove", "KEEP (0008,0020)\nREMOVE StudyDate", "StudyDate", ORIG),
+    ("hex-add-then-remove-all", "ADD 00291010 added\nREMOVE ALL", "0x00291010", ABSENT),
+    ("parent-remove-then-child-replace",
+     "REMOVE RequestAttributesSequence\nREPLACE RequestAttributesSequence__RequestedProcedureID X",
+     "RequestAttributesSequence", ABSENT),
+    ("child-replace-then-parent-remove",
+     "REPLACE RequestAttributesSequence__RequestedProcedureID X\nREMOVE RequestAttributesSequence",
+     "RequestAttributesSequence", ABSENT),
+    ("parent-blank-then-child-replace",
+     "BLANK RequestAttributesSequence\nREPLACE RequestAttributesSequence__RequestedProcedureID X",
+     "RequestAttributesSequence", 0),
+    ("child-replace-then-parent-blank",
+     "REPLACE RequestAttributesSequence__RequestedProcedureID X\nBLANK RequestAttributesSequence",
+     "RequestAttributesSequence", 0),
+    ("fields-list-replace-does-not-shield", "REPLACE fields:f 20100101\nREMOVE ALL", "StudyDate", ABSENT),
+]
+
+
+def _read(ds: Dataset, path: str):
+    if path.startswith("0x"):
+        tag = int(path, 16)
+        return ds[tag].value if tag in ds else ABSENT
+    if path not in ds:
+        return ABSENT
+    value = ds.data_element(path).value
+    if path.endswith("Sequence"):
+        return len(value)
+    return "" if value is None else str(value)
+
+
+@pytest.mark.parametrize(
+    "first,second", list(PAIRS), ids=[f"{a}-then-{b}" for a, b in PAIRS]
+)
+def test_action_pair(first: str, second: str) -> None:
+    line2 = SECOND.get(second, LINES[second]) if first == second else LINES[second]
+    recipe = recipe_of(f"{LINES[first]}\n{line2}")
+    out = roundtrip(deidentify(make_dataset(), recipe))
+    assert _read(out, "StudyDate") == PAIRS[(first, second)]
+
+
+@pytest.mark.parametrize("header,path,expected", [c[1:] for c in EXTRA], ids=[c[0] for c in EXTRA])
+def test_interaction_extra(header: str, path: str, expected) -> None:
+    recipe = recipe_of(header, "%fields f\nFIELD StudyDate")
+    out = roundtrip(deidentify(make_dataset(), recipe))
+    assert _read(out, path) == expected
+
+
+def test_interaction_case_count() -> None:
+    assert len(PAIRS) + len(EXTRA) == 47
+
+
+def test_remove_all_keeps_skip_list_and_replaced(dataset) -> None:
+    out = deidentify(dataset, recipe_of("REMOVE ALL\nREPLACE PatientID anon"))
+    assert out.PatientID == "anon"
+    assert "PixelData" in out and "PatientName" not in out
+    assert out.file_meta.TransferSyntaxUID == dataset.file_meta.TransferSyntaxUID
+    assert "MediaStorageSOPInstanceUID" not in out.file_meta  # SOPInstanceUID is gone too
+
+
+def test_file_meta_restored_from_dataset_when_only_meta_removed(dataset) -> None:
+    out = roundtrip(deidentify(dataset, recipe_of("REMOVE MediaStorageSOPInstanceUID")), enforce=True)
+    assert out.file_meta.MediaStorageSOPInstanceUID == dataset.SOPInstanceUID
+
+
+def test_input_untouched_and_new_object(dataset) -> None:
+    before = roundtrip(dataset)
+    out = deidentify(dataset, recipe_of("REMOVE ALL\nJITTER StudyDate 3"))
+    assert out is not dataset
+    assert dataset.PatientName == "SENTINEL^PATIENT"
+    assert roundtrip(dataset) == before
+
+
+# --- deviations from deid (spec Part A §2) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("action", ["REPLACE", "JITTER"])
+@pytest.mark.parametrize("source", ["var:nope", "func:nope"])
+def test_missing_value_removes_field_and_warns(dataset, caplog, action, source) -> None:
+    caplog.set_level(logging.WARNING, logger="deid_workers.recipe.actions")
+    out = deidentify(dataset, recipe_of(f"{action} StudyDate {source}"), {}, filename="a/b.dcm")
+    assert "StudyDate" not in out
+    assert "REPLACE StudyDate not done for a/b.dcm" in [r.getMessage() for r in caplog.records]
+
+
+def test_func_returning_none_counts_as_missing(dataset) -> None:
+    out = deidentify(dataset, recipe_of("REPLACE PatientID func:f"), funcs={"f": lambda **k: None})
+    assert "PatientID" not in out
+
+
+def test_jitter_tm_unchanged(dataset) -> None:
+    out = deidentify(dataset, recipe_of("JITTER StudyTime 5\nJITTER StudyDate 5"))
+    assert out.StudyTime == dataset.StudyTime
+    assert out.StudyDate == "20200120"
+
+
+def test_jitter_dt_and_multivalue() -> None:
+    ds = make_dataset()
+    ds.add_new(0x00211017, "DA", ["20200101", "20200201"])
+    out = deidentify(ds, recipe_of("JITTER AcquisitionDateTime 1\nJITTER 00211017 1"))
+    assert out.AcquisitionDateTime == "20200116120000.000000"
+    assert list(out[0x00211017].value) == ["20200102", "20200202"]
+
+
+def test_remove_with_trailing_comment_removes(dataset) -> None:
+    out = deidentify(dataset, recipe_of("REMOVE PatientID # a note"))
+    assert "PatientID" not in out
+
+
+@pytest.mark.parametrize("keyword,meta", [
+    ("SOPInstanceUID", "MediaStorageSOPInstanceUID"), ("SOPClassUID", "MediaStorageSOPClassUID"),
+])
+def test_uid_replace_keeps_file_meta_in_step(dataset, keyword, meta) -> None:
+    out = roundtrip(deidentify(dataset, recipe_of(f"REPLACE {keyword} 1.2.3.4")), enforce=True)
+    assert getattr(out, keyword) == "1.2.3.4"
+    assert getattr(out.file_meta, meta) == "1.2.3.4"
+
+
+def test_uid_replace_by_func_syncs_meta(dataset) -> None:
+    out = deidentify(dataset, recipe_of("REPLACE contains:UID deid_func:pydicom_uuid"))
+    assert out.file_meta.MediaStorageSOPInstanceUID == out.SOPInstanceUID != dataset.SOPInstanceUID
+
+
+# --- other semantics -------------------------------------------------------------------------
+
+
+def test_remove_with_func_value_removes_only_when_true(dataset) -> None:
+    f = lambda field, **kw: field.element.keyword == "PatientID"  # noqa: E731
+    out = deidentify(dataset, recipe_of("REMOVE ALL func:f"), funcs={"f": f})
+    assert "PatientID" not in out and "PatientName" in out
+
+
+def test_func_gets_deid_arguments(dataset) -> None:
+    seen = []
+
+    def f(dicom, value, field, item):
+        seen.append((field if isinstance(field, str) else field.uid, value, item["x"]))
+        return "v"
+
+    out = deidentify(dataset, recipe_of("REPLACE AccessionNumber func:f\nADD Manufacturer func:f"),
+                     {"x": 1}, funcs={"f": f})
+    assert ("(0008,0050)", "func:f", 1) in seen
+    assert ("(0040,0275)__0__(0008,0050)", "func:f", 1) in seen
+    assert ("Manufacturer", "func:f", 1) in seen
+    assert out.RequestAttributesSequence[1].AccessionNumber == "v"
+
+
+def test_add_creates_with_dictionary_vr_and_hex_as_st(dataset) -> None:
+    out = deidentify(dataset, recipe_of(
+        "ADD PatientIdentityRemoved YES\nADD 00291010 x\nADD 00020016 AET\nADD Rows 7"))
+    assert out["PatientIdentityRemoved"].VR == "CS"
+    assert out[0x00291010].VR == "ST"
+    assert out.file_meta.SourceApplicationEntityTitle == "AET"
+    assert out.Rows == 7
+
+
+def test_add_with_missing_var_adds_nothing(dataset) -> None:
+    out = deidentify(dataset, recipe_of("ADD PatientIdentityRemoved var:none"))
+    assert "PatientIdentityRemoved" not in out
+
+
+def test_values_list_selects_by_value(dataset) -> None:
+    recipe = recipe_of("REMOVE values:v", "%values v\nFIELD PatientID")
+    out = deidentify(dataset, recipe)
+    assert "PatientID" not in out and "PatientName" in out
+
+
+def test_values_list_uses_original_values(dataset) -> None:
+    recipe = recipe_of("REPLACE PatientID changed\nREMOVE values:v", "%values v\nFIELD PatientID")
+    out = deidentify(dataset, recipe)
+    assert out.PatientID == "changed"  # shielded by REPLACE; list holds the old value
+
+
+@pytest.mark.parametrize("minlength,hit", [(8, True), (9, False)])
+def test_split_values(dataset, minlength, hit) -> None:
+    recipe = recipe_of("REPLACE values:v X", f'%values v\nSPLIT InstitutionName by=" ";minlength={minlength}')
+    out = deidentify(dataset, recipe)
+    assert (out.InstitutionName == "X") is hit
+    assert (out.PatientName == "X") is hit  # "SENTINEL" also occurs in the name
+    assert out.Modality == "CT"
+
+
+def test_thread_safe_same_recipe() -> None:
+    recipe = recipe_of("REMOVE ALL\nREPLACE contains:PatientName X\nJITTER StudyDate 1")
+    expected = roundtrip(deidentify(make_dataset(), recipe))
+    results = []
+
+    def work() -> None:
+        for _ in range(5):
+            results.append(roundtrip(deidentify(make_dataset(), recipe)) == expected)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [True] * 20
