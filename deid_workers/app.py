@@ -17,6 +17,7 @@ Why these settings:
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from celery import Celery
@@ -42,13 +43,14 @@ SOFT_LIMIT_MARGIN = 30
 def broker_urls(url: str) -> tuple[str, str]:
     """(broker URL for kombu, result backend URL for Celery) from one Redis URL.
 
-    A unix socket is ``redis+socket:///path`` for kombu and ``socket:///path`` for Celery's
-    result backend; ``unix:///path`` (redis-py's spelling) is accepted too.
+    A unix socket is ``redis+socket:///path`` for both kombu and Celery's result backend (which
+    strips ``redis+`` and reads ``socket://``); ``unix:///path`` (redis-py's spelling) is
+    accepted too.
     """
     for prefix in ("redis+socket://", "unix://", "socket://"):
         if url.startswith(prefix):
             path = url[len(prefix):]
-            return "redis+socket://" + path, "socket://" + path
+            return "redis+socket://" + path, "redis+socket://" + path
     return url, url
 
 
@@ -87,8 +89,20 @@ def _conf(settings: Settings) -> dict[str, Any]:
 
 
 def configure(celery_app: Celery, settings: Settings) -> Celery:
-    """Point ``celery_app`` at the settings' broker (the CLI does this after parsing flags)."""
+    """Point ``celery_app`` at the settings' broker (the CLI does this after parsing flags).
+
+    Connections and the result backend the app had already opened are dropped, so one
+    process can follow runs on different brokers (tests; embedded mode after a cluster run).
+    """
     celery_app.conf.update(_conf(settings))
+    # Dropped, not closed: kombu's global producer pools may still hand out the old pool for
+    # the same URL, and a closed one refuses to serve.
+    celery_app._pool = None
+    amqp = celery_app.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
+    celery_app._backend_cache = None
+    celery_app._local = threading.local()
     return celery_app
 
 

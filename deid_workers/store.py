@@ -20,6 +20,7 @@ write, so identifiers never outlive the run by more than that::
     deid:run:<id>:failed                hash  relative path -> error type (unexpected error)
     deid:run:<id>:missing               hash  relative path -> missing entity/item fields
     deid:run:<id>:inspect               hash  relative path -> JSON verdict
+    deid:run:<id>:unlisted              hash  relative folder -> why the walk could not list it
 
 Key names never contain a header value: an entity (a PatientID) appears in key names only as a
 salted digest; the salt is per run, and the entity and item values live inside the hash.
@@ -153,7 +154,7 @@ class Keys:
         return fixed
 
 
-OUTCOME_KINDS = ("skipped", "refused", "failed", "missing", "inspect")
+OUTCOME_KINDS = ("skipped", "refused", "failed", "missing", "inspect", "unlisted")
 
 
 def _decode(value: Any) -> str:
@@ -370,6 +371,16 @@ class RunStore:
         results = pipe.execute()
         added, done = results[-1]
         return bool(added), int(done)
+
+    def add_outcome(self, kind: str, path: str, text: str, *, counter: str | None = None) -> None:
+        """Record one file outside any batch (a folder the walk could not list)."""
+        pipe = self.client.pipeline()
+        pipe.hset(self.keys.outcome(kind), path, text)
+        pipe.expire(self.keys.outcome(kind), self.expiry)
+        if counter:
+            pipe.hincrby(self.keys.counters, counter, 1)
+            pipe.expire(self.keys.counters, self.expiry)
+        pipe.execute()
 
     def counters(self) -> dict[str, int]:
         return {_decode(k): int(v) for k, v in self.client.hgetall(self.keys.counters).items()}

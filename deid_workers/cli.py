@@ -1,0 +1,309 @@
+"""``deid-submit``: the front door. Arguments, help, messages and exit codes; no pipeline logic.
+
+Flags follow deid's client (``--action --input --outfolder --overwrite --deid --ids --print
+--quiet --format --version``) so a deid user feels at home, plus what a distributed tool needs
+(``--broker --workers --batch --no-wait --status --resume``). Every :class:`DeidError` becomes
+one line, ``deid-submit: error: <message>``, and an exit code; the traceback only at DEBUG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from importlib import metadata
+from typing import Any
+
+from .config import Settings
+from .errors import ConfigError, DeidError, IdentifiersError, InputError, RecipeError
+from . import logs
+
+__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
+
+PROG = "deid-submit"
+EXIT_OK = 0
+"""The run finished and every valid file was written (or inspected); skips are in the summary."""
+EXIT_FAILED = 1
+"""The run failed or is incomplete: refused, failed or unaccounted files; Redis lost."""
+EXIT_USAGE = 2
+"""Usage, configuration, recipe or ids error: nothing was started."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (or SIGTERM in embedded mode)."""
+
+log = logging.getLogger("deid_workers.cli")
+
+EPILOG = f"""\
+examples:
+  {PROG} --action all
+      de-identify the bundled demo study with a private Redis and local workers
+  {PROG} --action all --input /data/in --outfolder /data/out --deid deid.dicom
+      the same on your files, with your recipe
+  {PROG} --action get --input /data/in --outfolder /data/ids   (then edit deid-ids.json)
+  {PROG} --action put --input /data/in --ids /data/ids/deid-ids.json --outfolder /data/out
+  DEID_BROKER_URL=redis://:PASS@redis:6379/0 {PROG} --action all --input /nas/in --no-wait
+      submit to a cluster (workers: deid-worker) and return; follow with --status RUN_ID
+
+environment: DEID_BROKER_URL, DEID_BATCH_SIZE, DEID_WORKERS, DEID_SECRET, DEID_SECRET_FILE,
+  DEID_ENTITY_FIELD, DEID_ITEM_FIELD, DEID_DATE_SHIFT_MIN/MAX, DEID_VISIBILITY_TIMEOUT,
+  DEID_TASK_TIME_LIMIT, DEID_MAX_RETRIES, DEID_RUN_EXPIRY, DEID_LOG_JSON,
+  MESSAGELEVEL (QUIET, ERROR, WARNING, INFO, DEBUG; as deid reads it)
+
+exit codes: {EXIT_OK} run finished, every valid file written/inspected (skips are reported);
+  {EXIT_FAILED} run failed or incomplete; {EXIT_USAGE} usage, config, recipe or ids error (nothing
+  started); {EXIT_INTERRUPTED} interrupted
+"""
+
+
+def _version() -> str:
+    try:
+        return metadata.version("deid-workers")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = Settings()
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="De-identify DICOM files with deid recipes, spread over Celery workers on "
+                    "Redis. With no broker configured, starts a private Redis and local workers.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--action", choices=("get", "put", "all", "inspect"),
+                   help="get: export identifiers; put: apply the recipe with given ids; "
+                        "all: get then put; inspect: flag burned-in pixels by header filters")
+    p.add_argument("--input", metavar="DIR",
+                   help="folder of DICOM files (walked recursively); default: the bundled demo "
+                        "study dicom-cookies")
+    p.add_argument("--outfolder", metavar="DIR",
+                   help="output folder (mirrors --input's relative paths; ids and reports go "
+                        "here); default: a new temporary folder, printed at the end")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing outputs (default: refuse, and leave them untouched)")
+    p.add_argument("--deid", metavar="RECIPE", action="append", default=[],
+                   help="recipe file (deid.dicom format) or folder; repeat to merge in order; "
+                        "default: the shipped PS3.15 Annex E recipe")
+    p.add_argument("--ids", metavar="FILE",
+                   help="identifiers for put (deid-ids.json or deid-ids.pkl, as get writes them)")
+    p.add_argument("--print", dest="print_ids", action="store_true",
+                   help="get: print the identifiers (JSON) to stdout instead of writing files")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress and no per-file messages, only the summary")
+    p.add_argument("--format", choices=("dicom",), default="dicom",
+                   help="input format (only dicom; kept for deid compatibility)")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    p.add_argument("--broker", metavar="URL",
+                   help="Redis URL of the cluster (env DEID_BROKER_URL); default: none, i.e. "
+                        "embedded mode with a private redis-server and local workers")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="embedded mode: worker processes (env DEID_WORKERS; default: cores)")
+    p.add_argument("--batch", type=int, metavar="N",
+                   help=f"files per task (env DEID_BATCH_SIZE; default {d.batch_size})")
+    p.add_argument("--no-wait", action="store_true",
+                   help="print the run id and return once everything is enqueued (needs --broker)")
+    p.add_argument("--status", metavar="RUN_ID", nargs="?", const="",
+                   help="show a run's state (or, without RUN_ID, the latest runs); needs --broker")
+    p.add_argument("--resume", metavar="RUN_ID",
+                   help="re-enqueue what a run has not done and wait for it; needs --broker")
+    p.add_argument("--purge", metavar="RUN_ID",
+                   help="delete a run's state (identifiers included) from Redis; needs --broker")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary (or status) as JSON on stdout")
+    return p
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    sys.stderr.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``deid-submit``; returns the exit code (the console script exits with it)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2, message printed)
+        return int(exc.code or 0)
+    if args.version:
+        print(_version())
+        return EXIT_OK
+    try:
+        settings = Settings.from_env(None, broker_url=args.broker, batch_size=args.batch,
+                                     workers=args.workers)
+        logs.setup("QUIET" if args.quiet else settings.message_level, log_json=settings.log_json)
+        return _dispatch(parser, args, settings)
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+    except (ConfigError, RecipeError, IdentifiersError) as exc:
+        log.debug("details", exc_info=True)
+        _error(str(exc))
+        return EXIT_USAGE
+    except InputError as exc:
+        log.debug("details", exc_info=True)
+        _error(f"{exc.path}: {exc.reason}")
+        return EXIT_USAGE
+    except DeidError as exc:
+        log.debug("details", exc_info=True)
+        _error(str(exc))
+        return EXIT_FAILED
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace,
+              settings: Settings) -> int:
+    admin = [name for name in ("status", "resume", "purge") if getattr(args, name) is not None]
+    if len(admin) > 1:
+        parser.print_usage(sys.stderr)
+        _error("choose one of --status, --resume, --purge")
+        return EXIT_USAGE
+    if admin:
+        if not settings.broker_url:
+            _error(f"--{admin[0]} needs --broker or DEID_BROKER_URL (an embedded run's state "
+                   "lives only as long as its deid-submit)")
+            return EXIT_USAGE
+        return _admin(admin[0], args, settings)
+    if not args.action:
+        parser.print_usage(sys.stderr)
+        _error("--action is required (get, put, all or inspect)")
+        return EXIT_USAGE
+    if args.print_ids and args.action != "get":
+        _error("--print only applies to --action get")
+        return EXIT_USAGE
+    if args.action == "put" and not args.ids:
+        _error("To PUT without GET you must provide a json or pkl file with ids (--ids).")
+        return EXIT_USAGE
+    if args.no_wait and not settings.broker_url:
+        _error("--no-wait needs --broker or DEID_BROKER_URL (embedded workers stop with "
+               "deid-submit)")
+        return EXIT_USAGE
+    return _run(args, settings)
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from .synth import DEMO_NAME, write_demo_study
+
+    demo_dir = None
+    if args.input is None:
+        log.info("No input folder specified, will use demo %s.", DEMO_NAME)
+        demo_dir = tempfile.mkdtemp(prefix="deid-demo-")
+        args.input = os.path.join(demo_dir, DEMO_NAME)
+        write_demo_study(args.input)
+    elif not os.path.isdir(args.input):
+        raise InputError(args.input, "input folder not found")
+    if args.outfolder is None:
+        args.outfolder = tempfile.mkdtemp(prefix="deid-workers-")
+        log.info("No output folder specified, writing to %s", args.outfolder)
+    try:
+        if settings.broker_url:
+            return _submit_and_follow(args, settings, key_location=None)
+        return _embedded(args, settings)
+    finally:
+        if demo_dir is not None and not args.no_wait:
+            from .producer import remove_tree
+
+            remove_tree(demo_dir)
+
+
+def _embedded(args: argparse.Namespace, settings: Settings) -> int:
+    from .embedded import EmbeddedCluster
+
+    # Resolve (create) the key before the workers start, so they all read the same file.
+    _, key_path = settings.resolve_secret()
+    where = key_path or "DEID_SECRET"
+    log.info("Starting a private Redis and %s local worker(s)...",
+             settings.workers or os.cpu_count())
+    loglevel = "INFO" if logs.level_for(settings.message_level) <= logging.DEBUG else "WARNING"
+    with EmbeddedCluster(settings.workers, loglevel=loglevel) as cluster:
+        return _submit_and_follow(args, settings.with_overrides(broker_url=cluster.url),
+                                  key_location=where, health=cluster.check_alive)
+
+
+def _submit_and_follow(args: argparse.Namespace, settings: Settings, *,
+                       key_location: str | None, health: Any = None) -> int:
+    from .app import app, configure
+    from .producer import Progress, Submission, connect, submit
+
+    configure(app, settings)
+    client = connect(settings)
+    sub = Submission(action=args.action, input=args.input, outfolder=args.outfolder,
+                     overwrite=args.overwrite, recipes=tuple(args.deid), ids_path=args.ids,
+                     print_ids=args.print_ids,
+                     key_location=key_location or "each worker's DEID_SECRET / DEID_SECRET_FILE")
+    store = None
+    try:
+        store = submit(settings, sub, client)
+        if args.no_wait:
+            print(store.run_id)
+            return EXIT_OK
+        return _follow(store, args, health=health)
+    except KeyboardInterrupt:
+        if store is not None and settings.broker_url and health is None:
+            _error(f"interrupted; run {store.run_id} goes on on the workers "
+                   f"(follow it: {PROG} --status {store.run_id})")
+            return EXIT_INTERRUPTED
+        raise
+
+
+def _follow(store: Any, args: argparse.Namespace, *, health: Any = None) -> int:
+    from .producer import Progress, wait
+
+    progress = None if args.quiet else Progress()
+    log.info("run %s submitted", store.run_id)
+    wait(store, progress=progress, health=health)
+    return _finish(store, args)
+
+
+def _finish(store: Any, args: argparse.Namespace) -> int:
+    from .producer import stream_ids_json
+    from .report import iter_inspect, render_table, run_ok, summarize
+
+    summary = summarize(store)
+    action = summary["action"]
+    if action in ("get", "all") and summary.get("ids_pkl"):
+        log.info("Writing ids to %s", summary["ids_pkl"])
+    if action == "get" and args.print_ids and summary["state"] == "finished":
+        stream_ids_json(store, sys.stdout)
+    for path in summary["lists"].get("refused", {}):
+        log.error("%s already exists, overwrite set to False. Not writing.", path)
+    if action == "inspect" and summary["state"] == "finished":
+        for path, verdict in iter_inspect(store, int(summary["batches"] or 0)):
+            if verdict.get("flagged"):
+                log.warning("%s header filters indicate burned pixels.", path)
+            else:
+                log.info("%s header filters indicate pixels are clean.", path)
+    if summary["state"] == "failed":
+        _error(f"run {store.run_id} failed: {store.record().get('error', 'see the worker logs')}")
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    elif not (action == "get" and args.print_ids):
+        print(render_table(summary))
+    sys.stdout.flush()
+    return EXIT_OK if run_ok(summary) else EXIT_FAILED
+
+
+def _admin(what: str, args: argparse.Namespace, settings: Settings) -> int:
+    from .app import app, configure
+    from .producer import connect, resume
+    from .report import render_table, summarize
+    from .store import RunStore, list_runs
+
+    configure(app, settings)
+    client = connect(settings)
+    if what == "purge":
+        n = RunStore.load(client, args.purge).purge()
+        log.info("run %s purged (%d keys)", args.purge, n)
+        return EXIT_OK
+    if what == "resume":
+        store, said = resume(settings, args.resume, client)
+        log.info("run %s: %s", args.resume, said)
+        return _follow(store, args)
+    run_ids = [args.status] if args.status else list_runs(client)
+    summaries = [summarize(RunStore.load(client, r)) for r in run_ids]
+    if args.json:
+        print(json.dumps(summaries if not args.status else summaries[0], indent=2, default=str))
+    else:
+        print("\n\n".join(render_table(s) for s in summaries) or "no runs")
+    return EXIT_OK

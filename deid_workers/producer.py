@@ -1,0 +1,367 @@
+"""Submit, wait for and resume runs: the producer side of the pipeline.
+
+The producer never holds the file list. It walks ``--input`` lazily, writes each batch of
+relative paths into Redis as it goes, and sends tasks that carry only ``(run_id, batch_no)``.
+
+Why the get (and inspect) stage is a chord with a *generator* header: Celery 5.7 accepts a
+generator as a group's tasks (``group`` wraps it in ``regen``) and publishes it lazily;
+``group._apply_tasks`` looks one signature ahead so it can call the Redis backend's
+``set_chord_size`` just before publishing the last header task (celery#3021), and the Redis
+backend's ``apply_chord`` skips saving the header result when the header is a ``regen``. So
+workers start on batch 0 while the walk is still listing folders, and finalize fires once,
+after the last batch. The generator is ours: :func:`_header` walks, stores a batch, and yields a
+tiny immutable signature ``deid.get.si(run_id, n)``. Memory is not quite flat: ``regen`` and the
+group keep one small signature and one ``AsyncResult`` per *batch* (about 20,000 for a million
+files at the default batch size, a few tens of MB), never a per-file list. A counter-based
+trigger (last batch enqueues finalize) would be flat, but would re-implement what the chord
+already gives, including its crash-safe join in Redis; we keep the chord.
+
+``put`` batches are not a chord (nothing runs after them); progress and completion come from
+the store's counters, and the last put batch marks the run finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import IO, Any
+
+from celery import chord
+
+from .app import app
+from .config import Settings
+from .errors import IdentifiersError, InputError, StoreError
+from .idsfile import load_ids
+from .recipe import load_recipe
+from .store import RunStore, new_run_id, redis_client
+from .tasks import RUN_SETTINGS
+from .walk import iter_batches
+
+__all__ = [
+    "ACTIONS",
+    "Submission",
+    "submit",
+    "resume",
+    "wait",
+    "Progress",
+    "connect",
+    "stream_ids_json",
+]
+
+log = logging.getLogger(__name__)
+
+ACTIONS = ("get", "put", "all", "inspect")
+POLL_SECONDS = 0.5
+"""How often the producer reads the counters while it waits: cheap (two small reads)."""
+
+CHORD_CHECK_SECONDS = 2.0
+"""How often it asks the result backend whether the chord failed (a header batch gave up)."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What the user asked for, after the CLI resolved defaults (demo input, temp output)."""
+
+    action: str
+    input: str
+    outfolder: str
+    overwrite: bool = False
+    recipes: tuple[str, ...] = ()
+    ids_path: str | None = None
+    print_ids: bool = False
+    key_location: str | None = None
+
+
+def connect(settings: Settings) -> Any:
+    """A redis client for the settings' broker, checked with a PING (StoreError if down)."""
+    if not settings.broker_url:
+        raise StoreError("no broker: set --broker or DEID_BROKER_URL")
+    client = redis_client(settings.broker_url)
+    try:
+        client.ping()
+    except Exception as exc:
+        raise StoreError(f"cannot reach Redis at {_safe_url(settings.broker_url)}: "
+                         f"{type(exc).__name__}") from exc
+    return client
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def _recipe_texts(paths: Sequence[str]) -> tuple[list[str], str, str]:
+    """Load (validate) the recipe here, so a broken one stops the run before it starts;
+    returns the source texts in merge order, the digest and a short name."""
+    recipe = load_recipe(list(paths) if paths else None)
+    texts = []
+    for source in recipe.sources:
+        with open(source, encoding="utf-8") as fh:
+            texts.append(fh.read())
+    return texts, recipe.sha256, recipe.name
+
+
+def _exclude(sub: Submission) -> str | None:
+    inp, out = os.path.realpath(sub.input), os.path.realpath(sub.outfolder)
+    if out != inp and os.path.commonpath([inp, out]) == inp:
+        return out
+    return None
+
+
+def submit(settings: Settings, sub: Submission, client: Any = None) -> RunStore:
+    """Create the run, load ids for put, walk the input and enqueue every batch.
+
+    Returns as soon as everything is enqueued; :func:`wait` follows the run.
+    """
+    if sub.action not in ACTIONS:
+        raise ValueError(f"unknown action {sub.action!r}")
+    if not os.path.isdir(sub.input):
+        raise InputError(sub.input, "input folder not found")
+    if os.path.realpath(sub.input) == os.path.realpath(sub.outfolder):
+        raise InputError(sub.outfolder, "output folder is the input folder; choose another")
+    texts, sha, name = _recipe_texts(sub.recipes)
+    ids = None
+    if sub.action == "put":
+        if not sub.ids_path:
+            raise IdentifiersError("To PUT without GET you must provide a json or pkl file "
+                                   "with ids (--ids).")
+        ids = load_ids(sub.ids_path)
+    os.makedirs(sub.outfolder, exist_ok=True)
+    client = client if client is not None else connect(settings)
+    run_id = new_run_id()
+    record = {
+        "action": sub.action,
+        "input": os.path.abspath(sub.input),
+        "outfolder": os.path.abspath(sub.outfolder),
+        "overwrite": sub.overwrite,
+        "print_ids": sub.print_ids,
+        "recipe_texts": texts,
+        "recipe_sha": sha,
+        "recipe_name": name,
+        "settings": {k: v for k, v in asdict(settings).items() if k in RUN_SETTINGS},
+        "key_location": sub.key_location,
+        "walk_done": False,
+        "stage": "put" if sub.action == "put" else ("inspect" if sub.action == "inspect" else "get"),
+    }
+    store = RunStore.create(client, run_id, record, expiry=settings.run_expiry)
+    log.info("run %s: %s of %s with recipe %s", run_id, sub.action, record["input"], name)
+    if ids is not None:
+        n = store.save_ids(ids)
+        log.info("run %s: loaded ids of %d items", run_id, n)
+    enqueue(store, settings, sub)
+    return store
+
+
+def _walk(store: RunStore, sub: Submission, settings: Settings, *,
+          skip: Callable[[int], bool] = lambda n: False) -> Iterator[int]:
+    """Walk the input, store every batch, and yield the numbers of batches to send.
+
+    Batch numbers follow the walk order, which is deterministic (sorted names), so a resumed
+    walk gives the same batches. The walk's end is recorded before the last number is yielded
+    to the chord machinery (which looks one ahead), so finalize always sees ``walk_done``.
+    """
+    def on_error(rel: str, reason: str) -> None:
+        log.warning("cannot list %s: %s", rel, reason)
+        store.add_outcome("unlisted", rel, reason, counter="walk:unlisted")
+
+    n = 0
+    for paths in iter_batches(sub.input, settings.batch_size, exclude=_exclude(sub),
+                              on_error=on_error):
+        store.add_batch(n, paths)
+        if not skip(n):
+            yield n
+        n += 1
+    store.update(walk_done=True, n_batches=n)
+
+
+def enqueue(store: RunStore, settings: Settings, sub: Submission,
+            *, skip: Callable[[int], bool] = lambda n: False) -> None:
+    """Send the run's first stage: a chord for get/inspect/all, plain tasks for put."""
+    from .tasks.finalize import finalize
+    from .tasks.get import get_batch
+    from .tasks.inspect import inspect_batch
+    from .tasks.put import put_batch
+
+    run_id = store.run_id
+    store.update(state="running")
+    if sub.action == "put":
+        with app.producer_or_acquire() as producer:
+            for n in _walk(store, sub, settings, skip=skip):
+                put_batch.si(run_id, n).apply_async(producer=producer)
+        store.maybe_finish("put")
+        return
+    task = inspect_batch if sub.action == "inspect" else get_batch
+    body_id = str(uuid.uuid4())
+    store.update(finalize_task=body_id)
+    header = (task.si(run_id, n) for n in _walk(store, sub, settings, skip=skip))
+    chord(header, finalize.si(run_id)).apply_async(task_id=body_id)
+
+
+def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStore, str]:
+    """Re-enqueue what a run has not done; returns (store, what was done in words).
+
+    The walk is redone (it is deterministic), batches already committed are skipped. A run
+    whose first stage is complete but whose finalize did not run gets finalize again; for
+    ``all``, pending put batches are re-sent.
+    """
+    from .tasks.finalize import finalize
+    from .tasks.put import put_batch
+
+    client = client if client is not None else connect(settings)
+    store = RunStore.load(client, run_id)
+    rec = store.record()
+    if rec.get("state") == "finished":
+        return store, "already finished; nothing to do"
+    sub = Submission(action=rec["action"], input=rec["input"], outfolder=rec["outfolder"],
+                     overwrite=bool(rec.get("overwrite")), print_ids=bool(rec.get("print_ids")))
+    run_settings = settings.with_overrides(**{k: v for k, v in (rec.get("settings") or {}).items()
+                                              if k in RUN_SETTINGS})
+    first = {"get": "get", "all": "get", "inspect": "inspect", "put": "put"}[sub.action]
+    done_first = store.done_batches(first)
+    walk_done = bool(rec.get("walk_done"))
+    n_batches = int(rec.get("n_batches") or 0)
+    if first == "put" or not walk_done or len(done_first) < n_batches:
+        store.update(state="running")
+        enqueue(store, run_settings, sub, skip=done_first.__contains__)
+        return store, f"re-sent the {first} batches not done ({len(done_first)} were done)"
+    if not store.done_batches("finalize"):
+        finalize.si(run_id).apply_async()
+        return store, "re-sent finalize"
+    pending = list(store.pending_batches("put", n_batches))
+    with app.producer_or_acquire() as producer:
+        for n in pending:
+            put_batch.si(run_id, n).apply_async(producer=producer)
+    store.maybe_finish("put")
+    return store, f"re-sent {len(pending)} put batches"
+
+
+class Progress:
+    """A one-line progress bar on stderr fed from the store's counters.
+
+    On a terminal the line is redrawn in place; elsewhere (CI logs) a line is printed at most
+    every ``interval`` seconds, so logs stay readable.
+    """
+
+    def __init__(self, stream: IO[str] | None = None, *, interval: float = 10.0) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval = interval
+        self.start = time.monotonic()
+        self._last_print = 0.0
+        self._drawn = False
+
+    @staticmethod
+    def line(rec: Mapping[str, Any], c: Mapping[str, int], elapsed: float) -> str:
+        action = rec.get("action")
+        found = c.get("walk:files", 0)
+        total = f"{found}" if rec.get("walk_done") else f"{found}+"
+        stages = {"get": ["get"], "all": ["get", "put"], "put": ["put"],
+                  "inspect": ["inspect"]}[str(action)]
+        parts = []
+        current_done, current_total = 0, found
+        for stage in stages:
+            done = c.get(f"{stage}:files", 0)
+            stage_total = total
+            if stage == "put" and action == "all":
+                stage_total = str(c.get("get:valid", 0)) if rec.get("stage") == "put" else "?"
+            parts.append(f"{stage} {done}/{stage_total}")
+            if done or stage == stages[0]:
+                current_done = done
+                current_total = int(stage_total.rstrip("+")) if stage_total[0].isdigit() else found
+        rate = current_done / elapsed if elapsed > 0 else 0.0
+        eta = ""
+        if rate > 0 and rec.get("walk_done") and current_total >= current_done:
+            eta = f"  ETA {_hms((current_total - current_done) / rate)}"
+        return f"{'  '.join(parts)}  {rate:.1f} files/s{eta}"
+
+    def update(self, rec: Mapping[str, Any], counters: Mapping[str, int]) -> None:
+        now = time.monotonic()
+        text = self.line(rec, counters, now - self.start)
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + text)
+            self.stream.flush()
+            self._drawn = True
+        elif now - self._last_print >= self.interval:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+            self._last_print = now
+
+    def close(self) -> None:
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
+
+
+def _hms(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POLL_SECONDS,
+         health: Callable[[], None] | None = None, timeout: float | None = None) -> dict[str, Any]:
+    """Follow a run until it is finished or failed; returns the final run record.
+
+    ``health`` is called each round (embedded mode checks its processes there). If the chord
+    failed (a get or inspect batch gave up after its retries), the run is marked failed.
+    Raises StoreError if the run disappears from Redis (restarted without persistence).
+    """
+    started = time.monotonic()
+    last_check = 0.0
+    try:
+        while True:
+            rec = store.record()
+            if progress is not None:
+                progress.update(rec, store.counters())
+            if rec.get("state") in ("finished", "failed"):
+                return rec
+            now = time.monotonic()
+            if now - last_check >= CHORD_CHECK_SECONDS and rec.get("finalize_task"):
+                last_check = now
+                if app.AsyncResult(rec["finalize_task"]).state == "FAILURE":
+                    store.set_state("failed", error="a batch failed after its retries")
+                    continue
+            if health is not None:
+                health()
+            if timeout is not None and now - started > timeout:
+                raise StoreError(f"run {store.run_id}: still running after {timeout:.0f} s")
+            time.sleep(poll)
+    except StoreError as exc:
+        if "unknown to Redis" in str(exc):
+            raise StoreError(f"run {store.run_id}: its state is gone from Redis (restarted "
+                             "without persistence, or expired); start the run again") from exc
+        raise
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+def stream_ids_json(store: RunStore, out: IO[str]) -> int:
+    """Write the run's ids to ``out`` as one JSON object, entity by entity; returns entities."""
+    import json
+
+    out.write("{")
+    n = 0
+    for entity, items in store.iter_ids():
+        out.write(("\n " if n == 0 else ",\n ") + json.dumps(entity) + ": {")
+        for i, (item, fields) in enumerate(items):
+            out.write(("" if i == 0 else ", ") + json.dumps(item) + ": " + json.dumps(fields))
+        out.write("}")
+        n += 1
+    out.write("\n}\n")
+    out.flush()
+    return n
+
+
+def remove_tree(path: str) -> None:
+    """Remove a folder we created (demo input); errors are not worth failing a run over."""
+    shutil.rmtree(path, ignore_errors=True)
