@@ -37,7 +37,9 @@ def k8s_docs() -> list[tuple[str, dict[str, Any]]]:
 
 
 @pytest.fixture(scope="session")
-def k8s_objects(k8s_docs: list[tuple[str, dict[str, Any]]]) -> dict[tuple[str, str], dict[str, Any]]:
+def k8s_objects(
+    k8s_docs: list[tuple[str, dict[str, Any]]],
+) -> dict[tuple[str, str], dict[str, Any]]:
     """Objects by (kind, name), kustomization excluded."""
     objects: dict[tuple[str, str], dict[str, Any]] = {}
     for _, doc in k8s_docs:

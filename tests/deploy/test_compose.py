@@ -82,7 +82,8 @@ def test_redis_requires_a_password_and_persists_with_aof(compose):
 def test_redis_data_is_a_named_volume(compose):
     mounts = [mount_target(m) for m in compose["services"]["redis"]["volumes"]]
     sources = [source for source, target, _ in mounts if target == "/data"]
-    assert sources and sources[0] in (compose.get("volumes") or {}), "redis /data must be a named volume"
+    named = compose.get("volumes") or {}
+    assert sources and sources[0] in named, "redis /data must be a named volume"
 
 
 def test_redis_healthcheck_checks_for_pong(compose):
@@ -103,14 +104,17 @@ def test_worker_scales(compose):
     # container_name or a fixed host port makes `docker compose up --scale worker=8` fail.
     assert "container_name" not in worker
     assert "ports" not in worker
-    assert worker["command"] == ["deid-worker"]
+    assert worker["command"][0] == "deid-worker"
+    # Pinned: Celery's default (one process per host CPU) in each of N containers overcommits.
+    assert worker["command"][1].startswith("--concurrency=${WORKER_CONCURRENCY:-")
     assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
     assert "celery@$$HOSTNAME" in " ".join(worker["healthcheck"]["test"])
 
 
 @pytest.mark.parametrize("name", ["worker", "submit"])
 def test_input_is_read_only_and_output_writable(compose, name):
-    mounts = {target: (source, mode) for source, target, mode in map(mount_target, compose["services"][name]["volumes"])}
+    volumes = compose["services"][name]["volumes"]
+    mounts = {target: (source, mode) for source, target, mode in map(mount_target, volumes)}
     assert mounts["/data/in"][0].startswith("${DEID_INPUT:-") and mounts["/data/in"][1] == "ro"
     assert mounts["/data/out"][0].startswith("${DEID_OUTPUT:-") and mounts["/data/out"][1] != "ro"
 
