@@ -1,0 +1,121 @@
+"""Selector forms and matching surfaces (spec §2.5), at every depth and in file meta."""
+
+from __future__ import annotations
+
+import pytest
+from recipe_helpers import CREATOR, make_dataset
+
+from deid_workers.recipe.selectors import FieldSet, add_target, compile_selector
+
+NESTED_ACC = "(0040,0275)__0__(0008,0050)"
+
+
+def uids(selector: str, ds=None, lists=None) -> set[str]:
+    fs = FieldSet(ds if ds is not None else make_dataset())
+    return {f.uid for f in fs.expand(compile_selector(selector), lists)}
+
+
+def test_flattening_names_and_uids() -> None:
+    fs = FieldSet(make_dataset())
+    by_uid = {f.uid: f for f in fs}
+    assert by_uid[NESTED_ACC].name == "RequestAttributesSequence__AccessionNumber"
+    deep = "(0040,0275)__0__(0032,1064)__0__(0008,0100)"
+    assert by_uid[deep].name == "RequestAttributesSequence__RequestedProcedureCodeSequence__CodeValue"
+    assert by_uid["(0002,0003)"].is_filemeta
+    skipped = {"(7FE0,0010)", "(0002,0010)", "(0002,0012)"}
+    assert not skipped & set(by_uid)
+
+
+def test_all_covers_every_depth_and_meta() -> None:
+    found = uids("ALL")
+    assert {"(0010,0010)", NESTED_ACC, "(0040,0275)__1__(0008,0050)", "(0002,0003)"} <= found
+    assert uids("all") == found
+
+
+@pytest.mark.parametrize(
+    "selector",
+    ["AccessionNumber", "accessionnumber", "Accession Number", "(0008,0050)", "00080050"],
+)
+def test_exact_forms_hit_every_depth(selector: str) -> None:
+    assert uids(selector) == {"(0008,0050)", NESTED_ACC, "(0040,0275)__1__(0008,0050)"}
+
+
+def test_exact_path_and_uid() -> None:
+    assert uids("RequestAttributesSequence__AccessionNumber") == {
+        NESTED_ACC, "(0040,0275)__1__(0008,0050)"}
+    assert uids(NESTED_ACC) == {NESTED_ACC}
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [f'(0021,"{CREATOR}",15)', f'0021,"{CREATOR}",15', f'(0021,"{CREATOR.lower()}",15)'],
+)
+def test_private_creator_exact(selector: str) -> None:
+    assert uids(selector) == {"(0021,1015)"}
+
+
+def test_private_creator_in_contains() -> None:
+    assert uids('contains:"MITRA OBJECT') == {"(0033,101E)"}
+    assert "(0021,1015)" in uids("contains:Siemens: Thorax")
+
+
+def test_contains_startswith_endswith_except() -> None:
+    assert {"(0010,0010)", "(0010,0020)", "(0010,0030)", "(0010,0040)"} <= uids("contains:0010")
+    assert "(0008,0030)" in uids("endswith:Time")
+    assert "(0008,002A)" in uids("endswith:Time")  # AcquisitionDateTime
+    assert uids("startswith:PatientB") == {"(0010,0030)"}
+    except_ = uids("except:Manufacturer")
+    assert "(0008,0070)" not in except_ and "(0008,1090)" not in except_  # ModelName too
+    assert "(0010,0010)" in except_
+    assert "(0040,0275)__0__(0040,1001)" in uids("contains:Sequence")  # parent in the path
+    # | is OR; OtherPatientIDs contains "PatientID"
+    assert uids("contains:PatientName|PatientID") == {"(0010,0010)", "(0010,0020)", "(0010,1000)"}
+
+
+def test_regex_is_lowercased_like_deid() -> None:
+    sel = compile_selector(r"contains:\D")
+    assert sel.regex is not None and sel.regex.pattern == r"\d"
+
+
+def test_select_vr_and_group() -> None:
+    assert "(0008,0020)" in uids("select:VR:DA") and "(0010,0010)" not in uids("select:VR:DA")
+    assert uids("select:vr:pnx") >= {"(0010,0010)"}
+    assert uids("select:group:0021") == {"(0021,0010)", "(0021,1015)", "(0021,1016)"}
+
+
+def test_values_and_fields_lists() -> None:
+    ds = make_dataset()
+    assert uids("values:v", ds, {"v": ["sentinel-id"]}) == {"(0010,0020)"}
+    assert uids("values:v", ds, {"v": []}) == set()
+    assert uids("values:v", ds, {"v": ["(unbalanced"]}) == set()  # escaped, not re.error
+    fs = FieldSet(ds)
+    stored = {f.uid: f for f in fs.expand(compile_selector("AccessionNumber"))}
+    assert uids("fields:f", ds, {"f": stored}) == set(stored)
+
+
+def test_skip_tags_exclude_at_every_depth() -> None:
+    fs = FieldSet(make_dataset(), frozenset({"(0008,0050)"}))
+    assert not [f for f in fs if f.element.keyword == "AccessionNumber"]
+
+
+def test_removal_forgets_children_and_memo_filters() -> None:
+    fs = FieldSet(make_dataset())
+    sel = compile_selector("AccessionNumber")
+    assert len(fs.expand(sel)) == 3
+    seq = fs.get("(0040,0275)")
+    assert seq is not None
+    fs.remove(seq)
+    assert [f.uid for f in fs.expand(sel)] == ["(0008,0050)"]
+
+
+@pytest.mark.parametrize("bad", ["contains:(x", "nosuch:x", "select:group:zz", "select:color:red"])
+def test_bad_selectors(bad: str) -> None:
+    with pytest.raises(ValueError):
+        compile_selector(bad)
+
+
+def test_add_target() -> None:
+    assert add_target("PatientID") == (0x00100020, "LO")
+    assert add_target("00291010") == (0x00291010, "ST")
+    with pytest.raises(ValueError):
+        add_target("(0010,0020)")
