@@ -200,6 +200,10 @@ def read_dataset(
                 ds = _parse(fp, st.st_size, headers_only, force)
             except InvalidDicomError:
                 raise InputError(shown, NOT_DICOM) from None
+            except OSError:
+                # An I/O failure (EIO, a stale NFS handle) says nothing about the file: let it
+                # reach the task so Celery retries it instead of reporting a corrupt file.
+                raise
             except Exception as exc:
                 # Any failure inside pydicom on these bytes means the file is damaged (its
                 # own errors: EOFError, ValueError, BytesLengthException, struct.error...).

@@ -27,6 +27,7 @@ __all__ = [
     "PRIVATE_CREATOR",
     "make_dataset",
     "phi_strings",
+    "truncated_dicom_bytes",
     "uid_for",
     "write_demo_study",
     "write_study_tree",
