@@ -1,0 +1,151 @@
+"""RunStore on fakeredis: key layout, idempotent commits, ids streaming, expiry, purge."""
+
+from __future__ import annotations
+
+import fakeredis
+import pytest
+
+from deid_workers.errors import StoreError
+from deid_workers.store import (ENTITY_FIELD, RUNS_INDEX, Keys, RunStore, list_runs,
+                                redis_client)
+
+EXPIRY = 1000
+
+
+@pytest.fixture
+def client():
+    return fakeredis.FakeRedis(decode_responses=True)
+
+
+@pytest.fixture
+def store(client):
+    return RunStore.create(client, "r1", {"action": "all", "input": "/in", "n": 3}, expiry=EXPIRY)
+
+
+def test_every_key_is_under_the_run_prefix(client, store):
+    store.add_batch(0, ["a.dcm"])
+    store.commit_batch("get", 0, {"files": 1}, outcomes={"skipped": {"a.dcm": "empty file"}},
+                       ids={"PID-SECRET": {"1.2.3": {"PatientName": "DOE^JOHN"}}}, valid=[])
+    keys = set(client.keys("*"))
+    assert keys - {RUNS_INDEX}
+    assert all(k.startswith("deid:run:r1") for k in keys - {RUNS_INDEX})
+
+
+def test_key_names_hold_no_header_value(client, store):
+    store.commit_batch("get", 0, {}, ids={"PID-SECRET": {"1.2.3.4": {"PatientName": "DOE^JOHN"}}})
+    names = " ".join(client.keys("*"))
+    for value in ("PID-SECRET", "1.2.3.4", "DOE^JOHN"):
+        assert value not in names
+
+
+def test_every_key_expires(client, store):
+    store.add_batch(0, ["a.dcm"])
+    store.commit_batch("get", 0, {"files": 1}, outcomes={"missing": {"a.dcm": "PatientID"}},
+                       ids={"P": {"I": {"x": 1}}}, valid=["a.dcm"])
+    store.mark_started("put", 0)
+    store.add_outcome("unlisted", "dir", "permission denied", counter="walk:unlisted")
+    for key in client.keys("deid:run:*"):
+        assert 0 < client.ttl(key) <= EXPIRY, key
+
+
+def test_record_roundtrip_keeps_types(store):
+    rec = store.record()
+    assert rec["action"] == "all" and rec["n"] == 3 and rec["state"] == "created"
+    store.update(outfolder="123")  # a path that looks like a number stays a string
+    assert store.record()["outfolder"] == "123"
+
+
+def test_load_unknown_run_is_a_store_error(client):
+    with pytest.raises(StoreError, match="unknown"):
+        RunStore.load(client, "nope")
+
+
+def test_load_reuses_the_salt(client, store):
+    again = RunStore.load(client, "r1")
+    assert again.entity_digest("X") == store.entity_digest("X")
+    other = RunStore.create(client, "r2", {}, expiry=EXPIRY)
+    assert other.entity_digest("X") != store.entity_digest("X")
+
+
+def test_commit_counts_a_batch_once(store):
+    assert store.commit_batch("get", 4, {"files": 10, "valid": 9}) == (True, 1)
+    assert store.commit_batch("get", 4, {"files": 10, "valid": 9}) == (False, 1)
+    c = store.counters()
+    assert c["get:files"] == 10 and c["get:valid"] == 9 and c["get:batches"] == 1
+    assert store.done_batches("get") == {4}
+    assert list(store.pending_batches("get", 6)) == [0, 1, 2, 3, 5]
+
+
+def test_ids_stream_back_as_written(store):
+    store.commit_batch("get", 0, {}, ids={"P1": {"i1": {"a": 1}, "i2": {"b": [1, 2]}}})
+    store.commit_batch("get", 1, {}, ids={"P1": {"i3": {"c": "x"}}, "P2": {"j": {}}})
+    got = {e: dict(items) for e, items in store.iter_ids()}
+    assert got == {"P1": {"i1": {"a": 1}, "i2": {"b": [1, 2]}, "i3": {"c": "x"}}, "P2": {"j": {}}}
+    assert store.get_ids("P1", "i2") == {"b": [1, 2]}
+    assert store.get_ids("P1", "zz") is None and store.get_ids("P9", "i1") is None
+
+
+def test_save_ids_loads_a_mapping_in_chunks(store):
+    ids = {f"P{n}": {f"i{n}": {"id": n}} for n in range(7)}
+    assert store.save_ids(ids, chunk=3) == 7
+    assert store.get_ids("P5", "i5") == {"id": 5}
+    assert ENTITY_FIELD not in dict(next(iter(store.iter_ids()))[1])
+
+
+def test_outcomes_and_batches(store):
+    store.add_batch(0, ["a", "b"])
+    store.add_batch(1, ["c"])
+    assert store.batch(1) == ["c"] and store.batch_count() == 2
+    assert store.counters()["walk:files"] == 3
+    assert list(store.iter_batches(2)) == [(0, ["a", "b"]), (1, ["c"])]
+    with pytest.raises(StoreError):
+        store.batch(7)
+    store.commit_batch("put", 0, {}, outcomes={"refused": {"a": "already exists"}})
+    assert store.outcomes("refused") == {"a": "already exists"}
+    assert store.outcomes("refused", ["a", "b"]) == {"a": "already exists"}
+    assert store.outcome_count("refused") == 1
+    with pytest.raises(ValueError):
+        store.commit_batch("put", 1, {}, outcomes={"bogus": {"a": "x"}})
+
+
+def test_valid_paths_none_without_get(store):
+    assert store.valid_paths(0) is None
+    store.commit_batch("get", 0, {}, valid=[])
+    assert store.valid_paths(0) == []
+
+
+def test_mark_started_detects_a_rerun(store):
+    assert store.mark_started("put", 2) is True
+    assert store.mark_started("put", 2) is False
+
+
+def test_maybe_finish_needs_walk_end_and_all_batches(store):
+    store.commit_batch("put", 0, {})
+    assert store.maybe_finish("put") is False  # walk not done
+    store.update(walk_done=True, n_batches=2)
+    assert store.maybe_finish("put") is False
+    store.commit_batch("put", 1, {})
+    assert store.maybe_finish("put") is True
+    assert store.record()["state"] == "finished"
+
+
+def test_purge_deletes_everything_of_the_run(client, store):
+    store.add_batch(0, ["a"])
+    store.commit_batch("get", 0, {"files": 1}, ids={"P": {"I": {}}}, valid=["a"])
+    other = RunStore.create(client, "r2", {}, expiry=EXPIRY)
+    assert store.purge() > 0
+    assert not [k for k in client.keys("*") if k.startswith("deid:run:r1")]
+    assert client.exists(Keys("r2").run) and list_runs(client) == [other.run_id]
+
+
+def test_list_runs_drops_expired(client, store):
+    RunStore.create(client, "r2", {}, expiry=EXPIRY)
+    client.delete(Keys("r1").run)
+    assert list_runs(client) == ["r2"]
+
+
+@pytest.mark.parametrize("url,path", [("redis+socket:///tmp/r.sock", "/tmp/r.sock"),
+                                      ("unix:///tmp/r.sock", "/tmp/r.sock")])
+def test_redis_client_understands_socket_urls(url, path):
+    kwargs = redis_client(url).connection_pool.connection_kwargs
+    assert kwargs["path"] == path
