@@ -45,6 +45,7 @@ def write_inspect_report(store: RunStore, outfolder: str, n_batches: int) -> tup
     One TSV row per file; a file flagged by several labels lists them joined by ``; ``.
     Written to temporary names and renamed, so a reader never sees half a report.
     """
+    os.makedirs(outfolder, exist_ok=True)
     tsv = os.path.join(outfolder, INSPECT_TSV)
     js = os.path.join(outfolder, INSPECT_JSON)
     with open(tsv + ".tmp", "w", encoding="utf-8", newline="") as ft, \

@@ -1,0 +1,56 @@
+"""Task bodies called directly, with fakeredis standing in for the broker's Redis."""
+
+from __future__ import annotations
+
+import fakeredis
+import pytest
+
+from deid_workers import tasks
+from deid_workers.app import app
+from deid_workers.store import RunStore
+from deid_workers.synth import write_study_tree
+
+RECIPE = """FORMAT dicom
+
+%header
+
+REPLACE PatientID var:id
+REMOVE PatientName
+"""
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """A fake Redis registered as the tasks' client for the app's broker URL."""
+    monkeypatch.setenv("DEID_SECRET", "task-tests-secret")
+    client = fakeredis.FakeRedis(decode_responses=True)
+    url = str(app.conf.broker_url)
+    saved = dict(tasks._clients)
+    tasks._clients[url] = client
+    tasks.forget()
+    yield client
+    tasks._clients.clear()
+    tasks._clients.update(saved)
+    tasks.forget()
+
+
+@pytest.fixture
+def make_run(fake, tmp_path):
+    """make_run(action, **record) -> (store, input root, relative paths); batches of 3."""
+
+    def make(action: str, *, corrupt: int = 2, images: int = 3, **extra):
+        root = tmp_path / "in"
+        paths = write_study_tree(root, patients=2, images=images, corrupt=corrupt)
+        record = {"action": action, "input": str(root), "outfolder": str(tmp_path / "out"),
+                  "overwrite": False, "print_ids": False, "recipe_texts": [RECIPE],
+                  "recipe_sha": "", "settings": {"entity_field": "PatientID"}}
+        record.update(extra)
+        store = RunStore.create(fake, "t" + action, record, expiry=600)
+        n = 0
+        for start in range(0, len(paths), 3):
+            store.add_batch(n, paths[start:start + 3])
+            n += 1
+        store.update(walk_done=True, n_batches=n)
+        return store, str(root), paths, n
+
+    return make

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import pydicom
+
+from deid_workers.tasks.get import run_get
+from deid_workers.tasks.put import run_put
+
+
+def test_put_uses_stored_ids_and_writes_mirrored_tree(make_run, tmp_path):
+    store, root, paths, n = make_run("all")
+    for b in range(n):
+        run_get(store.run_id, b)
+    for entity, items in list(store.iter_ids()):
+        store.save_ids({entity: {item: dict(f, id="SUBJ-" + entity[-6:]) for item, f in items}})
+    for b in range(n):
+        run_put(store.run_id, b)
+    c = store.counters()
+    assert c["put:written"] == 6 and c.get("put:refused", 0) == 0
+    assert store.record()["state"] == "finished"
+    ds = pydicom.dcmread(tmp_path / "out" / paths[0])
+    assert ds.PatientID.startswith("SUBJ-") and "PatientName" not in ds
+
+
+def test_put_refuses_existing_and_counts(make_run, tmp_path):
+    store, root, paths, n = make_run("put", corrupt=0)
+    dest = tmp_path / "out" / paths[0]
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(b"old")
+    result = run_put(store.run_id, 0)
+    assert result["refused"] == 1 and result["written"] == 2
+    assert dest.read_bytes() == b"old"
+    assert store.outcomes("refused") == {paths[0]: "already exists"}
+
+
+def test_put_redelivery_rewrites_its_own_outputs(make_run, tmp_path):
+    store, root, paths, n = make_run("put", corrupt=0)
+    store.mark_started("put", 0)  # a worker started batch 0 and died before committing
+    dest = tmp_path / "out" / paths[0]
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(b"partial from this run")
+    result = run_put(store.run_id, 0)
+    assert result["written"] == 3 and result["refused"] == 0
+    assert run_put(store.run_id, 0) == {"files": 0, "already_done": 1}
