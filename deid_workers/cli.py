@@ -224,17 +224,16 @@ def _embedded(args: argparse.Namespace, settings: Settings) -> int:
 def _submit_and_follow(args: argparse.Namespace, settings: Settings, *,
                        key_location: str | None, health: Any = None) -> int:
     from .app import app, configure
-    from .producer import Progress, Submission, connect, submit
+    from .producer import Submission, submit
 
     configure(app, settings)
-    client = connect(settings)
     sub = Submission(action=args.action, input=args.input, outfolder=args.outfolder,
                      overwrite=args.overwrite, recipes=tuple(args.deid), ids_path=args.ids,
                      print_ids=args.print_ids,
                      key_location=key_location or "each worker's DEID_SECRET / DEID_SECRET_FILE")
     store = None
     try:
-        store = submit(settings, sub, client)
+        store = submit(settings, sub)  # validates recipe, input and ids before connecting
         if args.no_wait:
             print(store.run_id)
             return EXIT_OK

@@ -1,0 +1,98 @@
+"""deid-submit's argument handling, messages and exit codes, without a running broker."""
+
+from __future__ import annotations
+
+import pytest
+
+from deid_workers import cli
+from deid_workers.synth import write_study_tree
+
+DEAD_BROKER = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    for name in ("DEID_BROKER_URL", "DEID_BATCH_SIZE", "MESSAGELEVEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+
+
+def test_help_names_flags_defaults_env_and_exit_codes(capsys):
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in ("--action", "--input", "--outfolder", "--overwrite", "--deid", "--ids",
+                 "--print", "--quiet", "--format", "--version", "--broker", "--workers",
+                 "--batch", "--no-wait", "--status", "--resume"):
+        assert flag in out
+    for env in ("DEID_BROKER_URL", "DEID_BATCH_SIZE", "DEID_WORKERS", "MESSAGELEVEL"):
+        assert env in out
+    assert "exit codes" in out and "130" in out and "examples" in out
+
+
+def test_version(capsys):
+    assert cli.main(["--version"]) == cli.EXIT_OK
+    assert capsys.readouterr().out.strip()
+
+
+def test_exit_codes_are_distinct_constants():
+    assert (cli.EXIT_OK, cli.EXIT_FAILED, cli.EXIT_USAGE, cli.EXIT_INTERRUPTED) == (0, 1, 2, 130)
+
+
+def test_unknown_action_is_usage_error(capsys):
+    assert cli.main(["--action", "nope"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_action_required(capsys):
+    assert cli.main([]) == 2
+    assert "deid-submit: error: --action is required" in capsys.readouterr().err
+
+
+def test_put_without_ids_says_so_like_deid(capsys):
+    assert cli.main(["--action", "put"]) == 2
+    err = capsys.readouterr().err
+    assert "To PUT without GET you must provide a json or pkl file with ids" in err
+    assert err.startswith("deid-submit: error: ")
+
+
+@pytest.mark.parametrize("flag", [["--status", "abc"], ["--resume", "abc"], ["--purge", "x"],
+                                  ["--action", "all", "--no-wait"]])
+def test_broker_only_flags_need_a_broker(capsys, flag):
+    assert cli.main(flag) == 2
+    assert "needs --broker" in capsys.readouterr().err
+
+
+def test_bad_env_is_config_error(monkeypatch, capsys):
+    monkeypatch.setenv("DEID_BATCH_SIZE", "many")
+    assert cli.main(["--action", "get"]) == 2
+    err = capsys.readouterr().err
+    assert err == "deid-submit: error: DEID_BATCH_SIZE: expected an integer\n"
+
+
+def test_missing_recipe_stops_before_anything_starts(tmp_path, capsys):
+    write_study_tree(tmp_path / "in", patients=1, images=1)
+    code = cli.main(["--action", "all", "--input", str(tmp_path / "in"), "--outfolder",
+                     str(tmp_path / "out"), "--deid", str(tmp_path / "nope.dicom"),
+                     "--broker", DEAD_BROKER, "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "recipe file not found" in err
+
+
+def test_missing_input_is_usage_error(tmp_path, capsys):
+    assert cli.main(["--action", "get", "--input", str(tmp_path / "none"),
+                     "--broker", DEAD_BROKER]) == 2
+    assert "input folder not found" in capsys.readouterr().err
+
+
+def test_unreachable_broker_is_one_line_and_exit_1(tmp_path, capsys):
+    write_study_tree(tmp_path / "in", patients=1, images=1)
+    code = cli.main(["--action", "get", "--input", str(tmp_path / "in"), "--outfolder",
+                     str(tmp_path / "out"), "--broker", "redis://:hunter2@127.0.0.1:1/0"])
+    err = capsys.readouterr().err
+    assert code == 1
+    line = [x for x in err.splitlines() if x.startswith("deid-submit: error:")]
+    assert len(line) == 1 and "cannot reach Redis" in line[0] and "hunter2" not in err
+
+
+def test_print_only_with_get(capsys):
+    assert cli.main(["--action", "all", "--print"]) == 2
