@@ -73,7 +73,7 @@ def enqueue_put(run_id: str, batches: list[int]) -> None:
             put_batch.si(run_id, n).apply_async(producer=producer)
 
 
-@app.task(name="deid.finalize", queue="finalize", bind=True, autoretry_for=RETRY_ON,
+@app.task(name="deid.finalize", bind=True, autoretry_for=RETRY_ON,
           retry_backoff=True, max_retries=3, acks_late=True, ignore_result=True)
 def finalize(self: Any, run_id: str) -> dict[str, int]:
     """Export ids or the inspect report, then start put for ``--action all``."""

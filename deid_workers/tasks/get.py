@@ -59,7 +59,7 @@ def run_get(run_id: str, batch_no: int) -> dict[str, int]:
     return dict(counts)
 
 
-@app.task(name="deid.get", queue="get", bind=True, autoretry_for=RETRY_ON,
+@app.task(name="deid.get", bind=True, autoretry_for=RETRY_ON,
           retry_backoff=True, max_retries=3, acks_late=True)
 def get_batch(self: Any, run_id: str, batch_no: int) -> dict[str, int]:
     """Identifiers of batch ``batch_no``; the result (counts) feeds the chord to finalize."""

@@ -52,7 +52,7 @@ def run_inspect(run_id: str, batch_no: int) -> dict[str, int]:
     return dict(counts)
 
 
-@app.task(name="deid.inspect", queue="inspect", bind=True, autoretry_for=RETRY_ON,
+@app.task(name="deid.inspect", bind=True, autoretry_for=RETRY_ON,
           retry_backoff=True, max_retries=3, acks_late=True)
 def inspect_batch(self: Any, run_id: str, batch_no: int) -> dict[str, int]:
     """Header-filter verdicts of batch ``batch_no``; counts feed the chord to finalize."""

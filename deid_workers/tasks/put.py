@@ -82,7 +82,7 @@ def _ours(outfolder: str, rel: str, since: float) -> bool:
         return False
 
 
-@app.task(name="deid.put", queue="put", bind=True, autoretry_for=RETRY_ON,
+@app.task(name="deid.put", bind=True, autoretry_for=RETRY_ON,
           retry_backoff=True, max_retries=3, acks_late=True, ignore_result=True)
 def put_batch(self: Any, run_id: str, batch_no: int) -> dict[str, int]:
     """De-identify batch ``batch_no``; progress is read from the store, so no result is kept."""

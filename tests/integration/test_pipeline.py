@@ -1,0 +1,169 @@
+"""deid-submit end to end on a real Redis and a real celery worker."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from deid_workers.cli import main
+from deid_workers.idsfile import load_ids
+from deid_workers.synth import phi_strings, write_study_tree
+
+pytestmark = pytest.mark.integration
+
+VAR_RECIPE = """FORMAT dicom
+
+%header
+
+REPLACE PatientID var:id
+REPLACE PatientName var:source_id
+REMOVE PatientBirthDate
+"""
+
+
+def _run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "in"
+    paths = write_study_tree(root, patients=2, images=3, corrupt=3)
+    return root, paths
+
+
+def test_get_writes_ids_pickle_and_json(cluster, tree, tmp_path, capsys):
+    root, paths = tree
+    out = tmp_path / "out"
+    code, stdout, err = _run(capsys, "--action", "get", "--input", str(root),
+                             "--outfolder", str(out), "--batch", "4")
+    assert code == 0, err
+    assert f"Writing ids to {out / 'deid-ids.pkl'}" in err
+    ids = load_ids(out / "deid-ids.pkl")
+    assert ids == load_ids(out / "deid-ids.json")
+    assert set(ids) == {"PID-0000-SENT", "PID-0001-SENT"}
+    items = ids["PID-0000-SENT"]
+    assert len(items) == 3
+    uid, fields = next(iter(items.items()))
+    assert fields["SOPInstanceUID"] == uid and fields["PatientID"] == "PID-0000-SENT"
+
+
+def test_get_print_writes_json_to_stdout(cluster, tree, tmp_path, capsys):
+    root, _ = tree
+    code, stdout, err = _run(capsys, "--action", "get", "--print", "--quiet",
+                             "--input", str(root), "--outfolder", str(tmp_path / "o"))
+    assert code == 0, err
+    assert set(json.loads(stdout)) == {"PID-0000-SENT", "PID-0001-SENT"}
+    assert not (tmp_path / "o" / "deid-ids.pkl").exists()
+
+
+def test_put_with_edited_ids_uses_vars(cluster, tree, tmp_path, capsys):
+    root, paths = tree
+    ids_dir = tmp_path / "ids"
+    assert _run(capsys, "--action", "get", "--quiet", "--input", str(root),
+                "--outfolder", str(ids_dir))[0] == 0
+    ids = json.loads((ids_dir / "deid-ids.json").read_text())
+    for n, (entity, items) in enumerate(sorted(ids.items())):
+        for fields in items.values():
+            fields["id"] = f"SUBJ-{n}"
+            fields["source_id"] = f"ANON^{n}"
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(ids))
+    recipe = tmp_path / "deid.var"
+    recipe.write_text(VAR_RECIPE)
+    out = tmp_path / "out"
+    code, stdout, err = _run(capsys, "--action", "put", "--quiet", "--json", "--ids", str(edited),
+                             "--deid", str(recipe), "--input", str(root), "--outfolder", str(out))
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["written"] == 6 and summary["skipped"] == 3
+    ds = pydicom.dcmread(out / paths[0])
+    assert ds.PatientID == "SUBJ-0" and str(ds.PatientName) == "ANON^0"
+    assert "PatientBirthDate" not in ds
+    assert pydicom.dcmread(out / paths[3]).PatientID == "SUBJ-1"
+
+
+def test_all_with_corrupt_files_exits_0_and_lists_skips(cluster, tree, tmp_path, capsys):
+    root, paths = tree
+    out = tmp_path / "out"
+    code, stdout, err = _run(capsys, "--action", "all", "--quiet", "--json",
+                             "--input", str(root), "--outfolder", str(out), "--batch", "2")
+    assert code == 0, err
+    s = json.loads(stdout)
+    assert (s["files_found"], s["valid"], s["skipped"], s["written"]) == (9, 6, 3, 6)
+    assert set(s["lists"]["skipped"]) == {p for p in paths if p.startswith("corrupt-")}
+    assert (out / "deid-ids.pkl").exists()
+    for rel in paths[:6]:
+        ds = pydicom.dcmread(out / rel)
+        assert "PID-0000-SENT" not in str(ds) and "PID-0001-SENT" not in str(ds)
+
+
+def test_overwrite_refusal_leaves_file_untouched(cluster, tmp_path, capsys):
+    root = tmp_path / "in"
+    paths = write_study_tree(root, patients=1, images=2)
+    out = tmp_path / "out"
+    assert _run(capsys, "--action", "all", "--quiet", "--input", str(root),
+                "--outfolder", str(out))[0] == 0
+    target = out / paths[0]
+    target.write_bytes(b"edited by a human")
+    code, stdout, err = _run(capsys, "--action", "all", "--input", str(root),
+                             "--outfolder", str(out))
+    assert code == 1
+    assert f"ERROR {paths[0]} already exists, overwrite set to False. Not writing." in err
+    assert target.read_bytes() == b"edited by a human"
+    code, _, err = _run(capsys, "--action", "all", "--quiet", "--overwrite",
+                        "--input", str(root), "--outfolder", str(out))
+    assert code == 0, err
+    assert target.read_bytes() != b"edited by a human"
+
+
+def test_inspect_writes_reports_and_deid_lines(cluster, tree, tmp_path, capsys):
+    root, paths = tree
+    out = tmp_path / "out"
+    code, stdout, err = _run(capsys, "--action", "inspect", "--input", str(root),
+                             "--outfolder", str(out))
+    assert code == 0, err
+    tsv = (out / "deid-inspect.tsv").read_text().splitlines()
+    assert tsv[0] == "file\tflagged\tgroup\treason" and len(tsv) == 7
+    assert len(json.loads((out / "deid-inspect.json").read_text())) == 6
+    lines = [x for x in err.splitlines() if "header filters indicate" in x]
+    assert len(lines) == 6
+    assert all(x.endswith(("indicate burned pixels.", "indicate pixels are clean.")) for x in lines)
+
+
+def test_no_phi_in_task_results_or_info_logs(cluster, worker_log, redis_client, tmp_path,
+                                             capsys):
+    root = tmp_path / "in"
+    write_study_tree(root, patients=2, images=2)
+    assert _run(capsys, "--action", "all", "--quiet", "--input", str(root),
+                "--outfolder", str(tmp_path / "out"))[0] == 0
+    phi = phi_strings(0) | phi_strings(1)
+    metas = [redis_client.get(k) for k in redis_client.scan_iter("celery-task-meta-*")]
+    assert metas, "get/inspect results should be in the backend"
+    blob = "\n".join(m for m in metas if m)
+    names = "\n".join(redis_client.scan_iter("deid:*"))
+    log = Path(worker_log).read_text()
+    for value in phi:
+        assert value not in blob
+        assert value not in names
+        assert value not in log
+
+
+def test_embedded_mode_on_demo_data(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("DEID_BROKER_URL", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    out = tmp_path / "out"
+    code, stdout, err = _run(capsys, "--action", "all", "--workers", "1", "--json",
+                             "--outfolder", str(out))
+    assert code == 0, err
+    assert "No input folder specified, will use demo dicom-cookies." in err
+    s = json.loads(stdout)
+    assert s["written"] == 7 and s["key"] == str(tmp_path / "xdg" / "deid-workers" / "secret.key")
+    assert sorted(os.listdir(out)) == sorted(
+        ["deid-ids.json", "deid-ids.pkl"] + [f"image{i}.dcm" for i in range(1, 8)])
