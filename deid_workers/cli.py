@@ -133,23 +133,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env(None, broker_url=args.broker, batch_size=args.batch,
                                      workers=args.workers)
-        logs.setup("QUIET" if args.quiet else settings.message_level, log_json=settings.log_json)
-        return _dispatch(parser, args, settings)
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return EXIT_INTERRUPTED
-    except (ConfigError, RecipeError, IdentifiersError) as exc:
-        log.debug("details", exc_info=True)
+    except ConfigError as exc:
         _error(str(exc))
         return EXIT_USAGE
-    except InputError as exc:
-        log.debug("details", exc_info=True)
-        _error(f"{exc.path}: {exc.reason}")
-        return EXIT_USAGE
-    except DeidError as exc:
-        log.debug("details", exc_info=True)
-        _error(str(exc))
-        return EXIT_FAILED
+    with logs.setup("QUIET" if args.quiet else settings.message_level,
+                    log_json=settings.log_json):
+        try:
+            return _dispatch(parser, args, settings)
+        except KeyboardInterrupt:
+            _error("interrupted")
+            return EXIT_INTERRUPTED
+        except (ConfigError, RecipeError, IdentifiersError) as exc:
+            log.debug("details", exc_info=True)
+            _error(str(exc))
+            return EXIT_USAGE
+        except InputError as exc:
+            log.debug("details", exc_info=True)
+            _error(f"{exc.path}: {exc.reason}")
+            return EXIT_USAGE
+        except DeidError as exc:
+            log.debug("details", exc_info=True)
+            _error(str(exc))
+            return EXIT_FAILED
 
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace,

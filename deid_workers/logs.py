@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO
 
 __all__ = ["QUIET", "LEVELS", "level_for", "setup", "DeidFormatter", "JsonFormatter"]
@@ -65,23 +67,26 @@ class JsonFormatter(logging.Formatter):
                            "logger": record.name, "message": record.getMessage()})
 
 
+@contextmanager
 def setup(message_level: str | int | None, *, log_json: bool = False,
-          stream: IO[str] | None = None) -> logging.Handler:
+          stream: IO[str] | None = None) -> Iterator[logging.Handler]:
     """Send ``deid_workers`` logs to stderr at the level deid's ``MESSAGELEVEL`` names.
 
-    Replaces the handler a previous call added (tests call ``main`` many times).
+    A context manager: on exit the package logger gets back its handlers, level and
+    propagation, so ``main`` called many times in one process (tests, notebooks) leaves no
+    handler behind on a closed stream.
     """
     logger = logging.getLogger("deid_workers")
-    for h in list(logger.handlers):
-        if getattr(h, "_deid_cli", False):
-            logger.removeHandler(h)
+    saved = (list(logger.handlers), logger.level, logger.propagate)
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler._deid_cli = True  # type: ignore[attr-defined]
     handler.setFormatter(JsonFormatter() if log_json else DeidFormatter())
-    logger.addHandler(handler)
+    logger.handlers = [handler]
     logger.setLevel(level_for(message_level))
     logger.propagate = False
-    return handler
+    try:
+        yield handler
+    finally:
+        logger.handlers, logger.level, logger.propagate = saved[0], saved[1], saved[2]
 
 
 logging.getLogger("deid_workers").addHandler(logging.NullHandler())
