@@ -221,6 +221,9 @@ def read_dataset(
         log.debug("%s: %d pydicom warning(s) while reading", shown, len(caught))
     if not isinstance(ds, FileDataset):  # pragma: no cover - dcmread on a file gives one
         raise InputError(shown, NOT_DICOM)
+    # Everything is read and the file is closed: drop pydicom's reference to the file object,
+    # which would only make the dataset impossible to deep-copy (deidentify works on a copy).
+    ds.buffer = None
     return ds
 
 

@@ -152,10 +152,6 @@ def put_one(
         ds = read_dataset(_abs(root, rel), headers_only=False, name=rel)
     except InputError as exc:
         return PutOutcome(rel, "skipped", exc.reason, dest)
-    # The reader's file wrapper cannot be deep-copied (deidentify copies the dataset); the file
-    # is closed by now anyway, so drop the reference instead of letting pydicom warn.
-    if getattr(ds, "buffer", None) is not None:
-        ds.buffer = None
     entity, item = entity_item(ds, settings.entity_field, settings.item_field)
     ids = lookup(*ids_keys(entity, item, rel))
     new = deidentify(ds, recipe, ids, funcs=funcs, settings=settings, filename=rel)
