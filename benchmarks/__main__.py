@@ -1,0 +1,280 @@
+"""``python -m benchmarks``: corpus, floor, deid-workers on the embedded cluster, deid, memory.
+
+    python -m benchmarks --quick                  # under two minutes; run before perf changes
+    python -m benchmarks --json bench.json        # full mode (larger corpus, 1M-file probes)
+    python -m benchmarks --quick --batch-sweep    # also time batch sizes 10..200
+
+Everything compared is measured in this run, on this machine, under its current load (the
+load average is recorded): no baseline is hard-coded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from deid_workers.config import Settings
+
+from . import deidref
+from .cluster import ClusterRun, run_cli
+from .corpus import Corpus, build_corpus
+from .floor import run_floor
+from .memprobe import run_probe
+
+ACTIONS = ("all", "get", "inspect", "put")
+SWEEP = (10, 25, 50, 100, 200)
+
+
+def _machine() -> dict[str, Any]:
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import pydicom
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "pydicom": pydicom.__version__, "platform": platform.platform(),
+            "loadavg_start": os.getloadavg()}
+
+
+def _rate(files: float, seconds: float) -> float:
+    return files / seconds if seconds > 0 else 0.0
+
+
+def _log(msg: str) -> None:
+    sys.stderr.write(f"[bench] {msg}\n")
+    sys.stderr.flush()
+
+
+def cluster_runs(corpus: Corpus, workers: list[int], batch: int) -> list[ClusterRun]:
+    runs = []
+    for w in workers:
+        ids_dir = tempfile.mkdtemp(prefix="bench-ids-")
+        for action in ACTIONS:
+            out = ids_dir if action == "get" else tempfile.mkdtemp(prefix=f"bench-{action}-")
+            ids = os.path.join(ids_dir, "deid-ids.json") if action == "put" else None
+            _log(f"deid-submit --action {action} --workers {w} --batch {batch}")
+            run = run_cli(action, corpus.root, corpus.files, workers=w, batch=batch, ids=ids,
+                          outfolder=out)
+            if run.rc != 0:
+                _log(f"  exit {run.rc}: {run.stderr_tail}")
+            runs.append(run)
+            if out != ids_dir:
+                shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(ids_dir, ignore_errors=True)
+    return runs
+
+
+def deid_run(corpus: Corpus) -> dict[str, Any] | None:
+    if not deidref.available():
+        return None
+    tmp = tempfile.mkdtemp(prefix="bench-deid-")
+    try:
+        listfile = os.path.join(tmp, "files.txt")
+        with open(listfile, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(corpus.valid_paths()) + "\n")
+        out = subprocess.run([sys.executable, "-m", "benchmarks.deidref", listfile,
+                              os.path.join(tmp, "out")], capture_output=True, text=True,
+                             check=False, env=_env())
+        lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+        if out.returncode != 0 or not lines:
+            _log("deid failed: " + (out.stderr.strip().splitlines() or ["?"])[-1])
+            return None
+        return dict(json.loads(lines[-1]))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def batch_sweep(corpus: Corpus, workers: int, sizes: tuple[int, ...]) -> list[dict[str, Any]]:
+    out = []
+    for b in sizes:
+        _log(f"batch sweep: --action all --workers {workers} --batch {b}")
+        run = run_cli("all", corpus.root, corpus.files, workers=workers, batch=b)
+        shutil.rmtree(run.summary.get("outfolder") or "/nonexistent", ignore_errors=True)
+        out.append({"batch": b, "run_s": round(run.run_s, 3), "wall_s": round(run.wall_s, 3),
+                    "files_per_s_run": round(_rate(corpus.files, run.run_s), 1), "rc": run.rc})
+    return out
+
+
+def build_results(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.perf_counter()
+    size = "quick" if args.quick else "full"
+    tmp = tempfile.mkdtemp(prefix="deid-bench-")
+    try:
+        _log(f"building the {size} corpus in {tmp}")
+        corpus = build_corpus(os.path.join(tmp, "corpus"), size)
+        workers = sorted({1, args.workers})
+        valid = corpus.valid_paths()
+        floor = {}
+        for w in workers:
+            _log(f"floor: pydicom read+write in {w} process(es)")
+            f = run_floor(corpus.root, valid, os.path.join(tmp, f"floor-{w}"), w)
+            shutil.rmtree(os.path.join(tmp, f"floor-{w}"), ignore_errors=True)
+            floor[w] = {"seconds": round(f["seconds"], 3),
+                        "files_per_s": round(_rate(f["files"], f["seconds"]), 1),
+                        "mb_per_s": round(_rate(corpus.mb, f["seconds"]), 2)}
+        runs = cluster_runs(corpus, workers, args.batch)
+        theirs = None if args.no_deid else deid_run(corpus)
+        results: dict[str, Any] = {
+            "mode": size, "machine": _machine(), "corpus": corpus.as_dict(),
+            "workers": workers, "batch": args.batch,
+            "floor": {str(k): v for k, v in floor.items()},
+            "ours": [r.as_dict() for r in runs], "deid": None, "ratios": {},
+        }
+        if theirs is not None:
+            n = theirs["files"]
+            theirs["get_files_per_s"] = round(_rate(n, theirs["get_s"]), 1)
+            theirs["put_files_per_s"] = round(_rate(n, theirs["put_s"]), 1)
+            theirs["all_files_per_s"] = round(_rate(n, theirs["get_s"] + theirs["put_s"]), 1)
+            results["deid"] = theirs
+        results["ratios"] = _ratios(results, corpus)
+        mem_files = args.mem_files or (100_000 if args.quick else 1_000_000)
+        if not args.no_memory:
+            _log(f"memory probe: producer over {mem_files} generated paths")
+            results["producer_probe"] = run_probe("producer", mem_files, args.batch)
+            _log(f"memory probe: ids export of {mem_files} files")
+            results["ids_probe"] = run_probe("ids", mem_files)
+        if args.batch_sweep:
+            results["batch_sweep"] = batch_sweep(corpus, args.workers, SWEEP)
+        results["machine"]["loadavg_end"] = os.getloadavg()
+        results["bench_seconds"] = round(time.perf_counter() - started, 1)
+        return results
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _ratios(results: dict[str, Any], corpus: Corpus) -> dict[str, Any]:
+    """ours/floor at the same worker count (files/s, run time) and ours/deid (1 process)."""
+    out: dict[str, Any] = {}
+    theirs = results["deid"]
+    by = {(r["action"], r["workers"]): r for r in results["ours"]}
+    for (action, w), r in by.items():
+        ours = _rate(corpus.valid, r["run_s"])
+        floor = results["floor"].get(str(w), {}).get("files_per_s")
+        key = f"{action}@{w}"
+        out[key] = {"files_per_s": round(ours, 1)}
+        if floor:
+            out[key]["ours/floor"] = round(ours / floor, 2)
+        if theirs is not None:
+            ref = {"all": "all_files_per_s", "get": "get_files_per_s",
+                   "put": "put_files_per_s"}.get(action)
+            if ref and theirs.get(ref):
+                out[key]["ours/deid"] = round(ours / theirs[ref], 1)
+    ws = sorted({w for _, w in by})
+    if len(ws) > 1:
+        for action in ACTIONS:
+            a, b = by.get((action, ws[0])), by.get((action, ws[-1]))
+            if a and b and a["run_s"] and b["run_s"]:
+                out[f"scaling_{action}_{ws[0]}to{ws[-1]}"] = round(a["run_s"] / b["run_s"], 2)
+    return out
+
+
+def render(results: dict[str, Any]) -> str:
+    c = results["corpus"]
+    m = results["machine"]
+    lines = [
+        f"deid-workers benchmark ({results['mode']}): {c['files']} files "
+        f"({c['small']} 8x8, {c['ct']} 512x512, {c['corrupt']} corrupt), {c['mb_valid']} MB; "
+        f"batch {results['batch']}",
+        f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, pydicom {m['pydicom']}, "
+        f"load {m['loadavg_start'][0]:.2f} -> {m['loadavg_end'][0]:.2f}",
+        "",
+        f"{'what':<26}{'workers':>8}{'run s':>8}{'files/s':>9}{'MB/s':>8}{'wall s':>8}"
+        f"{'x floor':>8}{'x deid':>8}  peak RSS MB (producer / workers / redis)  redis B/file",
+    ]
+    for w, f in results["floor"].items():
+        lines.append(f"{'floor: pydicom read+write':<26}{w:>8}{f['seconds']:>8.2f}"
+                     f"{f['files_per_s']:>9.1f}{f['mb_per_s']:>8.2f}")
+    for r in results["ours"]:
+        ratio = results["ratios"].get(f"{r['action']}@{r['workers']}", {})
+        rss = r["peak_rss_mb"]
+        workers = "+".join(f"{x:.0f}" for x in rss["workers"]) or "?"
+        mbs = c["mb_valid"] / r["run_s"] if r["run_s"] else 0.0
+        fps = ratio.get("files_per_s", 0.0)
+        lines.append(
+            f"{'deid-workers ' + r['action']:<26}{r['workers']:>8}{r['run_s']:>8.2f}{fps:>9.1f}"
+            f"{mbs:>8.2f}{r['wall_s']:>8.2f}{ratio.get('ours/floor', float('nan')):>8.2f}"
+            f"{ratio.get('ours/deid', float('nan')):>8.1f}  {rss['producer']:.0f} / {workers}"
+            f" / {rss['redis_server']:.0f}{'':>12}{r['redis_bytes_per_file']:>8.0f}"
+            + ("" if r["rc"] == 0 else f"  EXIT {r['rc']}"))
+    d = results["deid"]
+    if d:
+        for step in ("get", "put"):
+            lines.append(f"{'deid 0.4 ' + step + ' (1 process)':<26}{1:>8}{d[step + '_s']:>8.2f}"
+                         f"{d[step + '_files_per_s']:>9.1f}{c['mb_valid'] / d[step + '_s']:>8.2f}"
+                         f"{'':>24}  {d['peak_rss_mb']:.0f}")
+        lines.append(f"{'deid 0.4 get+put':<26}{1:>8}{d['get_s'] + d['put_s']:>8.2f}"
+                     f"{d['all_files_per_s']:>9.1f}")
+    else:
+        lines.append("deid: not importable (pip install .[bench]) or skipped")
+    scal = {k: v for k, v in results["ratios"].items() if k.startswith("scaling_")}
+    if scal:
+        lines.append("scaling (run time 1 worker / N workers): "
+                     + ", ".join(f"{k[8:]} {v:.2f}x" for k, v in scal.items()))
+    for key, title in (("producer_probe", "producer (generated walk)"), ("ids_probe", "ids export")):
+        p = results.get(key)
+        if p and "error" not in p:
+            lines.append(f"memory, {title}: {p['files']} files in {p['seconds']} s; RSS "
+                         f"{p['rss_at_10k_mb']} MB at 10k, {p['rss_end_mb']} MB at end, "
+                         f"peak {p['peak_rss_mb']} MB"
+                         + (f"; Redis {p['redis_bytes_per_file_queued']} B/file queued"
+                            if "redis_bytes_per_file_queued" in p else ""))
+        elif p:
+            lines.append(f"memory, {title}: failed: {p['error']}")
+    if results.get("batch_sweep"):
+        lines.append("batch sweep (--action all, run s / files/s): " + ", ".join(
+            f"{b['batch']}: {b['run_s']:.2f} / {b['files_per_s_run']:.0f}"
+            for b in results["batch_sweep"]))
+    lines.append(f"(run s: deid-submit's own elapsed_s, embedded start excluded; wall s: whole "
+                 f"command; benchmark took {results['bench_seconds']} s)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    d = Settings()
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0],
+                                epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="small corpus and 100k-file memory probes (under two minutes)")
+    p.add_argument("--json", metavar="PATH", help="also write all figures as JSON to PATH")
+    p.add_argument("--workers", type=int, default=2, help="N for the N-worker runs (default 2)")
+    p.add_argument("--batch", type=int, default=d.batch_size,
+                   help=f"files per task (default {d.batch_size}, the project default)")
+    p.add_argument("--batch-sweep", action="store_true",
+                   help=f"also time --action all at batch sizes {', '.join(map(str, SWEEP))}")
+    p.add_argument("--mem-files", type=int, default=0,
+                   help="files for the memory probes (default 100k quick, 1M full)")
+    p.add_argument("--no-memory", action="store_true", help="skip the memory probes")
+    p.add_argument("--no-deid", action="store_true", help="skip deid even if importable")
+    args = p.parse_args(argv)
+    results = build_results(args)
+    print(render(results))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(results, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Memory at scale without a million DICOM files (issue 6, point 3).
+
+Two probes, each run in a child process so its RSS is its own:
+
+``producer``: the real submit path (:func:`deid_workers.producer.submit`: run record, walk,
+batches into Redis, the chord of ``deid.get`` tasks) against a private redis-server with no
+worker, fed by a generator of relative paths in place of the walk of a real tree
+(``producer.iter_batches`` is swapped for it). RSS is read when 10,000 files have been
+enqueued and at the end; flat means the producer streams. Redis ``used_memory`` per file is
+what the batches and queued task messages cost before any worker runs.
+
+``ids``: :class:`deid_workers.idsfile.IdsWriter` exporting N files' identifiers from a
+generator (entities of 100 items, fields shaped like ``get_identifiers`` on a synth file);
+peak RSS must stay far below 1 GB.
+
+    python -m benchmarks.memprobe producer --files 1000000 [--batch 100]
+    python -m benchmarks.memprobe ids --files 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from .procmem import rss_mb
+
+__all__ = ["run_probe", "probe_producer", "probe_ids"]
+
+CHECKPOINT = 10_000
+
+
+def _peak_mb() -> float:
+    """VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec, so a child started
+    by a big parent would report the parent's peak."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _fake_batches(n_files: int, batch: int, marks: dict[str, float]) -> Iterator[list[str]]:
+    """Batches of plausible relative paths (patient/study/series/image), RSS at checkpoints."""
+    made = 0
+    while made < n_files:
+        size = min(batch, n_files - made)
+        out = []
+        for k in range(made, made + size):
+            out.append(f"patient-{k // 1000:05d}/study-{k // 100 % 10:03d}/"
+                       f"series-{k // 10 % 10:03d}/image-{k:07d}.dcm")
+        made += size
+        yield out
+        if made >= CHECKPOINT and "rss_at_10k_mb" not in marks:
+            marks["rss_at_10k_mb"] = rss_mb()
+            marks["t_at_10k_s"] = time.perf_counter()
+
+
+def probe_producer(n_files: int, batch: int) -> dict[str, Any]:
+    from deid_workers import producer
+    from deid_workers.app import app, configure
+    from deid_workers.config import Settings
+    from deid_workers.embedded import find_redis_server
+    from deid_workers.store import redis_client
+
+    tmp = tempfile.mkdtemp(prefix="bench-producer-")
+    sock = os.path.join(tmp, "redis.sock")
+    redis = subprocess.Popen(
+        [find_redis_server(), "--port", "0", "--unixsocket", sock, "--save", "",
+         "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        url = "redis+socket://" + sock
+        client = redis_client(url)
+        for _ in range(200):
+            try:
+                if os.path.exists(sock) and client.ping():
+                    break
+            except Exception:
+                pass
+            time.sleep(0.05)
+        settings = Settings(broker_url=url, batch_size=batch, secret=b"bench")
+        configure(app, settings)
+        used0 = int(client.info("memory")["used_memory"])
+        marks: dict[str, float] = {}
+        producer.iter_batches = lambda *a, **k: _fake_batches(n_files, batch, marks)  # type: ignore[assignment]
+        input_dir = os.path.join(tmp, "in")
+        os.makedirs(input_dir)
+        rss_start = rss_mb()
+        t0 = time.perf_counter()
+        sub = producer.Submission(action="get", input=input_dir,
+                                  outfolder=os.path.join(tmp, "out"))
+        store = producer.submit(settings, sub, client)
+        t1 = time.perf_counter()
+        used1 = int(client.info("memory")["used_memory"])
+        counted = int(store.counters().get("walk:files", 0))
+        return {
+            "files": n_files, "batch": batch, "enqueued_files": counted,
+            "seconds": round(t1 - t0, 2),
+            "files_per_s": round(n_files / (t1 - t0), 1),
+            "rss_start_mb": round(rss_start, 1),
+            "rss_at_10k_mb": round(marks.get("rss_at_10k_mb", 0.0), 1),
+            "rss_end_mb": round(rss_mb(), 1),
+            "peak_rss_mb": round(_peak_mb(), 1),
+            "redis_used_delta_mb": round((used1 - used0) / 2**20, 2),
+            "redis_bytes_per_file_queued": round((used1 - used0) / n_files, 1),
+        }
+    finally:
+        os.killpg(redis.pid, 15)
+        redis.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fields_template() -> dict[str, Any]:
+    from deid_workers.recipe import get_identifiers
+    from deid_workers.synth import make_dataset
+
+    return dict(get_identifiers(make_dataset(1, 0, 0, 0)))
+
+
+def probe_ids(n_files: int, per_entity: int = 100) -> dict[str, Any]:
+    from deid_workers.idsfile import IdsWriter
+
+    template = _fields_template()
+    keys = list(template)
+    tmp = tempfile.mkdtemp(prefix="bench-ids-")
+    marks: dict[str, float] = {}
+
+    def items(e: int, count: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        for i in range(count):
+            n = e * per_entity + i
+            fields = {k: (f"{template[k]}-{n}" if isinstance(template[k], str) else template[k])
+                      for k in keys}
+            yield f"2.25.{n:012d}", fields
+            if n + 1 == CHECKPOINT:
+                marks["rss_at_10k_mb"] = rss_mb()
+
+    try:
+        rss_start = rss_mb()
+        t0 = time.perf_counter()
+        with IdsWriter(tmp) as writer:
+            e = 0
+            left = n_files
+            while left > 0:
+                count = min(per_entity, left)
+                writer.add_entity(f"PID-{e:07d}", items(e, count))
+                left -= count
+                e += 1
+        t1 = time.perf_counter()
+        return {
+            "files": n_files, "entities": e, "fields_per_item": len(keys),
+            "seconds": round(t1 - t0, 2),
+            "rss_start_mb": round(rss_start, 1),
+            "rss_at_10k_mb": round(marks.get("rss_at_10k_mb", 0.0), 1),
+            "rss_end_mb": round(rss_mb(), 1),
+            "peak_rss_mb": round(_peak_mb(), 1),
+            "pkl_mb": round(os.path.getsize(writer.pkl_path) / 1e6, 1),
+            "json_mb": round(os.path.getsize(writer.json_path) / 1e6, 1),
+        }
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_probe(kind: str, files: int, batch: int = 100) -> dict[str, Any]:
+    """Run a probe in a child process (fresh RSS); returns its JSON result."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH", "")) if p)
+    out = subprocess.run([sys.executable, "-m", "benchmarks.memprobe", kind, "--files",
+                          str(files), "--batch", str(batch)], capture_output=True, text=True,
+                         env=env, check=False)
+    lines = out.stdout.strip().splitlines()
+    if out.returncode != 0 or not lines:
+        return {"error": (out.stderr.strip().splitlines() or ["no output"])[-1]}
+    return dict(json.loads(lines[-1]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("kind", choices=("producer", "ids"))
+    p.add_argument("--files", type=int, default=1_000_000)
+    p.add_argument("--batch", type=int, default=100)
+    a = p.parse_args(argv)
+    result = probe_producer(a.files, a.batch) if a.kind == "producer" else probe_ids(a.files)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Keep the benchmark code from rotting: corpus builder and floor on a tiny corpus (no cluster,
+no timing asserts)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from benchmarks.corpus import build_corpus
+from benchmarks.floor import run_floor
+from benchmarks.procmem import children, peak_rss_mb, rss_mb
+
+
+def test_tiny_corpus_and_floor(tmp_path: Path) -> None:
+    corpus = build_corpus(str(tmp_path / "corpus"), "tiny")
+    assert corpus.files == 23 and corpus.valid == 20 and corpus.corrupt == 3
+    paths = corpus.valid_paths()
+    assert len(paths) == corpus.valid and not any("corrupt-" in p for p in paths)
+    result = run_floor(corpus.root, paths, str(tmp_path / "out"), 2)
+    assert result["ok"] == corpus.valid
+    written = [n for _, _, names in os.walk(tmp_path / "out") for n in names]
+    assert len(written) == corpus.valid
+
+
+def test_floor_counts_unreadable_files_as_not_ok(tmp_path: Path) -> None:
+    corpus = build_corpus(str(tmp_path / "corpus"), "tiny")
+    bad = [os.path.join(corpus.root, "small", "corrupt-02-text.dcm")]
+    assert run_floor(corpus.root, bad, str(tmp_path / "out"), 1)["ok"] == 0
+
+
+def test_proc_memory_readers() -> None:
+    assert 0 < rss_mb() <= peak_rss_mb()
+    assert os.getpid() not in children(os.getpid())
