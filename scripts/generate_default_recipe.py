@@ -333,6 +333,11 @@ def render(table: Table) -> str:
         "ADD PatientIdentityRemoved YES",
         f"ADD DeidentificationMethod {method}",
         "",
+        "# PS3.16 CID 7050 codes this recipe implements; deid-workers writes them to",
+        "# DeidentificationMethodCodeSequence (see deid_workers/provenance.py).",
+        "%labels",
+        "ADD DeidentificationMethodCode 113100",
+        "",
     ]
     return "\n".join(out)
 

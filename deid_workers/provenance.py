@@ -1,0 +1,173 @@
+"""What was done to an output, written into the output itself (PS3.15 E.1.1, PS3.16 CID 7050).
+
+Why in the file: a de-identified image travels without its run log. A recipient (or an audit)
+must be able to tell from the header alone that the identity was removed, by which tool and
+recipe (name, version, a short recipe hash that pins the exact text) and which PS3.15 options
+apply, in particular whether burned-in pixels were cleaned.
+
+How a recipe declares its options: deid keeps ``%labels`` lines and never uses them, so the
+codes go there, one line per code, in deid's ``ACTION FIELD VALUE`` form::
+
+    %labels
+    ADD DeidentificationMethodCode 113100
+    ADD DeidentificationMethodCode 113108
+
+A recipe that declares nothing gets no code but 113101 (set per file when its pixels were
+cleaned). 113101 itself cannot be declared: it is a fact about one file, not about a recipe.
+Unknown codes are refused when the recipe is checked (:func:`declared_codes`), so a typo never
+ends up as a false claim in millions of headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from .errors import RecipeError
+from .recipe.model import Recipe
+
+__all__ = [
+    "CID_7050",
+    "BASIC_PROFILE",
+    "CLEAN_PIXEL_DATA",
+    "CODE_FIELD",
+    "SCHEME",
+    "TOOL",
+    "Provenance",
+    "declared_codes",
+    "stamp",
+]
+
+SCHEME = "DCM"
+"""Coding Scheme Designator of the CID 7050 codes."""
+
+BASIC_PROFILE = "113100"
+CLEAN_PIXEL_DATA = "113101"
+
+CID_7050: dict[str, str] = {
+    "113100": "Basic Application Confidentiality Profile",
+    "113101": "Clean Pixel Data Option",
+    "113102": "Clean Recognizable Visual Features Option",
+    "113103": "Clean Graphics Option",
+    "113104": "Clean Structured Content Option",
+    "113105": "Clean Descriptors Option",
+    "113106": "Retain Longitudinal Temporal Information Full Dates Option",
+    "113107": "Retain Longitudinal Temporal Information Modified Dates Option",
+    "113108": "Retain Patient Characteristics Option",
+    "113109": "Retain Device Identity Option",
+    "113110": "Retain UIDs Option",
+    "113111": "Retain Safe Private Option",
+    "113112": "Retain Institution Identity Option",
+}
+"""PS3.16 CID 7050 De-identification Method: code value -> code meaning."""
+
+CODE_FIELD = "DeidentificationMethodCode"
+"""The ``%labels`` field whose ``ADD`` lines declare the recipe's CID 7050 codes."""
+
+TOOL = "deid-workers"
+_LO_MAX = 64  # DeidentificationMethod is LO: at most 64 characters per value
+_SHA_CHARS = 12
+
+
+def declared_codes(recipe: Recipe) -> tuple[str, ...]:
+    """The CID 7050 codes a recipe declares in ``%labels``, in order, without repeats.
+
+    Raises :class:`RecipeError` (with the line) for a code outside CID 7050 or for 113101.
+    """
+    out: list[str] = []
+    for entry in recipe.labels:
+        if entry.field != CODE_FIELD or entry.action != "ADD":
+            continue
+        code = (entry.value or "").strip()
+        if code == CLEAN_PIXEL_DATA:
+            raise RecipeError(f"{CODE_FIELD} {code} is set per file by --clean-pixels; "
+                              "a recipe cannot declare it", entry.path, entry.line)
+        if code not in CID_7050:
+            raise RecipeError(f"{CODE_FIELD} {code!r} is not a CID 7050 code "
+                              f"(expected one of {', '.join(sorted(CID_7050))})",
+                              entry.path, entry.line)
+        if code not in out:
+            out.append(code)
+    return tuple(out)
+
+
+def _version() -> str:
+    from . import __version__
+
+    return str(__version__)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What every output of one run says about itself; built once per run and process."""
+
+    method: str
+    codes: tuple[str, ...]
+
+    @classmethod
+    def of(cls, recipe: Recipe, *, name: str | None = None,
+           version: str | None = None) -> Provenance:
+        """The provenance of ``recipe``; ``name`` replaces ``recipe.name`` (workers load the
+        run's recipe from temporary files, so the producer's name travels with the run)."""
+        sha = (recipe.sha256 or "")[:_SHA_CHARS] or "none"
+        head = f"{TOOL} {version or _version()} recipe "
+        tail = f" sha256:{sha}"
+        label = (name or recipe.name).replace("\\", "/")
+        room = _LO_MAX - len(head) - len(tail)
+        if len(label) > room:
+            label = label[:max(0, room - 1)] + "~"
+        return cls(head + label + tail, declared_codes(recipe))
+
+
+def _code_item(code: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue = code
+    item.CodingSchemeDesignator = SCHEME
+    item.CodeMeaning = CID_7050[code]
+    return item
+
+
+def _values(value: object) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return [str(v) for v in value if str(v)]  # type: ignore[union-attr]
+    return [str(value)]
+
+
+def stamp(ds: Dataset, provenance: Provenance | Recipe, *, pixels_cleaned: bool) -> None:
+    """Record the de-identification in ``ds`` (changed in place: callers pass their own copy).
+
+    Sets PatientIdentityRemoved YES; keeps the DeidentificationMethod values the recipe left
+    and appends ours (dropping an older deid-workers entry, so a re-run does not pile them up);
+    sets DeidentificationMethodCodeSequence to the codes already there plus the recipe's and,
+    when ``pixels_cleaned``, 113101. Codes are DCM (CID 7050); order is stable.
+    """
+    prov = provenance if isinstance(provenance, Provenance) else Provenance.of(provenance)
+    ds.PatientIdentityRemoved = "YES"
+    kept = [v for v in _values(ds.get("DeidentificationMethod"))
+            if not (v.startswith(TOOL + " ") and "sha256:" in v)]
+    ds.DeidentificationMethod = kept + [prov.method] if kept else prov.method
+    wanted = list(prov.codes)
+    if pixels_cleaned and CLEAN_PIXEL_DATA not in wanted:
+        wanted.append(CLEAN_PIXEL_DATA)
+    items: list[Dataset] = []
+    seen: set[tuple[str, str]] = set()
+    for item in _existing_items(ds):
+        key = (str(item.get("CodeValue", "")), str(item.get("CodingSchemeDesignator", "")))
+        if key not in seen:
+            seen.add(key)
+            items.append(item)
+    for code in wanted:
+        if (code, SCHEME) not in seen:
+            seen.add((code, SCHEME))
+            items.append(_code_item(code))
+    if items:
+        ds.DeidentificationMethodCodeSequence = Sequence(items)
+
+
+def _existing_items(ds: Dataset) -> Iterable[Dataset]:
+    return list(ds.get("DeidentificationMethodCodeSequence") or ())

@@ -1,0 +1,107 @@
+"""provenance: PatientIdentityRemoved, DeidentificationMethod and CID 7050 codes in outputs."""
+
+from __future__ import annotations
+
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from deid_workers.errors import RecipeError
+from deid_workers.provenance import (
+    CID_7050,
+    CLEAN_PIXEL_DATA,
+    Provenance,
+    declared_codes,
+    stamp,
+)
+from deid_workers.recipe import load_recipe
+
+DECLARING = """FORMAT dicom
+%header
+KEEP Modality
+%labels
+ADD DeidentificationMethodCode 113100
+ADD DeidentificationMethodCode 113108
+ADD DeidentificationMethodCode 113100
+ADD Something else
+"""
+
+
+def _codes(ds: Dataset) -> list[tuple[str, str, str]]:
+    return [(i.CodeValue, i.CodingSchemeDesignator, i.CodeMeaning)
+            for i in ds.DeidentificationMethodCodeSequence]
+
+
+def test_declared_codes_in_order_without_repeats():
+    assert declared_codes(load_recipe(text=DECLARING)) == ("113100", "113108")
+
+
+def test_default_recipe_declares_the_basic_profile():
+    assert declared_codes(load_recipe()) == ("113100",)
+
+
+@pytest.mark.parametrize("code", ["999999", "113101", "basic"])
+def test_unknown_or_per_file_code_is_a_recipe_error_with_line(code):
+    text = f"FORMAT dicom\n%header\nKEEP Modality\n%labels\nADD DeidentificationMethodCode {code}\n"
+    with pytest.raises(RecipeError) as info:
+        declared_codes(load_recipe(text=text))
+    assert info.value.line == 5
+
+
+def test_stamp_without_cleaning():
+    recipe = load_recipe(text=DECLARING)
+    ds = Dataset()
+    stamp(ds, recipe, pixels_cleaned=False)
+    assert ds.PatientIdentityRemoved == "YES"
+    assert ds.DeidentificationMethod.startswith("deid-workers ")
+    assert f"sha256:{recipe.sha256[:12]}" in ds.DeidentificationMethod
+    assert recipe.name in ds.DeidentificationMethod
+    assert _codes(ds) == [("113100", "DCM", CID_7050["113100"]),
+                          ("113108", "DCM", CID_7050["113108"])]
+
+
+def test_stamp_with_cleaning_adds_113101():
+    ds = Dataset()
+    stamp(ds, load_recipe(), pixels_cleaned=True)
+    assert [c[0] for c in _codes(ds)] == ["113100", CLEAN_PIXEL_DATA]
+    assert _codes(ds)[1][2] == "Clean Pixel Data Option"
+
+
+def test_recipe_without_codes_and_no_cleaning_writes_no_sequence():
+    ds = Dataset()
+    stamp(ds, load_recipe(text="FORMAT dicom\n%header\nKEEP Modality\n"), pixels_cleaned=False)
+    assert "DeidentificationMethodCodeSequence" not in ds
+    assert ds.PatientIdentityRemoved == "YES"
+
+
+def test_stamp_keeps_recipe_method_and_is_idempotent():
+    recipe = load_recipe()
+    ds = Dataset()
+    ds.DeidentificationMethod = "site tool v2"
+    other = Dataset()
+    other.CodeValue, other.CodingSchemeDesignator, other.CodeMeaning = "113100", "DCM", "x"
+    ds.DeidentificationMethodCodeSequence = Sequence([other])
+    stamp(ds, recipe, pixels_cleaned=True)
+    stamp(ds, recipe, pixels_cleaned=True)
+    assert list(ds.DeidentificationMethod) == ["site tool v2", Provenance.of(recipe).method]
+    assert [c[0] for c in _codes(ds)] == ["113100", "113101"]
+
+
+def test_method_fits_lo_with_long_recipe_names():
+    recipe = load_recipe()
+    prov = Provenance.of(recipe, name="x" * 200 + "\\deid.dicom", version="12.34.56")
+    assert len(prov.method) <= 64
+    assert prov.method.endswith(f"sha256:{recipe.sha256[:12]}")
+    assert "\\" not in prov.method
+
+
+def test_stamped_dataset_writes_and_reads_back(tmp_path):
+    from deid_workers.synth import make_dataset
+    import pydicom
+
+    ds = make_dataset(phi=False)
+    stamp(ds, load_recipe(), pixels_cleaned=True)
+    ds.save_as(tmp_path / "x.dcm", enforce_file_format=True)
+    back = pydicom.dcmread(tmp_path / "x.dcm")
+    assert back.PatientIdentityRemoved == "YES"
+    assert [i.CodeValue for i in back.DeidentificationMethodCodeSequence] == ["113100", "113101"]
