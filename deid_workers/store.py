@@ -12,6 +12,7 @@ write, so identifiers never outlive the run by more than that::
     deid:run:<id>:batches               hash  batch_no -> JSON list of relative paths
     deid:run:<id>:valid                 hash  batch_no -> JSON list of paths get found valid
     deid:run:<id>:counters              hash  "<stage>:<name>" -> int
+    deid:run:<id>:times                 hash  "<stage>:first"/"<stage>:last" -> commit time
     deid:run:<id>:done:<stage>          set   batch numbers whose outcome is committed
     deid:run:<id>:entities              set   entity digests that have identifiers
     deid:run:<id>:ids:<digest>          hash  ENTITY_FIELD -> entity, <item> -> JSON fields
@@ -55,6 +56,7 @@ __all__ = [
     "redis_client",
     "new_run_id",
     "list_runs",
+    "queue_lengths",
 ]
 
 PREFIX = "deid:run:"
@@ -128,6 +130,11 @@ class Keys:
     def counters(self) -> str:
         return self._k("counters")
 
+    @property
+    def times(self) -> str:
+        """When each stage first and last committed a batch (``--status`` computes rates)."""
+        return self._k("times")
+
     def done(self, stage: str) -> str:
         return self._k("done", stage)
 
@@ -147,7 +154,8 @@ class Keys:
 
     def all(self) -> list[str]:
         """Fixed keys of the run (ids hashes are found through :attr:`entities`)."""
-        fixed: list[str] = [self.run, self.batches, self.valid, self.counters, self.entities]
+        fixed: list[str] = [self.run, self.batches, self.valid, self.counters, self.entities,
+                            self.times]
         fixed += [self.done(s) for s in (*STAGES, "finalize")]
         fixed += [self.started(s) for s in (*STAGES, "finalize")]
         fixed += [self.outcome(k) for k in OUTCOME_KINDS]
@@ -193,7 +201,11 @@ class RunStore:
             pipe.hset(store.keys.run, mapping=fields)
             pipe.expire(store.keys.run, expiry)
             pipe.zadd(RUNS_INDEX, {run_id: now})
-            pipe.execute()
+            pipe.ttl(RUNS_INDEX)
+            index_ttl = int(pipe.execute()[-1])
+            if index_ttl == -1 or 0 <= index_ttl < expiry:
+                # The index outlives its newest run by the run's expiry, no longer.
+                client.expire(RUNS_INDEX, expiry)
         except redis.RedisError as exc:
             raise StoreError(f"cannot write run {run_id}: {type(exc).__name__}") from exc
         return store
@@ -367,6 +379,10 @@ class RunStore:
         for name, n in counts.items():
             args += [f"{stage}:{name}", int(n)]
         args += [f"{stage}:batches", 1]
+        now = time.time()
+        pipe.hsetnx(self.keys.times, f"{stage}:first", now)
+        pipe.hset(self.keys.times, f"{stage}:last", now)
+        pipe.expire(self.keys.times, self.expiry)
         self._commit(keys=[self.keys.done(stage), self.keys.counters], args=args, client=pipe)
         results = pipe.execute()
         added, done = results[-1]
@@ -384,6 +400,10 @@ class RunStore:
 
     def counters(self) -> dict[str, int]:
         return {_decode(k): int(v) for k, v in self.client.hgetall(self.keys.counters).items()}
+
+    def times(self) -> dict[str, float]:
+        """``{"<stage>:first": t, "<stage>:last": t}``: when batches of each stage committed."""
+        return {_decode(k): float(v) for k, v in self.client.hgetall(self.keys.times).items()}
 
     def outcomes(self, kind: str, paths: Sequence[str] | None = None) -> dict[str, str]:
         """Records of one kind; only those of ``paths`` when given (one HMGET)."""
@@ -413,13 +433,20 @@ class RunStore:
 
     # -- cleanup ---------------------------------------------------------------------------
     def purge(self) -> int:
-        """Delete every key of the run (identifiers included); returns the number deleted."""
+        """Delete every key of the run (identifiers included); returns the number deleted.
+
+        Keys are found by SCAN on the run's prefix as well as by name, so a key a newer stage
+        added (or an ids hash whose digest is missing from ``entities``) is not left behind.
+        """
         n = 0
+        pattern = _glob_escape(self.keys.run) + ":*"
+        found = {_decode(k) for k in self.client.scan_iter(match=pattern, count=SCAN_COUNT)}
         digests = [_decode(d) for d in self.client.sscan_iter(self.keys.entities, count=SCAN_COUNT)]
-        for start in range(0, len(digests), SCAN_COUNT):
-            chunk = [self.keys.ids(d) for d in digests[start:start + SCAN_COUNT]]
-            n += int(self.client.delete(*chunk))
-        n += int(self.client.delete(*self.keys.all()))
+        found.update(self.keys.ids(d) for d in digests)
+        found.update(self.keys.all())
+        names = sorted(found)
+        for start in range(0, len(names), SCAN_COUNT):
+            n += int(self.client.delete(*names[start:start + SCAN_COUNT]))
         self.client.zrem(RUNS_INDEX, self.run_id)
         return n
 
@@ -434,6 +461,38 @@ def list_runs(client: redis.Redis, limit: int = 10) -> list[str]:
         else:
             client.zrem(RUNS_INDEX, run_id)
     return alive[:limit]
+
+
+def queue_lengths(client: redis.Redis, queues: Sequence[str]) -> dict[str, int]:
+    """Messages waiting in each Celery queue, read from the broker's lists directly.
+
+    kombu's Redis transport keeps a queue as several lists, one per priority step: ``get`` for
+    priority 0 and ``get\\x06\\x163``, ``...6``, ``...9`` for the others (``Channel.sep`` and
+    ``PRIORITY_STEPS`` in ``kombu/transport/redis.py``); a queue's length is their sum. Tasks
+    a worker has taken but not acknowledged (``acks_late``) are not in these lists but in
+    kombu's ``unacked`` hash, counted under :data:`UNACKED`.
+    """
+    from kombu.transport.redis import PRIORITY_STEPS, Channel
+
+    pipe = client.pipeline(transaction=False)
+    for q in queues:
+        for pri in PRIORITY_STEPS:
+            pipe.llen(q if not pri else f"{q}{Channel.sep}{pri}")
+    pipe.hlen(Channel.unacked_key)
+    sizes = [int(x or 0) for x in pipe.execute()]
+    steps = len(PRIORITY_STEPS)
+    out = {q: sum(sizes[i * steps:(i + 1) * steps]) for i, q in enumerate(queues)}
+    out[UNACKED] = sizes[-1]
+    return out
+
+
+UNACKED = "(unacked)"
+"""Key of :func:`queue_lengths`'s result counting taken, not yet acknowledged, tasks."""
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` with Redis glob metacharacters escaped, for SCAN MATCH."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _encode(value: Any) -> str:
