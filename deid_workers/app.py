@@ -13,6 +13,7 @@ Why these settings:
 - Events on (``worker_send_task_events``, ``task_send_sent_event``) so Flower shows every task.
 - Results kept only where a chord needs them (get, inspect); they are counts, never PHI, and
   expire with the run.
+- ``DEID_LOG_JSON``: worker logs as JSON lines (see :func:`_worker_log_format`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import threading
 from typing import Any
 
 from celery import Celery
+from celery.signals import after_setup_logger, after_setup_task_logger
 from kombu import Exchange, Queue
 
 from .config import Settings
@@ -113,3 +115,17 @@ def make_app(settings: Settings) -> Celery:
 
 app: Celery = make_app(Settings.from_env())
 """The app workers load; built from the environment (``DEID_BROKER_URL`` ...)."""
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _worker_log_format(logger: Any = None, **_: Any) -> None:
+    """``DEID_LOG_JSON=1``: the worker's handlers (root and task loggers) write JSON lines.
+
+    Celery adds its handlers itself (``worker_hijack_root_logger`` is off, so it only adds);
+    these signals fire right after, in the main process and in each pool child.
+    """
+    if logger is not None and Settings.from_env().log_json:
+        from .logs import use_json
+
+        use_json(logger)

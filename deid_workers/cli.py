@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="delete a run's state (identifiers included) from Redis; needs --broker")
     p.add_argument("--json", action="store_true",
                    help="print the summary (or status) as JSON on stdout")
+    p.add_argument("--log-json", action="store_true",
+                   help="log to stderr as one JSON object per line, for a log stack (env "
+                        "DEID_LOG_JSON; workers read DEID_LOG_JSON too)")
     return p
 
 
@@ -132,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     try:
         settings = Settings.from_env(None, broker_url=args.broker, batch_size=args.batch,
-                                     workers=args.workers)
+                                     workers=args.workers, log_json=args.log_json or None)
     except ConfigError as exc:
         _error(str(exc))
         return EXIT_USAGE
@@ -291,23 +294,52 @@ def _finish(store: Any, args: argparse.Namespace) -> int:
 def _admin(what: str, args: argparse.Namespace, settings: Settings) -> int:
     from .app import app, configure
     from .producer import connect, resume
-    from .report import render_table, summarize
-    from .store import RunStore, list_runs
+    from .store import RunStore
 
     configure(app, settings)
     client = connect(settings)
     if what == "purge":
-        n = RunStore.load(client, args.purge).purge()
-        log.info("run %s purged (%d keys)", args.purge, n)
-        return EXIT_OK
+        return _purge(client, args.purge)
     if what == "resume":
         store, said = resume(settings, args.resume, client)
         log.info("run %s: %s", args.resume, said)
         return _follow(store, args)
+    return _status(client, args)
+
+
+def _purge(client: Any, run_id: str) -> int:
+    """``--purge RUN_ID``: delete every key of the run, even if its record already expired."""
+    from .errors import StoreError
+    from .store import RunStore
+
+    store = RunStore(client, run_id, expiry=1)
+    try:
+        state = store.record().get("state")
+    except StoreError:
+        state = None
+    if state not in (None, "finished", "failed"):
+        log.warning("run %s is %s; its workers will fail the batches left", run_id, state)
+    n = store.purge()
+    if not n:
+        raise StoreError(f"run {run_id} is unknown to Redis (expired, purged or lost)")
+    log.info("run %s purged (%d keys)", run_id, n)
+    return EXIT_OK
+
+
+def _status(client: Any, args: argparse.Namespace) -> int:
+    """``--status [RUN_ID]``: a table per run, then the queue lengths (JSON with ``--json``)."""
+    from .app import QUEUES
+    from .report import render_status, run_status, summarize
+    from .store import RunStore, list_runs, queue_lengths
+
     run_ids = [args.status] if args.status else list_runs(client)
-    summaries = [summarize(RunStore.load(client, r)) for r in run_ids]
+    stores = [RunStore.load(client, r) for r in run_ids]
+    queues = queue_lengths(client, tuple(dict.fromkeys((*QUEUES, "clean"))))
     if args.json:
-        print(json.dumps(summaries if not args.status else summaries[0], indent=2, default=str))
+        runs = [dict(run_status(s), summary=summarize(s)) for s in stores]
+        print(json.dumps({"queues": queues, "runs": runs}, indent=2, default=str))
     else:
-        print("\n\n".join(render_table(s) for s in summaries) or "no runs")
+        tables = [render_status(run_status(s)) for s in stores]
+        print("\n\n".join(tables) if tables else "no runs")
+        print("\nqueues  " + "  ".join(f"{q} {n}" for q, n in queues.items()))
     return EXIT_OK

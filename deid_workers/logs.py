@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator
+import traceback
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
 from contextlib import contextmanager
 from typing import IO
 
-__all__ = ["QUIET", "LEVELS", "level_for", "setup", "DeidFormatter", "JsonFormatter"]
+__all__ = ["QUIET", "LEVELS", "level_for", "setup", "DeidFormatter", "JsonFormatter",
+           "use_json"]
 
 QUIET = logging.CRITICAL + 10
 """A level above every message: MESSAGELEVEL=QUIET silences all logging."""
@@ -60,11 +63,57 @@ class DeidFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line, for log shippers (``DEID_LOG_JSON``)."""
+    """One JSON object per line, for log shippers (``--log-json``, ``DEID_LOG_JSON``).
+
+    In a worker, records logged while a task runs carry ``task_id`` and ``task_name``, as
+    Celery's own task format shows them; Celery's "Task deid.get[<id>] received/succeeded"
+    lines get them from their arguments. An exception adds its type and the traceback's code
+    lines but never its message, which may quote a header value (a pydicom error, say).
+    """
 
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"time": record.created, "level": record.levelname,
-                           "logger": record.name, "message": record.getMessage()})
+        out: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(
+                timespec="milliseconds"),
+            "level": record.levelname, "logger": record.name, "process": record.processName,
+            "message": record.getMessage(),
+        }
+        task_id, task_name = _task_of(record)
+        if task_id:
+            out["task_id"], out["task_name"] = task_id, task_name
+        run_id = getattr(record, "run_id", None)
+        if run_id:
+            out["run_id"] = run_id
+        if record.exc_info and record.exc_info[0] is not None:
+            out["exc_type"] = record.exc_info[0].__name__
+            out["traceback"] = "".join(traceback.format_tb(record.exc_info[2])).rstrip()
+        return json.dumps(out, default=str)
+
+
+def _task_of(record: logging.LogRecord) -> tuple[str | None, str | None]:
+    """(task id, task name) of the record: its own attributes, its arguments, or the running
+    task (looked up only where Celery is already imported, so the CLI never imports it)."""
+    task_id = getattr(record, "task_id", None)
+    if task_id and task_id != "???":
+        return str(task_id), str(getattr(record, "task_name", "") or "")
+    args = record.args
+    if isinstance(args, Mapping) and "id" in args and "name" in args:
+        return str(args["id"]), str(args["name"])
+    if "celery" in sys.modules:
+        from celery import current_task
+
+        task = current_task if current_task else None
+        request = getattr(task, "request", None)
+        if request is not None and getattr(request, "id", None):
+            return str(request.id), str(getattr(task, "name", "") or "")
+    return None, None
+
+
+def use_json(logger: logging.Logger) -> None:
+    """Give every handler of ``logger`` the :class:`JsonFormatter` (worker logging signals)."""
+    for handler in logger.handlers:
+        if not isinstance(handler, logging.NullHandler):
+            handler.setFormatter(JsonFormatter())
 
 
 @contextmanager

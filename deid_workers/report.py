@@ -24,6 +24,8 @@ __all__ = [
     "summarize",
     "render_table",
     "run_ok",
+    "run_status",
+    "render_status",
 ]
 
 INSPECT_TSV = "deid-inspect.tsv"
@@ -175,4 +177,106 @@ def render_table(summary: Mapping[str, Any]) -> str:
             total = summary.get(kind if kind != "missing" else "missing_ids", len(entries))
             if isinstance(total, int) and total > len(entries):
                 lines.append(f"  ... and {total - len(entries)} more (see --json)")
+    return "\n".join(lines)
+
+
+STAGE_ORDER = ("get", "inspect", "finalize", "put", "clean")
+"""Stages in the order a run goes through them (``--status`` rows)."""
+
+_EXPECTED = {"get": ("get", "finalize"), "all": ("get", "finalize", "put"),
+             "inspect": ("inspect", "finalize"), "put": ("put",)}
+
+
+def run_status(store: RunStore, *, now: float | None = None) -> dict[str, Any]:
+    """Where a run stands, stage by stage, for ``deid-submit --status`` (counts and times only).
+
+    ``total`` is None while it is not known yet (the walk is still listing files, or ``put``
+    of ``--action all`` waits for get to say which files are valid). ``rate`` is files per
+    second from the stage's start (the run's creation for the first stage, the end of finalize
+    for put after it) to its last batch, or to now while it runs.
+    """
+    now = time.time() if now is None else now
+    rec = store.record()
+    c = store.counters()
+    t = store.times()
+    action = str(rec.get("action"))
+    n_batches = rec.get("n_batches")
+    walk_done = bool(rec.get("walk_done"))
+    created = float(rec.get("created") or now)
+    finished = rec.get("finished")
+    found = c.get("walk:files", 0)
+    stages = [s for s in STAGE_ORDER
+              if s in _EXPECTED.get(action, ()) or c.get(f"{s}:batches") or f"{s}:last" in t]
+    rows = []
+    for stage in stages:
+        done_batches = len(store.done_batches(stage))
+        if stage == "finalize":
+            batches_total: int | None = 1
+            done, total = done_batches, 1
+        else:
+            batches_total = int(n_batches) if walk_done and n_batches is not None else None
+            done = c.get(f"{stage}:files", 0)
+            total = None
+            if stage == "put" and action == "all":
+                total = c.get("get:valid") if "finalize:last" in t else None
+            elif stage == _EXPECTED.get(action, ("",))[0]:
+                total = found if walk_done else None
+        start = created
+        if stage == "put" and action == "all":
+            start = t.get("finalize:last", t.get("put:first", created))
+        complete = batches_total is not None and done_batches >= batches_total
+        end = t.get(f"{stage}:last", now) if complete else (float(finished) if finished else now)
+        span = end - start
+        rows.append({
+            "stage": stage,
+            "done": done,
+            "total": total,
+            "batches_done": done_batches,
+            "batches_total": batches_total,
+            "failed": c.get(f"{stage}:failed", 0),
+            "skipped": c.get(f"{stage}:skipped", 0),
+            "rate": round(done / span, 2) if stage != "finalize" and done and span > 0 else None,
+            "complete": complete,
+        })
+    return {
+        "run_id": store.run_id,
+        "action": action,
+        "state": rec.get("state"),
+        "stage": rec.get("stage"),
+        "files_found": found,
+        "walk_done": walk_done,
+        "batches": n_batches if n_batches is not None else c.get("walk:batches", 0),
+        "started": _iso(created),
+        "finished": _iso(float(finished)) if finished else None,
+        "elapsed_s": round(max(0.0, (float(finished) if finished else now) - created), 2),
+        "error": rec.get("error"),
+        "stages": rows,
+    }
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def render_status(status: Mapping[str, Any], queues: Mapping[str, int] | None = None) -> str:
+    """A run's status as a small table: one row per stage, then the broker's queue lengths."""
+    head = (f"run {status['run_id']} ({status['action']}, {status['state']})  "
+            f"started {status['started']}  "
+            + (f"finished {status['finished']}" if status.get("finished") else "running")
+            + f"  elapsed {status['elapsed_s']} s")
+    lines = [head]
+    if status.get("error"):
+        lines.append(f"error: {status['error']}")
+    table = [("stage", "done/total", "batches", "failed", "skipped", "rate")]
+    for row in status["stages"]:
+        total = "?" if row["total"] is None else str(row["total"])
+        btotal = "?" if row["batches_total"] is None else str(row["batches_total"])
+        rate = "-" if row["rate"] is None else f"{row['rate']:.1f} files/s"
+        table.append((row["stage"], f"{row['done']}/{total}", f"{row['batches_done']}/{btotal}",
+                      str(row["failed"]), str(row["skipped"]), rate))
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip()
+              for r in table]
+    if queues is not None:
+        lines.append("queues  " + "  ".join(f"{q} {n}" for q, n in queues.items()))
     return "\n".join(lines)

@@ -1,0 +1,224 @@
+"""Run status for ``deid-submit --status/--purge/--json``, on fakeredis.
+
+Covers store.queue_lengths, store times and purge, report.run_status/render_status and the
+CLI's admin commands (its Redis connection replaced by fakeredis).
+"""
+
+from __future__ import annotations
+
+import json
+
+import fakeredis
+import pytest
+
+from deid_workers import cli, producer
+from deid_workers.store import RUNS_INDEX, UNACKED, Keys, RunStore, list_runs, queue_lengths
+from deid_workers.report import render_status, run_status
+
+QUEUES = ("get", "inspect", "put", "finalize", "clean")
+
+
+@pytest.fixture
+def client():
+    return fakeredis.FakeRedis(decode_responses=True)
+
+
+def _run(client, run_id="r1", action="all", *, files=10, batches=2, expiry=1000):
+    store = RunStore.create(client, run_id, {"action": action, "input": "/in"}, expiry=expiry)
+    for n in range(batches):
+        store.add_batch(n, [f"f{n}-{i}" for i in range(files // batches)])
+    store.update(walk_done=True, n_batches=batches, state="running")
+    return store
+
+
+def test_queue_lengths_sum_kombu_priority_lists_and_count_unacked(client):
+    client.lpush("get", "m1", "m2")
+    client.lpush("get\x06\x163", "m3")
+    client.lpush("get\x06\x169", "m4")
+    client.lpush("put\x06\x166", "m5")
+    client.hset("unacked", mapping={"tag1": "x", "tag2": "y"})
+    client.lpush("getaway", "not ours")
+    assert queue_lengths(client, QUEUES) == {"get": 4, "inspect": 0, "put": 1, "finalize": 0,
+                                             "clean": 0, UNACKED: 2}
+
+
+def test_queue_lengths_match_kombu_on_a_real_publish(client):
+    """The key names come from kombu itself: publish with priorities, then count."""
+    from kombu.transport.redis import PRIORITY_STEPS, Channel
+
+    for pri in PRIORITY_STEPS:
+        key = "inspect" if not pri else f"inspect{Channel.sep}{pri}"
+        client.lpush(key, "m")
+    assert queue_lengths(client, ("inspect",))["inspect"] == len(PRIORITY_STEPS)
+
+
+def test_commit_records_first_and_last_times(client):
+    store = _run(client)
+    store.commit_batch("get", 0, {"files": 5})
+    t = store.times()
+    assert t["get:first"] == t["get:last"]
+    store.commit_batch("get", 1, {"files": 5})
+    t2 = store.times()
+    assert t2["get:first"] == t["get:first"] and t2["get:last"] >= t["get:last"]
+
+
+def test_every_run_key_and_the_index_expire(client):
+    store = _run(client, expiry=77)
+    store.commit_batch("get", 0, {"files": 5}, outcomes={"skipped": {"f0-1": "not DICOM"}},
+                       ids={"P": {"I": {"PatientID": "P"}}}, valid=["f0-0"])
+    store.mark_started("put", 0)
+    store.add_outcome("unlisted", "d", "permission denied", counter="walk:unlisted")
+    keys = client.keys("*")
+    assert len(keys) > 8
+    for key in keys:
+        assert 0 < client.ttl(key) <= 77, key
+
+
+def test_index_ttl_follows_the_longest_expiry(client):
+    _run(client, "a", expiry=500)
+    _run(client, "b", expiry=50)
+    assert client.ttl(RUNS_INDEX) > 50
+
+
+def test_purge_deletes_every_key_including_unlisted_ones_and_ids(client):
+    store = _run(client, "r1")
+    store.commit_batch("get", 0, {"files": 5}, ids={"P1": {"I": {}}, "P2": {"J": {}}},
+                       valid=["f0-0"])
+    # A key a newer stage would add, and an ids hash whose digest is not in `entities`.
+    client.hset(Keys("r1").run + ":clean:prov", "x", "1")
+    client.hset(Keys("r1").ids("deadbeef"), "k", "v")
+    neighbour = _run(client, "r10")  # shares the prefix "deid:run:r1"
+    n = store.purge()
+    assert n >= 8
+    assert [k for k in client.keys("*") if k.startswith("deid:run:r1:") or k == "deid:run:r1"] \
+        == []
+    assert client.exists(Keys("r10").run) and client.hlen(neighbour.keys.batches) == 2
+    assert list_runs(client) == ["r10"]
+
+
+def test_status_of_a_running_all_run(client):
+    store = _run(client, files=10, batches=2)
+    created = float(store.record()["created"])
+    store.commit_batch("get", 0, {"files": 5, "valid": 4, "skipped": 1})
+    client.hset(store.keys.times, "get:last", created + 2)
+    s = run_status(store, now=created + 4)
+    rows = {r["stage"]: r for r in s["stages"]}
+    assert list(rows) == ["get", "finalize", "put"]
+    assert (rows["get"]["done"], rows["get"]["total"]) == (5, 10)
+    assert (rows["get"]["batches_done"], rows["get"]["batches_total"]) == (1, 2)
+    assert rows["get"]["skipped"] == 1 and rows["get"]["rate"] == 1.25  # 5 files in 4 s
+    assert rows["put"]["total"] is None and rows["put"]["rate"] is None
+    assert s["finished"] is None and s["started"].endswith("Z")
+
+
+def test_status_of_a_finished_all_run_rates_put_from_finalize(client):
+    store = _run(client, files=10, batches=2)
+    created = float(store.record()["created"])
+    for n in range(2):
+        store.commit_batch("get", n, {"files": 5, "valid": 5, "failed": n})
+    store.commit_batch("finalize", 0, {})
+    for n in range(2):
+        store.commit_batch("put", n, {"files": 5, "written": 5})
+    client.hset(store.keys.times, mapping={"get:last": created + 5, "finalize:last": created + 6,
+                                           "put:last": created + 8})
+    store.set_state("finished")
+    s = run_status(store, now=created + 100)
+    rows = {r["stage"]: r for r in s["stages"]}
+    assert rows["get"]["rate"] == 2.0 and rows["get"]["failed"] == 1
+    assert rows["finalize"]["done"] == rows["finalize"]["total"] == 1
+    assert rows["put"]["total"] == 10 and rows["put"]["rate"] == 5.0  # 10 files, 6 s -> 8 s
+    assert all(r["complete"] for r in s["stages"])
+    assert s["finished"] is not None
+
+
+def test_status_while_walking_has_no_total(client):
+    store = RunStore.create(client, "w", {"action": "inspect"}, expiry=100)
+    store.add_batch(0, ["a", "b"])
+    s = run_status(store)
+    assert [r["stage"] for r in s["stages"]] == ["inspect", "finalize"]
+    assert s["stages"][0]["total"] is None and s["stages"][0]["batches_total"] is None
+    assert "0/?" in render_status(s)
+
+
+def test_status_lists_a_stage_the_action_does_not_name_once_it_ran(client):
+    store = _run(client, action="put")
+    store.commit_batch("clean", 0, {"files": 3})
+    assert [r["stage"] for r in run_status(store)["stages"]] == ["put", "clean"]
+
+
+def test_render_status_table(client):
+    store = _run(client)
+    store.commit_batch("get", 0, {"files": 5, "failed": 2})
+    text = render_status(run_status(store), {"get": 3, UNACKED: 1})
+    lines = text.splitlines()
+    assert lines[0].startswith("run r1 (all, running)  started ")
+    header = lines[1].split()
+    assert header == ["stage", "done/total", "batches", "failed", "skipped", "rate"]
+    assert lines[2].split()[:5] == ["get", "5/10", "1/2", "2", "0"]
+    assert lines[-1] == f"queues  get 3  {UNACKED} 1"
+
+
+# -- the CLI's admin commands ---------------------------------------------------------------
+
+@pytest.fixture
+def cli_redis(client, monkeypatch):
+    monkeypatch.setattr(producer, "connect", lambda settings: client)
+    monkeypatch.setenv("DEID_BROKER_URL", "redis://fake:6379/0")
+    monkeypatch.delenv("MESSAGELEVEL", raising=False)
+    return client
+
+
+def test_cli_status_json_one_run(cli_redis, capsys):
+    _run(cli_redis, "r1")
+    cli_redis.lpush("put", "m")
+    assert cli.main(["--status", "r1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["queues"]["put"] == 1 and set(out["queues"]) >= set(QUEUES)
+    (run,) = out["runs"]
+    assert run["run_id"] == "r1" and run["stages"][0]["stage"] == "get"
+    assert run["summary"]["files_found"] == 10
+
+
+def test_cli_status_lists_latest_runs_as_tables(cli_redis, capsys):
+    _run(cli_redis, "r1")
+    _run(cli_redis, "r2", action="inspect")
+    assert cli.main(["--status"]) == 0
+    out = capsys.readouterr().out
+    assert "run r2 (inspect, running)" in out and "run r1 (all, running)" in out
+    assert out.index("run r2") < out.index("run r1")  # newest first
+    assert "queues  get 0  inspect 0  put 0  finalize 0  clean 0" in out
+
+
+def test_cli_status_without_runs(cli_redis, capsys):
+    assert cli.main(["--status"]) == 0
+    assert capsys.readouterr().out.startswith("no runs")
+
+
+def test_cli_status_unknown_run_is_one_error_line(cli_redis, capsys):
+    assert cli.main(["--status", "nope"]) == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err.strip() == "deid-submit: error: run nope is unknown to Redis " \
+                          "(expired, purged or lost)"
+
+
+def test_cli_purge_removes_the_run_then_reports_it_unknown(cli_redis, capsys):
+    store = _run(cli_redis, "r1")
+    store.set_state("finished")
+    assert cli.main(["--purge", "r1"]) == 0
+    assert not cli_redis.keys("deid:run:r1*")
+    assert cli.main(["--purge", "r1"]) == cli.EXIT_FAILED
+    assert "unknown to Redis" in capsys.readouterr().err
+
+
+def test_cli_purge_works_after_the_record_expired(cli_redis):
+    store = _run(cli_redis, "r1")
+    store.commit_batch("get", 0, {}, ids={"P": {"I": {}}})
+    cli_redis.delete(store.keys.run)
+    assert cli.main(["--purge", "r1"]) == 0
+    assert not cli_redis.keys("deid:run:r1*")
+
+
+def test_cli_purge_warns_when_the_run_is_still_going(cli_redis, capsys):
+    _run(cli_redis, "r1")
+    assert cli.main(["--purge", "r1"]) == 0
+    assert "WARNING run r1 is running" in capsys.readouterr().err
