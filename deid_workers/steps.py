@@ -19,7 +19,9 @@ from typing import Any
 from .config import Settings
 from .dicomio import enforce_inside, read_dataset, write_atomic
 from .errors import InputError, OutputExistsError
-from .recipe import deidentify, entity_item, get_identifiers, inspect_dataset
+from .provenance import Provenance, stamp
+from .recipe import clean_pixels, deidentify, entity_item, get_identifiers, inspect_dataset
+from .recipe.pixels import has_boxes
 
 __all__ = [
     "MISSING_ENTITY",
@@ -30,6 +32,11 @@ __all__ = [
     "get_one",
     "inspect_one",
     "put_one",
+    "PixelPolicy",
+    "Triage",
+    "triage",
+    "quarantine_folder",
+    "DEFAULT_QUARANTINE_GROUPS",
 ]
 
 log = logging.getLogger(__name__)
@@ -85,7 +92,9 @@ class InspectOutcome:
 
 @dataclass(frozen=True)
 class PutOutcome:
-    """``status`` is ``written``, ``refused`` (output exists) or ``skipped`` (bad input)."""
+    """``status`` is ``written``, ``refused`` (output exists) or ``skipped`` (bad input); with a
+    :class:`PixelPolicy` also ``cleaned``, ``quarantined`` (``dest`` in the quarantine folder)
+    or ``clean`` (pixels to be cleaned by the clean stage; nothing was written)."""
 
     path: str
     status: str
@@ -137,6 +146,8 @@ def put_one(
     *,
     overwrite: bool,
     funcs: Mapping[str, Any] | None = None,
+    pixels: PixelPolicy | None = None,
+    provenance: Provenance | None = None,
 ) -> PutOutcome:
     """Apply the recipe to ``root/rel`` with its ids as vars; write it under ``outfolder``.
 
@@ -144,19 +155,119 @@ def put_one(
     without ids the recipe still runs and a ``var:`` it needs is handled as missing (the recipe
     engine removes the field and warns). An existing output is refused before any work when
     ``overwrite`` is false, and again at write time (another worker may have written it).
+
+    Every output is stamped (:func:`~deid_workers.provenance.stamp`; ``provenance`` defaults to
+    the recipe's own). With ``pixels`` the file is triaged by the recipe's %filter groups
+    first (:func:`triage`): quarantined files go to ``pixels.quarantine`` (header
+    de-identified, pixels untouched); files needing pixel work are cleaned when
+    ``pixels.now``, else returned as ``clean`` for the clean stage, before any de-identifying.
     """
     dest = output_path(outfolder, rel)
-    if not overwrite and os.path.lexists(dest):
+    if pixels is None and not overwrite and os.path.lexists(dest):
         return PutOutcome(rel, "refused", "already exists", dest)
     try:
         ds = read_dataset(_abs(root, rel), headers_only=False, name=rel)
     except InputError as exc:
         return PutOutcome(rel, "skipped", exc.reason, dest)
+    status, reason, verdict = "written", None, None
+    if pixels is not None:
+        # The %filter groups read the header only; PixelData is not decoded here.
+        verdict = inspect_dataset(ds, recipe)
+        decision = triage(verdict, pixels.quarantine_groups)
+        if decision.action == "clean" and not pixels.now:
+            return PutOutcome(rel, "clean", decision.reason, dest)
+        if decision.action == "quarantine":
+            status, reason = "quarantined", decision.reason
+            dest = output_path(pixels.quarantine, rel)
+        elif decision.action == "clean":
+            status, reason = "cleaned", decision.reason
+        if not overwrite and os.path.lexists(dest):
+            return PutOutcome(rel, "refused", "already exists", dest)
     entity, item = entity_item(ds, settings.entity_field, settings.item_field)
     ids = lookup(*ids_keys(entity, item, rel))
     new = deidentify(ds, recipe, ids, funcs=funcs, settings=settings, filename=rel)
+    del ds
+    if status == "cleaned" and pixels is not None and verdict is not None:
+        try:
+            new = clean_pixels(new, verdict)
+        except (ValueError, NotImplementedError, RuntimeError) as exc:
+            # No decoder for this transfer syntax, or pixels that do not match the header:
+            # the file cannot be made safe here, so a person gets to look at it.
+            log.debug("cleaning %s failed", rel, exc_info=True)
+            status = "quarantined"
+            reason = f"pixels could not be cleaned ({type(exc).__name__})"
+            dest = output_path(pixels.quarantine, rel)
+    stamp(new, provenance if provenance is not None else recipe,
+          pixels_cleaned=status == "cleaned")
     try:
         write_atomic(new, dest, overwrite=overwrite)
     except OutputExistsError:
         return PutOutcome(rel, "refused", "already exists", dest)
-    return PutOutcome(rel, "written", None, dest, _missing(entity, item, settings), ids is not None)
+    return PutOutcome(rel, status, reason, dest, _missing(entity, item, settings), ids is not None)
+
+
+DEFAULT_QUARANTINE_GROUPS = ("blacklist",)
+"""%filter groups whose hits block a file (``--quarantine-groups``), as deid's default recipe
+names the group of files it cannot clean."""
+
+WHITELIST = "whitelist"
+"""deid's group of files known to be clean: its hits alone never hold a file back."""
+
+QUARANTINE_SUFFIX = "-quarantine"
+
+
+def quarantine_folder(outfolder: str) -> str:
+    """The quarantine folder of an output folder: its sibling ``<name>-quarantine``.
+
+    Beside the output tree, not inside it, so the tree holds only releasable files and an
+    input folder named ``quarantine`` can never mix with it.
+    """
+    path = os.path.normpath(os.path.abspath(outfolder))
+    parent, name = os.path.split(path)
+    return os.path.join(parent, (name or "output") + QUARANTINE_SUFFIX)
+
+
+@dataclass(frozen=True)
+class PixelPolicy:
+    """How put treats pixels (``--clean-pixels``): where held-back files go, which groups hold
+    a file back, and whether to clean now (the clean stage) or defer (the put stage)."""
+
+    quarantine: str
+    quarantine_groups: tuple[str, ...] = DEFAULT_QUARANTINE_GROUPS
+    now: bool = False
+
+
+@dataclass(frozen=True)
+class Triage:
+    """``action`` is ``write`` (nothing flagged), ``clean`` (every hit gives boxes) or
+    ``quarantine``; ``group``/``reason`` name the deciding hit (recipe text, no header value)."""
+
+    action: str
+    group: str | None = None
+    reason: str | None = None
+
+
+def triage(verdict: Mapping[str, Any], quarantine_groups: tuple[str, ...]
+           = DEFAULT_QUARANTINE_GROUPS) -> Triage:
+    """Decide a file's fate from its inspect verdict (a pure function of the verdict).
+
+    A hit of a blocking group, or a hit that gives no box to clean, quarantines the file (the
+    first such hit is named); otherwise, hits with boxes mean cleaning. Whitelist hits are
+    ignored unless the whitelist is named blocking: deid's whitelist marks known-clean files.
+    """
+    hits = [r for r in verdict.get("results") or ()
+            if r.get("group") != WHITELIST or WHITELIST in quarantine_groups]
+    if not hits:
+        return Triage("write")
+    for r in hits:
+        if r.get("group") in quarantine_groups:
+            return Triage("quarantine", r.get("group"), _reason(r))
+    for r in hits:
+        if not has_boxes({"results": [r]}):
+            return Triage("quarantine", r.get("group"), f"{_reason(r)} (no coordinates to clean)")
+    first = hits[0]
+    return Triage("clean", first.get("group"), _reason(first))
+
+
+def _reason(result: Mapping[str, Any]) -> str:
+    return f"{result.get('group')}: {' '.join(str(result.get('reason') or '').split())}"

@@ -114,12 +114,17 @@ def phi_strings(patient: int, *, studies: int = 1) -> set[str]:
     return out
 
 
-def _pixels(rows: int, cols: int, frames: int, samples: int, seed: int) -> bytes:
+def _pixels(rows: int, cols: int, frames: int, samples: int, seed: int,
+            text_block: tuple[int, int, int, int] | None = None) -> bytes:
     rng = np.random.default_rng(seed)
     if samples == 1:
         arr = rng.integers(0, 4096, size=(frames, rows, cols), dtype=np.uint16)
     else:
         arr = rng.integers(0, 256, size=(frames, rows, cols, samples), dtype=np.uint8)
+    if text_block is not None:
+        # A saturated box standing in for burned-in text, at the same place in every frame.
+        x0, y0, x1, y1 = text_block
+        arr[:, y0:y1, x0:x1, ...] = 4095 if samples == 1 else 255
     data = arr.tobytes()
     return data + b"\0" if len(data) % 2 else data  # DICOM values have even length
 
@@ -137,12 +142,15 @@ def make_dataset(
     modality: str = "CT",
     phi: bool = True,
     seed: int | None = None,
+    text_block: tuple[int, int, int, int] | None = None,
 ) -> FileDataset:
     """A Part-10 dataset (Explicit VR Little Endian) with realistic, findable PHI.
 
     ``samples`` is 1 (uint16 MONOCHROME2) or 3 (uint8 RGB). ``phi=False`` gives the same file
     with placeholder identity (PatientID ``ANON-<patient>``), dates fixed at 20000101 and no
     other PHI element, for tests that need a file with none of :func:`phi_strings` in it.
+    ``text_block=(x0, y0, x1, y1)`` (x1, y1 exclusive) saturates that box in every frame, as
+    burned-in text would be, for pixel-cleaning tests.
     """
     if samples not in (1, 3):
         raise ValueError("samples must be 1 (grey) or 3 (RGB)")
@@ -249,7 +257,7 @@ def make_dataset(
     ds.PixelRepresentation = 0
     if seed is None:
         seed = patient * 1_000_003 + study * 10_007 + series * 101 + instance
-    ds.add_new(0x7FE00010, vr, _pixels(rows, cols, frames, samples, seed))
+    ds.add_new(0x7FE00010, vr, _pixels(rows, cols, frames, samples, seed, text_block))
     return ds
 
 
