@@ -72,6 +72,9 @@ class Settings:
     run_expiry: int = DEFAULT_RUN_EXPIRY  # DEID_RUN_EXPIRY
     message_level: str = "INFO"  # MESSAGELEVEL, as deid reads it
     log_json: bool = False  # DEID_LOG_JSON
+    # DEID_TEST_CRASH_ON: tests only. A worker SIGKILLs itself on any file whose relative path
+    # contains this text, so the suite can prove poison-file quarantine with a real crash.
+    test_crash_on: str | None = None
 
     @classmethod
     def from_env(

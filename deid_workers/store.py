@@ -22,6 +22,10 @@ write, so identifiers never outlive the run by more than that::
     deid:run:<id>:missing               hash  relative path -> missing entity/item fields
     deid:run:<id>:inspect               hash  relative path -> JSON verdict
     deid:run:<id>:unlisted              hash  relative folder -> why the walk could not list it
+    deid:run:<id>:poison                hash  relative path -> why it was quarantined (crashed its worker)
+    deid:run:<id>:residual              hash  relative path -> keywords whose PHI survived put
+    deid:run:<id>:deliveries            hash  "<stage>:<batch>:<retry>" -> times the batch started
+    deid:run:<id>:inflight              hash  "<stage>:<batch>" -> "<retry>\n<path>" being processed
 
 Key names never contain a header value: an entity (a PatientID) appears in key names only as a
 salted digest; the salt is per run, and the entity and item values live inside the hash.
@@ -138,6 +142,14 @@ class Keys:
     def done(self, stage: str) -> str:
         return self._k("done", stage)
 
+    @property
+    def deliveries(self) -> str:
+        return self._k("deliveries")
+
+    @property
+    def inflight(self) -> str:
+        return self._k("inflight")
+
     def started(self, stage: str) -> str:
         return self._k("started", stage)
 
@@ -159,10 +171,12 @@ class Keys:
         fixed += [self.done(s) for s in (*STAGES, "finalize")]
         fixed += [self.started(s) for s in (*STAGES, "finalize")]
         fixed += [self.outcome(k) for k in OUTCOME_KINDS]
+        fixed += [self.deliveries, self.inflight]
         return fixed
 
 
-OUTCOME_KINDS = ("skipped", "refused", "failed", "missing", "inspect", "unlisted")
+OUTCOME_KINDS = ("skipped", "refused", "failed", "missing", "inspect", "unlisted", "poison",
+                 "residual")
 
 
 def _decode(value: Any) -> str:
@@ -387,6 +401,37 @@ class RunStore:
         results = pipe.execute()
         added, done = results[-1]
         return bool(added), int(done)
+
+    # -- poison files (see tasks.BatchGuard) -----------------------------------------------
+    def delivered(self, stage: str, batch_no: int, retry: int) -> int:
+        """Count one start of a batch; returns how many times it started at this retry.
+
+        Celery retries (Redis blips) get a fresh count, so only starts that ended without a
+        result (the worker process died) accumulate.
+        """
+        pipe = self.client.pipeline()
+        pipe.hincrby(self.keys.deliveries, f"{stage}:{batch_no}:{retry}", 1)
+        pipe.expire(self.keys.deliveries, self.expiry)
+        return int(pipe.execute()[0])
+
+    def set_inflight(self, stage: str, batch_no: int, retry: int, path: str | None) -> None:
+        """Note the file a careful (file by file) delivery is on; None when the batch is over."""
+        field = f"{stage}:{batch_no}"
+        if path is None:
+            self.client.hdel(self.keys.inflight, field)
+            return
+        pipe = self.client.pipeline()
+        pipe.hset(self.keys.inflight, field, f"{retry}\n{path}")
+        pipe.expire(self.keys.inflight, self.expiry)
+        pipe.execute()
+
+    def inflight(self, stage: str, batch_no: int, retry: int) -> str | None:
+        """The file a previous careful delivery at the same retry was on when it died."""
+        raw = self.client.hget(self.keys.inflight, f"{stage}:{batch_no}")
+        if raw is None:
+            return None
+        at, _, path = _decode(raw).partition("\n")
+        return path if at == str(retry) else None
 
     def add_outcome(self, kind: str, path: str, text: str, *, counter: str | None = None) -> None:
         """Record one file outside any batch (a folder the walk could not list)."""

@@ -16,6 +16,7 @@ import logging
 import os
 import tempfile
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -26,7 +27,8 @@ from ..config import Settings
 from ..errors import RecipeError
 from ..store import RunStore, redis_client
 
-__all__ = ["RunContext", "run_context", "client", "RETRY_ON", "RUN_SETTINGS", "worker_settings"]
+__all__ = ["RunContext", "run_context", "client", "RETRY_ON", "RUN_SETTINGS", "worker_settings",
+           "BatchGuard", "CRASHED"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ class RunContext:
     recipe_texts: list[str] = field(repr=False)
     recipe_sha: str = ""
     print_ids: bool = False
+    verify: bool = False
 
     @cached_property
     def recipe(self) -> Any:
@@ -118,6 +121,7 @@ def run_context(run_id: str, *, redis_conn: redis.Redis | None = None) -> RunCon
         recipe_texts=list(rec.get("recipe_texts") or []),
         recipe_sha=str(rec.get("recipe_sha") or ""),
         print_ids=bool(rec.get("print_ids")),
+        verify=bool(rec.get("verify")),
     )
     _contexts[run_id] = ctx
     while len(_contexts) > _CACHE_SIZE:
@@ -131,3 +135,67 @@ def forget(run_id: str | None = None) -> None:
         _contexts.clear()
     else:
         _contexts.pop(run_id, None)
+
+
+CRASHED = "crashed its worker"
+"""Quarantine reason of a file whose worker process died (or was killed) while it was on it."""
+
+
+class BatchGuard:
+    """Delivery counting and poison-file isolation for one batch.
+
+    Why: with ``acks_late`` + ``task_reject_on_worker_lost`` a batch whose worker process dies is
+    redelivered; a file that kills its worker every time (a decoder segfault, the OOM killer)
+    would then be redelivered forever and its chord would never complete. So every start of a
+    batch is counted in Redis (per Celery retry, so Redis blips that Celery retries do not add
+    up). Up to ``max_retries`` starts the batch runs normally, at full speed. Beyond that it runs
+    *carefully*: before each file the guard notes the file in Redis; a start that finds such a
+    note left behind knows that file killed the previous one, quarantines it and goes on. So
+    each poison file costs one more delivery, and only poison files are quarantined.
+
+    Use: ``for rel in guard.files(paths): ...`` then commit ``guard.poison`` (outcome kind
+    ``poison``: quarantined, never processed) with the batch.
+    """
+
+    def __init__(self, ctx: RunContext, stage: str, batch_no: int, retry: int = 0) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
+        self.stage = stage
+        self.batch_no = batch_no
+        self.retry = int(retry or 0)
+        self.starts = self.store.delivered(stage, batch_no, self.retry)
+        self.careful = self.starts > ctx.settings.max_retries
+        self.poison: dict[str, str] = {}
+        if self.careful:
+            log.warning("run %s: %s batch %d started %d times; going file by file",
+                        ctx.store.run_id, stage, batch_no, self.starts)
+
+    def files(self, paths: list[str]) -> Iterator[str]:
+        """The batch's paths, minus poison ones; in careful mode each one is noted first."""
+        crash_on = self.ctx.settings.test_crash_on
+        if self.careful:
+            known = self.store.outcomes("poison", paths)
+            self.poison.update(known)
+            dead = self.store.inflight(self.stage, self.batch_no, self.retry)
+            if dead is not None and dead not in self.poison:
+                reason = f"{CRASHED} in {self.stage}"
+                self.store.add_outcome("poison", dead, reason)
+                self.poison[dead] = reason
+                log.error("run %s: quarantined %s: %s", self.store.run_id, dead, reason)
+        for rel in paths:
+            if rel in self.poison:
+                continue
+            if self.careful:
+                self.store.set_inflight(self.stage, self.batch_no, self.retry, rel)
+            if crash_on and crash_on in rel:
+                _crash()
+            yield rel
+        if self.careful:
+            self.store.set_inflight(self.stage, self.batch_no, self.retry, None)
+
+
+def _crash() -> None:  # pragma: no cover - runs in a worker process that it kills
+    """The test hook's crash: SIGKILL, as the OOM killer or a segfault would end the process."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)

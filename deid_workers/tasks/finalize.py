@@ -17,9 +17,18 @@ from ..idsfile import IdsWriter
 from ..report import write_inspect_report
 from . import RETRY_ON, run_context
 
-__all__ = ["finalize"]
+__all__ = ["finalize", "NotReady", "FINALIZE_POLL"]
 
 log = get_task_logger(__name__)
+
+FINALIZE_POLL = 5
+"""Seconds between checks when finalize fires before every batch of the first stage is done."""
+
+
+class NotReady(Exception):
+    """The chord fired before every batch committed: a batch that ran twice (its worker died
+    after storing its result, before acknowledging it) is counted twice by the chord. Finalize
+    then waits for the store's own count, which counts each batch once."""
 
 
 def write_ids(run_id: str) -> tuple[str, str, int]:
@@ -38,9 +47,13 @@ def run_finalize(run_id: str, *, enqueue: Any = None) -> dict[str, int]:
     ctx = run_context(run_id)
     store = ctx.store
     rec = store.record()
-    if rec.get("state") in ("finished", "failed"):
-        return {"already_done": 1}
+    if rec.get("state") in ("finished", "failed") or store.done_batches("finalize"):
+        return {"already_done": 1}  # a redelivered or duplicate finalize
     n_batches = int(rec.get("n_batches") or store.batch_count())
+    first = "inspect" if ctx.action == "inspect" else "get"
+    done = len(store.done_batches(first))
+    if not rec.get("walk_done") or done < n_batches:
+        raise NotReady(f"run {run_id}: {done} of {n_batches} {first} batches done")
     store.update(state="finalize", stage="finalize")
     result = {"batches": n_batches}
     if ctx.action in ("get", "all") and not ctx.print_ids:
@@ -51,14 +64,17 @@ def run_finalize(run_id: str, *, enqueue: Any = None) -> dict[str, int]:
     if ctx.action == "inspect":
         tsv, js = write_inspect_report(store, ctx.outfolder, n_batches)
         store.update(report_tsv=tsv, report_json=js)
-    store.commit_batch("finalize", 0, {})
     if ctx.action == "all":
+        # Put is sent before finalize commits: a finalize that dies in between is redelivered
+        # and sends again (put batches are idempotent), rather than leaving put never sent.
         store.update(state="put", stage="put")
         pending = list(store.pending_batches("put", n_batches))
         (enqueue or enqueue_put)(run_id, pending)
         result["put_batches"] = len(pending)
+        store.commit_batch("finalize", 0, {})
         store.maybe_finish("put")
     else:
+        store.commit_batch("finalize", 0, {})
         store.set_state("finished")
     log.info("run %s finalized (%s, %d batches)", run_id, ctx.action, n_batches)
     return result
@@ -77,4 +93,9 @@ def enqueue_put(run_id: str, batches: list[int]) -> None:
           retry_backoff=True, max_retries=3, acks_late=True, ignore_result=True)
 def finalize(self: Any, run_id: str) -> dict[str, int]:
     """Export ids or the inspect report, then start put for ``--action all``."""
-    return run_finalize(run_id)
+    try:
+        return run_finalize(run_id)
+    except NotReady as exc:
+        log.info("%s; checking again in %d s", exc, FINALIZE_POLL)
+        limit = max(1, run_context(run_id).settings.run_expiry // FINALIZE_POLL)
+        raise self.retry(exc=exc, countdown=FINALIZE_POLL, max_retries=limit) from None

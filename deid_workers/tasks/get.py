@@ -9,14 +9,14 @@ from celery.utils.log import get_task_logger
 
 from ..app import app
 from ..steps import get_one
-from . import RETRY_ON, run_context
+from . import RETRY_ON, BatchGuard, run_context
 
 __all__ = ["get_batch"]
 
 log = get_task_logger(__name__)
 
 
-def run_get(run_id: str, batch_no: int) -> dict[str, int]:
+def run_get(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     """The task body, callable without Celery (tests call it with a fake Redis)."""
     ctx = run_context(run_id)
     paths = ctx.store.batch(batch_no)
@@ -26,7 +26,8 @@ def run_get(run_id: str, batch_no: int) -> dict[str, int]:
     failed: dict[str, str] = {}
     missing: dict[str, str] = {}
     valid: list[str] = []
-    for rel in paths:
+    guard = BatchGuard(ctx, "get", batch_no, retry)
+    for rel in guard.files(paths):
         counts["files"] += 1
         try:
             out = get_one(ctx.input, rel, ctx.settings)
@@ -46,12 +47,15 @@ def run_get(run_id: str, batch_no: int) -> dict[str, int]:
             log.warning("run %s: %s has no %s", run_id, rel, " or ".join(out.missing))
         log.debug("run %s: get %s", run_id, rel)
     counts["valid"] = len(valid)
+    counts["files"] += len(guard.poison)
+    counts["poison"] = len(guard.poison)
     counts["skipped"] = len(skipped)
     counts["failed"] = len(failed)
     counts["missing"] = len(missing)
     ctx.store.commit_batch(
         "get", batch_no, counts,
-        outcomes={"skipped": skipped, "failed": failed, "missing": missing},
+        outcomes={"skipped": skipped, "failed": failed, "missing": missing,
+                  "poison": guard.poison},
         ids=ids, valid=valid,
     )
     log.info("run %s get batch %d: %d files, %d valid, %d skipped, %d failed",
@@ -63,4 +67,4 @@ def run_get(run_id: str, batch_no: int) -> dict[str, int]:
           retry_backoff=True, max_retries=3, acks_late=True)
 def get_batch(self: Any, run_id: str, batch_no: int) -> dict[str, int]:
     """Identifiers of batch ``batch_no``; the result (counts) feeds the chord to finalize."""
-    return run_get(run_id, batch_no)
+    return run_get(run_id, batch_no, self.request.retries or 0)

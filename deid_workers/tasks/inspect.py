@@ -10,14 +10,14 @@ from celery.utils.log import get_task_logger
 
 from ..app import app
 from ..steps import inspect_one
-from . import RETRY_ON, run_context
+from . import RETRY_ON, BatchGuard, run_context
 
 __all__ = ["inspect_batch"]
 
 log = get_task_logger(__name__)
 
 
-def run_inspect(run_id: str, batch_no: int) -> dict[str, int]:
+def run_inspect(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     """The task body, callable without Celery."""
     ctx = run_context(run_id)
     paths = ctx.store.batch(batch_no)
@@ -25,7 +25,8 @@ def run_inspect(run_id: str, batch_no: int) -> dict[str, int]:
     verdicts: dict[str, str] = {}
     skipped: dict[str, str] = {}
     failed: dict[str, str] = {}
-    for rel in paths:
+    guard = BatchGuard(ctx, "inspect", batch_no, retry)
+    for rel in guard.files(paths):
         counts["files"] += 1
         try:
             out = inspect_one(ctx.input, rel, ctx.recipe)
@@ -42,10 +43,13 @@ def run_inspect(run_id: str, batch_no: int) -> dict[str, int]:
         counts["flagged" if out.flagged else "clean"] += 1
         verdicts[rel] = json.dumps({"flagged": out.flagged, "results": out.results}, default=str)
     counts["skipped"] = len(skipped)
+    counts["files"] += len(guard.poison)
+    counts["poison"] = len(guard.poison)
     counts["failed"] = len(failed)
     ctx.store.commit_batch(
         "inspect", batch_no, counts,
-        outcomes={"inspect": verdicts, "skipped": skipped, "failed": failed},
+        outcomes={"inspect": verdicts, "skipped": skipped, "failed": failed,
+                  "poison": guard.poison},
     )
     log.info("run %s inspect batch %d: %d files, %d flagged, %d skipped",
              run_id, batch_no, counts["files"], counts["flagged"], counts["skipped"])
@@ -56,4 +60,4 @@ def run_inspect(run_id: str, batch_no: int) -> dict[str, int]:
           retry_backoff=True, max_retries=3, acks_late=True)
 def inspect_batch(self: Any, run_id: str, batch_no: int) -> dict[str, int]:
     """Header-filter verdicts of batch ``batch_no``; counts feed the chord to finalize."""
-    return run_inspect(run_id, batch_no)
+    return run_inspect(run_id, batch_no, self.request.retries or 0)

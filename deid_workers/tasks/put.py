@@ -9,15 +9,18 @@ from typing import Any
 from celery.utils.log import get_task_logger
 
 from ..app import app
+from ..dicomio import read_dataset
+from ..errors import InputError
 from ..steps import output_path, put_one
-from . import RETRY_ON, run_context
+from ..verify import residual_phi
+from . import RETRY_ON, BatchGuard, run_context
 
 __all__ = ["put_batch"]
 
 log = get_task_logger(__name__)
 
 
-def run_put(run_id: str, batch_no: int) -> dict[str, int]:
+def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     """The task body, callable without Celery.
 
     A batch that already committed is not redone (its files exist and would all be refused).
@@ -38,8 +41,10 @@ def run_put(run_id: str, batch_no: int) -> dict[str, int]:
     skipped: dict[str, str] = {}
     failed: dict[str, str] = {}
     missing: dict[str, str] = {}
+    residual: dict[str, str] = {}
     lookup = store.get_ids
-    for rel in paths:
+    guard = BatchGuard(ctx, "put", batch_no, retry)
+    for rel in guard.files(paths):
         counts["files"] += 1
         overwrite = ctx.overwrite or (not first_time and _ours(ctx.outfolder, rel, ctx.created))
         try:
@@ -62,17 +67,36 @@ def run_put(run_id: str, batch_no: int) -> dict[str, int]:
                 missing[rel] = ",".join(out.missing)
             if not out.has_ids:
                 counts["no_ids"] += 1
+            if ctx.verify and out.dest:
+                found = verify_output(ctx.input, rel, out.dest)
+                if found:
+                    residual[rel] = ",".join(found)
+                    log.warning("run %s: %s: removed values survive in the output (%s)",
+                                run_id, rel, residual[rel])
             log.debug("run %s: put %s", run_id, rel)
     counts.update(refused=len(refused), skipped=len(skipped), failed=len(failed),
-                  missing=len(missing))
+                  missing=len(missing), poison=len(guard.poison),
+                  residual=len(residual))
+    counts["files"] += len(guard.poison)
     store.commit_batch("put", batch_no, counts,
                        outcomes={"refused": refused, "skipped": skipped, "failed": failed,
-                                 "missing": missing})
+                                 "missing": missing, "poison": guard.poison,
+                                 "residual": residual})
     store.maybe_finish("put")
     log.info("run %s put batch %d: %d files, %d written, %d refused, %d skipped, %d failed",
              run_id, batch_no, counts["files"], counts["written"], counts["refused"],
              counts["skipped"], counts["failed"])
     return dict(counts)
+
+
+def verify_output(root: str, rel: str, dest: str) -> list[str]:
+    """``--verify``: element keywords of the input whose removed value survives in ``dest``."""
+    try:
+        original = read_dataset(os.path.join(root, rel), headers_only=False, name=rel)
+        written = read_dataset(dest, headers_only=False, name=rel)
+    except InputError as exc:  # the input changed under us, or the output is damaged
+        return [f"not verified: {exc.reason}"]
+    return residual_phi(original, written)
 
 
 def _ours(outfolder: str, rel: str, since: float) -> bool:
@@ -86,4 +110,4 @@ def _ours(outfolder: str, rel: str, since: float) -> bool:
           retry_backoff=True, max_retries=3, acks_late=True, ignore_result=True)
 def put_batch(self: Any, run_id: str, batch_no: int) -> dict[str, int]:
     """De-identify batch ``batch_no``; progress is read from the store, so no result is kept."""
-    return run_put(run_id, batch_no)
+    return run_put(run_id, batch_no, self.request.retries or 0)
