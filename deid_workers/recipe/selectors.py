@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from typing import Any
 from dataclasses import dataclass
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
@@ -156,21 +157,33 @@ class Field:
         bare = f'{el.tag.group:04X},"{creator}",{el.tag.element & 0xFF:02X}'
         return (bare, f"({bare})")
 
+    def _cache_key(self) -> tuple[str, str, str | None]:
+        """What this field's names derive from: its paths and, if private, its creator."""
+        el = self.element
+        creator = getattr(el, "private_creator", None) if el.is_private else None
+        return (self.uid, self.name, creator)
+
     def surfaces(self) -> tuple[str, ...]:
         """The strings contains:/startswith:/endswith:/except: search (deid's name_contains)."""
         if self._surfaces is None:
-            el = self.element
-            self._surfaces = (
-                self.name.lower(),
-                f"({el.tag.group:04X},{el.tag.element:04X})".lower(),
-                self.stripped_tag,
-                el.name,
-                el.keyword,
-            ) + self.private_forms()
+            self._surfaces = _cached_names(self)[1]
         return self._surfaces
 
-    def exact_keys(self) -> set[str]:
+    def _surfaces_uncached(self) -> tuple[str, ...]:
+        el = self.element
+        return (
+            self.name.lower(),
+            f"({el.tag.group:04X},{el.tag.element:04X})".lower(),
+            self.stripped_tag,
+            el.name,
+            el.keyword,
+        ) + self.private_forms()
+
+    def exact_keys(self) -> frozenset[str]:
         """Lower-cased strings an exact selector must equal to select this field."""
+        return _cached_names(self)[0]
+
+    def _exact_keys_uncached(self) -> frozenset[str]:
         el = self.element
         keys = {self.tag.lower(), self.stripped_tag.lower(), self.uid.lower()}
         if self.name:
@@ -180,7 +193,7 @@ class Field:
         if el.keyword:
             keys.add(el.keyword.lower())
         keys.update(k.lower() for k in self.private_forms())
-        return keys
+        return frozenset(keys)
 
     def matches(self, sel: Selector) -> bool:
         """Does this field match a static selector (not values:/fields:)?"""
@@ -195,7 +208,11 @@ class Field:
                 return self.element.VR == value
             return self.element.tag.group == int(value)
         if sel.regex is not None:
-            hit = any(sel.regex.search(s) for s in self.surfaces())
+            key = (kind, sel.arg, self._cache_key())
+            hit = _MATCHES.get(key)
+            if hit is None:
+                hit = any(sel.regex.search(s) for s in self.surfaces())
+                _remember(_MATCHES, key, hit)
             return not hit if kind == "except" else hit
         return False
 
@@ -204,6 +221,35 @@ class Field:
         value = self.element.value
         values = value if isinstance(value, list) else [value]
         return any(regex.search(str(v)) for v in values)
+
+
+_CACHE_LIMIT = 20_000
+"""Entries kept by each cross-file cache below before it is emptied: a worker sees the same few
+hundred (path, creator) shapes in file after file, and its memory must stay flat over a run."""
+
+_NAMES: dict[tuple[str, str, str | None], tuple[frozenset[str], tuple[str, ...]]] = {}
+_MATCHES: dict[tuple[str, str, tuple[str, str, str | None]], bool] = {}
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+
+
+def _cached_names(f: Field) -> tuple[frozenset[str], tuple[str, ...]]:
+    """A field's exact keys and search surfaces, shared by every file with the same field.
+
+    Why: building them (pydicom's dictionary ``name`` and ``keyword`` lookups, tag formatting)
+    was the largest cost of ``deidentify`` on small files, redone for the same tags in each
+    file. They depend only on the tag path, keyword path and private creator (the key).
+    """
+    key = f._cache_key()
+    names = _NAMES.get(key)
+    if names is None:
+        names = (f._exact_keys_uncached(), f._surfaces_uncached())
+        _remember(_NAMES, key, names)
+    return names
 
 
 class FieldSet:
@@ -217,7 +263,7 @@ class FieldSet:
         self.dataset = ds
         self.fields: dict[str, Field] = {}
         self._exact: dict[str, list[str]] | None = None
-        self._memo: dict[Selector, list[str]] = {}
+        self._memo: dict[tuple[str, str, str], list[str]] = {}
         self._flatten(ds, skip_tags)
 
     def _flatten(self, ds: Dataset, skip_tags: frozenset[str] | set[str]) -> None:
@@ -261,14 +307,19 @@ class FieldSet:
 
     def _static(self, sel: Selector) -> list[str]:
         """uids matched by a static selector, computed once and filtered by presence."""
-        uids = self._memo.get(sel)
-        if uids is None:
-            if sel.kind == "exact":
-                uids = list(dict.fromkeys(self._exact_index().get(sel.arg, ())))
-            else:
-                uids = [uid for uid, f in self.fields.items() if f.matches(sel)]
-            self._memo[sel] = uids
         fields = self.fields
+        if sel.kind == "exact":  # the index is the memo; most keywords match nothing
+            found = self._exact_index().get(sel.arg)
+            if not found:
+                return []
+            if len(found) > 1:
+                found = list(dict.fromkeys(found))
+            return [u for u in found if u in fields]
+        memo_key = (sel.kind, sel.arg, sel.text)
+        uids = self._memo.get(memo_key)
+        if uids is None:
+            uids = [uid for uid, f in fields.items() if f.matches(sel)]
+            self._memo[memo_key] = uids
         return [u for u in uids if u in fields]
 
     def expand(self, sel: Selector, lists: Mapping[str, object] | None = None) -> list[Field]:

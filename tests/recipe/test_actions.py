@@ -276,3 +276,17 @@ def test_thread_safe_same_recipe() -> None:
     for t in threads:
         t.join()
     assert results == [True] * 20
+
+
+def test_in_place_edits_the_given_dataset_and_matches_the_copy() -> None:
+    from deid_workers.recipe import load_recipe
+    from deid_workers.synth import make_dataset as synth_dataset
+
+    recipe = load_recipe(None)
+    original = synth_dataset(3)
+    copied = deidentify(original, recipe)
+    assert copied is not original and original.PatientName == "DOE^JANE^P0003"
+    work = synth_dataset(3)
+    edited = deidentify(work, recipe, in_place=True)
+    assert edited is work
+    assert edited == copied and edited.file_meta == copied.file_meta

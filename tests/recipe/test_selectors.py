@@ -119,3 +119,21 @@ def test_add_target() -> None:
     assert add_target("00291010") == (0x00291010, "ST")
     with pytest.raises(ValueError):
         add_target("(0010,0020)")
+
+
+def test_cross_file_name_cache_keeps_private_creators_apart() -> None:
+    """The names cache is keyed by tag path and creator: the same private tag under another
+    creator must not answer the first creator's selector."""
+    from pydicom.dataset import Dataset
+
+    def with_creator(creator: str) -> Dataset:
+        ds = Dataset()
+        ds.private_block(0x0011, creator, create=True).add_new(0x10, "LO", "x")
+        return ds
+
+    sel = compile_selector('0011,"ALPHA",10')
+    assert [f.uid for f in FieldSet(with_creator("ALPHA")).expand(sel)] == ["(0011,1010)"]
+    assert FieldSet(with_creator("BETA")).expand(sel) == []
+    regex = compile_selector("contains:ALPHA")
+    assert FieldSet(with_creator("BETA")).expand(regex) == []
+    assert [f.uid for f in FieldSet(with_creator("ALPHA")).expand(regex)] == ["(0011,1010)"]
