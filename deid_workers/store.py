@@ -22,6 +22,10 @@ write, so identifiers never outlive the run by more than that::
     deid:run:<id>:missing               hash  relative path -> missing entity/item fields
     deid:run:<id>:inspect               hash  relative path -> JSON verdict
     deid:run:<id>:unlisted              hash  relative folder -> why the walk could not list it
+    deid:run:<id>:quarantined           hash  relative path -> "<group>: <reason>" (--clean-pixels)
+    deid:run:<id>:clean                 hash  batch_no -> JSON list of paths put left to clean
+    deid:run:<id>:log:<stage>           hash  batch_no -> JSON [[outcome, reason], ...] aligned
+                                              with the paths the stage processed (deid-run.jsonl)
     deid:run:<id>:poison                hash  relative path -> why it was quarantined (crashed its worker)
     deid:run:<id>:residual              hash  relative path -> keywords whose PHI survived put
     deid:run:<id>:deliveries            hash  "<stage>:<batch>:<retry>" -> times the batch started
@@ -72,7 +76,7 @@ RUNS_INDEX = "deid:runs"
 ENTITY_FIELD = "\x00entity"
 """Field of an ids hash that holds the entity value itself (an item is never empty-prefixed)."""
 
-STAGES = ("get", "inspect", "put")
+STAGES = ("get", "inspect", "put", "clean")
 
 SCAN_COUNT = 500
 """Elements per SSCAN/HSCAN call when streaming identifiers out: bounded memory, few calls."""
@@ -160,6 +164,13 @@ class Keys:
     def ids(self, digest: str) -> str:
         return self._k("ids", digest)
 
+    @property
+    def clean_batches(self) -> str:
+        return self._k("clean")
+
+    def log(self, stage: str) -> str:
+        return self._k("log", stage)
+
     def outcome(self, kind: str) -> str:
         """``skipped``, ``refused``, ``failed``, ``missing`` or ``inspect``."""
         return self._k(kind)
@@ -172,11 +183,12 @@ class Keys:
         fixed += [self.started(s) for s in (*STAGES, "finalize")]
         fixed += [self.outcome(k) for k in OUTCOME_KINDS]
         fixed += [self.deliveries, self.inflight]
+        fixed += [self.clean_batches, self.log("put"), self.log("clean")]
         return fixed
 
 
 OUTCOME_KINDS = ("skipped", "refused", "failed", "missing", "inspect", "unlisted", "poison",
-                 "residual")
+                 "residual", "quarantined")
 
 
 def _decode(value: Any) -> str:
@@ -401,6 +413,42 @@ class RunStore:
         results = pipe.execute()
         added, done = results[-1]
         return bool(added), int(done)
+
+    # -- pixel cleaning and the run log (deid-run.jsonl) -----------------------------------
+    def save_clean_batch(self, batch_no: int, paths: Sequence[str]) -> None:
+        """The paths of put batch ``batch_no`` whose pixels the clean stage must clean."""
+        pipe = self.client.pipeline()
+        pipe.hset(self.keys.clean_batches, str(batch_no), json.dumps(list(paths)))
+        pipe.expire(self.keys.clean_batches, self.expiry)
+        pipe.execute()
+
+    def clean_batch(self, batch_no: int) -> list[str] | None:
+        """The paths put left to clean in ``batch_no``; None when put has not decided yet."""
+        raw = self.client.hget(self.keys.clean_batches, str(batch_no))
+        return None if raw is None else list(json.loads(raw))
+
+    def save_log(self, stage: str, batch_no: int,
+                 entries: Sequence[tuple[str, str | None]]) -> None:
+        """Per-file ``(outcome, reason)`` of a batch, in the order of the paths it processed.
+
+        Paths are not repeated (the batch lists hold them), so a file costs a few bytes plus
+        its reason; a redelivered batch overwrites its own entry.
+        """
+        pipe = self.client.pipeline()
+        pipe.hset(self.keys.log(stage), str(batch_no), json.dumps([list(e) for e in entries]))
+        pipe.expire(self.keys.log(stage), self.expiry)
+        pipe.execute()
+
+    def batch_log(self, stage: str, batch_no: int) -> list[tuple[str, str | None]] | None:
+        raw = self.client.hget(self.keys.log(stage), str(batch_no))
+        return None if raw is None else [(str(o), r) for o, r in json.loads(raw)]
+
+    def stage_complete(self, stage: str) -> bool:
+        """True when the walk is over and every batch of ``stage`` has committed."""
+        walk_done, n_batches = self.client.hmget(self.keys.run, ["walk_done", "n_batches"])
+        if not walk_done or not json.loads(walk_done) or n_batches is None:
+            return False
+        return int(self.client.scard(self.keys.done(stage))) >= int(json.loads(n_batches))
 
     # -- poison files (see tasks.BatchGuard) -----------------------------------------------
     def delivered(self, stage: str, batch_no: int, retry: int) -> int:
