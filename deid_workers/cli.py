@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-enqueue what a run has not done and wait for it; needs --broker")
     p.add_argument("--purge", metavar="RUN_ID",
                    help="delete a run's state (identifiers included) from Redis; needs --broker")
+    p.add_argument("--verify", action="store_true",
+                   help="put/all: after writing each output, look for the values the recipe "
+                        "removed or replaced in it; files where one survives are listed and "
+                        "the exit code is 1 (default: off)")
     p.add_argument("--json", action="store_true",
                    help="print the summary (or status) as JSON on stdout")
     p.add_argument("--log-json", action="store_true",
@@ -237,7 +241,7 @@ def _submit_and_follow(args: argparse.Namespace, settings: Settings, *,
     configure(app, settings)
     sub = Submission(action=args.action, input=args.input, outfolder=args.outfolder,
                      overwrite=args.overwrite, recipes=tuple(args.deid), ids_path=args.ids,
-                     print_ids=args.print_ids,
+                     print_ids=args.print_ids, verify=args.verify,
                      key_location=key_location or "each worker's DEID_SECRET / DEID_SECRET_FILE")
     store = None
     try:

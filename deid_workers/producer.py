@@ -26,12 +26,14 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
+import redis
 from celery import chord
 
 from .app import app
@@ -60,6 +62,14 @@ ACTIONS = ("get", "put", "all", "inspect")
 POLL_SECONDS = 0.5
 """How often the producer reads the counters while it waits: cheap (two small reads)."""
 
+RECONNECT_SECONDS = 120.0
+"""How long :func:`wait` keeps trying a lost Redis before it gives up (the run goes on)."""
+
+RECONNECT_BACKOFF_MAX = 5.0
+"""Longest pause between two reconnection attempts."""
+
+_PROG = "deid-submit"
+
 CHORD_CHECK_SECONDS = 2.0
 """How often it asks the result backend whether the chord failed (a header batch gave up)."""
 
@@ -76,6 +86,7 @@ class Submission:
     ids_path: str | None = None
     print_ids: bool = False
     key_location: str | None = None
+    verify: bool = False
 
 
 def connect(settings: Settings) -> Any:
@@ -117,6 +128,21 @@ def _exclude(sub: Submission) -> str | None:
     return None
 
 
+def _check_outfolder(folder: str) -> None:
+    """Create the output folder and prove we can write there, before anything is enqueued.
+
+    Checked by writing, not with ``os.access``: root passes every permission check, and a
+    read-only mount or a full disk only shows on a real write.
+    """
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".deid-probe-", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(folder, f"output folder is not writable ({exc.strerror or exc})") from None
+
+
 def submit(settings: Settings, sub: Submission, client: Any = None) -> RunStore:
     """Create the run, load ids for put, walk the input and enqueue every batch.
 
@@ -135,7 +161,7 @@ def submit(settings: Settings, sub: Submission, client: Any = None) -> RunStore:
             raise IdentifiersError("To PUT without GET you must provide a json or pkl file "
                                    "with ids (--ids).")
         ids = load_ids(sub.ids_path)
-    os.makedirs(sub.outfolder, exist_ok=True)
+    _check_outfolder(sub.outfolder)
     client = client if client is not None else connect(settings)
     run_id = new_run_id()
     record = {
@@ -149,6 +175,7 @@ def submit(settings: Settings, sub: Submission, client: Any = None) -> RunStore:
         "recipe_name": name,
         "settings": {k: v for k, v in asdict(settings).items() if k in RUN_SETTINGS},
         "key_location": sub.key_location,
+        "verify": sub.verify,
         "walk_done": False,
         "stage": "put" if sub.action == "put" else ("inspect" if sub.action == "inspect" else "get"),
     }
@@ -308,26 +335,51 @@ def _hms(seconds: float) -> str:
 
 
 def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POLL_SECONDS,
-         health: Callable[[], None] | None = None, timeout: float | None = None) -> dict[str, Any]:
+         health: Callable[[], None] | None = None, timeout: float | None = None,
+         reconnect: float = RECONNECT_SECONDS) -> dict[str, Any]:
     """Follow a run until it is finished or failed; returns the final run record.
 
     ``health`` is called each round (embedded mode checks its processes there). If the chord
     failed (a get or inspect batch gave up after its retries), the run is marked failed.
-    Raises StoreError if the run disappears from Redis (restarted without persistence).
+    A lost connection to Redis (a restart, a network blip) is retried with backoff for
+    ``reconnect`` seconds: the run lives on the workers, not here. Raises StoreError if Redis
+    stays away that long, or if it comes back without the run (restarted without persistence).
     """
     started = time.monotonic()
     last_check = 0.0
+    lost_since: float | None = None
+    backoff = poll
     try:
         while True:
-            rec = store.record()
+            try:
+                rec = store.record()
+                counters = store.counters() if progress is not None else {}
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                now = time.monotonic()
+                if lost_since is None:
+                    lost_since = now
+                    log.warning("run %s: lost the connection to Redis (%s); retrying",
+                                store.run_id, type(exc).__name__)
+                if now - lost_since > reconnect:
+                    raise StoreError(
+                        f"run {store.run_id}: Redis unreachable for {reconnect:.0f} s; the "
+                        f"workers go on once it is back: follow the run with '{_PROG} --status "
+                        f"{store.run_id}' or finish it with '{_PROG} --resume {store.run_id}'"
+                    ) from exc
+                time.sleep(backoff)
+                backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX)
+                continue
+            if lost_since is not None:
+                log.warning("run %s: reconnected to Redis", store.run_id)
+                lost_since, backoff = None, poll
             if progress is not None:
-                progress.update(rec, store.counters())
+                progress.update(rec, counters)
             if rec.get("state") in ("finished", "failed"):
                 return rec
             now = time.monotonic()
             if now - last_check >= CHORD_CHECK_SECONDS and rec.get("finalize_task"):
                 last_check = now
-                if app.AsyncResult(rec["finalize_task"]).state == "FAILURE":
+                if _chord_state(rec["finalize_task"]) == "FAILURE":
                     store.set_state("failed", error="a batch failed after its retries")
                     continue
             if health is not None:
@@ -337,12 +389,24 @@ def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POL
             time.sleep(poll)
     except StoreError as exc:
         if "unknown to Redis" in str(exc):
-            raise StoreError(f"run {store.run_id}: its state is gone from Redis (restarted "
-                             "without persistence, or expired); start the run again") from exc
+            raise StoreError(
+                f"run {store.run_id}: its state is gone from Redis (Redis restarted without "
+                "persistence, or the run expired or was purged), so it cannot be resumed; "
+                "outputs written so far are complete files: start the run again, with "
+                "--overwrite to redo them") from exc
         raise
     finally:
         if progress is not None:
             progress.close()
+
+
+def _chord_state(task_id: str) -> str | None:
+    """The chord body's state in the result backend; None when the backend is unreachable
+    (the next round asks again)."""
+    try:
+        return str(app.AsyncResult(task_id).state)
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return None
 
 
 def stream_ids_json(store: RunStore, out: IO[str]) -> int:

@@ -95,8 +95,10 @@ def summarize(store: RunStore, *, limit: int | None = LIST_LIMIT) -> dict[str, A
         "skip_reasons": dict(reasons),
         "failed": store.outcome_count("failed"),
         "missing_ids": store.outcome_count("missing"),
+        "poison": store.outcome_count("poison"),
     }
-    summary["valid"] = summary["files_found"] - summary["skipped"] - summary["failed"]
+    summary["valid"] = (summary["files_found"] - summary["skipped"] - summary["failed"]
+                        - summary["poison"])
     if action in ("put", "all"):
         summary["written"] = c.get("put:written", 0)
         summary["refused"] = c.get("put:refused", 0)
@@ -117,7 +119,10 @@ def summarize(store: RunStore, *, limit: int | None = LIST_LIMIT) -> dict[str, A
     summary["elapsed_s"] = round(max(0.0, end - created), 2)
     summary["key"] = rec.get("key_location")
     summary["lists"] = {kind: dict(_limited(store, kind, limit))
-                        for kind in ("skipped", "refused", "failed", "missing")}
+                        for kind in ("skipped", "refused", "failed", "missing", "poison",
+                                     "residual")}
+    if rec.get("verify"):
+        summary["residual_phi"] = store.outcome_count("residual")
     return summary
 
 
@@ -132,7 +137,8 @@ def _limited(store: RunStore, kind: str, limit: int | None) -> list[tuple[str, s
 
 def run_ok(summary: Mapping[str, Any]) -> bool:
     """True when every valid file was written (put/all), inspected, or had its ids read (get)."""
-    if summary.get("state") != "finished" or summary.get("failed"):
+    if (summary.get("state") != "finished" or summary.get("failed") or summary.get("poison")
+            or summary.get("residual_phi")):
         return False
     action = summary.get("action")
     if action in ("put", "all"):
@@ -155,6 +161,10 @@ def render_table(summary: Mapping[str, Any]) -> str:
         if key in summary:
             rows.append((label, summary[key]))
     rows.append(("failed", summary["failed"]))
+    if summary.get("poison"):
+        rows.append(("poison files", summary["poison"]))
+    if "residual_phi" in summary:
+        rows.append(("residual PHI", summary["residual_phi"]))
     if summary.get("missing_ids"):
         rows.append(("missing ids", summary["missing_ids"]))
     rows.append(("elapsed", f"{summary['elapsed_s']} s"))
@@ -169,12 +179,13 @@ def render_table(summary: Mapping[str, Any]) -> str:
     lines = [f"{label.ljust(width)}  {value}" for label, value in rows]
     for reason, n in sorted(summary.get("skip_reasons", {}).items()):
         lines.append(f"{'':{width}}  skipped {n}: {reason}")
-    for kind in ("skipped", "refused", "failed", "missing"):
+    for kind in ("skipped", "refused", "failed", "missing", "poison", "residual"):
         entries = summary.get("lists", {}).get(kind) or {}
         if entries:
             lines.append(f"{kind}:")
             lines += [f"  {path}: {why}" for path, why in entries.items()]
-            total = summary.get(kind if kind != "missing" else "missing_ids", len(entries))
+            total = summary.get({"missing": "missing_ids", "residual": "residual_phi"}.get(
+                kind, kind), len(entries))
             if isinstance(total, int) and total > len(entries):
                 lines.append(f"  ... and {total - len(entries)} more (see --json)")
     return "\n".join(lines)
