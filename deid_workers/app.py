@@ -59,7 +59,9 @@ def broker_urls(url: str) -> tuple[str, str]:
 def _conf(settings: Settings) -> dict[str, Any]:
     broker, backend = broker_urls(settings.broker_url or PLACEHOLDER_BROKER)
     exchange = Exchange("deid", type="direct")
-    soft = max(1, settings.task_time_limit - SOFT_LIMIT_MARGIN)
+    # A short hard limit (tests, tiny batches) keeps most of its time: the margin is at most a
+    # quarter of it, else a 20 s limit would give a batch a 1 s soft limit.
+    soft = max(1, settings.task_time_limit - min(SOFT_LIMIT_MARGIN, settings.task_time_limit // 4))
     return {
         "broker_url": broker,
         "result_backend": backend,
