@@ -1,7 +1,7 @@
 """The Celery app, configured from :class:`~deid_workers.config.Settings`.
 
-``celery -A deid_workers.app worker -Q get,inspect,put,finalize`` finds :data:`app` here (the
-``deid-worker`` console script runs the same worker with the queues filled in).
+``celery -A deid_workers.app worker -Q get,inspect,put,finalize,clean`` finds :data:`app` here
+(the ``deid-worker`` console script runs the same worker with the queues filled in).
 
 Why these settings:
 
@@ -29,8 +29,9 @@ from .config import Settings
 
 __all__ = ["app", "QUEUES", "TASK_NAMES", "configure", "make_app", "broker_urls"]
 
-QUEUES = ("get", "inspect", "put", "finalize")
-"""One queue per stage, named as the stage, so operators can scale and watch each one."""
+QUEUES = ("get", "inspect", "put", "finalize", "clean")
+"""One queue per stage, named as the stage, so operators can scale and watch each one
+(``clean``, the pixel work of ``--clean-pixels``, is the one worth scaling apart)."""
 
 TASK_NAMES = {q: f"deid.{q}" for q in QUEUES}
 """Task names are the wire contract (Flower, routes); module or function renames change nothing."""

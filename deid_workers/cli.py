@@ -110,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-enqueue what a run has not done and wait for it; needs --broker")
     p.add_argument("--purge", metavar="RUN_ID",
                    help="delete a run's state (identifiers included) from Redis; needs --broker")
+    p.add_argument("--clean-pixels", action="store_true",
+                   help="put/all: triage every file with the recipe's %%filter groups; black out "
+                        "the boxes they give (queue clean), hold files flagged by a blocking "
+                        "group or without boxes in <outfolder>-quarantine (default: off)")
+    p.add_argument("--quarantine-groups", metavar="A,B",
+                   help="with --clean-pixels: %%filter groups whose hits quarantine a file "
+                        "(default: blacklist)")
     p.add_argument("--verify", action="store_true",
                    help="put/all: after writing each output, look for the values the recipe "
                         "removed or replaced in it; files where one survives are listed and "
@@ -187,11 +194,25 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace,
     if args.action == "put" and not args.ids:
         _error("To PUT without GET you must provide a json or pkl file with ids (--ids).")
         return EXIT_USAGE
+    if (args.clean_pixels or args.quarantine_groups) and args.action not in ("put", "all"):
+        _error("--clean-pixels and --quarantine-groups apply to --action put or all")
+        return EXIT_USAGE
+    if args.quarantine_groups is not None and not args.clean_pixels:
+        _error("--quarantine-groups needs --clean-pixels")
+        return EXIT_USAGE
     if args.no_wait and not settings.broker_url:
         _error("--no-wait needs --broker or DEID_BROKER_URL (embedded workers stop with "
                "deid-submit)")
         return EXIT_USAGE
     return _run(args, settings)
+
+
+def _groups(args: argparse.Namespace) -> tuple[str, ...]:
+    from .steps import DEFAULT_QUARANTINE_GROUPS
+
+    if args.quarantine_groups is None:
+        return DEFAULT_QUARANTINE_GROUPS
+    return tuple(g.strip() for g in args.quarantine_groups.split(",") if g.strip())
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -242,6 +263,7 @@ def _submit_and_follow(args: argparse.Namespace, settings: Settings, *,
     sub = Submission(action=args.action, input=args.input, outfolder=args.outfolder,
                      overwrite=args.overwrite, recipes=tuple(args.deid), ids_path=args.ids,
                      print_ids=args.print_ids, verify=args.verify,
+                     clean_pixels=args.clean_pixels, quarantine_groups=_groups(args),
                      key_location=key_location or "each worker's DEID_SECRET / DEID_SECRET_FILE")
     store = None
     try:

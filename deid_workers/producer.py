@@ -42,7 +42,9 @@ from .errors import IdentifiersError, InputError, StoreError
 from .idsfile import load_ids
 from .recipe import load_recipe
 from .store import RunStore, new_run_id, redis_client
-from .tasks import RUN_SETTINGS
+from .provenance import declared_codes
+from .steps import DEFAULT_QUARANTINE_GROUPS
+from .tasks import RUN_SETTINGS, final_stage, finish_run
 from .walk import iter_batches
 
 __all__ = [
@@ -87,6 +89,8 @@ class Submission:
     print_ids: bool = False
     key_location: str | None = None
     verify: bool = False
+    clean_pixels: bool = False
+    quarantine_groups: tuple[str, ...] = DEFAULT_QUARANTINE_GROUPS
 
 
 def connect(settings: Settings) -> Any:
@@ -114,6 +118,7 @@ def _recipe_texts(paths: Sequence[str]) -> tuple[list[str], str, str]:
     """Load (validate) the recipe here, so a broken one stops the run before it starts;
     returns the source texts in merge order, the digest and a short name."""
     recipe = load_recipe(list(paths) if paths else None)
+    declared_codes(recipe)  # a code outside CID 7050 is a recipe error, before anything starts
     texts = []
     for source in recipe.sources:
         with open(source, encoding="utf-8") as fh:
@@ -176,6 +181,8 @@ def submit(settings: Settings, sub: Submission, client: Any = None) -> RunStore:
         "settings": {k: v for k, v in asdict(settings).items() if k in RUN_SETTINGS},
         "key_location": sub.key_location,
         "verify": sub.verify,
+        "clean_pixels": sub.clean_pixels,
+        "quarantine_groups": list(sub.quarantine_groups),
         "walk_done": False,
         "stage": "put" if sub.action == "put" else ("inspect" if sub.action == "inspect" else "get"),
     }
@@ -224,7 +231,7 @@ def enqueue(store: RunStore, settings: Settings, sub: Submission,
         with app.producer_or_acquire() as producer:
             for n in _walk(store, sub, settings, skip=skip):
                 put_batch.si(run_id, n).apply_async(producer=producer)
-        store.maybe_finish("put")
+        finish_run(store, final_stage(bool(store.record().get("clean_pixels"))))
         return
     task = inspect_batch if sub.action == "inspect" else get_batch
     body_id = str(uuid.uuid4())
@@ -259,6 +266,8 @@ def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStor
     if first == "put" or not walk_done or len(done_first) < n_batches:
         store.update(state="running")
         enqueue(store, run_settings, sub, skip=done_first.__contains__)
+        if first == "put" and rec.get("clean_pixels"):
+            _resend_clean(store, int(store.record().get("n_batches") or 0))
         return store, f"re-sent the {first} batches not done ({len(done_first)} were done)"
     if not store.done_batches("finalize"):
         finalize.si(run_id).apply_async()
@@ -267,8 +276,19 @@ def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStor
     with app.producer_or_acquire() as producer:
         for n in pending:
             put_batch.si(run_id, n).apply_async(producer=producer)
-    store.maybe_finish("put")
-    return store, f"re-sent {len(pending)} put batches"
+    cleans = _resend_clean(store, n_batches) if rec.get("clean_pixels") else 0
+    finish_run(store, final_stage(bool(rec.get("clean_pixels"))))
+    return store, f"re-sent {len(pending)} put batches" + (
+        f" and {cleans} clean batches" if cleans else "")
+
+
+def _resend_clean(store: RunStore, n_batches: int) -> int:
+    """Send the clean batches whose put batch is done but which are not (resume)."""
+    from .tasks.put import send_clean
+
+    put_done = store.done_batches("put")
+    return sum(send_clean(store, n) for n in store.pending_batches("clean", n_batches)
+               if n in put_done)
 
 
 class Progress:

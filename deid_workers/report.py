@@ -100,8 +100,15 @@ def summarize(store: RunStore, *, limit: int | None = LIST_LIMIT) -> dict[str, A
     summary["valid"] = (summary["files_found"] - summary["skipped"] - summary["failed"]
                         - summary["poison"])
     if action in ("put", "all"):
-        summary["written"] = c.get("put:written", 0)
-        summary["refused"] = c.get("put:refused", 0)
+        summary["written"] = c.get("put:written", 0) + c.get("clean:written", 0)
+        summary["refused"] = c.get("put:refused", 0) + c.get("clean:refused", 0)
+        if rec.get("clean_pixels"):
+            from .steps import quarantine_folder
+
+            summary["cleaned"] = c.get("clean:cleaned", 0)
+            summary["quarantined"] = store.outcome_count("quarantined")
+            summary["quarantine"] = quarantine_folder(str(rec.get("outfolder") or ""))
+        summary["run_log"] = rec.get("run_log")
         summary["put_done"] = c.get("put:files", 0)
     if action == "inspect":
         summary["inspected"] = c.get("inspect:inspected", 0)
@@ -120,7 +127,7 @@ def summarize(store: RunStore, *, limit: int | None = LIST_LIMIT) -> dict[str, A
     summary["key"] = rec.get("key_location")
     summary["lists"] = {kind: dict(_limited(store, kind, limit))
                         for kind in ("skipped", "refused", "failed", "missing", "poison",
-                                     "residual")}
+                                     "residual", "quarantined")}
     if rec.get("verify"):
         summary["residual_phi"] = store.outcome_count("residual")
     return summary
@@ -142,7 +149,9 @@ def run_ok(summary: Mapping[str, Any]) -> bool:
         return False
     action = summary.get("action")
     if action in ("put", "all"):
-        return summary.get("refused", 0) == 0 and summary.get("written", 0) == summary["valid"]
+        done = (summary.get("written", 0) + summary.get("cleaned", 0)
+                + summary.get("quarantined", 0))  # quarantined: held for review, by design
+        return summary.get("refused", 0) == 0 and done == summary["valid"]
     if action == "inspect":
         return summary.get("inspected", 0) == summary["valid"]
     return True
@@ -156,7 +165,8 @@ def render_table(summary: Mapping[str, Any]) -> str:
         ("valid", summary["valid"]),
         ("skipped", summary["skipped"]),
     ]
-    for key, label in (("written", "written"), ("refused", "refused"),
+    for key, label in (("written", "written"), ("cleaned", "pixels cleaned"),
+                       ("quarantined", "quarantined"), ("refused", "refused"),
                        ("inspected", "inspected"), ("flagged", "flagged")):
         if key in summary:
             rows.append((label, summary[key]))
@@ -172,6 +182,7 @@ def render_table(summary: Mapping[str, Any]) -> str:
         rows.append(("output folder", summary.get("outfolder")))
     for key, label in (("ids_pkl", "ids (pickle)"), ("ids_json", "ids (JSON)"),
                        ("report_tsv", "report (TSV)"), ("report_json", "report (JSON)"),
+                       ("quarantine", "quarantine folder"), ("run_log", "run log"),
                        ("key", "secret key")):
         if summary.get(key):
             rows.append((label, summary[key]))
@@ -179,7 +190,7 @@ def render_table(summary: Mapping[str, Any]) -> str:
     lines = [f"{label.ljust(width)}  {value}" for label, value in rows]
     for reason, n in sorted(summary.get("skip_reasons", {}).items()):
         lines.append(f"{'':{width}}  skipped {n}: {reason}")
-    for kind in ("skipped", "refused", "failed", "missing", "poison", "residual"):
+    for kind in ("skipped", "refused", "failed", "missing", "poison", "residual", "quarantined"):
         entries = summary.get("lists", {}).get(kind) or {}
         if entries:
             lines.append(f"{kind}:")

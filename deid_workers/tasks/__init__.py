@@ -28,7 +28,7 @@ from ..errors import RecipeError
 from ..store import RunStore, redis_client
 
 __all__ = ["RunContext", "run_context", "client", "RETRY_ON", "RUN_SETTINGS", "worker_settings",
-           "BatchGuard", "CRASHED"]
+           "BatchGuard", "CRASHED", "final_stage", "finish_run"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,30 @@ class RunContext:
     recipe_sha: str = ""
     print_ids: bool = False
     verify: bool = False
+    clean_pixels: bool = False
+    quarantine_groups: tuple[str, ...] = ()
+    recipe_name: str = ""
+
+    @cached_property
+    def provenance(self) -> Any:
+        """What every output of the run says about itself (named as the producer named it)."""
+        from ..provenance import Provenance
+
+        return Provenance.of(self.recipe, name=self.recipe_name or None)
+
+    def pixel_policy(self, *, now: bool) -> Any:
+        """The put/clean stages' :class:`~deid_workers.steps.PixelPolicy`; None without
+        ``--clean-pixels`` (then nothing is triaged and pixels are never looked at)."""
+        if not self.clean_pixels:
+            return None
+        from ..steps import PixelPolicy, quarantine_folder
+
+        return PixelPolicy(quarantine_folder(self.outfolder), self.quarantine_groups, now=now)
+
+    @property
+    def final_stage(self) -> str:
+        """The stage whose last batch ends a put/all run: clean with --clean-pixels."""
+        return final_stage(self.clean_pixels)
 
     @cached_property
     def recipe(self) -> Any:
@@ -122,6 +146,9 @@ def run_context(run_id: str, *, redis_conn: redis.Redis | None = None) -> RunCon
         recipe_sha=str(rec.get("recipe_sha") or ""),
         print_ids=bool(rec.get("print_ids")),
         verify=bool(rec.get("verify")),
+        clean_pixels=bool(rec.get("clean_pixels")),
+        quarantine_groups=tuple(rec.get("quarantine_groups") or ()),
+        recipe_name=str(rec.get("recipe_name") or ""),
     )
     _contexts[run_id] = ctx
     while len(_contexts) > _CACHE_SIZE:
@@ -199,3 +226,27 @@ def _crash() -> None:  # pragma: no cover - runs in a worker process that it kil
     import signal
 
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def final_stage(clean_pixels: bool) -> str:
+    """Every put batch also commits a clean batch (empty when it had nothing to clean), so
+    with --clean-pixels the clean stage completing means the whole run is done."""
+    return "clean" if clean_pixels else "put"
+
+
+def finish_run(store: RunStore, stage: str) -> bool:
+    """End a put/all run once ``stage`` is complete: write ``deid-run.jsonl``, then mark the
+    run finished (so a producer that sees "finished" finds the file). Several callers may get
+    here at once (the last batches, the producer after its walk); each writes the same file
+    atomically and marking twice is harmless. Returns True when the run is finished."""
+    if not store.stage_complete(stage):
+        return False
+    rec = store.record()
+    if rec.get("state") in ("finished", "failed"):
+        return True
+    if rec.get("action") in ("put", "all"):
+        from ..runlog import write_run_log
+
+        path = write_run_log(store, rec)
+        store.update(run_log=path)
+    return store.maybe_finish(stage)

@@ -15,7 +15,7 @@ from celery.utils.log import get_task_logger
 from ..app import app
 from ..idsfile import IdsWriter
 from ..report import write_inspect_report
-from . import RETRY_ON, run_context
+from . import RETRY_ON, finish_run, run_context
 
 __all__ = ["finalize", "NotReady", "FINALIZE_POLL"]
 
@@ -72,7 +72,7 @@ def run_finalize(run_id: str, *, enqueue: Any = None) -> dict[str, int]:
         (enqueue or enqueue_put)(run_id, pending)
         result["put_batches"] = len(pending)
         store.commit_batch("finalize", 0, {})
-        store.maybe_finish("put")
+        finish_run(store, ctx.final_stage)
     else:
         store.commit_batch("finalize", 0, {})
         store.set_state("finished")

@@ -13,9 +13,9 @@ from ..dicomio import read_dataset
 from ..errors import InputError
 from ..steps import output_path, put_one
 from ..verify import residual_phi
-from . import RETRY_ON, BatchGuard, run_context
+from . import RETRY_ON, BatchGuard, finish_run, run_context
 
-__all__ = ["put_batch"]
+__all__ = ["put_batch", "send_clean"]
 
 log = get_task_logger(__name__)
 
@@ -30,13 +30,20 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     ctx = run_context(run_id)
     store = ctx.store
     if batch_no in store.done_batches("put"):
+        if ctx.clean_pixels:  # the first delivery may have died before sending its clean batch
+            send_clean(store, batch_no)
+            finish_run(store, ctx.final_stage)
         return {"files": 0, "already_done": 1}
     first_time = store.mark_started("put", batch_no)
     paths = store.valid_paths(batch_no)
     if paths is None:  # no get stage (action put): every file of the batch
         paths = store.batch(batch_no)
     counts: Counter[str] = Counter(files=0, written=0, refused=0, skipped=0, failed=0,
-                                   missing=0, no_ids=0)
+                                   missing=0, no_ids=0, quarantined=0, to_clean=0)
+    policy = ctx.pixel_policy(now=False)
+    to_clean: list[str] = []
+    quarantined: dict[str, str] = {}
+    entries: dict[str, tuple[str, str | None]] = {}  # deid-run.jsonl, see store.save_log
     refused: dict[str, str] = {}
     skipped: dict[str, str] = {}
     failed: dict[str, str] = {}
@@ -46,23 +53,33 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     guard = BatchGuard(ctx, "put", batch_no, retry)
     for rel in guard.files(paths):
         counts["files"] += 1
-        overwrite = ctx.overwrite or (not first_time and _ours(ctx.outfolder, rel, ctx.created))
+        overwrite = ctx.overwrite or (not first_time and (
+            _ours(ctx.outfolder, rel, ctx.created)
+            or (policy is not None and _ours(policy.quarantine, rel, ctx.created))))
         try:
             out = put_one(ctx.input, rel, ctx.outfolder, ctx.recipe, lookup, ctx.settings,
-                          overwrite=overwrite)
+                          overwrite=overwrite, pixels=policy, provenance=ctx.provenance)
         except Exception as exc:  # one bad file must not sink its batch
+            entries[rel] = ("failed", type(exc).__name__)
             failed[rel] = type(exc).__name__
             log.warning("run %s: %s failed in put: %s", run_id, rel, type(exc).__name__)
             log.debug("traceback", exc_info=True)
             continue
-        if out.status == "refused":
+        entries[rel] = (out.status, out.reason)
+        if out.status == "clean":
+            to_clean.append(rel)
+        elif out.status == "refused":
             refused[rel] = out.reason or "already exists"
             log.error("%s already exists, overwrite set to False. Not writing.", rel)
         elif out.status == "skipped":
             skipped[rel] = out.reason or "unreadable"
             log.warning("run %s: skipping %s: %s", run_id, rel, out.reason)
         else:
-            counts["written"] += 1
+            if out.status == "written":
+                counts["written"] += 1
+            else:  # quarantined: a de-identified copy in the quarantine folder
+                quarantined[rel] = out.reason or "flagged"
+                log.warning("run %s: %s quarantined: %s", run_id, rel, out.reason)
             if out.missing:
                 missing[rel] = ",".join(out.missing)
             if not out.has_ids:
@@ -78,11 +95,20 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
                   missing=len(missing), poison=len(guard.poison),
                   residual=len(residual))
     counts["files"] += len(guard.poison)
+    counts.update(quarantined=len(quarantined), to_clean=len(to_clean))
+    for rel, why in guard.poison.items():
+        entries[rel] = ("failed", why)
+    store.save_log("put", batch_no, [entries.get(rel, ("failed", "not processed"))
+                                     for rel in paths])
+    if policy is not None:  # before the commit, so a redelivery or resume finds it
+        store.save_clean_batch(batch_no, to_clean)
     store.commit_batch("put", batch_no, counts,
                        outcomes={"refused": refused, "skipped": skipped, "failed": failed,
                                  "missing": missing, "poison": guard.poison,
-                                 "residual": residual})
-    store.maybe_finish("put")
+                                 "residual": residual, "quarantined": quarantined})
+    if policy is not None:
+        send_clean(store, batch_no)
+    finish_run(store, ctx.final_stage)
     log.info("run %s put batch %d: %d files, %d written, %d refused, %d skipped, %d failed",
              run_id, batch_no, counts["files"], counts["written"], counts["refused"],
              counts["skipped"], counts["failed"])
@@ -97,6 +123,25 @@ def verify_output(root: str, rel: str, dest: str) -> list[str]:
     except InputError as exc:  # the input changed under us, or the output is damaged
         return [f"not verified: {exc.reason}"]
     return residual_phi(original, written)
+
+
+def send_clean(store: Any, batch_no: int) -> bool:
+    """Send clean batch ``batch_no``, or commit it at once when put left nothing to clean.
+
+    Does nothing when put has not decided the batch yet or its clean batch is done; returns
+    True when a task was sent (also used by resume).
+    """
+    paths = store.clean_batch(batch_no)
+    if paths is None or batch_no in store.done_batches("clean"):
+        return False
+    if not paths:
+        store.save_log("clean", batch_no, [])
+        store.commit_batch("clean", batch_no, {"files": 0})
+        return False
+    from .clean import enqueue_clean
+
+    enqueue_clean(store.run_id, batch_no)
+    return True
 
 
 def _ours(outfolder: str, rel: str, since: float) -> bool:

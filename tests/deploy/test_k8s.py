@@ -10,7 +10,7 @@ import pytest
 from deployfiles import K8S, PLACEHOLDER_PREFIX, SECRET_VARS, pod_labels, pod_spec, project_version
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "CronJob")
-QUEUES_TO_SCALE_ON = {"get", "inspect", "put"}
+QUEUES_TO_SCALE_ON = {"get", "inspect", "put", "clean"}
 _UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
 

@@ -1,0 +1,89 @@
+"""``deid-run.jsonl``: one line per input file saying what became of it.
+
+Why a file: the summary lists at most a few paths per category, and Redis forgets a run after
+``run_expiry``; an archive that is handed over needs a durable, complete account (which files
+were written, which had their pixels cleaned, which are held in quarantine for a person, which
+were skipped, refused or failed, and why), next to the outputs.
+
+Why it is written at the end and not appended to by workers: workers on many hosts cannot
+append safely to one file on a shared volume. They keep per-batch entries in Redis instead
+(:meth:`RunStore.save_log`: an outcome and a reason per file, aligned with the batch's path
+list, so paths are not stored twice), and whoever completes the run streams them out here, a
+batch at a time, to a temporary name that is then renamed.
+
+A line never holds a header value: paths are relative to ``--input``, reasons are fixed texts,
+exception type names or recipe text (the %filter label that decided), and the recipe is named
+by its hash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from .steps import quarantine_folder
+from .store import RunStore
+
+__all__ = ["RUN_LOG", "OUTCOMES", "iter_run_log", "write_run_log"]
+
+RUN_LOG = "deid-run.jsonl"
+"""Name of the run log in the output folder."""
+
+OUTCOMES = ("written", "cleaned", "quarantined", "skipped", "refused", "failed")
+"""Every outcome a line can have."""
+
+NOT_FINISHED = "pixel cleaning did not finish"
+NOT_PROCESSED = "not processed"
+_EARLY_KINDS = ("skipped", "failed", "poison")  # recorded outside the put/clean logs
+
+
+def iter_run_log(store: RunStore, rec: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """The lines of the run log, in walk order, one per input file, a batch at a time."""
+    n_batches = int(rec.get("n_batches") or 0)
+    outfolder = str(rec.get("outfolder") or "")
+    quarantine = os.path.relpath(quarantine_folder(outfolder), outfolder)
+    sha = str(rec.get("recipe_sha") or "")
+    for n, paths in store.iter_batches(n_batches):
+        put_paths = store.valid_paths(n)
+        decided: dict[str, tuple[str, str | None]] = {}
+        decided.update(zip(put_paths if put_paths is not None else paths,
+                           store.batch_log("put", n) or ()))
+        decided.update(zip(store.clean_batch(n) or (), store.batch_log("clean", n) or ()))
+        rest = [p for p in paths if p not in decided]
+        for kind in _EARLY_KINDS if rest else ():
+            for path, reason in store.outcomes(kind, rest).items():
+                decided.setdefault(path, ("failed" if kind == "poison" else kind, reason))
+        for rel in paths:
+            outcome, reason = decided.get(rel, ("failed", NOT_PROCESSED))
+            if outcome == "clean":  # put left it to the clean stage, which did not record it
+                outcome, reason = "failed", NOT_FINISHED
+            output = None
+            if outcome in ("written", "cleaned"):
+                output = rel
+            elif outcome == "quarantined":
+                output = os.path.join(quarantine, rel).replace(os.sep, "/")
+            yield {"path": rel, "outcome": outcome, "reason": reason, "output": output,
+                   "recipe_sha256": sha}
+
+
+def write_run_log(store: RunStore, rec: Mapping[str, Any]) -> str:
+    """Write ``<outfolder>/deid-run.jsonl`` atomically; returns its path."""
+    outfolder = str(rec["outfolder"])
+    os.makedirs(outfolder, exist_ok=True)
+    dest = os.path.join(outfolder, RUN_LOG)
+    fd, tmp = tempfile.mkstemp(prefix=f".{RUN_LOG}.", suffix=".tmp", dir=outfolder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for line in iter_run_log(store, rec):
+                fh.write(json.dumps(line, separators=(",", ":")) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
