@@ -96,3 +96,25 @@ def test_unreachable_broker_is_one_line_and_exit_1(tmp_path, capsys):
 
 def test_print_only_with_get(capsys):
     assert cli.main(["--action", "all", "--print"]) == 2
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--action", "get", "--clean-pixels"], "apply to --action put or all"),
+    (["--action", "inspect", "--quarantine-groups", "a"], "apply to --action put or all"),
+    (["--action", "all", "--quarantine-groups", "blacklist"], "needs --clean-pixels"),
+])
+def test_pixel_flags_only_where_they_mean_something(capsys, argv, says):
+    assert cli.main(argv) == 2
+    assert says in capsys.readouterr().err
+
+
+def test_recipe_declaring_an_unknown_code_stops_before_anything_starts(tmp_path, capsys):
+    write_study_tree(tmp_path / "in", patients=1, images=1)
+    recipe = tmp_path / "deid.codes"
+    recipe.write_text("FORMAT dicom\n%header\nKEEP Modality\n%labels\n"
+                      "ADD DeidentificationMethodCode 999\n")
+    code = cli.main(["--action", "all", "--clean-pixels", "--input", str(tmp_path / "in"),
+                     "--outfolder", str(tmp_path / "out"), "--deid", str(recipe),
+                     "--broker", DEAD_BROKER, "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "deid.codes:5:" in err and "CID 7050" in err
