@@ -166,4 +166,5 @@ def test_embedded_mode_on_demo_data(tmp_path, monkeypatch, capsys):
     s = json.loads(stdout)
     assert s["written"] == 7 and s["key"] == str(tmp_path / "xdg" / "deid-workers" / "secret.key")
     assert sorted(os.listdir(out)) == sorted(
-        ["deid-ids.json", "deid-ids.pkl"] + [f"image{i}.dcm" for i in range(1, 8)])
+        ["deid-ids.json", "deid-ids.pkl", "deid-run.jsonl"]
+        + [f"image{i}.dcm" for i in range(1, 8)])
