@@ -1,0 +1,64 @@
+"""runlog: deid-run.jsonl from per-batch logs, in walk order, one line per input file."""
+
+from __future__ import annotations
+
+import json
+
+import fakeredis
+
+from deid_workers.runlog import NOT_PROCESSED, OUTCOMES, RUN_LOG, iter_run_log, write_run_log
+from deid_workers.store import RunStore
+
+
+def _store(tmp_path):
+    store = RunStore.create(fakeredis.FakeRedis(decode_responses=True), "r1",
+                            {"action": "all", "outfolder": str(tmp_path / "out"),
+                             "recipe_sha": "ab" * 32}, expiry=60)
+    store.add_batch(0, ["a.dcm", "bad.dcm", "c.dcm"])
+    store.add_batch(1, ["d.dcm", "e.dcm", "f.dcm", "g.dcm"])
+    store.update(walk_done=True, n_batches=2)
+    return store
+
+
+def test_lines_merge_get_put_and_clean_records(tmp_path):
+    store = _store(tmp_path)
+    # get found bad.dcm unreadable: put only saw the valid paths
+    store.commit_batch("get", 0, {}, outcomes={"skipped": {"bad.dcm": "not a DICOM file"}},
+                       valid=["a.dcm", "c.dcm"])
+    store.save_log("put", 0, [("written", None), ("refused", "already exists")])
+    store.commit_batch("get", 1, {}, valid=["d.dcm", "e.dcm", "f.dcm", "g.dcm"],
+                       outcomes={"poison": {}})
+    store.save_log("put", 1, [("clean", "graylist: x"), ("quarantined", "blacklist: y"),
+                              ("failed", "crashed its worker in put"), ("clean", "graylist: x")])
+    store.save_clean_batch(1, ["d.dcm", "g.dcm"])
+    store.save_log("clean", 1, [("cleaned", "graylist: x"), ("failed", "KeyError")])
+    lines = list(iter_run_log(store, store.record()))
+    assert [(x["path"], x["outcome"], x["output"]) for x in lines] == [
+        ("a.dcm", "written", "a.dcm"),
+        ("bad.dcm", "skipped", None),
+        ("c.dcm", "refused", None),
+        ("d.dcm", "cleaned", "d.dcm"),
+        ("e.dcm", "quarantined", "../out-quarantine/e.dcm"),
+        ("f.dcm", "failed", None),
+        ("g.dcm", "failed", None),
+    ]
+    assert {x["outcome"] for x in lines} <= set(OUTCOMES)
+    assert {x["recipe_sha256"] for x in lines} == {"ab" * 32}
+
+
+def test_unrecorded_and_poison_files_still_get_a_line(tmp_path):
+    store = _store(tmp_path)
+    store.add_outcome("poison", "d.dcm", "crashed its worker in get")
+    lines = {x["path"]: x for x in iter_run_log(store, store.record())}
+    assert len(lines) == 7
+    assert lines["d.dcm"]["outcome"] == "failed"
+    assert lines["a.dcm"]["reason"] == NOT_PROCESSED
+
+
+def test_written_atomically_as_json_lines(tmp_path):
+    store = _store(tmp_path)
+    path = write_run_log(store, store.record())
+    assert path == str(tmp_path / "out" / RUN_LOG)
+    with open(path, encoding="utf-8") as fh:
+        assert len([json.loads(x) for x in fh]) == 7
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [RUN_LOG]  # no temp left
