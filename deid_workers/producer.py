@@ -313,6 +313,8 @@ class Progress:
         total = f"{found}" if rec.get("walk_done") else f"{found}+"
         stages = {"get": ["get"], "all": ["get", "put"], "put": ["put"],
                   "inspect": ["inspect"]}[str(action)]
+        if rec.get("clean_pixels") and "put" in stages:
+            stages = [*stages, "clean"]
         parts = []
         current_done, current_total = 0, found
         for stage in stages:
@@ -320,7 +322,12 @@ class Progress:
             stage_total = total
             if stage == "put" and action == "all":
                 stage_total = str(c.get("get:valid", 0)) if rec.get("stage") == "put" else "?"
+            if stage == "clean":  # files put left to clean, known as put batches commit
+                stage_total = f"{c.get('put:to_clean', 0)}" + (
+                    "" if c.get("put:batches", 0) >= int(rec.get("n_batches") or -1) else "+")
             parts.append(f"{stage} {done}/{stage_total}")
+            if stage == "clean" and stage_total.endswith("+"):
+                continue  # rate and ETA follow put until every put batch is in
             if done or stage == stages[0]:
                 current_done = done
                 current_total = int(stage_total.rstrip("+")) if stage_total[0].isdigit() else found
