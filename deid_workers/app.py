@@ -73,7 +73,11 @@ def _conf(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout},
+        # kombu scans for unacked messages past their visibility timeout every 10 s but, by
+        # default, acts only on every 10th scan: a dead worker's batches then waited up to
+        # 100 s more. A scan is one ZRANGE; do it every time.
+        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout,
+                                     "unacked_restore_throttle": 1},
         "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout},
         "task_time_limit": settings.task_time_limit,
         "task_soft_time_limit": soft,
@@ -85,6 +89,13 @@ def _conf(settings: Settings) -> dict[str, Any]:
         "task_queues": tuple(Queue(q, exchange, routing_key=q) for q in QUEUES),
         "task_routes": {name: {"queue": q, "routing_key": q} for q, name in TASK_NAMES.items()},
         "broker_connection_retry_on_startup": True,
+        # Ride out a Redis restart: storing a chord result or publishing (put batches, a
+        # retry) waits for Redis to come back instead of failing the batch.
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": 20,
+        "result_backend_max_sleep_between_retries_ms": 5000,
+        "task_publish_retry_policy": {"max_retries": 20, "interval_start": 0.5,
+                                      "interval_step": 0.5, "interval_max": 5},
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
         "task_track_started": False,
@@ -115,6 +126,41 @@ def make_app(settings: Settings) -> Celery:
     celery_app = Celery("deid_workers", include=[f"deid_workers.tasks.{q}" for q in QUEUES])
     return configure(celery_app, settings)
 
+
+def _survive_broker_loss() -> None:
+    """Keep a worker alive when Redis goes away (a restart, a failover).
+
+    On a lost connection the consumer closes its channel, which hands the worker's unacked
+    messages back to their queues; with Redis gone, kombu's Redis transport (5.x) fails there
+    with an ``AttributeError`` (no connection info left to build a pool), which Celery does not
+    count as a connection error: "Unrecoverable error", and the worker exits. The messages are
+    safe without that hand-back (they stay in Redis' unacked hash, and any worker restores them
+    after the visibility timeout), so the failure is logged and ignored, and the consumer
+    reconnects as it should. Idempotent; applied once at import.
+    """
+    from kombu.transport import redis as kombu_redis
+
+    original = kombu_redis.QoS.restore_unacked
+    if getattr(original, "_deid_patched", False):
+        return
+
+    def restore_unacked(self: Any, client: Any = None) -> Any:
+        try:
+            return original(self, client)
+        except AttributeError:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "broker connection lost: %d unacked message(s) stay in Redis and are "
+                "redelivered after the visibility timeout", len(self._delivered))
+            self._delivered.clear()
+            return None
+
+    restore_unacked._deid_patched = True  # type: ignore[attr-defined]
+    kombu_redis.QoS.restore_unacked = restore_unacked
+
+
+_survive_broker_loss()
 
 app: Celery = make_app(Settings.from_env())
 """The app workers load; built from the environment (``DEID_BROKER_URL`` ...)."""

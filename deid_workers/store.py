@@ -96,16 +96,47 @@ return {added, redis.call('SCARD', KEYS[1])}
 """
 
 
-def redis_client(url: str) -> redis.Redis:
+PATIENT_RETRIES = 14
+"""Reconnection attempts of a worker's client (exponential backoff capped at 5 s: about a
+minute), enough to ride out a Redis restart inside a batch instead of failing it."""
+
+
+# Record a batch, counting it once. KEYS[1] batches hash, KEYS[2] counters; ARGV batch no, JSON, n, expiry.
+_ADD_BATCH_LUA = """
+local new = redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+if new == 1 then
+  redis.call('HINCRBY', KEYS[2], 'walk:files', ARGV[3])
+  redis.call('HINCRBY', KEYS[2], 'walk:batches', 1)
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+end
+return new
+"""
+
+
+def redis_client(url: str, *, patient: bool = False) -> redis.Redis:
     """A redis-py client for a broker URL as Celery spells it.
 
     Celery/kombu write a unix socket as ``redis+socket:///path``; redis-py wants ``unix:///path``.
+    ``patient`` (workers): every command retries a lost connection for about a minute, so a
+    Redis restart delays a batch rather than failing it (which, with the broker down too, Celery
+    could not even retry). Writes are safe to repeat: counters commit once per batch (Lua) and
+    the rest are overwrites. The producer is not patient: it must fail fast on a wrong URL and
+    handles a lost connection itself.
     """
     for prefix in ("redis+socket://", "socket://"):
         if url.startswith(prefix):
             url = "unix://" + url[len(prefix):]
             break
-    return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+    if not patient:
+        return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(
+        url, decode_responses=True, health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=5.0, base=0.25), PATIENT_RETRIES),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError])
 
 
 def new_run_id() -> str:
@@ -209,6 +240,7 @@ class RunStore:
         self.expiry = int(expiry)
         self.salt = salt
         self._commit = client.register_script(_COMMIT_LUA)
+        self._add_batch = client.register_script(_ADD_BATCH_LUA)
 
     # -- run record ------------------------------------------------------------------------
     @classmethod
@@ -268,15 +300,14 @@ class RunStore:
 
     # -- batches ---------------------------------------------------------------------------
     def add_batch(self, batch_no: int, paths: Sequence[str], *, pipe: Any = None) -> None:
-        """Record one batch of relative paths and count its files (one round trip)."""
-        p = pipe if pipe is not None else self.client.pipeline()
-        p.hset(self.keys.batches, str(batch_no), json.dumps(list(paths)))
-        p.expire(self.keys.batches, self.expiry)
-        p.hincrby(self.keys.counters, "walk:files", len(paths))
-        p.hincrby(self.keys.counters, "walk:batches", 1)
-        p.expire(self.keys.counters, self.expiry)
-        if pipe is None:
-            p.execute()
+        """Record one batch of relative paths and count its files (one round trip).
+
+        Files are counted only the first time: a resumed walk records the same batches again
+        (the walk is deterministic) and must not count their files twice.
+        """
+        self._add_batch(keys=[self.keys.batches, self.keys.counters],
+                        args=[str(batch_no), json.dumps(list(paths)), len(paths), self.expiry],
+                        client=pipe if pipe is not None else self.client)
 
     def batch(self, batch_no: int) -> list[str]:
         raw = self.client.hget(self.keys.batches, str(batch_no))
@@ -409,9 +440,10 @@ class RunStore:
         pipe.hsetnx(self.keys.times, f"{stage}:first", now)
         pipe.hset(self.keys.times, f"{stage}:last", now)
         pipe.expire(self.keys.times, self.expiry)
-        self._commit(keys=[self.keys.done(stage), self.keys.counters], args=args, client=pipe)
-        results = pipe.execute()
-        added, done = results[-1]
+        pipe.execute()
+        # The commit is its own call, after the records: a Script call reloads the script when
+        # Redis lost its script cache (a restart); a pipeline that a retry replays cannot.
+        added, done = self._commit(keys=[self.keys.done(stage), self.keys.counters], args=args)
         return bool(added), int(done)
 
     # -- pixel cleaning and the run log (deid-run.jsonl) -----------------------------------

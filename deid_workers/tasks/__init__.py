@@ -56,7 +56,7 @@ def client(url: str | None = None) -> redis.Redis:
 
     url = url or str(app.conf.broker_url)
     if url not in _clients:
-        _clients[url] = redis_client(url)
+        _clients[url] = redis_client(url, patient=True)
     return _clients[url]
 
 
@@ -175,7 +175,7 @@ class BatchGuard:
     redelivered; a file that kills its worker every time (a decoder segfault, the OOM killer)
     would then be redelivered forever and its chord would never complete. So every start of a
     batch is counted in Redis (per Celery retry, so Redis blips that Celery retries do not add
-    up). Up to ``max_retries`` starts the batch runs normally, at full speed. Beyond that it runs
+    up). The first start and ``max_retries`` more run normally, at full speed. Later ones run
     *carefully*: before each file the guard notes the file in Redis; a start that finds such a
     note left behind knows that file killed the previous one, quarantines it and goes on. So
     each poison file costs one more delivery, and only poison files are quarantined.
@@ -191,7 +191,7 @@ class BatchGuard:
         self.batch_no = batch_no
         self.retry = int(retry or 0)
         self.starts = self.store.delivered(stage, batch_no, self.retry)
-        self.careful = self.starts > ctx.settings.max_retries
+        self.careful = self.starts > ctx.settings.max_retries + 1
         self.poison: dict[str, str] = {}
         if self.careful:
             log.warning("run %s: %s batch %d started %d times; going file by file",

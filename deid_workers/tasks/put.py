@@ -53,6 +53,8 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     guard = BatchGuard(ctx, "put", batch_no, retry)
     for rel in guard.files(paths):
         counts["files"] += 1
+        if not first_time:
+            _remove_stale_temps(ctx.outfolder, rel)
         overwrite = ctx.overwrite or (not first_time and (
             _ours(ctx.outfolder, rel, ctx.created)
             or (policy is not None and _ours(policy.quarantine, rel, ctx.created))))
@@ -142,6 +144,25 @@ def send_clean(store: Any, batch_no: int) -> bool:
 
     enqueue_clean(store.run_id, batch_no)
     return True
+
+
+def _remove_stale_temps(outfolder: str, rel: str) -> None:
+    """Remove what a worker killed inside ``write_atomic`` left: its ``.<name>.<random>.tmp``.
+
+    Only on a redelivered batch, whose previous delivery may have died mid-write; the temp name
+    is never an output name, so nobody reads it, but it should not stay behind.
+    """
+    try:
+        folder, name = os.path.split(output_path(outfolder, rel))
+        entries = os.listdir(folder)
+    except (InputError, OSError):
+        return
+    for entry in entries:
+        if entry.startswith(f".{name}.") and entry.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(folder, entry))
+            except OSError:
+                pass
 
 
 def _ours(outfolder: str, rel: str, since: float) -> bool:

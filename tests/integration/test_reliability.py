@@ -1,0 +1,255 @@
+"""Issue 5 on real processes: worker crashes, Redis restarts, resume, poison files.
+
+Each test runs its own redis-server, its own workers and (where it must be killed) its own
+deid-submit process, so it can crash them without disturbing the session's cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from deid_workers.dicomio import read_dataset
+from deid_workers.idsfile import load_ids
+from deid_workers.synth import make_dataset, write_study_tree
+
+from integration_procs import (Producer, RedisServer, Worker, counters, env_for, latest_run, wait_for)
+
+pytestmark = pytest.mark.integration
+
+BIG = (20, 100)  # patients x images: 2000 files
+SMALL = (5, 40)  # 200 files
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    """Two study trees written once: 2000 tiny files and 200 (copied per test)."""
+    base = tmp_path_factory.mktemp("corpora")
+    out = {}
+    for name, (patients, images) in (("big", BIG), ("small", SMALL)):
+        paths = write_study_tree(base / name, patients=patients, images=images, rows=4, cols=4)
+        out[name] = (base / name, paths)
+    return out
+
+
+def _copy(corpora, name: str, dest: Path) -> tuple[Path, list[str]]:
+    src, paths = corpora[name]
+    shutil.copytree(src, dest)
+    return dest, list(paths)
+
+
+def _check_outputs(out: Path, paths: list[str]) -> None:
+    """Every valid input has exactly one output, complete and readable; nothing else is there."""
+    found = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
+                   if p.is_file() and not p.name.startswith("deid-"))
+    assert found == sorted(paths)  # no temp file left, no extra file
+    for rel in paths:
+        read_dataset(out / rel, headers_only=False)  # complete: InputError if cut short
+
+
+def _check_ids_once(out: Path, paths_by_patient: dict[str, int]) -> None:
+    pairs_seen: list[str] = []
+
+    def hook(pairs):
+        keys = [k for k, _ in pairs]
+        assert len(keys) == len(set(keys)), "a key appears twice in deid-ids.json"
+        pairs_seen.extend(keys)
+        return dict(pairs)
+
+    with open(out / "deid-ids.json", encoding="utf-8") as fh:
+        data = json.load(fh, object_pairs_hook=hook)
+    assert {e: len(items) for e, items in data.items()} == paths_by_patient
+    assert load_ids(out / "deid-ids.pkl") == data
+
+
+def _per_patient(patients: int, images: int) -> dict[str, int]:
+    return {f"PID-{p:04d}-SENT": images for p in range(patients)}
+
+
+def test_kill_pool_process_then_whole_worker_mid_all(corpora, tmp_path):
+    root, paths = _copy(corpora, "big", tmp_path / "in")
+    out = tmp_path / "out"
+    server = RedisServer(tmp_path, aof=False)
+    client = server.client()
+    env = env_for(server.url, tmp_path, DEID_MAX_RETRIES="5")
+    first = Worker(env, tmp_path / "w1.log", "crash1")
+    try:
+        producer = Producer(env, tmp_path, "--action", "all", "--input", str(root),
+                            "--outfolder", str(out), "--batch", "20", "--json", "--quiet")
+        run_id = wait_for(lambda: latest_run(client), 60, "the run")
+        wait_for(lambda: counters(client, run_id).get("get:files", 0) >= 300, 90, "get progress")
+        victim = wait_for(first.pool, 10, "a pool process")[0]
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: counters(client, run_id).get("put:files", 0) >= 300, 120,
+                 "put progress")
+        first.kill()  # main process and children at once
+        killed_at = counters(client, run_id).get("put:files", 0)
+        assert killed_at < len(paths), "the run ended before the worker was killed"
+        second = Worker(env, tmp_path / "w2.log", "crash2")
+        try:
+            code, stdout, err = producer.wait(timeout=150)
+        finally:
+            second.stop()
+    finally:
+        first.kill()
+        server.kill()
+    assert code == 0, err[-3000:]
+    s = json.loads(stdout)
+    assert (s["files_found"], s["valid"], s["written"], s["failed"], s["poison"]) == \
+        (2000, 2000, 2000, 0, 0)
+    _check_outputs(out, paths)
+    _check_ids_once(out, _per_patient(*BIG))
+
+
+def test_redis_restart_with_aof_loses_nothing(corpora, tmp_path):
+    root, paths = _copy(corpora, "small", tmp_path / "in")
+    out = tmp_path / "out"
+    server = RedisServer(tmp_path, aof=True)
+    client = server.client()
+    env = env_for(server.url, tmp_path)
+    worker = Worker(env, tmp_path / "w.log", "aof")
+    try:
+        producer = Producer(env, tmp_path, "--action", "all", "--input", str(root),
+                            "--outfolder", str(out), "--batch", "10", "--json")
+        run_id = wait_for(lambda: latest_run(client), 60, "the run")
+        wait_for(lambda: counters(client, run_id).get("get:files", 0) >= 40, 60, "progress")
+        server.kill()
+        time.sleep(1.5)
+        server.start()
+        code, stdout, err = producer.wait(timeout=120)
+    finally:
+        worker.kill()
+        server.kill()
+    assert code == 0, err[-3000:]
+    assert "lost the connection to Redis" in err and "Traceback" not in err
+    s = json.loads(stdout)
+    assert (s["files_found"], s["written"], s["failed"]) == (200, 200, 0)
+    _check_outputs(out, paths)
+    _check_ids_once(out, _per_patient(*SMALL))
+
+
+def test_redis_restart_without_persistence_says_state_lost(corpora, tmp_path):
+    root, paths = _copy(corpora, "small", tmp_path / "in")
+    server = RedisServer(tmp_path, aof=False)
+    client = server.client()
+    env = env_for(server.url, tmp_path)
+    worker = Worker(env, tmp_path / "w.log", "noaof")
+    try:
+        producer = Producer(env, tmp_path, "--action", "all", "--input", str(root),
+                            "--outfolder", str(tmp_path / "out"), "--batch", "10", "--quiet")
+        run_id = wait_for(lambda: latest_run(client), 60, "the run")
+        wait_for(lambda: counters(client, run_id).get("get:files", 0) >= 20, 60, "progress")
+        server.kill()
+        time.sleep(1.0)
+        server.start()
+        code, stdout, err = producer.wait(timeout=60)
+    finally:
+        worker.kill()
+        server.kill()
+    assert code == 1
+    assert f"deid-submit: error: run {run_id}: its state is gone from Redis" in err
+    assert "start the run again" in err and "Traceback" not in err
+
+
+def test_poison_file_is_quarantined_and_the_run_completes(corpora, tmp_path):
+    root, paths = _copy(corpora, "small", tmp_path / "in")
+    make_dataset(99, 0, 0, 0).save_as(root / "patient-0000" / "poison-image.dcm",
+                                      enforce_file_format=True)
+    # A malformed file that declares a 4 GB pixel element: skipped, never allocated.
+    data = bytearray((root / paths[0]).read_bytes())
+    at = data.rfind(b"\xe0\x7f\x10\x00")
+    data[at + 8:at + 12] = (0xFFFFFFF0).to_bytes(4, "little")
+    (root / "patient-0000" / "huge-declared.dcm").write_bytes(bytes(data))
+    out = tmp_path / "out"
+    server = RedisServer(tmp_path, aof=False)
+    client = server.client()
+    env = env_for(server.url, tmp_path, DEID_TEST_CRASH_ON="poison-", DEID_MAX_RETRIES="1")
+    worker = Worker(env, tmp_path / "w.log", "poison")
+    try:
+        producer = Producer(env, tmp_path, "--action", "all", "--input", str(root),
+                            "--outfolder", str(out), "--batch", "10", "--json", "--quiet")
+        code, stdout, err = producer.wait(timeout=120)
+        run_id = latest_run(client)
+        starts = client.hgetall(f"deid:run:{run_id}:deliveries")
+    finally:
+        worker.kill()
+        server.kill()
+    assert code == 1, err[-3000:]  # a quarantined file needs a human: the run is not clean
+    s = json.loads(stdout)
+    poison = "patient-0000/poison-image.dcm"
+    assert s["state"] == "finished"
+    assert s["lists"]["poison"] == {poison: "crashed its worker in get"}
+    assert s["lists"]["skipped"] == {"patient-0000/huge-declared.dcm": "truncated or corrupt DICOM"}
+    assert (s["files_found"], s["written"], s["poison"], s["skipped"]) == (202, 200, 1, 1)
+    # 1 start + max_retries (1) retries as a batch, 1 file by file that dies on the poison
+    # file, 1 that quarantines it and completes.
+    assert max(int(v) for v in starts.values()) == 4
+    _check_outputs(out, paths)
+    assert not (out / poison).exists()
+    assert "poison-image" in (tmp_path / "w.log").read_text()  # the crash really happened
+
+
+def test_resume_resends_only_what_is_not_done(corpora, tmp_path, monkeypatch, capsys):
+    """The producer dies mid-walk; resume finishes the run, sending each batch once."""
+    from deid_workers import producer as producer_mod
+    from deid_workers.app import app, configure
+    from deid_workers.cli import main
+    from deid_workers.config import Settings
+    from deid_workers.producer import Submission, submit
+
+    root, paths = _copy(corpora, "small", tmp_path / "in")
+    out = tmp_path / "out"
+    server = RedisServer(tmp_path, aof=False)
+    client = server.client()
+    env = env_for(server.url, tmp_path)
+    for name in ("DEID_BROKER_URL", "DEID_SECRET", "XDG_CONFIG_HOME"):
+        monkeypatch.setenv(name, env[name])
+    settings = Settings.from_env(batch_size=10)
+    configure(app, settings)
+    real = producer_mod.iter_batches
+
+    def dies_after_five(*args, **kwargs):
+        for n, batch in enumerate(real(*args, **kwargs)):
+            if n == 5:
+                raise KeyboardInterrupt  # the producer is killed while walking
+            yield batch
+
+    monkeypatch.setattr(producer_mod, "iter_batches", dies_after_five)
+    worker = None
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            submit(settings, Submission(action="all", input=str(root), outfolder=str(out)))
+        monkeypatch.setattr(producer_mod, "iter_batches", real)
+        run_id = latest_run(client)
+        worker = Worker(env, tmp_path / "w.log", "resume")
+        wait_for(lambda: client.scard(f"deid:run:{run_id}:done:get") >= 4, 60,
+                 "the batches sent before the producer died")
+        time.sleep(1.0)  # the fifth batch (sent as the walk died) may still be running
+        code = main(["--resume", run_id, "--json"])
+        stdout, err = capsys.readouterr()
+        assert code == 0, err + stdout
+        assert f"run {run_id}: re-sent the get batches not done" in err
+        s = json.loads(stdout)
+        assert (s["files_found"], s["written"]) == (200, 200)
+        starts = client.hgetall(f"deid:run:{run_id}:deliveries")
+        # Each of the 20 get batches ran once: resume did not send again what was done.
+        assert sorted(k for k in starts if k.startswith("get:")) == \
+            sorted(f"get:{n}:0" for n in range(20))
+        assert set(starts.values()) == {"1"}
+        code = main(["--resume", run_id])
+        _, err = capsys.readouterr()
+        assert code == 0 and f"run {run_id}: already finished; nothing to do" in err
+    finally:
+        if worker is not None:
+            worker.kill()
+        server.kill()
+    _check_outputs(out, paths)
+    _check_ids_once(out, _per_patient(*SMALL))
+    assert pydicom.dcmread(out / paths[0]).PatientID != "PID-0000-SENT"
