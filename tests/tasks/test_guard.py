@@ -1,0 +1,102 @@
+"""BatchGuard (tasks/__init__.py): batches that kill their worker, and reruns of any batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deid_workers import tasks
+from deid_workers.store import RunStore
+from deid_workers.tasks import CRASHED, BatchGuard, run_context
+from deid_workers.tasks.get import run_get
+from deid_workers.tasks.put import run_put
+
+
+def _die_on(guard: BatchGuard, paths: list[str], victim: str) -> None:
+    """A delivery whose worker is killed while on ``victim``: the generator is abandoned."""
+    for rel in guard.files(paths):
+        if rel == victim:
+            return
+
+
+def test_a_file_that_kills_its_worker_is_quarantined_after_max_retries(make_run):
+    store, root, paths, n = make_run("get", corrupt=0, settings={"max_retries": 1})
+    ctx = run_context(store.run_id)
+    batch = store.batch(0)
+    victim = batch[1]
+    for start in (1, 2):  # the first start and max_retries more: whole batch, no notes
+        guard = BatchGuard(ctx, "get", 0)
+        assert not guard.careful
+        _die_on(guard, batch, victim)
+    guard = BatchGuard(ctx, "get", 0)  # file by file now: it notes the victim, then dies
+    assert guard.careful
+    _die_on(guard, batch, victim)
+    result = run_get(store.run_id, 0)  # the next start quarantines the victim and completes
+    assert result["poison"] == 1 and result["files"] == 3 and result["valid"] == 2
+    assert store.outcomes("poison") == {victim: f"{CRASHED} in get"}
+    assert store.counters()["get:files"] == 3
+    assert victim not in store.valid_paths(0)
+    assert store.client.hget(store.keys.inflight, "get:0") is None
+
+
+def test_celery_retries_count_apart_and_ignore_older_notes(make_run):
+    store, root, paths, n = make_run("get", corrupt=0, settings={"max_retries": 0})
+    ctx = run_context(store.run_id)
+    batch = store.batch(0)
+    BatchGuard(ctx, "get", 0)
+    guard = BatchGuard(ctx, "get", 0)
+    _die_on(guard, batch, batch[0])  # noted at retry 0
+    fresh = BatchGuard(ctx, "get", 0, retry=1)  # a Redis blip made Celery retry the task
+    assert not fresh.careful
+    assert list(fresh.files(batch)) == batch and fresh.poison == {}
+
+
+def test_healthy_batches_never_write_notes(make_run, fake):
+    store, root, paths, n = make_run("get")
+    for b in range(n):
+        run_get(store.run_id, b)
+    assert not fake.exists(store.keys.inflight)
+    assert set(fake.hvals(store.keys.deliveries)) == {"1"}
+
+
+def test_put_batch_that_died_before_commit_gives_the_same_outputs_and_counts(
+        make_run, tmp_path, monkeypatch):
+    store, root, paths, n = make_run("put", corrupt=1)
+    out = tmp_path / "out"
+    real = RunStore.commit_batch
+    calls = []
+
+    def dies_first(self, stage, *args, **kwargs):
+        calls.append(stage)
+        if len(calls) == 1:
+            raise SystemExit("killed after writing, before committing")
+        return real(self, stage, *args, **kwargs)
+
+    monkeypatch.setattr(RunStore, "commit_batch", dies_first)
+    with pytest.raises(SystemExit):
+        run_put(store.run_id, 0)
+    first = {p: p.read_bytes() for p in out.rglob("*.dcm")}
+    stale = out / Path(paths[1]).parent / f".{Path(paths[1]).name}.x1y2.tmp"
+    stale.write_bytes(b"half a file")  # what a kill inside write_atomic leaves
+    again = run_put(store.run_id, 0)
+    assert {p: p.read_bytes() for p in out.rglob("*.dcm")} == first
+    assert again["written"] == 3 and again["refused"] == 0
+    assert not stale.exists()
+    assert store.counters()["put:written"] == 3
+    assert run_put(store.run_id, 0) == {"files": 0, "already_done": 1}
+    assert store.counters()["put:written"] == 3
+
+
+def test_paths_that_leave_the_folders_are_refused(make_run, tmp_path):
+    store, root, paths, n = make_run("put", corrupt=0)
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "leak.dcm").write_bytes((Path(root) / paths[0]).read_bytes())
+    before = (secret / "leak.dcm").read_bytes()
+    store.client.hset(store.keys.batches, "0", '["../secret/leak.dcm", "/etc/passwd"]')
+    tasks.forget()
+    result = run_put(store.run_id, 0)
+    assert result["written"] == 0 and result["failed"] + result["skipped"] == 2
+    assert (secret / "leak.dcm").read_bytes() == before
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.dcm"))
