@@ -24,8 +24,10 @@ from typing import BinaryIO
 
 from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.values import converters
 
 from deid_workers.errors import InputError, OutputExistsError
 
@@ -138,12 +140,42 @@ def _check_pixel_element(fp: BinaryIO, ds: Dataset, size: int) -> None:
         raise EOFError("pixel data shorter than its declared length")
 
 
-def _walk_all(ds: Dataset) -> None:
-    """Convert every element at every depth so a damaged sequence fails here, not in a recipe."""
-    for elem in ds:
+def _may_be_sequence(tag: int, raw: RawDataElement) -> bool:
+    """Whether converting ``raw`` parses nested items (only those can hide more elements).
+
+    Raises ValueError for a VR pydicom cannot convert (a damaged element header).
+    """
+    vr = raw.VR
+    if vr is None:  # implicit VR: the dictionary decides; unknown/private may be SQ
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            return True
+    if vr not in converters:
+        raise ValueError("unknown value representation")
+    return vr == "SQ" or (vr == "UN" and raw.length == _UNDEFINED)
+
+
+def _check_elements(ds: Dataset) -> None:
+    """Raise if an element at any depth was cut short, has an unknown VR, or is a damaged
+    sequence, so such a file fails here, not in get_identifiers or a recipe.
+
+    It looks at the raw elements and parses sequences only: converting every value (what a
+    plain ``for elem in ds`` does) found nothing more and cost two thirds of a header read.
+    """
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        if isinstance(raw, RawDataElement):
+            if raw.value is not None and raw.length != _UNDEFINED and len(raw.value) != raw.length:
+                raise EOFError("value shorter than its declared length")
+            if not _may_be_sequence(tag, raw):
+                continue
+            elem = ds[tag]
+        else:
+            elem = raw
         if elem.VR == "SQ":
             for item in elem.value:
-                _walk_all(item)
+                _check_elements(item)
 
 
 def _parse(raw: BinaryIO, size: int, headers_only: bool, force: bool) -> FileDataset:
@@ -156,10 +188,9 @@ def _parse(raw: BinaryIO, size: int, headers_only: bool, force: bool) -> FileDat
     if len(ds) == 0:
         raise EOFError("no data set after the file meta")
     _check_raw_lengths(ds.file_meta)
-    _check_raw_lengths(ds)
     if headers_only:
         _check_pixel_element(raw, ds, size)
-    _walk_all(ds)
+    _check_elements(ds)
     return ds
 
 

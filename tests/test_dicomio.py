@@ -116,6 +116,18 @@ def test_every_cut_fails_cleanly_or_is_an_element_boundary(tmp_path: Path) -> No
     assert len(accepted) < len(data) // 3 // 10
 
 
+@pytest.mark.parametrize("headers_only", [True, False])
+def test_damage_inside_a_sequence_item_is_detected(tmp_path: Path, headers_only: bool) -> None:
+    """Nested elements are not converted at read time; their headers are still checked."""
+    data = _file_bytes()
+    vr_at = _offset(data, b"\x40\x00\x09\x00SH") + 4  # (0040,0009) inside a sequence item
+    path = _write(tmp_path / "vr.dcm", data[:vr_at] + b"S\x00" + data[vr_at + 2:])
+    assert _reason(path, headers_only) == dicomio.CORRUPT
+    length_at = vr_at + 2  # its 2-byte length, now past the end of the item
+    path = _write(tmp_path / "len.dcm", data[:length_at] + b"\xf0\x00" + data[length_at + 2:])
+    assert _reason(path, headers_only) == dicomio.CORRUPT
+
+
 def test_file_without_preamble_is_accepted(tmp_path: Path) -> None:
     data = _file_bytes(4)
     path = _write(tmp_path / "nopre.dcm", data[132:])

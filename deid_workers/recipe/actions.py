@@ -64,6 +64,15 @@ class _Compiled:
             if a.action in ("REPLACE", "JITTER") and self.sel(a.field).plain
         ]
         self.adds = {a.field: add_target(a.field) for a in recipe.header if a.action == "ADD"}
+        # The %header lines as run() walks them, selectors resolved once per recipe; for an
+        # ``exact`` selector, its key lets run() skip with one dict lookup the hundreds of
+        # default-recipe lines that name a field the file does not have.
+        self.plan: list[tuple[Action, Selector | None, str | None]] = []
+        for a in recipe.header:
+            if a.action == "KEEP":
+                continue
+            s = None if a.action == "ADD" else self.sel(a.field)
+            self.plan.append((a, s, s.arg if s is not None and s.kind == "exact" else None))
         self.splits = {
             id(rule): parse_split_options(rule.value)
             for rules in recipe.values.values()
@@ -156,13 +165,12 @@ class _Run:
     # --- actions -------------------------------------------------------------------------
 
     def run(self) -> None:
-        for action in self.recipe.header:
-            if action.action == "ADD":
+        for action, sel, exact in self.c.plan:
+            if sel is None:
                 self.add(action)
                 continue
-            if action.action == "KEEP":
-                continue
-            sel = self.c.sel(action.field)
+            if exact is not None and exact not in self.fields._exact_index():
+                continue  # an ADD updates the index, so this stays right after one
             for f in self.fields.expand(sel, self.lookup):
                 if f.uid not in self.fields:  # gone with a parent earlier in this loop
                     continue
