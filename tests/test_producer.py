@@ -15,3 +15,57 @@ def test_progress_shows_the_clean_stage_with_clean_pixels():
     c.update({"put:files": 19, "put:batches": 4, "clean:files": 2})
     assert "clean 2/3  0.4 files/s" in Progress.line(rec, c, 5.0)
     assert "clean" not in Progress.line({**rec, "clean_pixels": False}, c, 5.0)
+
+
+class _FlakyStore:
+    """A store whose Redis is down for ``down`` reads, then comes back (or comes back empty)."""
+
+    run_id = "r1"
+
+    def __init__(self, down: int, *, lost: bool = False) -> None:
+        self.down = down
+        self.lost = lost
+        self.reads = 0
+
+    def record(self):
+        import redis
+
+        from deid_workers.errors import StoreError
+
+        self.reads += 1
+        if self.reads <= self.down:
+            raise redis.ConnectionError("Connection refused")
+        if self.lost:
+            raise StoreError("run r1 is unknown to Redis (expired, purged or lost)")
+        return {"state": "finished"}
+
+    def counters(self):
+        return {}
+
+
+def test_wait_rides_out_a_redis_restart():
+    from deid_workers.producer import wait
+
+    store = _FlakyStore(down=3)
+    assert wait(store, poll=0.001)["state"] == "finished"
+    assert store.reads == 4
+
+
+def test_wait_gives_up_with_advice_when_redis_stays_away():
+    import pytest
+
+    from deid_workers.errors import StoreError
+    from deid_workers.producer import wait
+
+    with pytest.raises(StoreError, match=r"Redis unreachable .*--status r1.*--resume r1"):
+        wait(_FlakyStore(down=10**6), poll=0.001, reconnect=0.05)
+
+
+def test_wait_says_the_state_was_lost_and_what_to_do():
+    import pytest
+
+    from deid_workers.errors import StoreError
+    from deid_workers.producer import wait
+
+    with pytest.raises(StoreError, match="state is gone from Redis .*start the run again"):
+        wait(_FlakyStore(down=2, lost=True), poll=0.001)
