@@ -148,6 +148,7 @@ def put_one(
     funcs: Mapping[str, Any] | None = None,
     pixels: PixelPolicy | None = None,
     provenance: Provenance | None = None,
+    sync: bool = True,
 ) -> PutOutcome:
     """Apply the recipe to ``root/rel`` with its ids as vars; write it under ``outfolder``.
 
@@ -161,6 +162,7 @@ def put_one(
     first (:func:`triage`): quarantined files go to ``pixels.quarantine`` (header
     de-identified, pixels untouched); files needing pixel work are cleaned when
     ``pixels.now``, else returned as ``clean`` for the clean stage, before any de-identifying.
+    ``sync=False``: see :func:`~deid_workers.dicomio.write_atomic` (the caller syncs ``dest``).
     """
     dest = output_path(outfolder, rel)
     if pixels is None and not overwrite and os.path.lexists(dest):
@@ -203,7 +205,7 @@ def put_one(
     stamp(new, provenance if provenance is not None else recipe,
           pixels_cleaned=status == "cleaned")
     try:
-        write_atomic(new, dest, overwrite=overwrite)
+        write_atomic(new, dest, overwrite=overwrite, sync=sync)
     except OutputExistsError:
         return PutOutcome(rel, "refused", "already exists", dest)
     return PutOutcome(rel, status, reason, dest, _missing(entity, item, settings), ids is not None)

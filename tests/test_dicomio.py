@@ -199,6 +199,30 @@ def test_write_atomic_creates_parents_keeps_preamble(tmp_path: Path) -> None:
     assert dest.stat().st_mode & 0o777 == 0o666 & ~dicomio._UMASK
 
 
+def test_write_atomic_without_sync_then_sync_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(dicomio.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    dests = [tmp_path / "a" / "1.dcm", tmp_path / "a" / "2.dcm", tmp_path / "b" / "3.dcm"]
+    for i, dest in enumerate(dests):
+        dicomio.write_atomic(synth.make_dataset(i), dest, overwrite=False, sync=False)
+    assert synced == [] and _no_temps(tmp_path)
+    dicomio.sync_paths([*dests, tmp_path / "a" / "gone.dcm"])  # a missing file is skipped
+    assert len(synced) == 3 + 2  # each file, each folder once
+    dicomio.write_atomic(synth.make_dataset(), tmp_path / "c.dcm", overwrite=False)
+    assert len(synced) == 5 + 2  # the default still syncs the file and its folder
+
+
+def test_write_atomic_skips_a_leftover_temp_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A temp left by a dead process whose pid came back is neither reused nor clobbered."""
+    monkeypatch.setattr(dicomio, "_temp_counter", iter(range(5)))
+    stale = _write(tmp_path / f".a.dcm.{os.getpid()}-0.tmp", b"stale")
+    dicomio.write_atomic(synth.make_dataset(), tmp_path / "a.dcm", overwrite=False)
+    assert stale.read_bytes() == b"stale"
+    assert pydicom.dcmread(tmp_path / "a.dcm").PatientID == "PID-0000-SENT"
+    assert not (tmp_path / f".a.dcm.{os.getpid()}-1.tmp").exists()
+
+
 def test_write_atomic_refuses_existing_unless_overwrite(tmp_path: Path) -> None:
     dest = _write(tmp_path / "a.dcm", b"old")
     with pytest.raises(OutputExistsError) as info:

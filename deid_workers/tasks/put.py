@@ -9,7 +9,7 @@ from typing import Any
 from celery.utils.log import get_task_logger
 
 from ..app import app
-from ..dicomio import read_dataset
+from ..dicomio import read_dataset, sync_paths
 from ..errors import InputError
 from ..steps import output_path, put_one
 from ..verify import residual_phi
@@ -49,6 +49,7 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     failed: dict[str, str] = {}
     missing: dict[str, str] = {}
     residual: dict[str, str] = {}
+    outputs: list[str] = []  # made durable together before the commit (write_atomic sync=False)
     lookup = store.get_ids
     guard = BatchGuard(ctx, "put", batch_no, retry)
     for rel in guard.files(paths):
@@ -60,7 +61,8 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
             or (policy is not None and _ours(policy.quarantine, rel, ctx.created))))
         try:
             out = put_one(ctx.input, rel, ctx.outfolder, ctx.recipe, lookup, ctx.settings,
-                          overwrite=overwrite, pixels=policy, provenance=ctx.provenance)
+                          overwrite=overwrite, pixels=policy, provenance=ctx.provenance,
+                          sync=False)
         except Exception as exc:  # one bad file must not sink its batch
             entries[rel] = ("failed", type(exc).__name__)
             failed[rel] = type(exc).__name__
@@ -77,6 +79,8 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
             skipped[rel] = out.reason or "unreadable"
             log.warning("run %s: skipping %s: %s", run_id, rel, out.reason)
         else:
+            if out.dest:
+                outputs.append(out.dest)
             if out.status == "written":
                 counts["written"] += 1
             else:  # quarantined: a de-identified copy in the quarantine folder
@@ -100,6 +104,9 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     counts.update(quarantined=len(quarantined), to_clean=len(to_clean))
     for rel, why in guard.poison.items():
         entries[rel] = ("failed", why)
+    # One fsync pass per batch, before anything says the batch is done: a crash before it
+    # redelivers the batch, whose rewrite replaces any output the crash left empty.
+    sync_paths(outputs)
     store.save_log("put", batch_no, [entries.get(rel, ("failed", "not processed"))
                                      for rel in paths])
     if policy is not None:  # before the commit, so a redelivery or resume finds it

@@ -41,3 +41,28 @@ def test_put_redelivery_rewrites_its_own_outputs(make_run, tmp_path):
     result = run_put(store.run_id, 0)
     assert result["written"] == 3 and result["refused"] == 0
     assert run_put(store.run_id, 0) == {"files": 0, "already_done": 1}
+
+
+def test_put_makes_the_batch_durable_before_its_commit(make_run, tmp_path, monkeypatch):
+    """Outputs are written without per-file fsyncs and synced together, before commit_batch."""
+    import deid_workers.dicomio as dicomio
+    import deid_workers.tasks.put as put_task
+
+    store, root, paths, n = make_run("put", corrupt=1)
+    calls: list[str] = []
+    monkeypatch.setattr(dicomio.os, "fsync", lambda fd: calls.append("fsync"))
+    real_sync, real_commit = put_task.sync_paths, type(store).commit_batch
+
+    def sync_paths(outputs):
+        calls.append(f"sync {len(list(outputs))}")
+        real_sync(outputs)
+
+    monkeypatch.setattr(put_task, "sync_paths", sync_paths)
+    monkeypatch.setattr(type(store), "commit_batch",
+                        lambda self, *a, **k: (calls.append("commit"), real_commit(self, *a, **k))[1])
+    result = run_put(store.run_id, 0)
+    sync_at = calls.index(f"sync {result['written']}")
+    assert result["written"] >= 1
+    assert "fsync" not in calls[:sync_at]  # none while writing
+    assert calls[sync_at + 1:].count("fsync") == result["written"] + 1  # files + their folder
+    assert calls[-1] == "commit"
