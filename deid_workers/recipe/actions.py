@@ -248,7 +248,10 @@ class _Run:
         """
         if self.shielded is None:
             uids: set[str] = set()
+            index = self.fields._exact_index()
             for sel in self.c.shields:
+                if sel.kind == "exact" and sel.arg not in index:
+                    continue
                 uids.update(f.uid for f in self.fields.expand(sel))
             self.shielded = uids
         return self.shielded
