@@ -11,8 +11,10 @@ Why these settings:
 - ``visibility_timeout`` above ``task_time_limit``: a hung batch is killed before Redis hands it
   to a second worker; a batch that is merely slow is not run twice.
 - Events on (``worker_send_task_events``, ``task_send_sent_event``) so Flower shows every task.
-- Results kept only where a chord needs them (get, inspect); they are counts, never PHI, and
-  expire with the run.
+- No task results stored on success: the chord's join takes each get/inspect batch's counts
+  straight from the task (the producer sends them with ``ignore_result``), put/clean/finalize
+  ignore theirs; a failure's state is stored (counts and exception types, never PHI) and
+  expires with the run.
 - ``DEID_LOG_JSON``: worker logs as JSON lines (see :func:`_worker_log_format`).
 """
 

@@ -3,18 +3,14 @@
 The producer never holds the file list. It walks ``--input`` lazily, writes each batch of
 relative paths into Redis as it goes, and sends tasks that carry only ``(run_id, batch_no)``.
 
-Why the get (and inspect) stage is a chord with a *generator* header: Celery 5.7 accepts a
-generator as a group's tasks (``group`` wraps it in ``regen``) and publishes it lazily;
-``group._apply_tasks`` looks one signature ahead so it can call the Redis backend's
-``set_chord_size`` just before publishing the last header task (celery#3021), and the Redis
-backend's ``apply_chord`` skips saving the header result when the header is a ``regen``. So
-workers start on batch 0 while the walk is still listing folders, and finalize fires once,
-after the last batch. The generator is ours: :func:`_header` walks, stores a batch, and yields a
-tiny immutable signature ``deid.get.si(run_id, n)``. Memory is not quite flat: ``regen`` and the
-group keep one small signature and one ``AsyncResult`` per *batch* (about 20,000 for a million
-files at the default batch size, a few tens of MB), never a per-file list. A counter-based
-trigger (last batch enqueues finalize) would be flat, but would re-implement what the chord
-already gives, including its crash-safe join in Redis; we keep the chord.
+Why the get (and inspect) stage is a chord with a *generator* header: workers start on batch 0
+while the walk is still listing folders, and finalize fires once, after the last batch, joined
+by the Redis result backend (crash-safe, in Redis). The generator is ours: :func:`_walk` walks,
+stores a batch, and yields its number; the header tasks are tiny immutable signatures
+``deid.get.si(run_id, n)``. :func:`send_chord` publishes them as Celery's chord does for a
+generator header (one task ahead, so the backend's chord size is set just before the last one
+goes out, celery#3021) but keeps nothing per task: Celery's own path holds every signature
+and one ``AsyncResult`` per batch, which made the producer grow by 80 MB over a million files.
 
 ``put`` batches are not a chord (nothing runs after them); progress and completion come from
 the store's counters, and the last put batch marks the run finished.
@@ -34,7 +30,7 @@ from dataclasses import asdict, dataclass
 from typing import IO, Any
 
 import redis
-from celery import chord
+from celery.canvas import Signature
 
 from .app import app
 from .config import Settings
@@ -237,7 +233,42 @@ def enqueue(store: RunStore, settings: Settings, sub: Submission,
     body_id = str(uuid.uuid4())
     store.update(finalize_task=body_id)
     header = (task.si(run_id, n) for n in _walk(store, sub, settings, skip=skip))
-    chord(header, finalize.si(run_id)).apply_async(task_id=body_id)
+    send_chord(header, finalize.si(run_id), body_id)
+
+
+def send_chord(header: Iterator[Signature], body: Signature, body_id: str) -> None:
+    """Publish ``chord(header, body)`` from a generator, keeping nothing per header task.
+
+    What ``chord(header, body).apply_async(task_id=body_id)`` does on the Redis backend, minus
+    its memory: each header task is frozen into the chord's group (group id, index, the body
+    as its ``chord``) and published, and the backend's chord size is set just before the
+    last one goes out, one task ahead as Celery does for a generator header (celery#3021);
+    the join stays the backend's (``on_chord_part_return``). Celery's own path keeps every
+    header signature (its ``regen`` caches what it yields, and a ``tee`` buffers a second
+    copy) and one ``AsyncResult`` per task in the ``GroupResult``: +80 MB of producer RSS
+    at a million files. Here the producer stays flat however long the walk.
+    """
+    group_id = str(uuid.uuid4())
+    body = body.clone()
+    body.freeze(body_id, group_id=group_id)
+    # ignore_result: the join gets each header result from the task itself, not from a stored
+    # result, and without it the producer subscribes to each task's result channel and never
+    # reads the replies (its socket and Redis' output buffer grow with the walk).
+    options = {"add_to_parent": False, "chord": body, "ignore_result": True}
+    size = 0
+    pending: Signature | None = None
+    with app.producer_or_acquire() as producer:
+        for sig in header:
+            if pending is not None:
+                pending.apply_async(producer=producer, **options)
+            sig.freeze(group_id=group_id, chord=body, group_index=size)
+            pending = sig
+            size += 1
+        if pending is None:  # nothing to do: the body runs at once, as Celery's chord does
+            body.apply_async(producer=producer)
+            return
+        app.backend.set_chord_size(group_id, size)
+        pending.apply_async(producer=producer, **options)
 
 
 def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStore, str]:

@@ -144,11 +144,13 @@ def test_no_phi_in_task_results_or_info_logs(cluster, worker_log, redis_client, 
     assert _run(capsys, "--action", "all", "--quiet", "--input", str(root),
                 "--outfolder", str(tmp_path / "out"))[0] == 0
     phi = phi_strings(0) | phi_strings(1)
+    # Batch results are not stored on success (the chord's join takes them from the tasks,
+    # see app.py), so whatever the backend holds is checked, and the logs must have content.
     metas = [redis_client.get(k) for k in redis_client.scan_iter("celery-task-meta-*")]
-    assert metas, "get/inspect results should be in the backend"
     blob = "\n".join(m for m in metas if m)
     names = "\n".join(redis_client.scan_iter("deid:*"))
     log = Path(worker_log).read_text()
+    assert " get batch 0: " in log and " finalized " in log
     for value in phi:
         assert value not in blob
         assert value not in names
