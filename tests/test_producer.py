@@ -1,4 +1,4 @@
-"""producer: the progress line (the rest runs in tests/integration)."""
+"""producer: the progress line and the chord publisher (the rest runs in tests/integration)."""
 
 from __future__ import annotations
 
@@ -69,3 +69,44 @@ def test_wait_says_the_state_was_lost_and_what_to_do():
 
     with pytest.raises(StoreError, match="state is gone from Redis .*start the run again"):
         wait(_FlakyStore(down=2, lost=True), poll=0.001)
+
+
+def test_send_chord_publishes_lazily_with_the_size_set_before_the_last(monkeypatch):
+    """The header is consumed one task ahead, each task carries the chord's group, index and
+    body, the size is set just before the last publish, and nothing else is kept."""
+    from celery.canvas import Signature
+
+    from deid_workers import producer
+    from deid_workers.app import app
+
+    events: list[tuple] = []
+
+    def fake_apply_async(self, *args, **options):
+        if "chord" not in options:  # the body itself
+            events.append(("body", self.id))
+            return
+        events.append(("publish", self.args[1], self.options["group_id"],
+                       self.options["group_index"], options["chord"].id,
+                       options["ignore_result"]))
+
+    monkeypatch.setattr(Signature, "apply_async", fake_apply_async)
+    monkeypatch.setattr(type(app.backend), "set_chord_size",
+                        lambda self, gid, size: events.append(("size", gid, size)))
+
+    def header():
+        for n in range(3):
+            events.append(("walked", n))
+            yield app.signature("deid.get", args=("run", n), immutable=True)
+
+    producer.send_chord(header(), app.signature("deid.finalize", args=("run",), immutable=True),
+                        "body-id")
+    gid = events[-1][2]
+    assert events == [
+        ("walked", 0), ("walked", 1), ("publish", 0, gid, 0, "body-id", True),
+        ("walked", 2), ("publish", 1, gid, 1, "body-id", True),
+        ("size", gid, 3), ("publish", 2, gid, 2, "body-id", True),
+    ]
+    events.clear()
+    producer.send_chord(iter(()), app.signature("deid.finalize", args=("run",), immutable=True),
+                        "body-2")
+    assert events == [("body", "body-2")]  # an empty header runs the body at once
