@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import fakeredis
 import pytest
 
@@ -149,3 +151,18 @@ def test_list_runs_drops_expired(client, store):
 def test_redis_client_understands_socket_urls(url, path):
     kwargs = redis_client(url).connection_pool.connection_kwargs
     assert kwargs["path"] == path
+
+
+def test_ids_are_packed_small_and_read_back(client, store):
+    from deid_workers import synth
+    from deid_workers.recipe import get_identifiers
+    from deid_workers.store import pack_fields, unpack_fields
+
+    fields = get_identifiers(synth.make_dataset(3, 0, 1, 7))
+    store.commit_batch("get", 0, {"files": 1}, ids={"PID-3": {"1.2.3": fields}})
+    raw = client.hget(store.keys.ids(store.entity_digest("PID-3")), "1.2.3")
+    assert len(raw) < len(json.dumps(fields)) / 2  # the point: ~0.8 of 1.9 KB
+    assert "PID-0003" not in raw  # not readable as text either
+    assert store.get_ids("PID-3", "1.2.3") == json.loads(json.dumps(fields))
+    assert unpack_fields(pack_fields({"a": [1, 2.5, "é"]})) == {"a": [1, 2.5, "é"]}
+    assert unpack_fields('{"PatientID": "x"}') == {"PatientID": "x"}  # plain JSON still reads
