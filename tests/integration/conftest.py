@@ -111,6 +111,12 @@ def cluster(worker_log, worker_env, monkeypatch):
     for name in ("DEID_BROKER_URL", "DEID_SECRET", "XDG_CONFIG_HOME"):
         monkeypatch.setenv(name, worker_env[name])
     monkeypatch.delenv("MESSAGELEVEL", raising=False)
+    # Tests that talk to Celery directly use the module's app: point it here, since an earlier
+    # test may have left it on a Redis of its own that is gone by now.
+    from deid_workers.app import app, configure
+    from deid_workers.config import Settings
+
+    configure(app, Settings(broker_url=worker_env["DEID_BROKER_URL"]))
     return worker_env
 
 
