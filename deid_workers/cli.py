@@ -251,11 +251,13 @@ def _embedded(args: argparse.Namespace, settings: Settings) -> int:
     loglevel = "INFO" if logs.level_for(settings.message_level) <= logging.DEBUG else "WARNING"
     with EmbeddedCluster(settings.workers, loglevel=loglevel) as cluster:
         return _submit_and_follow(args, settings.with_overrides(broker_url=cluster.url),
-                                  key_location=where, health=cluster.check_alive)
+                                  key_location=where, health=cluster.check_alive,
+                                  on_finished=cluster.mark_idle)
 
 
 def _submit_and_follow(args: argparse.Namespace, settings: Settings, *,
-                       key_location: str | None, health: Any = None) -> int:
+                       key_location: str | None, health: Any = None,
+                       on_finished: Any = None) -> int:
     from .app import app, configure
     from .producer import Submission, submit
 
@@ -271,7 +273,7 @@ def _submit_and_follow(args: argparse.Namespace, settings: Settings, *,
         if args.no_wait:
             print(store.run_id)
             return EXIT_OK
-        return _follow(store, args, health=health)
+        return _follow(store, args, health=health, on_finished=on_finished)
     except KeyboardInterrupt:
         if store is not None and settings.broker_url and health is None:
             _error(f"interrupted; run {store.run_id} goes on on the workers "
@@ -280,12 +282,15 @@ def _submit_and_follow(args: argparse.Namespace, settings: Settings, *,
         raise
 
 
-def _follow(store: Any, args: argparse.Namespace, *, health: Any = None) -> int:
+def _follow(store: Any, args: argparse.Namespace, *, health: Any = None,
+            on_finished: Any = None) -> int:
     from .producer import Progress, wait
 
     progress = None if args.quiet else Progress()
     log.info("run %s submitted", store.run_id)
-    wait(store, progress=progress, health=health)
+    rec = wait(store, progress=progress, health=health)
+    if on_finished is not None and rec.get("state") == "finished":
+        on_finished()
     return _finish(store, args)
 
 

@@ -57,8 +57,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ACTIONS = ("get", "put", "all", "inspect")
-POLL_SECONDS = 0.5
-"""How often the producer reads the counters while it waits: cheap (two small reads)."""
+POLL_SECONDS = 0.2
+"""How often the producer reads the counters while it waits: cheap (two small reads), and
+a small run should not wait half a second for nothing after its last batch."""
 
 RECONNECT_SECONDS = 120.0
 """How long :func:`wait` keeps trying a lost Redis before it gives up (the run goes on)."""
