@@ -7,64 +7,22 @@ each other by their run ids, so tests need not flush Redis.
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import redis
 
-from deid_workers.app import QUEUES
+from integration_procs import RedisServer, Worker
 
 SECRET = "integration-secret"
 ROOT = str(Path(__file__).resolve().parents[2])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=5)
-
-
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("redis")
-    port = _free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(folder)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    else:
-        _stop(proc)
-        pytest.fail("redis-server did not start")
-    yield url
-    client.close()
-    _stop(proc)
+    server = RedisServer(tmp_path_factory.mktemp("redis"), aof=False)
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -80,29 +38,13 @@ def worker_env(redis_url, tmp_path_factory):
 @pytest.fixture(scope="session")
 def worker_log(worker_env, tmp_path_factory):
     """A real ``celery worker`` on every deid queue; yields the path of its INFO log."""
-    log = tmp_path_factory.mktemp("worker") / "worker.log"
-    node = f"itest-{os.getpid()}@localhost"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "deid_workers.app", "worker",
-         "-Q", ",".join(QUEUES), "-n", node, "--concurrency", "2", "--loglevel", "INFO",
-         "--logfile", str(log), "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        env=worker_env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
-    from deid_workers.app import app, configure
-    from deid_workers.config import Settings
-
-    configure(app, Settings(broker_url=worker_env["DEID_BROKER_URL"]))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail("celery worker exited: " + log.read_text() if log.exists() else "")
-        if app.control.ping(destination=[node], timeout=0.5):
-            break
-    else:
-        _stop(proc)
-        pytest.fail("celery worker did not answer")
-    yield log
-    _stop(proc)
+    worker = Worker(worker_env, tmp_path_factory.mktemp("worker") / "worker.log", "itest")
+    try:
+        worker.wait_ready()
+    except AssertionError as exc:
+        pytest.fail(str(exc))
+    yield worker.log
+    worker.stop()
 
 
 @pytest.fixture

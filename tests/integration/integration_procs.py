@@ -89,6 +89,10 @@ class RedisServer:
         assert self.proc is not None
         kill_group(self.proc)
 
+    def stop(self) -> None:
+        assert self.proc is not None
+        kill_group(self.proc, signal.SIGTERM)
+
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url, decode_responses=True)
 
@@ -106,16 +110,31 @@ def env_for(url: str, tmp: Path, **extra: str) -> dict[str, str]:
 class Worker:
     """A ``celery worker`` (prefork, ``concurrency`` children) on every deid queue."""
 
-    def __init__(self, env: dict[str, str], log: Path, name: str, concurrency: int = 2) -> None:
+    def __init__(self, env: dict[str, str], log: Path, name: str, concurrency: int = 2,
+                 loglevel: str = "INFO") -> None:
         self.log = log
+        self.url = env["DEID_BROKER_URL"]
         self.node = f"{name}-{os.getpid()}@localhost"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "deid_workers.app", "worker",
              "-Q", ",".join(QUEUES), "-n", self.node, "--concurrency", str(concurrency),
-             "--loglevel", "INFO", "--logfile", str(log), "--without-gossip",
+             "--loglevel", loglevel, "--logfile", str(log), "--without-gossip",
              "--without-mingle", "--without-heartbeat"],
             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until the worker answers a ping; points this process's Celery app at its broker."""
+        from deid_workers.app import app, configure
+        from deid_workers.config import Settings
+
+        configure(app, Settings(broker_url=self.url))
+        deadline = time.monotonic() + timeout
+        while not app.control.ping(destination=[self.node], timeout=0.5):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                tail = self.log.read_text()[-2000:] if self.log.exists() else ""
+                raise AssertionError(f"celery worker {self.node} did not start: {tail}")
 
     def pool(self) -> list[int]:
         return children(self.proc.pid)

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,32 +26,13 @@ import pytest
 from deid_workers.cli import main
 from deid_workers.synth import phi_strings, write_study_tree
 
+from integration_procs import free_port, kill_group
+
 pytestmark = pytest.mark.integration
 
 ROOT = str(Path(__file__).resolve().parents[2])
 USER, PASSWORD = "ops", "flower-test-pass"
 NAMES = {"deid.get", "deid.inspect", "deid.put", "deid.finalize"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop the process group we started (its pgid is its pid)."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=5)
 
 
 class Flower:
@@ -79,7 +59,7 @@ class Flower:
 @pytest.fixture(scope="module")
 def flower(worker_log, worker_env, tmp_path_factory):
     """A real Flower on a free localhost port, up (and seeing the worker) before any job."""
-    port = _free_port()
+    port = free_port()
     env = dict(worker_env, FLOWER_BASIC_AUTH=f"{USER}:{PASSWORD}")
     log = tmp_path_factory.mktemp("flower") / "flower.log"
     with open(log, "wb") as out:
@@ -104,7 +84,7 @@ def flower(worker_log, worker_env, tmp_path_factory):
             time.sleep(0.3)
         yield client
     finally:
-        _stop(proc)
+        kill_group(proc, signal.SIGTERM)
 
 
 @pytest.fixture(scope="module")

@@ -8,37 +8,21 @@ log holds only the runs sent there and the session's worker is not disturbed.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from deid_workers.app import QUEUES
 from deid_workers.cli import main
+from deid_workers.app import app, configure
+from deid_workers.config import Settings
 from deid_workers.synth import phi_strings, write_study_tree
+
+from integration_procs import Worker
 
 pytestmark = pytest.mark.integration
 
 ROOT = str(Path(__file__).resolve().parents[2])
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -46,27 +30,13 @@ def json_worker(redis_url, worker_env, tmp_path_factory):
     """(broker URL, log path) of a DEBUG worker with JSON logs on database 1."""
     url = redis_url.rsplit("/", 1)[0] + "/1"
     log = tmp_path_factory.mktemp("jsonworker") / "worker.log"
-    node = f"itest-json-{os.getpid()}@localhost"
     env = dict(worker_env, DEID_BROKER_URL=url, DEID_LOG_JSON="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "deid_workers.app", "worker",
-         "-Q", ",".join(QUEUES), "-n", node, "--concurrency", "1", "--loglevel", "DEBUG",
-         "--logfile", str(log), "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
-    from deid_workers.app import app, configure
-    from deid_workers.config import Settings
-
+    worker = Worker(env, log, "itest-json", concurrency=1, loglevel="DEBUG")
     try:
-        configure(app, Settings(broker_url=url))
-        deadline = time.monotonic() + 60
-        while not app.control.ping(destination=[node], timeout=0.5):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("JSON worker did not start: "
-                            + (log.read_text()[-2000:] if log.exists() else ""))
+        worker.wait_ready()
         yield url, log
     finally:
-        _stop(proc)
+        worker.stop()
         configure(app, Settings(broker_url=worker_env["DEID_BROKER_URL"]))
 
 
