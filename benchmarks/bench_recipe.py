@@ -19,7 +19,7 @@ import tempfile
 import time
 
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
-from pydicom.datadict import DicomDictionary, dictionary_VR
+from pydicom.datadict import DicomDictionary
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 

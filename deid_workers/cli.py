@@ -325,7 +325,6 @@ def _finish(store: Any, args: argparse.Namespace) -> int:
 def _admin(what: str, args: argparse.Namespace, settings: Settings) -> int:
     from .app import app, configure
     from .producer import connect, resume
-    from .store import RunStore
 
     configure(app, settings)
     client = connect(settings)

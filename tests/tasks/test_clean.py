@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-import numpy as np
 import pydicom
 import pytest
 
-from deid_workers import tasks
 from deid_workers.report import render_table, run_ok, summarize
 from deid_workers.runlog import RUN_LOG
 from deid_workers.store import RunStore
