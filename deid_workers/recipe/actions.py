@@ -183,8 +183,8 @@ class _Run:
         )
 
     def delete(self, f: Field) -> None:
-        if f.element.tag in f.parent:
-            del f.parent[f.element.tag]
+        if f.tag_int in f.parent:
+            del f.parent[f.tag_int]
         self.fields.remove(f)
 
     def not_done(self, f: Field) -> None:

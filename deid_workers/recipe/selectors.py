@@ -17,8 +17,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from dataclasses import dataclass
 
-from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import DataElement
+from pydicom.datadict import dictionary_has_tag, dictionary_keyword, dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
@@ -124,30 +124,49 @@ def add_target(text: str) -> tuple[int, str]:
 
 
 class Field:
-    """One element of the flattened dataset, with deid's naming (element, name, uid)."""
+    """One element of the flattened dataset, with deid's naming (element, name, uid).
 
-    __slots__ = ("element", "name", "uid", "is_filemeta", "parent", "_surfaces")
+    ``element`` is converted from the file's raw bytes on first use: most fields of a file are
+    only matched by name (tag, keyword: known without converting) and kept or deleted, so
+    converting them all cost a fifth of a put, and a raw element is also written back as is.
+    """
+
+    __slots__ = ("_element", "tag_int", "is_sq", "creator", "name", "uid", "is_filemeta",
+                 "parent", "_surfaces")
 
     def __init__(
-        self, element: DataElement, name: str, uid: str, is_filemeta: bool, parent: Dataset
+        self, element: DataElement | None, name: str, uid: str, is_filemeta: bool,
+        parent: Dataset, *, tag: int | None = None, is_sq: bool | None = None,
+        creator: str | None = None,
     ) -> None:
-        self.element = element
+        self._element = element
+        self.tag_int = int(element.tag) if element is not None else int(tag)  # type: ignore[arg-type]
+        self.is_sq = (element.VR == "SQ") if is_sq is None and element is not None else bool(is_sq)
+        if creator is None and element is not None and element.tag.is_private:
+            creator = getattr(element, "private_creator", None)
+        self.creator = creator
         self.name = name
         self.uid = uid
         self.is_filemeta = is_filemeta
         self.parent = parent
         self._surfaces: tuple[str, ...] | None = None
 
+    @property
+    def element(self) -> DataElement:
+        if self._element is None:
+            self._element = self.parent[self.tag_int]
+        return self._element
+
     def __repr__(self) -> str:  # no value: reprs end up in logs
         return f"Field({self.uid} [{self.name}])"
 
     @property
     def tag(self) -> str:
-        return str(self.element.tag)
+        return str(Tag(self.tag_int))
 
     @property
     def stripped_tag(self) -> str:
-        return re.sub(r"[(), ]", "", str(self.element.tag))
+        return re.sub(r"[(), ]", "", self.tag)
 
     def private_forms(self) -> tuple[str, ...]:
         el = self.element
@@ -159,9 +178,7 @@ class Field:
 
     def _cache_key(self) -> tuple[str, str, str | None]:
         """What this field's names derive from: its paths and, if private, its creator."""
-        el = self.element
-        creator = getattr(el, "private_creator", None) if el.is_private else None
-        return (self.uid, self.name, creator)
+        return (self.uid, self.name, self.creator)
 
     def surfaces(self) -> tuple[str, ...]:
         """The strings contains:/startswith:/endswith:/except: search (deid's name_contains)."""
@@ -206,7 +223,7 @@ class Field:
             attribute, value = sel.arg.split(":", 1)
             if attribute == "VR":
                 return self.element.VR == value
-            return self.element.tag.group == int(value)
+            return self.tag_int >> 16 == int(value)
         if sel.regex is not None:
             key = (kind, sel.arg, self._cache_key())
             hit = _MATCHES.get(key)
@@ -252,6 +269,35 @@ def _cached_names(f: Field) -> tuple[frozenset[str], tuple[str, ...]]:
     return names
 
 
+_TAG_NAMES: dict[int, tuple[str, str]] = {}
+
+
+def _tag_names(tag: int) -> tuple[str, str]:
+    """(keyword, tag text) of a tag, as ``DataElement.keyword`` and ``str(elem.tag)`` give
+    them, without building the element; shared across files (bounded like the caches above)."""
+    names = _TAG_NAMES.get(tag)
+    if names is None:
+        keyword = dictionary_keyword(tag) if dictionary_has_tag(tag) else ""
+        names = (keyword, str(Tag(tag)))
+        _remember(_TAG_NAMES, tag, names)
+    return names
+
+
+def _must_convert(tag: int, raw: RawDataElement) -> bool:
+    """Convert at flatten time what the field set needs converted: sequences (to recurse),
+    anything that may become one (UN, an implicit VR unknown to the dictionary) and private
+    elements (their creator is part of their name)."""
+    if tag >> 16 & 1:
+        return True
+    vr = raw.VR
+    if vr is None:
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            return True
+    return vr in ("SQ", "UN")
+
+
 class FieldSet:
     """The candidate fields of one dataset (deid's field set), updated as actions run.
 
@@ -273,14 +319,20 @@ class FieldSet:
             queue.append((meta, None, None, True))
         while queue:
             dataset, prefix, uprefix, is_meta = queue.pop(0)
-            for element in dataset:
-                tag_text = str(element.tag)
-                if element.keyword in SKIP or tag_text in skip_tags:
+            for tag in sorted(dataset.keys()):  # the order of ``for element in dataset``
+                keyword, tag_text = _tag_names(tag)
+                if keyword in SKIP or tag_text in skip_tags:
                     continue
-                name = element.keyword if prefix is None else f"{prefix}__{element.keyword}"
+                name = keyword if prefix is None else f"{prefix}__{keyword}"
                 uid = tag_text if uprefix is None else f"{uprefix}__{tag_text}"
                 if uid in self.fields:
                     continue
+                raw = dataset.get_item(tag)
+                if isinstance(raw, RawDataElement) and not _must_convert(tag, raw):
+                    self.fields[uid] = Field(None, name, uid, is_meta, dataset, tag=tag,
+                                             is_sq=False)
+                    continue
+                element = dataset[tag]  # sequences and private elements: converted now
                 self.fields[uid] = Field(element, name, uid, is_meta, dataset)
                 if element.VR == "SQ" and isinstance(element.value, Sequence):
                     for idx, item in enumerate(element.value):
@@ -356,13 +408,13 @@ class FieldSet:
     def remove(self, f: Field) -> None:
         """Forget a field and, for a sequence, every field below it."""
         self.fields.pop(f.uid, None)
-        if f.element.VR == "SQ":
+        if f.is_sq:
             prefix = f.uid + "__"
             for uid in [u for u in self.fields if u.startswith(prefix)]:
                 del self.fields[uid]
 
     def forget_children(self, f: Field) -> None:
-        if f.element.VR == "SQ":
+        if f.is_sq:
             prefix = f.uid + "__"
             for uid in [u for u in self.fields if u.startswith(prefix)]:
                 del self.fields[uid]

@@ -290,3 +290,17 @@ def test_in_place_edits_the_given_dataset_and_matches_the_copy() -> None:
     edited = deidentify(work, recipe, in_place=True)
     assert edited is work
     assert edited == copied and edited.file_meta == copied.file_meta
+
+
+@pytest.mark.parametrize("line", ["REPLACE SpecificCharacterSet ISO_IR 100",
+                                  "ADD SpecificCharacterSet ISO_IR 100",
+                                  "REMOVE SpecificCharacterSet"])
+def test_raw_text_is_decoded_with_the_original_character_set(line) -> None:
+    """Fields of a read file stay raw bytes until used; a recipe that changes the character
+    set must not make the others be decoded (or written back) under the new one. (pydicom
+    decodes with the file's original set and re-encodes raw elements when the set changed.)"""
+    src = roundtrip(make_dataset(SpecificCharacterSet="ISO_IR 192", InstitutionName="Zürich",
+                                 StudyDescription="Schädel"))
+    out = roundtrip(deidentify(src, recipe_of(f"{line}\nREMOVE PatientName"), in_place=True))
+    assert out.InstitutionName == "Zürich" and out.StudyDescription == "Schädel"
+    assert "PatientName" not in out
