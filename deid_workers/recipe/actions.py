@@ -192,13 +192,13 @@ class _Run:
         self.delete(f)
 
     def set_value(self, f: Field, value: Any) -> None:
-        ok, converted = convert_value(f.element.VR, value, f.name or f.uid)
-        f.element.value = converted if ok else None
+        ok, converted = convert_value(f.raw_vr() or f.element.VR, value, f.name or f.uid)
+        f.assign(converted if ok else None)
         if f.parent is self.ds and f.element.keyword in _META_SYNC:
             self.meta_sync.add(f.element.keyword)
 
     def blank(self, f: Field, action: Action) -> None:
-        f.element.value = None
+        f.assign(None)
         self.fields.forget_children(f)
 
     def replace(self, f: Field, action: Action) -> None:

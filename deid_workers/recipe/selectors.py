@@ -157,6 +157,32 @@ class Field:
             self._element = self.parent[self.tag_int]
         return self._element
 
+    def raw_vr(self) -> str | None:
+        """The VR, without converting a raw element; None when only a conversion can tell
+        (an implicit VR that the dictionary gives as ambiguous, ``US or SS``)."""
+        if self._element is not None:
+            return str(self._element.VR)
+        vr = self.parent.get_item(self.tag_int).VR
+        if vr is None:
+            try:
+                vr = dictionary_VR(self.tag_int)
+            except KeyError:
+                return None
+        return None if " or " in vr else str(vr)
+
+    def assign(self, value: Any) -> None:
+        """Set the value. A field still raw gets a new element rather than being converted
+        only to be overwritten (half the fields a default recipe touches are blanked or
+        replaced without reading them)."""
+        if self._element is None:
+            vr = self.raw_vr()
+            if vr is not None:
+                element = DataElement(self.tag_int, vr, value)
+                self.parent[self.tag_int] = element
+                self._element = element
+                return
+        self.element.value = value
+
     def __repr__(self) -> str:  # no value: reprs end up in logs
         return f"Field({self.uid} [{self.name}])"
 
