@@ -259,8 +259,8 @@ class _Run:
     def add(self, action: Action) -> None:
         tag, vr = self.c.adds[action.field]
         is_meta = (tag >> 16) == 0x0002
-        target: Dataset = getattr(self.ds, "file_meta", None) if is_meta else self.ds
-        if is_meta and target is None:
+        target: Dataset | None = getattr(self.ds, "file_meta", None) if is_meta else self.ds
+        if target is None:
             target = self.ds.file_meta = FileMetaDataset()
         value = self.value_for(action, action.field)
         if value is MISSING:

@@ -174,7 +174,8 @@ def compile_filters(recipe: Recipe) -> CompiledFilters:
                 reason = f"{last_lead} {_label_text(label)}"
             labels.append(CompiledLabel(group.name, label, lines, coords, reason))
     compiled = CompiledFilters(tuple(labels))
-    return recipe.cache.setdefault(_CACHE_KEY, compiled)
+    winner: CompiledFilters = recipe.cache.setdefault(_CACHE_KEY, compiled)
+    return winner
 
 
 def _label_text(label: Label) -> str:
@@ -271,12 +272,12 @@ def _field_tag(field: str, error: Callable[[str], RecipeError]) -> int | None:
         if not 0 <= tag <= 0xFFFFFFFF:
             raise error(f"{field!r} is not a tag (expected 0xGGGGEEEE)")
         return tag
-    tag = tag_for_keyword(field)
-    if tag is None:
+    keyword_tag = tag_for_keyword(field)
+    if keyword_tag is None:
         # deid's shipped recipe has such typos ("Manfacturer"); it must load, and deid reads
         # them as absent, so we do the same and say so.
         log.warning("%%filter field %r is not a DICOM keyword; it is never present", field)
-    return tag
+    return keyword_tag
 
 
 # --- evaluating ------------------------------------------------------------------------------

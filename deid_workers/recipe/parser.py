@@ -15,6 +15,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import RecipeError
 from .model import ACTIONS, Action, Coordinates, FilterGroup, Label, Recipe
@@ -61,7 +62,7 @@ class _State:
     values: dict[str, list[Action]] = field(default_factory=dict)
     fields: dict[str, list[Action]] = field(default_factory=dict)
     filters: dict[str, list[Label]] = field(default_factory=dict)
-    label: dict | None = None  # the LABEL being filled: name, text, line, criteria, coordinates
+    label: dict[str, Any] | None = None  # the LABEL being filled: name, text, line, criteria, coordinates
 
     def error(self, message: str, line: int) -> RecipeError:
         return RecipeError(message, self.path, line)

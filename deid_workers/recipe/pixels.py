@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.pixels import pack_bits
+from pydicom.pixels.utils import pack_bits
 from pydicom.uid import ExplicitVRBigEndian
 
 __all__ = ["clean_pixels", "regions", "has_boxes"]
