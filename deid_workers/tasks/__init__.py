@@ -16,19 +16,20 @@ import logging
 import os
 import tempfile
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
 from ..config import Settings
 from ..errors import RecipeError
+from ..steps import output_path
 from ..store import RunStore, redis_client
 
 __all__ = ["RunContext", "run_context", "client", "RETRY_ON", "RUN_SETTINGS", "worker_settings",
-           "BatchGuard", "CRASHED", "final_stage", "finish_run"]
+           "BatchGuard", "CRASHED", "final_stage", "finish_run", "may_overwrite"]
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +181,8 @@ class BatchGuard:
     note left behind knows that file killed the previous one, quarantines it and goes on. So
     each poison file costs one more delivery, and only poison files are quarantined.
 
-    Use: ``for rel in guard.files(paths): ...`` then commit ``guard.poison`` (outcome kind
-    ``poison``: quarantined, never processed) with the batch.
+    Use: ``for rel, out in guard.run(paths, step, failed): ...`` then commit ``guard.poison``
+    (outcome kind ``poison``: quarantined, never processed) and ``failed`` with the batch.
     """
 
     def __init__(self, ctx: RunContext, stage: str, batch_no: int, retry: int = 0) -> None:
@@ -219,6 +220,46 @@ class BatchGuard:
             yield rel
         if self.careful:
             self.store.set_inflight(self.stage, self.batch_no, self.retry, None)
+
+
+    def run(self, paths: list[str], step: Callable[[str], T],
+            failed: dict[str, str]) -> Iterator[tuple[str, T]]:
+        """``(rel, step(rel))`` for each file :meth:`files` lets through.
+
+        One bad file must not sink its batch: a file whose step raises unexpectedly is recorded
+        in ``failed`` with the exception's type only (messages may quote element values) and
+        the batch goes on; the traceback goes to the DEBUG log.
+        """
+        for rel in self.files(paths):
+            try:
+                out = step(rel)
+            except Exception as exc:
+                failed[rel] = type(exc).__name__
+                log.warning("run %s: %s failed in %s: %s", self.store.run_id, rel, self.stage,
+                            type(exc).__name__)
+                log.debug("traceback", exc_info=True)
+                continue
+            yield rel, out
+
+
+T = TypeVar("T")
+
+
+def may_overwrite(ctx: RunContext, rel: str, *, first_time: bool,
+                  quarantine: str | None) -> bool:
+    """``--overwrite``, or a redelivered batch meeting an output this run wrote before its
+    worker died: that one is ours, half done or not, and is rewritten rather than refused."""
+    if ctx.overwrite:
+        return True
+    if first_time:
+        return False
+    for folder in (ctx.outfolder, quarantine):
+        try:
+            if folder and os.stat(output_path(folder, rel)).st_mtime >= ctx.created:
+                return True
+        except OSError:
+            pass
+    return False
 
 
 def _crash() -> None:  # pragma: no cover - runs in a worker process that it kills

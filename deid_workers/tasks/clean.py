@@ -9,15 +9,14 @@ when there are none, so the clean stage completing means the run is done.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from typing import Any
 
 from celery.utils.log import get_task_logger
 
 from ..app import app
-from ..steps import output_path, put_one
-from . import RETRY_ON, BatchGuard, finish_run, run_context
+from ..steps import PutOutcome, put_one
+from . import RETRY_ON, BatchGuard, finish_run, may_overwrite, run_context
 
 __all__ = ["clean_batch", "run_clean", "enqueue_clean"]
 
@@ -41,21 +40,14 @@ def run_clean(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
                                                         "quarantined")}
     entries: dict[str, tuple[str, str | None]] = {}
     guard = BatchGuard(ctx, "clean", batch_no, retry)
-    for rel in guard.files(paths):
-        counts["files"] += 1
-        overwrite = ctx.overwrite or (not first_time and any(
-            _ours(folder, rel, ctx.created) for folder in (ctx.outfolder, policy.quarantine)))
-        try:
-            out = put_one(ctx.input, rel, ctx.outfolder, ctx.recipe, store.get_ids,
-                          ctx.settings, overwrite=overwrite, pixels=policy,
-                          provenance=ctx.provenance)
-        except Exception as exc:  # one bad file must not sink its batch
-            kinds["failed"][rel] = type(exc).__name__
-            entries[rel] = ("failed", type(exc).__name__)
-            log.warning("run %s: %s failed in clean: %s", run_id, rel, type(exc).__name__)
-            log.debug("traceback", exc_info=True)
-            continue
-        status = "written" if out.status == "written" else out.status
+
+    def step(rel: str) -> PutOutcome:
+        overwrite = may_overwrite(ctx, rel, first_time=first_time, quarantine=policy.quarantine)
+        return put_one(ctx.input, rel, ctx.outfolder, ctx.recipe, store.get_ids, ctx.settings,
+                       overwrite=overwrite, pixels=policy, provenance=ctx.provenance)
+
+    for rel, out in guard.run(paths, step, kinds["failed"]):
+        status = out.status
         entries[rel] = (status, out.reason)
         if status in kinds:
             kinds[status][rel] = out.reason or status
@@ -65,11 +57,11 @@ def run_clean(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
             log.warning("run %s: %s quarantined: %s", run_id, rel, out.reason)
         if status not in kinds:  # counted from their lists below
             counts[status] += 1
-    for rel, why in guard.poison.items():
+    for rel, why in (kinds["failed"] | guard.poison).items():
         entries[rel] = ("failed", why)
     counts.update({k: len(v) for k, v in kinds.items()})
     counts["poison"] = len(guard.poison)
-    counts["files"] += len(guard.poison)
+    counts["files"] = len(paths)
     store.save_log("clean", batch_no, [entries.get(rel, ("failed", "not processed"))
                                        for rel in paths])
     store.commit_batch("clean", batch_no, counts,
@@ -79,13 +71,6 @@ def run_clean(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
              run_id, batch_no, counts["files"], counts["cleaned"], counts["quarantined"],
              counts["failed"])
     return dict(counts)
-
-
-def _ours(folder: str, rel: str, since: float) -> bool:
-    try:
-        return os.stat(output_path(folder, rel)).st_mtime >= since
-    except OSError:
-        return False
 
 
 def enqueue_clean(run_id: str, batch_no: int) -> None:

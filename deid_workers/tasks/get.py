@@ -27,15 +27,7 @@ def run_get(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     missing: dict[str, str] = {}
     valid: list[str] = []
     guard = BatchGuard(ctx, "get", batch_no, retry)
-    for rel in guard.files(paths):
-        counts["files"] += 1
-        try:
-            out = get_one(ctx.input, rel, ctx.settings)
-        except Exception as exc:  # one bad file must not sink its batch; see module docs
-            failed[rel] = type(exc).__name__
-            log.warning("run %s: %s failed in get: %s", run_id, rel, type(exc).__name__)
-            log.debug("traceback", exc_info=True)
-            continue
+    for rel, out in guard.run(paths, lambda rel: get_one(ctx.input, rel, ctx.settings), failed):
         if not out.ok:
             skipped[rel] = out.reason or "unreadable"
             log.warning("run %s: skipping %s: %s", run_id, rel, out.reason)
@@ -46,8 +38,8 @@ def run_get(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
             missing[rel] = ",".join(out.missing)
             log.warning("run %s: %s has no %s", run_id, rel, " or ".join(out.missing))
         log.debug("run %s: get %s", run_id, rel)
+    counts["files"] = len(paths)
     counts["valid"] = len(valid)
-    counts["files"] += len(guard.poison)
     counts["poison"] = len(guard.poison)
     counts["skipped"] = len(skipped)
     counts["failed"] = len(failed)

@@ -26,15 +26,7 @@ def run_inspect(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     skipped: dict[str, str] = {}
     failed: dict[str, str] = {}
     guard = BatchGuard(ctx, "inspect", batch_no, retry)
-    for rel in guard.files(paths):
-        counts["files"] += 1
-        try:
-            out = inspect_one(ctx.input, rel, ctx.recipe)
-        except Exception as exc:  # one bad file must not sink its batch
-            failed[rel] = type(exc).__name__
-            log.warning("run %s: %s failed in inspect: %s", run_id, rel, type(exc).__name__)
-            log.debug("traceback", exc_info=True)
-            continue
+    for rel, out in guard.run(paths, lambda rel: inspect_one(ctx.input, rel, ctx.recipe), failed):
         if not out.ok:
             skipped[rel] = out.reason or "unreadable"
             log.warning("run %s: skipping %s: %s", run_id, rel, out.reason)
@@ -42,8 +34,8 @@ def run_inspect(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
         counts["inspected"] += 1
         counts["flagged" if out.flagged else "clean"] += 1
         verdicts[rel] = json.dumps({"flagged": out.flagged, "results": out.results}, default=str)
+    counts["files"] = len(paths)
     counts["skipped"] = len(skipped)
-    counts["files"] += len(guard.poison)
     counts["poison"] = len(guard.poison)
     counts["failed"] = len(failed)
     ctx.store.commit_batch(

@@ -11,9 +11,9 @@ from celery.utils.log import get_task_logger
 from ..app import app
 from ..dicomio import read_dataset, sync_paths
 from ..errors import InputError
-from ..steps import output_path, put_one
+from ..steps import PutOutcome, output_path, put_one
 from ..verify import residual_phi
-from . import RETRY_ON, BatchGuard, finish_run, run_context
+from . import RETRY_ON, BatchGuard, finish_run, may_overwrite, run_context
 
 __all__ = ["put_batch", "send_clean"]
 
@@ -52,23 +52,16 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     outputs: list[str] = []  # made durable together before the commit (write_atomic sync=False)
     lookup = store.get_ids
     guard = BatchGuard(ctx, "put", batch_no, retry)
-    for rel in guard.files(paths):
-        counts["files"] += 1
+
+    def step(rel: str) -> PutOutcome:
         if not first_time:
             _remove_stale_temps(ctx.outfolder, rel)
-        overwrite = ctx.overwrite or (not first_time and (
-            _ours(ctx.outfolder, rel, ctx.created)
-            or (policy is not None and _ours(policy.quarantine, rel, ctx.created))))
-        try:
-            out = put_one(ctx.input, rel, ctx.outfolder, ctx.recipe, lookup, ctx.settings,
-                          overwrite=overwrite, pixels=policy, provenance=ctx.provenance,
-                          sync=False)
-        except Exception as exc:  # one bad file must not sink its batch
-            entries[rel] = ("failed", type(exc).__name__)
-            failed[rel] = type(exc).__name__
-            log.warning("run %s: %s failed in put: %s", run_id, rel, type(exc).__name__)
-            log.debug("traceback", exc_info=True)
-            continue
+        overwrite = may_overwrite(ctx, rel, first_time=first_time,
+                                  quarantine=policy.quarantine if policy else None)
+        return put_one(ctx.input, rel, ctx.outfolder, ctx.recipe, lookup, ctx.settings,
+                       overwrite=overwrite, pixels=policy, provenance=ctx.provenance, sync=False)
+
+    for rel, out in guard.run(paths, step, failed):
         entries[rel] = (out.status, out.reason)
         if out.status == "clean":
             to_clean.append(rel)
@@ -100,9 +93,9 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     counts.update(refused=len(refused), skipped=len(skipped), failed=len(failed),
                   missing=len(missing), poison=len(guard.poison),
                   residual=len(residual))
-    counts["files"] += len(guard.poison)
+    counts["files"] = len(paths)
     counts.update(quarantined=len(quarantined), to_clean=len(to_clean))
-    for rel, why in guard.poison.items():
+    for rel, why in (failed | guard.poison).items():
         entries[rel] = ("failed", why)
     # One fsync pass per batch, before anything says the batch is done: a crash before it
     # redelivers the batch, whose rewrite replaces any output the crash left empty.
@@ -170,13 +163,6 @@ def _remove_stale_temps(outfolder: str, rel: str) -> None:
                 os.unlink(os.path.join(folder, entry))
             except OSError:
                 pass
-
-
-def _ours(outfolder: str, rel: str, since: float) -> bool:
-    try:
-        return os.stat(output_path(outfolder, rel)).st_mtime >= since
-    except OSError:
-        return False
 
 
 @app.task(name="deid.put", bind=True, autoretry_for=RETRY_ON,
