@@ -284,7 +284,8 @@ def _submit_and_follow(args: argparse.Namespace, settings: Settings, *,
 
 def _follow(store: Any, args: argparse.Namespace, *, health: Any = None,
             on_finished: Any = None) -> int:
-    from .producer import Progress, wait
+    from .producer import wait
+    from .progress import Progress
 
     progress = None if args.quiet else Progress()
     log.info("run %s submitted", store.run_id)

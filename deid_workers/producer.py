@@ -21,11 +21,10 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
@@ -36,6 +35,7 @@ from .app import app
 from .config import Settings
 from .errors import IdentifiersError, InputError, StoreError
 from .idsfile import load_ids
+from .progress import Progress
 from .recipe import load_recipe
 from .store import RunStore, new_run_id, redis_client
 from .provenance import declared_codes
@@ -49,7 +49,6 @@ __all__ = [
     "submit",
     "resume",
     "wait",
-    "Progress",
     "connect",
     "stream_ids_json",
 ]
@@ -321,76 +320,6 @@ def _resend_clean(store: RunStore, n_batches: int) -> int:
     put_done = store.done_batches("put")
     return sum(send_clean(store, n) for n in store.pending_batches("clean", n_batches)
                if n in put_done)
-
-
-class Progress:
-    """A one-line progress bar on stderr fed from the store's counters.
-
-    On a terminal the line is redrawn in place; elsewhere (CI logs) a line is printed at most
-    every ``interval`` seconds, so logs stay readable.
-    """
-
-    def __init__(self, stream: IO[str] | None = None, *, interval: float = 10.0) -> None:
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.interval = interval
-        self.start = time.monotonic()
-        self._last_print = 0.0
-        self._drawn = False
-
-    @staticmethod
-    def line(rec: Mapping[str, Any], c: Mapping[str, int], elapsed: float) -> str:
-        action = rec.get("action")
-        found = c.get("walk:files", 0)
-        total = f"{found}" if rec.get("walk_done") else f"{found}+"
-        stages = {"get": ["get"], "all": ["get", "put"], "put": ["put"],
-                  "inspect": ["inspect"]}[str(action)]
-        if rec.get("clean_pixels") and "put" in stages:
-            stages = [*stages, "clean"]
-        parts = []
-        current_done, current_total = 0, found
-        for stage in stages:
-            done = c.get(f"{stage}:files", 0)
-            stage_total = total
-            if stage == "put" and action == "all":
-                stage_total = str(c.get("get:valid", 0)) if rec.get("stage") == "put" else "?"
-            if stage == "clean":  # files put left to clean, known as put batches commit
-                stage_total = f"{c.get('put:to_clean', 0)}" + (
-                    "" if c.get("put:batches", 0) >= int(rec.get("n_batches") or -1) else "+")
-            parts.append(f"{stage} {done}/{stage_total}")
-            if stage == "clean" and stage_total.endswith("+"):
-                continue  # rate and ETA follow put until every put batch is in
-            if done or stage == stages[0]:
-                current_done = done
-                current_total = int(stage_total.rstrip("+")) if stage_total[0].isdigit() else found
-        rate = current_done / elapsed if elapsed > 0 else 0.0
-        eta = ""
-        if rate > 0 and rec.get("walk_done") and current_total >= current_done:
-            eta = f"  ETA {_hms((current_total - current_done) / rate)}"
-        return f"{'  '.join(parts)}  {rate:.1f} files/s{eta}"
-
-    def update(self, rec: Mapping[str, Any], counters: Mapping[str, int]) -> None:
-        now = time.monotonic()
-        text = self.line(rec, counters, now - self.start)
-        if self.tty:
-            self.stream.write("\r\x1b[2K" + text)
-            self.stream.flush()
-            self._drawn = True
-        elif now - self._last_print >= self.interval:
-            self.stream.write(text + "\n")
-            self.stream.flush()
-            self._last_print = now
-
-    def close(self) -> None:
-        if self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._drawn = False
-
-
-def _hms(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POLL_SECONDS,

@@ -1,0 +1,119 @@
+"""The progress bar ``deid-submit`` draws on stderr while it waits, fed from the store's counters.
+
+The producer never sees files, only the counters workers commit per batch, so the bar advances
+batch by batch. It shows every stage of the run with done/total, a bar for the stage now
+running, that stage's rate (files/s since it started, not since the run started, so a put stage
+is not dragged down by the time get took) and an ETA once the total is known.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import IO, Any
+
+__all__ = ["Progress", "Stage", "stages", "render"]
+
+BAR_WIDTH = 24
+STAGES_OF = {"get": ("get",), "all": ("get", "put"), "put": ("put",), "inspect": ("inspect",)}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage's counts; ``total`` is None while unknown, ``final`` False while it may grow."""
+
+    name: str
+    done: int
+    total: int | None
+    final: bool
+
+
+def stages(rec: Mapping[str, Any], c: Mapping[str, int]) -> list[Stage]:
+    """The run's stages with their counts, from its record and counters."""
+    action = str(rec.get("action"))
+    names = list(STAGES_OF[action])
+    if rec.get("clean_pixels") and "put" in names:
+        names.append("clean")
+    walked = bool(rec.get("walk_done"))
+    out = []
+    for name in names:
+        done = c.get(f"{name}:files", 0)
+        total: int | None = c.get("walk:files", 0)
+        final = walked
+        if name == "put" and action == "all":  # put covers the files get found valid
+            final = rec.get("stage") in ("put", "clean") or bool(rec.get("finished"))
+            total = c.get("get:valid", 0) if final else None
+        elif name == "clean":  # files put left to clean, known as put batches commit
+            total = c.get("put:to_clean", 0)
+            final = c.get("put:batches", 0) >= int(rec.get("n_batches") or -1)
+        out.append(Stage(name, done, total, final))
+    return out
+
+
+def current(all_stages: list[Stage]) -> Stage:
+    """The stage the run is in: the last one that has started, else the first."""
+    started = [s for s in all_stages if s.done]
+    if started and started[-1].name == "clean" and not started[-1].final and len(started) > 1:
+        return started[-2]  # clean trails put: follow put until every put batch is in
+    return started[-1] if started else all_stages[0]
+
+
+def render(all_stages: list[Stage], stage_elapsed: float) -> str:
+    """``get 1003/1003  put [######------] 347/1000  131.7 files/s  ETA 0:00:04``."""
+    now = current(all_stages)
+    parts = []
+    for s in all_stages:
+        total = "?" if s.total is None else f"{s.total}{'' if s.final else '+'}"
+        text = f"{s.name} {s.done}/{total}"
+        if s is now and s.total:
+            filled = min(BAR_WIDTH, BAR_WIDTH * s.done // s.total)
+            text = f"{s.name} [{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {s.done}/{total}"
+        parts.append(text)
+    rate = now.done / stage_elapsed if stage_elapsed > 0 else 0.0
+    eta = ""
+    if rate > 0 and now.final and now.total is not None and now.total >= now.done:
+        eta = f"  ETA {_hms((now.total - now.done) / rate)}"
+    return f"{'  '.join(parts)}  {rate:.1f} files/s{eta}"
+
+
+class Progress:
+    """Draws :func:`render` on ``stream``: redrawn in place on a terminal; elsewhere (CI logs)
+    a line at most every ``interval`` seconds, so logs stay readable."""
+
+    def __init__(self, stream: IO[str] | None = None, *, interval: float = 10.0) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval = interval
+        self._stage = ""
+        self._stage_start = time.monotonic()
+        self._last_print = 0.0
+        self._drawn = False
+
+    def update(self, rec: Mapping[str, Any], counters: Mapping[str, int]) -> None:
+        now = time.monotonic()
+        all_stages = stages(rec, counters)
+        name = current(all_stages).name
+        if name != self._stage:
+            self._stage, self._stage_start = name, now
+        text = render(all_stages, now - self._stage_start)
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + text)
+            self.stream.flush()
+            self._drawn = True
+        elif now - self._last_print >= self.interval:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+            self._last_print = now
+
+    def close(self) -> None:
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
+
+
+def _hms(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"

@@ -1,0 +1,57 @@
+"""progress: stages, the bar of the running stage, its own rate and the ETA."""
+
+from __future__ import annotations
+
+import io
+
+from deid_workers.progress import Progress, Stage, current, render, stages
+
+
+def _line(rec, c, elapsed):
+    return render(stages(rec, c), elapsed)
+
+
+def test_all_run_shows_get_then_a_bar_for_put_with_its_rate_and_eta():
+    rec = {"action": "all", "walk_done": True, "stage": "put"}
+    c = {"walk:files": 1003, "get:files": 1003, "get:valid": 1000, "put:files": 250}
+    line = _line(rec, c, 5.0)
+    assert line.startswith("get 1003/1003  put [######------------------] 250/1000")
+    assert line.endswith("50.0 files/s  ETA 0:00:15")
+
+
+def test_put_total_is_unknown_until_get_is_done_and_the_walk_may_still_grow():
+    rec = {"action": "all", "walk_done": False, "stage": "get"}
+    c = {"walk:files": 400, "get:files": 100}
+    line = _line(rec, c, 2.0)
+    assert "get [######------------------] 100/400+" in line and "put 0/?" in line
+    assert "ETA" not in line  # no ETA while the total can still grow
+
+
+def test_clean_stage_trails_put_until_every_put_batch_is_in():
+    rec = {"action": "all", "walk_done": True, "n_batches": 4, "stage": "put",
+           "clean_pixels": True}
+    c = {"walk:files": 20, "get:files": 20, "get:valid": 19, "put:files": 10, "put:batches": 2,
+         "put:to_clean": 3, "clean:files": 1}
+    assert current(stages(rec, c)).name == "put"
+    assert "clean 1/3+  2.0 files/s" in _line(rec, c, 5.0)  # the rate follows put
+    c.update({"put:files": 19, "put:batches": 4, "clean:files": 2})
+    assert current(stages(rec, c)).name == "clean"
+    assert "clean [################--------] 2/3  0.4 files/s" in _line(rec, c, 5.0)
+    assert "clean" not in _line({**rec, "clean_pixels": False}, c, 5.0)
+
+
+def test_stage_rate_restarts_when_the_stage_changes():
+    out = io.StringIO()
+    bar = Progress(out, interval=0.0)
+    bar.update({"action": "all", "walk_done": True, "stage": "get"},
+               {"walk:files": 10, "get:files": 10, "get:valid": 10})
+    assert bar._stage == "get"
+    started = bar._stage_start
+    bar.update({"action": "all", "walk_done": True, "stage": "put"},
+               {"walk:files": 10, "get:files": 10, "get:valid": 10, "put:files": 1})
+    assert bar._stage == "put" and bar._stage_start >= started
+    assert out.getvalue().count("\n") == 2  # not a terminal: plain lines
+
+
+def test_an_empty_run_renders_without_dividing_by_zero():
+    assert render([Stage("get", 0, 0, True)], 0.0) == "get 0/0  0.0 files/s"
