@@ -17,6 +17,7 @@ from typing import Any
 import redis
 
 from deid_workers.app import QUEUES
+from deid_workers.embedded import find_redis_server
 
 ROOT = str(Path(__file__).resolve().parents[2])
 SECRET = "reliability-secret"
@@ -68,7 +69,7 @@ class RedisServer:
         self.start()
 
     def start(self) -> None:
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+        args = [find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", str(self.folder), "--save", ""]
         args += (["--appendonly", "yes", "--appendfsync", "always"] if self.aof
                  else ["--appendonly", "no"])
