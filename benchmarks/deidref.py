@@ -16,6 +16,8 @@ import os
 import sys
 import time
 
+from .procmem import peak_rss_mb
+
 __all__ = ["available", "main"]
 
 
@@ -25,16 +27,6 @@ def available() -> bool:
     except Exception:
         return False
     return True
-
-
-def _peak_mb() -> float:
-    """VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec, so a child started
-    by a big parent would report the parent's peak."""
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def main(argv: list[str]) -> int:
@@ -53,12 +45,12 @@ def main(argv: list[str]) -> int:
         t0 = time.perf_counter()
         ids = get_identifiers(files)
         t1 = time.perf_counter()
-        rss_get = _peak_mb()
+        rss_get = peak_rss_mb()
         os.makedirs(outfolder, exist_ok=True)
         replace_identifiers(files, ids=ids, save=True, output_folder=outfolder, overwrite=True)
         t2 = time.perf_counter()
     print(json.dumps({"files": len(files), "get_s": t1 - t0, "put_s": t2 - t1,
-                      "peak_rss_get_mb": rss_get, "peak_rss_mb": _peak_mb(),
+                      "peak_rss_get_mb": rss_get, "peak_rss_mb": peak_rss_mb(),
                       "written": len(os.listdir(outfolder))}))
     return 0
 

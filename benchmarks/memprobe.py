@@ -30,21 +30,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from .procmem import rss_mb
+from .procmem import peak_rss_mb, rss_mb
 
 __all__ = ["run_probe", "probe_producer", "probe_ids"]
 
 CHECKPOINT = 10_000
-
-
-def _peak_mb() -> float:
-    """VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec, so a child started
-    by a big parent would report the parent's peak."""
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _fake_batches(n_files: int, batch: int, marks: dict[str, float]) -> Iterator[list[str]]:
@@ -108,7 +98,7 @@ def probe_producer(n_files: int, batch: int) -> dict[str, Any]:
             "rss_start_mb": round(rss_start, 1),
             "rss_at_10k_mb": round(marks.get("rss_at_10k_mb", 0.0), 1),
             "rss_end_mb": round(rss_mb(), 1),
-            "peak_rss_mb": round(_peak_mb(), 1),
+            "peak_rss_mb": round(peak_rss_mb(), 1),
             "redis_used_delta_mb": round((used1 - used0) / 2**20, 2),
             "redis_bytes_per_file_queued": round((used1 - used0) / n_files, 1),
         }
@@ -160,7 +150,7 @@ def probe_ids(n_files: int, per_entity: int = 100) -> dict[str, Any]:
             "rss_start_mb": round(rss_start, 1),
             "rss_at_10k_mb": round(marks.get("rss_at_10k_mb", 0.0), 1),
             "rss_end_mb": round(rss_mb(), 1),
-            "peak_rss_mb": round(_peak_mb(), 1),
+            "peak_rss_mb": round(peak_rss_mb(), 1),
             "pkl_mb": round(os.path.getsize(writer.pkl_path) / 1e6, 1),
             "json_mb": round(os.path.getsize(writer.json_path) / 1e6, 1),
         }
