@@ -9,7 +9,8 @@ Why these settings:
 - ``task_acks_late`` + ``task_reject_on_worker_lost`` + prefetch 1: a batch whose worker dies is
   redelivered, not lost; tasks are idempotent (see :mod:`deid_workers.store`), so a rerun is safe.
 - ``visibility_timeout`` above ``task_time_limit``: a hung batch is killed before Redis hands it
-  to a second worker; a batch that is merely slow is not run twice.
+  to a second worker; a batch that is merely slow is not run twice. A batch past its time limit
+  (soft or hard) is requeued, not failed, and counted like a crash (``tasks.limits``).
 - Events on (``worker_send_task_events``, ``task_send_sent_event``) so Flower shows every task.
 - No task results stored on success: the chord's join takes each get/inspect batch's counts
   straight from the task (the producer sends them with ``ignore_result``), put/clean/finalize
@@ -63,8 +64,10 @@ def _conf(settings: Settings) -> dict[str, Any]:
     broker, backend = broker_urls(settings.broker_url or PLACEHOLDER_BROKER)
     exchange = Exchange("deid", type="direct")
     # A short hard limit (tests, tiny batches) keeps most of its time: the margin is at most a
-    # quarter of it, else a 20 s limit would give a batch a 1 s soft limit.
-    soft = max(1, settings.task_time_limit - min(SOFT_LIMIT_MARGIN, settings.task_time_limit // 4))
+    # quarter of it, else a 20 s limit would give a batch a 1 s soft limit; but at least 1 s,
+    # else the soft limit (which lets a hung batch requeue itself) would never fire first.
+    limit = settings.task_time_limit
+    soft = max(1, limit - min(SOFT_LIMIT_MARGIN, max(1, limit // 4)))
     return {
         "broker_url": broker,
         "result_backend": backend,
@@ -125,7 +128,9 @@ def configure(celery_app: Celery, settings: Settings) -> Celery:
 
 
 def make_app(settings: Settings) -> Celery:
-    celery_app = Celery("deid_workers", include=[f"deid_workers.tasks.{q}" for q in QUEUES])
+    # BatchTask: a batch that passes its time limit is started again (see tasks.limits).
+    celery_app = Celery("deid_workers", include=[f"deid_workers.tasks.{q}" for q in QUEUES],
+                        task_cls="deid_workers.tasks.limits:BatchTask")
     return configure(celery_app, settings)
 
 

@@ -75,6 +75,10 @@ class Settings:
     # DEID_TEST_CRASH_ON: tests only. A worker SIGKILLs itself on any file whose relative path
     # contains this text, so the suite can prove poison-file quarantine with a real crash.
     test_crash_on: str | None = None
+    # DEID_TEST_HANG_ON: tests only. A worker sleeps forever on any file whose relative path
+    # contains this text (a decoder stuck in a loop); "hard:<text>" also ignores the soft time
+    # limit, as a hang inside C code does, so only the hard limit's kill ends it.
+    test_hang_on: str | None = None
 
     @classmethod
     def from_env(

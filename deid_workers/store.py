@@ -30,7 +30,9 @@ write, so identifiers never outlive the run by more than that::
     deid:run:<id>:poison                hash  relative path -> why it was quarantined (crashed its worker)
     deid:run:<id>:residual              hash  relative path -> keywords whose PHI survived put
     deid:run:<id>:deliveries            hash  "<stage>:<batch>:<retry>" -> times the batch started
-    deid:run:<id>:inflight              hash  "<stage>:<batch>" -> "<retry>\n<path>" being processed
+    deid:run:<id>:inflight              hash  "<stage>:<batch>" -> "<retry>\n<path>" being processed;
+                                              "<stage>:<batch>:limit" -> "<retry>\n<seconds>" when
+                                              the hard time limit killed the batch's process
 
 Key names never contain a header value: an entity (a PatientID) appears in key names only as a
 salted digest; the salt is per run, and the entity and item values live inside the hash.
@@ -570,6 +572,27 @@ class RunStore:
             return None
         at, _, path = _decode(raw).partition("\n")
         return path if at == str(retry) else None
+
+    def note_time_limit(self, stage: str, batch_no: int, retry: int, seconds: int) -> None:
+        """Say that the hard time limit killed a start of the batch (the worker's main process
+        calls this: the killed process cannot), so the next careful start can name the cause."""
+        pipe = self.client.pipeline()
+        pipe.hset(self.keys.inflight, f"{stage}:{batch_no}:limit", f"{retry}\n{int(seconds)}")
+        pipe.expire(self.keys.inflight, self.expiry)
+        pipe.execute()
+
+    def pop_time_limit(self, stage: str, batch_no: int, retry: int) -> int | None:
+        """The time limit (seconds) that killed the previous start at this retry, if one did;
+        the note is removed, so an older kill is never blamed for a later crash."""
+        field = f"{stage}:{batch_no}:limit"
+        pipe = self.client.pipeline()
+        pipe.hget(self.keys.inflight, field)
+        pipe.hdel(self.keys.inflight, field)
+        raw = pipe.execute()[0]
+        if raw is None:
+            return None
+        at, _, seconds = _decode(raw).partition("\n")
+        return int(seconds) if at == str(retry) and seconds.isdigit() else None
 
     def add_outcome(self, kind: str, path: str, text: str, *, counter: str | None = None) -> None:
         """Record one file outside any batch (a folder the walk could not list)."""

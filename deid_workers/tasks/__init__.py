@@ -19,9 +19,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import redis
+from celery.exceptions import SoftTimeLimitExceeded
 
 from ..config import Settings
 from ..errors import RecipeError
@@ -29,7 +30,7 @@ from ..steps import output_path
 from ..store import RunStore, redis_client
 
 __all__ = ["RunContext", "run_context", "client", "RETRY_ON", "RUN_SETTINGS", "worker_settings",
-           "BatchGuard", "CRASHED", "final_stage", "finish_run", "may_overwrite"]
+           "BatchGuard", "CRASHED", "TIMED_OUT", "final_stage", "finish_run", "may_overwrite"]
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,10 @@ def forget(run_id: str | None = None) -> None:
 CRASHED = "crashed its worker"
 """Quarantine reason of a file whose worker process died (or was killed) while it was on it."""
 
+TIMED_OUT = "exceeded the task time limit"
+"""Quarantine reason of a file its batch was on when the batch ran out of time (a hang); the
+reason goes on with the limit and the stage: "exceeded the task time limit (30 s) in get"."""
+
 
 class BatchGuard:
     """Delivery counting and poison-file isolation for one batch.
@@ -181,9 +186,17 @@ class BatchGuard:
     note left behind knows that file killed the previous one, quarantines it and goes on. So
     each poison file costs one more delivery, and only poison files are quarantined.
 
+    A file that hangs is handled the same way (:mod:`deid_workers.tasks.limits`): a batch past
+    its time limit is requeued, not failed, so the start is counted; in careful mode the file
+    it was on is quarantined (:meth:`on_time_limit`, or the next start when the hard limit
+    killed the process).
+
     Use: ``for rel, out in guard.run(paths, step, failed): ...`` then commit ``guard.poison``
     (outcome kind ``poison``: quarantined, never processed) and ``failed`` with the batch.
     """
+
+    active: ClassVar[BatchGuard | None] = None
+    """The guard of the batch this process runs now (what a time limit interrupts)."""
 
     def __init__(self, ctx: RunContext, stage: str, batch_no: int, retry: int = 0) -> None:
         self.ctx = ctx
@@ -194,6 +207,8 @@ class BatchGuard:
         self.starts = self.store.delivered(stage, batch_no, self.retry)
         self.careful = self.starts > ctx.settings.max_retries + 1
         self.poison: dict[str, str] = {}
+        self.current: str | None = None  # the file the batch is on (for time limits)
+        BatchGuard.active = self
         if self.careful:
             log.warning("run %s: %s batch %d started %d times; going file by file",
                         ctx.store.run_id, stage, batch_no, self.starts)
@@ -201,25 +216,58 @@ class BatchGuard:
     def files(self, paths: list[str]) -> Iterator[str]:
         """The batch's paths, minus poison ones; in careful mode each one is noted first."""
         crash_on = self.ctx.settings.test_crash_on
+        hang_on = self.ctx.settings.test_hang_on
         if self.careful:
             known = self.store.outcomes("poison", paths)
             self.poison.update(known)
             dead = self.store.inflight(self.stage, self.batch_no, self.retry)
+            limit = self.store.pop_time_limit(self.stage, self.batch_no, self.retry)
             if dead is not None and dead not in self.poison:
-                reason = f"{CRASHED} in {self.stage}"
-                self.store.add_outcome("poison", dead, reason)
-                self.poison[dead] = reason
-                log.error("run %s: quarantined %s: %s", self.store.run_id, dead, reason)
+                self._quarantine(dead, self._reason(limit))
         for rel in paths:
             if rel in self.poison:
                 continue
+            self.current = rel
             if self.careful:
                 self.store.set_inflight(self.stage, self.batch_no, self.retry, rel)
             if crash_on and crash_on in rel:
                 _crash()
+            if hang_on and hang_on.removeprefix("hard:") in rel:
+                _hang(hard=hang_on.startswith("hard:"))
             yield rel
+        self.current = None
         if self.careful:
             self.store.set_inflight(self.stage, self.batch_no, self.retry, None)
+
+    def on_time_limit(self) -> bool:
+        """The batch passed its soft time limit; True when starting it again makes progress.
+
+        In batch mode it always does: the next start is counted, so ``max_retries`` bounds
+        them before the batch goes file by file. In careful mode the file the batch is on is
+        quarantined first, so each hanging file costs one start. Out of time with no file to
+        blame (careful mode, all files done: the commit is stuck) it does not: the batch fails.
+        """
+        limit = self.ctx.settings.task_time_limit
+        log.warning("run %s: %s batch %d passed its time limit (%d s) on %s",
+                    self.store.run_id, self.stage, self.batch_no, limit, self.current)
+        if not self.careful:
+            return True
+        if self.current is None:
+            return False
+        self._quarantine(self.current, self._reason(limit))
+        self.store.set_inflight(self.stage, self.batch_no, self.retry, None)
+        self.current = None
+        return True
+
+    def _reason(self, limit: int | None) -> str:
+        if limit:
+            return f"{TIMED_OUT} ({limit} s) in {self.stage}"
+        return f"{CRASHED} in {self.stage}"
+
+    def _quarantine(self, rel: str, reason: str) -> None:
+        self.store.add_outcome("poison", rel, reason)
+        self.poison[rel] = reason
+        log.error("run %s: quarantined %s: %s", self.store.run_id, rel, reason)
 
 
     def run(self, paths: list[str], step: Callable[[str], T],
@@ -233,6 +281,8 @@ class BatchGuard:
         for rel in self.files(paths):
             try:
                 out = step(rel)
+            except SoftTimeLimitExceeded:
+                raise  # the batch is out of time, not this file: tasks.limits requeues it
             except Exception as exc:
                 failed[rel] = type(exc).__name__
                 log.warning("run %s: %s failed in %s: %s", self.store.run_id, rel, self.stage,
@@ -260,6 +310,21 @@ def may_overwrite(ctx: RunContext, rel: str, *, first_time: bool,
         except OSError:
             pass
     return False
+
+
+def _hang(*, hard: bool) -> None:  # pragma: no cover - runs until a time limit ends it
+    """The test hook's hang: sleep forever. The soft time limit's exception ends it, unless
+    ``hard``: then only the hard limit's kill does, as with a hang inside C code."""
+    import time
+
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    while True:
+        try:
+            time.sleep(0.5)
+        except SoftTimeLimitExceeded:
+            if not hard:
+                raise
 
 
 def _crash() -> None:  # pragma: no cover - runs in a worker process that it kills

@@ -196,6 +196,51 @@ def test_poison_file_is_quarantined_and_the_run_completes(corpora, tmp_path):
     assert "poison-image" in (tmp_path / "w.log").read_text()  # the crash really happened
 
 
+@pytest.mark.parametrize("limit", ["soft", "hard"])
+def test_hanging_file_is_quarantined_after_the_time_limit(tmp_path, limit):
+    """A file that hangs its worker every time, interrupted by the soft time limit (Python
+    code) or only by the hard limit's kill (a hang inside C code): quarantined like a crash."""
+    root = tmp_path / "in"
+    paths = write_study_tree(root, patients=3, images=20, rows=4, cols=4)
+    make_dataset(98, 0, 0, 0).save_as(root / "patient-0001" / "hang-image.dcm",
+                                      enforce_file_format=True)
+    out = tmp_path / "out"
+    server = RedisServer(tmp_path, aof=False)
+    client = server.client()
+    hook = "hang-" if limit == "soft" else "hard:hang-"
+    env = env_for(server.url, tmp_path, DEID_TEST_HANG_ON=hook, DEID_MAX_RETRIES="1",
+                  DEID_TASK_TIME_LIMIT="3", DEID_VISIBILITY_TIMEOUT="12")
+    worker = Worker(env, tmp_path / "w.log", f"hang{limit}")
+    began = time.monotonic()
+    try:
+        producer = Producer(env, tmp_path, "--action", "all", "--input", str(root),
+                            "--outfolder", str(out), "--batch", "10", "--json", "--quiet")
+        code, stdout, err = producer.wait(timeout=60)
+        took = time.monotonic() - began
+        run_id = latest_run(client)
+        starts = client.hgetall(f"deid:run:{run_id}:deliveries")
+    finally:
+        worker.kill()
+        server.kill()
+    assert code == 1, err[-3000:]  # a quarantined file needs a human: the run is not clean
+    s = json.loads(stdout)
+    hung = "patient-0001/hang-image.dcm"
+    assert s["state"] == "finished"
+    assert s["lists"]["poison"] == {hung: "exceeded the task time limit (3 s) in get"}
+    assert (s["files_found"], s["written"], s["poison"], s["failed"]) == (61, 60, 1, 0)
+    # As for a crash: 1 start + max_retries (1) as a batch, 1 file by file that runs out of
+    # time on the hanging file, 1 that completes without it.
+    assert max(int(v) for v in starts.values()) == 4
+    _check_outputs(out, paths)
+    log = (tmp_path / "w.log").read_text()
+    if limit == "hard":
+        assert "passed the hard time limit (3 s)" in log
+    else:
+        assert "passed the hard time limit" not in log
+    assert "TimeLimitExceeded" not in log
+    assert took < 40, f"took {took:.1f} s"
+
+
 def test_resume_resends_only_what_is_not_done(corpora, tmp_path, monkeypatch, capsys):
     """The producer dies mid-walk; resume finishes the run, sending each batch once."""
     from deid_workers import producer as producer_mod
