@@ -121,6 +121,18 @@ def test_mark_started_detects_a_rerun(store):
     assert store.mark_started("put", 2) is False
 
 
+def test_a_time_limit_note_is_read_once_and_only_at_its_retry(store):
+    assert store.pop_time_limit("get", 3, 0) is None
+    store.note_time_limit("get", 3, 0, 30)
+    store.set_inflight("get", 3, 0, "a/b.dcm")
+    assert store.pop_time_limit("put", 3, 0) is None  # another stage's batch 3
+    assert store.pop_time_limit("get", 3, 1) is None  # an older kill: not this retry's
+    store.note_time_limit("get", 3, 0, 30)
+    assert store.pop_time_limit("get", 3, 0) == 30
+    assert store.pop_time_limit("get", 3, 0) is None  # never blamed twice
+    assert store.inflight("get", 3, 0) == "a/b.dcm"  # the file note is left alone
+
+
 def test_maybe_finish_needs_walk_end_and_all_batches(store):
     store.commit_batch("put", 0, {})
     assert store.maybe_finish("put") is False  # walk not done
