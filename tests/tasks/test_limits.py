@@ -29,7 +29,7 @@ def _hang_on(guard: BatchGuard, paths: list[str], victim: str) -> None:
 
 
 def test_batch_mode_only_asks_for_another_start(limit_env, make_run):
-    store, root, paths, n = make_run("get", corrupt=0, settings={"max_retries": 1})
+    store, *_ = make_run("get", corrupt=0, settings={"max_retries": 1})
     batch = store.batch(0)
     guard = BatchGuard(run_context(store.run_id), "get", 0)
     with pytest.raises(SoftTimeLimitExceeded):
@@ -40,7 +40,7 @@ def test_batch_mode_only_asks_for_another_start(limit_env, make_run):
 
 def test_careful_mode_quarantines_the_file_it_hung_on_and_the_next_start_completes(
         limit_env, make_run):
-    store, root, paths, n = make_run("get", corrupt=0, settings={"max_retries": 1})
+    store, *_ = make_run("get", corrupt=0, settings={"max_retries": 1})
     ctx = run_context(store.run_id)
     batch = store.batch(0)
     for start in (1, 2):
@@ -62,7 +62,7 @@ def test_careful_mode_quarantines_the_file_it_hung_on_and_the_next_start_complet
 
 
 def test_careful_mode_with_no_file_to_blame_gives_up(limit_env, make_run):
-    store, root, paths, n = make_run("get", corrupt=0, settings={"max_retries": 0})
+    store, *_ = make_run("get", corrupt=0, settings={"max_retries": 0})
     ctx = run_context(store.run_id)
     BatchGuard(ctx, "get", 0)
     guard = BatchGuard(ctx, "get", 0)
@@ -73,7 +73,7 @@ def test_careful_mode_with_no_file_to_blame_gives_up(limit_env, make_run):
 
 
 def test_a_hard_kill_noted_by_the_main_process_names_the_time_limit(limit_env, make_run, fake):
-    store, root, paths, n = make_run("get", corrupt=0, settings={"max_retries": 0})
+    store, *_ = make_run("get", corrupt=0, settings={"max_retries": 0})
     ctx = run_context(store.run_id)
     batch = store.batch(0)
     BatchGuard(ctx, "get", 0)
@@ -96,7 +96,7 @@ def test_a_hard_kill_noted_by_the_main_process_names_the_time_limit(limit_env, m
 
 def test_the_task_turns_a_soft_limit_into_a_requeue_only_when_the_guard_agrees(
         limit_env, make_run, monkeypatch):
-    store, root, paths, n = make_run("get", corrupt=0, settings={"max_retries": 0})
+    store, *_ = make_run("get", corrupt=0, settings={"max_retries": 0})
 
     def hangs(run_id, batch_no, retry=0):
         guard = BatchGuard(run_context(run_id), "get", batch_no, retry)
@@ -120,7 +120,7 @@ def test_the_task_turns_a_soft_limit_into_a_requeue_only_when_the_guard_agrees(
 
 
 def test_a_slow_step_does_not_make_its_file_a_failure(limit_env, make_run):
-    store, root, paths, n = make_run("get", corrupt=0)
+    store, *_ = make_run("get", corrupt=0)
     guard = BatchGuard(run_context(store.run_id), "get", 0)
     failed: dict[str, str] = {}
 
@@ -133,8 +133,7 @@ def test_a_slow_step_does_not_make_its_file_a_failure(limit_env, make_run):
 
 
 def test_every_task_of_the_app_is_a_batch_task():
-    import deid_workers.tasks.clean, deid_workers.tasks.finalize  # noqa: F401, E401
-    import deid_workers.tasks.inspect, deid_workers.tasks.put  # noqa: F401, E401
+    app.loader.import_default_modules()  # registers every stage's task, as a worker does
 
     assert all(isinstance(app.tasks[f"deid.{q}"], BatchTask)
                for q in ("get", "inspect", "put", "clean", "finalize"))
