@@ -34,7 +34,7 @@ from ..errors import StoreError
 from ..store import RunStore, redis_client
 from . import TIMED_OUT, BatchGuard
 
-__all__ = ["BatchTask", "BatchRequest", "GUARDED_TASKS"]
+__all__ = ["GUARDED_TASKS", "BatchRequest", "BatchTask"]
 
 log = logging.getLogger(__name__)
 
