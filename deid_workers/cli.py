@@ -273,7 +273,7 @@ def _submit_and_follow(args: argparse.Namespace, settings: Settings, *,
         if args.no_wait:
             print(store.run_id)
             return EXIT_OK
-        return _follow(store, args, health=health, on_finished=on_finished)
+        return _follow(store, args, settings, health=health, on_finished=on_finished)
     except KeyboardInterrupt:
         if store is not None and settings.broker_url and health is None:
             _error(f"interrupted; run {store.run_id} goes on on the workers "
@@ -282,14 +282,15 @@ def _submit_and_follow(args: argparse.Namespace, settings: Settings, *,
         raise
 
 
-def _follow(store: Any, args: argparse.Namespace, *, health: Any = None,
+def _follow(store: Any, args: argparse.Namespace, settings: Settings, *, health: Any = None,
             on_finished: Any = None) -> int:
-    from .producer import wait
+    from .producer import resume, wait
     from .progress import Progress
 
     progress = None if args.quiet else Progress()
     log.info("run %s submitted", store.run_id)
-    rec = wait(store, progress=progress, health=health)
+    rec = wait(store, progress=progress, health=health,
+               on_stall=lambda: resume(settings, store.run_id, store.client)[1])
     if on_finished is not None and rec.get("state") == "finished":
         on_finished()
     return _finish(store, args)
@@ -334,7 +335,7 @@ def _admin(what: str, args: argparse.Namespace, settings: Settings) -> int:
     if what == "resume":
         store, said = resume(settings, args.resume, client)
         log.info("run %s: %s", args.resume, said)
-        return _follow(store, args)
+        return _follow(store, args, settings)
     return _status(client, args)
 
 

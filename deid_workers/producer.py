@@ -68,6 +68,10 @@ RECONNECT_BACKOFF_MAX = 5.0
 
 _PROG = "deid-submit"
 
+STALL_SECONDS = 30.0
+"""How long a run may show no progress, with nothing queued or taken, before the producer
+re-sends what is not done (see :func:`wait`)."""
+
 CHORD_CHECK_SECONDS = 2.0
 """How often it asks the result backend whether the chord failed (a header batch gave up)."""
 
@@ -324,8 +328,15 @@ def _resend_clean(store: RunStore, n_batches: int) -> int:
 
 def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POLL_SECONDS,
          health: Callable[[], None] | None = None, timeout: float | None = None,
-         reconnect: float = RECONNECT_SECONDS) -> dict[str, Any]:
+         reconnect: float = RECONNECT_SECONDS, on_stall: Callable[[], str] | None = None,
+         stall_after: float = STALL_SECONDS) -> dict[str, Any]:
     """Follow a run until it is finished or failed; returns the final run record.
+
+    ``on_stall`` (the CLI passes :func:`resume`) is called when the run has not moved for
+    ``stall_after`` seconds while no task is queued or taken anywhere: then a task message
+    was lost, which kombu's Redis transport allows when Redis dies between a worker's pop of a
+    message and its note in the unacked hash. Tasks are idempotent, so re-sending what is not
+    done is safe; waiting longer would only wait forever.
 
     ``health`` is called each round (embedded mode checks its processes there). If the chord
     failed (a get or inspect batch gave up after its retries), the run is marked failed.
@@ -335,13 +346,15 @@ def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POL
     """
     started = time.monotonic()
     last_check = 0.0
+    seen: tuple[Any, ...] = ()
+    moved = started
     lost_since: float | None = None
     backoff = poll
     try:
         while True:
             try:
                 rec = store.record()
-                counters = store.counters() if progress is not None else {}
+                counters = store.counters()
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 now = time.monotonic()
                 if lost_since is None:
@@ -370,6 +383,11 @@ def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POL
                 if _chord_state(rec["finalize_task"]) == "FAILURE":
                     store.set_state("failed", error="a batch failed after its retries")
                     continue
+            if (rec.get("stage"), counters) != seen:
+                seen, moved = (rec.get("stage"), counters), now
+            elif on_stall is not None and now - moved >= stall_after:
+                moved = now
+                _unstall(store, on_stall, stalled_for=stall_after)
             if health is not None:
                 health()
             if timeout is not None and now - started > timeout:
@@ -386,6 +404,23 @@ def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POL
     finally:
         if progress is not None:
             progress.close()
+
+
+def _unstall(store: RunStore, on_stall: Callable[[], str], *, stalled_for: float) -> None:
+    """Call ``on_stall`` if no message waits in any deid queue and none is taken by a worker;
+    a Redis error only postpones the check to the next stall."""
+    from .app import QUEUES
+    from .store import queue_lengths
+
+    try:
+        if any(queue_lengths(store.client, QUEUES).values()):
+            return
+        log.warning("run %s: no progress for %.0f s and no task queued or taken: a task "
+                    "message was lost; re-sending what is not done", store.run_id, stalled_for)
+        log.warning("run %s: %s", store.run_id, on_stall())
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        log.warning("run %s: could not check for lost tasks (%s)", store.run_id,
+                    type(exc).__name__)
 
 
 def _chord_state(task_id: str) -> str | None:

@@ -97,3 +97,44 @@ def test_send_chord_publishes_lazily_with_the_size_set_before_the_last(monkeypat
     producer.send_chord(iter(()), app.signature("deid.finalize", args=("run",), immutable=True),
                         "body-2")
     assert events == [("body", "body-2")]  # an empty header runs the body at once
+
+
+class _StuckStore:
+    """A run whose counters never move, on a broker whose queues are as given."""
+
+    run_id = "stuck"
+
+    def __init__(self, queued: int) -> None:
+        import fakeredis
+
+        self.client = fakeredis.FakeRedis()
+        if queued:
+            self.client.rpush("put", *[b"m"] * queued)
+        self.rounds = 0
+
+    def record(self):
+        self.rounds += 1
+        return {"action": "all", "stage": "get", "state": "finished" if self.rounds > 8 else
+                "running"}
+
+    def counters(self):
+        return {"get:files": 50}
+
+
+def test_a_stalled_run_with_nothing_queued_resends_what_is_not_done(caplog):
+    from deid_workers.producer import wait
+
+    calls = []
+    wait(_StuckStore(queued=0), poll=0.01, stall_after=0.02,
+         on_stall=lambda: calls.append(1) or "re-sent the get batches not done")
+    assert calls  # each stall re-sends, then waits a full stall again
+    assert "a task message was lost" in caplog.text
+
+
+def test_a_quiet_run_with_work_queued_is_not_a_stall():
+    from deid_workers.producer import wait
+
+    calls = []
+    wait(_StuckStore(queued=3), poll=0.01, stall_after=0.02,
+         on_stall=lambda: calls.append(1) or "")
+    assert calls == []  # a long batch or no worker yet: the messages are still there
