@@ -73,6 +73,10 @@ STALL_SECONDS = 30.0
 re-sends what is not done (see :func:`wait`)."""
 
 CHORD_CHECK_SECONDS = 2.0
+
+CHORD_RECOVERIES = 2
+"""Failed chords the producer answers with a resume before it calls the run failed: a batch
+that fails for real fails again, a chord cut by a Redis restart does not."""
 """How often it asks the result backend whether the chord failed (a header batch gave up)."""
 
 
@@ -332,22 +336,26 @@ def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POL
          stall_after: float = STALL_SECONDS) -> dict[str, Any]:
     """Follow a run until it is finished or failed; returns the final run record.
 
-    ``on_stall`` (the CLI passes :func:`resume`) is called when the run has not moved for
-    ``stall_after`` seconds while no task is queued or taken anywhere: then a task message
-    was lost, which kombu's Redis transport allows when Redis dies between a worker's pop of a
-    message and its note in the unacked hash. Tasks are idempotent, so re-sending what is not
-    done is safe; waiting longer would only wait forever.
+    ``health`` is called each round (embedded mode checks its processes there). A lost
+    connection to Redis (a restart, a network blip) is retried with backoff for ``reconnect``
+    seconds: the run lives on the workers, not here. Raises StoreError if Redis stays away that
+    long, or if it comes back without the run (restarted without persistence).
 
-    ``health`` is called each round (embedded mode checks its processes there). If the chord
-    failed (a get or inspect batch gave up after its retries), the run is marked failed.
-    A lost connection to Redis (a restart, a network blip) is retried with backoff for
-    ``reconnect`` seconds: the run lives on the workers, not here. Raises StoreError if Redis
-    stays away that long, or if it comes back without the run (restarted without persistence).
+    ``on_stall`` (the CLI passes :func:`resume`, which re-sends what the store says is not
+    done; tasks are idempotent, so that is always safe) is called in two cases:
+
+    - the run has not moved for ``stall_after`` seconds while no task is queued or taken
+      anywhere: a task message was lost, which kombu's Redis transport allows when Redis dies
+      between a worker's pop of a message and its note in the unacked hash;
+    - the chord over the first stage failed, up to :data:`CHORD_RECOVERIES` times: a Redis
+      restart can cut the chord's own join (Celery does not retry it) while every batch is
+      fine. A batch that fails for real fails again, and then the run is marked failed.
     """
     started = time.monotonic()
     last_check = 0.0
     seen: tuple[Any, ...] = ()
     moved = started
+    recovered: set[str] = set()  # failed chords already answered by a resume
     lost_since: float | None = None
     backoff = poll
     try:
@@ -378,10 +386,20 @@ def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POL
             if rec.get("state") in ("finished", "failed"):
                 return rec
             now = time.monotonic()
-            if now - last_check >= CHORD_CHECK_SECONDS and rec.get("finalize_task"):
+            chord_id = rec.get("finalize_task")
+            if (now - last_check >= CHORD_CHECK_SECONDS and chord_id
+                    and chord_id not in recovered):
                 last_check = now
-                if _chord_state(rec["finalize_task"]) == "FAILURE":
-                    store.set_state("failed", error="a batch failed after its retries")
+                if _chord_state(chord_id) == "FAILURE":
+                    if on_stall is None or len(recovered) >= CHORD_RECOVERIES:
+                        store.set_state("failed", error="a batch failed after its retries")
+                        continue
+                    # Often not a batch at all but the chord's own join in Redis, cut by a
+                    # Redis restart: the store knows what is done, so send the rest again.
+                    recovered.add(chord_id)
+                    log.warning("run %s: the chord over the first stage failed; re-sending "
+                                "what is not done", store.run_id)
+                    log.warning("run %s: %s", store.run_id, on_stall())
                     continue
             if (rec.get("stage"), counters) != seen:
                 seen, moved = (rec.get("stage"), counters), now

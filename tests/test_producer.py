@@ -138,3 +138,34 @@ def test_a_quiet_run_with_work_queued_is_not_a_stall():
     wait(_StuckStore(queued=3), poll=0.01, stall_after=0.02,
          on_stall=lambda: calls.append(1) or "")
     assert calls == []  # a long batch or no worker yet: the messages are still there
+
+
+def test_a_failed_chord_is_answered_by_a_resume_then_fails_the_run(monkeypatch):
+    from deid_workers import producer
+
+    class Store(_StuckStore):
+        def __init__(self):
+            super().__init__(queued=1)
+            self.state = None
+            self.chord = "c1"
+
+        def record(self):
+            return {"action": "all", "stage": "get", "state": self.state or "running",
+                    "finalize_task": self.chord}
+
+        def set_state(self, state, **_):
+            self.state = state
+
+    store = Store()
+    monkeypatch.setattr(producer, "_chord_state", lambda task_id: "FAILURE")
+    monkeypatch.setattr(producer, "CHORD_CHECK_SECONDS", 0.0)
+    resumes = []
+
+    def resume():
+        resumes.append(store.chord)
+        store.chord = f"c{len(resumes) + 1}"  # resume sent a new chord, which fails again
+        return "re-sent the get batches not done"
+
+    rec = producer.wait(store, poll=0.001, on_stall=resume)
+    assert resumes == ["c1", "c2"]  # CHORD_RECOVERIES answers, then the run is failed
+    assert rec["state"] == "failed"
