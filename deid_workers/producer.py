@@ -73,11 +73,11 @@ STALL_SECONDS = 30.0
 re-sends what is not done (see :func:`wait`)."""
 
 CHORD_CHECK_SECONDS = 2.0
+"""How often it asks the result backend whether the chord failed (a header batch gave up)."""
 
 CHORD_RECOVERIES = 2
 """Failed chords the producer answers with a resume before it calls the run failed: a batch
 that fails for real fails again, a chord cut by a Redis restart does not."""
-"""How often it asks the result backend whether the chord failed (a header batch gave up)."""
 
 
 @dataclass(frozen=True)
