@@ -51,7 +51,7 @@ import json
 import secrets
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -704,15 +704,3 @@ def _glob_escape(text: str) -> str:
 def _encode(value: Any) -> str:
     """Run record values are JSON, so a path that looks like a number stays a string."""
     return json.dumps(value)
-
-
-def chunked(iterable: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    """Lists of ``size`` items (the last one shorter)."""
-    chunk: list[Any] = []
-    for x in iterable:
-        chunk.append(x)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
