@@ -33,7 +33,6 @@ from pydicom.uid import generate_uid
 
 __all__ = [
     "BUILTINS",
-    "KEYED",
     "FuncContext",
     "parse_extras",
     "validate_deid_func",
@@ -57,7 +56,6 @@ BUILTINS = (
     "hmac_id",
     "date_shift",
 )
-KEYED = frozenset({"hmac_uid", "hmac_id", "date_shift"})
 _UID_ROOT = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _FIXED_DEFAULT = datetime(1900, 1, 1)  # fills missing date parts: never "today"
 

@@ -455,7 +455,3 @@ class FieldSet:
 
     def get(self, uid: str) -> Field | None:
         return self.fields.get(uid)
-
-    @staticmethod
-    def make_tag(text: str) -> int:
-        return int(Tag(text))

@@ -11,8 +11,6 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydicom.dataelem import DataElement
-
 from .funcs import FuncContext, call_builtin
 
 __all__ = [
@@ -20,10 +18,8 @@ __all__ = [
     "FLOAT_VRS",
     "INT_VRS",
     "BYTES_VRS",
-    "TEXT_VRS",
     "resolve_value",
     "convert_value",
-    "blank_element",
 ]
 
 logger = logging.getLogger(__name__)
@@ -43,9 +39,6 @@ MISSING: Any = _Missing()
 FLOAT_VRS = frozenset({"FL", "FD"})
 INT_VRS = frozenset({"SL", "SS", "SV", "UL", "US", "UV"})
 BYTES_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
-TEXT_VRS = frozenset(
-    {"AE", "AS", "CS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
-)
 
 
 def resolve_value(
@@ -101,8 +94,3 @@ def convert_value(vr: str, value: Any, label: str = "") -> tuple[bool, Any]:
         logger.warning("Value is not a valid value for VR %s field: %s. Field will be BLANKED.", vr, label)
         return False, None
     return True, value
-
-
-def blank_element(element: DataElement) -> None:
-    """BLANK: the element stays, with an empty value (text reads back "", others None, SQ [])."""
-    element.value = None
