@@ -415,14 +415,3 @@ def _publish_exclusive(tmp: str, target: Path, shown: str) -> None:
     except BaseException:
         os.unlink(target)
         raise
-
-
-def _read_umask() -> int:
-    """The process umask, read once at import (tests compare output modes with it). Reading
-    it means setting it, so never do that while threads write."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()

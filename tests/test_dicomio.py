@@ -196,7 +196,9 @@ def test_write_atomic_creates_parents_keeps_preamble(tmp_path: Path) -> None:
     assert data[:132] == b"P" * 128 + b"DICM"
     assert pydicom.dcmread(dest).SOPInstanceUID == ds.SOPInstanceUID
     assert _no_temps(tmp_path)
-    assert dest.stat().st_mode & 0o777 == 0o666 & ~dicomio._UMASK
+    umask = os.umask(0)  # reading the umask means setting it; no thread writes here
+    os.umask(umask)
+    assert dest.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_write_atomic_without_sync_then_sync_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
