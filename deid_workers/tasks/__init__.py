@@ -159,7 +159,7 @@ def run_context(run_id: str, *, redis_conn: redis.Redis | None = None) -> RunCon
 
 
 def forget(run_id: str | None = None) -> None:
-    """Drop cached contexts (tests; or after a purge)."""
+    """Drop cached contexts (tests use it to start each one from Redis)."""
     if run_id is None:
         _contexts.clear()
     else:

@@ -147,7 +147,7 @@ def send_clean(store: Any, batch_no: int) -> bool:
 
 
 def _remove_stale_temps(outfolder: str, rel: str) -> None:
-    """Remove what a worker killed inside ``write_atomic`` left: its ``.<name>.<random>.tmp``.
+    """Remove what a worker killed inside ``write_atomic`` left: its ``.<name>.<pid>-<n>.tmp``.
 
     Only on a redelivered batch, whose previous delivery may have died mid-write; the temp name
     is never an output name, so nobody reads it, but it should not stay behind.
