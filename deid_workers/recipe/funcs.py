@@ -246,12 +246,7 @@ def _each(value: Any, fn: Callable[[str], str]) -> Any:
 def call_builtin(name: str, extras: str, *, field: Any, ctx: FuncContext) -> Any:
     """Run built-in ``name`` for ``field`` (a selectors.Field, or the raw ADD string)."""
     opts = parse_extras(extras)
-    if name == "jitter":
-        element = getattr(field, "element", None)
-        if element is None:
-            return None
-        return jitter_value(element.value, element.VR, jitter_days(name, extras, ctx), getattr(field, "name", ""))
-    if name == "date_shift":
+    if name in ("jitter", "date_shift"):
         element = getattr(field, "element", None)
         if element is None:
             return None

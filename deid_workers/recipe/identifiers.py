@@ -19,11 +19,12 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
+from .values import BYTES_VRS as _BINARY_VRS
+
 __all__ = ["get_identifiers", "entity_item"]
 
 _INT_VRS = frozenset({"US", "SS", "UL", "SL", "SV", "UV", "IS"})
 _FLOAT_VRS = frozenset({"FL", "FD", "DS"})
-_BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 
 Plain = str | int | float | list[Any]
 

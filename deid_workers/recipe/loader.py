@@ -72,9 +72,9 @@ def load_recipe(
     if text is not None:
         recipes.append(parse_recipe(text, None))
         texts.append(text)
-    recipe = merge_recipes(recipes, texts) if len(recipes) > 1 else recipes[0] if recipes else None
-    if recipe is None:
+    if not recipes:
         raise RecipeError("no recipe given")
+    recipe = merge_recipes(recipes, texts)  # one recipe comes back as it is
     filters.compile_filters(recipe)
     compiled(recipe)
     return recipe

@@ -434,12 +434,10 @@ class FieldSet:
     def remove(self, f: Field) -> None:
         """Forget a field and, for a sequence, every field below it."""
         self.fields.pop(f.uid, None)
-        if f.is_sq:
-            prefix = f.uid + "__"
-            for uid in [u for u in self.fields if u.startswith(prefix)]:
-                del self.fields[uid]
+        self.forget_children(f)
 
     def forget_children(self, f: Field) -> None:
+        """Forget every field below a sequence (BLANK empties it, REMOVE deletes it)."""
         if f.is_sq:
             prefix = f.uid + "__"
             for uid in [u for u in self.fields if u.startswith(prefix)]:
