@@ -42,6 +42,8 @@ RUN_SETTINGS = ("entity_field", "item_field", "date_shift_min", "date_shift_max"
 """Settings the producer stores with a run and every worker applies, whatever its own env says.
 The secret is NOT among them: it never travels through Redis; each worker resolves its own."""
 
+T = TypeVar("T")
+
 _CACHE_SIZE = 8
 _contexts: OrderedDict[str, RunContext] = OrderedDict()
 _clients: dict[str, redis.Redis] = {}
@@ -269,7 +271,6 @@ class BatchGuard:
         self.poison[rel] = reason
         log.error("run %s: quarantined %s: %s", self.store.run_id, rel, reason)
 
-
     def run(self, paths: list[str], step: Callable[[str], T],
             failed: dict[str, str]) -> Iterator[tuple[str, T]]:
         """``(rel, step(rel))`` for each file :meth:`files` lets through.
@@ -290,9 +291,6 @@ class BatchGuard:
                 log.debug("traceback", exc_info=True)
                 continue
             yield rel, out
-
-
-T = TypeVar("T")
 
 
 def may_overwrite(ctx: RunContext, rel: str, *, first_time: bool,
@@ -316,8 +314,6 @@ def _hang(*, hard: bool) -> None:  # pragma: no cover - runs until a time limit 
     """The test hook's hang: sleep forever. The soft time limit's exception ends it, unless
     ``hard``: then only the hard limit's kill does, as with a hang inside C code."""
     import time
-
-    from celery.exceptions import SoftTimeLimitExceeded
 
     while True:
         try:
