@@ -156,7 +156,7 @@ class _Run:
                         except TypeError:  # unhashable (a sequence item): match by text
                             values[str(v)] = None
                 else:
-                    sep, minlength = self.c.splits.get(id(rule)) or parse_split_options(rule.value)
+                    sep, minlength = self.c.splits[id(rule)]  # every SPLIT of recipe.values
                     for piece in str(value).split(sep):
                         if len(piece) >= minlength:
                             values[piece] = None

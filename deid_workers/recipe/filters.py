@@ -180,8 +180,7 @@ def compile_filters(recipe: Recipe) -> CompiledFilters:
 
 def _label_text(label: Label) -> str:
     """deid's stored LABEL text: the line minus a lower-case 'label', so it keeps 'LABEL '."""
-    text = getattr(label, "text", "")
-    return text or f"LABEL {label.name}".strip()
+    return label.text or f"LABEL {label.name}".strip()
 
 
 def _describe(line: CriteriaLine) -> str:

@@ -82,7 +82,7 @@ def parse_recipe(text: str, path: str | None = None) -> Recipe:
     _close_label(st)
     if st.fmt is None:
         raise RecipeError("missing 'FORMAT dicom' line", path, None)
-    recipe = Recipe(
+    return Recipe(
         header=tuple(st.header),
         format=st.fmt,
         filters=tuple(FilterGroup(name, tuple(labels)) for name, labels in st.filters.items()),
@@ -92,7 +92,6 @@ def parse_recipe(text: str, path: str | None = None) -> Recipe:
         sources=(path or "<text>",),
         sha256=_digest([text]),
     )
-    return recipe
 
 
 def _digest(texts: Iterable[str]) -> str:

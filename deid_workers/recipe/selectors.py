@@ -12,10 +12,11 @@ Nothing here writes onto the caller's datasets or onto pydicom classes.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 from pydicom.datadict import dictionary_has_tag, dictionary_keyword, dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
@@ -31,6 +32,8 @@ __all__ = [
     "compile_selector",
     "add_target",
 ]
+
+logger = logging.getLogger(__name__)
 
 SKIP = frozenset(
     {
@@ -416,11 +419,9 @@ class FieldSet:
         return [self.fields[u] for u in self._static(sel)]
 
     def _by_values(self, values: object) -> list[Field]:
-        import logging
-
         items = [str(v) for v in (values or [])]  # type: ignore[attr-defined]
         if not items:
-            logging.getLogger(__name__).warning(
+            logger.warning(
                 "Empty values list encountered.  No fields will be identified."
             )
             return []
