@@ -1,4 +1,5 @@
-"""Apply a recipe's %header to one dataset: deid's execution model (spec §2.8), on a copy.
+"""Apply a recipe's %header to one dataset: deid's execution model (spec §2.8), on a copy
+(or, with ``in_place=True``, on the dataset itself).
 
 Order and precedence, as deid's 47 interaction cases require:
 
@@ -14,8 +15,9 @@ removes the field and logs ``REPLACE <field> not done for <file>``; JITTER leave
 REPLACE/ADD/JITTER of SOPInstanceUID/SOPClassUID updates the file meta to match; a value that
 does not fit a numeric VR blanks the field (deid's warning says so, its code keeps PHI).
 
-The input dataset is never modified and nothing is stored outside the call, so one recipe can
-serve many threads.
+Unless ``in_place=True``, the input dataset is never modified. Outside the call only the
+recipe's compiled selectors (built once, under a lock) and the selectors' bounded caches of
+field names are kept, never a value, so one recipe can serve many threads.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ path ``(0040,0275)__0__(0008,0050)``, ``name`` the keyword path
 and answers each selector once, then only filters its answer by what is still present. deid
 re-expands every REPLACE/JITTER selector for each removal (quadratic); we do not.
 
-Nothing here writes onto the caller's datasets or onto pydicom classes.
+Nothing here patches pydicom classes. A dataset changes only through :meth:`Field.assign` and
+the deletions deidentify makes on the dataset it owns. Field names (never values) are shared
+across files in caches bounded by :data:`_CACHE_LIMIT`.
 """
 
 from __future__ import annotations
