@@ -40,7 +40,7 @@ from .recipe import load_recipe
 from .store import RunStore, new_run_id, redis_client
 from .provenance import declared_codes
 from .steps import DEFAULT_QUARANTINE_GROUPS
-from .tasks import RUN_SETTINGS, final_stage, finish_run
+from .tasks import RUN_SETTINGS, final_stage, finish_run, first_stage
 from .walk import iter_batches
 
 __all__ = [
@@ -188,7 +188,7 @@ def submit(settings: Settings, sub: Submission, client: Any = None) -> RunStore:
         "clean_pixels": sub.clean_pixels,
         "quarantine_groups": list(sub.quarantine_groups),
         "walk_done": False,
-        "stage": "put" if sub.action == "put" else ("inspect" if sub.action == "inspect" else "get"),
+        "stage": first_stage(sub.action),
     }
     store = RunStore.create(client, run_id, record, expiry=settings.run_expiry)
     log.info("run %s: %s of %s with recipe %s", run_id, sub.action, record["input"], name)
@@ -298,7 +298,7 @@ def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStor
                      overwrite=bool(rec.get("overwrite")), print_ids=bool(rec.get("print_ids")))
     run_settings = settings.with_overrides(**{k: v for k, v in (rec.get("settings") or {}).items()
                                               if k in RUN_SETTINGS})
-    first = {"get": "get", "all": "get", "inspect": "inspect", "put": "put"}[sub.action]
+    first = first_stage(sub.action)
     done_first = store.done_batches(first)
     walk_done = bool(rec.get("walk_done"))
     n_batches = int(rec.get("n_batches") or 0)

@@ -15,7 +15,7 @@ from celery.utils.log import get_task_logger
 from ..app import app
 from ..idsfile import IdsWriter
 from ..report import write_inspect_report
-from . import RETRY_ON, finish_run, run_context
+from . import RETRY_ON, finish_run, first_stage, run_context
 
 __all__ = ["finalize", "NotReady", "FINALIZE_POLL"]
 
@@ -50,7 +50,7 @@ def run_finalize(run_id: str, *, enqueue: Any = None) -> dict[str, int]:
     if rec.get("state") in ("finished", "failed") or store.done_batches("finalize"):
         return {"already_done": 1}  # a redelivered or duplicate finalize
     n_batches = int(rec.get("n_batches") or store.batch_count())
-    first = "inspect" if ctx.action == "inspect" else "get"
+    first = first_stage(ctx.action)
     done = len(store.done_batches(first))
     if not rec.get("walk_done") or done < n_batches:
         raise NotReady(f"run {run_id}: {done} of {n_batches} {first} batches done")
