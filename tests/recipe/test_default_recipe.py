@@ -24,6 +24,10 @@ from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRLittleEndian
 from pydicom.valuerep import validate_value
 
+from deid_workers import deidentify, load_recipe
+from deid_workers.recipe.filters import inspect_dataset
+from deid_workers.recipe.parser import parse_recipe
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "generate_default_recipe.py"
 
@@ -154,8 +158,7 @@ def test_private_and_repeating_group_selectors_hit_only_their_tags() -> None:
 
 
 def test_recipe_parses_with_the_project_parser() -> None:
-    parser = pytest.importorskip("deid_workers.recipe.parser")
-    recipe = parser.parse_recipe(RECIPE_TEXT, str(gen.RECIPE_PATH))
+    recipe = parse_recipe(RECIPE_TEXT, str(gen.RECIPE_PATH))
     actions = [a for a in recipe.header if a.action != "ADD"]
     assert len(actions) == sum(1 for m in MAPPED if m.line) + 1  # + private REMOVE
     assert [g.name for g in recipe.filters] == ["blacklist", "graylist"]
@@ -180,10 +183,8 @@ def _image(**elements: Any) -> Dataset:
 
 
 def _inspect(ds: Dataset) -> dict[str, Any]:
-    parser = pytest.importorskip("deid_workers.recipe.parser")
-    filters = pytest.importorskip("deid_workers.recipe.filters")
-    recipe = parser.parse_recipe(RECIPE_TEXT, str(gen.RECIPE_PATH))
-    result: dict[str, Any] = filters.inspect_dataset(ds, recipe)
+    recipe = parse_recipe(RECIPE_TEXT, str(gen.RECIPE_PATH))
+    result: dict[str, Any] = inspect_dataset(ds, recipe)
     return result
 
 
@@ -239,16 +240,7 @@ def test_ultrasound_keeps_only_its_regions_and_scrubs_a_known_banner() -> None:
     assert banner == [[0, "0,0,1024,60"]]
 
 
-# --- no PHI survives (needs the engine: load_recipe, deidentify) ---------------------------------
-
-try:  # the engine is written by another helper; until it lands these tests skip
-    from deid_workers import deidentify, load_recipe
-
-    ENGINE = True
-except ImportError:  # pragma: no cover - depends on build order
-    ENGINE = False
-
-needs_engine = pytest.mark.skipif(not ENGINE, reason="deid_workers lacks load_recipe/deidentify")
+# --- no PHI survives ------------------------------------------------------------------------------
 
 WRAPPER = "AnatomicRegionSequence"  # not a row of E.1-1: kept, so its children are tested
 NESTED = ("PatientName", "StudyDate", "AccessionNumber", "StudyInstanceUID", "OperatorsName")
@@ -335,7 +327,6 @@ def _cleared(element: DataElement | None, original: Any) -> bool:
     return bool(value != original)
 
 
-@needs_engine
 def test_no_attribute_of_table_e11_survives_with_its_value() -> None:
     ds, planted = _phi_dataset()
     out = deidentify(copy.deepcopy(ds), load_recipe())
@@ -366,7 +357,6 @@ def test_no_attribute_of_table_e11_survives_with_its_value() -> None:
     assert "E.1-1 2026c" in out.DeidentificationMethod
 
 
-@needs_engine
 def test_uids_are_replaced_consistently() -> None:
     ds, _ = _phi_dataset()
     referring = Dataset()
