@@ -137,24 +137,34 @@ def make_app(settings: Settings) -> Celery:
 def _survive_broker_loss() -> None:
     """Keep a worker alive when Redis goes away (a restart, a failover).
 
-    On a lost connection the consumer closes its channel, which hands the worker's unacked
-    messages back to their queues; with Redis gone, kombu's Redis transport (5.x) fails there
-    with an ``AttributeError`` (no connection info left to build a pool), which Celery does not
-    count as a connection error: "Unrecoverable error", and the worker exits. The messages are
-    safe without that hand-back (they stay in Redis' unacked hash, and any worker restores them
-    after the visibility timeout), so the failure is logged and ignored, and the consumer
-    reconnects as it should. Idempotent; applied once at import.
+    Once the consumer's connection is lost, kombu's Redis transport (5.x) closes the channel
+    and drops its connection; anything that then touches the channel (the hand-back of unacked
+    messages on close, the ack of a task that just finished) builds a client from connection
+    info that is gone and fails with an ``AttributeError``. Celery does not count that as a
+    connection error: "Unrecoverable error", and the worker exits. So a closed channel now
+    raises redis' ``ConnectionError``, which kombu lists among its connection errors: a late ack
+    is logged as "Couldn't ack" and the consumer reconnects. The messages are safe either way:
+    they stay in Redis' unacked hash and any worker restores them after the visibility timeout
+    (redoing a committed batch is a no-op). The hand-back itself is skipped with a warning.
+    Idempotent; applied once at import.
     """
     from kombu.transport import redis as kombu_redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
 
-    original = kombu_redis.QoS.restore_unacked
-    if getattr(original, "_deid_patched", False):
+    if getattr(kombu_redis.Channel._connparams, "_deid_patched", False):
         return
+    connparams = kombu_redis.Channel._connparams
+    restore = kombu_redis.QoS.restore_unacked
+
+    def _connparams(self: Any, asynchronous: bool = False) -> Any:
+        if self.connection is None:
+            raise RedisConnectionError("the broker channel is closed (connection lost)")
+        return connparams(self, asynchronous=asynchronous)
 
     def restore_unacked(self: Any, client: Any = None) -> Any:
         try:
-            return original(self, client)
-        except AttributeError:
+            return restore(self, client)
+        except (AttributeError, RedisConnectionError):
             import logging
 
             logging.getLogger(__name__).warning(
@@ -163,7 +173,8 @@ def _survive_broker_loss() -> None:
             self._delivered.clear()
             return None
 
-    restore_unacked._deid_patched = True  # type: ignore[attr-defined]
+    _connparams._deid_patched = True  # type: ignore[attr-defined]
+    kombu_redis.Channel._connparams = _connparams
     kombu_redis.QoS.restore_unacked = restore_unacked
 
 

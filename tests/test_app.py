@@ -1,0 +1,37 @@
+"""app: the Celery app's wire settings and its guard against a worker dying with Redis."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from kombu.transport import redis as kombu_redis
+
+from deid_workers.app import app
+
+
+def test_the_wire_is_json_only():
+    assert app.conf.task_serializer == "json" and app.conf.result_serializer == "json"
+    assert list(app.conf.accept_content) == ["json"]
+
+
+def test_a_closed_broker_channel_raises_a_connection_error_kombu_recovers_from():
+    """An ack after Redis went away used to raise AttributeError: 'Unrecoverable error'."""
+    channel = kombu_redis.Channel.__new__(kombu_redis.Channel)
+    channel.connection = None
+    with pytest.raises(redis.ConnectionError) as caught:
+        channel._connparams()
+    assert isinstance(caught.value, kombu_redis.Transport.connection_errors)
+
+
+def test_unacked_hand_back_on_a_closed_channel_is_skipped_not_fatal(caplog):
+    qos = kombu_redis.QoS.__new__(kombu_redis.QoS)
+    channel = kombu_redis.Channel.__new__(kombu_redis.Channel)
+    channel.connection = None
+    channel._pool = None
+    channel.client = None
+    qos.channel = channel
+    qos._delivered = {"tag-1": object()}
+    qos._dirty = set()
+    assert qos.restore_unacked() is None
+    assert qos._delivered == {}
+    assert "stay in Redis and are redelivered" in caplog.text
