@@ -19,13 +19,13 @@ import math
 import os
 import pickle
 import struct
-import tempfile
 from collections.abc import Iterable, Mapping, MutableSequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
-from deid_workers.errors import IdentifiersError
+from .atomicfile import AtomicFile
+from .errors import IdentifiersError
 
 __all__ = [
     "IDS_JSON",
@@ -112,8 +112,7 @@ class IdsWriter:
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         self._folder = Path(folder)
         self._folder.mkdir(parents=True, exist_ok=True)
-        self._pkl_tmp: str | None = None
-        self._json_tmp: str | None = None
+        self._files: tuple[AtomicFile, AtomicFile] | None = None
         self._pkl: BinaryIO | None = None
         self._json: BinaryIO | None = None
         self._memo: dict[str, int] = {}
@@ -148,10 +147,9 @@ class IdsWriter:
     def _open(self) -> None:
         if self._pkl is not None:
             return
-        fd, self._pkl_tmp = tempfile.mkstemp(prefix=f".{IDS_PICKLE}.", suffix=".tmp", dir=self._folder)
-        self._pkl = os.fdopen(fd, "wb")
-        fd, self._json_tmp = tempfile.mkstemp(prefix=f".{IDS_JSON}.", suffix=".tmp", dir=self._folder)
-        self._json = os.fdopen(fd, "wb")
+        self._files = (AtomicFile(self.pkl_path, binary=True),
+                       AtomicFile(self.json_path, binary=True))
+        self._pkl, self._json = self._files[0].file, self._files[1].file
         self._pkl.write(_PROTO2 + _EMPTY_DICT)
         self._json.write(b"{")
 
@@ -228,18 +226,12 @@ class IdsWriter:
         if self._closed:
             return
         self._open()
-        assert self._pkl is not None and self._json is not None
+        assert self._files is not None and self._pkl is not None and self._json is not None
         try:
             self._pkl.write(_STOP)
             self._json.write(b"}\n")
-            for fp in (self._pkl, self._json):
-                fp.flush()
-                os.fsync(fp.fileno())
-                fp.close()
-            os.chmod(self._pkl_tmp, 0o644)  # type: ignore[arg-type]
-            os.chmod(self._json_tmp, 0o644)  # type: ignore[arg-type]
-            os.replace(self._pkl_tmp, self.pkl_path)  # type: ignore[arg-type]
-            os.replace(self._json_tmp, self.json_path)  # type: ignore[arg-type]
+            for f in self._files:
+                f.commit()
         except BaseException:
             self.abort()
             raise
@@ -248,15 +240,8 @@ class IdsWriter:
     def abort(self) -> None:
         """Discard both temp files (the previous export, if any, stays as it was)."""
         self._closed = True
-        for fp in (self._pkl, self._json):
-            if fp is not None and not fp.closed:
-                fp.close()
-        for tmp in (self._pkl_tmp, self._json_tmp):
-            if tmp is not None:
-                try:
-                    os.unlink(tmp)
-                except FileNotFoundError:
-                    pass
+        for f in self._files or ():
+            f.discard()
 
 
 def save_ids(ids: Mapping[str, Mapping[str, Mapping[str, Any]]], folder: str | os.PathLike[str]) -> tuple[Path, Path]:

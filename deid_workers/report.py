@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from .atomicfile import AtomicFile
 from .store import RunStore
 
 __all__ = [
@@ -50,8 +51,7 @@ def write_inspect_report(store: RunStore, outfolder: str, n_batches: int) -> tup
     os.makedirs(outfolder, exist_ok=True)
     tsv = os.path.join(outfolder, INSPECT_TSV)
     js = os.path.join(outfolder, INSPECT_JSON)
-    with open(tsv + ".tmp", "w", encoding="utf-8", newline="") as ft, \
-            open(js + ".tmp", "w", encoding="utf-8") as fj:
+    with AtomicFile(tsv, newline="") as ft, AtomicFile(js) as fj:
         ft.write("file\tflagged\tgroup\treason\n")
         fj.write("[")
         first = True
@@ -66,8 +66,6 @@ def write_inspect_report(store: RunStore, outfolder: str, n_batches: int) -> tup
             fj.write(("\n " if first else ",\n ") + json.dumps(entry, default=str))
             first = False
         fj.write("\n]\n")
-    os.replace(tsv + ".tmp", tsv)
-    os.replace(js + ".tmp", js)
     return tsv, js
 
 

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from .atomicfile import AtomicFile
 from .steps import quarantine_folder
 from .store import RunStore
 
@@ -74,16 +74,7 @@ def write_run_log(store: RunStore, rec: Mapping[str, Any]) -> str:
     outfolder = str(rec["outfolder"])
     os.makedirs(outfolder, exist_ok=True)
     dest = os.path.join(outfolder, RUN_LOG)
-    fd, tmp = tempfile.mkstemp(prefix=f".{RUN_LOG}.", suffix=".tmp", dir=outfolder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for line in iter_run_log(store, rec):
-                fh.write(json.dumps(line, separators=(",", ":")) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with AtomicFile(dest) as fh:
+        for line in iter_run_log(store, rec):
+            fh.write(json.dumps(line, separators=(",", ":")) + "\n")
     return dest
