@@ -25,12 +25,12 @@ import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
 from ..config import Settings
-from ..errors import RecipeError
+from ..errors import InputError, RecipeError
 from ..steps import output_path
 from ..store import RunStore, redis_client
 
 __all__ = ["RunContext", "run_context", "client", "RETRY_ON", "RUN_SETTINGS", "worker_settings",
-           "BatchGuard", "CRASHED", "TIMED_OUT", "first_stage", "final_stage", "finish_run", "may_overwrite"]
+           "BatchGuard", "CRASHED", "TIMED_OUT", "first_stage", "final_stage", "finish_run", "prepare_output"]
 
 log = logging.getLogger(__name__)
 
@@ -293,21 +293,44 @@ class BatchGuard:
             yield rel, out
 
 
-def may_overwrite(ctx: RunContext, rel: str, *, first_time: bool,
-                  quarantine: str | None) -> bool:
-    """``--overwrite``, or a redelivered batch meeting an output this run wrote before its
-    worker died: that one is ours, half done or not, and is rewritten rather than refused."""
+def prepare_output(ctx: RunContext, rel: str, *, first_time: bool,
+                   quarantine: str | None) -> bool:
+    """Before put or clean writes ``rel``: may it replace an existing output?
+
+    Yes with ``--overwrite``, and on a redelivered batch for an output this run wrote before its
+    worker died: that one is ours, half done or not, and is rewritten rather than refused. A
+    redelivery also removes what a write killed mid-way left (``.<name>.<pid>-<n>.tmp``): never
+    read under that name, but it should not stay behind.
+    """
+    folders = [f for f in (ctx.outfolder, quarantine) if f]
+    if not first_time:
+        for folder in folders:
+            _remove_stale_temps(folder, rel)
     if ctx.overwrite:
         return True
     if first_time:
         return False
-    for folder in (ctx.outfolder, quarantine):
+    for folder in folders:
         try:
-            if folder and os.stat(output_path(folder, rel)).st_mtime >= ctx.created:
+            if os.stat(output_path(folder, rel)).st_mtime >= ctx.created:
                 return True
         except OSError:
             pass
     return False
+
+
+def _remove_stale_temps(folder: str, rel: str) -> None:
+    try:
+        parent, name = os.path.split(output_path(folder, rel))
+        entries = os.listdir(parent)
+    except (InputError, OSError):
+        return
+    for entry in entries:
+        if entry.startswith(f".{name}.") and entry.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(parent, entry))
+            except OSError:
+                pass
 
 
 def _hang(*, hard: bool) -> None:  # pragma: no cover - runs until a time limit ends it

@@ -15,8 +15,9 @@ from typing import Any
 from celery.utils.log import get_task_logger
 
 from ..app import app
+from ..dicomio import sync_paths
 from ..steps import PutOutcome, put_one
-from . import RETRY_ON, BatchGuard, finish_run, may_overwrite, run_context
+from . import RETRY_ON, BatchGuard, finish_run, prepare_output, run_context
 
 __all__ = ["clean_batch", "run_clean", "enqueue_clean"]
 
@@ -42,13 +43,16 @@ def run_clean(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     guard = BatchGuard(ctx, "clean", batch_no, retry)
 
     def step(rel: str) -> PutOutcome:
-        overwrite = may_overwrite(ctx, rel, first_time=first_time, quarantine=policy.quarantine)
+        overwrite = prepare_output(ctx, rel, first_time=first_time, quarantine=policy.quarantine)
         return put_one(ctx.input, rel, ctx.outfolder, ctx.recipe, store.get_ids, ctx.settings,
-                       overwrite=overwrite, pixels=policy, provenance=ctx.provenance)
+                       overwrite=overwrite, pixels=policy, provenance=ctx.provenance, sync=False)
 
+    outputs: list[str] = []  # made durable together before the commit, as put does
     for rel, out in guard.run(paths, step, kinds["failed"]):
         status = out.status
         entries[rel] = (status, out.reason)
+        if out.dest and status in ("cleaned", "written", "quarantined"):
+            outputs.append(out.dest)
         if status in kinds:
             kinds[status][rel] = out.reason or status
         if status == "refused":
@@ -62,6 +66,7 @@ def run_clean(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     counts.update({k: len(v) for k, v in kinds.items()})
     counts["poison"] = len(guard.poison)
     counts["files"] = len(paths)
+    sync_paths(outputs)
     store.save_log("clean", batch_no, [entries.get(rel, ("failed", "not processed"))
                                        for rel in paths])
     store.commit_batch("clean", batch_no, counts,

@@ -11,9 +11,9 @@ from celery.utils.log import get_task_logger
 from ..app import app
 from ..dicomio import read_dataset, sync_paths
 from ..errors import InputError
-from ..steps import PutOutcome, output_path, put_one
+from ..steps import PutOutcome, put_one
 from ..verify import residual_phi
-from . import RETRY_ON, BatchGuard, finish_run, may_overwrite, run_context
+from . import RETRY_ON, BatchGuard, finish_run, prepare_output, run_context
 
 __all__ = ["put_batch", "send_clean"]
 
@@ -54,10 +54,8 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     guard = BatchGuard(ctx, "put", batch_no, retry)
 
     def step(rel: str) -> PutOutcome:
-        if not first_time:
-            _remove_stale_temps(ctx.outfolder, rel)
-        overwrite = may_overwrite(ctx, rel, first_time=first_time,
-                                  quarantine=policy.quarantine if policy else None)
+        overwrite = prepare_output(ctx, rel, first_time=first_time,
+                                   quarantine=policy.quarantine if policy else None)
         return put_one(ctx.input, rel, ctx.outfolder, ctx.recipe, lookup, ctx.settings,
                        overwrite=overwrite, pixels=policy, provenance=ctx.provenance, sync=False)
 
@@ -144,25 +142,6 @@ def send_clean(store: Any, batch_no: int) -> bool:
 
     enqueue_clean(store.run_id, batch_no)
     return True
-
-
-def _remove_stale_temps(outfolder: str, rel: str) -> None:
-    """Remove what a worker killed inside ``write_atomic`` left: its ``.<name>.<pid>-<n>.tmp``.
-
-    Only on a redelivered batch, whose previous delivery may have died mid-write; the temp name
-    is never an output name, so nobody reads it, but it should not stay behind.
-    """
-    try:
-        folder, name = os.path.split(output_path(outfolder, rel))
-        entries = os.listdir(folder)
-    except (InputError, OSError):
-        return
-    for entry in entries:
-        if entry.startswith(f".{name}.") and entry.endswith(".tmp"):
-            try:
-                os.unlink(os.path.join(folder, entry))
-            except OSError:
-                pass
 
 
 @app.task(name="deid.put", bind=True, autoretry_for=RETRY_ON,
