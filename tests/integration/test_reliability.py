@@ -108,25 +108,33 @@ def test_kill_pool_process_then_whole_worker_mid_all(corpora, tmp_path):
     _check_ids_once(out, _per_patient(*BIG))
 
 
-def test_redis_restart_with_aof_loses_nothing(corpora, tmp_path):
-    root, paths = _copy(corpora, "small", tmp_path / "in")
-    out = tmp_path / "out"
-    server = RedisServer(tmp_path, aof=True)
+def _restart_redis_mid_all(tmp_path, root, out, *, aof, after, timeout, output):
+    """Kill Redis (SIGKILL) once ``after`` files are through get, start it again, and let the
+    run go on; returns the run id, exit code, stdout and stderr of deid-submit."""
+    server = RedisServer(tmp_path, aof=aof)
     client = server.client()
     env = env_for(server.url, tmp_path)
-    worker = Worker(env, tmp_path / "w.log", "aof")
+    worker = Worker(env, tmp_path / "w.log", "aof" if aof else "noaof")
     try:
         producer = Producer(env, tmp_path, "--action", "all", "--input", str(root),
-                            "--outfolder", str(out), "--batch", "10", "--json")
+                            "--outfolder", str(out), "--batch", "10", output)
         run_id = wait_for(lambda: latest_run(client), 60, "the run")
-        wait_for(lambda: counters(client, run_id).get("get:files", 0) >= 40, 60, "progress")
+        wait_for(lambda: counters(client, run_id).get("get:files", 0) >= after, 60, "progress")
         server.kill()
         time.sleep(1.5)
         server.start()
-        code, stdout, err = producer.wait(timeout=120)
+        code, stdout, err = producer.wait(timeout=timeout)
     finally:
         worker.kill()
         server.kill()
+    return run_id, code, stdout, err
+
+
+def test_redis_restart_with_aof_loses_nothing(corpora, tmp_path):
+    root, paths = _copy(corpora, "small", tmp_path / "in")
+    out = tmp_path / "out"
+    _, code, stdout, err = _restart_redis_mid_all(tmp_path, root, out, aof=True, after=40,
+                                                  timeout=120, output="--json")
     assert code == 0, err[-3000:]
     assert "lost the connection to Redis" in err and "Traceback" not in err
     s = json.loads(stdout)
@@ -137,22 +145,8 @@ def test_redis_restart_with_aof_loses_nothing(corpora, tmp_path):
 
 def test_redis_restart_without_persistence_says_state_lost(corpora, tmp_path):
     root, paths = _copy(corpora, "small", tmp_path / "in")
-    server = RedisServer(tmp_path, aof=False)
-    client = server.client()
-    env = env_for(server.url, tmp_path)
-    worker = Worker(env, tmp_path / "w.log", "noaof")
-    try:
-        producer = Producer(env, tmp_path, "--action", "all", "--input", str(root),
-                            "--outfolder", str(tmp_path / "out"), "--batch", "10", "--quiet")
-        run_id = wait_for(lambda: latest_run(client), 60, "the run")
-        wait_for(lambda: counters(client, run_id).get("get:files", 0) >= 20, 60, "progress")
-        server.kill()
-        time.sleep(1.0)
-        server.start()
-        code, stdout, err = producer.wait(timeout=60)
-    finally:
-        worker.kill()
-        server.kill()
+    run_id, code, stdout, err = _restart_redis_mid_all(
+        tmp_path, root, tmp_path / "out", aof=False, after=20, timeout=60, output="--quiet")
     assert code == 1
     assert f"deid-submit: error: run {run_id}: its state is gone from Redis" in err
     assert "start the run again" in err and "Traceback" not in err
