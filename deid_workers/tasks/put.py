@@ -116,10 +116,14 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
 
 
 def verify_output(root: str, rel: str, dest: str) -> list[str]:
-    """``--verify``: element keywords of the input whose removed value survives in ``dest``."""
+    """``--verify``: element keywords of the input whose removed value survives in ``dest``.
+
+    Headers only, on both sides: residual_phi never looks at pixel data, so decoding-free reads
+    of what precedes it are all it needs (put_one edited its own copy of the input in place).
+    """
     try:
-        original = read_dataset(os.path.join(root, rel), headers_only=False, name=rel)
-        written = read_dataset(dest, headers_only=False, name=rel)
+        original = read_dataset(os.path.join(root, rel), headers_only=True, name=rel)
+        written = read_dataset(dest, headers_only=True, name=rel)
     except InputError as exc:  # the input changed under us, or the output is damaged
         return [f"not verified: {exc.reason}"]
     return residual_phi(original, written)
