@@ -10,7 +10,8 @@ write, so identifiers never outlive the run by more than that::
     deid:runs                           zset  run_id -> created (index for --status)
     deid:run:<id>                       hash  the run record (settings, recipe text, state, times)
     deid:run:<id>:batches               hash  batch_no -> JSON list of relative paths
-    deid:run:<id>:valid                 hash  batch_no -> JSON list of paths get found valid
+    deid:run:<id>:valid                 hash  batch_no -> JSON {"paths": paths get found valid,
+                                              "keys": their [entity, item]} (put prefetches ids)
     deid:run:<id>:counters              hash  "<stage>:<name>" -> int
     deid:run:<id>:times                 hash  "<stage>:first"/"<stage>:last" -> commit time
     deid:run:<id>:done:<stage>          set   batch numbers whose outcome is committed
@@ -51,7 +52,7 @@ import json
 import secrets
 import time
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -377,8 +378,22 @@ class RunStore:
 
     def valid_paths(self, batch_no: int) -> list[str] | None:
         """Paths of a batch that get found valid, or None when no get stage ran."""
+        record = self._valid(batch_no)
+        return None if record is None else list(record["paths"])
+
+    def valid_keys(self, batch_no: int) -> dict[str, tuple[str, str]]:
+        """The ``(entity, item)`` get found for each valid path of a batch ({} without get)."""
+        record = self._valid(batch_no)
+        if record is None:
+            return {}
+        return {rel: (str(e), str(i)) for rel, (e, i) in zip(record["paths"], record["keys"])}
+
+    def _valid(self, batch_no: int) -> dict[str, list[Any]] | None:
         raw = self.client.hget(self.keys.valid, str(batch_no))
-        return None if raw is None else list(json.loads(raw))
+        if raw is None:
+            return None
+        record = json.loads(raw)
+        return record if isinstance(record, dict) else {"paths": record, "keys": []}
 
     def batch_count(self) -> int:
         return int(self.client.hlen(self.keys.batches))
@@ -446,6 +461,19 @@ class RunStore:
         raw = self.client.hget(self.keys.ids(self.entity_digest(entity)), item)
         return None if raw is None else unpack_fields(raw)
 
+    def get_ids_many(
+        self, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], dict[str, Any] | None]:
+        """:meth:`get_ids` for a whole batch in one round trip (put prefetches its files')."""
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for entity, item in wanted:
+            pipe.hget(self.keys.ids(self.entity_digest(entity)), item)
+        return {key: None if raw is None else unpack_fields(raw)
+                for key, raw in zip(wanted, pipe.execute())}
+
     def iter_ids(self) -> Iterator[tuple[str, Iterator[tuple[str, dict[str, Any]]]]]:
         """Stream ``(entity, items)`` with ``items`` an iterator of ``(item, fields)``.
 
@@ -474,10 +502,13 @@ class RunStore:
         outcomes: Mapping[str, Mapping[str, str]] | None = None,
         ids: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
         valid: Sequence[str] | None = None,
+        valid_keys: Sequence[tuple[str, str]] | None = None,
     ) -> tuple[bool, int]:
         """Write a batch's per-file records, then commit its counters once.
 
         ``outcomes`` maps a kind (``skipped``, ``refused``, ...) to {relative path: text}.
+        ``valid_keys`` (get) are the ``(entity, item)`` of each of ``valid``, in order, so put
+        can fetch a batch's identifiers in one round trip before it reads a file.
         Returns (first time committed, number of batches done in this stage).
         """
         pipe = self.client.pipeline(transaction=False)
@@ -490,7 +521,11 @@ class RunStore:
         for entity, items in (ids or {}).items():
             self._write_ids(pipe, entity, items)
         if valid is not None:
-            pipe.hset(self.keys.valid, str(batch_no), json.dumps(list(valid)))
+            keys = [list(k) for k in valid_keys or ()]
+            if keys and len(keys) != len(valid):
+                raise ValueError("valid_keys must pair with valid")
+            record = {"paths": list(valid), "keys": keys}
+            pipe.hset(self.keys.valid, str(batch_no), json.dumps(record))
             pipe.expire(self.keys.valid, self.expiry)
         args: list[Any] = [batch_no, self.expiry]
         for name, n in counts.items():

@@ -114,6 +114,34 @@ def test_valid_paths_none_without_get(store):
     assert store.valid_paths(0) is None
     store.commit_batch("get", 0, {}, valid=[])
     assert store.valid_paths(0) == []
+    assert store.valid_keys(0) == {}
+
+
+def test_valid_keys_pair_each_valid_path_with_its_entity_and_item(store):
+    store.commit_batch("get", 0, {}, valid=["a", "b"], valid_keys=[("P1", "I1"), ("P2", "I2")])
+    assert store.valid_paths(0) == ["a", "b"]
+    assert store.valid_keys(0) == {"a": ("P1", "I1"), "b": ("P2", "I2")}
+    with pytest.raises(ValueError):
+        store.commit_batch("get", 1, {}, valid=["a", "b"], valid_keys=[("P1", "I1")])
+
+
+def test_a_valid_list_written_before_keys_existed_still_reads(client, store):
+    client.hset(store.keys.valid, "0", json.dumps(["a", "b"]))
+    assert store.valid_paths(0) == ["a", "b"]
+    assert store.valid_keys(0) == {}
+
+
+def test_get_ids_many_answers_like_get_ids_in_one_round_trip(client, store):
+    store.commit_batch("get", 0, {}, ids={"P": {"I1": {"x": 1}, "I2": {"x": 2}}})
+    wanted = [("P", "I1"), ("P", "I2"), ("P", "nope"), ("Q", "I1"), ("P", "I1")]
+    calls = []
+    real = client.pipeline
+    client.pipeline = lambda *a, **k: calls.append(1) or real(*a, **k)
+    got = store.get_ids_many(wanted)
+    assert len(calls) == 1
+    assert got == {k: store.get_ids(*k) for k in wanted}
+    assert got[("P", "I2")] == {"x": 2} and got[("Q", "I1")] is None
+    assert store.get_ids_many([]) == {}
 
 
 def test_mark_started_detects_a_rerun(store):

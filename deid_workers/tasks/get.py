@@ -26,6 +26,7 @@ def run_get(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     failed: dict[str, str] = {}
     missing: dict[str, str] = {}
     valid: list[str] = []
+    keys: list[tuple[str, str]] = []
     guard = BatchGuard(ctx, "get", batch_no, retry)
     for rel, out in guard.run(paths, lambda rel: get_one(ctx.input, rel, ctx.settings), failed):
         if not out.ok:
@@ -33,6 +34,7 @@ def run_get(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
             log.warning("run %s: skipping %s: %s", run_id, rel, out.reason)
             continue
         valid.append(rel)
+        keys.append((out.entity, out.item))
         ids[out.entity][out.item] = out.fields
         if out.missing:
             missing[rel] = ",".join(out.missing)
@@ -48,7 +50,7 @@ def run_get(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
         "get", batch_no, counts,
         outcomes={"skipped": skipped, "failed": failed, "missing": missing,
                   "poison": guard.poison},
-        ids=ids, valid=valid,
+        ids=ids, valid=valid, valid_keys=keys,
     )
     log.info("run %s get batch %d: %d files, %d valid, %d skipped, %d failed",
              run_id, batch_no, counts["files"], counts["valid"], counts["skipped"], counts["failed"])

@@ -50,7 +50,14 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     missing: dict[str, str] = {}
     residual: dict[str, str] = {}
     outputs: list[str] = []  # made durable together before the commit (write_atomic sync=False)
-    lookup = store.get_ids
+    # The get stage noted each file's (entity, item): fetch the batch's ids in one round trip.
+    # A file without a note (action put with --ids, or a key get did not see) asks on its own.
+    prefetched = store.get_ids_many(store.valid_keys(batch_no).values())
+
+    def lookup(entity: str, item: str) -> dict[str, Any] | None:
+        key = (entity, item)
+        return prefetched[key] if key in prefetched else store.get_ids(entity, item)
+
     guard = BatchGuard(ctx, "put", batch_no, retry)
 
     def step(rel: str) -> PutOutcome:

@@ -21,6 +21,20 @@ def test_put_uses_stored_ids_and_writes_mirrored_tree(make_run, tmp_path):
     assert ds.PatientID.startswith("SUBJ-") and "PatientName" not in ds
 
 
+def test_put_after_get_fetches_ids_per_batch_not_per_file(make_run, monkeypatch):
+    store, root, paths, n = make_run("all", corrupt=0)
+    for b in range(n):
+        run_get(store.run_id, b)
+    single = []
+    real = type(store).get_ids
+    monkeypatch.setattr(type(store), "get_ids",
+                        lambda self, e, i: single.append(i) or real(self, e, i))
+    for b in range(n):
+        assert run_put(store.run_id, b)["no_ids"] == 0
+    assert single == []
+    assert store.counters()["put:written"] == len(paths)
+
+
 def test_put_refuses_existing_and_counts(make_run, tmp_path):
     store, root, paths, n = make_run("put", corrupt=0)
     dest = tmp_path / "out" / paths[0]
