@@ -15,7 +15,7 @@ from typing import Any
 from celery.utils.log import get_task_logger
 
 from ..app import app
-from ..dicomio import sync_paths
+from ..durable import sync_paths
 from ..steps import PutOutcome, put_one
 from . import RETRY_ON, BatchGuard, finish_run, prepare_output, run_context
 

@@ -9,7 +9,8 @@ from typing import Any
 from celery.utils.log import get_task_logger
 
 from ..app import app
-from ..dicomio import read_dataset, sync_paths
+from ..dicomio import read_dataset
+from ..durable import sync_paths
 from ..errors import InputError
 from ..steps import PutOutcome, put_one
 from ..verify import residual_phi
