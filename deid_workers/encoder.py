@@ -1,0 +1,481 @@
+"""Encode a dataset as a Part-10 file, byte for byte as ``ds.save_as(fp, enforce_file_format=True)``.
+
+Why: in the put stage pydicom's writer cost as much as the de-identification itself. For each
+element it builds a ``DicomBytesIO``, re-converts the character set names and re-checks the
+same conditions, and it deep-copies the file meta of every file. :func:`encode_part10` follows
+the same steps in the same order (so the output and the changes made to ``ds`` are the same)
+but does the per-dataset work once per dataset and writes elements straight into one buffer.
+
+What stays pydicom's: every value is encoded by pydicom's own value writers
+(``filewriter.writers``), odd elements (buffered values, undefined lengths other than
+sequences, values over 64 KB in a 16-bit-length VR, VRs it cannot write) go through
+``filewriter.write_data_element``, and datasets whose encoding or character set changes get
+``correct_ambiguous_vr`` and the ``__getitem__`` conversion exactly as ``write_dataset`` does.
+
+Off the fast path (the whole file goes to ``save_as``): big endian or deflated transfer
+syntaxes, private or unknown transfer syntaxes, no file meta or no Transfer Syntax UID, a
+preamble of the wrong length, group 0000/0002 elements in the dataset, deferred values, a
+Specific Character Set that pydicom would warn about, and any exception (pydicom then raises
+its own error, with its own message). ``save_as`` changes ``ds`` only by converting the raw
+elements it reads (Transfer Syntax UID, SOP Class/Instance UID, Specific Character Set,
+PixelData, and everything in a dataset whose encoding changes) and by setting
+``PixelData.is_undefined_length``; the fast path makes the same changes, and like ``save_as``
+it leaves ``ds.file_meta`` as it was (it writes from a copy).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+from io import BufferedIOBase
+from struct import Struct
+from typing import Any, BinaryIO
+
+from pydicom.charset import STAND_ALONE_ENCODINGS, convert_encodings, default_encoding, python_encoding
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom import __version_info__, config
+from pydicom.hooks import hooks
+from pydicom.datadict import dictionary_VR
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import correct_ambiguous_vr, write_data_element, writers
+from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, DeflatedExplicitVRLittleEndian, UID
+from pydicom.valuerep import CUSTOMIZABLE_CHARSET_VR, EXPLICIT_VR_LENGTH_32, PersonName
+
+__all__ = ["encode_part10", "write_part10"]
+
+_UNDEFINED = 0xFFFFFFFF
+_PIXEL_DATA = 0x7FE00010
+_ITEM_TAG = b"\xfe\xff\x00\xe0"
+_ITEM_DELIMITER = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
+_SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+_ZERO_PREAMBLE = b"\x00" * 128
+
+_TAG_UL = Struct("<HHL")  # tag + 32-bit length: implicit VR, items
+_TAG_VR_US = Struct("<HH2sH")  # explicit VR, 16-bit length
+_TAG_VR_UL = Struct("<HH2s2xL")  # explicit VR, reserved, 32-bit length
+_US = Struct("<H")
+_UL = Struct("<L")
+
+_LONG_VRS = frozenset(str(vr) for vr in EXPLICIT_VR_LENGTH_32)
+_CHARSET_VRS = frozenset(str(vr) for vr in CUSTOMIZABLE_CHARSET_VR)
+# Values pydicom's convert_encodings maps without a warning: DICOM terms it knows and the
+# Python codec names it produces (nested items inherit those).
+_QUIET_CHARSETS = frozenset(python_encoding) | frozenset(python_encoding.values())
+_STAND_ALONE = frozenset(STAND_ALONE_ENCODINGS)
+
+_IMPLEMENTATION_VERSION = f"PYDICOM {'.'.join(__version_info__)}"
+"""What validate_file_meta puts in a missing (0002,0013) Implementation Version Name."""
+
+
+class _OffPath(Exception):
+    """The dataset needs something the fast path does not do: let pydicom write it."""
+
+
+def encode_part10(ds: Dataset) -> bytes:
+    """``ds`` as the bytes ``ds.save_as(buffer, enforce_file_format=True)`` would write.
+
+    Raises what ``save_as`` raises for a dataset it cannot write.
+    """
+    try:
+        return _encode(ds)
+    except Exception:
+        # Off the fast path, or a dataset pydicom refuses: its writer decides (and raises
+        # its own error). Everything the fast path changed in ds, save_as changes too.
+        return _encode_with_pydicom(ds)
+
+
+def write_part10(ds: Dataset, fileobj: BinaryIO | str | os.PathLike[str]) -> None:
+    """Write :func:`encode_part10`'s bytes to a path (created or truncated) or a binary file.
+
+    Unlike ``save_as`` to a path, nothing is written when encoding fails.
+    """
+    data = encode_part10(ds)
+    if isinstance(fileobj, (str, os.PathLike)):
+        with open(fileobj, "wb") as fp:
+            fp.write(data)
+    else:
+        fileobj.write(data)
+
+
+def _encode_with_pydicom(ds: Dataset) -> bytes:
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+_SYNTAXES: dict[str, bool] = {}
+"""Transfer Syntax UID -> implicit VR, for the syntaxes the fast path writes."""
+
+
+def _implicit_for(tsyntax: object) -> bool:
+    """Whether ``tsyntax`` is implicit VR; raises _OffPath unless it is a public little
+    endian transfer syntax other than deflate (those are all the fast path knows)."""
+    if type(tsyntax) is not UID:
+        raise _OffPath("transfer syntax")
+    try:
+        return _SYNTAXES[tsyntax]
+    except KeyError:
+        pass
+    if (tsyntax.is_private or not tsyntax.is_transfer_syntax or not tsyntax.is_little_endian
+            or tsyntax == DeflatedExplicitVRLittleEndian):
+        raise _OffPath("transfer syntax") from None
+    _SYNTAXES[str(tsyntax)] = implicit = bool(tsyntax.is_implicit_VR)
+    return implicit
+
+
+def _meta_copy(meta: FileMetaDataset) -> FileMetaDataset:
+    """A copy of ``meta`` to complete and write, what ``dcmwrite``'s deepcopy is for.
+
+    Elements are shared, not copied: :func:`_set_meta` replaces an element instead of
+    assigning to it, and conversions (``copy[tag]``) only replace entries of the copy's dict.
+    """
+    new = object.__new__(type(meta))
+    new.__dict__.update(meta.__dict__)
+    new.__dict__["_dict"] = dict(meta._dict)
+    return new
+
+
+def _set_meta(meta: FileMetaDataset, keyword_tag: int, value: Any) -> None:
+    """``meta.<keyword> = value`` as ``Dataset.__setattr__`` does it, on a copy of the element
+    (the original may be shared with the dataset's own file meta)."""
+    tag = BaseTag(keyword_tag)
+    if tag in meta._dict:
+        elem = copy.copy(meta[tag])
+        elem.value = value
+    else:
+        elem = DataElement(tag, dictionary_VR(tag), value)
+    meta._dict[tag] = elem
+
+
+_CONVERTED: dict[tuple[int, str, bytes], DataElement] = {}
+"""Raw file meta element -> its conversion, for the elements every file of a run shares
+(version, implementation UID): converting them was a tenth of the encoding time."""
+_MEMO_VRS = frozenset({"OB", "UI"})  # converted without warnings or settings-dependent results
+
+
+def _meta_elem(meta: FileMetaDataset, tag: int) -> DataElement:
+    """``meta[tag]`` on the copy (which converts a raw element), memoised for non-empty
+    OB/UI values. The shared result is never assigned to (:func:`_set_meta` copies)."""
+    raw = meta._dict[tag]  # type: ignore[index]
+    if type(raw) is not RawDataElement or raw.VR not in _MEMO_VRS or not raw.value or _hooked():
+        return meta[tag]
+    key = (raw.tag, raw.VR, raw.value)
+    elem = _CONVERTED.get(key)  # type: ignore[arg-type]
+    if elem is None:
+        elem = meta[tag]
+        if len(_CONVERTED) < 256:
+            _CONVERTED[key] = elem  # type: ignore[index]
+    else:
+        meta._dict[raw.tag] = elem
+    return elem
+
+
+_DEFAULT_HOOKS = (hooks.raw_element_vr, hooks.raw_element_value)
+
+
+def _hooked() -> bool:
+    """Whether someone changed how pydicom converts raw elements (then nothing is memoised)."""
+    return (config.data_element_callback is not None or bool(hooks.raw_element_kwargs)
+            or (hooks.raw_element_vr, hooks.raw_element_value) != _DEFAULT_HOOKS)
+
+
+def _meta_value(meta: FileMetaDataset, tag: int) -> Any:
+    """``meta.get(<keyword>, None)``: the value, converting a raw element in the copy."""
+    if tag not in meta._dict:
+        return None
+    return _meta_elem(meta, tag).value
+
+
+def _meta_missing(meta: FileMetaDataset, tag: int) -> bool:
+    """``<keyword> not in meta or meta[<keyword>].is_empty``, as validate_file_meta asks."""
+    return tag not in meta._dict or _meta_elem(meta, tag).is_empty
+
+
+def _complete_meta(meta: FileMetaDataset, ds: Dataset) -> None:
+    """What ``dcmwrite(enforce_file_format=True)`` and ``validate_file_meta`` do to the copy
+    of the file meta: media UIDs from the dataset, version and implementation filled in."""
+    meta_class = _meta_value(meta, 0x00020002)
+    ds_class = ds.get("SOPClassUID", None)
+    if meta_class is None or (ds_class and ds_class != meta_class):
+        _set_meta(meta, 0x00020002, ds_class)
+    meta_instance = _meta_value(meta, 0x00020003)
+    ds_instance = ds.get("SOPInstanceUID", None)
+    if meta_instance is None or (ds_instance and ds_instance != meta_instance):
+        _set_meta(meta, 0x00020003, ds_instance)
+    if any(tag >> 16 != 2 for tag in meta._dict):
+        raise _OffPath("file meta with other groups")
+    if _meta_missing(meta, 0x00020001):
+        _set_meta(meta, 0x00020001, b"\x00\x01")
+    if _meta_missing(meta, 0x00020012):
+        _set_meta(meta, 0x00020012, UID(PYDICOM_IMPLEMENTATION_UID))
+    if 0x00020013 not in meta._dict:
+        _set_meta(meta, 0x00020013, _IMPLEMENTATION_VERSION)
+    if any(_meta_missing(meta, tag) for tag in (0x00020002, 0x00020003, 0x00020010)):
+        raise _OffPath("required file meta missing")  # pydicom raises
+
+
+def _encode(ds: Dataset) -> bytes:
+    """The steps of ``Dataset.save_as`` and ``dcmwrite`` for enforce_file_format=True."""
+    if not isinstance(ds, Dataset):
+        raise _OffPath("not a dataset")
+    tags = sorted(ds._dict, key=int)
+    if tags and tags[0] < 0x00030000 and any(t >> 16 in (0, 2) for t in tags):
+        raise _OffPath("command or file meta elements in the dataset")
+    original_meta = ds.__dict__.get("file_meta")
+    if not isinstance(original_meta, FileMetaDataset):
+        raise _OffPath("no file meta")
+    little = ds.original_encoding[1]
+    if little is not None:
+        # save_as reads the transfer syntax from the dataset's own file meta first.
+        original_meta.get("TransferSyntaxUID", None)
+        if not little:
+            raise _OffPath("big endian dataset")
+    meta = _meta_copy(original_meta)
+    tsyntax = _meta_value(meta, 0x00020010)
+    implicit = _implicit_for(tsyntax)
+    preamble = getattr(ds, "preamble", None)
+    if preamble and len(preamble) != 128:
+        raise _OffPath("preamble length")
+    _complete_meta(meta, ds)
+    if not preamble:
+        preamble = _ZERO_PREAMBLE
+    if "PixelData" in ds:
+        ds["PixelData"].is_undefined_length = tsyntax.is_compressed
+
+    fp = DicomBytesIO()
+    fp.is_little_endian = True
+    fp.write(preamble)
+    fp.write(b"DICM")
+    _write_meta(fp, meta)
+    fp.is_implicit_VR = implicit
+    _write_dataset(fp, ds, default_encoding, implicit, tags)
+    return fp.getvalue()
+
+
+def _write_meta(fp: DicomBytesIO, meta: FileMetaDataset) -> None:
+    """``write_file_meta_info(fp, meta, enforce_standard=True)`` once the meta is complete."""
+    if 0x00020000 not in meta._dict:
+        _set_meta(meta, 0x00020000, 0)
+    fp.is_implicit_VR = False
+    start = fp.tell()
+    _write_dataset(fp, meta, default_encoding, False)
+    end = fp.tell()
+    _set_meta(meta, 0x00020000, end - start - 12)
+    fp.seek(start)
+    _write_element(fp, meta[0x00020000], default_encoding, _encodings(default_encoding), False)
+    if fp.tell() != start + 12:
+        raise _OffPath("group length element")
+    fp.seek(end)
+
+
+_ENCODINGS: dict[Any, list[str]] = {}
+
+
+def _encodings(dataset_encoding: Any) -> list[str]:
+    """``convert_encodings(dataset_encoding or [default_encoding])`` as pydicom calls it for
+    every element; computed once per charset, and only for charsets it converts silently."""
+    value = dataset_encoding or [default_encoding]
+    key = value if isinstance(value, str) else tuple(value)
+    try:
+        return list(_ENCODINGS[key])  # a copy: the cached list must not change
+    except (KeyError, TypeError):
+        pass
+    names = [key] if isinstance(key, str) else list(key)
+    if not all(isinstance(n, str) and n in _QUIET_CHARSETS for n in names):
+        raise _OffPath("character set")
+    if len(names) > 1 and any(n in _STAND_ALONE for n in names):
+        raise _OffPath("character set")
+    converted = convert_encodings(value)
+    if len(_ENCODINGS) < 256:
+        _ENCODINGS[key] = converted
+    return list(converted)
+
+
+def _write_dataset(fp: DicomBytesIO, ds: Dataset, parent_encoding: Any, implicit: bool,
+                   tags: list[int] | None = None) -> None:
+    """``filewriter.write_dataset`` for a little endian ``fp``."""
+    get_item: Any = ds._dict.__getitem__
+    if ((implicit, True) != ds.original_encoding
+            or ds.original_character_set != ds._character_set):
+        ds = correct_ambiguous_vr(ds, True)
+        get_item = ds.__getitem__
+        tags = None
+    dataset_encoding = ds.get("SpecificCharacterSet", parent_encoding)
+    # pydicom converts the charset names again for every converted element; once is enough
+    # (and a charset it would warn about goes to pydicom, so the warnings stay the same).
+    encodings = _encodings(dataset_encoding)
+    for tag in sorted(ds._dict) if tags is None else tags:
+        if not tag & 0xFFFF and tag >> 16 > 6:
+            continue  # retired group lengths are not written
+        elem = get_item(tag)
+        if type(elem) is RawDataElement and elem[3] is None:
+            elem = ds[tag]  # as Dataset.get_item does: an empty implicit VR value, converted
+        _write_element(fp, elem, dataset_encoding, encodings, implicit)
+
+
+_NONE, _TRUTHY, _SCALAR, _SIZED, _OTHER = range(5)
+_KINDS: dict[type, int] = {}
+"""Value type -> how ``DataElement.is_empty`` (through ``VM``) and ``is_buffered`` treat it."""
+
+
+def _kind(value_type: type) -> int:
+    kind = _KINDS.get(value_type)
+    if kind is None:
+        if value_type is type(None):
+            kind = _NONE
+        elif issubclass(value_type, BufferedIOBase):
+            kind = _OTHER
+        elif issubclass(value_type, (str, bytes, PersonName)):
+            kind = _TRUTHY  # VM: 1 if value else 0
+        elif value_type in (list, tuple, MultiValue):
+            kind = _SIZED  # VM: len(value)
+        elif not hasattr(value_type, "__iter__") and not hasattr(value_type, "__getitem__"):
+            kind = _SCALAR  # VM: iter() fails, so 1
+        else:
+            kind = _OTHER
+        _KINDS[value_type] = kind
+    return kind
+
+
+_VR_INFO: dict[str, tuple[Any, Any, bool, bytes | None, bool] | None] = {}
+"""VR -> (value writer, its parameter, charset-aware, explicit VR bytes, 32-bit length)."""
+
+
+def _vr_info(vr: str) -> tuple[Any, Any, bool, bytes | None, bool] | None:
+    try:
+        return _VR_INFO[vr]
+    except KeyError:
+        pass
+    info = None
+    if vr in writers:
+        fn, param = writers[vr]  # type: ignore[index]
+        info = (fn, param, vr in _CHARSET_VRS, vr.encode() if len(vr) == 2 else None,
+                vr in _LONG_VRS)
+    _VR_INFO[vr] = info
+    return info
+
+
+def _write_element(fp: DicomBytesIO, elem: DataElement | RawDataElement, dataset_encoding: Any,
+                   encodings: list[str], implicit: bool) -> None:
+    """``filewriter.write_data_element``: raw values copied, converted ones encoded by
+    pydicom's value writers; anything unusual is handed to write_data_element itself."""
+    write = fp.write
+    cls = type(elem)
+    if cls is RawDataElement:
+        _write_raw(write, elem, implicit)  # type: ignore[arg-type]
+        return
+    if cls is not DataElement:
+        if isinstance(elem, RawDataElement):
+            raise _OffPath("raw element subclass")
+        write_data_element(fp, elem, dataset_encoding)
+        return
+    vr = elem.VR
+    if vr == "SQ":
+        _write_sequence(fp, elem, encodings, implicit)  # type: ignore[arg-type]
+        return
+    value = elem._value  # type: ignore[union-attr]
+    kind = _kind(type(value))
+    info = _vr_info(vr)  # type: ignore[arg-type]
+    if (kind == _OTHER or info is None or elem.is_undefined_length
+            or (not implicit and info[3] is None)):
+        write_data_element(fp, elem, dataset_encoding)
+        return
+    fn, param, charset, vr_bytes, long = info
+    tag = elem.tag
+    pos = fp.tell()
+    if implicit:
+        write(_TAG_UL.pack(tag >> 16, tag & 0xFFFF, 0))
+        long = True
+    elif long:
+        write(_TAG_VR_UL.pack(tag >> 16, tag & 0xFFFF, vr_bytes, 0))
+    else:
+        write(_TAG_VR_US.pack(tag >> 16, tag & 0xFFFF, vr_bytes, 0))
+    if not (kind == _NONE or (kind == _TRUTHY or kind == _SIZED) and not value):
+        if charset:
+            fn(fp, elem, encodings=encodings)
+        elif param is not None:
+            fn(fp, elem, param)
+        else:
+            fn(fp, elem)
+    end = fp.tell()
+    if long:
+        n = end - pos - (8 if implicit else 12)
+        fp.seek(end - n - 4)
+        write(_UL.pack(n))
+    else:
+        n = end - pos - 8
+        if n > 0xFFFF:
+            # Too long for a 16-bit length: pydicom writes it as UN (and warns).
+            fp.seek(pos)
+            fp.parent.truncate()  # type: ignore[union-attr]
+            write_data_element(fp, elem, dataset_encoding)
+            return
+        fp.seek(end - n - 2)
+        write(_US.pack(n))
+    fp.seek(end)
+
+
+def _write_raw(write: Any, elem: RawDataElement, implicit: bool) -> None:
+    """A raw element as read: its bytes behind a new header (what pydicom does with them)."""
+    tag, vr, length, value = elem[0], elem[1], elem[2], elem[3]
+    if value is None:
+        raise _OffPath("no value")  # pragma: no cover - converted by _write_dataset
+    if length == _UNDEFINED:
+        if tag == _PIXEL_DATA and value[:4] != _ITEM_TAG:
+            raise _OffPath("pixel data not encapsulated")  # pydicom raises
+        if implicit:
+            write(_TAG_UL.pack(tag >> 16, tag & 0xFFFF, _UNDEFINED))
+        elif vr in _LONG_VRS:
+            write(_TAG_VR_UL.pack(tag >> 16, tag & 0xFFFF, vr.encode(), _UNDEFINED))
+        else:
+            raise _OffPath("undefined length")
+        write(value)
+        write(_SEQ_DELIMITER)
+        return
+    n = len(value)
+    if implicit:
+        write(_TAG_UL.pack(tag >> 16, tag & 0xFFFF, n))
+    elif vr in _LONG_VRS:
+        write(_TAG_VR_UL.pack(tag >> 16, tag & 0xFFFF, vr.encode(), n))
+    elif vr is not None and len(vr) == 2 and n <= 0xFFFF:
+        write(_TAG_VR_US.pack(tag >> 16, tag & 0xFFFF, vr.encode(), n))
+    else:
+        raise _OffPath("raw element header")
+    write(value)
+
+
+def _write_sequence(fp: DicomBytesIO, elem: DataElement, encodings: list[str],
+                    implicit: bool) -> None:
+    """A converted SQ element: header, items (``write_sequence_item``), delimiter."""
+    write = fp.write
+    tag = elem.tag
+    undefined = elem.is_undefined_length
+    if implicit:
+        write(_TAG_UL.pack(tag >> 16, tag & 0xFFFF, _UNDEFINED))
+    else:
+        write(_TAG_VR_UL.pack(tag >> 16, tag & 0xFFFF, b"SQ", _UNDEFINED))
+    head = fp.tell()
+    if not elem.is_empty:
+        for item in elem.value:
+            write(_ITEM_TAG)
+            write(_UL.pack(_UNDEFINED))
+            start = fp.tell()
+            _write_dataset(fp, item, encodings, implicit)
+            if getattr(item, "is_undefined_length_sequence_item", False):
+                write(_ITEM_DELIMITER)
+            else:
+                end = fp.tell()
+                fp.seek(start - 4)
+                write(_UL.pack(end - start))
+                fp.seek(end)
+    if undefined:
+        write(_SEQ_DELIMITER)
+    else:
+        end = fp.tell()
+        fp.seek(head - 4)
+        write(_UL.pack(end - head))
+        fp.seek(end)
