@@ -23,6 +23,7 @@ field names are kept, never a value, so one recipe can serve many threads.
 from __future__ import annotations
 
 import copy
+import heapq
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -34,7 +35,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from .funcs import FuncContext, jitter_days, jitter_value
 from .model import Action, Recipe
 from .parser import parse_split_options
-from .selectors import Field, FieldSet, Selector, add_target, compile_selector
+from .selectors import CACHE_LIMIT, Field, FieldSet, Selector, add_target, compile_selector
 from .values import MISSING, convert_value, resolve_value
 
 __all__ = ["deidentify", "compiled"]
@@ -60,21 +61,38 @@ class _Compiled:
             for rule in rules:
                 self.sel(rule.field)
         self.keep = [self.sel(a.field) for a in recipe.header if a.action == "KEEP"]
-        self.shields = [
+        shields = [
             self.sel(a.field)
             for a in recipe.header
             if a.action in ("REPLACE", "JITTER") and self.sel(a.field).plain
         ]
         self.adds = {a.field: add_target(a.field) for a in recipe.header if a.action == "ADD"}
-        # The %header lines as run() walks them, selectors resolved once per recipe; for an
-        # ``exact`` selector, its key lets run() skip with one dict lookup the hundreds of
-        # default-recipe lines that name a field the file does not have.
-        self.plan: list[tuple[Action, Selector | None, str | None]] = []
-        for a in recipe.header:
-            if a.action == "KEEP":
-                continue
-            s = None if a.action == "ADD" else self.sel(a.field)
-            self.plan.append((a, s, s.arg if s is not None and s.kind == "exact" else None))
+        # The %header lines as run() walks them (KEEP done up front), selectors resolved once.
+        self.plan: list[tuple[Action, Selector | None]] = [
+            (a, None if a.action == "ADD" else self.sel(a.field))
+            for a in recipe.header
+            if a.action != "KEEP"
+        ]
+        # Most lines of a default recipe name one field that a given file does not have. A
+        # line whose selector depends only on a field's names (its "shape") is answered per
+        # shape, once per recipe, so a file runs only the lines some field of it has, plus
+        # every line that reads values (values:, fields:, select:VR) and every ADD.
+        self.by_key: dict[str, tuple[int, ...]] = {}
+        self.shape_lines: list[tuple[int, Selector]] = []
+        dynamic: list[int] = []
+        for i, (_, s) in enumerate(self.plan):
+            if s is not None and s.kind == "exact":
+                self.by_key[s.arg] = self.by_key.get(s.arg, ()) + (i,)
+            elif s is not None and _by_shape(s):
+                self.shape_lines.append((i, s))
+            else:
+                dynamic.append(i)
+        self.dynamic = tuple(dynamic)
+        self.first_exact = min((v[0] for v in self.by_key.values()), default=len(self.plan))
+        self.shield_keys = frozenset(s.arg for s in shields if s.kind == "exact")
+        self.shield_shapes = [s for s in shields if s.kind != "exact" and _by_shape(s)]
+        self.shield_others = [s for s in shields if s.kind != "exact" and not _by_shape(s)]
+        self._hits: dict[tuple[str, str, str | None], tuple[tuple[int, ...], bool]] = {}
         self.splits = {
             id(rule): parse_split_options(rule.value)
             for rules in recipe.values.values()
@@ -87,6 +105,32 @@ class _Compiled:
         if s is None:
             s = self.selectors[text] = compile_selector(text)
         return s
+
+    def hits(self, f: Field) -> tuple[tuple[int, ...], bool]:
+        """(plan lines whose selector matches ``f`` by its names, whether a REPLACE/JITTER
+        line shields it from REMOVE that way); shared by every field of the same shape (tag
+        path, keyword path, private creator: all its names derive from them), bounded like
+        the selectors' caches of names."""
+        shape = f.shape()
+        hit = self._hits.get(shape)
+        if hit is None:
+            keys = f.exact_keys()
+            lines = {i for key in keys for i in self.by_key.get(key, ())}
+            lines.update(i for i, s in self.shape_lines if f.matches(s))
+            shielded = not self.shield_keys.isdisjoint(keys) or any(
+                f.matches(s) for s in self.shield_shapes)
+            hit = (tuple(sorted(lines)), shielded)
+            if len(self._hits) >= CACHE_LIMIT:
+                self._hits.clear()
+            self._hits[shape] = hit
+        return hit
+
+
+def _by_shape(sel: Selector) -> bool:
+    """Does the selector test only a field's names (tag, keyword, paths, creator)?"""
+    if not sel.plain:
+        return False
+    return sel.kind != "select" or sel.arg.startswith("GROUP:")
 
 
 def compiled(recipe: Recipe) -> _Compiled:
@@ -119,6 +163,15 @@ class _Run:
         self.filename = filename or "<dataset>"
         self.shielded: set[str] | None = None
         self.meta_sync: set[str] = set()
+        # run() state: the lines still to run (a heap of plan indices, and as a set), the
+        # present uids each shape-answered line selects, the uids shape-shielded from REMOVE.
+        self._lines: set[int] = set()
+        self._heap: list[int] = []
+        self._at = -1
+        self._line_uids: dict[int, list[str]] = {}
+        self._shape_shielded: list[str] = []
+        self._by_shape = True
+        self._index_due = False
         full = FieldSet(ds)
         keep_tags: set[str] = set()
         for sel in self.c.keep:
@@ -167,16 +220,75 @@ class _Run:
     # --- actions -------------------------------------------------------------------------
 
     def run(self) -> None:
-        for action, sel, exact in self.c.plan:
+        """Run the %header lines, in recipe order, each on the fields it selects.
+
+        Equivalent to visiting every line and expanding its selector on the field set (what
+        deid does), only cheaper: one pass over the fields gives, through a per-recipe cache
+        by shape (:meth:`_Compiled.hits`), the lines that select each field by name, so
+        lines that select nothing in this file are never visited. Once an ADD creates a
+        field, the rest of the run expands selectors on the field set itself
+        (:meth:`_switch`), which orders re-created fields as deid does.
+        """
+        c = self.c
+        plan = c.plan
+        fields = self.fields
+        line_uids = self._line_uids
+        shielded = self._shape_shielded
+        for uid, f in fields.fields.items():
+            lines, shield = c.hits(f)
+            for i in lines:
+                if i in line_uids:
+                    line_uids[i].append(uid)
+                else:
+                    line_uids[i] = [uid]
+            if shield:
+                shielded.append(uid)
+        lines_set = self._lines = set(line_uids)
+        lines_set.update(c.dynamic)
+        heap = self._heap = sorted(lines_set)
+        present = fields.fields
+        while heap:
+            i = heapq.heappop(heap)
+            self._at = i
+            action, sel = plan[i]
+            if i >= c.first_exact:
+                # deid's field set builds its exact index here (the first exact line); it
+                # decides the order of a field that an ADD re-creates (see _switch).
+                self._index_due = True
+                if not self._by_shape:
+                    fields.exact_index()
             if sel is None:
                 self.add(action)
                 continue
-            if exact is not None and exact not in self.fields._exact_index():
-                continue  # an ADD updates the index, so this stays right after one
-            for f in self.fields.expand(sel, self.lookup):
-                if f.uid not in self.fields:  # gone with a parent earlier in this loop
+            if self._by_shape and i in line_uids:
+                targets = [present[u] for u in line_uids[i] if u in present]
+            else:
+                targets = fields.expand(sel, self.lookup)
+            handler = getattr(self, action.action.lower())
+            for f in targets:
+                if f.uid not in present:  # gone with a parent earlier in this loop
                     continue
-                getattr(self, action.action.lower())(f, action)
+                handler(f, action)
+
+    def _switch(self) -> None:
+        """Before an ADD creates a field: from now on, expand selectors on the field set.
+
+        The answers by shape keep fields in their first order; the field set puts a field
+        that ADD re-creates last for every selector but an exact one whose index was built
+        before, which keeps the first place. Building that index now when the old order of
+        execution would have built it by now keeps both orders exact.
+        """
+        if self._by_shape:
+            self._by_shape = False
+            if self._index_due:
+                self.fields.exact_index()
+
+    def _added(self, f: Field) -> None:
+        """Schedule the later lines that select a field ADD just created."""
+        for i in self.c.hits(f)[0]:
+            if i > self._at and i not in self._lines:
+                self._lines.add(i)
+                heapq.heappush(self._heap, i)
 
     def value_for(self, action: Action, field: Any) -> Any:
         assert action.value is not None
@@ -249,12 +361,19 @@ class _Run:
         the answer is computed once and only recomputed after an ADD.
         """
         if self.shielded is None:
+            fields = self.fields
+            self._index_due = True  # deid's field set builds its exact index for this
             uids: set[str] = set()
-            index = self.fields._exact_index()
-            for sel in self.c.shields:
-                if sel.kind == "exact" and sel.arg not in index:
-                    continue
-                uids.update(f.uid for f in self.fields.expand(sel))
+            if self._by_shape:
+                uids.update(u for u in self._shape_shielded if u in fields)
+            else:
+                index = fields.exact_index()
+                for key in self.c.shield_keys & index.keys():
+                    uids.update(u for u in index[key] if u in fields)
+                for sel in self.c.shield_shapes:
+                    uids.update(f.uid for f in fields.expand(sel))
+            for sel in self.c.shield_others:
+                uids.update(f.uid for f in fields.expand(sel))
             self.shielded = uids
         return self.shielded
 
@@ -275,9 +394,11 @@ class _Run:
             return
         ok, converted = convert_value(existing.VR if existing is not None else vr, value, action.field)
         element = DataElement(tag, vr, converted if ok else None)
+        self._switch()
         target[tag] = element
         f = Field(element, action.field, uid, is_meta, target)
         self.fields.add(f)
+        self._added(f)
         self.shielded = None
         if not is_meta and element.keyword in _META_SYNC:
             self.meta_sync.add(element.keyword)

@@ -9,7 +9,7 @@ re-expands every REPLACE/JITTER selector for each removal (quadratic); we do not
 
 Nothing here patches pydicom classes. A dataset changes only through :meth:`Field.assign` and
 the deletions deidentify makes on the dataset it owns. Field names (never values) are shared
-across files in caches bounded by :data:`_CACHE_LIMIT`.
+across files in caches bounded by :data:`CACHE_LIMIT`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ __all__ = [
     "FieldSet",
     "compile_selector",
     "add_target",
+    "CACHE_LIMIT",
 ]
 
 logger = logging.getLogger(__name__)
@@ -200,14 +201,28 @@ class Field:
         return re.sub(r"[(), ]", "", self.tag)
 
     def private_forms(self) -> tuple[str, ...]:
-        el = self.element
+        if self._element is None:  # raw fields are public (see _names)
+            return ()
+        el = self._element
         creator = getattr(el, "private_creator", None)
         if not el.is_private or creator is None:
             return ()
         bare = f'{el.tag.group:04X},"{creator}",{el.tag.element & 0xFF:02X}'
         return (bare, f"({bare})")
 
-    def _cache_key(self) -> tuple[str, str, str | None]:
+    def _names(self) -> tuple[str, str]:
+        """The element's (name, keyword), without converting a raw element.
+
+        A field left raw by the flattening is public, and a public element's names depend
+        only on its tag. Converting it just to name it would make the output depend on what
+        the process saw before: names are cached across files, so only a first file with a
+        field of that shape had it converted (and a conversion may rewrite its bytes).
+        """
+        if self._element is not None:
+            return self._element.name, self._element.keyword
+        return _public_names(self.tag_int)
+
+    def shape(self) -> tuple[str, str, str | None]:
         """What this field's names derive from: its paths and, if private, its creator."""
         return (self.uid, self.name, self.creator)
 
@@ -218,13 +233,13 @@ class Field:
         return self._surfaces
 
     def _surfaces_uncached(self) -> tuple[str, ...]:
-        el = self.element
+        name, keyword = self._names()
         return (
             self.name.lower(),
-            f"({el.tag.group:04X},{el.tag.element:04X})".lower(),
+            f"({self.tag_int >> 16:04X},{self.tag_int & 0xFFFF:04X})".lower(),
             self.stripped_tag,
-            el.name,
-            el.keyword,
+            name,
+            keyword,
         ) + self.private_forms()
 
     def exact_keys(self) -> frozenset[str]:
@@ -232,14 +247,14 @@ class Field:
         return _cached_names(self)[0]
 
     def _exact_keys_uncached(self) -> frozenset[str]:
-        el = self.element
+        name, keyword = self._names()
         keys = {self.tag.lower(), self.stripped_tag.lower(), self.uid.lower()}
         if self.name:
             keys.add(self.name.lower())
-        if el.name:
-            keys.add(el.name.lower())
-        if el.keyword:
-            keys.add(el.keyword.lower())
+        if name:
+            keys.add(name.lower())
+        if keyword:
+            keys.add(keyword.lower())
         keys.update(k.lower() for k in self.private_forms())
         return frozenset(keys)
 
@@ -256,7 +271,7 @@ class Field:
                 return self.element.VR == value
             return self.tag_int >> 16 == int(value)
         if sel.regex is not None:
-            key = (kind, sel.arg, self._cache_key())
+            key = (kind, sel.arg, self.shape())
             hit = _MATCHES.get(key)
             if hit is None:
                 hit = any(sel.regex.search(s) for s in self.surfaces())
@@ -271,7 +286,7 @@ class Field:
         return any(regex.search(str(v)) for v in values)
 
 
-_CACHE_LIMIT = 20_000
+CACHE_LIMIT = 20_000
 """Entries kept by each cross-file cache below before it is emptied: a worker sees the same few
 hundred (path, creator) shapes in file after file, and its memory must stay flat over a run."""
 
@@ -280,7 +295,7 @@ _MATCHES: dict[tuple[str, str, tuple[str, str, str | None]], bool] = {}
 
 
 def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
-    if len(cache) >= _CACHE_LIMIT:
+    if len(cache) >= CACHE_LIMIT:
         cache.clear()
     cache[key] = value
 
@@ -292,7 +307,7 @@ def _cached_names(f: Field) -> tuple[frozenset[str], tuple[str, ...]]:
     was the largest cost of ``deidentify`` on small files, redone for the same tags in each
     file. They depend only on the tag path, keyword path and private creator (the key).
     """
-    key = f._cache_key()
+    key = f.shape()
     names = _NAMES.get(key)
     if names is None:
         names = (f._exact_keys_uncached(), f._surfaces_uncached())
@@ -311,6 +326,19 @@ def _tag_names(tag: int) -> tuple[str, str]:
         keyword = dictionary_keyword(tag) if dictionary_has_tag(tag) else ""
         names = (keyword, str(Tag(tag)))
         _remember(_TAG_NAMES, tag, names)
+    return names
+
+
+_PUBLIC_NAMES: dict[int, tuple[str, str]] = {}
+
+
+def _public_names(tag: int) -> tuple[str, str]:
+    """(name, keyword) of a public tag, as pydicom's DataElement gives them (shared, bounded)."""
+    names = _PUBLIC_NAMES.get(tag)
+    if names is None:
+        el = DataElement(tag, "UN", None)
+        names = (el.name, el.keyword)
+        _remember(_PUBLIC_NAMES, tag, names)
     return names
 
 
@@ -379,7 +407,7 @@ class FieldSet:
     def __contains__(self, uid: object) -> bool:
         return uid in self.fields
 
-    def _exact_index(self) -> dict[str, list[str]]:
+    def exact_index(self) -> dict[str, list[str]]:
         if self._exact is None:
             index: dict[str, list[str]] = {}
             for uid, f in self.fields.items():
@@ -392,7 +420,7 @@ class FieldSet:
         """uids matched by a static selector, computed once and filtered by presence."""
         fields = self.fields
         if sel.kind == "exact":  # the index is the memo; most keywords match nothing
-            found = self._exact_index().get(sel.arg)
+            found = self.exact_index().get(sel.arg)
             if not found:
                 return []
             if len(found) > 1:
