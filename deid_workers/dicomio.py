@@ -20,12 +20,13 @@ import stat
 import struct
 import warnings
 from collections.abc import Iterable
+from io import BytesIO
 from pathlib import Path
 from typing import BinaryIO
 
 from pydicom import dcmread
 from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.values import converters
@@ -85,7 +86,8 @@ class _ShortReadWatch:
 
     pydicom ends a data set silently when fewer than 8 bytes are left for the next element
     header, so a file cut inside an element header would pass as complete. A partial read is
-    the one sign of that, and costs one Python call per read.
+    the one sign of that. This wrapper costs a Python call per read and tell, so it is only
+    the fallback of :func:`_sequential_end`, for the rare files whose layout does not tell.
     """
 
     def __init__(self, raw: BinaryIO) -> None:
@@ -106,22 +108,89 @@ class _ShortReadWatch:
         return self._raw.tell()
 
 
+def _defined(elem: RawDataElement | DataElement) -> bool:
+    """An element pydicom read with a defined length and did not parse as a sequence."""
+    if isinstance(elem, RawDataElement):
+        return elem.length != _UNDEFINED
+    return elem.VR != "SQ" and not elem.is_undefined_length
+
+
+def _sequential_end(ds: FileDataset, fp: BytesIO, size: int, force: bool, warned: bool) -> int | None:
+    """Where the last top-level element ends when the layout proves that pydicom read ``fp``
+    (``size`` bytes) front to back with no read past that point but the header after it;
+    None when it cannot tell (then :class:`_ShortReadWatch` replays the read).
+
+    The proof: each of pydicom's ``read_dataset`` calls (file meta, command set, data set)
+    reads its defined-length elements one after the other, and the data set's first element
+    starts where the file meta ended. The exceptions pydicom swallows (an end of file inside
+    an undefined length, an unknown VR in an item), after which it may seek back or go on
+    from elsewhere, empty that call's elements and, for an end of file, warn: a warning, a
+    sequence or undefined length at the top level, a command set, a file meta re-read as
+    implicit VR, deflated data (another buffer) or a file under 132 bytes (the preamble read)
+    are left to the replay. A swallowed error leaves the data set starting at least 8 bytes
+    after the file meta, so the start check holds whichever header size (8 or 12) it had.
+    """
+    meta = ds.file_meta
+    if warned or ds.buffer is not fp or size < 132 or meta.original_encoding[0]:
+        return None
+    meta_end: int | None = 0 if force else 132
+    if meta._dict:
+        meta_end = _last_end(meta)
+        if meta_end is None:
+            return None
+    first = last = None
+    first_tell = last_tell = -1
+    for elem in ds._dict.values():
+        if not _defined(elem) or elem.tag < 0x00010000:  # command set (group 0000)
+            return None
+        tell = elem.value_tell if isinstance(elem, RawDataElement) else elem.file_tell
+        if tell is None:
+            return None
+        if first is None or tell < first_tell:
+            first, first_tell = elem, tell
+        if tell > last_tell:
+            last, last_tell = elem, tell
+    if first is None or meta_end not in (first_tell - 8, first_tell - 12):
+        return None
+    if not isinstance(last, RawDataElement) or last_tell + last.length > size:
+        return None
+    return last_tell + last.length
+
+
+def _last_end(ds: Dataset) -> int | None:
+    """End of the last element of ``ds`` (all of defined length), or None."""
+    last: RawDataElement | DataElement | None = None
+    last_tell = -1
+    for elem in ds._dict.values():
+        if not _defined(elem):
+            return None
+        tell = elem.value_tell if isinstance(elem, RawDataElement) else elem.file_tell
+        if tell is None:
+            return None
+        if tell > last_tell:
+            last, last_tell = elem, tell
+    if not isinstance(last, RawDataElement):
+        return None
+    return last_tell + last.length
+
+
 def _check_raw_lengths(ds: Dataset) -> None:
     """Raise EOFError if a top-level value was cut short (pydicom does not check)."""
-    for tag in list(ds.keys()):
-        raw = ds.get_item(tag)
+    for tag in list(ds._dict):
+        raw = ds._dict[tag]
+        if isinstance(raw, RawDataElement) and raw.value is None:
+            raw = ds[tag]  # what Dataset.get_item does with a value-less raw element
         if isinstance(raw, RawDataElement) and raw.value is not None and raw.length != _UNDEFINED:
             if len(raw.value) != raw.length:
                 raise EOFError("value shorter than its declared length")
 
 
-def _check_pixel_element(fp: BinaryIO, ds: Dataset, size: int) -> None:
-    """After a headers-only read ``fp`` sits at the element pydicom stopped before (PixelData
-    or a later one). Check its declared length fits in the file without reading the pixels."""
-    here = fp.tell()
+def _check_pixel_element(data: bytes, here: int, ds: Dataset, size: int) -> None:
+    """After a headers-only read pydicom stopped at ``here``, before PixelData (or a later
+    element). Check its declared length fits in the file without reading the pixels."""
     if here >= size:
         return
-    head = fp.read(12)
+    head = data[here:here + 12]
     if len(head) < 8:
         raise EOFError("element header cut short")
     implicit = ds.original_encoding[0]
@@ -142,6 +211,26 @@ def _check_pixel_element(fp: BinaryIO, ds: Dataset, size: int) -> None:
         raise EOFError("pixel data shorter than its declared length")
 
 
+_DICT_VRS: dict[int, str | None] = {}
+_DICT_VRS_MAX = 4096
+"""Cache of dictionary VRs (None: not in the dictionary) for implicit VR elements; bounded:
+once full, further tags are looked up each time."""
+
+
+def _dictionary_vr(tag: int) -> str | None:
+    try:
+        return _DICT_VRS[tag]
+    except KeyError:
+        pass
+    try:
+        vr: str | None = dictionary_VR(tag)
+    except KeyError:
+        vr = None
+    if len(_DICT_VRS) < _DICT_VRS_MAX:
+        _DICT_VRS[tag] = vr
+    return vr
+
+
 def _may_be_sequence(tag: int, raw: RawDataElement) -> bool:
     """Whether converting ``raw`` parses nested items (only those can hide more elements).
 
@@ -149,9 +238,8 @@ def _may_be_sequence(tag: int, raw: RawDataElement) -> bool:
     """
     vr = raw.VR
     if vr is None:  # implicit VR: the dictionary decides; unknown/private may be SQ
-        try:
-            vr = dictionary_VR(tag)
-        except KeyError:
+        vr = _dictionary_vr(tag)
+        if vr is None:
             return True
     if vr not in converters:
         raise ValueError("unknown value representation")
@@ -165,14 +253,20 @@ def _check_elements(ds: Dataset) -> None:
     It looks at the raw elements and parses sequences only: converting every value (what a
     plain ``for elem in ds`` does) found nothing more and cost two thirds of a header read.
     """
-    for tag in list(ds.keys()):
-        raw = ds.get_item(tag)
+    elements = ds._dict
+    for tag in list(elements):
+        # Fetched now, not listed before: converting a sequence also converts the
+        # PixelRepresentation of its dataset, as Dataset.get_item would then return it.
+        raw = elements[tag]
         if isinstance(raw, RawDataElement):
-            if raw.value is not None and raw.length != _UNDEFINED and len(raw.value) != raw.length:
-                raise EOFError("value shorter than its declared length")
-            if not _may_be_sequence(tag, raw):
-                continue
-            elem = ds[tag]
+            if raw.value is None:
+                elem = ds[tag]  # what Dataset.get_item does with a value-less raw element
+            else:
+                if raw.length != _UNDEFINED and len(raw.value) != raw.length:
+                    raise EOFError("value shorter than its declared length")
+                if not _may_be_sequence(tag, raw):
+                    continue
+                elem = ds[tag]
         else:
             elem = raw
         if elem.VR == "SQ":
@@ -180,20 +274,85 @@ def _check_elements(ds: Dataset) -> None:
                 _check_elements(item)
 
 
-def _parse(raw: BinaryIO, size: int, headers_only: bool, force: bool) -> FileDataset:
-    fp = _ShortReadWatch(raw)
-    ds = dcmread(fp, stop_before_pixels=headers_only, force=force)  # type: ignore[arg-type]
+_WHOLE_MAX = 64 * 1024
+"""A headers-only read of a bigger file parses its first ``_WHOLE_MAX`` bytes, and reads the
+rest only when the headers do not end (at PixelData) well inside them."""
+
+
+def _dcmread(data: bytes, headers_only: bool, force: bool) -> tuple[FileDataset, BytesIO]:
+    fp = BytesIO(data)
+    return dcmread(fp, stop_before_pixels=headers_only, force=force), fp
+
+
+def _from_prefix(
+    data: bytes, force: bool, caught: list[warnings.WarningMessage]
+) -> tuple[FileDataset, BytesIO] | None:
+    """The headers-only dataset parsed from the start ``data`` of a bigger file, or None when
+    pydicom's reads may have depended on what lies beyond: then the caller parses the whole
+    file."""
+    try:
+        ds, fp = _dcmread(data, True, force)
+    except Exception:  # noqa: BLE001 - the whole file decides what the error is
+        return None
+    end = _sequential_end(ds, fp, len(data), force, bool(caught))
+    # pydicom stopped before an element header (PixelData) whose 12 bytes, all that it and
+    # _check_pixel_element read of it, are inside ``data``: nothing before it ran short.
+    if end is not None and fp.tell() == end and end + 12 <= len(data):
+        return ds, fp
+    return None
+
+
+def _parse(
+    fh: BinaryIO, size: int, headers_only: bool, caught: list[warnings.WarningMessage]
+) -> FileDataset:
+    """Parse the open file ``fh``; raise _NotDicom (from the first bytes), InvalidDicomError
+    or any other exception (damaged)."""
+    data = fh.read(_WHOLE_MAX if headers_only and size > _WHOLE_MAX else -1)
+    head = data[:132]
+    if len(head) == 132 and head[128:132] == b"DICM":
+        force = False
+    elif _looks_like_dicom_without_preamble(head):
+        force = True
+    else:
+        raise _NotDicom
+    parsed = None
+    if headers_only and size > _WHOLE_MAX and len(data) == _WHOLE_MAX:
+        parsed = _from_prefix(data, force, caught)
+        if parsed is None:
+            del caught[:]  # the whole file is parsed again, with the same warnings
+            data += fh.read()
+    if parsed is not None:
+        ds, fp = parsed
+        partial: bool | None = False
+    else:
+        ds, fp = _dcmread(data, headers_only, force)
+        partial = None
     if force and not ds.file_meta and "SOPClassUID" not in ds and "SOPInstanceUID" not in ds:
         raise InvalidDicomError("no SOP class or instance after a forced read")
-    if fp.partial:
+    if partial is None:
+        end = _sequential_end(ds, fp, len(data), force, bool(caught))
+        if end is not None:
+            partial = 0 < len(data) - end < 8  # the header read after the last element
+    if partial is None:
+        del caught[:]  # the replay warns the same
+        watch = _ShortReadWatch(BytesIO(data))
+        watch.name = fh.name  # as when reading the file: pydicom puts it in messages
+        ds = dcmread(watch, stop_before_pixels=headers_only, force=force)  # type: ignore[arg-type]
+        fp = watch._raw  # type: ignore[assignment]
+        partial = watch.partial
+    if partial:
         raise EOFError("file ends inside an element")
     if len(ds) == 0:
         raise EOFError("no data set after the file meta")
     _check_raw_lengths(ds.file_meta)
     if headers_only:
-        _check_pixel_element(raw, ds, size)
+        _check_pixel_element(data, fp.tell(), ds, size)
     _check_elements(ds)
     return ds
+
+
+class _NotDicom(Exception):
+    """The first bytes are neither a preamble + "DICM" nor a plausible data set."""
 
 
 def read_dataset(
@@ -205,6 +364,10 @@ def read_dataset(
     passes a path relative to ``--input`` gets relative paths in reports) and a reason from
     :data:`REASONS`. A preamble-less file is read with ``force=True`` only when it starts like
     DICOM (see :func:`_looks_like_dicom_without_preamble`).
+
+    The file is read in one call (a headers-only read of a big file: its start, see
+    :data:`_WHOLE_MAX`) and parsed from memory, so pydicom's many small reads are plain
+    in-memory calls.
     """
     shown = name if name is not None else os.fspath(path)
     try:
@@ -219,18 +382,12 @@ def read_dataset(
     if st.st_size == 0:
         raise InputError(shown, EMPTY)
     try:
-        with open(path, "rb") as fp, warnings.catch_warnings(record=True) as caught:
+        with open(path, "rb") as fh, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            head = fp.read(132)
-            fp.seek(0)
-            if len(head) == 132 and head[128:132] == b"DICM":
-                force = False
-            elif _looks_like_dicom_without_preamble(head):
-                force = True
-            else:
-                raise InputError(shown, NOT_DICOM)
             try:
-                ds = _parse(fp, st.st_size, headers_only, force)
+                ds = _parse(fh, st.st_size, headers_only, caught)
+            except _NotDicom:
+                raise InputError(shown, NOT_DICOM) from None
             except InvalidDicomError:
                 raise InputError(shown, NOT_DICOM) from None
             except OSError:
@@ -254,8 +411,12 @@ def read_dataset(
         log.debug("%s: %d pydicom warning(s) while reading", shown, len(caught))
     if not isinstance(ds, FileDataset):  # pragma: no cover - dcmread on a file gives one
         raise InputError(shown, NOT_DICOM)
-    # Everything is read and the file is closed: drop pydicom's reference to the file object,
-    # which would only make the dataset impossible to deep-copy (deidentify works on a copy).
+    # Parsed from memory: keep the attributes a dataset read from the file has (its name and
+    # mtime), and drop the buffer, which would only make the dataset impossible to deep-copy
+    # (deidentify works on a copy).
+    ds.filename = os.fspath(path)
+    ds.timestamp = st.st_mtime
+    ds.fileobj_type = open
     ds.buffer = None
     return ds
 

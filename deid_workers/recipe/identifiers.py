@@ -10,6 +10,9 @@ else (dates, times, person names, UIDs, tags) str, multi-valued elements lists o
 
 from __future__ import annotations
 
+import math
+import re
+import struct
 from typing import Any
 
 from pydicom import config as pydicom_config
@@ -55,42 +58,129 @@ def _text_codec(ds: Dataset) -> str | None:
     return None
 
 
-def _fast_value(raw: RawDataElement, vr: str, codec: str | None) -> Any:
+# Numbers decoded as pydicom does (struct, then int/float), except for the LUT descriptors,
+# whose first value pydicom may reinterpret as signed.
+_STRUCT_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "SV": "q", "UV": "Q",
+                   "FL": "f", "FD": "d"}
+_LUT_DESCRIPTORS = frozenset({0x00281101, 0x00281102, 0x00281103, 0x00283002})
+# IS and DS strings that pydicom converts without a warning and to the same number: the
+# VR's pattern (stricter: no newline before the end) and length.
+_IS_TEXT = re.compile(r" *[+-]?[0-9]+ *")
+_DS_TEXT = re.compile(r" *[+-]?([0-9]+|[0-9]+\.[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)? *")
+
+
+def _numbers(raw: RawDataElement, vr: str, data: bytes, tag: int) -> Any:
+    if tag in _LUT_DESCRIPTORS or raw.is_little_endian is None:
+        return NotImplemented
+    fmt = _STRUCT_FORMATS[vr]
+    size = struct.calcsize("<" + fmt)  # standard sizes, as pydicom's "=" format
+    if len(data) % size:
+        return NotImplemented  # pydicom raises or warns: let it
+    values = struct.unpack(("<" if raw.is_little_endian else ">") + str(len(data) // size) + fmt,
+                           data)
+    if vr in ("FL", "FD"):
+        items: list[Any] = [float(v) for v in values]
+    else:
+        items = list(values)
+    return items[0] if len(items) == 1 else items
+
+
+def _number_strings(vr: str, data: bytes) -> Any:
+    text = data.decode("iso8859")
+    if vr == "DS":
+        text = text.strip()
+    items: list[Any] = text.rstrip(" \x00").split("\\")
+    for i, item in enumerate(items):
+        if item == "":
+            continue
+        if vr == "IS":
+            if len(item) > 12 or not _IS_TEXT.fullmatch(item):
+                return NotImplemented
+            number: int | float = int(item)
+            if not -(2**31) <= number < 2**31:
+                return NotImplemented
+        else:
+            if len(item) > 16 or not _DS_TEXT.fullmatch(item):
+                return NotImplemented
+            number = float(item)
+            if not math.isfinite(number):
+                return NotImplemented
+        items[i] = number
+    return items[0] if len(items) == 1 else items
+
+
+def _fast_value(raw: RawDataElement, vr: str, codec: str | None, tag: int) -> Any:
     """The value pydicom would give, or NotImplemented when only pydicom can say."""
     data = raw.value
-    if data is None or raw.length == 0xFFFFFFFF or b"\x1b" in data:  # ESC: ISO 2022 switching
+    if data is None or raw.length == 0xFFFFFFFF:
+        return NotImplemented
+    if vr in _STRUCT_FORMATS:
+        return _numbers(raw, vr, data, tag) if data else NotImplemented
+    if b"\x1b" in data:  # ESC: ISO 2022 switching
         return NotImplemented
     if vr in _DEFAULT_VRS:
         if vr in ("DA", "DT", "TM") and pydicom_config.datetime_conversion:
             return NotImplemented
         text = data.decode("iso8859")
         items = text.rstrip(" \x00").split("\\")
+    elif vr in ("IS", "DS"):
+        if pydicom_config.use_IS_numpy or pydicom_config.use_DS_numpy or pydicom_config.use_DS_decimal:
+            return NotImplemented
+        return _number_strings(vr, data)
     elif vr == "AE":
         items = [x.strip() for x in data.decode("iso8859").split("\\")]
     elif codec is not None and vr in _TEXT_MULTI_VRS:
         items = [x.rstrip("\x00 ") for x in data.decode(codec).split("\\")]
     elif codec is not None and vr in _TEXT_SINGLE_VRS:
         return data.decode(codec).rstrip("\x00 ")
+    elif codec is not None and vr == "PN":
+        text = data.rstrip(b"\x00 ").decode(codec)
+        if "=" in text:  # component groups: PersonName drops empty trailing ones
+            return NotImplemented
+        items = text.split("\\")
     else:
         return NotImplemented
     return items[0] if len(items) == 1 else items
+
+
+_ENTRIES: dict[int, tuple[str, str | None]] = {}
+_ENTRIES_MAX = 4096
+"""Cache of (keyword or "", dictionary VR or None) per tag: pydicom's lookups cost more than
+the rest of a raw element's handling. Bounded: once full, further tags are looked up each
+time (private and unknown tags vary per file, standard ones do not)."""
+
+
+def _entry(tag: int) -> tuple[str, str | None]:
+    try:
+        return _ENTRIES[tag]
+    except KeyError:
+        pass
+    if dictionary_has_tag(tag):
+        entry: tuple[str, str | None] = (dictionary_keyword(tag), dictionary_VR(tag))
+    else:
+        entry = ("", None)
+    if len(_ENTRIES) < _ENTRIES_MAX:
+        _ENTRIES[tag] = entry
+    return entry
 
 
 def get_identifiers(ds: Dataset) -> dict[str, Plain]:
     """``{keyword: value}`` of the top-level, non-empty, non-binary, non-sequence elements."""
     out: dict[str, Plain] = {}
     codec = _text_codec(ds)
-    for tag in sorted(ds.keys()):  # the order of ``for element in ds``
-        raw = ds.get_item(tag)
-        if isinstance(raw, RawDataElement):
-            keyword = dictionary_keyword(tag) if dictionary_has_tag(tag) else ""
+    elements = ds._dict  # raw elements as read; Dataset.get_item would also convert some
+    # Sorted as plain ints: pydicom's Tag compares (and hashes against ints) in Python.
+    for number, tag in sorted((int(tag), tag) for tag in elements):  # ``for element in ds``
+        raw = elements[tag]
+        if isinstance(raw, RawDataElement) and raw.value is not None:
+            keyword, dict_vr = _entry(number)
             if not keyword or keyword == "PixelData":  # private and unknown tags too
                 continue
-            vr = raw.VR or dictionary_VR(tag)
+            vr = raw.VR or dict_vr
             if vr == "SQ" or (vr in _BINARY_VRS and vr != "UN"):  # UN may convert to more
                 continue
             try:
-                value = _fast_value(raw, vr, codec)
+                value = _fast_value(raw, vr, codec, number)  # type: ignore[arg-type]
             except UnicodeDecodeError:  # pydicom replaces and warns: let it
                 value = NotImplemented
             if value is not NotImplemented:
