@@ -43,7 +43,12 @@ from pydicom.filewriter import correct_ambiguous_vr, write_data_element, writers
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, DeflatedExplicitVRLittleEndian, UID
-from pydicom.valuerep import CUSTOMIZABLE_CHARSET_VR, EXPLICIT_VR_LENGTH_32, PersonName
+from pydicom.valuerep import (
+    CUSTOMIZABLE_CHARSET_VR,
+    EXPLICIT_VR_LENGTH_32,
+    PersonName,
+    validate_value,
+)
 
 __all__ = ["encode_part10", "write_part10"]
 
@@ -154,7 +159,7 @@ def _set_meta(meta: FileMetaDataset, keyword_tag: int, value: Any) -> None:
 _CONVERTED: dict[tuple[int, str, bytes], DataElement] = {}
 """Raw file meta element -> its conversion, for the elements every file of a run shares
 (version, implementation UID): converting them was a tenth of the encoding time."""
-_MEMO_VRS = frozenset({"OB", "UI"})  # converted without warnings or settings-dependent results
+_MEMO_VRS = frozenset({"OB", "UI"})  # converted the same whatever pydicom's settings
 
 
 def _meta_elem(meta: FileMetaDataset, tag: int) -> DataElement:
@@ -167,11 +172,20 @@ def _meta_elem(meta: FileMetaDataset, tag: int) -> DataElement:
     elem = _CONVERTED.get(key)  # type: ignore[arg-type]
     if elem is None:
         elem = meta[tag]
-        if len(_CONVERTED) < 256:
+        if len(_CONVERTED) < 256 and _valid(raw.VR, elem.value):
+            # Only values whose conversion cannot warn: an invalid UID warns on every read.
             _CONVERTED[key] = elem  # type: ignore[index]
     else:
         meta._dict[raw.tag] = elem
     return elem
+
+
+def _valid(vr: str, value: Any) -> bool:
+    try:
+        validate_value(vr, value, config.RAISE)
+    except ValueError:
+        return False
+    return True
 
 
 _DEFAULT_HOOKS = (hooks.raw_element_vr, hooks.raw_element_value)

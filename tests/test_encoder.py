@@ -328,6 +328,20 @@ def test_file_meta_raw_elements_from_a_file() -> None:
     assert_same(_reader(data))  # the memoised conversion gives the same bytes again
 
 
+def test_invalid_meta_uid_warns_like_pydicom_every_time() -> None:
+    src = make_dataset(14)
+    src.file_meta.ImplementationClassUID = "1.2.3.4"
+    data = _bytes_of(src).replace(b"1.2.3.4", b"1.2.X.4")  # read back: warns when converted
+    for _ in range(2):  # the second time, a memoised conversion would stay silent
+        with _warnings() as expected:
+            expected_bytes = _pydicom_bytes(dcmread(io.BytesIO(data)))
+        with _warnings() as got:
+            got_bytes = encode_part10(dcmread(io.BytesIO(data)))
+        assert got_bytes == expected_bytes
+        assert [str(w.message) for w in got] == [str(w.message) for w in expected]
+        assert any("1.2.X.4" in str(w.message) for w in got)
+
+
 def test_no_transfer_syntax_goes_to_pydicom() -> None:
     def make() -> Dataset:
         ds = make_dataset(15)
@@ -471,7 +485,7 @@ def test_buffered_pixel_data() -> None:
 
 # --- generated datasets ---
 
-_TEXT = st.text(alphabet="ABCDEFGHIJ 0123456789^.-", max_size=20)
+_TEXT = st.text(alphabet="ABCDEFGHIJ 0123456789^.-", max_size=16)  # SH: 16 at most
 _ELEMENTS: list[tuple[int, str, st.SearchStrategy[object]]] = [
     (0x00100010, "PN", _TEXT),
     (0x00100020, "LO", _TEXT),
