@@ -443,9 +443,13 @@ def enforce_inside(root: str | os.PathLike[str], rel: str) -> str:
 
 def write_like_original(ds: Dataset, fileobj: BinaryIO | str | os.PathLike[str]) -> None:
     """Write ``ds`` as a Part-10 file: preamble (the dataset's own if it has one), "DICM",
-    file meta. ``enforce_file_format=True`` makes pydicom fill in missing meta (group length,
-    version) so every output is a file any reader opens, as deid's outputs are."""
-    ds.save_as(fileobj, enforce_file_format=True)
+    file meta. The bytes are those of ``save_as(enforce_file_format=True)``, which fills in
+    missing meta (group length, version) so every output is a file any reader opens, as
+    deid's outputs are; :func:`~deid_workers.encoder.write_part10` writes them at a quarter
+    of pydicom's cost."""
+    from deid_workers.encoder import write_part10
+
+    write_part10(ds, fileobj)
 
 
 def _fsync_dir(directory: str) -> None:
