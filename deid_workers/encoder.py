@@ -14,9 +14,9 @@ sequences, values over 64 KB in a 16-bit-length VR, VRs it cannot write) go thro
 
 Off the fast path (the whole file goes to ``save_as``): big endian or deflated transfer
 syntaxes, private or unknown transfer syntaxes, no file meta or no Transfer Syntax UID, a
-preamble of the wrong length, group 0000/0002 elements in the dataset, deferred values, a
-Specific Character Set that pydicom would warn about, and any exception (pydicom then raises
-its own error, with its own message). ``save_as`` changes ``ds`` only by converting the raw
+preamble of the wrong length, group 0000/0002 elements in the dataset, a Specific Character
+Set that pydicom would warn about, and any exception (pydicom then raises its own error, with
+its own message; warnings the fast path raised before failing are raised again). ``save_as`` changes ``ds`` only by converting the raw
 elements it reads (Transfer Syntax UID, SOP Class/Instance UID, Specific Character Set,
 PixelData, and everything in a dataset whose encoding changes) and by setting
 ``PixelData.is_undefined_length``; the fast path makes the same changes, and like ``save_as``
@@ -28,21 +28,27 @@ from __future__ import annotations
 import copy
 import io
 import os
+from collections.abc import Sequence
 from io import BufferedIOBase
 from struct import Struct
 from typing import Any, BinaryIO
 
-from pydicom.charset import STAND_ALONE_ENCODINGS, convert_encodings, default_encoding, python_encoding
-from pydicom.dataelem import DataElement, RawDataElement
 from pydicom import __version_info__, config
-from pydicom.hooks import hooks
+from pydicom.charset import (
+    STAND_ALONE_ENCODINGS,
+    convert_encodings,
+    default_encoding,
+    python_encoding,
+)
 from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import correct_ambiguous_vr, write_data_element, writers
+from pydicom.hooks import hooks
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, DeflatedExplicitVRLittleEndian, UID
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, DeflatedExplicitVRLittleEndian
 from pydicom.valuerep import (
     CUSTOMIZABLE_CHARSET_VR,
     EXPLICIT_VR_LENGTH_32,
@@ -87,7 +93,7 @@ def encode_part10(ds: Dataset) -> bytes:
     """
     try:
         return _encode(ds)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure: pydicom writes it or raises its own error
         # Off the fast path, or a dataset pydicom refuses: its writer decides (and raises
         # its own error). Everything the fast path changed in ds, save_as changes too.
         return _encode_with_pydicom(ds)
@@ -169,12 +175,12 @@ def _meta_elem(meta: FileMetaDataset, tag: int) -> DataElement:
     if type(raw) is not RawDataElement or raw.VR not in _MEMO_VRS or not raw.value or _hooked():
         return meta[tag]
     key = (raw.tag, raw.VR, raw.value)
-    elem = _CONVERTED.get(key)  # type: ignore[arg-type]
+    elem = _CONVERTED.get(key)
     if elem is None:
         elem = meta[tag]
         if len(_CONVERTED) < 256 and _valid(raw.VR, elem.value):
             # Only values whose conversion cannot warn: an invalid UID warns on every read.
-            _CONVERTED[key] = elem  # type: ignore[index]
+            _CONVERTED[key] = elem
     else:
         meta._dict[raw.tag] = elem
     return elem
@@ -310,7 +316,7 @@ def _encodings(dataset_encoding: Any) -> list[str]:
 
 
 def _write_dataset(fp: DicomBytesIO, ds: Dataset, parent_encoding: Any, implicit: bool,
-                   tags: list[int] | None = None) -> None:
+                   tags: Sequence[int] | None = None) -> None:
     """``filewriter.write_dataset`` for a little endian ``fp``."""
     get_item: Any = ds._dict.__getitem__
     if ((implicit, True) != ds.original_encoding
@@ -322,12 +328,12 @@ def _write_dataset(fp: DicomBytesIO, ds: Dataset, parent_encoding: Any, implicit
     # pydicom converts the charset names again for every converted element; once is enough
     # (and a charset it would warn about goes to pydicom, so the warnings stay the same).
     encodings = _encodings(dataset_encoding)
-    for tag in sorted(ds._dict) if tags is None else tags:
+    for tag in sorted(ds._dict, key=int) if tags is None else tags:
         if not tag & 0xFFFF and tag >> 16 > 6:
             continue  # retired group lengths are not written
         elem = get_item(tag)
         if type(elem) is RawDataElement and elem[3] is None:
-            elem = ds[tag]  # as Dataset.get_item does: an empty implicit VR value, converted
+            elem = ds[tag]  # as get_item does for a value not kept (empty implicit, deferred)
         _write_element(fp, elem, dataset_encoding, encodings, implicit)
 
 
@@ -394,7 +400,7 @@ def _write_element(fp: DicomBytesIO, elem: DataElement | RawDataElement, dataset
     value = elem._value  # type: ignore[union-attr]
     kind = _kind(type(value))
     info = _vr_info(vr)  # type: ignore[arg-type]
-    if (kind == _OTHER or info is None or elem.is_undefined_length
+    if (kind == _OTHER or info is None or elem.is_undefined_length  # type: ignore[union-attr]
             or (not implicit and info[3] is None)):
         write_data_element(fp, elem, dataset_encoding)
         return

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom import dcmread
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 from pydicom.uid import (
@@ -39,7 +39,12 @@ from deid_workers.encoder import encode_part10, write_part10
 from deid_workers.provenance import stamp
 from deid_workers.recipe import load_recipe
 from deid_workers.recipe.actions import deidentify
-from deid_workers.synth import PRIVATE_CREATOR, PRIVATE_GROUP, make_dataset, write_study_tree
+from deid_workers.synth import (
+    PRIVATE_CREATOR,
+    PRIVATE_GROUP,
+    make_dataset,
+    write_study_tree,
+)
 
 Factory = Callable[[], Dataset]
 
@@ -131,13 +136,13 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 def test_corpus_as_read(corpus: list[Path]) -> None:
     for path in corpus:
-        got = assert_same(lambda: read_dataset(path, headers_only=False))
+        got = assert_same(lambda path=path: read_dataset(path, headers_only=False))
         assert got == path.read_bytes()  # nothing changed: the file comes back as it was
 
 
 def test_corpus_after_deidentify_and_stamp(corpus: list[Path]) -> None:
     for path in corpus:
-        assert_same(lambda: _deidentified(read_dataset(path, headers_only=False)))
+        assert_same(lambda path=path: _deidentified(read_dataset(path, headers_only=False)))
 
 
 def test_mixed_raw_and_converted_elements(corpus: list[Path]) -> None:
