@@ -31,6 +31,7 @@ from typing import Any
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.tag import Tag
 
 from .funcs import FuncContext, jitter_days, jitter_value
 from .model import Action, Recipe
@@ -43,9 +44,11 @@ __all__ = ["deidentify", "compiled"]
 logger = logging.getLogger(__name__)
 _compile_lock = threading.Lock()
 
-_META_SYNC = {
-    "SOPInstanceUID": "MediaStorageSOPInstanceUID",
-    "SOPClassUID": "MediaStorageSOPClassUID",
+_SOURCES = ("var:", "func:", "deid_func:")  # value prefixes resolve_value looks up
+
+_META_SYNC = {  # SOPInstanceUID, SOPClassUID -> their file-meta copies (tag, keyword)
+    0x00080018: (0x00020003, "MediaStorageSOPInstanceUID"),
+    0x00080016: (0x00020002, "MediaStorageSOPClassUID"),
 }
 
 
@@ -89,10 +92,12 @@ class _Compiled:
                 dynamic.append(i)
         self.dynamic = tuple(dynamic)
         self.first_exact = min((v[0] for v in self.by_key.values()), default=len(self.plan))
+        # After this line only ADDs remain, and an ADD never reads the field set's index.
+        self.last_reader = max((i for i, (_, s) in enumerate(self.plan) if s is not None), default=-1)
         self.shield_keys = frozenset(s.arg for s in shields if s.kind == "exact")
         self.shield_shapes = [s for s in shields if s.kind != "exact" and _by_shape(s)]
         self.shield_others = [s for s in shields if s.kind != "exact" and not _by_shape(s)]
-        self._hits: dict[tuple[str, str, str | None], tuple[tuple[int, ...], bool]] = {}
+        self.known_hits: dict[tuple[str, str, str | None], tuple[tuple[int, ...], bool]] = {}
         self.splits = {
             id(rule): parse_split_options(rule.value)
             for rules in recipe.values.values()
@@ -112,7 +117,7 @@ class _Compiled:
         path, keyword path, private creator: all its names derive from them), bounded like
         the selectors' caches of names."""
         shape = f.shape()
-        hit = self._hits.get(shape)
+        hit = self.known_hits.get(shape)
         if hit is None:
             keys = f.exact_keys()
             lines = {i for key in keys for i in self.by_key.get(key, ())}
@@ -120,9 +125,9 @@ class _Compiled:
             shielded = not self.shield_keys.isdisjoint(keys) or any(
                 f.matches(s) for s in self.shield_shapes)
             hit = (tuple(sorted(lines)), shielded)
-            if len(self._hits) >= CACHE_LIMIT:
-                self._hits.clear()
-            self._hits[shape] = hit
+            if len(self.known_hits) >= CACHE_LIMIT:
+                self.known_hits.clear()
+            self.known_hits[shape] = hit
         return hit
 
 
@@ -162,7 +167,7 @@ class _Run:
         self.ctx = ctx
         self.filename = filename or "<dataset>"
         self.shielded: set[str] | None = None
-        self.meta_sync: set[str] = set()
+        self.meta_sync: set[int] = set()  # tags of _META_SYNC set by the recipe
         # run() state: the lines still to run (a heap of plan indices, and as a set), the
         # present uids each shape-answered line selects, the uids shape-shielded from REMOVE.
         self._lines: set[int] = set()
@@ -234,8 +239,10 @@ class _Run:
         fields = self.fields
         line_uids = self._line_uids
         shielded = self._shape_shielded
+        known = c.known_hits
         for uid, f in fields.fields.items():
-            lines, shield = c.hits(f)
+            hit = known.get((uid, f.name, f.creator))  # Field.shape(), inlined
+            lines, shield = hit if hit is not None else c.hits(f)
             for i in lines:
                 if i in line_uids:
                     line_uids[i].append(uid)
@@ -255,7 +262,7 @@ class _Run:
                 # deid's field set builds its exact index here (the first exact line); it
                 # decides the order of a field that an ADD re-creates (see _switch).
                 self._index_due = True
-                if not self._by_shape:
+                if not self._by_shape and i <= c.last_reader:
                     fields.exact_index()
             if sel is None:
                 self.add(action)
@@ -276,11 +283,12 @@ class _Run:
         The answers by shape keep fields in their first order; the field set puts a field
         that ADD re-creates last for every selector but an exact one whose index was built
         before, which keeps the first place. Building that index now when the old order of
-        execution would have built it by now keeps both orders exact.
+        execution would have built it by now keeps both orders exact (unless no later line
+        can read it).
         """
         if self._by_shape:
             self._by_shape = False
-            if self._index_due:
+            if self._index_due and self._at < self.c.last_reader:
                 self.fields.exact_index()
 
     def _added(self, f: Field) -> None:
@@ -292,13 +300,15 @@ class _Run:
 
     def value_for(self, action: Action, field: Any) -> Any:
         assert action.value is not None
+        if not action.value.startswith(_SOURCES):
+            return action.value  # a literal: what resolve_value returns for it
         return resolve_value(
             action.value, lookup=self.lookup, field=field, dataset=self.ds, ctx=self.ctx
         )
 
     def delete(self, f: Field) -> None:
-        if f.tag_int in f.parent:
-            del f.parent[f.tag_int]
+        if f.key in f.parent:
+            del f.parent[f.key]
         self.fields.remove(f)
 
     def not_done(self, f: Field) -> None:
@@ -306,10 +316,11 @@ class _Run:
         self.delete(f)
 
     def set_value(self, f: Field, value: Any) -> None:
-        ok, converted = convert_value(f.raw_vr() or f.element.VR, value, f.name or f.uid)
-        f.assign(converted if ok else None)
-        if f.parent is self.ds and f.element.keyword in _META_SYNC:
-            self.meta_sync.add(f.element.keyword)
+        vr = f.raw_vr()
+        ok, converted = convert_value(vr or f.element.VR, value, f.name or f.uid)
+        f.assign(converted if ok else None, vr)
+        if f.tag_int in _META_SYNC and f.parent is self.ds:
+            self.meta_sync.add(f.tag_int)
 
     def blank(self, f: Field, action: Action) -> None:
         f.assign(None)
@@ -387,7 +398,7 @@ class _Run:
         if value is MISSING:
             return
         existing = target.get(tag) if tag in target else None
-        uid = str(DataElement(tag, vr, None).tag)
+        uid = str(Tag(tag))
         f = self.fields.get(uid)
         if f is not None and f.parent is target:
             self.set_value(f, value)
@@ -400,8 +411,8 @@ class _Run:
         self.fields.add(f)
         self._added(f)
         self.shielded = None
-        if not is_meta and element.keyword in _META_SYNC:
-            self.meta_sync.add(element.keyword)
+        if not is_meta and tag in _META_SYNC:
+            self.meta_sync.add(tag)
 
     def sync_meta(self) -> None:
         """Keep MediaStorageSOP* equal to the dataset's SOP UIDs after they were replaced,
@@ -410,11 +421,12 @@ class _Run:
         meta = getattr(self.ds, "file_meta", None)
         if meta is None:
             return
-        for keyword, meta_keyword in _META_SYNC.items():
-            value = self.ds.get(keyword) if keyword in self.ds else None
+        ds = self.ds
+        for tag, (meta_tag, meta_keyword) in _META_SYNC.items():
+            value = ds[tag].value if tag in ds else None  # what ds.get(keyword) reads
             if not value:
                 continue
-            if keyword in self.meta_sync or not meta.get(meta_keyword):
+            if tag in self.meta_sync or not (meta[meta_tag].value if meta_tag in meta else None):
                 setattr(meta, meta_keyword, value)
 
 

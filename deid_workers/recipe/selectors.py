@@ -24,7 +24,7 @@ from pydicom.datadict import dictionary_has_tag, dictionary_keyword, dictionary_
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.tag import Tag
+from pydicom.tag import BaseTag, Tag
 
 __all__ = [
     "SKIP",
@@ -137,7 +137,7 @@ class Field:
     converting them all cost a fifth of a put, and a raw element is also written back as is.
     """
 
-    __slots__ = ("_element", "tag_int", "is_sq", "creator", "name", "uid", "is_filemeta",
+    __slots__ = ("_element", "tag_int", "key", "is_sq", "creator", "name", "uid", "is_filemeta",
                  "parent", "_surfaces")
 
     def __init__(
@@ -146,7 +146,11 @@ class Field:
         creator: str | None = None,
     ) -> None:
         self._element = element
-        self.tag_int = int(element.tag) if element is not None else int(tag)  # type: ignore[arg-type]
+        # ``key`` is the tag object the parent holds the element under (a BaseTag): looking
+        # an element up by it skips pydicom's Tag() conversion and int-vs-tag comparisons.
+        key = element.tag if element is not None else tag
+        self.key = key if isinstance(key, BaseTag) else Tag(key)  # type: ignore[arg-type]
+        self.tag_int = int(self.key)
         self.is_sq = (element.VR == "SQ") if is_sq is None and element is not None else bool(is_sq)
         if creator is None and element is not None and element.tag.is_private:
             creator = getattr(element, "private_creator", None)
@@ -157,10 +161,27 @@ class Field:
         self.parent = parent
         self._surfaces: tuple[str, ...] | None = None
 
+    @classmethod
+    def raw(cls, key: BaseTag, name: str, uid: str, is_filemeta: bool, parent: Dataset) -> Field:
+        """A field whose public, non-sequence element is still raw (the flattening makes one
+        per element of a file, so this skips the general constructor's checks)."""
+        f = cls.__new__(cls)
+        f._element = None
+        f.key = key
+        f.tag_int = int(key)
+        f.is_sq = False
+        f.creator = None
+        f.name = name
+        f.uid = uid
+        f.is_filemeta = is_filemeta
+        f.parent = parent
+        f._surfaces = None
+        return f
+
     @property
     def element(self) -> DataElement:
         if self._element is None:
-            self._element = self.parent[self.tag_int]
+            self._element = self.parent[self.key]
         return self._element
 
     def raw_vr(self) -> str | None:
@@ -168,7 +189,7 @@ class Field:
         (an implicit VR that the dictionary gives as ambiguous, ``US or SS``)."""
         if self._element is not None:
             return str(self._element.VR)
-        vr = self.parent.get_item(self.tag_int).VR
+        vr = self.parent.get_item(self.key).VR
         if vr is None:
             try:
                 vr = dictionary_VR(self.tag_int)
@@ -176,15 +197,16 @@ class Field:
                 return None
         return None if " or " in vr else str(vr)
 
-    def assign(self, value: Any) -> None:
+    def assign(self, value: Any, vr: str | None = None) -> None:
         """Set the value. A field still raw gets a new element rather than being converted
         only to be overwritten (half the fields a default recipe touches are blanked or
-        replaced without reading them)."""
+        replaced without reading them). ``vr``: :meth:`raw_vr`, if the caller has it."""
         if self._element is None:
-            vr = self.raw_vr()
+            if vr is None:
+                vr = self.raw_vr()
             if vr is not None:
-                element = DataElement(self.tag_int, vr, value)
-                self.parent[self.tag_int] = element
+                element = DataElement(self.key, vr, value)
+                self.parent[self.key] = element
                 self._element = element
                 return
         self.element.value = value
@@ -315,18 +337,27 @@ def _cached_names(f: Field) -> tuple[frozenset[str], tuple[str, ...]]:
     return names
 
 
-_TAG_NAMES: dict[int, tuple[str, str]] = {}
+_TAG_INFO: dict[int, tuple[str, str, bool]] = {}
+_CONVERT_VRS = ("SQ", "UN")
 
 
-def _tag_names(tag: int) -> tuple[str, str]:
-    """(keyword, tag text) of a tag, as ``DataElement.keyword`` and ``str(elem.tag)`` give
-    them, without building the element; shared across files (bounded like the caches above)."""
-    names = _TAG_NAMES.get(tag)
-    if names is None:
+def _tag_info(tag: int) -> tuple[str, str, bool]:
+    """(keyword, tag text, convert when the VR is implicit) of a tag: the keyword and tag
+    text as ``DataElement.keyword`` and ``str(elem.tag)`` give them, without building the
+    element; shared across files (bounded like the caches above). See :func:`_must_convert`."""
+    info = _TAG_INFO.get(tag)
+    if info is None:
         keyword = dictionary_keyword(tag) if dictionary_has_tag(tag) else ""
-        names = (keyword, str(Tag(tag)))
-        _remember(_TAG_NAMES, tag, names)
-    return names
+        if tag >> 16 & 1:
+            implicit = True
+        else:
+            try:
+                implicit = dictionary_VR(tag) in _CONVERT_VRS
+            except KeyError:
+                implicit = True
+        info = (keyword, str(Tag(tag)), implicit)
+        _remember(_TAG_INFO, tag, info)
+    return info
 
 
 _PUBLIC_NAMES: dict[int, tuple[str, str]] = {}
@@ -342,19 +373,15 @@ def _public_names(tag: int) -> tuple[str, str]:
     return names
 
 
-def _must_convert(tag: int, raw: RawDataElement) -> bool:
+def _must_convert(tag: int, raw: RawDataElement, implicit: bool) -> bool:
     """Convert at flatten time what the field set needs converted: sequences (to recurse),
     anything that may become one (UN, an implicit VR unknown to the dictionary) and private
-    elements (their creator is part of their name)."""
+    elements (their creator is part of their name). ``implicit`` is the answer for an
+    implicit VR (:func:`_tag_info`)."""
     if tag >> 16 & 1:
         return True
     vr = raw.VR
-    if vr is None:
-        try:
-            vr = dictionary_VR(tag)
-        except KeyError:
-            return True
-    return vr in ("SQ", "UN")
+    return implicit if vr is None else vr in _CONVERT_VRS
 
 
 class FieldSet:
@@ -376,23 +403,33 @@ class FieldSet:
         meta = getattr(ds, "file_meta", None)
         if meta:
             queue.append((meta, None, None, True))
+        fields = self.fields
+        raw_field = Field.raw
         while queue:
             dataset, prefix, uprefix, is_meta = queue.pop(0)
-            for tag in sorted(dataset.keys()):  # the order of ``for element in dataset``
-                keyword, tag_text = _tag_names(tag)
+            # A live read-only view of the elements: what get_item() returns, minus its
+            # per-call tag conversion, and it sees the conversions made below.
+            elements = dataset.items().mapping
+            # sorted as ``for element in dataset`` is; ``key=int`` compares as C ints
+            for tag in sorted(elements, key=int):
+                t = int(tag)
+                keyword, tag_text, implicit = _tag_info(t)
                 if keyword in SKIP or tag_text in skip_tags:
                     continue
-                name = keyword if prefix is None else f"{prefix}__{keyword}"
-                uid = tag_text if uprefix is None else f"{uprefix}__{tag_text}"
-                if uid in self.fields:
+                if prefix is None:
+                    name, uid = keyword, tag_text
+                else:
+                    name, uid = f"{prefix}__{keyword}", f"{uprefix}__{tag_text}"
+                if uid in fields:
                     continue
-                raw = dataset.get_item(tag)
-                if isinstance(raw, RawDataElement) and not _must_convert(tag, raw):
-                    self.fields[uid] = Field(None, name, uid, is_meta, dataset, tag=tag,
-                                             is_sq=False)
-                    continue
-                element = dataset[tag]  # sequences and private elements: converted now
-                self.fields[uid] = Field(element, name, uid, is_meta, dataset)
+                element = elements[tag]
+                if isinstance(element, RawDataElement):
+                    if element.value is not None and not _must_convert(t, element, implicit):
+                        fields[uid] = raw_field(tag, name, uid, is_meta, dataset)
+                        continue
+                    # deferred (get_item reads those), sequences and private elements
+                    element = dataset[tag]
+                fields[uid] = Field(element, name, uid, is_meta, dataset)
                 if element.VR == "SQ" and isinstance(element.value, Sequence):
                     for idx, item in enumerate(element.value):
                         if isinstance(item, Dataset):
