@@ -177,6 +177,7 @@ class _Run:
         self._shape_shielded: list[str] = []
         self._by_shape = True
         self._index_due = False
+        self._index_as_of: list[Field] | None = None
         full = FieldSet(ds)
         keep_tags: set[str] = set()
         for sel in self.c.keep:
@@ -261,7 +262,8 @@ class _Run:
             if i >= c.first_exact:
                 # deid's field set builds its exact index here (the first exact line); it
                 # decides the order of a field that an ADD re-creates (see _switch).
-                self._index_due = True
+                if not self._index_due:
+                    self._index_due_now()
                 if not self._by_shape and i <= c.last_reader:
                     fields.exact_index()
             if sel is None:
@@ -289,7 +291,14 @@ class _Run:
         if self._by_shape:
             self._by_shape = False
             if self._index_due and self._at < self.c.last_reader:
-                self.fields.exact_index()
+                self.fields.exact_index(self._index_as_of)
+
+    def _index_due_now(self) -> None:
+        """Note that visiting every line would have built the exact index by now: keep the
+        fields present (in order), what it would have been built from."""
+        self._index_due = True
+        if self._by_shape and not self.fields.indexed:
+            self._index_as_of = list(self.fields.fields.values())
 
     def _added(self, f: Field) -> None:
         """Schedule the later lines that select a field ADD just created."""
@@ -373,7 +382,8 @@ class _Run:
         """
         if self.shielded is None:
             fields = self.fields
-            self._index_due = True  # deid's field set builds its exact index for this
+            if not self._index_due:  # deid's field set builds its exact index for this
+                self._index_due_now()
             uids: set[str] = set()
             if self._by_shape:
                 uids.update(u for u in self._shape_shielded if u in fields)

@@ -20,7 +20,9 @@ from typing import Any
 from ..errors import RecipeError
 from .model import ACTIONS, Action, Coordinates, FilterGroup, Label, Recipe
 
-__all__ = ["parse_recipe", "merge_recipes", "split_action_line", "FORMATS", "SECTIONS"]
+__all__ = [
+    "parse_recipe", "merge_recipes", "split_action_line", "parse_split_options", "FORMATS", "SECTIONS",
+]
 
 FORMATS = ("dicom",)
 SECTIONS = ("header", "labels", "filter", "values", "fields")

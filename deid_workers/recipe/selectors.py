@@ -444,12 +444,23 @@ class FieldSet:
     def __contains__(self, uid: object) -> bool:
         return uid in self.fields
 
-    def exact_index(self) -> dict[str, list[str]]:
+    @property
+    def indexed(self) -> bool:
+        """Has :meth:`exact_index` been built?"""
+        return self._exact is not None
+
+    def exact_index(self, as_of: list[Field] | None = None) -> dict[str, list[str]]:
+        """Exact key -> uids, in field order, built on first use and then only extended (by
+        :meth:`add`), so a field re-created after a removal keeps its first place.
+
+        ``as_of``: the fields present (in order) when the index should have been built, for
+        a caller that postponed building it while only removals happened.
+        """
         if self._exact is None:
             index: dict[str, list[str]] = {}
-            for uid, f in self.fields.items():
+            for f in (self.fields.values() if as_of is None else as_of):
                 for key in f.exact_keys():
-                    index.setdefault(key, []).append(uid)
+                    index.setdefault(key, []).append(f.uid)
             self._exact = index
         return self._exact
 

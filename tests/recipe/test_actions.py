@@ -304,3 +304,95 @@ def test_raw_text_is_decoded_with_the_original_character_set(line) -> None:
     out = roundtrip(deidentify(src, recipe_of(f"{line}\nREMOVE PatientName"), in_place=True))
     assert out.InstitutionName == "Zürich" and out.StudyDescription == "Schädel"
     assert "PatientName" not in out
+
+
+# --- the per-file choice of lines (performance) must not change any result -------------------
+
+
+def _visit_every_line(ds: Dataset, recipe, ids=None, funcs=None) -> Dataset:
+    """The reference execution: every %header line, in order, expands its selector on the
+    field set (what deid does), instead of the lines chosen per file by field shape."""
+    from deid_workers.recipe import actions
+    from deid_workers.recipe.funcs import FuncContext
+
+    lookup = dict(ids or {})
+    lookup.update(funcs or {})
+    run = actions._Run(ds, recipe, lookup, FuncContext(None, None), "x.dcm")
+    run.build_lists()
+    run._by_shape = False
+    for i, (action, sel) in enumerate(run.c.plan):
+        run._at = i
+        if sel is None:
+            run.add(action)
+            continue
+        for f in run.fields.expand(sel, run.lookup):
+            if f.uid in run.fields:
+                getattr(run, action.action.lower())(f, action)
+    run.sync_meta()
+    return ds
+
+
+ORDER_CASES = {
+    "add-then-replace-added": "ADD PatientIdentityRemoved YES\nREPLACE PatientIdentityRemoved NO",
+    "add-then-regex-matches-added": "ADD 00291010 x\nREPLACE contains:0029 y\nREMOVE startswith:Patient",
+    "keep-beats-remove-all": "KEEP PatientName\nREMOVE ALL\nREPLACE PatientName x",
+    "remove-then-replace-same": "REMOVE StudyDate\nREPLACE StudyDate 20100101\nREPLACE PatientID p",
+    "re-added-field-order": ("REMOVE AccessionNumber\nADD AccessionNumber A\n"
+                             "REPLACE AccessionNumber var:nope\nBLANK Modality"),
+    "lists-and-exact-mixed": ("REPLACE values:v X\nREMOVE fields:f\nBLANK startswith:Patient\n"
+                              "REPLACE InstitutionName I\nREMOVE ALL\nJITTER StudyDate 1"),
+    "sequence-gone-then-children": ("REMOVE contains:Sequence\nADD StudyDate 20000101\n"
+                                    "REMOVE endswith:Date\nREPLACE CodeValue c"),
+    "select-forms": "JITTER select:VR:DA 2\nREPLACE select:group:0021 20000101\nREMOVE except:Manufacturer",
+    "re-added-beside-nested-copies": ("REPLACE AccessionNumber func:gone\nADD AccessionNumber A\n"
+                                      "REPLACE AccessionNumber var:nope"),
+    "shield-after-add": "REMOVE ALL\nADD PatientID new\nREPLACE PatientID var:nope\nREMOVE PatientID",
+    "uid-sync": "REPLACE SOPInstanceUID 1.2.3\nADD SOPClassUID 1.2.4\nREMOVE MediaStorageSOPClassUID",
+}
+LISTS = "%values v\nFIELD PatientID\n%fields f\nFIELD contains:UID"
+# None (so the field is removed) for the top-level copy only; nested copies stay
+FUNCS = {"gone": lambda field, **kw: None if field.uid == "(0008,0050)" else "kept"}
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["in-memory", "read-from-bytes"])
+@pytest.mark.parametrize("header", list(ORDER_CASES.values()), ids=list(ORDER_CASES))
+def test_lines_chosen_per_file_match_visiting_every_line(header, raw, caplog) -> None:
+    # lists only where used: building them expands selectors before the first line runs
+    recipe = recipe_of(header, LISTS if ":v" in header or ":f" in header else "")
+
+    def fresh() -> Dataset:
+        return roundtrip(make_dataset()) if raw else make_dataset()
+
+    caplog.set_level(logging.WARNING, logger="deid_workers")
+    expected = roundtrip(_visit_every_line(fresh(), recipe, funcs=FUNCS))
+    expected_log = [r.getMessage() for r in caplog.records]
+    caplog.clear()
+    got = roundtrip(deidentify(fresh(), recipe, funcs=FUNCS, filename="x.dcm", in_place=True))
+    assert [r.getMessage() for r in caplog.records] == expected_log
+    assert got == expected and got.file_meta == expected.file_meta
+
+
+def test_output_does_not_depend_on_files_seen_before() -> None:
+    """Naming a field must not convert it: the names are cached across files, so converting
+    only on a cache miss made a file's bytes depend on what the worker saw before (a raw
+    value with two trailing spaces came out without them the first time only)."""
+    from io import BytesIO
+
+    import pydicom
+
+    from deid_workers.recipe import selectors
+
+    buf = BytesIO()
+    make_dataset(ManufacturerModelName="MODEL X").save_as(buf, enforce_file_format=True)
+    data = buf.getvalue().replace(b"MODEL X ", b"MODELX  ")
+    recipe = recipe_of("REMOVE contains:Patient\nBLANK StudyDate")
+    outputs = []
+    for _ in range(2):
+        for cache in (selectors._NAMES, selectors._MATCHES, selectors._PUBLIC_NAMES):
+            cache.clear()
+        ds = pydicom.dcmread(BytesIO(data))
+        out = BytesIO()
+        deidentify(ds, recipe, in_place=True).save_as(out)
+        outputs.append(out.getvalue())
+    assert b"MODELX  " in outputs[0]
+    assert outputs[0] == outputs[1]

@@ -137,3 +137,29 @@ def test_cross_file_name_cache_keeps_private_creators_apart() -> None:
     regex = compile_selector("contains:ALPHA")
     assert FieldSet(with_creator("BETA")).expand(regex) == []
     assert [f.uid for f in FieldSet(with_creator("ALPHA")).expand(regex)] == ["(0011,1010)"]
+
+
+def test_names_of_raw_fields_need_no_conversion_and_match_converted_ones() -> None:
+    """A field is named from its tag (and creator) alone: naming every field of a file read
+    from bytes leaves its public elements raw, with the same names as once converted."""
+    from pydicom.dataelem import RawDataElement
+    from recipe_helpers import roundtrip
+
+    ds = roundtrip(make_dataset())
+    raw_fields = [f for f in FieldSet(ds) if isinstance(ds.get_item(f.tag_int), RawDataElement)]
+    assert len(raw_fields) > 20
+    names = {f.uid: (f._exact_keys_uncached(), f._surfaces_uncached()) for f in raw_fields}
+    assert all(isinstance(ds.get_item(f.tag_int), RawDataElement) for f in raw_fields)
+    for f in raw_fields:
+        _ = f.element  # converts it
+        assert (f._exact_keys_uncached(), f._surfaces_uncached()) == names[f.uid], f.uid
+
+
+def test_exact_index_as_of_earlier_fields_keeps_their_order() -> None:
+    fs = FieldSet(make_dataset())
+    before = list(fs)
+    top = fs.get("(0008,0050)")
+    fs.remove(top)
+    fs.add(top)  # re-created: last in the field set
+    assert fs.exact_index(before)["accessionnumber"][0] == "(0008,0050)"
+    assert fs.indexed
