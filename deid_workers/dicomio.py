@@ -141,10 +141,15 @@ def _sequential_end(ds: FileDataset, fp: BytesIO, size: int, force: bool, warned
     first = last = None
     first_tell = last_tell = -1
     for elem in ds._dict.values():
-        if not _defined(elem) or elem.tag < 0x00010000:  # command set (group 0000)
+        if isinstance(elem, RawDataElement):
+            if elem.length == _UNDEFINED:
+                return None
+            tell = elem.value_tell
+        elif elem.VR == "SQ" or elem.is_undefined_length or elem.file_tell is None:
             return None
-        tell = elem.value_tell if isinstance(elem, RawDataElement) else elem.file_tell
-        if tell is None:
+        else:
+            tell = elem.file_tell
+        if not elem.tag >> 16:  # a command set (group 0000); >> is int's, < would be Tag's
             return None
         if first is None or tell < first_tell:
             first, first_tell = elem, tell
@@ -231,6 +236,10 @@ def _dictionary_vr(tag: int) -> str | None:
     return vr
 
 
+_PLAIN_VRS = frozenset(vr for vr in converters if vr not in ("SQ", "UN"))
+"""Explicit VRs whose conversion never parses items (the common case of _may_be_sequence)."""
+
+
 def _may_be_sequence(tag: int, raw: RawDataElement) -> bool:
     """Whether converting ``raw`` parses nested items (only those can hide more elements).
 
@@ -259,12 +268,13 @@ def _check_elements(ds: Dataset) -> None:
         # PixelRepresentation of its dataset, as Dataset.get_item would then return it.
         raw = elements[tag]
         if isinstance(raw, RawDataElement):
-            if raw.value is None:
+            value = raw.value
+            if value is None:
                 elem = ds[tag]  # what Dataset.get_item does with a value-less raw element
             else:
-                if raw.length != _UNDEFINED and len(raw.value) != raw.length:
+                if raw.length != _UNDEFINED and len(value) != raw.length:
                     raise EOFError("value shorter than its declared length")
-                if not _may_be_sequence(tag, raw):
+                if raw.VR in _PLAIN_VRS or not _may_be_sequence(tag, raw):
                     continue
                 elem = ds[tag]
         else:

@@ -317,3 +317,103 @@ def test_enforce_inside_refuses_symlinked_dir_pointing_out(tmp_path: Path) -> No
     (root / "link").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(InputError):
         dicomio.enforce_inside(root, "link/x.dcm")
+
+
+# --- reading from memory: the layout proof, its replay, big files -----------------------------
+
+
+def _variants() -> dict[str, bytes]:
+    """Files whose reads take each path: the layout proof, and each case left to the replay."""
+    from pydicom.sequence import Sequence
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    out = {"explicit": _file_bytes(), "nopre": _file_bytes(2)[132:]}
+    for name, ts in (("implicit", ImplicitVRLittleEndian), ("deflated", DeflatedExplicitVRLittleEndian)):
+        ds = synth.make_dataset(3)
+        ds.file_meta.TransferSyntaxUID = ts
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        out[name] = buf.getvalue()
+    ds = synth.make_dataset(4)
+    ds.RequestAttributesSequence.is_undefined_length = True
+    ds.ReferencedStudySequence = Sequence([pydicom.Dataset()])
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    out["undefined"] = buf.getvalue()
+    out["trailing"] = out["explicit"] + b"\0" * 9
+    return out
+
+
+def _outcome(path: Path, headers_only: bool) -> object:
+    try:
+        ds = dicomio.read_dataset(path, headers_only=headers_only)
+    except InputError as exc:
+        return exc.reason
+    return sorted(ds.keys()), len(ds.get("PixelData", b"")), ds.original_encoding
+
+
+@pytest.mark.parametrize("variant", ["explicit", "nopre", "implicit", "deflated", "undefined", "trailing"])
+def test_layout_proof_agrees_with_the_read_watch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variant: str) -> None:
+    """Every cut of the file gives the same outcome whether the layout proves the reads
+    complete or every read is replayed through _ShortReadWatch (the former behaviour)."""
+    data = _variants()[variant]
+    path = tmp_path / "v.dcm"
+    cuts = [*range(0, len(data), 13), *range(len(data) - 20, len(data) + 1)]
+    fast = {}
+    for cut in cuts:
+        path.write_bytes(data[:cut])
+        fast[cut] = (_outcome(path, True), _outcome(path, False))
+    monkeypatch.setattr(dicomio, "_sequential_end", lambda *args: None)
+    for cut in cuts:
+        path.write_bytes(data[:cut])
+        assert (_outcome(path, True), _outcome(path, False)) == fast[cut], cut
+    headers, whole = fast[len(data)]
+    assert isinstance(headers, tuple)  # not a reason
+    if variant == "trailing":  # 8 bytes read as an empty element, then 1 byte: a cut header
+        assert whole == dicomio.CORRUPT
+    else:
+        assert whole[1] > 0  # the whole file reads, pixels included
+
+
+def _big_bytes(header_bytes: int = 0) -> bytes:
+    ds = synth.make_dataset(5, rows=256, cols=256)  # 128 KiB of pixels
+    if header_bytes:
+        ds.add_new(0x00291050, "OB", b"\x07" * header_bytes)
+        ds.add_new(0x00290010, "LO", "BIG HEADER")
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+class _CountingFile(io.FileIO):
+    read_bytes = 0
+
+    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+        data = super().read(size)
+        _CountingFile.read_bytes += len(data)
+        return data
+
+
+@pytest.mark.parametrize("header_bytes", [0, 100_000])
+def test_headers_of_a_big_file_come_from_its_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, header_bytes: int) -> None:
+    data = _big_bytes(header_bytes)
+    path = _write(tmp_path / "big.dcm", data)
+    monkeypatch.setattr(dicomio, "open", lambda p, mode: _CountingFile(p, "r"), raising=False)
+    _CountingFile.read_bytes = 0
+    head = dicomio.read_dataset(path, headers_only=True)
+    if header_bytes:  # the headers go past the start: the whole file is read and parsed
+        assert _CountingFile.read_bytes == len(data) and len(head[0x00291050].value) == header_bytes
+    else:
+        assert _CountingFile.read_bytes == dicomio._WHOLE_MAX < len(data)
+    assert "PixelData" not in head and head.PatientID == "PID-0005-SENT"
+    assert sorted(head.keys()) == sorted(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).keys())
+
+
+@pytest.mark.parametrize("header_bytes", [0, 100_000])
+def test_big_file_cut_in_its_pixels_or_headers(tmp_path: Path, header_bytes: int) -> None:
+    data = _big_bytes(header_bytes)
+    pixel_tag = data.rindex(b"\xe0\x7f\x10\x00OW")
+    for cut in (len(data) - 1, pixel_tag + 70_000, pixel_tag + 11, pixel_tag - 3):
+        path = _write(tmp_path / "cut.dcm", data[:cut])
+        assert _reason(path, True) == dicomio.CORRUPT, cut
+        assert _reason(path, False) == dicomio.CORRUPT, cut

@@ -7,13 +7,16 @@ import warnings
 from io import BytesIO
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydicom import dcmread
 from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
 from recipe_helpers import make_dataset
 
 from deid_workers import synth
@@ -113,3 +116,103 @@ def test_raw_dates_follow_pydicom_datetime_conversion(monkeypatch) -> None:
     monkeypatch.setattr(config, "datetime_conversion", True)
     ds = _raw_copy(synth.make_dataset(2), False)
     assert get_identifiers(ds) == _as_pydicom_converts(_raw_copy(synth.make_dataset(2), False))
+
+
+# --- the raw decoding of numbers, IS/DS and PN (get_identifiers' fast path) -----------------
+
+
+def _typed(value: object) -> object:
+    """``value`` with the type of every item: 1 == 1.0, but they are not the same identifier."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return (type(value).__name__, repr(value))
+
+
+def _raw_dataset(elements: dict[int, tuple[str, bytes]], implicit: bool, little: bool) -> Dataset:
+    raws = {}
+    for tag, (vr, data) in elements.items():
+        raws[BaseTag(tag)] = RawDataElement(BaseTag(tag), None if implicit else vr, len(data),
+                                            data, 0, implicit, little)
+    ds = Dataset(raws)
+    ds.set_original_encoding(implicit, little, None)
+    return ds
+
+
+def _through_pydicom(elements: dict[int, tuple[str, bytes]], implicit: bool, little: bool) -> object:
+    """get_identifiers on the dataset with every element converted by pydicom first, so that
+    none takes the raw path: the reference. An error is part of the answer."""
+    ds = _raw_dataset(elements, implicit, little)
+    try:
+        for _ in ds:  # iterating converts and stores each element
+            pass
+        return _typed(get_identifiers(ds))
+    except Exception as exc:  # noqa: BLE001 - the same error is expected from the raw path
+        return type(exc).__name__
+
+
+def _raw_path(elements: dict[int, tuple[str, bytes]], implicit: bool, little: bool) -> object:
+    try:
+        return _typed(get_identifiers(_raw_dataset(elements, implicit, little)))
+    except Exception as exc:  # noqa: BLE001
+        return type(exc).__name__
+
+
+FAST_TAGS = {  # VR -> standard tags with that VR
+    "US": [0x00280010, 0x00181310, 0x00281101], "SS": [0x00189219], "UL": [0x00209157],
+    "SL": [0x00186020], "FL": [0x00089459], "FD": [0x00189306, 0x00189307], "UV": [0x0008040C],
+    "IS": [0x00200011, 0x00280034], "DS": [0x00180050, 0x00200032], "PN": [0x00100010, 0x00101001],
+}
+NUMBER_TEXT = st.text(alphabet="0123456789+-.eE \\\x00\n", max_size=20)
+NAME_TEXT = st.text(alphabet="AZaz^=\\ \x00\xe9", max_size=14)
+
+
+@st.composite
+def _elements(draw: st.DrawFn) -> dict[int, tuple[str, bytes]]:
+    out: dict[int, tuple[str, bytes]] = {}
+    for _ in range(draw(st.integers(1, 5))):
+        vr = draw(st.sampled_from(sorted(FAST_TAGS)))
+        tag = draw(st.sampled_from(FAST_TAGS[vr]))
+        if vr in ("IS", "DS"):
+            data = draw(NUMBER_TEXT).encode("latin-1")
+        elif vr == "PN":
+            data = draw(NAME_TEXT).encode(draw(st.sampled_from(["latin-1", "utf-8"])))
+        else:
+            data = draw(st.binary(max_size=17))
+        out[tag] = (vr, data)
+    charset = draw(st.sampled_from([None, b"ISO_IR 100", b"ISO_IR 192", b"", b"ISO_IR 144 "]))
+    if charset is not None:
+        out[0x00080005] = ("CS", charset)
+    return out
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(elements=_elements(), implicit=st.booleans(), little=st.booleans())
+def test_raw_numbers_and_names_decode_as_pydicom_converts_them(elements, implicit, little) -> None:
+    implicit = implicit and little  # big endian is explicit VR only
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about invalid values, as it should
+        assert _raw_path(elements, implicit, little) == _through_pydicom(elements, implicit, little)
+
+
+def test_raw_numbers_and_names_examples() -> None:
+    elements = {
+        0x00200011: ("IS", b" 12 "), 0x00200013: ("IS", b"1.0 "), 0x00280034: ("IS", b"1\\\\2 "),
+        0x00180050: ("DS", b" 1.25"), 0x00200032: ("DS", b"-1\\2.5e1\\.5 "),
+        0x00280010: ("US", b"\x00\x02"), 0x00181310: ("US", b"\x00\x00\x00\x01\x00\x01\x00\x00"),
+        0x00189306: ("FD", b"\x00\x00\x00\x00\x00\x00\xf8\x3f"),
+        0x00100010: ("PN", b"DOE^JANE "), 0x00101001: ("PN", b"A^B\\C^D=E^F="),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "1.0" is not a valid IS; pydicom says so
+        ids = _raw_path(elements, False, True)
+        assert ids == _through_pydicom(elements, False, True)
+    assert isinstance(ids, dict)
+    assert ids["SeriesNumber"] == ("int", "12") and ids["InstanceNumber"] == ("int", "1")
+    assert ids["PixelAspectRatio"] == [("int", "1"), ("int", "2")]
+    assert ids["ImagePositionPatient"] == [("float", "-1.0"), ("float", "25.0"), ("float", "0.5")]
+    assert ids["Rows"] == ("int", "512") and ids["AcquisitionMatrix"][1] == ("int", "256")
+    assert ids["SingleCollimationWidth"] == ("float", "1.5")
+    assert ids["PatientName"] == ("str", "'DOE^JANE'")
+    assert ids["OtherPatientNames"] == [("str", "'A^B'"), ("str", "'C^D=E^F'")]
