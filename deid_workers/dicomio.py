@@ -115,7 +115,7 @@ def _defined(elem: RawDataElement | DataElement) -> bool:
     return elem.VR != "SQ" and not elem.is_undefined_length
 
 
-def _sequential_end(ds: FileDataset, fp: BytesIO, size: int, force: bool, warned: bool) -> int | None:
+def _sequential_end(ds: FileDataset, fp: BinaryIO, size: int, force: bool, warned: bool) -> int | None:
     """Where the last top-level element ends when the layout proves that pydicom read ``fp``
     (``size`` bytes) front to back with no read past that point but the header after it;
     None when it cannot tell (then :class:`_ShortReadWatch` replays the read).
@@ -131,7 +131,10 @@ def _sequential_end(ds: FileDataset, fp: BytesIO, size: int, force: bool, warned
     after the file meta, so the start check holds whichever header size (8 or 12) it had.
     """
     meta = ds.file_meta
-    if warned or ds.buffer is not fp or size < 132 or meta.original_encoding[0]:
+    # Parsed from ``fp`` itself: FileDataset keeps a buffer it was given, not an open file;
+    # deflated data is parsed from a buffer of its own.
+    from_fp = ds.buffer is fp or ds.buffer is None
+    if warned or not from_fp or size < 132 or meta.original_encoding[0]:
         return None
     meta_end: int | None = 0 if force else 132
     if meta._dict:
@@ -190,12 +193,13 @@ def _check_raw_lengths(ds: Dataset) -> None:
                 raise EOFError("value shorter than its declared length")
 
 
-def _check_pixel_element(data: bytes, here: int, ds: Dataset, size: int) -> None:
-    """After a headers-only read pydicom stopped at ``here``, before PixelData (or a later
-    element). Check its declared length fits in the file without reading the pixels."""
+def _check_pixel_element(fp: BinaryIO, ds: Dataset, size: int) -> None:
+    """After a headers-only read ``fp`` sits at the element pydicom stopped before (PixelData
+    or a later one). Check its declared length fits in the file without reading the pixels."""
+    here = fp.tell()
     if here >= size:
         return
-    head = data[here:here + 12]
+    head = fp.read(12)
     if len(head) < 8:
         raise EOFError("element header cut short")
     implicit = ds.original_encoding[0]
@@ -285,13 +289,9 @@ def _check_elements(ds: Dataset) -> None:
 
 
 _WHOLE_MAX = 64 * 1024
-"""A headers-only read of a bigger file parses its first ``_WHOLE_MAX`` bytes, and reads the
-rest only when the headers do not end (at PixelData) well inside them."""
-
-
-def _dcmread(data: bytes, headers_only: bool, force: bool) -> tuple[FileDataset, BytesIO]:
-    fp = BytesIO(data)
-    return dcmread(fp, stop_before_pixels=headers_only, force=force), fp
+"""Files up to this size are read in one call and parsed from memory. Of a bigger file, a
+headers-only read parses the first ``_WHOLE_MAX`` bytes, and the file itself only when the
+headers do not end (at PixelData) well inside them."""
 
 
 def _from_prefix(
@@ -300,8 +300,9 @@ def _from_prefix(
     """The headers-only dataset parsed from the start ``data`` of a bigger file, or None when
     pydicom's reads may have depended on what lies beyond: then the caller parses the whole
     file."""
+    fp = BytesIO(data)
     try:
-        ds, fp = _dcmread(data, True, force)
+        ds = dcmread(fp, stop_before_pixels=True, force=force)
     except Exception:  # noqa: BLE001 - the whole file decides what the error is
         return None
     end = _sequential_end(ds, fp, len(data), force, bool(caught))
@@ -316,8 +317,13 @@ def _parse(
     fh: BinaryIO, size: int, headers_only: bool, caught: list[warnings.WarningMessage]
 ) -> FileDataset:
     """Parse the open file ``fh``; raise _NotDicom (from the first bytes), InvalidDicomError
-    or any other exception (damaged)."""
-    data = fh.read(_WHOLE_MAX if headers_only and size > _WHOLE_MAX else -1)
+    or any other exception (damaged).
+
+    A file up to :data:`_WHOLE_MAX` bytes is parsed from memory. A bigger one is parsed from
+    the open file (no second copy of its pixels in memory), after trying its first bytes for
+    a headers-only read.
+    """
+    data = fh.read(_WHOLE_MAX if size > _WHOLE_MAX else -1)
     head = data[:132]
     if len(head) == 132 and head[128:132] == b"DICM":
         force = False
@@ -325,30 +331,36 @@ def _parse(
         force = True
     else:
         raise _NotDicom
-    parsed = None
-    if headers_only and size > _WHOLE_MAX and len(data) == _WHOLE_MAX:
-        parsed = _from_prefix(data, force, caught)
-        if parsed is None:
-            del caught[:]  # the whole file is parsed again, with the same warnings
-            data += fh.read()
-    if parsed is not None:
-        ds, fp = parsed
-        partial: bool | None = False
+    fp: BinaryIO
+    partial: bool | None = None
+    if size <= _WHOLE_MAX or len(data) < _WHOLE_MAX:
+        fp = BytesIO(data)
+        ds = dcmread(fp, stop_before_pixels=headers_only, force=force)
     else:
-        ds, fp = _dcmread(data, headers_only, force)
-        partial = None
+        parsed = _from_prefix(data, force, caught) if headers_only else None
+        if parsed is not None:
+            ds, fp = parsed
+            partial = False
+        else:
+            del caught[:]  # the whole file is parsed again, with the same warnings
+            fp = fh
+            fp.seek(0)
+            ds = dcmread(fp, stop_before_pixels=headers_only, force=force)
     if force and not ds.file_meta and "SOPClassUID" not in ds and "SOPInstanceUID" not in ds:
         raise InvalidDicomError("no SOP class or instance after a forced read")
     if partial is None:
-        end = _sequential_end(ds, fp, len(data), force, bool(caught))
+        length = len(data) if fp is not fh else os.fstat(fh.fileno()).st_size
+        end = _sequential_end(ds, fp, length, force, bool(caught))
         if end is not None:
-            partial = 0 < len(data) - end < 8  # the header read after the last element
+            partial = 0 < length - end < 8  # the header read after the last element
     if partial is None:
         del caught[:]  # the replay warns the same
-        watch = _ShortReadWatch(BytesIO(data))
+        if fp is not fh:
+            fp = BytesIO(data)
+        fp.seek(0)
+        watch = _ShortReadWatch(fp)
         watch.name = fh.name  # as when reading the file: pydicom puts it in messages
-        ds = dcmread(watch, stop_before_pixels=headers_only, force=force)  # type: ignore[arg-type]
-        fp = watch._raw  # type: ignore[assignment]
+        ds = dcmread(watch, stop_before_pixels=headers_only, force=force)
         partial = watch.partial
     if partial:
         raise EOFError("file ends inside an element")
@@ -356,7 +368,7 @@ def _parse(
         raise EOFError("no data set after the file meta")
     _check_raw_lengths(ds.file_meta)
     if headers_only:
-        _check_pixel_element(data, fp.tell(), ds, size)
+        _check_pixel_element(fp, ds, size)
     _check_elements(ds)
     return ds
 
@@ -375,9 +387,9 @@ def read_dataset(
     :data:`REASONS`. A preamble-less file is read with ``force=True`` only when it starts like
     DICOM (see :func:`_looks_like_dicom_without_preamble`).
 
-    The file is read in one call (a headers-only read of a big file: its start, see
-    :data:`_WHOLE_MAX`) and parsed from memory, so pydicom's many small reads are plain
-    in-memory calls.
+    A small file is read in one call and parsed from memory; pydicom's reads are never
+    watched one by one: see :func:`_sequential_end` for how a file cut inside an element
+    header is still told apart, and :data:`_WHOLE_MAX` for big files.
     """
     shown = name if name is not None else os.fspath(path)
     try:

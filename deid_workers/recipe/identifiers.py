@@ -164,28 +164,65 @@ def _entry(tag: int) -> tuple[str, str | None]:
     return entry
 
 
+_VALUES: dict[tuple[str, str | None, bytes], Any] = {}
+_VALUES_MAX = 4096
+_VALUES_LEN = 64
+"""Decoded raw values of string VRs, by (VR, codec, bytes), final (lists as tuples) or
+NotImplemented: most values repeat across the files of a series (modality, dates, study
+UIDs, descriptions). Only values up to ``_VALUES_LEN`` bytes; emptied when full, so bounded."""
+
+
+def _cached_value(raw: RawDataElement, vr: str, codec: str | None, tag: int) -> Any:
+    data = raw.value
+    if data is None or vr in _STRUCT_FORMATS or len(data) > _VALUES_LEN or raw.length == 0xFFFFFFFF:
+        return _filtered(raw, vr, codec, tag)
+    # What the decoding depends on besides these bytes: pydicom's settings, checked here.
+    if (vr in ("DA", "DT", "TM") and pydicom_config.datetime_conversion) or (
+        vr in ("IS", "DS") and (pydicom_config.use_IS_numpy or pydicom_config.use_DS_numpy
+                                or pydicom_config.use_DS_decimal)):
+        return NotImplemented
+    key = (vr, codec, data)
+    try:
+        value = _VALUES[key]
+    except KeyError:
+        value = _filtered(raw, vr, codec, tag)
+        if isinstance(value, list):
+            value = tuple(value)
+        if len(_VALUES) >= _VALUES_MAX:
+            _VALUES.clear()
+        _VALUES[key] = value
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _filtered(raw: RawDataElement, vr: str, codec: str | None, tag: int) -> Any:
+    """_fast_value without the empty items, "" or [] for nothing, NotImplemented if unknown."""
+    try:
+        value = _fast_value(raw, vr, codec, tag)
+    except UnicodeDecodeError:  # pydicom replaces and warns: let it
+        return NotImplemented
+    if isinstance(value, list):
+        value = [v for v in value if v != ""]
+    return value
+
+
 def get_identifiers(ds: Dataset) -> dict[str, Plain]:
     """``{keyword: value}`` of the top-level, non-empty, non-binary, non-sequence elements."""
     out: dict[str, Plain] = {}
     codec = _text_codec(ds)
     elements = ds._dict  # raw elements as read; Dataset.get_item would also convert some
-    # Sorted as plain ints: pydicom's Tag compares (and hashes against ints) in Python.
-    for number, tag in sorted((int(tag), tag) for tag in elements):  # ``for element in ds``
+    # Sorted by int: pydicom's Tag compares (and compares equal to ints) in Python.
+    for tag in sorted(elements, key=int):  # the order of ``for element in ds``
         raw = elements[tag]
         if isinstance(raw, RawDataElement) and raw.value is not None:
-            keyword, dict_vr = _entry(number)
+            number = int(tag)
+            keyword, dict_vr = _ENTRIES.get(number) or _entry(number)
             if not keyword or keyword == "PixelData":  # private and unknown tags too
                 continue
             vr = raw.VR or dict_vr
             if vr == "SQ" or (vr in _BINARY_VRS and vr != "UN"):  # UN may convert to more
                 continue
-            try:
-                value = _fast_value(raw, vr, codec, number)  # type: ignore[arg-type]
-            except UnicodeDecodeError:  # pydicom replaces and warns: let it
-                value = NotImplemented
+            value = _cached_value(raw, vr, codec, number)  # type: ignore[arg-type]
             if value is not NotImplemented:
-                if isinstance(value, list):
-                    value = [v for v in value if v != ""]
                 if value not in ("", []):
                     out[keyword] = value
                 continue
