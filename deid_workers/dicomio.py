@@ -412,10 +412,15 @@ def read_dataset(
                 raise InputError(shown, NOT_DICOM) from None
             except InvalidDicomError:
                 raise InputError(shown, NOT_DICOM) from None
-            except OSError:
+            except OSError as exc:
                 # An I/O failure (EIO, a stale NFS handle) says nothing about the file: let it
                 # reach the task so Celery retries it instead of reporting a corrupt file.
-                raise
+                # pydicom raises errno-less OSErrors of its own ("No tag to read") on damaged
+                # bytes: those are the file's fault.
+                if exc.errno is not None:
+                    raise
+                log.debug("%s: %s while parsing", shown, type(exc).__name__)
+                raise InputError(shown, CORRUPT) from None
             except Exception as exc:
                 # Any failure inside pydicom on these bytes means the file is damaged (its
                 # own errors: EOFError, ValueError, BytesLengthException, struct.error...).

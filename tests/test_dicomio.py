@@ -430,3 +430,24 @@ def test_big_file_cut_in_its_pixels_or_headers(tmp_path: Path, header_bytes: int
         path = _write(tmp_path / "cut.dcm", data[:cut])
         assert _reason(path, True) == dicomio.CORRUPT, cut
         assert _reason(path, False) == dicomio.CORRUPT, cut
+
+
+@pytest.mark.parametrize("exc, skipped", [
+    (OSError("No tag to read"), True),  # pydicom on damaged bytes: the file's fault
+    (OSError(errno.EIO, "Input/output error"), False),  # the disk's fault: retried
+])
+def test_errno_less_oserrors_from_pydicom_mean_a_corrupt_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc: OSError, skipped: bool
+) -> None:
+    path = _write(tmp_path / "a.dcm", _file_bytes())
+
+    def failing(*args: object, **kwargs: object) -> None:
+        raise exc
+
+    monkeypatch.setattr(dicomio, "dcmread", failing)
+    if skipped:
+        assert _reason(path) == dicomio.CORRUPT
+    else:
+        with pytest.raises(OSError) as info:
+            dicomio.read_dataset(path, headers_only=True)
+        assert info.value.errno == errno.EIO
