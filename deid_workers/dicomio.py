@@ -19,7 +19,6 @@ import os
 import stat
 import struct
 import warnings
-from collections.abc import Iterable
 from io import BytesIO
 from pathlib import Path
 from typing import BinaryIO
@@ -31,13 +30,13 @@ from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.values import converters
 
+from deid_workers.durable import fsync_dir
 from deid_workers.errors import InputError, OutputExistsError
 
 __all__ = [
     "REASONS",
     "enforce_inside",
     "read_dataset",
-    "sync_paths",
     "write_atomic",
     "write_like_original",
 ]
@@ -479,20 +478,6 @@ def write_like_original(ds: Dataset, fileobj: BinaryIO | str | os.PathLike[str])
     write_part10(ds, fileobj)
 
 
-def _fsync_dir(directory: str) -> None:
-    """Persist a rename: best effort, some platforms/filesystems cannot open a directory."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 _NO_LINK_ERRNOS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}
 
 
@@ -511,7 +496,7 @@ def write_atomic(
 
     ``sync=False`` leaves out the two fsyncs (file, then directory), about half the cost of a
     small file's write, for a caller that makes a batch durable at once with
-    :func:`sync_paths` before it records the batch as done. Atomicity against a killed
+    :func:`~deid_workers.durable.sync_paths` before it records the batch as done. Atomicity against a killed
     process is unchanged; after a power loss an unsynced output may be empty, which is why
     the batch must not count as done before the sync (a redelivered batch rewrites it).
 
@@ -535,7 +520,7 @@ def write_atomic(
         else:
             _publish_exclusive(tmp, target, shown)
         if sync:
-            _fsync_dir(str(target.parent))
+            fsync_dir(str(target.parent))
     finally:
         try:
             os.unlink(tmp)
@@ -563,28 +548,6 @@ def _open_temp(target: Path) -> tuple[int, str]:
 
 
 _O_BINARY = getattr(os, "O_BINARY", 0)
-
-
-def sync_paths(paths: Iterable[str | os.PathLike[str]]) -> None:
-    """fsync each file in ``paths``, then each of their directories once: the durability of
-    a batch written with ``write_atomic(..., sync=False)``, paid once per batch.
-
-    Files that are gone (removed by another worker, or never written) are skipped; other
-    errors propagate, so a batch whose outputs cannot be made durable is not recorded done.
-    """
-    folders: dict[str, None] = {}
-    for path in paths:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            continue
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        folders[os.path.dirname(os.fspath(path)) or "."] = None
-    for folder in folders:
-        _fsync_dir(folder)
 
 
 def _publish_exclusive(tmp: str, target: Path, shown: str) -> None:

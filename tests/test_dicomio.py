@@ -201,7 +201,7 @@ def test_write_atomic_creates_parents_keeps_preamble(tmp_path: Path) -> None:
     assert dest.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
-def test_write_atomic_without_sync_then_sync_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_write_atomic_without_sync_leaves_syncing_to_the_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     synced: list[int] = []
     real_fsync = os.fsync
     monkeypatch.setattr(dicomio.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
@@ -209,10 +209,8 @@ def test_write_atomic_without_sync_then_sync_paths(tmp_path: Path, monkeypatch: 
     for i, dest in enumerate(dests):
         dicomio.write_atomic(synth.make_dataset(i), dest, overwrite=False, sync=False)
     assert synced == [] and _no_temps(tmp_path)
-    dicomio.sync_paths([*dests, tmp_path / "a" / "gone.dcm"])  # a missing file is skipped
-    assert len(synced) == 3 + 2  # each file, each folder once
     dicomio.write_atomic(synth.make_dataset(), tmp_path / "c.dcm", overwrite=False)
-    assert len(synced) == 5 + 2  # the default still syncs the file and its folder
+    assert len(synced) == 2  # the default syncs the file and its folder
 
 
 def test_write_atomic_skips_a_leftover_temp_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
