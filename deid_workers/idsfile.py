@@ -87,15 +87,23 @@ def _plain(value: Any, where: str, depth: int = 0) -> Any:
     raise IdentifiersError(f"{where}: value of type {type(value).__name__} is not JSON-safe")
 
 
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
 def _fields(fields: Any, where: str) -> dict[str, Any]:
     if not isinstance(fields, Mapping):
         raise IdentifiersError(f"{where}: expected a mapping of fields")
     out: dict[str, Any] = {}
     for n, (name, value) in enumerate(fields.items(), 1):
-        if not isinstance(name, str):
-            raise IdentifiersError(f"{where} field #{n}: field name must be a string")
-        out[str(name)] = _plain(value, f"{where} field #{n}")
+        if type(name) is not str:
+            if not isinstance(name, str):
+                raise IdentifiersError(f"{where} field #{n}: field name must be a string")
+            name = str(name)
+        # Most values are plain text or numbers: kept as they are, without building the
+        # error context (the export of a million files spent half its time on it).
+        out[name] = value if type(value) in _SCALARS else _plain(value, f"{where} field #{n}")
     return out
+
 
 
 class IdsWriter:
