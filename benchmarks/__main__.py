@@ -116,6 +116,16 @@ def batch_sweep(corpus: Corpus, workers: int, sizes: tuple[int, ...]) -> list[di
     return out
 
 
+def keep_fastest(best: dict[tuple[str, int], ClusterRun], runs: list[ClusterRun]) -> None:
+    """Keep in ``best`` the fastest successful run per (action, workers); a failed run only
+    stands in until a round succeeds, so its exit code still shows."""
+    for run in runs:
+        key = (run.action, run.workers)
+        kept = best.get(key)
+        if kept is None or (run.rc == 0 and (kept.rc != 0 or run.run_s < kept.run_s)):
+            best[key] = run
+
+
 def build_results(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     size = "quick" if args.quick else "full"
@@ -125,19 +135,27 @@ def build_results(args: argparse.Namespace) -> dict[str, Any]:
         corpus = build_corpus(os.path.join(tmp, "corpus"), size)
         workers = sorted({1, args.workers})
         valid = corpus.valid_paths()
-        floor = {}
-        for w in workers:
-            _log(f"floor: pydicom read+write in {w} process(es)")
-            f = run_floor(corpus.root, valid, os.path.join(tmp, f"floor-{w}"), w)
-            shutil.rmtree(os.path.join(tmp, f"floor-{w}"), ignore_errors=True)
-            floor[w] = {"seconds": round(f["seconds"], 3),
-                        "files_per_s": round(_rate(f["files"], f["seconds"]), 1),
-                        "mb_per_s": round(_rate(corpus.mb, f["seconds"]), 2)}
-        runs = cluster_runs(corpus, workers, args.batch)
+        floor: dict[int, dict[str, float]] = {}
+        best: dict[tuple[str, int], ClusterRun] = {}
+        # Rounds interleave the floor and our runs, so a slow spell of a shared machine hits
+        # both; each figure is the fastest of its rounds.
+        for rnd in range(1, args.repeat + 1):
+            if args.repeat > 1:
+                _log(f"round {rnd} of {args.repeat}")
+            for w in workers:
+                _log(f"floor: pydicom read+write in {w} process(es)")
+                f = run_floor(corpus.root, valid, os.path.join(tmp, f"floor-{w}"), w)
+                shutil.rmtree(os.path.join(tmp, f"floor-{w}"), ignore_errors=True)
+                if w not in floor or f["seconds"] < floor[w]["seconds"]:
+                    floor[w] = {"seconds": round(f["seconds"], 3),
+                                "files_per_s": round(_rate(f["files"], f["seconds"]), 1),
+                                "mb_per_s": round(_rate(corpus.mb, f["seconds"]), 2)}
+            keep_fastest(best, cluster_runs(corpus, workers, args.batch))
+        runs = list(best.values())
         theirs = None if args.no_deid else deid_run(corpus)
         results: dict[str, Any] = {
             "mode": size, "machine": _machine(), "corpus": corpus.as_dict(),
-            "workers": workers, "batch": args.batch,
+            "workers": workers, "batch": args.batch, "repeat": args.repeat,
             "floor": {str(k): v for k, v in floor.items()},
             "ours": [r.as_dict() for r in runs], "deid": None, "ratios": {},
         }
@@ -195,7 +213,8 @@ def render(results: dict[str, Any]) -> str:
     lines = [
         f"deid-workers benchmark ({results['mode']}): {c['files']} files "
         f"({c['small']} 8x8, {c['ct']} 512x512, {c['corrupt']} corrupt), {c['mb_valid']} MB; "
-        f"batch {results['batch']}",
+        f"batch {results['batch']}"
+        + (f"; fastest of {results['repeat']} rounds" if results.get("repeat", 1) > 1 else ""),
         f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, pydicom {m['pydicom']}, "
         f"load {m['loadavg_start'][0]:.2f} -> {m['loadavg_end'][0]:.2f}",
         "",
@@ -265,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"also time --action all at batch sizes {', '.join(map(str, SWEEP))}")
     p.add_argument("--mem-files", type=int, default=0,
                    help="files for the memory probes (default 100k quick, 1M full)")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="time the floor and every run N times and keep the fastest (default 1)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory probes")
     p.add_argument("--no-deid", action="store_true", help="skip deid even if importable")
     args = p.parse_args(argv)
