@@ -409,7 +409,8 @@ class FieldSet:
             dataset, prefix, uprefix, is_meta = queue.pop(0)
             # A live read-only view of the elements: what get_item() returns, minus its
             # per-call tag conversion, and it sees the conversions made below.
-            elements = dataset.items().mapping
+            # (Dataset.items() is a dict's items view; typeshed types it as a plain set.)
+            elements = dataset.items().mapping  # type: ignore[attr-defined]
             # sorted as ``for element in dataset`` is; ``key=int`` compares as C ints
             for tag in sorted(elements, key=int):
                 t = int(tag)
