@@ -407,10 +407,9 @@ class FieldSet:
         raw_field = Field.raw
         while queue:
             dataset, prefix, uprefix, is_meta = queue.pop(0)
-            # A live read-only view of the elements: what get_item() returns, minus its
-            # per-call tag conversion, and it sees the conversions made below.
-            # (Dataset.items() is a dict's items view; typeshed types it as a plain set.)
-            elements = dataset.items().mapping  # type: ignore[attr-defined]
+            # The element dict itself (as dicomio and get_identifiers read it): what get_item()
+            # returns, minus its per-call tag conversion, and it sees the conversions below.
+            elements = dataset._dict
             # sorted as ``for element in dataset`` is; ``key=int`` compares as C ints
             for tag in sorted(elements, key=int):
                 t = int(tag)
