@@ -58,22 +58,24 @@ def sync_paths(paths: Iterable[str | os.PathLike[str]]) -> None:
     worker, or never written) are skipped; any other error propagates, so a batch whose
     outputs cannot be made durable is not recorded done.
     """
-    by_device: dict[int, str] = {}
-    files: list[str] = []
-    for path in paths:
-        text = os.fspath(path)
+    texts = [os.fspath(path) for path in paths]
+    if _syncfs is None:
+        _fsync_each(texts)
+        return
+    by_device: dict[int, str] = {}  # one folder per filesystem names it to syncfs
+    for text in texts:
         try:
             st = os.stat(text)
         except FileNotFoundError:
             continue
-        files.append(text)
         by_device.setdefault(st.st_dev, os.path.dirname(text) or ".")
-    if _syncfs is not None:
-        for folder in by_device.values():
-            _syncfs_folder(_syncfs, folder)
-        return
+    for folder in by_device.values():
+        _syncfs_folder(_syncfs, folder)
+
+
+def _fsync_each(paths: list[str]) -> None:
     folders: dict[str, None] = {}
-    for text in files:
+    for text in paths:
         try:
             fd = os.open(text, os.O_RDONLY)
         except FileNotFoundError:

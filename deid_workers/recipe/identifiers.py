@@ -109,6 +109,16 @@ def _number_strings(vr: str, data: bytes) -> Any:
     return items[0] if len(items) == 1 else items
 
 
+def _settings_decide(vr: str) -> bool:
+    """Whether pydicom's settings change how ``vr`` converts (then only pydicom can say)."""
+    if vr in ("DA", "DT", "TM"):
+        return bool(pydicom_config.datetime_conversion)
+    if vr in ("IS", "DS"):
+        return bool(pydicom_config.use_IS_numpy or pydicom_config.use_DS_numpy
+                    or pydicom_config.use_DS_decimal)
+    return False
+
+
 def _fast_value(raw: RawDataElement, vr: str, codec: str | None, tag: int) -> Any:
     """The value pydicom would give, or NotImplemented when only pydicom can say."""
     data = raw.value
@@ -118,14 +128,12 @@ def _fast_value(raw: RawDataElement, vr: str, codec: str | None, tag: int) -> An
         return _numbers(raw, vr, data, tag) if data else NotImplemented
     if b"\x1b" in data:  # ESC: ISO 2022 switching
         return NotImplemented
+    if _settings_decide(vr):
+        return NotImplemented
     if vr in _DEFAULT_VRS:
-        if vr in ("DA", "DT", "TM") and pydicom_config.datetime_conversion:
-            return NotImplemented
         text = data.decode("iso8859")
         items = text.rstrip(" \x00").split("\\")
     elif vr in ("IS", "DS"):
-        if pydicom_config.use_IS_numpy or pydicom_config.use_DS_numpy or pydicom_config.use_DS_decimal:
-            return NotImplemented
         return _number_strings(vr, data)
     elif vr == "AE":
         items = [x.strip() for x in data.decode("iso8859").split("\\")]
@@ -176,10 +184,8 @@ def _cached_value(raw: RawDataElement, vr: str, codec: str | None, tag: int) -> 
     data = raw.value
     if data is None or vr in _STRUCT_FORMATS or len(data) > _VALUES_LEN or raw.length == 0xFFFFFFFF:
         return _filtered(raw, vr, codec, tag)
-    # What the decoding depends on besides these bytes: pydicom's settings, checked here.
-    if (vr in ("DA", "DT", "TM") and pydicom_config.datetime_conversion) or (
-        vr in ("IS", "DS") and (pydicom_config.use_IS_numpy or pydicom_config.use_DS_numpy
-                                or pydicom_config.use_DS_decimal)):
+    # What the decoding depends on besides these bytes: pydicom's settings, checked first.
+    if _settings_decide(vr):
         return NotImplemented
     key = (vr, codec, data)
     try:
