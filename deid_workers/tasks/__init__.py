@@ -109,18 +109,19 @@ class RunContext:
         """The run's recipe, parsed once per process from the text stored with the run.
 
         Loaded from files written in a private temp folder so that several recipes merge exactly
-        as ``--deid A --deid B`` merged them in the producer.
+        as ``--deid A --deid B`` merged them in the producer; the folder goes once they are
+        parsed (every worker process used to leave one behind per run).
         """
         from ..recipe import load_recipe
 
-        folder = tempfile.mkdtemp(prefix="deid-recipe-")
-        paths = []
-        for i, text in enumerate(self.recipe_texts):
-            path = os.path.join(folder, f"deid.run{i}.dicom")
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            paths.append(path)
-        recipe = load_recipe(paths if paths else None)
+        with tempfile.TemporaryDirectory(prefix="deid-recipe-") as folder:
+            paths = []
+            for i, text in enumerate(self.recipe_texts):
+                path = os.path.join(folder, f"deid.run{i}.dicom")
+                with open(path, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                paths.append(path)
+            recipe = load_recipe(paths if paths else None)
         if self.recipe_sha and recipe.sha256 and recipe.sha256 != self.recipe_sha:
             # Same texts must give the same digest; anything else is a version skew between
             # the producer's and this worker's recipe engine, which would de-identify differently.
