@@ -31,6 +31,7 @@ __all__ = [
     "IDS_JSON",
     "IDS_PICKLE",
     "IdsWriter",
+    "json_text",
     "load_ids",
     "save_ids",
 ]
@@ -55,7 +56,7 @@ _LONG_BINGET = b"j"
 
 
 def _plain(value: Any, where: str, depth: int = 0) -> Any:
-    """``value`` as plain JSON-safe Python (str/int/float/bool/None/list/dict with str keys).
+    """``value`` as plain Python (str/int/float/bool/None/list/dict with str keys).
 
     Converts subclasses (pydicom's UID, IS, DSfloat, MultiValue) to their base types: a
     subclass would pickle as a global reference, which our own loader refuses.
@@ -66,9 +67,7 @@ def _plain(value: Any, where: str, depth: int = 0) -> Any:
     if value is None or kind is str or kind is int or kind is bool:
         return value
     if isinstance(value, float):
-        if not math.isfinite(value):
-            raise IdentifiersError(f"{where}: NaN or infinite number is not JSON-safe")
-        return float(value)
+        return float(value)  # NaN and infinities too: see json_text
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, str):
@@ -88,6 +87,32 @@ def _plain(value: Any, where: str, depth: int = 0) -> Any:
 
 
 _SCALARS = frozenset({str, int, bool, type(None)})
+
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def json_text(value: Any) -> str:
+    """``value`` as strict JSON; a NaN or infinite float becomes the string "NaN", "Infinity"
+    or "-Infinity".
+
+    Why: a float element (FD/FL) may hold NaN, and deid's pickle keeps it as a float; JSON has
+    no such number, and refusing it made one such file fail a whole run's export. The pickle
+    beside the JSON keeps the float.
+    """
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(value), allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return _NON_FINITE[repr(value)]
+    if isinstance(value, dict):
+        return {key: _finite(sub) for key, sub in value.items()}
+    if isinstance(value, list):
+        return [_finite(sub) for sub in value]
+    return value
 
 
 def _fields(fields: Any, where: str) -> dict[str, Any]:
@@ -224,7 +249,7 @@ class IdsWriter:
         piece = self._piece(chunk)
         assert piece[:1] == _EMPTY_DICT
         self._pkl.write(piece[1:])
-        text = json.dumps(chunk, allow_nan=False).encode()
+        text = json_text(chunk).encode()
         if not first:
             self._json.write(b", ")
         self._json.write(text[1:-1])

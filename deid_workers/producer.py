@@ -454,12 +454,14 @@ def stream_ids_json(store: RunStore, out: IO[str]) -> int:
     """Write the run's ids to ``out`` as one JSON object, entity by entity; returns entities."""
     import json
 
+    from .idsfile import json_text
+
     out.write("{")
     n = 0
     for entity, items in store.iter_ids():
         out.write(("\n " if n == 0 else ",\n ") + json.dumps(entity) + ": {")
         for i, (item, fields) in enumerate(items):
-            out.write(("" if i == 0 else ", ") + json.dumps(item) + ": " + json.dumps(fields))
+            out.write(("" if i == 0 else ", ") + json.dumps(item) + ": " + json_text(fields))
         out.write("}")
         n += 1
     out.write("\n}\n")

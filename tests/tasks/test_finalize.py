@@ -2,6 +2,10 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import os
+
+import pydicom
 
 from deid_workers.idsfile import load_ids
 from deid_workers.tasks.finalize import run_finalize
@@ -20,6 +24,24 @@ def test_finalize_get_writes_ids_files(make_run, tmp_path):
     assert ids == load_ids(rec["ids_json"])
     item = next(iter(ids["PID-0000-SENT"].values()))
     assert item["PatientID"] == "PID-0000-SENT"
+
+
+def test_a_nan_float_in_one_file_does_not_fail_the_export(make_run):
+    store, root, paths, n = make_run("get", corrupt=0)
+    path = os.path.join(root, paths[0])
+    ds = pydicom.dcmread(path)
+    ds.add_new(0x0018602C, "FD", float("nan"))  # PhysicalDeltaX, a float element
+    ds.save_as(path)
+    for b in range(n):
+        run_get(store.run_id, b)
+    run_finalize(store.run_id, enqueue=lambda *a: None)
+    rec = store.record()
+    assert rec["state"] == "finished"
+    values = [f.get("PhysicalDeltaX") for items in load_ids(rec["ids_pkl"]).values()
+              for f in items.values()]
+    assert sum(isinstance(v, float) and math.isnan(v) for v in values) == 1
+    assert "NaN" in [f.get("PhysicalDeltaX") for items in load_ids(rec["ids_json"]).values()
+                     for f in items.values()]
 
 
 def test_finalize_all_enqueues_pending_put_batches(make_run):
