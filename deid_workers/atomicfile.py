@@ -1,8 +1,8 @@
 """Files that appear whole or not at all: the exports and reports a run writes.
 
 Written under a hidden temporary name in the destination's folder, fsynced, then renamed over
-the destination, so a reader (or a crash) never meets half a file, and a failed write leaves
-the previous version as it was. DICOM outputs have their own writer (``dicomio.write_atomic``):
+the destination (and the folder fsynced, so the new name survives a power loss), so a reader
+(or a crash) never meets half a file, and a failed write leaves the previous version as it was. DICOM outputs have their own writer (``dicomio.write_atomic``):
 they must also refuse to replace an existing file and batch their fsyncs.
 """
 
@@ -12,6 +12,8 @@ import os
 import tempfile
 from types import TracebackType
 from typing import IO, Any
+
+from .durable import fsync_dir
 
 __all__ = ["AtomicFile"]
 
@@ -40,7 +42,8 @@ class AtomicFile:
             self.discard()
 
     def commit(self) -> None:
-        """Flush, fsync and rename over the destination (mode 0644, like a plain write)."""
+        """Flush, fsync, rename over the destination (mode 0644, like a plain write), and fsync
+        the folder: without it a power loss could keep the old file, or none, under the name."""
         if self._done:
             return
         try:
@@ -53,6 +56,7 @@ class AtomicFile:
             self.discard()
             raise
         self._done = True
+        fsync_dir(os.path.dirname(self.dest) or ".")
 
     def discard(self) -> None:
         """Close and remove the temporary file; the destination is untouched."""

@@ -38,3 +38,15 @@ def test_commit_and_discard_outside_a_with(tmp_path):
     kept.commit()  # once is enough; a second call does nothing
     dropped.discard()
     assert sorted(os.listdir(tmp_path)) == ["a"]
+
+
+def test_the_folder_is_synced_after_the_rename(tmp_path, monkeypatch):
+    # The rename itself must survive a power loss: the folder's entry is fsynced after it.
+    from deid_workers import atomicfile
+
+    synced = []
+    monkeypatch.setattr(atomicfile, "fsync_dir",
+                        lambda folder: synced.append((folder, os.listdir(folder))))
+    with AtomicFile(tmp_path / "ids.json") as fh:
+        fh.write("{}")
+    assert synced == [(str(tmp_path), ["ids.json"])]
