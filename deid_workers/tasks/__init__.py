@@ -30,7 +30,7 @@ from ..steps import output_path
 from ..store import RunStore, redis_client
 
 __all__ = ["RunContext", "run_context", "client", "RETRY_ON", "RUN_SETTINGS", "worker_settings",
-           "BatchGuard", "CRASHED", "TIMED_OUT", "first_stage", "final_stage", "finish_run", "prepare_output"]
+           "BatchGuard", "CRASHED", "KEPT_DYING", "TIMED_OUT", "first_stage", "final_stage", "finish_run", "prepare_output"]
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +173,7 @@ CRASHED = "crashed its worker"
 """Quarantine reason of a file whose worker process died (or was killed) while it was on it."""
 
 TIMED_OUT = "exceeded the task time limit"
+KEPT_DYING = "its batch kept killing its worker with no file to blame"
 """Quarantine reason of a file its batch was on when the batch ran out of time (a hang); the
 reason goes on with the limit and the stage: "exceeded the task time limit (30 s) in get"."""
 
@@ -279,7 +280,17 @@ class BatchGuard:
         One bad file must not sink its batch: a file whose step raises unexpectedly is recorded
         in ``failed`` with the exception's type only (messages may quote element values) and
         the batch goes on; the traceback goes to the DEBUG log.
+
+        Each poison file costs one start, so a batch started more often than its retries plus
+        its files dies where no file is to blame (between files): its remaining files are
+        reported failed and the batch commits, so the run ends instead of looping forever.
         """
+        if self.careful and self.starts > self.ctx.settings.max_retries + len(paths) + 2:
+            self.poison.update(self.store.outcomes("poison", paths))
+            failed.update({rel: KEPT_DYING for rel in paths if rel not in self.poison})
+            log.error("run %s: %s batch %d started %d times; giving up on its %d files",
+                      self.store.run_id, self.stage, self.batch_no, self.starts, len(failed))
+            return
         for rel in self.files(paths):
             try:
                 out = step(rel)

@@ -8,7 +8,7 @@ import pytest
 
 from deid_workers import tasks
 from deid_workers.store import RunStore
-from deid_workers.tasks import CRASHED, BatchGuard, run_context
+from deid_workers.tasks import CRASHED, KEPT_DYING, BatchGuard, run_context
 from deid_workers.tasks.get import run_get
 from deid_workers.tasks.put import run_put
 
@@ -100,3 +100,17 @@ def test_paths_that_leave_the_folders_are_refused(make_run, tmp_path):
     assert result["written"] == 0 and result["failed"] + result["skipped"] == 2
     assert (secret / "leak.dcm").read_bytes() == before
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.dcm"))
+
+
+def test_a_batch_that_keeps_dying_with_no_file_to_blame_ends_with_its_files_failed(make_run):
+    store, root, paths, n = make_run("get", corrupt=0, settings={"max_retries": 1})
+    ctx = run_context(store.run_id)
+    batch = store.batch(0)
+    # Killed after its last file every time (say, while committing): no note to act on.
+    for _ in range(1 + 1 + len(batch) + 1):
+        guard = BatchGuard(ctx, "get", 0)
+        assert list(guard.files(batch)) == batch
+    result = run_get(store.run_id, 0)
+    assert result["files"] == 3 and result["valid"] == 0 and result["failed"] == 3
+    assert store.outcomes("failed") == {rel: KEPT_DYING for rel in batch}
+    assert store.done_batches("get") == {0}
