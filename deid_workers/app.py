@@ -21,6 +21,7 @@ Why these settings:
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -190,8 +191,14 @@ def _worker_log_format(logger: Any = None, **_: Any) -> None:
     """``DEID_LOG_JSON=1``: the worker's handlers (root and task loggers) write JSON lines.
 
     Celery adds its handlers itself (``worker_hijack_root_logger`` is off, so it only adds);
-    these signals fire right after, in the main process and in each pool child.
+    these signals fire right after, in the main process and in each pool child. A requeued
+    batch is logged by Celery without its traceback (:class:`~deid_workers.logs.RequeueTracebackFilter`).
     """
+    from .logs import RequeueTracebackFilter
+
+    trace = logging.getLogger("celery.app.trace")
+    if not any(isinstance(f, RequeueTracebackFilter) for f in trace.filters):
+        trace.addFilter(RequeueTracebackFilter())
     if logger is not None and Settings.from_env().log_json:
         from .logs import use_json
 

@@ -16,8 +16,10 @@ from datetime import datetime, timezone
 from contextlib import contextmanager
 from typing import IO
 
+from celery.exceptions import Reject
+
 __all__ = ["QUIET", "LEVELS", "level_for", "setup", "DeidFormatter", "JsonFormatter",
-           "use_json"]
+           "RequeueTracebackFilter", "use_json"]
 
 QUIET = logging.CRITICAL + 10
 """A level above every message: MESSAGELEVEL=QUIET silences all logging."""
@@ -107,6 +109,22 @@ def _task_of(record: logging.LogRecord) -> tuple[str | None, str | None]:
         if request is not None and getattr(request, "id", None):
             return str(request.id), str(getattr(task, "name", "") or "")
     return None, None
+
+
+class RequeueTracebackFilter(logging.Filter):
+    """Drop the traceback Celery logs with a batch it requeues (``Reject(requeue=True)``).
+
+    A batch past its time limit is requeued on purpose and the guard has already said so in
+    one line; Celery's WARNING would add a traceback of its own frames to every such requeue.
+    The one-line warning stays.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, Reject) and exc.requeue:
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 def use_json(logger: logging.Logger) -> None:

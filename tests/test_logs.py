@@ -122,3 +122,29 @@ def test_worker_signal_applies_json_only_when_asked(monkeypatch):
         assert isinstance(handler.formatter, logs.JsonFormatter)
     finally:
         logger.handlers = []
+
+
+def _record_with(exc: BaseException) -> logging.LogRecord:
+    try:
+        raise exc
+    except BaseException:
+        return logging.LogRecord("celery.app.trace", logging.WARNING, __file__, 1,
+                                 "Task %s rejected", ("deid.get",), sys.exc_info())
+
+
+def test_a_requeued_batch_is_logged_without_its_traceback():
+    from celery.exceptions import Reject
+
+    from deid_workers.app import _worker_log_format
+    from deid_workers.logs import RequeueTracebackFilter
+
+    _worker_log_format()  # the worker's logging signal installs the filter, once
+    _worker_log_format()
+    trace = logging.getLogger("celery.app.trace")
+    assert sum(isinstance(f, RequeueTracebackFilter) for f in trace.filters) == 1
+    requeued = _record_with(Reject("timed out", requeue=True))
+    assert trace.filter(requeued) and requeued.exc_info is None
+    assert requeued.getMessage() == "Task deid.get rejected"
+    for kept in (Reject("bad message", requeue=False), ValueError("x")):
+        record = _record_with(kept)
+        assert trace.filter(record) and record.exc_info is not None

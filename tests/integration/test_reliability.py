@@ -225,6 +225,7 @@ def test_hanging_file_is_quarantined_after_the_time_limit(tmp_path, limit):
         assert "passed the hard time limit (3 s)" in log
     else:
         assert "passed the hard time limit" not in log
+        assert "reject requeue=True" in log and "Traceback" not in log  # one line each
     assert "TimeLimitExceeded" not in log
 
 
