@@ -6,8 +6,10 @@ same conditions, and it deep-copies the file meta of every file. :func:`encode_p
 the same steps in the same order (so the output and the changes made to ``ds`` are the same)
 but does the per-dataset work once per dataset and writes elements straight into one buffer.
 
-What stays pydicom's: every value is encoded by pydicom's own value writers
-(``filewriter.writers``), odd elements (buffered values, undefined lengths other than
+What stays pydicom's: values are encoded by pydicom's own value writers
+(``filewriter.writers``), except the plain cases that are most of a file (text, UIDs, codes,
+dates, single numbers, bytes: see ``_FAST``, each checked against its writer by the tests), where
+calling the writer into a buffer cost more than the encoding; odd elements (buffered values, undefined lengths other than
 sequences, values over 64 KB in a 16-bit-length VR, VRs it cannot write) go through
 ``filewriter.write_data_element``, and datasets whose encoding or character set changes get
 ``correct_ambiguous_vr`` and the ``__getitem__`` conversion exactly as ``write_dataset`` does.
@@ -31,20 +33,35 @@ import os
 from collections.abc import Sequence
 from io import BufferedIOBase
 from struct import Struct
+from struct import pack as _pack
 from typing import Any, BinaryIO
 
 from pydicom import __version_info__, config
 from pydicom.charset import (
     STAND_ALONE_ENCODINGS,
     convert_encodings,
+    custom_encoders,
     default_encoding,
     python_encoding,
 )
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import correct_ambiguous_vr, write_data_element, writers
+from pydicom.filewriter import (
+    correct_ambiguous_vr,
+    write_DA,
+    write_data_element,
+    write_DT,
+    write_numbers,
+    write_OBvalue,
+    write_OWvalue,
+    write_string,
+    write_text,
+    write_TM,
+    write_UI,
+    writers,
+)
 from pydicom.hooks import hooks
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
@@ -138,6 +155,33 @@ def _implicit_for(tsyntax: object) -> bool:
     return implicit
 
 
+_PYDICOM_DATASETS = frozenset({Dataset, FileDataset, FileMetaDataset})
+"""Dataset classes whose keyword attributes are exactly their elements (no overrides)."""
+
+
+def _plain(ds: Dataset, keyword: str) -> bool:
+    return type(ds) in _PYDICOM_DATASETS and keyword not in ds.__dict__
+
+
+def _get(ds: Dataset, keyword: str, tag: int) -> Any:
+    """``ds.get(keyword, None)`` without its keyword lookups (a few microseconds each)."""
+    if not _plain(ds, keyword):
+        return ds.get(keyword, None)
+    if tag not in ds._dict:
+        return None
+    try:
+        return ds[tag].value  # what Dataset.__getattr__ returns for a keyword
+    except AttributeError:
+        return None  # as getattr inside ds.get
+
+
+def _has(ds: Dataset, keyword: str, tag: int) -> bool:
+    """``keyword in ds``, by its tag."""
+    if not _plain(ds, keyword):
+        return keyword in ds
+    return tag in ds._dict
+
+
 def _meta_copy(meta: FileMetaDataset) -> FileMetaDataset:
     """A copy of ``meta`` to complete and write, what ``dcmwrite``'s deepcopy is for.
 
@@ -172,6 +216,8 @@ def _meta_elem(meta: FileMetaDataset, tag: int) -> DataElement:
     """``meta[tag]`` on the copy (which converts a raw element), memoised for non-empty
     OB/UI values. The shared result is never assigned to (:func:`_set_meta` copies)."""
     raw = meta._dict[tag]  # type: ignore[index]
+    if type(raw) is DataElement:
+        return raw  # what meta[tag] gives for an element already converted
     if type(raw) is not RawDataElement or raw.VR not in _MEMO_VRS or not raw.value or _hooked():
         return meta[tag]
     key = (raw.tag, raw.VR, raw.value)
@@ -219,11 +265,11 @@ def _complete_meta(meta: FileMetaDataset, ds: Dataset) -> None:
     """What ``dcmwrite(enforce_file_format=True)`` and ``validate_file_meta`` do to the copy
     of the file meta: media UIDs from the dataset, version and implementation filled in."""
     meta_class = _meta_value(meta, 0x00020002)
-    ds_class = ds.get("SOPClassUID", None)
+    ds_class = _get(ds, "SOPClassUID", 0x00080016)
     if meta_class is None or (ds_class and ds_class != meta_class):
         _set_meta(meta, 0x00020002, ds_class)
     meta_instance = _meta_value(meta, 0x00020003)
-    ds_instance = ds.get("SOPInstanceUID", None)
+    ds_instance = _get(ds, "SOPInstanceUID", 0x00080018)
     if meta_instance is None or (ds_instance and ds_instance != meta_instance):
         _set_meta(meta, 0x00020003, ds_instance)
     if any(tag >> 16 != 2 for tag in meta._dict):
@@ -251,7 +297,7 @@ def _encode(ds: Dataset) -> bytes:
     little = ds.original_encoding[1]
     if little is not None:
         # save_as reads the transfer syntax from the dataset's own file meta first.
-        original_meta.get("TransferSyntaxUID", None)
+        _get(original_meta, "TransferSyntaxUID", 0x00020010)
         if not little:
             raise _OffPath("big endian dataset")
     meta = _meta_copy(original_meta)
@@ -263,8 +309,8 @@ def _encode(ds: Dataset) -> bytes:
     _complete_meta(meta, ds)
     if not preamble:
         preamble = _ZERO_PREAMBLE
-    if "PixelData" in ds:
-        ds["PixelData"].is_undefined_length = tsyntax.is_compressed
+    if _has(ds, "PixelData", _PIXEL_DATA):
+        ds[_PIXEL_DATA].is_undefined_length = tsyntax.is_compressed
 
     fp = DicomBytesIO()
     fp.is_little_endian = True
@@ -319,20 +365,29 @@ def _write_dataset(fp: DicomBytesIO, ds: Dataset, parent_encoding: Any, implicit
                    tags: Sequence[int] | None = None) -> None:
     """``filewriter.write_dataset`` for a little endian ``fp``."""
     get_item: Any = ds._dict.__getitem__
-    if ((implicit, True) != ds.original_encoding
-            or ds.original_character_set != ds._character_set):
+    # Without a Specific Character Set (most items, the file meta), ds._character_set is
+    # the parent's encoding and ds.get("SpecificCharacterSet", ...) the default: both are
+    # known without their lookups.
+    inherited = not _has(ds, "SpecificCharacterSet", 0x00080005)
+    current = ds._parent_encoding if inherited else ds._character_set
+    if (implicit, True) != ds.original_encoding or ds.original_character_set != current:
         ds = correct_ambiguous_vr(ds, True)
         get_item = ds.__getitem__
         tags = None
-    dataset_encoding = ds.get("SpecificCharacterSet", parent_encoding)
+    dataset_encoding = (parent_encoding if inherited
+                        else ds.get("SpecificCharacterSet", parent_encoding))
     # pydicom converts the charset names again for every converted element; once is enough
     # (and a charset it would warn about goes to pydicom, so the warnings stay the same).
     encodings = _encodings(dataset_encoding)
+    write = fp.write
     for tag in sorted(ds._dict, key=int) if tags is None else tags:
         if not tag & 0xFFFF and tag >> 16 > 6:
             continue  # retired group lengths are not written
         elem = get_item(tag)
-        if type(elem) is RawDataElement and elem[3] is None:
+        if type(elem) is RawDataElement:
+            if elem[3] is not None:
+                _write_raw(write, elem, implicit)
+                continue
             elem = ds[tag]  # as get_item does for a value not kept (empty implicit, deferred)
         _write_element(fp, elem, dataset_encoding, encodings, implicit)
 
@@ -379,6 +434,19 @@ def _vr_info(vr: str) -> tuple[Any, Any, bool, bytes | None, bool] | None:
     return info
 
 
+_PLANS: dict[tuple[str, type], tuple[int, Any, Any]] = {}
+_PLANS_MAX = 1024
+"""(VR, value type) -> (kind, VR info, fast encoder or None): one lookup per element."""
+
+
+def _plan(vr: str, value_type: type) -> tuple[int, Any, Any]:
+    info = _vr_info(vr)
+    plan = (_kind(value_type), info, None if info is None else _FAST.get((info[0], value_type)))
+    if len(_PLANS) < _PLANS_MAX:
+        _PLANS[(vr, value_type)] = plan
+    return plan
+
+
 def _write_element(fp: DicomBytesIO, elem: DataElement | RawDataElement, dataset_encoding: Any,
                    encodings: list[str], implicit: bool) -> None:
     """``filewriter.write_data_element``: raw values copied, converted ones encoded by
@@ -398,14 +466,36 @@ def _write_element(fp: DicomBytesIO, elem: DataElement | RawDataElement, dataset
         _write_sequence(fp, elem, encodings, implicit)  # type: ignore[arg-type]
         return
     value = elem._value  # type: ignore[union-attr]
-    kind = _kind(type(value))
-    info = _vr_info(vr)  # type: ignore[arg-type]
+    value_type = type(value)
+    try:
+        kind, info, fast = _PLANS[(vr, value_type)]  # type: ignore[index]
+    except KeyError:
+        kind, info, fast = _plan(vr, value_type)  # type: ignore[arg-type]
     if (kind == _OTHER or info is None or elem.is_undefined_length  # type: ignore[union-attr]
             or (not implicit and info[3] is None)):
         write_data_element(fp, elem, dataset_encoding)
         return
     fn, param, charset, vr_bytes, long = info
     tag = elem.tag
+    if kind == _NONE or (kind == _TRUTHY or kind == _SIZED) and not value:
+        data: bytes | None = b""
+    else:
+        data = None if fast is None else fast(value, param, encodings)
+    if data is not None:
+        # Encoded here, as pydicom's writer would (see _FAST): header with the length, then
+        # the value, with no buffer to seek back into.
+        n = len(data)
+        if implicit:
+            write(_TAG_UL.pack(tag >> 16, tag & 0xFFFF, n))
+        elif long:
+            write(_TAG_VR_UL.pack(tag >> 16, tag & 0xFFFF, vr_bytes, n))
+        elif n <= 0xFFFF:
+            write(_TAG_VR_US.pack(tag >> 16, tag & 0xFFFF, vr_bytes, n))
+        else:
+            write_data_element(fp, elem, dataset_encoding)  # pydicom makes it UN (and warns)
+            return
+        write(data)
+        return
     pos = fp.tell()
     if implicit:
         write(_TAG_UL.pack(tag >> 16, tag & 0xFFFF, 0))
@@ -437,6 +527,104 @@ def _write_element(fp: DicomBytesIO, elem: DataElement | RawDataElement, dataset
         fp.seek(end - n - 2)
         write(_US.pack(n))
     fp.seek(end)
+
+
+
+# Values encoded without pydicom's writer, for the writer and value types where the result is
+# plain to see in pydicom 3's filewriter. Each returns the bytes its writer would write, or None
+# when only the writer can say (a value it cannot encode: it then raises or warns itself).
+# Exact types only: a subclass may change what str() or encode() give.
+
+
+def _ascii(text: str, pad: bytes) -> bytes | None:
+    """``write_string``: padded to even length, encoded with the default (strict) codec."""
+    try:
+        data = text.encode(default_encoding)
+    except UnicodeError:
+        return None
+    return data + pad if len(data) % 2 else data
+
+
+def _fast_string(value: str, param: Any, encodings: list[str]) -> bytes | None:
+    return _ascii(value, b" ")
+
+
+def _fast_uid(value: str, param: Any, encodings: list[str]) -> bytes | None:
+    return _ascii(value, b"\0")  # write_UI pads with NUL
+
+
+def _fast_strings(value: Any, param: Any, encodings: list[str]) -> bytes | None:
+    """``write_string`` of a multi-value: items joined by backslashes (all plain str)."""
+    if not all(type(v) is str for v in value):
+        return None
+    return _ascii("\\".join(value), b" ")
+
+
+def _fast_uids(value: Any, param: Any, encodings: list[str]) -> bytes | None:
+    if not all(type(v) is str or type(v) is UID for v in value):
+        return None
+    return _ascii("\\".join(value), b"\0")
+
+
+def _encode_text(text: str, encodings: list[str]) -> bytes | None:
+    """``charset.encode_string`` when its first encoding is a plain codec that can encode
+    ``text``: that codec's bytes, with no escape sequence."""
+    codec = encodings[0]
+    if codec in custom_encoders:
+        return None
+    try:
+        return text.encode(codec)
+    except UnicodeError:
+        return None  # pydicom tries the other encodings, or warns and replaces
+
+
+def _fast_text(value: str, param: Any, encodings: list[str]) -> bytes | None:
+    """``write_text`` of one string: encoded, then padded with a space to even length."""
+    data = _encode_text(value, encodings)
+    if data is None:
+        return None
+    return data + b" " if len(data) % 2 else data
+
+
+def _fast_texts(value: Any, param: Any, encodings: list[str]) -> bytes | None:
+    """``write_text`` of a multi-value of strings: each encoded, joined by backslashes."""
+    parts = []
+    for v in value:
+        if type(v) is not str:
+            return None
+        part = _encode_text(v, encodings)
+        if part is None:
+            return None
+        parts.append(part)
+    data = b"\\".join(parts)
+    return data + b" " if len(data) % 2 else data
+
+
+def _fast_number(value: Any, param: Any, encodings: list[str]) -> bytes | None:
+    """``write_numbers`` of one int or float, little endian."""
+    try:
+        return _pack("<" + param, value)
+    except Exception:  # noqa: BLE001 - out of range, wrong type: pydicom raises its own error
+        return None
+
+
+def _fast_bytes(value: bytes, param: Any, encodings: list[str]) -> bytes | None:
+    """``write_OBvalue`` / ``write_OWvalue`` of bytes: padded with NUL to even length."""
+    return value + b"\0" if len(value) % 2 else value
+
+
+_FAST: dict[tuple[Any, type], Any] = {}
+for _writer in (write_string, write_DA, write_DT, write_TM):
+    _FAST[(_writer, str)] = _fast_string  # DA/DT/TM write a str value with write_string
+for _type in (MultiValue, list, tuple):
+    _FAST[(write_string, _type)] = _fast_strings
+    _FAST[(write_UI, _type)] = _fast_uids
+    _FAST[(write_text, _type)] = _fast_texts
+_FAST[(write_UI, str)] = _FAST[(write_UI, UID)] = _fast_uid
+_FAST[(write_text, str)] = _fast_text
+_FAST[(write_numbers, int)] = _FAST[(write_numbers, float)] = _fast_number
+_FAST[(write_OBvalue, bytes)] = _FAST[(write_OWvalue, bytes)] = _fast_bytes
+del _writer, _type
 
 
 def _write_raw(write: Any, elem: RawDataElement, implicit: bool) -> None:

@@ -22,8 +22,18 @@ from pydicom import dcmread
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import (
+    write_numbers,
+    write_string,
+    write_text,
+    write_UI,
+    writers,
+)
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import (
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
@@ -486,6 +496,150 @@ def test_buffered_pixel_data() -> None:
         return ds
 
     assert_same(make)
+
+
+# --- values encoded without pydicom's writers ---
+
+_FAST_CASES: list[tuple[str, object, list[str]]] = [
+    ("CS", "ODD", ["iso8859"]),
+    ("CS", "EVEN", ["iso8859"]),
+    ("CS", MultiValue(str, ["A", "BB", "CCC"]), ["iso8859"]),
+    ("CS", ["ORIGINAL", "PRIMARY"], ["iso8859"]),
+    ("CS", ("A", 1), ["iso8859"]),  # not all str: pydicom decides
+    ("AE", "É", ["iso8859"]),  # write_string encodes with the default codec
+    ("AE", "Ω", ["iso8859"]),  # which cannot: pydicom raises
+    ("DA", "20200101", ["iso8859"]),
+    ("TM", "1200", ["iso8859"]),
+    ("DT", "2020010112", ["iso8859"]),
+    ("UI", UID("1.2.3"), ["iso8859"]),
+    ("UI", "1.2.34", ["iso8859"]),
+    ("UI", MultiValue(UID, ["1.2", "1.2.3"]), ["iso8859"]),
+    ("LO", "HÔPITAL", ["latin_1"]),
+    ("LO", "HÔPITAL", ["UTF8"]),
+    ("LO", "Ωmega", ["latin_1"]),  # unencodable: pydicom warns and replaces
+    ("LO", "Ωmega", ["latin_1", "UTF8"]),  # or tries the next encoding
+    ("SH", "ABC", ["shift_jis", "iso2022_jp"]),  # custom encoders: pydicom's
+    ("LT", "line\nnext", ["iso8859"]),
+    ("LO", MultiValue(str, ["A", "ÀB"]), ["latin_1"]),
+    ("LO", ["A", b"B"], ["latin_1"]),
+    ("US", 7, []),
+    ("US", 70000, []),  # out of range: pydicom raises
+    ("US", 1.5, []),
+    ("SS", -3, []),
+    ("UL", 2**31, []),
+    ("FL", 1.5, []),
+    ("FL", 1e300, []),
+    ("FD", 2, []),
+    ("OB", b"\x01\x02\x03", []),
+    ("OW", b"\x01\x02", []),
+]
+
+
+_WRITER_DECIDES = [
+    ("CS", ("A", 1), ["iso8859"]),
+    ("AE", "Ω", ["iso8859"]),
+    ("LO", "Ωmega", ["latin_1"]),
+    ("LO", "Ωmega", ["latin_1", "UTF8"]),
+    ("SH", "ABC", ["shift_jis", "iso2022_jp"]),
+    ("LO", ["A", b"B"], ["latin_1"]),
+    ("US", 70000, []),
+    ("US", 1.5, []),
+    ("FL", 1e300, []),
+]
+"""The cases above where the fast encoder answers None and pydicom's writer does the work."""
+
+
+def _writer_bytes(vr: str, value: object, encodings: list[str]) -> bytes:
+    """What pydicom's value writer writes for the element, as write_data_element calls it."""
+    fn, param = writers[vr]  # type: ignore[index]
+    fp = DicomBytesIO()
+    fp.is_little_endian = True
+    fp.is_implicit_VR = False
+    elem = DataElement(0x00091010, vr, value, validation_mode=0)
+    if vr in encoder._CHARSET_VRS:
+        fn(fp, elem, encodings=encodings)
+    elif param is not None:
+        fn(fp, elem, param)
+    else:
+        fn(fp, elem)
+    return fp.getvalue()
+
+
+@pytest.mark.parametrize(("vr", "value", "encodings"), _FAST_CASES)
+def test_fast_values_are_what_pydicom_writes(vr: str, value: object,
+                                             encodings: list[str]) -> None:
+    """Each fast encoder gives the writer's bytes, or None where the writer warns, raises
+    or needs its own logic (then the element goes to the writer)."""
+    fast = encoder._FAST.get((writers[vr][0], type(value)))  # type: ignore[index]
+    assert fast is not None, "no fast encoder for this case"
+    got = fast(value, writers[vr][1], encodings)  # type: ignore[index]
+    with _warnings() as caught:
+        try:
+            expected: bytes | None = _writer_bytes(vr, value, encodings)
+        except Exception:  # noqa: BLE001 - pydicom refuses: the fast path must not answer
+            expected = None
+    if caught:
+        expected = None  # pydicom warned (replacement characters): it must do that itself
+    if (vr, value, encodings) in _WRITER_DECIDES:
+        assert got is None
+    else:
+        assert got is not None
+        assert got == expected
+
+
+def test_fast_path_covers_the_common_values(corpus: list[Path]) -> None:
+    """The values a de-identified file holds are encoded without pydicom's writers."""
+    ds = _deidentified(read_dataset(corpus[0], headers_only=False))
+    ds.PatientName = "NAME"  # PN stays with pydicom (PersonName keeps its bytes)
+    calls = []
+    real = encoder._FAST
+
+    class Spy(dict):  # type: ignore[type-arg]
+        def get(self, key: object, default: object = None) -> object:
+            calls.append(key)
+            return real.get(key, default)
+
+    with mock.patch.object(encoder, "_FAST", Spy(real)), \
+            mock.patch.object(encoder, "_PLANS", {}), \
+            mock.patch.object(encoder, "writers", {}):
+        expected_ds = _deidentified(read_dataset(corpus[0], headers_only=False))
+        expected_ds.PatientName = "NAME"
+        assert encode_part10(ds) == _pydicom_bytes(expected_ds)
+    handled = {key for key in calls if key in real}
+    assert {(write_UI, UID), (write_string, str), (write_text, str),
+            (write_numbers, int)} <= handled
+
+
+def test_text_in_character_sets_like_pydicom() -> None:
+    def make(charset: str, name: str) -> Factory:
+        def build() -> Dataset:
+            ds = make_dataset(27)
+            ds.SpecificCharacterSet = charset
+            ds.InstitutionName = name
+            ds.StudyDescription = "ÉTUDE"
+            ds.add_new(0x00181000, "LO", ["À", "B"])  # DeviceSerialNumber, multi
+            return ds
+        return build
+
+    assert b"\xc3\x89TUDE" in assert_same(make("ISO_IR 192", "Ωmega"))
+    assert b"\xc9TUDE" in assert_same(make("ISO_IR 100", "HÔPITAL"))
+    with _warnings() as caught:
+        assert_same(make("ISO_IR 100", "Ωmega"))  # replaced, with pydicom's warning
+    assert sum("Failed to encode" in str(w.message) for w in caught) == 2  # once per write
+
+
+def test_numbers_out_of_range_raise_like_pydicom() -> None:
+    def make() -> Dataset:
+        ds = make_dataset(28)
+        ds.add_new(0x00280010, "US", 70000)  # Rows
+        return ds
+
+    with pytest.raises(Exception) as expected:
+        _pydicom_bytes(make())
+    with pytest.raises(Exception) as got:
+        encode_part10(make())
+    assert type(got.value) is type(expected.value)
+    assert str(got.value) == str(expected.value)
 
 
 # --- generated datasets ---
