@@ -37,10 +37,10 @@ from .errors import IdentifiersError, InputError, StoreError
 from .idsfile import load_ids
 from .progress import Progress
 from .recipe import load_recipe
-from .store import RunStore, new_run_id, redis_client
+from .store import RunStore, first_stage, new_run_id, redis_client
 from .provenance import declared_codes
 from .steps import DEFAULT_QUARANTINE_GROUPS
-from .tasks import RUN_SETTINGS, final_stage, finish_run, first_stage
+from .tasks import RUN_SETTINGS, final_stage, finish_run
 from .walk import iter_batches
 
 __all__ = [

@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
+from .store import stages_of
+
 __all__ = ["Progress", "Stage", "stages", "render"]
 
 BAR_WIDTH = 24
-STAGES_OF = {"get": ("get",), "all": ("get", "put"), "put": ("put",), "inspect": ("inspect",)}
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,7 @@ class Stage:
 def stages(rec: Mapping[str, Any], c: Mapping[str, int]) -> list[Stage]:
     """The run's stages with their counts, from its record and counters."""
     action = str(rec.get("action"))
-    names = list(STAGES_OF[action])
-    if rec.get("clean_pixels") and "put" in names:
-        names.append("clean")
+    names = stages_of(action, clean_pixels=bool(rec.get("clean_pixels")), finalize=False)
     walked = bool(rec.get("walk_done"))
     out = []
     for name in names:

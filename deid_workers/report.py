@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .atomicfile import AtomicFile
-from .store import RunStore
+from .store import STAGE_ORDER, RunStore, first_stage, stages_of
 
 __all__ = [
     "INSPECT_TSV",
@@ -78,7 +78,7 @@ def summarize(store: RunStore, *, limit: int | None = LIST_LIMIT) -> dict[str, A
     rec = store.record()
     c = store.counters()
     action = rec.get("action")
-    first = "inspect" if action == "inspect" else ("put" if action == "put" else "get")
+    first = first_stage(action)
     skipped = dict(_limited(store, "skipped", None))
     reasons = Counter(skipped.values())
     summary: dict[str, Any] = {
@@ -200,13 +200,6 @@ def render_table(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-STAGE_ORDER = ("get", "inspect", "finalize", "put", "clean")
-"""Stages in the order a run goes through them (``--status`` rows)."""
-
-_EXPECTED = {"get": ("get", "finalize"), "all": ("get", "finalize", "put"),
-             "inspect": ("inspect", "finalize"), "put": ("put",)}
-
-
 def run_status(store: RunStore, *, now: float | None = None) -> dict[str, Any]:
     """Where a run stands, stage by stage, for ``deid-submit --status`` (counts and times only).
 
@@ -225,8 +218,9 @@ def run_status(store: RunStore, *, now: float | None = None) -> dict[str, Any]:
     created = float(rec.get("created") or now)
     finished = rec.get("finished")
     found = c.get("walk:files", 0)
+    expected = stages_of(action)
     stages = [s for s in STAGE_ORDER
-              if s in _EXPECTED.get(action, ()) or c.get(f"{s}:batches") or f"{s}:last" in t]
+              if s in expected or c.get(f"{s}:batches") or f"{s}:last" in t]
     rows = []
     for stage in stages:
         done_batches = len(store.done_batches(stage))
@@ -239,7 +233,7 @@ def run_status(store: RunStore, *, now: float | None = None) -> dict[str, Any]:
             total = None
             if stage == "put" and action == "all":
                 total = c.get("get:valid") if "finalize:last" in t else None
-            elif stage == _EXPECTED.get(action, ("",))[0]:
+            elif stage == first_stage(action):
                 total = found if walk_done else None
         start = created
         if stage == "put" and action == "all":

@@ -65,7 +65,10 @@ __all__ = [
     "RUNS_INDEX",
     "ENTITY_FIELD",
     "STAGES",
+    "STAGE_ORDER",
     "Keys",
+    "first_stage",
+    "stages_of",
     "RunStore",
     "redis_client",
     "new_run_id",
@@ -85,6 +88,32 @@ ENTITY_FIELD = "\x00entity"
 """Field of an ids hash that holds the entity value itself (an item is never empty-prefixed)."""
 
 STAGES = ("get", "inspect", "put", "clean")
+"""The stages that run batches of files."""
+
+STAGE_ORDER = ("get", "inspect", "finalize", "put", "clean")
+"""Every stage in the order a run goes through them (``--status`` rows)."""
+
+_PLANS = {"get": ("get", "finalize"), "inspect": ("inspect", "finalize"),
+          "all": ("get", "finalize", "put"), "put": ("put",)}
+
+
+def stages_of(action: str, *, clean_pixels: bool = False, finalize: bool = True) -> tuple[str, ...]:
+    """The stages a run of ``action`` goes through, in order (none for an unknown action).
+
+    The one statement of a run's plan: the tasks, the progress bar and ``--status`` read it.
+    With ``clean_pixels`` put is followed by clean; ``finalize=False`` leaves out the stage
+    that has no files of its own.
+    """
+    plan = _PLANS.get(action, ())
+    if clean_pixels and "put" in plan:
+        plan += ("clean",)
+    return plan if finalize else tuple(s for s in plan if s != "finalize")
+
+
+def first_stage(action: str) -> str:
+    """The stage a run of ``action`` starts with: get for get/all, else the action itself."""
+    plan = stages_of(action)
+    return plan[0] if plan else action
 
 SCAN_COUNT = 500
 """Elements per SSCAN/HSCAN call when streaming identifiers out: bounded memory, few calls."""

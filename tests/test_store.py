@@ -206,3 +206,15 @@ def test_ids_are_packed_small_and_read_back(client, store):
     assert store.get_ids("PID-3", "1.2.3") == json.loads(json.dumps(fields))
     assert unpack_fields(pack_fields({"a": [1, 2.5, "é"]})) == {"a": [1, 2.5, "é"]}
     assert unpack_fields('{"PatientID": "x"}') == {"PatientID": "x"}  # plain JSON still reads
+
+
+def test_the_plan_of_each_action():
+    from deid_workers.store import first_stage, stages_of
+
+    assert stages_of("all") == ("get", "finalize", "put")
+    assert stages_of("all", clean_pixels=True, finalize=False) == ("get", "put", "clean")
+    assert stages_of("inspect", clean_pixels=True) == ("inspect", "finalize")
+    assert stages_of("put", clean_pixels=True) == ("put", "clean")
+    assert [first_stage(a) for a in ("get", "all", "put", "inspect")] == [
+        "get", "get", "put", "inspect"]
+    assert stages_of("bogus") == () and first_stage("bogus") == "bogus"

@@ -30,7 +30,7 @@ from ..steps import output_path
 from ..store import RunStore, redis_client
 
 __all__ = ["RunContext", "run_context", "client", "RETRY_ON", "RUN_SETTINGS", "worker_settings",
-           "BatchGuard", "CRASHED", "KEPT_DYING", "TIMED_OUT", "first_stage", "final_stage", "finish_run", "prepare_output"]
+           "BatchGuard", "CRASHED", "KEPT_DYING", "TIMED_OUT", "final_stage", "finish_run", "prepare_output"]
 
 log = logging.getLogger(__name__)
 
@@ -363,11 +363,6 @@ def _crash() -> None:  # pragma: no cover - runs in a worker process that it kil
     import signal
 
     os.kill(os.getpid(), signal.SIGKILL)
-
-
-def first_stage(action: str) -> str:
-    """The stage a run of ``action`` starts with: get for get/all, else the action itself."""
-    return "get" if action == "all" else action
 
 
 def final_stage(clean_pixels: bool) -> str:

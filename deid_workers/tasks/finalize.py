@@ -15,7 +15,8 @@ from celery.utils.log import get_task_logger
 from ..app import app
 from ..idsfile import IdsWriter
 from ..report import write_inspect_report
-from . import RETRY_ON, finish_run, first_stage, run_context
+from ..store import first_stage
+from . import RETRY_ON, finish_run, run_context
 
 __all__ = ["finalize", "NotReady", "FINALIZE_POLL"]
 
