@@ -32,6 +32,7 @@ from pydicom.values import converters
 
 from deid_workers.durable import fsync_dir
 from deid_workers.errors import InputError, OutputExistsError
+from deid_workers.fastread import parse_part10
 
 __all__ = [
     "REASONS",
@@ -332,7 +333,18 @@ def _parse(
         raise _NotDicom
     fp: BinaryIO
     partial: bool | None = None
-    if size <= _WHOLE_MAX or len(data) < _WHOLE_MAX:
+    in_memory = size <= _WHOLE_MAX or len(data) < _WHOLE_MAX
+    if in_memory and not force:
+        fast = parse_part10(data, headers_only=headers_only)
+        if fast is not None and not caught:
+            # The same dataset as below, from a file that fills its elements exactly (so
+            # nothing is cut short, PixelData included) and has a data set. Left to check:
+            # what converting may still reveal, nested items above all.
+            _check_raw_lengths(fast.file_meta)  # it also converts value-less meta elements
+            _check_elements(fast)
+            return fast
+        del caught[:]  # dcmread warns again if it must
+    if in_memory:
         fp = BytesIO(data)
         ds = dcmread(fp, stop_before_pixels=headers_only, force=force)
     else:

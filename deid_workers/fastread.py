@@ -1,0 +1,246 @@
+"""Parse a small, well-formed Part-10 file from memory at a fraction of ``dcmread``'s cost.
+
+Every file is read three times in ``--action all`` and ``dcmread`` is most of each read: it
+pulls each element through a generator, a file object and several checks written for damaged
+or unusual files. Most files are not unusual: a preamble, "DICM", an explicit VR file meta,
+then an Explicit or Implicit VR Little Endian data set of defined-length elements that fills
+the file exactly. For those :func:`parse_part10` walks the bytes with one ``unpack_from`` per
+element and builds the same objects ``dcmread`` builds, through pydicom's own constructors and
+the same conversions it makes while reading (the file meta's first element and transfer
+syntax, the Specific Character Set), so the dataset is the one ``dcmread`` returns.
+
+Anything else gives None and the caller reads the file as before, so a refusal costs a little
+time and never a different result: big endian, deflated or compressed transfer syntaxes, no
+transfer syntax, undefined lengths, a value or header running past the end, bytes left over,
+tags out of order, an unknown VR, item tags at the top level, a command set, a file meta whose
+group length is wrong or that pydicom would re-read as implicit VR, and anything that raises.
+It also refuses what :func:`deid_workers.dicomio.read_dataset` would reject (no data set), so
+an accepted file needs none of its truncation checks, only the sequence checks.
+"""
+
+from __future__ import annotations
+
+from io import BytesIO
+from itertools import islice
+from struct import Struct
+
+from pydicom.charset import default_encoding, python_encoding
+from pydicom.dataelem import RawDataElement, convert_raw_data_element, empty_value_for_VR
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.tag import BaseTag
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
+
+__all__ = ["parse_part10"]
+
+_EXPLICIT = Struct("<HH2sH").unpack_from
+_IMPLICIT = Struct("<HHL").unpack_from
+_LONG = Struct("<L").unpack_from
+_UNDEFINED = 0xFFFFFFFF
+_CHARSET = 0x00080005
+_GROUP_LENGTH = 0x00020000
+_TRANSFER_SYNTAX = 0x00020010
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+"""The tags ``stop_before_pixels`` stops at (float, double float and plain pixel data)."""
+_ITEM_GROUP = 0xFFFE0000
+"""Item and delimiter tags (FFFE,xxxx): at the top level they mean undefined lengths or
+damage, both left to dcmread."""
+
+_VRS: dict[bytes, tuple[str, bool]] = {
+    vr.value.encode("ascii"): (vr.value, vr in EXPLICIT_VR_LENGTH_32)
+    for vr in VR
+    if len(vr.value) == 2
+}
+"""Explicit VR bytes -> (VR as dcmread stores it, has a 4-byte length). dcmread reads other
+VR bytes as an implicit VR switch or an unknown VR; both are refused."""
+
+_EMPTY: dict[str | None, object] = {}
+"""What dcmread stores as the value of a zero-length element, by VR (it depends on config,
+so it is asked of pydicom once per VR and process)."""
+
+
+def _empty(vr: str | None) -> object:
+    try:
+        return _EMPTY[vr]
+    except KeyError:
+        value = _EMPTY[vr] = empty_value_for_VR(vr, raw=True)
+        return value
+
+
+def _tag(tag: int) -> BaseTag:
+    """The BaseTag of ``tag``, shared between files (tags are immutable ints): building
+    one is a Python call per element, and a few hundred tags cover most files."""
+    btag = _TAGS.get(tag)
+    if btag is None:
+        btag = BaseTag(tag)
+        if len(_TAGS) < _TAGS_MAX:
+            _TAGS[tag] = btag
+    return btag
+
+
+_TAGS: dict[int, BaseTag] = {}
+_TAGS_MAX = 4096
+_new_raw = tuple.__new__
+"""RawDataElement is a NamedTuple: its generated ``__new__`` fills defaults in Python; the
+tuple is built directly instead, with every field given (is_raw=True, is_buffered=False)."""
+
+
+def _elements(
+    data: bytes, pos: int, implicit: bool, meta: bool
+) -> tuple[dict[BaseTag, RawDataElement], int, int] | None:
+    """The raw elements from ``pos`` as dcmread's element generator yields them, where they
+    end and how many come before pixel data; None at anything it would read differently or
+    that ends short.
+
+    ``meta``: read the file meta (explicit VR), stopping before the first tag of another
+    group, as dcmread does; otherwise read to the end of ``data``, which must be exact.
+    """
+    elements: dict[BaseTag, RawDataElement] = {}
+    end = len(data)
+    last = -1
+    before_pixels = -1
+    vrs = _VRS
+    empty = _EMPTY
+    raw_type = RawDataElement
+    while pos < end:
+        if end - pos < 8:
+            return None  # dcmread stops silently before a short header: a cut file
+        if implicit:
+            group, elem, length = _IMPLICIT(data, pos)
+            vr = None
+            start = pos + 8
+        else:
+            group, elem, raw_vr, length = _EXPLICIT(data, pos)
+            if meta and group != 2:
+                break
+            known = vrs.get(raw_vr)
+            if known is None:
+                return None
+            vr, long = known
+            start = pos + 8
+            if long:
+                if end - start < 4:
+                    return None
+                (length,) = _LONG(data, start)
+                start += 4
+        tag = group << 16 | elem
+        # In order (no duplicate, no file meta or command set element in the data set) and
+        # no item tags, whose meaning depends on an undefined length.
+        if tag <= last or tag >= _ITEM_GROUP or length == _UNDEFINED:
+            return None
+        last = tag
+        if before_pixels < 0 and tag in _PIXEL_TAGS:
+            before_pixels = len(elements)
+        pos = start + length
+        if pos > end:
+            return None
+        btag = _tag(tag)
+        if length:
+            value = data[start:pos]
+        else:
+            value = empty[vr] if vr in empty else _empty(vr)
+        elements[btag] = _new_raw(
+            raw_type, (btag, vr, length, value, start, implicit, True, True, False)
+        )
+    return elements, pos, before_pixels if before_pixels >= 0 else len(elements)
+
+
+def _file_meta(data: bytes) -> tuple[FileMetaDataset, int] | None:
+    """The file meta as dcmread leaves it (first element and TransferSyntaxUID converted),
+    and where the data set starts."""
+    parsed = _elements(data, 132, False, True)
+    if parsed is None or not parsed[0]:
+        return None
+    raw, ds_start, _ = parsed
+    # dcmread reads the header after the file meta as explicit VR, plus 4 bytes for a long
+    # VR, then twice more as implicit VR (command set, transfer syntax sniffing): ask for 12
+    # bytes so none of those reads can end short.
+    if len(data) - ds_start < 12:
+        return None
+    file_meta = FileMetaDataset(raw)
+    file_meta.set_original_encoding(False, True, default_encoding)
+    first = next(iter(raw))
+    file_meta[first]  # dcmread converts the first element to test the encoding
+    # Tags are in order, so a group length is the first element. A wrong one is logged by
+    # dcmread: left to dcmread.
+    if first == _GROUP_LENGTH and file_meta._dict[first].value != ds_start - 144:
+        return None
+    return file_meta, ds_start
+
+
+def _syntax(file_meta: FileMetaDataset) -> str | None:
+    """The transfer syntax, converted in place as dcmread's ``file_meta.get`` does."""
+    tag = _tag(_TRANSFER_SYNTAX)
+    return file_meta[tag].value if tag in file_meta._dict else None
+
+
+_QUIET: dict[tuple[str | None, bytes], bool] = {}
+
+
+def _quiet_charset(raw: RawDataElement) -> bool:
+    """Whether dcmread takes this Specific Character Set without a warning.
+
+    An unknown, misspelt or misplaced term makes pydicom warn (and log); such files are left
+    to dcmread so that the warnings are its own. Known terms are asked of pydicom's table
+    once per value and process (a few distinct values in practice, the cache is bounded).
+    """
+    key = (raw.VR, raw.value or b"")
+    quiet = _QUIET.get(key)
+    if quiet is None:
+        value = convert_raw_data_element(raw).value
+        terms = [value] if isinstance(value, str) else list(value or [""])
+        if len(terms) > 1:
+            # ISO 2022 code extensions only: a stand-alone term in a list warns.
+            terms[0] = terms[0] or "ISO_IR 6"
+            quiet = all(t.startswith("ISO 2022 IR ") or t == "ISO_IR 6" for t in terms)
+        else:
+            quiet = True
+        quiet = quiet and all(t in python_encoding for t in terms)
+        if len(_QUIET) < 256:
+            _QUIET[key] = quiet
+    return quiet
+
+
+def parse_part10(data: bytes, *, headers_only: bool) -> FileDataset | None:
+    """What ``dcmread(BytesIO(data), stop_before_pixels=headers_only)`` returns, or None when
+    ``data`` is not the plain kind of file this parser proves it reads the same way (the
+    caller then uses dcmread). Also None for an empty data set."""
+    if len(data) < 144 or data[128:132] != b"DICM":
+        return None
+    try:
+        meta = _file_meta(data)
+        if meta is None:
+            return None
+        file_meta, ds_start = meta
+        syntax = _syntax(file_meta)
+        if syntax == ImplicitVRLittleEndian:
+            implicit = True
+            # dcmread warns and switches when the first element looks explicit (its length
+            # bytes are two capital letters).
+            if 0x40 < data[ds_start + 4] < 0x5B and 0x40 < data[ds_start + 5] < 0x5B:
+                return None
+        elif syntax == ExplicitVRLittleEndian:
+            implicit = False
+        else:
+            return None
+        parsed = _elements(data, ds_start, implicit, False)
+        if parsed is None:
+            return None
+        raw, _, before_pixels = parsed
+        if headers_only and before_pixels < len(raw):
+            # dcmread stops before the first pixel data element; tags are in order, so the
+            # elements it leaves out are the last ones.
+            raw = dict(islice(raw.items(), before_pixels))
+        if not raw:
+            return None
+        charset = raw.get(_CHARSET)  # type: ignore[call-overload]
+        if charset is not None and not _quiet_charset(charset):
+            return None
+        # dcmread builds a Dataset on the same dict first; all it does that lasts is convert
+        # (0008,0005) in that dict, which _character_set does here (that tag's conversion
+        # uses neither the dataset's encoding nor its other elements).
+        ds = FileDataset(BytesIO(data), raw, data[:128], file_meta, implicit, True)
+        ds.set_original_encoding(implicit, True, ds._character_set)
+    except Exception:  # noqa: BLE001 - anything unexpected is dcmread's to judge
+        return None
+    return ds

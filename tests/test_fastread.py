@@ -1,0 +1,196 @@
+"""parse_part10 gives dcmread's dataset exactly, or None; read_dataset's checks still hold."""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydicom import dcmread
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from deid_workers import dicomio, synth
+from deid_workers.errors import InputError
+from deid_workers.fastread import parse_part10
+
+
+def _bytes(ds: Dataset, implicit: bool = False) -> bytes:
+    if implicit:
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True, implicit_vr=implicit)
+    return buf.getvalue()
+
+
+def _small(patient: int = 1, implicit: bool = False, **changes: Any) -> bytes:
+    ds = synth.make_dataset(patient, rows=2, cols=2)
+    for keyword, value in changes.items():
+        setattr(ds, keyword, value)
+    return _bytes(ds, implicit)
+
+
+def _element(a: Any, b: Any) -> None:
+    assert type(a) is type(b)
+    if isinstance(a, RawDataElement):
+        assert [type(x) for x in a] == [type(y) for y in b] and tuple(a) == tuple(b)
+    else:
+        assert isinstance(a, DataElement)
+        assert vars(a) == vars(b)
+
+
+def _same(a: Dataset, b: Dataset) -> None:
+    """Same class, attributes, element order, element tuples (types included), file meta."""
+    assert type(a) is type(b)
+    va = {k: v for k, v in vars(a).items() if k not in ("_dict", "file_meta", "buffer")}
+    vb = {k: v for k, v in vars(b).items() if k not in ("_dict", "file_meta", "buffer")}
+    assert va == vb
+    assert [(k, type(k)) for k in a._dict] == [(k, type(k)) for k in b._dict]
+    for x, y in zip(a._dict.values(), b._dict.values()):
+        _element(x, y)
+    if hasattr(a, "file_meta"):
+        assert a.buffer.getvalue() == b.buffer.getvalue()
+        _same(a.file_meta, b.file_meta)
+
+
+def _dcmread(data: bytes, headers_only: bool) -> Any:
+    return dcmread(io.BytesIO(data), stop_before_pixels=headers_only)
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+@pytest.mark.parametrize("headers_only", [False, True])
+def test_plain_files_read_as_dcmread_reads_them(implicit: bool, headers_only: bool) -> None:
+    data = _small(implicit=implicit)
+    fast = parse_part10(data, headers_only=headers_only)
+    assert fast is not None
+    _same(fast, _dcmread(data, headers_only))
+    assert ("PixelData" in fast) is not headers_only
+    # Sequences stay raw until used, as dcmread leaves them, and convert alike.
+    assert isinstance(fast._dict[0x00400275], RawDataElement)  # RequestAttributesSequence
+    assert fast.RequestAttributesSequence[0].RequestedProcedureID == "RPID-0001-000"
+
+
+@pytest.mark.parametrize("charset", ["ISO_IR 192", "", ["", "ISO 2022 IR 87"], "ISO_IR 100"])
+@pytest.mark.parametrize("implicit", [False, True])
+def test_character_sets_dcmread_knows(charset: Any, implicit: bool) -> None:
+    data = _small(implicit=implicit, SpecificCharacterSet=charset)
+    fast = parse_part10(data, headers_only=True)
+    assert fast is not None
+    _same(fast, _dcmread(data, True))
+    assert fast.original_character_set == _dcmread(data, True).original_character_set
+
+
+def test_unknown_character_set_is_left_to_dcmread() -> None:
+    # dcmread warns about it; those warnings must be its own.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns when writing it too
+        data = _small(SpecificCharacterSet="NOT A CHARSET")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert parse_part10(data, headers_only=True) is None
+    assert not caught
+
+
+def _refused(data: bytes) -> None:
+    assert parse_part10(data, headers_only=True) is None
+    assert parse_part10(data, headers_only=False) is None
+
+
+def test_refuses_what_it_cannot_prove() -> None:
+    data = _small()
+    group_length = struct.unpack_from("<L", data, 140)[0]
+    _refused(data[128:])  # no preamble
+    _refused(data + b"\0")  # a byte after the last element
+    _refused(data[:140] + struct.pack("<L", group_length + 2) + data[144:])  # wrong group length
+    deflated = synth.make_dataset(1, rows=2, cols=2)
+    deflated.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    _refused(_bytes(deflated))
+    # The implicit VR file with a transfer syntax that says explicit.
+    implicit = _small(implicit=True)
+    _refused(implicit.replace(b"1.2.840.10008.1.2\0", b"1.2.840.10008.1.2.1", 1))
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+def test_truncations_are_refused_unless_between_elements(implicit: bool) -> None:
+    data = _small(implicit=implicit)
+    accepted = 0
+    for cut in range(len(data)):
+        fast = parse_part10(data[:cut], headers_only=cut % 2 == 0)
+        if fast is not None:
+            # Cut between two elements: a shorter file, but a whole one, for dcmread too.
+            accepted += 1
+            _same(fast, _dcmread(data[:cut], cut % 2 == 0))
+    assert 0 < accepted < 80
+
+
+def test_undefined_length_sequence_is_refused() -> None:
+    ds = synth.make_dataset(1, rows=2, cols=2)
+    ds["RequestAttributesSequence"].is_undefined_length = True
+    _refused(_bytes(ds))
+
+
+def _nested_length_offset(data: bytes) -> int:
+    """Offset of the 2-byte length of RequestedProcedureID (0040,1001) inside the sequence."""
+    return data.index(b"\x40\x00\x01\x10SH") + 6
+
+
+def test_damaged_nested_item_is_still_corrupt(tmp_path: Path) -> None:
+    data = bytearray(_small())
+    at = _nested_length_offset(bytes(data))
+    # The sequence keeps its length, so the top level is whole; the item inside is not.
+    data[at:at + 2] = struct.pack("<H", struct.unpack_from("<H", data, at)[0] + 40)
+    path = tmp_path / "nested.dcm"
+    path.write_bytes(bytes(data))
+    assert parse_part10(bytes(data), headers_only=True) is not None
+    for headers_only in (True, False):
+        with pytest.raises(InputError) as info:
+            dicomio.read_dataset(path, headers_only=headers_only)
+        assert info.value.reason == dicomio.CORRUPT
+
+
+def test_read_dataset_takes_the_fast_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "a.dcm"
+    path.write_bytes(_small())
+    seen = []
+
+    def no_dcmread(*args: Any, **kwargs: Any) -> None:
+        seen.append(args)
+        raise AssertionError("dcmread called")
+
+    monkeypatch.setattr(dicomio, "dcmread", no_dcmread)
+    ds = dicomio.read_dataset(path, headers_only=True)
+    assert ds.PatientID == "PID-0001-SENT" and not seen
+    assert ds.filename == str(path) and ds.buffer is None
+
+
+SAMPLE = _small(3)
+_patches = st.lists(st.tuples(st.integers(128, len(SAMPLE) - 1), st.binary(min_size=1, max_size=4)),
+                    min_size=1, max_size=3)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(patches=_patches, implicit=st.booleans(), headers_only=st.booleans())
+def test_damaged_bytes_give_none_or_dcmreads_dataset(patches: list[tuple[int, bytes]],
+                                                     implicit: bool, headers_only: bool) -> None:
+    data = bytearray(_small(3, implicit=implicit) if implicit else SAMPLE)
+    for at, chunk in patches:
+        data[at:at + len(chunk)] = chunk[: max(0, len(data) - at)]
+    data = bytes(data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fast = parse_part10(data, headers_only=headers_only)
+    if fast is None:
+        return
+    assert not caught
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        slow = _dcmread(data, headers_only)
+    assert not caught
+    _same(fast, slow)
