@@ -193,19 +193,25 @@ class IdsWriter:
         self._pickler.dump(obj)
         return self._buf.getvalue()[2:-1]
 
-    def add_entity(self, entity: str, items: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
-        """Append ``entity`` and its items; ``items`` may be a generator (consumed once)."""
+    def add_entity(self, entity: str, items: Iterable[tuple[str, Mapping[str, Any]]], *,
+                   plain: bool = False) -> None:
+        """Append ``entity`` and its items; ``items`` may be a generator (consumed once).
+
+        ``plain=True``: the fields were decoded from JSON (the store), so every value already
+        is a plain type and keys are strings; checking them again took a fifth of an export.
+        """
         if self._closed:
             raise ValueError("IdsWriter is closed")
         self._open()
         try:
-            self._add(entity, items)
+            self._add(entity, items, plain)
         except BaseException:
             # A half-written entity leaves both streams unusable: discard them.
             self.abort()
             raise
 
-    def _add(self, entity: str, items: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+    def _add(self, entity: str, items: Iterable[tuple[str, Mapping[str, Any]]],
+             plain: bool) -> None:
         assert self._pkl is not None and self._json is not None
         n_entity = len(self._memo) + 1
         if not isinstance(entity, str):
@@ -224,12 +230,11 @@ class IdsWriter:
         self._json.write(json.dumps(entity).encode() + b": {")
         chunk: dict[str, dict[str, Any]] = {}
         first = True
-        for n, pair in enumerate(items, 1):
-            item, fields = pair
-            where = f"{where_entity} item #{n}"
+        for n, (item, fields) in enumerate(items, 1):
             if not isinstance(item, str):
-                raise IdentifiersError(f"{where}: key must be a string")
-            chunk[str(item)] = _fields(fields, where)
+                raise IdentifiersError(f"{where_entity} item #{n}: key must be a string")
+            chunk[str(item)] = (dict(fields) if plain
+                                else _fields(fields, f"{where_entity} item #{n}"))
             if len(chunk) >= _CHUNK:
                 self._write_chunk(chunk, first)
                 first, chunk = False, {}

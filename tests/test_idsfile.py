@@ -239,3 +239,18 @@ def test_streaming_100k_items_keeps_memory_modest(tmp_path: Path) -> None:
     assert sum(len(v) for v in loaded.values()) == 100_000
     assert loaded["PID-9"]["1.2.826.0.1.9.9999"]["InstanceNumber"] == 9999
     assert loaded == idsfile.load_ids(tmp_path / "big" / idsfile.IDS_JSON)
+
+
+def test_plain_items_from_the_store_are_written_as_checked_ones(tmp_path: Path) -> None:
+    fields = json.loads(json.dumps({"PatientID": "P1", "n": 3, "x": 1.5, "mv": ["A", "B"],
+                                    "seq": [{"CodeValue": "1"}], "none": None}))
+    outputs = []
+    for plain in (False, True):
+        folder = tmp_path / str(plain)
+        with idsfile.IdsWriter(folder) as writer:
+            writer.add_entity("P1", [("1.2", fields), ("1.3", fields)], plain=plain)
+        outputs.append(((folder / idsfile.IDS_PICKLE).read_bytes(),
+                        (folder / idsfile.IDS_JSON).read_bytes()))
+    assert outputs[0] == outputs[1]
+    assert idsfile.load_ids(tmp_path / "True" / idsfile.IDS_PICKLE) == {
+        "P1": {"1.2": fields, "1.3": fields}}

@@ -38,7 +38,7 @@ def write_ids(run_id: str) -> tuple[str, str, int]:
     n = 0
     with IdsWriter(ctx.outfolder) as writer:
         for entity, items in ctx.store.iter_ids():
-            writer.add_entity(entity, items)
+            writer.add_entity(entity, items, plain=True)
             n += 1
     return str(writer.pkl_path), str(writer.json_path), n
 
