@@ -23,8 +23,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from pydicom import config as pydicom_config
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 
 from .errors import RecipeError
 from .recipe.model import Recipe
@@ -122,11 +125,62 @@ class Provenance:
         return cls(head + label + tail, declared_codes(recipe))
 
 
-def _code_item(code: str) -> Dataset:
+def _new_code_item(code: str) -> Dataset:
     item = Dataset()
     item.CodeValue = code
     item.CodingSchemeDesignator = SCHEME
     item.CodeMeaning = CID_7050[code]
+    return item
+
+
+_ITEMS: dict[tuple[str, object, bool], Dataset | None] = {}
+"""One built item per code (and pydicom settings that shape a new item), to copy per file:
+``Dataset()`` and three keyword assignments were most of a stamp's time. None: the item
+holds state a copy could share, so it is built each time."""
+_IMMUTABLE = frozenset({type(None), bool, int, float, str, bytes, BaseTag})
+
+
+def _code_item(code: str) -> Dataset:
+    """A new item for ``code``, equal to one built with keyword assignments, sharing nothing
+    mutable with any other item (callers may change what they get)."""
+    key = (code, pydicom_config.settings.reading_validation_mode,
+           bool(getattr(pydicom_config, "_use_future", False)))
+    try:
+        template = _ITEMS[key]
+    except KeyError:
+        template = _ITEMS[key] = _template(_new_code_item(code))
+    if template is None:
+        return _new_code_item(code)
+    item = object.__new__(Dataset)
+    state = item.__dict__
+    for name, value in template.__dict__.items():
+        state[name] = value.copy() if type(value) is dict else value
+    elements = {}
+    for tag, elem in template._dict.items():
+        new = object.__new__(DataElement)
+        new.__dict__.update(elem.__dict__)
+        elements[tag] = new
+    state["_dict"] = elements
+    return item
+
+
+def _template(item: Dataset) -> Dataset | None:
+    """``item`` if copying its attributes (dicts copied one level) and its elements'
+    attributes gives an independent equal item; None otherwise (another pydicom's state)."""
+    if type(item) is not Dataset:
+        return None
+    for name, value in item.__dict__.items():
+        if name == "_dict":
+            continue
+        if type(value) is dict:
+            if not all(type(v) in _IMMUTABLE for v in value.values()):
+                return None
+        elif type(value) not in _IMMUTABLE:
+            return None
+    for elem in item._dict.values():
+        if type(elem) is not DataElement or any(
+                type(v) not in _IMMUTABLE for v in elem.__dict__.values()):
+            return None
     return item
 
 

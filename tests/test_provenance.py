@@ -105,3 +105,51 @@ def test_stamped_dataset_writes_and_reads_back(tmp_path):
     back = pydicom.dcmread(tmp_path / "x.dcm")
     assert back.PatientIdentityRemoved == "YES"
     assert [i.CodeValue for i in back.DeidentificationMethodCodeSequence] == ["113100", "113101"]
+
+
+def _built(code: str) -> Dataset:
+    """An item as keyword assignments build it (what the stamp's copies must equal)."""
+    item = Dataset()
+    item.CodeValue = code
+    item.CodingSchemeDesignator = "DCM"
+    item.CodeMeaning = CID_7050[code]
+    return item
+
+
+def _attributes(obj: object) -> dict[str, object]:
+    return {k: v for k, v in vars(obj).items() if k != "_dict"}
+
+
+@pytest.mark.parametrize("cleaned", [False, True])
+def test_stamped_items_equal_built_ones_in_every_attribute(cleaned):
+    ds = Dataset()
+    for _ in range(2):  # the second stamp of a process copies the items built by the first
+        ds = Dataset()
+        stamp(ds, load_recipe(text=DECLARING), pixels_cleaned=cleaned)
+    items = list(ds.DeidentificationMethodCodeSequence)
+    assert [i.CodeValue for i in items] == ["113100", "113108"] + (["113101"] if cleaned else [])
+    for item in items:
+        built = _built(item.CodeValue)
+        assert type(item) is Dataset
+        assert _attributes(item) == _attributes(built)
+        assert list(item._dict) == list(built._dict)
+        for tag, elem in built._dict.items():
+            assert type(item._dict[tag]) is type(elem)
+            assert vars(item._dict[tag]) == vars(elem)
+
+
+def test_stamped_items_share_nothing_a_caller_may_change():
+    recipe = load_recipe()
+    first, second = Dataset(), Dataset()
+    stamp(first, recipe, pixels_cleaned=False)
+    stamp(second, recipe, pixels_cleaned=False)
+    a = first.DeidentificationMethodCodeSequence[0]
+    b = second.DeidentificationMethodCodeSequence[0]
+    assert a is not b and a._dict is not b._dict
+    assert a._private_blocks is not b._private_blocks and a._pixel_id is not b._pixel_id
+    assert all(a._dict[tag] is not b._dict[tag] for tag in a._dict)
+    a.CodeMeaning = "changed"
+    third = Dataset()
+    stamp(third, recipe, pixels_cleaned=False)
+    assert b.CodeMeaning == third.DeidentificationMethodCodeSequence[0].CodeMeaning == CID_7050[
+        "113100"]
