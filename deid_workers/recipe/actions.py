@@ -29,14 +29,13 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import Tag
 
 from .funcs import FuncContext, jitter_days, jitter_value
 from .model import Action, Recipe
 from .parser import parse_split_options
-from .selectors import CACHE_LIMIT, Field, FieldSet, Selector, add_target, compile_selector
+from .selectors import CACHE_LIMIT, Field, FieldSet, Selector, add_target, compile_selector, new_element
 from .values import MISSING, convert_value, resolve_value
 
 __all__ = ["deidentify", "compiled"]
@@ -324,15 +323,16 @@ class _Run:
         logger.warning("REPLACE %s not done for %s", f.name or f.uid, self.filename)
         self.delete(f)
 
-    def set_value(self, f: Field, value: Any) -> None:
+    def set_value(self, f: Field, value: Any, shared: bool = False) -> None:
+        """``shared``: ``value`` is a recipe literal, the same in every file."""
         vr = f.raw_vr()
         ok, converted = convert_value(vr or f.element.VR, value, f.name or f.uid)
-        f.assign(converted if ok else None, vr)
+        f.assign(converted if ok else None, vr, shared)
         if f.tag_int in _META_SYNC and f.parent is self.ds:
             self.meta_sync.add(f.tag_int)
 
     def blank(self, f: Field, action: Action) -> None:
-        f.assign(None)
+        f.assign(None, shared=True)
         self.fields.forget_children(f)
 
     def replace(self, f: Field, action: Action) -> None:
@@ -340,7 +340,7 @@ class _Run:
         if value is MISSING:
             self.not_done(f)
             return
-        self.set_value(f, value)
+        self.set_value(f, value, value is action.value)
 
     def jitter(self, f: Field, action: Action) -> None:
         if not f.element.value:
@@ -410,11 +410,12 @@ class _Run:
         existing = target.get(tag) if tag in target else None
         uid = str(Tag(tag))
         f = self.fields.get(uid)
+        shared = value is action.value  # a literal
         if f is not None and f.parent is target:
-            self.set_value(f, value)
+            self.set_value(f, value, shared)
             return
         ok, converted = convert_value(existing.VR if existing is not None else vr, value, action.field)
-        element = DataElement(tag, vr, converted if ok else None)
+        element = new_element(Tag(tag), vr, converted if ok else None, shared)
         self._switch()
         target[tag] = element
         f = Field(element, action.field, uid, is_meta, target)

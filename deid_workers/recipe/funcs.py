@@ -231,6 +231,9 @@ def _try_shift(text: str, days: int, fmts: tuple[str, ...]) -> str | None:
 
 
 def _original(field: Any) -> Any:
+    original = getattr(field, "original_value", None)  # a selectors.Field: may skip converting
+    if original is not None:
+        return original()
     element = getattr(field, "element", None)
     return None if element is None else element.value
 

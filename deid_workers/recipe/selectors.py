@@ -20,11 +20,16 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydicom import config
+from pydicom.hooks import hooks
+from pydicom.charset import default_encoding
 from pydicom.datadict import dictionary_has_tag, dictionary_keyword, dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import PIXEL_KEYWORDS, Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
+from pydicom.uid import UID
+from pydicom.valuerep import MAX_VALUE_LEN, STR_VR_REGEXES, PersonName
 
 __all__ = [
     "SKIP",
@@ -33,6 +38,7 @@ __all__ = [
     "FieldSet",
     "compile_selector",
     "add_target",
+    "new_element",
     "CACHE_LIMIT",
 ]
 
@@ -197,19 +203,38 @@ class Field:
                 return None
         return None if " or " in vr else str(vr)
 
-    def assign(self, value: Any, vr: str | None = None) -> None:
+    def assign(self, value: Any, vr: str | None = None, shared: bool = False) -> None:
         """Set the value. A field still raw gets a new element rather than being converted
         only to be overwritten (half the fields a default recipe touches are blanked or
-        replaced without reading them). ``vr``: :meth:`raw_vr`, if the caller has it."""
+        replaced without reading them). ``vr``: :meth:`raw_vr`, if the caller has it.
+        ``shared``: the value is a recipe literal or a BLANK (the same in every file), so
+        its converted form is built once per process (:func:`new_element`)."""
         if self._element is None:
             if vr is None:
                 vr = self.raw_vr()
             if vr is not None:
-                element = DataElement(self.key, vr, value)
-                self.parent[self.key] = element
+                element = new_element(self.key, vr, value, shared)
+                _set_element(self.parent, self.key, element)
                 self._element = element
                 return
-        self.element.value = value
+        element = self.element
+        if shared and type(element) is DataElement:
+            template = _template(element.VR, value)
+            if template is not None and element.validation_mode == template["validation_mode"]:
+                element._value = _fresh(template["_value"])
+                return
+        element.value = value
+
+    def original_value(self) -> Any:
+        """The element's value, as ``element.value`` gives it; a raw single UID is read from
+        its bytes when converting it would neither change nor warn about it, because the
+        fields a func reads the original of (hmac_uid) are replaced right after, and
+        converting them was a tenth of ``deidentify``. The element stays raw."""
+        if self._element is None:
+            text = _raw_uid(self.parent._dict.get(self.key), self.tag_int)
+            if text is not None:
+                return text
+        return self.element.value
 
     def __repr__(self) -> str:  # no value: reprs end up in logs
         return f"Field({self.uid} [{self.name}])"
@@ -371,6 +396,130 @@ def _public_names(tag: int) -> tuple[str, str]:
         names = (el.name, el.keyword)
         _remember(_PUBLIC_NAMES, tag, names)
     return names
+
+
+_PLAIN_DATASETS = (Dataset, FileDataset, FileMetaDataset)
+_SHAREABLE = frozenset({str, int, float, bytes, UID, type(None)})
+_NO_TEMPLATE = ("SQ", "UN")  # SQ values are mutable; UN becomes the tag's VR
+_TEMPLATES: dict[tuple[Any, ...], dict[str, Any] | None] = {}
+_UI_REGEX = STR_VR_REGEXES["UI"]
+_UI_MAX = MAX_VALUE_LEN["UI"]
+
+
+def _state() -> tuple[Any, ...]:
+    """The pydicom settings that decide what DataElement(tag, vr, value) holds."""
+    return (config.settings.reading_validation_mode, config.datetime_conversion,
+            config.use_DS_decimal, config.use_DS_numpy, config.use_IS_numpy,
+            config.replace_un_with_known_vr)
+
+
+def _template(vr: str, value: Any) -> dict[str, Any] | None:
+    """The attributes of ``DataElement(tag, vr, value)`` for a recipe literal or a BLANK
+    (``value`` of one of the plain types), built once per process; None when pydicom's
+    conversion is not the same in every file: the value is invalid for the VR (pydicom warns
+    on each construction), or converts to a mutable or tag-dependent value.
+
+    Why: a default recipe replaces or blanks ~25 fields per file with ~10 distinct values;
+    pydicom's conversion and validation of them was a fifth of ``deidentify``.
+    """
+    if vr in _NO_TEMPLATE or (value is not None and type(value) not in _SHAREABLE):
+        return None
+    state = _state()
+    key = (vr, type(value), value, state)
+    try:
+        return _TEMPLATES[key]
+    except KeyError:
+        pass
+    template: dict[str, Any] | None = None
+    if not (state[1] and vr in ("DA", "DT", "TM")):  # leap seconds warn even in RAISE mode
+        try:
+            # RAISE: an invalid value raises rather than warns (then it is never shared)
+            probe = DataElement(0x00080070, vr, value, validation_mode=config.RAISE)
+        except Exception:  # noqa: BLE001 - any failure: build it the ordinary way each time
+            probe = None
+        if probe is not None and (probe._value is None or type(probe._value) in _SHAREABLE
+                                  or type(probe._value) is PersonName):
+            template = dict(probe.__dict__)
+            template["validation_mode"] = state[0]
+            if type(probe._value) is PersonName:
+                probe._value.validation_mode = state[0]
+    _remember(_TEMPLATES, key, template)
+    return template
+
+
+def _fresh(value: Any) -> Any:
+    """A template's value for one element: immutable values are shared, a PersonName is
+    copied (it has attributes a caller could change)."""
+    if type(value) is PersonName:
+        copy = object.__new__(PersonName)
+        copy.__dict__.update(value.__dict__)
+        return copy
+    return value
+
+
+def new_element(key: BaseTag, vr: str, value: Any, shared: bool = False) -> DataElement:
+    """``DataElement(key, vr, value)``, cheaper for a ``shared`` value (a recipe literal or
+    BLANK: see :func:`_template`) and for a valid single UID (a keyed pseudonym, new in
+    every file: pydicom's validation of it is the UID pattern and length only)."""
+    template = _template(vr, value) if shared else None
+    if template is None:
+        if vr != "UI" or type(value) is not str or len(value) > _UI_MAX or not _UI_REGEX.fullmatch(value):
+            return DataElement(key, vr, value)
+        template = _uid_template(value)
+    element = object.__new__(DataElement)
+    attrs = element.__dict__
+    attrs.update(template)
+    attrs["tag"] = key
+    attrs["VR"] = vr  # the caller's object (a str, or pydicom's VR enum, hashed alike)
+    attrs["_value"] = _fresh(attrs["_value"])
+    return element
+
+
+def _uid_template(value: str) -> dict[str, Any]:
+    """What DataElement(tag, "UI", value) holds for a value that matches the UID pattern
+    (no backslash, no whitespace: nothing to split or strip, nothing to warn about)."""
+    mode = config.settings.reading_validation_mode
+    return {"tag": None, "VR": "UI", "validation_mode": mode,
+            "_value": UID(value, config.IGNORE), "file_tell": None,
+            "is_undefined_length": False, "private_creator": None}
+
+
+def _set_element(parent: Dataset, key: BaseTag, element: DataElement) -> None:
+    """``parent[key] = element`` for a public, non-pixel, non-sequence element, which is
+    all pydicom's __setitem__ does then (after checks that cannot fail here)."""
+    if (type(parent) in _PLAIN_DATASETS and not key.is_private and key not in PIXEL_KEYWORDS
+            and element.VR != "SQ" and (type(parent) is not FileMetaDataset or key >> 16 == 2)):
+        parent._dict[key] = element
+    else:
+        parent[key] = element
+
+
+def _hooked() -> bool:
+    """Has someone changed how pydicom converts raw elements? Then always let it convert."""
+    return (config.data_element_callback is not None or bool(hooks.raw_element_kwargs)
+            or (hooks.raw_element_vr, hooks.raw_element_value) != _DEFAULT_HOOKS)
+
+
+_DEFAULT_HOOKS = (hooks.raw_element_vr, hooks.raw_element_value)
+
+
+def _raw_uid(raw: Any, tag: int) -> UID | None:
+    """The value pydicom's conversion gives a raw UI element, when that is one valid UID
+    (the conversion would then not warn); None for anything else (the caller converts)."""
+    if not isinstance(raw, RawDataElement) or type(raw.value) is not bytes or not raw.length:
+        return None
+    vr = raw.VR
+    if vr is None:
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            return None
+    if vr != "UI" or _hooked():
+        return None
+    text = raw.value.decode(default_encoding).rstrip("\0 ")
+    if len(text) > _UI_MAX or not _UI_REGEX.fullmatch(text):
+        return None
+    return UID(text, config.IGNORE)
 
 
 def _must_convert(tag: int, raw: RawDataElement, implicit: bool) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 from recipe_helpers import CREATOR, make_dataset
 
@@ -163,3 +165,84 @@ def test_exact_index_as_of_earlier_fields_keeps_their_order() -> None:
     fs.add(top)  # re-created: last in the field set
     assert fs.exact_index(before)["accessionnumber"][0] == "(0008,0050)"
     assert fs.indexed
+
+
+# --- cheap element construction (new_element, Field.original_value) ---------------------------
+
+ELEMENT_CASES = [
+    ("PN", "ANONYMOUS"), ("LO", "ANONYMOUS"), ("CS", "ANON"), ("DA", "19000101"),
+    ("TM", "000000"), ("DT", "19000101000000"), ("AS", "000Y"), ("UI", "1.2.3.4"),
+    ("US", 7), ("FL", 1.5), ("OB", b"ab"), ("DS", "1.5"), ("IS", "3"), ("SQ", None),
+    ("LO", "A\\B"), ("CS", "lower"), ("UI", "1.02.3"), ("UI", "1.2.3\n"), ("UI", "1.2.3 "),
+    ("UI", "1." + "2" * 70), ("UI", ""), ("DA", None), ("PN", None), ("UN", "x"), ("AT", None),
+]
+
+
+def _attrs(el) -> dict:
+    out = dict(vars(el))
+    value = el.value
+    state = list(value) if isinstance(value, list) or type(value).__name__ == "MultiValue" else (
+        vars(value) if hasattr(value, "__dict__") else None)
+    out["_value"] = (type(value), repr(value), state)
+    return out
+
+
+@pytest.mark.parametrize("vr,value", ELEMENT_CASES)
+@pytest.mark.parametrize("shared", [True, False])
+def test_new_element_is_what_pydicom_builds(vr, value, shared) -> None:
+    """Same attributes, same value type and the same warnings, on first and later calls."""
+    from pydicom.dataelem import DataElement
+    from pydicom.tag import Tag
+
+    from deid_workers.recipe.selectors import new_element
+
+    for _ in range(2):  # the second call is served from the template cache
+        with warnings.catch_warnings(record=True) as ours:
+            warnings.simplefilter("always")
+            mine = new_element(Tag(0x00081010), vr, value, shared)
+        with warnings.catch_warnings(record=True) as theirs:
+            warnings.simplefilter("always")
+            ref = DataElement(Tag(0x00081010), vr, value)
+        assert _attrs(mine) == _attrs(ref)
+        assert [str(w.message) for w in ours] == [str(w.message) for w in theirs]
+
+
+def test_shared_person_names_are_separate_objects() -> None:
+    from pydicom.tag import Tag
+
+    from deid_workers.recipe.selectors import new_element
+
+    a = new_element(Tag(0x00100010), "PN", "ANONYMOUS", True)
+    b = new_element(Tag(0x00100010), "PN", "ANONYMOUS", True)
+    assert a.value == b.value and a.value is not b.value
+
+
+@pytest.mark.parametrize("raw", [b"1.2.840.10008.5.1.4.1.1.2\x00", b"1.2.3.4 ", b"1.2.03.4\x00",
+                                 b"1.2.3\\1.2.4", b"", b"1.2.3\n\x00", b"1." + b"2" * 70])
+@pytest.mark.parametrize("explicit", [True, False])
+def test_original_value_of_a_raw_uid_is_the_converted_value(raw, explicit) -> None:
+    from pydicom.dataelem import RawDataElement
+    from pydicom.dataset import Dataset
+    from pydicom.tag import Tag
+
+    tag = Tag(0x0020000D)
+
+    def dataset() -> Dataset:
+        ds = Dataset()
+        ds._dict[tag] = RawDataElement(tag, "UI" if explicit else None, len(raw), raw, 0,
+                                       not explicit, True)
+        return ds
+
+    ds = dataset()
+    field = next(f for f in FieldSet(ds) if f.tag_int == 0x0020000D)
+    with warnings.catch_warnings(record=True) as ours:
+        warnings.simplefilter("always")
+        mine = field.original_value()
+    with warnings.catch_warnings(record=True) as theirs:
+        warnings.simplefilter("always")
+        ref = dataset()[tag].value
+    assert (type(mine), mine) == (type(ref), ref)
+    assert [str(w.message) for w in ours] == [str(w.message) for w in theirs]
+    # read from its bytes (the element stays raw) exactly when it is one valid UID
+    fast = isinstance(ds._dict[tag], RawDataElement)
+    assert fast == (raw in (b"1.2.840.10008.5.1.4.1.1.2\x00", b"1.2.3.4 "))
