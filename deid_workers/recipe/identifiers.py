@@ -16,9 +16,14 @@ import struct
 from typing import Any
 
 from pydicom import config as pydicom_config
-from pydicom.datadict import dictionary_has_tag, dictionary_keyword, dictionary_VR
-from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.datadict import (
+    dictionary_has_tag,
+    dictionary_keyword,
+    dictionary_VR,
+    tag_for_keyword,
+)
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset, FileDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
@@ -258,9 +263,45 @@ def entity_item(
     """The (entity, item) keys of a file's identifiers; None where the element is absent/empty."""
 
     def one(keyword: str) -> str | None:
-        value = ds.get(keyword)
+        value = _field_value(ds, keyword)
         if value is None or value == "":
             return None
         return str(value)
 
     return one(entity_field), one(item_field)
+
+
+_FIELD_TAGS: dict[tuple[type, str], int | None] = {}
+_FIELD_TAGS_MAX = 256
+_PLAIN_DATASETS = (Dataset, FileDataset)
+
+
+def _field_tag(cls: type, keyword: str) -> int | None:
+    """The tag ``Dataset.get(keyword)`` ends up reading, or None where it may read something
+    else (not a keyword, another dataset class, a class attribute of that name)."""
+    if cls not in _PLAIN_DATASETS or hasattr(cls, keyword):
+        return None
+    return tag_for_keyword(keyword)
+
+
+def _field_value(ds: Dataset, keyword: str) -> Any:
+    """``ds.get(keyword)``, by the keyword's tag: its lookups were most of a put's
+    entity_item (which runs for every file of get and put)."""
+    key = (type(ds), keyword)
+    try:
+        tag = _FIELD_TAGS[key]
+    except KeyError:
+        tag = _field_tag(type(ds), keyword)
+        if len(_FIELD_TAGS) < _FIELD_TAGS_MAX:
+            _FIELD_TAGS[key] = tag
+    if tag is None or keyword in ds.__dict__:
+        return ds.get(keyword)
+    elem = ds._dict.get(tag)
+    if elem is None:
+        return None
+    try:
+        if type(elem) is not DataElement:
+            elem = ds[tag]  # converts a raw element, as Dataset.__getattr__ does
+        return elem.value
+    except AttributeError:
+        return None  # as getattr inside Dataset.get

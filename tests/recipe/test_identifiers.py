@@ -216,3 +216,66 @@ def test_raw_numbers_and_names_examples() -> None:
     assert ids["SingleCollimationWidth"] == ("float", "1.5")
     assert ids["PatientName"] == ("str", "'DOE^JANE'")
     assert ids["OtherPatientNames"] == [("str", "'A^B'"), ("str", "'C^D=E^F'")]
+
+
+def _entity_item_by_get(ds: Dataset, entity: str, item: str) -> tuple[str | None, str | None]:
+    """entity_item as Dataset.get defines it (the fast lookup must agree)."""
+    def one(keyword: str) -> str | None:
+        value = ds.get(keyword)
+        return None if value is None or value == "" else str(value)
+
+    return one(entity), one(item)
+
+
+class _Shadowing(Dataset):
+    PatientID = "class attribute"  # Dataset.get finds this before any element
+
+
+@pytest.mark.parametrize(("entity", "item"), [
+    ("PatientID", "SOPInstanceUID"),
+    ("AccessionNumber", "StudyDate"),
+    ("OtherPatientIDs", "ImageType"),  # multi-valued: str of the MultiValue
+    ("Rows", "PixelSpacing"),  # numbers
+    ("ReferencedImageSequence", "PatientName"),
+    ("NotAKeyword", "filename"),  # not keywords: attributes, as Dataset.get
+    ("PatientSex", "IssuerOfPatientID"),  # absent, empty
+])
+def test_entity_item_agrees_with_dataset_get(entity: str, item: str) -> None:
+    src = make_dataset()
+    src.OtherPatientIDs = ["A", "B"]
+    src.ImageType = ["ORIGINAL", "PRIMARY"]
+    src.Rows = 8
+    src.PixelSpacing = [0.5, 0.5]
+    src.IssuerOfPatientID = ""
+    src.ReferencedImageSequence = [Dataset()]
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, False
+    write_dataset(fp, src)
+    for touch in (False, True):  # raw elements, then converted ones
+        ds = dcmread(BytesIO(fp.getvalue()), force=True)
+        ds.filename = "some/file.dcm"
+        if touch:
+            for elem in ds:
+                pass
+        expected = _entity_item_by_get(ds, entity, item)
+        fresh = dcmread(BytesIO(fp.getvalue()), force=True)
+        fresh.filename = "some/file.dcm"
+        if touch:
+            for elem in fresh:
+                pass
+        assert entity_item(fresh, entity, item) == expected
+        assert _state(fresh) == _state(ds)  # the same elements converted
+
+
+def _state(ds: Dataset) -> list[tuple[int, str]]:
+    return [(int(t), type(e).__name__) for t, e in ds._dict.items()]
+
+
+def test_entity_item_reads_what_dataset_get_reads_on_other_classes() -> None:
+    ds = _Shadowing()
+    ds.add_new(0x00100020, "LO", "element")
+    assert entity_item(ds) == ("class attribute", None)
+    plain = Dataset()
+    plain.add_new(0x00100020, "LO", "element")
+    plain.__dict__["PatientID"] = "instance attribute"
+    assert entity_item(plain) == ("instance attribute", None)
