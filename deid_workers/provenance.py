@@ -200,7 +200,7 @@ def stamp(ds: Dataset, provenance: Provenance | Recipe, *, pixels_cleaned: bool)
     sets DeidentificationMethodCodeSequence to the codes already there plus the recipe's and,
     when ``pixels_cleaned``, 113101. Codes are DCM (CID 7050); order is stable.
     """
-    prov = provenance if isinstance(provenance, Provenance) else Provenance.of(provenance)
+    prov = provenance if isinstance(provenance, Provenance) else _of_recipe(provenance)
     ds.PatientIdentityRemoved = "YES"
     kept = [v for v in _values(ds.get("DeidentificationMethod"))
             if not (v.startswith(TOOL + " ") and "sha256:" in v)]
@@ -221,6 +221,20 @@ def stamp(ds: Dataset, provenance: Provenance | Recipe, *, pixels_cleaned: bool)
             items.append(_code_item(code))
     if items:
         ds.DeidentificationMethodCodeSequence = Sequence(items)
+
+
+def _of_recipe(recipe: Recipe) -> Provenance:
+    """``Provenance.of(recipe)``, once per recipe (a Recipe is frozen; its cache is per recipe)."""
+    cache = getattr(recipe, "cache", None)
+    if not isinstance(cache, dict):
+        return Provenance.of(recipe)
+    prov = cache.get(_CACHE_KEY)
+    if not isinstance(prov, Provenance):
+        prov = cache[_CACHE_KEY] = Provenance.of(recipe)
+    return prov
+
+
+_CACHE_KEY = "provenance"
 
 
 def _existing_items(ds: Dataset) -> Iterable[Dataset]:

@@ -153,3 +153,24 @@ def test_stamped_items_share_nothing_a_caller_may_change():
     stamp(third, recipe, pixels_cleaned=False)
     assert b.CodeMeaning == third.DeidentificationMethodCodeSequence[0].CodeMeaning == CID_7050[
         "113100"]
+
+
+def test_stamp_with_a_recipe_builds_its_provenance_once(monkeypatch):
+    recipe = load_recipe(text=DECLARING)
+    calls = []
+    real = Provenance.of.__func__
+
+    def counting(cls, *args, **kwargs):
+        calls.append(args)
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(Provenance, "of", classmethod(counting))
+    first, second = Dataset(), Dataset()
+    stamp(first, recipe, pixels_cleaned=False)
+    stamp(second, recipe, pixels_cleaned=False)
+    assert len(calls) == 1
+    assert second.DeidentificationMethod == first.DeidentificationMethod == real(
+        Provenance, recipe).method
+    other = load_recipe(text=DECLARING.replace("113108", "113109"))
+    stamp(third := Dataset(), other, pixels_cleaned=False)
+    assert [c[0] for c in _codes(third)] == ["113100", "113109"]
