@@ -85,6 +85,7 @@ _ZERO_PREAMBLE = b"\x00" * 128
 _TAG_UL = Struct("<HHL")  # tag + 32-bit length: implicit VR, items
 _TAG_VR_US = Struct("<HH2sH")  # explicit VR, 16-bit length
 _TAG_VR_UL = Struct("<HH2s2xL")  # explicit VR, reserved, 32-bit length
+_GROUP_LENGTH = b"\x02\x00\x00\x00UL\x04\x00"  # (0002,0000) UL, length 4
 _US = Struct("<H")
 _UL = Struct("<L")
 
@@ -330,9 +331,18 @@ def _write_meta(fp: DicomBytesIO, meta: FileMetaDataset) -> None:
     start = fp.tell()
     _write_dataset(fp, meta, default_encoding, False)
     end = fp.tell()
-    _set_meta(meta, 0x00020000, end - start - 12)
+    length = end - start - 12
+    elem = meta._dict[0x00020000]  # type: ignore[index]
     fp.seek(start)
-    _write_element(fp, meta[0x00020000], default_encoding, _encodings(default_encoding), False)
+    if (type(elem) is DataElement and elem.VR == "UL" and not elem.is_undefined_length
+            and 0 <= length <= 0xFFFFFFFF):
+        # The bytes _set_meta and _write_element give for it: an explicit UL of the length.
+        # (What _set_meta would change is the copy, which is dropped after the write.)
+        fp.write(_GROUP_LENGTH + _UL.pack(length))
+    else:
+        _set_meta(meta, 0x00020000, length)
+        _write_element(fp, meta[0x00020000], default_encoding, _encodings(default_encoding),
+                       False)
     if fp.tell() != start + 12:
         raise _OffPath("group length element")
     fp.seek(end)

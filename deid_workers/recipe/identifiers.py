@@ -296,7 +296,7 @@ def _field_value(ds: Dataset, keyword: str) -> Any:
             _FIELD_TAGS[key] = tag
     if tag is None or keyword in ds.__dict__:
         return ds.get(keyword)
-    elem = ds._dict.get(tag)
+    elem = ds._dict.get(tag)  # type: ignore[call-overload]
     if elem is None:
         return None
     try:
