@@ -174,3 +174,53 @@ def test_stamp_with_a_recipe_builds_its_provenance_once(monkeypatch):
     other = load_recipe(text=DECLARING.replace("113108", "113109"))
     stamp(third := Dataset(), other, pixels_cleaned=False)
     assert [c[0] for c in _codes(third)] == ["113100", "113109"]
+
+
+class _OwnClass(Dataset):
+    """A dataset class stamp does not take shortcuts with: pydicom's keyword steps decide."""
+
+
+def _variants() -> list[Dataset]:
+    """Datasets before stamping: without the elements, with them converted, with them raw."""
+    import io
+
+    from pydicom import dcmread
+
+    from deid_workers.synth import make_dataset
+
+    plain = make_dataset(1, phi=False)
+    converted = make_dataset(2, phi=False)
+    converted.PatientIdentityRemoved = "NO"
+    converted.DeidentificationMethod = ["site tool", "deid-workers 0.1 recipe x sha256:abc"]
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = "113108", "DCM", "x"
+    converted.DeidentificationMethodCodeSequence = Sequence([item])
+    buf = io.BytesIO()
+    converted.save_as(buf, enforce_file_format=True)
+    raw = dcmread(io.BytesIO(buf.getvalue()))
+    return [plain, converted, raw]
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+@pytest.mark.parametrize("cleaned", [False, True])
+def test_stamp_writes_what_pydicom_keyword_assignments_write(index, cleaned):
+    import copy
+    import io
+
+    recipe = load_recipe(text=DECLARING)
+    ds = _variants()[index]
+    other = copy.deepcopy(ds)
+    other.__class__ = type("Own" + type(ds).__name__, (type(ds), _OwnClass), {})
+    stamp(ds, recipe, pixels_cleaned=cleaned)
+    stamp(other, recipe, pixels_cleaned=cleaned)
+
+    def written(d: Dataset) -> bytes:
+        buf = io.BytesIO()
+        d.save_as(buf, enforce_file_format=True)
+        return buf.getvalue()
+
+    assert written(ds) == written(other)
+    for keyword in ("PatientIdentityRemoved", "DeidentificationMethod"):
+        assert type(ds[keyword]) is type(other[keyword])
+        assert vars(ds[keyword]) == vars(other[keyword])
+        assert type(ds[keyword].value) is type(other[keyword].value)
