@@ -29,13 +29,15 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import Tag
 
 from .funcs import FuncContext, jitter_days, jitter_value
 from .model import Action, Recipe
 from .parser import parse_split_options
-from .selectors import CACHE_LIMIT, Field, FieldSet, Selector, add_target, compile_selector, new_element
+from .selectors import (CACHE_LIMIT, Field, FieldSet, Selector, add_target, compile_selector,
+                        holds_canonical_uid, new_element)
 from .values import MISSING, convert_value, resolve_value
 
 __all__ = ["deidentify", "compiled"]
@@ -315,7 +317,7 @@ class _Run:
         )
 
     def delete(self, f: Field) -> None:
-        if f.key in f.parent:
+        if f.key in f.parent._dict:  # ``f.key in f.parent``, without converting the key again
             del f.parent[f.key]
         self.fields.remove(f)
 
@@ -434,11 +436,20 @@ class _Run:
             return
         ds = self.ds
         for tag, (meta_tag, meta_keyword) in _META_SYNC.items():
-            value = ds[tag].value if tag in ds else None  # what ds.get(keyword) reads
+            value = ds[tag].value if tag in ds._dict else None  # what ds.get(keyword) reads
             if not value:
                 continue
-            if tag in self.meta_sync or not (meta[meta_tag].value if meta_tag in meta else None):
-                setattr(meta, meta_keyword, value)
+            # A raw MediaStorageSOPClassUID is left for the encoder, which converts it once
+            # per process; here only whether it is empty matters.
+            if tag in self.meta_sync or not (
+                meta_tag in meta._dict
+                and (holds_canonical_uid(meta, meta_tag) or meta[meta_tag].value)
+            ):
+                element = meta._dict.get(meta_tag)  # type: ignore[call-overload]
+                if type(meta) is FileMetaDataset and type(element) is DataElement:
+                    element.value = value  # all that ``meta.<keyword> = value`` does to it
+                else:
+                    setattr(meta, meta_keyword, value)
 
 
 def deidentify(

@@ -24,12 +24,12 @@ from pydicom import config
 from pydicom.hooks import hooks
 from pydicom.charset import default_encoding
 from pydicom.datadict import dictionary_has_tag, dictionary_keyword, dictionary_VR, tag_for_keyword
-from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import PIXEL_KEYWORDS, Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID
-from pydicom.valuerep import MAX_VALUE_LEN, STR_VR_REGEXES, PersonName
+from pydicom.valuerep import AMBIGUOUS_VR, MAX_VALUE_LEN, STR_VR_REGEXES, PersonName
 
 __all__ = [
     "SKIP",
@@ -39,6 +39,7 @@ __all__ = [
     "compile_selector",
     "add_target",
     "new_element",
+    "holds_canonical_uid",
     "CACHE_LIMIT",
 ]
 
@@ -195,7 +196,8 @@ class Field:
         (an implicit VR that the dictionary gives as ambiguous, ``US or SS``)."""
         if self._element is not None:
             return str(self._element.VR)
-        vr = self.parent.get_item(self.key).VR
+        # what get_item() returns: a raw field is never a deferred read (see _flatten)
+        vr = self.parent._dict[self.key].VR
         if vr is None:
             try:
                 vr = dictionary_VR(self.tag_int)
@@ -522,6 +524,18 @@ def _raw_uid(raw: Any, tag: int) -> UID | None:
     return UID(text, config.IGNORE)
 
 
+def holds_canonical_uid(dataset: Dataset, tag: int) -> bool:
+    """Does ``dataset`` hold, still raw, one valid UID at ``tag``, padded as pydicom would
+    write it? Then its value is known to be non-empty without converting it, and converting
+    it later (or never) writes the same bytes and warns about nothing."""
+    raw = dataset._dict.get(tag)  # type: ignore[call-overload]
+    text = _raw_uid(raw, tag)
+    if text is None:
+        return False
+    encoded = text.encode("ascii")
+    return bool(raw.value == (encoded + b"\0" if len(encoded) % 2 else encoded))
+
+
 def _must_convert(tag: int, raw: RawDataElement, implicit: bool) -> bool:
     """Convert at flatten time what the field set needs converted: sequences (to recurse),
     anything that may become one (UN, an implicit VR unknown to the dictionary) and private
@@ -531,6 +545,37 @@ def _must_convert(tag: int, raw: RawDataElement, implicit: bool) -> bool:
         return True
     vr = raw.VR
     return implicit if vr is None else vr in _CONVERT_VRS
+
+
+_ITEM_DATASETS = (Dataset, FileDataset)
+_SLOW_VRS = frozenset({"SQ", "UN"}) | AMBIGUOUS_VR
+_pydicom_logger = logging.getLogger("pydicom")
+
+
+def _convert(dataset: Dataset, tag: BaseTag, raw: RawDataElement) -> DataElement:
+    """``dataset[tag]`` for a raw element the field set must convert.
+
+    A private element with an explicit, plain VR (most of a file's private elements, which
+    are converted to learn their creator) takes the steps ``Dataset.__getitem__`` and
+    ``__setitem__`` take for it, without their tag conversions and character-set lookups
+    repeated per element: the same conversion call, the same creator, the same debug line.
+    Anything else (sequences, UN, implicit or deferred values, subclasses, changed pydicom
+    hooks) goes through pydicom itself.
+    """
+    vr = raw.VR
+    if (vr is None or vr in _SLOW_VRS or raw.value is None or not tag >> 16 & 1
+            or type(dataset) not in _ITEM_DATASETS or _hooked()):
+        return dataset[tag]
+    charset = dataset.original_character_set or dataset._character_set
+    element = convert_raw_data_element(raw, encoding=charset, ds=dataset)
+    # Dataset.__setitem__ for a private element
+    if _pydicom_logger.isEnabledFor(logging.DEBUG):
+        _pydicom_logger.debug(f"Setting private tag {tag}")
+    creator_tag = Tag(tag.group, tag.element >> 8)
+    if creator_tag in dataset._dict and tag != creator_tag:
+        element.private_creator = dataset[creator_tag].value
+    dataset._dict[tag] = element
+    return element
 
 
 class FieldSet:
@@ -577,7 +622,7 @@ class FieldSet:
                         fields[uid] = raw_field(tag, name, uid, is_meta, dataset)
                         continue
                     # deferred (get_item reads those), sequences and private elements
-                    element = dataset[tag]
+                    element = _convert(dataset, tag, element)
                 fields[uid] = Field(element, name, uid, is_meta, dataset)
                 if element.VR == "SQ" and isinstance(element.value, Sequence):
                     for idx, item in enumerate(element.value):

@@ -246,3 +246,73 @@ def test_original_value_of_a_raw_uid_is_the_converted_value(raw, explicit) -> No
     # read from its bytes (the element stays raw) exactly when it is one valid UID
     fast = isinstance(ds._dict[tag], RawDataElement)
     assert fast == (raw in (b"1.2.840.10008.5.1.4.1.1.2\x00", b"1.2.3.4 "))
+
+
+@pytest.mark.parametrize("raw,expected", [
+    (b"1.2.840.10008.5.1.4.1.1.2\x00", True), (b"1.2.3.4\x00", True), (b"1.2.3.4 ", False),
+    (b"1.2.34\x00\x00", False),
+    (b"1.2.34", True), (b"1.2.3\\1.2.4", False), (b"", False), (b"1.02\x00", False),
+])
+def test_holds_canonical_uid_only_for_bytes_pydicom_would_write_back(raw, expected) -> None:
+    from pydicom.dataelem import RawDataElement
+    from pydicom.dataset import Dataset
+    from pydicom.tag import Tag
+
+    from deid_workers.recipe.selectors import holds_canonical_uid
+
+    ds = Dataset()
+    ds._dict[Tag(0x00020002)] = RawDataElement(Tag(0x00020002), "UI", len(raw), raw, 0, False, True)
+    assert holds_canonical_uid(ds, 0x00020002) is expected
+    assert holds_canonical_uid(ds, 0x00020003) is False
+
+
+def _private_file(implicit: bool) -> bytes:
+    import io
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    warnings.simplefilter("ignore")  # the too-long value below (inside the caller's catch)
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.PatientName = "Zoë"
+    ds.add_new(0x00090010, "LO", "ACME 1.0")
+    ds.add_new(0x00091010, "LO", "Zoë's value")
+    ds.add_new(0x00091011, "DS", "42.5")
+    ds.add_new(0x00091012, "LO", "X" * 70)  # too long: warns on conversion
+    ds.add_new(0x00091013, "US", 7)
+    ds.add_new(0x00191001, "LO", "no creator")
+    ds.add_new(0x00110000, "UL", 4)  # a private group length: the creator of (0011,00xx)
+    ds.add_new(0x00110010, "LO", "OTHER")
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+    buf = io.BytesIO()
+    ds.save_as(buf, implicit_vr=implicit, little_endian=True, enforce_file_format=False)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+def test_private_elements_convert_as_pydicom_converts_them(implicit) -> None:
+    """Same elements (value, VR, creator) and the same warnings as Dataset.__getitem__."""
+    import io
+
+    import pydicom
+
+    with warnings.catch_warnings():
+        data = _private_file(implicit)
+    ours_ds = pydicom.dcmread(io.BytesIO(data), force=True)
+    ref_ds = pydicom.dcmread(io.BytesIO(data), force=True)
+    with warnings.catch_warnings(record=True) as ours:
+        warnings.simplefilter("always")
+        fields = {f.tag_int: f for f in FieldSet(ours_ds) if f.tag_int >> 16 & 1}
+    with warnings.catch_warnings(record=True) as theirs:
+        warnings.simplefilter("always")
+        ref = {t: ref_ds[t] for t in sorted(ref_ds._dict) if t >> 16 & 1}
+    assert [str(w.message) for w in ours] == [str(w.message) for w in theirs]
+    assert set(fields) == set(ref)
+    for tag, element in ref.items():
+        mine = fields[tag].element
+        assert mine is ours_ds._dict[tag]
+        assert (mine.VR, mine.value, mine.private_creator, type(mine.value)) == (
+            element.VR, element.value, element.private_creator, type(element.value))
+        assert fields[tag].creator == element.private_creator
