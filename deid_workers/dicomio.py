@@ -32,7 +32,7 @@ from pydicom.values import converters
 
 from deid_workers.durable import fsync_dir
 from deid_workers.errors import InputError, OutputExistsError
-from deid_workers.fastread import parse_part10
+from deid_workers.fastread import convert_sequence, parse_part10
 
 __all__ = [
     "REASONS",
@@ -280,7 +280,9 @@ def _check_elements(ds: Dataset) -> None:
                     raise EOFError("value shorter than its declared length")
                 if raw.VR in _PLAIN_VRS or not _may_be_sequence(tag, raw):
                     continue
-                elem = ds[tag]
+                # The same conversion as ds[tag], without pydicom's reader for plain items.
+                converted = convert_sequence(ds, tag)
+                elem = converted if converted is not None else ds[tag]
         else:
             elem = raw
         if elem.VR == "SQ":

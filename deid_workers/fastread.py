@@ -25,13 +25,17 @@ from itertools import islice
 from struct import Struct
 
 from pydicom.charset import default_encoding, python_encoding
-from pydicom.dataelem import RawDataElement, convert_raw_data_element, empty_value_for_VR
-from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom import config
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element, empty_value_for_VR
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.hooks import hooks, raw_element_value, raw_element_vr
+from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 
-__all__ = ["parse_part10"]
+__all__ = ["convert_sequence", "parse_part10"]
 
 _EXPLICIT = Struct("<HH2sH").unpack_from
 _IMPLICIT = Struct("<HHL").unpack_from
@@ -42,6 +46,7 @@ _GROUP_LENGTH = 0x00020000
 _TRANSFER_SYNTAX = 0x00020010
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 """The tags ``stop_before_pixels`` stops at (float, double float and plain pixel data)."""
+_FIRST_PIXEL_TAG = min(_PIXEL_TAGS)
 _ITEM_GROUP = 0xFFFE0000
 """Item and delimiter tags (FFFE,xxxx): at the top level they mean undefined lengths or
 damage, both left to dcmread."""
@@ -86,20 +91,23 @@ tuple is built directly instead, with every field given (is_raw=True, is_buffere
 
 
 def _elements(
-    data: bytes, pos: int, implicit: bool, meta: bool
+    data: bytes, pos: int, implicit: bool, meta: bool, end: int | None = None
 ) -> tuple[dict[BaseTag, RawDataElement], int, int] | None:
     """The raw elements from ``pos`` as dcmread's element generator yields them, where they
     end and how many come before pixel data; None at anything it would read differently or
     that ends short.
 
     ``meta``: read the file meta (explicit VR), stopping before the first tag of another
-    group, as dcmread does; otherwise read to the end of ``data``, which must be exact.
+    group, as dcmread does; otherwise read to ``end`` (default: the end of ``data``), which
+    the last element must end at exactly.
     """
     elements: dict[BaseTag, RawDataElement] = {}
-    end = len(data)
+    if end is None:
+        end = len(data)
     last = -1
     before_pixels = -1
     vrs = _VRS
+    tags = _TAGS
     empty = _EMPTY
     raw_type = RawDataElement
     while pos < end:
@@ -129,12 +137,14 @@ def _elements(
         if tag <= last or tag >= _ITEM_GROUP or length == _UNDEFINED:
             return None
         last = tag
-        if before_pixels < 0 and tag in _PIXEL_TAGS:
+        if tag >= _FIRST_PIXEL_TAG and before_pixels < 0 and tag in _PIXEL_TAGS:
             before_pixels = len(elements)
         pos = start + length
         if pos > end:
             return None
-        btag = _tag(tag)
+        btag = tags.get(tag)
+        if btag is None:
+            btag = _tag(tag)
         if length:
             value = data[start:pos]
         else:
@@ -244,3 +254,88 @@ def parse_part10(data: bytes, *, headers_only: bool) -> FileDataset | None:
     except Exception:  # noqa: BLE001 - anything unexpected is dcmread's to judge
         return None
     return ds
+
+
+_ITEM = 0xFFFEE000
+
+
+def _items(value: bytes, implicit: bool, encodings: list[str], offset: int) -> Sequence | None:
+    """What pydicom's ``convert_SQ`` returns for the defined-length sequence ``value``, when
+    every item is a non-empty, defined-length item whose elements fill it exactly; else None.
+
+    Empty items are left to pydicom: it guesses their VR encoding from the bytes after them.
+    So are items with their own Specific Character Set.
+    """
+    items = []
+    pos = 0
+    end = len(value)
+    while pos < end:
+        if end - pos < 8:
+            return None
+        group, elem, length = _IMPLICIT(value, pos)
+        if group << 16 | elem != _ITEM or length == _UNDEFINED or not length:
+            return None
+        parsed = _elements(value, pos + 8, implicit, False, pos + 8 + length)
+        if parsed is None or _CHARSET in parsed[0]:
+            return None
+        # As pydicom's read_sequence_item and read_dataset build an item.
+        item = Dataset(parsed[0], parent_encoding=encodings)
+        item.set_original_encoding(implicit, True, encodings)
+        item.is_undefined_length_sequence_item = False
+        item.seq_item_tell = pos + offset
+        item.file_tell = pos + offset
+        items.append(item)
+        pos = parsed[1]
+    sequence = Sequence(items)
+    sequence.is_undefined_length = False
+    return sequence
+
+
+def _default_conversion() -> bool:
+    """Whether raw elements convert the stock way (no callback, no custom hooks)."""
+    return (
+        not config.data_element_callback
+        and not hooks.raw_element_kwargs
+        and hooks.raw_element_vr is raw_element_vr
+        and hooks.raw_element_value is raw_element_value
+    )
+
+
+def convert_sequence(ds: Dataset, tag: BaseTag) -> DataElement | None:
+    """Convert the raw sequence ``ds[tag]`` in place as ``ds[tag]`` would, and return it; or
+    do nothing and return None when it is not a plain defined-length sequence.
+
+    Converting a sequence is most of what checking a header costs after parsing: pydicom
+    reads the items through a file object and its element generator. Here the items are
+    parsed like the top level, and the DataElement is built, stored and given its pixel
+    representation by pydicom's own code, as ``Dataset.__getitem__`` does.
+    """
+    raw = ds._dict[tag]
+    if not isinstance(raw, RawDataElement) or not raw.value or raw.length == _UNDEFINED:
+        return None
+    vr = raw.VR
+    if vr is None and not tag.is_private:
+        vr = _dictionary_vr(tag)
+    if vr != VR.SQ or not _default_conversion():
+        return None
+    # Dataset.__getitem__ and convert_value: the encodings the items inherit.
+    encodings = ds.original_character_set or ds._character_set
+    encodings = encodings or [default_encoding]
+    if isinstance(encodings, str):
+        encodings = [encodings]
+    try:
+        sequence = _items(raw.value, raw.is_implicit_VR, encodings, raw.value_tell)
+    except Exception:  # noqa: BLE001 - pydicom's conversion decides
+        return None
+    if sequence is None:
+        return None
+    ds[tag] = DataElement(raw.tag, vr, sequence, raw.value_tell, False, already_converted=True)
+    ds._set_pixel_representation(ds[tag])
+    return ds._dict[tag]  # type: ignore[return-value]
+
+
+def _dictionary_vr(tag: BaseTag) -> str | None:
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return None

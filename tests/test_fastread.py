@@ -14,11 +14,12 @@ from hypothesis import strategies as st
 from pydicom import dcmread
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as PydicomSequence
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from deid_workers import dicomio, synth
 from deid_workers.errors import InputError
-from deid_workers.fastread import parse_part10
+from deid_workers.fastread import convert_sequence, parse_part10
 
 
 def _bytes(ds: Dataset, implicit: bool = False) -> bytes:
@@ -57,6 +58,34 @@ def _same(a: Dataset, b: Dataset) -> None:
     if hasattr(a, "file_meta"):
         assert a.buffer.getvalue() == b.buffer.getvalue()
         _same(a.file_meta, b.file_meta)
+
+
+def _same_deep(a: Any, b: Any) -> None:
+    """Like _same, through converted sequences: items, their attributes and elements."""
+    assert type(a) is type(b)
+    if isinstance(a, Dataset):
+        va = {k: v for k, v in vars(a).items() if k not in ("_dict", "buffer")}
+        vb = {k: v for k, v in vars(b).items() if k not in ("_dict", "buffer")}
+        assert va.keys() == vb.keys()
+        for k in va:
+            _same_deep(va[k], vb[k])
+        assert [(k, type(k)) for k in a._dict] == [(k, type(k)) for k in b._dict]
+        for x, y in zip(a._dict.values(), b._dict.values()):
+            _same_deep(x, y)
+    elif isinstance(a, DataElement):
+        va, vb = dict(vars(a)), dict(vars(b))
+        value_a, value_b = va.pop("_value"), vb.pop("_value")
+        assert va == vb
+        _same_deep(value_a, value_b)
+    elif isinstance(a, PydicomSequence):
+        assert vars(a).keys() == vars(b).keys() and a.is_undefined_length == b.is_undefined_length
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _same_deep(x, y)
+    elif isinstance(a, RawDataElement):
+        _element(a, b)
+    else:
+        assert a == b
 
 
 def _dcmread(data: bytes, headers_only: bool) -> Any:
@@ -194,3 +223,50 @@ def test_damaged_bytes_give_none_or_dcmreads_dataset(patches: list[tuple[int, by
         slow = _dcmread(data, headers_only)
     assert not caught
     _same(fast, slow)
+
+
+def _with_sequences(implicit: bool) -> bytes:
+    ds = synth.make_dataset(4, rows=2, cols=2)
+    inner = Dataset()
+    inner.CodeValue, inner.CodeMeaning = "X", "Y"
+    items = []
+    for n in range(3):
+        item = Dataset()
+        item.ConceptNameCodeSequence = [inner]
+        item.ValueType, item.TextValue = "TEXT", f"t{n}"
+        items.append(item)
+    ds.ContentSequence = items
+    ds.PixelRepresentation = 1  # items inherit it (_pixel_rep)
+    return _bytes(ds, implicit)
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+def test_convert_sequence_converts_as_pydicom_does(implicit: bool) -> None:
+    data = _with_sequences(implicit)
+    fast, slow = _dcmread(data, True), _dcmread(data, True)
+    for tag in (0x00400275, 0x0040A730):  # RequestAttributesSequence, ContentSequence
+        elem = convert_sequence(fast, fast._dict[tag].tag)
+        assert elem is not None and elem is fast._dict[tag]
+        assert slow[tag].VR == "SQ"
+    for item in fast.ContentSequence:  # the nested ones too
+        assert convert_sequence(item, item._dict[0x0040A043].tag) is not None
+    for item in slow.ContentSequence:
+        slow_nested = item[0x0040A043]
+        assert slow_nested.VR == "SQ"
+    _same_deep(fast, slow)
+
+
+def test_convert_sequence_leaves_what_it_cannot_prove() -> None:
+    ds = synth.make_dataset(1, rows=2, cols=2)
+    ds.RequestAttributesSequence[0].is_undefined_length_sequence_item = True
+    read = _dcmread(_bytes(ds), True)
+    tag = read._dict[0x00400275].tag
+    assert convert_sequence(read, tag) is None  # an undefined-length item
+    assert isinstance(read._dict[tag], RawDataElement)  # untouched
+    assert convert_sequence(read, read._dict[0x00100020].tag) is None  # not a sequence
+    # A damaged item (its element runs past the item's end): pydicom's reader decides.
+    data = bytearray(_small())
+    at = _nested_length_offset(bytes(data))
+    data[at:at + 2] = struct.pack("<H", struct.unpack_from("<H", data, at)[0] + 40)
+    read = _dcmread(bytes(data), True)
+    assert convert_sequence(read, read._dict[0x00400275].tag) is None
