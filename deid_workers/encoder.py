@@ -67,6 +67,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, DeflatedExplicitVRLittleEndian
 from pydicom.valuerep import (
+    AMBIGUOUS_VR,
     CUSTOMIZABLE_CHARSET_VR,
     EXPLICIT_VR_LENGTH_32,
     PersonName,
@@ -381,8 +382,9 @@ def _write_dataset(fp: DicomBytesIO, ds: Dataset, parent_encoding: Any, implicit
     inherited = not _has(ds, "SpecificCharacterSet", 0x00080005)
     current = ds._parent_encoding if inherited else ds._character_set
     if (implicit, True) != ds.original_encoding or ds.original_character_set != current:
-        ds = correct_ambiguous_vr(ds, True)
-        get_item = ds.__getitem__
+        if not _nothing_to_correct(ds):
+            ds = correct_ambiguous_vr(ds, True)
+            get_item = ds.__getitem__
         tags = None
     dataset_encoding = (parent_encoding if inherited
                         else ds.get("SpecificCharacterSet", parent_encoding))
@@ -400,6 +402,17 @@ def _write_dataset(fp: DicomBytesIO, ds: Dataset, parent_encoding: Any, implicit
                 continue
             elem = ds[tag]  # as get_item does for a value not kept (empty implicit, deferred)
         _write_element(fp, elem, dataset_encoding, encodings, implicit)
+
+
+def _nothing_to_correct(ds: Dataset) -> bool:
+    """Whether ``correct_ambiguous_vr(ds)`` would return ``ds`` untouched and every
+    ``ds[tag]`` give the element as it is: all converted, none a sequence or ambiguous.
+    (A new dataset, such as an item made by the stamp, is never in its "original encoding",
+    so pydicom runs the correction on it; most hold nothing it could change.)"""
+    for elem in ds._dict.values():
+        if type(elem) is not DataElement or elem.VR == "SQ" or elem.VR in AMBIGUOUS_VR:
+            return False
+    return True
 
 
 _NONE, _TRUTHY, _SCALAR, _SIZED, _OTHER = range(5)

@@ -498,6 +498,29 @@ def test_buffered_pixel_data() -> None:
     assert_same(make)
 
 
+def test_new_items_are_corrected_only_where_pydicom_changes_something() -> None:
+    """Items made from scratch go through pydicom's VR correction; the encoder skips it only
+    for items it cannot change. An ambiguous element in a new item is still corrected."""
+    def make() -> Dataset:
+        ds = make_dataset(29)
+        plain = Dataset()
+        plain.CodeValue, plain.CodingSchemeDesignator, plain.CodeMeaning = "1", "DCM", "x"
+        ambiguous = Dataset()
+        ambiguous.add_new(0x00280106, "US or SS", 5)  # SmallestImagePixelValue
+        ambiguous.PixelRepresentation = 1  # signed: becomes SS
+        nested = Dataset()
+        nested.ReferencedSOPInstanceUID = "1.2.3"
+        holder = Dataset()
+        holder.ReferencedImageSequence = Sequence([nested])
+        ds.DeidentificationMethodCodeSequence = Sequence([plain])
+        ds.add_new(0x00081140, "SQ", Sequence([ambiguous]))  # ReferencedImageSequence
+        ds.add_new(0x00081115, "SQ", Sequence([holder]))  # ReferencedSeriesSequence
+        return ds
+
+    got = assert_same(make)
+    assert b"\x28\x00\x06\x01SS" in got
+
+
 # --- values encoded without pydicom's writers ---
 
 _FAST_CASES: list[tuple[str, object, list[str]]] = [
