@@ -253,14 +253,27 @@ def _hooked() -> bool:
 
 def _meta_value(meta: FileMetaDataset, tag: int) -> Any:
     """``meta.get(<keyword>, None)``: the value, converting a raw element in the copy."""
-    if tag not in meta._dict:
+    elem = meta._dict.get(tag)  # type: ignore[call-overload]
+    if elem is None:
         return None
-    return _meta_elem(meta, tag).value
+    if type(elem) is not DataElement:
+        elem = _meta_elem(meta, tag)
+    return elem.value
+
+
+_PLAIN_VALUES = frozenset({str, UID, bytes})
 
 
 def _meta_missing(meta: FileMetaDataset, tag: int) -> bool:
     """``<keyword> not in meta or meta[<keyword>].is_empty``, as validate_file_meta asks."""
-    return tag not in meta._dict or _meta_elem(meta, tag).is_empty
+    elem = meta._dict.get(tag)  # type: ignore[call-overload]
+    if elem is None:
+        return True
+    if type(elem) is not DataElement:
+        elem = _meta_elem(meta, tag)
+    if type(elem) is DataElement and type(elem._value) in _PLAIN_VALUES and elem.VR != "SQ":
+        return not elem._value  # is_empty for a str or bytes value: VM 0 when it is empty
+    return bool(elem.is_empty)
 
 
 def _complete_meta(meta: FileMetaDataset, ds: Dataset) -> None:
