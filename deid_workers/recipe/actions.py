@@ -37,7 +37,7 @@ from .funcs import FuncContext, jitter_days, jitter_value
 from .model import Action, Recipe
 from .parser import parse_split_options
 from .selectors import (CACHE_LIMIT, Field, FieldSet, Selector, add_target, compile_selector,
-                        holds_canonical_uid, new_element)
+                        delete_element, holds_canonical_uid, new_element)
 from .values import MISSING, convert_value, resolve_value
 
 __all__ = ["deidentify", "compiled"]
@@ -77,6 +77,7 @@ class _Compiled:
             for a in recipe.header
             if a.action != "KEEP"
         ]
+        self.handlers = [a.action.lower() for a, _ in self.plan]  # _Run method per line
         # Most lines of a default recipe name one field that a given file does not have. A
         # line whose selector depends only on a field's names (its "shape") is answered per
         # shape, once per recipe, so a file runs only the lines some field of it has, plus
@@ -256,6 +257,7 @@ class _Run:
         lines_set.update(c.dynamic)
         heap = self._heap = sorted(lines_set)
         present = fields.fields
+        handlers = c.handlers
         while heap:
             i = heapq.heappop(heap)
             self._at = i
@@ -274,7 +276,7 @@ class _Run:
                 targets = [present[u] for u in line_uids[i] if u in present]
             else:
                 targets = fields.expand(sel, self.lookup)
-            handler = getattr(self, action.action.lower())
+            handler = getattr(self, handlers[i])
             for f in targets:
                 if f.uid not in present:  # gone with a parent earlier in this loop
                     continue
@@ -317,8 +319,7 @@ class _Run:
         )
 
     def delete(self, f: Field) -> None:
-        if f.key in f.parent._dict:  # ``f.key in f.parent``, without converting the key again
-            del f.parent[f.key]
+        delete_element(f.parent, f.key)
         self.fields.remove(f)
 
     def not_done(self, f: Field) -> None:

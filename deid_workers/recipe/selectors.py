@@ -39,6 +39,7 @@ __all__ = [
     "compile_selector",
     "add_target",
     "new_element",
+    "delete_element",
     "holds_canonical_uid",
     "CACHE_LIMIT",
 ]
@@ -494,6 +495,18 @@ def _set_element(parent: Dataset, key: BaseTag, element: DataElement) -> None:
         parent._dict[key] = element
     else:
         parent[key] = element
+
+
+def delete_element(parent: Dataset, key: BaseTag) -> None:
+    """``del parent[key]`` if present; for a public, non-pixel element that is all pydicom's
+    __delitem__ does (private creators and pixel data reset its caches: left to it)."""
+    elements = parent._dict
+    if key not in elements:
+        return
+    if type(parent) in _PLAIN_DATASETS and not key >> 16 & 1 and key not in PIXEL_KEYWORDS:
+        del elements[key]
+    else:
+        del parent[key]
 
 
 def _hooked() -> bool:

@@ -316,3 +316,21 @@ def test_private_elements_convert_as_pydicom_converts_them(implicit) -> None:
         assert (mine.VR, mine.value, mine.private_creator, type(mine.value)) == (
             element.VR, element.value, element.private_creator, type(element.value))
         assert fields[tag].creator == element.private_creator
+
+
+def test_delete_element_matches_pydicom_del() -> None:
+    from pydicom.dataset import Dataset
+    from pydicom.tag import Tag
+
+    from deid_workers.recipe.selectors import delete_element
+
+    ds = Dataset()
+    ds.PatientID = "x"
+    block = ds.private_block(0x0009, "ACME", create=True)
+    block.add_new(0x01, "LO", "v")
+    assert ds._private_blocks
+    delete_element(ds, Tag(0x00100020))
+    delete_element(ds, Tag(0x00100010))  # absent: nothing happens
+    assert 0x00100020 not in ds and ds._private_blocks
+    delete_element(ds, Tag(0x00090010))  # a private creator: pydicom forgets its blocks
+    assert 0x00090010 not in ds and not ds._private_blocks
