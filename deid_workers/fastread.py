@@ -16,6 +16,12 @@ tags out of order, an unknown VR, item tags at the top level, a command set, a f
 group length is wrong or that pydicom would re-read as implicit VR, and anything that raises.
 It also refuses what :func:`deid_workers.dicomio.read_dataset` would reject (no data set), so
 an accepted file needs none of its truncation checks, only the sequence checks.
+
+Those checks convert every sequence, which pydicom does through the same generator:
+:func:`convert_sequence` converts a plain defined-length one (defined-length, non-empty items
+that their elements fill exactly) the same way as the top level, and leaves others to pydicom.
+Datasets are made from the attributes pydicom's constructors set (:func:`_make`), and every
+refusal, conversion and object is checked against dcmread by tests/test_fastread.py.
 """
 
 from __future__ import annotations
@@ -23,9 +29,10 @@ from __future__ import annotations
 from io import BytesIO
 from itertools import islice
 from struct import Struct
+from typing import Any, TypeVar
 
-from pydicom.charset import default_encoding, python_encoding
 from pydicom import config
+from pydicom.charset import default_encoding, python_encoding
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element, empty_value_for_VR
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
@@ -155,6 +162,37 @@ def _elements(
     return elements, pos, before_pixels if before_pixels >= 0 else len(elements)
 
 
+_D = TypeVar("_D", bound=Dataset)
+
+
+def _state(ds: Dataset) -> dict[str, Any]:
+    return {k: v for k, v in vars(ds).items() if k not in ("_dict", "file_meta", "buffer")}
+
+
+_DATASET_STATE = _state(Dataset())
+_META_STATE = _state(FileMetaDataset())
+_FILE_STATE = _state(FileDataset(BytesIO(), {}, None, FileMetaDataset(), True, True))
+"""The attributes pydicom's constructors give a new dataset (a FileDataset: of a buffer,
+little endian), taken once from the constructors themselves."""
+_USE_FUTURE = config._use_future
+"""The constructors set other attributes when this pydicom setting changes: then the real
+constructors are left to dcmread (parse_part10 and convert_sequence give None)."""
+
+
+def _make(cls: type[_D], state: dict[str, Any], values: dict[str, Any]) -> _D:
+    """A ``cls`` as its constructor makes it: ``state`` (its containers copied, as each
+    instance has its own) with ``values`` in place of the defaults.
+
+    The constructors set each attribute through ``Dataset.__setattr__``, a Python call per
+    attribute: about fifteen a dataset, for four or more datasets a file.
+    """
+    ds = object.__new__(cls)
+    attributes = {k: v.copy() if isinstance(v, (dict, list, set)) else v for k, v in state.items()}
+    attributes.update(values)
+    ds.__dict__.update(attributes)
+    return ds
+
+
 def _file_meta(data: bytes) -> tuple[FileMetaDataset, int] | None:
     """The file meta as dcmread leaves it (first element and TransferSyntaxUID converted),
     and where the data set starts."""
@@ -167,8 +205,11 @@ def _file_meta(data: bytes) -> tuple[FileMetaDataset, int] | None:
     # bytes so none of those reads can end short.
     if len(data) - ds_start < 12:
         return None
-    file_meta = FileMetaDataset(raw)
-    file_meta.set_original_encoding(False, True, default_encoding)
+    # FileMetaDataset(raw) (all group 2, as validate checks), then set_original_encoding.
+    file_meta = _make(FileMetaDataset, _META_STATE, {
+        "_dict": raw, "_read_implicit": False, "_read_little": True,
+        "_read_charset": default_encoding,
+    })
     first = next(iter(raw))
     file_meta[first]  # dcmread converts the first element to test the encoding
     # Tags are in order, so a group length is the first element. A wrong one is logged by
@@ -215,7 +256,7 @@ def parse_part10(data: bytes, *, headers_only: bool) -> FileDataset | None:
     """What ``dcmread(BytesIO(data), stop_before_pixels=headers_only)`` returns, or None when
     ``data`` is not the plain kind of file this parser proves it reads the same way (the
     caller then uses dcmread). Also None for an empty data set."""
-    if len(data) < 144 or data[128:132] != b"DICM":
+    if len(data) < 144 or data[128:132] != b"DICM" or config._use_future != _USE_FUTURE:
         return None
     try:
         meta = _file_meta(data)
@@ -249,7 +290,12 @@ def parse_part10(data: bytes, *, headers_only: bool) -> FileDataset | None:
         # dcmread builds a Dataset on the same dict first; all it does that lasts is convert
         # (0008,0005) in that dict, which _character_set does here (that tag's conversion
         # uses neither the dataset's encoding nor its other elements).
-        ds = FileDataset(BytesIO(data), raw, data[:128], file_meta, implicit, True)
+        # FileDataset(BytesIO(data), raw, data[:128], file_meta, implicit, True)
+        values = {"_dict": raw, "preamble": data[:128], "file_meta": file_meta,
+                  "buffer": BytesIO(data), "_read_implicit": implicit}
+        if "_is_implicit_VR" in _FILE_STATE:  # pydicom 3 keeps it until v4
+            values["_is_implicit_VR"] = implicit
+        ds = _make(FileDataset, _FILE_STATE, values)
         ds.set_original_encoding(implicit, True, ds._character_set)
     except Exception:  # noqa: BLE001 - anything unexpected is dcmread's to judge
         return None
@@ -278,12 +324,13 @@ def _items(value: bytes, implicit: bool, encodings: list[str], offset: int) -> S
         parsed = _elements(value, pos + 8, implicit, False, pos + 8 + length)
         if parsed is None or _CHARSET in parsed[0]:
             return None
-        # As pydicom's read_sequence_item and read_dataset build an item.
-        item = Dataset(parsed[0], parent_encoding=encodings)
-        item.set_original_encoding(implicit, True, encodings)
-        item.is_undefined_length_sequence_item = False
-        item.seq_item_tell = pos + offset
-        item.file_tell = pos + offset
+        # As pydicom's read_sequence_item and read_dataset build an item: Dataset(raw,
+        # parent_encoding=encodings), set_original_encoding, then where it starts.
+        item = _make(Dataset, _DATASET_STATE, {
+            "_parent_encoding": encodings, "_dict": parsed[0], "_read_implicit": implicit,
+            "_read_little": True, "_read_charset": encodings, "seq_item_tell": pos + offset,
+            "file_tell": pos + offset,
+        })
         items.append(item)
         pos = parsed[1]
     sequence = Sequence(items)
@@ -302,8 +349,9 @@ def _default_conversion() -> bool:
 
 
 def convert_sequence(ds: Dataset, tag: BaseTag) -> DataElement | None:
-    """Convert the raw sequence ``ds[tag]`` in place as ``ds[tag]`` would, and return it; or
-    do nothing and return None when it is not a plain defined-length sequence.
+    """Convert the raw sequence ``ds[tag]`` (``tag`` a key of ``ds._dict``) in place as
+    ``ds[tag]`` would, and return it; or do nothing and return None when it is not a plain
+    defined-length little endian sequence with the stock conversion hooks.
 
     Converting a sequence is most of what checking a header costs after parsing: pydicom
     reads the items through a file object and its element generator. Here the items are
@@ -311,12 +359,17 @@ def convert_sequence(ds: Dataset, tag: BaseTag) -> DataElement | None:
     representation by pydicom's own code, as ``Dataset.__getitem__`` does.
     """
     raw = ds._dict[tag]
-    if not isinstance(raw, RawDataElement) or not raw.value or raw.length == _UNDEFINED:
+    if (
+        not isinstance(raw, RawDataElement)
+        or not raw.value  # empty, or deferred
+        or raw.length == _UNDEFINED
+        or not raw.is_little_endian
+    ):
         return None
     vr = raw.VR
     if vr is None and not tag.is_private:
         vr = _dictionary_vr(tag)
-    if vr != VR.SQ or not _default_conversion():
+    if vr != VR.SQ or not _default_conversion() or config._use_future != _USE_FUTURE:
         return None
     # Dataset.__getitem__ and convert_value: the encodings the items inherit.
     encodings = ds.original_character_set or ds._character_set

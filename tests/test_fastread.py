@@ -270,3 +270,12 @@ def test_convert_sequence_leaves_what_it_cannot_prove() -> None:
     data[at:at + 2] = struct.pack("<H", struct.unpack_from("<H", data, at)[0] + 40)
     read = _dcmread(bytes(data), True)
     assert convert_sequence(read, read._dict[0x00400275].tag) is None
+
+
+def test_convert_sequence_leaves_big_endian_to_pydicom() -> None:
+    read = _dcmread(_small(), True)
+    tag = read._dict[0x00400275].tag
+    # Little endian bytes marked big endian: only the flag tells (pydicom would misread them).
+    read._dict[tag] = read._dict[tag]._replace(is_little_endian=False)
+    assert convert_sequence(read, tag) is None
+    assert isinstance(read._dict[tag], RawDataElement)
