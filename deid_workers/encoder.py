@@ -391,8 +391,8 @@ def _write_dataset(fp: DicomBytesIO, ds: Dataset, parent_encoding: Any, implicit
     get_item: Any = ds._dict.__getitem__
     # Without a Specific Character Set (most items, the file meta), ds._character_set is
     # the parent's encoding and ds.get("SpecificCharacterSet", ...) the default: both are
-    # known without their lookups.
-    inherited = not _has(ds, "SpecificCharacterSet", 0x00080005)
+    # known without their lookups (for pydicom's own classes; others may override them).
+    inherited = _plain(ds, "SpecificCharacterSet") and 0x00080005 not in ds._dict
     current = ds._parent_encoding if inherited else ds._character_set
     if (implicit, True) != ds.original_encoding or ds.original_character_set != current:
         if not _nothing_to_correct(ds):

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom import dcmread
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileDataset
 from pydicom.encaps import encapsulate
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import (
@@ -519,6 +519,25 @@ def test_new_items_are_corrected_only_where_pydicom_changes_something() -> None:
 
     got = assert_same(make)
     assert b"\x28\x00\x06\x01SS" in got
+
+
+class _OwnCharset(FileDataset):
+    """A dataset class with its own idea of its character set: pydicom's write asks it."""
+
+    @property
+    def _character_set(self) -> str:  # type: ignore[override]
+        return "latin_1"
+
+
+def test_dataset_classes_that_override_charset_lookups_are_asked() -> None:
+    def make() -> Dataset:
+        src = make_dataset(30)
+        del src.SpecificCharacterSet  # inherited: the class is asked what that means
+        ds = dcmread(io.BytesIO(_bytes_of(src)))
+        ds.__class__ = _OwnCharset
+        return ds
+
+    assert_same(make)
 
 
 # --- values encoded without pydicom's writers ---
