@@ -422,6 +422,8 @@ def _nothing_to_correct(ds: Dataset) -> bool:
     ``ds[tag]`` give the element as it is: all converted, none a sequence or ambiguous.
     (A new dataset, such as an item made by the stamp, is never in its "original encoding",
     so pydicom runs the correction on it; most hold nothing it could change.)"""
+    if type(ds) not in _PYDICOM_DATASETS:
+        return False  # its own elements() or __getitem__ may do more
     for elem in ds._dict.values():
         if type(elem) is not DataElement or elem.VR == "SQ" or elem.VR in AMBIGUOUS_VR:
             return False
