@@ -160,7 +160,7 @@ class Field:
         self.key = key if isinstance(key, BaseTag) else Tag(key)  # type: ignore[arg-type]
         self.tag_int = int(self.key)
         self.is_sq = (element.VR == "SQ") if is_sq is None and element is not None else bool(is_sq)
-        if creator is None and element is not None and element.tag.is_private:
+        if creator is None and element is not None and self.tag_int >> 16 & 1:  # is_private
             creator = getattr(element, "private_creator", None)
         self.creator = creator
         self.name = name
@@ -170,13 +170,14 @@ class Field:
         self._surfaces: tuple[str, ...] | None = None
 
     @classmethod
-    def raw(cls, key: BaseTag, name: str, uid: str, is_filemeta: bool, parent: Dataset) -> Field:
+    def raw(cls, key: BaseTag, name: str, uid: str, is_filemeta: bool, parent: Dataset,
+            tag_int: int | None = None) -> Field:
         """A field whose public, non-sequence element is still raw (the flattening makes one
         per element of a file, so this skips the general constructor's checks)."""
         f = cls.__new__(cls)
         f._element = None
         f.key = key
-        f.tag_int = int(key)
+        f.tag_int = int(key) if tag_int is None else tag_int
         f.is_sq = False
         f.creator = None
         f.name = name
@@ -490,7 +491,7 @@ def _uid_template(value: str) -> dict[str, Any]:
 def _set_element(parent: Dataset, key: BaseTag, element: DataElement) -> None:
     """``parent[key] = element`` for a public, non-pixel, non-sequence element, which is
     all pydicom's __setitem__ does then (after checks that cannot fail here)."""
-    if (type(parent) in _PLAIN_DATASETS and not key.is_private and key not in PIXEL_KEYWORDS
+    if (type(parent) in _PLAIN_DATASETS and not key >> 16 & 1 and key not in PIXEL_KEYWORDS
             and element.VR != "SQ" and (type(parent) is not FileMetaDataset or key >> 16 == 2)):
         parent._dict[key] = element
     else:
@@ -612,6 +613,8 @@ class FieldSet:
             queue.append((meta, None, None, True))
         fields = self.fields
         raw_field = Field.raw
+        tag_infos = _TAG_INFO
+        convert_vrs = _CONVERT_VRS
         while queue:
             dataset, prefix, uprefix, is_meta = queue.pop(0)
             # The element dict itself (as dicomio and get_identifiers read it): what get_item()
@@ -620,7 +623,7 @@ class FieldSet:
             # sorted as ``for element in dataset`` is; ``key=int`` compares as C ints
             for tag in sorted(elements, key=int):
                 t = int(tag)
-                keyword, tag_text, implicit = _tag_info(t)
+                keyword, tag_text, implicit = tag_infos.get(t) or _tag_info(t)
                 if keyword in SKIP or tag_text in skip_tags:
                     continue
                 if prefix is None:
@@ -631,8 +634,12 @@ class FieldSet:
                     continue
                 element = elements[tag]
                 if isinstance(element, RawDataElement):
-                    if element.value is not None and not _must_convert(t, element, implicit):
-                        fields[uid] = raw_field(tag, name, uid, is_meta, dataset)
+                    # _must_convert(t, element, implicit), inlined (it runs for every element)
+                    vr = element.VR
+                    if element.value is not None and not (
+                        t >> 16 & 1 or (implicit if vr is None else vr in convert_vrs)
+                    ):
+                        fields[uid] = raw_field(tag, name, uid, is_meta, dataset, t)
                         continue
                     # deferred (get_item reads those), sequences and private elements
                     element = _convert(dataset, tag, element)
