@@ -279,3 +279,47 @@ def test_convert_sequence_leaves_big_endian_to_pydicom() -> None:
     read._dict[tag] = read._dict[tag]._replace(is_little_endian=False)
     assert convert_sequence(read, tag) is None
     assert isinstance(read._dict[tag], RawDataElement)
+
+
+def _sequence_span(data: bytes) -> tuple[int, int]:
+    """Start and end of RequestAttributesSequence's value in an explicit VR file."""
+    at = data.index(b"\x40\x00\x75\x02SQ\x00\x00") + 12
+    return at, at + struct.unpack_from("<L", data, at - 4)[0]
+
+
+SEQ_START, SEQ_END = _sequence_span(SAMPLE)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(patches=st.lists(st.tuples(st.integers(SEQ_START, SEQ_END - 1),
+                                  st.binary(min_size=1, max_size=2)), min_size=1, max_size=2))
+def test_damaged_items_give_none_or_pydicoms_sequence(patches: list[tuple[int, bytes]]) -> None:
+    data = bytearray(SAMPLE)
+    for at, chunk in patches:
+        data[at:at + len(chunk)] = chunk
+    fast, slow = _dcmread(bytes(data), True), _dcmread(bytes(data), True)
+    tag = fast._dict[0x00400275].tag
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        converted = convert_sequence(fast, tag)
+    if converted is None:
+        assert isinstance(fast._dict[tag], RawDataElement)
+        return
+    assert not caught
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert slow[tag].VR == "SQ"  # pydicom converts it too, without a word
+    assert not caught
+
+    def convert_items(ds: Dataset) -> list[str]:
+        # The values themselves (text with an escape byte...) may warn: the same in both.
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            for item in ds[tag].value:
+                for nested in list(item._dict):
+                    item[nested]
+        return [str(w.message) for w in said]
+
+    assert convert_items(fast) == convert_items(slow)
+    _same_deep(fast, slow)
