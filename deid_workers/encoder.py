@@ -169,10 +169,13 @@ def _get(ds: Dataset, keyword: str, tag: int) -> Any:
     """``ds.get(keyword, None)`` without its keyword lookups (a few microseconds each)."""
     if not _plain(ds, keyword):
         return ds.get(keyword, None)
-    if tag not in ds._dict:
+    elem = ds._dict.get(tag)  # type: ignore[call-overload]
+    if elem is None:
         return None
     try:
-        return ds[tag].value  # what Dataset.__getattr__ returns for a keyword
+        if type(elem) is not DataElement:
+            elem = ds[tag]  # converts a raw element, as Dataset.__getattr__ does
+        return elem.value
     except AttributeError:
         return None  # as getattr inside ds.get
 
