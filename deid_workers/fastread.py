@@ -26,6 +26,7 @@ refusal, conversion and object is checked against dcmread by tests/test_fastread
 
 from __future__ import annotations
 
+from collections.abc import MutableSequence
 from io import BytesIO
 from itertools import islice
 from struct import Struct
@@ -34,7 +35,12 @@ from typing import Any, TypeVar
 from pydicom import config
 from pydicom.charset import default_encoding, python_encoding
 from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element, empty_value_for_VR
+from pydicom.dataelem import (
+    DataElement,
+    RawDataElement,
+    convert_raw_data_element,
+    empty_value_for_VR,
+)
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.hooks import hooks, raw_element_value, raw_element_vr
 from pydicom.sequence import Sequence
@@ -152,6 +158,7 @@ def _elements(
         btag = tags.get(tag)
         if btag is None:
             btag = _tag(tag)
+        value: object
         if length:
             value = data[start:pos]
         else:
@@ -165,8 +172,14 @@ def _elements(
 _D = TypeVar("_D", bound=Dataset)
 
 
-def _state(ds: Dataset) -> dict[str, Any]:
-    return {k: v for k, v in vars(ds).items() if k not in ("_dict", "file_meta", "buffer")}
+_State = tuple[dict[str, Any], tuple[str, ...]]
+
+
+def _state(ds: Dataset) -> _State:
+    """The attributes of ``ds`` but its elements, file meta and buffer, and which of them are
+    containers (private blocks, pixel options...), of which each dataset has its own."""
+    state = {k: v for k, v in vars(ds).items() if k not in ("_dict", "file_meta", "buffer")}
+    return state, tuple(k for k, v in state.items() if isinstance(v, (dict, list, set)))
 
 
 _DATASET_STATE = _state(Dataset())
@@ -179,15 +192,18 @@ _USE_FUTURE = config._use_future
 constructors are left to dcmread (parse_part10 and convert_sequence give None)."""
 
 
-def _make(cls: type[_D], state: dict[str, Any], values: dict[str, Any]) -> _D:
-    """A ``cls`` as its constructor makes it: ``state`` (its containers copied, as each
-    instance has its own) with ``values`` in place of the defaults.
+def _make(cls: type[_D], state: _State, values: dict[str, Any]) -> _D:
+    """A ``cls`` as its constructor makes it: ``state`` (its containers copied) with
+    ``values`` in place of the defaults.
 
     The constructors set each attribute through ``Dataset.__setattr__``, a Python call per
     attribute: about fifteen a dataset, for four or more datasets a file.
     """
     ds = object.__new__(cls)
-    attributes = {k: v.copy() if isinstance(v, (dict, list, set)) else v for k, v in state.items()}
+    defaults, containers = state
+    attributes = defaults.copy()
+    for key in containers:
+        attributes[key] = attributes[key].copy()
     attributes.update(values)
     ds.__dict__.update(attributes)
     return ds
@@ -293,7 +309,7 @@ def parse_part10(data: bytes, *, headers_only: bool) -> FileDataset | None:
         # FileDataset(BytesIO(data), raw, data[:128], file_meta, implicit, True)
         values = {"_dict": raw, "preamble": data[:128], "file_meta": file_meta,
                   "buffer": BytesIO(data), "_read_implicit": implicit}
-        if "_is_implicit_VR" in _FILE_STATE:  # pydicom 3 keeps it until v4
+        if "_is_implicit_VR" in _FILE_STATE[0]:  # pydicom 3 keeps it until v4
             values["_is_implicit_VR"] = implicit
         ds = _make(FileDataset, _FILE_STATE, values)
         ds.set_original_encoding(implicit, True, ds._character_set)
@@ -305,7 +321,9 @@ def parse_part10(data: bytes, *, headers_only: bool) -> FileDataset | None:
 _ITEM = 0xFFFEE000
 
 
-def _items(value: bytes, implicit: bool, encodings: list[str], offset: int) -> Sequence | None:
+def _items(
+    value: bytes, implicit: bool, encodings: MutableSequence[str], offset: int
+) -> Sequence | None:
     """What pydicom's ``convert_SQ`` returns for the defined-length sequence ``value``, when
     every item is a non-empty, defined-length item whose elements fill it exactly; else None.
 
@@ -382,8 +400,10 @@ def convert_sequence(ds: Dataset, tag: BaseTag) -> DataElement | None:
         return None
     if sequence is None:
         return None
+    # Stored by Dataset.__setitem__, which also gives the items their pixel representation;
+    # __getitem__ then does that once more, to the same effect (the same values are read
+    # and written again), so it is not repeated here.
     ds[tag] = DataElement(raw.tag, vr, sequence, raw.value_tell, False, already_converted=True)
-    ds._set_pixel_representation(ds[tag])
     return ds._dict[tag]  # type: ignore[return-value]
 
 

@@ -67,8 +67,8 @@ def _same_deep(a: Any, b: Any) -> None:
         va = {k: v for k, v in vars(a).items() if k not in ("_dict", "buffer")}
         vb = {k: v for k, v in vars(b).items() if k not in ("_dict", "buffer")}
         assert va.keys() == vb.keys()
-        for k in va:
-            _same_deep(va[k], vb[k])
+        for k, value in va.items():
+            _same_deep(value, vb[k])
         assert [(k, type(k)) for k in a._dict] == [(k, type(k)) for k in b._dict]
         for x, y in zip(a._dict.values(), b._dict.values()):
             _same_deep(x, y)
