@@ -72,19 +72,6 @@ _VRS: dict[bytes, tuple[str, bool]] = {
 """Explicit VR bytes -> (VR as dcmread stores it, has a 4-byte length). dcmread reads other
 VR bytes as an implicit VR switch or an unknown VR; both are refused."""
 
-_EMPTY: dict[str | None, object] = {}
-"""What dcmread stores as the value of a zero-length element, by VR (it depends on config,
-so it is asked of pydicom once per VR and process)."""
-
-
-def _empty(vr: str | None) -> object:
-    try:
-        return _EMPTY[vr]
-    except KeyError:
-        value = _EMPTY[vr] = empty_value_for_VR(vr, raw=True)
-        return value
-
-
 def _tag(tag: int) -> BaseTag:
     """The BaseTag of ``tag``, shared between files (tags are immutable ints): building
     one is a Python call per element, and a few hundred tags cover most files."""
@@ -121,7 +108,6 @@ def _elements(
     before_pixels = -1
     vrs = _VRS
     tags = _TAGS
-    empty = _EMPTY
     raw_type = RawDataElement
     while pos < end:
         if end - pos < 8:
@@ -162,7 +148,7 @@ def _elements(
         if length:
             value = data[start:pos]
         else:
-            value = empty[vr] if vr in empty else _empty(vr)
+            value = empty_value_for_VR(vr, raw=True)  # as dcmread (b"" or None, by VR)
         elements[btag] = _new_raw(
             raw_type, (btag, vr, length, value, start, implicit, True, True, False)
         )
