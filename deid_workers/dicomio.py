@@ -20,7 +20,6 @@ import stat
 import struct
 import warnings
 from io import BytesIO
-from pathlib import Path
 from typing import BinaryIO
 
 from pydicom import dcmread
@@ -520,53 +519,70 @@ def write_atomic(
     Any other ``OSError`` (disk full, ...) propagates after the temp file is removed.
     """
     shown = os.fspath(dest)
-    target = Path(dest)
-    if not overwrite and os.path.lexists(target):
+    if not overwrite and os.path.lexists(shown):
         raise OutputExistsError(shown)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _open_temp(target)
+    from deid_workers.encoder import encode_part10
+
+    data = encode_part10(ds)  # before any file exists: a dataset that cannot be written leaves none
+    folder, name = os.path.split(shown)
+    folder = folder or "."
     try:
-        with os.fdopen(fd, "wb") as fp:
-            write_like_original(ds, fp)
-            if sync:
-                fp.flush()
-                os.fsync(fp.fileno())
-        if overwrite:
-            os.replace(tmp, target)
-        else:
-            _publish_exclusive(tmp, target, shown)
-        if sync:
-            fsync_dir(str(target.parent))
-    finally:
+        fd, tmp = _open_temp(folder, name)
+    except FileNotFoundError:  # the first file of its folder: making it for every file cost more
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = _open_temp(folder, name)
+    moved = False  # os.replace took the temp name away
+    try:
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+            _write_all(fd, data)
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        if overwrite:
+            os.replace(tmp, shown)
+            moved = True
+        else:
+            _publish_exclusive(tmp, shown, shown)  # a hard link: the temp name stays, to remove
+        if sync:
+            fsync_dir(folder)
+    finally:
+        if not moved:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 _temp_counter = itertools.count()
 
 
-def _open_temp(target: Path) -> tuple[int, str]:
-    """Create ``.<name>.<pid>-<n>.tmp`` beside ``target`` with ``O_EXCL``.
+def _open_temp(folder: str, name: str) -> tuple[int, str]:
+    """Create ``.<name>.<pid>-<n>.tmp`` in ``folder`` with ``O_EXCL``.
 
     pid + a per-process counter is unique among live writers, so unlike ``mkstemp`` there are
     no random names to draw and no chmod afterwards (the mode is 0666 minus the umask, as for
     any new file). A name left by a dead process with a reused pid is skipped, not reused.
     """
     for _ in range(100):
-        tmp = os.path.join(target.parent, f".{target.name}.{os.getpid()}-{next(_temp_counter)}.tmp")
+        tmp = os.path.join(folder, f".{name}.{os.getpid()}-{next(_temp_counter)}.tmp")
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o666), tmp
         except FileExistsError:
             continue
-    raise FileExistsError(errno.EEXIST, "no free temporary name", str(target.parent))
+    raise FileExistsError(errno.EEXIST, "no free temporary name", folder)
 
 
 _O_BINARY = getattr(os, "O_BINARY", 0)
 
 
-def _publish_exclusive(tmp: str, target: Path, shown: str) -> None:
+def _publish_exclusive(tmp: str, target: str, shown: str) -> None:
     try:
         os.link(tmp, target)
         return

@@ -14,6 +14,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
 from deid_workers import dicomio, synth
+from deid_workers.encoder import encode_part10
 from deid_workers.errors import InputError, OutputExistsError
 
 
@@ -280,16 +281,31 @@ def test_fallback_without_hard_links(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_disk_full_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def half_then_full(ds: pydicom.Dataset, fp: io.BufferedWriter) -> None:
-        fp.write(b"\0" * 100)
+    real_write = os.write
+    calls = []
+
+    def half_then_full(fd: int, data: bytes) -> int:
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data[:100]))
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(dicomio, "write_like_original", half_then_full)
+    monkeypatch.setattr(dicomio.os, "write", half_then_full)
     dest = tmp_path / "sub" / "a.dcm"
     with pytest.raises(OSError) as info:
         dicomio.write_atomic(synth.make_dataset(), dest, overwrite=True)
-    assert info.value.errno == errno.ENOSPC
+    assert info.value.errno == errno.ENOSPC and len(calls) == 2  # a short write is continued
     assert not dest.exists() and _no_temps(tmp_path)
+
+
+def test_short_writes_are_continued_to_the_last_byte(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    real_write = os.write
+    monkeypatch.setattr(dicomio.os, "write", lambda fd, data: real_write(fd, bytes(data[:7])))
+    ds = synth.make_dataset()
+    dicomio.write_atomic(ds, tmp_path / "new" / "deeper" / "a.dcm", overwrite=False)
+    assert (tmp_path / "new" / "deeper" / "a.dcm").read_bytes() == encode_part10(ds)
+    assert _no_temps(tmp_path)
 
 
 # --- enforce_inside --------------------------------------------------------------------------
