@@ -18,8 +18,8 @@ import sys
 import tempfile
 import time
 
-from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.datadict import DicomDictionary
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 

@@ -2,8 +2,9 @@
 
 Written under a hidden temporary name in the destination's folder, fsynced, then renamed over
 the destination (and the folder fsynced, so the new name survives a power loss), so a reader
-(or a crash) never meets half a file, and a failed write leaves the previous version as it was. DICOM outputs have their own writer (``dicomio.write_atomic``):
-they must also refuse to replace an existing file and batch their fsyncs.
+(or a crash) never meets half a file, and a failed write leaves the previous version as it was.
+DICOM outputs have their own writer (``dicomio.write_atomic``): they must also refuse to
+replace an existing file and batch their fsyncs.
 """
 
 from __future__ import annotations

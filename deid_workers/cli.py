@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
+from . import logs
 from .config import Settings
 from .errors import ConfigError, DeidError, IdentifiersError, InputError, RecipeError
-from . import logs
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 

@@ -8,21 +8,23 @@ but does the per-dataset work once per dataset and writes elements straight into
 
 What stays pydicom's: values are encoded by pydicom's own value writers
 (``filewriter.writers``), except the plain cases that are most of a file (text, UIDs, codes,
-dates, single numbers, bytes: see ``_FAST``, each checked against its writer by the tests), where
-calling the writer into a buffer cost more than the encoding; odd elements (buffered values, undefined lengths other than
-sequences, values over 64 KB in a 16-bit-length VR, VRs it cannot write) go through
-``filewriter.write_data_element``, and datasets whose encoding or character set changes get
-``correct_ambiguous_vr`` and the ``__getitem__`` conversion exactly as ``write_dataset`` does.
+dates, single numbers, bytes: see ``_FAST``, each checked against its writer by the tests),
+where calling the writer into a buffer cost more than the encoding; odd elements (buffered
+values, undefined lengths other than sequences, values over 64 KB in a 16-bit-length VR, VRs it
+cannot write) go through ``filewriter.write_data_element``, and datasets whose encoding or
+character set changes get ``correct_ambiguous_vr`` and the ``__getitem__`` conversion exactly
+as ``write_dataset`` does.
 
 Off the fast path (the whole file goes to ``save_as``): big endian or deflated transfer
 syntaxes, private or unknown transfer syntaxes, no file meta or no Transfer Syntax UID, a
-preamble of the wrong length, group 0000/0002 elements in the dataset, a Specific Character
-Set that pydicom would warn about, and any exception (pydicom then raises its own error, with
-its own message; warnings the fast path raised before failing are raised again). ``save_as`` changes ``ds`` only by converting the raw
-elements it reads (Transfer Syntax UID, SOP Class/Instance UID, Specific Character Set,
-PixelData, and everything in a dataset whose encoding changes) and by setting
-``PixelData.is_undefined_length``; the fast path makes the same changes, and like ``save_as``
-it leaves ``ds.file_meta`` as it was (it writes from a copy).
+preamble of the wrong length, group 0000/0002 elements in the dataset, a Specific Character Set
+that pydicom would warn about, and any exception (pydicom then raises its own error, with its
+own message; warnings the fast path raised before failing are raised again). ``save_as``
+changes ``ds`` only by converting the raw elements it reads (Transfer Syntax UID, SOP
+Class/Instance UID, Specific Character Set, PixelData, and everything in a dataset whose
+encoding changes) and by setting ``PixelData.is_undefined_length``; the fast path makes the
+same changes, and like ``save_as`` it leaves ``ds.file_meta`` as it was (it writes from a
+copy).
 """
 
 from __future__ import annotations

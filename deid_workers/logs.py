@@ -12,8 +12,8 @@ import logging
 import sys
 import traceback
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timezone
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import IO
 
 from celery.exceptions import Reject

@@ -36,10 +36,10 @@ from .config import Settings
 from .errors import IdentifiersError, InputError, StoreError
 from .idsfile import load_ids
 from .progress import Progress
-from .recipe import load_recipe
-from .store import RunStore, first_stage, new_run_id, redis_client
 from .provenance import declared_codes
+from .recipe import load_recipe
 from .steps import DEFAULT_QUARANTINE_GROUPS
+from .store import RunStore, first_stage, new_run_id, redis_client
 from .tasks import RUN_SETTINGS, final_stage, finish_run
 from .walk import iter_batches
 

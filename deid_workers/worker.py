@@ -17,10 +17,10 @@ __all__ = ["main", "worker_argv"]
 
 def worker_argv(settings: Settings, extra: Sequence[str] = ()) -> list[str]:
     """The ``celery worker`` arguments for these settings (tested without starting a worker)."""
+    import logging
+
     from .app import QUEUES
     from .logs import level_for
-
-    import logging
 
     level = logging.getLevelName(min(level_for(settings.message_level), logging.INFO))
     argv = ["worker", "-Q", ",".join(QUEUES), "--loglevel", str(level)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-
 class _FlakyStore:
     """A store whose Redis is down for ``down`` reads, then comes back (or comes back empty)."""
 

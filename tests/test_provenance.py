@@ -96,8 +96,9 @@ def test_method_fits_lo_with_long_recipe_names():
 
 
 def test_stamped_dataset_writes_and_reads_back(tmp_path):
-    from deid_workers.synth import make_dataset
     import pydicom
+
+    from deid_workers.synth import make_dataset
 
     ds = make_dataset(phi=False)
     stamp(ds, load_recipe(), pixels_cleaned=True)

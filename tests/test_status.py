@@ -12,8 +12,8 @@ import fakeredis
 import pytest
 
 from deid_workers import cli, producer
-from deid_workers.store import RUNS_INDEX, UNACKED, Keys, RunStore, list_runs, queue_lengths
 from deid_workers.report import render_status, run_status
+from deid_workers.store import RUNS_INDEX, UNACKED, Keys, RunStore, list_runs, queue_lengths
 
 QUEUES = ("get", "inspect", "put", "finalize", "clean")
 

@@ -10,8 +10,7 @@ import pytest
 
 from deid_workers.config import Settings
 from deid_workers.recipe import load_recipe
-from deid_workers.steps import (MISSING_ENTITY, get_one, ids_keys, inspect_one, output_path,
-                                put_one)
+from deid_workers.steps import MISSING_ENTITY, get_one, ids_keys, inspect_one, output_path, put_one
 from deid_workers.synth import make_dataset, phi_strings, write_study_tree
 
 RECIPE = """FORMAT dicom

@@ -8,8 +8,7 @@ import fakeredis
 import pytest
 
 from deid_workers.errors import StoreError
-from deid_workers.store import (ENTITY_FIELD, RUNS_INDEX, Keys, RunStore, list_runs,
-                                redis_client)
+from deid_workers.store import ENTITY_FIELD, RUNS_INDEX, Keys, RunStore, list_runs, redis_client
 
 EXPIRY = 1000
 

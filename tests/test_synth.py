@@ -89,7 +89,8 @@ def test_write_study_tree_nested_with_corrupt_files(tmp_path) -> None:
     assert len(paths) == 2 * 2 * 3 + 4
     assert "patient-0001/study-001/series-000/image-0002.dcm" in paths
     corrupt = sorted(p for p in paths if p.startswith("corrupt-"))
-    assert corrupt == ["corrupt-00-empty.dcm", "corrupt-01-truncated.dcm", "corrupt-02-text.dcm", "corrupt-03-empty.dcm"]
+    assert corrupt == ["corrupt-00-empty.dcm", "corrupt-01-truncated.dcm", "corrupt-02-text.dcm",
+                       "corrupt-03-empty.dcm"]
     assert (tmp_path / "corrupt-00-empty.dcm").stat().st_size == 0
     for rel in paths:
         assert (tmp_path / rel).is_file()

@@ -36,8 +36,17 @@ from pydicom.tag import Tag
 from .funcs import FuncContext, jitter_days, jitter_value
 from .model import Action, Recipe
 from .parser import parse_split_options
-from .selectors import (CACHE_LIMIT, Field, FieldSet, Selector, add_target, compile_selector,
-                        delete_element, holds_canonical_uid, new_element)
+from .selectors import (
+    CACHE_LIMIT,
+    Field,
+    FieldSet,
+    Selector,
+    add_target,
+    compile_selector,
+    delete_element,
+    holds_canonical_uid,
+    new_element,
+)
 from .values import MISSING, convert_value, resolve_value
 
 __all__ = ["deidentify", "compiled"]

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydicom import config
-from pydicom.hooks import hooks
 from pydicom.charset import default_encoding
 from pydicom.datadict import dictionary_has_tag, dictionary_keyword, dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import PIXEL_KEYWORDS, Dataset, FileDataset, FileMetaDataset
+from pydicom.hooks import hooks
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from deployfiles import COMPOSE, ENV_EXAMPLE, load_k8s_documents, parse_env_file
 
 

@@ -6,16 +6,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-
 from deployfiles import (
     MASK,
     PLACEHOLDER_PREFIX,
     ROOT,
     SECRET_VARS,
     is_reference_only,
-    project_version,
     mask_references,
     mount_target,
+    project_version,
     referenced_vars,
     without_comments,
 )

@@ -6,7 +6,6 @@ import re
 from typing import Any
 
 import pytest
-
 from deployfiles import K8S, PLACEHOLDER_PREFIX, SECRET_VARS, pod_labels, pod_spec, project_version
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "CronJob")

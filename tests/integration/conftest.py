@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import redis
-
 from integration_procs import RedisServer, Worker
 
 SECRET = "integration-secret"

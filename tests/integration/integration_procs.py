@@ -164,7 +164,8 @@ class Producer:
             code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             kill_group(self.proc)
-            raise AssertionError("deid-submit did not finish: " + self.err.read_text()[-3000:])
+            raise AssertionError("deid-submit did not finish: "
+                                 + self.err.read_text()[-3000:]) from None
         return code, self.out.read_text(), self.err.read_text()
 
     def summary(self) -> dict[str, Any]:

@@ -22,11 +22,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from integration_procs import free_port, kill_group
 
 from deid_workers.cli import main
 from deid_workers.synth import phi_strings, write_study_tree
-
-from integration_procs import free_port, kill_group
 
 pytestmark = pytest.mark.integration
 

@@ -69,7 +69,7 @@ def test_put_with_edited_ids_uses_vars(cluster, tree, tmp_path, capsys):
     assert _run(capsys, "--action", "get", "--quiet", "--input", str(root),
                 "--outfolder", str(ids_dir))[0] == 0
     ids = json.loads((ids_dir / "deid-ids.json").read_text())
-    for n, (entity, items) in enumerate(sorted(ids.items())):
+    for n, (_entity, items) in enumerate(sorted(ids.items())):
         for fields in items.values():
             fields["id"] = f"SUBJ-{n}"
             fields["source_id"] = f"ANON^{n}"

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from integration_procs import Producer, RedisServer, Worker, counters, env_for, latest_run, wait_for
 
 from deid_workers.dicomio import read_dataset
 from deid_workers.idsfile import load_ids
 from deid_workers.synth import make_dataset, write_study_tree
-
-from integration_procs import (Producer, RedisServer, Worker, counters, env_for, latest_run, wait_for)
 
 pytestmark = pytest.mark.integration
 

@@ -12,13 +12,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from integration_procs import Worker
 
-from deid_workers.cli import main
 from deid_workers.app import app, configure
+from deid_workers.cli import main
 from deid_workers.config import Settings
 from deid_workers.synth import phi_strings, write_study_tree
-
-from integration_procs import Worker
 
 pytestmark = pytest.mark.integration
 

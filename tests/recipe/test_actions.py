@@ -9,10 +9,9 @@ import threading
 
 import pytest
 from pydicom.dataset import Dataset
+from recipe_helpers import CREATOR, make_dataset, recipe_of, roundtrip
 
 from deid_workers.recipe import deidentify
-
-from recipe_helpers import CREATOR, make_dataset, recipe_of, roundtrip
 
 ABSENT = "<absent>"
 BLANKED = ""

@@ -255,13 +255,13 @@ def test_entity_item_agrees_with_dataset_get(entity: str, item: str) -> None:
         ds = dcmread(BytesIO(fp.getvalue()), force=True)
         ds.filename = "some/file.dcm"
         if touch:
-            for elem in ds:
+            for _elem in ds:
                 pass
         expected = _entity_item_by_get(ds, entity, item)
         fresh = dcmread(BytesIO(fp.getvalue()), force=True)
         fresh.filename = "some/file.dcm"
         if touch:
-            for elem in fresh:
+            for _elem in fresh:
                 pass
         assert entity_item(fresh, entity, item) == expected
         assert _state(fresh) == _state(ds)  # the same elements converted

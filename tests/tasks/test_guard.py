@@ -25,7 +25,7 @@ def test_a_file_that_kills_its_worker_is_quarantined_after_max_retries(make_run)
     ctx = run_context(store.run_id)
     batch = store.batch(0)
     victim = batch[1]
-    for start in (1, 2):  # the first start and max_retries more: whole batch, no notes
+    for _start in (1, 2):  # the first start and max_retries more: whole batch, no notes
         guard = BatchGuard(ctx, "get", 0)
         assert not guard.careful
         _die_on(guard, batch, victim)

@@ -43,7 +43,7 @@ def test_careful_mode_quarantines_the_file_it_hung_on_and_the_next_start_complet
     store, *_ = make_run("get", corrupt=0, settings={"max_retries": 1})
     ctx = run_context(store.run_id)
     batch = store.batch(0)
-    for start in (1, 2):
+    for _start in (1, 2):
         guard = BatchGuard(ctx, "get", 0)
         with pytest.raises(SoftTimeLimitExceeded):
             _hang_on(guard, batch, batch[2])
