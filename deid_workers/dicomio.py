@@ -38,7 +38,6 @@ __all__ = [
     "enforce_inside",
     "read_dataset",
     "write_atomic",
-    "write_like_original",
 ]
 
 log = logging.getLogger(__name__)
@@ -482,17 +481,6 @@ def enforce_inside(root: str | os.PathLike[str], rel: str) -> str:
     return target
 
 
-def write_like_original(ds: Dataset, fileobj: BinaryIO | str | os.PathLike[str]) -> None:
-    """Write ``ds`` as a Part-10 file: preamble (the dataset's own if it has one), "DICM",
-    file meta. The bytes are those of ``save_as(enforce_file_format=True)``, which fills in
-    missing meta (group length, version) so every output is a file any reader opens, as
-    deid's outputs are; :func:`~deid_workers.encoder.write_part10` writes them at a quarter
-    of pydicom's cost."""
-    from deid_workers.encoder import write_part10
-
-    write_part10(ds, fileobj)
-
-
 _NO_LINK_ERRNOS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}
 
 
@@ -500,6 +488,10 @@ def write_atomic(
     ds: Dataset, dest: str | os.PathLike[str], *, overwrite: bool, sync: bool = True
 ) -> None:
     """Write ``ds`` to ``dest`` so that ``dest`` is either absent/old or complete and new.
+
+    The bytes are those of ``save_as(enforce_file_format=True)`` (preamble, "DICM", file meta
+    filled in where missing, so every output opens in any reader, as deid's do), from
+    :func:`~deid_workers.encoder.encode_part10` at a quarter of pydicom's cost.
 
     The data goes to ``.<name>.<pid>-<n>.tmp`` in the same directory (same filesystem, so the
     final step is atomic), is fsynced, then:

@@ -31,12 +31,11 @@ from __future__ import annotations
 
 import copy
 import io
-import os
 from collections.abc import Sequence
 from io import BufferedIOBase
 from struct import Struct
 from struct import pack as _pack
-from typing import Any, BinaryIO
+from typing import Any
 
 from pydicom import __version_info__, config
 from pydicom.charset import (
@@ -76,7 +75,7 @@ from pydicom.valuerep import (
     validate_value,
 )
 
-__all__ = ["encode_part10", "write_part10"]
+__all__ = ["encode_part10"]
 
 _UNDEFINED = 0xFFFFFFFF
 _PIXEL_DATA = 0x7FE00010
@@ -118,19 +117,6 @@ def encode_part10(ds: Dataset) -> bytes:
         # Off the fast path, or a dataset pydicom refuses: its writer decides (and raises
         # its own error). Everything the fast path changed in ds, save_as changes too.
         return _encode_with_pydicom(ds)
-
-
-def write_part10(ds: Dataset, fileobj: BinaryIO | str | os.PathLike[str]) -> None:
-    """Write :func:`encode_part10`'s bytes to a path (created or truncated) or a binary file.
-
-    Unlike ``save_as`` to a path, nothing is written when encoding fails.
-    """
-    data = encode_part10(ds)
-    if isinstance(fileobj, (str, os.PathLike)):
-        with open(fileobj, "wb") as fp:
-            fp.write(data)
-    else:
-        fileobj.write(data)
 
 
 def _encode_with_pydicom(ds: Dataset) -> bytes:

@@ -38,8 +38,8 @@ from pydicom.uid import (
 
 from deid_workers import encoder
 from deid_workers.config import Settings
-from deid_workers.dicomio import read_dataset, write_like_original
-from deid_workers.encoder import encode_part10, write_part10
+from deid_workers.dicomio import read_dataset
+from deid_workers.encoder import encode_part10
 from deid_workers.provenance import stamp
 from deid_workers.recipe import load_recipe
 from deid_workers.recipe.actions import deidentify
@@ -710,19 +710,6 @@ def test_generated_datasets(values: dict[str, object], implicit: bool, touch: se
         return ds
 
     assert_same(make)
-
-
-# --- writing to files ---
-
-
-def test_write_part10_to_path_and_file(tmp_path: Path) -> None:
-    expected = _pydicom_bytes(make_dataset(26))
-    write_part10(make_dataset(26), tmp_path / "a.dcm")
-    with open(tmp_path / "b.dcm", "wb") as fp:
-        write_part10(make_dataset(26), fp)
-    write_like_original(make_dataset(26), str(tmp_path / "c.dcm"))
-    for name in ("a.dcm", "b.dcm", "c.dcm"):
-        assert (tmp_path / name).read_bytes() == expected
 
 
 def test_raw_elements_stay_raw_where_pydicom_leaves_them(corpus: list[Path]) -> None:
