@@ -75,6 +75,8 @@ from pydicom.valuerep import (
     validate_value,
 )
 
+from deid_workers.recipe.identifiers import element_value
+
 __all__ = ["encode_part10"]
 
 _UNDEFINED = 0xFFFFFFFF
@@ -157,15 +159,7 @@ def _get(ds: Dataset, keyword: str, tag: int) -> Any:
     """``ds.get(keyword, None)`` without its keyword lookups (a few microseconds each)."""
     if not _plain(ds, keyword):
         return ds.get(keyword, None)
-    elem = ds._dict.get(tag)  # type: ignore[call-overload]
-    if elem is None:
-        return None
-    try:
-        if type(elem) is not DataElement:
-            elem = ds[tag]  # converts a raw element, as Dataset.__getattr__ does
-        return elem.value
-    except AttributeError:
-        return None  # as getattr inside ds.get
+    return element_value(ds, tag)
 
 
 def _has(ds: Dataset, keyword: str, tag: int) -> bool:

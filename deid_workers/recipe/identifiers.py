@@ -29,7 +29,7 @@ from pydicom.sequence import Sequence
 
 from .values import BYTES_VRS as _BINARY_VRS
 
-__all__ = ["get_identifiers", "entity_item"]
+__all__ = ["get_identifiers", "entity_item", "element_value"]
 
 _INT_VRS = frozenset({"US", "SS", "UL", "SL", "SV", "UV", "IS"})
 _FLOAT_VRS = frozenset({"FL", "FD", "DS"})
@@ -296,6 +296,12 @@ def _field_value(ds: Dataset, keyword: str) -> Any:
             _FIELD_TAGS[key] = tag
     if tag is None or keyword in ds.__dict__:
         return ds.get(keyword)
+    return element_value(ds, tag)
+
+
+def element_value(ds: Dataset, tag: int) -> Any:
+    """What ``ds.get(<keyword of tag>)`` returns on a plain pydicom dataset, read by tag: the
+    keyword lookups cost more than the read (the encoder asks the same of its datasets)."""
     elem = ds._dict.get(tag)  # type: ignore[call-overload]
     if elem is None:
         return None
