@@ -118,16 +118,17 @@ def _safe_url(url: str) -> str:
     return url
 
 
-def _recipe_texts(paths: Sequence[str]) -> tuple[list[str], str, str]:
+def _recipe_texts(paths: Sequence[str]) -> tuple[list[str], list[str], str, str]:
     """Load (validate) the recipe here, so a broken one stops the run before it starts;
-    returns the source texts in merge order, the digest and a short name."""
+    returns the source texts in merge order, their file names (workers name their copies so,
+    and a recipe error a file meets names the author's file), the digest and a short name."""
     recipe = load_recipe(list(paths) if paths else None)
     declared_codes(recipe)  # a code outside CID 7050 is a recipe error, before anything starts
     texts = []
     for source in recipe.sources:
         with open(source, encoding="utf-8") as fh:
             texts.append(fh.read())
-    return texts, recipe.sha256, recipe.name
+    return texts, [os.path.basename(s) for s in recipe.sources], recipe.sha256, recipe.name
 
 
 def _exclude(sub: Submission) -> str | None:
@@ -163,7 +164,7 @@ def submit(settings: Settings, sub: Submission, client: Any = None) -> RunStore:
         raise InputError(sub.input, "input folder not found")
     if os.path.realpath(sub.input) == os.path.realpath(sub.outfolder):
         raise InputError(sub.outfolder, "output folder is the input folder; choose another")
-    texts, sha, name = _recipe_texts(sub.recipes)
+    texts, files, sha, name = _recipe_texts(sub.recipes)
     ids = None
     if sub.action == "put":
         if not sub.ids_path:
@@ -180,6 +181,7 @@ def submit(settings: Settings, sub: Submission, client: Any = None) -> RunStore:
         "overwrite": sub.overwrite,
         "print_ids": sub.print_ids,
         "recipe_texts": texts,
+        "recipe_files": files,
         "recipe_sha": sha,
         "recipe_name": name,
         "settings": {k: v for k, v in asdict(settings).items() if k in RUN_SETTINGS},

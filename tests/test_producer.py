@@ -168,3 +168,15 @@ def test_a_failed_chord_is_answered_by_a_resume_then_fails_the_run(monkeypatch):
     rec = producer.wait(store, poll=0.001, on_stall=resume)
     assert resumes == ["c1", "c2"]  # CHORD_RECOVERIES answers, then the run is failed
     assert rec["state"] == "failed"
+
+
+def test_the_run_keeps_each_recipe_text_with_its_file_name(tmp_path):
+    from deid_workers.producer import _recipe_texts
+
+    a, b = tmp_path / "site.dicom", tmp_path / "extra" / "deid.dicom"
+    b.parent.mkdir()
+    a.write_text("FORMAT dicom\n\n%header\n\nREMOVE PatientName\n")
+    b.write_text("FORMAT dicom\n\n%header\n\nBLANK PatientID\n")
+    texts, files, sha, name = _recipe_texts([str(a), str(b)])
+    assert texts == [a.read_text(), b.read_text()]
+    assert files == ["site.dicom", "deid.dicom"] and name == "site.dicom+deid.dicom"

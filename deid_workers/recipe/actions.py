@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import heapq
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -33,6 +34,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import Tag
 
+from ..errors import RecipeError
 from .funcs import FuncContext, jitter_days, jitter_value
 from .model import Action, Recipe
 from .parser import parse_split_options
@@ -335,11 +337,21 @@ class _Run:
         logger.warning("REPLACE %s not done for %s", f.name or f.uid, self.filename)
         self.delete(f)
 
-    def set_value(self, f: Field, value: Any, shared: bool = False) -> None:
-        """``shared``: ``value`` is a recipe literal, the same in every file."""
+    def set_value(self, f: Field, value: Any, shared: bool = False,
+                  action: Action | None = None) -> None:
+        """``shared``: ``value`` is a recipe literal, the same in every file.
+
+        A value pydicom refuses for the field's VR (text into a DS, say) fails the file with
+        the recipe line that gave it, not with pydicom's bare ValueError.
+        """
         vr = f.raw_vr()
         ok, converted = convert_value(vr or f.element.VR, value, f.name or f.uid)
-        f.assign(converted if ok else None, vr, shared)
+        try:
+            f.assign(converted if ok else None, vr, shared)
+        except (ValueError, TypeError, OverflowError):
+            if action is None:
+                raise
+            raise _unfit(action, vr or f.element.VR) from None
         if f.tag_int in _META_SYNC and f.parent is self.ds:
             self.meta_sync.add(f.tag_int)
 
@@ -352,7 +364,7 @@ class _Run:
         if value is MISSING:
             self.not_done(f)
             return
-        self.set_value(f, value, value is action.value)
+        self.set_value(f, value, value is action.value, action)
 
     def jitter(self, f: Field, action: Action) -> None:
         if not f.element.value:
@@ -424,10 +436,13 @@ class _Run:
         f = self.fields.get(uid)
         shared = value is action.value  # a literal
         if f is not None and f.parent is target:
-            self.set_value(f, value, shared)
+            self.set_value(f, value, shared, action)
             return
         ok, converted = convert_value(existing.VR if existing is not None else vr, value, action.field)
-        element = new_element(Tag(tag), vr, converted if ok else None, shared)
+        try:
+            element = new_element(Tag(tag), vr, converted if ok else None, shared)
+        except (ValueError, TypeError, OverflowError):
+            raise _unfit(action, vr) from None
         self._switch()
         target[tag] = element
         f = Field(element, action.field, uid, is_meta, target)
@@ -460,6 +475,14 @@ class _Run:
                     element.value = value  # all that ``meta.<keyword> = value`` does to it
                 else:
                     setattr(meta, meta_keyword, value)
+
+
+def _unfit(action: Action, vr: str | None) -> RecipeError:
+    """The error of a value that does not fit its field, naming the recipe file by its name
+    (a worker reads a copy) and line; the value itself is left out (a ``var:`` value comes
+    from the identifiers)."""
+    return RecipeError(f"{action.action} {action.field}: the value is not a valid {vr}",
+                       os.path.basename(action.path) if action.path else None, action.line)
 
 
 def deidentify(

@@ -82,6 +82,7 @@ class RunContext:
     clean_pixels: bool = False
     quarantine_groups: tuple[str, ...] = ()
     recipe_name: str = ""
+    recipe_files: tuple[str, ...] = ()
 
     @cached_property
     def provenance(self) -> Any:
@@ -110,14 +111,17 @@ class RunContext:
 
         Loaded from files written in a private temp folder so that several recipes merge exactly
         as ``--deid A --deid B`` merged them in the producer; the folder goes once they are
-        parsed (every worker process used to leave one behind per run).
+        parsed (every worker process used to leave one behind per run). The copies keep their
+        file names, so an error a recipe line meets in a file names the author's file.
         """
         from ..recipe import load_recipe
 
         with tempfile.TemporaryDirectory(prefix="deid-recipe-") as folder:
             paths = []
             for i, text in enumerate(self.recipe_texts):
-                path = os.path.join(folder, f"deid.run{i}.dicom")
+                name = self.recipe_files[i] if i < len(self.recipe_files) else "deid.dicom"
+                os.mkdir(os.path.join(folder, str(i)))
+                path = os.path.join(folder, str(i), os.path.basename(name) or "deid.dicom")
                 with open(path, "w", encoding="utf-8") as fh:
                     fh.write(text)
                 paths.append(path)
@@ -154,6 +158,7 @@ def run_context(run_id: str, *, redis_conn: redis.Redis | None = None) -> RunCon
         clean_pixels=bool(rec.get("clean_pixels")),
         quarantine_groups=tuple(rec.get("quarantine_groups") or ()),
         recipe_name=str(rec.get("recipe_name") or ""),
+        recipe_files=tuple(str(f) for f in rec.get("recipe_files") or ()),
     )
     _contexts[run_id] = ctx
     while len(_contexts) > _CACHE_SIZE:
@@ -278,8 +283,9 @@ class BatchGuard:
         """``(rel, step(rel))`` for each file :meth:`files` lets through.
 
         One bad file must not sink its batch: a file whose step raises unexpectedly is recorded
-        in ``failed`` with the exception's type only (messages may quote element values) and
-        the batch goes on; the traceback goes to the DEBUG log.
+        in ``failed`` with the exception's type only (messages may quote element values), or
+        with a recipe error's own message (recipe text and line, never a value), and the batch
+        goes on; the traceback goes to the DEBUG log.
 
         Each poison file costs one start, so a batch started more often than its retries plus
         its files dies where no file is to blame (between files): its remaining files are
@@ -297,7 +303,7 @@ class BatchGuard:
             except SoftTimeLimitExceeded:
                 raise  # the batch is out of time, not this file: tasks.limits requeues it
             except Exception as exc:
-                failed[rel] = type(exc).__name__
+                failed[rel] = str(exc) if isinstance(exc, RecipeError) else type(exc).__name__
                 log.warning("run %s: %s failed in %s: %s", self.store.run_id, rel, self.stage,
                             type(exc).__name__)
                 log.debug("traceback", exc_info=True)

@@ -11,6 +11,7 @@ import pytest
 from pydicom.dataset import Dataset
 from recipe_helpers import CREATOR, make_dataset, recipe_of, roundtrip
 
+from deid_workers.errors import RecipeError
 from deid_workers.recipe import deidentify
 
 ABSENT = "<absent>"
@@ -395,3 +396,17 @@ def test_output_does_not_depend_on_files_seen_before() -> None:
         outputs.append(out.getvalue())
     assert b"MODELX  " in outputs[0]
     assert outputs[0] == outputs[1]
+
+
+@pytest.mark.parametrize("line", ["REPLACE SliceThickness REDACTED", "ADD SliceLocation nowhere",
+                                  "REPLACE InstanceNumber var:n"])
+def test_a_value_that_does_not_fit_its_vr_names_the_recipe_line(line: str) -> None:
+    ds = make_dataset()
+    ds.SliceThickness = "1.25"
+    ds.InstanceNumber = 3
+    recipe = recipe_of(f"KEEP PatientID\n{line}")
+    with pytest.warns(UserWarning, match="Invalid value"), pytest.raises(RecipeError) as info:
+        deidentify(ds, recipe, {"n": "not-a-number-P0001"})
+    assert str(info.value).startswith("test.dicom:")
+    assert info.value.line == 5 and "the value is not a valid" in str(info.value)
+    assert "P0001" not in str(info.value) and "REDACTED" not in str(info.value)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pydicom
+import pytest
 
 from deid_workers.tasks.get import run_get
 from deid_workers.tasks.put import run_put
@@ -78,3 +79,15 @@ def test_put_makes_the_batch_durable_before_its_commit(make_run, tmp_path, monke
     result = run_put(store.run_id, 0)
     assert result["written"] >= 1
     assert calls == [f"sync {result['written']}", "syncfs", "commit"]  # none while writing
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DS:UserWarning")
+def test_a_recipe_value_that_does_not_fit_fails_its_files_naming_the_recipe_line(make_run):
+    recipe = "FORMAT dicom\n\n%header\n\nREPLACE SliceThickness REDACTED\n"
+    store, root, paths, n = make_run("put", corrupt=0, recipe_texts=[recipe],
+                                     recipe_files=["site.dicom"])
+    for b in range(n):
+        run_put(store.run_id, b)
+    failed = store.outcomes("failed")
+    assert set(failed) == set(paths)
+    assert set(failed.values()) == {"site.dicom:5: REPLACE SliceThickness: the value is not a valid DS"}
