@@ -32,6 +32,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
 from .errors import RecipeError
+from .recipe.identifiers import element_value
 from .recipe.model import Recipe
 
 __all__ = [
@@ -255,12 +256,7 @@ def _get(ds: Dataset, keyword: str, tag: int) -> Any:
     """``ds.get(keyword)``."""
     if type(ds) not in _PLAIN or keyword in ds.__dict__:
         return ds.get(keyword)
-    elem = ds._dict.get(tag)  # type: ignore[call-overload]
-    if elem is None:
-        return None
-    if type(elem) is not DataElement:
-        elem = ds[tag]  # converts a raw element, as Dataset.__getattr__ does
-    return elem.value
+    return element_value(ds, tag)
 
 
 def _assign(ds: Dataset, keyword: str, tag: int, value: Any) -> None:
