@@ -63,7 +63,6 @@ from pydicom.filewriter import (
     write_UI,
     writers,
 )
-from pydicom.hooks import hooks
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, DeflatedExplicitVRLittleEndian
@@ -76,6 +75,7 @@ from pydicom.valuerep import (
 )
 
 from deid_workers.recipe.identifiers import element_value
+from deid_workers.recipe.selectors import stock_conversion
 
 __all__ = ["encode_part10"]
 
@@ -205,7 +205,7 @@ def _meta_elem(meta: FileMetaDataset, tag: int) -> DataElement:
     raw = meta._dict[tag]  # type: ignore[index]
     if type(raw) is DataElement:
         return raw  # what meta[tag] gives for an element already converted
-    if type(raw) is not RawDataElement or raw.VR not in _MEMO_VRS or not raw.value or _hooked():
+    if type(raw) is not RawDataElement or raw.VR not in _MEMO_VRS or not raw.value or not stock_conversion():
         return meta[tag]
     key = (raw.tag, raw.VR, raw.value)
     elem = _CONVERTED.get(key)
@@ -225,15 +225,6 @@ def _valid(vr: str, value: Any) -> bool:
     except ValueError:
         return False
     return True
-
-
-_DEFAULT_HOOKS = (hooks.raw_element_vr, hooks.raw_element_value)
-
-
-def _hooked() -> bool:
-    """Whether someone changed how pydicom converts raw elements (then nothing is memoised)."""
-    return (config.data_element_callback is not None or bool(hooks.raw_element_kwargs)
-            or (hooks.raw_element_vr, hooks.raw_element_value) != _DEFAULT_HOOKS)
 
 
 def _meta_value(meta: FileMetaDataset, tag: int) -> Any:

@@ -42,11 +42,12 @@ from pydicom.dataelem import (
     empty_value_for_VR,
 )
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
-from pydicom.hooks import hooks, raw_element_value, raw_element_vr
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
+
+from deid_workers.recipe.selectors import stock_conversion
 
 __all__ = ["convert_sequence", "parse_part10"]
 
@@ -342,16 +343,6 @@ def _items(
     return sequence
 
 
-def _default_conversion() -> bool:
-    """Whether raw elements convert the stock way (no callback, no custom hooks)."""
-    return (
-        not config.data_element_callback
-        and not hooks.raw_element_kwargs
-        and hooks.raw_element_vr is raw_element_vr
-        and hooks.raw_element_value is raw_element_value
-    )
-
-
 def convert_sequence(ds: Dataset, tag: BaseTag) -> DataElement | None:
     """Convert the raw sequence ``ds[tag]`` (``tag`` a key of ``ds._dict``) in place as
     ``ds[tag]`` would, and return it; or do nothing and return None when it is not a plain
@@ -373,7 +364,7 @@ def convert_sequence(ds: Dataset, tag: BaseTag) -> DataElement | None:
     vr = raw.VR
     if vr is None and not tag.is_private:
         vr = _dictionary_vr(tag)
-    if vr != VR.SQ or not _default_conversion() or config._use_future != _USE_FUTURE:
+    if vr != VR.SQ or not stock_conversion() or config._use_future != _USE_FUTURE:
         return None
     # Dataset.__getitem__ and convert_value: the encodings the items inherit.
     encodings = ds.original_character_set or ds._character_set

@@ -41,6 +41,7 @@ __all__ = [
     "new_element",
     "delete_element",
     "holds_canonical_uid",
+    "stock_conversion",
     "CACHE_LIMIT",
 ]
 
@@ -510,10 +511,14 @@ def delete_element(parent: Dataset, key: BaseTag) -> None:
         del parent[key]
 
 
-def _hooked() -> bool:
-    """Has someone changed how pydicom converts raw elements? Then always let it convert."""
-    return (config.data_element_callback is not None or bool(hooks.raw_element_kwargs)
-            or (hooks.raw_element_vr, hooks.raw_element_value) != _DEFAULT_HOOKS)
+def stock_conversion() -> bool:
+    """Whether pydicom converts raw elements its stock way (no callback, no custom hooks).
+
+    Every shortcut that reproduces pydicom's conversion (here, in the encoder and in
+    fastread) holds only then; otherwise pydicom converts.
+    """
+    return (config.data_element_callback is None and not hooks.raw_element_kwargs
+            and (hooks.raw_element_vr, hooks.raw_element_value) == _DEFAULT_HOOKS)
 
 
 _DEFAULT_HOOKS = (hooks.raw_element_vr, hooks.raw_element_value)
@@ -530,7 +535,7 @@ def _raw_uid(raw: Any, tag: int) -> UID | None:
             vr = dictionary_VR(tag)
         except KeyError:
             return None
-    if vr != "UI" or _hooked():
+    if vr != "UI" or not stock_conversion():
         return None
     text = raw.value.decode(default_encoding).rstrip("\0 ")
     if len(text) > _UI_MAX or not _UI_REGEX.fullmatch(text):
@@ -578,7 +583,7 @@ def _convert(dataset: Dataset, tag: BaseTag, raw: RawDataElement) -> DataElement
     """
     vr = raw.VR
     if (vr is None or vr in _SLOW_VRS or raw.value is None or not tag >> 16 & 1
-            or type(dataset) not in _ITEM_DATASETS or _hooked()):
+            or type(dataset) not in _ITEM_DATASETS or not stock_conversion()):
         return dataset[tag]
     charset = dataset.original_character_set or dataset._character_set
     element = convert_raw_data_element(raw, encoding=charset, ds=dataset)
