@@ -334,3 +334,17 @@ def test_delete_element_matches_pydicom_del() -> None:
     assert 0x00100020 not in ds and ds._private_blocks
     delete_element(ds, Tag(0x00090010))  # a private creator: pydicom forgets its blocks
     assert 0x00090010 not in ds and not ds._private_blocks
+
+
+def test_stock_conversion_turns_off_when_pydicom_conversion_is_customised(monkeypatch) -> None:
+    from pydicom import config
+    from pydicom.hooks import hooks
+
+    from deid_workers.recipe.selectors import stock_conversion
+
+    assert stock_conversion()
+    monkeypatch.setattr(config, "data_element_callback", lambda raw, **kw: raw)
+    assert not stock_conversion()
+    monkeypatch.setattr(config, "data_element_callback", None)
+    monkeypatch.setattr(hooks, "raw_element_value", lambda *a, **kw: None)
+    assert not stock_conversion()
