@@ -192,13 +192,16 @@ def _worker_log_format(logger: Any = None, **_: Any) -> None:
 
     Celery adds its handlers itself (``worker_hijack_root_logger`` is off, so it only adds);
     these signals fire right after, in the main process and in each pool child. A requeued
-    batch is logged by Celery without its traceback (:class:`~deid_workers.logs.RequeueTracebackFilter`).
+    batch is logged by Celery without its traceback (:class:`~deid_workers.logs.RequeueTracebackFilter`),
+    and pydicom's warnings without the values they quote (:class:`~deid_workers.logs.QuotedValueFilter`).
     """
-    from .logs import RequeueTracebackFilter
+    from .logs import VALUE_QUOTING_LOGGERS, QuotedValueFilter, RequeueTracebackFilter
 
-    trace = logging.getLogger("celery.app.trace")
-    if not any(isinstance(f, RequeueTracebackFilter) for f in trace.filters):
-        trace.addFilter(RequeueTracebackFilter())
+    for name, kind in [("celery.app.trace", RequeueTracebackFilter)] + [
+            (name, QuotedValueFilter) for name in VALUE_QUOTING_LOGGERS]:
+        target = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in target.filters):
+            target.addFilter(kind())
     if logger is not None and Settings.from_env().log_json:
         from .logs import use_json
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import traceback
 from collections.abc import Iterator, Mapping
@@ -19,7 +20,7 @@ from typing import IO
 from celery.exceptions import Reject
 
 __all__ = ["QUIET", "LEVELS", "level_for", "setup", "DeidFormatter", "JsonFormatter",
-           "RequeueTracebackFilter", "use_json"]
+           "RequeueTracebackFilter", "QuotedValueFilter", "use_json"]
 
 QUIET = logging.CRITICAL + 10
 """A level above every message: MESSAGELEVEL=QUIET silences all logging."""
@@ -125,6 +126,27 @@ class RequeueTracebackFilter(logging.Filter):
             record.exc_info = None
             record.exc_text = None
         return True
+
+
+class QuotedValueFilter(logging.Filter):
+    """Withhold the quoted parts of a record's message: pydicom's warnings quote element
+    values (``Invalid value for VR DA: '19991399'``, a birth date), and in a worker they reach
+    the log twice, through pydicom's logger and through Celery's capture of Python warnings.
+    The rest of the message (which VR, which check) stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        withheld = _QUOTED.sub(_WITHHELD, message)
+        if withheld != message:
+            record.msg, record.args = withheld, None
+        return True
+
+
+_QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
+_WITHHELD = "'<value withheld>'"
+
+VALUE_QUOTING_LOGGERS = ("pydicom", "py.warnings")
+"""Loggers whose messages may quote header values (see :class:`QuotedValueFilter`)."""
 
 
 def use_json(logger: logging.Logger) -> None:

@@ -148,3 +148,27 @@ def test_a_requeued_batch_is_logged_without_its_traceback():
     for kept in (Reject("bad message", requeue=False), ValueError("x")):
         record = _record_with(kept)
         assert trace.filter(record) and record.exc_info is not None
+
+
+def test_pydicom_warnings_reach_worker_logs_without_the_values_they_quote():
+    from deid_workers.app import _worker_log_format
+
+    _worker_log_format()
+    _worker_log_format()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    try:
+        for name in ("pydicom", "py.warnings"):
+            logger = logging.getLogger(name)
+            assert sum(isinstance(f, logs.QuotedValueFilter) for f in logger.filters) == 1
+            logger.addHandler(handler)
+            logger.warning("Invalid value for VR %s: %r.", "DA", "19991399")
+            logger.warning('Invalid value for VR PN: "DOE^JANE" in %s', "x")
+            logger.removeHandler(handler)
+    finally:
+        for name in ("pydicom", "py.warnings"):
+            logging.getLogger(name).removeHandler(handler)
+    text = stream.getvalue()
+    assert "19991399" not in text and "DOE" not in text
+    assert text.count("Invalid value for VR DA: '<value withheld>'.") == 2
+    assert "Invalid value for VR PN: '<value withheld>' in x" in text

@@ -8,9 +8,11 @@ log holds only the runs sent there and the session's worker is not disturbed.
 from __future__ import annotations
 
 import json
+import warnings
 from collections import Counter
 from pathlib import Path
 
+import pydicom
 import pytest
 from integration_procs import Worker
 
@@ -86,3 +88,26 @@ def test_worker_logs_per_file_per_batch_with_ids_and_no_phi(json_worker, worker_
     for value in phi:
         assert value not in blob, value
     assert str(root) not in json.dumps([r for r in loud if r["logger"].startswith("deid_")])
+
+
+def test_pydicom_warnings_in_the_worker_log_withhold_the_values(json_worker, worker_env, tmp_path,
+                                                                monkeypatch, capsys):
+    """An invalid birth date that a JITTER line converts makes pydicom warn, quoting it."""
+    url, log = json_worker
+    monkeypatch.setenv("DEID_SECRET", worker_env["DEID_SECRET"])
+    root = tmp_path / "in"
+    paths = write_study_tree(root, patients=1, images=2)
+    ds = pydicom.dcmread(root / paths[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns here too, as it will in the worker
+        ds.PatientBirthDate = "19991399"  # month 13: not a date
+        ds.save_as(root / paths[0])
+    recipe = tmp_path / "jitter.dicom"
+    recipe.write_text("FORMAT dicom\n\n%header\n\nJITTER PatientBirthDate 5\n")
+    code = main(["--broker", url, "--action", "all", "--quiet", "--json", "--deid", str(recipe),
+                 "--input", str(root), "--outfolder", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    text = log.read_text()
+    assert "<value withheld>" in text  # pydicom did warn, in the worker
+    assert "19991399" not in text
