@@ -31,7 +31,7 @@ from pydicom.values import converters
 
 from deid_workers.durable import fsync_dir
 from deid_workers.errors import InputError, OutputExistsError
-from deid_workers.fastread import convert_sequence, parse_part10
+from deid_workers.fastread import convert_sequence, parse_headers, parse_part10
 
 __all__ = [
     "REASONS",
@@ -323,7 +323,7 @@ def _parse(
     :func:`~deid_workers.fastread.parse_part10` when the file is plain enough for it to give
     dcmread's dataset (most files, at half the cost), else by dcmread. A bigger one is parsed
     from the open file (no second copy of its pixels in memory), after trying its first bytes
-    for a headers-only read.
+    for a headers-only read (:func:`~deid_workers.fastread.parse_headers`, then dcmread).
     """
     data = fh.read(_WHOLE_MAX if size > _WHOLE_MAX else -1)
     head = data[:132]
@@ -346,6 +346,20 @@ def _parse(
             _check_elements(fast)
             return fast
         del caught[:]  # dcmread warns again if it must
+    elif headers_only and not force:
+        headers = parse_headers(data)
+        if headers is not None and not caught:
+            # dcmread's headers-only dataset of the whole file, which it reads no further
+            # than the pixel element's header, inside ``data``: left to check are its length
+            # against the file's size and what converting may reveal.
+            ds, stop = headers
+            fp = BytesIO(data)
+            fp.seek(stop)
+            _check_raw_lengths(ds.file_meta)
+            _check_pixel_element(fp, ds, size)
+            _check_elements(ds)
+            return ds
+        del caught[:]
     if in_memory:
         fp = BytesIO(data)
         ds = dcmread(fp, stop_before_pixels=headers_only, force=force)

@@ -49,7 +49,7 @@ from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 
 from deid_workers.recipe.selectors import stock_conversion
 
-__all__ = ["convert_sequence", "parse_part10"]
+__all__ = ["convert_sequence", "parse_headers", "parse_part10"]
 
 _EXPLICIT = Struct("<HH2sH").unpack_from
 _IMPLICIT = Struct("<HHL").unpack_from
@@ -92,7 +92,8 @@ tuple is built directly instead, with every field given (is_raw=True, is_buffere
 
 
 def _elements(
-    data: bytes, pos: int, implicit: bool, meta: bool, end: int | None = None
+    data: bytes, pos: int, implicit: bool, meta: bool, end: int | None = None,
+    stop_at_pixels: bool = False,
 ) -> tuple[dict[BaseTag, RawDataElement], int, int] | None:
     """The raw elements from ``pos`` as dcmread's element generator yields them, where they
     end and how many come before pixel data; None at anything it would read differently or
@@ -100,7 +101,8 @@ def _elements(
 
     ``meta``: read the file meta (explicit VR), stopping before the first tag of another
     group, as dcmread does; otherwise read to ``end`` (default: the end of ``data``), which
-    the last element must end at exactly.
+    the last element must end at exactly. ``stop_at_pixels``: stop at the header of the first
+    pixel data element instead (what ``stop_before_pixels`` reads), returning where it starts.
     """
     elements: dict[BaseTag, RawDataElement] = {}
     if end is None:
@@ -113,6 +115,7 @@ def _elements(
     while pos < end:
         if end - pos < 8:
             return None  # dcmread stops silently before a short header: a cut file
+        header = pos
         if implicit:
             group, elem, length = _IMPLICIT(data, pos)
             vr = None
@@ -139,6 +142,8 @@ def _elements(
         last = tag
         if tag >= _FIRST_PIXEL_TAG and before_pixels < 0 and tag in _PIXEL_TAGS:
             before_pixels = len(elements)
+            if stop_at_pixels:  # its whole header was read above, as dcmread reads it
+                return elements, header, before_pixels
         pos = start + length
         if pos > end:
             return None
@@ -259,6 +264,23 @@ def parse_part10(data: bytes, *, headers_only: bool) -> FileDataset | None:
     """What ``dcmread(BytesIO(data), stop_before_pixels=headers_only)`` returns, or None when
     ``data`` is not the plain kind of file this parser proves it reads the same way (the
     caller then uses dcmread). Also None for an empty data set."""
+    parsed = _parse(data, headers_only, prefix=False)
+    return None if parsed is None else parsed[0]
+
+
+def parse_headers(prefix: bytes) -> tuple[FileDataset, int] | None:
+    """From the first bytes of a bigger file: what ``dcmread(file, stop_before_pixels=True)``
+    returns, and where the pixel data element it stops before starts (its header lies inside
+    ``prefix``); None when the headers do not end at a pixel element inside ``prefix`` or are
+    not of the plain kind :func:`parse_part10` reads.
+
+    dcmread reads nothing after that header, so the bytes beyond ``prefix`` cannot change
+    the result; the caller still checks the pixel element's length against the file size.
+    """
+    return _parse(prefix, True, prefix=True)
+
+
+def _parse(data: bytes, headers_only: bool, prefix: bool) -> tuple[FileDataset, int] | None:
     if len(data) < 144 or data[128:132] != b"DICM" or config._use_future != _USE_FUTURE:
         return None
     try:
@@ -277,10 +299,12 @@ def parse_part10(data: bytes, *, headers_only: bool) -> FileDataset | None:
             implicit = False
         else:
             return None
-        parsed = _elements(data, ds_start, implicit, False)
+        parsed = _elements(data, ds_start, implicit, False, stop_at_pixels=prefix)
         if parsed is None:
             return None
-        raw, _, before_pixels = parsed
+        raw, stop, before_pixels = parsed
+        if prefix and stop >= len(data):
+            return None  # no pixel element inside the prefix: the headers may go on
         if headers_only and before_pixels < len(raw):
             # dcmread stops before the first pixel data element; tags are in order, so the
             # elements it leaves out are the last ones.
@@ -302,7 +326,7 @@ def parse_part10(data: bytes, *, headers_only: bool) -> FileDataset | None:
         ds.set_original_encoding(implicit, True, ds._character_set)
     except Exception:  # noqa: BLE001 - anything unexpected is dcmread's to judge
         return None
-    return ds
+    return ds, stop
 
 
 _ITEM = 0xFFFEE000

@@ -19,7 +19,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from deid_workers import dicomio, synth
 from deid_workers.errors import InputError
-from deid_workers.fastread import convert_sequence, parse_part10
+from deid_workers.fastread import convert_sequence, parse_headers, parse_part10
 
 
 def _bytes(ds: Dataset, implicit: bool = False) -> bytes:
@@ -323,3 +323,52 @@ def test_damaged_items_give_none_or_pydicoms_sequence(patches: list[tuple[int, b
 
     assert convert_items(fast) == convert_items(slow)
     _same_deep(fast, slow)
+
+
+# --- parse_headers: the headers of a file bigger than the first read ---------------------
+
+
+def _big(implicit: bool = False) -> bytes:
+    return _bytes(synth.make_dataset(3, rows=256, cols=256), implicit)
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+def test_parse_headers_gives_dcmreads_headers_of_the_whole_file(implicit: bool) -> None:
+    data = _big(implicit)
+    assert len(data) > dicomio._WHOLE_MAX
+    parsed = parse_headers(data[: dicomio._WHOLE_MAX])
+    assert parsed is not None
+    got, stop = parsed
+    assert data[stop:stop + 4] == b"\xe0\x7f\x10\x00"  # where PixelData's header starts
+    ref = dcmread(io.BytesIO(data), stop_before_pixels=True)
+    got.buffer = ref.buffer  # the bytes each was parsed from: the prefix, the whole file
+    _same(got, ref)
+
+
+def test_parse_headers_refuses_a_prefix_without_the_pixel_element() -> None:
+    data = _big()
+    stop = data.rfind(b"\xe0\x7f\x10\x00")
+    assert parse_headers(data[: stop + 4]) is None  # the pixel element's header is cut
+    assert parse_headers(data[:stop]) is None  # the headers may go on past the prefix
+    ds = synth.make_dataset(3, rows=256, cols=256)
+    ds.add_new(0x00290010, "LO", "BIG HEADERS")
+    ds.add_new(0x00291010, "OB", b"\x01" * (dicomio._WHOLE_MAX + 10))
+    assert parse_headers(_bytes(ds)[: dicomio._WHOLE_MAX]) is None
+
+
+def test_a_big_files_headers_come_from_parse_headers_and_a_short_pixel_element_still_shows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers: list[bool] = []
+    real = dicomio.parse_headers
+    monkeypatch.setattr(dicomio, "parse_headers",
+                        lambda data: answers.append(real(data) is not None) or real(data))
+    data = _big()
+    path = tmp_path / "a.dcm"
+    path.write_bytes(data)
+    ds = dicomio.read_dataset(path, headers_only=True)
+    assert answers == [True] and "PixelData" not in ds and ds.PatientID
+    path.write_bytes(data[:-100])  # cut inside the pixels, far past the first read
+    with pytest.raises(InputError) as info:
+        dicomio.read_dataset(path, headers_only=True)
+    assert info.value.reason == dicomio.CORRUPT and answers == [True, True]
