@@ -342,9 +342,7 @@ def _parse(
             # The same dataset as below, from a file that fills its elements exactly (so
             # nothing is cut short, PixelData included) and has a data set. Left to check:
             # what converting may still reveal, nested items above all.
-            _check_raw_lengths(fast.file_meta)  # it also converts value-less meta elements
-            _check_elements(fast)
-            return fast
+            return _last_checks(fast, None, size)
         del caught[:]  # dcmread warns again if it must
     elif headers_only and not force:
         headers = parse_headers(data)
@@ -355,10 +353,7 @@ def _parse(
             ds, stop = headers
             fp = BytesIO(data)
             fp.seek(stop)
-            _check_raw_lengths(ds.file_meta)
-            _check_pixel_element(fp, ds, size)
-            _check_elements(ds)
-            return ds
+            return _last_checks(ds, fp, size)
         del caught[:]
     if in_memory:
         fp = BytesIO(data)
@@ -393,9 +388,17 @@ def _parse(
         raise EOFError("file ends inside an element")
     if len(ds) == 0:
         raise EOFError("no data set after the file meta")
+    return _last_checks(ds, fp if headers_only else None, size)
+
+
+def _last_checks(ds: FileDataset, pixels_at: BinaryIO | None, size: int) -> FileDataset:
+    """What every read checks once parsed: the file meta's raw lengths (which also converts
+    its value-less elements), the pixel element's length (``pixels_at``: positioned where a
+    headers-only read stopped; None when nothing is left to check there) and what converting
+    the elements may still reveal, nested items above all."""
     _check_raw_lengths(ds.file_meta)
-    if headers_only:
-        _check_pixel_element(fp, ds, size)
+    if pixels_at is not None:
+        _check_pixel_element(pixels_at, ds, size)
     _check_elements(ds)
     return ds
 

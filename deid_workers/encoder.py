@@ -227,14 +227,15 @@ def _valid(vr: str, value: Any) -> bool:
     return True
 
 
+def _meta_get(meta: FileMetaDataset, tag: int) -> DataElement | None:
+    """The element at ``tag`` of the copy, converted (:func:`_meta_elem`), or None."""
+    return None if tag not in meta._dict else _meta_elem(meta, tag)
+
+
 def _meta_value(meta: FileMetaDataset, tag: int) -> Any:
     """``meta.get(<keyword>, None)``: the value, converting a raw element in the copy."""
-    elem = meta._dict.get(tag)  # type: ignore[call-overload]
-    if elem is None:
-        return None
-    if type(elem) is not DataElement:
-        elem = _meta_elem(meta, tag)
-    return elem.value
+    elem = _meta_get(meta, tag)
+    return None if elem is None else elem.value
 
 
 _PLAIN_VALUES = frozenset({str, UID, bytes})
@@ -242,11 +243,9 @@ _PLAIN_VALUES = frozenset({str, UID, bytes})
 
 def _meta_missing(meta: FileMetaDataset, tag: int) -> bool:
     """``<keyword> not in meta or meta[<keyword>].is_empty``, as validate_file_meta asks."""
-    elem = meta._dict.get(tag)  # type: ignore[call-overload]
+    elem = _meta_get(meta, tag)
     if elem is None:
         return True
-    if type(elem) is not DataElement:
-        elem = _meta_elem(meta, tag)
     if type(elem) is DataElement and type(elem._value) in _PLAIN_VALUES and elem.VR != "SQ":
         return not elem._value  # is_empty for a str or bytes value: VM 0 when it is empty
     return bool(elem.is_empty)
