@@ -374,7 +374,9 @@ _CONVERT_VRS = ("SQ", "UN")
 def _tag_info(tag: int) -> tuple[str, str, bool]:
     """(keyword, tag text, convert when the VR is implicit) of a tag: the keyword and tag
     text as ``DataElement.keyword`` and ``str(elem.tag)`` give them, without building the
-    element; shared across files (bounded like the caches above). See :func:`_must_convert`."""
+    element; shared across files (bounded like the caches above). The flattening converts
+    sequences, what may become one (UN, an implicit VR unknown to the dictionary: this flag)
+    and private elements (their creator is part of their name)."""
     info = _TAG_INFO.get(tag)
     if info is None:
         keyword = dictionary_keyword(tag) if dictionary_has_tag(tag) else ""
@@ -555,17 +557,6 @@ def holds_canonical_uid(dataset: Dataset, tag: int) -> bool:
     return bool(raw.value == (encoded + b"\0" if len(encoded) % 2 else encoded))
 
 
-def _must_convert(tag: int, raw: RawDataElement, implicit: bool) -> bool:
-    """Convert at flatten time what the field set needs converted: sequences (to recurse),
-    anything that may become one (UN, an implicit VR unknown to the dictionary) and private
-    elements (their creator is part of their name). ``implicit`` is the answer for an
-    implicit VR (:func:`_tag_info`)."""
-    if tag >> 16 & 1:
-        return True
-    vr = raw.VR
-    return implicit if vr is None else vr in _CONVERT_VRS
-
-
 _ITEM_DATASETS = (Dataset, FileDataset)
 _SLOW_VRS = frozenset({"SQ", "UN"}) | AMBIGUOUS_VR
 _pydicom_logger = logging.getLogger("pydicom")
@@ -639,7 +630,7 @@ class FieldSet:
                     continue
                 element = elements[tag]
                 if isinstance(element, RawDataElement):
-                    # _must_convert(t, element, implicit), inlined (it runs for every element)
+                    # raw stays raw unless it must be converted (see _tag_info)
                     vr = element.VR
                     if element.value is not None and not (
                         t >> 16 & 1 or (implicit if vr is None else vr in convert_vrs)
