@@ -407,22 +407,19 @@ class RunStore:
 
     def valid_paths(self, batch_no: int) -> list[str] | None:
         """Paths of a batch that get found valid, or None when no get stage ran."""
-        record = self._valid(batch_no)
-        return None if record is None else list(record["paths"])
+        valid = self.valid_batch(batch_no)
+        return None if valid is None else valid[0]
 
-    def valid_keys(self, batch_no: int) -> dict[str, tuple[str, str]]:
-        """The ``(entity, item)`` get found for each valid path of a batch ({} without get)."""
-        record = self._valid(batch_no)
-        if record is None:
-            return {}
-        return {rel: (str(e), str(i)) for rel, (e, i) in zip(record["paths"], record["keys"])}
-
-    def _valid(self, batch_no: int) -> dict[str, list[Any]] | None:
+    def valid_batch(self, batch_no: int) -> tuple[list[str], list[tuple[str, str]]] | None:
+        """The paths of a batch that get found valid and the ``(entity, item)`` it noted for
+        each (none from an older writer), in one read; None when no get stage ran."""
         raw = self.client.hget(self.keys.valid, str(batch_no))
         if raw is None:
             return None
         record = json.loads(raw)
-        return record if isinstance(record, dict) else {"paths": record, "keys": []}
+        if not isinstance(record, dict):
+            return list(record), []
+        return list(record["paths"]), [(str(e), str(i)) for e, i in record["keys"]]
 
     def batch_count(self) -> int:
         return int(self.client.hlen(self.keys.batches))

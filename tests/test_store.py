@@ -113,13 +113,13 @@ def test_valid_paths_none_without_get(store):
     assert store.valid_paths(0) is None
     store.commit_batch("get", 0, {}, valid=[])
     assert store.valid_paths(0) == []
-    assert store.valid_keys(0) == {}
+    assert store.valid_batch(0) == ([], [])
 
 
 def test_valid_keys_pair_each_valid_path_with_its_entity_and_item(store):
     store.commit_batch("get", 0, {}, valid=["a", "b"], valid_keys=[("P1", "I1"), ("P2", "I2")])
     assert store.valid_paths(0) == ["a", "b"]
-    assert store.valid_keys(0) == {"a": ("P1", "I1"), "b": ("P2", "I2")}
+    assert store.valid_batch(0) == (["a", "b"], [("P1", "I1"), ("P2", "I2")])
     with pytest.raises(ValueError):
         store.commit_batch("get", 1, {}, valid=["a", "b"], valid_keys=[("P1", "I1")])
 
@@ -127,7 +127,7 @@ def test_valid_keys_pair_each_valid_path_with_its_entity_and_item(store):
 def test_a_valid_list_written_before_keys_existed_still_reads(client, store):
     client.hset(store.keys.valid, "0", json.dumps(["a", "b"]))
     assert store.valid_paths(0) == ["a", "b"]
-    assert store.valid_keys(0) == {}
+    assert store.valid_batch(0) == (["a", "b"], [])
 
 
 def test_get_ids_many_answers_like_get_ids_in_one_round_trip(client, store):

@@ -36,9 +36,9 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
             finish_run(store, ctx.final_stage)
         return {"files": 0, "already_done": 1}
     first_time = store.mark_started("put", batch_no)
-    paths = store.valid_paths(batch_no)
-    if paths is None:  # no get stage (action put): every file of the batch
-        paths = store.batch(batch_no)
+    valid = store.valid_batch(batch_no)
+    # No get stage (action put): every file of the batch, with no (entity, item) noted.
+    paths, keys = valid if valid is not None else (store.batch(batch_no), [])
     counts: Counter[str] = Counter(files=0, written=0, refused=0, skipped=0, failed=0,
                                    missing=0, no_ids=0, quarantined=0, to_clean=0)
     policy = ctx.pixel_policy(now=False)
@@ -53,7 +53,7 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     outputs: list[str] = []  # made durable together before the commit (write_atomic sync=False)
     # The get stage noted each file's (entity, item): fetch the batch's ids in one round trip.
     # A file without a note (action put with --ids, or a key get did not see) asks on its own.
-    prefetched = store.get_ids_many(store.valid_keys(batch_no).values())
+    prefetched = store.get_ids_many(keys)
 
     def lookup(entity: str, item: str) -> dict[str, Any] | None:
         key = (entity, item)
