@@ -74,7 +74,7 @@ from pydicom.valuerep import (
     validate_value,
 )
 
-from deid_workers.recipe.identifiers import element_value
+from deid_workers.recipe.identifiers import keyword_value
 from deid_workers.recipe.selectors import stock_conversion
 
 __all__ = ["encode_part10"]
@@ -153,13 +153,6 @@ _PYDICOM_DATASETS = frozenset({Dataset, FileDataset, FileMetaDataset})
 
 def _plain(ds: Dataset, keyword: str) -> bool:
     return type(ds) in _PYDICOM_DATASETS and keyword not in ds.__dict__
-
-
-def _get(ds: Dataset, keyword: str, tag: int) -> Any:
-    """``ds.get(keyword, None)`` without its keyword lookups (a few microseconds each)."""
-    if not _plain(ds, keyword):
-        return ds.get(keyword, None)
-    return element_value(ds, tag)
 
 
 def _has(ds: Dataset, keyword: str, tag: int) -> bool:
@@ -255,11 +248,11 @@ def _complete_meta(meta: FileMetaDataset, ds: Dataset) -> None:
     """What ``dcmwrite(enforce_file_format=True)`` and ``validate_file_meta`` do to the copy
     of the file meta: media UIDs from the dataset, version and implementation filled in."""
     meta_class = _meta_value(meta, 0x00020002)
-    ds_class = _get(ds, "SOPClassUID", 0x00080016)
+    ds_class = keyword_value(ds, "SOPClassUID", 0x00080016)
     if meta_class is None or (ds_class and ds_class != meta_class):
         _set_meta(meta, 0x00020002, ds_class)
     meta_instance = _meta_value(meta, 0x00020003)
-    ds_instance = _get(ds, "SOPInstanceUID", 0x00080018)
+    ds_instance = keyword_value(ds, "SOPInstanceUID", 0x00080018)
     if meta_instance is None or (ds_instance and ds_instance != meta_instance):
         _set_meta(meta, 0x00020003, ds_instance)
     if any(tag >> 16 != 2 for tag in meta._dict):
@@ -287,7 +280,7 @@ def _encode(ds: Dataset) -> bytes:
     little = ds.original_encoding[1]
     if little is not None:
         # save_as reads the transfer syntax from the dataset's own file meta first.
-        _get(original_meta, "TransferSyntaxUID", 0x00020010)
+        keyword_value(original_meta, "TransferSyntaxUID", 0x00020010)
         if not little:
             raise _OffPath("big endian dataset")
     meta = _meta_copy(original_meta)

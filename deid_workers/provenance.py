@@ -32,7 +32,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
 from .errors import RecipeError
-from .recipe.identifiers import element_value
+from .recipe.identifiers import keyword_value
 from .recipe.model import Recipe
 
 __all__ = [
@@ -205,7 +205,7 @@ def stamp(ds: Dataset, provenance: Provenance | Recipe, *, pixels_cleaned: bool)
     """
     prov = provenance if isinstance(provenance, Provenance) else _of_recipe(provenance)
     _assign(ds, "PatientIdentityRemoved", _IDENTITY_REMOVED, "YES")
-    kept = [v for v in _values(_get(ds, "DeidentificationMethod", _METHOD))
+    kept = [v for v in _values(keyword_value(ds, "DeidentificationMethod", _METHOD))
             if not (v.startswith(TOOL + " ") and "sha256:" in v)]
     _assign(ds, "DeidentificationMethod", _METHOD, kept + [prov.method] if kept else prov.method)
     wanted = list(prov.codes)
@@ -241,7 +241,7 @@ _CACHE_KEY = "provenance"
 
 
 def _existing_items(ds: Dataset) -> Iterable[Dataset]:
-    return list(_get(ds, "DeidentificationMethodCodeSequence", _CODE_SEQUENCE) or ())
+    return list(keyword_value(ds, "DeidentificationMethodCodeSequence", _CODE_SEQUENCE) or ())
 
 
 # Keyword access by tag: Dataset's keyword lookups were a third of the stamp's time. Only for
@@ -250,13 +250,6 @@ _IDENTITY_REMOVED = 0x00120062
 _METHOD = 0x00120063
 _CODE_SEQUENCE = 0x00120064
 _PLAIN = frozenset({Dataset, FileDataset})
-
-
-def _get(ds: Dataset, keyword: str, tag: int) -> Any:
-    """``ds.get(keyword)``."""
-    if type(ds) not in _PLAIN or keyword in ds.__dict__:
-        return ds.get(keyword)
-    return element_value(ds, tag)
 
 
 def _assign(ds: Dataset, keyword: str, tag: int, value: Any) -> None:

@@ -23,13 +23,13 @@ from pydicom.datadict import (
     tag_for_keyword,
 )
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset, FileDataset
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from .values import BYTES_VRS as _BINARY_VRS
 
-__all__ = ["get_identifiers", "entity_item", "element_value"]
+__all__ = ["get_identifiers", "entity_item", "element_value", "keyword_value"]
 
 _INT_VRS = frozenset({"US", "SS", "UL", "SL", "SV", "UV", "IS"})
 _FLOAT_VRS = frozenset({"FL", "FD", "DS"})
@@ -297,6 +297,18 @@ def _field_value(ds: Dataset, keyword: str) -> Any:
     if tag is None or keyword in ds.__dict__:
         return ds.get(keyword)
     return element_value(ds, tag)
+
+
+_KEYWORD_DATASETS = frozenset({Dataset, FileDataset, FileMetaDataset})
+"""Dataset classes whose keyword attributes are exactly their elements (no overrides)."""
+
+
+def keyword_value(ds: Dataset, keyword: str, tag: int) -> Any:
+    """``ds.get(keyword)`` read by ``tag`` (the keyword's) where that is the same thing:
+    pydicom's own dataset classes, without an instance attribute of that name."""
+    if type(ds) in _KEYWORD_DATASETS and keyword not in ds.__dict__:
+        return element_value(ds, tag)
+    return ds.get(keyword)
 
 
 def element_value(ds: Dataset, tag: int) -> Any:
