@@ -40,6 +40,9 @@ QUEUES = ("get", "inspect", "put", "finalize", "clean")
 TASK_NAMES = {q: f"deid.{q}" for q in QUEUES}
 """Task names are the wire contract (Flower, routes); module or function renames change nothing."""
 
+TASK_QUEUES = {**{name: q for q, name in TASK_NAMES.items()}, "deid.export": "finalize"}
+"""The queue of every task: the stage's own, and finalize's for the shards of an ids export."""
+
 PLACEHOLDER_BROKER = "redis://localhost:6379/0"
 """Used only until the CLI points the app at a real (or embedded) broker."""
 
@@ -93,7 +96,7 @@ def _conf(settings: Settings) -> dict[str, Any]:
         "task_default_queue": "get",
         "task_default_exchange": "deid",
         "task_queues": tuple(Queue(q, exchange, routing_key=q) for q in QUEUES),
-        "task_routes": {name: {"queue": q, "routing_key": q} for q, name in TASK_NAMES.items()},
+        "task_routes": {name: {"queue": q, "routing_key": q} for name, q in TASK_QUEUES.items()},
         "broker_connection_retry_on_startup": True,
         # Ride out a Redis restart: storing a chord result or publishing (put batches, a
         # retry) waits for Redis to come back instead of failing the batch.

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import pickle
+import shutil
 import struct
 from collections.abc import Iterable, Mapping, MutableSequence
 from pathlib import Path
@@ -30,8 +31,12 @@ from .errors import IdentifiersError
 __all__ = [
     "IDS_JSON",
     "IDS_PICKLE",
+    "IdsPiece",
     "IdsWriter",
+    "join_pieces",
     "json_text",
+    "piece_paths",
+    "remove_pieces",
     "load_ids",
     "save_ids",
 ]
@@ -41,6 +46,9 @@ IDS_JSON = "deid-ids.json"
 
 _CHUNK = 512
 """Items pickled and JSON-encoded together: bounded memory, few Python-level calls."""
+
+_COPY_BUFFER = 1 << 20
+"""Bytes per read when pieces of a sharded export are joined."""
 
 _MAX_DEPTH = 32
 """Deepest nesting accepted inside one field value (sequence items as dicts in lists)."""
@@ -142,6 +150,10 @@ class IdsWriter:
     for the JSON, but a plain ``json.load`` elsewhere keeps only the last copy of a repeated key.
     """
 
+    _HEADS = (_PROTO2 + _EMPTY_DICT, b"{")
+    _TAILS = (_STOP, b"}\n")
+    _NAMES = (IDS_PICKLE, IDS_JSON)
+
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         self._folder = Path(folder)
         self._folder.mkdir(parents=True, exist_ok=True)
@@ -156,11 +168,11 @@ class IdsWriter:
 
     @property
     def pkl_path(self) -> Path:
-        return self._folder / IDS_PICKLE
+        return self._folder / self._NAMES[0]
 
     @property
     def json_path(self) -> Path:
-        return self._folder / IDS_JSON
+        return self._folder / self._NAMES[1]
 
     def __enter__(self) -> IdsWriter:
         self._open()
@@ -183,8 +195,8 @@ class IdsWriter:
         self._files = (AtomicFile(self.pkl_path, binary=True),
                        AtomicFile(self.json_path, binary=True))
         self._pkl, self._json = self._files[0].file, self._files[1].file
-        self._pkl.write(_PROTO2 + _EMPTY_DICT)
-        self._json.write(b"{")
+        self._pkl.write(self._HEADS[0])
+        self._json.write(self._HEADS[1])
 
     def _piece(self, obj: Any) -> bytes:
         """Pickle ``obj`` without its PROTO header and STOP, to splice into the stream."""
@@ -266,8 +278,8 @@ class IdsWriter:
         self._open()
         assert self._files is not None and self._pkl is not None and self._json is not None
         try:
-            self._pkl.write(_STOP)
-            self._json.write(b"}\n")
+            self._pkl.write(self._TAILS[0])
+            self._json.write(self._TAILS[1])
             for f in self._files:
                 f.commit()
         except BaseException:
@@ -280,6 +292,66 @@ class IdsWriter:
         self._closed = True
         for f in self._files or ():
             f.discard()
+
+
+class IdsPiece(IdsWriter):
+    """One shard of a sharded export: the entries of some entities, to be joined by
+    :func:`join_pieces` into the two ids files.
+
+    Why pieces splice: the body of a protocol-2 pickle of a dict is a run of "key, value,
+    SETITEM" on the dict below, so runs written by different processes concatenate into one
+    dict (memo slots are set before use inside each piece, so reusing slot numbers across
+    pieces is harmless); the JSON body is a comma-separated member list. A piece is written
+    and published like the final files (temp name, fsync, rename), so a shard task that is
+    redelivered simply writes its piece again.
+    """
+
+    _HEADS = (b"", b"")
+    _TAILS = (b"", b"")
+
+    def __init__(self, folder: str | os.PathLike[str], name: str) -> None:
+        pkl, js = piece_paths(folder, name)
+        self._NAMES = (pkl.name, js.name)
+        super().__init__(folder)
+
+
+def piece_paths(folder: str | os.PathLike[str], name: str) -> tuple[Path, Path]:
+    """Where :class:`IdsPiece` ``name`` lies: hidden files next to the final ones."""
+    return Path(folder) / f".{name}.pkl.part", Path(folder) / f".{name}.json.part"
+
+
+def join_pieces(folder: str | os.PathLike[str], names: Iterable[str]) -> tuple[Path, Path]:
+    """Publish ``deid-ids.pkl`` and ``deid-ids.json`` in ``folder`` from the pieces ``names``,
+    in order; the pieces stay (see :func:`remove_pieces`).
+
+    A missing piece raises FileNotFoundError and publishes nothing.
+    """
+    paths = [piece_paths(folder, name) for name in names]
+    folder = Path(folder)
+    with AtomicFile(folder / IDS_PICKLE, binary=True) as pkl, \
+            AtomicFile(folder / IDS_JSON, binary=True) as js:
+        pkl.write(IdsWriter._HEADS[0])
+        js.write(IdsWriter._HEADS[1])
+        first = True
+        for pkl_part, json_part in paths:
+            with open(pkl_part, "rb") as src:
+                shutil.copyfileobj(src, pkl, _COPY_BUFFER)
+            with open(json_part, "rb") as src:
+                if os.fstat(src.fileno()).st_size:
+                    if not first:
+                        js.write(b", ")
+                    shutil.copyfileobj(src, js, _COPY_BUFFER)
+                    first = False
+        pkl.write(IdsWriter._TAILS[0])
+        js.write(IdsWriter._TAILS[1])
+    return folder / IDS_PICKLE, folder / IDS_JSON
+
+
+def remove_pieces(folder: str | os.PathLike[str], names: Iterable[str]) -> None:
+    """Delete pieces (they hold identifiers); pieces already gone are fine."""
+    for name in names:
+        for path in piece_paths(folder, name):
+            path.unlink(missing_ok=True)
 
 
 def save_ids(ids: Mapping[str, Mapping[str, Mapping[str, Any]]], folder: str | os.PathLike[str]) -> tuple[Path, Path]:

@@ -15,7 +15,9 @@ write, so identifiers never outlive the run by more than that::
     deid:run:<id>:counters              hash  "<stage>:<name>" -> int
     deid:run:<id>:times                 hash  "<stage>:first"/"<stage>:last" -> commit time
     deid:run:<id>:done:<stage>          set   batch numbers whose outcome is committed
-    deid:run:<id>:entities              set   entity digests that have identifiers
+    deid:run:<id>:entities:<x>          set   entity digests that have identifiers, one set per
+                                              first hex digit <x> of the digest (16 sets), so an
+                                              export shard scans only its own sets
     deid:run:<id>:ids:<digest>          hash  ENTITY_FIELD -> entity, <item> -> packed JSON fields
                                               (see :func:`pack_fields`)
     deid:run:<id>:skipped               hash  relative path -> reason (not DICOM, unreadable)
@@ -114,6 +116,9 @@ def first_stage(action: str) -> str:
     """The stage a run of ``action`` starts with: get for get/all, else the action itself."""
     plan = stages_of(action)
     return plan[0] if plan else action
+
+ENTITY_SETS = 16
+"""Entity digest sets per run: the most shards an identifiers export can be split into."""
 
 SCAN_COUNT = 500
 """Elements per SSCAN/HSCAN call when streaming identifiers out: bounded memory, few calls."""
@@ -278,9 +283,13 @@ class Keys:
     def started(self, stage: str) -> str:
         return self._k("started", stage)
 
-    @property
-    def entities(self) -> str:
-        return self._k("entities")
+    def entities(self, digest: str) -> str:
+        """The entity set that holds ``digest`` (its first hex digit picks one of 16)."""
+        return self._k("entities", digest[0])
+
+    def entity_sets(self, part: int = 0, parts: int = 1) -> list[str]:
+        """Entity sets of export shard ``part`` of ``parts`` (a power of two up to 16)."""
+        return [self._k("entities", format(n, "x")) for n in range(part, ENTITY_SETS, parts)]
 
     def ids(self, digest: str) -> str:
         return self._k("ids", digest)
@@ -298,9 +307,9 @@ class Keys:
 
     def all(self) -> list[str]:
         """Fixed keys of the run (ids hashes are found through :attr:`entities`)."""
-        fixed: list[str] = [self.run, self.batches, self.valid, self.counters, self.entities,
-                            self.times]
-        fixed += [self.done(s) for s in (*STAGES, "finalize")]
+        fixed: list[str] = [self.run, self.batches, self.valid, self.counters, self.times,
+                            *self.entity_sets()]
+        fixed += [self.done(s) for s in (*STAGES, "finalize", "export")]
         fixed += [self.started(s) for s in (*STAGES, "finalize")]
         fixed += [self.outcome(k) for k in OUTCOME_KINDS]
         fixed += [self.deliveries, self.inflight]
@@ -468,8 +477,8 @@ class RunStore:
         mapping.update({item: pack_fields(fields) for item, fields in items.items()})
         pipe.hset(key, mapping=mapping)
         pipe.expire(key, self.expiry)
-        pipe.sadd(self.keys.entities, digest)
-        pipe.expire(self.keys.entities, self.expiry)
+        pipe.sadd(self.keys.entities(digest), digest)
+        pipe.expire(self.keys.entities(digest), self.expiry)
 
     def save_ids(self, ids: Mapping[str, Mapping[str, Mapping[str, Any]]], *, chunk: int = 200) -> int:
         """Load a whole ids mapping (``--ids FILE``) in pipelines of ``chunk`` entities."""
@@ -500,17 +509,20 @@ class RunStore:
         return {key: None if raw is None else unpack_fields(raw)
                 for key, raw in zip(wanted, pipe.execute())}
 
-    def iter_ids(self) -> Iterator[tuple[str, Iterator[tuple[str, dict[str, Any]]]]]:
-        """Stream ``(entity, items)`` with ``items`` an iterator of ``(item, fields)``.
+    def iter_ids(self, part: int = 0, parts: int = 1
+                 ) -> Iterator[tuple[str, Iterator[tuple[str, dict[str, Any]]]]]:
+        """Stream ``(entity, items)`` with ``items`` an iterator of ``(item, fields)``; with
+        ``parts`` > 1 only the entities of export shard ``part`` (see :meth:`Keys.entity_sets`).
 
         Uses SSCAN/HSCAN so neither this process nor Redis builds the whole mapping at once.
         """
-        for digest in self.client.sscan_iter(self.keys.entities, count=SCAN_COUNT):
-            key = self.keys.ids(_decode(digest))
-            entity = self.client.hget(key, ENTITY_FIELD)
-            if entity is None:
-                continue
-            yield _decode(entity), self._iter_items(key)
+        for entities in self.keys.entity_sets(part, parts):
+            for digest in self.client.sscan_iter(entities, count=SCAN_COUNT):
+                key = self.keys.ids(_decode(digest))
+                entity = self.client.hget(key, ENTITY_FIELD)
+                if entity is None:
+                    continue
+                yield _decode(entity), self._iter_items(key)
 
     def _iter_items(self, key: str) -> Iterator[tuple[str, dict[str, Any]]]:
         for item, raw in self.client.hscan_iter(key, count=SCAN_COUNT):
@@ -703,13 +715,14 @@ class RunStore:
         """Delete every key of the run (identifiers included); returns the number deleted.
 
         Keys are found by SCAN on the run's prefix as well as by name, so a key a newer stage
-        added (or an ids hash whose digest is missing from ``entities``) is not left behind.
+        added (or an ids hash whose digest is missing from the entity sets) is not left behind.
         """
         n = 0
         pattern = _glob_escape(self.keys.run) + ":*"
         found = {_decode(k) for k in self.client.scan_iter(match=pattern, count=SCAN_COUNT)}
-        digests = [_decode(d) for d in self.client.sscan_iter(self.keys.entities, count=SCAN_COUNT)]
-        found.update(self.keys.ids(d) for d in digests)
+        for entities in self.keys.entity_sets():
+            found.update(self.keys.ids(_decode(d))
+                         for d in self.client.sscan_iter(entities, count=SCAN_COUNT))
         found.update(self.keys.all())
         names = sorted(found)
         for start in range(0, len(names), SCAN_COUNT):

@@ -60,6 +60,35 @@ def test_streaming_writer_with_generators(tmp_path: Path) -> None:
     assert idsfile.load_ids(writer.pkl_path) == expected == idsfile.load_ids(writer.json_path)
 
 
+def test_pieces_join_into_the_files_one_writer_gives(tmp_path: Path) -> None:
+    entities = list(IDS.items()) + [("P-extra", {"9.9": {"x": 1}})]
+    pieces = {0: entities[:2], 1: entities[2:], 2: []}  # the last piece is empty
+    for n, part in pieces.items():
+        with idsfile.IdsPiece(tmp_path, f"part-{n}") as piece:
+            for entity, items in part:
+                piece.add_entity(entity, items.items())
+            if n == 1:  # a repeated entity: a memo slot that piece 0 also used
+                piece.add_entity("P-extra", [("9.8", {"y": 2})])
+    pkl, js = idsfile.join_pieces(tmp_path, [f"part-{n}" for n in (2, 0, 1)])
+    expected = {**IDS, "P-extra": {"9.9": {"x": 1}, "9.8": {"y": 2}}}
+    with open(pkl, "rb") as fp:
+        assert pickle.load(fp) == expected  # memo slots reused across pieces stay right
+    assert idsfile.load_ids(js) == expected and json.loads(js.read_text()).keys() == expected.keys()
+    assert len([p for p in tmp_path.iterdir() if p.name.endswith(".part")]) == 6
+    idsfile.remove_pieces(tmp_path, ["part-0", "part-1", "part-2", "never-written"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [idsfile.IDS_JSON, idsfile.IDS_PICKLE]
+
+
+def test_a_missing_piece_publishes_nothing(tmp_path: Path) -> None:
+    idsfile.save_ids({"old": {}}, tmp_path)
+    with idsfile.IdsPiece(tmp_path, "p0") as piece:
+        piece.add_entity("new", [])
+    with pytest.raises(FileNotFoundError):
+        idsfile.join_pieces(tmp_path, ["p0", "p1"])
+    assert idsfile.load_ids(tmp_path / idsfile.IDS_PICKLE) == {"old": {}}
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
 def test_entity_added_twice_is_merged(tmp_path: Path) -> None:
     with idsfile.IdsWriter(tmp_path) as writer:
         writer.add_entity("A", [("1", {"x": 1})])

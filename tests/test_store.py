@@ -86,6 +86,15 @@ def test_ids_stream_back_as_written(store):
     assert store.get_ids("P1", "zz") is None and store.get_ids("P9", "i1") is None
 
 
+def test_export_shards_split_the_entities_without_overlap(store):
+    ids = {f"P{n}": {f"i{n}": {"id": n}} for n in range(40)}
+    store.save_ids(ids)
+    for parts in (1, 2, 4, 16):
+        shards = [[e for e, _ in store.iter_ids(part, parts)] for part in range(parts)]
+        assert sorted(e for shard in shards for e in shard) == sorted(ids)
+    assert {len(list(store.iter_ids(p, 4))) > 0 for p in range(4)} == {True}  # 40 spread out
+
+
 def test_save_ids_loads_a_mapping_in_chunks(store):
     ids = {f"P{n}": {f"i{n}": {"id": n}} for n in range(7)}
     assert store.save_ids(ids, chunk=3) == 7

@@ -38,7 +38,7 @@ RETRY_ON = (redis.ConnectionError, redis.TimeoutError)
 """Errors worth a retry: Redis restarting or a network blip. Anything else fails the task."""
 
 RUN_SETTINGS = ("entity_field", "item_field", "date_shift_min", "date_shift_max",
-                "batch_size", "max_retries", "run_expiry")
+                "batch_size", "max_retries", "run_expiry", "export_shard_files")
 """Settings the producer stores with a run and every worker applies, whatever its own env says.
 The secret is NOT among them: it never travels through Redis; each worker resolves its own."""
 

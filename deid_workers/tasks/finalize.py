@@ -4,6 +4,15 @@ It runs once, after the whole header: it streams the identifiers out of Redis in
 ``deid-ids.pkl`` and ``deid-ids.json`` (or the inspect report) in the output folder, then, for
 ``--action all``, enqueues the put batches. Doing this on a worker, not in the producer, lets
 ``--no-wait`` runs (and a producer that died) finish on their own.
+
+A large export is sharded: the entity sets are split over :func:`export_shards` ``deid.export``
+tasks (finalize runs shard 0 itself), each writes a piece, and the task that commits the last
+piece joins them into the two files and carries on where finalize would have. Why: one process
+exporting a million files' identifiers takes about a minute while the rest of the cluster idles.
+
+    finalize ─┬─ shard 0 ─┐
+              ├─ deid.export 1 ─┼─ last to commit: join pieces → ids files → put batches / finished
+              └─ deid.export K-1 ┘
 """
 
 from __future__ import annotations
@@ -13,12 +22,12 @@ from typing import Any
 from celery.utils.log import get_task_logger
 
 from ..app import app
-from ..idsfile import IdsWriter
+from ..idsfile import IdsPiece, IdsWriter, join_pieces, remove_pieces
 from ..report import write_inspect_report
-from ..store import first_stage
-from . import RETRY_ON, finish_run, run_context
+from ..store import ENTITY_SETS, RunStore, first_stage
+from . import RETRY_ON, RunContext, finish_run, run_context
 
-__all__ = ["finalize", "NotReady", "FINALIZE_POLL"]
+__all__ = ["finalize", "export", "NotReady", "FINALIZE_POLL", "export_shards"]
 
 log = get_task_logger(__name__)
 
@@ -32,6 +41,16 @@ class NotReady(Exception):
     then waits for the store's own count, which counts each batch once."""
 
 
+def export_shards(files: int, per_shard: int) -> int:
+    """How many shards export the identifiers of ``files`` files, about ``per_shard`` each: a
+    power of two (each shard takes whole entity sets) from 1 to
+    :data:`~deid_workers.store.ENTITY_SETS`."""
+    shards = 1
+    while shards * 2 <= min(ENTITY_SETS, files // per_shard):
+        shards *= 2
+    return shards
+
+
 def write_ids(run_id: str) -> tuple[str, str, int]:
     """Stream the run's identifiers into the ids files; returns (pkl, json, entities)."""
     ctx = run_context(run_id)
@@ -43,8 +62,24 @@ def write_ids(run_id: str) -> tuple[str, str, int]:
     return str(writer.pkl_path), str(writer.json_path), n
 
 
-def run_finalize(run_id: str, *, enqueue: Any = None) -> dict[str, int]:
-    """The task body, callable without Celery; ``enqueue(run_id, batches)`` sends put batches."""
+def _piece_name(run_id: str, shard: int) -> str:
+    return f"deid-ids.{run_id}.{shard}"
+
+
+def write_piece(run_id: str, shard: int, shards: int) -> int:
+    """Write export shard ``shard`` of ``shards`` as a piece; returns its entities."""
+    ctx = run_context(run_id)
+    n = 0
+    with IdsPiece(ctx.outfolder, _piece_name(run_id, shard)) as writer:
+        for entity, items in ctx.store.iter_ids(shard, shards):
+            writer.add_entity(entity, items, plain=True)
+            n += 1
+    return n
+
+
+def run_finalize(run_id: str, *, enqueue: Any = None, send_shards: Any = None) -> dict[str, int]:
+    """The task body, callable without Celery; ``enqueue(run_id, batches)`` sends put batches,
+    ``send_shards(run_id, shards, count)`` the export shards other than 0."""
     ctx = run_context(run_id)
     store = ctx.store
     rec = store.record()
@@ -56,15 +91,68 @@ def run_finalize(run_id: str, *, enqueue: Any = None) -> dict[str, int]:
     if not rec.get("walk_done") or done < n_batches:
         raise NotReady(f"run {run_id}: {done} of {n_batches} {first} batches done")
     store.update(state="finalize", stage="finalize")
-    result = {"batches": n_batches}
     if ctx.action in ("get", "all") and not ctx.print_ids:
+        # The count is kept with the run, so a redelivered finalize splits the same way.
+        shards = int(rec.get("export_shards") or 0)
+        if not shards:
+            shards = export_shards(store.counters().get("get:valid", 0),
+                                   ctx.settings.export_shard_files)
+            store.update(export_shards=shards)
+        if shards > 1:
+            exported = store.done_batches("export")
+            (send_shards or send_export)(run_id, [n for n in range(1, shards) if n not in exported],
+                                         shards)
+            return run_export(run_id, 0, shards, enqueue=enqueue)
         pkl, js, entities = write_ids(run_id)
         store.update(ids_pkl=pkl, ids_json=js)
-        result["entities"] = entities
         log.info("run %s: identifiers of %d entities exported", run_id, entities)
+        return _after_export(ctx, n_batches, {"batches": n_batches, "entities": entities},
+                             enqueue)
     if ctx.action == "inspect":
         tsv, js = write_inspect_report(store, ctx.outfolder, n_batches)
         store.update(report_tsv=tsv, report_json=js)
+    return _after_export(ctx, n_batches, {"batches": n_batches}, enqueue)
+
+
+def run_export(run_id: str, shard: int, shards: int, *, enqueue: Any = None) -> dict[str, int]:
+    """Write one export shard; the task that commits the last one joins the pieces and
+    finishes what finalize started.
+
+    The commit's count is atomic, so of two shards finishing together only one joins. A
+    redelivered shard that finds every shard committed joins too: its earlier delivery may
+    have died while joining (rarely, two joins then run; both publish the same files).
+    """
+    ctx = run_context(run_id)
+    store = ctx.store
+    if store.done_batches("finalize"):
+        return {"already_done": 1}
+    if shard in store.done_batches("export"):
+        entities = 0  # written by an earlier delivery; its count is in the counters already
+    else:
+        entities = write_piece(run_id, shard, shards)
+    _, committed = store.commit_batch("export", shard, {"entities": entities})
+    if committed < shards:
+        return {"shard": shard, "entities": entities}
+    names = [_piece_name(run_id, n) for n in range(shards)]
+    try:
+        pkl, js = join_pieces(ctx.outfolder, names)
+    except FileNotFoundError:
+        if store.done_batches("finalize"):
+            return {"already_done": 1}  # another join finished and removed the pieces
+        raise
+    store.update(ids_pkl=str(pkl), ids_json=str(js))
+    total = store.counters().get("export:entities", 0)
+    log.info("run %s: identifiers of %d entities exported in %d shards", run_id, total, shards)
+    n_batches = int(store.record().get("n_batches") or store.batch_count())
+    result = _after_export(ctx, n_batches, {"batches": n_batches, "entities": total}, enqueue)
+    remove_pieces(ctx.outfolder, names)
+    return result
+
+
+def _after_export(ctx: RunContext, n_batches: int, result: dict[str, int],
+                  enqueue: Any) -> dict[str, int]:
+    """Finalize's end: send put for ``--action all``, or mark the run finished."""
+    store, run_id = ctx.store, ctx.store.run_id
     if ctx.action == "all":
         # Put is sent before finalize commits: a finalize that dies in between is redelivered
         # and sends again (put batches are idempotent), rather than leaving put never sent.
@@ -79,6 +167,13 @@ def run_finalize(run_id: str, *, enqueue: Any = None) -> dict[str, int]:
         store.set_state("finished")
     log.info("run %s finalized (%s, %d batches)", run_id, ctx.action, n_batches)
     return result
+
+
+def send_export(run_id: str, shards: list[int], count: int) -> None:
+    """Send export shards ``shards`` (of ``count``) over a single broker connection."""
+    with app.producer_or_acquire() as producer:
+        for n in shards:
+            export.si(run_id, n, count).apply_async(producer=producer)
 
 
 def enqueue_put(run_id: str, batches: list[int]) -> None:
@@ -100,3 +195,25 @@ def finalize(self: Any, run_id: str) -> dict[str, int]:
         log.info("%s; checking again in %d s", exc, FINALIZE_POLL)
         limit = max(1, run_context(run_id).settings.run_expiry // FINALIZE_POLL)
         raise self.retry(exc=exc, countdown=FINALIZE_POLL, max_retries=limit) from None
+
+
+@app.task(name="deid.export", bind=True, autoretry_for=RETRY_ON,
+          retry_backoff=True, max_retries=3, acks_late=True, ignore_result=True)
+def export(self: Any, run_id: str, shard: int, shards: int) -> dict[str, int]:
+    """One shard of a sharded ids export (the last one also joins; see the module doc)."""
+    try:
+        return run_export(run_id, shard, shards)
+    except RETRY_ON:
+        raise
+    except Exception as exc:
+        # Nothing watches these tasks as the producer watches finalize's chord: without this
+        # the run would wait, and a resume would only fail the same way again.
+        fail_export(run_context(run_id).store, exc)
+        raise
+
+
+def fail_export(store: RunStore, exc: BaseException) -> None:
+    """Mark the run failed by an export error, in one line without paths or values."""
+    reason = getattr(exc, "strerror", None) or type(exc).__name__
+    log.error("run %s: identifiers export failed: %s", store.run_id, reason)
+    store.set_state("failed", error=f"identifiers export failed: {reason}")

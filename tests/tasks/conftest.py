@@ -38,9 +38,9 @@ def fake(monkeypatch):
 def make_run(fake, tmp_path):
     """make_run(action, **record) -> (store, input root, relative paths); batches of 3."""
 
-    def make(action: str, *, corrupt: int = 2, images: int = 3, **extra):
+    def make(action: str, *, corrupt: int = 2, images: int = 3, patients: int = 2, **extra):
         root = tmp_path / "in"
-        paths = write_study_tree(root, patients=2, images=images, corrupt=corrupt)
+        paths = write_study_tree(root, patients=patients, images=images, corrupt=corrupt)
         record = {"action": action, "input": str(root), "outfolder": str(tmp_path / "out"),
                   "overwrite": False, "print_ids": False, "recipe_texts": [RECIPE],
                   "recipe_sha": "", "settings": {"entity_field": "PatientID"}}

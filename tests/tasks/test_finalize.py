@@ -6,9 +6,10 @@ import math
 import os
 
 import pydicom
+import pytest
 
 from deid_workers.idsfile import load_ids
-from deid_workers.tasks.finalize import run_finalize
+from deid_workers.tasks.finalize import export, export_shards, run_export, run_finalize
 from deid_workers.tasks.get import run_get
 from deid_workers.tasks.inspect import run_inspect
 
@@ -67,3 +68,104 @@ def test_finalize_inspect_writes_report(make_run, tmp_path):
     assert rows[0] == ["file", "flagged", "group", "reason"] and len(rows) == 7
     with open(rec["report_json"]) as fh:
         assert len(json.load(fh)) == 6
+
+
+def _sharded_run(make_run, action, per_shard=4, patients=6):
+    """A run whose get is done, set to export ids in shards of ``per_shard`` files."""
+    store, root, paths, n = make_run(action, patients=patients, corrupt=0,
+                                     settings={"entity_field": "PatientID",
+                                               "export_shard_files": per_shard})
+    for b in range(n):
+        run_get(store.run_id, b)
+    return store, n
+
+
+def _one_piece_ids(store, tmp_path):
+    """What the unsharded export writes for the same store."""
+    from deid_workers.idsfile import IdsWriter
+
+    with IdsWriter(tmp_path / "one") as writer:
+        for entity, items in store.iter_ids():
+            writer.add_entity(entity, items, plain=True)
+    return load_ids(writer.pkl_path)
+
+
+def test_export_shards_are_powers_of_two_up_to_the_entity_sets():
+    assert [export_shards(f, 1000) for f in (0, 999, 1000, 1999, 2000, 3999, 4000)] \
+        == [1, 1, 1, 1, 2, 2, 4]
+    assert export_shards(10**6, 1000) == 16 and export_shards(10**6, 10**6) == 1
+
+
+def test_a_sharded_export_writes_the_same_ids_and_sends_put_once(make_run, tmp_path):
+    store, n = _sharded_run(make_run, "all")
+    sent_shards, sent_put = [], []
+    result = run_finalize(store.run_id, enqueue=lambda r, b: sent_put.append(list(b)),
+                          send_shards=lambda r, shards, count: sent_shards.append((shards, count)))
+    [(shards, count)] = sent_shards
+    assert count == 4 and shards == [1, 2, 3]  # 18 files in shards of 4: a power of 2
+    assert result == {"shard": 0, "entities": result["entities"]}  # shard 0 ran, not the join
+    assert store.record()["state"] == "finalize" and sent_put == []
+    results = [run_export(store.run_id, s, count, enqueue=lambda r, b: sent_put.append(list(b)))
+               for s in reversed(shards)]
+    assert [r.get("shard") for r in results] == [3, 2, None]  # the last commit joined
+    assert results[-1]["entities"] == 6
+    assert sent_put == [list(range(n))]
+    rec = store.record()
+    assert rec["state"] == "put"
+    ids = load_ids(rec["ids_pkl"])
+    assert ids == load_ids(rec["ids_json"]) == _one_piece_ids(store, tmp_path)
+    assert len(ids) == 6 and sum(len(v) for v in ids.values()) == 18
+    out = os.listdir(os.path.dirname(rec["ids_pkl"]))
+    assert not [f for f in out if f.endswith(".part")]  # pieces hold PHI: gone once joined
+    # Redelivered shards and finalize after the join do nothing.
+    assert run_export(store.run_id, 1, count, enqueue=lambda r, b: sent_put.append(b)) \
+        == {"already_done": 1}
+    assert run_finalize(store.run_id, enqueue=lambda r, b: sent_put.append(b)) == {"already_done": 1}
+    assert len(sent_put) == 1
+
+
+def test_a_redelivered_finalize_resends_only_unwritten_shards(make_run):
+    store, n = _sharded_run(make_run, "get")
+    sent = []
+    run_finalize(store.run_id, send_shards=lambda r, shards, count: sent.append(shards))
+    run_export(store.run_id, 2, 4)
+    store.update(state="finalize")
+    # Its worker died before the other shards ran: the redelivery sends 1 and 3 again.
+    run_finalize(store.run_id, send_shards=lambda r, shards, count: sent.append(shards))
+    assert sent == [[1, 2, 3], [1, 3]]
+    for s in (1, 3):
+        run_export(store.run_id, s, 4)
+    rec = store.record()
+    assert rec["state"] == "finished" and load_ids(rec["ids_pkl"])
+
+
+def test_a_shard_redelivered_after_its_join_died_joins_again(make_run, monkeypatch):
+    from deid_workers.tasks import finalize as fin
+
+    store, n = _sharded_run(make_run, "get", per_shard=9)  # 2 shards
+    run_finalize(store.run_id, send_shards=lambda *a: None)
+
+    def dies(*a, **k):
+        raise KeyboardInterrupt("worker killed")
+
+    monkeypatch.setattr(fin, "join_pieces", dies)
+    try:
+        run_export(store.run_id, 1, 2)
+    except KeyboardInterrupt:
+        pass
+    assert store.record()["state"] == "finalize"
+    monkeypatch.undo()
+    assert run_export(store.run_id, 1, 2)["entities"] == 6  # counted once, by the first commit
+    assert store.record()["state"] == "finished"
+
+
+def test_a_failing_shard_fails_the_run_in_one_line(make_run, tmp_path):
+    store, n = _sharded_run(make_run, "get", per_shard=9)
+    run_finalize(store.run_id, send_shards=lambda *a: None)
+    for piece in os.listdir(tmp_path / "out"):
+        os.unlink(tmp_path / "out" / piece)  # shard 0's piece vanished (the folder was cleaned)
+    with pytest.raises(FileNotFoundError):
+        export.run(store.run_id, 1, 2)
+    rec = store.record()
+    assert rec["state"] == "failed"
+    assert rec["error"] == "identifiers export failed: No such file or directory"
