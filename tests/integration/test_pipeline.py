@@ -54,6 +54,25 @@ def test_get_writes_ids_pickle_and_json(cluster, tree, tmp_path, capsys):
     assert fields["SOPInstanceUID"] == uid and fields["PatientID"] == "PID-0000-SENT"
 
 
+def test_all_exports_ids_in_shards_on_the_workers(cluster, redis_client, tmp_path, capsys,
+                                                  monkeypatch):
+    root = tmp_path / "in"
+    write_study_tree(root, patients=8, images=2)
+    monkeypatch.setenv("DEID_EXPORT_SHARD_FILES", "4")  # 16 files: 4 shards
+    out = tmp_path / "out"
+    code, stdout, err = _run(capsys, "--action", "all", "--input", str(root), "--outfolder",
+                             str(out), "--batch", "5", "--json", "--quiet")
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["written"] == 16
+    counters = redis_client.hgetall(f"deid:run:{summary['run_id']}:counters")
+    assert counters["export:batches"] == "4" and counters["export:entities"] == "8"
+    ids = load_ids(out / "deid-ids.pkl")
+    assert ids == load_ids(out / "deid-ids.json")
+    assert len(ids) == 8 and sum(len(items) for items in ids.values()) == 16
+    assert not [p for p in os.listdir(out) if p.startswith(".")]  # no piece or temp file left
+
+
 def test_get_print_writes_json_to_stdout(cluster, tree, tmp_path, capsys):
     root, _ = tree
     code, stdout, err = _run(capsys, "--action", "get", "--print", "--quiet",
