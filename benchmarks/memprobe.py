@@ -10,7 +10,8 @@ enqueued and at the end; flat means the producer streams. Redis ``used_memory`` 
 what the batches and queued task messages cost before any worker runs.
 
 ``ids``: :class:`deid_workers.idsfile.IdsWriter` exporting N files' identifiers from a
-generator (entities of 100 items, fields shaped like ``get_identifiers`` on a synth file);
+generator (entities of 100 items, fields shaped like ``get_identifiers`` on a synth file, as
+JSON text the way the run store hands them to the export);
 peak RSS must stay far below 1 GB.
 
     python -m benchmarks.memprobe producer --files 1000000 [--batch 100]
@@ -123,12 +124,12 @@ def probe_ids(n_files: int, per_entity: int = 100) -> dict[str, Any]:
     tmp = tempfile.mkdtemp(prefix="bench-ids-")
     marks: dict[str, float] = {}
 
-    def items(e: int, count: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    def items(e: int, count: int) -> Iterator[tuple[str, bytes]]:
         for i in range(count):
             n = e * per_entity + i
             fields = {k: (f"{template[k]}-{n}" if isinstance(template[k], str) else template[k])
                       for k in keys}
-            yield f"2.25.{n:012d}", fields
+            yield f"2.25.{n:012d}", json.dumps(fields).encode()  # as the run store keeps them
             if n + 1 == CHECKPOINT:
                 marks["rss_at_10k_mb"] = rss_mb()
 
@@ -140,7 +141,7 @@ def probe_ids(n_files: int, per_entity: int = 100) -> dict[str, Any]:
             left = n_files
             while left > 0:
                 count = min(per_entity, left)
-                writer.add_entity(f"PID-{e:07d}", items(e, count))
+                writer.add_entity_json(f"PID-{e:07d}", items(e, count))
                 left -= count
                 e += 1
         t1 = time.perf_counter()

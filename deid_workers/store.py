@@ -173,22 +173,28 @@ def pack_fields(fields: Mapping[str, Any]) -> str:
     """One file's identifiers as stored in Redis: compressed JSON, as text.
 
     Why: the ids are most of a live run's Redis memory (1.9 KB of JSON for a typical file's 55
-    fields); packed they take about 0.8 KB. Base64 keeps the value text, which the store's
-    client (``decode_responses``) needs.
+    fields); packed they take about 0.75 KB. Base64 keeps the value text, which the store's
+    client (``decode_responses``) needs. The JSON is spelled as the ids export spells it
+    (``json.dumps``' default separators), so the export copies it instead of encoding it again.
     """
     co = zlib.compressobj(6, zlib.DEFLATED, 15, 9, zlib.Z_DEFAULT_STRATEGY, _IDS_ZDICT)
-    raw = co.compress(json.dumps(fields, separators=(",", ":")).encode("utf-8")) + co.flush()
+    raw = co.compress(json.dumps(fields).encode("utf-8")) + co.flush()
     return _PACKED + base64.b64encode(raw).decode("ascii")
 
 
-def unpack_fields(value: str | bytes) -> dict[str, Any]:
-    """The inverse of :func:`pack_fields`; plain JSON (an older writer) is read as is."""
+def unpack_json(value: str | bytes) -> bytes:
+    """The JSON text of a value :func:`pack_fields` stored (plain JSON, from an older writer,
+    is returned as it is)."""
     text = _decode(value)
     if not text.startswith(_PACKED):
-        return dict(json.loads(text))
+        return text.encode("utf-8")
     do = zlib.decompressobj(15, _IDS_ZDICT)
-    raw = do.decompress(base64.b64decode(text[len(_PACKED):])) + do.flush()
-    return dict(json.loads(raw))
+    return do.decompress(base64.b64decode(text[len(_PACKED):])) + do.flush()
+
+
+def unpack_fields(value: str | bytes) -> dict[str, Any]:
+    """The inverse of :func:`pack_fields`."""
+    return dict(json.loads(unpack_json(value)))
 
 
 PATIENT_RETRIES = 14
@@ -516,6 +522,12 @@ class RunStore:
 
         Uses SSCAN/HSCAN so neither this process nor Redis builds the whole mapping at once.
         """
+        for entity, items in self.iter_ids_json(part, parts):
+            yield entity, ((item, dict(json.loads(raw))) for item, raw in items)
+
+    def iter_ids_json(self, part: int = 0, parts: int = 1
+                      ) -> Iterator[tuple[str, Iterator[tuple[str, bytes]]]]:
+        """:meth:`iter_ids` with each item's fields as the JSON text they were stored as."""
         for entities in self.keys.entity_sets(part, parts):
             for digest in self.client.sscan_iter(entities, count=SCAN_COUNT):
                 key = self.keys.ids(_decode(digest))
@@ -524,11 +536,11 @@ class RunStore:
                     continue
                 yield _decode(entity), self._iter_items(key)
 
-    def _iter_items(self, key: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    def _iter_items(self, key: str) -> Iterator[tuple[str, bytes]]:
         for item, raw in self.client.hscan_iter(key, count=SCAN_COUNT):
             item = _decode(item)
             if item != ENTITY_FIELD:
-                yield item, unpack_fields(raw)
+                yield item, unpack_json(raw)
 
     # -- batch outcomes --------------------------------------------------------------------
     def commit_batch(

@@ -270,16 +270,23 @@ def test_streaming_100k_items_keeps_memory_modest(tmp_path: Path) -> None:
     assert loaded == idsfile.load_ids(tmp_path / "big" / idsfile.IDS_JSON)
 
 
-def test_plain_items_from_the_store_are_written_as_checked_ones(tmp_path: Path) -> None:
+def test_json_items_from_the_store_are_written_as_checked_ones(tmp_path: Path) -> None:
     fields = json.loads(json.dumps({"PatientID": "P1", "n": 3, "x": 1.5, "mv": ["A", "B"],
-                                    "seq": [{"CodeValue": "1"}], "none": None}))
+                                    "seq": [{"CodeValue": "1"}], "none": None, "u": "Ünï",
+                                    "text": "NaN-ish, not a number"}))
+    odd = {"PhysicalDeltaX": float("nan"), "y": float("-inf")}
+    items = [("1.2", fields), ("1.3", odd), ("ü.4", {})]
     outputs = []
-    for plain in (False, True):
-        folder = tmp_path / str(plain)
+    for raw in (False, True):
+        folder = tmp_path / str(raw)
         with idsfile.IdsWriter(folder) as writer:
-            writer.add_entity("P1", [("1.2", fields), ("1.3", fields)], plain=plain)
+            if raw:  # as the store keeps them: json.dumps' own spelling, NaN left bare
+                writer.add_entity_json("P1", [(i, json.dumps(f).encode()) for i, f in items])
+            else:
+                writer.add_entity("P1", items)
         outputs.append(((folder / idsfile.IDS_PICKLE).read_bytes(),
                         (folder / idsfile.IDS_JSON).read_bytes()))
     assert outputs[0] == outputs[1]
-    assert idsfile.load_ids(tmp_path / "True" / idsfile.IDS_PICKLE) == {
-        "P1": {"1.2": fields, "1.3": fields}}
+    got = idsfile.load_ids(tmp_path / "True" / idsfile.IDS_PICKLE)
+    assert got["P1"]["1.2"] == fields and math.isnan(got["P1"]["1.3"]["PhysicalDeltaX"])
+    assert b'"PhysicalDeltaX": "NaN"' in outputs[1][1]

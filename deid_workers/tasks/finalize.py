@@ -56,8 +56,8 @@ def write_ids(run_id: str) -> tuple[str, str, int]:
     ctx = run_context(run_id)
     n = 0
     with IdsWriter(ctx.outfolder) as writer:
-        for entity, items in ctx.store.iter_ids():
-            writer.add_entity(entity, items, plain=True)
+        for entity, items in ctx.store.iter_ids_json():
+            writer.add_entity_json(entity, items)
             n += 1
     return str(writer.pkl_path), str(writer.json_path), n
 
@@ -71,8 +71,8 @@ def write_piece(run_id: str, shard: int, shards: int) -> int:
     ctx = run_context(run_id)
     n = 0
     with IdsPiece(ctx.outfolder, _piece_name(run_id, shard)) as writer:
-        for entity, items in ctx.store.iter_ids(shard, shards):
-            writer.add_entity(entity, items, plain=True)
+        for entity, items in ctx.store.iter_ids_json(shard, shards):
+            writer.add_entity_json(entity, items)
             n += 1
     return n
 

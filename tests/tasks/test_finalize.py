@@ -86,7 +86,7 @@ def _one_piece_ids(store, tmp_path):
 
     with IdsWriter(tmp_path / "one") as writer:
         for entity, items in store.iter_ids():
-            writer.add_entity(entity, items, plain=True)
+            writer.add_entity(entity, items)
     return load_ids(writer.pkl_path)
 
 
