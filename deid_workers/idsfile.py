@@ -13,6 +13,7 @@ keys are PatientIDs and UIDs.
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
 import math
@@ -20,7 +21,7 @@ import os
 import pickle
 import shutil
 import struct
-from collections.abc import Iterable, Mapping, MutableSequence
+from collections.abc import Iterable, Iterator, Mapping, MutableSequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
@@ -33,6 +34,7 @@ __all__ = [
     "IDS_PICKLE",
     "IdsPiece",
     "IdsWriter",
+    "iter_ids_file",
     "join_pieces",
     "json_text",
     "piece_paths",
@@ -426,6 +428,25 @@ def load_ids(path: str | os.PathLike[str]) -> dict[str, dict[str, dict[str, Any]
 
     Raises :class:`IdentifiersError` for code in a pickle, a damaged file or the wrong shape.
     """
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for entity, items in iter_ids_file(path):
+        if entity in out:  # written twice by IdsWriter: merged, as the pickle merges it
+            out[entity].update(items)
+        else:
+            out[entity] = items
+    return out
+
+
+def iter_ids_file(path: str | os.PathLike[str]
+                  ) -> Iterator[tuple[str, dict[str, dict[str, Any]]]]:
+    """The entities of an ids file, one at a time, each checked as :func:`load_ids` checks it.
+
+    Why: ``put --ids`` of a million files would otherwise hold gigabytes of ids in the
+    producer. A JSON file is parsed entity by entity, so only one entity and a read buffer are
+    in memory; an entity written twice comes twice. A pickle has no entity boundary an
+    unpickler can stop at, so it is loaded whole first: use the JSON file for big runs.
+    Errors, as :class:`IdentifiersError`, come when the bad part is reached.
+    """
     shown = os.fspath(path)
     suffix = Path(shown).suffix.lower()
     try:
@@ -439,47 +460,152 @@ def load_ids(path: str | os.PathLike[str]) -> dict[str, dict[str, dict[str, Any]
                 fp.seek(0)
                 kind = "pickle" if first == b"\x80" else "json"
             if kind == "pickle":
-                try:
-                    data = _NoCodeUnpickler(fp, shown).load()
-                except IdentifiersError:
-                    raise
-                except Exception:
-                    raise IdentifiersError("not a valid pickle (truncated or corrupt)", shown) from None
-                if fp.read(1):
-                    raise IdentifiersError("unexpected data after the pickle", shown)
+                entities: Iterable[tuple[Any, Any]] = _load_pickle(fp, shown).items()
             else:
-                try:
-                    data = json.load(fp, object_pairs_hook=_merge_pairs, parse_constant=_reject_constant)
-                except (ValueError, UnicodeDecodeError, RecursionError):
-                    raise IdentifiersError("not valid JSON", shown) from None
+                entities = _JsonEntities(fp, shown)
+            for e, (entity, items) in enumerate(entities, 1):
+                yield _checked_entity(e, entity, items, shown)
     except FileNotFoundError:
         raise IdentifiersError("file not found", shown) from None
     except PermissionError:
         raise IdentifiersError("permission denied", shown) from None
     except IsADirectoryError:
         raise IdentifiersError("not a regular file", shown) from None
-    return _validate(data, shown)
 
 
-def _validate(data: Any, shown: str) -> dict[str, dict[str, dict[str, Any]]]:
+def _load_pickle(fp: BinaryIO, shown: str) -> dict[Any, Any]:
+    try:
+        data = _NoCodeUnpickler(fp, shown).load()
+    except IdentifiersError:
+        raise
+    except Exception:
+        raise IdentifiersError("not a valid pickle (truncated or corrupt)", shown) from None
+    if fp.read(1):
+        raise IdentifiersError("unexpected data after the pickle", shown)
     if not isinstance(data, dict):
         raise IdentifiersError("top level: expected a mapping of entities", shown)
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    for e, (entity, items) in enumerate(data.items(), 1):
-        if not isinstance(entity, str):
-            raise IdentifiersError(f"entity #{e}: key must be a string", shown)
-        if not isinstance(items, dict):
-            raise IdentifiersError(f"entity #{e}: expected a mapping of items", shown)
-        entity_out: dict[str, dict[str, Any]] = {}
-        for i, (item, fields) in enumerate(items.items(), 1):
-            where = f"entity #{e} item #{i}"
-            if not isinstance(item, str):
-                raise IdentifiersError(f"{where}: key must be a string", shown)
+    return data
+
+
+_JSON_READ = 1 << 20
+"""Bytes read at a time when an ids JSON file is parsed entity by entity."""
+
+_JSON_SPACE = " \t\n\r"
+
+
+class _JsonEntities:
+    """``(entity, items)`` pairs of a JSON object read a buffer at a time.
+
+    ``raw_decode`` parses one value from a position; a value cut by the end of the buffer
+    fails to parse, so more is read and the same value is parsed again (an object or a string
+    cannot parse before its closing character is there, so a cut value never passes).
+    """
+
+    def __init__(self, fp: BinaryIO, shown: str) -> None:
+        self._fp = fp
+        self._shown = shown
+        self._decoder: Any = None
+        self._text = ""
+        self._pos = 0
+        self._eof = False
+        self._json = json.JSONDecoder(object_pairs_hook=_merge_pairs,
+                                      parse_constant=_reject_constant)
+
+    def _bad(self) -> IdentifiersError:
+        return IdentifiersError("not valid JSON", self._shown)
+
+    def _fill(self) -> bool:
+        """Read more text; False at the end of the file."""
+        if self._eof:
+            return False
+        # Reads grow with the unparsed text, so an entity of N bytes is parsed O(log N) times.
+        raw = self._fp.read(max(_JSON_READ, len(self._text) - self._pos))
+        if self._decoder is None:
+            # The encodings json.load accepts (UTF-8, -16, -32), told from the first bytes.
+            self._decoder = codecs.getincrementaldecoder(json.detect_encoding(raw))()
+        try:
+            text = self._decoder.decode(raw, final=not raw)
+        except UnicodeDecodeError:
+            raise self._bad() from None
+        if self._pos:
+            self._text, self._pos = self._text[self._pos:], 0
+        self._text += text
+        self._eof = not raw
+        return True
+
+    def _next_char(self) -> str:
+        """The next character that is not white space (consumed); "" at the end."""
+        while True:
+            while self._pos < len(self._text) and self._text[self._pos] in _JSON_SPACE:
+                self._pos += 1
+            if self._pos < len(self._text):
+                self._pos += 1
+                return self._text[self._pos - 1]
+            if not self._fill():
+                return ""
+
+    def _value(self) -> Any:
+        while True:
             try:
-                plain = _fields(fields, where)
-            except IdentifiersError as exc:
-                raise IdentifiersError(str(exc), shown) from None
-            entity_out[item] = plain
-        out[entity] = entity_out
-    return out
+                value, self._pos = self._json.raw_decode(self._text, self._pos)
+                return value
+            except ValueError:
+                # Cut by the buffer's end, or bad: read on; at the end of the file it is bad.
+                if not self._fill():
+                    raise self._bad() from None
+            except RecursionError:
+                raise self._bad() from None
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        opening = self._next_char()
+        if opening != "{":
+            if not opening:
+                raise self._bad()
+            self._pos -= 1
+            self._value()  # not JSON at all, or JSON of another shape:
+            raise IdentifiersError("top level: expected a mapping of entities", self._shown)
+        char = self._next_char()
+        if char != "}":
+            while True:
+                if char != '"':
+                    raise self._bad()
+                self._pos -= 1
+                entity = self._value()
+                if self._next_char() != ":":
+                    raise self._bad()
+                self._skip_space()
+                yield entity, self._value()
+                char = self._next_char()
+                if char == "}":
+                    break
+                if char != ",":
+                    raise self._bad()
+                char = self._next_char()
+        if self._next_char() != "":
+            raise self._bad()  # json.load refuses anything after the top-level value
+
+    def _skip_space(self) -> None:
+        """Step over white space, so a value starts exactly at the position."""
+        char = self._next_char()
+        if char:
+            self._pos -= 1
+
+
+def _checked_entity(e: int, entity: Any, items: Any, shown: str
+                    ) -> tuple[str, dict[str, dict[str, Any]]]:
+    """Entity #``e`` as load_ids returns it, or the IdentifiersError that names what is wrong."""
+    if not isinstance(entity, str):
+        raise IdentifiersError(f"entity #{e}: key must be a string", shown)
+    if not isinstance(items, dict):
+        raise IdentifiersError(f"entity #{e}: expected a mapping of items", shown)
+    out: dict[str, dict[str, Any]] = {}
+    for i, (item, fields) in enumerate(items.items(), 1):
+        where = f"entity #{e} item #{i}"
+        if not isinstance(item, str):
+            raise IdentifiersError(f"{where}: key must be a string", shown)
+        try:
+            out[item] = _fields(fields, where)
+        except IdentifiersError as exc:
+            raise IdentifiersError(str(exc), shown) from None
+    return entity, out
 

@@ -18,6 +18,7 @@ the store's counters, and the last put batch marks the run finished.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import shutil
@@ -34,7 +35,7 @@ from celery.canvas import Signature
 from .app import app
 from .config import Settings
 from .errors import IdentifiersError, InputError, StoreError
-from .idsfile import load_ids
+from .idsfile import iter_ids_file
 from .progress import Progress
 from .provenance import declared_codes
 from .recipe import load_recipe
@@ -170,7 +171,11 @@ def submit(settings: Settings, sub: Submission, client: Any = None) -> RunStore:
         if not sub.ids_path:
             raise IdentifiersError("To PUT without GET you must provide a json or pkl file "
                                    "with ids (--ids).")
-        ids = load_ids(sub.ids_path)
+        # Streamed into Redis once the run exists; its first entity is read now, so a missing,
+        # unreadable or non-ids file is refused before anything is created.
+        entities = iter_ids_file(sub.ids_path)
+        first = next(entities, None)
+        ids = entities if first is None else itertools.chain([first], entities)
     _check_outfolder(sub.outfolder)
     client = client if client is not None else connect(settings)
     run_id = new_run_id()
@@ -195,7 +200,11 @@ def submit(settings: Settings, sub: Submission, client: Any = None) -> RunStore:
     store = RunStore.create(client, run_id, record, expiry=settings.run_expiry)
     log.info("run %s: %s of %s with recipe %s", run_id, sub.action, record["input"], name)
     if ids is not None:
-        n = store.save_ids(ids)
+        try:
+            n = store.save_ids(ids)
+        except IdentifiersError:
+            store.purge()  # a bad part further in the file: nothing was started
+            raise
         log.info("run %s: loaded ids of %d items", run_id, n)
     enqueue(store, settings, sub)
     return store

@@ -486,15 +486,20 @@ class RunStore:
         pipe.sadd(self.keys.entities(digest), digest)
         pipe.expire(self.keys.entities(digest), self.expiry)
 
-    def save_ids(self, ids: Mapping[str, Mapping[str, Mapping[str, Any]]], *, chunk: int = 200) -> int:
-        """Load a whole ids mapping (``--ids FILE``) in pipelines of ``chunk`` entities."""
-        n = 0
+    def save_ids(self, ids: Mapping[str, Mapping[str, Mapping[str, Any]]]
+                 | Iterable[tuple[str, Mapping[str, Mapping[str, Any]]]], *,
+                 chunk: int = 2000) -> int:
+        """Load ids (``--ids FILE``): a mapping, or ``(entity, items)`` pairs as
+        :func:`~deid_workers.idsfile.iter_ids_file` streams them (an entity that comes twice
+        is merged). Sent in pipelines of about ``chunk`` items; returns the items sent."""
+        n = sent = 0
         pipe = self.client.pipeline(transaction=False)
-        for i, (entity, items) in enumerate(ids.items(), 1):
+        for entity, items in (ids.items() if isinstance(ids, Mapping) else ids):
             self._write_ids(pipe, str(entity), items)
             n += len(items)
-            if i % chunk == 0:
+            if n - sent >= chunk:
                 pipe.execute()
+                sent = n
         pipe.execute()
         return n
 

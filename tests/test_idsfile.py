@@ -290,3 +290,50 @@ def test_json_items_from_the_store_are_written_as_checked_ones(tmp_path: Path) -
     got = idsfile.load_ids(tmp_path / "True" / idsfile.IDS_PICKLE)
     assert got["P1"]["1.2"] == fields and math.isnan(got["P1"]["1.3"]["PhysicalDeltaX"])
     assert b'"PhysicalDeltaX": "NaN"' in outputs[1][1]
+
+
+def _json_docs() -> list[str]:
+    export = json.dumps(IDS)
+    indented = json.dumps(IDS, indent=3, ensure_ascii=False)
+    repeated = '{"A": {"1": {"x": 1}}, "B": {}, "A": {"2": {"x": 2}, "1": {"x": 11}}}'
+    spaced = ' \n{ "P" :{"i":{"s":"a, b: {c}\\" ]"}} ,\t"Q": {} }\r\n'
+    return [export, indented, repeated, spaced, "{}", " { } "]
+
+
+@pytest.mark.parametrize("read", [1, 2, 3, 7, 64])
+def test_json_ids_parse_the_same_whatever_the_read_size(tmp_path: Path, monkeypatch, read) -> None:
+    monkeypatch.setattr(idsfile, "_JSON_READ", read)
+    for n, doc in enumerate(_json_docs()):
+        path = tmp_path / f"{n}.json"
+        path.write_text(doc, encoding="utf-8")
+        expected = json.loads(doc, object_pairs_hook=idsfile._merge_pairs)
+        assert idsfile.load_ids(path) == expected
+
+
+def test_json_ids_stream_entity_by_entity(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(idsfile, "_JSON_READ", 16)
+    path = tmp_path / "ids.json"
+    path.write_text('{"A": {"1": {}}, "B": {"2": {}}, "A": {"3": {}}} trailing', encoding="utf-8")
+    entities = idsfile.iter_ids_file(path)
+    assert next(entities) == ("A", {"1": {}})  # before the bad end of the file is read
+    assert next(entities) == ("B", {"2": {}})
+    assert next(entities) == ("A", {"3": {}})
+    with pytest.raises(IdentifiersError, match="not valid JSON"):
+        next(entities)
+
+
+def test_every_cut_of_a_json_ids_file_is_refused(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(idsfile, "_JSON_READ", 5)
+    doc = json.dumps({"P1": {"1.2": {"a": [1, {"b": "é"}]}}, "P2": {}}, ensure_ascii=False)
+    path = tmp_path / "cut.json"
+    data = doc.encode("utf-8")
+    for cut in range(len(data)):
+        path.write_bytes(data[:cut])
+        with pytest.raises(IdentifiersError):
+            idsfile.load_ids(path)
+
+
+def test_utf16_json_ids_still_load(tmp_path: Path) -> None:
+    path = tmp_path / "ids.json"
+    path.write_text(json.dumps(IDS, ensure_ascii=False), encoding="utf-16")  # with a BOM
+    assert idsfile.load_ids(path) == IDS

@@ -180,3 +180,39 @@ def test_the_run_keeps_each_recipe_text_with_its_file_name(tmp_path):
     texts, files, sha, name = _recipe_texts([str(a), str(b)])
     assert texts == [a.read_text(), b.read_text()]
     assert files == ["site.dicom", "deid.dicom"] and name == "site.dicom+deid.dicom"
+
+
+def test_put_streams_its_ids_file_and_a_bad_entity_leaves_no_run(tmp_path, monkeypatch):
+    import json
+
+    import fakeredis
+    import pytest
+
+    from deid_workers import producer
+    from deid_workers.config import Settings
+    from deid_workers.errors import IdentifiersError
+    from deid_workers.store import list_runs
+
+    client = fakeredis.FakeRedis(decode_responses=True)
+    monkeypatch.setattr(producer, "enqueue", lambda *a, **k: None)  # no broker here
+    (tmp_path / "in").mkdir()
+
+    def put(ids) -> producer.RunStore:
+        path = tmp_path / "ids.json"
+        path.write_text(json.dumps(ids))
+        sub = producer.Submission(action="put", input=str(tmp_path / "in"),
+                                  outfolder=str(tmp_path / "out"), ids_path=str(path))
+        return producer.submit(Settings(), sub, client=client)
+
+    store = put({"P1": {"1.2": {"id": "S1"}}, "P2": {"1.3": {}}})
+    assert store.get_ids("P1", "1.2") == {"id": "S1"} and store.get_ids("P2", "1.3") == {}
+    with pytest.raises(IdentifiersError, match=r"entity #2: expected a mapping of items"):
+        put({"P1": {"1.2": {}}, "P2": 5})  # found after P1 went to Redis
+    assert list_runs(client) == [store.run_id]  # the second run was removed
+    assert len(client.keys("deid:run:*")) == len(client.keys(f"deid:run:{store.run_id}*"))
+    with pytest.raises(IdentifiersError, match="not valid JSON"):
+        (tmp_path / "ids.json").write_text("{oops")
+        producer.submit(Settings(), producer.Submission(
+            action="put", input=str(tmp_path / "in"), outfolder=str(tmp_path / "out"),
+            ids_path=str(tmp_path / "ids.json")), client=client)
+    assert list_runs(client) == [store.run_id]
