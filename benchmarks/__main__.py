@@ -172,6 +172,8 @@ def build_results(args: argparse.Namespace) -> dict[str, Any]:
             results["producer_probe"] = run_probe("producer", mem_files, args.batch)
             _log(f"memory probe: ids export of {mem_files} files")
             results["ids_probe"] = run_probe("ids", mem_files)
+            _log(f"memory probe: put --ids loading the ids of {mem_files} files")
+            results["ids_load_probe"] = run_probe("ids-load", mem_files)
         if args.batch_sweep:
             results["batch_sweep"] = batch_sweep(corpus, args.workers, SWEEP)
         results["machine"]["loadavg_end"] = os.getloadavg()
@@ -250,7 +252,8 @@ def render(results: dict[str, Any]) -> str:
     if scal:
         lines.append("scaling (run time 1 worker / N workers): "
                      + ", ".join(f"{k[8:]} {v:.2f}x" for k, v in scal.items()))
-    for key, title in (("producer_probe", "producer (generated walk)"), ("ids_probe", "ids export")):
+    for key, title in (("producer_probe", "producer (generated walk)"), ("ids_probe", "ids export"),
+                       ("ids_load_probe", "put --ids load (producer)")):
         p = results.get(key)
         if p and "error" not in p:
             lines.append(f"memory, {title}: {p['files']} files in {p['seconds']} s; RSS "

@@ -1,6 +1,6 @@
 """Memory at scale without a million DICOM files (issue 6, point 3).
 
-Two probes, each run in a child process so its RSS is its own:
+Three probes, each run in a child process so its RSS is its own:
 
 ``producer``: the real submit path (:func:`deid_workers.producer.submit`: run record, walk,
 batches into Redis, the chord of ``deid.get`` tasks) against a private redis-server with no
@@ -14,13 +14,19 @@ generator (entities of 100 items, fields shaped like ``get_identifiers`` on a sy
 JSON text the way the run store hands them to the export);
 peak RSS must stay far below 1 GB.
 
+``ids-load``: ``put --ids deid-ids.json`` through the real submit path against a private
+redis-server: the producer streams the file (written first as the ``ids`` probe writes it)
+into Redis; flat RSS at 10,000 items and at the end means it never holds the whole file.
+
     python -m benchmarks.memprobe producer --files 1000000 [--batch 100]
     python -m benchmarks.memprobe ids --files 1000000
+    python -m benchmarks.memprobe ids-load --files 1000000
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -33,7 +39,7 @@ from typing import Any
 
 from .procmem import peak_rss_mb, rss_mb
 
-__all__ = ["run_probe", "probe_producer", "probe_ids"]
+__all__ = ["run_probe", "probe_producer", "probe_ids", "probe_ids_load", "write_ids_file"]
 
 CHECKPOINT = 10_000
 
@@ -54,14 +60,13 @@ def _fake_batches(n_files: int, batch: int, marks: dict[str, float]) -> Iterator
             marks["t_at_10k_s"] = time.perf_counter()
 
 
-def probe_producer(n_files: int, batch: int) -> dict[str, Any]:
-    from deid_workers import producer
-    from deid_workers.app import app, configure
-    from deid_workers.config import Settings
+@contextlib.contextmanager
+def _private_redis() -> Iterator[tuple[str, str, Any]]:
+    """A redis-server of the probe's own in a temp folder: (temp folder, URL, client)."""
     from deid_workers.embedded import find_redis_server
     from deid_workers.store import redis_client
 
-    tmp = tempfile.mkdtemp(prefix="bench-producer-")
+    tmp = tempfile.mkdtemp(prefix="bench-probe-")
     sock = os.path.join(tmp, "redis.sock")
     redis = subprocess.Popen(
         [find_redis_server(), "--port", "0", "--unixsocket", sock, "--save", "",
@@ -77,6 +82,19 @@ def probe_producer(n_files: int, batch: int) -> dict[str, Any]:
             except Exception:
                 pass
             time.sleep(0.05)
+        yield tmp, url, client
+    finally:
+        os.killpg(redis.pid, 15)
+        redis.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def probe_producer(n_files: int, batch: int) -> dict[str, Any]:
+    from deid_workers import producer
+    from deid_workers.app import app, configure
+    from deid_workers.config import Settings
+
+    with _private_redis() as (tmp, url, client):
         settings = Settings(broker_url=url, batch_size=batch, secret=b"bench")
         configure(app, settings)
         used0 = int(client.info("memory")["used_memory"])
@@ -103,10 +121,50 @@ def probe_producer(n_files: int, batch: int) -> dict[str, Any]:
             "redis_used_delta_mb": round((used1 - used0) / 2**20, 2),
             "redis_bytes_per_file_queued": round((used1 - used0) / n_files, 1),
         }
-    finally:
-        os.killpg(redis.pid, 15)
-        redis.wait(timeout=10)
-        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def probe_ids_load(n_files: int) -> dict[str, Any]:
+    """``put --ids deid-ids.json`` of ``n_files`` files: the producer's RSS while it streams
+    the file into Redis (the file is written first, by the ids export's own writer)."""
+    from deid_workers import producer
+    from deid_workers.app import app, configure
+    from deid_workers.config import Settings
+    from deid_workers.idsfile import IDS_JSON
+
+    with _private_redis() as (tmp, url, client):
+        write_ids_file(tmp, n_files)
+        path = os.path.join(tmp, IDS_JSON)
+        size_mb = os.path.getsize(path) / 1e6
+        settings = Settings(broker_url=url, secret=b"bench")
+        configure(app, settings)
+        marks: dict[str, float] = {}
+        real = producer.iter_ids_file
+
+        def watched(p: str) -> Iterator[tuple[str, dict[str, Any]]]:
+            items = 0
+            for entity, fields in real(p):
+                yield entity, fields
+                items += len(fields)
+                if items >= CHECKPOINT and "rss_at_10k_mb" not in marks:
+                    marks["rss_at_10k_mb"] = rss_mb()
+
+        producer.iter_ids_file = watched  # type: ignore[assignment]
+        os.makedirs(os.path.join(tmp, "in"))
+        rss_start = rss_mb()
+        t0 = time.perf_counter()
+        sub = producer.Submission(action="put", input=os.path.join(tmp, "in"),
+                                  outfolder=os.path.join(tmp, "out"), ids_path=path)
+        store = producer.submit(settings, sub, client)
+        t1 = time.perf_counter()
+        loaded = sum(1 for _, items in store.iter_ids_json() for _ in items)
+        return {
+            "files": n_files, "loaded": loaded, "json_mb": round(size_mb, 1),
+            "seconds": round(t1 - t0, 2),
+            "rss_start_mb": round(rss_start, 1),
+            "rss_at_10k_mb": round(marks.get("rss_at_10k_mb", 0.0), 1),
+            "rss_end_mb": round(rss_mb(), 1),
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+        }
 
 
 def _fields_template() -> dict[str, Any]:
@@ -116,13 +174,13 @@ def _fields_template() -> dict[str, Any]:
     return dict(get_identifiers(make_dataset(1, 0, 0, 0)))
 
 
-def probe_ids(n_files: int, per_entity: int = 100) -> dict[str, Any]:
+def write_ids_file(folder: str, n_files: int, per_entity: int = 100,
+                   marks: dict[str, float] | None = None) -> tuple[str, str, int]:
+    """Export ``n_files`` generated files' ids into ``folder``; (pkl, json, entities)."""
     from deid_workers.idsfile import IdsWriter
 
     template = _fields_template()
     keys = list(template)
-    tmp = tempfile.mkdtemp(prefix="bench-ids-")
-    marks: dict[str, float] = {}
 
     def items(e: int, count: int) -> Iterator[tuple[str, bytes]]:
         for i in range(count):
@@ -130,30 +188,37 @@ def probe_ids(n_files: int, per_entity: int = 100) -> dict[str, Any]:
             fields = {k: (f"{template[k]}-{n}" if isinstance(template[k], str) else template[k])
                       for k in keys}
             yield f"2.25.{n:012d}", json.dumps(fields).encode()  # as the run store keeps them
-            if n + 1 == CHECKPOINT:
+            if n + 1 == CHECKPOINT and marks is not None:
                 marks["rss_at_10k_mb"] = rss_mb()
 
+    with IdsWriter(folder) as writer:
+        e = 0
+        left = n_files
+        while left > 0:
+            count = min(per_entity, left)
+            writer.add_entity_json(f"PID-{e:07d}", items(e, count))
+            left -= count
+            e += 1
+    return str(writer.pkl_path), str(writer.json_path), e
+
+
+def probe_ids(n_files: int) -> dict[str, Any]:
+    tmp = tempfile.mkdtemp(prefix="bench-ids-")
+    marks: dict[str, float] = {}
     try:
         rss_start = rss_mb()
         t0 = time.perf_counter()
-        with IdsWriter(tmp) as writer:
-            e = 0
-            left = n_files
-            while left > 0:
-                count = min(per_entity, left)
-                writer.add_entity_json(f"PID-{e:07d}", items(e, count))
-                left -= count
-                e += 1
+        pkl, js, entities = write_ids_file(tmp, n_files, marks=marks)
         t1 = time.perf_counter()
         return {
-            "files": n_files, "entities": e, "fields_per_item": len(keys),
+            "files": n_files, "entities": entities, "fields_per_item": len(_fields_template()),
             "seconds": round(t1 - t0, 2),
             "rss_start_mb": round(rss_start, 1),
             "rss_at_10k_mb": round(marks.get("rss_at_10k_mb", 0.0), 1),
             "rss_end_mb": round(rss_mb(), 1),
             "peak_rss_mb": round(peak_rss_mb(), 1),
-            "pkl_mb": round(os.path.getsize(writer.pkl_path) / 1e6, 1),
-            "json_mb": round(os.path.getsize(writer.json_path) / 1e6, 1),
+            "pkl_mb": round(os.path.getsize(pkl) / 1e6, 1),
+            "json_mb": round(os.path.getsize(js) / 1e6, 1),
         }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -175,11 +240,13 @@ def run_probe(kind: str, files: int, batch: int = 100) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("kind", choices=("producer", "ids"))
+    p.add_argument("kind", choices=("producer", "ids", "ids-load"))
     p.add_argument("--files", type=int, default=1_000_000)
     p.add_argument("--batch", type=int, default=100)
     a = p.parse_args(argv)
-    result = probe_producer(a.files, a.batch) if a.kind == "producer" else probe_ids(a.files)
+    probes = {"producer": lambda: probe_producer(a.files, a.batch),
+              "ids": lambda: probe_ids(a.files), "ids-load": lambda: probe_ids_load(a.files)}
+    result = probes[a.kind]()
     print(json.dumps(result))
     return 0
 

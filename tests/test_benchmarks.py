@@ -46,3 +46,10 @@ def test_repeated_rounds_keep_the_fastest_successful_run() -> None:
     keep_fastest(best, [run("all", 1, 4.5), run("all", 2, 1.0, rc=1)])
     assert best[("all", 1)].run_s == 4.5
     assert best[("all", 2)].run_s == 4.0 and best[("all", 2)].rc == 0
+
+
+def test_memory_probes_run_on_a_few_files() -> None:
+    from benchmarks.memprobe import run_probe
+
+    loaded = run_probe("ids-load", 300)
+    assert loaded.get("loaded") == 300 and loaded["peak_rss_mb"] > 0, loaded
