@@ -10,9 +10,9 @@ tasks (finalize runs shard 0 itself), each writes a piece, and the task that com
 piece joins them into the two files and carries on where finalize would have. Why: one process
 exporting a million files' identifiers takes about a minute while the rest of the cluster idles.
 
-    finalize ─┬─ shard 0 ─┐
-              ├─ deid.export 1 ─┼─ last to commit: join pieces → ids files → put batches / finished
-              └─ deid.export K-1 ┘
+    finalize ──┬── shard 0 (in finalize) ──┐
+               ├── deid.export shard 1 ────┤  the last to commit joins the pieces
+               └── deid.export shard K-1 ──┘  → ids files → put batches, or finished
 """
 
 from __future__ import annotations
@@ -54,11 +54,8 @@ def export_shards(files: int, per_shard: int) -> int:
 def write_ids(run_id: str) -> tuple[str, str, int]:
     """Stream the run's identifiers into the ids files; returns (pkl, json, entities)."""
     ctx = run_context(run_id)
-    n = 0
-    with IdsWriter(ctx.outfolder) as writer:
-        for entity, items in ctx.store.iter_ids_json():
-            writer.add_entity_json(entity, items)
-            n += 1
+    writer = IdsWriter(ctx.outfolder)
+    n = _write_entities(writer, ctx.store)
     return str(writer.pkl_path), str(writer.json_path), n
 
 
@@ -69,9 +66,15 @@ def _piece_name(run_id: str, shard: int) -> str:
 def write_piece(run_id: str, shard: int, shards: int) -> int:
     """Write export shard ``shard`` of ``shards`` as a piece; returns its entities."""
     ctx = run_context(run_id)
+    return _write_entities(IdsPiece(ctx.outfolder, _piece_name(run_id, shard)), ctx.store,
+                           shard, shards)
+
+
+def _write_entities(writer: IdsWriter, store: RunStore, part: int = 0, parts: int = 1) -> int:
+    """Stream the entities of shard ``part`` of ``parts`` through ``writer``; returns them."""
     n = 0
-    with IdsPiece(ctx.outfolder, _piece_name(run_id, shard)) as writer:
-        for entity, items in ctx.store.iter_ids_json(shard, shards):
+    with writer:
+        for entity, items in store.iter_ids_json(part, parts):
             writer.add_entity_json(entity, items)
             n += 1
     return n
@@ -106,12 +109,12 @@ def run_finalize(run_id: str, *, enqueue: Any = None, send_shards: Any = None) -
         pkl, js, entities = write_ids(run_id)
         store.update(ids_pkl=pkl, ids_json=js)
         log.info("run %s: identifiers of %d entities exported", run_id, entities)
-        return _after_export(ctx, n_batches, {"batches": n_batches, "entities": entities},
+        return _end_finalize(ctx, n_batches, {"batches": n_batches, "entities": entities},
                              enqueue)
     if ctx.action == "inspect":
         tsv, js = write_inspect_report(store, ctx.outfolder, n_batches)
         store.update(report_tsv=tsv, report_json=js)
-    return _after_export(ctx, n_batches, {"batches": n_batches}, enqueue)
+    return _end_finalize(ctx, n_batches, {"batches": n_batches}, enqueue)
 
 
 def run_export(run_id: str, shard: int, shards: int, *, enqueue: Any = None) -> dict[str, int]:
@@ -144,14 +147,15 @@ def run_export(run_id: str, shard: int, shards: int, *, enqueue: Any = None) -> 
     total = store.counters().get("export:entities", 0)
     log.info("run %s: identifiers of %d entities exported in %d shards", run_id, total, shards)
     n_batches = int(store.record().get("n_batches") or store.batch_count())
-    result = _after_export(ctx, n_batches, {"batches": n_batches, "entities": total}, enqueue)
+    result = _end_finalize(ctx, n_batches, {"batches": n_batches, "entities": total}, enqueue)
     remove_pieces(ctx.outfolder, names)
     return result
 
 
-def _after_export(ctx: RunContext, n_batches: int, result: dict[str, int],
+def _end_finalize(ctx: RunContext, n_batches: int, result: dict[str, int],
                   enqueue: Any) -> dict[str, int]:
-    """Finalize's end: send put for ``--action all``, or mark the run finished."""
+    """Finalize's end, once its export or report is written: send put for ``--action all``,
+    or mark the run finished."""
     store, run_id = ctx.store, ctx.store.run_id
     if ctx.action == "all":
         # Put is sent before finalize commits: a finalize that dies in between is redelivered
