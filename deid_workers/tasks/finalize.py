@@ -212,12 +212,14 @@ def export(self: Any, run_id: str, shard: int, shards: int) -> dict[str, int]:
     except Exception as exc:
         # Nothing watches these tasks as the producer watches finalize's chord: without this
         # the run would wait, and a resume would only fail the same way again.
-        fail_export(run_context(run_id).store, exc)
+        fail_export(run_context(run_id), shards, exc)
         raise
 
 
-def fail_export(store: RunStore, exc: BaseException) -> None:
-    """Mark the run failed by an export error, in one line without paths or values."""
+def fail_export(ctx: RunContext, shards: int, exc: BaseException) -> None:
+    """Mark the run failed by an export error, in one line without paths or values, and
+    remove the pieces written so far: hidden files of identifiers are easy to overlook."""
     reason = getattr(exc, "strerror", None) or type(exc).__name__
-    log.error("run %s: identifiers export failed: %s", store.run_id, reason)
-    store.set_state("failed", error=f"identifiers export failed: {reason}")
+    log.error("run %s: identifiers export failed: %s", ctx.store.run_id, reason)
+    ctx.store.set_state("failed", error=f"identifiers export failed: {reason}")
+    remove_pieces(ctx.outfolder, [_piece_name(ctx.store.run_id, n) for n in range(shards)])
