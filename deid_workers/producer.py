@@ -295,7 +295,7 @@ def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStor
 
     The walk is redone (it is deterministic), batches already committed are skipped. A run
     whose first stage is complete but whose finalize did not run gets finalize again; for
-    ``all``, pending put batches are re-sent.
+    ``all``, pending put batches are re-sent. A failed run is taken up again the same way.
     """
     from .tasks.finalize import finalize
     from .tasks.put import put_batch
@@ -305,6 +305,10 @@ def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStor
     rec = store.record()
     if rec.get("state") == "finished":
         return store, "already finished; nothing to do"
+    if rec.get("state") == "failed":
+        # Its cause may be fixed by now (a full disk, a missing folder): the run goes on from
+        # where it stopped, and fails again, with a fresh reason, if the cause is still there.
+        store.update(state="running", error=None, finished=None)
     sub = Submission(action=rec["action"], input=rec["input"], outfolder=rec["outfolder"],
                      overwrite=bool(rec.get("overwrite")), print_ids=bool(rec.get("print_ids")))
     run_settings = settings.with_overrides(**{k: v for k, v in (rec.get("settings") or {}).items()

@@ -442,6 +442,18 @@ class RunStore:
     def done_batches(self, stage: str) -> set[int]:
         return {int(x) for x in self.client.smembers(self.keys.done(stage))}
 
+    def forget_stage(self, stage: str) -> None:
+        """Forget every committed batch of ``stage``, with its counters and times, so that the
+        stage is redone whole (an ids export whose pieces were removed after a failure)."""
+        prefix = f"{stage}:"
+        names = [k for k in self.client.hkeys(self.keys.counters) if _decode(k).startswith(prefix)]
+        pipe = self.client.pipeline()
+        pipe.delete(self.keys.done(stage))
+        if names:
+            pipe.hdel(self.keys.counters, *names)
+        pipe.hdel(self.keys.times, f"{prefix}first", f"{prefix}last")
+        pipe.execute()
+
     def mark_started(self, stage: str, batch_no: int) -> bool:
         """Note that a batch started; False when it had started before (a redelivery)."""
         pipe = self.client.pipeline()

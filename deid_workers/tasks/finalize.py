@@ -218,8 +218,10 @@ def export(self: Any, run_id: str, shard: int, shards: int) -> dict[str, int]:
 
 def fail_export(ctx: RunContext, shards: int, exc: BaseException) -> None:
     """Mark the run failed by an export error, in one line without paths or values, and
-    remove the pieces written so far: hidden files of identifiers are easy to overlook."""
+    remove the pieces written so far: hidden files of identifiers are easy to overlook. The
+    export is then forgotten, so a resume writes every shard again."""
     reason = getattr(exc, "strerror", None) or type(exc).__name__
     log.error("run %s: identifiers export failed: %s", ctx.store.run_id, reason)
-    ctx.store.set_state("failed", error=f"identifiers export failed: {reason}")
+    ctx.store.forget_stage("export")
     remove_pieces(ctx.outfolder, [_piece_name(ctx.store.run_id, n) for n in range(shards)])
+    ctx.store.set_state("failed", error=f"identifiers export failed: {reason}")

@@ -172,3 +172,39 @@ def test_a_failing_shard_fails_the_run_in_one_line_and_leaves_no_piece(make_run,
     assert rec["state"] == "failed"
     assert rec["error"] == "identifiers export failed: No such file or directory"
     assert os.listdir(out) == []  # the pieces hold identifiers: none is left behind
+
+
+def test_a_run_failed_by_its_export_is_taken_up_again_by_resume(make_run, tmp_path, monkeypatch):
+    from deid_workers import producer
+    from deid_workers.config import Settings
+    from deid_workers.tasks import finalize as fin
+
+    store, n = _sharded_run(make_run, "get", per_shard=9)
+    run_finalize(store.run_id, send_shards=lambda *a: None)
+    def no_space(*args):
+        raise OSError(28, "No space left on device")
+
+    class Sent:
+        def __init__(self, run_id):
+            self.run_id = run_id
+
+        def apply_async(self):
+            sent.append(self.run_id)
+
+    monkeypatch.setattr(fin, "write_piece", no_space)
+    with pytest.raises(OSError):
+        export.run(store.run_id, 1, 2)
+    assert store.record()["error"] == "identifiers export failed: No space left on device"
+    monkeypatch.undo()  # the disk has room again
+    sent = []
+    monkeypatch.setattr(fin.finalize, "si", Sent)
+    _, said = producer.resume(Settings(), store.run_id, client=store.client)
+    assert said == "re-sent finalize" and sent == [store.run_id]
+    rec = store.record()
+    assert rec["state"] == "running" and not rec.get("error") and not rec.get("finished")
+    run_finalize(store.run_id, send_shards=lambda r, shards, count: sent.append(shards))
+    assert sent[-1] == [1]  # shard 0 was removed with the failure, and written again
+    run_export(store.run_id, 1, 2)
+    rec = store.record()
+    assert rec["state"] == "finished" and len(load_ids(rec["ids_pkl"])) == 6
+    assert store.counters()["export:entities"] == 6  # counted once over both attempts
