@@ -227,6 +227,10 @@ def run_status(store: RunStore, *, now: float | None = None) -> dict[str, Any]:
         if stage == "finalize":
             batches_total: int | None = 1
             done, total = done_batches, 1
+            shards = int(rec.get("export_shards") or 1)
+            if shards > 1:  # a sharded ids export: its batches are the shards written
+                batches_total = shards
+                done_batches = shards if done else len(store.done_batches("export"))
         else:
             batches_total = int(n_batches) if walk_done and n_batches is not None else None
             done = c.get(f"{stage}:files", 0)
@@ -238,7 +242,8 @@ def run_status(store: RunStore, *, now: float | None = None) -> dict[str, Any]:
         start = created
         if stage == "put" and action == "all":
             start = t.get("finalize:last", t.get("put:first", created))
-        complete = batches_total is not None and done_batches >= batches_total
+        complete = (bool(done) if stage == "finalize"
+                    else batches_total is not None and done_batches >= batches_total)
         end = t.get(f"{stage}:last", now) if complete else (float(finished) if finished else now)
         span = end - start
         rows.append({

@@ -131,6 +131,26 @@ def test_status_of_a_finished_all_run_rates_put_from_finalize(client):
     assert s["finished"] is not None
 
 
+def test_status_counts_the_shards_of_a_sharded_export(client):
+    store = _run(client, files=10, batches=2)
+    for n in range(2):
+        store.commit_batch("get", n, {"files": 5, "valid": 5})
+    store.update(export_shards=4)
+    for shard in (0, 3):
+        store.commit_batch("export", shard, {"entities": 1})
+    rows = {r["stage"]: r for r in run_status(store)["stages"]}
+    assert (rows["finalize"]["batches_done"], rows["finalize"]["batches_total"]) == (2, 4)
+    assert rows["finalize"]["done"] == 0 and not rows["finalize"]["complete"]
+    for shard in (1, 2):
+        store.commit_batch("export", shard, {"entities": 1})
+    rows = {r["stage"]: r for r in run_status(store)["stages"]}
+    assert rows["finalize"]["batches_done"] == 4 and not rows["finalize"]["complete"]  # joining
+    store.commit_batch("finalize", 0, {})
+    rows = {r["stage"]: r for r in run_status(store)["stages"]}
+    assert rows["finalize"]["done"] == 1 and rows["finalize"]["complete"]
+    assert "export" not in rows
+
+
 def test_status_while_walking_has_no_total(client):
     store = RunStore.create(client, "w", {"action": "inspect"}, expiry=100)
     store.add_batch(0, ["a", "b"])
