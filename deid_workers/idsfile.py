@@ -3,9 +3,10 @@
 Export writes ``deid-ids.pkl`` (what deid users load) and ``deid-ids.json`` side by side, one
 entity at a time, so a run with millions of files never holds all its ids in one process: the
 pickle is written opcode by opcode (protocol 2) and the JSON piece by piece. Both appear only
-when complete (temp file, fsync, rename).
+when complete (temp file, fsync, rename). A sharded export writes pieces (:class:`IdsPiece`)
+in several processes and concatenates them (:func:`join_pieces`).
 
-Import refuses code: a pickle is loaded with an unpickler that resolves no global at all, so a
+Import streams a JSON file entity by entity (:func:`iter_ids_file`), and refuses code: a pickle is loaded with an unpickler that resolves no global at all, so a
 crafted ``deid-ids.pkl`` cannot run anything (plain dict/list/str/int/float/bool/None need no
 global). Error messages name positions by number (``entity #3 item #1``), never by key, since
 keys are PatientIDs and UIDs.
