@@ -6,10 +6,11 @@ pickle is written opcode by opcode (protocol 2) and the JSON piece by piece. Bot
 when complete (temp file, fsync, rename). A sharded export writes pieces (:class:`IdsPiece`)
 in several processes and concatenates them (:func:`join_pieces`).
 
-Import streams a JSON file entity by entity (:func:`iter_ids_file`), and refuses code: a pickle is loaded with an unpickler that resolves no global at all, so a
-crafted ``deid-ids.pkl`` cannot run anything (plain dict/list/str/int/float/bool/None need no
-global). Error messages name positions by number (``entity #3 item #1``), never by key, since
-keys are PatientIDs and UIDs.
+Import streams a JSON file entity by entity (:func:`iter_ids_file`), and refuses code: a
+pickle is loaded with an unpickler that resolves no global at all, so a crafted
+``deid-ids.pkl`` cannot run anything (plain dict/list/str/int/float/bool/None need no global).
+Error messages name positions by number (``entity #3 item #1``), never by key, since keys are
+PatientIDs and UIDs.
 """
 
 from __future__ import annotations
