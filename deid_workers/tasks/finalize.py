@@ -199,6 +199,13 @@ def finalize(self: Any, run_id: str) -> dict[str, int]:
         log.info("%s; checking again in %d s", exc, FINALIZE_POLL)
         limit = max(1, run_context(run_id).settings.run_expiry // FINALIZE_POLL)
         raise self.retry(exc=exc, countdown=FINALIZE_POLL, max_retries=limit) from None
+    except RETRY_ON:
+        raise
+    except Exception as exc:
+        # Left to the producer's watch of the chord, the run was never marked failed with
+        # --no-wait, and a waiting producer's resume re-sent finalize to fail again.
+        fail_finalize(run_context(run_id), exc, what="finalize")
+        raise
 
 
 @app.task(name="deid.export", bind=True, autoretry_for=RETRY_ON,
@@ -210,18 +217,21 @@ def export(self: Any, run_id: str, shard: int, shards: int) -> dict[str, int]:
     except RETRY_ON:
         raise
     except Exception as exc:
-        # Nothing watches these tasks as the producer watches finalize's chord: without this
-        # the run would wait, and a resume would only fail the same way again.
-        fail_export(run_context(run_id), shards, exc)
+        fail_finalize(run_context(run_id), exc, what="identifiers export")
         raise
 
 
-def fail_export(ctx: RunContext, shards: int, exc: BaseException) -> None:
-    """Mark the run failed by an export error, in one line without paths or values, and
-    remove the pieces written so far: hidden files of identifiers are easy to overlook. The
-    export is then forgotten, so a resume writes every shard again."""
+def fail_finalize(ctx: RunContext, exc: BaseException, *, what: str) -> None:
+    """Mark the run failed by ``what``'s error, in one line without paths or values.
+
+    The pieces of a sharded export go (hidden files of identifiers are easy to overlook) and
+    its commits are forgotten, so a resume, once the cause is fixed, writes every shard again.
+    """
+    store = ctx.store
     reason = getattr(exc, "strerror", None) or type(exc).__name__
-    log.error("run %s: identifiers export failed: %s", ctx.store.run_id, reason)
-    ctx.store.forget_stage("export")
-    remove_pieces(ctx.outfolder, [_piece_name(ctx.store.run_id, n) for n in range(shards)])
-    ctx.store.set_state("failed", error=f"identifiers export failed: {reason}")
+    log.error("run %s: %s failed: %s", store.run_id, what, reason)
+    shards = int(store.record().get("export_shards") or 1)
+    if shards > 1:
+        store.forget_stage("export")
+        remove_pieces(ctx.outfolder, [_piece_name(store.run_id, n) for n in range(shards)])
+    store.set_state("failed", error=f"{what} failed: {reason}")

@@ -174,6 +174,23 @@ def test_a_failing_shard_fails_the_run_in_one_line_and_leaves_no_piece(make_run,
     assert os.listdir(out) == []  # the pieces hold identifiers: none is left behind
 
 
+def test_a_failing_finalize_fails_the_run_itself(make_run, monkeypatch):
+    from deid_workers.tasks import finalize as fin
+
+    store, root, paths, n = make_run("get")
+    for b in range(n):
+        run_get(store.run_id, b)
+
+    def no_space(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fin, "write_ids", no_space)
+    with pytest.raises(OSError):
+        fin.finalize.run(store.run_id)
+    rec = store.record()
+    assert rec["state"] == "failed" and rec["error"] == "finalize failed: No space left on device"
+
+
 def test_a_run_failed_by_its_export_is_taken_up_again_by_resume(make_run, tmp_path, monkeypatch):
     from deid_workers import producer
     from deid_workers.config import Settings
