@@ -1,7 +1,8 @@
 """``python -m benchmarks``: corpus, floor, deid-workers on the embedded cluster, deid, memory.
 
     python -m benchmarks --quick                  # under two minutes; run before perf changes
-    python -m benchmarks --json bench.json        # full mode (larger corpus, 1M-file probes)
+    python -m benchmarks --json bench.json        # full mode (larger corpus, 1M-file probes,
+                                                  # scaling on 20,000 files)
     python -m benchmarks --quick --batch-sweep    # also time batch sizes 10..200
 
 Everything compared is measured in this run, on this machine, under its current load (the
@@ -76,6 +77,25 @@ def cluster_runs(corpus: Corpus, workers: list[int], batch: int) -> list[Cluster
                 shutil.rmtree(out, ignore_errors=True)
         shutil.rmtree(ids_dir, ignore_errors=True)
     return runs
+
+
+def scaling_runs(tmp: str, workers: list[int], batch: int) -> dict[str, Any]:
+    """Every action at 1 and N workers on the "scaling" corpus (20,000 small files), once.
+
+    Why a second corpus: on the main one a 2-worker get lasts about 0.6 s, so the run's fixed
+    costs (the first batch's start, the ids export, the last batches) weigh several times more
+    than on an archive; this is the scaling a real run sees."""
+    _log("building the scaling corpus")
+    corpus = build_corpus(os.path.join(tmp, "scaling"), "scaling")
+    runs = {(r.action, r.workers): r for r in cluster_runs(corpus, workers, batch)}
+    out: dict[str, Any] = {"files": corpus.files, "workers": workers,
+                           "runs": [r.as_dict() for r in runs.values()], "scaling": {}}
+    for action in ACTIONS:
+        a, b = runs.get((action, workers[0])), runs.get((action, workers[-1]))
+        if a and b and a.rc == 0 and b.rc == 0 and b.run_s:
+            out["scaling"][action] = round(a.run_s / b.run_s, 2)
+    shutil.rmtree(corpus.root, ignore_errors=True)
+    return out
 
 
 def deid_run(corpus: Corpus) -> dict[str, Any] | None:
@@ -176,6 +196,8 @@ def build_results(args: argparse.Namespace) -> dict[str, Any]:
             results["ids_load_probe"] = run_probe("ids-load", mem_files)
         if args.batch_sweep:
             results["batch_sweep"] = batch_sweep(corpus, args.workers, SWEEP)
+        if not args.quick and not args.no_scaling and len(workers) > 1:
+            results["scaling_large"] = scaling_runs(tmp, workers, args.batch)
         results["machine"]["loadavg_end"] = os.getloadavg()
         results["bench_seconds"] = round(time.perf_counter() - started, 1)
         return results
@@ -252,6 +274,12 @@ def render(results: dict[str, Any]) -> str:
     if scal:
         lines.append("scaling (run time 1 worker / N workers): "
                      + ", ".join(f"{k[8:]} {v:.2f}x" for k, v in scal.items()))
+    large = results.get("scaling_large")
+    if large:
+        w = large["workers"]
+        lines.append(f"scaling on {large['files']:,} small files, one round (run time {w[0]} / "
+                     f"{w[-1]} workers): " + ", ".join(f"{a} {v:.2f}x"
+                                                       for a, v in large["scaling"].items()))
     for key, title in (("producer_probe", "producer (generated walk)"), ("ids_probe", "ids export"),
                        ("ids_load_probe", "put --ids load (producer)")):
         p = results.get(key)
@@ -291,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="time the floor and every run N times and keep the fastest (default 1)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory probes")
     p.add_argument("--no-deid", action="store_true", help="skip deid even if importable")
+    p.add_argument("--no-scaling", action="store_true",
+                   help="skip the full mode's scaling runs on 20,000 files (about 3 minutes)")
     args = p.parse_args(argv)
     results = build_results(args)
     print(render(results))

@@ -49,6 +49,9 @@ SIZES = {
     "tiny": ((2, 1, 2, 5), (1, 1, 1, 0), 3),
     "quick": ((6, 1, 2, 25), (1, 1, 1, 10), 3),
     "full": ((20, 2, 2, 25), (2, 1, 1, 50), 6),
+    # Scaling at archive size: long enough that a run's fixed costs (start, ids export, the
+    # last batches) weigh as little as they do on a real archive.
+    "scaling": ((100, 2, 2, 50), (0, 0, 0, 0), 0),
 }
 
 
