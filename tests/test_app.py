@@ -14,6 +14,15 @@ def test_the_wire_is_json_only():
     assert list(app.conf.accept_content) == ["json"]
 
 
+def test_every_task_goes_to_its_stage_queue_and_export_shards_to_finalize():
+    from deid_workers.tasks.finalize import export  # noqa: F401  (registers the task)
+
+    route = app.amqp.router.route
+    for name, queue in [("deid.get", "get"), ("deid.put", "put"), ("deid.finalize", "finalize"),
+                        ("deid.export", "finalize"), ("deid.clean", "clean")]:
+        assert route({}, name)["queue"].name == queue
+
+
 def test_a_closed_broker_channel_raises_a_connection_error_kombu_recovers_from():
     """An ack after Redis went away used to raise AttributeError: 'Unrecoverable error'."""
     channel = kombu_redis.Channel.__new__(kombu_redis.Channel)
