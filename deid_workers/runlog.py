@@ -46,12 +46,11 @@ def iter_run_log(store: RunStore, rec: Mapping[str, Any]) -> Iterator[dict[str, 
     outfolder = str(rec.get("outfolder") or "")
     quarantine = os.path.relpath(quarantine_folder(outfolder), outfolder)
     sha = str(rec.get("recipe_sha") or "")
-    for n, paths in store.iter_batches(n_batches):
-        put_paths = store.valid_paths(n)
+    for batch in store.iter_batch_records(n_batches):
+        paths = batch.paths
         decided: dict[str, tuple[str, str | None]] = {}
-        decided.update(zip(put_paths if put_paths is not None else paths,
-                           store.batch_log("put", n) or ()))
-        decided.update(zip(store.clean_batch(n) or (), store.batch_log("clean", n) or ()))
+        decided.update(zip(batch.valid if batch.valid is not None else paths, batch.put_log or ()))
+        decided.update(zip(batch.to_clean or (), batch.clean_log or ()))
         rest = [p for p in paths if p not in decided]
         for kind in _EARLY_KINDS if rest else ():
             for path, reason in store.outcomes(kind, rest).items():
@@ -76,5 +75,9 @@ def write_run_log(store: RunStore, rec: Mapping[str, Any]) -> str:
     dest = os.path.join(outfolder, RUN_LOG)
     with AtomicFile(dest) as fh:
         for line in iter_run_log(store, rec):
-            fh.write(json.dumps(line, separators=(",", ":")) + "\n")
+            fh.write(_LINE.encode(line) + "\n")
     return dest
+
+
+_LINE = json.JSONEncoder(separators=(",", ":"))
+"""One encoder for every line: ``json.dumps`` with separators builds a new one per call."""

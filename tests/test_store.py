@@ -118,16 +118,30 @@ def test_outcomes_and_batches(store):
         store.commit_batch("put", 1, {}, outcomes={"bogus": {"a": "x"}})
 
 
-def test_valid_paths_none_without_get(store):
-    assert store.valid_paths(0) is None
+def test_batch_records_read_every_stage_a_few_batches_per_round_trip(store):
+    for n in range(5):
+        store.add_batch(n, [f"f{n}a", f"f{n}b"])
+    store.commit_batch("get", 1, {}, valid=["f1b"])
+    store.save_log("put", 1, [("clean", None)])
+    store.save_clean_batch(1, ["f1b"])
+    store.save_log("clean", 1, [("cleaned", "box")])
+    records = list(store.iter_batch_records(6, step=2))  # batch 5 was never walked
+    assert [r.number for r in records] == [0, 1, 2, 3, 4]
+    assert records[0].paths == ["f0a", "f0b"] and records[0].valid is None
+    assert records[0].put_log is None and records[0].to_clean is None
+    one = records[1]
+    assert (one.valid, one.put_log, one.to_clean, one.clean_log) == (
+        ["f1b"], [("clean", None)], ["f1b"], [("cleaned", "box")])
+
+
+def test_valid_batch_none_without_get(store):
+    assert store.valid_batch(0) is None
     store.commit_batch("get", 0, {}, valid=[])
-    assert store.valid_paths(0) == []
     assert store.valid_batch(0) == ([], [])
 
 
 def test_valid_keys_pair_each_valid_path_with_its_entity_and_item(store):
     store.commit_batch("get", 0, {}, valid=["a", "b"], valid_keys=[("P1", "I1"), ("P2", "I2")])
-    assert store.valid_paths(0) == ["a", "b"]
     assert store.valid_batch(0) == (["a", "b"], [("P1", "I1"), ("P2", "I2")])
     with pytest.raises(ValueError):
         store.commit_batch("get", 1, {}, valid=["a", "b"], valid_keys=[("P1", "I1")])
@@ -135,8 +149,9 @@ def test_valid_keys_pair_each_valid_path_with_its_entity_and_item(store):
 
 def test_a_valid_list_written_before_keys_existed_still_reads(client, store):
     client.hset(store.keys.valid, "0", json.dumps(["a", "b"]))
-    assert store.valid_paths(0) == ["a", "b"]
     assert store.valid_batch(0) == (["a", "b"], [])
+    store.add_batch(0, ["a", "b", "c"])
+    assert next(store.iter_batch_records(1)).valid == ["a", "b"]
 
 
 def test_get_ids_many_answers_like_get_ids_in_one_round_trip(client, store):

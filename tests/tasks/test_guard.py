@@ -36,7 +36,7 @@ def test_a_file_that_kills_its_worker_is_quarantined_after_max_retries(make_run)
     assert result["poison"] == 1 and result["files"] == 3 and result["valid"] == 2
     assert store.outcomes("poison") == {victim: f"{CRASHED} in get"}
     assert store.counters()["get:files"] == 3
-    assert victim not in store.valid_paths(0)
+    assert victim not in store.valid_batch(0)[0]
     assert store.client.hget(store.keys.inflight, "get:0") is None
 
 
