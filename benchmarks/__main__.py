@@ -87,14 +87,20 @@ def scaling_runs(tmp: str, workers: list[int], batch: int) -> dict[str, Any]:
     than on an archive; this is the scaling a real run sees."""
     _log("building the scaling corpus")
     corpus = build_corpus(os.path.join(tmp, "scaling"), "scaling")
-    runs = {(r.action, r.workers): r for r in cluster_runs(corpus, workers, batch)}
-    out: dict[str, Any] = {"files": corpus.files, "workers": workers,
-                           "runs": [r.as_dict() for r in runs.values()], "scaling": {}}
-    for action in ACTIONS:
-        a, b = runs.get((action, workers[0])), runs.get((action, workers[-1]))
-        if a and b and a.rc == 0 and b.rc == 0 and b.run_s:
-            out["scaling"][action] = round(a.run_s / b.run_s, 2)
+    runs = [r.as_dict() for r in cluster_runs(corpus, workers, batch)]
+    ok = {(r["action"], r["workers"]): r for r in runs if r["rc"] == 0}
     shutil.rmtree(corpus.root, ignore_errors=True)
+    return {"files": corpus.files, "workers": workers, "runs": runs,
+            "scaling": _scaling(ok, workers[0], workers[-1])}
+
+
+def _scaling(runs: dict[tuple[str, int], dict[str, Any]], low: int, high: int) -> dict[str, float]:
+    """Run time at ``low`` workers over run time at ``high``, per action that has both."""
+    out = {}
+    for action in ACTIONS:
+        a, b = runs.get((action, low)), runs.get((action, high))
+        if a and b and a["run_s"] and b["run_s"]:
+            out[action] = round(a["run_s"] / b["run_s"], 2)
     return out
 
 
@@ -224,10 +230,8 @@ def _ratios(results: dict[str, Any], corpus: Corpus) -> dict[str, Any]:
                 out[key]["ours/deid"] = round(ours / theirs[ref], 1)
     ws = sorted({w for _, w in by})
     if len(ws) > 1:
-        for action in ACTIONS:
-            a, b = by.get((action, ws[0])), by.get((action, ws[-1]))
-            if a and b and a["run_s"] and b["run_s"]:
-                out[f"scaling_{action}_{ws[0]}to{ws[-1]}"] = round(a["run_s"] / b["run_s"], 2)
+        for action, ratio in _scaling(by, ws[0], ws[-1]).items():
+            out[f"scaling_{action}_{ws[0]}to{ws[-1]}"] = ratio
     return out
 
 

@@ -718,9 +718,7 @@ class RunStore:
 
     def iter_batches(self, total: int) -> Iterator[tuple[int, list[str]]]:
         """Batches in walk order, read a few at a time (for reports in a stable order)."""
-        step = 100
-        for start in range(0, total, step):
-            numbers = [str(n) for n in range(start, min(total, start + step))]
+        for numbers in _batch_numbers(total, 100):
             for n, raw in zip(numbers, self.client.hmget(self.keys.batches, numbers)):
                 if raw is not None:
                     yield int(n), list(json.loads(raw))
@@ -731,8 +729,7 @@ class RunStore:
         batch's four records apart cost as much as writing the log)."""
         keys = (self.keys.batches, self.keys.valid, self.keys.log("put"), self.keys.clean_batches,
                 self.keys.log("clean"))
-        for start in range(0, total, step):
-            numbers = [str(n) for n in range(start, min(total, start + step))]
+        for numbers in _batch_numbers(total, step):
             pipe = self.client.pipeline(transaction=False)
             for key in keys:
                 pipe.hmget(key, numbers)
@@ -777,6 +774,12 @@ class BatchRecord:
     put_log: list[tuple[str, str | None]] | None  # (outcome, reason) per put path
     to_clean: list[str] | None  # the paths put left to the clean stage
     clean_log: list[tuple[str, str | None]] | None
+
+
+def _batch_numbers(total: int, step: int) -> Iterator[list[str]]:
+    """Batch numbers below ``total`` as field names, ``step`` at a time (one HMGET each)."""
+    for start in range(0, total, step):
+        yield [str(n) for n in range(start, min(total, start + step))]
 
 
 def _valid_record(raw: Any) -> tuple[list[str], list[tuple[str, str]]] | None:

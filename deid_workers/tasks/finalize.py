@@ -63,6 +63,10 @@ def _piece_name(run_id: str, shard: int) -> str:
     return f"deid-ids.{run_id}.{shard}"
 
 
+def _piece_names(run_id: str, shards: int) -> list[str]:
+    return [_piece_name(run_id, n) for n in range(shards)]
+
+
 def write_piece(run_id: str, shard: int, shards: int) -> int:
     """Write export shard ``shard`` of ``shards`` as a piece; returns its entities."""
     ctx = run_context(run_id)
@@ -136,7 +140,7 @@ def run_export(run_id: str, shard: int, shards: int, *, enqueue: Any = None) -> 
     _, committed = store.commit_batch("export", shard, {"entities": entities})
     if committed < shards:
         return {"shard": shard, "entities": entities}
-    names = [_piece_name(run_id, n) for n in range(shards)]
+    names = _piece_names(run_id, shards)
     try:
         pkl, js = join_pieces(ctx.outfolder, names)
     except FileNotFoundError:
@@ -233,5 +237,5 @@ def fail_finalize(ctx: RunContext, exc: BaseException, *, what: str) -> None:
     shards = int(store.record().get("export_shards") or 1)
     if shards > 1:
         store.forget_stage("export")
-        remove_pieces(ctx.outfolder, [_piece_name(store.run_id, n) for n in range(shards)])
+        remove_pieces(ctx.outfolder, _piece_names(store.run_id, shards))
     store.set_state("failed", error=f"{what} failed: {reason}")
