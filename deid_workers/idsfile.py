@@ -98,7 +98,8 @@ def _plain(value: Any, where: str, depth: int = 0) -> Any:
     raise IdentifiersError(f"{where}: value of type {type(value).__name__} is not JSON-safe")
 
 
-_SCALARS = frozenset({str, int, bool, type(None)})
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+"""Types :func:`_plain` returns as they are (exactly these: subclasses are converted)."""
 
 _NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
@@ -144,9 +145,16 @@ def _fields(fields: Any, where: str) -> dict[str, Any]:
             if not isinstance(name, str):
                 raise IdentifiersError(f"{where} field #{n}: field name must be a string")
             name = str(name)
-        # Most values are plain text or numbers: kept as they are, without building the
-        # error context (the export of a million files spent half its time on it).
-        out[name] = value if type(value) in _SCALARS else _plain(value, f"{where} field #{n}")
+        # Most values are plain text or numbers, or lists of them: kept as they are, without
+        # building the error context (the export of a million files spent half its time on it,
+        # and so did loading a JSON --ids file).
+        kind = type(value)
+        if kind in _LEAVES:
+            out[name] = value
+        elif kind is list and all(type(sub) in _LEAVES for sub in value):
+            out[name] = list(value)
+        else:
+            out[name] = _plain(value, f"{where} field #{n}")
     return out
 
 
@@ -411,7 +419,11 @@ class _NoCodeUnpickler(pickle.Unpickler):
 def _merge_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """JSON object hook: a repeated key whose values are both objects is merged, not replaced
     (an entity written twice by :class:`IdsWriter`)."""
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = dict(pairs)
+    if len(out) == len(pairs):
+        return out  # no key repeats: the common case, built in C (the loop below was a third
+        # of loading a JSON --ids file)
+    out = {}
     for key, value in pairs:
         old = out.get(key)
         if isinstance(old, dict) and isinstance(value, dict):

@@ -112,6 +112,34 @@ def test_pydicom_value_types_become_plain(tmp_path: Path) -> None:
     assert type(loaded["P"]["u"]["uid"]) is str and loaded == idsfile.load_ids(js)
 
 
+def test_lists_of_plain_values_are_copied_and_others_converted(tmp_path: Path) -> None:
+    fields = {"plain": ["A", 1, 2.5, None, True], "mixed": ["A", DSfloat("1.5"), IS("2")],
+              "nested": [["A"], {"k": [1]}]}
+    checked = idsfile._fields(fields, "item")
+    assert checked == {"plain": ["A", 1, 2.5, None, True], "mixed": ["A", 1.5, 2],
+                       "nested": [["A"], {"k": [1]}]}
+    assert checked["plain"] is not fields["plain"]  # a copy, as _plain makes
+    assert [type(v) for v in checked["mixed"]] == [str, float, int]
+
+
+def test_values_nested_too_deeply_are_refused(tmp_path: Path) -> None:
+    deep: Any = "x"
+    for _ in range(idsfile._MAX_DEPTH + 1):
+        deep = [deep]
+    path = tmp_path / "ids.json"
+    path.write_text(json.dumps({"P": {"i": {"ok": ["a"], "Deep": deep}}}), encoding="utf-8")
+    with pytest.raises(IdentifiersError, match=r"entity #1 item #1 field #2: value nested too deeply"):
+        idsfile.load_ids(path)
+
+
+def test_a_key_repeated_inside_an_entity_is_merged_as_before() -> None:
+    pairs = [("1", {"x": 1}), ("2", {"x": 2}), ("1", {"y": 3}), ("s", "a"), ("s", "b")]
+    assert idsfile._merge_pairs(pairs) == {"1": {"x": 1, "y": 3}, "2": {"x": 2}, "s": "b"}
+    assert list(idsfile._merge_pairs(pairs)) == ["1", "2", "s"]
+    unique = [("b", 1), ("a", {"x": 1})]
+    assert list(idsfile._merge_pairs(unique).items()) == unique
+
+
 @pytest.mark.parametrize(
     ("value", "kind"),
     [(b"\x00bytes", "bytes"), (PersonName("DOE^JANE^P0001"), "PersonName"), (object(), "object")],
