@@ -15,8 +15,10 @@ JSON text the way the run store hands them to the export);
 peak RSS must stay far below 1 GB.
 
 ``ids-load``: ``put --ids deid-ids.json`` through the real submit path against a private
-redis-server: the producer streams the file (written first as the ``ids`` probe writes it)
-into Redis; flat RSS at 10,000 items and at the end means it never holds the whole file.
+redis-server: the producer reads, checks and cuts the file (written first as the ``ids`` probe
+writes it) into chunks for the workers; with no worker it writes them into Redis itself, the
+last few (left to workers) at the end; flat RSS at 10,000 items and at the end means it never
+holds the whole file.
 
     python -m benchmarks.memprobe producer --files 1000000 [--batch 100]
     python -m benchmarks.memprobe ids --files 1000000
@@ -107,6 +109,10 @@ def probe_producer(n_files: int, batch: int) -> dict[str, Any]:
         sub = producer.Submission(action="get", input=input_dir,
                                   outfolder=os.path.join(tmp, "out"))
         store = producer.submit(settings, sub, client)
+        from deid_workers.tasks.load import run_load  # the chunks left to (absent) workers
+
+        for chunk in range(int(store.fields("ids_chunks")[0])):
+            run_load(store.run_id, chunk)
         t1 = time.perf_counter()
         used1 = int(client.info("memory")["used_memory"])
         counted = int(store.counters().get("walk:files", 0))
@@ -138,23 +144,27 @@ def probe_ids_load(n_files: int) -> dict[str, Any]:
         settings = Settings(broker_url=url, secret=b"bench")
         configure(app, settings)
         marks: dict[str, float] = {}
-        real = producer.iter_ids_file
+        real = producer.iter_ids_chunks
 
-        def watched(p: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        def watched(p: str) -> Iterator[tuple[str, int]]:
             items = 0
-            for entity, fields in real(p):
-                yield entity, fields
-                items += len(fields)
+            for text, count in real(p):
+                yield text, count
+                items += count
                 if items >= CHECKPOINT and "rss_at_10k_mb" not in marks:
                     marks["rss_at_10k_mb"] = rss_mb()
 
-        producer.iter_ids_file = watched  # type: ignore[assignment]
+        producer.iter_ids_chunks = watched  # type: ignore[assignment]
         os.makedirs(os.path.join(tmp, "in"))
         rss_start = rss_mb()
         t0 = time.perf_counter()
         sub = producer.Submission(action="put", input=os.path.join(tmp, "in"),
                                   outfolder=os.path.join(tmp, "out"), ids_path=path)
         store = producer.submit(settings, sub, client)
+        from deid_workers.tasks.load import run_load  # the chunks left to (absent) workers
+
+        for chunk in range(int(store.fields("ids_chunks")[0])):
+            run_load(store.run_id, chunk)
         t1 = time.perf_counter()
         loaded = sum(1 for _, items in store.iter_ids_json() for _ in items)
         return {

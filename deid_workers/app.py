@@ -40,8 +40,10 @@ QUEUES = ("get", "inspect", "put", "finalize", "clean")
 TASK_NAMES = {q: f"deid.{q}" for q in QUEUES}
 """Task names are the wire contract (Flower, routes); module or function renames change nothing."""
 
-TASK_QUEUES = {**{name: q for q, name in TASK_NAMES.items()}, "deid.export": "finalize"}
-"""The queue of every task: the stage's own, and finalize's for the shards of an ids export."""
+TASK_QUEUES = {**{name: q for q, name in TASK_NAMES.items()}, "deid.export": "finalize",
+               "deid.load": "put"}
+"""The queue of every task: the stage's own; finalize's for the shards of an ids export; put's
+for the chunks of a ``put --ids`` file, so that they come out before the run's put batches."""
 
 PLACEHOLDER_BROKER = "redis://localhost:6379/0"
 """Used only until the CLI points the app at a real (or embedded) broker."""
@@ -133,7 +135,8 @@ def configure(celery_app: Celery, settings: Settings) -> Celery:
 
 def make_app(settings: Settings) -> Celery:
     # BatchTask: a batch that passes its time limit is started again (see tasks.limits).
-    celery_app = Celery("deid_workers", include=[f"deid_workers.tasks.{q}" for q in QUEUES],
+    celery_app = Celery("deid_workers",
+                        include=[f"deid_workers.tasks.{q}" for q in (*QUEUES, "load")],
                         task_cls="deid_workers.tasks.limits:BatchTask")
     return configure(celery_app, settings)
 

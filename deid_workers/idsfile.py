@@ -6,7 +6,8 @@ pickle is written opcode by opcode (protocol 2) and the JSON piece by piece. Bot
 when complete (temp file, fsync, rename). A sharded export writes pieces (:class:`IdsPiece`)
 in several processes and concatenates them (:func:`join_pieces`).
 
-Import streams a JSON file entity by entity (:func:`iter_ids_file`), and refuses code: a
+Import streams a JSON file entity by entity (:func:`iter_ids_file`), or in chunks of whole
+entities that workers write into the run store (:func:`iter_ids_chunks`), and refuses code: a
 pickle is loaded with an unpickler that resolves no global at all, so a crafted
 ``deid-ids.pkl`` cannot run anything (plain dict/list/str/int/float/bool/None need no global).
 Error messages name positions by number (``entity #3 item #1``), never by key, since keys are
@@ -36,8 +37,11 @@ __all__ = [
     "IDS_PICKLE",
     "IdsPiece",
     "IdsWriter",
+    "IDS_CHUNK_ITEMS",
+    "iter_ids_chunks",
     "iter_ids_file",
     "join_pieces",
+    "parse_ids_chunk",
     "json_text",
     "piece_paths",
     "remove_pieces",
@@ -461,6 +465,51 @@ def iter_ids_file(path: str | os.PathLike[str]
     unpickler can stop at, so it is loaded whole first: use the JSON file for big runs.
     Errors, as :class:`IdentifiersError`, come when the bad part is reached.
     """
+    for entity, items, _ in _iter_checked(path):
+        yield entity, items
+
+
+IDS_CHUNK_ITEMS = 1000
+"""Items (whole entities) per chunk of an ids file that one ``deid.load`` task writes."""
+
+
+def iter_ids_chunks(path: str | os.PathLike[str], items: int = IDS_CHUNK_ITEMS
+                    ) -> Iterator[tuple[str, int]]:
+    """The ids of a file in chunks of whole entities, about ``items`` items each, every entity
+    checked as :func:`load_ids` checks it: ``(text, items in it)``, in file order.
+
+    Why: writing ids into the run store (packing each item, sending it) costs three times the
+    parse and check, so ``put --ids`` leaves it to the workers, and the producer only reads,
+    checks and cuts. A chunk is a JSON list of ``[entity, items]`` pairs (an entity written
+    twice is two pairs); the items are the file's own text when it is JSON, so nothing is
+    encoded twice, and ``json.dumps`` of the checked values when it is a pickle. The cut
+    depends only on the file and ``items``, so a resumed run gets the same chunks.
+    """
+    parts: list[str] = []
+    count = 0
+    for entity, checked, raw in _iter_checked(path):
+        parts.append(f"[{json.dumps(entity)}, {json.dumps(checked) if raw is None else raw}]")
+        count += len(checked)
+        if count >= items:
+            yield "[" + ", ".join(parts) + "]", count
+            parts, count = [], 0
+    if parts:
+        yield "[" + ", ".join(parts) + "]", count
+
+
+def parse_ids_chunk(text: str) -> list[tuple[str, dict[str, dict[str, Any]]]]:
+    """The ``(entity, items)`` pairs of a chunk :func:`iter_ids_chunks` made.
+
+    Not checked again: the producer checked every value it cut, and a JSON parse of that text
+    (with the same rule for a repeated key) gives back the same plain values.
+    """
+    return [(entity, items) for entity, items in json.loads(text, object_pairs_hook=_merge_pairs)]
+
+
+def _iter_checked(path: str | os.PathLike[str]
+                  ) -> Iterator[tuple[str, dict[str, dict[str, Any]], str | None]]:
+    """``(entity, checked items, the items' JSON text as the file spells it)``; the text is
+    None for a pickle."""
     shown = os.fspath(path)
     suffix = Path(shown).suffix.lower()
     try:
@@ -474,11 +523,12 @@ def iter_ids_file(path: str | os.PathLike[str]
                 fp.seek(0)
                 kind = "pickle" if first == b"\x80" else "json"
             if kind == "pickle":
-                entities: Iterable[tuple[Any, Any]] = _load_pickle(fp, shown).items()
+                for e, (entity, items) in enumerate(_load_pickle(fp, shown).items(), 1):
+                    yield (*_checked_entity(e, entity, items, shown), None)
             else:
-                entities = _JsonEntities(fp, shown)
-            for e, (entity, items) in enumerate(entities, 1):
-                yield _checked_entity(e, entity, items, shown)
+                reader = _JsonEntities(fp, shown)
+                for e, (entity, items) in enumerate(reader, 1):
+                    yield (*_checked_entity(e, entity, items, shown), reader.raw)
     except FileNotFoundError:
         raise IdentifiersError("file not found", shown) from None
     except PermissionError:
@@ -522,6 +572,8 @@ class _JsonEntities:
         self._text = ""
         self._pos = 0
         self._eof = False
+        self.raw = ""
+        """The text of the value parsed last, as the file spells it."""
         self._json = json.JSONDecoder(object_pairs_hook=_merge_pairs,
                                       parse_constant=_reject_constant)
 
@@ -560,8 +612,10 @@ class _JsonEntities:
 
     def _value(self) -> Any:
         while True:
+            start = self._pos  # a read may move the text (see _fill): where this attempt starts
             try:
-                value, self._pos = self._json.raw_decode(self._text, self._pos)
+                value, self._pos = self._json.raw_decode(self._text, start)
+                self.raw = self._text[start:self._pos]
                 return value
             except ValueError:
                 # Cut by the buffer's end, or bad: read on; at the end of the file it is bad.

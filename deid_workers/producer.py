@@ -13,11 +13,14 @@ goes out, celery#3021) but keeps nothing per task: Celery's own path holds every
 and one ``AsyncResult`` per batch, which made the producer grow by 80 MB over a million files.
 
 ``put`` batches are not a chord (nothing runs after them); progress and completion come from
-the store's counters, and the last put batch marks the run finished.
+the store's counters, and the last put batch marks the run finished. With ``--ids``, the ids
+file goes first, in chunks that workers write into the store (:func:`send_ids`,
+:mod:`deid_workers.tasks.load`), ahead of the put batches on the same queue.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -25,7 +28,8 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
@@ -35,7 +39,7 @@ from celery.canvas import Signature
 from .app import app
 from .config import Settings
 from .errors import IdentifiersError, InputError, StoreError
-from .idsfile import iter_ids_file
+from .idsfile import iter_ids_chunks
 from .progress import Progress
 from .provenance import declared_codes
 from .recipe import load_recipe
@@ -75,6 +79,11 @@ re-sends what is not done (see :func:`wait`)."""
 
 CHORD_CHECK_SECONDS = 2.0
 """How often it asks the result backend whether the chord failed (a header batch gave up)."""
+
+IDS_WINDOW = 4
+"""Chunks of an ids file left waiting in Redis at most: past that the producer writes the
+oldest itself, so Redis never holds much raw text and a run sent before any worker is up
+still gets its ids (the producer then writes them all, as it always did)."""
 
 CHORD_RECOVERIES = 2
 """Failed chords the producer answers with a resume before it calls the run failed: a batch
@@ -171,11 +180,11 @@ def submit(settings: Settings, sub: Submission, client: Any = None) -> RunStore:
         if not sub.ids_path:
             raise IdentifiersError("To PUT without GET you must provide a json or pkl file "
                                    "with ids (--ids).")
-        # Streamed into Redis once the run exists; its first entity is read now, so a missing,
+        # Sent in chunks once the run exists; the first chunk is read now, so a missing,
         # unreadable or non-ids file is refused before anything is created.
-        entities = iter_ids_file(sub.ids_path)
-        first = next(entities, None)
-        ids = entities if first is None else itertools.chain([first], entities)
+        chunks = iter_ids_chunks(sub.ids_path)
+        first = next(chunks, None)
+        ids = chunks if first is None else itertools.chain([first], chunks)
     _check_outfolder(sub.outfolder)
     client = client if client is not None else connect(settings)
     run_id = new_run_id()
@@ -197,17 +206,52 @@ def submit(settings: Settings, sub: Submission, client: Any = None) -> RunStore:
         "walk_done": False,
         "stage": first_stage(sub.action),
     }
+    if ids is not None:
+        record["ids_path"] = os.path.abspath(str(sub.ids_path))
     store = RunStore.create(client, run_id, record, expiry=settings.run_expiry)
     log.info("run %s: %s of %s with recipe %s", run_id, sub.action, record["input"], name)
     if ids is not None:
         try:
-            n = store.save_ids(ids)
+            chunks, items = send_ids(store, ids)
         except IdentifiersError:
-            store.purge()  # a bad part further in the file: nothing was started
+            store.purge()  # a bad part further in the file: no put batch was sent
             raise
-        log.info("run %s: loaded ids of %d items", run_id, n)
+        log.info("run %s: sent ids of %d items in %d chunks", run_id, items, chunks)
     enqueue(store, settings, sub)
     return store
+
+
+def send_ids(store: RunStore, chunks: Iterable[tuple[str, int]], *,
+             skip: Callable[[int], bool] = lambda n: False,
+             window: int = IDS_WINDOW) -> tuple[int, int]:
+    """Keep each chunk of an ids file in Redis and send a ``deid.load`` for it; returns
+    (chunks, items). Chunks ``skip`` names (a resume: already written) are only counted.
+
+    At most ``window`` chunks wait: when that many are not written yet, the producer writes
+    the oldest itself (its ``deid.load`` then finds it done). The count goes into the run
+    record last: a put batch waits until that many chunks are written.
+    """
+    from .tasks.load import write_chunk
+
+    waiting: deque[tuple[int, str]] = deque()
+    n = items = 0
+    with _load_sender(store.run_id) as send:
+        for text, count in chunks:
+            if not skip(n):
+                if len(waiting) >= window:
+                    done = store.committed("load", [k for k, _ in waiting])
+                    waiting = deque(w for w in waiting if w[0] not in done)
+                if len(waiting) >= window:
+                    oldest, old_text = waiting.popleft()
+                    if write_chunk(store, oldest, old_text) is None:
+                        raise StoreError(f"run {store.run_id} is gone from Redis")
+                store.stage_ids_chunk(n, text)
+                send(n)
+                waiting.append((n, text))
+            n += 1
+            items += count
+    store.update(ids_chunks=n)
+    return n, items
 
 
 def _walk(store: RunStore, sub: Submission, settings: Settings, *,
@@ -319,6 +363,8 @@ def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStor
     n_batches = int(rec.get("n_batches") or 0)
     if first == "put" or not walk_done or len(done_first) < n_batches:
         store.update(state="running")
+        if first == "put":
+            _resend_ids(store, rec)
         enqueue(store, run_settings, sub, skip=done_first.__contains__)
         if first == "put" and rec.get("clean_pixels"):
             _resend_clean(store, int(store.record().get("n_batches") or 0))
@@ -334,6 +380,26 @@ def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStor
     finish_run(store, final_stage(bool(rec.get("clean_pixels"))))
     return store, f"re-sent {len(pending)} put batches" + (
         f" and {cleans} clean batches" if cleans else "")
+
+
+@contextlib.contextmanager
+def _load_sender(run_id: str) -> Iterator[Callable[[int], None]]:
+    """``send(chunk)`` publishes the ``deid.load`` of a chunk, over one broker connection."""
+    from .tasks.load import load_chunk
+
+    with app.producer_or_acquire() as producer:
+        yield lambda chunk: load_chunk.si(run_id, chunk).apply_async(producer=producer)
+
+
+def _resend_ids(store: RunStore, rec: dict[str, Any]) -> None:
+    """Send again the chunks of the run's ids file that are not written (the producer died
+    while sending them, or a load failed); the file is cut the same way again."""
+    path, total = rec.get("ids_path"), rec.get("ids_chunks")
+    done = store.done_batches("load")
+    if not path or (total is not None and len(done) >= int(total)):
+        return
+    chunks, _ = send_ids(store, iter_ids_chunks(path), skip=done.__contains__)
+    log.warning("run %s: re-sent %d chunks of its ids file", store.run_id, chunks - len(done))
 
 
 def _resend_clean(store: RunStore, n_batches: int) -> int:

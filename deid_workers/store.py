@@ -20,6 +20,9 @@ write, so identifiers never outlive the run by more than that::
                                               export shard scans only its own sets
     deid:run:<id>:ids:<digest>          hash  ENTITY_FIELD -> entity, <item> -> packed JSON fields
                                               (see :func:`pack_fields`)
+    deid:run:<id>:idschunk:<n>          string  chunk n of a ``put --ids`` file (JSON, see
+                                              :func:`~deid_workers.idsfile.iter_ids_chunks`)
+                                              until a worker has written its ids (a few at once)
     deid:run:<id>:skipped               hash  relative path -> reason (not DICOM, unreadable)
     deid:run:<id>:refused               hash  relative path -> reason (output exists)
     deid:run:<id>:failed                hash  relative path -> error type (unexpected error)
@@ -301,6 +304,9 @@ class Keys:
     def ids(self, digest: str) -> str:
         return self._k("ids", digest)
 
+    def ids_chunk(self, chunk: int) -> str:
+        return self._k("idschunk", str(chunk))
+
     @property
     def clean_batches(self) -> str:
         return self._k("clean")
@@ -316,7 +322,7 @@ class Keys:
         """Fixed keys of the run (ids hashes are found through :attr:`entities`)."""
         fixed: list[str] = [self.run, self.batches, self.valid, self.counters, self.times,
                             *self.entity_sets()]
-        fixed += [self.done(s) for s in (*STAGES, "finalize", "export")]
+        fixed += [self.done(s) for s in (*STAGES, "finalize", "export", "load")]
         fixed += [self.started(s) for s in (*STAGES, "finalize")]
         fixed += [self.outcome(k) for k in OUTCOME_KINDS]
         fixed += [self.deliveries, self.inflight]
@@ -393,6 +399,16 @@ class RunStore:
             raise StoreError(f"run {self.run_id} is unknown to Redis (expired, purged or lost)")
         return {_decode(k): json.loads(v) for k, v in raw.items()}
 
+    def fields(self, *names: str) -> list[Any]:
+        """Some fields of the run record, decoded (None where unset): one small read for a
+        check made often (a put batch asking whether the run's ids are in)."""
+        return [None if v is None else json.loads(v)
+                for v in self.client.hmget(self.keys.run, list(names))]
+
+    def exists(self) -> bool:
+        """Whether Redis still has the run (a purge or the expiry removes it)."""
+        return bool(self.client.exists(self.keys.run))
+
     def update(self, **fields: Any) -> None:
         """Set fields of the run record (state, stage, times, paths of outputs)."""
         pipe = self.client.pipeline()
@@ -432,6 +448,16 @@ class RunStore:
     def done_batches(self, stage: str) -> set[int]:
         return {int(x) for x in self.client.smembers(self.keys.done(stage))}
 
+    def done_count(self, stage: str) -> int:
+        return int(self.client.scard(self.keys.done(stage)))
+
+    def committed(self, stage: str, numbers: Sequence[int]) -> set[int]:
+        """Which of ``numbers`` are committed in ``stage`` (a few, without reading the set)."""
+        pipe = self.client.pipeline(transaction=False)
+        for n in numbers:
+            pipe.sismember(self.keys.done(stage), str(n))
+        return {n for n, hit in zip(numbers, pipe.execute()) if hit}
+
     def forget_stage(self, stage: str) -> None:
         """Forget every committed batch of ``stage``, with its counters and times, so that the
         stage is redone whole (an ids export whose pieces were removed after a failure)."""
@@ -463,7 +489,7 @@ class RunStore:
             return False
         if state is not None and json.loads(state) in ("finished", "failed"):
             return True
-        if int(self.client.scard(self.keys.done(stage))) < int(json.loads(n_batches)):
+        if self.done_count(stage) < int(json.loads(n_batches)):
             return False
         self.set_state("finished")
         return True
@@ -479,31 +505,58 @@ class RunStore:
         return hmac.new(self.salt.encode(), entity.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
 
     def _write_ids(self, pipe: Any, entity: str, items: Mapping[str, Mapping[str, Any]]) -> None:
-        digest = self.entity_digest(entity)
-        key = self.keys.ids(digest)
+        self._write_packed(pipe, *self._packed(entity, items))
+
+    def _packed(self, entity: str, items: Mapping[str, Mapping[str, Any]]
+                ) -> tuple[str, dict[str, str]]:
         mapping = {ENTITY_FIELD: entity}
         mapping.update({item: pack_fields(fields) for item, fields in items.items()})
+        return self.entity_digest(entity), mapping
+
+    def _write_packed(self, pipe: Any, digest: str, mapping: Mapping[str, str]) -> None:
+        key = self.keys.ids(digest)
         pipe.hset(key, mapping=mapping)
         pipe.expire(key, self.expiry)
         pipe.sadd(self.keys.entities(digest), digest)
         pipe.expire(self.keys.entities(digest), self.expiry)
 
     def save_ids(self, ids: Mapping[str, Mapping[str, Mapping[str, Any]]]
-                 | Iterable[tuple[str, Mapping[str, Mapping[str, Any]]]], *,
-                 chunk: int = 2000) -> int:
-        """Load ids (``--ids FILE``): a mapping, or ``(entity, items)`` pairs as
-        :func:`~deid_workers.idsfile.iter_ids_file` streams them (an entity that comes twice
-        is merged). Sent in pipelines of about ``chunk`` items; returns the items sent."""
-        n = sent = 0
-        pipe = self.client.pipeline(transaction=False)
-        for entity, items in (ids.items() if isinstance(ids, Mapping) else ids):
-            self._write_ids(pipe, str(entity), items)
-            n += len(items)
-            if n - sent >= chunk:
-                pipe.execute()
-                sent = n
-        pipe.execute()
-        return n
+                 | Iterable[tuple[str, Mapping[str, Mapping[str, Any]]]]) -> int | None:
+        """Write ids (a mapping, or ``(entity, items)`` pairs; an entity that comes twice is
+        merged) in one transaction that happens only while the run exists; returns the items
+        written, or None when the run is gone.
+
+        Why a transaction watching the run record: a ``deid.load`` may still be writing a
+        chunk of a ``put --ids`` file when the producer purges the run (a bad entity further
+        in the file); the write then fails instead of leaving identifiers of a run that no
+        longer exists. Meant for a chunk of about a thousand items.
+        """
+        packed = [self._packed(str(entity), items)
+                  for entity, items in (ids.items() if isinstance(ids, Mapping) else ids)]
+        with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(self.keys.run)
+                    if not pipe.exists(self.keys.run):
+                        return None
+                    pipe.multi()
+                    for digest, mapping in packed:
+                        self._write_packed(pipe, digest, mapping)
+                    pipe.execute()
+                    return sum(len(mapping) - 1 for _, mapping in packed)
+                except redis.WatchError:
+                    continue  # the record changed (a state update), not necessarily gone
+
+    def stage_ids_chunk(self, chunk: int, text: str) -> None:
+        """Keep chunk ``chunk`` of a ``put --ids`` file until a ``deid.load`` has written it."""
+        self.client.set(self.keys.ids_chunk(chunk), text, ex=self.expiry)
+
+    def ids_chunk(self, chunk: int) -> str | None:
+        raw = self.client.get(self.keys.ids_chunk(chunk))
+        return None if raw is None else _decode(raw)
+
+    def drop_ids_chunk(self, chunk: int) -> None:
+        self.client.delete(self.keys.ids_chunk(chunk))
 
     def get_ids(self, entity: str, item: str) -> dict[str, Any] | None:
         raw = self.client.hget(self.keys.ids(self.entity_digest(entity)), item)
@@ -628,7 +681,7 @@ class RunStore:
         walk_done, n_batches = self.client.hmget(self.keys.run, ["walk_done", "n_batches"])
         if not walk_done or not json.loads(walk_done) or n_batches is None:
             return False
-        return int(self.client.scard(self.keys.done(stage))) >= int(json.loads(n_batches))
+        return self.done_count(stage) >= int(json.loads(n_batches))
 
     # -- poison files (see tasks.BatchGuard) -----------------------------------------------
     def delivered(self, stage: str, batch_no: int, retry: int) -> int:

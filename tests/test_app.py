@@ -14,12 +14,14 @@ def test_the_wire_is_json_only():
     assert list(app.conf.accept_content) == ["json"]
 
 
-def test_every_task_goes_to_its_stage_queue_and_export_shards_to_finalize():
+def test_every_task_goes_to_its_stage_queue_export_shards_to_finalize_ids_chunks_to_put():
     from deid_workers.tasks.finalize import export  # noqa: F401  (registers the task)
+    from deid_workers.tasks.load import load_chunk  # noqa: F401
 
     route = app.amqp.router.route
     for name, queue in [("deid.get", "get"), ("deid.put", "put"), ("deid.finalize", "finalize"),
-                        ("deid.export", "finalize"), ("deid.clean", "clean")]:
+                        ("deid.export", "finalize"), ("deid.clean", "clean"),
+                        ("deid.load", "put")]:
         assert route({}, name)["queue"].name == queue
 
 

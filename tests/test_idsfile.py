@@ -365,3 +365,52 @@ def test_utf16_json_ids_still_load(tmp_path: Path) -> None:
     path = tmp_path / "ids.json"
     path.write_text(json.dumps(IDS, ensure_ascii=False), encoding="utf-16")  # with a BOM
     assert idsfile.load_ids(path) == IDS
+
+
+@pytest.mark.parametrize("read", [1, 3, 64, 1 << 20])
+def test_chunks_carry_the_files_own_text_and_give_back_what_load_ids_reads(tmp_path, monkeypatch,
+                                                                            read) -> None:
+    monkeypatch.setattr(idsfile, "_JSON_READ", read)
+    for n, doc in enumerate(_json_docs()):
+        path = tmp_path / f"{n}.json"
+        path.write_text(doc, encoding="utf-8")
+        for items in (1, 2, 1000):
+            chunks = list(idsfile.iter_ids_chunks(path, items))
+            merged: dict[str, Any] = {}
+            for text, count in chunks:
+                pairs = idsfile.parse_ids_chunk(text)
+                assert count == sum(len(v) for _, v in pairs)
+                for entity, its in pairs:
+                    merged.setdefault(entity, {}).update(its)
+            assert merged == idsfile.load_ids(path)
+            if doc == _json_docs()[1] and items == 1000:  # indented: its text is kept as is
+                assert len(chunks) == 1 and '\n      "' in chunks[0][0]
+
+
+def test_chunks_hold_whole_entities_of_about_the_size_asked(tmp_path: Path) -> None:
+    ids = {f"P{e}": {f"{e}.{i}": {"n": i} for i in range(e + 1)} for e in range(6)}  # 1..6 items
+    path = tmp_path / "ids.json"
+    path.write_text(json.dumps(ids))
+    sizes = [count for _, count in idsfile.iter_ids_chunks(path, 4)]
+    assert sizes == [6, 4, 5, 6]  # cut after the entity that reaches 4: 1+2+3, 4, 5, 6
+    entities = [[e for e, _ in idsfile.parse_ids_chunk(t)] for t, _ in idsfile.iter_ids_chunks(path, 4)]
+    assert entities == [["P0", "P1", "P2"], ["P3"], ["P4"], ["P5"]]
+
+
+def test_chunks_of_a_pickle_are_its_checked_values(tmp_path: Path) -> None:
+    ids = {"P": {"u": {"ds": DSfloat("1.5"), "mv": MultiValue(str, ["A", "B"]), "nan": math.nan}}}
+    pkl, _ = idsfile.save_ids(ids, tmp_path)
+    (text, count), = idsfile.iter_ids_chunks(pkl)
+    (entity, items), = idsfile.parse_ids_chunk(text)
+    assert (entity, count, items["u"]["ds"], items["u"]["mv"]) == ("P", 1, 1.5, ["A", "B"])
+    assert math.isnan(items["u"]["nan"])  # kept a float, as the pickle keeps it
+
+
+def test_a_bad_entity_stops_the_chunks_where_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "ids.json"
+    path.write_text('{"P1": {"1": {}}, "P2": {"2": {}}, "P3": 5}')
+    chunks = idsfile.iter_ids_chunks(path, 1)
+    assert [e for e, _ in idsfile.parse_ids_chunk(next(chunks)[0])] == ["P1"]
+    assert [e for e, _ in idsfile.parse_ids_chunk(next(chunks)[0])] == ["P2"]
+    with pytest.raises(IdentifiersError, match="entity #3: expected a mapping of items"):
+        next(chunks)

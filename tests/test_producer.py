@@ -182,37 +182,94 @@ def test_the_run_keeps_each_recipe_text_with_its_file_name(tmp_path):
     assert files == ["site.dicom", "deid.dicom"] and name == "site.dicom+deid.dicom"
 
 
-def test_put_streams_its_ids_file_and_a_bad_entity_leaves_no_run(tmp_path, monkeypatch):
-    import json
+def _put_setup(tmp_path, monkeypatch, *, chunk_items: int, work: bool = True):
+    """A producer on fakeredis whose ``deid.load`` messages are recorded (and, with ``work``,
+    carried out at once as a worker would); put batches are not sent."""
+    import contextlib
 
     import fakeredis
-    import pytest
 
-    from deid_workers import producer
-    from deid_workers.config import Settings
-    from deid_workers.errors import IdentifiersError
-    from deid_workers.store import list_runs
+    from deid_workers import idsfile, producer
+    from deid_workers.store import RunStore
+    from deid_workers.tasks.load import write_chunk
 
     client = fakeredis.FakeRedis(decode_responses=True)
     monkeypatch.setattr(producer, "enqueue", lambda *a, **k: None)  # no broker here
-    (tmp_path / "in").mkdir()
+    monkeypatch.setattr(producer, "iter_ids_chunks",
+                        lambda path: idsfile.iter_ids_chunks(path, chunk_items))
+    sent: list[int] = []
 
-    def put(ids) -> producer.RunStore:
-        path = tmp_path / "ids.json"
-        path.write_text(json.dumps(ids))
-        sub = producer.Submission(action="put", input=str(tmp_path / "in"),
-                                  outfolder=str(tmp_path / "out"), ids_path=str(path))
-        return producer.submit(Settings(), sub, client=client)
+    @contextlib.contextmanager
+    def sender(run_id):
+        def send(chunk):
+            sent.append(chunk)
+            if work:
+                store = RunStore.load(client, run_id)
+                write_chunk(store, chunk, store.ids_chunk(chunk))
+        yield send
 
-    store = put({"P1": {"1.2": {"id": "S1"}}, "P2": {"1.3": {}}})
+    monkeypatch.setattr(producer, "_load_sender", sender)
+    (tmp_path / "in").mkdir(exist_ok=True)
+    return client, sent
+
+
+def _submit_put(client, tmp_path, ids):
+    import json
+
+    from deid_workers import producer
+    from deid_workers.config import Settings
+
+    path = tmp_path / "ids.json"
+    path.write_text(ids if isinstance(ids, str) else json.dumps(ids))
+    sub = producer.Submission(action="put", input=str(tmp_path / "in"),
+                              outfolder=str(tmp_path / "out"), ids_path=str(path))
+    return producer.submit(Settings(), sub, client=client)
+
+
+def test_put_sends_its_ids_file_in_chunks_and_a_bad_entity_leaves_no_run(tmp_path, monkeypatch):
+    import pytest
+
+    from deid_workers.errors import IdentifiersError
+    from deid_workers.store import list_runs
+
+    client, sent = _put_setup(tmp_path, monkeypatch, chunk_items=1)
+    store = _submit_put(client, tmp_path, {"P1": {"1.2": {"id": "S1"}}, "P2": {"1.3": {}}})
+    assert sent == [0, 1] and store.fields("ids_chunks", "ids_path") == [2, str(tmp_path / "ids.json")]
     assert store.get_ids("P1", "1.2") == {"id": "S1"} and store.get_ids("P2", "1.3") == {}
+    assert not client.keys("*idschunk*")  # each chunk goes once written
     with pytest.raises(IdentifiersError, match=r"entity #2: expected a mapping of items"):
-        put({"P1": {"1.2": {}}, "P2": 5})  # found after P1 went to Redis
-    assert list_runs(client) == [store.run_id]  # the second run was removed
+        _submit_put(client, tmp_path, {"P1": {"1.2": {}}, "P2": 5})  # after chunk 0 was sent
+    assert sent[2:] == [0]
+    assert list_runs(client) == [store.run_id]  # the second run was removed, ids and all
     assert len(client.keys("deid:run:*")) == len(client.keys(f"deid:run:{store.run_id}*"))
     with pytest.raises(IdentifiersError, match="not valid JSON"):
-        (tmp_path / "ids.json").write_text("{oops")
-        producer.submit(Settings(), producer.Submission(
-            action="put", input=str(tmp_path / "in"), outfolder=str(tmp_path / "out"),
-            ids_path=str(tmp_path / "ids.json")), client=client)
+        _submit_put(client, tmp_path, "{oops")
     assert list_runs(client) == [store.run_id]
+
+
+def test_put_ids_wait_for_workers_but_never_more_than_a_window(tmp_path, monkeypatch):
+    """With no worker, the producer writes the oldest chunk itself whenever IDS_WINDOW wait."""
+    from deid_workers import producer
+
+    client, sent = _put_setup(tmp_path, monkeypatch, chunk_items=1, work=False)
+    ids = {f"P{n}": {f"1.{n}": {"id": f"S{n}"}} for n in range(7)}
+    store = _submit_put(client, tmp_path, ids)
+    window = producer.IDS_WINDOW
+    assert sent == list(range(7))
+    assert store.done_batches("load") == set(range(7 - window))  # written by the producer
+    assert len(client.keys("*idschunk*")) == window  # the rest wait for a worker
+    assert store.get_ids("P0", "1.0") == {"id": "S0"} and store.get_ids("P6", "1.6") is None
+
+
+def test_resume_of_a_put_run_sends_the_ids_chunks_not_written(tmp_path, monkeypatch):
+    from deid_workers import producer
+    from deid_workers.config import Settings
+
+    client, sent = _put_setup(tmp_path, monkeypatch, chunk_items=1, work=False)
+    ids = {f"P{n}": {f"1.{n}": {"id": f"S{n}"}} for n in range(6)}
+    store = _submit_put(client, tmp_path, ids)
+    sent.clear()
+    producer.resume(Settings(), store.run_id, client=client)
+    missing = sorted(set(range(6)) - set(range(6 - producer.IDS_WINDOW)))
+    assert sent == missing  # cut the same way again; the written ones are skipped
+    assert store.fields("ids_chunks") == [6]

@@ -95,11 +95,46 @@ def test_export_shards_split_the_entities_without_overlap(store):
     assert {len(list(store.iter_ids(p, 4))) > 0 for p in range(4)} == {True}  # 40 spread out
 
 
-def test_save_ids_loads_a_mapping_in_chunks(store):
+def test_save_ids_takes_a_mapping_or_pairs_and_merges_an_entity_given_twice(store):
     ids = {f"P{n}": {f"i{n}": {"id": n}} for n in range(7)}
-    assert store.save_ids(ids, chunk=3) == 7
+    assert store.save_ids(ids) == 7
     assert store.get_ids("P5", "i5") == {"id": 5}
     assert ENTITY_FIELD not in dict(next(iter(store.iter_ids()))[1])
+    assert store.save_ids([("P1", {"a": {"x": 1}}), ("P1", {"b": {"x": 2}})]) == 2
+    assert store.get_ids("P1", "a") == {"x": 1} and store.get_ids("P1", "i1") == {"id": 1}
+
+
+def test_save_ids_retries_after_a_record_change_and_skips_a_gone_run(store, monkeypatch):
+    import redis
+
+    real = redis.client.Pipeline.execute
+    calls = []
+
+    def once_changed(pipe, *a, **k):
+        calls.append(1)
+        if len(calls) == 1:  # another client changes the watched record: the write aborts
+            store.client.hset(store.keys.run, "state", '"running"')
+        return real(pipe, *a, **k)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", once_changed)
+    assert store.save_ids({"P1": {"i": {"x": 1}}}) == 1 and len(calls) == 2
+    monkeypatch.undo()
+    assert store.get_ids("P1", "i") == {"x": 1}
+    store.purge()
+    assert store.save_ids({"P2": {"i": {}}}) is None
+    assert store.client.keys("*") == []
+
+
+def test_ids_chunks_are_kept_until_dropped_and_committed_ones_told_apart(store):
+    store.stage_ids_chunk(3, '[["P", {}]]')
+    assert store.ids_chunk(3) == '[["P", {}]]' and store.ids_chunk(4) is None
+    assert store.client.ttl(store.keys.ids_chunk(3)) > 0
+    store.drop_ids_chunk(3)
+    assert store.ids_chunk(3) is None
+    store.commit_batch("load", 1, {"items": 5})
+    assert store.committed("load", [0, 1, 2]) == {1}
+    assert store.fields("action", "nothing") == [store.record()["action"], None]
+    assert store.exists()
 
 
 def test_outcomes_and_batches(store):

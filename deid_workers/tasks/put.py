@@ -15,6 +15,7 @@ from ..errors import InputError
 from ..steps import PutOutcome, put_one
 from ..verify import residual_phi
 from . import RETRY_ON, BatchGuard, finish_run, prepare_output, run_context
+from .load import await_ids
 
 __all__ = ["put_batch", "send_clean"]
 
@@ -27,6 +28,7 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     A batch that already committed is not redone (its files exist and would all be refused).
     A batch that started before but did not commit (its worker died) is a redelivery: outputs
     newer than the run's start are this run's own partial work and are rewritten, not refused.
+    With ``--ids`` it first waits for the run's ids (:mod:`deid_workers.tasks.load`).
     """
     ctx = run_context(run_id)
     store = ctx.store
@@ -35,6 +37,8 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
             send_clean(store, batch_no)
             finish_run(store, ctx.final_stage)
         return {"files": 0, "already_done": 1}
+    if ctx.action == "put" and not await_ids(ctx):
+        return {"files": 0, "run_failed": 1}  # its ids could not be loaded: nothing to write
     first_time = store.mark_started("put", batch_no)
     valid = store.valid_batch(batch_no)
     # No get stage (action put): every file of the batch, with no (entity, item) noted.

@@ -82,7 +82,14 @@ def test_get_print_writes_json_to_stdout(cluster, tree, tmp_path, capsys):
     assert not (tmp_path / "o" / "deid-ids.pkl").exists()
 
 
-def test_put_with_edited_ids_uses_vars(cluster, tree, tmp_path, capsys):
+def test_put_with_edited_ids_uses_vars(cluster, redis_client, tree, tmp_path, capsys,
+                                       monkeypatch):
+    """The edited ids go to the worker in chunks (an entity each here) ahead of the put batches."""
+    from deid_workers import idsfile, producer
+    from deid_workers.store import RunStore
+
+    monkeypatch.setattr(producer, "iter_ids_chunks", lambda p: idsfile.iter_ids_chunks(p, 1))
+    monkeypatch.setattr(producer, "IDS_WINDOW", 100)  # all of them to the worker
     root, paths = tree
     ids_dir = tmp_path / "ids"
     assert _run(capsys, "--action", "get", "--quiet", "--input", str(root),
@@ -102,6 +109,9 @@ def test_put_with_edited_ids_uses_vars(cluster, tree, tmp_path, capsys):
     assert code == 0, err
     summary = json.loads(stdout)
     assert summary["written"] == 6 and summary["skipped"] == 3
+    store = RunStore.load(redis_client, summary["run_id"])
+    assert store.done_batches("load") == {0, 1} and store.fields("ids_chunks") == [2]
+    assert store.counters()["load:items"] == 6 and not redis_client.keys("*idschunk*")
     ds = pydicom.dcmread(out / paths[0])
     assert ds.PatientID == "SUBJ-0" and str(ds.PatientName) == "ANON^0"
     assert "PatientBirthDate" not in ds

@@ -1,0 +1,125 @@
+"""``deid.load``: write one chunk of a ``put --ids`` file into the run store.
+
+Why on the workers: writing an item (packing its fields, sending it) costs about three times
+what reading and checking it costs, and the producer did it alone before any put batch could
+start (about 90 s for a million files). Now the producer reads, checks and cuts the file into
+chunks of whole entities (:func:`~deid_workers.idsfile.iter_ids_chunks`), keeps each in Redis
+and sends one ``deid.load`` per chunk on the put queue, ahead of the put batches; a worker
+writes the chunk's ids and commits it like a batch (``done:load``). The producer keeps only a
+few chunks waiting and writes one itself when they pile up, so Redis holds little raw text and
+a run sent before any worker is up still gets its ids.
+
+A put batch starts only once every chunk is written (:func:`ids_ready`): the queue is FIFO, so
+it waits at most for the chunks other workers are still writing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from celery.exceptions import Reject
+from celery.utils.log import get_task_logger
+
+from ..app import app
+from ..errors import StoreError
+from ..idsfile import parse_ids_chunk
+from ..store import RunStore
+from . import RETRY_ON, RunContext, run_context
+
+__all__ = ["load_chunk", "write_chunk", "ids_ready", "await_ids", "IDS_WAIT"]
+
+log = get_task_logger(__name__)
+
+IDS_WAIT = 10.0
+"""Seconds a put batch waits for the run's ids before it goes back to the queue."""
+
+_ready: set[str] = set()  # runs whose ids are all in the store (per worker process)
+
+
+def write_chunk(store: RunStore, chunk: int, text: str) -> int | None:
+    """Write chunk ``chunk`` (its text as staged) and commit it; returns its items, None if
+    the run is gone. The producer calls it too, for a chunk it writes itself."""
+    items = store.save_ids(parse_ids_chunk(text))
+    if items is None:
+        return None
+    store.commit_batch("load", chunk, {"items": items})
+    store.drop_ids_chunk(chunk)
+    return items
+
+
+def run_load(run_id: str, chunk: int) -> dict[str, int]:
+    """The task body, callable without Celery."""
+    try:
+        store = run_context(run_id).store
+    except StoreError:  # purged before this process met the run
+        return _gone(run_id, chunk)
+    if chunk in store.done_batches("load"):
+        return {"items": 0, "already_done": 1}  # a redelivery
+    text = store.ids_chunk(chunk)
+    items = None if text is None else write_chunk(store, chunk, text)
+    if items is not None:
+        log.info("run %s: ids chunk %d written (%d items)", run_id, chunk, items)
+        return {"items": items}
+    if chunk in store.done_batches("load"):
+        return {"items": 0, "already_done": 1}  # the producer wrote it meanwhile
+    if store.exists():
+        raise StoreError(f"run {run_id}: ids chunk {chunk} is gone from Redis (expired?); "
+                         "resume the run to read the ids file again")
+    return _gone(run_id, chunk)
+
+
+def _gone(run_id: str, chunk: int) -> dict[str, int]:
+    # The producer met a bad entity further in the file and purged the run.
+    log.warning("run %s is gone; ids chunk %d not written", run_id, chunk)
+    return {"items": 0, "gone": 1}
+
+
+def ids_ready(ctx: RunContext, *, wait: float | None = None, poll: float = 0.05) -> bool:
+    """Whether every chunk of the run's ``--ids`` file is written, waiting up to ``wait``
+    seconds (:data:`IDS_WAIT`); True at once for a run that loads none. A failed run is never
+    ready."""
+    store = ctx.store
+    if store.run_id in _ready:
+        return True
+    deadline = time.monotonic() + (IDS_WAIT if wait is None else wait)
+    while True:
+        total, state = store.fields("ids_chunks", "state")
+        if state == "failed":
+            return False
+        if total is None or store.done_count("load") >= int(total):
+            _ready.add(store.run_id)
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
+
+
+def await_ids(ctx: RunContext) -> bool:
+    """For a put batch: True to go on, False when the run failed; requeues the batch (a
+    :class:`Reject`) while its ids are still being written after :data:`IDS_WAIT` seconds."""
+    if ids_ready(ctx):
+        return True
+    if ctx.store.fields("state")[0] == "failed":
+        return False
+    raise Reject("the run's ids are still being written", requeue=True)
+
+
+@app.task(name="deid.load", bind=True, autoretry_for=RETRY_ON,
+          retry_backoff=True, max_retries=3, acks_late=True, ignore_result=True)
+def load_chunk(self: Any, run_id: str, chunk: int) -> dict[str, int]:
+    """Write one chunk of the run's ``--ids`` file (see the module doc)."""
+    try:
+        return run_load(run_id, chunk)
+    except RETRY_ON:
+        raise
+    except Exception as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        log.error("run %s: ids chunk %d failed: %s", run_id, chunk, reason)
+        try:
+            store = run_context(run_id).store
+            if store.exists():
+                store.set_state("failed", error=f"ids load failed: {reason}")
+        except (StoreError, *RETRY_ON):
+            pass  # the run is gone, or Redis is: nothing to mark
+        raise
