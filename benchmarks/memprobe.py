@@ -109,10 +109,6 @@ def probe_producer(n_files: int, batch: int) -> dict[str, Any]:
         sub = producer.Submission(action="get", input=input_dir,
                                   outfolder=os.path.join(tmp, "out"))
         store = producer.submit(settings, sub, client)
-        from deid_workers.tasks.load import run_load  # the chunks left to (absent) workers
-
-        for chunk in range(int(store.fields("ids_chunks")[0])):
-            run_load(store.run_id, chunk)
         t1 = time.perf_counter()
         used1 = int(client.info("memory")["used_memory"])
         counted = int(store.counters().get("walk:files", 0))

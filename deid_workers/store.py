@@ -169,6 +169,9 @@ _IDS_ZDICT = (json.dumps(dict.fromkeys((
     "BitsStored", "HighBit", "PixelRepresentation", "RescaleIntercept", "RescaleSlope",
 ), "")) + '["ORIGINAL","PRIMARY","AXIAL"],"ISO_IR 100","MONOCHROME2","1.2.840.10008.5.1.4.1.1.'
 ).encode()
+_PACKED_CHUNK = "z:"
+"""Prefix of a staged chunk of an ids file: base64 of deflate(JSON), no preset dictionary."""
+
 _PACKED = "z1:"
 """Prefix of a packed ids value: base64 of deflate(JSON) with :data:`_IDS_ZDICT`."""
 
@@ -523,37 +526,48 @@ class RunStore:
     def save_ids(self, ids: Mapping[str, Mapping[str, Mapping[str, Any]]]
                  | Iterable[tuple[str, Mapping[str, Mapping[str, Any]]]]) -> int | None:
         """Write ids (a mapping, or ``(entity, items)`` pairs; an entity that comes twice is
-        merged) in one transaction that happens only while the run exists; returns the items
-        written, or None when the run is gone.
+        merged), only while the run exists; returns the items written, or None when the run
+        is gone. Meant for a chunk of about a thousand items (one round trip).
 
-        Why a transaction watching the run record: a ``deid.load`` may still be writing a
-        chunk of a ``put --ids`` file when the producer purges the run (a bad entity further
-        in the file); the write then fails instead of leaving identifiers of a run that no
-        longer exists. Meant for a chunk of about a thousand items.
+        Why the run is checked before and after: a ``deid.load`` may still be writing a chunk
+        of a ``put --ids`` file when the producer purges the run (a bad entity further in the
+        file); a write that finds the run gone afterwards takes back what it wrote, instead of
+        leaving identifiers of a run that no longer exists. (A transaction watching the run
+        would do the same, but Redis would hold each chunk's commands until it ends.)
         """
-        packed = [self._packed(str(entity), items)
-                  for entity, items in (ids.items() if isinstance(ids, Mapping) else ids)]
-        with self.client.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    pipe.watch(self.keys.run)
-                    if not pipe.exists(self.keys.run):
-                        return None
-                    pipe.multi()
-                    for digest, mapping in packed:
-                        self._write_packed(pipe, digest, mapping)
-                    pipe.execute()
-                    return sum(len(mapping) - 1 for _, mapping in packed)
-                except redis.WatchError:
-                    continue  # the record changed (a state update), not necessarily gone
+        if not self.exists():
+            return None
+        pipe = self.client.pipeline(transaction=False)
+        written: set[str] = set()
+        n = 0
+        for entity, items in (ids.items() if isinstance(ids, Mapping) else ids):
+            digest, mapping = self._packed(str(entity), items)
+            self._write_packed(pipe, digest, mapping)
+            written.add(digest)
+            n += len(items)
+        pipe.execute()
+        if self.exists():
+            return n
+        keys = [self.keys.ids(d) for d in written] + sorted({self.keys.entities(d) for d in written})
+        if keys:
+            self.client.delete(*keys)
+        return None
 
     def stage_ids_chunk(self, chunk: int, text: str) -> None:
-        """Keep chunk ``chunk`` of a ``put --ids`` file until a ``deid.load`` has written it."""
-        self.client.set(self.keys.ids_chunk(chunk), text, ex=self.expiry)
+        """Keep chunk ``chunk`` of a ``put --ids`` file until a ``deid.load`` has written it.
+
+        Deflated (fast level): the text is about 2 KB an item, more than the item once written,
+        and ids compress well, so the chunks waiting add little to a run's Redis memory.
+        """
+        packed = base64.b64encode(zlib.compress(text.encode("utf-8"), 3)).decode("ascii")
+        self.client.set(self.keys.ids_chunk(chunk), _PACKED_CHUNK + packed, ex=self.expiry)
 
     def ids_chunk(self, chunk: int) -> str | None:
         raw = self.client.get(self.keys.ids_chunk(chunk))
-        return None if raw is None else _decode(raw)
+        if raw is None:
+            return None
+        packed = _decode(raw)[len(_PACKED_CHUNK):]
+        return zlib.decompress(base64.b64decode(packed)).decode("utf-8")
 
     def drop_ids_chunk(self, chunk: int) -> None:
         self.client.delete(self.keys.ids_chunk(chunk))

@@ -104,30 +104,33 @@ def test_save_ids_takes_a_mapping_or_pairs_and_merges_an_entity_given_twice(stor
     assert store.get_ids("P1", "a") == {"x": 1} and store.get_ids("P1", "i1") == {"id": 1}
 
 
-def test_save_ids_retries_after_a_record_change_and_skips_a_gone_run(store, monkeypatch):
+def test_save_ids_skips_a_gone_run_and_takes_back_a_write_the_purge_overtook(store,
+                                                                               monkeypatch):
     import redis
 
     real = redis.client.Pipeline.execute
-    calls = []
 
-    def once_changed(pipe, *a, **k):
-        calls.append(1)
-        if len(calls) == 1:  # another client changes the watched record: the write aborts
-            store.client.hset(store.keys.run, "state", '"running"')
-        return real(pipe, *a, **k)
+    def purged_meanwhile(pipe, *a, **k):
+        out = real(pipe, *a, **k)
+        store.client.delete(store.keys.run)  # the producer's purge, between write and check
+        return out
 
-    monkeypatch.setattr(redis.client.Pipeline, "execute", once_changed)
-    assert store.save_ids({"P1": {"i": {"x": 1}}}) == 1 and len(calls) == 2
+    store.save_ids({"P0": {"i": {"x": 0}}})
+    monkeypatch.setattr(redis.client.Pipeline, "execute", purged_meanwhile)
+    assert store.save_ids({"P1": {"i": {"x": 1}}, "P2": {"j": {}}}) is None
     monkeypatch.undo()
-    assert store.get_ids("P1", "i") == {"x": 1}
+    assert store.get_ids("P1", "i") is None and store.get_ids("P2", "j") is None
+    assert store.get_ids("P0", "i") == {"x": 0}  # not this write's: left to the purge
     store.purge()
-    assert store.save_ids({"P2": {"i": {}}}) is None
+    assert store.save_ids({"P3": {"i": {}}}) is None
     assert store.client.keys("*") == []
 
 
 def test_ids_chunks_are_kept_until_dropped_and_committed_ones_told_apart(store):
-    store.stage_ids_chunk(3, '[["P", {}]]')
-    assert store.ids_chunk(3) == '[["P", {}]]' and store.ids_chunk(4) is None
+    text = json.dumps([["P\u00e9", {str(n): {"PatientID": "x"} for n in range(500)}]])
+    store.stage_ids_chunk(3, text)
+    assert store.ids_chunk(3) == text and store.ids_chunk(4) is None
+    assert store.client.strlen(store.keys.ids_chunk(3)) < len(text) / 5  # kept deflated
     assert store.client.ttl(store.keys.ids_chunk(3)) > 0
     store.drop_ids_chunk(3)
     assert store.ids_chunk(3) is None

@@ -56,7 +56,7 @@ def test_a_write_racing_the_purge_leaves_nothing(make_run, tmp_path):
     store, *_ = make_run("put")
     _stage(store, tmp_path, {"P1": {"1.1": {}}})
     # The purge lands between the worker's read of its chunk and its write: the write, which
-    # watches the run record, does not happen.
+    # checks the run first, does not happen.
     real = store.ids_chunk
 
     def read_then_purge(chunk):
