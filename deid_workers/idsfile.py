@@ -478,8 +478,8 @@ def iter_ids_chunks(path: str | os.PathLike[str], items: int = IDS_CHUNK_ITEMS
     """The ids of a file in chunks of whole entities, about ``items`` items each, every entity
     checked as :func:`load_ids` checks it: ``(text, items in it)``, in file order.
 
-    Why: writing ids into the run store (packing each item, sending it) costs three times the
-    parse and check, so ``put --ids`` leaves it to the workers, and the producer only reads,
+    Why: writing ids into the run store (packing each item, sending it) costs about twice the
+    read and check, so ``put --ids`` leaves it to the workers, and the producer only reads,
     checks and cuts. A chunk is a JSON list of ``[entity, items]`` pairs (an entity written
     twice is two pairs); the items are the file's own text when it is JSON, so nothing is
     encoded twice, and ``json.dumps`` of the checked values when it is a pickle. The cut

@@ -20,8 +20,8 @@ write, so identifiers never outlive the run by more than that::
                                               export shard scans only its own sets
     deid:run:<id>:ids:<digest>          hash  ENTITY_FIELD -> entity, <item> -> packed JSON fields
                                               (see :func:`pack_fields`)
-    deid:run:<id>:idschunk:<n>          string  chunk n of a ``put --ids`` file (JSON, see
-                                              :func:`~deid_workers.idsfile.iter_ids_chunks`)
+    deid:run:<id>:idschunk:<n>          string  chunk n of a ``put --ids`` file (deflated JSON,
+                                              see :func:`~deid_workers.idsfile.iter_ids_chunks`)
                                               until a worker has written its ids (a few at once)
     deid:run:<id>:skipped               hash  relative path -> reason (not DICOM, unreadable)
     deid:run:<id>:refused               hash  relative path -> reason (output exists)
