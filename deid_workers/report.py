@@ -36,37 +36,53 @@ LIST_LIMIT = 20
 
 
 def iter_inspect(store: RunStore, n_batches: int) -> Any:
-    """(path, verdict) in walk order, a batch at a time: stable output, bounded memory."""
-    for _, paths in store.iter_batches(n_batches):
-        for path, raw in store.outcomes("inspect", paths).items():
-            yield path, json.loads(raw)
+    """(path, verdict) in walk order, a hundred batches at a time: stable output, bounded memory."""
+    for path, raw in store.iter_batch_outcomes("inspect", n_batches):
+        yield path, json.loads(raw)
+
+
+_VERDICT_TAILS = 1024
+"""Distinct verdicts whose report text is kept while a report is written (most files share
+one: clean, or flagged by the same label)."""
 
 
 def write_inspect_report(store: RunStore, outfolder: str, n_batches: int) -> tuple[str, str]:
     """``deid-inspect.tsv`` (file, flagged, group, reason) and ``deid-inspect.json`` beside it.
 
     One TSV row per file; a file flagged by several labels lists them joined by ``; ``.
-    Written to temporary names and renamed, so a reader never sees half a report.
+    Written to temporary names and renamed, so a reader never sees half a report. Each
+    distinct verdict is formatted once: the report is serial work at the end of a run.
     """
     os.makedirs(outfolder, exist_ok=True)
     tsv = os.path.join(outfolder, INSPECT_TSV)
     js = os.path.join(outfolder, INSPECT_JSON)
+    tails: dict[str, tuple[str, str]] = {}
     with AtomicFile(tsv, newline="") as ft, AtomicFile(js) as fj:
         ft.write("file\tflagged\tgroup\treason\n")
         fj.write("[")
-        first = True
-        for path, verdict in iter_inspect(store, n_batches):
-            results = verdict.get("results") or []
-            groups = "; ".join(str(r.get("group", "")) for r in results)
-            reasons = "; ".join(str(r.get("reason", "")) for r in results)
-            ft.write("\t".join(_tsv(x) for x in
-                               (path, str(bool(verdict.get("flagged"))).lower(), groups, reasons)))
-            ft.write("\n")
-            entry = {"file": path, "flagged": bool(verdict.get("flagged")), "results": results}
-            fj.write(("\n " if first else ",\n ") + json.dumps(entry, default=str))
-            first = False
+        sep = "\n "
+        for path, raw in store.iter_batch_outcomes("inspect", n_batches):
+            tail = tails.get(raw)
+            if tail is None:
+                if len(tails) >= _VERDICT_TAILS:
+                    tails.clear()
+                tail = tails[raw] = _verdict_tails(json.loads(raw))
+            ft.write(_tsv(path) + tail[0])
+            fj.write(sep + '{"file": ' + json.dumps(path) + tail[1])
+            sep = ",\n "
         fj.write("\n]\n")
     return tsv, js
+
+
+def _verdict_tails(verdict: dict[str, Any]) -> tuple[str, str]:
+    """What follows the path in a TSV row and in a JSON entry, for one verdict."""
+    results = verdict.get("results") or []
+    flagged = bool(verdict.get("flagged"))
+    groups = "; ".join(str(r.get("group", "")) for r in results)
+    reasons = "; ".join(str(r.get("reason", "")) for r in results)
+    row = "\t".join(("", str(flagged).lower(), _tsv(groups), _tsv(reasons))) + "\n"
+    entry = json.dumps({"flagged": flagged, "results": results}, default=str)
+    return row, ", " + entry[1:]
 
 
 def _tsv(text: str) -> str:

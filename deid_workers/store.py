@@ -776,6 +776,25 @@ class RunStore:
         values = self.client.hmget(key, list(paths))
         return {p: _decode(v) for p, v in zip(paths, values) if v is not None}
 
+    def iter_batch_outcomes(self, kind: str, total: int, step: int = 100
+                            ) -> Iterator[tuple[str, str]]:
+        """``(path, record)`` of one kind for the files of every batch, in walk order, with the
+        records of ``step`` batches read in one round trip (the inspect report's input: one
+        read per batch cost half of writing it)."""
+        for numbers in _batch_numbers(total, step):
+            batches = [list(json.loads(raw)) for raw in self.client.hmget(self.keys.batches, numbers)
+                       if raw is not None]
+            pipe = self.client.pipeline(transaction=False)
+            for paths in batches:
+                if paths:
+                    pipe.hmget(self.keys.outcome(kind), paths)
+            records = iter(pipe.execute())
+            for paths in batches:
+                if paths:
+                    for path, raw in zip(paths, next(records)):
+                        if raw is not None:
+                            yield path, _decode(raw)
+
     def iter_outcomes(self, kind: str) -> Iterator[tuple[str, str]]:
         for k, v in self.client.hscan_iter(self.keys.outcome(kind), count=SCAN_COUNT):
             yield _decode(k), _decode(v)
