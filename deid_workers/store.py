@@ -802,13 +802,6 @@ class RunStore:
     def outcome_count(self, kind: str) -> int:
         return int(self.client.hlen(self.keys.outcome(kind)))
 
-    def iter_batches(self, total: int) -> Iterator[tuple[int, list[str]]]:
-        """Batches in walk order, read a few at a time (for reports in a stable order)."""
-        for numbers in _batch_numbers(total, 100):
-            for n, raw in zip(numbers, self.client.hmget(self.keys.batches, numbers)):
-                if raw is not None:
-                    yield int(n), list(json.loads(raw))
-
     def iter_batch_records(self, total: int, step: int = 100) -> Iterator[BatchRecord]:
         """What every stage recorded of each batch, in walk order, ``step`` batches per round
         trip (the run log's input: a million files are 10,000 batches, and reading each

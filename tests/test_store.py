@@ -145,7 +145,7 @@ def test_outcomes_and_batches(store):
     store.add_batch(1, ["c"])
     assert store.batch(1) == ["c"] and store.batch_count() == 2
     assert store.counters()["walk:files"] == 3
-    assert list(store.iter_batches(2)) == [(0, ["a", "b"]), (1, ["c"])]
+    assert [(r.number, r.paths) for r in store.iter_batch_records(2)] == [(0, ["a", "b"]), (1, ["c"])]
     with pytest.raises(StoreError):
         store.batch(7)
     store.commit_batch("put", 0, {}, outcomes={"refused": {"a": "already exists"}})
