@@ -36,6 +36,7 @@ IDS_WAIT = 10.0
 """Seconds a put batch waits for the run's ids before it goes back to the queue."""
 
 _ready: set[str] = set()  # runs whose ids are all in the store (per worker process)
+_READY_KEPT = 64  # then forgotten, to be asked again: a long-lived worker sees many runs
 
 
 def write_chunk(store: RunStore, chunk: int, text: str) -> int | None:
@@ -89,6 +90,8 @@ def ids_ready(ctx: RunContext, *, wait: float | None = None, poll: float = 0.05)
         if state == "failed":
             return False
         if total is None or store.done_count("load") >= int(total):
+            if len(_ready) >= _READY_KEPT:
+                _ready.clear()
             _ready.add(store.run_id)
             return True
         if time.monotonic() >= deadline:

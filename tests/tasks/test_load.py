@@ -100,3 +100,11 @@ def test_put_of_a_run_whose_ids_failed_writes_nothing(make_run, tmp_path):
     assert await_ids(run_context(store.run_id)) is False
     assert run_put(store.run_id, 0) == {"files": 0, "run_failed": 1}
     assert not store.done_batches("put")
+
+
+def test_the_runs_known_ready_stay_few(make_run, monkeypatch):
+    store, *_ = make_run("put")
+    monkeypatch.setattr(load, "_READY_KEPT", 3)
+    load._ready.update({"a", "b", "c"})
+    assert ids_ready(run_context(store.run_id), wait=0)
+    assert load._ready == {store.run_id}
