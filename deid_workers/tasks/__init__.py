@@ -30,7 +30,8 @@ from ..steps import output_path
 from ..store import RunStore, redis_client
 
 __all__ = ["RunContext", "run_context", "client", "RETRY_ON", "RUN_SETTINGS", "worker_settings",
-           "BatchGuard", "CRASHED", "KEPT_DYING", "TIMED_OUT", "final_stage", "finish_run", "prepare_output"]
+           "BatchGuard", "CRASHED", "KEPT_DYING", "TIMED_OUT", "final_stage", "finish_run", "prepare_output",
+           "fail_run"]
 
 log = logging.getLogger(__name__)
 
@@ -375,6 +376,14 @@ def final_stage(clean_pixels: bool) -> str:
     """Every put batch also commits a clean batch (empty when it had nothing to clean), so
     with --clean-pixels the clean stage completing means the whole run is done."""
     return "clean" if clean_pixels else "put"
+
+
+def fail_run(store: RunStore, what: str, exc: BaseException) -> None:
+    """Mark the run failed by ``what``'s error, in one line without paths or values (the
+    error's text may quote either): for work no chord reports to the producer."""
+    reason = getattr(exc, "strerror", None) or type(exc).__name__
+    log.error("run %s: %s failed: %s", store.run_id, what, reason)
+    store.set_state("failed", error=f"{what} failed: {reason}")
 
 
 def finish_run(store: RunStore, stage: str) -> bool:

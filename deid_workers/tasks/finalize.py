@@ -25,7 +25,7 @@ from ..app import app
 from ..idsfile import IdsPiece, IdsWriter, join_pieces, remove_pieces
 from ..report import write_inspect_report
 from ..store import ENTITY_SETS, RunStore, first_stage
-from . import RETRY_ON, RunContext, finish_run, run_context
+from . import RETRY_ON, RunContext, fail_run, finish_run, run_context
 
 __all__ = ["finalize", "export", "NotReady", "FINALIZE_POLL", "export_shards"]
 
@@ -232,10 +232,8 @@ def fail_finalize(ctx: RunContext, exc: BaseException, *, what: str) -> None:
     its commits are forgotten, so a resume, once the cause is fixed, writes every shard again.
     """
     store = ctx.store
-    reason = getattr(exc, "strerror", None) or type(exc).__name__
-    log.error("run %s: %s failed: %s", store.run_id, what, reason)
     shards = int(store.record().get("export_shards") or 1)
     if shards > 1:
         store.forget_stage("export")
         remove_pieces(ctx.outfolder, _piece_names(store.run_id, shards))
-    store.set_state("failed", error=f"{what} failed: {reason}")
+    fail_run(store, what, exc)

@@ -6,9 +6,9 @@ start (90 us an item: 90 s for a million files). Now the producer reads, checks 
 file into chunks of whole entities (:func:`~deid_workers.idsfile.iter_ids_chunks`), keeps each
 in Redis and sends one ``deid.load`` per chunk on the put queue, ahead of the put batches
 (about 40 us an item); a worker writes the chunk's ids and commits it like a batch
-(``done:load``). The producer keeps only a
-few chunks waiting and writes one itself when they pile up, so Redis holds little raw text and
-a run sent before any worker is up still gets its ids.
+(``done:load``). The producer keeps only a few chunks waiting and writes one itself when they
+pile up, so Redis holds little raw text and a run sent before any worker is up still gets its
+ids.
 
 A put batch starts only once every chunk is written (:func:`ids_ready`): the queue is FIFO, so
 it waits at most for the chunks other workers are still writing.
@@ -26,7 +26,7 @@ from ..app import app
 from ..errors import StoreError
 from ..idsfile import parse_ids_chunk
 from ..store import RunStore
-from . import RETRY_ON, RunContext, run_context
+from . import RETRY_ON, RunContext, fail_run, run_context
 
 __all__ = ["load_chunk", "write_chunk", "ids_ready", "await_ids", "IDS_WAIT"]
 
@@ -56,14 +56,14 @@ def run_load(run_id: str, chunk: int) -> dict[str, int]:
         store = run_context(run_id).store
     except StoreError:  # purged before this process met the run
         return _gone(run_id, chunk)
-    if chunk in store.done_batches("load"):
+    if store.committed("load", [chunk]):
         return {"items": 0, "already_done": 1}  # a redelivery
     text = store.ids_chunk(chunk)
     items = None if text is None else write_chunk(store, chunk, text)
     if items is not None:
         log.info("run %s: ids chunk %d written (%d items)", run_id, chunk, items)
         return {"items": items}
-    if chunk in store.done_batches("load"):
+    if store.committed("load", [chunk]):
         return {"items": 0, "already_done": 1}  # the producer wrote it meanwhile
     if store.exists():
         raise StoreError(f"run {run_id}: ids chunk {chunk} is gone from Redis (expired?); "
@@ -118,12 +118,10 @@ def load_chunk(self: Any, run_id: str, chunk: int) -> dict[str, int]:
     except RETRY_ON:
         raise
     except Exception as exc:
-        reason = getattr(exc, "strerror", None) or type(exc).__name__
-        log.error("run %s: ids chunk %d failed: %s", run_id, chunk, reason)
         try:
             store = run_context(run_id).store
             if store.exists():
-                store.set_state("failed", error=f"ids load failed: {reason}")
+                fail_run(store, f"ids load (chunk {chunk})", exc)
         except (StoreError, *RETRY_ON):
             pass  # the run is gone, or Redis is: nothing to mark
         raise

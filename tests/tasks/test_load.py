@@ -108,3 +108,14 @@ def test_the_runs_known_ready_stay_few(make_run, monkeypatch):
     load._ready.update({"a", "b", "c"})
     assert ids_ready(run_context(store.run_id), wait=0)
     assert load._ready == {store.run_id}
+
+
+def test_a_load_that_fails_for_real_fails_its_run_in_one_line(make_run):
+    from deid_workers.tasks.load import load_chunk
+
+    store, *_ = make_run("put")
+    store.update(ids_chunks=1)  # chunk 0 was never kept (expired, say)
+    with pytest.raises(StoreError):
+        load_chunk(store.run_id, 0)
+    rec = store.record()
+    assert rec["state"] == "failed" and rec["error"] == "ids load (chunk 0) failed: StoreError"
