@@ -341,8 +341,7 @@ def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStor
     whose first stage is complete but whose finalize did not run gets finalize again; for
     ``all``, pending put batches are re-sent. A failed run is taken up again the same way.
     """
-    from .tasks.finalize import finalize
-    from .tasks.put import put_batch
+    from .tasks.finalize import enqueue_put, finalize
 
     client = client if client is not None else connect(settings)
     store = RunStore.load(client, run_id)
@@ -373,9 +372,7 @@ def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStor
         finalize.si(run_id).apply_async()
         return store, "re-sent finalize"
     pending = list(store.pending_batches("put", n_batches))
-    with app.producer_or_acquire() as producer:
-        for n in pending:
-            put_batch.si(run_id, n).apply_async(producer=producer)
+    enqueue_put(run_id, pending)
     cleans = _resend_clean(store, n_batches) if rec.get("clean_pixels") else 0
     finish_run(store, final_stage(bool(rec.get("clean_pixels"))))
     return store, f"re-sent {len(pending)} put batches" + (
