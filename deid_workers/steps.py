@@ -28,10 +28,13 @@ __all__ = [
     "GetOutcome",
     "InspectOutcome",
     "PutOutcome",
+    "PendingPut",
     "ids_keys",
     "get_one",
     "inspect_one",
     "put_one",
+    "open_put",
+    "finish_put",
     "PixelPolicy",
     "Triage",
     "triage",
@@ -136,6 +139,107 @@ def output_path(outfolder: str, rel: str) -> str:
     return str(enforce_inside(outfolder, rel))
 
 
+@dataclass
+class PendingPut:
+    """A file :func:`open_put` has read and triaged, waiting for its ids (:func:`finish_put`).
+
+    Why two halves: a file's (entity, item) is only known once it is read, and the tasks fetch
+    the ids of several read files in one Redis round trip before writing any of them.
+    """
+
+    rel: str
+    ds: Any = field(repr=False)
+    dest: str
+    keys: tuple[str, str]
+    missing: tuple[str, ...]
+    overwrite: bool
+    status: str = "written"
+    reason: str | None = None
+    verdict: Mapping[str, Any] | None = field(default=None, repr=False)
+
+
+def open_put(
+    root: str,
+    rel: str,
+    outfolder: str,
+    recipe: Any,
+    settings: Settings,
+    *,
+    overwrite: bool,
+    pixels: PixelPolicy | None = None,
+) -> PutOutcome | PendingPut:
+    """The first half of :func:`put_one`: refuse, read and triage ``root/rel``.
+
+    An outcome when the file ends here (refused, skipped, or left to the clean stage), else the
+    read dataset and its ids keys.
+    """
+    dest = output_path(outfolder, rel)
+    if pixels is None and not overwrite and os.path.lexists(dest):
+        return PutOutcome(rel, "refused", "already exists", dest)
+    try:
+        ds = read_dataset(_abs(root, rel), headers_only=False, name=rel)
+    except InputError as exc:
+        return PutOutcome(rel, "skipped", exc.reason, dest)
+    status, reason, verdict = "written", None, None
+    if pixels is not None:
+        # The %filter groups read the header only; PixelData is not decoded here.
+        verdict = inspect_dataset(ds, recipe)
+        decision = triage(verdict, pixels.quarantine_groups)
+        if decision.action == "clean" and not pixels.now:
+            return PutOutcome(rel, "clean", decision.reason, dest)
+        if decision.action == "quarantine":
+            status, reason = "quarantined", decision.reason
+            dest = output_path(pixels.quarantine, rel)
+        elif decision.action == "clean":
+            status, reason = "cleaned", decision.reason
+        if not overwrite and os.path.lexists(dest):
+            return PutOutcome(rel, "refused", "already exists", dest)
+    entity, item = entity_item(ds, settings.entity_field, settings.item_field)
+    return PendingPut(rel, ds, dest, ids_keys(entity, item, rel),
+                      _missing(entity, item, settings), overwrite, status, reason, verdict)
+
+
+def finish_put(
+    pending: PendingPut,
+    recipe: Any,
+    ids: Mapping[str, Any] | None,
+    settings: Settings,
+    *,
+    funcs: Mapping[str, Any] | None = None,
+    pixels: PixelPolicy | None = None,
+    provenance: Provenance | None = None,
+    sync: bool = True,
+) -> PutOutcome:
+    """The second half of :func:`put_one`: de-identify ``pending`` with ``ids`` and write it.
+
+    The dataset is edited in place and released: a pending file is finished once.
+    """
+    rel, dest, status, reason = pending.rel, pending.dest, pending.status, pending.reason
+    ds, pending.ds = pending.ds, None
+    # in_place: the dataset was read for this call only, so the engine's defensive copy (a
+    # deepcopy, a fifth of deidentify's time) buys nothing here.
+    new = deidentify(ds, recipe, ids, funcs=funcs, settings=settings, filename=rel,
+                     in_place=True)
+    del ds
+    if status == "cleaned" and pixels is not None and pending.verdict is not None:
+        try:
+            new = clean_pixels(new, pending.verdict)
+        except (ValueError, NotImplementedError, RuntimeError) as exc:
+            # No decoder for this transfer syntax, or pixels that do not match the header:
+            # the file cannot be made safe here, so a person gets to look at it.
+            log.debug("cleaning %s failed", rel, exc_info=True)
+            status = "quarantined"
+            reason = f"pixels could not be cleaned ({type(exc).__name__})"
+            dest = output_path(pixels.quarantine, rel)
+    stamp(new, provenance if provenance is not None else recipe,
+          pixels_cleaned=status == "cleaned")
+    try:
+        write_atomic(new, dest, overwrite=pending.overwrite, sync=sync)
+    except OutputExistsError:
+        return PutOutcome(rel, "refused", "already exists", dest)
+    return PutOutcome(rel, status, reason, dest, pending.missing, ids is not None)
+
+
 def put_one(
     root: str,
     rel: str,
@@ -163,52 +267,14 @@ def put_one(
     de-identified, pixels untouched); files needing pixel work are cleaned when
     ``pixels.now``, else returned as ``clean`` for the clean stage, before any de-identifying.
     ``sync=False``: see :func:`~deid_workers.dicomio.write_atomic` (the caller syncs ``dest``).
+    It is :func:`open_put` then :func:`finish_put`, for one file at a time.
     """
-    dest = output_path(outfolder, rel)
-    if pixels is None and not overwrite and os.path.lexists(dest):
-        return PutOutcome(rel, "refused", "already exists", dest)
-    try:
-        ds = read_dataset(_abs(root, rel), headers_only=False, name=rel)
-    except InputError as exc:
-        return PutOutcome(rel, "skipped", exc.reason, dest)
-    status, reason, verdict = "written", None, None
-    if pixels is not None:
-        # The %filter groups read the header only; PixelData is not decoded here.
-        verdict = inspect_dataset(ds, recipe)
-        decision = triage(verdict, pixels.quarantine_groups)
-        if decision.action == "clean" and not pixels.now:
-            return PutOutcome(rel, "clean", decision.reason, dest)
-        if decision.action == "quarantine":
-            status, reason = "quarantined", decision.reason
-            dest = output_path(pixels.quarantine, rel)
-        elif decision.action == "clean":
-            status, reason = "cleaned", decision.reason
-        if not overwrite and os.path.lexists(dest):
-            return PutOutcome(rel, "refused", "already exists", dest)
-    entity, item = entity_item(ds, settings.entity_field, settings.item_field)
-    ids = lookup(*ids_keys(entity, item, rel))
-    # in_place: the dataset was read for this call only, so the engine's defensive copy (a
-    # deepcopy, a fifth of deidentify's time) buys nothing here.
-    new = deidentify(ds, recipe, ids, funcs=funcs, settings=settings, filename=rel,
-                     in_place=True)
-    del ds
-    if status == "cleaned" and pixels is not None and verdict is not None:
-        try:
-            new = clean_pixels(new, verdict)
-        except (ValueError, NotImplementedError, RuntimeError) as exc:
-            # No decoder for this transfer syntax, or pixels that do not match the header:
-            # the file cannot be made safe here, so a person gets to look at it.
-            log.debug("cleaning %s failed", rel, exc_info=True)
-            status = "quarantined"
-            reason = f"pixels could not be cleaned ({type(exc).__name__})"
-            dest = output_path(pixels.quarantine, rel)
-    stamp(new, provenance if provenance is not None else recipe,
-          pixels_cleaned=status == "cleaned")
-    try:
-        write_atomic(new, dest, overwrite=overwrite, sync=sync)
-    except OutputExistsError:
-        return PutOutcome(rel, "refused", "already exists", dest)
-    return PutOutcome(rel, status, reason, dest, _missing(entity, item, settings), ids is not None)
+    pending = open_put(root, rel, outfolder, recipe, settings, overwrite=overwrite,
+                       pixels=pixels)
+    if isinstance(pending, PutOutcome):
+        return pending
+    return finish_put(pending, recipe, lookup(*pending.keys), settings, funcs=funcs,
+                      pixels=pixels, provenance=provenance, sync=sync)
 
 
 DEFAULT_QUARANTINE_GROUPS = ("blacklist",)

@@ -16,8 +16,8 @@ from celery.utils.log import get_task_logger
 
 from ..app import app
 from ..durable import sync_paths
-from ..steps import PutOutcome, put_one
-from . import RETRY_ON, BatchGuard, finish_run, prepare_output, run_context
+from . import RETRY_ON, BatchGuard, finish_run, run_context
+from .put import put_step
 
 __all__ = ["clean_batch", "run_clean", "enqueue_clean"]
 
@@ -42,11 +42,8 @@ def run_clean(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     entries: dict[str, tuple[str, str | None]] = {}
     guard = BatchGuard(ctx, "clean", batch_no, retry)
 
-    def step(rel: str) -> PutOutcome:
-        overwrite = prepare_output(ctx, rel, first_time=first_time, quarantine=policy.quarantine)
-        return put_one(ctx.input, rel, ctx.outfolder, ctx.recipe, store.get_ids, ctx.settings,
-                       overwrite=overwrite, pixels=policy, provenance=ctx.provenance, sync=False)
-
+    step = put_step(ctx, paths, [], first_time=first_time, policy=policy,
+                    careful=guard.careful)
     outputs: list[str] = []  # made durable together before the commit, as put does
     for rel, out in guard.run(paths, step, kinds["failed"]):
         status = out.status

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from celery.utils.log import get_task_logger
@@ -12,12 +13,13 @@ from ..app import app
 from ..dicomio import read_dataset
 from ..durable import sync_paths
 from ..errors import InputError
-from ..steps import PutOutcome, put_one
+from ..steps import PendingPut, PixelPolicy, PutOutcome, finish_put, open_put
 from ..verify import residual_phi
-from . import RETRY_ON, BatchGuard, finish_run, prepare_output, run_context
+from . import RETRY_ON, BatchGuard, RunContext, finish_run, prepare_output, run_context
 from .load import await_ids
+from .readahead import WINDOW, ReadAhead
 
-__all__ = ["put_batch", "send_clean"]
+__all__ = ["put_batch", "put_step", "send_clean"]
 
 log = get_task_logger(__name__)
 
@@ -55,22 +57,9 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     missing: dict[str, str] = {}
     residual: dict[str, str] = {}
     outputs: list[str] = []  # made durable together before the commit (write_atomic sync=False)
-    # The get stage noted each file's (entity, item): fetch the batch's ids in one round trip.
-    # A file without a note (action put with --ids, or a key get did not see) asks on its own.
-    prefetched = store.get_ids_many(keys)
-
-    def lookup(entity: str, item: str) -> dict[str, Any] | None:
-        key = (entity, item)
-        return prefetched[key] if key in prefetched else store.get_ids(entity, item)
-
     guard = BatchGuard(ctx, "put", batch_no, retry)
-
-    def step(rel: str) -> PutOutcome:
-        overwrite = prepare_output(ctx, rel, first_time=first_time,
-                                   quarantine=policy.quarantine if policy else None)
-        return put_one(ctx.input, rel, ctx.outfolder, ctx.recipe, lookup, ctx.settings,
-                       overwrite=overwrite, pixels=policy, provenance=ctx.provenance, sync=False)
-
+    step = put_step(ctx, paths, keys, first_time=first_time, policy=policy,
+                    careful=guard.careful)
     for rel, out in guard.run(paths, step, failed):
         entries[rel] = (out.status, out.reason)
         if out.status == "clean":
@@ -125,6 +114,42 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
              run_id, batch_no, counts["files"], counts["written"], counts["refused"],
              counts["skipped"], counts["failed"])
     return dict(counts)
+
+
+def put_step(ctx: RunContext, paths: list[str], keys: list[tuple[str, str]], *,
+             first_time: bool, policy: PixelPolicy | None, careful: bool
+             ) -> Callable[[str], PutOutcome]:
+    """The per-file step of a put (or clean) batch: :func:`~deid_workers.steps.put_one`, with
+    the ids of many files fetched in one round trip.
+
+    The get stage noted each file's (entity, item) (``keys``): their ids come before the first
+    file. The others (action put with ``--ids``, a key get did not see) are fetched a read-ahead
+    window at a time (:class:`~.readahead.ReadAhead`), file by file in careful mode.
+    """
+    store = ctx.store
+    fetched = store.get_ids_many(keys)
+
+    def read(rel: str) -> PutOutcome | PendingPut:
+        overwrite = prepare_output(ctx, rel, first_time=first_time,
+                                   quarantine=policy.quarantine if policy else None)
+        return open_put(ctx.input, rel, ctx.outfolder, ctx.recipe, ctx.settings,
+                        overwrite=overwrite, pixels=policy)
+
+    def fetch(window: list[PutOutcome | PendingPut]) -> None:
+        fetched.update(store.get_ids_many(
+            p.keys for p in window if isinstance(p, PendingPut) and p.keys not in fetched))
+
+    ahead = ReadAhead(paths, read, 1 if careful else WINDOW, then=fetch)
+
+    def step(rel: str) -> PutOutcome:
+        pending = ahead.take(rel)
+        if isinstance(pending, PutOutcome):
+            return pending
+        ids = fetched[pending.keys] if pending.keys in fetched else store.get_ids(*pending.keys)
+        return finish_put(pending, ctx.recipe, ids, ctx.settings, pixels=policy,
+                          provenance=ctx.provenance, sync=False)
+
+    return step
 
 
 def verify_output(root: str, rel: str, dest: str) -> list[str]:

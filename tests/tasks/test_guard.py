@@ -114,3 +114,21 @@ def test_a_batch_that_keeps_dying_with_no_file_to_blame_ends_with_its_files_fail
     assert result["files"] == 3 and result["valid"] == 0 and result["failed"] == 3
     assert store.outcomes("failed") == {rel: KEPT_DYING for rel in batch}
     assert store.done_batches("get") == {0}
+
+
+def test_a_careful_put_reads_each_file_only_once_the_guard_has_noted_it(make_run, monkeypatch):
+    # put reads ahead of the file it writes; in careful mode a crash must be blamed on the
+    # file being read, so there it reads each file only after the guard noted that file
+    store, root, paths, n = make_run("put", corrupt=0, settings={"max_retries": 0})
+    ctx = run_context(store.run_id)
+    BatchGuard(ctx, "put", 0)  # the first start died: the next one goes file by file
+    noted = []
+    real = tasks.put.open_put
+
+    def open_put(root, rel, *args, **kw):
+        noted.append((rel, store.inflight("put", 0, 0)))
+        return real(root, rel, *args, **kw)
+
+    monkeypatch.setattr(tasks.put, "open_put", open_put)
+    assert run_put(store.run_id, 0)["written"] == 3
+    assert noted == [(rel, rel) for rel in store.batch(0)]

@@ -3,6 +3,8 @@ from __future__ import annotations
 import pydicom
 import pytest
 
+from deid_workers.config import Settings
+from deid_workers.steps import get_one
 from deid_workers.tasks.get import run_get
 from deid_workers.tasks.put import run_put
 
@@ -34,6 +36,33 @@ def test_put_after_get_fetches_ids_per_batch_not_per_file(make_run, monkeypatch)
         assert run_put(store.run_id, b)["no_ids"] == 0
     assert single == []
     assert store.counters()["put:written"] == len(paths)
+
+
+def test_put_with_ids_but_no_get_fetches_ids_per_read_ahead_window(make_run, monkeypatch,
+                                                                   tmp_path):
+    # action put: no get stage noted the files' keys, so put reads ahead, then asks for the
+    # window's ids at once instead of once per file
+    store, root, paths, n = make_run("put", corrupt=0, images=5)
+    ids: dict = {}
+    for rel in paths:
+        got = get_one(root, rel, Settings(entity_field="PatientID"))
+        ids.setdefault(got.entity, {})[got.item] = dict(got.fields, id="SUBJ-" + got.entity[-6:])
+    store.save_ids(ids)
+    single, many = [], []
+    cls = type(store)
+    real_one, real_many = cls.get_ids, cls.get_ids_many
+    monkeypatch.setattr(cls, "get_ids", lambda self, e, i: single.append(i) or real_one(self, e, i))
+    monkeypatch.setattr(cls, "get_ids_many",
+                        lambda self, keys: many.append(list(keys)) or real_many(self, many[-1]))
+    monkeypatch.setattr("deid_workers.tasks.put.WINDOW", 2)
+    for b in range(n):
+        assert run_put(store.run_id, b)["no_ids"] == 0
+    assert single == []
+    # per batch of 3 files: the keys get noted (none), then a window of 2 and one of 1
+    assert [len(k) for k in many] == [0, 2, 1] * (n - 1) + [0, 1]
+    assert store.counters()["put:written"] == len(paths) == 10
+    ds = pydicom.dcmread(tmp_path / "out" / paths[0])
+    assert ds.PatientID.startswith("SUBJ-")
 
 
 def test_put_refuses_existing_and_counts(make_run, tmp_path):
