@@ -53,3 +53,27 @@ def test_memory_probes_run_on_a_few_files() -> None:
 
     loaded = run_probe("ids-load", 300)
     assert loaded.get("loaded") == 300 and loaded["peak_rss_mb"] > 0, loaded
+
+
+def test_cluster_runs_put_each_actions_worker_counts_back_to_back(monkeypatch, tmp_path) -> None:
+    # a slow spell must fall on both sides of a scaling ratio; put reads the first get's ids
+    import benchmarks.__main__ as bench
+    from benchmarks.cluster import ClusterRun
+    from benchmarks.corpus import Corpus
+
+    calls = []
+
+    def run_cli(action, root, files, *, workers, batch, ids, outfolder):
+        calls.append((action, workers, ids))
+        if action == "get":
+            Path(outfolder, "deid-ids.json").write_text("{}")
+        return ClusterRun(action, workers, batch, files, 1.0, 1.0, 0, {})
+
+    monkeypatch.setattr(bench, "run_cli", run_cli)
+    corpus = Corpus(str(tmp_path), 10, 10, 10, 0, 0, 0)
+    runs = bench.cluster_runs(corpus, [1, 2], 5)
+    assert [(r.action, r.workers) for r in runs] == [
+        (a, w) for a in ("all", "get", "inspect", "put") for w in (1, 2)]
+    ids = {i for a, _, i in calls if a == "put"}
+    assert len(ids) == 1 and all(i is None for a, _, i in calls if a != "put")
+    assert not os.path.exists(ids.pop())  # the exports are removed afterwards
