@@ -267,13 +267,20 @@ def _submit_and_follow(args: argparse.Namespace, settings: Settings, *,
                      print_ids=args.print_ids, verify=args.verify,
                      clean_pixels=args.clean_pixels, quarantine_groups=_groups(args),
                      key_location=key_location or "each worker's DEID_SECRET / DEID_SECRET_FILE")
+    progress = None if args.no_wait else _progress(args)
     store = None
     try:
-        store = submit(settings, sub)  # validates recipe, input and ids before connecting
+        try:  # validates recipe, input and ids before connecting; the bar shows as it sends
+            store = submit(settings, sub, tick=progress.poll if progress else None)
+        except BaseException:
+            if progress is not None:
+                progress.close()  # the error gets a line of its own
+            raise
         if args.no_wait:
             print(store.run_id)
             return EXIT_OK
-        return _follow(store, args, settings, health=health, on_finished=on_finished)
+        return _follow(store, args, settings, progress=progress, health=health,
+                       on_finished=on_finished)
     except KeyboardInterrupt:
         if store is not None and settings.broker_url and health is None:
             _error(f"interrupted; run {store.run_id} goes on on the workers "
@@ -282,12 +289,17 @@ def _submit_and_follow(args: argparse.Namespace, settings: Settings, *,
         raise
 
 
-def _follow(store: Any, args: argparse.Namespace, settings: Settings, *, health: Any = None,
-            on_finished: Any = None) -> int:
-    from .producer import resume, wait
+def _progress(args: argparse.Namespace) -> Any:
+    """The progress bar on stderr, unless ``--quiet``."""
     from .progress import Progress
 
-    progress = None if args.quiet else Progress()
+    return None if args.quiet else Progress()
+
+
+def _follow(store: Any, args: argparse.Namespace, settings: Settings, *,
+            progress: Any = None, health: Any = None, on_finished: Any = None) -> int:
+    from .producer import resume, wait
+
     log.info("run %s submitted", store.run_id)
     rec = wait(store, progress=progress, health=health,
                on_stall=lambda: resume(settings, store.run_id, store.client)[1])
@@ -335,7 +347,7 @@ def _admin(what: str, args: argparse.Namespace, settings: Settings) -> int:
     if what == "resume":
         store, said = resume(settings, args.resume, client)
         log.info("run %s: %s", args.resume, said)
-        return _follow(store, args, settings)
+        return _follow(store, args, settings, progress=_progress(args))
     return _status(client, args)
 
 

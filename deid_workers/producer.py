@@ -163,10 +163,13 @@ def _check_outfolder(folder: str) -> None:
         raise InputError(folder, f"output folder is not writable ({exc.strerror or exc})") from None
 
 
-def submit(settings: Settings, sub: Submission, client: Any = None) -> RunStore:
+def submit(settings: Settings, sub: Submission, client: Any = None, *,
+           tick: Callable[[RunStore], object] | None = None) -> RunStore:
     """Create the run, load ids for put, walk the input and enqueue every batch.
 
-    Returns as soon as everything is enqueued; :func:`wait` follows the run.
+    Returns as soon as everything is enqueued; :func:`wait` follows the run. For an archive
+    that takes a while (the walk, an ids file): ``tick(store)`` is called after each batch and
+    each ids chunk sent, so the caller can show the run's progress meanwhile.
     """
     if sub.action not in ACTIONS:
         raise ValueError(f"unknown action {sub.action!r}")
@@ -212,18 +215,19 @@ def submit(settings: Settings, sub: Submission, client: Any = None) -> RunStore:
     log.info("run %s: %s of %s with recipe %s", run_id, sub.action, record["input"], name)
     if ids is not None:
         try:
-            chunks, items = send_ids(store, ids)
+            chunks, items = send_ids(store, ids, tick=tick)
         except IdentifiersError:
             store.purge()  # a bad part further in the file: no put batch was sent
             raise
         log.info("run %s: sent ids of %d items in %d chunks", run_id, items, chunks)
-    enqueue(store, settings, sub)
+    enqueue(store, settings, sub, tick=tick)
     return store
 
 
 def send_ids(store: RunStore, chunks: Iterable[tuple[str, int]], *,
              skip: Callable[[int], bool] = lambda n: False,
-             window: int = IDS_WINDOW) -> tuple[int, int]:
+             window: int = IDS_WINDOW,
+             tick: Callable[[RunStore], object] | None = None) -> tuple[int, int]:
     """Keep each chunk of an ids file in Redis and send a ``deid.load`` for it; returns
     (chunks, items). Chunks ``skip`` names (a resume: already written) are only counted.
 
@@ -250,12 +254,15 @@ def send_ids(store: RunStore, chunks: Iterable[tuple[str, int]], *,
                 waiting.append((n, text))
             n += 1
             items += count
-    store.update(ids_chunks=n)
+            if tick is not None:
+                tick(store)
+    store.update(ids_chunks=n, ids_items=items)
     return n, items
 
 
 def _walk(store: RunStore, sub: Submission, settings: Settings, *,
-          skip: Callable[[int], bool] = lambda n: False) -> Iterator[int]:
+          skip: Callable[[int], bool] = lambda n: False,
+          tick: Callable[[RunStore], object] | None = None) -> Iterator[int]:
     """Walk the input, store every batch, and yield the numbers of batches to send.
 
     Batch numbers follow the walk order, which is deterministic (sorted names), so a resumed
@@ -273,11 +280,14 @@ def _walk(store: RunStore, sub: Submission, settings: Settings, *,
         if not skip(n):
             yield n
         n += 1
+        if tick is not None:
+            tick(store)
     store.update(walk_done=True, n_batches=n)
 
 
 def enqueue(store: RunStore, settings: Settings, sub: Submission,
-            *, skip: Callable[[int], bool] = lambda n: False) -> None:
+            *, skip: Callable[[int], bool] = lambda n: False,
+            tick: Callable[[RunStore], object] | None = None) -> None:
     """Send the run's first stage: a chord for get/inspect/all, plain tasks for put."""
     from .tasks.finalize import finalize
     from .tasks.get import get_batch
@@ -288,14 +298,14 @@ def enqueue(store: RunStore, settings: Settings, sub: Submission,
     store.update(state="running")
     if sub.action == "put":
         with app.producer_or_acquire() as producer:
-            for n in _walk(store, sub, settings, skip=skip):
+            for n in _walk(store, sub, settings, skip=skip, tick=tick):
                 put_batch.si(run_id, n).apply_async(producer=producer)
         finish_run(store, final_stage(bool(store.record().get("clean_pixels"))))
         return
     task = inspect_batch if sub.action == "inspect" else get_batch
     body_id = str(uuid.uuid4())
     store.update(finalize_task=body_id)
-    header = (task.si(run_id, n) for n in _walk(store, sub, settings, skip=skip))
+    header = (task.si(run_id, n) for n in _walk(store, sub, settings, skip=skip, tick=tick))
     send_chord(header, finalize.si(run_id), body_id)
 
 

@@ -19,6 +19,7 @@ from .store import stages_of
 __all__ = ["Progress", "Stage", "stages", "render"]
 
 BAR_WIDTH = 24
+POLL_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Stage:
     done: int
     total: int | None
     final: bool
+    unit: str = "files"
 
 
 def stages(rec: Mapping[str, Any], c: Mapping[str, int]) -> list[Stage]:
@@ -37,6 +39,9 @@ def stages(rec: Mapping[str, Any], c: Mapping[str, int]) -> list[Stage]:
     names = stages_of(action, clean_pixels=bool(rec.get("clean_pixels")), finalize=False)
     walked = bool(rec.get("walk_done"))
     out = []
+    if rec.get("ids_path"):  # put --ids: the ids file's items, written by deid.load first
+        out.append(Stage("load", c.get("load:items", 0), rec.get("ids_items"),
+                         "ids_chunks" in rec, "items"))
     for name in names:
         done = c.get(f"{name}:files", 0)
         total: int | None = c.get("walk:files", 0)
@@ -74,7 +79,7 @@ def render(all_stages: list[Stage], stage_elapsed: float) -> str:
     eta = ""
     if rate > 0 and now.final and now.total is not None and now.total >= now.done:
         eta = f"  ETA {_hms((now.total - now.done) / rate)}"
-    return f"{'  '.join(parts)}  {rate:.1f} files/s{eta}"
+    return f"{'  '.join(parts)}  {rate:.1f} {now.unit}/s{eta}"
 
 
 class Progress:
@@ -89,6 +94,7 @@ class Progress:
         self._stage_start = time.monotonic()
         self._last_print = 0.0
         self._drawn = False
+        self._last_poll = float("-inf")
 
     def update(self, rec: Mapping[str, Any], counters: Mapping[str, int]) -> None:
         now = time.monotonic()
@@ -105,6 +111,17 @@ class Progress:
             self.stream.write(text + "\n")
             self.stream.flush()
             self._last_print = now
+
+    def poll(self, store: Any) -> None:
+        """:meth:`update` from ``store`` (a RunStore), at most every :data:`POLL_SECONDS`.
+
+        For a caller busy with other work between calls: the producer walking the input or
+        reading an ids file, which for an archive takes minutes before it can wait on the run.
+        """
+        now = time.monotonic()
+        if now - self._last_poll >= POLL_SECONDS:
+            self._last_poll = now
+            self.update(store.record(), store.counters())
 
     def close(self) -> None:
         if self._drawn:

@@ -237,10 +237,16 @@ def run_status(store: RunStore, *, now: float | None = None) -> dict[str, Any]:
     expected = stages_of(action)
     stages = [s for s in STAGE_ORDER
               if s in expected or c.get(f"{s}:batches") or f"{s}:last" in t]
+    if rec.get("ids_path"):  # put --ids: the chunks of the ids file deid.load writes first
+        stages.insert(0, "load")
     rows = []
     for stage in stages:
         done_batches = len(store.done_batches(stage))
-        if stage == "finalize":
+        if stage == "load":  # items of the ids file, in chunks
+            chunks = rec.get("ids_chunks")
+            batches_total = int(chunks) if chunks is not None else None
+            done, total = c.get("load:items", 0), rec.get("ids_items")
+        elif stage == "finalize":
             batches_total: int | None = 1
             done, total = done_batches, 1
             shards = int(rec.get("export_shards") or 1)
@@ -271,6 +277,7 @@ def run_status(store: RunStore, *, now: float | None = None) -> dict[str, Any]:
             "failed": c.get(f"{stage}:failed", 0),
             "skipped": c.get(f"{stage}:skipped", 0),
             "rate": round(done / span, 2) if stage != "finalize" and done and span > 0 else None,
+            "unit": "items" if stage == "load" else "files",
             "complete": complete,
         })
     return {
@@ -306,7 +313,7 @@ def render_status(status: Mapping[str, Any], queues: Mapping[str, int] | None = 
     for row in status["stages"]:
         total = "?" if row["total"] is None else str(row["total"])
         btotal = "?" if row["batches_total"] is None else str(row["batches_total"])
-        rate = "-" if row["rate"] is None else f"{row['rate']:.1f} files/s"
+        rate = "-" if row["rate"] is None else f"{row['rate']:.1f} {row.get('unit', 'files')}/s"
         table.append((row["stage"], f"{row['done']}/{total}", f"{row['batches_done']}/{btotal}",
                       str(row["failed"]), str(row["skipped"]), rate))
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]

@@ -273,3 +273,34 @@ def test_resume_of_a_put_run_sends_the_ids_chunks_not_written(tmp_path, monkeypa
     missing = sorted(set(range(6)) - set(range(6 - producer.IDS_WINDOW)))
     assert sent == missing  # cut the same way again; the written ones are skipped
     assert store.fields("ids_chunks") == [6]
+
+
+def test_submit_ticks_per_ids_chunk_and_per_batch_so_progress_shows_while_it_sends(
+        tmp_path, monkeypatch):
+    import json
+
+    from deid_workers import producer
+    from deid_workers.config import Settings
+    from deid_workers.progress import stages
+
+    client, sent = _put_setup(tmp_path, monkeypatch, chunk_items=1)
+    walk = producer._walk  # the walk as enqueue runs it, minus the broker
+    monkeypatch.setattr(producer, "enqueue", lambda store, settings, sub, tick=None, **kw:
+                        list(walk(store, sub, settings, tick=tick)))
+    for n in range(3):
+        (tmp_path / "in" / f"f{n}.dcm").write_bytes(b"")
+    path = tmp_path / "ids.json"
+    path.write_text(json.dumps({f"P{n}": {f"1.{n}": {"id": f"S{n}"}} for n in range(2)}))
+    seen = []
+
+    def tick(store):
+        rec, c = store.record(), store.counters()
+        seen.append((c.get("load:items", 0), c.get("walk:files", 0), rec.get("ids_items")))
+
+    sub = producer.Submission(action="put", input=str(tmp_path / "in"),
+                              outfolder=str(tmp_path / "out"), ids_path=str(path))
+    store = producer.submit(Settings(batch_size=1), sub, client=client, tick=tick)
+    assert seen == [(1, 0, None), (2, 0, None), (2, 1, 2), (2, 2, 2), (2, 3, 2)]
+    load = stages(store.record(), store.counters())[0]
+    assert (load.name, load.done, load.total, load.final, load.unit) == ("load", 2, 2, True,
+                                                                         "items")

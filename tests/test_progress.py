@@ -55,3 +55,37 @@ def test_stage_rate_restarts_when_the_stage_changes():
 
 def test_an_empty_run_renders_without_dividing_by_zero():
     assert render([Stage("get", 0, 0, True)], 0.0) == "get 0/0  0.0 files/s"
+
+
+def test_put_with_ids_shows_the_load_in_items_before_put():
+    rec = {"action": "put", "walk_done": False, "stage": "put", "ids_path": "/ids.json"}
+    c = {"load:items": 3000}
+    assert current(stages(rec, c)).name == "load"
+    assert _line(rec, c, 2.0) == "load 3000/?  put 0/0+  1500.0 items/s"
+    rec.update(ids_chunks=4, ids_items=4000, walk_done=True)
+    c.update({"load:items": 4000, "walk:files": 500, "put:files": 100})
+    line = _line(rec, c, 2.0)
+    assert line.startswith("load 4000/4000  put [####") and line.endswith("50.0 files/s  ETA 0:00:08")
+
+
+def test_poll_reads_the_store_at_most_every_poll_interval(monkeypatch):
+    from deid_workers import progress
+
+    class Store:
+        reads = 0
+
+        def record(self):
+            self.reads += 1
+            return {"action": "get", "walk_done": False}
+
+        def counters(self):
+            return {"walk:files": 100, "get:files": 0}
+
+    clock = [1000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    out, store = io.StringIO(), Store()
+    bar = Progress(out, interval=0.0)
+    for step in (0.0, 0.1, 0.2, progress.POLL_SECONDS + 0.1):
+        clock[0] = 1000.0 + step
+        bar.poll(store)
+    assert store.reads == 2 and out.getvalue().count("0/100+  0.0 files/s\n") == 2

@@ -131,6 +131,27 @@ def test_status_of_a_finished_all_run_rates_put_from_finalize(client):
     assert s["finished"] is not None
 
 
+def test_status_of_a_put_run_shows_its_ids_load_in_items(client):
+    store = _run(client, action="put", files=10, batches=2)
+    created = float(store.record()["created"])
+    store.update(ids_path="/ids.json")
+    store.commit_batch("load", 0, {"items": 1000})
+    s = run_status(store, now=created + 4)
+    load = s["stages"][0]
+    assert [r["stage"] for r in s["stages"]] == ["load", "put"]
+    assert (load["done"], load["total"], load["batches_done"], load["batches_total"]) == (
+        1000, None, 1, None)
+    assert load["unit"] == "items" and not load["complete"] and load["rate"] == 250.0
+    store.update(ids_chunks=2, ids_items=1500)
+    store.commit_batch("load", 1, {"items": 500})
+    client.hset(store.keys.times, "load:last", created + 3)
+    load = run_status(store, now=created + 9)["stages"][0]
+    assert (load["done"], load["total"], load["complete"], load["rate"]) == (1500, 1500, True,
+                                                                             500.0)
+    table = render_status(run_status(store, now=created + 9)).splitlines()
+    assert table[2].split() == ["load", "1500/1500", "2/2", "0", "0", "500.0", "items/s"]
+
+
 def test_status_counts_the_shards_of_a_sharded_export(client):
     store = _run(client, files=10, batches=2)
     for n in range(2):
