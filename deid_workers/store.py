@@ -180,11 +180,13 @@ def pack_fields(fields: Mapping[str, Any]) -> str:
     """One file's identifiers as stored in Redis: compressed JSON, as text.
 
     Why: the ids are most of a live run's Redis memory (1.9 KB of JSON for a typical file's 55
-    fields); packed they take about 0.75 KB. Base64 keeps the value text, which the store's
+    fields); packed they take about 0.8 KB. Base64 keeps the value text, which the store's
     client (``decode_responses``) needs. The JSON is spelled as the ids export spells it
     (``json.dumps``' default separators), so the export copies it instead of encoding it again.
+    Level 3, not the default 6: every item of a get or an ids load is packed, and level 6
+    costs 13 us more an item (60 -> 47 us, measured) for 10% less (614 -> 551 bytes deflated).
     """
-    co = zlib.compressobj(6, zlib.DEFLATED, 15, 9, zlib.Z_DEFAULT_STRATEGY, _IDS_ZDICT)
+    co = zlib.compressobj(3, zlib.DEFLATED, 15, 9, zlib.Z_DEFAULT_STRATEGY, _IDS_ZDICT)
     raw = co.compress(json.dumps(fields).encode("utf-8")) + co.flush()
     return _PACKED + base64.b64encode(raw).decode("ascii")
 
