@@ -122,6 +122,22 @@ def test_lists_of_plain_values_are_copied_and_others_converted(tmp_path: Path) -
     assert [type(v) for v in checked["mixed"]] == [str, float, int]
 
 
+def test_a_plain_parsed_item_takes_the_fast_path_with_the_same_result() -> None:
+    class Name(str):
+        pass
+
+    plain = {"A": "x", "B": 1, "C": [1.5, "y", None], "D": [], "E": False}
+    checked = idsfile._fields(plain, "item")
+    assert checked == plain and checked is not plain and checked["C"] is not plain["C"]
+    # anything but plain names, values and lists of them goes the slow way, as before
+    for odd in ({"A": (1, 2)}, {"A": [UID("1.2")]}, {"A": {"k": 1}}, {Name("A"): "x"}):
+        assert idsfile._fields(odd, "item") == {"A": idsfile._plain(next(iter(odd.values())), "")}
+        assert all(type(k) is str for k in idsfile._fields(odd, "item"))
+    assert type(idsfile._fields({"A": [UID("1.2")]}, "item")["A"][0]) is str
+    with pytest.raises(IdentifiersError, match="field #1: field name must be a string"):
+        idsfile._fields({1: "x"}, "item")
+
+
 def test_values_nested_too_deeply_are_refused(tmp_path: Path) -> None:
     deep: Any = "x"
     for _ in range(idsfile._MAX_DEPTH + 1):
