@@ -44,7 +44,8 @@ def stages(rec: Mapping[str, Any], c: Mapping[str, int]) -> list[Stage]:
                          "ids_chunks" in rec, "items"))
     for name in names:
         done = c.get(f"{name}:files", 0)
-        total: int | None = c.get("walk:files", 0)
+        found = c.get("walk:files", 0)
+        total: int | None = found if found or walked else None  # "0/?" until the walk finds some
         final = walked
         if name == "put" and action == "all":  # put covers the files get found valid
             final = rec.get("stage") in ("put", "clean") or bool(rec.get("finished"))

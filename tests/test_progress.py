@@ -61,7 +61,7 @@ def test_put_with_ids_shows_the_load_in_items_before_put():
     rec = {"action": "put", "walk_done": False, "stage": "put", "ids_path": "/ids.json"}
     c = {"load:items": 3000}
     assert current(stages(rec, c)).name == "load"
-    assert _line(rec, c, 2.0) == "load 3000/?  put 0/0+  1500.0 items/s"
+    assert _line(rec, c, 2.0) == "load 3000/?  put 0/?  1500.0 items/s"
     rec.update(ids_chunks=4, ids_items=4000, walk_done=True)
     c.update({"load:items": 4000, "walk:files": 500, "put:files": 100})
     line = _line(rec, c, 2.0)
