@@ -124,7 +124,8 @@ def put_step(ctx: RunContext, paths: list[str], keys: list[tuple[str, str]], *,
 
     The get stage noted each file's (entity, item) (``keys``): their ids come before the first
     file. The others (action put with ``--ids``, a key get did not see) are fetched a read-ahead
-    window at a time (:class:`~.readahead.ReadAhead`), file by file in careful mode.
+    window at a time (:class:`~.readahead.ReadAhead`), file by file in careful mode. A batch
+    whose keys are all noted reads no file ahead: it would only hold more datasets at once.
     """
     store = ctx.store
     fetched = store.get_ids_many(keys)
@@ -139,7 +140,15 @@ def put_step(ctx: RunContext, paths: list[str], keys: list[tuple[str, str]], *,
         fetched.update(store.get_ids_many(
             p.keys for p in window if isinstance(p, PendingPut) and p.keys not in fetched))
 
-    ahead = ReadAhead(paths, read, 1 if careful else WINDOW, then=fetch)
+    def weigh(rel: str) -> int:
+        try:
+            return os.path.getsize(os.path.join(ctx.input, rel))
+        except OSError:
+            return 0  # open_put says why
+
+    # Nothing to fetch when get noted every file's keys (action all): read as it goes.
+    window = 1 if careful or len(keys) >= len(paths) else WINDOW
+    ahead = ReadAhead(paths, read, window, then=fetch, weigh=weigh)
 
     def step(rel: str) -> PutOutcome:
         pending = ahead.take(rel)

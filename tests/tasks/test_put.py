@@ -5,7 +5,9 @@ import pytest
 
 from deid_workers.config import Settings
 from deid_workers.steps import get_one
+from deid_workers import tasks
 from deid_workers.tasks.get import run_get
+from deid_workers.tasks.readahead import ReadAhead
 from deid_workers.tasks.put import run_put
 
 
@@ -32,10 +34,15 @@ def test_put_after_get_fetches_ids_per_batch_not_per_file(make_run, monkeypatch)
     real = type(store).get_ids
     monkeypatch.setattr(type(store), "get_ids",
                         lambda self, e, i: single.append(i) or real(self, e, i))
+    windows = []
+    monkeypatch.setattr(tasks.put, "ReadAhead",
+                        lambda *a, **k: windows.append(a[2]) or ReadAhead(*a, **k))
     for b in range(n):
         assert run_put(store.run_id, b)["no_ids"] == 0
     assert single == []
     assert store.counters()["put:written"] == len(paths)
+    # nothing to fetch, so nothing read ahead (it would only hold more datasets at once)
+    assert windows == [1] * n
 
 
 def test_put_with_ids_but_no_get_fetches_ids_per_read_ahead_window(make_run, monkeypatch,

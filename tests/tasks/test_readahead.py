@@ -61,3 +61,16 @@ def test_a_soft_time_limit_is_not_held_back_for_a_later_file():
     ahead = ReadAhead(PATHS, _reader([], stop={"f2"}), window=3)
     with pytest.raises(SoftTimeLimitExceeded):
         ahead.take("f0")
+
+
+def test_a_window_stops_at_its_byte_budget_and_a_big_file_is_read_alone():
+    log, windows = [], []
+    sizes = {"f0": 4, "f1": 4, "f2": 4, "f3": 100, "f4": 1, "f5": 1, "f6": 1}
+    ahead = ReadAhead(PATHS, _reader(log), window=4, then=windows.append,
+                      weigh=sizes.__getitem__, budget=8)
+    assert [ahead.take(p) for p in PATHS] == [p.upper() for p in PATHS]
+    assert windows == [["F0", "F1"], ["F2", "F3"], ["F4", "F5", "F6"]]
+    ahead = ReadAhead(["f3", "f4"], _reader([]), window=4, then=windows.append,
+                      weigh=sizes.__getitem__, budget=8)
+    ahead.take("f3")
+    assert windows[-1] == ["F3"]
