@@ -3,12 +3,12 @@ from __future__ import annotations
 import pydicom
 import pytest
 
+from deid_workers import tasks
 from deid_workers.config import Settings
 from deid_workers.steps import get_one
-from deid_workers import tasks
 from deid_workers.tasks.get import run_get
-from deid_workers.tasks.readahead import ReadAhead
 from deid_workers.tasks.put import run_put
+from deid_workers.tasks.readahead import ReadAhead
 
 
 def test_put_uses_stored_ids_and_writes_mirrored_tree(make_run, tmp_path):
