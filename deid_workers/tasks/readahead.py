@@ -37,10 +37,10 @@ class ReadAhead(Generic[T]):
     Files are read in the order of ``paths``, ``window`` at a time, fewer when their sizes
     (``weigh(rel)``) reach ``budget`` bytes: a window's datasets are all in memory at once.
     ``then`` sees each window's results before any of them is taken (put fetches their ids
-    there). A file whose read
-    raised raises the same exception when it is taken, so the batch's guard blames that file,
-    not the one that happened to start the window. With ``window`` 1 every file is read when
-    it is taken: the guard's careful mode, which must know the file a crash happened on.
+    there). A file whose read raised raises the same exception when it is taken, so the
+    batch's guard blames that file, not the one that happened to start the window. With
+    ``window`` 1 every file is read when it is taken: the guard's careful mode, which must know
+    the file a crash happened on.
     """
 
     def __init__(self, paths: Sequence[str], read: Callable[[str], T], window: int = WINDOW,
