@@ -86,7 +86,8 @@ def cluster_runs(corpus: Corpus, workers: list[int], batch: int) -> list[Cluster
 
 def scaling_runs(tmp: str, workers: list[int], batch: int, repeat: int = 1) -> dict[str, Any]:
     """Every action at 1 and N workers on the "scaling" corpus (20,000 small files), each the
-    fastest of ``repeat`` rounds, as on the main corpus.
+    fastest of ``repeat`` rounds, as on the main corpus, and the floor's own scaling on the
+    same files: how far two processes scale on this machine at all.
 
     Why a second corpus: on the main one a 2-worker get lasts about 0.6 s, so the run's fixed
     costs (the first batch's start, the ids export, the last batches) weigh several times more
@@ -94,15 +95,21 @@ def scaling_runs(tmp: str, workers: list[int], batch: int, repeat: int = 1) -> d
     _log("building the scaling corpus")
     corpus = build_corpus(os.path.join(tmp, "scaling"), "scaling")
     best: dict[tuple[str, int], ClusterRun] = {}
+    floor: dict[int, dict[str, float]] = {}
+    valid = corpus.valid_paths()
     for rnd in range(1, repeat + 1):
         if repeat > 1:
             _log(f"scaling round {rnd} of {repeat}")
+        floor_round(floor, corpus, valid, tmp, workers)
         keep_fastest(best, cluster_runs(corpus, workers, batch))
     runs = [r.as_dict() for r in best.values()]
     ok = {(r["action"], r["workers"]): r for r in runs if r["rc"] == 0}
     shutil.rmtree(corpus.root, ignore_errors=True)
+    low, high = workers[0], workers[-1]
     return {"files": corpus.files, "workers": workers, "repeat": repeat, "runs": runs,
-            "scaling": _scaling(ok, workers[0], workers[-1])}
+            "floor": {str(k): v for k, v in floor.items()},
+            "floor_scaling": round(floor[low]["seconds"] / floor[high]["seconds"], 2),
+            "scaling": _scaling(ok, low, high)}
 
 
 def _scaling(runs: dict[tuple[str, int], dict[str, Any]], low: int, high: int) -> dict[str, float]:
@@ -153,6 +160,20 @@ def batch_sweep(corpus: Corpus, workers: int, sizes: tuple[int, ...]) -> list[di
     return out
 
 
+def floor_round(floor: dict[int, dict[str, float]], corpus: Corpus, valid: list[str], tmp: str,
+                workers: list[int]) -> None:
+    """Time the floor once at each worker count, keeping in ``floor`` the fastest so far."""
+    for w in workers:
+        _log(f"floor: pydicom read+write in {w} process(es)")
+        out = os.path.join(tmp, f"floor-{w}")
+        f = run_floor(corpus.root, valid, out, w)
+        shutil.rmtree(out, ignore_errors=True)
+        if w not in floor or f["seconds"] < floor[w]["seconds"]:
+            floor[w] = {"seconds": round(f["seconds"], 3),
+                        "files_per_s": round(_rate(f["files"], f["seconds"]), 1),
+                        "mb_per_s": round(_rate(corpus.mb, f["seconds"]), 2)}
+
+
 def keep_fastest(best: dict[tuple[str, int], ClusterRun], runs: list[ClusterRun]) -> None:
     """Keep in ``best`` the fastest successful run per (action, workers); a failed run only
     stands in until a round succeeds, so its exit code still shows."""
@@ -179,14 +200,7 @@ def build_results(args: argparse.Namespace) -> dict[str, Any]:
         for rnd in range(1, args.repeat + 1):
             if args.repeat > 1:
                 _log(f"round {rnd} of {args.repeat}")
-            for w in workers:
-                _log(f"floor: pydicom read+write in {w} process(es)")
-                f = run_floor(corpus.root, valid, os.path.join(tmp, f"floor-{w}"), w)
-                shutil.rmtree(os.path.join(tmp, f"floor-{w}"), ignore_errors=True)
-                if w not in floor or f["seconds"] < floor[w]["seconds"]:
-                    floor[w] = {"seconds": round(f["seconds"], 3),
-                                "files_per_s": round(_rate(f["files"], f["seconds"]), 1),
-                                "mb_per_s": round(_rate(corpus.mb, f["seconds"]), 2)}
+            floor_round(floor, corpus, valid, tmp, workers)
             keep_fastest(best, cluster_runs(corpus, workers, args.batch))
         runs = list(best.values())
         theirs = None if args.no_deid else deid_run(corpus)
@@ -287,8 +301,12 @@ def render(results: dict[str, Any]) -> str:
         lines.append("deid: not importable (pip install .[bench]) or skipped")
     scal = {k: v for k, v in results["ratios"].items() if k.startswith("scaling_")}
     if scal:
+        fl = results["floor"]
+        ws = sorted(fl, key=int)
+        floor_scaling = (f"; the floor {fl[ws[0]]['seconds'] / fl[ws[-1]]['seconds']:.2f}x"
+                         if len(ws) > 1 and fl[ws[-1]]["seconds"] else "")
         lines.append("scaling (run time 1 worker / N workers): "
-                     + ", ".join(f"{k[8:]} {v:.2f}x" for k, v in scal.items()))
+                     + ", ".join(f"{k[8:]} {v:.2f}x" for k, v in scal.items()) + floor_scaling)
     large = results.get("scaling_large")
     if large:
         w = large["workers"]
@@ -296,7 +314,9 @@ def render(results: dict[str, Any]) -> str:
         how = "one round" if rounds == 1 else f"fastest of {rounds} rounds"
         lines.append(f"scaling on {large['files']:,} small files, {how} (run time {w[0]} / "
                      f"{w[-1]} workers): " + ", ".join(f"{a} {v:.2f}x"
-                                                       for a, v in large["scaling"].items()))
+                                                       for a, v in large["scaling"].items())
+                     + (f"; the floor {large['floor_scaling']:.2f}x" if "floor_scaling" in large
+                        else ""))
     for key, title in (("producer_probe", "producer (generated walk)"), ("ids_probe", "ids export"),
                        ("ids_load_probe", "put --ids load (producer)")):
         p = results.get(key)
