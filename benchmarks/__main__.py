@@ -108,8 +108,17 @@ def scaling_runs(tmp: str, workers: list[int], batch: int, repeat: int = 1) -> d
     low, high = workers[0], workers[-1]
     return {"files": corpus.files, "workers": workers, "repeat": repeat, "runs": runs,
             "floor": {str(k): v for k, v in floor.items()},
-            "floor_scaling": round(floor[low]["seconds"] / floor[high]["seconds"], 2),
+            "floor_scaling": floor_scaling({str(k): v for k, v in floor.items()}),
             "scaling": _scaling(ok, low, high)}
+
+
+def floor_scaling(floor: dict[str, dict[str, float]]) -> float | None:
+    """The floor's run time at the fewest processes over the most: two plain processes'
+    scaling on this machine, against which ours reads."""
+    ws = sorted(floor, key=int)
+    if len(ws) < 2 or not floor[ws[-1]]["seconds"]:
+        return None
+    return round(floor[ws[0]]["seconds"] / floor[ws[-1]]["seconds"], 2)
 
 
 def _scaling(runs: dict[tuple[str, int], dict[str, Any]], low: int, high: int) -> dict[str, float]:
@@ -301,12 +310,10 @@ def render(results: dict[str, Any]) -> str:
         lines.append("deid: not importable (pip install .[bench]) or skipped")
     scal = {k: v for k, v in results["ratios"].items() if k.startswith("scaling_")}
     if scal:
-        fl = results["floor"]
-        ws = sorted(fl, key=int)
-        floor_scaling = (f"; the floor {fl[ws[0]]['seconds'] / fl[ws[-1]]['seconds']:.2f}x"
-                         if len(ws) > 1 and fl[ws[-1]]["seconds"] else "")
+        theirs = floor_scaling(results["floor"])
         lines.append("scaling (run time 1 worker / N workers): "
-                     + ", ".join(f"{k[8:]} {v:.2f}x" for k, v in scal.items()) + floor_scaling)
+                     + ", ".join(f"{k[8:]} {v:.2f}x" for k, v in scal.items())
+                     + (f"; the floor {theirs:.2f}x" if theirs else ""))
     large = results.get("scaling_large")
     if large:
         w = large["workers"]
@@ -315,7 +322,7 @@ def render(results: dict[str, Any]) -> str:
         lines.append(f"scaling on {large['files']:,} small files, {how} (run time {w[0]} / "
                      f"{w[-1]} workers): " + ", ".join(f"{a} {v:.2f}x"
                                                        for a, v in large["scaling"].items())
-                     + (f"; the floor {large['floor_scaling']:.2f}x" if "floor_scaling" in large
+                     + (f"; the floor {large['floor_scaling']:.2f}x" if large.get("floor_scaling")
                         else ""))
     for key, title in (("producer_probe", "producer (generated walk)"), ("ids_probe", "ids export"),
                        ("ids_load_probe", "put --ids load (producer)")):

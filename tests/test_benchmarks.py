@@ -77,3 +77,10 @@ def test_cluster_runs_put_each_actions_worker_counts_back_to_back(monkeypatch, t
     ids = {i for a, _, i in calls if a == "put"}
     assert len(ids) == 1 and all(i is None for a, _, i in calls if a != "put")
     assert not os.path.exists(ids.pop())  # the exports are removed afterwards
+
+
+def test_floor_scaling_is_the_fewest_processes_time_over_the_most() -> None:
+    from benchmarks.__main__ import floor_scaling
+
+    assert floor_scaling({"2": {"seconds": 1.0}, "1": {"seconds": 1.8}}) == 1.8
+    assert floor_scaling({"1": {"seconds": 1.8}}) is None
