@@ -36,13 +36,15 @@ class Stage:
 def stages(rec: Mapping[str, Any], c: Mapping[str, int]) -> list[Stage]:
     """The run's stages with their counts, from its record and counters."""
     action = str(rec.get("action"))
-    names = stages_of(action, clean_pixels=bool(rec.get("clean_pixels")), finalize=False)
+    names = stages_of(action, clean_pixels=bool(rec.get("clean_pixels")), finalize=False,
+                      ids=bool(rec.get("ids_path")))
     walked = bool(rec.get("walk_done"))
     out = []
-    if rec.get("ids_path"):  # put --ids: the ids file's items, written by deid.load first
-        out.append(Stage("load", c.get("load:items", 0), rec.get("ids_items"),
-                         "ids_chunks" in rec, "items"))
     for name in names:
+        if name == "load":  # the ids file's items, written by deid.load before any put
+            out.append(Stage(name, c.get("load:items", 0), rec.get("ids_items"),
+                             "ids_chunks" in rec, "items"))
+            continue
         done = c.get(f"{name}:files", 0)
         found = c.get("walk:files", 0)
         total: int | None = found if found or walked else None  # "0/?" until the walk finds some

@@ -234,15 +234,13 @@ def run_status(store: RunStore, *, now: float | None = None) -> dict[str, Any]:
     created = float(rec.get("created") or now)
     finished = rec.get("finished")
     found = c.get("walk:files", 0)
-    expected = stages_of(action)
+    expected = stages_of(action, ids=bool(rec.get("ids_path")))
     stages = [s for s in STAGE_ORDER
               if s in expected or c.get(f"{s}:batches") or f"{s}:last" in t]
-    if rec.get("ids_path"):  # put --ids: the chunks of the ids file deid.load writes first
-        stages.insert(0, "load")
     rows = []
     for stage in stages:
         done_batches = len(store.done_batches(stage))
-        if stage == "load":  # items of the ids file, in chunks
+        if stage == "load":  # items of the ids file (put --ids), in chunks
             chunks = rec.get("ids_chunks")
             batches_total = int(chunks) if chunks is not None else None
             done, total = c.get("load:items", 0), rec.get("ids_items")

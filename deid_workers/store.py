@@ -96,23 +96,27 @@ ENTITY_FIELD = "\x00entity"
 STAGES = ("get", "inspect", "put", "clean")
 """The stages that run batches of files."""
 
-STAGE_ORDER = ("get", "inspect", "finalize", "put", "clean")
+STAGE_ORDER = ("load", "get", "inspect", "finalize", "put", "clean")
 """Every stage in the order a run goes through them (``--status`` rows)."""
 
 _PLANS = {"get": ("get", "finalize"), "inspect": ("inspect", "finalize"),
           "all": ("get", "finalize", "put"), "put": ("put",)}
 
 
-def stages_of(action: str, *, clean_pixels: bool = False, finalize: bool = True) -> tuple[str, ...]:
+def stages_of(action: str, *, clean_pixels: bool = False, finalize: bool = True,
+              ids: bool = False) -> tuple[str, ...]:
     """The stages a run of ``action`` goes through, in order (none for an unknown action).
 
     The one statement of a run's plan: the tasks, the progress bar and ``--status`` read it.
     With ``clean_pixels`` put is followed by clean; ``finalize=False`` leaves out the stage
-    that has no files of its own.
+    that has no files of its own; ``ids`` (a put run given ``--ids``) puts first the ``load``
+    of the ids file, whose counts are items, not files.
     """
     plan = _PLANS.get(action, ())
     if clean_pixels and "put" in plan:
         plan += ("clean",)
+    if ids and action == "put":
+        plan = ("load",) + plan
     return plan if finalize else tuple(s for s in plan if s != "finalize")
 
 

@@ -154,8 +154,8 @@ def put_step(ctx: RunContext, paths: list[str], keys: list[tuple[str, str]], *,
         pending = ahead.take(rel)
         if isinstance(pending, PutOutcome):
             return pending
-        ids = fetched[pending.keys] if pending.keys in fetched else store.get_ids(*pending.keys)
-        return finish_put(pending, ctx.recipe, ids, ctx.settings, pixels=policy,
+        # fetch saw every file ReadAhead read: each key is in fetched (None: no ids)
+        return finish_put(pending, ctx.recipe, fetched[pending.keys], ctx.settings, pixels=policy,
                           provenance=ctx.provenance, sync=False)
 
     return step
