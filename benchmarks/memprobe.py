@@ -142,9 +142,9 @@ def probe_ids_load(n_files: int) -> dict[str, Any]:
         marks: dict[str, float] = {}
         real = producer.iter_ids_chunks
 
-        def watched(p: str) -> Iterator[tuple[str, int]]:
+        def watched(p: str, **kw: Any) -> Iterator[tuple[str, int]]:
             items = 0
-            for text, count in real(p):
+            for text, count in real(p, **kw):
                 yield text, count
                 items += count
                 if items >= CHECKPOINT and "rss_at_10k_mb" not in marks:

@@ -24,7 +24,7 @@ import os
 import pickle
 import shutil
 import struct
-from collections.abc import Iterable, Iterator, Mapping, MutableSequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, MutableSequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
@@ -488,8 +488,8 @@ IDS_CHUNK_ITEMS = 1000
 """Items (whole entities) per chunk of an ids file that one ``deid.load`` task writes."""
 
 
-def iter_ids_chunks(path: str | os.PathLike[str], items: int = IDS_CHUNK_ITEMS
-                    ) -> Iterator[tuple[str, int]]:
+def iter_ids_chunks(path: str | os.PathLike[str], items: int = IDS_CHUNK_ITEMS, *,
+                    fields: Collection[str] | None = None) -> Iterator[tuple[str, int]]:
     """The ids of a file in chunks of whole entities, about ``items`` items each, every entity
     checked as :func:`load_ids` checks it: ``(text, items in it)``, in file order.
 
@@ -497,12 +497,18 @@ def iter_ids_chunks(path: str | os.PathLike[str], items: int = IDS_CHUNK_ITEMS
     read and check, so ``put --ids`` leaves it to the workers, and the producer only reads,
     checks and cuts. A chunk is a JSON list of ``[entity, items]`` pairs (an entity written
     twice is two pairs); the items are the file's own text when it is JSON, so nothing is
-    encoded twice, and ``json.dumps`` of the checked values when it is a pickle. The cut
+    encoded twice, and ``json.dumps`` of the checked values when it is a pickle. With
+    ``fields``, each item keeps only those names (what the run's recipe can read, see
+    :func:`~deid_workers.recipe.ids_fields_read`); every field is still checked. The cut
     depends only on the file and ``items``, so a resumed run gets the same chunks.
     """
     parts: list[str] = []
     count = 0
     for entity, checked, raw in _iter_checked(path):
+        if fields is not None:
+            checked = {item: {name: value for name, value in values.items() if name in fields}
+                       if fields else {} for item, values in checked.items()}
+            raw = None
         parts.append(f"[{json.dumps(entity)}, {json.dumps(checked) if raw is None else raw}]")
         count += len(checked)
         if count >= items:

@@ -413,6 +413,20 @@ def test_chunks_hold_whole_entities_of_about_the_size_asked(tmp_path: Path) -> N
     assert entities == [["P0", "P1", "P2"], ["P3"], ["P4"], ["P5"]]
 
 
+def test_chunks_keep_only_the_fields_asked_yet_every_field_is_checked(tmp_path: Path) -> None:
+    path = tmp_path / "ids.json"
+    path.write_text(json.dumps({"P": {"1": {"id": "S1", "PatientName": "DOE", "n": [1]},
+                                      "2": {"PatientName": "DOE"}}}))
+    for fields, want in ((["id", "n"], {"1": {"id": "S1", "n": [1]}, "2": {}}),
+                         ([], {"1": {}, "2": {}})):
+        (text, count), = idsfile.iter_ids_chunks(path, fields=fields)
+        assert (count, idsfile.parse_ids_chunk(text)) == (2, [("P", want)])
+    deep = "[" * 40 + "]" * 40
+    path.write_text('{"P": {"1": {"id": "S1", "PatientName": %s}}}' % deep)
+    with pytest.raises(IdentifiersError, match="entity #1 item #1 field #2: value nested too deeply"):
+        list(idsfile.iter_ids_chunks(path, fields=["id"]))  # a field put never reads, still checked
+
+
 def test_chunks_of_a_pickle_are_its_checked_values(tmp_path: Path) -> None:
     ids = {"P": {"u": {"ds": DSfloat("1.5"), "mv": MultiValue(str, ["A", "B"]), "nan": math.nan}}}
     pkl, _ = idsfile.save_ids(ids, tmp_path)

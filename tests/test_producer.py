@@ -170,16 +170,24 @@ def test_a_failed_chord_is_answered_by_a_resume_then_fails_the_run(monkeypatch):
     assert rec["state"] == "failed"
 
 
-def test_the_run_keeps_each_recipe_text_with_its_file_name(tmp_path):
-    from deid_workers.producer import _recipe_texts
+def test_the_run_keeps_each_recipe_text_with_its_file_name(tmp_path, monkeypatch):
+    import fakeredis
 
+    from deid_workers import producer
+    from deid_workers.config import Settings
+
+    monkeypatch.setattr(producer, "enqueue", lambda *a, **k: None)  # no broker here
     a, b = tmp_path / "site.dicom", tmp_path / "extra" / "deid.dicom"
     b.parent.mkdir()
     a.write_text("FORMAT dicom\n\n%header\n\nREMOVE PatientName\n")
     b.write_text("FORMAT dicom\n\n%header\n\nBLANK PatientID\n")
-    texts, files, sha, name = _recipe_texts([str(a), str(b)])
-    assert texts == [a.read_text(), b.read_text()]
-    assert files == ["site.dicom", "deid.dicom"] and name == "site.dicom+deid.dicom"
+    (tmp_path / "in").mkdir()
+    sub = producer.Submission(action="get", input=str(tmp_path / "in"),
+                              outfolder=str(tmp_path / "out"), recipes=(str(a), str(b)))
+    rec = producer.submit(Settings(), sub, client=fakeredis.FakeRedis(decode_responses=True)).record()
+    assert rec["recipe_texts"] == [a.read_text(), b.read_text()]
+    assert rec["recipe_files"] == ["site.dicom", "deid.dicom"]
+    assert rec["recipe_name"] == "site.dicom+deid.dicom"
 
 
 def _put_setup(tmp_path, monkeypatch, *, chunk_items: int, work: bool = True):
@@ -196,7 +204,7 @@ def _put_setup(tmp_path, monkeypatch, *, chunk_items: int, work: bool = True):
     client = fakeredis.FakeRedis(decode_responses=True)
     monkeypatch.setattr(producer, "enqueue", lambda *a, **k: None)  # no broker here
     monkeypatch.setattr(producer, "iter_ids_chunks",
-                        lambda path: idsfile.iter_ids_chunks(path, chunk_items))
+                        lambda path, **kw: idsfile.iter_ids_chunks(path, chunk_items, **kw))
     sent: list[int] = []
 
     @contextlib.contextmanager
@@ -213,7 +221,11 @@ def _put_setup(tmp_path, monkeypatch, *, chunk_items: int, work: bool = True):
     return client, sent
 
 
-def _submit_put(client, tmp_path, ids):
+_READS_ID = "FORMAT dicom\n\n%header\n\nREPLACE PatientID var:id\n"
+
+
+def _submit_put(client, tmp_path, ids, recipe: str | None = _READS_ID):
+    """A put run of ``ids``; its recipe reads the ids field ``id`` (None: the default one)."""
     import json
 
     from deid_workers import producer
@@ -221,9 +233,34 @@ def _submit_put(client, tmp_path, ids):
 
     path = tmp_path / "ids.json"
     path.write_text(ids if isinstance(ids, str) else json.dumps(ids))
+    recipes: tuple[str, ...] = ()
+    if recipe is not None:
+        (tmp_path / "deid.dicom").write_text(recipe)
+        recipes = (str(tmp_path / "deid.dicom"),)
     sub = producer.Submission(action="put", input=str(tmp_path / "in"),
-                              outfolder=str(tmp_path / "out"), ids_path=str(path))
+                              outfolder=str(tmp_path / "out"), ids_path=str(path), recipes=recipes)
     return producer.submit(Settings(), sub, client=client)
+
+
+def test_put_keeps_only_the_ids_fields_its_recipe_can_read(tmp_path, monkeypatch):
+    from deid_workers import producer
+    from deid_workers.config import Settings
+    from deid_workers.tasks.load import write_chunk
+
+    client, sent = _put_setup(tmp_path, monkeypatch, chunk_items=1, work=False)
+    ids = {f"P{n}": {f"1.{n}": {"id": f"S{n}", "PatientName": "DOE^JO", "n": [1, 2]}}
+           for n in range(6)}
+    store = _submit_put(client, tmp_path, ids)
+    assert store.record()["ids_fields"] == ["id"]
+    assert store.get_ids("P0", "1.0") == {"id": "S0"}  # the producer wrote it (no worker)
+    sent.clear()
+    producer.resume(Settings(), store.run_id, client=client)  # the rest, cut the same way
+    for chunk in sent:  # as the workers would
+        write_chunk(store, chunk, store.ids_chunk(chunk))
+    assert [store.get_ids(f"P{n}", f"1.{n}") for n in (2, 5)] == [{"id": "S2"}, {"id": "S5"}]
+    default = _submit_put(client, tmp_path, ids, recipe=None)  # reads no ids field
+    assert default.record()["ids_fields"] == []
+    assert default.get_ids("P1", "1.1") == {} and default.get_ids("P1", "1.9") is None
 
 
 def test_put_sends_its_ids_file_in_chunks_and_a_bad_entity_leaves_no_run(tmp_path, monkeypatch):

@@ -267,6 +267,7 @@ def test_ids_are_packed_small_and_read_back(client, store):
     assert store.get_ids("PID-3", "1.2.3") == json.loads(json.dumps(fields))
     assert unpack_fields(pack_fields({"a": [1, 2.5, "é"]})) == {"a": [1, 2.5, "é"]}
     assert unpack_fields('{"PatientID": "x"}') == {"PatientID": "x"}  # plain JSON still reads
+    assert pack_fields({}) == "{}" and pack_fields({"id": "S1"}) == '{"id": "S1"}'  # short: as is
 
 
 def test_the_plan_of_each_action():

@@ -8,7 +8,7 @@ actions / filters / pixels / identifiers -> loader.
 from __future__ import annotations
 
 from ..errors import RecipeError
-from .actions import deidentify
+from .actions import deidentify, ids_fields_read
 from .filters import compile_filters, inspect_dataset
 from .identifiers import entity_item, get_identifiers
 from .loader import default_recipe_path, load_recipe
@@ -30,6 +30,7 @@ __all__ = [
     "deidentify",
     "entity_item",
     "get_identifiers",
+    "ids_fields_read",
     "inspect_dataset",
     "load_recipe",
     "merge_recipes",

@@ -51,7 +51,7 @@ from .selectors import (
 )
 from .values import MISSING, convert_value, resolve_value
 
-__all__ = ["deidentify", "compiled"]
+__all__ = ["deidentify", "compiled", "ids_fields_read"]
 
 logger = logging.getLogger(__name__)
 _compile_lock = threading.Lock()
@@ -483,6 +483,30 @@ def _unfit(action: Action, vr: str | None) -> RecipeError:
     from the identifiers)."""
     return RecipeError(f"{action.action} {action.field}: the value is not a valid {vr}",
                        os.path.basename(action.path) if action.path else None, action.line)
+
+
+def ids_fields_read(recipe: Recipe) -> frozenset[str]:
+    """The names of a file's ids that :func:`deidentify` can read with this recipe: those of
+    its ``var:NAME`` values and its ``values:NAME`` / ``fields:NAME`` selectors.
+
+    Why: ``put --ids`` keeps every file's ids in Redis for the run, and an ids file holds each
+    file's whole header (about 2 KB an item); with the default recipe put reads none of it.
+    Keeping only these names makes loading the file a fraction of the work and of the memory,
+    and the result is the same: nothing else of the ids is looked up. (``func:NAME`` reads
+    its callable from the lookup: a JSON or pickle value is never one.)
+    """
+    names: set[str] = set()
+    for action in (*recipe.header, *recipe.labels,
+                   *(a for rules in (*recipe.values.values(), *recipe.fields.values()) for a in rules)):
+        if action.value is not None and action.value.startswith("var:"):
+            names.add(action.value[len("var:"):])
+        try:
+            sel = compile_selector(action.field)
+        except ValueError:
+            continue  # the engine refuses this line before it reads anything
+        if not sel.plain:
+            names.add(sel.arg)
+    return frozenset(names)
 
 
 def deidentify(

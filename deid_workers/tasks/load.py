@@ -8,7 +8,9 @@ in Redis and sends one ``deid.load`` per chunk on the put queue, ahead of the pu
 (about 40 us an item); a worker writes the chunk's ids and commits it like a batch
 (``done:load``). The producer keeps only a few chunks waiting and writes one itself when they
 pile up, so Redis holds little raw text and a run sent before any worker is up still gets its
-ids.
+ids. Each item carries only the fields the run's recipe reads
+(:func:`~deid_workers.recipe.ids_fields_read`), so with the usual recipes a chunk is a few
+tens of KB and writing it is cheap.
 
 A put batch starts only once every chunk is written (:func:`ids_ready`): the queue is FIFO, so
 it waits at most for the chunks other workers are still writing.

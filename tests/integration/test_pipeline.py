@@ -88,7 +88,8 @@ def test_put_with_edited_ids_uses_vars(cluster, redis_client, tree, tmp_path, ca
     from deid_workers import idsfile, producer
     from deid_workers.store import RunStore
 
-    monkeypatch.setattr(producer, "iter_ids_chunks", lambda p: idsfile.iter_ids_chunks(p, 1))
+    monkeypatch.setattr(producer, "iter_ids_chunks",
+                        lambda p, **kw: idsfile.iter_ids_chunks(p, 1, **kw))
     monkeypatch.setattr(producer, "IDS_WINDOW", 100)  # all of them to the worker
     root, paths = tree
     ids_dir = tmp_path / "ids"

@@ -410,3 +410,22 @@ def test_a_value_that_does_not_fit_its_vr_names_the_recipe_line(line: str) -> No
     assert str(info.value).startswith("test.dicom:")
     assert info.value.line == 5 and "the value is not a valid" in str(info.value)
     assert "P0001" not in str(info.value) and "REDACTED" not in str(info.value)
+
+
+def test_ids_fields_read_names_every_field_the_engine_looks_up(dataset) -> None:
+    """Keeping only these names of a file's ids (as put --ids does) gives the same output."""
+    from deid_workers.recipe import ids_fields_read, load_recipe
+
+    recipe = recipe_of(
+        "REPLACE PatientID var:newid\nJITTER StudyDate var:days\nREMOVE values:fromids\n"
+        "REPLACE AccessionNumber func:newid\nADD PatientIdentityRemoved var:flag\n"
+        "REMOVE fields:f\nBLANK values:v",
+        "%values v\nFIELD PatientName\n%fields f\nFIELD startswith:Study")
+    assert ids_fields_read(recipe) == {"newid", "days", "fromids", "flag", "f", "v"}
+    assert ids_fields_read(load_recipe(None)) == frozenset()  # the default reads no ids field
+    ids = {"newid": "ANON-1", "days": 7, "fromids": ["SENTINEL-ID-1", "CT"], "flag": "YES",
+           "v": ["ignored: the recipe's list wins"], "PatientName": "unread", "other": [1, 2]}
+    kept = {name: value for name, value in ids.items() if name in ids_fields_read(recipe)}
+    full = roundtrip(deidentify(dataset, recipe, ids, settings=None))
+    assert full.PatientID == "ANON-1" and "Modality" not in full  # the ids were read
+    assert roundtrip(deidentify(dataset, recipe, kept, settings=None)) == full
