@@ -502,12 +502,13 @@ def iter_ids_chunks(path: str | os.PathLike[str], items: int = IDS_CHUNK_ITEMS, 
     :func:`~deid_workers.recipe.ids_fields_read`); every field is still checked. The cut
     depends only on the file and ``items``, so a resumed run gets the same chunks.
     """
+    keep = None if fields is None else frozenset(fields)
     parts: list[str] = []
     count = 0
     for entity, checked, raw in _iter_checked(path):
-        if fields is not None:
-            checked = {item: {name: value for name, value in values.items() if name in fields}
-                       if fields else {} for item, values in checked.items()}
+        if keep is not None:
+            checked = {item: ({name: value for name, value in values.items() if name in keep}
+                              if keep else {}) for item, values in checked.items()}
             raw = None
         parts.append(f"[{json.dumps(entity)}, {json.dumps(checked) if raw is None else raw}]")
         count += len(checked)

@@ -1,11 +1,11 @@
 """``deid.load``: write one chunk of a ``put --ids`` file into the run store.
 
-Why on the workers: writing an item (packing its fields, sending it) costs about twice what
-reading and checking it costs, and the producer did both alone before any put batch could
+Why on the workers: writing a whole item (packing its fields, sending it) costs about twice
+what reading and checking it costs, and the producer did both alone before any put batch could
 start (90 us an item: 90 s for a million files). Now the producer reads, checks and cuts the
 file into chunks of whole entities (:func:`~deid_workers.idsfile.iter_ids_chunks`), keeps each
 in Redis and sends one ``deid.load`` per chunk on the put queue, ahead of the put batches
-(about 40 us an item); a worker writes the chunk's ids and commits it like a batch
+(about 30 us an item); a worker writes the chunk's ids and commits it like a batch
 (``done:load``). The producer keeps only a few chunks waiting and writes one itself when they
 pile up, so Redis holds little raw text and a run sent before any worker is up still gets its
 ids. Each item carries only the fields the run's recipe reads
