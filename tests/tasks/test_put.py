@@ -26,20 +26,25 @@ def test_put_uses_stored_ids_and_writes_mirrored_tree(make_run, tmp_path):
     assert ds.PatientID.startswith("SUBJ-") and "PatientName" not in ds
 
 
+def test_put_counts_a_file_with_an_empty_item_as_having_ids(make_run):
+    # put --ids with a recipe that reads no ids field keeps each item empty: the file still
+    # has its ids; only a file whose item is absent counts as without
+    store, root, paths, n = make_run("put", corrupt=0, images=5)
+    keys = [get_one(root, rel, Settings(entity_field="PatientID")) for rel in paths]
+    store.save_ids([(got.entity, {got.item: {}}) for got in keys[1:]])
+    assert sum(run_put(store.run_id, b)["no_ids"] for b in range(n)) == 1
+    assert store.counters()["put:written"] == len(paths)
+
+
 def test_put_after_get_fetches_ids_per_batch_not_per_file(make_run, monkeypatch):
     store, root, paths, n = make_run("all", corrupt=0)
     for b in range(n):
         run_get(store.run_id, b)
-    single = []
-    real = type(store).get_ids
-    monkeypatch.setattr(type(store), "get_ids",
-                        lambda self, e, i: single.append(i) or real(self, e, i))
     windows = []
     monkeypatch.setattr(tasks.put, "ReadAhead",
                         lambda *a, **k: windows.append(a[2]) or ReadAhead(*a, **k))
     for b in range(n):
         assert run_put(store.run_id, b)["no_ids"] == 0
-    assert single == []
     assert store.counters()["put:written"] == len(paths)
     # nothing to fetch, so nothing read ahead (it would only hold more datasets at once)
     assert windows == [1] * n
@@ -55,16 +60,14 @@ def test_put_with_ids_but_no_get_fetches_ids_per_read_ahead_window(make_run, mon
         got = get_one(root, rel, Settings(entity_field="PatientID"))
         ids.setdefault(got.entity, {})[got.item] = dict(got.fields, id="SUBJ-" + got.entity[-6:])
     store.save_ids(ids)
-    single, many = [], []
+    many = []
     cls = type(store)
-    real_one, real_many = cls.get_ids, cls.get_ids_many
-    monkeypatch.setattr(cls, "get_ids", lambda self, e, i: single.append(i) or real_one(self, e, i))
+    real_many = cls.get_ids_many
     monkeypatch.setattr(cls, "get_ids_many",
                         lambda self, keys: many.append(list(keys)) or real_many(self, many[-1]))
     monkeypatch.setattr("deid_workers.tasks.put.WINDOW", 2)
     for b in range(n):
         assert run_put(store.run_id, b)["no_ids"] == 0
-    assert single == []
     # per batch of 3 files: the keys get noted (none), then a window of 2 and one of 1
     assert [len(k) for k in many] == [0, 2, 1] * (n - 1) + [0, 1]
     assert store.counters()["put:written"] == len(paths) == 10
