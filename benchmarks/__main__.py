@@ -105,11 +105,10 @@ def scaling_runs(tmp: str, workers: list[int], batch: int, repeat: int = 1) -> d
     runs = [r.as_dict() for r in best.values()]
     ok = {(r["action"], r["workers"]): r for r in runs if r["rc"] == 0}
     shutil.rmtree(corpus.root, ignore_errors=True)
-    low, high = workers[0], workers[-1]
+    by_count = {str(k): v for k, v in floor.items()}
     return {"files": corpus.files, "workers": workers, "repeat": repeat, "runs": runs,
-            "floor": {str(k): v for k, v in floor.items()},
-            "floor_scaling": floor_scaling({str(k): v for k, v in floor.items()}),
-            "scaling": _scaling(ok, low, high)}
+            "floor": by_count, "floor_scaling": floor_scaling(by_count),
+            "scaling": _scaling(ok, workers[0], workers[-1])}
 
 
 def floor_scaling(floor: dict[str, dict[str, float]]) -> float | None:

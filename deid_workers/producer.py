@@ -128,7 +128,7 @@ def _safe_url(url: str) -> str:
     return url
 
 
-def _recipe_texts(paths: Sequence[str]) -> tuple[Recipe, list[str]]:
+def _load_recipe(paths: Sequence[str]) -> tuple[Recipe, list[str]]:
     """Load (validate) the recipe here, so a broken one stops the run before it starts;
     returns it and its source texts in merge order (workers parse their own copy of these)."""
     recipe = load_recipe(list(paths) if paths else None)
@@ -176,7 +176,7 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
         raise InputError(sub.input, "input folder not found")
     if os.path.realpath(sub.input) == os.path.realpath(sub.outfolder):
         raise InputError(sub.outfolder, "output folder is the input folder; choose another")
-    recipe, texts = _recipe_texts(sub.recipes)
+    recipe, texts = _load_recipe(sub.recipes)
     ids = ids_fields = None
     if sub.action == "put":
         if not sub.ids_path:

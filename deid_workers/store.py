@@ -569,8 +569,9 @@ class RunStore:
     def stage_ids_chunk(self, chunk: int, text: str) -> None:
         """Keep chunk ``chunk`` of a ``put --ids`` file until a ``deid.load`` has written it.
 
-        Deflated (fast level): the text is about 2 KB an item, more than the item once written,
-        and ids compress well, so the chunks waiting add little to a run's Redis memory.
+        Deflated (fast level): an item that keeps many fields is about 2 KB of text, more than
+        the item once written, and ids compress well, so the chunks waiting add little to a
+        run's Redis memory.
         """
         packed = base64.b64encode(zlib.compress(text.encode("utf-8"), 3)).decode("ascii")
         self.client.set(self.keys.ids_chunk(chunk), _PACKED_CHUNK + packed, ex=self.expiry)

@@ -493,7 +493,8 @@ def ids_fields_read(recipe: Recipe) -> frozenset[str]:
     file's whole header (about 2 KB an item); with the default recipe put reads none of it.
     Keeping only these names makes loading the file a fraction of the work and of the memory,
     and the result is the same: nothing else of the ids is looked up. (``func:NAME`` reads
-    its callable from the lookup: a JSON or pickle value is never one.)
+    its callable from the lookup, and a JSON or pickle value is never one: only a caller that
+    passes ``funcs`` gives a function the whole item, and workers pass none.)
     """
     names: set[str] = set()
     for action in (*recipe.header, *recipe.labels,
