@@ -135,8 +135,9 @@ def configure(celery_app: Celery, settings: Settings) -> Celery:
 
 def make_app(settings: Settings) -> Celery:
     # BatchTask: a batch that passes its time limit is started again (see tasks.limits).
+    # tasks.liveness: the worker's liveness key and sweep, hooked on worker start.
     celery_app = Celery("deid_workers",
-                        include=[f"deid_workers.tasks.{q}" for q in (*QUEUES, "load")],
+                        include=[f"deid_workers.tasks.{q}" for q in (*QUEUES, "load", "liveness")],
                         task_cls="deid_workers.tasks.limits:BatchTask")
     return configure(celery_app, settings)
 

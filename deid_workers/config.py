@@ -51,6 +51,13 @@ DEFAULT_TASK_TIME_LIMIT = 1800
 """Hard limit of one batch, below the visibility timeout so a hung batch dies before it is
 redelivered to a second worker."""
 
+DEFAULT_LIVENESS_TTL = 20
+"""Seconds a worker's liveness key lives unless its main process refreshes it (every quarter
+of this). A worker silent for longer is presumed dead and the batches it took go back to the
+queues (:mod:`deid_workers.tasks.liveness`); a worker cut off for longer has its batches redone
+elsewhere, and its own late results are dropped. Recovery from a dead node takes about this
+plus a quarter of it."""
+
 DEFAULT_MAX_RETRIES = 3
 DEFAULT_RUN_EXPIRY = 7 * 24 * 3600
 """Seconds a run's state (including identifiers) stays in Redis after its last update."""
@@ -78,6 +85,7 @@ class Settings:
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT  # DEID_VISIBILITY_TIMEOUT
     task_time_limit: int = DEFAULT_TASK_TIME_LIMIT  # DEID_TASK_TIME_LIMIT
     max_retries: int = DEFAULT_MAX_RETRIES  # DEID_MAX_RETRIES
+    liveness_ttl: int = DEFAULT_LIVENESS_TTL  # DEID_LIVENESS_TTL
     run_expiry: int = DEFAULT_RUN_EXPIRY  # DEID_RUN_EXPIRY
     export_shard_files: int = DEFAULT_EXPORT_SHARD_FILES  # DEID_EXPORT_SHARD_FILES
     message_level: str = "INFO"  # MESSAGELEVEL, as deid reads it
@@ -125,6 +133,8 @@ class Settings:
             raise ConfigError("DEID_DATE_SHIFT_MIN: must not exceed DEID_DATE_SHIFT_MAX")
         if self.date_shift_min <= 0 <= self.date_shift_max and self.date_shift_min == self.date_shift_max:
             raise ConfigError("DEID_DATE_SHIFT_MIN: a shift range of only 0 leaves dates unchanged")
+        if self.liveness_ttl < 1:
+            raise ConfigError("DEID_LIVENESS_TTL: expected a positive integer (seconds)")
         if self.task_time_limit >= self.visibility_timeout:
             raise ConfigError(
                 "DEID_TASK_TIME_LIMIT: must be below DEID_VISIBILITY_TIMEOUT, "
@@ -141,7 +151,7 @@ class Settings:
 
 _INT_FIELDS = {
     "batch_size", "workers", "date_shift_min", "date_shift_max", "visibility_timeout",
-    "task_time_limit", "max_retries", "run_expiry", "export_shard_files",
+    "task_time_limit", "max_retries", "run_expiry", "export_shard_files", "liveness_ttl",
 }
 
 

@@ -39,6 +39,15 @@ write, so identifiers never outlive the run by more than that::
     deid:run:<id>:inflight              hash  "<stage>:<batch>" -> "<retry>\n<path>" being processed;
                                               "<stage>:<batch>:limit" -> "<retry>\n<seconds>" when
                                               the hard time limit killed the batch's process
+    deid:run:<id>:takers                hash  "<stage>:<batch>" -> "<worker>\t<start token>\t<time>":
+                                              the latest start of each batch (--status; a start
+                                              that finds another after it drops its results)
+
+Outside any run, the workers' liveness (:mod:`deid_workers.tasks.liveness`)::
+
+    deid:worker:<worker id>             string  the worker's node name, expiring unless its main
+                                              process refreshes it (DEID_LIVENESS_TTL)
+    deid:workers                        zset  worker id -> last refresh (for --status)
 
 Key names never contain a header value: an entity (a PatientID) appears in key names only as a
 salted digest; the salt is per run, and the entity and item values live inside the hash.
@@ -82,6 +91,9 @@ __all__ = [
     "BatchRecord",
     "pack_fields",
     "unpack_fields",
+    "WORKERS_INDEX",
+    "worker_key",
+    "BatchStart",
 ]
 
 PREFIX = "deid:run:"
@@ -89,6 +101,16 @@ PREFIX = "deid:run:"
 
 RUNS_INDEX = "deid:runs"
 """Sorted set of run ids by creation time; lets ``--status`` list the latest runs."""
+
+WORKERS_INDEX = "deid:workers"
+"""Sorted set of worker ids by their last liveness refresh (``--status`` lists them)."""
+
+
+def worker_key(worker: str) -> str:
+    """The liveness key of one worker process (``<node name>#<incarnation>``): it exists
+    while the worker lives (see :mod:`deid_workers.tasks.liveness`)."""
+    return f"deid:worker:{worker}"
+
 
 ENTITY_FIELD = "\x00entity"
 """Field of an ids hash that holds the entity value itself (an item is never empty-prefixed)."""
@@ -235,7 +257,7 @@ return new
 """
 
 
-def redis_client(url: str, *, patient: bool = False) -> redis.Redis:
+def redis_client(url: str, *, patient: bool = False, timeout: float | None = None) -> redis.Redis:
     """A redis-py client for a broker URL as Celery spells it.
 
     Celery/kombu write a unix socket as ``redis+socket:///path``; redis-py wants ``unix:///path``.
@@ -243,14 +265,16 @@ def redis_client(url: str, *, patient: bool = False) -> redis.Redis:
     Redis restart delays a batch rather than failing it (which, with the broker down too, Celery
     could not even retry). Writes are safe to repeat: counters commit once per batch (Lua) and
     the rest are overwrites. The producer is not patient: it must fail fast on a wrong URL and
-    handles a lost connection itself.
+    handles a lost connection itself. ``timeout`` bounds each socket operation (a thread that
+    must not hang on a cut network: the workers' liveness).
     """
     for prefix in ("redis+socket://", "socket://"):
         if url.startswith(prefix):
             url = "unix://" + url[len(prefix):]
             break
     if not patient:
-        return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30,
+                                    socket_timeout=timeout, socket_connect_timeout=timeout)
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
 
@@ -309,6 +333,11 @@ class Keys:
     def started(self, stage: str) -> str:
         return self._k("started", stage)
 
+    @property
+    def takers(self) -> str:
+        """Who took each batch last (see :meth:`RunStore.start_batch`)."""
+        return self._k("takers")
+
     def entities(self, digest: str) -> str:
         """The entity set that holds ``digest`` (its first hex digit picks one of 16)."""
         return self._k("entities", digest[0])
@@ -341,7 +370,7 @@ class Keys:
         fixed += [self.done(s) for s in (*STAGES, "finalize", "export", "load")]
         fixed += [self.started(s) for s in (*STAGES, "finalize")]
         fixed += [self.outcome(k) for k in OUTCOME_KINDS]
-        fixed += [self.deliveries, self.inflight]
+        fixed += [self.deliveries, self.inflight, self.takers]
         fixed += [self.clean_batches, self.log("put"), self.log("clean")]
         return fixed
 
@@ -723,6 +752,36 @@ class RunStore:
         pipe.expire(self.keys.deliveries, self.expiry)
         return int(pipe.execute()[0])
 
+    def start_batch(self, stage: str, batch_no: int, retry: int, taker: str) -> BatchStart:
+        """Count one start of a batch (:meth:`delivered`) and note who took it, in one round
+        trip; also says whether the batch is committed already (a late redelivery).
+
+        ``taker`` is ``<worker>\t<token>``, the token new for each start: a start whose
+        note another start has replaced since (its batch was handed out again while its worker
+        was cut off) must not commit (:meth:`taken_by`).
+        """
+        pipe = self.client.pipeline()
+        pipe.hincrby(self.keys.deliveries, f"{stage}:{batch_no}:{retry}", 1)
+        pipe.expire(self.keys.deliveries, self.expiry)
+        pipe.hset(self.keys.takers, f"{stage}:{batch_no}", f"{taker}\t{time.time():.3f}")
+        pipe.expire(self.keys.takers, self.expiry)
+        pipe.sismember(self.keys.done(stage), str(batch_no))
+        out = pipe.execute()
+        return BatchStart(int(out[0]), bool(out[-1]))
+
+    def taken_by(self, stage: str, batch_no: int) -> str | None:
+        """The taker of the latest start of a batch (``<worker>\t<token>``), None if none."""
+        raw = self.client.hget(self.keys.takers, f"{stage}:{batch_no}")
+        return None if raw is None else _decode(raw).rpartition("\t")[0]
+
+    def takers(self) -> dict[str, tuple[str, float]]:
+        """``{"<stage>:<batch>": (worker, time of its latest start)}`` (``--status``)."""
+        out = {}
+        for field, raw in self.client.hscan_iter(self.keys.takers, count=SCAN_COUNT):
+            worker, _, rest = _decode(raw).partition("\t")
+            out[_decode(field)] = (worker, float(rest.rpartition("\t")[2] or 0))
+        return out
+
     def set_inflight(self, stage: str, batch_no: int, retry: int, path: str | None) -> None:
         """Note the file a careful (file by file) delivery is on; None when the batch is over."""
         field = f"{stage}:{batch_no}"
@@ -855,6 +914,14 @@ class RunStore:
             n += int(self.client.delete(*names[start:start + SCAN_COUNT]))
         self.client.zrem(RUNS_INDEX, self.run_id)
         return n
+
+
+@dataclass(frozen=True)
+class BatchStart:
+    """What :meth:`RunStore.start_batch` found: the start count and whether it is done."""
+
+    starts: int
+    committed: bool
 
 
 @dataclass(frozen=True)

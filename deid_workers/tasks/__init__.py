@@ -214,7 +214,14 @@ class BatchGuard:
         self.stage = stage
         self.batch_no = batch_no
         self.retry = int(retry or 0)
-        self.starts = self.store.delivered(stage, batch_no, self.retry)
+        # liveness hook: note who took this start; a committed batch is not redone.
+        from .liveness import AlreadyCommitted, new_taker
+
+        self.taker = new_taker()
+        start = self.store.start_batch(stage, batch_no, self.retry, self.taker)
+        if start.committed:
+            raise AlreadyCommitted(f"{stage} batch {batch_no} is committed already")
+        self.starts = start.starts
         self.careful = self.starts > ctx.settings.max_retries + 1
         self.poison: dict[str, str] = {}
         self.current: str | None = None  # the file the batch is on (for time limits)
@@ -248,6 +255,10 @@ class BatchGuard:
         self.current = None
         if self.careful:
             self.store.set_inflight(self.stage, self.batch_no, self.retry, None)
+        # liveness hook: a start replaced by a later one (its worker looked dead) stops here.
+        from .liveness import check_taken
+
+        check_taken(self.store, self.stage, self.batch_no, self.taker)
 
     def on_time_limit(self) -> bool:
         """The batch passed its soft time limit; True when starting it again makes progress.

@@ -33,6 +33,7 @@ from celery.worker.state import task_ready
 from ..errors import StoreError
 from ..store import RunStore, redis_client
 from . import TIMED_OUT, BatchGuard
+from .liveness import BatchDropped
 
 __all__ = ["GUARDED_TASKS", "BatchRequest", "BatchTask"]
 
@@ -54,6 +55,9 @@ class BatchTask(Task):  # type: ignore[misc]
         BatchGuard.active = None
         try:
             return super().__call__(*args, **kwargs)
+        except BatchDropped as exc:  # liveness hook: a late or superseded start commits nothing
+            log.warning("%s %s: %s; nothing committed", self.name, args[:2], exc)
+            return dict(exc.result)
         except SoftTimeLimitExceeded:
             guard = BatchGuard.active
             if guard is None or not guard.on_time_limit():

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from deid_workers.synth import phi_strings
 from deid_workers.tasks.get import run_get
 
@@ -21,7 +23,12 @@ def test_get_batches_store_ids_and_skips(make_run):
 
 
 def test_get_batch_twice_counts_once(make_run):
+    """A committed batch delivered again stops at its guard (the task class returns quietly,
+    tests/tasks/test_liveness.py) and counts nothing."""
+    from deid_workers.tasks.liveness import AlreadyCommitted
+
     store, *_ = make_run("get")
     run_get(store.run_id, 0)
-    run_get(store.run_id, 0)
+    with pytest.raises(AlreadyCommitted):
+        run_get(store.run_id, 0)
     assert store.counters()["get:files"] == 3

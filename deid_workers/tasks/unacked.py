@@ -1,0 +1,206 @@
+"""Who took each unacknowledged message, and handing a dead worker's back: kombu internals.
+
+Everything here reaches into kombu's Redis transport (``kombu/transport/redis.py``, 5.3 to
+5.7); :data:`SUPPORTED` says whether the installed kombu is one this was written against, and
+without it nothing is patched (the plain path: a dead worker's messages come back after the
+visibility timeout, as kombu does it).
+
+How kombu acknowledges late on Redis: a consumer that takes a message writes, in one MULTI
+(``QoS.append``), the message into the ``unacked`` hash (delivery tag -> JSON ``[payload,
+exchange, routing key]``) and the time into the ``unacked_index`` zset; an ack or a reject
+removes both (``QoS._remove_from_indices``); every consumer scans the index for entries older
+than the visibility timeout and pushes them back to their queue (``QoS.restore_visible`` ->
+``restore_by_tag``: WATCH ``unacked``, then in one MULTI remove the entry and push the
+payload through ``Channel._do_restore_message``). Nothing records *which* consumer took a
+message, so a dead worker's messages can only wait for the timeout (an hour here: it must
+exceed the longest batch).
+
+What this module adds: the ``unacked_owner`` hash (delivery tag -> worker id), written in the
+same MULTI as kombu's entry and removed with it, so an entry never exists without its owner
+(:func:`install`); and :func:`restore_owned`, which hands one message back to its queue only
+while the given (dead) worker still owns it, atomically as kombu's own restore does (a WATCH
+on ``unacked``): of several workers restoring at once one succeeds and the others find it
+gone. The message goes back under a new delivery tag, so a late ack by the presumed-dead
+worker (it was only cut off) removes nothing that a live worker now holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["SUPPORTED", "OWNER_KEY", "Taken", "install", "set_owner", "taken", "restore_owned",
+           "drop_stale_owners", "channel_for"]
+
+log = logging.getLogger(__name__)
+
+OWNER_KEY = "unacked_owner"
+"""Hash next to kombu's ``unacked``: delivery tag -> id of the worker that took the message."""
+
+
+def _supported() -> bool:
+    try:
+        import kombu
+        from kombu.transport import redis as kombu_redis
+    except ImportError:  # pragma: no cover - kombu is a dependency of celery
+        return False
+    version = tuple(int(x) for x in kombu.__version__.split(".")[:2] if x.isdigit())
+    qos, channel = kombu_redis.QoS, kombu_redis.Channel
+    return ((5, 3) <= version < (6, 0)
+            and all(hasattr(qos, name) for name in ("append", "_remove_from_indices",
+                                                    "pipe_or_acquire"))
+            and all(hasattr(channel, name) for name in ("unacked_key", "unacked_index_key",
+                                                        "_do_restore_message")))
+
+
+SUPPORTED = _supported()
+"""True when the installed kombu's Redis transport is laid out as described above."""
+
+_owner: tuple[str, str, int] | None = None  # worker id, its liveness key, the key's TTL
+
+
+def set_owner(worker: str | None, ttl: int = 0) -> None:
+    """The worker id this process records on the messages it takes (None: record nothing).
+
+    Taking a message also refreshes the worker's liveness key (``ttl`` seconds) in the same
+    MULTI, so an owner entry is never written for a worker whose key has lapsed: a worker
+    back from a network cut takes nothing that others would at once think abandoned.
+    """
+    global _owner
+    from ..store import worker_key
+
+    _owner = None if worker is None else (worker, worker_key(worker), max(1, int(ttl)))
+
+
+def install() -> bool:
+    """Patch kombu's QoS to record owners (idempotent); False when kombu is not supported."""
+    if not SUPPORTED:
+        return False
+    from kombu.transport import redis as kombu_redis
+    from kombu.transport import virtual
+    from kombu.utils.json import dumps
+
+    qos = kombu_redis.QoS
+    if getattr(qos.append, "_deid_owner", False):
+        return True
+    plain_append = qos.append
+    plain_remove = qos._remove_from_indices
+
+    def append(self: Any, message: Any, delivery_tag: str) -> None:
+        if _owner is None:
+            return plain_append(self, message, delivery_tag)
+        owner, key, ttl = _owner
+        # kombu's QoS.append (5.3-5.7) with the owner and the liveness key in its MULTI.
+        delivery = message.delivery_info
+        with self.pipe_or_acquire() as pipe:
+            pipe.zadd(self.unacked_index_key, {delivery_tag: _now()}) \
+                .hset(self.unacked_key, delivery_tag,
+                      dumps([message._raw, delivery["exchange"], delivery["routing_key"]])) \
+                .hset(OWNER_KEY, delivery_tag, owner) \
+                .set(key, owner.partition("#")[0], ex=ttl) \
+                .execute()
+            virtual.QoS.append(self, message, delivery_tag)
+        return None
+
+    def remove(self: Any, delivery_tag: str, pipe: Any = None) -> Any:
+        return plain_remove(self, delivery_tag, pipe).hdel(OWNER_KEY, delivery_tag)
+
+    append._deid_owner = True  # type: ignore[attr-defined]
+    qos.append = append
+    qos._remove_from_indices = remove
+    return True
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+@dataclass(frozen=True)
+class Taken:
+    """One unacknowledged message: its delivery tag, who took it (None: a worker that does
+    not record owners), and when."""
+
+    tag: str
+    owner: str | None
+    since: float
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def taken(channel: Any) -> tuple[list[Taken], list[str]]:
+    """Every unacknowledged message with its owner, read in one MULTI (a consistent view),
+    and the owner entries left without a message (see :func:`drop_stale_owners`)."""
+    pipe = channel.client.pipeline(transaction=True)
+    pipe.zrange(channel.unacked_index_key, 0, -1, withscores=True)
+    pipe.hgetall(OWNER_KEY)
+    index, owners = pipe.execute()
+    owners = {_text(k): _text(v) for k, v in owners.items()}
+    entries = [Taken(_text(tag), owners.pop(_text(tag), None), float(score))
+               for tag, score in index]
+    return entries, sorted(owners)
+
+
+def restore_owned(channel: Any, tag: str, owner: str) -> bool:
+    """Put message ``tag`` back on its queue if ``owner`` still holds it; True when it did.
+
+    As kombu's ``restore_by_tag``: WATCH ``unacked``, read, then one MULTI that removes the
+    entry (index, hash, owner) and pushes the payload where kombu pushes it (its own
+    ``_do_restore_message``: the exchange's bindings, the priority list, ``redelivered``). Any
+    change to ``unacked`` in between (an ack, another worker restoring it) runs it again, and
+    then the owner no longer matches.
+    """
+    client = channel.client
+
+    def restore(pipe: Any) -> bool:
+        held = pipe.hget(OWNER_KEY, tag)
+        if held is None or _text(held) != owner:
+            return False
+        raw = pipe.hget(channel.unacked_key, tag)
+        pipe.multi()
+        pipe.zrem(channel.unacked_index_key, tag)
+        pipe.hdel(channel.unacked_key, tag)
+        pipe.hdel(OWNER_KEY, tag)
+        if raw is None:
+            return False
+        from kombu.utils.json import loads
+
+        payload, exchange, routing_key = loads(_text(raw))
+        payload.setdefault("properties", {})["delivery_tag"] = str(uuid.uuid4())
+        channel._do_restore_message(payload, exchange, routing_key, pipe, False)
+        return True
+
+    return bool(client.transaction(restore, channel.unacked_key, value_from_callable=True))
+
+
+def drop_stale_owners(channel: Any, tags: list[str]) -> int:
+    """Remove owner entries whose message is no longer unacknowledged (a path that bypassed
+    the patched removal); each only if its message is still absent. Returns how many."""
+    dropped = 0
+    for tag in tags:
+        def drop(pipe: Any, tag: str = tag) -> bool:
+            if pipe.hexists(channel.unacked_key, tag):
+                return False
+            pipe.multi()
+            pipe.hdel(OWNER_KEY, tag)
+            return True
+        dropped += bool(channel.client.transaction(drop, channel.unacked_key,
+                                                   value_from_callable=True))
+    return dropped
+
+
+@contextmanager
+def channel_for(app: Any) -> Iterator[Any]:
+    """A kombu Redis channel of ``app``'s broker, for this thread alone."""
+    conn = app.connection_for_write()
+    try:
+        yield conn.default_channel
+    finally:
+        conn.release()
