@@ -34,6 +34,9 @@ INSPECT_JSON = "deid-inspect.json"
 LIST_LIMIT = 20
 """Paths listed per category in the table (all of them are in the JSON summary)."""
 
+TAKEN_LIMIT = 8
+"""Batches at work listed in the ``--status`` table (all of them are in its JSON)."""
+
 
 def iter_inspect(store: RunStore, n_batches: int) -> Any:
     """(path, verdict) in walk order, a hundred batches at a time: stable output, bounded memory."""
@@ -238,8 +241,10 @@ def run_status(store: RunStore, *, now: float | None = None) -> dict[str, Any]:
     stages = [s for s in STAGE_ORDER
               if s in expected or c.get(f"{s}:batches") or f"{s}:last" in t]
     rows = []
+    committed: dict[str, set[int]] = {}
     for stage in stages:
-        done_batches = len(store.done_batches(stage))
+        committed[stage] = store.done_batches(stage)
+        done_batches = len(committed[stage])
         if stage == "load":  # items of the ids file (put --ids), in chunks
             chunks = rec.get("ids_chunks")
             batches_total = int(chunks) if chunks is not None else None
@@ -291,7 +296,35 @@ def run_status(store: RunStore, *, now: float | None = None) -> dict[str, Any]:
         "elapsed_s": round(max(0.0, (float(finished) if finished else now) - created), 2),
         "error": rec.get("error"),
         "stages": rows,
+        **batch_takers(store, committed, now),
     }
+
+
+def batch_takers(store: RunStore, committed: Mapping[str, set[int]], now: float
+                 ) -> dict[str, Any]:
+    """Which worker took which batch: ``taken`` lists the batches started and not committed,
+    each with its worker, whether that worker is alive (its liveness key exists) and how long
+    ago it started; ``workers`` counts the batches each worker took last."""
+    from .store import worker_key
+
+    takers = store.takers()
+    open_ = []
+    per_worker: Counter[str] = Counter()
+    for name, (worker, since) in takers.items():
+        per_worker[worker.partition("#")[0]] += 1
+        stage, _, batch = name.rpartition(":")
+        if stage in committed and batch.isdigit() and int(batch) not in committed[stage]:
+            open_.append((stage, int(batch), worker, since))
+    open_.sort(key=lambda t: (STAGE_ORDER.index(t[0]) if t[0] in STAGE_ORDER else 99, t[1]))
+    workers = sorted({w for *_, w, _s in open_})
+    pipe = store.client.pipeline(transaction=False)
+    for worker in workers:
+        pipe.exists(worker_key(worker))
+    alive = dict(zip(workers, (bool(x) for x in pipe.execute()))) if workers else {}
+    taken = [{"stage": stage, "batch": batch, "worker": worker.partition("#")[0],
+              "alive": alive[worker], "started_s_ago": round(max(0.0, now - since), 1)}
+             for stage, batch, worker, since in open_]
+    return {"taken": taken, "workers": dict(sorted(per_worker.items()))}
 
 
 def _iso(ts: float) -> str:
@@ -317,6 +350,16 @@ def render_status(status: Mapping[str, Any], queues: Mapping[str, int] | None = 
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip()
               for r in table]
+    taken = status.get("taken") or []
+    for entry in taken[:TAKEN_LIMIT]:
+        lines.append(f"  at work: {entry['stage']} batch {entry['batch']} on {entry['worker']} "
+                     f"({'alive' if entry['alive'] else 'gone'}, started "
+                     f"{entry['started_s_ago']:.0f} s ago)")
+    if len(taken) > TAKEN_LIMIT:
+        lines.append(f"  ... and {len(taken) - TAKEN_LIMIT} more at work (see --json)")
+    if status.get("workers"):
+        lines.append("  batches by worker: " + ", ".join(
+            f"{w} {n}" for w, n in status["workers"].items()))
     if queues is not None:
         lines.append("queues  " + "  ".join(f"{q} {n}" for q, n in queues.items()))
     return "\n".join(lines)
