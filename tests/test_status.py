@@ -13,7 +13,7 @@ import pytest
 
 from deid_workers import cli, producer
 from deid_workers.report import render_status, run_status
-from deid_workers.store import RUNS_INDEX, UNACKED, Keys, RunStore, list_runs, queue_lengths
+from deid_workers.store import RUNS_INDEX, UNACKED, Keys, RunStore, list_runs, queue_lengths, worker_key
 
 QUEUES = ("get", "inspect", "put", "finalize", "clean")
 
@@ -197,6 +197,26 @@ def test_render_status_table(client):
     assert header == ["stage", "done/total", "batches", "failed", "skipped", "rate"]
     assert lines[2].split()[:5] == ["get", "5/10", "1/2", "2", "0"]
     assert lines[-1] == f"queues  get 3  {UNACKED} 1"
+
+
+def test_status_says_which_worker_took_which_batch_and_whether_it_lives(client):
+    store = _run(client, batches=3)
+    store.start_batch("get", 0, 0, "w1@a#1\tt0")
+    store.commit_batch("get", 0, {"files": 5})
+    store.start_batch("get", 1, 0, "w1@a#1\tt1")  # w1 died on it
+    store.start_batch("get", 2, 0, "w2@b#7\tt2")
+    client.set(worker_key("w2@b#7"), "w2@b", ex=20)  # only w2's liveness key is there
+    s = run_status(store)
+    assert s["taken"] == [
+        {"stage": "get", "batch": 1, "worker": "w1@a", "alive": False,
+         "started_s_ago": s["taken"][0]["started_s_ago"]},
+        {"stage": "get", "batch": 2, "worker": "w2@b", "alive": True,
+         "started_s_ago": s["taken"][1]["started_s_ago"]}]
+    assert s["workers"] == {"w1@a": 2, "w2@b": 1}
+    lines = render_status(s).splitlines()
+    assert any(x.startswith("  at work: get batch 1 on w1@a (gone, started ") for x in lines)
+    assert any(x.startswith("  at work: get batch 2 on w2@b (alive, started ") for x in lines)
+    assert "  batches by worker: w1@a 2, w2@b 1" in lines
 
 
 # -- the CLI's admin commands ---------------------------------------------------------------

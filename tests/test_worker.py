@@ -16,3 +16,13 @@ def test_worker_without_broker_is_an_error(monkeypatch, capsys):
     monkeypatch.delenv("DEID_BROKER_URL", raising=False)
     assert main([]) == 2
     assert "DEID_BROKER_URL is not set" in capsys.readouterr().err
+
+
+def test_worker_with_a_bad_liveness_ttl_says_which_variable(monkeypatch, capsys):
+    monkeypatch.setenv("DEID_BROKER_URL", "redis://localhost:1/0")
+    monkeypatch.setenv("DEID_LIVENESS_TTL", "0")
+    assert main([]) == 2
+    assert capsys.readouterr().err == ("deid-worker: error: DEID_LIVENESS_TTL: expected a "
+                                       "positive integer (seconds)\n")
+    assert Settings.from_env({"DEID_LIVENESS_TTL": "7"}).liveness_ttl == 7
+    assert Settings().liveness_ttl == 20

@@ -73,11 +73,16 @@ def _per_patient(patients: int, images: int) -> dict[str, int]:
 
 
 def test_kill_pool_process_then_whole_worker_mid_all(corpora, tmp_path):
+    """A pool process killed (its batch is requeued at once), then the whole worker (main
+    process and children, as when its node dies) and a replacement started, all with the
+    default visibility timeout (an hour) and liveness TTL: the dead worker's batch is back in
+    its queue within a minute (tasks/liveness.py), not an hour."""
     root, paths = _copy(corpora, "big", tmp_path / "in")
     out = tmp_path / "out"
     server = RedisServer(tmp_path, aof=False)
     client = server.client()
-    env = env_for(server.url, tmp_path, DEID_MAX_RETRIES="5")
+    env = env_for(server.url, tmp_path, DEID_MAX_RETRIES="5", DEID_VISIBILITY_TIMEOUT="3600",
+                  DEID_TASK_TIME_LIMIT="1800")
     first = Worker(env, tmp_path / "w1.log", "crash1")
     try:
         producer = Producer(env, tmp_path, "--action", "all", "--input", str(root),
@@ -89,17 +94,20 @@ def test_kill_pool_process_then_whole_worker_mid_all(corpora, tmp_path):
         wait_for(lambda: counters(client, run_id).get("put:files", 0) >= 300, 120,
                  "put progress")
         first.kill()  # main process and children at once
+        killed = time.monotonic()
         killed_at = counters(client, run_id).get("put:files", 0)
         assert killed_at < len(paths), "the run ended before the worker was killed"
         second = Worker(env, tmp_path / "w2.log", "crash2")
         try:
             code, stdout, err = producer.wait(timeout=150)
+            after_kill = time.monotonic() - killed
         finally:
             second.stop()
     finally:
         first.kill()
         server.kill()
     assert code == 0, err[-3000:]
+    assert after_kill < 60, f"the run ended {after_kill:.0f} s after its worker died"
     s = json.loads(stdout)
     assert (s["files_found"], s["valid"], s["written"], s["failed"], s["poison"]) == \
         (2000, 2000, 2000, 0, 0)
