@@ -4,6 +4,8 @@
     python -m benchmarks --json bench.json        # full mode (larger corpus, 1M-file probes,
                                                   # scaling on 20,000 files)
     python -m benchmarks --quick --batch-sweep    # also time batch sizes 10..200
+    python -m benchmarks --netem                  # --action all with Redis across a veth
+                                                  # link, at 0, 2 and 10 ms each way (root)
 
 Everything compared is measured in this run, on this machine, under its current load (the
 load average is recorded): no baseline is hard-coded.
@@ -364,7 +366,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-deid", action="store_true", help="skip deid even if importable")
     p.add_argument("--no-scaling", action="store_true",
                    help="skip the full mode's scaling runs on 20,000 files (about 3 minutes)")
+    p.add_argument("--netem", action="store_true",
+                   help="only time --action all with Redis in a network namespace of its own, "
+                        "at 0, 2 and 10 ms of tc netem delay each way (needs root, iproute2); "
+                        "--quick, --workers, --batch and --repeat apply")
     args = p.parse_args(argv)
+    if args.netem:
+        from .netem import render_netem, run_netem
+
+        results = run_netem(size="quick" if args.quick else "full", workers=args.workers,
+                            batch=args.batch, repeat=args.repeat)
+        print(render_netem(results))
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as fh:
+                json.dump(results, fh, indent=2)
+        return 0 if "error" not in results else 1
     results = build_results(args)
     print(render(results))
     if args.json:

@@ -24,7 +24,7 @@ def test_get_batches_store_ids_and_skips(make_run):
 
 def test_get_batch_twice_counts_once(make_run):
     """A committed batch delivered again stops at its guard (the task class returns quietly,
-    tests/tasks/test_liveness.py) and counts nothing."""
+    tests/tasks/test_batch_takers.py) and counts nothing."""
     from deid_workers.tasks.liveness import AlreadyCommitted
 
     store, *_ = make_run("get")
