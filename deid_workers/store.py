@@ -68,7 +68,7 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -94,6 +94,7 @@ __all__ = [
     "WORKERS_INDEX",
     "worker_key",
     "BatchStart",
+    "Commit",
 ]
 
 PREFIX = "deid:run:"
@@ -396,7 +397,6 @@ class RunStore:
         self.keys = Keys(run_id)
         self.expiry = int(expiry)
         self.salt = salt
-        self._commit = client.register_script(_COMMIT_LUA)
         self._add_batch = client.register_script(_ADD_BATCH_LUA)
 
     # -- run record ------------------------------------------------------------------------
@@ -670,13 +670,21 @@ class RunStore:
         ids: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
         valid: Sequence[str] | None = None,
         valid_keys: Sequence[tuple[str, str]] | None = None,
-    ) -> tuple[bool, int]:
-        """Write a batch's per-file records, then commit its counters once.
+        log: Sequence[tuple[str, str | None]] | None = None,
+        clean: Sequence[str] | None = None,
+    ) -> Commit:
+        """Write a batch's per-file records, then commit its counters once; one round trip.
 
         ``outcomes`` maps a kind (``skipped``, ``refused``, ...) to {relative path: text}.
         ``valid_keys`` (get) are the ``(entity, item)`` of each of ``valid``, in order, so put
-        can fetch a batch's identifiers in one round trip before it reads a file.
-        Returns (first time committed, number of batches done in this stage).
+        can fetch a batch's identifiers in one round trip before it reads a file. ``log`` is
+        the batch's entry of the run log (:meth:`save_log`), ``clean`` the paths left to the
+        clean stage (:meth:`save_clean_batch`); both are written before the commit, so a
+        redelivery or a resume finds them.
+
+        The records, the commit (a Lua script, sent whole with EVAL: a script cache that
+        Redis lost in a restart cannot fail a replay) and a read of the run's plan go in one
+        pipeline, executed in order.
         """
         pipe = self.client.pipeline(transaction=False)
         for kind, entries in (outcomes or {}).items():
@@ -694,6 +702,10 @@ class RunStore:
             record = {"paths": list(valid), "keys": keys}
             pipe.hset(self.keys.valid, str(batch_no), json.dumps(record))
             pipe.expire(self.keys.valid, self.expiry)
+        if log is not None:
+            self._save_log(pipe, stage, batch_no, log)
+        if clean is not None:
+            self._save_clean_batch(pipe, batch_no, clean)
         args: list[Any] = [batch_no, self.expiry]
         for name, n in counts.items():
             args += [f"{stage}:{name}", int(n)]
@@ -702,19 +714,23 @@ class RunStore:
         pipe.hsetnx(self.keys.times, f"{stage}:first", now)
         pipe.hset(self.keys.times, f"{stage}:last", now)
         pipe.expire(self.keys.times, self.expiry)
-        pipe.execute()
-        # The commit is its own call, after the records: a Script call reloads the script when
-        # Redis lost its script cache (a restart); a pipeline that a retry replays cannot.
-        added, done = self._commit(keys=[self.keys.done(stage), self.keys.counters], args=args)
-        return bool(added), int(done)
+        pipe.eval(_COMMIT_LUA, 2, self.keys.done(stage), self.keys.counters, *args)
+        pipe.hmget(self.keys.run, ["walk_done", "n_batches"])
+        out = pipe.execute()
+        (added, done), (walk_done, n_batches) = out[-2], out[-1]
+        return Commit(bool(added), int(done), bool(walk_done and json.loads(walk_done)),
+                      None if n_batches is None else int(json.loads(n_batches)))
 
     # -- pixel cleaning and the run log (deid-run.jsonl) -----------------------------------
     def save_clean_batch(self, batch_no: int, paths: Sequence[str]) -> None:
         """The paths of put batch ``batch_no`` whose pixels the clean stage must clean."""
         pipe = self.client.pipeline()
+        self._save_clean_batch(pipe, batch_no, paths)
+        pipe.execute()
+
+    def _save_clean_batch(self, pipe: Any, batch_no: int, paths: Sequence[str]) -> None:
         pipe.hset(self.keys.clean_batches, str(batch_no), json.dumps(list(paths)))
         pipe.expire(self.keys.clean_batches, self.expiry)
-        pipe.execute()
 
     def clean_batch(self, batch_no: int) -> list[str] | None:
         """The paths put left to clean in ``batch_no``; None when put has not decided yet."""
@@ -729,9 +745,13 @@ class RunStore:
         its reason; a redelivered batch overwrites its own entry.
         """
         pipe = self.client.pipeline()
+        self._save_log(pipe, stage, batch_no, entries)
+        pipe.execute()
+
+    def _save_log(self, pipe: Any, stage: str, batch_no: int,
+                  entries: Sequence[tuple[str, str | None]]) -> None:
         pipe.hset(self.keys.log(stage), str(batch_no), json.dumps([list(e) for e in entries]))
         pipe.expire(self.keys.log(stage), self.expiry)
-        pipe.execute()
 
     def stage_complete(self, stage: str) -> bool:
         """True when the walk is over and every batch of ``stage`` has committed."""
@@ -752,13 +772,18 @@ class RunStore:
         pipe.expire(self.keys.deliveries, self.expiry)
         return int(pipe.execute()[0])
 
-    def start_batch(self, stage: str, batch_no: int, retry: int, taker: str) -> BatchStart:
-        """Count one start of a batch (:meth:`delivered`) and note who took it, in one round
-        trip; also says whether the batch is committed already (a late redelivery).
+    def start_batch(self, stage: str, batch_no: int, retry: int, taker: str, *,
+                    mark_started: bool = False, lists: bool = False) -> BatchStart:
+        """Count one start of a batch (see :meth:`delivered`) and note who took it, in one round
+        trip that also says whether the batch is committed already (a late redelivery) and,
+        on request, what the batch's first reads would fetch: ``mark_started`` (as
+        :meth:`mark_started`: is this the first start?) and ``lists`` (its paths and, when a
+        get stage ran, the paths get found valid with their keys).
 
         ``taker`` is ``<worker>\t<token>``, the token new for each start: a start whose
         note another start has replaced since (its batch was handed out again while its worker
-        was cut off) must not commit (:meth:`taken_by`).
+        was cut off) must not commit what depends on who wrote the outputs (:meth:`taken_by`).
+        Why one round trip: on a cluster each is a network latency, paid per batch.
         """
         pipe = self.client.pipeline()
         pipe.hincrby(self.keys.deliveries, f"{stage}:{batch_no}:{retry}", 1)
@@ -766,8 +791,21 @@ class RunStore:
         pipe.hset(self.keys.takers, f"{stage}:{batch_no}", f"{taker}\t{time.time():.3f}")
         pipe.expire(self.keys.takers, self.expiry)
         pipe.sismember(self.keys.done(stage), str(batch_no))
+        if mark_started:
+            pipe.sadd(self.keys.started(stage), str(batch_no))
+            pipe.expire(self.keys.started(stage), self.expiry)
+        if lists:
+            pipe.hget(self.keys.batches, str(batch_no))
+            pipe.hget(self.keys.valid, str(batch_no))
         out = pipe.execute()
-        return BatchStart(int(out[0]), bool(out[-1]))
+        start = BatchStart(int(out[0]), bool(out[4]))
+        if mark_started:
+            start.first_time = bool(out[5])
+        if lists:
+            raw = out[-2]
+            start.paths = None if raw is None else list(json.loads(raw))
+            start.valid = _valid_record(out[-1])
+        return start
 
     def taken_by(self, stage: str, batch_no: int) -> str | None:
         """The taker of the latest start of a batch (``<worker>\t<token>``), None if none."""
@@ -916,12 +954,31 @@ class RunStore:
         return n
 
 
-@dataclass(frozen=True)
+@dataclass
 class BatchStart:
-    """What :meth:`RunStore.start_batch` found: the start count and whether it is done."""
+    """What :meth:`RunStore.start_batch` found: the start count, whether the batch is done,
+    and the reads it was asked for (None when not asked, or absent)."""
 
     starts: int
     committed: bool
+    first_time: bool | None = None
+    paths: list[str] | None = None
+    valid: tuple[list[str], list[tuple[str, str]]] | None = None
+
+
+class Commit(NamedTuple):
+    """What :meth:`RunStore.commit_batch` did, and what it learnt about the stage in the same
+    round trip (so the last batch knows it is last without asking again)."""
+
+    first: bool  # the batch's counters were committed now (not by an earlier delivery)
+    done: int  # batches of the stage committed
+    walk_done: bool
+    n_batches: int | None
+
+    @property
+    def complete(self) -> bool:
+        """Every batch of the stage is committed and the walk is over."""
+        return self.walk_done and self.n_batches is not None and self.done >= self.n_batches
 
 
 @dataclass(frozen=True)

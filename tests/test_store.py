@@ -69,8 +69,8 @@ def test_load_reuses_the_salt(client, store):
 
 
 def test_commit_counts_a_batch_once(store):
-    assert store.commit_batch("get", 4, {"files": 10, "valid": 9}) == (True, 1)
-    assert store.commit_batch("get", 4, {"files": 10, "valid": 9}) == (False, 1)
+    assert store.commit_batch("get", 4, {"files": 10, "valid": 9})[:2] == (True, 1)
+    assert store.commit_batch("get", 4, {"files": 10, "valid": 9})[:2] == (False, 1)
     c = store.counters()
     assert c["get:files"] == 10 and c["get:valid"] == 9 and c["get:batches"] == 1
     assert store.done_batches("get") == {4}

@@ -30,8 +30,8 @@ from ..steps import output_path
 from ..store import RunStore, redis_client
 
 __all__ = ["RunContext", "run_context", "client", "RETRY_ON", "RUN_SETTINGS", "worker_settings",
-           "BatchGuard", "CRASHED", "KEPT_DYING", "TIMED_OUT", "final_stage", "finish_run", "prepare_output",
-           "fail_run"]
+           "BatchGuard", "OUTPUT_STAGES", "CRASHED", "KEPT_DYING", "TIMED_OUT", "final_stage",
+           "finish_run", "prepare_output", "fail_run"]
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +175,11 @@ def forget(run_id: str | None = None) -> None:
         _contexts.pop(run_id, None)
 
 
+OUTPUT_STAGES = ("put", "clean")
+"""Stages that write outputs: a start of theirs that another start replaced commits nothing
+(its "already exists" outcomes may be the other's outputs). get and inspect record the same
+values whoever reads the files, and their counters commit once, so they skip that check."""
+
 CRASHED = "crashed its worker"
 """Quarantine reason of a file whose worker process died (or was killed) while it was on it."""
 
@@ -208,20 +213,23 @@ class BatchGuard:
     active: ClassVar[BatchGuard | None] = None
     """The guard of the batch this process runs now (what a time limit interrupts)."""
 
-    def __init__(self, ctx: RunContext, stage: str, batch_no: int, retry: int = 0) -> None:
+    def __init__(self, ctx: RunContext, stage: str, batch_no: int, retry: int = 0, *,
+                 mark_started: bool = False, lists: bool = False) -> None:
         self.ctx = ctx
         self.store = ctx.store
         self.stage = stage
         self.batch_no = batch_no
         self.retry = int(retry or 0)
-        # liveness hook: note who took this start; a committed batch is not redone.
+        # liveness hook: note who took this start; a committed batch is not redone. The
+        # batch's first reads ride along (store.start_batch): one round trip to begin.
         from .liveness import AlreadyCommitted, new_taker
 
         self.taker = new_taker()
-        start = self.store.start_batch(stage, batch_no, self.retry, self.taker)
-        if start.committed:
+        self.start = self.store.start_batch(stage, batch_no, self.retry, self.taker,
+                                            mark_started=mark_started, lists=lists)
+        if self.start.committed:
             raise AlreadyCommitted(f"{stage} batch {batch_no} is committed already")
-        self.starts = start.starts
+        self.starts = self.start.starts
         self.careful = self.starts > ctx.settings.max_retries + 1
         self.poison: dict[str, str] = {}
         self.current: str | None = None  # the file the batch is on (for time limits)
@@ -255,10 +263,12 @@ class BatchGuard:
         self.current = None
         if self.careful:
             self.store.set_inflight(self.stage, self.batch_no, self.retry, None)
-        # liveness hook: a start replaced by a later one (its worker looked dead) stops here.
-        from .liveness import check_taken
+        # liveness hook: a start replaced by a later one (its worker looked dead) stops here
+        # when its outcomes depend on who wrote the outputs (see liveness.check_taken).
+        if self.stage in OUTPUT_STAGES:
+            from .liveness import check_taken
 
-        check_taken(self.store, self.stage, self.batch_no, self.taker)
+            check_taken(self.store, self.stage, self.batch_no, self.taker)
 
     def on_time_limit(self) -> bool:
         """The batch passed its soft time limit; True when starting it again makes progress.
@@ -397,11 +407,16 @@ def fail_run(store: RunStore, what: str, exc: BaseException) -> None:
     store.set_state("failed", error=f"{what} failed: {reason}")
 
 
-def finish_run(store: RunStore, stage: str) -> bool:
+def finish_run(store: RunStore, stage: str, commit: Any = None) -> bool:
     """End a put/all run once ``stage`` is complete: write ``deid-run.jsonl``, then mark the
     run finished (so a producer that sees "finished" finds the file). Several callers may get
     here at once (the last batches, the producer after its walk); each writes the same file
-    atomically and marking twice is harmless. Returns True when the run is finished."""
+    atomically and marking twice is harmless. Returns True when the run is finished.
+
+    ``commit`` (a :class:`~deid_workers.store.Commit` of ``stage``) says without another read
+    whether the stage may be complete: every batch but the last stops there."""
+    if commit is not None and not commit.complete:
+        return False
     if not store.stage_complete(stage):
         return False
     rec = store.record()

@@ -64,11 +64,11 @@ def run_clean(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     counts["poison"] = len(guard.poison)
     counts["files"] = len(paths)
     sync_paths(outputs)
-    store.save_log("clean", batch_no, [entries.get(rel, ("failed", "not processed"))
-                                       for rel in paths])
-    store.commit_batch("clean", batch_no, counts,
-                       outcomes={**kinds, "poison": guard.poison})
-    finish_run(store, "clean")
+    commit = store.commit_batch("clean", batch_no, counts,
+                                outcomes={**kinds, "poison": guard.poison},
+                                log=[entries.get(rel, ("failed", "not processed"))
+                                     for rel in paths])
+    finish_run(store, "clean", commit)
     log.info("run %s clean batch %d: %d files, %d cleaned, %d quarantined, %d failed",
              run_id, batch_no, counts["files"], counts["cleaned"], counts["quarantined"],
              counts["failed"])

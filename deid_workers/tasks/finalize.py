@@ -137,7 +137,7 @@ def run_export(run_id: str, shard: int, shards: int, *, enqueue: Any = None) -> 
         entities = 0  # written by an earlier delivery; its count is in the counters already
     else:
         entities = write_piece(run_id, shard, shards)
-    _, committed = store.commit_batch("export", shard, {"entities": entities})
+    committed = store.commit_batch("export", shard, {"entities": entities}).done
     if committed < shards:
         return {"shard": shard, "entities": entities}
     names = _piece_names(run_id, shards)

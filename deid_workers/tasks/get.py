@@ -19,7 +19,10 @@ log = get_task_logger(__name__)
 def run_get(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     """The task body, callable without Celery (tests call it with a fake Redis)."""
     ctx = run_context(run_id)
-    paths = ctx.store.batch(batch_no)
+    guard = BatchGuard(ctx, "get", batch_no, retry, lists=True)
+    paths = guard.start.paths
+    if paths is None:
+        paths = ctx.store.batch(batch_no)  # raises: the batch is unknown
     counts: Counter[str] = Counter(files=0, valid=0, skipped=0, failed=0, missing=0)
     ids: dict[str, dict[str, Any]] = defaultdict(dict)
     skipped: dict[str, str] = {}
@@ -27,7 +30,6 @@ def run_get(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     missing: dict[str, str] = {}
     valid: list[str] = []
     keys: list[tuple[str, str]] = []
-    guard = BatchGuard(ctx, "get", batch_no, retry)
     for rel, out in guard.run(paths, lambda rel: get_one(ctx.input, rel, ctx.settings), failed):
         if not out.ok:
             skipped[rel] = out.reason or "unreadable"

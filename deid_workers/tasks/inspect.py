@@ -20,12 +20,14 @@ log = get_task_logger(__name__)
 def run_inspect(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     """The task body, callable without Celery."""
     ctx = run_context(run_id)
-    paths = ctx.store.batch(batch_no)
+    guard = BatchGuard(ctx, "inspect", batch_no, retry, lists=True)
+    paths = guard.start.paths
+    if paths is None:
+        paths = ctx.store.batch(batch_no)  # raises: the batch is unknown
     counts: Counter[str] = Counter(files=0, inspected=0, flagged=0, clean=0, skipped=0, failed=0)
     verdicts: dict[str, str] = {}
     skipped: dict[str, str] = {}
     failed: dict[str, str] = {}
-    guard = BatchGuard(ctx, "inspect", batch_no, retry)
     for rel, out in guard.run(paths, lambda rel: inspect_one(ctx.input, rel, ctx.recipe), failed):
         if not out.ok:
             skipped[rel] = out.reason or "unreadable"

@@ -16,6 +16,7 @@ from ..errors import InputError
 from ..steps import PendingPut, PixelPolicy, PutOutcome, finish_put, open_put
 from ..verify import residual_phi
 from . import RETRY_ON, BatchGuard, RunContext, finish_run, prepare_output, run_context
+from .liveness import AlreadyCommitted
 from .load import await_ids
 from .readahead import WINDOW, ReadAhead
 
@@ -27,24 +28,27 @@ log = get_task_logger(__name__)
 def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     """The task body, callable without Celery.
 
-    A batch that already committed is not redone (its files exist and would all be refused).
+    A batch that already committed is not redone (its files exist and would all be refused):
+    its guard says so as it notes the start (one round trip that also reads the batch).
     A batch that started before but did not commit (its worker died) is a redelivery: outputs
     newer than the run's start are this run's own partial work and are rewritten, not refused.
     With ``--ids`` it first waits for the run's ids (:mod:`deid_workers.tasks.load`).
     """
     ctx = run_context(run_id)
     store = ctx.store
-    if batch_no in store.done_batches("put"):
+    if ctx.action == "put" and not await_ids(ctx):
+        return {"files": 0, "run_failed": 1}  # its ids could not be loaded: nothing to write
+    try:
+        guard = BatchGuard(ctx, "put", batch_no, retry, mark_started=True, lists=True)
+    except AlreadyCommitted:
         if ctx.clean_pixels:  # the first delivery may have died before sending its clean batch
             send_clean(store, batch_no)
             finish_run(store, ctx.final_stage)
         return {"files": 0, "already_done": 1}
-    if ctx.action == "put" and not await_ids(ctx):
-        return {"files": 0, "run_failed": 1}  # its ids could not be loaded: nothing to write
-    first_time = store.mark_started("put", batch_no)
-    valid = store.valid_batch(batch_no)
+    first_time = bool(guard.start.first_time)
+    valid = guard.start.valid
     # No get stage (action put): every file of the batch, with no (entity, item) noted.
-    paths, keys = valid if valid is not None else (store.batch(batch_no), [])
+    paths, keys = valid if valid is not None else (guard.start.paths or store.batch(batch_no), [])
     counts: Counter[str] = Counter(files=0, written=0, refused=0, skipped=0, failed=0,
                                    missing=0, no_ids=0, quarantined=0, to_clean=0)
     policy = ctx.pixel_policy(now=False)
@@ -57,7 +61,6 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     missing: dict[str, str] = {}
     residual: dict[str, str] = {}
     outputs: list[str] = []  # made durable together before the commit (write_atomic sync=False)
-    guard = BatchGuard(ctx, "put", batch_no, retry)
     step = put_step(ctx, paths, keys, first_time=first_time, policy=policy,
                     careful=guard.careful)
     for rel, out in guard.run(paths, step, failed):
@@ -99,17 +102,18 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     # One fsync pass per batch, before anything says the batch is done: a crash before it
     # redelivers the batch, whose rewrite replaces any output the crash left empty.
     sync_paths(outputs)
-    store.save_log("put", batch_no, [entries.get(rel, ("failed", "not processed"))
-                                     for rel in paths])
-    if policy is not None:  # before the commit, so a redelivery or resume finds it
-        store.save_clean_batch(batch_no, to_clean)
-    store.commit_batch("put", batch_no, counts,
-                       outcomes={"refused": refused, "skipped": skipped, "failed": failed,
-                                 "missing": missing, "poison": guard.poison,
-                                 "residual": residual, "quarantined": quarantined})
+    # The run log's entry and the clean batch go with the commit (before it, in one round
+    # trip), so a redelivery or a resume finds them.
+    commit = store.commit_batch(
+        "put", batch_no, counts,
+        outcomes={"refused": refused, "skipped": skipped, "failed": failed,
+                  "missing": missing, "poison": guard.poison,
+                  "residual": residual, "quarantined": quarantined},
+        log=[entries.get(rel, ("failed", "not processed")) for rel in paths],
+        clean=to_clean if policy is not None else None)
     if policy is not None:
         send_clean(store, batch_no)
-    finish_run(store, ctx.final_stage)
+    finish_run(store, ctx.final_stage, commit if ctx.final_stage == "put" else None)
     log.info("run %s put batch %d: %d files, %d written, %d refused, %d skipped, %d failed",
              run_id, batch_no, counts["files"], counts["written"], counts["refused"],
              counts["skipped"], counts["failed"])
