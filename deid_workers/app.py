@@ -6,8 +6,11 @@
 Why these settings:
 
 - JSON only, both ways: a pickle-accepting worker runs whatever code a broker client sends.
-- ``task_acks_late`` + ``task_reject_on_worker_lost`` + prefetch 1: a batch whose worker dies is
+- ``task_acks_late`` + ``task_reject_on_worker_lost``: a batch whose worker dies is
   redelivered, not lost; tasks are idempotent (see :mod:`deid_workers.store`), so a rerun is safe.
+  A dead node's batches come back within a minute (:mod:`deid_workers.tasks.liveness`).
+- Prefetch ``DEID_PREFETCH`` (2) per pool process: the next batch is taken while one runs, so the
+  round trips of taking it do not leave the pool process idle (see ``config.DEFAULT_PREFETCH``).
 - ``visibility_timeout`` above ``task_time_limit``: a hung batch is killed before Redis hands it
   to a second worker; a batch that is merely slow is not run twice. A batch past its time limit
   (soft or hard) is requeued, not failed, and counted like a crash (``tasks.limits``).
@@ -83,7 +86,7 @@ def _conf(settings: Settings) -> dict[str, Any]:
         "result_accept_content": ["json"],
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
+        "worker_prefetch_multiplier": settings.prefetch,
         # kombu scans for unacked messages past their visibility timeout every 10 s but, by
         # default, acts only on every 10th scan: a dead worker's batches then waited up to
         # 100 s more. A scan is one ZRANGE; do it every time.

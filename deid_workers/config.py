@@ -58,6 +58,14 @@ queues (:mod:`deid_workers.tasks.liveness`); a worker cut off for longer has its
 elsewhere, and its own late results are dropped. Recovery from a dead node takes about this
 plus a quarter of it."""
 
+DEFAULT_PREFETCH = 2
+"""Batches each pool process of a worker holds: the one it runs and one taken ahead. Taking a
+batch costs the worker's main process a few Redis round trips (take, note, announce), which
+the one taken ahead hides behind the running batch instead of leaving the pool process idle
+for them (``python -m benchmarks --netem``). Set 1 when single batches take minutes (huge multi-frame files): near the end of a run a batch taken ahead
+waits behind the slow one while other workers may be idle. A dead worker's batches, those
+taken ahead included, go back to the queues at once (tasks/liveness.py)."""
+
 DEFAULT_MAX_RETRIES = 3
 DEFAULT_RUN_EXPIRY = 7 * 24 * 3600
 """Seconds a run's state (including identifiers) stays in Redis after its last update."""
@@ -86,6 +94,7 @@ class Settings:
     task_time_limit: int = DEFAULT_TASK_TIME_LIMIT  # DEID_TASK_TIME_LIMIT
     max_retries: int = DEFAULT_MAX_RETRIES  # DEID_MAX_RETRIES
     liveness_ttl: int = DEFAULT_LIVENESS_TTL  # DEID_LIVENESS_TTL
+    prefetch: int = DEFAULT_PREFETCH  # DEID_PREFETCH
     run_expiry: int = DEFAULT_RUN_EXPIRY  # DEID_RUN_EXPIRY
     export_shard_files: int = DEFAULT_EXPORT_SHARD_FILES  # DEID_EXPORT_SHARD_FILES
     message_level: str = "INFO"  # MESSAGELEVEL, as deid reads it
@@ -133,6 +142,8 @@ class Settings:
             raise ConfigError("DEID_DATE_SHIFT_MIN: must not exceed DEID_DATE_SHIFT_MAX")
         if self.date_shift_min <= 0 <= self.date_shift_max and self.date_shift_min == self.date_shift_max:
             raise ConfigError("DEID_DATE_SHIFT_MIN: a shift range of only 0 leaves dates unchanged")
+        if self.prefetch < 1:
+            raise ConfigError("DEID_PREFETCH: expected a positive integer")
         if self.liveness_ttl < 1:
             raise ConfigError("DEID_LIVENESS_TTL: expected a positive integer (seconds)")
         if self.task_time_limit >= self.visibility_timeout:
@@ -152,6 +163,7 @@ class Settings:
 _INT_FIELDS = {
     "batch_size", "workers", "date_shift_min", "date_shift_max", "visibility_timeout",
     "task_time_limit", "max_retries", "run_expiry", "export_shard_files", "liveness_ttl",
+    "prefetch",
 }
 
 

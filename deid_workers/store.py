@@ -154,6 +154,9 @@ ENTITY_SETS = 16
 SCAN_COUNT = 500
 """Elements per SSCAN/HSCAN call when streaming identifiers out: bounded memory, few calls."""
 
+IDS_GROUP = 32
+"""Entities whose names and first pages of items an export reads in one round trip."""
+
 # Commit a batch's counters only the first time its number enters the done set.
 # KEYS[1] done set, KEYS[2] counters hash; ARGV[1] batch no, ARGV[2] expiry, ARGV[3..] name, n.
 _COMMIT_LUA = """
@@ -644,20 +647,52 @@ class RunStore:
 
     def iter_ids_json(self, part: int = 0, parts: int = 1
                       ) -> Iterator[tuple[str, Iterator[tuple[str, bytes]]]]:
-        """:meth:`iter_ids` with each item's fields as the JSON text they were stored as."""
-        for entities in self.keys.entity_sets(part, parts):
-            for digest in self.client.sscan_iter(entities, count=SCAN_COUNT):
-                key = self.keys.ids(_decode(digest))
-                entity = self.client.hget(key, ENTITY_FIELD)
-                if entity is None:
-                    continue
-                yield _decode(entity), self._iter_items(key)
+        """:meth:`iter_ids` with each item's fields as the JSON text they were stored as.
 
-    def _iter_items(self, key: str) -> Iterator[tuple[str, bytes]]:
-        for item, raw in self.client.hscan_iter(key, count=SCAN_COUNT):
-            item = _decode(item)
-            if item != ENTITY_FIELD:
-                yield item, unpack_json(raw)
+        Round trips are batched, not paid per entity: the first SSCAN page of every entity set
+        of the shard goes in one pipeline, and the entity names and first HSCAN pages of
+        :data:`IDS_GROUP` entities in another (a small hash comes back whole in its first
+        page), so on a cluster an export waits for a network latency per group, not two per
+        patient. Memory stays bounded by one group's first pages.
+        """
+        sets = self.keys.entity_sets(part, parts)
+        pipe = self.client.pipeline(transaction=False)
+        for entities in sets:
+            pipe.sscan(entities, 0, count=SCAN_COUNT)
+        for entities, (cursor, digests) in zip(sets, pipe.execute()):
+            while True:
+                for start in range(0, len(digests), IDS_GROUP):
+                    yield from self._entity_group(digests[start:start + IDS_GROUP])
+                if not int(cursor):
+                    break
+                cursor, digests = self.client.sscan(entities, cursor, count=SCAN_COUNT)
+
+    def _entity_group(self, digests: Sequence[Any]
+                      ) -> Iterator[tuple[str, Iterator[tuple[str, bytes]]]]:
+        keys = [self.keys.ids(_decode(d)) for d in digests]
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hget(key, ENTITY_FIELD)
+            pipe.hscan(key, 0, count=SCAN_COUNT)
+        out = pipe.execute()
+        for i, key in enumerate(keys):
+            entity, (cursor, first) = out[2 * i], out[2 * i + 1]
+            if entity is not None:
+                yield _decode(entity), self._iter_items(key, int(cursor), first)
+
+    def _iter_items(self, key: str, cursor: int = 0, first: Mapping[Any, Any] | None = None
+                    ) -> Iterator[tuple[str, bytes]]:
+        page: Mapping[Any, Any] = first if first is not None else {}
+        if first is None:
+            cursor, page = self.client.hscan(key, 0, count=SCAN_COUNT)
+        while True:
+            for item, raw in page.items():
+                item = _decode(item)
+                if item != ENTITY_FIELD:
+                    yield item, unpack_json(raw)
+            if not int(cursor):
+                return
+            cursor, page = self.client.hscan(key, cursor, count=SCAN_COUNT)
 
     # -- batch outcomes --------------------------------------------------------------------
     def commit_batch(

@@ -95,6 +95,26 @@ def test_export_shards_split_the_entities_without_overlap(store):
     assert {len(list(store.iter_ids(p, 4))) > 0 for p in range(4)} == {True}  # 40 spread out
 
 
+def test_ids_stream_in_few_round_trips_and_whole_across_pages(client, store, monkeypatch):
+    """Many entities (several SSCAN pages, several groups), one with more items than an
+    HSCAN page: every item comes back once, and the round trips are per group, not per
+    entity."""
+    import deid_workers.store as store_mod
+
+    monkeypatch.setattr(store_mod, "SCAN_COUNT", 50)
+    ids = {f"P{n}": {f"i{n}": {"id": n}} for n in range(1500)}
+    ids["BIG"] = {f"b{k}": {"k": k} for k in range(400)}
+    store.save_ids(ids)
+    sent = []
+    plain = client.connection_pool.get_connection
+    monkeypatch.setattr(client.connection_pool, "get_connection",
+                        lambda *a, **k: sent.append(1) or plain(*a, **k))
+    got = {e: dict(items) for e, items in store.iter_ids()}
+    assert got == ids
+    groups = -(-1501 // store_mod.IDS_GROUP)
+    assert len(sent) < groups + 1501 // 50 + 400 // 50 + 20  # not two per entity (3,002)
+
+
 def test_save_ids_takes_a_mapping_or_pairs_and_merges_an_entity_given_twice(store):
     ids = {f"P{n}": {f"i{n}": {"id": n}} for n in range(7)}
     assert store.save_ids(ids) == 7

@@ -26,3 +26,10 @@ def test_worker_with_a_bad_liveness_ttl_says_which_variable(monkeypatch, capsys)
                                        "positive integer (seconds)\n")
     assert Settings.from_env({"DEID_LIVENESS_TTL": "7"}).liveness_ttl == 7
     assert Settings().liveness_ttl == 20
+
+
+def test_prefetch_is_a_setting_of_the_app(monkeypatch):
+    from deid_workers.app import _conf
+
+    assert _conf(Settings())["worker_prefetch_multiplier"] == 2
+    assert _conf(Settings.from_env({"DEID_PREFETCH": "1"}))["worker_prefetch_multiplier"] == 1
