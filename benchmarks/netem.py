@@ -17,7 +17,7 @@ import contextlib
 import json
 import os
 import shutil
-import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,15 +49,18 @@ def _env(url: str, tmp: str) -> dict[str, str]:
     return env
 
 
-def _wait_worker(sock: str, node: str, timeout: float = 60) -> None:
-    from deid_workers.app import app, configure
-    from deid_workers.config import Settings
+def _wait_worker(sock: str, node: str, db: int, timeout: float = 60) -> None:
+    """Until the worker's liveness key is in its database (set as it starts, before it
+    consumes: a run sent then waits in the queue for it)."""
+    import redis
 
-    configure(app, Settings(broker_url=f"redis+socket://{sock}"))
+    client = redis.Redis(unix_socket_path=sock, db=db)
     deadline = time.monotonic() + timeout
-    while not app.control.ping(destination=[node], timeout=0.5):
+    while not list(client.scan_iter(match=f"deid:worker:{node}#*")):
         if time.monotonic() > deadline:
             raise RuntimeError(f"celery worker {node} did not start in its namespace")
+        time.sleep(0.1)
+    client.close()
 
 
 RTT_PROBE = """
@@ -92,8 +95,8 @@ def run_netem(*, size: str = "full", workers: int = 2, batch: int = 100, repeat:
     With ``tc netem`` the delay is set on both ends of the link; without it (the kernel lacks
     it) every delay, 0 included, goes through :mod:`benchmarks.delayrelay` in the Redis
     host's namespace, and the link without the relay is timed too (what the relay itself
-    costs). Ratios compare each delay with 0 ms by the same means. A fresh worker is started
-    for each run, and the round-trip time it sees is measured (median of 200 PINGs).
+    costs). Ratios compare each delay with 0 ms by the same means. Each condition has its own
+    worker and Redis database; the round trip it sees is measured (median of 200 PINGs).
     """
     reason = unavailable()
     if reason:
@@ -107,32 +110,37 @@ def run_netem(*, size: str = "full", workers: int = 2, batch: int = 100, repeat:
         with NetLab() as lab, redis_on(lab.hub, tmp) as sock:
             link = lab.connect("workers")
             host = lab.hosts["workers"]
-            direct = f"redis://{link.hub_address}:6379/0"
+            hub = link.hub_address
             how = "tc netem" if netem_works(link) else "delay relay"
-            conditions = [(f"{d:g} ms", d, direct) for d in delays]
+            # Each condition has a worker of its own on a database of its own (kombu's queues
+            # are per database), all started once, so rounds are runs only.
+            conditions = [(f"{d:g} ms", d, f"redis://{hub}:6379/{i + 1}")
+                          for i, d in enumerate(delays)]
             if how == "delay relay":
                 _log("this kernel has no tc netem (CONFIG_NET_SCH_NETEM): delaying in a relay")
                 ports = {d: 6380 + i for i, d in enumerate(delays)}
                 lab.hub.popen([sys.executable, "-m", "benchmarks.delayrelay", "--to",
                                "127.0.0.1:6379"]
                               + [a for d in delays
-                                 for a in ("--listen", f"{link.hub_address}:{ports[d]}={d:g}")],
+                                 for a in ("--listen", f"{hub}:{ports[d]}={d:g}")],
                               cwd=_REPO, env=_env("", tmp), stdout=subprocess.DEVNULL)
-                conditions = [("no relay", 0.0, direct)] + [
-                    (f"{d:g} ms", d, f"redis://{link.hub_address}:{ports[d]}/0") for d in delays]
+                conditions = [("no relay", 0.0, f"redis://{hub}:6379/1")] + [
+                    (f"{d:g} ms", d, f"redis://{hub}:{ports[d]}/{i + 2}")
+                    for i, d in enumerate(delays)]
             runs: dict[str, list[dict[str, Any]]] = {c[0]: [] for c in conditions}
             rtt: dict[str, float] = {}
+            for i, (label, delay, url) in enumerate(conditions):
+                if how == "tc netem":
+                    link.delay(delay)
+                rtt[label] = _rtt(host, _env(url, tmp), url)
+                _start_worker(host, _env(url, tmp), sock, url, workers, f"netem{i}", tmp)
             for rnd in range(1, repeat + 1):
                 for label, delay, url in conditions:
                     if how == "tc netem":
                         link.delay(delay)
-                    env = _env(url, tmp)
-                    if label not in rtt:
-                        rtt[label] = _rtt(host, env, url)
                     _log(f"round {rnd}/{repeat}: --action all, {label} "
                          f"(measured round trip {rtt[label]:.2f} ms)")
-                    runs[label].append(_run_once(host, env, sock, corpus.root, tmp, batch,
-                                                 workers, f"netem-{rnd}-{len(rtt)}"))
+                    runs[label].append(_submit(host, _env(url, tmp), corpus.root, tmp, batch))
             if how == "tc netem":
                 link.delay(0)
     finally:
@@ -150,6 +158,7 @@ def run_netem(*, size: str = "full", workers: int = 2, batch: int = 100, repeat:
                      "run_s": round(r["run_s"], 3), "wall_s": round(r["wall_s"], 3),
                      "files_per_s": round(fps, 1),
                      "x_no_delay": round(fps / base_fps, 3) if base_fps else None,
+                     "median_run_s": round(statistics.median(x["run_s"] for x in runs[label]), 3),
                      "rc": r["rc"], "all_run_s": [round(x["run_s"], 3) for x in runs[label]]})
     return {"files": corpus.files, "workers": workers, "batch": batch, "repeat": repeat,
             "delay_by": how, "rows": rows, "loadavg_start": load_start,
@@ -157,24 +166,17 @@ def run_netem(*, size: str = "full", workers: int = 2, batch: int = 100, repeat:
             "bench_seconds": round(time.perf_counter() - started, 1)}
 
 
-def _run_once(host: Any, env: dict[str, str], sock: str, root: str, tmp: str, batch: int,
-              workers: int, name: str) -> dict[str, Any]:
-    """A fresh worker on ``host``, one ``--action all`` from the same host, then the worker
-    is killed (so no run inherits another's connections or caches)."""
+def _start_worker(host: Any, env: dict[str, str], sock: str, url: str, workers: int,
+                  name: str, tmp: str) -> None:
+    """A worker on ``host`` for the broker at ``url`` (the lab kills it at the end)."""
     node = f"{name}-{os.getpid()}@workers"
-    worker = host.popen(
+    host.popen(
         [sys.executable, "-m", "celery", "-A", "deid_workers.app", "worker",
          "-Q", "get,inspect,put,finalize,clean", "-n", node, "--concurrency", str(workers),
          "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"],
         env=env, cwd=_REPO, stdout=subprocess.DEVNULL,
         stderr=open(os.path.join(tmp, "worker.log"), "ab"))
-    try:
-        _wait_worker(sock, node)
-        return _submit(host, env, root, tmp, batch)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait(timeout=30)
+    _wait_worker(sock, node, int(url.rpartition("/")[2]))
 
 
 def _rtt(host: Any, env: dict[str, str], url: str) -> float:

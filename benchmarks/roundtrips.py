@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -127,6 +128,7 @@ def count_roundtrips(*, patients: int = 6, images: int = 100, batch: int = 100) 
     tasks = sum(len(v) for v in per_task.values())
     return {"files": files, "batch": batch,
             "pool_per_task": {k: round(sum(v) / len(v), 2) for k, v in sorted(per_task.items())},
+            "pool_median": {k: statistics.median(v) for k, v in sorted(per_task.items())},
             "tasks": {k: len(v) for k, v in sorted(per_task.items())},
             "main_per_task": round(main_sends / tasks, 2) if tasks else None}
 
@@ -169,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--action all, {result['files']} files, batch {result['batch']}: Redis round "
               f"trips per task")
         for name, n in result["pool_per_task"].items():
-            print(f"  {name:<14} {n:>6.1f} in the pool process ({result['tasks'][name]} tasks)")
+            print(f"  {name:<14} {n:>6.1f} in the pool process, median "
+                  f"{result['pool_median'][name]:g} ({result['tasks'][name]} tasks)")
         print(f"  {'main process':<14} {result['main_per_task']:>6.1f} per task (take, ack, "
               f"events, liveness)")
     return 0

@@ -62,9 +62,10 @@ DEFAULT_PREFETCH = 2
 """Batches each pool process of a worker holds: the one it runs and one taken ahead. Taking a
 batch costs the worker's main process a few Redis round trips (take, note, announce), which
 the one taken ahead hides behind the running batch instead of leaving the pool process idle
-for them (``python -m benchmarks --netem``). Set 1 when single batches take minutes (huge multi-frame files): near the end of a run a batch taken ahead
-waits behind the slow one while other workers may be idle. A dead worker's batches, those
-taken ahead included, go back to the queues at once (tasks/liveness.py)."""
+for them (``python -m benchmarks --netem``). Set 1 when single batches take minutes (huge
+multi-frame files): near the end of a run a batch taken ahead waits behind the slow one
+while other workers may be idle. A dead worker's batches, those taken ahead included, go
+back to the queues within a liveness TTL or so (tasks/liveness.py)."""
 
 DEFAULT_MAX_RETRIES = 3
 DEFAULT_RUN_EXPIRY = 7 * 24 * 3600

@@ -84,3 +84,53 @@ def test_floor_scaling_is_the_fewest_processes_time_over_the_most() -> None:
 
     assert floor_scaling({"2": {"seconds": 1.0}, "1": {"seconds": 1.8}}) == 1.8
     assert floor_scaling({"1": {"seconds": 1.8}}) is None
+
+
+def test_delay_relay_holds_each_direction_and_keeps_order(tmp_path: Path) -> None:
+    """The relay the --netem mode falls back on (kernels without tc netem): a real redis-server
+    behind it, a PING's round trip gains about twice the delay, and pipelined replies come
+    back complete and in order."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import redis
+
+    from deid_workers.embedded import find_redis_server
+
+    def port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    rport, lport = port(), port()
+    server = subprocess.Popen([find_redis_server(), "--port", str(rport), "--bind", "127.0.0.1",
+                              "--save", "", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    relay = subprocess.Popen([sys.executable, "-m", "benchmarks.delayrelay", "--to",
+                              f"127.0.0.1:{rport}", "--listen", f"127.0.0.1:{lport}=20"],
+                             cwd=str(Path(__file__).resolve().parents[1]))
+    try:
+        client = redis.Redis(port=lport, socket_timeout=5)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "the relay did not start"
+                time.sleep(0.1)
+        start = time.perf_counter()
+        client.ping()
+        assert time.perf_counter() - start >= 0.04  # 20 ms each way
+        pipe = client.pipeline(transaction=False)
+        for n in range(2000):
+            pipe.set(f"k{n}", "x" * n)
+            pipe.get(f"k{n}")
+        out = pipe.execute()
+        assert out[1::2] == [b"x" * n for n in range(2000)]
+    finally:
+        relay.kill()
+        server.kill()
+        relay.wait()
+        server.wait()
