@@ -53,7 +53,6 @@ from .selectors import (
     delete_element,
     holds_canonical_uid,
     new_element,
-    raw_uid,
 )
 from .values import MISSING, convert_value, resolve_value
 
@@ -187,7 +186,7 @@ class _Run:
         self.filename = filename or "<dataset>"
         self.shielded: set[str] | None = None
         self.meta_sync: set[int] = set()  # tags of _META_SYNC set by the recipe
-        self.changes: list[Change] = []  # fields removed or emptied, for the conformance pass
+        self.changes: list[Change] = []  # public fields removed or emptied, for the conformance pass
         # run() state: the lines still to run (a heap of plan indices, and as a set), the
         # present uids each shape-answered line selects, the uids shape-shielded from REMOVE.
         self._lines: set[int] = set()
@@ -337,7 +336,8 @@ class _Run:
         )
 
     def delete(self, f: Field) -> None:
-        self.changes.append((f, _before(f)))
+        if not f.tag_int & 0x10000:  # a private field is no IOD's business (most removals)
+            self.changes.append((f, _before(f)))
         delete_element(f.parent, f.key)
         self.fields.remove(f)
 
@@ -354,7 +354,8 @@ class _Run:
         """
         vr = f.raw_vr()
         ok, converted = convert_value(vr or f.element.VR, value, f.name or f.uid)
-        if not ok or converted is None or (type(converted) in (str, bytes, list) and not converted):
+        if (not ok or converted is None or (type(converted) in (str, bytes, list) and not converted)) \
+                and not f.tag_int & 0x10000:
             self.changes.append((f, _before(f)))
         try:
             f.assign(converted if ok else None, vr, shared)
@@ -366,7 +367,8 @@ class _Run:
             self.meta_sync.add(f.tag_int)
 
     def blank(self, f: Field, action: Action) -> None:
-        self.changes.append((f, _before(f)))
+        if not f.tag_int & 0x10000:
+            self.changes.append((f, _before(f)))
         f.assign(None, shared=True)
         self.fields.forget_children(f)
 
@@ -570,12 +572,12 @@ def deidentify(
 
 def _sop_class(ds: Dataset) -> str | None:
     """The SOP Class UID of the input, read before the recipe may change it; a raw element
-    holding one valid UID is read from its bytes (no conversion)."""
+    is read from its bytes, unconverted (only the Type table looks the text up)."""
     element = ds._dict.get(0x00080016)  # type: ignore[call-overload]
     if element is None:
         return None
-    uid = raw_uid(element, 0x00080016)
-    if uid is not None:
-        return str(uid)
-    value = ds[0x00080016].value
+    value = element.value
+    if type(element) is RawDataElement and type(value) is bytes:
+        return value.decode("ascii", "replace").strip("\0 ") or None
+    value = ds[0x00080016].value  # converted, or a deferred raw value read now
     return str(value).strip() or None if value else None

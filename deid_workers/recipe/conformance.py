@@ -50,7 +50,7 @@ from pydicom.uid import generate_uid
 from .dummies import dummy_text
 from .funcs import FuncContext, hmac_uid
 from .iods import OPTIONAL, PRESENT, VALUE, requirements, table_key
-from .selectors import Field, delete_element
+from .selectors import CACHE_LIMIT, Field, delete_element
 from .values import convert_value
 
 __all__ = ["Change", "conform"]
@@ -68,67 +68,87 @@ VERIFICATION_FLAG = 0x0040A493
 
 def conform(ds: Dataset, changes: list[Change], sop_class_uid: str | None, ctx: FuncContext) -> set[int]:
     """Apply the rules of this module to ``ds`` (edited in place), given the recipe's
-    removals and blanks in the order they happened; return the tags of the top-level
-    attributes given a dummy (the caller keeps the file meta's SOP UIDs in step)."""
-    dummied: set[int] = set()
+    removals and blanks; return the tags of the top-level attributes given a value (the
+    caller keeps the file meta's SOP UIDs in step)."""
+    valued: set[int] = set()
     if not changes or not sop_class_uid:
-        return dummied
+        return valued
     req = requirements(sop_class_uid)
     top_level = req.top
-    gone: tuple[str, ...] | None = None  # uid prefixes of the sequences removed or emptied
+    nested: list[Change] = []
+    gone: list[str] = []  # uid prefixes of the sequences removed or emptied
     overlays: set[int] = set()
     observers_gone = False
-    for f, old in changes:
+    for change in changes:
+        f = change[0]
         tag = f.tag_int
-        if tag >> 16 & 1:
+        if tag & 0x10000:
             continue  # private: no IOD says anything about it
-        parent = f.parent
-        if parent is ds:
-            if tag & 0xFF01FFFF == OVERLAY_DATA and 0x6000 <= tag >> 16 <= 0x601E:
-                overlays.add(tag >> 16)
-                continue
-            level = top_level.get(tag, OPTIONAL)
-        else:
-            if f.is_filemeta:
-                continue
-            if gone is None:
-                gone = tuple(g.uid + "__" for g, _ in changes if g.is_sq)
-            if gone and f.uid.startswith(gone):
+        if f.is_sq:
+            gone.append(f.uid + "__")
+        if f.parent is not ds:
+            if not f.is_filemeta:
+                nested.append(change)
+            continue
+        if tag >> 24 == 0x60 and tag & 0xFF01FFFF == OVERLAY_DATA:
+            overlays.add(tag >> 16)
+            continue
+        level = top_level.get(tag, OPTIONAL)
+        if level == OPTIONAL and not f.is_sq:
+            continue
+        if _repair(ds, f, change[1], level, ctx):
+            valued.add(tag)
+        if tag == VERIFYING_OBSERVER_SEQUENCE and f.key not in ds._dict:
+            observers_gone = True
+    if nested:
+        prefixes = tuple(gone)
+        for f, old in nested:
+            if prefixes and f.uid.startswith(prefixes):
                 continue  # its item went with the sequence
             level = req.of(_path(f.uid))
-        if f.is_sq:
-            current = parent._dict.get(f.key)
-            if current is None:
-                if level == PRESENT:
-                    parent[f.key] = DataElement(f.key, "SQ", Sequence())
-            elif level != PRESENT and _zero_items(parent, f.key):
-                delete_element(parent, f.key)
-                current = None
-            if parent is ds and tag == VERIFYING_OBSERVER_SEQUENCE and current is None:
-                observers_gone = True
-            continue
-        if level == OPTIONAL:
-            continue
-        current = parent._dict.get(f.key)
-        if current is not None and not _empty(current):
-            continue  # set again by a later line (ADD)
-        if level == VALUE:
-            _put_value(parent, f, old if old is not None else current, ctx)
-            if parent is ds:
-                dummied.add(tag)
-        elif current is None:
-            parent[f.key] = DataElement(f.key, _vr_value(tag, old)[0], None)
+            if level != OPTIONAL or f.is_sq:
+                _repair(f.parent, f, old, level, ctx)
     for group in overlays:
         for key in [k for k in ds._dict if k >> 16 == group]:
             delete_element(ds, Tag(key))
     if observers_gone:
         _unverify(ds)
-    return dummied
+    return valued
+
+
+def _repair(parent: Dataset, f: Field, old: Any, level: int, ctx: FuncContext) -> bool:
+    """One field by the rules of the module docstring; True when it was given a value."""
+    current = parent._dict.get(f.key)
+    if f.is_sq:
+        if current is None:
+            if level == PRESENT:
+                parent[f.key] = DataElement(f.key, "SQ", Sequence())
+        elif level != PRESENT and _zero_items(parent, f.key):
+            delete_element(parent, f.key)
+        return False
+    if level == PRESENT:
+        if current is None:
+            parent[f.key] = DataElement(f.key, _vr_value(f.tag_int, old)[0], None)
+        return False
+    if current is not None and not _empty(current):
+        return False  # set again by a later line (ADD)
+    _put_value(parent, f, old if old is not None else current, ctx)
+    return True
 
 
 def _path(uid: str) -> tuple[int, ...]:
-    """``(0040,A730)__0__(0040,A160)`` -> (0x0040A730, 0x0040A160)."""
-    return tuple(int(part[1:5] + part[6:10], 16) for part in uid.split("__")[::2])
+    """``(0040,A730)__0__(0040,A160)`` -> (0x0040A730, 0x0040A160); the same uids recur in
+    file after file, so answers are kept (names only, bounded like the selectors' caches)."""
+    path = _PATHS.get(uid)
+    if path is None:
+        path = tuple(int(part[1:5] + part[6:10], 16) for part in uid.split("__")[::2])
+        if len(_PATHS) >= CACHE_LIMIT:
+            _PATHS.clear()
+        _PATHS[uid] = path
+    return path
+
+
+_PATHS: dict[str, tuple[int, ...]] = {}
 
 
 def _empty(element: Any) -> bool:

@@ -41,7 +41,6 @@ __all__ = [
     "new_element",
     "delete_element",
     "holds_canonical_uid",
-    "raw_uid",
     "stock_conversion",
     "CACHE_LIMIT",
 ]
@@ -237,7 +236,7 @@ class Field:
         fields a func reads the original of (hmac_uid) are replaced right after, and
         converting them was a tenth of ``deidentify``. The element stays raw."""
         if self._element is None:
-            text = raw_uid(self.parent._dict.get(self.key), self.tag_int)
+            text = _raw_uid(self.parent._dict.get(self.key), self.tag_int)
             if text is not None:
                 return text
         return self.element.value
@@ -527,7 +526,7 @@ def stock_conversion() -> bool:
 _DEFAULT_HOOKS = (hooks.raw_element_vr, hooks.raw_element_value)
 
 
-def raw_uid(raw: Any, tag: int) -> UID | None:
+def _raw_uid(raw: Any, tag: int) -> UID | None:
     """The value pydicom's conversion gives a raw UI element, when that is one valid UID
     (the conversion would then not warn); None for anything else (the caller converts)."""
     if not isinstance(raw, RawDataElement) or type(raw.value) is not bytes or not raw.length:
@@ -551,7 +550,7 @@ def holds_canonical_uid(dataset: Dataset, tag: int) -> bool:
     write it? Then its value is known to be non-empty without converting it, and converting
     it later (or never) writes the same bytes and warns about nothing."""
     raw = dataset._dict.get(tag)  # type: ignore[call-overload]
-    text = raw_uid(raw, tag)
+    text = _raw_uid(raw, tag)
     if text is None:
         return False
     encoded = text.encode("ascii")
