@@ -87,11 +87,26 @@ class Table:
 
 @dataclass(frozen=True)
 class Mapped:
-    """What one row becomes: a recipe action line (None: no line of its own) and why."""
+    """What one row becomes: a recipe action line (None: no line of its own), why, and the
+    lines that make a kept sequence's items dummies where no other row reaches them."""
 
     row: Row
     line: str | None
     note: str
+    items: tuple[str, ...] = ()
+
+
+ITEM_DUMMIES: dict[str, tuple[str, ...]] = {
+    # SR and KOS content: every row of the table reaches the items, but the free text of a
+    # TEXT item is no row of its own; D (a dummy content) makes it a dummy text.
+    "ContentSequence": (f"REPLACE TextValue {DUMMY_BY_VR['UT']}",),
+    # The items are codes that identify a person (an employee number and its meaning).
+    "PersonIdentificationCodeSequence": (
+        "REPLACE endswith:PersonIdentificationCodeSequence__(CodeValue|LongCodeValue|"
+        f"URNCodeValue|CodeMeaning) {DUMMY_BY_VR['LO']}",),
+}
+"""For a D on a sequence (kept with its items): the lines that give the items' identifying
+values dummies where no row of the table selects them."""
 
 
 def read_table(path: Path = TABLE_PATH) -> Table:
@@ -193,7 +208,10 @@ def map_row(row: Row) -> Mapped:
         return Mapped(row, f"REPLACE {selector} {UID_FUNC}", "keyed UID")
     if code in ("D", "Z/D"):
         if vr == "SQ":
-            return Mapped(row, None, "kept; the other rows de-identify its items")
+            keyword = datadict.keyword_for_tag(tag) if tag is not None else ""
+            items = ITEM_DUMMIES.get(keyword, ())
+            note = "kept; the line below and the other rows" if items else "kept; the other rows"
+            return Mapped(row, None, f"{note} de-identify its items", items)
         return Mapped(row, f"REPLACE {selector} {dummy_for(row)}", "dummy value")
     if code == "X/Z/U*":
         if vr != "SQ":
@@ -311,6 +329,7 @@ def render(table: Table) -> str:
     for item in mapped:
         out.append(row_comment(item.row))
         out.append(item.line if item.line is not None else f"# (no line: {item.note})")
+        out.extend(item.items)
     out += [
         "",
         "# Private attributes: the Basic Profile removes them unless the Retain Safe Private",

@@ -140,6 +140,8 @@ def test_sr_content_tree_is_kept_and_each_item_deidentified() -> None:
     out = _run(_sr())
     content = out.ContentSequence
     assert [i.ValueType for i in content] == ["TEXT", "PNAME", "DATETIME", "UIDREF", "IMAGE"]
+    assert content[0].TextValue == "ANONYMOUS"  # free text: D of Content Sequence
+    assert content[0].ConceptNameCodeSequence[0].CodeMeaning == "Comment"  # codes stay
     assert content[0].ContentSequence[0].Date == "19000101"  # D, one level down
     assert content[1].PersonName == "ANONYMOUS"
     assert content[2].DateTime == "19000101000000"
@@ -194,6 +196,18 @@ def _gsps() -> FileDataset:
     return _file(GSPS, Modality="PR", ContentLabel="LABEL", ContentDescription="notes",
                  PresentationCreationDate="20240102", PresentationCreationTime="101010",
                  ContentCreatorName="ROE^RICHARD", GraphicAnnotationSequence=Sequence([annotation]))
+
+
+def test_person_identification_codes_become_dummies_where_they_are_kept() -> None:
+    person = Dataset()
+    person.PersonIdentificationCodeSequence = _code("EMP-4711", "Jane Roe")
+    person.PersonIdentificationCodeSequence[0].CodingSchemeDesignator = "99HOSP"
+    # a sequence no row of E.1-1 names, holding the Person Identification Macro
+    ct = _file(CT, Modality="CT", RequestingPhysicianIdentificationSequence=Sequence([person]))
+    out = _run(ct).RequestingPhysicianIdentificationSequence[0]
+    code = out.PersonIdentificationCodeSequence[0]
+    assert (code.CodeValue, code.CodeMeaning) == ("ANONYMOUS", "ANONYMOUS")
+    assert code.CodingSchemeDesignator == "99HOSP"
 
 
 def test_presentation_state_keeps_its_annotations_and_creation_date_and_time() -> None:

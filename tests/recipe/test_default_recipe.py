@@ -78,6 +78,8 @@ def test_every_row_maps_to_its_line_in_the_recipe() -> None:
             assert item.row.code in ("X/Z/U*", "D")
             assert gen.vr_of(gen.tag_int(item.row.tag)) == "SQ"
             assert following.startswith("# (no line:")
+            start = index[comment] + 2
+            assert tuple(lines[start:start + len(item.items)]) == item.items
         else:
             assert following == item.line
 
@@ -161,7 +163,7 @@ def test_private_and_repeating_group_selectors_hit_only_their_tags() -> None:
 def test_recipe_parses_with_the_project_parser() -> None:
     recipe = parse_recipe(RECIPE_TEXT, str(gen.RECIPE_PATH))
     actions = [a for a in recipe.header if a.action != "ADD"]
-    assert len(actions) == sum(1 for m in MAPPED if m.line) + 1  # + private REMOVE
+    assert len(actions) == sum(1 for m in MAPPED if m.line) + sum(len(m.items) for m in MAPPED) + 1
     assert [g.name for g in recipe.filters] == ["blacklist", "graylist"]
     adds = {a.field: a.value for a in recipe.header if a.action == "ADD"}
     assert adds["PatientIdentityRemoved"] == "YES"
