@@ -94,8 +94,9 @@ def conform(ds: Dataset, changes: list[Change], sop_class_uid: str | None, ctx: 
             overlays.add(tag >> 16)
             continue
         level = top_level.get(tag, OPTIONAL)
-        if level == OPTIONAL and not f.is_sq:
-            continue
+        if not f.is_sq:
+            if level == OPTIONAL or (level == PRESENT and f.key in ds._dict):
+                continue  # most changes: optional, or blanked where presence is all it needs
         if _repair(ds, f, change[1], level, ctx):
             valued.add(tag)
         if tag == VERIFYING_OBSERVER_SEQUENCE and f.key not in ds._dict:
