@@ -49,7 +49,7 @@ from pydicom.uid import generate_uid
 
 from .dummies import dummy_text
 from .funcs import FuncContext, hmac_uid
-from .iods import OPTIONAL, PRESENT, VALUE, requirements, table_key
+from .iods import OPTIONAL, PRESENT, requirements, table_key
 from .selectors import CACHE_LIMIT, Field, delete_element
 from .values import convert_value
 
