@@ -274,7 +274,7 @@ def _walk(store: RunStore, sub: Submission, settings: Settings, *,
     to the chord machinery (which looks one ahead), so finalize always sees ``walk_done``.
     """
     def on_error(rel: str, reason: str) -> None:
-        log.warning("cannot list %s: %s", rel, reason)
+        log.warning("not walked: %s: %s", rel, reason)
         store.add_outcome("unlisted", rel, reason, counter="walk:unlisted")
 
     n = 0

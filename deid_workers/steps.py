@@ -114,7 +114,8 @@ def _abs(root: str, rel: str) -> str:
 def get_one(root: str, rel: str, settings: Settings) -> GetOutcome:
     """Read the headers of ``root/rel`` (no pixels) and collect its identifiers."""
     try:
-        ds = read_dataset(_abs(root, rel), headers_only=True, name=rel)
+        ds = read_dataset(_abs(root, rel), headers_only=True, name=rel, root=root,
+                          max_bytes=settings.max_file_bytes)
     except InputError as exc:
         return GetOutcome(rel, False, exc.reason)
     entity, item = entity_item(ds, settings.entity_field, settings.item_field)
@@ -123,10 +124,13 @@ def get_one(root: str, rel: str, settings: Settings) -> GetOutcome:
                       _missing(entity, item, settings))
 
 
-def inspect_one(root: str, rel: str, recipe: Any) -> InspectOutcome:
+def inspect_one(root: str, rel: str, recipe: Any, settings: Settings | None = None
+                ) -> InspectOutcome:
     """Run the recipe's %filter groups over the headers of ``root/rel``."""
+    settings = settings if settings is not None else Settings()
     try:
-        ds = read_dataset(_abs(root, rel), headers_only=True, name=rel)
+        ds = read_dataset(_abs(root, rel), headers_only=True, name=rel, root=root,
+                          max_bytes=settings.max_file_bytes)
     except InputError as exc:
         return InspectOutcome(rel, False, exc.reason)
     verdict = inspect_dataset(ds, recipe)
@@ -156,6 +160,7 @@ class PendingPut:
     status: str = "written"
     reason: str | None = None
     verdict: Mapping[str, Any] | None = field(default=None, repr=False)
+    root: str | None = None  # the folder ``dest`` lies in (output or quarantine): writes start there
 
 
 def open_put(
@@ -177,10 +182,11 @@ def open_put(
     if pixels is None and not overwrite and os.path.lexists(dest):
         return PutOutcome(rel, "refused", "already exists", dest)
     try:
-        ds = read_dataset(_abs(root, rel), headers_only=False, name=rel)
+        ds = read_dataset(_abs(root, rel), headers_only=False, name=rel, root=root,
+                          max_bytes=settings.max_file_bytes)
     except InputError as exc:
         return PutOutcome(rel, "skipped", exc.reason, dest)
-    status, reason, verdict = "written", None, None
+    status, reason, verdict, root = "written", None, None, outfolder
     if pixels is not None:
         # The %filter groups read the header only; PixelData is not decoded here.
         verdict = inspect_dataset(ds, recipe)
@@ -189,14 +195,14 @@ def open_put(
             return PutOutcome(rel, "clean", decision.reason, dest)
         if decision.action == "quarantine":
             status, reason = "quarantined", decision.reason
-            dest = output_path(pixels.quarantine, rel)
+            dest, root = output_path(pixels.quarantine, rel), pixels.quarantine
         elif decision.action == "clean":
             status, reason = "cleaned", decision.reason
         if not overwrite and os.path.lexists(dest):
             return PutOutcome(rel, "refused", "already exists", dest)
     entity, item = entity_item(ds, settings.entity_field, settings.item_field)
     return PendingPut(rel, ds, dest, ids_keys(entity, item, rel),
-                      _missing(entity, item, settings), overwrite, status, reason, verdict)
+                      _missing(entity, item, settings), overwrite, status, reason, verdict, root)
 
 
 def finish_put(
@@ -215,6 +221,7 @@ def finish_put(
     The dataset is edited in place and released: a pending file is finished once.
     """
     rel, dest, status, reason = pending.rel, pending.dest, pending.status, pending.reason
+    root = pending.root
     ds, pending.ds = pending.ds, None
     # in_place: the dataset was read for this call only, so the engine's defensive copy (a
     # deepcopy, a fifth of deidentify's time) buys nothing here.
@@ -230,11 +237,11 @@ def finish_put(
             log.debug("cleaning %s failed", rel, exc_info=True)
             status = "quarantined"
             reason = f"pixels could not be cleaned ({type(exc).__name__})"
-            dest = output_path(pixels.quarantine, rel)
+            dest, root = output_path(pixels.quarantine, rel), pixels.quarantine
     stamp(new, provenance if provenance is not None else recipe,
           pixels_cleaned=status == "cleaned")
     try:
-        write_atomic(new, dest, overwrite=pending.overwrite, sync=sync)
+        write_atomic(new, dest, overwrite=pending.overwrite, sync=sync, root=root)
     except OutputExistsError:
         return PutOutcome(rel, "refused", "already exists", dest)
     return PutOutcome(rel, status, reason, dest, pending.missing, ids is not None)
