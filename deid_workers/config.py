@@ -98,6 +98,9 @@ class Settings:
     export_shard_files: int = DEFAULT_EXPORT_SHARD_FILES  # DEID_EXPORT_SHARD_FILES
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES  # DEID_MAX_FILE_BYTES
     max_pixel_bytes: int = DEFAULT_MAX_PIXEL_BYTES  # DEID_MAX_PIXEL_BYTES
+    # DEID_QUARANTINE: --clean-pixels' folder for held-back files; None = the output folder's
+    # sibling <outfolder>-quarantine. The shipped images set a mounted one (compose, k8s).
+    quarantine: str | None = None
     message_level: str = "INFO"  # MESSAGELEVEL, as deid reads it
     log_json: bool = False  # DEID_LOG_JSON
     # DEID_TEST_CRASH_ON: tests only. A worker SIGKILLs itself on any file whose relative path

@@ -21,7 +21,7 @@ from .dicomio import enforce_inside, read_dataset, write_atomic
 from .errors import InputError, OutputExistsError
 from .provenance import Provenance, stamp
 from .recipe import clean_pixels, deidentify, entity_item, get_identifiers, inspect_dataset
-from .recipe.pixels import has_boxes
+from .recipe.pixels import PixelLimitError, check_pixels, has_boxes
 
 __all__ = [
     "MISSING_ENTITY",
@@ -39,6 +39,7 @@ __all__ = [
     "Triage",
     "triage",
     "quarantine_folder",
+    "run_quarantine",
     "DEFAULT_QUARANTINE_GROUPS",
 ]
 
@@ -191,6 +192,11 @@ def open_put(
         # The %filter groups read the header only; PixelData is not decoded here.
         verdict = inspect_dataset(ds, recipe)
         decision = triage(verdict, pixels.quarantine_groups)
+        if decision.action == "clean":
+            try:  # the put read: an image too big to decode never reaches the clean stage
+                check_pixels(ds, settings.max_pixel_bytes)
+            except PixelLimitError as exc:
+                decision = Triage("quarantine", decision.group, f"pixels could not be cleaned: {exc}")
         if decision.action == "clean" and not pixels.now:
             return PutOutcome(rel, "clean", decision.reason, dest)
         if decision.action == "quarantine":
@@ -230,13 +236,14 @@ def finish_put(
     del ds
     if status == "cleaned" and pixels is not None and pending.verdict is not None:
         try:
-            new = clean_pixels(new, pending.verdict)
+            new = clean_pixels(new, pending.verdict, max_bytes=settings.max_pixel_bytes)
         except (ValueError, NotImplementedError, RuntimeError) as exc:
             # No decoder for this transfer syntax, or pixels that do not match the header:
             # the file cannot be made safe here, so a person gets to look at it.
             log.debug("cleaning %s failed", rel, exc_info=True)
             status = "quarantined"
-            reason = f"pixels could not be cleaned ({type(exc).__name__})"
+            reason = (f"pixels could not be cleaned: {exc}" if isinstance(exc, PixelLimitError)
+                      else f"pixels could not be cleaned ({type(exc).__name__})")
             dest, root = output_path(pixels.quarantine, rel), pixels.quarantine
     stamp(new, provenance if provenance is not None else recipe,
           pixels_cleaned=status == "cleaned")
@@ -303,6 +310,14 @@ def quarantine_folder(outfolder: str) -> str:
     path = os.path.normpath(os.path.abspath(outfolder))
     parent, name = os.path.split(path)
     return os.path.join(parent, (name or "output") + QUARANTINE_SUFFIX)
+
+
+def run_quarantine(record: Mapping[str, Any]) -> str:
+    """A run's quarantine folder: the one its record names (``--quarantine`` or
+    ``DEID_QUARANTINE``, resolved by the producer), else the output folder's sibling (a run
+    submitted before the setting existed)."""
+    chosen = record.get("quarantine")
+    return str(chosen) if chosen else quarantine_folder(str(record.get("outfolder") or ""))
 
 
 @dataclass(frozen=True)

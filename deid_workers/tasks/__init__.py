@@ -85,6 +85,7 @@ class RunContext:
     quarantine_groups: tuple[str, ...] = ()
     recipe_name: str = ""
     recipe_files: tuple[str, ...] = ()
+    quarantine: str = ""  # --clean-pixels: where held-back files go (steps.run_quarantine)
 
     @cached_property
     def provenance(self) -> Any:
@@ -100,7 +101,8 @@ class RunContext:
             return None
         from ..steps import PixelPolicy, quarantine_folder
 
-        return PixelPolicy(quarantine_folder(self.outfolder), self.quarantine_groups, now=now)
+        return PixelPolicy(self.quarantine or quarantine_folder(self.outfolder),
+                           self.quarantine_groups, now=now)
 
     @property
     def final_stage(self) -> str:
@@ -161,6 +163,7 @@ def run_context(run_id: str, *, redis_conn: redis.Redis | None = None) -> RunCon
         quarantine_groups=tuple(rec.get("quarantine_groups") or ()),
         recipe_name=str(rec.get("recipe_name") or ""),
         recipe_files=tuple(str(f) for f in rec.get("recipe_files") or ()),
+        quarantine=str(rec.get("quarantine") or ""),
     )
     _contexts[run_id] = ctx
     while len(_contexts) > _CACHE_SIZE:
