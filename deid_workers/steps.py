@@ -21,6 +21,7 @@ from .dicomio import enforce_inside, read_dataset, write_atomic
 from .errors import InputError, OutputExistsError
 from .provenance import Provenance, stamp
 from .recipe import clean_pixels, deidentify, entity_item, get_identifiers, inspect_dataset
+from .recipe.identifiers import cap_identifiers, cap_key
 from .recipe.pixels import PixelLimitError, check_pixels, has_boxes
 
 __all__ = [
@@ -56,9 +57,11 @@ def ids_keys(entity: str | None, item: str | None, rel: str) -> tuple[str, str]:
     """The (entity, item) keys of a file in the ids mapping.
 
     A missing entity becomes :data:`MISSING_ENTITY`; a missing item becomes the file's relative
-    path, unique within a run, so two such files never share (and overwrite) one record.
+    path, unique within a run, so two such files never share (and overwrite) one record. A key
+    longer than :data:`~deid_workers.recipe.identifiers.KEY_MAX` (a hostile header) is cut
+    with a digest of the whole (:func:`~deid_workers.recipe.identifiers.cap_key`).
     """
-    return (entity if entity else MISSING_ENTITY, item if item else rel)
+    return (cap_key(entity) if entity else MISSING_ENTITY, cap_key(item) if item else rel)
 
 
 def _missing(entity: str | None, item: str | None, settings: Settings) -> tuple[str, ...]:
@@ -121,7 +124,9 @@ def get_one(root: str, rel: str, settings: Settings) -> GetOutcome:
         return GetOutcome(rel, False, exc.reason)
     entity, item = entity_item(ds, settings.entity_field, settings.item_field)
     e, i = ids_keys(entity, item, rel)
-    return GetOutcome(rel, True, None, e, i, dict(get_identifiers(ds)),
+    # Each value capped (VALUE_MAX characters, the cut ones noted): what get stores in Redis
+    # and exports is bounded per field, whatever a file holds.
+    return GetOutcome(rel, True, None, e, i, cap_identifiers(dict(get_identifiers(ds))),
                       _missing(entity, item, settings))
 
 
