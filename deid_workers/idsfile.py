@@ -503,8 +503,9 @@ def iter_ids_chunks(path: str | os.PathLike[str], items: int = IDS_CHUNK_ITEMS, 
     depends only on the file and ``items``, so a resumed run gets the same chunks.
 
     A JSON file is read an item at a time (:meth:`_JsonEntities.items`), and an entity of more
-    than a chunk's items is cut into several pairs once a chunk holds twice ``items``: so the
-    producer holds about a chunk whatever one entity (one patient) weighs. An item key written
+    than a chunk's items is cut into several pairs once a chunk holds twice ``items`` (and at
+    least :data:`IDS_CHUNK_ITEMS`): so the producer holds about a chunk whatever one entity
+    (one patient) weighs. An item key written
     twice inside one entity is merged when both fall in the same chunk; across a cut the later
     replaces the earlier, as for an entity written twice.
     """
@@ -514,6 +515,7 @@ def iter_ids_chunks(path: str | os.PathLike[str], items: int = IDS_CHUNK_ITEMS, 
     entity_text = ""
     pair_open = False
     count = 0
+    cut_at = max(2 * items, IDS_CHUNK_ITEMS)
 
     def close_pair() -> None:
         parts.append(f"[{entity_text}, {{{', '.join(members)}}}]")
@@ -537,7 +539,7 @@ def iter_ids_chunks(path: str | os.PathLike[str], items: int = IDS_CHUNK_ITEMS, 
         members.append(f"{json.dumps(item)}: {json.dumps(checked) if raw is None else raw}")
         pair_open = True
         count += 1
-        if count >= 2 * items:  # an entity bigger than a chunk: cut inside it
+        if count >= cut_at:  # an entity bigger than a chunk: cut inside it
             close_pair()
             pair_open = False
             yield "[" + ", ".join(parts) + "]", count
