@@ -49,18 +49,25 @@ def _env(url: str, tmp: str) -> dict[str, str]:
     return env
 
 
-def _wait_worker(sock: str, node: str, db: int, timeout: float = 60) -> None:
-    """Until the worker's liveness key is in its database (set as it starts, before it
-    consumes: a run sent then waits in the queue for it)."""
-    import redis
+PING_PROBE = """
+import sys, time
+from deid_workers.app import app, configure
+from deid_workers.config import Settings
+configure(app, Settings(broker_url=sys.argv[1]))
+deadline = time.monotonic() + float(sys.argv[3])
+while not app.control.ping(destination=[sys.argv[2]], timeout=0.5):
+    if time.monotonic() > deadline:
+        sys.exit(1)
+"""
 
-    client = redis.Redis(unix_socket_path=sock, db=db)
-    deadline = time.monotonic() + timeout
-    while not list(client.scan_iter(match=f"deid:worker:{node}#*")):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"celery worker {node} did not start in its namespace")
-        time.sleep(0.1)
-    client.close()
+
+def _wait_worker(host: Any, env: dict[str, str], url: str, node: str,
+                 timeout: float = 60) -> None:
+    """Until the worker answers a Celery ping, asked from its own host (through the link)."""
+    proc = host.run([sys.executable, "-c", PING_PROBE, url, node, str(timeout)], env=env,
+                    cwd=_REPO, timeout=timeout + 30)
+    if proc.returncode != 0:
+        raise RuntimeError(f"celery worker {node} did not start in its namespace")
 
 
 RTT_PROBE = """
@@ -107,7 +114,7 @@ def run_netem(*, size: str = "full", workers: int = 2, batch: int = 100, repeat:
     try:
         _log(f"building the {size} corpus in {tmp}")
         corpus = build_corpus(os.path.join(tmp, "corpus"), size)
-        with NetLab() as lab, redis_on(lab.hub, tmp) as sock:
+        with NetLab() as lab, redis_on(lab.hub, tmp):
             link = lab.connect("workers")
             host = lab.hosts["workers"]
             hub = link.hub_address
@@ -119,8 +126,12 @@ def run_netem(*, size: str = "full", workers: int = 2, batch: int = 100, repeat:
             if how == "delay relay":
                 _log("this kernel has no tc netem (CONFIG_NET_SCH_NETEM): delaying in a relay")
                 ports = {d: 6380 + i for i, d in enumerate(delays)}
-                lab.hub.popen([sys.executable, "-m", "benchmarks.delayrelay", "--to",
-                               "127.0.0.1:6379"]
+                # Real-time priority where allowed (root: the lab needs it anyway): netem delays
+                # in the kernel, ahead of every process; a relay that waits for a CPU behind
+                # busy workers would add its own latency to every round trip.
+                rt = ["chrt", "-f", "20"] if shutil.which("chrt") else []
+                lab.hub.popen(rt + [sys.executable, "-m", "benchmarks.delayrelay", "--to",
+                                    "127.0.0.1:6379"]
                               + [a for d in delays
                                  for a in ("--listen", f"{hub}:{ports[d]}={d:g}")],
                               cwd=_REPO, env=_env("", tmp), stdout=subprocess.DEVNULL)
@@ -133,7 +144,7 @@ def run_netem(*, size: str = "full", workers: int = 2, batch: int = 100, repeat:
                 if how == "tc netem":
                     link.delay(delay)
                 rtt[label] = _rtt(host, _env(url, tmp), url)
-                _start_worker(host, _env(url, tmp), sock, url, workers, f"netem{i}", tmp)
+                _start_worker(host, _env(url, tmp), url, workers, f"netem{i}", tmp)
             for rnd in range(1, repeat + 1):
                 for label, delay, url in conditions:
                     if how == "tc netem":
@@ -166,7 +177,7 @@ def run_netem(*, size: str = "full", workers: int = 2, batch: int = 100, repeat:
             "bench_seconds": round(time.perf_counter() - started, 1)}
 
 
-def _start_worker(host: Any, env: dict[str, str], sock: str, url: str, workers: int,
+def _start_worker(host: Any, env: dict[str, str], url: str, workers: int,
                   name: str, tmp: str) -> None:
     """A worker on ``host`` for the broker at ``url`` (the lab kills it at the end)."""
     node = f"{name}-{os.getpid()}@workers"
@@ -176,7 +187,7 @@ def _start_worker(host: Any, env: dict[str, str], sock: str, url: str, workers: 
          "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"],
         env=env, cwd=_REPO, stdout=subprocess.DEVNULL,
         stderr=open(os.path.join(tmp, "worker.log"), "ab"))
-    _wait_worker(sock, node, int(url.rpartition("/")[2]))
+    _wait_worker(host, env, url, node)
 
 
 def _rtt(host: Any, env: dict[str, str], url: str) -> float:
