@@ -7,6 +7,8 @@ import pytest
 from deid_workers import cli
 from deid_workers.synth import write_study_tree
 
+pytestmark = pytest.mark.usefixtures("cluster_key")
+
 DEAD_BROKER = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
 

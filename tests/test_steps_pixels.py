@@ -59,8 +59,8 @@ def _write(root, name, **kw):
 
 def _put(root, rel, out, recipe, *, now=True, groups=("blacklist",), overwrite=False):
     policy = PixelPolicy(quarantine_folder(str(out)), tuple(groups), now=now)
-    return put_one(str(root), rel, str(out), recipe, lambda e, i: None, Settings(secret=b"k"),
-                   overwrite=overwrite, pixels=policy,
+    return put_one(str(root), rel, str(out), recipe, lambda e, i: None,
+                   Settings(secret=b"k-0123456789abcdef0123456789abcdef"), overwrite=overwrite, pixels=policy,
                    provenance=Provenance.of(recipe, name="test.dicom"))
 
 

@@ -7,8 +7,12 @@ import json
 import fakeredis
 import pytest
 
-from deid_workers.errors import StoreError
+from deid_workers.errors import RunRefused, StoreError
+from deid_workers.keys import ClusterKeys
 from deid_workers.store import ENTITY_FIELD, RUNS_INDEX, Keys, RunStore, list_runs, redis_client
+
+KEYS = ClusterKeys.derive(b"store-tests-key-0123456789abcdef")
+"""The cluster key of these tests' runs."""
 
 EXPIRY = 1000
 
@@ -20,7 +24,8 @@ def client():
 
 @pytest.fixture
 def store(client):
-    return RunStore.create(client, "r1", {"action": "all", "input": "/in", "n": 3}, expiry=EXPIRY)
+    return RunStore.create(client, "r1", {"action": "all", "input": "/in", "n": 3}, expiry=EXPIRY,
+                           keys=KEYS)
 
 
 def test_every_key_is_under_the_run_prefix(client, store):
@@ -58,13 +63,13 @@ def test_record_roundtrip_keeps_types(store):
 
 def test_load_unknown_run_is_a_store_error(client):
     with pytest.raises(StoreError, match="unknown"):
-        RunStore.load(client, "nope")
+        RunStore.load(client, "nope", keys=KEYS)
 
 
 def test_load_reuses_the_salt(client, store):
-    again = RunStore.load(client, "r1")
+    again = RunStore.load(client, "r1", keys=KEYS)
     assert again.entity_digest("X") == store.entity_digest("X")
-    other = RunStore.create(client, "r2", {}, expiry=EXPIRY)
+    other = RunStore.create(client, "r2", {}, expiry=EXPIRY, keys=KEYS)
     assert other.entity_digest("X") != store.entity_digest("X")
 
 
@@ -185,11 +190,15 @@ def test_valid_keys_pair_each_valid_path_with_its_entity_and_item(store):
         store.commit_batch("get", 1, {}, valid=["a", "b"], valid_keys=[("P1", "I1")])
 
 
-def test_a_valid_list_written_before_keys_existed_still_reads(client, store):
-    client.hset(store.keys.valid, "0", json.dumps(["a", "b"]))
-    assert store.valid_batch(0) == (["a", "b"], [])
+def test_a_plain_valid_list_is_refused(client, store):
+    """Only a worker holding the cluster key writes the valid lists (sealed): a plain one, as
+    anyone with the Redis password could write, is refused rather than acted on."""
+    client.hset(store.keys.valid, "0", json.dumps({"paths": ["a", "b"], "keys": []}))
+    with pytest.raises(RunRefused, match="valid 0"):
+        store.valid_batch(0)
     store.add_batch(0, ["a", "b", "c"])
-    assert next(store.iter_batch_records(1)).valid == ["a", "b"]
+    with pytest.raises(RunRefused):
+        next(store.iter_batch_records(1))
 
 
 def test_get_ids_many_answers_like_get_ids_in_one_round_trip(client, store):
@@ -235,14 +244,14 @@ def test_maybe_finish_needs_walk_end_and_all_batches(store):
 def test_purge_deletes_everything_of_the_run(client, store):
     store.add_batch(0, ["a"])
     store.commit_batch("get", 0, {"files": 1}, ids={"P": {"I": {}}}, valid=["a"])
-    other = RunStore.create(client, "r2", {}, expiry=EXPIRY)
+    other = RunStore.create(client, "r2", {}, expiry=EXPIRY, keys=KEYS)
     assert store.purge() > 0
     assert not [k for k in client.keys("*") if k.startswith("deid:run:r1")]
     assert client.exists(Keys("r2").run) and list_runs(client) == [other.run_id]
 
 
 def test_list_runs_drops_expired(client, store):
-    RunStore.create(client, "r2", {}, expiry=EXPIRY)
+    RunStore.create(client, "r2", {}, expiry=EXPIRY, keys=KEYS)
     client.delete(Keys("r1").run)
     assert list_runs(client) == ["r2"]
 
@@ -261,13 +270,12 @@ def test_ids_are_packed_small_and_read_back(client, store):
 
     fields = get_identifiers(synth.make_dataset(3, 0, 1, 7))
     store.commit_batch("get", 0, {"files": 1}, ids={"PID-3": {"1.2.3": fields}})
-    raw = client.hget(store.keys.ids(store.entity_digest("PID-3")), "1.2.3")
-    assert len(raw) < len(json.dumps(fields)) / 2  # the point: ~0.8 of 1.9 KB
+    raw = client.hget(store.keys.ids(store.entity_digest("PID-3")), store.item_digest("1.2.3"))
+    assert len(raw) < len(json.dumps(fields)) * 0.6  # deflated, sealed and in base64: ~1.1 KB
     assert "PID-0003" not in raw  # not readable as text either
     assert store.get_ids("PID-3", "1.2.3") == json.loads(json.dumps(fields))
-    assert unpack_fields(pack_fields({"a": [1, 2.5, "é"]})) == {"a": [1, 2.5, "é"]}
-    assert unpack_fields('{"PatientID": "x"}') == {"PatientID": "x"}  # plain JSON still reads
-    assert pack_fields({}) == "{}" and pack_fields({"id": "S1"}) == '{"id": "S1"}'  # short: as is
+    assert unpack_fields(pack_fields("i", {"a": [1, 2.5, "é"]})) == ("i", {"a": [1, 2.5, "é"]})
+    assert pack_fields("1.2", {"id": "S1"}) == b"p\0\0\0\x031.2" + b'{"id": "S1"}'  # short: as is
 
 
 def test_the_plan_of_each_action():

@@ -20,7 +20,7 @@ from deid_workers.app import QUEUES
 from deid_workers.embedded import find_redis_server
 
 ROOT = str(Path(__file__).resolve().parents[2])
-SECRET = "reliability-secret"
+SECRET = "reliability-secret-0123456789abcdef01"
 
 
 def free_port() -> int:
@@ -101,6 +101,7 @@ class RedisServer:
 def env_for(url: str, tmp: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(DEID_BROKER_URL=url, DEID_SECRET=SECRET, XDG_CONFIG_HOME=str(tmp / "xdg"),
+               DEID_INPUT_ROOTS=str(tmp.resolve()), DEID_OUTPUT_ROOTS=str(tmp.resolve()),
                PYTHONPATH=os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p),
                DEID_VISIBILITY_TIMEOUT="12", DEID_TASK_TIME_LIMIT="10")
     env.pop("MESSAGELEVEL", None)

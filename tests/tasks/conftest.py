@@ -22,7 +22,7 @@ REMOVE PatientName
 @pytest.fixture
 def fake(monkeypatch):
     """A fake Redis registered as the tasks' client for the app's broker URL."""
-    monkeypatch.setenv("DEID_SECRET", "task-tests-secret")
+    monkeypatch.setenv("DEID_SECRET", "task-tests-secret-0123456789abcdef0123")
     client = fakeredis.FakeRedis(decode_responses=True)
     url = str(app.conf.broker_url)
     saved = dict(tasks._clients)
@@ -45,7 +45,8 @@ def make_run(fake, tmp_path):
                   "overwrite": False, "print_ids": False, "recipe_texts": [RECIPE],
                   "recipe_sha": "", "settings": {"entity_field": "PatientID"}}
         record.update(extra)
-        store = RunStore.create(fake, "t" + action, record, expiry=600)
+        store = RunStore.create(fake, "t" + action, record, expiry=600,
+                                keys=tasks.worker_keys())
         n = 0
         for start in range(0, len(paths), 3):
             store.add_batch(n, paths[start:start + 3])

@@ -162,7 +162,7 @@ def test_a_shard_redelivered_after_its_join_died_joins_again(make_run, monkeypat
 def test_a_failing_shard_fails_the_run_in_one_line_and_leaves_no_piece(make_run, tmp_path):
     store, n = _sharded_run(make_run, "get", per_shard=9)
     run_finalize(store.run_id, send_shards=lambda *a: None)
-    out = tmp_path / "out"
+    out = tmp_path / "out-records"  # identifiers never go to the output tree
     for piece in [p for p in os.listdir(out) if p.startswith(".deid-ids") and ".pkl" in p]:
         os.unlink(out / piece)  # half of shard 0's piece vanished (the folder was cleaned)
     assert [p for p in os.listdir(out) if p.endswith(".part")]
@@ -198,6 +198,8 @@ def test_a_run_failed_by_its_export_is_taken_up_again_by_resume(make_run, tmp_pa
 
     store, n = _sharded_run(make_run, "get", per_shard=9)
     run_finalize(store.run_id, send_shards=lambda *a: None)
+    settings = Settings.from_env()  # the producer's, holding the cluster key
+
     def no_space(*args):
         raise OSError(28, "No space left on device")
 
@@ -215,7 +217,7 @@ def test_a_run_failed_by_its_export_is_taken_up_again_by_resume(make_run, tmp_pa
     monkeypatch.undo()  # the disk has room again
     sent = []
     monkeypatch.setattr(fin.finalize, "si", Sent)
-    _, said = producer.resume(Settings(), store.run_id, client=store.client)
+    _, said = producer.resume(settings, store.run_id, client=store.client)
     assert said == "re-sent finalize" and sent == [store.run_id]
     rec = store.record()
     assert rec["state"] == "running" and not rec.get("error") and not rec.get("finished")
