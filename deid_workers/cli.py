@@ -235,6 +235,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         write_demo_study(args.input)
     elif not os.path.isdir(args.input):
         raise InputError(args.input, "input folder not found")
+    if args.outfolder is None and args.action == "get":
+        # get writes identifiers only: into --records, or a new private temp folder
+        if args.records is None:
+            args.records = tempfile.mkdtemp(prefix="deid-ids-")
+            log.info("No records folder specified, writing identifiers to %s", args.records)
+        args.outfolder = args.records  # unused: get has no output tree
     if args.outfolder is None:
         args.outfolder = tempfile.mkdtemp(prefix="deid-workers-")
         log.info("No output folder specified, writing to %s", args.outfolder)
@@ -264,7 +270,7 @@ def _embedded(args: argparse.Namespace, settings: Settings) -> int:
     # private workers may touch this run's folders and nothing else.
     _, key_path = settings.resolve_secret(create=True)
     where = key_path or "DEID_SECRET"
-    folders = run_folders({"input": os.path.abspath(args.input),
+    folders = run_folders({"action": args.action, "input": os.path.abspath(args.input),
                            "outfolder": os.path.abspath(args.outfolder),
                            "records": os.path.abspath(args.records),
                            "clean_pixels": args.clean_pixels})

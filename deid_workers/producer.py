@@ -187,7 +187,7 @@ def _check_records(sub: Submission) -> None:
 def _check_folders(settings: Settings, sub: Submission) -> None:
     """The folder rules workers apply (:mod:`deid_workers.folders`), checked here first so a
     mistake is a one-line error before anything starts; roots only if this process has them."""
-    folders = run_folders({"input": os.path.abspath(sub.input),
+    folders = run_folders({"action": sub.action, "input": os.path.abspath(sub.input),
                            "outfolder": os.path.abspath(sub.outfolder),
                            "records": os.path.abspath(sub.records),
                            "clean_pixels": sub.clean_pixels})

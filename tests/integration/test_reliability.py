@@ -46,9 +46,8 @@ def _copy(corpora, name: str, dest: Path) -> tuple[Path, list[str]]:
 
 def _check_outputs(out: Path, paths: list[str]) -> None:
     """Every valid input has exactly one output, complete and readable; nothing else is there."""
-    found = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
-                   if p.is_file() and not p.name.startswith("deid-"))
-    assert found == sorted(paths)  # no temp file left, no extra file
+    found = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert found == sorted(paths)  # no temp file left, no extra file (ids and logs are apart)
     for rel in paths:
         read_dataset(out / rel, headers_only=False)  # complete: InputError if cut short
 
@@ -62,10 +61,11 @@ def _check_ids_once(out: Path, paths_by_patient: dict[str, int]) -> None:
         pairs_seen.extend(keys)
         return dict(pairs)
 
-    with open(out / "deid-ids.json", encoding="utf-8") as fh:
+    records = out.with_name(out.name + "-records")
+    with open(records / "deid-ids.json", encoding="utf-8") as fh:
         data = json.load(fh, object_pairs_hook=hook)
     assert {e: len(items) for e, items in data.items()} == paths_by_patient
-    assert load_ids(out / "deid-ids.pkl") == data
+    assert load_ids(records / "deid-ids.pkl") == data
 
 
 def _per_patient(patients: int, images: int) -> dict[str, int]:
