@@ -45,7 +45,15 @@ from .progress import Progress
 from .provenance import declared_codes
 from .recipe import Recipe, ids_fields_read, load_recipe
 from .steps import DEFAULT_QUARANTINE_GROUPS
-from .store import RunStore, first_stage, new_run_id, redis_client, redis_full, redis_reason
+from .store import (
+    RunStore,
+    first_stage,
+    new_run_id,
+    out_of_memory,
+    redis_client,
+    redis_full,
+    redis_reason,
+)
 from .tasks import RUN_SETTINGS, final_stage, finish_run
 from .walk import iter_batches
 
@@ -288,8 +296,10 @@ def refused_writes(run_id: str) -> Iterator[None]:
     do, instead of a traceback."""
     try:
         yield
-    except redis.exceptions.OutOfMemoryError as exc:
-        raise StoreError(f"run {run_id}: {redis_reason(exc)} {run_id}") from None
+    except redis.exceptions.ResponseError as exc:
+        if not out_of_memory(exc):
+            raise
+        raise StoreError(f"run {run_id}: {redis_reason(exc, run_id)}") from None
 
 
 def send_ids(store: RunStore, chunks: Iterable[tuple[str, int]], *,

@@ -99,6 +99,7 @@ __all__ = [
     "unpack_fields",
     "redis_full",
     "redis_reason",
+    "out_of_memory",
 ]
 
 PREFIX = "deid:run:"
@@ -484,9 +485,10 @@ class RunStore:
         written with ``keys``); :class:`StoreError` if Redis does not know it."""
         try:
             raw = client.hmget(Keys(run_id).run, ["spec", "sig", "key_id"])
+            known = any(v is not None for v in raw) or client.exists(Keys(run_id).run)
         except redis.RedisError as exc:
             raise StoreError(f"cannot read run {run_id}: {type(exc).__name__}") from exc
-        if raw[0] is None and raw[2] is None:
+        if not known:
             raise StoreError(f"run {run_id} is unknown to Redis (expired, purged or lost)")
         store = cls(client, run_id, expiry=1, keys=keys)
         spec = store._check_spec(*raw)
@@ -507,7 +509,10 @@ class RunStore:
                 "DEID_SECRET_FILE (or DEID_SECRET)")
         if text_raw is None or sig is None:
             raise self._refused("run record")
-        text = self._opened("run", "spec", text_raw).decode("utf-8")
+        try:
+            text = self._opened("run", "spec", text_raw).decode("utf-8")
+        except RunRefused:
+            raise self._refused("run record") from None
         if not cluster.verify(_decode(sig), self.run_id, "run", "spec", text):
             raise self._refused("run record")
         spec = json.loads(text)
@@ -1087,12 +1092,21 @@ def _relative_paths(run_id: str, paths: Any, where: str) -> list[str]:
     return paths
 
 
-def redis_reason(exc: BaseException) -> str:
-    """A Redis error in a few words, out of memory said plainly."""
-    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether Redis refused a write for lack of memory (``maxmemory``, ``noeviction``), also
+    when the write was inside one of our Lua scripts (then redis-py says ResponseError)."""
+    return isinstance(exc, redis.exceptions.OutOfMemoryError) or (
+        isinstance(exc, redis.exceptions.ResponseError) and "OOM command not allowed" in str(exc))
+
+
+def redis_reason(exc: BaseException, resume: str | None = None) -> str:
+    """A Redis error in a few words, out of memory said plainly with what to do (then resume
+    run ``resume``, or start again when there is no run to resume)."""
+    if out_of_memory(exc):
+        then = f"--resume {resume}" if resume else "start again"
         return ("Redis is out of memory (maxmemory reached, nothing is evicted) and refused a "
-                "write: purge runs no longer needed (--purge RUN_ID) or raise maxmemory, then "
-                "--resume")
+                f"write: purge runs no longer needed (--purge RUN_ID) or raise maxmemory, then "
+                f"{then}")
     return type(exc).__name__
 
 

@@ -34,7 +34,7 @@ from ..steps import output_path
 from ..store import RunStore, redis_client
 
 __all__ = ["RunContext", "run_context", "client", "RETRY_ON", "RUN_SETTINGS", "worker_settings",
-           "worker_keys",
+           "worker_keys", "refuse",
            "BatchGuard", "CRASHED", "KEPT_DYING", "TIMED_OUT", "final_stage", "finish_run", "prepare_output",
            "fail_run"]
 
@@ -150,10 +150,11 @@ class RunContext:
 def run_context(run_id: str, *, redis_conn: redis.Redis | None = None) -> RunContext:
     """The cached context of ``run_id`` (read from Redis the first time in this process).
 
-    The first read verifies the run (:class:`~deid_workers.errors.RunRefused` otherwise: the
-    run is marked failed and the task fails without touching a file): its record must open
-    and verify with this worker's cluster key, and its folders must lie inside this worker's
-    roots and apart from each other. A worker in broker mode without roots refuses every run.
+    The first read verifies the run (:class:`~deid_workers.errors.RunRefused` otherwise,
+    before any file is touched; the task class turns it into one ERROR line and a failed
+    run, :func:`refuse`): its record must open and verify with this worker's cluster key, and
+    its folders must lie inside this worker's roots and apart from each other. A worker in
+    broker mode without roots refuses every run.
     """
     ctx = _contexts.get(run_id)
     if ctx is not None:
@@ -161,17 +162,13 @@ def run_context(run_id: str, *, redis_conn: redis.Redis | None = None) -> RunCon
         return ctx
     conn = redis_conn if redis_conn is not None else client()
     settings = worker_settings()
-    try:
-        store = RunStore.load(conn, run_id, keys=worker_keys())
-        rec = store.record()
-        if settings.broker_mode and not (settings.input_roots and settings.output_roots):
-            raise RunRefused(f"run {run_id}: this worker has no DEID_INPUT_ROOTS and "
-                             "DEID_OUTPUT_ROOTS, so it runs nothing")
-        check_folders(run_folders(rec), input_roots=settings.input_roots,
-                      output_roots=settings.output_roots, run_id=run_id)
-    except RunRefused as exc:
-        refuse(conn, run_id, exc, expiry=settings.run_expiry)
-        raise
+    store = RunStore.load(conn, run_id, keys=worker_keys())
+    rec = store.record()
+    if settings.broker_mode and not (settings.input_roots and settings.output_roots):
+        raise RunRefused(f"run {run_id}: this worker has no DEID_INPUT_ROOTS and "
+                         "DEID_OUTPUT_ROOTS, so it runs nothing")
+    check_folders(run_folders(rec), input_roots=settings.input_roots,
+                  output_roots=settings.output_roots, run_id=run_id)
     overrides = {k: v for k, v in (rec.get("settings") or {}).items() if k in RUN_SETTINGS}
     ctx = RunContext(
         store=store,
@@ -197,12 +194,12 @@ def run_context(run_id: str, *, redis_conn: redis.Redis | None = None) -> RunCon
     return ctx
 
 
-def refuse(conn: redis.Redis, run_id: str, exc: RunRefused, *, expiry: int) -> None:
+def refuse(run_id: str, exc: RunRefused) -> None:
     """Say why a run is refused (one ERROR line) and mark it failed with that reason, so the
     producer (or ``--status``) shows it; nothing of the run is read or written here."""
     log.error("%s; refused", exc)
     try:
-        bare = RunStore(conn, run_id, expiry=expiry)
+        bare = RunStore(client(), run_id, expiry=worker_settings().run_expiry)
         if bare.exists():
             bare.set_state("failed", error=f"refused by a worker: {exc}")
     except (redis.RedisError, StoreError) as err:
