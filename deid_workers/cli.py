@@ -9,6 +9,7 @@ one line, ``deid-submit: error: <message>``, and an exit code; the traceback onl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -235,11 +236,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         write_demo_study(args.input)
     elif not os.path.isdir(args.input):
         raise InputError(args.input, "input folder not found")
+    made = None  # a folder made here that get --print leaves empty
     if args.outfolder is None and args.action == "get":
         # get writes identifiers only: into --records, or a new private temp folder
         if args.records is None:
-            args.records = tempfile.mkdtemp(prefix="deid-ids-")
-            log.info("No records folder specified, writing identifiers to %s", args.records)
+            args.records = made = tempfile.mkdtemp(prefix="deid-ids-")
+            if not args.print_ids:
+                log.info("No records folder specified, writing identifiers to %s", args.records)
         args.outfolder = args.records  # unused: get has no output tree
     if args.outfolder is None:
         args.outfolder = tempfile.mkdtemp(prefix="deid-workers-")
@@ -260,6 +263,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             from .producer import remove_tree
 
             remove_tree(demo_dir)
+        if made is not None and args.print_ids:
+            with contextlib.suppress(OSError):
+                os.rmdir(made)
 
 
 def _embedded(args: argparse.Namespace, settings: Settings) -> int:
@@ -273,9 +279,11 @@ def _embedded(args: argparse.Namespace, settings: Settings) -> int:
     folders = run_folders({"action": args.action, "input": os.path.abspath(args.input),
                            "outfolder": os.path.abspath(args.outfolder),
                            "records": os.path.abspath(args.records),
-                           "clean_pixels": args.clean_pixels})
-    env = dict(os.environ, DEID_INPUT_ROOTS=folders.pop("input"),
-               DEID_OUTPUT_ROOTS=os.pathsep.join(folders.values()))
+                           "print_ids": args.print_ids, "clean_pixels": args.clean_pixels})
+    # get --print writes nothing: its workers get the (empty, private) records folder anyway.
+    writes = [f for role, f in folders.items() if role != "input"] or [os.path.abspath(args.records)]
+    env = dict(os.environ, DEID_INPUT_ROOTS=folders["input"],
+               DEID_OUTPUT_ROOTS=os.pathsep.join(writes))
     if key_path:
         env["DEID_SECRET_FILE"] = key_path
     log.info("Starting a private Redis and %s local worker(s)...",

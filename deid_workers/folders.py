@@ -43,14 +43,15 @@ def records_folder(outfolder: str) -> str:
 
 def run_folders(rec: Mapping[str, Any]) -> dict[str, str]:
     """The folders of a run record, by role: input, output (not for get, which writes only
-    identifiers), records, quarantine (when the run cleans pixels)."""
+    identifiers), records (not for get --print, which writes nothing), quarantine (when the
+    run cleans pixels)."""
     from .steps import quarantine_folder
 
     out = str(rec.get("outfolder") or "")
     folders = {"input": str(rec.get("input") or "")}
     if rec.get("action") != "get":
         folders["output"] = out
-    if rec.get("records"):
+    if rec.get("records") and not rec.get("print_ids"):  # get --print writes no file
         folders["records"] = str(rec["records"])
     if rec.get("clean_pixels"):
         folders["quarantine"] = str(rec.get("quarantine") or quarantine_folder(out))

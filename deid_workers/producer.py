@@ -198,7 +198,7 @@ def _check_folders(settings: Settings, sub: Submission) -> None:
     folders = run_folders({"action": sub.action, "input": os.path.abspath(sub.input),
                            "outfolder": os.path.abspath(sub.outfolder),
                            "records": os.path.abspath(sub.records),
-                           "clean_pixels": sub.clean_pixels})
+                           "print_ids": sub.print_ids, "clean_pixels": sub.clean_pixels})
     try:
         check_folders(folders, input_roots=settings.input_roots,
                       output_roots=settings.output_roots, who="this producer")
@@ -250,7 +250,8 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
         ids = chunks if first is None else itertools.chain([first], chunks)
     if sub.action != "get":  # get writes only identifiers, into the records folder
         _check_outfolder(sub.outfolder)
-    _check_records(sub)
+    if not sub.print_ids:  # get --print writes nothing
+        _check_records(sub)
     client = client if client is not None else connect(settings)
     run_id = new_run_id()
     record = {

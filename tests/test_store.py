@@ -288,3 +288,85 @@ def test_the_plan_of_each_action():
     assert [first_stage(a) for a in ("get", "all", "put", "inspect")] == [
         "get", "get", "put", "inspect"]
     assert stages_of("bogus") == () and first_stage("bogus") == "bogus"
+
+
+# -- signed record, signed lists, sealed identifiers (issue 22) ------------------------------
+def test_the_record_is_sealed_and_signed_and_its_plain_fields_cannot_override_it(client, store):
+    raw = client.hgetall(store.keys.run)
+    assert set(raw) == {"spec", "sig", "key_id", "state"}
+    assert "/in" not in raw["spec"]  # paths (and everything decided) are sealed
+    client.hset(store.keys.run, mapping={"input": json.dumps("/elsewhere"), "n": "9"})
+    again = RunStore.load(client, "r1", keys=KEYS)
+    assert again.record()["input"] == "/in" and again.record()["n"] == 3
+    assert again.fields("input", "state") == ["/in", "created"]
+    with pytest.raises(ValueError, match="signed fields"):
+        again.update(input="/elsewhere")
+    again.update(state="running")  # what changes is plain
+    assert again.record()["state"] == "running"
+
+
+@pytest.mark.parametrize("tamper", ["spec", "sig", "both gone"])
+def test_an_altered_record_is_refused(client, store, tamper):
+    other = RunStore.create(client, "r2", {"action": "get", "input": "/x"}, expiry=EXPIRY,
+                            keys=KEYS)
+    if tamper == "spec":  # another run's sealed spec: it names its own run
+        client.hset(store.keys.run, "spec", client.hget(other.keys.run, "spec"))
+    elif tamper == "sig":
+        client.hset(store.keys.run, "sig", "0" * 32)
+    else:
+        client.hdel(store.keys.run, "spec", "sig", "key_id")
+    with pytest.raises(RunRefused, match="r1: run record is not signed"):
+        RunStore.load(client, "r1", keys=KEYS).record()
+
+
+def test_a_run_of_another_key_is_refused_naming_both_keys(client, store):
+    other = ClusterKeys.derive(b"another-key-0123456789abcdef0123456789")
+    with pytest.raises(RunRefused) as err:
+        RunStore.load(client, "r1", keys=other)
+    assert f"submitted with key {KEYS.fingerprint}" in str(err.value)
+    assert f"holds key {other.fingerprint}" in str(err.value)
+
+
+def test_lists_are_signed_for_their_own_place(client, store):
+    store.add_batch(0, ["a.dcm"])
+    store.add_batch(1, ["b.dcm"])
+    store.save_clean_batch(0, ["a.dcm"])
+    store.save_log("put", 0, [("written", None)])
+    assert store.batch(0) == ["a.dcm"] and store.clean_batch(0) == ["a.dcm"]
+    # a signed list moved to another batch, another list or another run is refused
+    client.hset(store.keys.batches, "1", client.hget(store.keys.batches, "0"))
+    with pytest.raises(RunRefused, match="batches 1"):
+        store.batch(1)
+    client.hset(store.keys.clean_batches, "0", client.hget(store.keys.batches, "0"))
+    with pytest.raises(RunRefused, match="clean 0"):
+        store.clean_batch(0)
+    r2 = RunStore.create(client, "r2", {}, expiry=EXPIRY, keys=KEYS)
+    client.hset(r2.keys.batches, "0", client.hget(store.keys.batches, "0"))
+    with pytest.raises(RunRefused):
+        r2.batch(0)
+
+
+def test_identifiers_are_sealed_where_they_were_written(client, store):
+    store.commit_batch("get", 0, {}, ids={"PID-1": {"1.2.3": {"PatientName": "DOE^JOHN"},
+                                                    "1.2.4": {"PatientName": "ROE^JANE"}}})
+    key = store.keys.ids(store.entity_digest("PID-1"))
+    dump = json.dumps(client.hgetall(key))
+    for value in ("PID-1", "1.2.3", "DOE^JOHN"):
+        assert value not in dump
+    a, b = store.item_digest("1.2.3"), store.item_digest("1.2.4")
+    client.hset(key, a, client.hget(key, b))  # one patient's item swapped for another's
+    with pytest.raises(RunRefused, match="identifiers"):
+        store.get_ids("PID-1", "1.2.3")
+    assert store.get_ids("PID-1", "1.2.4") == {"PatientName": "ROE^JANE"}
+    store.stage_ids_chunk(0, '{"PID-2": {"9": {"id": "S"}}}')
+    assert "PID-2" not in client.get(store.keys.ids_chunk(0))
+    assert store.ids_chunk(0) == '{"PID-2": {"9": {"id": "S"}}}'
+
+
+def test_a_store_without_the_key_can_still_purge(client, store):
+    store.commit_batch("get", 0, {}, ids={"P": {"I": {"x": 1}}})
+    bare = RunStore(client, "r1", expiry=1)
+    assert bare.state() == "created"
+    with pytest.raises(StoreError, match="no cluster key"):
+        bare.record()
+    assert bare.purge() > 0 and not client.keys("deid:run:r1*")

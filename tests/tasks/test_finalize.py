@@ -8,6 +8,7 @@ import os
 import pydicom
 import pytest
 
+from deid_workers import tasks
 from deid_workers.idsfile import load_ids
 from deid_workers.tasks.finalize import export, export_shards, run_export, run_finalize
 from deid_workers.tasks.get import run_get
@@ -25,6 +26,27 @@ def test_finalize_get_writes_ids_files(make_run, tmp_path):
     assert ids == load_ids(rec["ids_json"])
     item = next(iter(ids["PID-0000-SENT"].values()))
     assert item["PatientID"] == "PID-0000-SENT"
+
+
+def test_ids_go_to_the_private_records_folder_and_an_earlier_runs_are_kept(make_run, tmp_path):
+    store, root, paths, n = make_run("get")
+    records = tmp_path / "out-records"  # the default: beside the output tree, never in it
+    records.mkdir()
+    older = records / "deid-ids.json"
+    older.write_text('{"edited": "by a human"}')
+    os.utime(older, (1, 1))  # written long before this run
+    for b in range(n):
+        run_get(store.run_id, b)
+    with pytest.raises(FileExistsError):
+        run_finalize(store.run_id, enqueue=lambda *a: None)
+    assert older.read_text() == '{"edited": "by a human"}'
+    older.unlink()
+    tasks.forget()
+    run_finalize(store.run_id, enqueue=lambda *a: None)
+    rec = store.record()
+    assert os.path.dirname(rec["ids_pkl"]) == str(records)
+    assert {os.stat(records / f).st_mode & 0o777 for f in os.listdir(records)} == {0o600}
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_nan_float_in_one_file_does_not_fail_the_export(make_run):
