@@ -112,13 +112,48 @@ def encode_part10(ds: Dataset) -> bytes:
     """``ds`` as the bytes ``ds.save_as(buffer, enforce_file_format=True)`` would write.
 
     Raises what ``save_as`` raises for a dataset it cannot write.
+    One exception: a data set whose SOP Class is known nowhere (neither ``SOPClassUID`` nor
+    the meta's Media Storage SOP Class UID), which ``save_as`` refuses, is written as
+    ``save_as(enforce_file_format=False)`` writes it, after a 128-byte zero preamble: a Part-10
+    file whose meta has every element but that one (deid writes such files too).
     """
     try:
         return _encode(ds)
     except Exception:  # noqa: BLE001 - any failure: pydicom writes it or raises its own error
         # Off the fast path, or a dataset pydicom refuses: its writer decides (and raises
         # its own error). Everything the fast path changed in ds, save_as changes too.
+        if _classless(ds):
+            return _encode_classless(ds)
         return _encode_with_pydicom(ds)
+
+
+def _classless(ds: Dataset) -> bool:
+    """No SOP Class in the meta nor the data set (looked up without converting anything, so
+    a data set pydicom then writes is left as save_as leaves it)."""
+    meta = ds.__dict__.get("file_meta")
+    if not isinstance(meta, FileMetaDataset):
+        return False
+    return not any(_raw_text(d._dict.get(tag))  # type: ignore[call-overload]
+                   for d, tag in ((meta, 0x00020002), (ds, 0x00080016)))
+
+
+def _raw_text(elem: Any) -> bool:
+    """Whether an element (raw or converted) holds a non-empty value."""
+    if elem is None:
+        return False
+    value = elem.value
+    if isinstance(value, bytes):
+        return bool(value.strip(b" \0"))
+    return bool(value) and bool(str(value).strip(" \0"))
+
+
+def _encode_classless(ds: Dataset) -> bytes:
+    preamble = getattr(ds, "preamble", None)
+    if not preamble or len(preamble) != 128:
+        ds.preamble = _ZERO_PREAMBLE
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=False)
+    return buf.getvalue()
 
 
 def _encode_with_pydicom(ds: Dataset) -> bytes:

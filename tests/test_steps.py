@@ -97,7 +97,11 @@ def test_put_one_uses_ids_as_vars_and_mirrors_the_tree(tree, tmp_path, settings)
 
     out = put_one(root, paths[0], out_dir, recipe, lookup, settings, overwrite=False)
     assert out.status == "written" and out.has_ids
-    assert out.dest == os.path.join(out_dir, paths[0])
+    # The tree is mirrored: same depth, and names that hold none of the file's identifiers
+    # kept (synth names its folders after the patient, so here every name is a pseudonym).
+    assert out.dest == os.path.join(out_dir, out.output)
+    assert len(out.output.split("/")) == len(paths[0].split("/"))
+    assert out.output.endswith(".dcm") and "0000" not in out.output
     ds = pydicom.dcmread(out.dest)
     assert ds.PatientID == "SUBJ-1" and str(ds.PatientName) == "ANON^ONE"
     assert "PatientBirthDate" not in ds
@@ -109,13 +113,16 @@ def test_put_one_uses_ids_as_vars_and_mirrors_the_tree(tree, tmp_path, settings)
 def test_put_one_refuses_existing_output_and_leaves_it(tree, tmp_path, settings):
     root, paths = tree
     out_dir = tmp_path / "out"
-    dest = out_dir / paths[0]
-    dest.parent.mkdir(parents=True)
-    dest.write_bytes(b"keep me")
     recipe = load_recipe(text=RECIPE)
+    first = put_one(root, paths[0], str(out_dir), recipe, lambda e, i: None, settings,
+                    overwrite=False)
+    assert first.status == "written" and first.dest is not None
+    dest = Path(first.dest)
+    dest.write_bytes(b"keep me")
     out = put_one(root, paths[0], str(out_dir), recipe, lambda e, i: None, settings,
                   overwrite=False)
-    assert out.status == "refused" and dest.read_bytes() == b"keep me"
+    assert out.status == "refused" and out.dest == first.dest
+    assert dest.read_bytes() == b"keep me"
     out = put_one(root, paths[0], str(out_dir), recipe, lambda e, i: None, settings,
                   overwrite=True)
     assert out.status == "written" and not out.has_ids and dest.read_bytes() != b"keep me"
