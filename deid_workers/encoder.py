@@ -112,8 +112,8 @@ def encode_part10(ds: Dataset) -> bytes:
     """``ds`` as the bytes ``ds.save_as(buffer, enforce_file_format=True)`` would write.
 
     Raises what ``save_as`` raises for a dataset it cannot write.
-    One exception: a data set whose SOP Class is known nowhere (neither ``SOPClassUID`` nor
-    the meta's Media Storage SOP Class UID), which ``save_as`` refuses, is written as
+    One exception: a data set whose SOP Class or SOP Instance UID is known nowhere (neither in
+    the data set nor in the meta), which ``save_as`` refuses, is written as
     ``save_as(enforce_file_format=False)`` writes it, after a 128-byte zero preamble: a Part-10
     file whose meta has every element but that one (deid writes such files too).
     """
@@ -122,19 +122,20 @@ def encode_part10(ds: Dataset) -> bytes:
     except Exception:  # noqa: BLE001 - any failure: pydicom writes it or raises its own error
         # Off the fast path, or a dataset pydicom refuses: its writer decides (and raises
         # its own error). Everything the fast path changed in ds, save_as changes too.
-        if _classless(ds):
-            return _encode_classless(ds)
+        if _unknown_sop(ds):
+            return _encode_lenient(ds)
         return _encode_with_pydicom(ds)
 
 
-def _classless(ds: Dataset) -> bool:
-    """No SOP Class in the meta nor the data set (looked up without converting anything, so
-    a data set pydicom then writes is left as save_as leaves it)."""
+def _unknown_sop(ds: Dataset) -> bool:
+    """No SOP Class, or no SOP Instance UID, in the meta nor the data set (looked up without
+    converting anything, so a data set pydicom then writes is left as save_as leaves it)."""
     meta = ds.__dict__.get("file_meta")
     if not isinstance(meta, FileMetaDataset):
         return False
-    return not any(_raw_text(d._dict.get(tag))  # type: ignore[call-overload]
-                   for d, tag in ((meta, 0x00020002), (ds, 0x00080016)))
+    return any(not _raw_text(meta._dict.get(in_meta))  # type: ignore[call-overload]
+               and not _raw_text(ds._dict.get(in_ds))  # type: ignore[call-overload]
+               for in_meta, in_ds in ((0x00020002, 0x00080016), (0x00020003, 0x00080018)))
 
 
 def _raw_text(elem: Any) -> bool:
@@ -147,7 +148,7 @@ def _raw_text(elem: Any) -> bool:
     return bool(value) and bool(str(value).strip(" \0"))
 
 
-def _encode_classless(ds: Dataset) -> bytes:
+def _encode_lenient(ds: Dataset) -> bytes:
     preamble = getattr(ds, "preamble", None)
     if not preamble or len(preamble) != 128:
         ds.preamble = _ZERO_PREAMBLE

@@ -13,12 +13,15 @@ from the de-identified data set, just before the write:
   (encapsulated) pixel data keeps the compressed syntax the meta names, the data set then
   being written as Explicit VR Little Endian, which every compressed syntax requires.
 - Media Storage SOP Class UID: the data set's SOPClassUID, else the input meta's; when neither
-  exists the file is still written, without it, and listed with ``SOPClassUID`` missing.
+  exists the file is still written, without it, and listed with ``SOPClassUID`` missing
+  (such files get the meta's other elements through pydicom's non-enforcing writer).
 - Media Storage SOP Instance UID: the data set's SOPInstanceUID. When the recipe removed it (or
   its ``REPLACE`` had no value), a keyed pseudonym of the original (HMAC, the ``hmac_uid`` the
   default recipe replaces it with) goes both into the meta and back into the data set, where
   the SOP Common module makes it Type 1. An input without SOPInstanceUID stays without; its
-  meta gets the pseudonym of the input meta's UID, or of the file's relative path.
+  meta gets the pseudonym of the input meta's UID, or, when it had none either, no instance
+  UID (listed as missing, like the class): a UID made up here would claim an identity the
+  data set does not have, which validators report.
 - Implementation Class UID and Version Name: deid-workers' own (:data:`IMPLEMENTATION_CLASS_UID`,
   :data:`IMPLEMENTATION_VERSION_NAME`), since deid-workers wrote the file.
 - Nothing else: the source, sending and receiving AE titles, presentation addresses and private
@@ -232,9 +235,9 @@ def complete_meta(ds: Dataset, original: Original, key: Callable[[], bytes],
     """Give the de-identified ``ds`` its output file meta (in place; see the module docstring).
 
     ``original`` is :func:`original_of` the input; ``key()`` gives the HMAC key (called only
-    when a pseudonym is needed); ``rel`` is the input's relative path (the last resort to
-    derive an instance UID from). Returns the keys the output lacks: ``("SOPClassUID",)`` when
-    no SOP Class is known anywhere, else ``()``.
+    when a pseudonym is needed); ``rel`` is the input's relative path. Returns the keys the
+    output lacks because the input had them nowhere: ``SOPClassUID``, ``SOPInstanceUID``
+    (their media storage elements are then left out of the meta too).
     Raises :class:`NoPixelSyntax` (see :func:`output_syntax`).
     """
     meta = ds.__dict__.get("file_meta")
@@ -272,9 +275,14 @@ def complete_meta(ds: Dataset, original: Original, key: Callable[[], bytes],
             _put(ds._dict, _element(_SOP_INSTANCE, instance))
         elif original.meta_instance is not None:
             instance = hmac_uid(key(), original.meta_instance)
-        else:
-            instance = hmac_uid(key(), f"file:{rel}")
-    _set(elements, present, _MEDIA_INSTANCE, instance)
+    if instance is None:
+        # Known nowhere in the input: left out, as the input left it (a UID made up here
+        # would name an instance the data set does not claim to be).
+        if _MEDIA_INSTANCE in present:
+            del elements[present[_MEDIA_INSTANCE].tag]
+        missing += ("SOPInstanceUID",)
+    else:
+        _set(elements, present, _MEDIA_INSTANCE, instance)
     _set(elements, present, _TRANSFER_SYNTAX, syntax)
     version = present.get(_META_VERSION)
     if version is None or version.value != b"\x00\x01":

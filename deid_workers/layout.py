@@ -18,7 +18,8 @@ the identity the headers lost. Two layouts (``--layout``):
   after ``get`` finds the same outputs, and a tree stays a tree. A file whose path holds
   none of its own identifiers keeps its path.
 - ``uid``: ``<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm`` from the
-  de-identified output's UIDs (``no-study-uid`` / ``no-series-uid`` where one is missing).
+  de-identified output's UIDs (``no-study-uid`` / ``no-series-uid`` where one is missing,
+  ``no-instance-uid-<pseudonym of the input path>`` for a file with no instance UID at all).
   Two inputs with the same instance UID land on the same path; the second is refused as
   existing, unless ``--overwrite``.
 
@@ -181,16 +182,16 @@ def _suffix(name: str) -> str:
     return ext if ext[1:].isalnum() else ""
 
 
-def uid_path(ds: Dataset) -> str:
+def uid_path(ds: Dataset, unknown: str = "no-instance-uid") -> str:
     """``<study>/<series>/<instance>.dcm`` of the de-identified ``ds`` (its meta's instance
-    UID when the data set has none)."""
+    UID when the data set has none; ``unknown`` when neither has one)."""
     def uid(tag: int, default: str, meta: bool = False) -> str:
         source = ds.__dict__.get("file_meta") if meta else ds
         values = _text_values(source, tag) if isinstance(source, Dataset) else []
         text = values[0].strip(" \0") if values else ""
         return text if text and _SAFE_UID.fullmatch(text) else default
 
-    instance = uid(0x00080018, "") or uid(0x00020003, "no-instance-uid", meta=True)
+    instance = uid(0x00080018, "") or uid(0x00020003, unknown, meta=True)
     return f"{uid(0x0020000D, 'no-study-uid')}/{uid(0x0020000E, 'no-series-uid')}/{instance}.dcm"
 
 
@@ -321,9 +322,10 @@ class Layout:
                 out.append(name)
         return "/".join(out) if changed else rel
 
-    def after(self, ds: Dataset) -> str:
-        """The output path from the de-identified ``ds`` (``uid``)."""
-        return uid_path(ds)
+    def after(self, rel: str, ds: Dataset) -> str:
+        """The output path of input ``rel`` from the de-identified ``ds`` (``uid``); a file
+        with no instance UID anywhere is named by a pseudonym of its input path."""
+        return uid_path(ds, "no-instance-uid-" + self._pseudonym(rel))
 
     def _pseudonym(self, name: str) -> str:
         cached = self._names.get(name)

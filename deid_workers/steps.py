@@ -289,7 +289,7 @@ def finish_put(
         return PutOutcome(rel, "skipped", NO_PIXEL_SYNTAX)
     out_rel, dest, overwrite = pending.out_rel, pending.dest, pending.overwrite
     if out_rel is None:
-        out_rel = layout.after(new)
+        out_rel = layout.after(rel, new)
         overwrite = overwrite(out_rel) if callable(overwrite) else overwrite
     if dest is None or folder != pending.folder:  # resolving a path costs a few syscalls
         try:
