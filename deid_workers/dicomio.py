@@ -50,6 +50,8 @@ from deid_workers.reasons import (
     OUTSIDE,
     PERMISSION,
     SKIP_REASONS,
+    UnwritableValue,
+    element_of,
 )
 
 __all__ = [
@@ -587,15 +589,24 @@ def write_atomic(
     process is unchanged; after a power loss an unsynced output may be empty, which is why
     the batch must not count as done before the sync (a redelivered batch rewrites it).
 
-    Raises :class:`OutputExistsError` (``dest`` as given) when it exists and not overwrite.
-    Any other ``OSError`` (disk full, ...) propagates after the temp file is removed.
+    Raises :class:`OutputExistsError` (``dest`` as given) when it exists and not overwrite,
+    :class:`~deid_workers.reasons.UnwritableValue` when pydicom cannot encode a value (no
+    file is made). Any other ``OSError`` (disk full, ...) propagates after the temp file is
+    removed.
     """
     shown = os.fspath(dest)
     if not overwrite and os.path.lexists(shown):
         raise OutputExistsError(shown)
     from deid_workers.encoder import encode_part10
 
-    data = encode_part10(ds)  # before any file exists: a dataset that cannot be written leaves none
+    try:
+        data = encode_part10(ds)  # before any file exists: a dataset that cannot be written leaves none
+    except MemoryError:
+        raise
+    except Exception as exc:
+        # pydicom's writer refused a value; its message may quote it, so only the element
+        # it names travels on (reasons.explain_failure words it for the run log).
+        raise UnwritableValue(element_of(exc)) from exc
     folder, name = os.path.split(shown)
     folder = folder or "."
     try:

@@ -133,3 +133,24 @@ def test_a_careful_put_reads_each_file_only_once_the_guard_has_noted_it(make_run
     monkeypatch.setattr(tasks.put, "open_put", open_put)
     assert run_put(store.run_id, 0)["written"] == 3
     assert noted == [(rel, rel) for rel in store.batch(0)]
+
+
+def test_a_file_that_raises_fails_with_a_worded_reason_and_the_batch_goes_on(make_run, caplog):
+    store, root, paths, n = make_run("get", corrupt=0)
+    ctx = run_context(store.run_id)
+    batch = store.batch(0)
+    guard = BatchGuard(ctx, "put", 0)
+
+    def step(rel: str) -> str:
+        if rel == batch[1]:
+            raise KeyError("PID-0000-SENT")  # a message may quote a value
+        return rel
+
+    failed: dict[str, str] = {}
+    with caplog.at_level("WARNING"):
+        done = [rel for rel, _ in guard.run(batch, step, failed)]
+    assert done == [batch[0], batch[2]]
+    reason = failed[batch[1]]
+    assert reason.startswith("could not be processed: internal error while de-identifying")
+    assert "(KeyError); please report it" in reason and "PID-0000" not in reason
+    assert reason in caplog.text and "PID-0000" not in caplog.text
