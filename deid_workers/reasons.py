@@ -38,8 +38,8 @@ EMPTY = ("empty file (0 bytes): nothing to de-identify; check the copy or export
 NOT_DICOM = ("not a DICOM file (no DICM marker and no DICOM header at its start): leave it "
              "out of the input, or export it again from its source if it should be an image")
 CORRUPT = ("damaged or truncated DICOM: the file ends inside an element, or an element's "
-           "length does not fit the file (a copy or transfer cut short?); copy it again from "
-           "its source")
+           "length does not fit the file (a copy or transfer cut short?); not written, as its "
+           "output would be damaged too; copy it again from its source")
 PERMISSION = ("permission denied: the worker's user cannot read this file; grant read "
               "access and run again")
 NOT_REGULAR = ("not a regular file (a folder, device or pipe where a file was expected): "
