@@ -25,8 +25,14 @@ __all__ = [
     "NOT_REGULAR",
     "MISSING",
     "OUTSIDE",
+    "LINK",
+    "TOO_LARGE",
+    "SPARSE",
+    "THROUGH_LINK",
     "MEDIA_INDEX",
     "UNREADABLE_FOLDER",
+    "VANISHED_FOLDER",
+    "BAD_FOLDER",
     "NO_PIXEL_SYNTAX",
     "SKIP_REASONS",
     "explain_failure",
@@ -48,15 +54,27 @@ MISSING = ("file not found: it was moved or deleted after the run listed it; put
            "and run again")
 OUTSIDE = ("path leads outside its folder (absolute, '..' or a link out of the tree): "
            "refused; use paths inside the input and output folders")
+LINK = ("symbolic link, not followed (a link could lead out of the input folder): copy the "
+        "file it points to into the input if it should be de-identified")
+TOO_LARGE = ("file larger than DEID_MAX_FILE_BYTES: not read, to keep each worker's memory "
+             "bounded; raise DEID_MAX_FILE_BYTES if the file is genuine")
+SPARSE = ("sparse file (mostly holes, not data, which no DICOM writer leaves): not read, as "
+          "its holes could fill a worker's memory; copy the original file again")
+THROUGH_LINK = ("output path goes through a symbolic link: not written, so that no write can "
+                "leave the output folder; remove the link from the output folder")
 MEDIA_INDEX = ("DICOMDIR (a media index that names the original patients, studies and file "
                "paths): left out of the outputs, not copied; build a new DICOMDIR from the "
                "outputs with your media software if you need one")
 UNREADABLE_FOLDER = ("permission denied: this folder cannot be listed, so its files were not "
                      "processed; grant read access and run again")
+VANISHED_FOLDER = ("folder vanished while the run listed it: its files were not processed; "
+                   "put it back and run again")
+BAD_FOLDER = ("folder could not be listed (an I/O error): its files were not processed; check "
+              "the storage and run again")
 NO_PIXEL_SYNTAX = ("compressed pixel data but no transfer syntax in the file meta: no reader "
                    "could decode the output; export the file again from its source")
 SKIP_REASONS = frozenset({EMPTY, NOT_DICOM, CORRUPT, PERMISSION, NOT_REGULAR, MISSING,
-                          MEDIA_INDEX})
+                          LINK, TOO_LARGE, SPARSE, OUTSIDE, MEDIA_INDEX})
 """Every reason :func:`deid_workers.dicomio.read_dataset` may give."""
 
 
@@ -124,9 +142,11 @@ def explain_failure(exc: BaseException, stage: str) -> str:
     names its element; anything else is an internal error to report, named with the
     exception's type so the report can be matched to the DEBUG traceback.
     """
-    from .errors import RecipeError
+    from .errors import InputError, RecipeError
 
     doing = _DOING.get(stage, f"in the {stage} stage")
+    if isinstance(exc, InputError):
+        return exc.reason  # ours, worded here (an output path through a link, say)
     if isinstance(exc, RecipeError):
         return str(exc)  # "<recipe file>:<line>: what is wrong with the line"
     if isinstance(exc, UnwritableValue):

@@ -24,7 +24,8 @@ from .layout import Layout
 from .provenance import Provenance, stamp
 from .reasons import NO_PIXEL_SYNTAX
 from .recipe import clean_pixels, deidentify, entity_item, get_identifiers, inspect_dataset
-from .recipe.pixels import has_boxes
+from .recipe.identifiers import cap_identifiers, cap_key
+from .recipe.pixels import PixelLimitError, check_pixels, has_boxes
 
 __all__ = [
     "MISSING_ENTITY",
@@ -44,6 +45,7 @@ __all__ = [
     "run_layout",
     "triage",
     "quarantine_folder",
+    "run_quarantine",
     "DEFAULT_QUARANTINE_GROUPS",
 ]
 
@@ -60,9 +62,11 @@ def ids_keys(entity: str | None, item: str | None, rel: str) -> tuple[str, str]:
     """The (entity, item) keys of a file in the ids mapping.
 
     A missing entity becomes :data:`MISSING_ENTITY`; a missing item becomes the file's relative
-    path, unique within a run, so two such files never share (and overwrite) one record.
+    path, unique within a run, so two such files never share (and overwrite) one record. A key
+    longer than :data:`~deid_workers.recipe.identifiers.KEY_MAX` (a hostile header) is cut
+    with a digest of the whole (:func:`~deid_workers.recipe.identifiers.cap_key`).
     """
-    return (entity if entity else MISSING_ENTITY, item if item else rel)
+    return (cap_key(entity) if entity else MISSING_ENTITY, cap_key(item) if item else rel)
 
 
 def _missing(entity: str | None, item: str | None, settings: Settings) -> tuple[str, ...]:
@@ -124,19 +128,25 @@ def _abs(root: str, rel: str) -> str:
 def get_one(root: str, rel: str, settings: Settings) -> GetOutcome:
     """Read the headers of ``root/rel`` (no pixels) and collect its identifiers."""
     try:
-        ds = read_dataset(_abs(root, rel), headers_only=True, name=rel)
+        ds = read_dataset(_abs(root, rel), headers_only=True, name=rel, root=root,
+                          max_bytes=settings.max_file_bytes)
     except InputError as exc:
         return GetOutcome(rel, False, exc.reason)
     entity, item = entity_item(ds, settings.entity_field, settings.item_field)
     e, i = ids_keys(entity, item, rel)
-    return GetOutcome(rel, True, None, e, i, dict(get_identifiers(ds)),
+    # Each value capped (VALUE_MAX characters, the cut ones noted): what get stores in Redis
+    # and exports is bounded per field, whatever a file holds.
+    return GetOutcome(rel, True, None, e, i, cap_identifiers(dict(get_identifiers(ds))),
                       _missing(entity, item, settings))
 
 
-def inspect_one(root: str, rel: str, recipe: Any) -> InspectOutcome:
+def inspect_one(root: str, rel: str, recipe: Any, settings: Settings | None = None
+                ) -> InspectOutcome:
     """Run the recipe's %filter groups over the headers of ``root/rel``."""
+    settings = settings if settings is not None else Settings()
     try:
-        ds = read_dataset(_abs(root, rel), headers_only=True, name=rel)
+        ds = read_dataset(_abs(root, rel), headers_only=True, name=rel, root=root,
+                          max_bytes=settings.max_file_bytes)
     except InputError as exc:
         return InspectOutcome(rel, False, exc.reason)
     verdict = inspect_dataset(ds, recipe)
@@ -211,7 +221,8 @@ def open_put(
     if layout is None:
         layout = run_layout(settings)
     try:
-        ds = read_dataset(_abs(root, rel), headers_only=False, name=rel)
+        ds = read_dataset(_abs(root, rel), headers_only=False, name=rel, root=root,
+                          max_bytes=settings.max_file_bytes)
     except InputError as exc:
         return PutOutcome(rel, "skipped", exc.reason)
     out_rel = layout.before(rel, ds)
@@ -221,6 +232,11 @@ def open_put(
         # The %filter groups read the header only; PixelData is not decoded here.
         verdict = inspect_dataset(ds, recipe)
         decision = triage(verdict, pixels.quarantine_groups)
+        if decision.action == "clean":
+            try:  # the put read: an image too big to decode never reaches the clean stage
+                check_pixels(ds, settings.max_pixel_bytes)
+            except PixelLimitError as exc:
+                decision = Triage("quarantine", decision.group, f"pixels could not be cleaned: {exc}")
         if decision.action == "clean" and not pixels.now:
             return PutOutcome(rel, "clean", decision.reason, None, output=out_rel)
         if decision.action == "quarantine":
@@ -270,15 +286,18 @@ def finish_put(
     folder = pending.folder
     if status == "cleaned" and pixels is not None and pending.verdict is not None:
         try:
-            new = clean_pixels(new, pending.verdict)
+            new = clean_pixels(new, pending.verdict, max_bytes=settings.max_pixel_bytes)
         except (ValueError, NotImplementedError, RuntimeError) as exc:
             # No decoder for this transfer syntax, or pixels that do not match the header:
             # the file cannot be made safe here, so a person gets to look at it.
             log.debug("cleaning %s failed", rel, exc_info=True)
             status = "quarantined"
-            reason = ("pixels could not be cleaned (no decoder for their compression, or "
-                      f"they do not match the header: {type(exc).__name__}); held for a "
-                      "person to review")
+            if isinstance(exc, PixelLimitError):
+                reason = f"pixels could not be cleaned: {exc}"
+            else:
+                reason = ("pixels could not be cleaned (no decoder for their compression, or "
+                          f"they do not match the header: {type(exc).__name__}); held for a "
+                          "person to review")
             folder = pixels.quarantine
     stamp(new, provenance if provenance is not None else recipe,
           pixels_cleaned=status == "cleaned")
@@ -297,7 +316,7 @@ def finish_put(
         except InputError as exc:
             return PutOutcome(rel, "skipped", exc.reason)
     try:
-        write_atomic(new, dest, overwrite=bool(overwrite), sync=sync)
+        write_atomic(new, dest, overwrite=bool(overwrite), sync=sync, root=folder)
     except OutputExistsError:
         return PutOutcome(rel, "refused", "already exists", dest, output=out_rel)
     missing = pending.missing + tuple(k for k in lacking if k not in pending.missing)
@@ -364,6 +383,14 @@ def quarantine_folder(outfolder: str) -> str:
     path = os.path.normpath(os.path.abspath(outfolder))
     parent, name = os.path.split(path)
     return os.path.join(parent, (name or "output") + QUARANTINE_SUFFIX)
+
+
+def run_quarantine(record: Mapping[str, Any]) -> str:
+    """A run's quarantine folder: the one its record names (``--quarantine`` or
+    ``DEID_QUARANTINE``, resolved by the producer), else the output folder's sibling (a run
+    submitted before the setting existed)."""
+    chosen = record.get("quarantine")
+    return str(chosen) if chosen else quarantine_folder(str(record.get("outfolder") or ""))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ recipe removed or changed but which can still be found in the output, or in its 
 It must be precise to be trusted: a check that cries wolf on every file is switched off. So:
 
 - candidates are *identifying* values of the input (:func:`identifying`): person names,
-  UIDs, dates, ages, AE titles, IDs and numbers (``PatientID``, ``AccessionNumber``,
+  UIDs (but those naming a SOP class, a coding scheme or another definition), dates, ages,
+  AE titles, IDs and numbers (``PatientID``, ``AccessionNumber``,
   ``DeviceSerialNumber``...), and the names, addresses and phone numbers of patients, staff
   and institutions (:data:`IDENTIFYING_KEYWORDS`), at any depth. A description, a code or a
   private element is searched *in* but is no candidate itself: ``CT BRAIN`` surviving in a
@@ -85,9 +86,21 @@ _IMPLEMENTATION_TAGS = (0x00020012, 0x00020013)
 Path = tuple[Any, ...]
 
 
+_DEFINITION_UIDS = frozenset({
+    "CodingSchemeUID", "MappingResourceUID", "ContextGroupExtensionCreatorUID",
+    "TemplateExtensionOrganizationUID", "TemplateExtensionCreatorUID", "ContextUID",
+    "PrivateInformationCreatorUID", "TransferSyntaxUID",
+})
+"""UIDs that name a definition (a coding scheme, a template, a syntax), the same in every
+file that uses it: like the ``...ClassUID`` ones, they identify no one."""
+
+
 def identifying(elem: DataElement) -> bool:
     """Whether ``elem``'s value identifies someone or something (see the module docstring)."""
     vr = elem.VR
+    if vr == "UI":
+        keyword = elem.keyword
+        return not (keyword.endswith("ClassUID") or keyword in _DEFINITION_UIDS)
     if vr in CANDIDATE_VRS:
         return True
     if vr not in _TEXT_VRS:

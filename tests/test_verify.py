@@ -215,3 +215,19 @@ def test_recipe_literals_are_the_values_it_writes() -> None:
                               "REPLACE StudyInstanceUID deid_func:hmac_uid\nBLANK X\n")
     assert recipe_literals(recipe) == {"anonymous", "yes"}
     assert recipe_literals(recipe) is recipe_literals(recipe)  # once per recipe
+
+
+def test_uids_of_definitions_identify_no_one() -> None:
+    # a coding scheme's UID (DCMTK's, in an SR code item) removed in one place and kept in
+    # another is no residual; an instance UID is
+    ds = Dataset()
+    ds.CodingSchemeUID = "1.2.276.0.7230010.3.0.0.1"
+    ds.ReferencedSOPClassUID = "1.2.3.4.5.6"
+    ds.StudyInstanceUID = "1.2.3.4.5.7"
+    out = Dataset()
+    item = Dataset()
+    item.CodingSchemeUID = "1.2.276.0.7230010.3.0.0.1"
+    item.ReferencedSOPClassUID = "1.2.3.4.5.6"
+    item.ReferencedSOPInstanceUID = "1.2.3.4.5.7"
+    out.ContentSequence = Sequence([item])
+    assert residual_phi(ds, out) == ["StudyInstanceUID"]

@@ -40,7 +40,8 @@ RETRY_ON = (redis.ConnectionError, redis.TimeoutError)
 """Errors worth a retry: Redis restarting or a network blip. Anything else fails the task."""
 
 RUN_SETTINGS = ("entity_field", "item_field", "date_shift_min", "date_shift_max",
-                "batch_size", "max_retries", "run_expiry", "export_shard_files")
+                "batch_size", "max_retries", "run_expiry", "export_shard_files",
+                "max_file_bytes", "max_pixel_bytes")
 """Settings the producer stores with a run and every worker applies, whatever its own env says.
 The secret is NOT among them: it never travels through Redis; each worker resolves its own."""
 
@@ -85,6 +86,7 @@ class RunContext:
     quarantine_groups: tuple[str, ...] = ()
     recipe_name: str = ""
     recipe_files: tuple[str, ...] = ()
+    quarantine: str = ""  # --clean-pixels: where held-back files go (steps.run_quarantine)
     layout_kind: str = "mirror"
 
     @cached_property
@@ -108,7 +110,8 @@ class RunContext:
             return None
         from ..steps import PixelPolicy, quarantine_folder
 
-        return PixelPolicy(quarantine_folder(self.outfolder), self.quarantine_groups, now=now)
+        return PixelPolicy(self.quarantine or quarantine_folder(self.outfolder),
+                           self.quarantine_groups, now=now)
 
     @property
     def final_stage(self) -> str:
@@ -170,6 +173,7 @@ def run_context(run_id: str, *, redis_conn: redis.Redis | None = None) -> RunCon
         recipe_name=str(rec.get("recipe_name") or ""),
         recipe_files=tuple(str(f) for f in rec.get("recipe_files") or ()),
         layout_kind=str(rec.get("layout") or "mirror"),
+        quarantine=str(rec.get("quarantine") or ""),
     )
     _contexts[run_id] = ctx
     while len(_contexts) > _CACHE_SIZE:

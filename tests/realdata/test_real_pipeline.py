@@ -274,7 +274,8 @@ def test_values_of_a_multi_valued_field_select_as_deid_does(run_all: Any, tree: 
         expected = {tag for tag, e in texts.items()
                     if pattern.search(str(e.value) if not isinstance(e.value, list)
                                       else str(e.value))}
-        out = deidentify(ds, recipe)
+        # what the recipe selects, before the conformance pass puts back what the IOD needs
+        out = deidentify(ds, recipe, conform_iod=False)
         removed = {tag for tag in texts if tag not in out}
         assert removed == expected, (rel, sorted(map(str, removed ^ expected)))
         if all(len(str(v)) >= 4 for v in image_type):  # no value that is in every word
