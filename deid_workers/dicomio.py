@@ -459,14 +459,15 @@ def _trust_the_bytes(ds: FileDataset) -> None:
 
 _MEDIA_INDEX_CLASS = "1.2.840.10008.1.3.10"
 """Media Storage Directory Storage: the SOP Class of a DICOMDIR."""
-_MEDIA_INDEX_TAGS = (0x00041220, 0x00041130)  # Directory Record Sequence, File-set ID
+_DIRECTORY_RECORDS = 0x00041220
+_FILE_SET_ID = 0x00041130
 
 
 def is_media_index(ds: Dataset) -> bool:
     """Whether ``ds`` is a DICOMDIR: its file meta names the Media Storage Directory class,
     or it holds the directory's own elements (a DICOMDIR whose meta was lost)."""
     elements = ds._dict
-    if any(tag in elements for tag in _MEDIA_INDEX_TAGS):
+    if _DIRECTORY_RECORDS in elements or _FILE_SET_ID in elements:
         return True
     meta = ds.__dict__.get("file_meta")
     elem = meta._dict.get(0x00020002) if isinstance(meta, Dataset) else None

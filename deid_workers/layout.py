@@ -255,6 +255,13 @@ def _holds_token(name: str, ident: dict[str, str], handle: int | None) -> bool:
     return verdict
 
 
+def _holds_uid(name: str, uids: list[str]) -> bool:
+    for uid in uids:
+        if uid in name:
+            return True
+    return False
+
+
 def _instance_uid_values(ds: Dataset) -> list[str]:
     """The file's own instance UIDs (8 characters or more), from the raw bytes if it can."""
     out = []
@@ -311,10 +318,9 @@ class Layout:
         last = len(parts) - 1
         changed = False
         for i, name in enumerate(parts):
-            if name and (_holds_token(name, ident, handle) or any(u in name for u in uids)):
+            if name and (_holds_token(name, ident, handle) or _holds_uid(name, uids)):
                 suffix = _suffix(name) if i == last else ""
-                if suffix and (_holds_token(suffix, ident, None)
-                               or any(u in suffix for u in uids)):
+                if suffix and (_holds_token(suffix, ident, None) or _holds_uid(suffix, uids)):
                     suffix = ""
                 out.append(self._pseudonym(name) + suffix)
                 changed = True

@@ -163,16 +163,16 @@ def output_path(outfolder: str, out_rel: str) -> str:
 def run_layout(settings: Settings, kind: str = "mirror") -> Layout:
     """The layout of a run whose key comes from ``settings`` (read when first needed); one
     per settings and kind in a process, so its pseudonyms are computed once."""
-    known = _RUN_LAYOUTS.get((settings, kind))
-    if known is None:
+    entry = _RUN_LAYOUTS.get((id(settings), kind))
+    if entry is None or entry[0] is not settings:  # by identity: hashing Settings costs more
         if len(_RUN_LAYOUTS) >= 8:
             _RUN_LAYOUTS.clear()
-        known = _RUN_LAYOUTS[(settings, kind)] = Layout(
-            kind, lambda: settings.resolve_secret()[0])
-    return known
+        entry = _RUN_LAYOUTS[(id(settings), kind)] = (
+            settings, Layout(kind, lambda: settings.resolve_secret()[0]))
+    return entry[1]
 
 
-_RUN_LAYOUTS: dict[tuple[Settings, str], Layout] = {}
+_RUN_LAYOUTS: dict[tuple[int, str], tuple[Settings, Layout]] = {}
 
 
 @dataclass
