@@ -348,13 +348,20 @@ def components(path: str) -> Iterable[str]:
     return [p for p in path.replace("\\", "/").split("/") if p]
 
 
+_UID_NAME = re.compile(r"[0-9]+(?:\.[0-9]+){2,}(?:\.dcm)?")
+"""A name made of a UID (what ``--layout uid`` writes): its digit groups are no words."""
+
+
 def path_leaks(path: str, ds: Dataset) -> list[str]:
     """Keywords of ``ds``'s identifying values that a component of ``path`` holds (what
-    ``--verify`` checks an output path with; empty for a clean path)."""
+    ``--verify`` checks an output path with; empty for a clean path). A name that is a UID
+    is checked for the file's own UIDs only: its digit groups would match a short numeric ID
+    (an accession number ``2`` in ``2.25....``) by chance."""
     ident = identifying_tokens(ds)
     uids = instance_uids(ds)
     found: dict[str, None] = {}
     for name in components(path):
-        for keyword in leaking_tokens(name, ident, uids):
+        words = {} if _UID_NAME.fullmatch(name) else ident
+        for keyword in leaking_tokens(name, words, uids):
             found[keyword] = None
     return list(found)

@@ -160,6 +160,13 @@ def output_path(outfolder: str, out_rel: str) -> str:
     return str(enforce_inside(outfolder, out_rel))
 
 
+EXISTS_SAME_UID = ("already exists: with --layout uid, a file of an earlier run or another "
+                   "input with the same SOP Instance UID (a duplicate, or the same image in "
+                   "another transfer syntax); --overwrite replaces it, --layout mirror keeps "
+                   "the inputs apart")
+"""Why a file is refused when the uid layout finds its path taken."""
+
+
 def run_layout(settings: Settings, kind: str = "mirror") -> Layout:
     """The layout of a run whose key comes from ``settings`` (read when first needed); one
     per settings and kind in a process, so its pseudonyms are computed once."""
@@ -318,7 +325,8 @@ def finish_put(
     try:
         write_atomic(new, dest, overwrite=bool(overwrite), sync=sync, root=folder)
     except OutputExistsError:
-        return PutOutcome(rel, "refused", "already exists", dest, output=out_rel)
+        why = EXISTS_SAME_UID if pending.out_rel is None else "already exists"
+        return PutOutcome(rel, "refused", why, dest, output=out_rel)
     missing = pending.missing + tuple(k for k in lacking if k not in pending.missing)
     return PutOutcome(rel, status, reason, dest, missing, ids is not None, out_rel)
 

@@ -104,3 +104,10 @@ def test_uid_layout_uses_the_new_uids() -> None:
 def test_unknown_layout_is_refused() -> None:
     with pytest.raises(ValueError):
         Layout("flat")
+
+
+def test_a_uid_name_is_checked_for_the_files_uids_only() -> None:
+    ds = _ds(AccessionNumber="2")  # a short numeric ID: a digit group of any 2.25 UID
+    assert path_leaks("2.25.1/2.25.2/2.25.3.dcm", ds) == []
+    assert path_leaks("2/x.dcm", ds) == ["AccessionNumber"]
+    assert path_leaks("x/1.2.3.4.5.6.7.dcm", ds) == ["StudyInstanceUID"]

@@ -229,6 +229,7 @@ def test_uid_layout_writes_study_series_instance(tree, tmp_path, settings):
     again = put_one(root, paths[0], str(tmp_path / "out"), recipe, lambda e, i: None, settings,
                     overwrite=False, layout=run_layout(settings, "uid"))
     assert (again.status, again.dest) == ("refused", out.dest)  # the same place every time
+    assert again.reason is not None and "same SOP Instance UID" in again.reason
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value:UserWarning")
