@@ -52,7 +52,8 @@ environment: DEID_BROKER_URL, DEID_REDIS_PASSWORD_FILE, DEID_REDIS_TLS_CA/CERT/K
   DEID_SECRET_FILE (or DEID_SECRET), DEID_INPUT_ROOTS, DEID_OUTPUT_ROOTS, DEID_BATCH_SIZE,
   DEID_WORKERS,
   DEID_ENTITY_FIELD, DEID_ITEM_FIELD, DEID_DATE_SHIFT_MIN/MAX, DEID_VISIBILITY_TIMEOUT,
-  DEID_TASK_TIME_LIMIT, DEID_MAX_RETRIES, DEID_RUN_EXPIRY, DEID_LOG_JSON,
+  DEID_TASK_TIME_LIMIT, DEID_MAX_RETRIES, DEID_RUN_EXPIRY, DEID_LOG_JSON, DEID_QUARANTINE,
+  DEID_MAX_FILE_BYTES, DEID_MAX_PIXEL_BYTES,
   MESSAGELEVEL (QUIET, ERROR, WARNING, INFO, DEBUG; as deid reads it)
 
 exit codes: {EXIT_OK} run finished, every valid file written/inspected (skips are reported);
@@ -82,11 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of DICOM files (walked recursively); default: the bundled demo "
                         "study dicom-cookies")
     p.add_argument("--outfolder", metavar="DIR",
-                   help="output folder (mirrors --input's relative paths; the inspect report "
-                        "goes here); default: a new temporary folder, printed at the end")
+                   help="output folder (laid out by --layout; the inspect report goes here); "
+                        "default: a new temporary folder, printed at the end")
     p.add_argument("--records", metavar="DIR",
                    help="private folder (0700) for identifiers (deid-ids.json/.pkl) and run "
                         "logs, apart from the output tree; default: <outfolder>-records")
+    p.add_argument("--layout", choices=("mirror", "uid"), default="mirror",
+                   help="put/all: where outputs go. mirror: the input's relative paths, each "
+                        "folder or file name that holds the file's patient name, ID, other "
+                        "IDs, accession number or birth date (or its own instance UIDs) "
+                        "replaced by a keyed pseudonym; uid: <study>/<series>/<instance>.dcm "
+                        "from the new UIDs (default: mirror)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing outputs (default: refuse, and leave them untouched)")
     p.add_argument("--deid", metavar="RECIPE", action="append", default=[],
@@ -119,7 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clean-pixels", action="store_true",
                    help="put/all: triage every file with the recipe's %%filter groups; black out "
                         "the boxes they give (queue clean), hold files flagged by a blocking "
-                        "group or without boxes in <outfolder>-quarantine (default: off)")
+                        "group or without boxes in the quarantine folder (default: off)")
+    p.add_argument("--quarantine", metavar="DIR",
+                   help="with --clean-pixels: where held-back files go, apart from the input and "
+                        "output folders; checked writable before the run starts (env "
+                        "DEID_QUARANTINE; default: <outfolder>-quarantine beside the output)")
     p.add_argument("--quarantine-groups", metavar="A,B",
                    help="with --clean-pixels: %%filter groups whose hits quarantine a file "
                         "(default: blacklist)")
@@ -152,7 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     try:
         settings = Settings.from_env(None, broker_url=args.broker, batch_size=args.batch,
-                                     workers=args.workers, log_json=args.log_json or None)
+                                     workers=args.workers, log_json=args.log_json or None,
+                                     quarantine=args.quarantine)
     except ConfigError as exc:
         _error(str(exc))
         return EXIT_USAGE
@@ -210,6 +222,12 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace,
     if args.quarantine_groups is not None and not args.clean_pixels:
         _error("--quarantine-groups needs --clean-pixels")
         return EXIT_USAGE
+    if args.layout != "mirror" and args.action not in ("put", "all"):
+        _error("--layout applies to --action put or all")
+        return EXIT_USAGE
+    if args.quarantine is not None and not args.clean_pixels:
+        _error("--quarantine needs --clean-pixels")
+        return EXIT_USAGE
     if args.no_wait and not settings.broker_url:
         _error("--no-wait needs --broker or DEID_BROKER_URL (embedded workers stop with "
                "deid-submit)")
@@ -254,7 +272,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         from .producer import precheck
 
-        precheck(settings, _submission(args, None))  # before any process starts
+        precheck(settings, _submission(args, settings, None))  # before any process starts
         if settings.broker_url:
             return _submit_and_follow(args, settings, key_location=None)
         return _embedded(args, settings)
@@ -279,6 +297,8 @@ def _embedded(args: argparse.Namespace, settings: Settings) -> int:
     folders = run_folders({"action": args.action, "input": os.path.abspath(args.input),
                            "outfolder": os.path.abspath(args.outfolder),
                            "records": os.path.abspath(args.records),
+                           "quarantine": (os.path.abspath(settings.quarantine)
+                                          if settings.quarantine else None),
                            "print_ids": args.print_ids, "clean_pixels": args.clean_pixels})
     # get --print writes nothing: its workers get the (empty, private) records folder anyway.
     writes = [f for role, f in folders.items() if role != "input"] or [os.path.abspath(args.records)]
@@ -303,7 +323,7 @@ def _submit_and_follow(args: argparse.Namespace, settings: Settings, *,
     from .producer import submit
 
     configure(app, settings)
-    sub = _submission(args, key_location)
+    sub = _submission(args, settings, key_location)
     progress = None if args.no_wait else _progress(args)
     store = None
     try:
@@ -326,7 +346,7 @@ def _submit_and_follow(args: argparse.Namespace, settings: Settings, *,
         raise
 
 
-def _submission(args: argparse.Namespace, key_location: str | None) -> Any:
+def _submission(args: argparse.Namespace, settings: Settings, key_location: str | None) -> Any:
     from .producer import Submission
 
     return Submission(action=args.action, input=args.input, outfolder=args.outfolder,
@@ -334,6 +354,7 @@ def _submission(args: argparse.Namespace, key_location: str | None) -> Any:
                       overwrite=args.overwrite, recipes=tuple(args.deid), ids_path=args.ids,
                       print_ids=args.print_ids, verify=args.verify,
                       clean_pixels=args.clean_pixels, quarantine_groups=_groups(args),
+                      layout=args.layout, quarantine=settings.quarantine,
                       key_location=key_location
                       or "each worker's DEID_SECRET / DEID_SECRET_FILE")
 
@@ -347,11 +368,12 @@ def _progress(args: argparse.Namespace) -> Any:
 
 def _follow(store: Any, args: argparse.Namespace, settings: Settings, *,
             progress: Any = None, health: Any = None, on_finished: Any = None) -> int:
-    from .producer import resume, wait
+    from .producer import refused_writes, resume, wait
 
     log.info("run %s submitted", store.run_id)
-    rec = wait(store, progress=progress, health=health,
-               on_stall=lambda: resume(settings, store.run_id, store.client)[1])
+    with refused_writes(store.run_id):  # a full Redis: one line, not a traceback
+        rec = wait(store, progress=progress, health=health,
+                   on_stall=lambda: resume(settings, store.run_id, store.client)[1])
     if on_finished is not None and rec.get("state") == "finished":
         on_finished()
     return _finish(store, args)

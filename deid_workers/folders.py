@@ -45,7 +45,7 @@ def run_folders(rec: Mapping[str, Any]) -> dict[str, str]:
     """The folders of a run record, by role: input, output (not for get, which writes only
     identifiers), records (not for get --print, which writes nothing), quarantine (when the
     run cleans pixels)."""
-    from .steps import quarantine_folder
+    from .steps import run_quarantine
 
     out = str(rec.get("outfolder") or "")
     folders = {"input": str(rec.get("input") or "")}
@@ -54,7 +54,7 @@ def run_folders(rec: Mapping[str, Any]) -> dict[str, str]:
     if rec.get("records") and not rec.get("print_ids"):  # get --print writes no file
         folders["records"] = str(rec["records"])
     if rec.get("clean_pixels"):
-        folders["quarantine"] = str(rec.get("quarantine") or quarantine_folder(out))
+        folders["quarantine"] = run_quarantine(rec)
     return folders
 
 

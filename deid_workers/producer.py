@@ -46,12 +46,12 @@ from .provenance import declared_codes
 from .recipe import Recipe, ids_fields_read, load_recipe
 from .steps import DEFAULT_QUARANTINE_GROUPS
 from .store import (
+    MemoryWatch,
     RunStore,
     first_stage,
     new_run_id,
     out_of_memory,
     redis_client,
-    redis_full,
     redis_reason,
 )
 from .tasks import RUN_SETTINGS, final_stage, finish_run
@@ -116,6 +116,8 @@ class Submission:
     verify: bool = False
     clean_pixels: bool = False
     quarantine_groups: tuple[str, ...] = DEFAULT_QUARANTINE_GROUPS
+    layout: str = "mirror"
+    quarantine: str | None = None  # None: the output folder's sibling (steps.quarantine_folder)
 
 
 def connect(settings: Settings) -> Any:
@@ -151,8 +153,9 @@ def _load_recipe(paths: Sequence[str]) -> tuple[Recipe, list[str]]:
     return recipe, texts
 
 
-def _check_outfolder(folder: str) -> None:
-    """Create the output folder and prove we can write there, before anything is enqueued.
+def _check_outfolder(folder: str, what: str = "output folder") -> None:
+    """Create the output (or quarantine, or records) folder and prove we can write there,
+    before anything is enqueued.
 
     Checked by writing, not with ``os.access``: root passes every permission check, and a
     read-only mount or a full disk only shows on a real write.
@@ -163,7 +166,29 @@ def _check_outfolder(folder: str) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise InputError(folder, f"output folder is not writable ({exc.strerror or exc})") from None
+        hint = (" (set --quarantine or DEID_QUARANTINE to a writable folder)"
+                if what == "quarantine folder" else "")
+        raise InputError(folder, f"{what} is not writable ({exc.strerror or exc}){hint}") from None
+
+
+def _quarantine(sub: Submission) -> str | None:
+    """The run's quarantine folder (``--clean-pixels`` only), checked: apart from the input and
+    output trees (held-back files may still show identifiers in their pixels, so they must
+    never land in the tree that is released, nor be walked as input) and writable, so files
+    bound for it do not all fail at the end of the run."""
+    if not sub.clean_pixels:
+        return None
+    from .steps import quarantine_folder
+
+    folder = os.path.abspath(sub.quarantine or quarantine_folder(sub.outfolder))
+    real = os.path.realpath(folder)
+    for other, name in ((sub.outfolder, "output"), (sub.input, "input")):
+        base = os.path.realpath(other)
+        if os.path.commonpath([base, real]) in (base, real):
+            raise InputError(folder, f"quarantine folder overlaps the {name} folder; choose "
+                                     "one apart from both (--quarantine)")
+    _check_outfolder(folder, "quarantine folder")
+    return folder
 
 
 def _check_ids_kept(sub: Submission) -> None:
@@ -188,7 +213,7 @@ def _check_records(sub: Submission) -> None:
         except OSError as exc:
             raise InputError(folder, "records folder cannot be created "
                                      f"({exc.strerror or exc})") from None
-    _check_outfolder(folder)
+    _check_outfolder(folder, "records folder")
     _check_ids_kept(sub)
 
 
@@ -198,6 +223,7 @@ def _check_folders(settings: Settings, sub: Submission) -> None:
     folders = run_folders({"action": sub.action, "input": os.path.abspath(sub.input),
                            "outfolder": os.path.abspath(sub.outfolder),
                            "records": os.path.abspath(sub.records),
+                           "quarantine": os.path.abspath(sub.quarantine) if sub.quarantine else None,
                            "print_ids": sub.print_ids, "clean_pixels": sub.clean_pixels})
     try:
         check_folders(folders, input_roots=settings.input_roots,
@@ -250,6 +276,7 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
         ids = chunks if first is None else itertools.chain([first], chunks)
     if sub.action != "get":  # get writes only identifiers, into the records folder
         _check_outfolder(sub.outfolder)
+    quarantine = _quarantine(sub)
     if not sub.print_ids:  # get --print writes nothing
         _check_records(sub)
     client = client if client is not None else connect(settings)
@@ -271,6 +298,8 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
         "verify": sub.verify,
         "clean_pixels": sub.clean_pixels,
         "quarantine_groups": list(sub.quarantine_groups),
+        "layout": sub.layout,
+        "quarantine": quarantine,
     }
     if ids is not None:
         record["ids_path"] = os.path.abspath(str(sub.ids_path))
@@ -349,7 +378,7 @@ def _walk(store: RunStore, sub: Submission, settings: Settings, *,
     to the chord machinery (which looks one ahead), so finalize always sees ``walk_done``.
     """
     def on_error(rel: str, reason: str) -> None:
-        log.warning("cannot list %s: %s", rel, reason)
+        log.warning("not walked: %s: %s", rel, reason)
         store.add_outcome("unlisted", rel, reason, counter="walk:unlisted")
 
     n = 0
@@ -518,9 +547,14 @@ def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POL
     - the chord over the first stage failed, up to :data:`CHORD_RECOVERIES` times: a Redis
       restart can cut the chord's own join (Celery does not retry it) while every batch is
       fine. A batch that fails for real fails again, and then the run is marked failed.
+
+    Every :data:`CHORD_CHECK_SECONDS` it also asks Redis whether it refused a write for lack of
+    memory since the wait began (:class:`~deid_workers.store.MemoryWatch`): then writes of the
+    run are lost, so it raises StoreError saying so and what to do, rather than wait forever.
     """
     started = time.monotonic()
     last_check = last_memory = 0.0
+    memory = MemoryWatch(store.client)
     seen: tuple[Any, ...] = ()
     moved = started
     recovered: set[str] = set()  # failed chords already answered by a resume
@@ -557,7 +591,7 @@ def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POL
             chord_id = rec.get("finalize_task")
             if now - last_memory >= CHORD_CHECK_SECONDS:
                 last_memory = now
-                full = redis_full(store.client)
+                full = memory.full()
                 if full:  # every worker's write now fails: say so rather than wait forever
                     raise StoreError(
                         f"run {store.run_id}: {full}, so the run cannot go on: purge runs you "

@@ -118,13 +118,14 @@ def summarize(store: RunStore, *, limit: int | None = LIST_LIMIT) -> dict[str, A
         summary["written"] = c.get("put:written", 0) + c.get("clean:written", 0)
         summary["refused"] = c.get("put:refused", 0) + c.get("clean:refused", 0)
         if rec.get("clean_pixels"):
-            from .steps import quarantine_folder
+            from .steps import run_quarantine
 
             summary["cleaned"] = c.get("clean:cleaned", 0)
             summary["quarantined"] = store.outcome_count("quarantined")
-            summary["quarantine"] = quarantine_folder(str(rec.get("outfolder") or ""))
+            summary["quarantine"] = run_quarantine(rec)
         summary["run_log"] = rec.get("run_log")
         summary["put_done"] = c.get("put:files", 0)
+        summary["layout"] = rec.get("layout") or "mirror"
     if action == "inspect":
         summary["inspected"] = c.get("inspect:inspected", 0)
         summary["flagged"] = c.get("inspect:flagged", 0)
@@ -172,6 +173,13 @@ def run_ok(summary: Mapping[str, Any]) -> bool:
     return True
 
 
+def _short(reason: Any) -> str:
+    """The part of a reason before its advice (``damaged or truncated DICOM``)."""
+    text = str(reason)
+    head, sep, _ = text.partition(": ")
+    return head if sep else text
+
+
 def render_table(summary: Mapping[str, Any]) -> str:
     """A short human summary; counts first, then where outputs are, then what went wrong."""
     rows: list[tuple[str, Any]] = [
@@ -194,7 +202,9 @@ def render_table(summary: Mapping[str, Any]) -> str:
         rows.append(("missing ids", summary["missing_ids"]))
     rows.append(("elapsed", f"{summary['elapsed_s']} s"))
     if summary.get("action") != "get":
-        rows.append(("output folder", summary.get("outfolder")))
+        layout = summary.get("layout")
+        rows.append(("output folder", summary.get("outfolder")
+                     if not layout else f"{summary.get('outfolder')} (layout {layout})"))
     if summary.get("records") and summary.get("action") != "inspect":
         rows.append(("records folder", summary["records"]))
     for key, label in (("ids_pkl", "ids (pickle)"), ("ids_json", "ids (JSON)"),
@@ -211,7 +221,10 @@ def render_table(summary: Mapping[str, Any]) -> str:
         entries = summary.get("lists", {}).get(kind) or {}
         if entries:
             lines.append(f"{kind}:")
-            lines += [f"  {path}: {why}" for path, why in entries.items()]
+            # Skip reasons are given in full once each above; here their first part says
+            # which one (the JSON summary and the run log keep every reason whole).
+            lines += [f"  {path}: {_short(why) if kind == 'skipped' else why}"
+                      for path, why in entries.items()]
             total = summary.get({"missing": "missing_ids", "residual": "residual_phi"}.get(
                 kind, kind), len(entries))
             if isinstance(total, int) and total > len(entries):

@@ -32,7 +32,7 @@ write, so identifiers never outlive the run by more than that::
     deid:run:<id>:failed                hash  relative path -> error type (unexpected error)
     deid:run:<id>:missing               hash  relative path -> missing entity/item fields
     deid:run:<id>:inspect               hash  relative path -> JSON verdict
-    deid:run:<id>:unlisted              hash  relative folder -> why the walk could not list it
+    deid:run:<id>:unlisted              hash  relative path -> why the walk left it out (unlisted folder, link)
     deid:run:<id>:quarantined           hash  relative path -> "<group>: <reason>" (--clean-pixels)
     deid:run:<id>:clean                 hash  batch_no -> signed JSON list of paths put left to clean
     deid:run:<id>:log:<stage>           hash  batch_no -> signed JSON [[outcome, reason], ...] aligned
@@ -98,6 +98,7 @@ __all__ = [
     "pack_fields",
     "unpack_fields",
     "redis_full",
+    "MemoryWatch",
     "redis_reason",
     "out_of_memory",
 ]
@@ -882,8 +883,9 @@ class RunStore:
         return None if raw is None else self._paths("clean", str(batch_no), raw)
 
     def save_log(self, stage: str, batch_no: int,
-                 entries: Sequence[tuple[str, str | None]]) -> None:
-        """Per-file ``(outcome, reason)`` of a batch, in the order of the paths it processed.
+                 entries: Sequence[Sequence[str | None]]) -> None:
+        """Per-file ``(outcome, reason)`` of a batch, in the order of the paths it processed,
+        plus the output path as a third item where the layout did not keep the input's.
 
         Paths are not repeated (the batch lists hold them), so a file costs a few bytes plus
         its reason; a redelivered batch overwrites its own entry.
@@ -1029,10 +1031,11 @@ class RunStore:
                                                                               to_clean[i]),
                                   self._log_entries("clean", n, clean_log[i]))
 
-    def _log_entries(self, stage: str, name: str, raw: Any) -> list[tuple[str, str | None]] | None:
+    def _log_entries(self, stage: str, name: str, raw: Any) -> list[tuple[Any, ...]] | None:
+        """``(outcome, reason)`` or ``(outcome, reason, output)`` per file (see save_log)."""
         if raw is None:
             return None
-        return [(str(o), r) for o, r in json.loads(self._verified(f"log:{stage}", name, raw))]
+        return [(str(e[0]), *e[1:]) for e in json.loads(self._verified(f"log:{stage}", name, raw))]
 
     # -- cleanup ---------------------------------------------------------------------------
     def purge(self) -> int:
@@ -1062,9 +1065,9 @@ class BatchRecord:
     number: int
     paths: list[str]
     valid: list[str] | None  # the paths get found valid; None when no get stage ran
-    put_log: list[tuple[str, str | None]] | None  # (outcome, reason) per put path
+    put_log: list[tuple[Any, ...]] | None  # (outcome, reason[, output]) per put path
     to_clean: list[str] | None  # the paths put left to the clean stage
-    clean_log: list[tuple[str, str | None]] | None
+    clean_log: list[tuple[Any, ...]] | None
 
 
 def _batch_numbers(total: int, step: int) -> Iterator[list[str]]:
@@ -1123,6 +1126,35 @@ def redis_full(client: redis.Redis) -> str | None:
         return (f"Redis is out of memory ({used >> 20} MB used of maxmemory {limit >> 20} MB, "
                 "nothing is evicted) and refuses writes")
     return None
+
+
+class MemoryWatch:
+    """Says whether Redis refused a write for lack of memory since the watch began.
+
+    Why not only the memory in use: once the refused writers have gone (Celery ends a worker
+    whose Redis cannot note a task it took), the memory in use falls back a little under
+    ``maxmemory`` while the run has lost writes all the same. Redis counts each refusal
+    (``INFO errorstats``, ``errorstat_OOM``, Redis 6.2+), so a rise of that count is proof.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.start = self._refusals()
+
+    def _refusals(self) -> int | None:
+        try:
+            stat = self.client.info("errorstats").get("errorstat_OOM") or {}
+        except redis.RedisError:
+            return None
+        return int(stat.get("count", 0)) if isinstance(stat, dict) else 0
+
+    def full(self) -> str | None:
+        """Why the run cannot go on for lack of Redis memory; None while nothing was refused."""
+        now = self._refusals()
+        if now is not None and self.start is not None and now > self.start:
+            return (f"Redis is out of memory (it refused {now - self.start} write(s) since the run "
+                    "was sent: maxmemory reached, nothing is evicted)")
+        return redis_full(self.client)
 
 
 def list_runs(client: redis.Redis, limit: int = 10) -> list[str]:

@@ -30,13 +30,14 @@ from celery.exceptions import SoftTimeLimitExceeded
 from ..config import Settings
 from ..errors import InputError, RecipeError, RunRefused, StoreError
 from ..folders import check_folders, run_folders
+from ..reasons import explain_failure
 from ..steps import output_path
 from ..store import RunStore, redis_client
 
 __all__ = ["RunContext", "run_context", "client", "RETRY_ON", "RUN_SETTINGS", "worker_settings",
            "worker_keys", "refuse",
-           "BatchGuard", "CRASHED", "KEPT_DYING", "TIMED_OUT", "final_stage", "finish_run", "prepare_output",
-           "fail_run"]
+           "BatchGuard", "CRASHED", "KEPT_DYING", "TIMED_OUT", "poison_reason", "final_stage",
+           "finish_run", "prepare_output", "fail_run"]
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,8 @@ RETRY_ON = (redis.ConnectionError, redis.TimeoutError)
 """Errors worth a retry: Redis restarting or a network blip. Anything else fails the task."""
 
 RUN_SETTINGS = ("entity_field", "item_field", "date_shift_min", "date_shift_max",
-                "batch_size", "max_retries", "run_expiry", "export_shard_files")
+                "batch_size", "max_retries", "run_expiry", "export_shard_files",
+                "max_file_bytes", "max_pixel_bytes")
 """Settings the producer stores with a run and every worker applies, whatever its own env says.
 The secret is NOT among them: it never travels through Redis; each worker resolves its own."""
 
@@ -96,6 +98,15 @@ class RunContext:
     quarantine_groups: tuple[str, ...] = ()
     recipe_name: str = ""
     recipe_files: tuple[str, ...] = ()
+    quarantine: str = ""  # --clean-pixels: where held-back files go (steps.run_quarantine)
+    layout_kind: str = "mirror"
+
+    @cached_property
+    def layout(self) -> Any:
+        """Where outputs go (:mod:`deid_workers.layout`), with this worker's key."""
+        from ..steps import run_layout
+
+        return run_layout(self.settings, self.layout_kind)
 
     @cached_property
     def provenance(self) -> Any:
@@ -111,7 +122,8 @@ class RunContext:
             return None
         from ..steps import PixelPolicy, quarantine_folder
 
-        return PixelPolicy(quarantine_folder(self.outfolder), self.quarantine_groups, now=now)
+        return PixelPolicy(self.quarantine or quarantine_folder(self.outfolder),
+                           self.quarantine_groups, now=now)
 
     @property
     def final_stage(self) -> str:
@@ -187,6 +199,8 @@ def run_context(run_id: str, *, redis_conn: redis.Redis | None = None) -> RunCon
         quarantine_groups=tuple(rec.get("quarantine_groups") or ()),
         recipe_name=str(rec.get("recipe_name") or ""),
         recipe_files=tuple(str(f) for f in rec.get("recipe_files") or ()),
+        layout_kind=str(rec.get("layout") or "mirror"),
+        quarantine=str(rec.get("quarantine") or ""),
     )
     _contexts[run_id] = ctx
     while len(_contexts) > _CACHE_SIZE:
@@ -216,12 +230,24 @@ def forget(run_id: str | None = None) -> None:
 
 
 CRASHED = "crashed its worker"
-"""Quarantine reason of a file whose worker process died (or was killed) while it was on it."""
+"""Quarantine reason of a file whose worker process died (or was killed) while it was on it;
+the reason goes on with the stage and what to do (:data:`POISON_ADVICE`)."""
 
 TIMED_OUT = "exceeded the task time limit"
-KEPT_DYING = "its batch kept killing its worker with no file to blame"
 """Quarantine reason of a file its batch was on when the batch ran out of time (a hang); the
 reason goes on with the limit and the stage: "exceeded the task time limit (30 s) in get"."""
+KEPT_DYING = ("its batch kept killing its worker with no file to blame (out of memory, or "
+              "Redis unreachable?); check the worker logs and run --resume")
+POISON_ADVICE = ("held back so the run could finish; open it in a DICOM viewer to check it, "
+                 "and report it if it looks sound")
+
+
+def poison_reason(stage: str, limit: int | None = None) -> str:
+    """The reason a file is quarantined as poison: it crashed its worker in ``stage``, or
+    hung it past the time limit ``limit`` (seconds)."""
+    if limit:
+        return f"{TIMED_OUT} ({limit} s) in {stage}: the worker hung on it; {POISON_ADVICE}"
+    return f"{CRASHED} in {stage} (a fault in a decoder, or out of memory); {POISON_ADVICE}"
 
 
 class BatchGuard:
@@ -310,9 +336,7 @@ class BatchGuard:
         return True
 
     def _reason(self, limit: int | None) -> str:
-        if limit:
-            return f"{TIMED_OUT} ({limit} s) in {self.stage}"
-        return f"{CRASHED} in {self.stage}"
+        return poison_reason(self.stage, limit)
 
     def _quarantine(self, rel: str, reason: str) -> None:
         self.store.add_outcome("poison", rel, reason)
@@ -324,9 +348,10 @@ class BatchGuard:
         """``(rel, step(rel))`` for each file :meth:`files` lets through.
 
         One bad file must not sink its batch: a file whose step raises unexpectedly is recorded
-        in ``failed`` with the exception's type only (messages may quote element values), or
-        with a recipe error's own message (recipe text and line, never a value), and the batch
-        goes on; the traceback goes to the DEBUG log.
+        in ``failed`` with a reason worded for a person (:func:`~deid_workers.reasons.
+        explain_failure`: never the exception's message, which may quote element values, but
+        a recipe error's own message, recipe text and line), and the batch goes on; the
+        traceback goes to the DEBUG log.
 
         Each poison file costs one start, so a batch started more often than its retries plus
         its files dies where no file is to blame (between files): its remaining files are
@@ -344,9 +369,9 @@ class BatchGuard:
             except SoftTimeLimitExceeded:
                 raise  # the batch is out of time, not this file: tasks.limits requeues it
             except Exception as exc:
-                failed[rel] = str(exc) if isinstance(exc, RecipeError) else type(exc).__name__
+                failed[rel] = explain_failure(exc, self.stage)
                 log.warning("run %s: %s failed in %s: %s", self.store.run_id, rel, self.stage,
-                            type(exc).__name__)
+                            failed[rel])
                 log.debug("traceback", exc_info=True)
                 continue
             yield rel, out
@@ -354,7 +379,8 @@ class BatchGuard:
 
 def prepare_output(ctx: RunContext, rel: str, *, first_time: bool,
                    quarantine: str | None) -> bool:
-    """Before put or clean writes ``rel``: may it replace an existing output?
+    """Before put or clean writes output path ``rel`` (relative to the output and quarantine
+    folders, as the run's layout placed it): may it replace an existing output?
 
     Yes with ``--overwrite``, and on a redelivered batch for an output this run wrote before its
     worker died: that one is ours, half done or not, and is rewritten rather than refused. A

@@ -159,7 +159,7 @@ def test_input_is_read_only_and_output_writable(compose, name):
     mounts = {target: (source, mode) for source, target, mode in map(mount_target, volumes)}
     assert mounts["/data/in"][0].startswith("${DEID_INPUT:-") and mounts["/data/in"][1] == "ro"
     for target, var in (("/data/out", "DEID_OUTPUT"), ("/data/records", "DEID_RECORDS"),
-                        ("/data/out-quarantine", "DEID_QUARANTINE")):
+                        ("/data/quarantine", "DEID_QUARANTINE_DIR")):
         assert mounts[target][0].startswith("${" + var + ":-") and mounts[target][1] != "ro"
     # The worker's roots are exactly its mounts: everything it may write, and only the input
     # to read.
@@ -167,6 +167,18 @@ def test_input_is_read_only_and_output_writable(compose, name):
     assert env["DEID_INPUT_ROOTS"] == "/data/in"
     writable = {t for t, (_, mode) in mounts.items() if mode != "ro"}
     assert set(env["DEID_OUTPUT_ROOTS"].split(":")) == writable
+
+
+@pytest.mark.parametrize("name", ["worker", "submit"])
+def test_quarantine_is_a_writable_mount_apart_from_the_output(compose, name):
+    # --clean-pixels' default, the output's sibling /data/out-quarantine, is not writable in
+    # the image: the setting points at a mount of its own, the same for producer and workers.
+    service = compose["services"][name]
+    mounts = {target: (source, mode) for source, target, mode in map(mount_target, service["volumes"])}
+    where = _env(service)["DEID_QUARANTINE"]
+    assert where == "/data/quarantine" and mounts[where][1] != "ro"
+    assert mounts[where][0].startswith("${DEID_QUARANTINE_DIR:-")
+    assert not where.startswith("/data/out/") and not where.startswith("/data/in/")
 
 
 @pytest.mark.parametrize(("name", "user"), [("worker", "worker"), ("submit", "producer")])

@@ -351,7 +351,7 @@ def test_input_and_output_are_on_the_shared_volume(k8s_objects, kind, name):
     mounts = {m["mountPath"]: m for m in containers(obj)[0]["volumeMounts"]}
     writable = []
     for path, read_only in [("/data/in", True), ("/data/out", False), ("/data/records", False),
-                            ("/data/out-quarantine", False)]:
+                            ("/data/quarantine", False)]:
         volume = volumes[mounts[path]["name"]]
         assert volume["persistentVolumeClaim"]["claimName"] == "deid-data", path
         assert mounts[path].get("readOnly", False) is read_only, path
@@ -362,6 +362,21 @@ def test_input_and_output_are_on_the_shared_volume(k8s_objects, kind, name):
     assert config["DEID_OUTPUT_ROOTS"].split(":") == writable
     claim = k8s_objects[("PersistentVolumeClaim", "deid-data")]
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"), [("Deployment", "deid-worker"), ("CronJob", "deid-submit")]
+)
+def test_quarantine_is_mounted_where_the_config_points(k8s_objects, kind, name):
+    # /data is read-only in the pods (readOnlyRootFilesystem): the output's sibling cannot be
+    # made there, so DEID_QUARANTINE names a writable mount of the shared volume.
+    where = k8s_objects[("ConfigMap", "deid-config")]["data"]["DEID_QUARANTINE"]
+    obj = k8s_objects[(kind, name)]
+    assert "deid-config" in {e["configMapRef"]["name"] for e in containers(obj)[0]["envFrom"]}
+    mounts = {m["mountPath"]: m for m in containers(obj)[0]["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod_spec(obj)["volumes"]}
+    assert not mounts[where].get("readOnly", False) and mounts[where]["subPath"] == "quarantine"
+    assert volumes[mounts[where]["name"]]["persistentVolumeClaim"]["claimName"] == "deid-data"
 
 
 def test_flower_requires_basic_auth(k8s_objects):

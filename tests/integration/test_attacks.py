@@ -45,8 +45,8 @@ def aof(tmp_path_factory):
 @pytest.fixture(scope="module")
 def full(tmp_path_factory):
     """Like :func:`aof`, for the test that fills Redis: Celery ends a worker whose Redis
-    refuses to note a task it took ("Unrecoverable error: OutOfMemoryError"), so this one is
-    the filling test's own."""
+    refuses a write of its own (noting a task it took, or its restore mutex: "Unrecoverable
+    error: OutOfMemoryError"), so this one is the filling test's own."""
     base = tmp_path_factory.mktemp("full")
     server = RedisServer(base, aof=True, password=PASSWORD)
     roots = base / "data"
@@ -164,7 +164,7 @@ def test_a_submitted_run_cannot_be_redirected_or_replayed(aof, producer, capsys,
     _send("deid.put", replay, 0)
     assert "run record is not signed" in _refused(log, replay, since)
     assert list(elsewhere.iterdir()) == []
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.dcm")) == sorted(paths)
+    assert len(list(out.rglob("*.dcm"))) == len(paths)  # the run's outputs, no more
 
 
 def test_a_worker_with_another_key_refuses_the_run(aof, producer, capsys, monkeypatch):
@@ -232,7 +232,7 @@ def _aof(folder: Path) -> bytes:
     return b"".join(p.read_bytes() for p in producer_files)
 
 
-@pytest.mark.parametrize("when", ["at the start", "while workers write"])
+@pytest.mark.parametrize("when", ["while workers write", "at the start"])
 def test_a_full_redis_ends_the_run_with_one_plain_line(full, capsys, monkeypatch, when):
     """maxmemory with noeviction (deploy/redis/redis.conf): writes are refused, and deid-submit
     says so in one line, with what to do, instead of a traceback or waiting forever."""

@@ -109,6 +109,11 @@ def test_a_pipeline_runs_over_tls_and_the_wire_shows_nothing(deployed, monkeypat
         assert code == 0 and json.loads(stdout)["written"] == 5, err
         code, stdout, err = _run(capsys, "--status", summary["run_id"], "--json")
         assert code == 0 and json.loads(stdout)["runs"][0]["state"] == "finished", err
+        for name, value in server.env("worker").items():  # deploy/README: --status from a worker pod
+            monkeypatch.setenv(name, value)
+        code, stdout, err = _run(capsys, "--status", "--json")
+        assert code == 0 and summary["run_id"] in stdout, err
+        _producer_env(monkeypatch, server, worker_env, relay.port)
         assert _run(capsys, "--purge", summary["run_id"])[0] == 0
     finally:
         relay.close()

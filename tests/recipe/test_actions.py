@@ -3,6 +3,7 @@ deid-workers deviations (Part A §2) and the copy / thread-safety guarantees."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import threading
@@ -12,7 +13,7 @@ from pydicom.dataset import Dataset
 from recipe_helpers import CREATOR, make_dataset, recipe_of, roundtrip
 
 from deid_workers.errors import RecipeError
-from deid_workers.recipe import deidentify
+from deid_workers.recipe import deidentify as _deidentify
 
 ABSENT = "<absent>"
 BLANKED = ""
@@ -96,6 +97,10 @@ EXTRA = [
      "RequestAttributesSequence", 0),
     ("fields-list-replace-does-not-shield", "REPLACE fields:f 20100101\nREMOVE ALL", "StudyDate", ABSENT),
 ]
+
+# These tests pin deid's execution model (spec §2.8-2.9); the conformance pass that runs
+# after it is a deliberate difference, tested on its own in test_conformance.py.
+deidentify = functools.partial(_deidentify, conform_iod=False)
 
 
 def _read(ds: Dataset, path: str):
@@ -250,6 +255,25 @@ def test_values_list_uses_original_values(dataset) -> None:
     recipe = recipe_of("REPLACE PatientID changed\nREMOVE values:v", "%values v\nFIELD PatientID")
     out = deidentify(dataset, recipe)
     assert out.PatientID == "changed"  # shielded by REPLACE; list holds the old value
+
+
+def test_values_list_of_a_multi_valued_field_selects_what_deid_selects() -> None:
+    # deid's FIELD adds each value of a multi-valued element; the list's text used to be
+    # "['ORIGINAL', 'PRIMARY', 'AXIAL']", a regex character class matching any field with
+    # one of those letters (over a hundred elements of a real CT header)
+    ds = Dataset()
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.SeriesDescription = "AXIAL 5mm"
+    ds.ImageComments = "PRIMARY read"
+    ds.Modality = "CT"
+    ds.StudyDescription = "HEAD"
+    ds.InstitutionName = "General Hospital"
+    ds.Manufacturer = "OTHER VENDOR"  # has O, R, I, A, L... but none of the three values
+    out = deidentify(ds, recipe_of("REMOVE values:v", "%values v\nFIELD ImageType"))
+    # the field itself matches (its text holds the values, as in deid), and the two whose
+    # values hold one of them; nothing else
+    assert sorted(e.keyword for e in out) == ["InstitutionName", "Manufacturer", "Modality",
+                                              "StudyDescription"]
 
 
 @pytest.mark.parametrize("minlength,hit", [(8, True), (9, False)])
