@@ -121,3 +121,15 @@ def test_recipe_declaring_an_unknown_code_stops_before_anything_starts(tmp_path,
                      "--broker", DEAD_BROKER, "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and "deid.codes:5:" in err and "CID 7050" in err
+
+
+@pytest.mark.parametrize("args", [["--status"], ["--action", "get"]])
+def test_a_broker_mode_producer_without_the_cluster_key_refuses_to_start(args, monkeypatch,
+                                                                         capsys, tmp_path):
+    monkeypatch.delenv("DEID_SECRET")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert cli.main(["--broker", DEAD_BROKER, *args]) == 2
+    assert capsys.readouterr().err == (
+        "deid-submit: error: DEID_SECRET_FILE: no cluster key configured; every process of a "
+        "cluster needs the same key (a file, or DEID_SECRET)\n")
+    assert not list(tmp_path.iterdir())  # and none was made
