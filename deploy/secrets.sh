@@ -57,7 +57,10 @@ if [ ! -s "$tls/redis.crt" ]; then
     -CAcreateserial -days 825 -sha256 -extfile "$tls/redis.ext" -out "$tls/redis.crt" 2>/dev/null
   rm -f "$tls/redis.csr" "$tls/redis.ext" "$tls/ca.srl"
 fi
-# Redis runs as its own user in the containers: let it read its key and ACL (mode 0644 on
-# files in this private folder; the folder itself stays 0700 on the host).
-chmod 644 "$tls/redis.key" "$tls/redis.crt" "$tls/ca.crt" "$dir/users.acl"
+# Redis runs as its own user in the containers: let it read its key, its ACL and the probe's
+# password, which allows PING only (mode 0644 on files in this private folder; the folder
+# itself stays 0700 on the host). Everything else is the operator's alone (0600): set compose's
+# DEID_UID/DEID_GID to `id -u`/`id -g` so the deid containers can read their own files.
+chmod 644 "$tls/redis.key" "$tls/redis.crt" "$tls/ca.crt" "$dir/users.acl" \
+  "$dir/redis-probe.password"
 echo "secrets in $dir"

@@ -73,6 +73,8 @@ def test_secrets_sh_makes_private_files_and_keeps_them(tmp_path):
     for name in ("ca.crt", "redis.crt", "redis.key", "ca.key"):
         assert (folder / "tls" / name).stat().st_size > 500, name
     assert mode(folder / "tls" / "ca.key") == 0o600
+    assert mode(folder / "redis-worker.password") == 0o600
+    assert mode(folder / "redis-probe.password") == 0o644  # Redis' own health check reads it
     before = {p.name: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     subprocess.run(["sh", str(SECRETS_SH), str(folder)], check=True, capture_output=True)
     assert {p.name: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
