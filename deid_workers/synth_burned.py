@@ -31,7 +31,8 @@ from pydicom.pixels import convert_color_space, pack_bits
 
 from . import synth
 
-__all__ = ["BurnedCase", "TruthBox", "make_burned_dataset", "font_names", "PHI", "HARMLESS"]
+__all__ = ["BurnedCase", "TextSpec", "TruthBox", "make_burned_dataset", "make_text_dataset", "font_names",
+           "header_values", "render_text", "PHI", "HARMLESS"]
 
 PHI, HARMLESS = "phi", "harmless"
 
@@ -126,7 +127,7 @@ def render_text(text: str, font: str, size: int, rotation: int = 0) -> np.ndarra
 
 # -- header values and their spellings on screen --------------------------------------------
 
-def _header_values(patient: int, rng: np.random.Generator) -> dict[str, str]:
+def header_values(patient: int, rng: np.random.Generator) -> dict[str, str]:
     family = _FAMILIES[patient % len(_FAMILIES)]
     given = _GIVEN[(patient * 7 + 3) % len(_GIVEN)]
     style = patient % 3
@@ -146,7 +147,7 @@ def _header_values(patient: int, rng: np.random.Generator) -> dict[str, str]:
             "family": family, "given": given}
 
 
-def _spell(field: str, values: dict[str, str], rng: np.random.Generator) -> str:
+def spell(field: str, values: dict[str, str], rng: np.random.Generator) -> str:
     if field == "PatientName":
         f, g = values["family"], values["given"]
         forms = (f"{f}, {g}", f"{g} {f}", f"{f} {g}", f"{f}^{g}", f"Name: {f}, {g}",
@@ -305,7 +306,7 @@ def make_burned_dataset(
     cols = cols or (800 if rgb else 512)
     ds = synth.make_dataset(patient, 0, 0, instance, rows=1, cols=1, frames=1, samples=3 if rgb else 1,
                             modality=modality, seed=seed)
-    values = _header_values(patient, rng)
+    values = header_values(patient, rng)
     ds.PatientName = values["PatientName"]
     ds.PatientID = values["PatientID"]
     ds.PatientBirthDate = values["PatientBirthDate"]
@@ -329,7 +330,7 @@ def make_burned_dataset(
     taken: list[tuple[int, int, int, int]] = []
     overlay_pending = overlay
     for kind, what in items:
-        text = _spell(what, values, rng) if kind == PHI else what
+        text = spell(what, values, rng) if kind == PHI else what
         font = fonts[int(rng.integers(len(fonts)))]
         size = int(rng.integers(11, 27))
         rotation = int(rotations[int(rng.integers(len(rotations)))])
@@ -353,6 +354,74 @@ def make_burned_dataset(
 
     _store_pixels(ds, img, frames, rgb, rng, photometric, over_bits if overlay == "highbit" else None)
     if overlay is not None and over_bits.any():
+        _store_overlay(ds, over_bits, rows, cols, highbit=overlay == "highbit")
+    return BurnedCase(ds, truth)
+
+
+@dataclass(frozen=True)
+class TextSpec:
+    """One text item placed by hand (tests): what, where (top-left of the ink), how."""
+
+    text: str
+    x: int
+    y: int
+    size: int = 20
+    rotation: int = 0
+    kind: str = HARMLESS
+    field: str = "annotation"
+    source: str = "pixels"     # or "overlay 6000"
+
+
+def make_text_dataset(
+    specs: Sequence[TextSpec],
+    *,
+    patient: int = 0,
+    rows: int = 256,
+    cols: int = 256,
+    rgb: bool = False,
+    frames: int = 1,
+    photometric: str = "MONOCHROME2",
+    font: str | None = None,
+    modality: str | None = None,
+    overlay: str = "data",
+) -> BurnedCase:
+    """A file with exactly ``specs`` drawn, white on a dark, slightly noisy background.
+
+    The header carries :func:`header_values` of ``patient`` (so a spec can spell them).
+    Items whose source is an overlay go into overlay 6000 (``overlay`` "data" or "highbit").
+    """
+    rng = np.random.default_rng(patient)
+    modality = modality or ("US" if rgb else "CT")
+    ds = synth.make_dataset(patient, 0, 0, 0, rows=1, cols=1, samples=3 if rgb else 1, modality=modality,
+                            seed=patient)
+    values = header_values(patient, rng)
+    ds.PatientName = values["PatientName"]
+    ds.PatientID = values["PatientID"]
+    ds.PatientBirthDate = values["PatientBirthDate"]
+    ds.AccessionNumber = values["AccessionNumber"]
+    ds.RequestAttributesSequence[0].AccessionNumber = values["AccessionNumber"]
+    ds.Rows, ds.Columns = rows, cols
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    shape = (rows, cols, 3) if rgb else (rows, cols)
+    img = np.clip(rng.normal(30, 4, size=shape), 0, 255).astype(np.float32)
+    over_bits = np.zeros((rows, cols), bool)
+    truth = []
+    chosen = font or (font_names()[0])
+    for spec in specs:
+        alpha = render_text(spec.text, chosen, spec.size, spec.rotation)
+        h, w = alpha.shape
+        if spec.y + h > rows or spec.x + w > cols:
+            raise ValueError(f"text item does not fit at ({spec.x}, {spec.y}): {w} x {h} pixels")
+        if spec.source == "pixels":
+            _draw(img, alpha, spec.y, spec.x, np.array([235.0] * 3 if rgb else 235.0, np.float32), None)
+        else:
+            over_bits[spec.y:spec.y + h, spec.x:spec.x + w] |= alpha >= 0.5
+        truth.append(TruthBox(spec.x, spec.y, spec.x + w, spec.y + h, spec.kind, spec.field, alpha >= 0.5,
+                              spec.source, spec.rotation, chosen, spec.size))
+    high = over_bits if overlay == "highbit" and over_bits.any() else None
+    _store_pixels(ds, img, frames, rgb, rng, photometric, high)
+    if over_bits.any():
         _store_overlay(ds, over_bits, rows, cols, highbit=overlay == "highbit")
     return BurnedCase(ds, truth)
 

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 __all__ = ["ID_KEYWORDS", "Identifying", "identifying_values", "skeleton", "words"]
 
@@ -45,6 +46,9 @@ ID_KEYWORDS = frozenset({
 
 MIN_ID = 4
 """An identifier shorter than this (skeleton) is not matched: "12" would hit every ruler."""
+
+MIN_PIECE = 6
+"""A piece of an identifier (split over boxes, cut short) must be this long to match it."""
 
 MIN_NAME_WORD = 2
 """Name words shorter than this (initials) are not matched on their own."""
@@ -96,24 +100,24 @@ class Identifying:
             if _contains(flat, value):
                 return keyword
             # an identifier split over two boxes, or cut short by the detector: a long enough
-            # piece of it (half, at least MIN_ID characters, with a digit) is enough
-            least = max(MIN_ID, (len(value) + 1) // 2)
+            # piece of it (half, at least MIN_PIECE characters, with a digit) is enough
+            least = max(MIN_PIECE, (len(value) + 1) // 2)
             for piece in (flat, *box_words):
                 if len(piece) >= least and piece in value and any(c.isdigit() for c in piece):
                     return keyword
         for w in box_words:
-            keyword = self.names.get(w)
-            if keyword is not None:
-                return keyword
+            found = self.names.get(w)
+            if found is not None:
+                return found
         if self.short_names:
             for w in _WORD_SPLIT.split(text.upper()):
-                keyword = self.short_names.get(w)
-                if keyword is not None:
-                    return keyword
+                found = self.short_names.get(w)
+                if found is not None:
+                    return found
         for name, keyword in self.names.items():
             for w in box_words:
                 # one letter misread in a longer name, or a name glued to another ("JANEDOE")
-                if len(name) >= FUZZY_MIN - 1 and _within_one(w, name):
+                if len(name) >= FUZZY_MIN - 1 and not w.isdigit() and _within_one(w, name):
                     return keyword
                 if name in w:
                     return keyword
@@ -177,8 +181,8 @@ def _parse_date(value: str) -> dt.date | None:
 def _values(value: object) -> Iterable[str]:
     if value is None:
         return ()
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return [str(v) for v in value if v is not None]  # type: ignore[union-attr]
+    if isinstance(value, (list, tuple, MultiValue)):
+        return [str(v) for v in value if v is not None]
     return (str(value),)
 
 

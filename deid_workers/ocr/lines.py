@@ -20,10 +20,14 @@ HORIZONTAL, VERTICAL, EITHER = "h", "v", "?"
 
 
 class _Box(Protocol):
-    x0: int
-    y0: int
-    x1: int
-    y1: int
+    @property
+    def x0(self) -> int: ...
+    @property
+    def y0(self) -> int: ...
+    @property
+    def x1(self) -> int: ...
+    @property
+    def y1(self) -> int: ...
 
 
 def orientation(b: _Box) -> str:

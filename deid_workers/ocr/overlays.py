@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.pixels import pack_bits, unpack_bits
+from pydicom.pixels.utils import pack_bits, unpack_bits
 from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRBigEndian
 
@@ -48,7 +49,7 @@ def _tag(group: int, elem: int) -> int:
     return int(Tag((group << 16) | elem))
 
 
-def _get(ds: Dataset, group: int, elem: int) -> object | None:
+def _get(ds: Dataset, group: int, elem: int) -> Any:
     el = ds.get(_tag(group, elem))
     return None if el is None else el.value
 
@@ -70,30 +71,30 @@ def high_bit_position(ds: Dataset, group: int) -> int | None:
     if pos is None:
         return None
     try:
-        pos = int(pos)  # type: ignore[call-overload]
+        pos = int(pos)
     except (TypeError, ValueError):
         return None
     bits_alloc = int(ds.get("BitsAllocated", 0) or 0)
     bits_stored = int(ds.get("BitsStored", bits_alloc) or bits_alloc)
     if bits_alloc <= 1 or not bits_stored <= pos < bits_alloc:
         return None
-    return pos
+    return int(pos)
 
 
 def _origin(ds: Dataset, group: int) -> tuple[int, int]:
     value = _get(ds, group, _ORIGIN)
     try:
-        r, c = (int(v) for v in value)  # type: ignore[union-attr]
+        r, c = (int(v) for v in value)
     except (TypeError, ValueError):
         return 0, 0
     return r - 1, c - 1
 
 
 def _shape(ds: Dataset, group: int) -> tuple[int, int, int]:
-    rows = int(_get(ds, group, _ROWS))  # type: ignore[call-overload]
-    cols = int(_get(ds, group, _COLS))  # type: ignore[call-overload]
+    rows = int(_get(ds, group, _ROWS))
+    cols = int(_get(ds, group, _COLS))
     frames = _get(ds, group, _FRAMES)
-    return rows, cols, max(1, int(frames or 1))  # type: ignore[call-overload]
+    return rows, cols, max(1, int(frames or 1))
 
 
 def _native_raw(ds: Dataset) -> np.ndarray | None:
@@ -143,7 +144,7 @@ def overlay_planes(ds: Dataset, *, max_frames: int = 16) -> Iterator[OverlayPlan
         data = _get(ds, group, _DATA)
         if not isinstance(data, (bytes, bytearray)):
             continue
-        bits = unpack_bits(bytes(data), as_array=True)
+        bits = np.asarray(unpack_bits(bytes(data), as_array=True))
         per = rows * cols
         frames = min(frames, bits.size // per)
         for i in frame_indices(frames, max_frames) if frames else []:
@@ -175,10 +176,10 @@ def clear_overlay_box(ds: Dataset, group: int, box: tuple[int, int, int, int]) -
         data = words.tobytes()
         ds.PixelData = data + (b"\0" if len(data) % 2 else b"")
         return True
-    data = _get(ds, group, _DATA)
-    if not isinstance(data, (bytes, bytearray)):
+    current = _get(ds, group, _DATA)
+    if not isinstance(current, (bytes, bytearray)):
         return False
-    bits = unpack_bits(bytes(data), as_array=True).copy()
+    bits = np.array(unpack_bits(bytes(current), as_array=True))
     per = rows * cols
     for i in range(min(frames, bits.size // per)):
         plane = bits[i * per:(i + 1) * per].reshape(rows, cols)

@@ -87,13 +87,13 @@ class RapidOcrEngine:
         for stage, path in paths.items():
             params[f"{stage}.model_path"] = str(path)
         try:
-            self._ocr = RapidOCR(params=params)
+            ocr: Any = RapidOCR(params=params)
             # Load the models now, not on the first file that has text (rapidocr loads each
             # stage on first use; these loaders are its private methods, pinned with the version).
-            self._ocr._load_det_model()
+            ocr._load_det_model()
             if s["use_cls"]:
-                self._ocr._load_cls_model()
-            rec = self._ocr._load_rec_model()
+                ocr._load_cls_model()
+            rec = ocr._load_rec_model()
             if rec is None or not rec.session.have_key():
                 raise OcrEngineError(self.name, "the recogniser model has no character list; "
                                                 f"install rapidocr=={RAPIDOCR_VERSION}")
@@ -101,6 +101,7 @@ class RapidOcrEngine:
             raise
         except Exception as exc:  # rapidocr and onnxruntime raise many kinds
             raise OcrEngineError(self.name, f"failed to load: {exc.__class__.__name__}: {exc}") from None
+        self._ocr = ocr
         # rapidocr's logger is set at construction; keep it quiet whatever MESSAGELEVEL says.
         logging.getLogger("RapidOCR").setLevel(logging.CRITICAL)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .allowlist import AllowList
 from .identifying import Identifying
@@ -66,8 +66,7 @@ _DIGIT_RUN = re.compile(r"\d{%d,}" % LONG_NUMBER)
 _DIGIT_GROUPS = re.compile(r"\+?\d+(?:[-. ]\d+)+")
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """What a box is (``kind``) and why (``reason``): a header keyword or a rule name, no text."""
 
     kind: str
@@ -147,7 +146,7 @@ def _near_month(word: str) -> bool:
 def has_label(text: str) -> bool:
     """A field label ("DOB", "MRN", "Name", "Acc#") followed by 3+ letters or digits."""
     m = _LABEL.search(text.upper())
-    return bool(m) and len(re.sub(r"[^0-9A-Z]", "", m.group(2))) >= 3
+    return m is not None and len(re.sub(r"[^0-9A-Z]", "", m.group(2))) >= 3
 
 
 def has_long_number(text: str) -> bool:
