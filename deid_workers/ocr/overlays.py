@@ -26,7 +26,8 @@ from pydicom.pixels.utils import pack_bits, unpack_bits
 from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRBigEndian
 
-__all__ = ["OverlayPlane", "overlay_groups", "overlay_planes", "clear_overlay_box", "high_bit_position"]
+__all__ = ["OverlayPlane", "overlay_groups", "overlay_planes", "clear_overlay_box", "clear_unused_high_bits",
+           "high_bit_position"]
 
 _ROWS, _COLS, _FRAMES, _ORIGIN, _BITPOS, _DATA = 0x0010, 0x0011, 0x0015, 0x0050, 0x0102, 0x3000
 
@@ -186,4 +187,26 @@ def clear_overlay_box(ds: Dataset, group: int, box: tuple[int, int, int, int]) -
         plane[y0:y1, x0:x1] = 0
     packed = pack_bits(bits)
     ds[_tag(group, _DATA)].value = packed + (b"\0" if len(packed) % 2 else b"")
+    return True
+
+
+def clear_unused_high_bits(ds: Dataset) -> bool:
+    """Zero the bits above BitsStored in native pixel data, in place; True if any was set.
+
+    For an overlay that was read from the high bits but whose 60xx elements are gone by the
+    time of redaction (a recipe removed them): its bits could still be shown by a viewer that
+    guesses, so all unused high bits go.
+    """
+    raw = _native_raw(ds)
+    if raw is None:
+        return False
+    stored = int(ds.get("BitsStored", 0) or 0)
+    bits = raw.dtype.itemsize * 8
+    if not 0 < stored < bits:
+        return False
+    keep = raw.dtype.type((1 << stored) - 1)
+    if not (raw & ~keep).any():
+        return False
+    data = (raw & keep).tobytes()
+    ds.PixelData = data + (b"\0" if len(data) % 2 else b"")
     return True

@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset
 
 from ..recipe.pixels import clean_pixels
 from .frames import PIXELS
-from .overlays import clear_overlay_box
+from .overlays import clear_overlay_box, clear_unused_high_bits
 from .verdict import OcrVerdict
 
 __all__ = ["redact", "OCR_GROUP"]
@@ -40,8 +40,10 @@ def clean_verdict(verdict: OcrVerdict) -> dict[str, object]:
 def redact(ds: Dataset, verdict: OcrVerdict) -> Dataset:
     """A copy of ``ds`` with every redaction of ``verdict`` blacked out (margin included).
 
-    Raises ValueError when the pixel data cannot be decoded or an overlay named by the verdict
-    is gone (then the caller quarantines the file).
+    ``ds`` may be the de-identified copy of the file the verdict was made on (same pixels). An
+    overlay the recipe removed needs no clearing; one read from the high bits of the pixel data
+    whose 60xx elements were removed is cleared by zeroing every unused high bit. Raises
+    ValueError when the pixel data cannot be decoded (the caller quarantines the file).
     """
     redactions = verdict.redactions()
     if any(r.source == PIXELS for r in redactions):
@@ -53,5 +55,7 @@ def redact(ds: Dataset, verdict: OcrVerdict) -> Dataset:
             continue
         group = int(r.source.split()[-1], 16)
         if not clear_overlay_box(out, group, (r.x0, r.y0, r.x1, r.y1)):
-            raise ValueError(f"{r.source}: overlay bits not found; cannot clear it")
+            # The overlay is gone from this copy (a recipe removed its 60xx elements): nothing
+            # of it is left to show, unless it lived in the pixel data's high bits.
+            clear_unused_high_bits(out)
     return out

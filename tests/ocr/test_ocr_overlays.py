@@ -67,3 +67,18 @@ def test_an_overlay_bit_within_bits_stored_is_not_an_overlay() -> None:
     for elem, vr, value in ((0x0010, "US", 4), (0x0011, "US", 4), (0x0100, "US", 16), (0x0102, "US", 3)):
         ds.add_new(0x60000000 | elem, vr, value)
     assert high_bit_position(ds, 0x6000) is None and list(overlay_planes(ds)) == []
+
+
+def test_redact_when_the_recipe_removed_the_overlay_elements() -> None:
+    from deid_workers.ocr.redact import redact
+    from deid_workers.ocr.verdict import BoxVerdict, OcrVerdict
+
+    ds = synth.make_dataset(rows=4, cols=4)
+    words = np.frombuffer(ds.PixelData, "<u2").reshape(4, 4).copy()
+    words[0, :] |= 1 << 15
+    ds.PixelData = words.tobytes()
+    box = BoxVerdict("overlay 6000", 0, 0, 0, 4, 1, "phi", "PatientName", 0.9, True)
+    verdict = OcrVerdict(engine="x", status="redact", boxes=(box,), shapes={"overlay 6000": (4, 4)})
+    out = redact(ds, verdict)                     # no 60xx elements left in ds
+    assert not (np.frombuffer(out.PixelData, "<u2") >> 12).any()
+    assert (np.frombuffer(ds.PixelData, "<u2") >> 15).sum() == 4     # the input is untouched

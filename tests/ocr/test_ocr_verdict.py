@@ -64,3 +64,24 @@ def test_verdict_json_has_counts_and_geometry_only() -> None:
                              "confidence": 0.9, "redact": True}
     assert set(json.loads(json.dumps(d))) == {"engine", "status", "frames_read", "frames_total", "counts", "error",
                                               "boxes"}
+
+
+def test_which_files_plain_ocr_reads() -> None:
+    from deid_workers import synth
+    from deid_workers.ocr.select import ocr_reason
+
+    ct = synth.make_dataset(rows=4, cols=4)                       # ORIGINAL PRIMARY AXIAL CT
+    assert ocr_reason(ct) is None
+    assert ocr_reason(ct, flagged_by_recipe=True) == "recipe filter"
+    ct.BurnedInAnnotation = "YES"
+    assert ocr_reason(ct) == "BurnedInAnnotation YES"
+    assert ocr_reason(synth.make_dataset(rows=4, cols=4, modality="US")) == "ultrasound"
+    assert ocr_reason(synth.make_dataset(rows=4, cols=4, samples=3, modality="OT")) == "secondary capture"
+    derived = synth.make_dataset(rows=4, cols=4)
+    derived.ImageType = ["DERIVED", "SECONDARY", "SCREEN SAVE"]
+    assert ocr_reason(derived) == "derived or secondary image"
+    parametric = synth.make_dataset(rows=4, cols=4)
+    parametric.SOPClassUID = "1.2.840.10008.5.1.4.1.1.30"        # a prefix of no risky class
+    assert ocr_reason(parametric) is None
+    del derived.PixelData
+    assert ocr_reason(derived) is None                            # nothing to read
