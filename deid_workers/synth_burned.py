@@ -65,7 +65,8 @@ HARMLESS_TEXT: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class TruthBox:
-    """One drawn text item: ink bounding box (x1/y1 exclusive), ink mask, kind, field.
+    """One drawn text item: bounding box (x1/y1 exclusive), ink mask of its value (a label
+    before it is drawn but not in ``ink``), kind, field.
 
     ``source`` is "pixels" or "overlay 6000"; text is on every frame of a multi-frame file.
     """
@@ -110,19 +111,37 @@ def _font(name: str, size: int) -> Any:
 def render_text(text: str, font: str, size: int, rotation: int = 0) -> np.ndarray:
     """The text's coverage (float 0-1, tight around the ink), turned by ``rotation`` degrees
     counter-clockwise (0, 90, 180 or 270)."""
+    return render_labelled("", text, font, size, rotation)[0]
+
+
+def render_labelled(label: str, value: str, font: str, size: int, rotation: int = 0
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Coverage of ``label + value`` as :func:`render_text`, and the mask (bool, same shape) of
+    the value's part: the columns right of the label's last ink, before turning."""
     from PIL import Image, ImageDraw
 
+    text = label + value
     f = _font(font, size)
     left, top, right, bottom = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), text, font=f)
     pad = 2
-    canvas = Image.new("L", (right - left + 2 * pad, bottom - top + 2 * pad), 0)
+    size_px = (right - left + 2 * pad, bottom - top + 2 * pad)
+    canvas = Image.new("L", size_px, 0)
     ImageDraw.Draw(canvas).text((pad - left, pad - top), text, fill=255, font=f)
     alpha = np.asarray(canvas, dtype=np.float32) / 255.0
+    value_cols = np.ones(alpha.shape[1], bool)
+    if label.strip():
+        lab = Image.new("L", size_px, 0)
+        ImageDraw.Draw(lab).text((pad - left, pad - top), label, fill=255, font=f)
+        lab_cols = np.nonzero(np.asarray(lab).max(axis=0) > 0)[0]
+        value_cols[:lab_cols.max() + 2] = False
     ys, xs = np.nonzero(alpha > 0)
     alpha = alpha[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    part = np.broadcast_to(value_cols[xs.min():xs.max() + 1], alpha.shape)
     if font == BUILTIN_BITMAP and size >= 16:
         alpha = alpha.repeat(2, axis=0).repeat(2, axis=1)   # the bitmap font is 11 px: double it
-    return np.rot90(alpha, k=rotation // 90).copy()
+        part = part.repeat(2, axis=0).repeat(2, axis=1)
+    k = rotation // 90
+    return np.rot90(alpha, k=k).copy(), np.rot90(part, k=k).copy()
 
 
 # -- header values and their spellings on screen --------------------------------------------
@@ -147,16 +166,20 @@ def header_values(patient: int, rng: np.random.Generator) -> dict[str, str]:
             "family": family, "given": given}
 
 
-def spell(field: str, values: dict[str, str], rng: np.random.Generator) -> str:
+def spell(field: str, values: dict[str, str], rng: np.random.Generator) -> tuple[str, str]:
+    """How a screen shows ``field``: (label, value), e.g. ("DOB: ", "04-Apr-1987"); the label
+    may be empty. Only the value is PHI: the benchmark asks whether its ink was covered."""
+    def pick(forms: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+        return forms[int(rng.integers(len(forms)))]
+
     if field == "PatientName":
         f, g = values["family"], values["given"]
-        forms = (f"{f}, {g}", f"{g} {f}", f"{f} {g}", f"{f}^{g}", f"Name: {f}, {g}",
-                 f"{f.title()}, {g.title()}", f"{g.title()} {f.title()}", f"Patient: {g} {f}")
-        return forms[int(rng.integers(len(forms)))]
+        return pick((("", f"{f}, {g}"), ("", f"{g} {f}"), ("", f"{f} {g}"), ("", f"{f}^{g}"),
+                     ("Name: ", f"{f}, {g}"), ("", f"{f.title()}, {g.title()}"),
+                     ("", f"{g.title()} {f.title()}"), ("Patient: ", f"{g} {f}")))
     if field == "PatientID":
         pid = values["PatientID"]
-        forms = (pid, f"ID: {pid}", f"MRN {pid}", f"Pat ID: {pid}")
-        return forms[int(rng.integers(len(forms)))]
+        return pick((("", pid), ("ID: ", pid), ("MRN ", pid), ("Pat ID: ", pid)))
     if field == "PatientBirthDate":
         d = dt.datetime.strptime(values["PatientBirthDate"], "%Y%m%d").date()
         mon = _MONTHS[d.month - 1]
@@ -165,10 +188,9 @@ def spell(field: str, values: dict[str, str], rng: np.random.Generator) -> str:
                  f"{d.day} {mon.upper()} {d.year}", d.strftime("%Y%m%d"))
         text = forms[int(rng.integers(len(forms)))]
         prefix = ("", "DOB: ", "Born ", "DOB ")[int(rng.integers(4))]
-        return prefix + text
+        return prefix, text
     acc = values["AccessionNumber"]
-    forms = (acc, f"Acc: {acc}", f"ACC# {acc}", f"Accession {acc}")
-    return forms[int(rng.integers(len(forms)))]
+    return pick((("", acc), ("Acc: ", acc), ("ACC# ", acc), ("Accession ", acc)))
 
 
 # -- backgrounds ------------------------------------------------------------------------------
@@ -330,20 +352,20 @@ def make_burned_dataset(
     taken: list[tuple[int, int, int, int]] = []
     overlay_pending = overlay
     for kind, what in items:
-        text = spell(what, values, rng) if kind == PHI else what
+        label, text = spell(what, values, rng) if kind == PHI else ("", what)
         font = fonts[int(rng.integers(len(fonts)))]
         size = int(rng.integers(11, 27))
         rotation = int(rotations[int(rng.integers(len(rotations)))])
-        alpha = render_text(text, font, size, rotation)
+        alpha, part = render_labelled(label, text, font, size, rotation)
         h, w = alpha.shape
         spot = _place(h, w, rows, cols, taken, rng)
         if spot is None:
             continue
         y, x = spot
-        ink = alpha >= 0.5
+        ink = (alpha >= 0.5) & part        # a label ("DOB: ") is not PHI: only the value's ink counts
         source = "pixels"
         if kind == PHI and overlay_pending:
-            over_bits[y:y + h, x:x + w] |= ink
+            over_bits[y:y + h, x:x + w] |= alpha >= 0.5
             source = "overlay 6000"
             overlay_pending = None
         else:

@@ -47,7 +47,7 @@ ID_KEYWORDS = frozenset({
 MIN_ID = 4
 """An identifier shorter than this (skeleton) is not matched: "12" would hit every ruler."""
 
-MIN_PIECE = 6
+MIN_PIECE = 5
 """A piece of an identifier (split over boxes, cut short) must be this long to match it."""
 
 MIN_NAME_WORD = 2

@@ -9,8 +9,9 @@ In this order (the first that applies decides):
 3. ``phi`` when the text holds a date in a common spelling (``1987-04-04``, ``04/04/1987``,
    ``04.04.87``, ``19870404``, ``4 Apr 1987``, ``Apr 4, 1987``, ``Apr 1987``, a month misread
    in one letter before a 4-digit year), a long number (:data:`LONG_NUMBER` digits in a row, or
-   a phone-like run of digit groups), or a field label with a value after it ("DOB: ...",
-   "MRN ...", "Name: ...", "Acc# ..."): text of that kind should not be burned into an image;
+   a phone-like run of digit groups), a part of a date (``03/15``, ``5/1979``), or a field
+   label ("DOB", "MRN", "Name:", "Acc#", with or without its value): text of that kind should
+   not be burned into an image;
 4. ``unsure`` when the engine's confidence is below the policy's minimum, or a box was
    detected but nothing was recognised in it: it may be PHI we could not read;
 5. ``allowed`` when each word is on the allow-list (allowlist.py);
@@ -55,12 +56,15 @@ _COMPACT = re.compile(r"(?<!\d)((?:19|20)\d{6})(?!\d)")
 _D_MON_Y = re.compile(r"(?<![0-9A-Z])(\d{1,2})[-/. ]*" + _MON + r"[-/.,' ]*(\d{4}|\d{2})(?!\d)")
 _MON_D_Y = re.compile(r"(?<![A-Z])" + _MON + r"[-/. ]*(\d{1,2})(?:ST|ND|RD|TH)?[,. ]+'?(\d{4}|\d{2})(?!\d)")
 _D_MON4_Y = re.compile(r"(?<![0-9A-Z])(\d{1,2})[-/. ]*" + _ANY_MON + r"[-/.,' ]*((?:19|20)\d{2})(?!\d)")
+_PART_DM = re.compile(r"(?<![\d/])(\d{2})/(\d{2})(?![\d/])")                # 03/15: day and month
+_PART_MY = re.compile(r"(?<![\d/.])(\d{1,2})[/.-]((?:19|20)\d{2})(?!\d)")      # 5/1979: month and year
+_PART_Y = re.compile(r"(?:^|\s)[/.-]((?:19|20)\d{2})(?!\d)")                  # /1983: the end of one
 _MON_Y = re.compile(r"(?<![A-Z])" + _MON + r"[-/.,' ]*((?:19|20)\d{2})(?!\d)")
 
 _LABEL = re.compile(
     r"(?<![A-Z])(D[O0]B|D\.[O0]\.B\.?|BIRTH[A-Z]*|BORN|NAME|MRN|PATIENT\s*(?:ID|NAME|NO)|PAT\.?\s*(?:ID|NAME)|PID|"
     r"ACCESSION|ACC\s*(?:#|NO\b|:)|SSN)(?![A-Z])[\s:#.]*(.*)")
-"""A label of an identifying field; with 3+ letters or digits after it the box is PHI."""
+"""A label of an identifying field: the box is PHI (and so is the rest of its line)."""
 
 _DIGIT_RUN = re.compile(r"\d{%d,}" % LONG_NUMBER)
 _DIGIT_GROUPS = re.compile(r"\+?\d+(?:[-. ]\d+)+")
@@ -135,6 +139,14 @@ def find_dates(text: str) -> list[dt.date | None]:
         for m in _MON_Y.finditer(t):
             if 1900 <= int(m.group(2)) <= 2100:
                 found.append(None)
+        for m in _PART_MY.finditer(t):
+            if 1 <= int(m.group(1)) <= 12:
+                found.append(None)
+        found.extend(None for _ in _PART_Y.finditer(t))
+        for m in _PART_DM.finditer(t):
+            a, b = int(m.group(1)), int(m.group(2))
+            if (1 <= a <= 12 and 1 <= b <= 31) or (1 <= b <= 12 and 1 <= a <= 31):
+                found.append(None)
     return found
 
 
@@ -144,9 +156,9 @@ def _near_month(word: str) -> bool:
 
 
 def has_label(text: str) -> bool:
-    """A field label ("DOB", "MRN", "Name", "Acc#") followed by 3+ letters or digits."""
-    m = _LABEL.search(text.upper())
-    return m is not None and len(re.sub(r"[^0-9A-Z]", "", m.group(2))) >= 3
+    """A field label ("DOB", "MRN", "Name:", "Acc#"), alone or before its value: a detector
+    often cuts the value off, or reads it as noise, and the label says what it was."""
+    return _LABEL.search(text.upper()) is not None
 
 
 def has_long_number(text: str) -> bool:

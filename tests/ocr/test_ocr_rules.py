@@ -30,13 +30,15 @@ def test_dates_in_common_spellings_match_the_header_date(text: str, ident) -> No
     assert classify(text, 0.99, ident, ALLOW) == (PHI, "PatientBirthDate")
 
 
-@pytest.mark.parametrize("text", ["12/31/2001", "2001-12-31", "31 Dec 2001", "Dec 2001", "06-Jum-1978"])
+@pytest.mark.parametrize("text", ["12/31/2001", "2001-12-31", "31 Dec 2001", "Dec 2001", "06-Jum-1978", "03/15",
+                                  "5/1979", "/1983"])
 def test_other_dates_are_phi_by_kind(text: str, ident) -> None:  # type: ignore[no-untyped-def]
     assert find_dates(text)
     assert classify(text, 0.99, ident, ALLOW) == (PHI, "date")
 
 
-@pytest.mark.parametrize("text", ["v2.1.10", "1.25 mm", "W 400 L 40", "10:15:30", "512 x 512", "12 cm"])
+@pytest.mark.parametrize("text", ["v2.1.10", "1.25 mm", "W 400 L 40", "10:15:30", "512 x 512", "12 cm", "1/2", "12-15 MHz",
+                                  "13/14", "3/1500"])
 def test_not_dates(text: str) -> None:
     assert find_dates(text) == []
 
@@ -51,7 +53,8 @@ def test_long_numbers(text: str, long: bool) -> None:
 
 @pytest.mark.parametrize(("text", "label"), [
     ("DOB: X1Y2Z", True), ("Name: KHAN", True), ("MRN ABC", True), ("Acc# 1A2", True), ("Pat ID: abc", True),
-    ("D0B: whatever", True), ("MRN", False), ("Name:", False), ("Patient Position HFS", False), ("RENAME IT", False),
+    ("D0B: whatever", True), ("MRN", True), ("Name:", True), ("DOB 3", True), ("Patient Position HFS", False),
+    ("RENAME IT", False), ("NAMED", False),
 ])
 def test_labels(text: str, label: bool) -> None:
     assert has_label(text) is label
@@ -101,6 +104,7 @@ def test_split_and_misread_identifiers() -> None:
     assert ident.match("PlD-OOO3-SENT") == "PatientID"         # look-alike letters
     assert ident.match("PID-0008-SENT") == "PatientID"         # one character misread
     assert ident.match("0003") is None                         # too short a piece
+    assert ident.match("D-0003") in ("PatientID", "OtherPatientIDs")   # 5 characters with digits
     assert ident.match("SENT") is None
 
 

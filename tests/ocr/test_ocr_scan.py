@@ -45,8 +45,8 @@ def test_boxes_are_judged_and_the_verdict_holds_no_text() -> None:
     ds = synth.make_dataset(3, rows=64, cols=64)          # DOE^JANE^P0003, PID-0003-SENT
     engine = ScriptedEngine([
         TextBox(2, 2, 40, 10, "DOE, JANE", 0.95),
-        TextBox(2, 20, 14, 28, "MRN", 0.9),                 # a label cut off its value ...
-        TextBox(15, 20, 60, 28, "PID-0003-SENT", 0.99),     # ... on the same line
+        TextBox(2, 20, 14, 28, "Pt", 0.9),                  # a piece of a line ...
+        TextBox(15, 20, 60, 28, "PID-0003-SENT", 0.99),     # ... whose rest is PHI
         TextBox(2, 40, 10, 48, "L", 0.99),
         TextBox(20, 40, 60, 48, "HELLO THERE", 0.97),
     ])
