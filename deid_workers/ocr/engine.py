@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import OcrEngineError
 
-__all__ = ["ENGINES", "DEFAULT_ENGINE", "Engine", "TextBox", "load_engine", "check_image"]
+__all__ = ["ENGINES", "DEFAULT_ENGINE", "Engine", "TextBox", "load_engine", "check_image", "clip_box", "unturn_box"]
 
 
 @dataclass(frozen=True)
@@ -106,3 +106,16 @@ def clip_box(x0: float, y0: float, x1: float, y1: float, text: str, confidence: 
     if bx1 <= bx0 or by1 <= by0:
         return None
     return TextBox(bx0, by0, bx1, by1, text, float(min(max(confidence, 0.0), 1.0)))
+
+
+def unturn_box(box: tuple[int, int, int, int], rot: int, w: int, h: int) -> tuple[int, int, int, int]:
+    """A box found in ``np.rot90(image, k=rot // 90)`` (whose size is ``w`` x ``h``), in the
+    coordinates of ``image`` itself. ``rot`` is 0, 90, 180 or 270 (counter-clockwise)."""
+    x0, y0, x1, y1 = box
+    if rot == 0:
+        return x0, y0, x1, y1
+    if rot == 90:     # turned[r, c] = image[c, h - 1 - r]
+        return h - y1, x0, h - y0, x1
+    if rot == 180:
+        return w - x1, h - y1, w - x0, h - y0
+    return y0, w - x1, y1, w - x0   # 270: turned[r, c] = image[w - 1 - c, r]

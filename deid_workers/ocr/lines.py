@@ -65,7 +65,7 @@ def same_line(a: _Box, b: _Box) -> bool:
 
 def spread(boxes: Sequence[_Box], flagged: Sequence[bool], groups: Sequence[object]) -> list[bool]:
     """``flagged`` grown to every box on a line with a flagged box of the same group (source
-    and frame); returns a new list."""
+    and frame); a box whose group is None is left as it is. Returns a new list."""
     out = list(flagged)
     changed = True
     while changed:
@@ -74,7 +74,7 @@ def spread(boxes: Sequence[_Box], flagged: Sequence[bool], groups: Sequence[obje
             if not out[i]:
                 continue
             for j, bj in enumerate(boxes):
-                if not out[j] and groups[i] == groups[j] and same_line(bi, bj):
+                if not out[j] and groups[j] is not None and groups[i] == groups[j] and same_line(bi, bj):
                     out[j] = True
                     changed = True
     return out

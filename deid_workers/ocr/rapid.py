@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import OcrEngineError
-from .engine import TextBox, check_image, clip_box
+from .engine import TextBox, check_image, clip_box, unturn_box
 
 __all__ = ["RapidOcrEngine", "RAPIDOCR_VERSION", "MODEL_FILES"]
 
@@ -44,6 +44,10 @@ DEFAULTS: dict[str, Any] = {
     "box_thresh": 0.5,       # mean probability a detected region needs to be kept
     "unclip_ratio": 1.6,     # how far a detected region grows around the text
     "use_cls": True,         # 0/180 classifier: text upside down after the 90-degree turn
+    "rotations": (0, 90),    # read the image as it is and turned by 90 degrees, keeping from the
+                             # turned pass only lines across it (vertical in the original): the
+                             # detector finds vertical text in pieces (recall 0.985 -> 0.993, half
+                             # the speed; docs/ocr.md)
 }
 
 
@@ -57,6 +61,8 @@ class RapidOcrEngine:
         if unknown:
             raise OcrEngineError(self.name, f"unknown setting(s) {', '.join(sorted(unknown))}")
         self.settings = {**DEFAULTS, **settings}
+        if not self.settings["rotations"] or any(r not in (0, 90, 180, 270) for r in self.settings["rotations"]):
+            raise OcrEngineError(self.name, "rotations must be a non-empty subset of 0, 90, 180, 270")
         try:
             import rapidocr
             from rapidocr import RapidOCR
@@ -112,6 +118,21 @@ class RapidOcrEngine:
             bgr = np.repeat(image[:, :, np.newaxis], 3, axis=2)
         else:
             bgr = np.ascontiguousarray(image[:, :, ::-1])  # rapidocr takes arrays as BGR
+        out: list[TextBox] = []
+        for rot in self.settings["rotations"]:
+            turned = np.ascontiguousarray(np.rot90(bgr, k=rot // 90)) if rot else bgr
+            th, tw = turned.shape[:2]
+            for box in self._read(turned):
+                if rot and (box.x1 - box.x0) < 1.5 * (box.y1 - box.y0):
+                    continue   # the turned pass is for lines that are vertical in the original
+                x0, y0, x1, y1 = unturn_box((box.x0, box.y0, box.x1, box.y1), rot, tw, th)
+                clipped = clip_box(x0, y0, x1, y1, box.text, box.confidence, rows, cols)
+                if clipped is not None:
+                    out.append(clipped)
+        return out
+
+    def _read(self, bgr: np.ndarray) -> list[TextBox]:
+        rows, cols = bgr.shape[:2]
         result = self._ocr(bgr)
         quads = getattr(result, "boxes", None)
         if quads is None or len(quads) == 0:

@@ -16,13 +16,16 @@ from .frames import iter_frames, number_of_frames
 from .identifying import Identifying, identifying_values
 from .lines import spread
 from .policy import OcrPolicy
-from .rules import PHI, TEXT, UNSURE, Decision, classify
+from .rules import ALLOWED, PHI, TEXT, UNSURE, Decision, classify
 from .verdict import CLEAN, QUARANTINE, REDACT, BoxVerdict, OcrVerdict
 
 __all__ = ["ocr_dataset", "verify_redacted", "SAME_LINE"]
 
 SAME_LINE = "same line"
 """Reason of a box made PHI because it continues a PHI box's line."""
+
+SURE_ANNOTATION = 0.9
+"""Allow-listed text read at least this surely is not made PHI by a neighbour on its line."""
 
 
 def ocr_dataset(ds: Dataset, engine: Engine, policy: OcrPolicy | None = None, *,
@@ -71,8 +74,11 @@ def ocr_dataset(ds: Dataset, engine: Engine, policy: OcrPolicy | None = None, *,
 
 
 def _judged(found: list[tuple[str, int, TextBox, Decision]], policy: OcrPolicy) -> list[BoxVerdict]:
-    """Box verdicts, with every piece of a PHI box's line made PHI too (lines.py)."""
-    flagged = spread([f[2] for f in found], [f[3].kind == PHI for f in found], [(f[0], f[1]) for f in found])
+    """Box verdicts, with every piece of a PHI box's line made PHI too (lines.py), except
+    annotation read with high confidence (``L`` next to a name stays)."""
+    kept = [f[3].kind == ALLOWED and f[2].confidence >= SURE_ANNOTATION for f in found]
+    flagged = spread([f[2] for f in found], [f[3].kind == PHI for f in found],
+                     [None if k else (f[0], f[1]) for f, k in zip(found, kept)])
     out = []
     for (source, index, tb, d), phi in zip(found, flagged):
         if phi and d.kind != PHI:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import OcrEngineError
-from .engine import TextBox, check_image, clip_box
+from .engine import TextBox, check_image, clip_box, unturn_box
 
 __all__ = ["TesseractEngine"]
 
@@ -76,7 +76,6 @@ class TesseractEngine:
             top += turned.shape[0] + _GAP
         width = max(p[2].shape[1] for p in parts)
         page = np.zeros((top - _GAP, width) + big.shape[2:], np.uint8)
-        # Fill the gap and margins with the page's darkest common value: black, like most frames.
         for _rot, y, turned in parts:
             page[y:y + turned.shape[0], :turned.shape[1]] = turned
         out: list[TextBox] = []
@@ -85,7 +84,7 @@ class TesseractEngine:
             for rot, y, turned in parts:
                 h, w = turned.shape[:2]
                 if y <= y0 < y + h:
-                    box = _unturn((x0, y0 - y, x1, min(y1 - y, h)), rot, w, h)
+                    box = unturn_box((x0, y0 - y, x1, min(y1 - y, h)), rot, w, h)
                     bx0, by0, bx1, by1 = (v / scale for v in box)
                     tb = clip_box(bx0, by0, bx1, by1, text, conf, rows, cols)
                     if tb is not None:
@@ -125,15 +124,3 @@ class TesseractEngine:
             out.append((min(w[0] for w in words), min(w[1] for w in words), max(w[2] for w in words),
                         max(w[3] for w in words), " ".join(w[4] for w in words), min(w[5] for w in words)))
         return out
-
-
-def _unturn(box: tuple[int, int, int, int], rot: int, w: int, h: int) -> tuple[int, int, int, int]:
-    """Map a box from an image turned by ``np.rot90(k=rot//90)`` (size w x h) back to the original."""
-    x0, y0, x1, y1 = box
-    if rot == 0:
-        return x0, y0, x1, y1
-    if rot == 90:    # turned (r, c) = original (c, W-1-r) ... in box terms: x_orig = w_turned_rows - y
-        return h - y1, x0, h - y0, x1
-    if rot == 180:
-        return w - x1, h - y1, w - x0, h - y0
-    return y0, w - x1, y1, w - x0   # 270

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from deid_workers.errors import OcrEngineError
-from deid_workers.ocr.engine import check_image, load_engine
+from deid_workers.ocr.engine import check_image, load_engine, unturn_box
 from deid_workers.ocr.identifying import skeleton
-from deid_workers.ocr.tess import _unturn
 from deid_workers.synth_burned import font_names, render_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,13 +47,13 @@ def test_engine_reads_a_line_where_it_is(name: str, rotation: int, request: pyte
 
 
 @pytest.mark.parametrize("rot", [0, 90, 180, 270])
-def test_tesseract_maps_boxes_of_a_turned_page_back(rot: int) -> None:
+def test_boxes_of_a_turned_page_map_back(rot: int) -> None:
     img = np.zeros((30, 50), np.uint8)
     img[5:9, 10:20] = 1                                  # the box x 10..20, y 5..9
     turned = np.rot90(img, k=rot // 90)
     ys, xs = np.nonzero(turned)
     box = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
-    assert _unturn(box, rot, turned.shape[1], turned.shape[0]) == (10, 5, 20, 9)
+    assert unturn_box(box, rot, turned.shape[1], turned.shape[0]) == (10, 5, 20, 9)
 
 
 def test_bad_names_settings_and_images() -> None:
