@@ -29,11 +29,12 @@ from .policy import OcrPolicy
 from .redact import clean_verdict, redact
 from .rules import Decision, classify
 from .scan import ocr_dataset, verify_redacted
+from .select import has_pixels, ocr_reason
 from .verdict import CLEAN, QUARANTINE, REDACT, BoxVerdict, OcrVerdict, Redaction
 
 __all__ = [
     "AllowList", "BoxVerdict", "CLEAN", "DEFAULT_ENGINE", "Decision", "ENGINES", "Engine", "Frame",
     "Identifying", "OcrPolicy", "OcrVerdict", "QUARANTINE", "REDACT", "Redaction", "TextBox",
-    "classify", "clean_verdict", "identifying_values", "iter_frames", "load_allowlist", "load_engine",
-    "ocr_dataset", "parse_allowlist", "redact", "verify_redacted",
+    "classify", "clean_verdict", "has_pixels", "identifying_values", "iter_frames", "load_allowlist",
+    "load_engine", "ocr_dataset", "ocr_reason", "parse_allowlist", "redact", "verify_redacted",
 ]

@@ -85,3 +85,22 @@ def test_which_files_plain_ocr_reads() -> None:
     assert ocr_reason(parametric) is None
     del derived.PixelData
     assert ocr_reason(derived) is None                            # nothing to read
+
+
+def test_package_surface_and_no_engine_at_import() -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import deid_workers.ocr as ocr
+
+    assert len(set(ocr.__all__)) == len(ocr.__all__)
+    for name in ocr.__all__:
+        assert hasattr(ocr, name), name
+    root = str(Path(__file__).resolve().parents[2])
+    code = ("import sys, deid_workers.ocr; "
+            "print(sorted(m for m in ('rapidocr', 'onnxruntime', 'cv2') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": root})
+    assert done.stdout.strip() == "[]"
