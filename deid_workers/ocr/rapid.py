@@ -133,7 +133,10 @@ class RapidOcrEngine:
 
     def _read(self, bgr: np.ndarray) -> list[TextBox]:
         rows, cols = bgr.shape[:2]
-        result = self._ocr(bgr)
+        try:
+            result = self._ocr(bgr)
+        except Exception as exc:  # onnxruntime or rapidocr failed: the engine's fault, not the file's
+            raise OcrEngineError(self.name, f"read failed: {exc.__class__.__name__}") from None
         quads = getattr(result, "boxes", None)
         if quads is None or len(quads) == 0:
             return []

@@ -11,7 +11,6 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from ..errors import OcrEngineError
 from .engine import Engine, TextBox
 from .frames import iter_frames, number_of_frames
 from .identifying import Identifying, identifying_values
@@ -48,21 +47,23 @@ def ocr_dataset(ds: Dataset, engine: Engine, policy: OcrPolicy | None = None, *,
     settings: dict[str, Any] = {"engine": engine.name, "margin": policy.margin, "margin_ratio": policy.margin_ratio,
                                 "line_extend": policy.line_extend}
     found: list[tuple[str, int, TextBox, Decision]] = []
-    try:
-        for frame in iter_frames(ds, max_frames=policy.max_frames, overlays=policy.overlays):
-            rows, cols = frame.image.shape[:2]
-            shapes[frame.source] = (rows, cols)
-            frames_read += 1
-            for tb in engine.read(frame.image):
-                d = classify(tb.text, tb.confidence, ident, policy.allow, modality=modality,
-                             min_confidence=policy.min_confidence)
-                found.append((frame.source, frame.index, tb, d))
-    except OcrEngineError:
-        raise
-    except Exception as exc:  # pydicom's decoders raise many kinds; the file is quarantined
-        return OcrVerdict(status=QUARANTINE, frames_read=frames_read, frames_total=total,
-                          boxes=tuple(_judged(found, policy)), shapes=shapes,
-                          error=f"pixels could not be decoded ({exc.__class__.__name__})", **settings)
+    frames = iter_frames(ds, max_frames=policy.max_frames, overlays=policy.overlays)
+    while True:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            break
+        except Exception as exc:  # pydicom's decoders raise many kinds; the file is quarantined
+            return OcrVerdict(status=QUARANTINE, frames_read=frames_read, frames_total=total,
+                              boxes=tuple(_judged(found, policy)), shapes=shapes,
+                              error=f"pixels could not be decoded ({exc.__class__.__name__})", **settings)
+        rows, cols = frame.image.shape[:2]
+        shapes[frame.source] = (rows, cols)
+        frames_read += 1
+        for tb in engine.read(frame.image):       # an engine's failure is not the file's: raise
+            d = classify(tb.text, tb.confidence, ident, policy.allow, modality=modality,
+                         min_confidence=policy.min_confidence)
+            found.append((frame.source, frame.index, tb, d))
     boxes = _judged(found, policy)
     if policy.on_unsure == "quarantine" and any(b.kind == UNSURE for b in boxes):
         status = QUARANTINE

@@ -161,3 +161,14 @@ def test_tesseract_engine_runs_the_same_pipeline(tess) -> None:  # type: ignore[
     v = ocr_dataset(case.ds, tess, POLICY)
     assert v.engine == "tesseract" and v.status == "redact"
     assert _covered(case.truth[0], v.redactions()) >= 0.98
+
+
+def test_an_engine_failure_is_raised_not_taken_for_a_bad_file() -> None:
+    from deid_workers.errors import OcrEngineError
+
+    class Broken(ScriptedEngine):
+        def read(self, image: np.ndarray) -> list:
+            raise OcrEngineError("broken", "read failed: RuntimeError")
+
+    with pytest.raises(OcrEngineError):
+        ocr_dataset(synth.make_dataset(rows=8, cols=8), Broken(), POLICY)
