@@ -49,7 +49,8 @@ examples:
 
 environment: DEID_BROKER_URL, DEID_BATCH_SIZE, DEID_WORKERS, DEID_SECRET, DEID_SECRET_FILE,
   DEID_ENTITY_FIELD, DEID_ITEM_FIELD, DEID_DATE_SHIFT_MIN/MAX, DEID_VISIBILITY_TIMEOUT,
-  DEID_TASK_TIME_LIMIT, DEID_MAX_RETRIES, DEID_RUN_EXPIRY, DEID_LOG_JSON,
+  DEID_TASK_TIME_LIMIT, DEID_MAX_RETRIES, DEID_RUN_EXPIRY, DEID_LOG_JSON, DEID_QUARANTINE,
+  DEID_MAX_FILE_BYTES, DEID_MAX_PIXEL_BYTES,
   MESSAGELEVEL (QUIET, ERROR, WARNING, INFO, DEBUG; as deid reads it)
 
 exit codes: {EXIT_OK} run finished, every valid file written/inspected (skips are reported);
@@ -113,7 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clean-pixels", action="store_true",
                    help="put/all: triage every file with the recipe's %%filter groups; black out "
                         "the boxes they give (queue clean), hold files flagged by a blocking "
-                        "group or without boxes in <outfolder>-quarantine (default: off)")
+                        "group or without boxes in the quarantine folder (default: off)")
+    p.add_argument("--quarantine", metavar="DIR",
+                   help="with --clean-pixels: where held-back files go, apart from the input and "
+                        "output folders; checked writable before the run starts (env "
+                        "DEID_QUARANTINE; default: <outfolder>-quarantine beside the output)")
     p.add_argument("--quarantine-groups", metavar="A,B",
                    help="with --clean-pixels: %%filter groups whose hits quarantine a file "
                         "(default: blacklist)")
@@ -146,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     try:
         settings = Settings.from_env(None, broker_url=args.broker, batch_size=args.batch,
-                                     workers=args.workers, log_json=args.log_json or None)
+                                     workers=args.workers, log_json=args.log_json or None,
+                                     quarantine=args.quarantine)
     except ConfigError as exc:
         _error(str(exc))
         return EXIT_USAGE
@@ -199,6 +205,9 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace,
         return EXIT_USAGE
     if args.quarantine_groups is not None and not args.clean_pixels:
         _error("--quarantine-groups needs --clean-pixels")
+        return EXIT_USAGE
+    if args.quarantine is not None and not args.clean_pixels:
+        _error("--quarantine needs --clean-pixels")
         return EXIT_USAGE
     if args.no_wait and not settings.broker_url:
         _error("--no-wait needs --broker or DEID_BROKER_URL (embedded workers stop with "
@@ -266,6 +275,7 @@ def _submit_and_follow(args: argparse.Namespace, settings: Settings, *,
                      overwrite=args.overwrite, recipes=tuple(args.deid), ids_path=args.ids,
                      print_ids=args.print_ids, verify=args.verify,
                      clean_pixels=args.clean_pixels, quarantine_groups=_groups(args),
+                     quarantine=settings.quarantine,
                      key_location=key_location or "each worker's DEID_SECRET / DEID_SECRET_FILE")
     progress = None if args.no_wait else _progress(args)
     store = None

@@ -22,6 +22,8 @@ __all__ = [
     "DEFAULT_EXPORT_SHARD_FILES",
     "DEFAULT_DATE_SHIFT_MIN",
     "DEFAULT_DATE_SHIFT_MAX",
+    "DEFAULT_MAX_FILE_BYTES",
+    "DEFAULT_MAX_PIXEL_BYTES",
     "load_secret",
     "default_secret_path",
 ]
@@ -55,6 +57,20 @@ DEFAULT_MAX_RETRIES = 3
 DEFAULT_RUN_EXPIRY = 7 * 24 * 3600
 """Seconds a run's state (including identifiers) stays in Redis after its last update."""
 
+DEFAULT_MAX_FILE_BYTES = 1 << 30
+"""Largest file a worker reads (``DEID_MAX_FILE_BYTES``, 1 GiB), judged before reading. A read
+holds the whole file in memory and put holds its encoded output beside it, so a file costs
+about twice its size; the shipped worker pods are limited to 1 GiB (deploy/k8s/worker.yaml)
+and could not write a bigger file anyway. Raise it together with the workers' memory."""
+
+DEFAULT_MAX_PIXEL_BYTES = 1 << 30
+"""Largest image a worker decodes to clean its pixels (``DEID_MAX_PIXEL_BYTES``): rows x
+columns x frames x samples x bits allocated, in bytes (1 GiB). Cleaning holds the decoded
+pixels, the scrubbed copy and its bytes at once, so an image costs about three times its
+decoded size; a 1 GiB image is already past what a shipped 1 GiB worker pod can hold, and past
+any single ultrasound, CT or MR series' frame set we have seen in one file (a long 1080p RGB
+cine of 500 frames is 3 GB and would need bigger workers). Checked before any allocation."""
+
 _ENV_PREFIX = "DEID_"
 
 
@@ -80,6 +96,11 @@ class Settings:
     max_retries: int = DEFAULT_MAX_RETRIES  # DEID_MAX_RETRIES
     run_expiry: int = DEFAULT_RUN_EXPIRY  # DEID_RUN_EXPIRY
     export_shard_files: int = DEFAULT_EXPORT_SHARD_FILES  # DEID_EXPORT_SHARD_FILES
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES  # DEID_MAX_FILE_BYTES
+    max_pixel_bytes: int = DEFAULT_MAX_PIXEL_BYTES  # DEID_MAX_PIXEL_BYTES
+    # DEID_QUARANTINE: --clean-pixels' folder for held-back files; None = the output folder's
+    # sibling <outfolder>-quarantine. The shipped images set a mounted one (compose, k8s).
+    quarantine: str | None = None
     message_level: str = "INFO"  # MESSAGELEVEL, as deid reads it
     log_json: bool = False  # DEID_LOG_JSON
     # DEID_TEST_CRASH_ON: tests only. A worker SIGKILLs itself on any file whose relative path
@@ -119,6 +140,10 @@ class Settings:
             raise ConfigError("DEID_BATCH_SIZE: expected a positive integer")
         if self.export_shard_files < 1:
             raise ConfigError("DEID_EXPORT_SHARD_FILES: expected a positive integer")
+        if self.max_file_bytes < 1:
+            raise ConfigError("DEID_MAX_FILE_BYTES: expected a positive integer")
+        if self.max_pixel_bytes < 1:
+            raise ConfigError("DEID_MAX_PIXEL_BYTES: expected a positive integer")
         if self.workers is not None and self.workers < 1:
             raise ConfigError("DEID_WORKERS: expected a positive integer")
         if self.date_shift_min > self.date_shift_max:
@@ -141,7 +166,8 @@ class Settings:
 
 _INT_FIELDS = {
     "batch_size", "workers", "date_shift_min", "date_shift_max", "visibility_timeout",
-    "task_time_limit", "max_retries", "run_expiry", "export_shard_files",
+    "task_time_limit", "max_retries", "run_expiry", "export_shard_files", "max_file_bytes",
+    "max_pixel_bytes",
 }
 
 

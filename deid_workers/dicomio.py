@@ -29,7 +29,7 @@ from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.values import converters
 
-from deid_workers.durable import fsync_dir
+from deid_workers.config import DEFAULT_MAX_FILE_BYTES
 from deid_workers.errors import InputError, OutputExistsError
 from deid_workers.fastread import convert_sequence, parse_headers, parse_part10
 
@@ -49,8 +49,20 @@ PERMISSION = "permission denied"
 NOT_REGULAR = "not a regular file"
 MISSING = "file not found"
 OUTSIDE = "path outside the folder"
-REASONS = frozenset({EMPTY, NOT_DICOM, CORRUPT, PERMISSION, NOT_REGULAR, MISSING})
+LINK = "symbolic link (not followed)"
+TOO_LARGE = "file larger than DEID_MAX_FILE_BYTES"
+SPARSE = "sparse file (mostly holes, not data)"
+REASONS = frozenset({EMPTY, NOT_DICOM, CORRUPT, PERMISSION, NOT_REGULAR, MISSING,
+                     LINK, TOO_LARGE, SPARSE, OUTSIDE})
 """Every reason :func:`read_dataset` may give; reports group skipped files by these."""
+
+SPARSE_MIN = 8 << 20
+SPARSE_RATIO = 16
+"""A file over ``SPARSE_MIN`` bytes whose allocated blocks hold less than 1/``SPARSE_RATIO`` of
+its size is refused as sparse: its holes read as zeros, so a few KB on disk could make a
+worker allocate its whole apparent size. A DICOM writer leaves no holes; the ratio leaves room
+for filesystems that compress (a 16:1 compression of a real image is rare). A filesystem that
+reports no blocks at all (some FUSE mounts) is not judged."""
 
 _UNDEFINED = 0xFFFFFFFF
 _EXPLICIT_VRS = frozenset(
@@ -408,7 +420,8 @@ class _NotDicom(Exception):
 
 
 def read_dataset(
-    path: str | os.PathLike[str], *, headers_only: bool, name: str | None = None
+    path: str | os.PathLike[str], *, headers_only: bool, name: str | None = None,
+    root: str | os.PathLike[str] | None = None, max_bytes: int = DEFAULT_MAX_FILE_BYTES,
 ) -> FileDataset:
     """Read ``path``; ``headers_only`` stops before PixelData (the get and inspect stages).
 
@@ -417,52 +430,45 @@ def read_dataset(
     :data:`REASONS`. A preamble-less file is read with ``force=True`` only when it starts like
     DICOM (see :func:`_looks_like_dicom_without_preamble`).
 
+    The file is opened without following a symbolic link (``O_NOFOLLOW``: a link is refused,
+    wherever it points) and, with ``root`` (the input folder), the opened file must lie under
+    ``root``'s real path, so a folder swapped for a link after the walk reads nothing outside.
+    Its size is judged before anything is read: over ``max_bytes``, or sparse (see
+    :data:`SPARSE_RATIO`), it is refused, so what a read allocates is bounded by data on disk.
+
     A small file is read in one call and parsed from memory; pydicom's reads are never
     watched one by one: see :func:`_sequential_end` for how a file cut inside an element
     header is still told apart, and :data:`_WHOLE_MAX` for big files.
     """
     shown = name if name is not None else os.fspath(path)
     try:
-        st = os.stat(path)
+        # O_NONBLOCK: opening a FIFO must not block the worker; it is refused just below.
+        fh = open(path, "rb", opener=_open_no_follow)
     except FileNotFoundError:
         raise InputError(shown, MISSING) from None
-    except PermissionError:
-        raise InputError(shown, PERMISSION) from None
-    if not stat.S_ISREG(st.st_mode):
-        # Checked before open(): opening a FIFO would block the worker forever.
-        raise InputError(shown, NOT_REGULAR)
-    if st.st_size == 0:
-        raise InputError(shown, EMPTY)
-    try:
-        with open(path, "rb") as fh, warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                ds = _parse(fh, st.st_size, headers_only, caught)
-            except _NotDicom:
-                raise InputError(shown, NOT_DICOM) from None
-            except InvalidDicomError:
-                raise InputError(shown, NOT_DICOM) from None
-            except OSError as exc:
-                # An I/O failure (EIO, a stale NFS handle) says nothing about the file: let it
-                # reach the task so Celery retries it instead of reporting a corrupt file.
-                # pydicom raises errno-less OSErrors of its own ("No tag to read") on damaged
-                # bytes: those are the file's fault.
-                if exc.errno is not None:
-                    raise
-                log.debug("%s: %s while parsing", shown, type(exc).__name__)
-                raise InputError(shown, CORRUPT) from None
-            except Exception as exc:
-                # Any failure inside pydicom on these bytes means the file is damaged (its
-                # own errors: EOFError, ValueError, BytesLengthException, struct.error...).
-                # Their messages may quote bytes from the file, so only the type is logged.
-                log.debug("%s: %s while parsing", shown, type(exc).__name__)
-                raise InputError(shown, CORRUPT) from None
     except PermissionError:
         raise InputError(shown, PERMISSION) from None
     except IsADirectoryError:
         raise InputError(shown, NOT_REGULAR) from None
-    except FileNotFoundError:
-        raise InputError(shown, MISSING) from None
+    except OSError as exc:
+        if exc.errno in _LINK_ERRNOS:
+            raise InputError(shown, LINK) from None
+        raise
+    with fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(shown, NOT_REGULAR)
+        if st.st_size == 0:
+            raise InputError(shown, EMPTY)
+        if root is not None and not _beneath(fh.fileno(), root):
+            raise InputError(shown, OUTSIDE)
+        if st.st_size > max_bytes:
+            raise InputError(shown, TOO_LARGE)
+        if st.st_size > SPARSE_MIN and 0 < st.st_blocks * 512 < st.st_size // SPARSE_RATIO:
+            raise InputError(shown, SPARSE)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = _parse_or_raise(fh, st.st_size, headers_only, caught, shown)
     if caught:
         # pydicom's warnings may quote values: DEBUG only, and counted, not printed, above it.
         log.debug("%s: %d pydicom warning(s) while reading", shown, len(caught))
@@ -476,6 +482,50 @@ def read_dataset(
     ds.fileobj_type = open
     ds.buffer = None
     return ds
+
+
+_LINK_ERRNOS = frozenset({errno.ELOOP, errno.EMLINK})
+"""What open(O_NOFOLLOW) gives for a symbolic link (Linux and macOS: ELOOP; FreeBSD: EMLINK)."""
+
+
+def _open_no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC)
+
+
+def _beneath(fd: int, root: str | os.PathLike[str]) -> bool:
+    """Whether the open file ``fd`` lies under ``root``'s real path, as the kernel names it
+    (``/proc/self/fd``); True where that name cannot be had."""
+    try:
+        where = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return True
+    return where.startswith(_real_root(os.fspath(root)).rstrip(os.sep) + os.sep)
+
+
+def _parse_or_raise(fh: BinaryIO, size: int, headers_only: bool,
+                    caught: list[warnings.WarningMessage], shown: str) -> FileDataset:
+    """:func:`_parse`, every failure that is the file's fault turned into an InputError."""
+    try:
+        return _parse(fh, size, headers_only, caught)
+    except _NotDicom:
+        raise InputError(shown, NOT_DICOM) from None
+    except InvalidDicomError:
+        raise InputError(shown, NOT_DICOM) from None
+    except OSError as exc:
+        # An I/O failure (EIO, a stale NFS handle) says nothing about the file: let it
+        # reach the task so Celery retries it instead of reporting a corrupt file.
+        # pydicom raises errno-less OSErrors of its own ("No tag to read") on damaged
+        # bytes: those are the file's fault.
+        if exc.errno is not None:
+            raise
+        log.debug("%s: %s while parsing", shown, type(exc).__name__)
+        raise InputError(shown, CORRUPT) from None
+    except Exception as exc:
+        # Any failure inside pydicom on these bytes means the file is damaged (its
+        # own errors: EOFError, ValueError, BytesLengthException, struct.error...).
+        # Their messages may quote bytes from the file, so only the type is logged.
+        log.debug("%s: %s while parsing", shown, type(exc).__name__)
+        raise InputError(shown, CORRUPT) from None
 
 
 def enforce_inside(root: str | os.PathLike[str], rel: str) -> str:
@@ -500,9 +550,19 @@ def enforce_inside(root: str | os.PathLike[str], rel: str) -> str:
 
 _NO_LINK_ERRNOS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}
 
+_O_BINARY = getattr(os, "O_BINARY", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_DIR_FLAGS = os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC
+
+THROUGH_LINK = "output path goes through a symbolic link"
+
 
 def write_atomic(
-    ds: Dataset, dest: str | os.PathLike[str], *, overwrite: bool, sync: bool = True
+    ds: Dataset, dest: str | os.PathLike[str], *, overwrite: bool, sync: bool = True,
+    root: str | os.PathLike[str] | None = None,
 ) -> None:
     """Write ``ds`` to ``dest`` so that ``dest`` is either absent/old or complete and new.
 
@@ -518,6 +578,13 @@ def write_atomic(
       another worker created it a microsecond ago, so two workers never both write it.
       Where hard links are unsupported, ``dest`` is claimed with ``O_EXCL`` and then replaced.
 
+    Every step runs relative to a descriptor of ``dest``'s folder, reached from ``root`` (the
+    output or quarantine folder; default: ``dest``'s own folder) one folder at a time without
+    following a symbolic link, and missing folders are made on the way. So once the folder is
+    open, no rename or symlink swapped into the tree can redirect the write elsewhere; a
+    symlink met on the way raises :class:`InputError` (:data:`THROUGH_LINK`), and a name that
+    is a symlink is replaced (``overwrite``) or refused, never followed.
+
     ``sync=False`` leaves out the two fsyncs (file, then directory), about half the cost of a
     small file's write, for a caller that makes a batch durable at once with
     :func:`~deid_workers.durable.sync_paths` before it records the batch as done. Atomicity against a killed
@@ -528,18 +595,106 @@ def write_atomic(
     Any other ``OSError`` (disk full, ...) propagates after the temp file is removed.
     """
     shown = os.fspath(dest)
-    if not overwrite and os.path.lexists(shown):
+    base, parts = _split_under(shown, root)
+    folder = _open_folder(base, parts[:-1], create=False, shown=shown)
+    name = parts[-1]
+    if folder is not None and not overwrite and _exists_at(folder, name):
+        os.close(folder)
         raise OutputExistsError(shown)
     from deid_workers.encoder import encode_part10
 
-    data = encode_part10(ds)  # before any file exists: a dataset that cannot be written leaves none
-    folder, name = os.path.split(shown)
-    folder = folder or "."
     try:
-        fd, tmp = _open_temp(folder, name)
-    except FileNotFoundError:  # the first file of its folder: making it for every file cost more
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = _open_temp(folder, name)
+        data = encode_part10(ds)  # before any file exists: a dataset that cannot be written leaves none
+        if folder is None:  # the first file of its folder: making it for every file cost more
+            folder = _open_folder(base, parts[:-1], create=True, shown=shown)
+            assert folder is not None
+        _write_at(folder, name, data, shown, overwrite=overwrite, sync=sync)
+    finally:
+        if folder is not None:
+            os.close(folder)
+
+
+def _split_under(dest: str, root: str | os.PathLike[str] | None) -> tuple[str, list[str]]:
+    """``(the folder to start from, the components of dest below it)``. ``dest`` must be
+    spelled under ``root`` or under its real path (what :func:`enforce_inside` gives), with no
+    ``.`` or ``..`` component below it."""
+    if root is None:
+        folder, name = os.path.split(dest)
+        return folder or ".", [name]
+    base = os.fspath(root)
+    for start in (base, _real_root(base)):
+        prefix = start.rstrip(os.sep) + os.sep
+        if dest.startswith(prefix):
+            parts = dest[len(prefix):].split(os.sep)
+            if not any(p in ("", ".", "..") for p in parts):
+                return start, parts
+    raise InputError(dest, OUTSIDE)
+
+
+_REAL_ROOTS: dict[str, str] = {}
+_REAL_ROOTS_MAX = 64
+
+
+def _real_root(root: str) -> str:
+    """``os.path.realpath(root)``, remembered: a run writes thousands of files under the same
+    one or two folders, and resolving one costs a system call per component."""
+    real = _REAL_ROOTS.get(root)
+    if real is None:
+        real = os.path.realpath(root)
+        if len(_REAL_ROOTS) >= _REAL_ROOTS_MAX:
+            _REAL_ROOTS.clear()
+        _REAL_ROOTS[root] = real
+    return real
+
+
+def _open_folder(base: str, parts: list[str], *, create: bool, shown: str) -> int | None:
+    """A descriptor of ``base/parts...``, opened one component at a time with O_NOFOLLOW.
+
+    ``base`` itself is the trust anchor (the folder the run names) and may be reached through
+    links; below it, a symlink raises :class:`InputError`. A missing folder gives None, or is
+    made when ``create`` (another worker making it at the same moment is fine).
+    """
+    try:
+        fd = os.open(base, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+    except FileNotFoundError:
+        if not create:
+            return None
+        os.makedirs(base, exist_ok=True)
+        fd = os.open(base, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+    try:
+        for part in parts:
+            try:
+                sub = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    os.close(fd)
+                    return None
+                try:
+                    os.mkdir(part, 0o777, dir_fd=fd)
+                except FileExistsError:
+                    pass
+                sub = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise InputError(shown, THROUGH_LINK) from None
+        raise
+    return fd
+
+
+def _exists_at(folder: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _write_at(folder: int, name: str, data: bytes, shown: str, *, overwrite: bool,
+              sync: bool) -> None:
+    fd, tmp = _open_temp(folder, name)
     moved = False  # os.replace took the temp name away
     try:
         try:
@@ -549,18 +704,26 @@ def write_atomic(
         finally:
             os.close(fd)
         if overwrite:
-            os.replace(tmp, shown)
+            os.replace(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
             moved = True
         else:
-            _publish_exclusive(tmp, shown, shown)  # a hard link: the temp name stays, to remove
+            _publish_exclusive(folder, tmp, name, shown)  # a hard link: the temp name stays
         if sync:
-            fsync_dir(folder)
+            _fsync_folder(folder)
     finally:
         if not moved:
             try:
-                os.unlink(tmp)
+                os.unlink(tmp, dir_fd=folder)
             except FileNotFoundError:
                 pass
+
+
+def _fsync_folder(folder: int) -> None:
+    """Persist the rename: best effort, as :func:`~deid_workers.durable.fsync_dir`."""
+    try:
+        os.fsync(folder)
+    except OSError:
+        pass
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -572,28 +735,26 @@ def _write_all(fd: int, data: bytes) -> None:
 _temp_counter = itertools.count()
 
 
-def _open_temp(folder: str, name: str) -> tuple[int, str]:
-    """Create ``.<name>.<pid>-<n>.tmp`` in ``folder`` with ``O_EXCL``.
+def _open_temp(folder: int, name: str) -> tuple[int, str]:
+    """Create ``.<name>.<pid>-<n>.tmp`` in the open ``folder`` with ``O_EXCL``.
 
     pid + a per-process counter is unique among live writers, so unlike ``mkstemp`` there are
     no random names to draw and no chmod afterwards (the mode is 0666 minus the umask, as for
     any new file). A name left by a dead process with a reused pid is skipped, not reused.
     """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY
     for _ in range(100):
-        tmp = os.path.join(folder, f".{name}.{os.getpid()}-{next(_temp_counter)}.tmp")
+        tmp = f".{name}.{os.getpid()}-{next(_temp_counter)}.tmp"
         try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o666), tmp
+            return os.open(tmp, flags, 0o666, dir_fd=folder), tmp
         except FileExistsError:
             continue
-    raise FileExistsError(errno.EEXIST, "no free temporary name", folder)
+    raise FileExistsError(errno.EEXIST, "no free temporary name", name)
 
 
-_O_BINARY = getattr(os, "O_BINARY", 0)
-
-
-def _publish_exclusive(tmp: str, target: str, shown: str) -> None:
+def _publish_exclusive(folder: int, tmp: str, target: str, shown: str) -> None:
     try:
-        os.link(tmp, target)
+        os.link(tmp, target, src_dir_fd=folder, dst_dir_fd=folder, follow_symlinks=False)
         return
     except FileExistsError:
         raise OutputExistsError(shown) from None
@@ -602,12 +763,13 @@ def _publish_exclusive(tmp: str, target: str, shown: str) -> None:
             raise
     # No hard links here (some network/FUSE filesystems): claim the name, then fill it.
     try:
-        claim = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        claim = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC,
+                        0o666, dir_fd=folder)
     except FileExistsError:
         raise OutputExistsError(shown) from None
     os.close(claim)
     try:
-        os.replace(tmp, target)
+        os.replace(tmp, target, src_dir_fd=folder, dst_dir_fd=folder)
     except BaseException:
-        os.unlink(target)
+        os.unlink(target, dir_fd=folder)
         raise

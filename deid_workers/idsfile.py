@@ -490,7 +490,7 @@ IDS_CHUNK_ITEMS = 1000
 
 def iter_ids_chunks(path: str | os.PathLike[str], items: int = IDS_CHUNK_ITEMS, *,
                     fields: Collection[str] | None = None) -> Iterator[tuple[str, int]]:
-    """The ids of a file in chunks of whole entities, about ``items`` items each, every entity
+    """The ids of a file in chunks of whole entities, about ``items`` items each, every item
     checked as :func:`load_ids` checks it: ``(text, items in it)``, in file order.
 
     Why: writing ids into the run store (packing each item, sending it) costs about twice the
@@ -501,18 +501,47 @@ def iter_ids_chunks(path: str | os.PathLike[str], items: int = IDS_CHUNK_ITEMS, 
     ``fields``, each item keeps only those names (what the run's recipe can read, see
     :func:`~deid_workers.recipe.ids_fields_read`); every field is still checked. The cut
     depends only on the file and ``items``, so a resumed run gets the same chunks.
+
+    A JSON file is read an item at a time (:meth:`_JsonEntities.items`), and an entity of more
+    than a chunk's items is cut into several pairs once a chunk holds twice ``items`` (and at
+    least :data:`IDS_CHUNK_ITEMS`): so the producer holds about a chunk whatever one entity
+    (one patient) weighs. An item key written
+    twice inside one entity is merged when both fall in the same chunk; across a cut the later
+    replaces the earlier, as for an entity written twice.
     """
     keep = None if fields is None else frozenset(fields)
-    parts: list[str] = []
+    parts: list[str] = []  # the chunk's finished pairs
+    members: list[str] = []  # the items read of the current entity's pair
+    entity_text = ""
+    pair_open = False
     count = 0
-    for entity, checked, raw in _iter_checked(path):
+    cut_at = max(2 * items, IDS_CHUNK_ITEMS)
+
+    def close_pair() -> None:
+        parts.append(f"[{entity_text}, {{{', '.join(members)}}}]")
+        members.clear()
+
+    for entity, item, checked, raw in _iter_checked_items(path):
+        if item is _ENTITY_START:
+            entity_text, pair_open = json.dumps(entity), True
+            continue
+        if item is _ENTITY_END:
+            if pair_open:
+                close_pair()
+                pair_open = False
+            if count >= items:
+                yield "[" + ", ".join(parts) + "]", count
+                parts, count = [], 0
+            continue
         if keep is not None:
-            checked = {item: ({name: value for name, value in values.items() if name in keep}
-                              if keep else {}) for item, values in checked.items()}
+            checked = {name: value for name, value in checked.items() if name in keep} if keep else {}
             raw = None
-        parts.append(f"[{json.dumps(entity)}, {json.dumps(checked) if raw is None else raw}]")
-        count += len(checked)
-        if count >= items:
+        members.append(f"{json.dumps(item)}: {json.dumps(checked) if raw is None else raw}")
+        pair_open = True
+        count += 1
+        if count >= cut_at:  # an entity bigger than a chunk: cut inside it
+            close_pair()
+            pair_open = False
             yield "[" + ", ".join(parts) + "]", count
             parts, count = [], 0
     if parts:
@@ -533,18 +562,9 @@ def _iter_checked(path: str | os.PathLike[str]
     """``(entity, checked items, the items' JSON text as the file spells it)``; the text is
     None for a pickle."""
     shown = os.fspath(path)
-    suffix = Path(shown).suffix.lower()
     try:
         with open(path, "rb") as fp:
-            if suffix in (".pkl", ".pickle"):
-                kind = "pickle"
-            elif suffix == ".json":
-                kind = "json"
-            else:
-                first = fp.read(1)
-                fp.seek(0)
-                kind = "pickle" if first == b"\x80" else "json"
-            if kind == "pickle":
+            if _is_pickle(fp, shown):
                 for e, (entity, items) in enumerate(_load_pickle(fp, shown).items(), 1):
                     yield (*_checked_entity(e, entity, items, shown), None)
             else:
@@ -559,6 +579,61 @@ def _iter_checked(path: str | os.PathLike[str]
         raise IdentifiersError("not a regular file", shown) from None
 
 
+_ENTITY_START: Any = object()
+_ENTITY_END: Any = object()
+"""Markers :func:`_iter_checked_items` gives in place of an item around each entity's items."""
+
+
+def _iter_checked_items(path: str | os.PathLike[str]
+                        ) -> Iterator[tuple[str, Any, dict[str, Any], str | None]]:
+    """``(entity, item, checked fields, the fields' JSON text as the file spells it)`` for every
+    item in file order, each entity's items between ``(entity, _ENTITY_START, {}, None)`` and
+    ``(entity, _ENTITY_END, {}, None)``; the text is None for a pickle. A JSON file is parsed
+    an item at a time, so one big entity is never held whole."""
+    shown = os.fspath(path)
+    try:
+        with open(path, "rb") as fp:
+            if _is_pickle(fp, shown):
+                for e, (entity, items) in enumerate(_load_pickle(fp, shown).items(), 1):
+                    entity, checked = _checked_entity(e, entity, items, shown)
+                    yield entity, _ENTITY_START, {}, None
+                    for item, fields in checked.items():
+                        yield entity, item, fields, None
+                    yield entity, _ENTITY_END, {}, None
+                return
+            reader = _JsonEntities(fp, shown)
+            for e, entity, i, item, fields in reader.items():
+                if i == 0:
+                    yield entity, _ENTITY_START if item is _ENTITY_START else _ENTITY_END, {}, None
+                    continue
+                where = f"entity #{e} item #{i}"
+                if not isinstance(item, str):  # pragma: no cover - JSON keys are strings
+                    raise IdentifiersError(f"{where}: key must be a string", shown)
+                try:
+                    checked = _fields(fields, where)
+                except IdentifiersError as exc:
+                    raise IdentifiersError(str(exc), shown) from None
+                yield entity, item, checked, reader.raw
+    except FileNotFoundError:
+        raise IdentifiersError("file not found", shown) from None
+    except PermissionError:
+        raise IdentifiersError("permission denied", shown) from None
+    except IsADirectoryError:
+        raise IdentifiersError("not a regular file", shown) from None
+
+
+def _is_pickle(fp: BinaryIO, shown: str) -> bool:
+    """By the name (.pkl, .pickle, .json), else by the first byte (a protocol 2+ pickle)."""
+    suffix = Path(shown).suffix.lower()
+    if suffix in (".pkl", ".pickle"):
+        return True
+    if suffix == ".json":
+        return False
+    first = fp.read(1)
+    fp.seek(0)
+    return first == b"\x80"
+
+
 def _load_pickle(fp: BinaryIO, shown: str) -> dict[Any, Any]:
     try:
         data = _NoCodeUnpickler(fp, shown).load()
@@ -570,11 +645,46 @@ def _load_pickle(fp: BinaryIO, shown: str) -> dict[Any, Any]:
         raise IdentifiersError("unexpected data after the pickle", shown)
     if not isinstance(data, dict):
         raise IdentifiersError("top level: expected a mapping of entities", shown)
+    _refuse_shared(data, shown)
     return data
+
+
+_CONTAINERS = frozenset({dict, list, tuple})
+
+
+def _refuse_shared(data: dict[Any, Any], shown: str) -> None:
+    """Refuse a pickle in which one container (dict, list, tuple) is reached twice.
+
+    Unpickling builds at most one object per few bytes of the file, so the loaded graph is as
+    small as the file; but a pickle may reference one list from two places (its memo), and
+    ``[L, L]`` nested 30 times is a few hundred bytes that every walk of the values (checking,
+    copying, JSON) visits as 2**30 elements. No export shares a container (ours writes each
+    value once, deid's pickles plain nested dicts), so one reached twice is refused here,
+    before any walk: each container is then visited once, and the work stays linear in the
+    file. Strings and numbers may be shared (a pickler shares equal strings): they are leaves.
+    A dict's values are looked at in C first, so an item of plain values costs no Python step.
+    """
+    seen: set[int] = set()
+    stack: list[Any] = [data]
+    while stack:
+        obj = stack.pop()
+        key = id(obj)
+        if key in seen:
+            raise IdentifiersError("refusing to load: a value is shared by reference (a pickle "
+                                   "that expands when read; export it again)", shown)
+        seen.add(key)
+        values = obj.values() if type(obj) is dict else obj
+        if set(map(type, values)) & _CONTAINERS:
+            stack.extend(v for v in values if type(v) in _CONTAINERS)
 
 
 _JSON_READ = 1 << 20
 """Bytes read at a time when an ids JSON file is parsed entity by entity."""
+
+IDS_ITEM_MAX_CHARS = 16 << 20
+"""Characters of JSON one item (one file's fields) may take when a file is read an item at a
+time: get stores at most 1,024 characters a field, so a real item is a few KB; past this the
+file is refused rather than buffered."""
 
 _JSON_SPACE = " \t\n\r"
 
@@ -632,7 +742,9 @@ class _JsonEntities:
             if not self._fill():
                 return ""
 
-    def _value(self) -> Any:
+    def _value(self, limit: int | None = None, where: str = "") -> Any:
+        """The next value; with ``limit``, refused once its text passes that many characters
+        without ending (an item: the text buffer holds at most about one)."""
         while True:
             start = self._pos  # a read may move the text (see _fill): where this attempt starts
             try:
@@ -640,13 +752,17 @@ class _JsonEntities:
                 self.raw = self._text[start:self._pos]
                 return value
             except ValueError:
+                if limit is not None and len(self._text) - start > limit:
+                    raise IdentifiersError(f"{where}: larger than {limit} characters of JSON; "
+                                           "an item is one file's fields", self._shown) from None
                 # Cut by the buffer's end, or bad: read on; at the end of the file it is bad.
                 if not self._fill():
                     raise self._bad() from None
             except RecursionError:
                 raise self._bad() from None
 
-    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+    def _open_object(self) -> None:
+        """Consume the ``{`` of the top-level object; anything else is refused."""
         opening = self._next_char()
         if opening != "{":
             if not opening:
@@ -654,25 +770,57 @@ class _JsonEntities:
             self._pos -= 1
             self._value()  # not JSON at all, or JSON of another shape:
             raise IdentifiersError("top level: expected a mapping of entities", self._shown)
+
+    def _members(self) -> Iterator[Any]:
+        """The keys of the object whose ``{`` was just read, in order; after each key the
+        caller reads (consumes) its value before asking for the next."""
         char = self._next_char()
-        if char != "}":
-            while True:
-                if char != '"':
-                    raise self._bad()
-                self._pos -= 1
-                entity = self._value()
-                if self._next_char() != ":":
-                    raise self._bad()
-                self._skip_space()
-                yield entity, self._value()
-                char = self._next_char()
-                if char == "}":
-                    break
-                if char != ",":
-                    raise self._bad()
-                char = self._next_char()
+        if char == "}":
+            return
+        while True:
+            if char != '"':
+                raise self._bad()
+            self._pos -= 1
+            key = self._value()
+            if self._next_char() != ":":
+                raise self._bad()
+            self._skip_space()
+            yield key
+            char = self._next_char()
+            if char == "}":
+                return
+            if char != ",":
+                raise self._bad()
+            char = self._next_char()
+
+    def _end(self) -> None:
         if self._next_char() != "":
             raise self._bad()  # json.load refuses anything after the top-level value
+
+    def items(self) -> Iterator[tuple[int, Any, int, Any, Any]]:
+        """``(entity #, entity, item #, item, fields)`` an item at a time (``raw``: the
+        fields' text); each entity opens with item # 0 and item ``_ENTITY_START`` and closes
+        with item # 0 and ``_ENTITY_END``. Only one item's text is held at a time, at most
+        :data:`IDS_ITEM_MAX_CHARS`."""
+        self._open_object()
+        for e, entity in enumerate(self._members(), 1):
+            char = self._next_char()
+            if char != "{":
+                if char:
+                    self._pos -= 1
+                    self._value()  # bad JSON is said so first
+                raise IdentifiersError(f"entity #{e}: expected a mapping of items", self._shown)
+            yield e, entity, 0, _ENTITY_START, None
+            for i, item in enumerate(self._members(), 1):
+                yield e, entity, i, item, self._value(IDS_ITEM_MAX_CHARS, f"entity #{e} item #{i}")
+            yield e, entity, 0, _ENTITY_END, None
+        self._end()
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        self._open_object()
+        for entity in self._members():
+            yield entity, self._value()
+        self._end()
 
     def _skip_space(self) -> None:
         """Step over white space, so a value starts exactly at the position."""

@@ -105,6 +105,7 @@ class Submission:
     verify: bool = False
     clean_pixels: bool = False
     quarantine_groups: tuple[str, ...] = DEFAULT_QUARANTINE_GROUPS
+    quarantine: str | None = None  # None: the output folder's sibling (steps.quarantine_folder)
 
 
 def connect(settings: Settings) -> Any:
@@ -147,8 +148,9 @@ def _exclude(sub: Submission) -> str | None:
     return None
 
 
-def _check_outfolder(folder: str) -> None:
-    """Create the output folder and prove we can write there, before anything is enqueued.
+def _check_outfolder(folder: str, what: str = "output folder") -> None:
+    """Create the output (or quarantine) folder and prove we can write there, before anything
+    is enqueued.
 
     Checked by writing, not with ``os.access``: root passes every permission check, and a
     read-only mount or a full disk only shows on a real write.
@@ -159,7 +161,28 @@ def _check_outfolder(folder: str) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise InputError(folder, f"output folder is not writable ({exc.strerror or exc})") from None
+        hint = " (set --quarantine or DEID_QUARANTINE to a writable folder)" if what != "output folder" else ""
+        raise InputError(folder, f"{what} is not writable ({exc.strerror or exc}){hint}") from None
+
+
+def _quarantine(sub: Submission) -> str | None:
+    """The run's quarantine folder (``--clean-pixels`` only), checked: apart from the input and
+    output trees (held-back files may still show identifiers in their pixels, so they must
+    never land in the tree that is released, nor be walked as input) and writable, so files
+    bound for it do not all fail at the end of the run."""
+    if not sub.clean_pixels:
+        return None
+    from .steps import quarantine_folder
+
+    folder = os.path.abspath(sub.quarantine or quarantine_folder(sub.outfolder))
+    real = os.path.realpath(folder)
+    for other, name in ((sub.outfolder, "output"), (sub.input, "input")):
+        base = os.path.realpath(other)
+        if os.path.commonpath([base, real]) in (base, real):
+            raise InputError(folder, f"quarantine folder overlaps the {name} folder; choose "
+                                     "one apart from both (--quarantine)")
+    _check_outfolder(folder, "quarantine folder")
+    return folder
 
 
 def submit(settings: Settings, sub: Submission, client: Any = None, *,
@@ -191,6 +214,7 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
         first = next(chunks, None)
         ids = chunks if first is None else itertools.chain([first], chunks)
     _check_outfolder(sub.outfolder)
+    quarantine = _quarantine(sub)
     client = client if client is not None else connect(settings)
     run_id = new_run_id()
     record = {
@@ -209,6 +233,7 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
         "verify": sub.verify,
         "clean_pixels": sub.clean_pixels,
         "quarantine_groups": list(sub.quarantine_groups),
+        "quarantine": quarantine,
         "walk_done": False,
         "stage": first_stage(sub.action),
     }
@@ -274,7 +299,7 @@ def _walk(store: RunStore, sub: Submission, settings: Settings, *,
     to the chord machinery (which looks one ahead), so finalize always sees ``walk_done``.
     """
     def on_error(rel: str, reason: str) -> None:
-        log.warning("cannot list %s: %s", rel, reason)
+        log.warning("not walked: %s: %s", rel, reason)
         store.add_outcome("unlisted", rel, reason, counter="walk:unlisted")
 
     n = 0

@@ -117,11 +117,11 @@ def summarize(store: RunStore, *, limit: int | None = LIST_LIMIT) -> dict[str, A
         summary["written"] = c.get("put:written", 0) + c.get("clean:written", 0)
         summary["refused"] = c.get("put:refused", 0) + c.get("clean:refused", 0)
         if rec.get("clean_pixels"):
-            from .steps import quarantine_folder
+            from .steps import run_quarantine
 
             summary["cleaned"] = c.get("clean:cleaned", 0)
             summary["quarantined"] = store.outcome_count("quarantined")
-            summary["quarantine"] = quarantine_folder(str(rec.get("outfolder") or ""))
+            summary["quarantine"] = run_quarantine(rec)
         summary["run_log"] = rec.get("run_log")
         summary["put_done"] = c.get("put:files", 0)
     if action == "inspect":

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .atomicfile import AtomicFile
-from .steps import quarantine_folder
+from .steps import run_quarantine
 from .store import RunStore
 
 __all__ = ["RUN_LOG", "OUTCOMES", "iter_run_log", "write_run_log"]
@@ -44,7 +44,7 @@ def iter_run_log(store: RunStore, rec: Mapping[str, Any]) -> Iterator[dict[str, 
     """The lines of the run log, in walk order, one per input file, a batch at a time."""
     n_batches = int(rec.get("n_batches") or 0)
     outfolder = str(rec.get("outfolder") or "")
-    quarantine = os.path.relpath(quarantine_folder(outfolder), outfolder)
+    quarantine = os.path.relpath(run_quarantine(rec), outfolder)
     sha = str(rec.get("recipe_sha") or "")
     for batch in store.iter_batch_records(n_batches):
         paths = batch.paths

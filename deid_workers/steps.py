@@ -21,7 +21,8 @@ from .dicomio import enforce_inside, read_dataset, write_atomic
 from .errors import InputError, OutputExistsError
 from .provenance import Provenance, stamp
 from .recipe import clean_pixels, deidentify, entity_item, get_identifiers, inspect_dataset
-from .recipe.pixels import has_boxes
+from .recipe.identifiers import cap_identifiers, cap_key
+from .recipe.pixels import PixelLimitError, check_pixels, has_boxes
 
 __all__ = [
     "MISSING_ENTITY",
@@ -39,6 +40,7 @@ __all__ = [
     "Triage",
     "triage",
     "quarantine_folder",
+    "run_quarantine",
     "DEFAULT_QUARANTINE_GROUPS",
 ]
 
@@ -55,9 +57,11 @@ def ids_keys(entity: str | None, item: str | None, rel: str) -> tuple[str, str]:
     """The (entity, item) keys of a file in the ids mapping.
 
     A missing entity becomes :data:`MISSING_ENTITY`; a missing item becomes the file's relative
-    path, unique within a run, so two such files never share (and overwrite) one record.
+    path, unique within a run, so two such files never share (and overwrite) one record. A key
+    longer than :data:`~deid_workers.recipe.identifiers.KEY_MAX` (a hostile header) is cut
+    with a digest of the whole (:func:`~deid_workers.recipe.identifiers.cap_key`).
     """
-    return (entity if entity else MISSING_ENTITY, item if item else rel)
+    return (cap_key(entity) if entity else MISSING_ENTITY, cap_key(item) if item else rel)
 
 
 def _missing(entity: str | None, item: str | None, settings: Settings) -> tuple[str, ...]:
@@ -114,19 +118,25 @@ def _abs(root: str, rel: str) -> str:
 def get_one(root: str, rel: str, settings: Settings) -> GetOutcome:
     """Read the headers of ``root/rel`` (no pixels) and collect its identifiers."""
     try:
-        ds = read_dataset(_abs(root, rel), headers_only=True, name=rel)
+        ds = read_dataset(_abs(root, rel), headers_only=True, name=rel, root=root,
+                          max_bytes=settings.max_file_bytes)
     except InputError as exc:
         return GetOutcome(rel, False, exc.reason)
     entity, item = entity_item(ds, settings.entity_field, settings.item_field)
     e, i = ids_keys(entity, item, rel)
-    return GetOutcome(rel, True, None, e, i, dict(get_identifiers(ds)),
+    # Each value capped (VALUE_MAX characters, the cut ones noted): what get stores in Redis
+    # and exports is bounded per field, whatever a file holds.
+    return GetOutcome(rel, True, None, e, i, cap_identifiers(dict(get_identifiers(ds))),
                       _missing(entity, item, settings))
 
 
-def inspect_one(root: str, rel: str, recipe: Any) -> InspectOutcome:
+def inspect_one(root: str, rel: str, recipe: Any, settings: Settings | None = None
+                ) -> InspectOutcome:
     """Run the recipe's %filter groups over the headers of ``root/rel``."""
+    settings = settings if settings is not None else Settings()
     try:
-        ds = read_dataset(_abs(root, rel), headers_only=True, name=rel)
+        ds = read_dataset(_abs(root, rel), headers_only=True, name=rel, root=root,
+                          max_bytes=settings.max_file_bytes)
     except InputError as exc:
         return InspectOutcome(rel, False, exc.reason)
     verdict = inspect_dataset(ds, recipe)
@@ -156,6 +166,7 @@ class PendingPut:
     status: str = "written"
     reason: str | None = None
     verdict: Mapping[str, Any] | None = field(default=None, repr=False)
+    root: str | None = None  # the folder ``dest`` lies in (output or quarantine): writes start there
 
 
 def open_put(
@@ -177,26 +188,32 @@ def open_put(
     if pixels is None and not overwrite and os.path.lexists(dest):
         return PutOutcome(rel, "refused", "already exists", dest)
     try:
-        ds = read_dataset(_abs(root, rel), headers_only=False, name=rel)
+        ds = read_dataset(_abs(root, rel), headers_only=False, name=rel, root=root,
+                          max_bytes=settings.max_file_bytes)
     except InputError as exc:
         return PutOutcome(rel, "skipped", exc.reason, dest)
-    status, reason, verdict = "written", None, None
+    status, reason, verdict, root = "written", None, None, outfolder
     if pixels is not None:
         # The %filter groups read the header only; PixelData is not decoded here.
         verdict = inspect_dataset(ds, recipe)
         decision = triage(verdict, pixels.quarantine_groups)
+        if decision.action == "clean":
+            try:  # the put read: an image too big to decode never reaches the clean stage
+                check_pixels(ds, settings.max_pixel_bytes)
+            except PixelLimitError as exc:
+                decision = Triage("quarantine", decision.group, f"pixels could not be cleaned: {exc}")
         if decision.action == "clean" and not pixels.now:
             return PutOutcome(rel, "clean", decision.reason, dest)
         if decision.action == "quarantine":
             status, reason = "quarantined", decision.reason
-            dest = output_path(pixels.quarantine, rel)
+            dest, root = output_path(pixels.quarantine, rel), pixels.quarantine
         elif decision.action == "clean":
             status, reason = "cleaned", decision.reason
         if not overwrite and os.path.lexists(dest):
             return PutOutcome(rel, "refused", "already exists", dest)
     entity, item = entity_item(ds, settings.entity_field, settings.item_field)
     return PendingPut(rel, ds, dest, ids_keys(entity, item, rel),
-                      _missing(entity, item, settings), overwrite, status, reason, verdict)
+                      _missing(entity, item, settings), overwrite, status, reason, verdict, root)
 
 
 def finish_put(
@@ -215,6 +232,7 @@ def finish_put(
     The dataset is edited in place and released: a pending file is finished once.
     """
     rel, dest, status, reason = pending.rel, pending.dest, pending.status, pending.reason
+    root = pending.root
     ds, pending.ds = pending.ds, None
     # in_place: the dataset was read for this call only, so the engine's defensive copy (a
     # deepcopy, a fifth of deidentify's time) buys nothing here.
@@ -223,18 +241,19 @@ def finish_put(
     del ds
     if status == "cleaned" and pixels is not None and pending.verdict is not None:
         try:
-            new = clean_pixels(new, pending.verdict)
+            new = clean_pixels(new, pending.verdict, max_bytes=settings.max_pixel_bytes)
         except (ValueError, NotImplementedError, RuntimeError) as exc:
             # No decoder for this transfer syntax, or pixels that do not match the header:
             # the file cannot be made safe here, so a person gets to look at it.
             log.debug("cleaning %s failed", rel, exc_info=True)
             status = "quarantined"
-            reason = f"pixels could not be cleaned ({type(exc).__name__})"
-            dest = output_path(pixels.quarantine, rel)
+            reason = (f"pixels could not be cleaned: {exc}" if isinstance(exc, PixelLimitError)
+                      else f"pixels could not be cleaned ({type(exc).__name__})")
+            dest, root = output_path(pixels.quarantine, rel), pixels.quarantine
     stamp(new, provenance if provenance is not None else recipe,
           pixels_cleaned=status == "cleaned")
     try:
-        write_atomic(new, dest, overwrite=pending.overwrite, sync=sync)
+        write_atomic(new, dest, overwrite=pending.overwrite, sync=sync, root=root)
     except OutputExistsError:
         return PutOutcome(rel, "refused", "already exists", dest)
     return PutOutcome(rel, status, reason, dest, pending.missing, ids is not None)
@@ -296,6 +315,14 @@ def quarantine_folder(outfolder: str) -> str:
     path = os.path.normpath(os.path.abspath(outfolder))
     parent, name = os.path.split(path)
     return os.path.join(parent, (name or "output") + QUARANTINE_SUFFIX)
+
+
+def run_quarantine(record: Mapping[str, Any]) -> str:
+    """A run's quarantine folder: the one its record names (``--quarantine`` or
+    ``DEID_QUARANTINE``, resolved by the producer), else the output folder's sibling (a run
+    submitted before the setting existed)."""
+    chosen = record.get("quarantine")
+    return str(chosen) if chosen else quarantine_folder(str(record.get("outfolder") or ""))
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ write, so identifiers never outlive the run by more than that::
     deid:run:<id>:failed                hash  relative path -> error type (unexpected error)
     deid:run:<id>:missing               hash  relative path -> missing entity/item fields
     deid:run:<id>:inspect               hash  relative path -> JSON verdict
-    deid:run:<id>:unlisted              hash  relative folder -> why the walk could not list it
+    deid:run:<id>:unlisted              hash  relative path -> why the walk left it out (unlisted folder, link)
     deid:run:<id>:quarantined           hash  relative path -> "<group>: <reason>" (--clean-pixels)
     deid:run:<id>:clean                 hash  batch_no -> JSON list of paths put left to clean
     deid:run:<id>:log:<stage>           hash  batch_no -> JSON [[outcome, reason], ...] aligned

@@ -2,9 +2,12 @@
 
 Why not ``os.walk`` + a list: an input may hold millions of files, and the producer must start
 queueing batches before the walk ends, with memory bounded by one directory's listing, not the
-tree. Why sorted: a resumed or repeated run must cut the same batches. Why no symlinked
-directories: a link loop would never end, and a link out of the input would read files the user
-did not point at.
+tree. Why sorted: a resumed or repeated run must cut the same batches. Why no symbolic links
+at all, to folders or to files (judged by lstat, and reported through ``on_error``): a link
+loop would never end, and a link out of the input would read files the user did not point at;
+a link to a file inside the input adds nothing the walk does not find by itself.
+:func:`~deid_workers.dicomio.read_dataset` refuses to follow one too, should a file be swapped
+for a link after the walk.
 """
 
 from __future__ import annotations
@@ -35,19 +38,28 @@ def _reason(exc: OSError) -> str:
     return "unreadable directory"
 
 
-def _listing(path: str) -> list[tuple[str, bool]]:
-    """Sorted (name, is_dir) of ``path``; regular files (or links to one) and real directories.
+LINK = "symbolic link (not followed)"
+"""What ``on_error`` is told about a symbolic link met in the walk."""
 
-    Only names and a flag are kept, not DirEntry objects, to keep one listing small.
+_FILE, _DIR, _LINK = 0, 1, 2
+
+
+def _listing(path: str) -> list[tuple[str, int]]:
+    """Sorted (name, kind) of ``path``: regular files, real directories and symbolic links
+    (any target), each judged by lstat (scandir's entry type, no stat of a link's target).
+
+    Only names and a small int are kept, not DirEntry objects, to keep one listing small.
     """
-    out: list[tuple[str, bool]] = []
+    out: list[tuple[str, int]] = []
     with os.scandir(path) as it:
         for entry in it:
             try:
-                if entry.is_dir(follow_symlinks=False):
-                    out.append((entry.name, True))
-                elif entry.is_file(follow_symlinks=True) and not is_our_temp(entry.name):
-                    out.append((entry.name, False))
+                if entry.is_symlink():
+                    out.append((entry.name, _LINK))
+                elif entry.is_dir(follow_symlinks=False):
+                    out.append((entry.name, _DIR))
+                elif entry.is_file(follow_symlinks=False) and not is_our_temp(entry.name):
+                    out.append((entry.name, _FILE))
             except OSError:
                 continue  # vanished or unreadable entry: nothing to yield
     out.sort()
@@ -74,9 +86,10 @@ def iter_files(
     """Yield posix paths, relative to ``root``, of the regular files under it, lazily.
 
     Order: depth first, names sorted within each directory (so the same tree always gives
-    the same sequence). Skipped: symlinked directories, the ``exclude`` subtree (an output
-    folder inside the input), our own ``.*.tmp`` files, and directories that cannot be listed
-    (reported through ``on_error``). ``root`` itself must be a directory (:class:`InputError`).
+    the same sequence). Skipped: symbolic links to anything (reported through ``on_error``),
+    the ``exclude`` subtree (an output folder inside the input), our own ``.*.tmp`` files,
+    other special files (FIFOs, sockets, devices), and directories that cannot be listed
+    (reported). ``root`` itself must be a directory (:class:`InputError`).
     """
     top = os.fspath(root)
     try:
@@ -93,13 +106,17 @@ def iter_files(
         first = _listing(top)
     except OSError:
         raise InputError(top, "permission denied") from None
-    stack: list[tuple[str, Iterator[tuple[str, bool]]]] = [("", iter(first))]
+    stack: list[tuple[str, Iterator[tuple[str, int]]]] = [("", iter(first))]
     while stack:
         prefix, entries = stack[-1]
-        for name, is_dir in entries:
+        for name, kind in entries:
             rel = prefix + name
-            if not is_dir:
+            if kind == _FILE:
                 yield rel
+                continue
+            if kind == _LINK:
+                if on_error is not None:
+                    on_error(rel, LINK)
                 continue
             if rel == skip:
                 continue

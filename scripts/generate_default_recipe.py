@@ -45,24 +45,9 @@ TABLE_COLUMNS = ("tag", "name", "basic_profile")
 UID_FUNC = "deid_func:hmac_uid"
 """Keyed, deterministic UID replacement (the engine's built-in): same input, same output."""
 
-DUMMY_TEXT = "ANONYMOUS"
-DUMMY_BYTES = "ANON"  # even length, so OB/OW/UN need no padding
-DUMMY_BY_VR: dict[str, str] = {
-    **dict.fromkeys(("AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"), DUMMY_TEXT),
-    **dict.fromkeys(("DS", "IS", "FL", "FD", "SL", "SS", "SV", "UL", "US", "UV"), "0"),
-    **dict.fromkeys(("OB", "OW", "OF", "OL", "UN"), DUMMY_BYTES),
-    **dict.fromkeys(("OD", "OV"), DUMMY_BYTES * 2),  # 8-byte units
-    "AS": "000Y",
-    "DA": "19000101",
-    "DT": "19000101000000",
-    "TM": "000000",
-}
-"""D (dummy) values that are valid for each VR and carry no information."""
-
-DUMMY_BY_KEYWORD: dict[str, str] = {
-    # CS with defined terms: pick a defined term rather than free text.
-    "ReasonForTheAttributeModification": "COERCE",
-}
+# One table of dummies for the recipe and the engine's conformance pass.
+sys.path.insert(0, str(ROOT))
+from deid_workers.recipe.dummies import DUMMY_BY_KEYWORD, DUMMY_BY_VR  # noqa: E402
 
 PRIVATE_SELECTOR = "startswith:[0-9a-f]{3}[13579bdf][0-9a-f]{4}$"
 """Every element of an odd (private) group, at any depth, private creators included.
@@ -102,11 +87,26 @@ class Table:
 
 @dataclass(frozen=True)
 class Mapped:
-    """What one row becomes: a recipe action line (None: no line of its own) and why."""
+    """What one row becomes: a recipe action line (None: no line of its own), why, and the
+    lines that make a kept sequence's items dummies where no other row reaches them."""
 
     row: Row
     line: str | None
     note: str
+    items: tuple[str, ...] = ()
+
+
+ITEM_DUMMIES: dict[str, tuple[str, ...]] = {
+    # SR and KOS content: every row of the table reaches the items, but the free text of a
+    # TEXT item is no row of its own; D (a dummy content) makes it a dummy text.
+    "ContentSequence": (f"REPLACE TextValue {DUMMY_BY_VR['UT']}",),
+    # The items are codes that identify a person (an employee number and its meaning).
+    "PersonIdentificationCodeSequence": (
+        "REPLACE endswith:PersonIdentificationCodeSequence__(CodeValue|LongCodeValue|"
+        f"URNCodeValue|CodeMeaning) {DUMMY_BY_VR['LO']}",),
+}
+"""For a D on a sequence (kept with its items): the lines that give the items' identifying
+values dummies where no row of the table selects them."""
 
 
 def read_table(path: Path = TABLE_PATH) -> Table:
@@ -182,20 +182,23 @@ def map_row(row: Row) -> Mapped:
     """Turn one table row into a recipe line, by the rules in docs/default-recipe.md.
 
     X → REMOVE, Z → BLANK, K → KEEP, U → REPLACE with a keyed UID, D → REPLACE with a dummy.
-    Compound codes take the choice that removes the information and stays conformant:
-    X/Z → BLANK (zero length is as empty as absent, and satisfies Type 2);
-    Z/D, X/D, X/Z/D → REPLACE with a dummy (satisfies Type 1 as well);
-    any D on a sequence → BLANK (a recipe cannot build dummy items; an empty sequence keeps
-    nothing); X/Z/U* → no line: the sequence stays and the instance UIDs inside it are
-    replaced by their own U rows, which match at every depth, keeping references consistent.
+    Compound codes are "the first action, unless IOD conformance needs the next"; a recipe
+    line cannot see the IOD, so the line is the first action and the engine's conformance
+    pass (deid_workers/recipe/conformance.py) takes the next where the file's IOD needs it:
+    X/Z, X/D, X/Z/D → REMOVE (put back empty where Type 2, with a dummy where Type 1);
+    Z/D → REPLACE with a dummy (valid for Type 1 and 2 alike, and a Patient ID that media
+    and archives can index). D on a sequence → no line: the items stay, and every other row
+    (they match at every depth) de-identifies them, as does X/Z/U* (the instance UIDs inside
+    are replaced by their own U rows, keeping references consistent).
     """
     code = row.code
     selector = selector_for(row)
     tag = tag_int(row.tag)
     vr = vr_of(tag) if tag is not None else None
-    if code == "X":
-        return Mapped(row, f"REMOVE {selector}", "remove")
-    if code in ("Z", "X/Z"):
+    if code in ("X", "X/Z", "X/D", "X/Z/D"):
+        note = "remove" if code == "X" else "remove; the conformance pass keeps it where the IOD needs it"
+        return Mapped(row, f"REMOVE {selector}", note)
+    if code == "Z":
         return Mapped(row, f"BLANK {selector}", "zero length")
     if code == "K":
         return Mapped(row, f"KEEP {selector}", "keep")
@@ -203,9 +206,12 @@ def map_row(row: Row) -> Mapped:
         if vr not in (None, "UI"):
             raise ValueError(f"{row.tag} {row.name}: U on VR {vr}")
         return Mapped(row, f"REPLACE {selector} {UID_FUNC}", "keyed UID")
-    if code in ("D", "Z/D", "X/D", "X/Z/D"):
+    if code in ("D", "Z/D"):
         if vr == "SQ":
-            return Mapped(row, f"BLANK {selector}", "sequence emptied (no dummy items)")
+            keyword = datadict.keyword_for_tag(tag) if tag is not None else ""
+            items = ITEM_DUMMIES.get(keyword, ())
+            note = "kept; the line below and the other rows" if items else "kept; the other rows"
+            return Mapped(row, None, f"{note} de-identify its items", items)
         return Mapped(row, f"REPLACE {selector} {dummy_for(row)}", "dummy value")
     if code == "X/Z/U*":
         if vr != "SQ":
@@ -308,9 +314,10 @@ def render(table: Table) -> str:
         "# GENERATED by scripts/generate_default_recipe.py from",
         "# deid_workers/recipe/data/annex_e1_1.tsv; do not edit by hand.",
         f"# Table source: {table.meta.get('source', 'unknown')}",
-        "# Action codes: X REMOVE, Z and X/Z BLANK, D/Z/D/X/D/X/Z/D REPLACE with a dummy valid",
-        "# for the VR (UIDs: keyed hmac_uid; sequences: BLANK), U REPLACE with hmac_uid,",
-        "# X/Z/U* keep the sequence (its instance UIDs are replaced by their U rows).",
+        "# Action codes: X, X/Z, X/D and X/Z/D REMOVE (deid-workers' conformance pass keeps",
+        "# the attribute, empty or with a dummy, where the file's IOD needs it), Z BLANK,",
+        "# D and Z/D REPLACE with a dummy valid for the VR (UIDs: keyed hmac_uid), U REPLACE",
+        "# with hmac_uid; D and X/Z/U* on a sequence keep it (the other rows clean its items).",
         "# See docs/default-recipe.md.",
         "",
         FILTER_SECTION.rstrip("\n"),
@@ -322,6 +329,7 @@ def render(table: Table) -> str:
     for item in mapped:
         out.append(row_comment(item.row))
         out.append(item.line if item.line is not None else f"# (no line: {item.note})")
+        out.extend(item.items)
     out += [
         "",
         "# Private attributes: the Basic Profile removes them unless the Retain Safe Private",

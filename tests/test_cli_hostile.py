@@ -94,3 +94,20 @@ def test_output_folder_that_cannot_be_written(tree, tmp_path, capsys):
 def test_output_folder_equal_to_input_is_refused(tree, capsys):
     code, err = _run(capsys, "--action", "all", "--input", str(tree), "--outfolder", str(tree))
     assert code == cli.EXIT_USAGE and "output folder is the input folder" in err
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_ids_pickle_that_expands_by_shared_references_is_refused(tree, tmp_path, capsys, protocol):
+    # The attack: [L, L] nested 30 times is under 300 bytes and 2**30 elements once walked.
+    shared: object = ["x"]
+    for _ in range(30):
+        shared = [shared, shared]
+    bomb = tmp_path / "deid-ids.pkl"
+    bomb.write_bytes(pickle.dumps({"P": {"u": {"PatientName": shared}}}, protocol=protocol))
+    assert bomb.stat().st_size < 300
+    code, err = _run(capsys, "--action", "put", "--ids", str(bomb), "--input", str(tree),
+                     "--outfolder", str(tmp_path / "out"))
+    assert code == cli.EXIT_USAGE
+    assert err == (f"deid-submit: error: {bomb}: refusing to load: a value is shared by "
+                   "reference (a pickle that expands when read; export it again)\n")
+    assert not (tmp_path / "out").exists()

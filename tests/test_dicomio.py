@@ -267,14 +267,14 @@ def test_concurrent_writers_exactly_one_wins(tmp_path: Path) -> None:
 
 
 def test_fallback_without_hard_links(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_link(src: str, dst: str) -> None:
+    def no_link(src: str, dst: str, **dir_fds: object) -> None:
         raise OSError(errno.EPERM, "hard links not supported")
 
     monkeypatch.setattr(dicomio.os, "link", no_link)
     dest = tmp_path / "a.dcm"
     dicomio.write_atomic(synth.make_dataset(), dest, overwrite=False)
     assert pydicom.dcmread(dest).PatientID == "PID-0000-SENT"
-    monkeypatch.setattr(dicomio.os.path, "lexists", lambda p: False)
+    monkeypatch.setattr(dicomio, "_exists_at", lambda folder, name: False)  # another worker's race
     with pytest.raises(OutputExistsError):
         dicomio.write_atomic(synth.make_dataset(1), dest, overwrite=False)
     assert pydicom.dcmread(dest).PatientID == "PID-0000-SENT" and _no_temps(tmp_path)
@@ -421,7 +421,8 @@ def test_headers_of_a_big_file_come_from_its_start(
 ) -> None:
     data = _big_bytes(header_bytes)
     path = _write(tmp_path / "big.dcm", data)
-    monkeypatch.setattr(dicomio, "open", lambda p, mode: _CountingFile(p, "r"), raising=False)
+    monkeypatch.setattr(dicomio, "open", lambda p, mode, opener: _CountingFile(p, "r", opener=opener),
+                        raising=False)
     _CountingFile.read_bytes = 0
     head = dicomio.read_dataset(path, headers_only=True)
     pixels = len(data) - data.rindex(b"\xe0\x7f\x10\x00OW")
@@ -470,3 +471,113 @@ def test_errno_less_oserrors_from_pydicom_mean_a_corrupt_file(
         with pytest.raises(OSError) as info:
             dicomio.read_dataset(path, headers_only=True)
         assert info.value.errno == errno.EIO
+
+
+# --- issue 22: links, sizes and folders that change under a worker ---------------------------
+
+
+def _sparse_dicom(path: Path, pixel_bytes: int) -> Path:
+    """A valid header whose PixelData declares ``pixel_bytes``, the rest a hole (a few KB on
+    disk): read whole, it would allocate ``pixel_bytes`` of zeros."""
+    ds = synth.make_dataset(3)
+    del ds.PixelData
+    head = io.BytesIO()
+    ds.save_as(head, enforce_file_format=True)
+    element = b"\xe0\x7f\x10\x00OW\x00\x00" + pixel_bytes.to_bytes(4, "little")
+    path.write_bytes(head.getvalue() + element)
+    os.truncate(path, path.stat().st_size + pixel_bytes)
+    return path
+
+
+def test_sparse_file_is_refused_before_anything_is_read(tmp_path: Path) -> None:
+    import tracemalloc
+
+    path = _sparse_dicom(tmp_path / "sparse.dcm", 1_500_000_000)
+    if path.stat().st_blocks * 512 > 1 << 20:
+        pytest.skip("this filesystem does not keep holes")
+    tracemalloc.start()
+    try:
+        for headers_only in (True, False):
+            assert _reason(path, headers_only) == dicomio.TOO_LARGE  # 1.5 GB over the 1 GiB default
+            with pytest.raises(InputError) as info:  # a limit raised for big files still sees holes
+                dicomio.read_dataset(path, headers_only=headers_only, max_bytes=4 << 30)
+            assert info.value.reason == dicomio.SPARSE
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+    real = _write(tmp_path / "real.dcm", _file_bytes())
+    with pytest.raises(InputError) as info:
+        dicomio.read_dataset(real, headers_only=False, max_bytes=len(real.read_bytes()) - 1)
+    assert info.value.reason == dicomio.TOO_LARGE
+
+
+def test_a_symlink_is_never_followed(tmp_path: Path) -> None:
+    secret = _write(tmp_path / "elsewhere.dcm", _file_bytes(4))
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "link.dcm").symlink_to(secret)
+    for headers_only in (True, False):
+        assert _reason(tmp_path / "in" / "link.dcm", headers_only) == dicomio.LINK
+
+
+def test_a_folder_swapped_for_a_link_reads_nothing_outside_root(tmp_path: Path) -> None:
+    # The walk listed in/sub/a.dcm; then sub was replaced by a link to a folder outside --input.
+    (tmp_path / "outside").mkdir()
+    _write(tmp_path / "outside" / "a.dcm", _file_bytes(5))
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "sub").symlink_to(tmp_path / "outside")
+    with pytest.raises(InputError) as info:
+        dicomio.read_dataset(tmp_path / "in" / "sub" / "a.dcm", headers_only=True,
+                             root=tmp_path / "in", name="sub/a.dcm")
+    assert info.value.reason == dicomio.OUTSIDE and info.value.path == "sub/a.dcm"
+    inside = _write(tmp_path / "in" / "b.dcm", _file_bytes(5))
+    assert dicomio.read_dataset(inside, headers_only=True, root=tmp_path / "in").PatientID
+
+
+def test_write_goes_through_no_symlinked_folder(tmp_path: Path) -> None:
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (out / "a").mkdir(parents=True)
+    (out / "a" / "b").symlink_to(elsewhere)  # swapped in after enforce_inside looked
+    with pytest.raises(InputError) as info:
+        dicomio.write_atomic(synth.make_dataset(1), out / "a" / "b" / "x.dcm", overwrite=True,
+                             root=out)
+    assert info.value.reason == dicomio.THROUGH_LINK
+    assert list(elsewhere.iterdir()) == [] and _no_temps(out)
+    # A name that is a link is replaced as a name (overwrite) or refused, never followed.
+    target = _write(elsewhere / "victim.dcm", b"keep me")
+    (out / "a" / "y.dcm").symlink_to(target)
+    with pytest.raises(OutputExistsError):
+        dicomio.write_atomic(synth.make_dataset(1), out / "a" / "y.dcm", overwrite=False, root=out)
+    dicomio.write_atomic(synth.make_dataset(1), out / "a" / "y.dcm", overwrite=True, root=out)
+    assert target.read_bytes() == b"keep me" and not (out / "a" / "y.dcm").is_symlink()
+    # The output folder itself may be reached through a link (the user's choice), and a dest
+    # spelled under its real path (what enforce_inside gives) is found under it.
+    (tmp_path / "alias").symlink_to(out)
+    dicomio.write_atomic(synth.make_dataset(1), out.resolve() / "a" / "c" / "z.dcm",
+                         overwrite=False, root=tmp_path / "alias")
+    assert (out / "a" / "c" / "z.dcm").is_file()
+    with pytest.raises(InputError):
+        dicomio.write_atomic(synth.make_dataset(1), tmp_path / "x.dcm", overwrite=False, root=out)
+
+
+def test_a_folder_swapped_during_the_write_cannot_redirect_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The attack: between the folder being opened and the file being published, the folder is
+    # renamed away and a symlink to elsewhere put in its place. The write still lands in the
+    # folder that was opened, never through the link.
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    (out / "d").mkdir(parents=True)
+    elsewhere.mkdir()
+    real_open_temp = dicomio._open_temp
+
+    def swap_then_open(folder: int, name: str) -> tuple[int, str]:
+        os.rename(out / "d", out / "moved")
+        (out / "d").symlink_to(elsewhere)
+        return real_open_temp(folder, name)
+
+    monkeypatch.setattr(dicomio, "_open_temp", swap_then_open)
+    dicomio.write_atomic(synth.make_dataset(1), out / "d" / "x.dcm", overwrite=False, root=out)
+    assert list(elsewhere.iterdir()) == []
+    assert pydicom.dcmread(out / "moved" / "x.dcm").PatientID == "PID-0001-SENT"

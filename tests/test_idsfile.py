@@ -400,7 +400,7 @@ def test_chunks_carry_the_files_own_text_and_give_back_what_load_ids_reads(tmp_p
                     merged.setdefault(entity, {}).update(its)
             assert merged == idsfile.load_ids(path)
             if doc == _json_docs()[1] and items == 1000:  # indented: its text is kept as is
-                assert len(chunks) == 1 and '\n      "' in chunks[0][0]
+                assert len(chunks) == 1 and '\n         "' in chunks[0][0]
 
 
 def test_chunks_hold_whole_entities_of_about_the_size_asked(tmp_path: Path) -> None:
@@ -444,3 +444,51 @@ def test_a_bad_entity_stops_the_chunks_where_it_is(tmp_path: Path) -> None:
     assert [e for e, _ in idsfile.parse_ids_chunk(next(chunks)[0])] == ["P2"]
     with pytest.raises(IdentifiersError, match="entity #3: expected a mapping of items"):
         next(chunks)
+
+
+def test_a_pickle_sharing_a_container_is_refused_but_shared_strings_load(tmp_path: Path) -> None:
+    items = {"u": {"a": 1}}
+    for shared in ({"P": items, "Q": items}, {"P": {"u": {"x": [1, 2]}, "v": {"x": None}}}):
+        if shared.get("P", {}).get("v") is not None:
+            shared["P"]["v"]["x"] = shared["P"]["u"]["x"]  # one list in two items
+        path = tmp_path / "shared.pkl"
+        path.write_bytes(pickle.dumps(shared, protocol=2))
+        with pytest.raises(IdentifiersError, match="a value is shared by reference"):
+            idsfile.load_ids(path)
+    name = "DOE^JANE"  # one str object in many places: the pickler shares it, harmlessly
+    plain = {"P": {f"{i}": {"PatientName": name, "Other": [name, name]} for i in range(3)}}
+    path.write_bytes(pickle.dumps(plain, protocol=2))
+    assert idsfile.load_ids(path) == plain
+
+
+def test_one_huge_entity_is_read_an_item_at_a_time(tmp_path: Path) -> None:
+    # One patient of 30,000 items (about 16 MB of JSON) costs the producer a chunk, not the
+    # entity: the text, the parsed entity and its copy are never held at once.
+    import tracemalloc
+
+    path = tmp_path / "ids.json"
+    with open(path, "w") as fh:
+        fh.write('{"P": {')
+        fh.write(", ".join(f'"1.2.{i}": {{"PatientName": "{"N" * 500}", "n": {i}}}'
+                           for i in range(30_000)))
+        fh.write('}, "Q": {"9": {}}}')
+    assert path.stat().st_size > 16_000_000
+    tracemalloc.start()
+    try:
+        counts = [count for _, count in idsfile.iter_ids_chunks(path, 1000)]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert counts == [2000] * 15 + [1]  # cut inside P once a chunk holds twice its items
+    assert peak < 8_000_000  # a chunk's text, its items and a read; never the entity
+    first = idsfile.parse_ids_chunk(next(idsfile.iter_ids_chunks(path, 1000))[0])
+    assert [(e, len(items)) for e, items in first] == [("P", 2000)]
+
+
+def test_an_item_too_big_to_be_one_files_fields_is_refused(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(idsfile, "IDS_ITEM_MAX_CHARS", 1000)
+    monkeypatch.setattr(idsfile, "_JSON_READ", 64)
+    path = tmp_path / "ids.json"
+    path.write_text(json.dumps({"P": {"1": {"a": "x"}, "2": {"a": "y" * 5000}}}))
+    with pytest.raises(IdentifiersError, match=r"entity #1 item #2: larger than 1000 characters"):
+        list(idsfile.iter_ids_chunks(path))

@@ -100,7 +100,9 @@ def test_put_one_uses_ids_as_vars_and_mirrors_the_tree(tree, tmp_path, settings)
     assert out.dest == os.path.join(out_dir, paths[0])
     ds = pydicom.dcmread(out.dest)
     assert ds.PatientID == "SUBJ-1" and str(ds.PatientName) == "ANON^ONE"
-    assert "PatientBirthDate" not in ds
+    # REMOVEd by the recipe; Type 2 in the Patient module, so the conformance pass keeps it
+    # present and empty (recipe/conformance.py)
+    assert ds["PatientBirthDate"].value in (None, "")
     assert seen[0][0] == "PID-0000-SENT"
     text = Path(out.dest).read_bytes()
     assert b"PID-0000-SENT" not in text
@@ -137,3 +139,22 @@ def test_output_path_stays_inside(tmp_path):
 
 def test_phi_sentinels_exist_for_leak_tests():
     assert "PID-0000-SENT" in phi_strings(0)
+
+
+def test_get_one_caps_huge_values_and_keys(tmp_path, settings):
+    # A hostile file: a 60 KB comment and a 5,000-character PatientID (LO allows 64).
+    from deid_workers.recipe.identifiers import CUT_NOTE, VALUE_MAX
+
+    root = tmp_path / "in"
+    root.mkdir()
+    ds = make_dataset(3)
+    with pytest.warns(UserWarning, match="exceeds the maximum length"):  # pydicom, writing it
+        ds.ImageComments = "c" * 60_000
+        ds.PatientID = "P" * 5000
+    ds.save_as(root / "big.dcm", enforce_file_format=True)
+    with pytest.warns(UserWarning, match="exceeds the maximum length"):  # pydicom, reading it
+        out = get_one(str(root), "big.dcm", settings)
+    assert out.ok and out.fields["ImageComments"] == "c" * VALUE_MAX
+    assert out.fields[CUT_NOTE] == {"ImageComments": 60_000, "PatientID": 5000}
+    assert len(out.entity) <= 256 and out.entity == ids_keys("P" * 5000, "x", "big.dcm")[0]
+    assert sum(len(str(v)) for v in out.fields.values()) < 4 * VALUE_MAX

@@ -130,7 +130,7 @@ def test_clean_blacks_out_the_box_and_nothing_else(tmp_path, recipe, kw):
     assert back.BurnedInAnnotation == "NO"
     assert back.PatientIdentityRemoved == "YES"
     assert [i.CodeValue for i in back.DeidentificationMethodCodeSequence] == ["113100", "113101"]
-    assert "PatientName" not in back
+    assert not back.get("PatientName")  # removed; Type 2, so present and empty
 
 
 def test_clean_decodes_rle_and_writes_explicit_little_endian(tmp_path, recipe):
@@ -179,7 +179,7 @@ def test_quarantine_keeps_pixels_and_deidentifies_header(tmp_path, recipe, modal
     assert not (out / "q.dcm").exists()
     back = pydicom.dcmread(res.dest)
     assert back.PixelData == src.PixelData
-    assert "PatientName" not in back and back.PatientIdentityRemoved == "YES"
+    assert not back.get("PatientName") and back.PatientIdentityRemoved == "YES"
     assert [i.CodeValue for i in back.DeidentificationMethodCodeSequence] == ["113100"]
 
 
@@ -188,8 +188,9 @@ def test_undecodable_pixels_are_quarantined(tmp_path, recipe):
     ds.PixelData = ds.PixelData[:10]  # does not match Rows x Columns
     ds.save_as(tmp_path / "bad.dcm", enforce_file_format=True)
     res = _put(tmp_path, "bad.dcm", tmp_path / "out", recipe)
-    assert res.status == "quarantined"
-    assert res.reason.startswith("pixels could not be cleaned (")
+    assert res.status == "quarantined"  # told by the header check, before any decoding
+    assert res.reason == ("pixels could not be cleaned: pixel data of 10 bytes is shorter "
+                          "than the 512 bytes its header describes")
 
 
 def test_existing_output_is_refused_in_either_tree(tmp_path, recipe):
@@ -199,3 +200,48 @@ def test_existing_output_is_refused_in_either_tree(tmp_path, recipe):
     again = _put(tmp_path, "q.dcm", out, recipe)
     assert (first.status, again.status) == ("quarantined", "refused")
     assert _put(tmp_path, "q.dcm", out, recipe, overwrite=True).status == "quarantined"
+
+
+def _pixel_bomb(path, *, rle=False):
+    """An ultrasound file of a few hundred bytes declaring 65535 x 65535 RGB pixels: decoding
+    it (or building its mask) would allocate gigabytes."""
+    ds = make_dataset(1, rows=4, cols=4, modality="US")
+    if rle:
+        ds.compress(RLELossless)
+    ds.Rows = ds.Columns = 65535
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.mark.parametrize("rle", [False, True])
+@pytest.mark.parametrize("now", [False, True])
+def test_pixel_bomb_is_quarantined_by_its_header_without_allocating(tmp_path, recipe, rle, now):
+    import tracemalloc
+
+    _pixel_bomb(tmp_path / "bomb.dcm", rle=rle)
+    assert (tmp_path / "bomb.dcm").stat().st_size < 2048
+    tracemalloc.start()
+    try:
+        res = _put(tmp_path, "bomb.dcm", tmp_path / "out", recipe, now=now)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20
+    assert res.status == "quarantined"  # put (now=False) never sends it to the clean stage
+    assert res.reason == ("pixels could not be cleaned: the image decodes to 12884508675 bytes, "
+                          "over DEID_MAX_PIXEL_BYTES (1073741824); raise it on workers with the "
+                          "memory for it")
+
+
+def test_pixel_limit_is_a_setting(tmp_path, recipe):
+    _write(tmp_path, "us.dcm", modality="US", text_block=BOX)  # 16 x 16 x 16 bits: 512 bytes
+    policy = PixelPolicy(quarantine_folder(str(tmp_path / "out")), ("blacklist",), now=True)
+    small = Settings(secret=b"k", max_pixel_bytes=511)
+    res = put_one(str(tmp_path), "us.dcm", str(tmp_path / "out"), recipe, lambda e, i: None,
+                  small, overwrite=False, pixels=policy)
+    assert res.status == "quarantined" and "over DEID_MAX_PIXEL_BYTES (511)" in res.reason
+    res = _put(tmp_path, "us.dcm", tmp_path / "out2", recipe)
+    assert res.status == "cleaned"

@@ -40,13 +40,18 @@ def test_exclude_output_folder_inside_input(tmp_path: Path) -> None:
         "a.dcm", "out/a.dcm", "outside.dcm"]
 
 
-def test_symlinked_directories_are_not_followed_and_loops_end(tmp_path: Path) -> None:
+def test_symlinks_are_not_followed_reported_and_loops_end(tmp_path: Path) -> None:
     _touch(tmp_path, "in/d/a.dcm", "other/secret.dcm")
     (tmp_path / "in" / "d" / "loop").symlink_to(tmp_path / "in")
     (tmp_path / "in" / "out").symlink_to(tmp_path / "other")
-    (tmp_path / "in" / "link.dcm").symlink_to(tmp_path / "other" / "secret.dcm")
+    (tmp_path / "in" / "link.dcm").symlink_to(tmp_path / "other" / "secret.dcm")  # leaves --input
+    (tmp_path / "in" / "inside.dcm").symlink_to(tmp_path / "in" / "d" / "a.dcm")
     (tmp_path / "in" / "dangling.dcm").symlink_to(tmp_path / "nowhere")
-    assert list(walk.iter_files(tmp_path / "in")) == ["d/a.dcm", "link.dcm"]
+    errors: list[tuple[str, str]] = []
+    got = list(walk.iter_files(tmp_path / "in", on_error=lambda rel, why: errors.append((rel, why))))
+    assert got == ["d/a.dcm"]
+    assert errors == [(rel, walk.LINK) for rel in ("d/loop", "dangling.dcm", "inside.dcm",
+                                                   "link.dcm", "out")]
 
 
 def test_unreadable_directory_is_reported_and_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,8 +1,8 @@
 """The pure recipe engine: recipe text in, datasets and plain dicts out (no Celery, no I/O
-beyond reading recipe files).
+beyond reading recipe files and the package's own tables in ``data/``).
 
 Layers, each importing only those before it: model -> parser / selectors -> funcs -> values ->
-actions / filters / pixels / identifiers -> loader.
+iods / dummies -> conformance -> actions / filters / pixels / identifiers -> loader.
 """
 
 from __future__ import annotations

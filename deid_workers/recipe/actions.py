@@ -9,11 +9,15 @@ Order and precedence, as deid's 47 interaction cases require:
 3. %header lines run in file order; each selects among the fields still present.
 4. REMOVE spares any field that a plain REPLACE/JITTER selector of the recipe selects.
 5. Removing or blanking a sequence forgets its children.
+6. After the last line, the conformance pass (:mod:`.conformance`) repairs what the lines
+   removed or emptied where the IOD of the file's SOP Class needs it (``conform_iod=False``
+   leaves deid's result as it is).
 
 Differences from deid (spec Part A §2): a REPLACE/JITTER whose var:/func: value is missing
 removes the field and logs ``REPLACE <field> not done for <file>``; JITTER leaves TM alone; a
 REPLACE/ADD/JITTER of SOPInstanceUID/SOPClassUID updates the file meta to match; a value that
-does not fit a numeric VR blanks the field (deid's warning says so, its code keeps PHI).
+does not fit a numeric VR blanks the field (deid's warning says so, its code keeps PHI); the
+conformance pass of point 6.
 
 Unless ``in_place=True``, the input dataset is never modified. Outside the call only the
 recipe's compiled selectors (built once, under a lock) and the selectors' bounded caches of
@@ -30,11 +34,12 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import Tag
 
 from ..errors import RecipeError
+from .conformance import Change, conform
 from .funcs import FuncContext, jitter_days, jitter_value
 from .model import Action, Recipe
 from .parser import parse_split_options
@@ -181,6 +186,7 @@ class _Run:
         self.filename = filename or "<dataset>"
         self.shielded: set[str] | None = None
         self.meta_sync: set[int] = set()  # tags of _META_SYNC set by the recipe
+        self.changes: list[Change] = []  # public fields removed or emptied, for the conformance pass
         # run() state: the lines still to run (a heap of plan indices, and as a set), the
         # present uids each shape-answered line selects, the uids shape-shielded from REMOVE.
         self._lines: set[int] = set()
@@ -330,6 +336,8 @@ class _Run:
         )
 
     def delete(self, f: Field) -> None:
+        if not f.tag_int & 0x10000:  # a private field is no IOD's business (most removals)
+            self.changes.append((f, _before(f)))
         delete_element(f.parent, f.key)
         self.fields.remove(f)
 
@@ -346,6 +354,9 @@ class _Run:
         """
         vr = f.raw_vr()
         ok, converted = convert_value(vr or f.element.VR, value, f.name or f.uid)
+        if (not ok or converted is None or (type(converted) in (str, bytes, list) and not converted)) \
+                and not f.tag_int & 0x10000:
+            self.changes.append((f, _before(f)))
         try:
             f.assign(converted if ok else None, vr, shared)
         except (ValueError, TypeError, OverflowError):
@@ -356,6 +367,8 @@ class _Run:
             self.meta_sync.add(f.tag_int)
 
     def blank(self, f: Field, action: Action) -> None:
+        if not f.tag_int & 0x10000:
+            self.changes.append((f, _before(f)))
         f.assign(None, shared=True)
         self.fields.forget_children(f)
 
@@ -477,6 +490,16 @@ class _Run:
                     setattr(meta, meta_keyword, value)
 
 
+def _before(f: Field) -> Any:
+    """What a field holds before the recipe removes or empties it, for the conformance pass:
+    the raw element itself (never changed in place), or a converted one's (VR, value)
+    (a new value replaces the value object; the element itself is reused)."""
+    element = f.parent._dict.get(f.key)
+    if element is None or type(element) is RawDataElement:
+        return element
+    return (element.VR, element.value)
+
+
 def _unfit(action: Action, vr: str | None) -> RecipeError:
     """The error of a value that does not fit its field, naming the recipe file by its name
     (a worker reads a copy) and line; the value itself is left out (a ``var:`` value comes
@@ -519,6 +542,7 @@ def deidentify(
     settings: Any = None,
     filename: str | None = None,
     in_place: bool = False,
+    conform_iod: bool = True,
 ) -> Dataset:
     """A de-identified copy of ``ds``: the recipe's %header applied as deid applies it.
 
@@ -527,15 +551,33 @@ def deidentify(
     deid_func runs) give the key and date-shift range; ``filename`` names the file in warnings.
     ``in_place=True`` edits and returns ``ds`` itself: for a caller that owns a dataset it just
     read and will not use again (a worker's put), the deep copy is a fifth of the work.
+    ``conform_iod=False`` skips the conformance pass (:mod:`.conformance`), leaving the
+    dataset exactly as deid's execution model makes it.
     """
     out = ds if in_place else copy.deepcopy(ds)
     lookup: dict[str, Any] = dict(ids or {})
     lookup.update(funcs or {})
     entity_field = getattr(settings, "entity_field", "PatientID") if settings is not None else "PatientID"
     entity = ds.get(entity_field)  # read before the run edits ``out`` (maybe ``ds`` itself)
+    sop_class = _sop_class(ds) if conform_iod else None
     ctx = FuncContext(settings, None if entity is None else str(entity))
     run = _Run(out, recipe, lookup, ctx, filename)
     run.build_lists()
     run.run()
+    if sop_class:
+        run.meta_sync.update(conform(out, run.changes, sop_class, ctx))
     run.sync_meta()
     return out
+
+
+def _sop_class(ds: Dataset) -> str | None:
+    """The SOP Class UID of the input, read before the recipe may change it; a raw element
+    is read from its bytes, unconverted (only the Type table looks the text up)."""
+    element = ds._dict.get(0x00080016)  # type: ignore[call-overload]
+    if element is None:
+        return None
+    value = element.value
+    if type(element) is RawDataElement and type(value) is bytes:
+        return value.decode("ascii", "replace").strip("\0 ") or None
+    value = ds[0x00080016].value  # converted, or a deferred raw value read now
+    return str(value).strip() or None if value else None

@@ -40,6 +40,7 @@ from pydicom.sequence import Sequence
 
 from ..errors import RecipeError
 from .model import Label, Recipe
+from .patterns import Pattern, PatternError, compile_pattern
 
 __all__ = ["CRITERIA", "compile_filters", "inspect_dataset", "region_coordinates"]
 
@@ -75,7 +76,7 @@ class Criterion:
     tag: int | None
     value: str  # as written (reason text); "" for missing/present/empty
     term: str  # lower-cased, stripped: what equals compares against
-    pattern: re.Pattern[str] | None  # contains/notcontains
+    pattern: Pattern | None  # contains/notcontains; runs in bounded time (patterns.py)
 
     def test(self, ds: Dataset) -> bool:
         value = _read(ds, self.tag)
@@ -88,7 +89,7 @@ class Criterion:
             return _present(ds, self.tag) and not value
         if word in ("contains", "notcontains"):
             found = value is not None and self.pattern is not None and (
-                self.pattern.search(str(value).lower().strip()) is not None
+                self.pattern.search(str(value).lower().strip())
             )
             return found if word == "contains" else not found
         equal = value is not None and str(value).lower().strip() == self.term
@@ -214,7 +215,7 @@ def _compile_line(text: str, label: Label, line_no: int) -> CriteriaLine | None:
     pending: str | None = body
     while pending is not None:
         piece, pending = _split_first_operator(pending.strip(), operators)
-        criteria.append(_compile_criterion(piece, error))
+        criteria.append(_compile_criterion(piece, error, (label.path, line_no)))
     return CriteriaLine(tuple(criteria), tuple(operators), lead)
 
 
@@ -235,7 +236,8 @@ def _split_first_operator(piece: str, operators: list[str]) -> tuple[str, str | 
     return piece, None
 
 
-def _compile_criterion(piece: str, error: Callable[[str], RecipeError]) -> Criterion:
+def _compile_criterion(piece: str, error: Callable[[str], RecipeError],
+                       where: tuple[str | None, int | None] = (None, None)) -> Criterion:
     parts = piece.strip().split(None, 1)
     word = parts[0].lower()
     if word not in CRITERIA:
@@ -256,9 +258,11 @@ def _compile_criterion(piece: str, error: Callable[[str], RecipeError]) -> Crite
     pattern = None
     if word in ("contains", "notcontains"):
         try:
-            pattern = re.compile(term)
+            pattern = compile_pattern(term, where=where)
         except re.error as exc:
             raise error(f"{word} {field}: bad regular expression ({exc})") from None
+        except PatternError as exc:
+            raise error(f"{word} {field}: regular expression refused: {exc}") from None
     return Criterion(word, field, tag, value, term, pattern)
 
 

@@ -10,6 +10,7 @@ else (dates, times, person names, UIDs, tags) str, multi-valued elements lists o
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import struct
@@ -29,7 +30,22 @@ from pydicom.sequence import Sequence
 
 from .values import BYTES_VRS as _BINARY_VRS
 
-__all__ = ["get_identifiers", "entity_item", "element_value", "keyword_value"]
+__all__ = ["get_identifiers", "entity_item", "element_value", "keyword_value", "cap_identifiers",
+           "cap_key", "VALUE_MAX", "KEY_MAX", "CUT_NOTE"]
+
+VALUE_MAX = 1024
+"""Characters of one field's value kept in the ids (a list: of its items' text together).
+Header text fields are at most 10,240 characters by their VR (UT, LT excepted in theory) and in
+practice under a few hundred; a 20 MB value in a hostile file would otherwise be stored whole
+in Redis and in the export, and a hundred such files fill a 2 GiB Redis."""
+
+KEY_MAX = 256
+"""Characters of an entity or item key (PatientID, SOPInstanceUID: 64 by their VRs) kept as
+they are; a longer key is cut and given a digest of the whole, so it stays unique."""
+
+CUT_NOTE = "_cut"
+"""Field of an item that lists the fields :func:`cap_identifiers` cut, each with its original
+length in characters (not a keyword, so no recipe reads it by accident)."""
 
 _INT_VRS = frozenset({"US", "SS", "UL", "SL", "SV", "UV", "IS"})
 _FLOAT_VRS = frozenset({"FL", "FD", "DS"})
@@ -255,6 +271,46 @@ def get_identifiers(ds: Dataset) -> dict[str, Plain]:
         except (TypeError, ValueError):
             out[keyword] = str(value)
     return out
+
+
+def cap_identifiers(fields: dict[str, Plain], limit: int = VALUE_MAX) -> dict[str, Plain]:
+    """``fields`` with every value cut to ``limit`` characters, in place; the cut ones are
+    noted under :data:`CUT_NOTE` (``{field: original length}``), so a person reading the ids
+    sees what was shortened. A list keeps its first items that fit; numbers are never cut.
+
+    Costs a type check per field, and a length per list item: most fields are short.
+    """
+    cut: dict[str, int] = {}
+    for name, value in fields.items():
+        if isinstance(value, str):
+            if len(value) > limit:
+                cut[name] = len(value)
+                fields[name] = value[:limit]
+        elif isinstance(value, list):
+            length = keep = 0
+            for item in value:
+                length += len(item) if isinstance(item, str) else len(str(item))
+                if length <= limit:
+                    keep += 1
+            if length > limit:
+                cut[name] = length
+                kept = value[:keep]
+                if not kept:  # one item over the limit on its own: keep its start
+                    first = value[0]
+                    kept = [first[:limit] if isinstance(first, str) else first]
+                fields[name] = kept
+    if cut:
+        fields[CUT_NOTE] = cut  # type: ignore[assignment]  # the note is a mapping, not Plain
+    return fields
+
+
+def cap_key(value: str, limit: int = KEY_MAX) -> str:
+    """An entity or item key as stored: itself when up to ``limit`` characters, else its start
+    and a digest of the whole (unique, the same in get and put)."""
+    if len(value) <= limit:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"{value[:limit - 40]}...cut:{digest}"
 
 
 def entity_item(

@@ -31,8 +31,11 @@ GROUP_ACTIONS = ("FIELD", "SPLIT")
 _LINE_WORDS = ACTIONS + ("LABEL",)
 
 # A token is a run of non-space characters where quoted parts ("..." or '...') may hold spaces,
-# so private-creator selectors such as (0033,"MITRA OBJECT 1.0",1E) stay one token.
+# so private-creator selectors such as (0033,"MITRA OBJECT 1.0",1E) stay one token. This
+# pattern is the definition of a token; it backtracks exponentially on a quoted part holding
+# many backslashes, so it only runs on lines without any (see split_action_line).
 _TOKEN_RE = re.compile(r"""(?:[^\s"']+|"(?:\\.|[^"])*"|'(?:\\.|[^'])*')+""")
+_QUOTES = "\"'"
 _COORD_WORDS = (  # longest first: the lower-cased line is tested with startswith
     ("ctpkeepcoordinates", True, True),
     ("ctpcoordinates", False, True),
@@ -42,8 +45,67 @@ _COORD_WORDS = (  # longest first: the lower-cased line is tested with startswit
 
 
 def split_action_line(line: str) -> list[str]:
-    """Whitespace tokens of an action line; quoted runs stay inside one token."""
-    return _TOKEN_RE.findall(line)
+    """Whitespace tokens of an action line; quoted runs stay inside one token.
+
+    Exactly ``_TOKEN_RE.findall(line)``, in time linear in the line. Without a backslash the
+    pattern cannot backtrack more than once per quote, so it runs as it is. With one, a quoted
+    part has many ways to read its backslashes (an escape, or a plain character), and a part
+    that never closes makes the pattern try them all, about 2**n for n backslash pairs (in the
+    producer, and again in every worker that loads the recipe).
+    :func:`_quoted_ends` computes, once per line, where the pattern's first successful reading
+    of a quoted part ends, which is all findall keeps.
+    """
+    if "\\" not in line:
+        return _TOKEN_RE.findall(line)
+    ends = {q: _quoted_ends(line, q) for q in _QUOTES if q in line}
+    tokens: list[str] = []
+    n = len(line)
+    start = 0
+    while start < n:
+        pos = start
+        while pos < n:
+            char = line[pos]
+            if char in ends:
+                close = ends[char][pos + 1]
+                if close < 0:
+                    break  # a quote that never closes ends the token before it
+                pos = close
+            elif char.isspace():  # what the pattern's \s matches in a str
+                break
+            else:
+                pos += 1
+        if pos == start:
+            start += 1  # no token starts here (space, or an unclosed quote): findall moves on
+        else:
+            tokens.append(line[start:pos])
+            start = pos
+    return tokens
+
+
+def _quoted_ends(line: str, quote: str) -> list[int]:
+    """For each position p, where the body of a ``quote``-quoted part starting at p ends
+    (just after its closing quote) as ``_TOKEN_RE`` reads it, or -1 when it never closes.
+
+    The pattern's body is ``(?:\\.|[^"])*"``, tried in that order: at a backslash (followed
+    by anything but a newline) first as an escape pair, then as a plain character; at any other
+    character but the quote, as a plain one; at the quote, the end. The first reading that
+    succeeds is the one the backtracking engine returns, and it depends only on p, so one pass
+    from the end of the line gives every answer (each position is decided once, from the two
+    after it).
+    """
+    n = len(line)
+    ends = [-1] * (n + 2)
+    for p in range(n - 1, -1, -1):
+        char = line[p]
+        end = -1
+        if char == "\\" and p + 1 < n and line[p + 1] != "\n":
+            end = ends[p + 2]
+        if end < 0 and char != quote:
+            end = ends[p + 1]
+        if end < 0 and char == quote:
+            end = p + 1
+        ends[p] = end
+    return ends
 
 
 def _strip_comment(value: str) -> str:

@@ -10,7 +10,10 @@ Differences from deid, chosen for safety and valid output:
 - boxes are clipped to the image; deid's negative numbers wrap around (numpy slicing);
 - the cleaned copy is written uncompressed (Explicit VR Little Endian when the source was
   compressed) in the source's planar configuration, and BurnedInAnnotation is set to "NO";
-- the input dataset is never changed: a new one is returned.
+- the input dataset is never changed: a new one is returned;
+- the image's decoded size is checked against a limit, and native pixel data against the size
+  its header declares, before anything is allocated (:func:`check_pixels`): a few hundred bytes
+  of file declaring 65535 x 65535 pixels must not make a worker allocate 4 GiB.
 """
 
 from __future__ import annotations
@@ -21,10 +24,66 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.pixels.utils import pack_bits
+from pydicom.pixels.utils import get_expected_length, pack_bits
 from pydicom.uid import ExplicitVRBigEndian
 
-__all__ = ["clean_pixels", "regions", "has_boxes"]
+from ..config import DEFAULT_MAX_PIXEL_BYTES
+
+__all__ = ["clean_pixels", "regions", "has_boxes", "check_pixels", "decoded_size", "PixelLimitError"]
+
+
+class PixelLimitError(ValueError):
+    """The image cannot be decoded within the limits: too big, or its pixel data shorter than
+    its header says. The message gives sizes only, never a header value."""
+
+
+_PIXEL_KEYWORDS = ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated")
+
+
+def decoded_size(ds: Dataset) -> int:
+    """Bytes the decoded pixels take: rows x columns x frames x samples x bytes per sample
+    (one for BitsAllocated 1, which decodes to a byte per pixel). Raises PixelLimitError when
+    the header does not describe an image."""
+    numbers = []
+    for keyword in _PIXEL_KEYWORDS:
+        try:
+            value = int(ds.get(keyword, 1 if keyword == "SamplesPerPixel" else 0) or 0)
+        except (TypeError, ValueError):
+            value = 0
+        if value < 1:
+            raise PixelLimitError(f"{keyword} is missing or not a positive number")
+        numbers.append(value)
+    rows, cols, samples, bits = numbers
+    try:
+        frames = max(1, int(ds.get("NumberOfFrames", 1) or 1))
+    except (TypeError, ValueError):
+        raise PixelLimitError("NumberOfFrames is not a number") from None
+    return rows * cols * frames * samples * max(1, (bits + 7) // 8)
+
+
+def check_pixels(ds: Dataset, max_bytes: int = DEFAULT_MAX_PIXEL_BYTES) -> int:
+    """Check, from the header alone, that decoding ``ds``'s pixels is safe; returns their
+    decoded size. Raises PixelLimitError when it is over ``max_bytes``
+    (``DEID_MAX_PIXEL_BYTES``), or when native (uncompressed) pixel data is shorter than the
+    image its header describes (a decoder would fail on it, or trust the header).
+
+    Costs a few element reads; nothing is decoded or allocated.
+    """
+    size = decoded_size(ds)
+    if size > max_bytes:
+        raise PixelLimitError(f"the image decodes to {size} bytes, over DEID_MAX_PIXEL_BYTES "
+                              f"({max_bytes}); raise it on workers with the memory for it")
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    pixel_data = ds.get("PixelData")
+    if syntax is not None and not syntax.is_compressed and isinstance(pixel_data, bytes):
+        try:
+            expected = int(get_expected_length(ds, unit="bytes"))
+        except (AttributeError, TypeError, ValueError, KeyError):
+            raise PixelLimitError("the header does not describe the pixel data") from None
+        if len(pixel_data) < expected:
+            raise PixelLimitError(f"pixel data of {len(pixel_data)} bytes is shorter than the "
+                                  f"{expected} bytes its header describes")
+    return size
 
 _SCRUB, _KEEP = 0, 1
 
@@ -85,7 +144,8 @@ def regions(verdict: Mapping[str, Any], rows: int, cols: int) -> np.ndarray:
     return mask
 
 
-def clean_pixels(ds: Dataset, verdict: Mapping[str, Any]) -> Dataset:
+def clean_pixels(ds: Dataset, verdict: Mapping[str, Any], *,
+                 max_bytes: int = DEFAULT_MAX_PIXEL_BYTES) -> Dataset:
     """A copy of ``ds`` whose pixels inside the verdict's scrub boxes are zero.
 
     Works for grey and multi-sample (RGB, YBR) images, single- or multi-frame, either planar
@@ -93,10 +153,12 @@ def clean_pixels(ds: Dataset, verdict: Mapping[str, Any]) -> Dataset:
     copy is written as Explicit VR Little Endian. BurnedInAnnotation becomes "NO" when the
     verdict has boxes; with none, the pixels are unchanged and so is that element (nothing
     was scrubbed, so we cannot claim it). Raises ValueError if the dataset has no pixel data
-    or a box is malformed.
+    or a box is malformed, and :class:`PixelLimitError` (a ValueError) before any allocation,
+    the mask's included, when :func:`check_pixels` refuses the image.
     """
     if "PixelData" not in ds:
         raise ValueError("dataset has no PixelData (was it read with stop_before_pixels?)")
+    check_pixels(ds, max_bytes)
     rows, cols = int(ds.Rows), int(ds.Columns)
     mask = regions(verdict, rows, cols)  # validate before the (costly) copy and decode
     out = copy.deepcopy(ds)

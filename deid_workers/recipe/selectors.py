@@ -31,6 +31,8 @@ from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID
 from pydicom.valuerep import AMBIGUOUS_VR, MAX_VALUE_LEN, STR_VR_REGEXES, PersonName
 
+from .patterns import Pattern, PatternError, compile_pattern
+
 __all__ = [
     "SKIP",
     "Selector",
@@ -75,7 +77,7 @@ class Selector:
     text: str
     kind: str
     arg: str = ""
-    regex: re.Pattern[str] | None = None
+    regex: Pattern | None = None  # runs in bounded time (patterns.py)
 
     @property
     def plain(self) -> bool:
@@ -101,9 +103,11 @@ def compile_selector(text: str) -> Selector:
         elif expander == "startswith":
             expression = f"^({expression})"
         try:
-            regex = re.compile(expression, re.IGNORECASE)
+            regex = compile_pattern(expression, re.IGNORECASE)
         except re.error as exc:
             raise ValueError(f"invalid regular expression in {text!r}: {exc}") from None
+        except PatternError as exc:
+            raise ValueError(f"regular expression refused in {text!r}: {exc}") from None
         return Selector(text, expander, expression, regex)
     if expander == "select":
         attribute, _, value = expression.partition(":")
@@ -331,7 +335,7 @@ class Field:
             return not hit if kind == "except" else hit
         return False
 
-    def value_matches(self, regex: re.Pattern[str]) -> bool:
+    def value_matches(self, regex: Pattern) -> bool:
         """deid's value_contains: str of each value (lists item-wise) searched."""
         value = self.element.value
         values = value if isinstance(value, list) else [value]
@@ -713,11 +717,13 @@ class FieldSet:
                 "Empty values list encountered.  No fields will be identified."
             )
             return []
+        # The pattern is made of header values, so a file chooses it: it runs in bounded time
+        # (patterns.py), and one that cannot (or that re refuses) is matched literally.
         try:
-            regex = re.compile("(%s)" % "|".join(items), re.IGNORECASE)
-        except re.error:
+            regex = compile_pattern("(%s)" % "|".join(items), re.IGNORECASE)
+        except (re.error, PatternError):
             # deid does not escape list values and dies on e.g. "(" ; match them literally.
-            regex = re.compile("(%s)" % "|".join(re.escape(v) for v in items), re.IGNORECASE)
+            regex = compile_pattern("(%s)" % "|".join(re.escape(v) for v in items), re.IGNORECASE)
         return [f for f in list(self.fields.values()) if f.value_matches(regex)]
 
     def remove(self, f: Field) -> None:

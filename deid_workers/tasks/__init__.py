@@ -39,7 +39,8 @@ RETRY_ON = (redis.ConnectionError, redis.TimeoutError)
 """Errors worth a retry: Redis restarting or a network blip. Anything else fails the task."""
 
 RUN_SETTINGS = ("entity_field", "item_field", "date_shift_min", "date_shift_max",
-                "batch_size", "max_retries", "run_expiry", "export_shard_files")
+                "batch_size", "max_retries", "run_expiry", "export_shard_files",
+                "max_file_bytes", "max_pixel_bytes")
 """Settings the producer stores with a run and every worker applies, whatever its own env says.
 The secret is NOT among them: it never travels through Redis; each worker resolves its own."""
 
@@ -84,6 +85,7 @@ class RunContext:
     quarantine_groups: tuple[str, ...] = ()
     recipe_name: str = ""
     recipe_files: tuple[str, ...] = ()
+    quarantine: str = ""  # --clean-pixels: where held-back files go (steps.run_quarantine)
 
     @cached_property
     def provenance(self) -> Any:
@@ -99,7 +101,8 @@ class RunContext:
             return None
         from ..steps import PixelPolicy, quarantine_folder
 
-        return PixelPolicy(quarantine_folder(self.outfolder), self.quarantine_groups, now=now)
+        return PixelPolicy(self.quarantine or quarantine_folder(self.outfolder),
+                           self.quarantine_groups, now=now)
 
     @property
     def final_stage(self) -> str:
@@ -160,6 +163,7 @@ def run_context(run_id: str, *, redis_conn: redis.Redis | None = None) -> RunCon
         quarantine_groups=tuple(rec.get("quarantine_groups") or ()),
         recipe_name=str(rec.get("recipe_name") or ""),
         recipe_files=tuple(str(f) for f in rec.get("recipe_files") or ()),
+        quarantine=str(rec.get("quarantine") or ""),
     )
     _contexts[run_id] = ctx
     while len(_contexts) > _CACHE_SIZE:
@@ -304,7 +308,10 @@ class BatchGuard:
             except SoftTimeLimitExceeded:
                 raise  # the batch is out of time, not this file: tasks.limits requeues it
             except Exception as exc:
-                failed[rel] = str(exc) if isinstance(exc, RecipeError) else type(exc).__name__
+                # Our own errors say what went wrong without a value (an output refused because
+                # a folder on its path became a link, a recipe line); others by their type.
+                failed[rel] = (exc.reason if isinstance(exc, InputError) else
+                               str(exc) if isinstance(exc, RecipeError) else type(exc).__name__)
                 log.warning("run %s: %s failed in %s: %s", self.store.run_id, rel, self.stage,
                             type(exc).__name__)
                 log.debug("traceback", exc_info=True)

@@ -26,7 +26,7 @@ def run_inspect(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     skipped: dict[str, str] = {}
     failed: dict[str, str] = {}
     guard = BatchGuard(ctx, "inspect", batch_no, retry)
-    for rel, out in guard.run(paths, lambda rel: inspect_one(ctx.input, rel, ctx.recipe), failed):
+    for rel, out in guard.run(paths, lambda rel: inspect_one(ctx.input, rel, ctx.recipe, ctx.settings), failed):
         if not out.ok:
             skipped[rel] = out.reason or "unreadable"
             log.warning("run %s: skipping %s: %s", run_id, rel, out.reason)

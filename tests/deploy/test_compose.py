@@ -119,6 +119,18 @@ def test_input_is_read_only_and_output_writable(compose, name):
 
 
 @pytest.mark.parametrize("name", ["worker", "submit"])
+def test_quarantine_is_a_writable_mount_apart_from_the_output(compose, name):
+    # --clean-pixels' default, the output's sibling /data/out-quarantine, is not writable in
+    # the image: the setting points at a mount of its own, the same for producer and workers.
+    service = compose["services"][name]
+    mounts = {target: (source, mode) for source, target, mode in map(mount_target, service["volumes"])}
+    where = _env(service)["DEID_QUARANTINE"]
+    assert where == "/data/quarantine" and mounts[where][1] != "ro"
+    assert mounts[where][0].startswith("${DEID_QUARANTINE_DIR:-")
+    assert not where.startswith("/data/out/") and not where.startswith("/data/in/")
+
+
+@pytest.mark.parametrize("name", ["worker", "submit"])
 def test_workers_share_broker_and_secret(compose, name):
     env = _env(compose["services"][name])
     url = urlsplit(mask_references(env["DEID_BROKER_URL"]))

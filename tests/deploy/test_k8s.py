@@ -230,6 +230,21 @@ def test_input_and_output_are_on_the_shared_volume(k8s_objects, kind, name):
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
 
 
+@pytest.mark.parametrize(
+    ("kind", "name"), [("Deployment", "deid-worker"), ("CronJob", "deid-submit")]
+)
+def test_quarantine_is_mounted_where_the_config_points(k8s_objects, kind, name):
+    # /data is read-only in the pods (readOnlyRootFilesystem): the output's sibling cannot be
+    # made there, so DEID_QUARANTINE names a writable mount of the shared volume.
+    where = k8s_objects[("ConfigMap", "deid-config")]["data"]["DEID_QUARANTINE"]
+    obj = k8s_objects[(kind, name)]
+    assert "deid-config" in {e["configMapRef"]["name"] for e in containers(obj)[0]["envFrom"]}
+    mounts = {m["mountPath"]: m for m in containers(obj)[0]["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod_spec(obj)["volumes"]}
+    assert not mounts[where].get("readOnly", False) and mounts[where]["subPath"] == "quarantine"
+    assert volumes[mounts[where]["name"]]["persistentVolumeClaim"]["claimName"] == "deid-data"
+
+
 def test_flower_requires_basic_auth(k8s_objects):
     flower = containers(k8s_objects[("Deployment", "flower")])[0]
     env = {e["name"]: e for e in flower["env"]}

@@ -115,7 +115,7 @@ def test_put_with_edited_ids_uses_vars(cluster, redis_client, tree, tmp_path, ca
     assert store.counters()["load:items"] == 6 and not redis_client.keys("*idschunk*")
     ds = pydicom.dcmread(out / paths[0])
     assert ds.PatientID == "SUBJ-0" and str(ds.PatientName) == "ANON^0"
-    assert "PatientBirthDate" not in ds
+    assert not ds.get("PatientBirthDate")  # REMOVEd; Type 2, so kept empty (conformance pass)
     assert pydicom.dcmread(out / paths[3]).PatientID == "SUBJ-1"
 
 

@@ -279,3 +279,23 @@ def test_entity_item_reads_what_dataset_get_reads_on_other_classes() -> None:
     plain.add_new(0x00100020, "LO", "element")
     plain.__dict__["PatientID"] = "instance attribute"
     assert entity_item(plain) == ("instance attribute", None)
+
+
+def test_values_are_capped_per_field_and_the_cut_noted() -> None:
+    from deid_workers.recipe.identifiers import CUT_NOTE, VALUE_MAX, cap_identifiers, cap_key
+
+    fields = {"ImageComments": "x" * 20_000, "ImageType": ["ORIGINAL", "PRIMARY"],
+              "OtherPatientIDs": ["a" * 600, "b" * 600, "c"], "Rows": 512,
+              "PatientComments": ["z" * 5000], "StudyDescription": "d" * VALUE_MAX}
+    capped = cap_identifiers(dict(fields))
+    assert capped["ImageComments"] == "x" * VALUE_MAX
+    assert capped["OtherPatientIDs"] == ["a" * 600]  # the items that fit
+    assert capped["PatientComments"] == ["z" * VALUE_MAX]
+    assert capped["ImageType"] == fields["ImageType"] and capped["Rows"] == 512
+    assert capped["StudyDescription"] == fields["StudyDescription"]  # at the limit: kept
+    assert capped[CUT_NOTE] == {"ImageComments": 20_000, "OtherPatientIDs": 1201,
+                                "PatientComments": 5000}
+    assert CUT_NOTE not in cap_identifiers({"PatientID": "P1"})
+    long_a, long_b = "p" * 5000 + "a", "p" * 5000 + "b"
+    assert cap_key("P1") == "P1" and len(cap_key(long_a)) <= 256
+    assert cap_key(long_a) != cap_key(long_b) and cap_key(long_a) == cap_key(long_a)

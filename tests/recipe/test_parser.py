@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+import signal
+from collections.abc import Iterator
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from deid_workers.errors import RecipeError
 from deid_workers.recipe import load_recipe, merge_recipes, parse_recipe
 from deid_workers.recipe.model import Coordinates
+from deid_workers.recipe.parser import split_action_line
 
 FULL = """\
 # a comment
@@ -200,3 +208,46 @@ def test_deid_shipped_recipes_load() -> None:
     assert len(r.header) == 73
     assert [(g.name, len(g.labels)) for g in r.filters] == [
         ("whitelist", 2), ("graylist", 109), ("blacklist", 7)]
+
+
+# --- the lexer: the token pattern's meaning, in linear time ---------------------------------
+
+_REFERENCE_TOKEN = re.compile(r"""(?:[^\s"']+|"(?:\\.|[^"])*"|'(?:\\.|[^'])*')+""")
+"""What a token is (deid's reading of an action line); backtracks exponentially on backslashes."""
+
+
+@contextlib.contextmanager
+def _hang_guard(seconds: float) -> Iterator[None]:
+    """Fail instead of hanging: the work under test takes milliseconds; before the fix, the
+    attack below took hours. Not a speed target, only a bound on a hang (SIGALRM also
+    interrupts the re engine)."""
+
+    def expired(signum: int, frame: object) -> None:
+        raise AssertionError(f"still running after {seconds} s: the lexer backtracks")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@settings(max_examples=3000, deadline=None, derandomize=True)
+@given(st.text(alphabet='\\"\' a\t\x1c\xa0\nb', max_size=14))
+def test_lexer_reads_lines_as_the_token_pattern_does(line: str) -> None:
+    assert split_action_line(line) == _REFERENCE_TOKEN.findall(line)
+
+
+def test_backslash_pairs_in_an_unclosed_quote_parse_at_once() -> None:
+    # The attack: a quoted value of escaped backslash pairs that never closes (22 pairs took
+    # over a minute with the pattern alone); thousands of them now parse like any line.
+    for pairs in (22, 5000):
+        line = 'REPLACE PatientName "' + "\\\\" * pairs
+        with _hang_guard(20):
+            assert split_action_line(line) == ["REPLACE", "PatientName", "\\\\" * pairs]
+            recipe = parse_recipe(f"FORMAT dicom\n%header\n{line}\n", "evil.dicom")
+    assert recipe.header[0].value == "\\\\" * 5000
+    quoted = 'REPLACE InstitutionName "a \\" b" \'c\\\\\' done'
+    assert split_action_line(quoted) == ["REPLACE", "InstitutionName", '"a \\" b"', "'c\\\\'", "done"]

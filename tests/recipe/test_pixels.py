@@ -197,3 +197,29 @@ def test_inspect_then_clean_from_ultrasound_regions() -> None:
     want[3:9, 2:7] = arr[3:9, 2:7]
     want[0:2, :] = 0  # ctp 0,0,10,2 -> 0,0,10,2 (x, y, w, h) scrubbed after the keep
     assert np.array_equal(out.pixel_array, want)
+
+
+def test_header_is_checked_before_the_mask_or_a_decode_is_allocated() -> None:
+    import tracemalloc
+
+    from deid_workers.recipe.pixels import PixelLimitError, check_pixels, decoded_size
+    from deid_workers.synth import make_dataset
+
+    ds = make_dataset(1, rows=4, cols=4, modality="US")  # 16-bit grey
+    assert check_pixels(ds) == decoded_size(ds) == 32
+    ds.Rows = ds.Columns = 65535
+    ds.NumberOfFrames = 2
+    verdict = {"results": [{"group": "g", "coordinates": [[0, "all"]]}]}
+    tracemalloc.start()
+    try:
+        with pytest.raises(PixelLimitError, match="decodes to 17179344900 bytes"):
+            clean_pixels(ds, verdict)
+        with pytest.raises(PixelLimitError, match="32 bytes is shorter than the 17179344900"):
+            clean_pixels(ds, verdict, max_bytes=1 << 40)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+    del ds.Rows
+    with pytest.raises(PixelLimitError, match="Rows is missing"):
+        check_pixels(ds)

@@ -76,7 +76,7 @@ def test_contains_startswith_endswith_except() -> None:
 
 def test_regex_is_lowercased_like_deid() -> None:
     sel = compile_selector(r"contains:\D")
-    assert sel.regex is not None and sel.regex.pattern == r"\d"
+    assert sel.regex is not None and sel.regex.text == r"\d"
 
 
 def test_select_vr_and_group() -> None:
