@@ -80,8 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of DICOM files (walked recursively); default: the bundled demo "
                         "study dicom-cookies")
     p.add_argument("--outfolder", metavar="DIR",
-                   help="output folder (mirrors --input's relative paths; ids and reports go "
-                        "here); default: a new temporary folder, printed at the end")
+                   help="output folder (laid out by --layout; ids and reports go here); "
+                        "default: a new temporary folder, printed at the end")
+    p.add_argument("--layout", choices=("mirror", "uid"), default="mirror",
+                   help="put/all: where outputs go. mirror: the input's relative paths, each "
+                        "folder or file name that holds the file's patient name, ID, other "
+                        "IDs, accession number or birth date (or its own instance UIDs) "
+                        "replaced by a keyed pseudonym; uid: <study>/<series>/<instance>.dcm "
+                        "from the new UIDs (default: mirror)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing outputs (default: refuse, and leave them untouched)")
     p.add_argument("--deid", metavar="RECIPE", action="append", default=[],
@@ -206,6 +212,9 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace,
     if args.quarantine_groups is not None and not args.clean_pixels:
         _error("--quarantine-groups needs --clean-pixels")
         return EXIT_USAGE
+    if args.layout != "mirror" and args.action not in ("put", "all"):
+        _error("--layout applies to --action put or all")
+        return EXIT_USAGE
     if args.quarantine is not None and not args.clean_pixels:
         _error("--quarantine needs --clean-pixels")
         return EXIT_USAGE
@@ -275,6 +284,7 @@ def _submit_and_follow(args: argparse.Namespace, settings: Settings, *,
                      overwrite=args.overwrite, recipes=tuple(args.deid), ids_path=args.ids,
                      print_ids=args.print_ids, verify=args.verify,
                      clean_pixels=args.clean_pixels, quarantine_groups=_groups(args),
+                     layout=args.layout,
                      quarantine=settings.quarantine,
                      key_location=key_location or "each worker's DEID_SECRET / DEID_SECRET_FILE")
     progress = None if args.no_wait else _progress(args)

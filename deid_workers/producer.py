@@ -105,6 +105,7 @@ class Submission:
     verify: bool = False
     clean_pixels: bool = False
     quarantine_groups: tuple[str, ...] = DEFAULT_QUARANTINE_GROUPS
+    layout: str = "mirror"
     quarantine: str | None = None  # None: the output folder's sibling (steps.quarantine_folder)
 
 
@@ -233,6 +234,7 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
         "verify": sub.verify,
         "clean_pixels": sub.clean_pixels,
         "quarantine_groups": list(sub.quarantine_groups),
+        "layout": sub.layout,
         "quarantine": quarantine,
         "walk_done": False,
         "stage": first_stage(sub.action),

@@ -11,9 +11,10 @@ append safely to one file on a shared volume. They keep per-batch entries in Red
 list, so paths are not stored twice), and whoever completes the run streams them out here, a
 batch at a time, to a temporary name that is then renamed.
 
-A line never holds a header value: paths are relative to ``--input``, reasons are fixed texts,
-exception type names or recipe text (the %filter label that decided), and the recipe is named
-by its hash.
+A line never holds a header value: ``path`` is relative to ``--input``, ``output`` relative to
+``--outfolder`` (where the run's layout put the file: :mod:`deid_workers.layout`), reasons are
+worded texts (:mod:`deid_workers.reasons`) or recipe text (the %filter label that decided), and
+the recipe is named by its hash.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def iter_run_log(store: RunStore, rec: Mapping[str, Any]) -> Iterator[dict[str, 
     sha = str(rec.get("recipe_sha") or "")
     for batch in store.iter_batch_records(n_batches):
         paths = batch.paths
-        decided: dict[str, tuple[str, str | None]] = {}
+        decided: dict[str, tuple[Any, ...]] = {}
         decided.update(zip(batch.valid if batch.valid is not None else paths, batch.put_log or ()))
         decided.update(zip(batch.to_clean or (), batch.clean_log or ()))
         rest = [p for p in paths if p not in decided]
@@ -56,14 +57,16 @@ def iter_run_log(store: RunStore, rec: Mapping[str, Any]) -> Iterator[dict[str, 
             for path, reason in store.outcomes(kind, rest).items():
                 decided.setdefault(path, ("failed" if kind == "poison" else kind, reason))
         for rel in paths:
-            outcome, reason = decided.get(rel, ("failed", NOT_PROCESSED))
+            entry = decided.get(rel, ("failed", NOT_PROCESSED))
+            outcome, reason = entry[0], entry[1]
+            placed = entry[2] if len(entry) > 2 and entry[2] else rel
             if outcome == "clean":  # put left it to the clean stage, which did not record it
                 outcome, reason = "failed", NOT_FINISHED
             output = None
             if outcome in ("written", "cleaned"):
-                output = rel
+                output = placed
             elif outcome == "quarantined":
-                output = os.path.join(quarantine, rel).replace(os.sep, "/")
+                output = os.path.join(quarantine, placed).replace(os.sep, "/")
             yield {"path": rel, "outcome": outcome, "reason": reason, "output": output,
                    "recipe_sha256": sha}
 

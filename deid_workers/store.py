@@ -693,8 +693,9 @@ class RunStore:
         return None if raw is None else list(json.loads(raw))
 
     def save_log(self, stage: str, batch_no: int,
-                 entries: Sequence[tuple[str, str | None]]) -> None:
-        """Per-file ``(outcome, reason)`` of a batch, in the order of the paths it processed.
+                 entries: Sequence[Sequence[str | None]]) -> None:
+        """Per-file ``(outcome, reason)`` of a batch, in the order of the paths it processed,
+        plus the output path as a third item where the layout did not keep the input's.
 
         Paths are not repeated (the batch lists hold them), so a file costs a few bytes plus
         its reason; a redelivered batch overwrites its own entry.
@@ -864,9 +865,9 @@ class BatchRecord:
     number: int
     paths: list[str]
     valid: list[str] | None  # the paths get found valid; None when no get stage ran
-    put_log: list[tuple[str, str | None]] | None  # (outcome, reason) per put path
+    put_log: list[tuple[Any, ...]] | None  # (outcome, reason[, output]) per put path
     to_clean: list[str] | None  # the paths put left to the clean stage
-    clean_log: list[tuple[str, str | None]] | None
+    clean_log: list[tuple[Any, ...]] | None
 
 
 def _batch_numbers(total: int, step: int) -> Iterator[list[str]]:
@@ -884,8 +885,9 @@ def _valid_record(raw: Any) -> tuple[list[str], list[tuple[str, str]]] | None:
     return list(record["paths"]), [(str(e), str(i)) for e, i in record["keys"]]
 
 
-def _log_entries(raw: Any) -> list[tuple[str, str | None]] | None:
-    return None if raw is None else [(str(o), r) for o, r in json.loads(raw)]
+def _log_entries(raw: Any) -> list[tuple[Any, ...]] | None:
+    """``(outcome, reason)`` or ``(outcome, reason, output)`` per file (see save_log)."""
+    return None if raw is None else [(str(e[0]), *e[1:]) for e in json.loads(raw)]
 
 
 def list_runs(client: redis.Redis, limit: int = 10) -> list[str]:

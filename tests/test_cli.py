@@ -102,6 +102,7 @@ def test_print_only_with_get(capsys):
     (["--action", "get", "--clean-pixels"], "apply to --action put or all"),
     (["--action", "inspect", "--quarantine-groups", "a"], "apply to --action put or all"),
     (["--action", "all", "--quarantine-groups", "blacklist"], "needs --clean-pixels"),
+    (["--action", "get", "--layout", "uid"], "--layout applies to --action put or all"),
 ])
 def test_pixel_flags_only_where_they_mean_something(capsys, argv, says):
     assert cli.main(argv) == 2

@@ -46,6 +46,19 @@ def test_lines_merge_get_put_and_clean_records(tmp_path):
     assert {x["recipe_sha256"] for x in lines} == {"ab" * 32}
 
 
+def test_output_is_where_the_layout_put_the_file(tmp_path):
+    # put records the output path only where it differs from the input's (a pseudonymized
+    # name): the line maps each input path to its output, quarantine included
+    store = _store(tmp_path)
+    store.commit_batch("get", 0, {}, valid=["a.dcm", "bad.dcm", "c.dcm"])
+    store.save_log("put", 0, [("written", None, "K7Q2/a.dcm"), ("skipped", "DICOMDIR: x"),
+                              ("quarantined", "blacklist: y", "K7Q2/c.dcm")])
+    lines = {x["path"]: x for x in iter_run_log(store, store.record())}
+    assert lines["a.dcm"]["output"] == "K7Q2/a.dcm"
+    assert lines["bad.dcm"]["output"] is None
+    assert lines["c.dcm"]["output"] == "../out-quarantine/K7Q2/c.dcm"
+
+
 def test_unrecorded_and_poison_files_still_get_a_line(tmp_path):
     store = _store(tmp_path)
     store.add_outcome("poison", "d.dcm", "crashed its worker in get")

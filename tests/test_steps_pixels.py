@@ -114,9 +114,9 @@ def test_clean_blacks_out_the_box_and_nothing_else(tmp_path, recipe, kw):
     src = _write(tmp_path, "a.dcm", text_block=BOX, **kw)
     out = tmp_path / "out"
     res = _put(tmp_path, "a.dcm", out, recipe)
-    assert res.status == "cleaned" and res.dest == str(out / "a.dcm")
+    assert res.status == "cleaned" and res.dest == str(out / res.output)
     assert res.reason.startswith("graylist: ")
-    back = pydicom.dcmread(out / "a.dcm")
+    back = pydicom.dcmread(res.dest)
     before, after = src.pixel_array, back.pixel_array
     x0, y0, x1, y1 = BOX
     assert before[..., y0:y1, x0:x1, :].max() if kw.get("samples") else before[..., y0:y1, x0:x1].max()

@@ -26,12 +26,13 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from ..config import Settings
 from ..errors import InputError, RecipeError
+from ..reasons import explain_failure
 from ..steps import output_path
 from ..store import RunStore, redis_client
 
 __all__ = ["RunContext", "run_context", "client", "RETRY_ON", "RUN_SETTINGS", "worker_settings",
-           "BatchGuard", "CRASHED", "KEPT_DYING", "TIMED_OUT", "final_stage", "finish_run", "prepare_output",
-           "fail_run"]
+           "BatchGuard", "CRASHED", "KEPT_DYING", "TIMED_OUT", "poison_reason", "final_stage",
+           "finish_run", "prepare_output", "fail_run"]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,14 @@ class RunContext:
     recipe_name: str = ""
     recipe_files: tuple[str, ...] = ()
     quarantine: str = ""  # --clean-pixels: where held-back files go (steps.run_quarantine)
+    layout_kind: str = "mirror"
+
+    @cached_property
+    def layout(self) -> Any:
+        """Where outputs go (:mod:`deid_workers.layout`), with this worker's key."""
+        from ..steps import run_layout
+
+        return run_layout(self.settings, self.layout_kind)
 
     @cached_property
     def provenance(self) -> Any:
@@ -163,6 +172,7 @@ def run_context(run_id: str, *, redis_conn: redis.Redis | None = None) -> RunCon
         quarantine_groups=tuple(rec.get("quarantine_groups") or ()),
         recipe_name=str(rec.get("recipe_name") or ""),
         recipe_files=tuple(str(f) for f in rec.get("recipe_files") or ()),
+        layout_kind=str(rec.get("layout") or "mirror"),
         quarantine=str(rec.get("quarantine") or ""),
     )
     _contexts[run_id] = ctx
@@ -180,12 +190,24 @@ def forget(run_id: str | None = None) -> None:
 
 
 CRASHED = "crashed its worker"
-"""Quarantine reason of a file whose worker process died (or was killed) while it was on it."""
+"""Quarantine reason of a file whose worker process died (or was killed) while it was on it;
+the reason goes on with the stage and what to do (:data:`POISON_ADVICE`)."""
 
 TIMED_OUT = "exceeded the task time limit"
-KEPT_DYING = "its batch kept killing its worker with no file to blame"
 """Quarantine reason of a file its batch was on when the batch ran out of time (a hang); the
 reason goes on with the limit and the stage: "exceeded the task time limit (30 s) in get"."""
+KEPT_DYING = ("its batch kept killing its worker with no file to blame (out of memory, or "
+              "Redis unreachable?); check the worker logs and run --resume")
+POISON_ADVICE = ("held back so the run could finish; open it in a DICOM viewer to check it, "
+                 "and report it if it looks sound")
+
+
+def poison_reason(stage: str, limit: int | None = None) -> str:
+    """The reason a file is quarantined as poison: it crashed its worker in ``stage``, or
+    hung it past the time limit ``limit`` (seconds)."""
+    if limit:
+        return f"{TIMED_OUT} ({limit} s) in {stage}: the worker hung on it; {POISON_ADVICE}"
+    return f"{CRASHED} in {stage} (a fault in a decoder, or out of memory); {POISON_ADVICE}"
 
 
 class BatchGuard:
@@ -274,9 +296,7 @@ class BatchGuard:
         return True
 
     def _reason(self, limit: int | None) -> str:
-        if limit:
-            return f"{TIMED_OUT} ({limit} s) in {self.stage}"
-        return f"{CRASHED} in {self.stage}"
+        return poison_reason(self.stage, limit)
 
     def _quarantine(self, rel: str, reason: str) -> None:
         self.store.add_outcome("poison", rel, reason)
@@ -288,9 +308,10 @@ class BatchGuard:
         """``(rel, step(rel))`` for each file :meth:`files` lets through.
 
         One bad file must not sink its batch: a file whose step raises unexpectedly is recorded
-        in ``failed`` with the exception's type only (messages may quote element values), or
-        with a recipe error's own message (recipe text and line, never a value), and the batch
-        goes on; the traceback goes to the DEBUG log.
+        in ``failed`` with a reason worded for a person (:func:`~deid_workers.reasons.
+        explain_failure`: never the exception's message, which may quote element values, but
+        a recipe error's own message, recipe text and line), and the batch goes on; the
+        traceback goes to the DEBUG log.
 
         Each poison file costs one start, so a batch started more often than its retries plus
         its files dies where no file is to blame (between files): its remaining files are
@@ -308,12 +329,9 @@ class BatchGuard:
             except SoftTimeLimitExceeded:
                 raise  # the batch is out of time, not this file: tasks.limits requeues it
             except Exception as exc:
-                # Our own errors say what went wrong without a value (an output refused because
-                # a folder on its path became a link, a recipe line); others by their type.
-                failed[rel] = (exc.reason if isinstance(exc, InputError) else
-                               str(exc) if isinstance(exc, RecipeError) else type(exc).__name__)
+                failed[rel] = explain_failure(exc, self.stage)
                 log.warning("run %s: %s failed in %s: %s", self.store.run_id, rel, self.stage,
-                            type(exc).__name__)
+                            failed[rel])
                 log.debug("traceback", exc_info=True)
                 continue
             yield rel, out
@@ -321,7 +339,8 @@ class BatchGuard:
 
 def prepare_output(ctx: RunContext, rel: str, *, first_time: bool,
                    quarantine: str | None) -> bool:
-    """Before put or clean writes ``rel``: may it replace an existing output?
+    """Before put or clean writes output path ``rel`` (relative to the output and quarantine
+    folders, as the run's layout placed it): may it replace an existing output?
 
     Yes with ``--overwrite``, and on a redelivered batch for an output this run wrote before its
     worker died: that one is ours, half done or not, and is rewritten rather than refused. A

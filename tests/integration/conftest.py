@@ -11,10 +11,16 @@ from pathlib import Path
 
 import pytest
 import redis
-from integration_procs import RedisServer, Worker
+from integration_procs import RedisServer, Worker, placed
 
 SECRET = "integration-secret"
 ROOT = str(Path(__file__).resolve().parents[2])
+
+
+@pytest.fixture
+def place():
+    """place(root, rel) -> where the cluster's workers put input ``rel`` (mirror layout)."""
+    return lambda root, rel: placed(root, rel, SECRET)
 
 
 @pytest.fixture(scope="session")

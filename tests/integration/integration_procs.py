@@ -23,6 +23,19 @@ ROOT = str(Path(__file__).resolve().parents[2])
 SECRET = "reliability-secret"
 
 
+def placed(root: Any, rel: str, secret: str) -> str:
+    """Where the default (mirror) layout puts input ``rel`` of ``root``, relative to the
+    output folder, for workers whose DEID_SECRET is ``secret``."""
+    import pydicom
+
+    from deid_workers.layout import Layout
+
+    ds = pydicom.dcmread(os.path.join(str(root), rel), stop_before_pixels=True, force=True)
+    out = Layout("mirror", lambda: secret.encode()).before(rel, ds)
+    assert out is not None
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

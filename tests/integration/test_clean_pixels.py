@@ -71,7 +71,7 @@ def _outside_mask(rows, cols):
     return mask
 
 
-def test_all_with_clean_pixels(cluster, tmp_path, capsys):
+def test_all_with_clean_pixels(cluster, tmp_path, capsys, place):
     root, out = tmp_path / "in", tmp_path / "out"
     originals = {}
     for i, (rel, (kw, rle)) in enumerate(IMAGES.items()):
@@ -96,7 +96,7 @@ def test_all_with_clean_pixels(cluster, tmp_path, capsys):
     assert summary["lists"]["quarantined"] == {"ot/capture.dcm": "blacklist: Modality equals ot"}
 
     for rel in ("us/grey.dcm", "us/rgb-frames.dcm", "us/rle-frames.dcm"):
-        back = pydicom.dcmread(out / rel)
+        back = pydicom.dcmread(out / place(root, rel))
         before = originals[rel][0]
         samples = int(back.SamplesPerPixel)
         assert _inside(before, samples).all(), rel  # the block was there
@@ -114,12 +114,12 @@ def test_all_with_clean_pixels(cluster, tmp_path, capsys):
         assert "deid.pixels" in back.DeidentificationMethod
         assert not back.get("PatientName")  # removed; Type 2, so kept empty (conformance)
 
-    ct = pydicom.dcmread(out / "ct/slice.dcm")
+    ct = pydicom.dcmread(out / place(root, "ct/slice.dcm"))
     assert ct.PixelData == originals["ct/slice.dcm"][1]
     assert [i.CodeValue for i in ct.DeidentificationMethodCodeSequence] == ["113100"]
 
-    held = tmp_path / "out-quarantine" / "ot/capture.dcm"
-    assert not (out / "ot/capture.dcm").exists()
+    held = tmp_path / "out-quarantine" / place(root, "ot/capture.dcm")
+    assert not (out / place(root, "ot/capture.dcm")).exists()
     q = pydicom.dcmread(held)
     assert q.PixelData == originals["ot/capture.dcm"][1]  # pixels untouched
     assert not q.get("PatientName") and q.PatientIdentityRemoved == "YES"

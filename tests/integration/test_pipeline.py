@@ -83,7 +83,7 @@ def test_get_print_writes_json_to_stdout(cluster, tree, tmp_path, capsys):
 
 
 def test_put_with_edited_ids_uses_vars(cluster, redis_client, tree, tmp_path, capsys,
-                                       monkeypatch):
+                                       monkeypatch, place):
     """The edited ids go to the worker in chunks (an entity each here) ahead of the put batches."""
     from deid_workers import idsfile, producer
     from deid_workers.store import RunStore
@@ -113,13 +113,14 @@ def test_put_with_edited_ids_uses_vars(cluster, redis_client, tree, tmp_path, ca
     store = RunStore.load(redis_client, summary["run_id"])
     assert store.done_batches("load") == {0, 1} and store.fields("ids_chunks") == [2]
     assert store.counters()["load:items"] == 6 and not redis_client.keys("*idschunk*")
-    ds = pydicom.dcmread(out / paths[0])
+    ds = pydicom.dcmread(out / place(root, paths[0]))
     assert ds.PatientID == "SUBJ-0" and str(ds.PatientName) == "ANON^0"
     assert not ds.get("PatientBirthDate")  # REMOVEd; Type 2, so kept empty (conformance pass)
-    assert pydicom.dcmread(out / paths[3]).PatientID == "SUBJ-1"
+    assert pydicom.dcmread(out / place(root, paths[3])).PatientID == "SUBJ-1"
 
 
-def test_all_with_corrupt_files_exits_0_and_lists_skips(cluster, tree, tmp_path, capsys):
+def test_all_with_corrupt_files_exits_0_and_lists_skips(cluster, tree, tmp_path, capsys,
+                                                        place):
     root, paths = tree
     out = tmp_path / "out"
     code, stdout, err = _run(capsys, "--action", "all", "--quiet", "--json",
@@ -130,17 +131,17 @@ def test_all_with_corrupt_files_exits_0_and_lists_skips(cluster, tree, tmp_path,
     assert set(s["lists"]["skipped"]) == {p for p in paths if p.startswith("corrupt-")}
     assert (out / "deid-ids.pkl").exists()
     for rel in paths[:6]:
-        ds = pydicom.dcmread(out / rel)
+        ds = pydicom.dcmread(out / place(root, rel))
         assert "PID-0000-SENT" not in str(ds) and "PID-0001-SENT" not in str(ds)
 
 
-def test_overwrite_refusal_leaves_file_untouched(cluster, tmp_path, capsys):
+def test_overwrite_refusal_leaves_file_untouched(cluster, tmp_path, capsys, place):
     root = tmp_path / "in"
     paths = write_study_tree(root, patients=1, images=2)
     out = tmp_path / "out"
     assert _run(capsys, "--action", "all", "--quiet", "--input", str(root),
                 "--outfolder", str(out))[0] == 0
-    target = out / paths[0]
+    target = out / place(root, paths[0])
     target.write_bytes(b"edited by a human")
     code, stdout, err = _run(capsys, "--action", "all", "--input", str(root),
                              "--outfolder", str(out))

@@ -20,6 +20,7 @@ import json
 import re
 import shutil
 import subprocess
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,7 +90,9 @@ class Judged:
 
 
 def _is_dicomdir(path: Path) -> bool:
-    ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    with warnings.catch_warnings():  # real files: pydicom warns about what it reads around
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
     meta = getattr(ds, "file_meta", None)
     return (meta is not None and meta.get("MediaStorageSOPClassUID") == MEDIA_DIRECTORY) \
         or "DirectoryRecordSequence" in ds
