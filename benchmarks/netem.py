@@ -44,6 +44,7 @@ def _log(msg: str) -> None:
 def _env(url: str, tmp: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(DEID_BROKER_URL=url, DEID_SECRET=BENCH_SECRET, XDG_CONFIG_HOME=tmp,
+               DEID_INPUT_ROOTS=tmp, DEID_OUTPUT_ROOTS=tmp,
                PYTHONPATH=os.pathsep.join(p for p in (_REPO, env.get("PYTHONPATH", "")) if p))
     env.pop("MESSAGELEVEL", None)
     return env

@@ -24,6 +24,8 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from .cluster import BENCH_SECRET
+
 __all__ = ["count_roundtrips", "main"]
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,8 +91,9 @@ def count_roundtrips(*, patients: int = 6, images: int = 100, batch: int = 100) 
                               "--dir", tmp, "--save", "", "--appendonly", "no"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     env = dict(os.environ)
-    env.update(DEID_BROKER_URL=f"redis+socket://{sock}", DEID_SECRET="roundtrips",
-               XDG_CONFIG_HOME=tmp, DEID_ROUNDTRIPS_OUT=out,
+    env.update(DEID_BROKER_URL=f"redis+socket://{sock}", DEID_SECRET=BENCH_SECRET,
+               XDG_CONFIG_HOME=tmp, DEID_ROUNDTRIPS_OUT=out, DEID_INPUT_ROOTS=tmp,
+               DEID_OUTPUT_ROOTS=tmp,
                PYTHONPATH=os.pathsep.join(p for p in (site, _REPO, env.get("PYTHONPATH")) if p))
     node = f"rtt-{os.getpid()}@localhost"
     worker = None

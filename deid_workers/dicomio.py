@@ -3,8 +3,16 @@
 Reading: pydicom is lenient, which is right for values but wrong for triage: it silently accepts
 a file cut in the middle of an element, and with ``force=True`` it "reads" any text file. So
 :func:`read_dataset` adds the checks a pipeline needs and turns every failure into an
-:class:`~deid_workers.errors.InputError` whose reason is one of a few short, fixed phrases
-(:data:`REASONS`) that never contain a header value, because reasons go to logs and reports.
+:class:`~deid_workers.errors.InputError` whose reason is one of a few fixed, worded phrases
+(:data:`REASONS`, from :mod:`deid_workers.reasons`) that never contain a header value, because
+reasons go to logs and reports. A media index (DICOMDIR) is refused the same way: it is no
+image to de-identify, and copying it would carry the original names, IDs and paths.
+
+Where the file meta and the bytes disagree on the encoding (the meta says Explicit VR, the data
+set is Implicit VR, or the other way round), pydicom reads the bytes as they are but reports
+the meta's encoding; :func:`read_dataset` corrects ``original_encoding`` to what was read, so
+the output is written from what the bytes are (:mod:`deid_workers.filemeta` then makes the
+meta agree).
 
 Writing: workers race each other and may be killed; :func:`write_atomic` makes sure an output
 file is either absent or complete, and that two workers cannot both "win" a no-overwrite write.
@@ -32,28 +40,35 @@ from pydicom.values import converters
 from deid_workers.config import DEFAULT_MAX_FILE_BYTES
 from deid_workers.errors import InputError, OutputExistsError
 from deid_workers.fastread import convert_sequence, parse_headers, parse_part10
+from deid_workers.reasons import (
+    CORRUPT,
+    EMPTY,
+    LINK,
+    MEDIA_INDEX,
+    MISSING,
+    NOT_DICOM,
+    NOT_REGULAR,
+    OUTSIDE,
+    PERMISSION,
+    SKIP_REASONS,
+    SPARSE,
+    THROUGH_LINK,
+    TOO_LARGE,
+    UnwritableValue,
+    element_of,
+)
 
 __all__ = [
     "REASONS",
     "enforce_inside",
+    "is_media_index",
     "read_dataset",
     "write_atomic",
 ]
 
 log = logging.getLogger(__name__)
 
-EMPTY = "empty file"
-NOT_DICOM = "not a DICOM file"
-CORRUPT = "truncated or corrupt DICOM"
-PERMISSION = "permission denied"
-NOT_REGULAR = "not a regular file"
-MISSING = "file not found"
-OUTSIDE = "path outside the folder"
-LINK = "symbolic link (not followed)"
-TOO_LARGE = "file larger than DEID_MAX_FILE_BYTES"
-SPARSE = "sparse file (mostly holes, not data)"
-REASONS = frozenset({EMPTY, NOT_DICOM, CORRUPT, PERMISSION, NOT_REGULAR, MISSING,
-                     LINK, TOO_LARGE, SPARSE, OUTSIDE})
+REASONS = SKIP_REASONS
 """Every reason :func:`read_dataset` may give; reports group skipped files by these."""
 
 SPARSE_MIN = 8 << 20
@@ -83,7 +98,10 @@ def _looks_like_dicom_without_preamble(head: bytes) -> bool:
         return False
     group, elem = struct.unpack("<HH", head[:4])
     if group not in (0x0002, 0x0008) or elem > 0x0100:
-        return False
+        # Explicit VR Big Endian (retired, still found in old archives): pydicom reads it
+        # with force=True, telling it by the byte order of the group.
+        group, elem = struct.unpack(">HH", head[:4])
+        return group == 0x0008 and elem <= 0x0100 and head[4:6] in _EXPLICIT_VRS
     if head[4:6] in _EXPLICIT_VRS:
         return True
     # Implicit VR little endian: a 4-byte length that fits a header element.
@@ -412,7 +430,53 @@ def _last_checks(ds: FileDataset, pixels_at: BinaryIO | None, size: int) -> File
     if pixels_at is not None:
         _check_pixel_element(pixels_at, ds, size)
     _check_elements(ds)
+    _trust_the_bytes(ds)
     return ds
+
+
+def _trust_the_bytes(ds: FileDataset) -> None:
+    """Make ``ds.original_encoding`` say how the data set was actually read.
+
+    pydicom reads a data set whose first element contradicts the transfer syntax (a meta
+    saying JPEG Baseline, so Explicit VR, over an Implicit VR data set) in the encoding the
+    bytes have, but reports the transfer syntax's. Writing would then copy implicit VR
+    elements into an explicit VR file. Raw elements tell: implicit VR ones have no VR.
+    """
+    implicit, little = ds.original_encoding
+    if implicit is None:
+        return
+    for tag, elem in ds._dict.items():
+        if type(elem) is RawDataElement:
+            if tag >> 16 == 0x0002:
+                continue  # file meta elements misplaced in the data set: always explicit
+            read_implicit = elem.VR is None
+            if read_implicit != implicit:
+                ds.set_original_encoding(read_implicit, little, ds.original_character_set)
+                log.debug("the data set is %s VR, unlike its transfer syntax",
+                          "implicit" if read_implicit else "explicit")
+            return
+
+
+_MEDIA_INDEX_CLASS = "1.2.840.10008.1.3.10"
+"""Media Storage Directory Storage: the SOP Class of a DICOMDIR."""
+_DIRECTORY_RECORDS = 0x00041220
+_FILE_SET_ID = 0x00041130
+
+
+def is_media_index(ds: Dataset) -> bool:
+    """Whether ``ds`` is a DICOMDIR: its file meta names the Media Storage Directory class,
+    or it holds the directory's own elements (a DICOMDIR whose meta was lost)."""
+    elements = ds._dict
+    if _DIRECTORY_RECORDS in elements or _FILE_SET_ID in elements:
+        return True
+    meta = ds.__dict__.get("file_meta")
+    elem = meta._dict.get(0x00020002) if isinstance(meta, Dataset) else None
+    if elem is None:
+        return False
+    value = elem.value
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return str(value).strip(" \0") == _MEDIA_INDEX_CLASS
 
 
 class _NotDicom(Exception):
@@ -474,6 +538,8 @@ def read_dataset(
         log.debug("%s: %d pydicom warning(s) while reading", shown, len(caught))
     if not isinstance(ds, FileDataset):  # pragma: no cover - dcmread on a file gives one
         raise InputError(shown, NOT_DICOM)
+    if is_media_index(ds):
+        raise InputError(shown, MEDIA_INDEX)
     # Parsed from memory: keep the attributes a dataset read from the file has (its name and
     # mtime), and drop the buffer, which would only make the dataset impossible to deep-copy
     # (deidentify works on a copy).
@@ -557,7 +623,6 @@ _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _DIR_FLAGS = os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC
 
-THROUGH_LINK = "output path goes through a symbolic link"
 
 
 def write_atomic(
@@ -591,8 +656,10 @@ def write_atomic(
     process is unchanged; after a power loss an unsynced output may be empty, which is why
     the batch must not count as done before the sync (a redelivered batch rewrites it).
 
-    Raises :class:`OutputExistsError` (``dest`` as given) when it exists and not overwrite.
-    Any other ``OSError`` (disk full, ...) propagates after the temp file is removed.
+    Raises :class:`OutputExistsError` (``dest`` as given) when it exists and not overwrite,
+    :class:`~deid_workers.reasons.UnwritableValue` when pydicom cannot encode a value (no
+    file is made). Any other ``OSError`` (disk full, ...) propagates after the temp file is
+    removed.
     """
     shown = os.fspath(dest)
     base, parts = _split_under(shown, root)
@@ -604,7 +671,14 @@ def write_atomic(
     from deid_workers.encoder import encode_part10
 
     try:
-        data = encode_part10(ds)  # before any file exists: a dataset that cannot be written leaves none
+        try:
+            data = encode_part10(ds)  # before any file exists: a dataset that cannot be written leaves none
+        except MemoryError:
+            raise
+        except Exception as exc:
+            # pydicom's writer refused a value; its message may quote it, so only the element
+            # it names travels on (reasons.explain_failure words it for the run log).
+            raise UnwritableValue(element_of(exc)) from exc
         if folder is None:  # the first file of its folder: making it for every file cost more
             folder = _open_folder(base, parts[:-1], create=True, shown=shown)
             assert folder is not None

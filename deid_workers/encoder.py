@@ -112,13 +112,49 @@ def encode_part10(ds: Dataset) -> bytes:
     """``ds`` as the bytes ``ds.save_as(buffer, enforce_file_format=True)`` would write.
 
     Raises what ``save_as`` raises for a dataset it cannot write.
+    One exception: a data set whose SOP Class or SOP Instance UID is known nowhere (neither in
+    the data set nor in the meta), which ``save_as`` refuses, is written as
+    ``save_as(enforce_file_format=False)`` writes it, after a 128-byte zero preamble: a Part-10
+    file whose meta has every element but that one (deid writes such files too).
     """
     try:
         return _encode(ds)
     except Exception:  # noqa: BLE001 - any failure: pydicom writes it or raises its own error
         # Off the fast path, or a dataset pydicom refuses: its writer decides (and raises
         # its own error). Everything the fast path changed in ds, save_as changes too.
+        if _unknown_sop(ds):
+            return _encode_lenient(ds)
         return _encode_with_pydicom(ds)
+
+
+def _unknown_sop(ds: Dataset) -> bool:
+    """No SOP Class, or no SOP Instance UID, in the meta nor the data set (looked up without
+    converting anything, so a data set pydicom then writes is left as save_as leaves it)."""
+    meta = ds.__dict__.get("file_meta")
+    if not isinstance(meta, FileMetaDataset):
+        return False
+    return any(not _raw_text(meta._dict.get(in_meta))  # type: ignore[call-overload]
+               and not _raw_text(ds._dict.get(in_ds))  # type: ignore[call-overload]
+               for in_meta, in_ds in ((0x00020002, 0x00080016), (0x00020003, 0x00080018)))
+
+
+def _raw_text(elem: Any) -> bool:
+    """Whether an element (raw or converted) holds a non-empty value."""
+    if elem is None:
+        return False
+    value = elem.value
+    if isinstance(value, bytes):
+        return bool(value.strip(b" \0"))
+    return bool(value) and bool(str(value).strip(" \0"))
+
+
+def _encode_lenient(ds: Dataset) -> bytes:
+    preamble = getattr(ds, "preamble", None)
+    if not preamble or len(preamble) != 128:
+        ds.preamble = _ZERO_PREAMBLE
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=False)
+    return buf.getvalue()
 
 
 def _encode_with_pydicom(ds: Dataset) -> bytes:

@@ -106,6 +106,7 @@ def summarize(store: RunStore, *, limit: int | None = LIST_LIMIT) -> dict[str, A
         "state": rec.get("state"),
         "input": rec.get("input"),
         "outfolder": rec.get("outfolder"),
+        "records": rec.get("records"),
         "files_found": c.get("walk:files", 0),
         "batches": rec.get("n_batches", c.get("walk:batches", 0)),
         "skipped": len(skipped),
@@ -127,6 +128,7 @@ def summarize(store: RunStore, *, limit: int | None = LIST_LIMIT) -> dict[str, A
             summary["quarantine"] = run_quarantine(rec)
         summary["run_log"] = rec.get("run_log")
         summary["put_done"] = c.get("put:files", 0)
+        summary["layout"] = rec.get("layout") or "mirror"
     if action == "inspect":
         summary["inspected"] = c.get("inspect:inspected", 0)
         summary["flagged"] = c.get("inspect:flagged", 0)
@@ -174,6 +176,13 @@ def run_ok(summary: Mapping[str, Any]) -> bool:
     return True
 
 
+def _short(reason: Any) -> str:
+    """The part of a reason before its advice (``damaged or truncated DICOM``)."""
+    text = str(reason)
+    head, sep, _ = text.partition(": ")
+    return head if sep else text
+
+
 def render_table(summary: Mapping[str, Any]) -> str:
     """A short human summary; counts first, then where outputs are, then what went wrong."""
     rows: list[tuple[str, Any]] = [
@@ -195,8 +204,12 @@ def render_table(summary: Mapping[str, Any]) -> str:
     if summary.get("missing_ids"):
         rows.append(("missing ids", summary["missing_ids"]))
     rows.append(("elapsed", f"{summary['elapsed_s']} s"))
-    if summary.get("action") != "get" or summary.get("ids_pkl"):
-        rows.append(("output folder", summary.get("outfolder")))
+    if summary.get("action") != "get":
+        layout = summary.get("layout")
+        rows.append(("output folder", summary.get("outfolder")
+                     if not layout else f"{summary.get('outfolder')} (layout {layout})"))
+    if summary.get("records") and summary.get("action") != "inspect":
+        rows.append(("records folder", summary["records"]))
     for key, label in (("ids_pkl", "ids (pickle)"), ("ids_json", "ids (JSON)"),
                        ("report_tsv", "report (TSV)"), ("report_json", "report (JSON)"),
                        ("quarantine", "quarantine folder"), ("run_log", "run log"),
@@ -211,7 +224,10 @@ def render_table(summary: Mapping[str, Any]) -> str:
         entries = summary.get("lists", {}).get(kind) or {}
         if entries:
             lines.append(f"{kind}:")
-            lines += [f"  {path}: {why}" for path, why in entries.items()]
+            # Skip reasons are given in full once each above; here their first part says
+            # which one (the JSON summary and the run log keep every reason whole).
+            lines += [f"  {path}: {_short(why) if kind == 'skipped' else why}"
+                      for path, why in entries.items()]
             total = summary.get({"missing": "missing_ids", "residual": "residual_phi"}.get(
                 kind, kind), len(entries))
             if isinstance(total, int) and total > len(entries):

@@ -19,7 +19,10 @@ from typing import Any
 from .config import Settings
 from .dicomio import enforce_inside, read_dataset, write_atomic
 from .errors import InputError, OutputExistsError
+from .filemeta import NoPixelSyntax, complete_meta, original_of
+from .layout import Layout
 from .provenance import Provenance, stamp
+from .reasons import NO_PIXEL_SYNTAX
 from .recipe import clean_pixels, deidentify, entity_item, get_identifiers, inspect_dataset
 from .recipe.identifiers import cap_identifiers, cap_key
 from .recipe.pixels import PixelLimitError, check_pixels, has_boxes
@@ -38,6 +41,8 @@ __all__ = [
     "finish_put",
     "PixelPolicy",
     "Triage",
+    "output_path",
+    "run_layout",
     "triage",
     "quarantine_folder",
     "run_quarantine",
@@ -101,7 +106,11 @@ class InspectOutcome:
 class PutOutcome:
     """``status`` is ``written``, ``refused`` (output exists) or ``skipped`` (bad input); with a
     :class:`PixelPolicy` also ``cleaned``, ``quarantined`` (``dest`` in the quarantine folder)
-    or ``clean`` (pixels to be cleaned by the clean stage; nothing was written)."""
+    or ``clean`` (pixels to be cleaned by the clean stage; nothing was written).
+
+    ``output`` is the output's path relative to its folder (the output folder, or the
+    quarantine folder), as the run's :class:`~deid_workers.layout.Layout` made it; ``dest``
+    is the absolute path. Both are None when the file was not read."""
 
     path: str
     status: str
@@ -109,6 +118,7 @@ class PutOutcome:
     dest: str | None = None
     missing: tuple[str, ...] = ()
     has_ids: bool = False
+    output: str | None = None
 
 
 def _abs(root: str, rel: str) -> str:
@@ -144,9 +154,32 @@ def inspect_one(root: str, rel: str, recipe: Any, settings: Settings | None = No
                           list(verdict.get("results") or []))
 
 
-def output_path(outfolder: str, rel: str) -> str:
-    """Where ``rel`` goes: the same relative path under the output folder, never outside it."""
-    return str(enforce_inside(outfolder, rel))
+def output_path(outfolder: str, out_rel: str) -> str:
+    """The absolute path of output path ``out_rel`` (from the run's layout) under a folder,
+    never outside it."""
+    return str(enforce_inside(outfolder, out_rel))
+
+
+EXISTS_SAME_UID = ("already exists: with --layout uid, a file of an earlier run or another "
+                   "input with the same SOP Instance UID (a duplicate, or the same image in "
+                   "another transfer syntax); --overwrite replaces it, --layout mirror keeps "
+                   "the inputs apart")
+"""Why a file is refused when the uid layout finds its path taken."""
+
+
+def run_layout(settings: Settings, kind: str = "mirror") -> Layout:
+    """The layout of a run whose key comes from ``settings`` (read when first needed); one
+    per settings and kind in a process, so its pseudonyms are computed once."""
+    entry = _RUN_LAYOUTS.get((id(settings), kind))
+    if entry is None or entry[0] is not settings:  # by identity: hashing Settings costs more
+        if len(_RUN_LAYOUTS) >= 8:
+            _RUN_LAYOUTS.clear()
+        entry = _RUN_LAYOUTS[(id(settings), kind)] = (
+            settings, Layout(kind, lambda: settings.resolve_secret()[0]))
+    return entry[1]
+
+
+_RUN_LAYOUTS: dict[tuple[int, str], tuple[Settings, Layout]] = {}
 
 
 @dataclass
@@ -155,18 +188,23 @@ class PendingPut:
 
     Why two halves: a file's (entity, item) is only known once it is read, and the tasks fetch
     the ids of several read files in one Redis round trip before writing any of them.
+    ``out_rel``/``dest`` are None while the layout waits for the de-identified data set;
+    ``overwrite`` is then still the caller's flag or function of the output path (the put
+    task's: an output this run wrote before its worker died may be rewritten).
     """
 
     rel: str
     ds: Any = field(repr=False)
-    dest: str
+    dest: str | None
     keys: tuple[str, str]
     missing: tuple[str, ...]
-    overwrite: bool
+    overwrite: Any
     status: str = "written"
     reason: str | None = None
     verdict: Mapping[str, Any] | None = field(default=None, repr=False)
-    root: str | None = None  # the folder ``dest`` lies in (output or quarantine): writes start there
+    out_rel: str | None = None
+    layout: Layout | None = field(default=None, repr=False)
+    folder: str = ""
 
 
 def open_put(
@@ -176,23 +214,27 @@ def open_put(
     recipe: Any,
     settings: Settings,
     *,
-    overwrite: bool,
+    overwrite: bool | Callable[[str], bool],
     pixels: PixelPolicy | None = None,
+    layout: Layout | None = None,
 ) -> PutOutcome | PendingPut:
-    """The first half of :func:`put_one`: refuse, read and triage ``root/rel``.
+    """The first half of :func:`put_one`: read, place (``layout``), triage and refuse.
 
     An outcome when the file ends here (refused, skipped, or left to the clean stage), else the
-    read dataset and its ids keys.
+    read dataset and its ids keys. The output path depends on the file's header (a mirrored
+    path loses the names that hold its identifiers), so the file is read before an existing
+    output can be refused.
     """
-    dest = output_path(outfolder, rel)
-    if pixels is None and not overwrite and os.path.lexists(dest):
-        return PutOutcome(rel, "refused", "already exists", dest)
+    if layout is None:
+        layout = run_layout(settings)
     try:
         ds = read_dataset(_abs(root, rel), headers_only=False, name=rel, root=root,
                           max_bytes=settings.max_file_bytes)
     except InputError as exc:
-        return PutOutcome(rel, "skipped", exc.reason, dest)
-    status, reason, verdict, root = "written", None, None, outfolder
+        return PutOutcome(rel, "skipped", exc.reason)
+    out_rel = layout.before(rel, ds)
+    folder = outfolder
+    status, reason, verdict = "written", None, None
     if pixels is not None:
         # The %filter groups read the header only; PixelData is not decoded here.
         verdict = inspect_dataset(ds, recipe)
@@ -203,17 +245,26 @@ def open_put(
             except PixelLimitError as exc:
                 decision = Triage("quarantine", decision.group, f"pixels could not be cleaned: {exc}")
         if decision.action == "clean" and not pixels.now:
-            return PutOutcome(rel, "clean", decision.reason, dest)
+            return PutOutcome(rel, "clean", decision.reason, None, output=out_rel)
         if decision.action == "quarantine":
             status, reason = "quarantined", decision.reason
-            dest, root = output_path(pixels.quarantine, rel), pixels.quarantine
+            folder = pixels.quarantine
         elif decision.action == "clean":
             status, reason = "cleaned", decision.reason
-        if not overwrite and os.path.lexists(dest):
-            return PutOutcome(rel, "refused", "already exists", dest)
+    dest = None
+    may_replace: Any = overwrite
+    if out_rel is not None:
+        try:
+            dest = output_path(folder, out_rel)
+        except InputError as exc:
+            return PutOutcome(rel, "skipped", exc.reason)
+        may_replace = overwrite(out_rel) if callable(overwrite) else overwrite
+        if not may_replace and os.path.lexists(dest):
+            return PutOutcome(rel, "refused", "already exists", dest, output=out_rel)
     entity, item = entity_item(ds, settings.entity_field, settings.item_field)
     return PendingPut(rel, ds, dest, ids_keys(entity, item, rel),
-                      _missing(entity, item, settings), overwrite, status, reason, verdict, root)
+                      _missing(entity, item, settings), may_replace, status, reason, verdict,
+                      out_rel, layout, folder)
 
 
 def finish_put(
@@ -231,14 +282,15 @@ def finish_put(
 
     The dataset is edited in place and released: a pending file is finished once.
     """
-    rel, dest, status, reason = pending.rel, pending.dest, pending.status, pending.reason
-    root = pending.root
+    rel, status, reason = pending.rel, pending.status, pending.reason
     ds, pending.ds = pending.ds, None
+    original = original_of(ds)  # before the recipe: the file meta follows what it does
     # in_place: the dataset was read for this call only, so the engine's defensive copy (a
     # deepcopy, a fifth of deidentify's time) buys nothing here.
     new = deidentify(ds, recipe, ids, funcs=funcs, settings=settings, filename=rel,
                      in_place=True)
     del ds
+    folder = pending.folder
     if status == "cleaned" and pixels is not None and pending.verdict is not None:
         try:
             new = clean_pixels(new, pending.verdict, max_bytes=settings.max_pixel_bytes)
@@ -247,16 +299,36 @@ def finish_put(
             # the file cannot be made safe here, so a person gets to look at it.
             log.debug("cleaning %s failed", rel, exc_info=True)
             status = "quarantined"
-            reason = (f"pixels could not be cleaned: {exc}" if isinstance(exc, PixelLimitError)
-                      else f"pixels could not be cleaned ({type(exc).__name__})")
-            dest, root = output_path(pixels.quarantine, rel), pixels.quarantine
+            if isinstance(exc, PixelLimitError):
+                reason = f"pixels could not be cleaned: {exc}"
+            else:
+                reason = ("pixels could not be cleaned (no decoder for their compression, or "
+                          f"they do not match the header: {type(exc).__name__}); held for a "
+                          "person to review")
+            folder = pixels.quarantine
     stamp(new, provenance if provenance is not None else recipe,
           pixels_cleaned=status == "cleaned")
+    layout = pending.layout if pending.layout is not None else run_layout(settings)
     try:
-        write_atomic(new, dest, overwrite=pending.overwrite, sync=sync, root=root)
+        lacking = complete_meta(new, original, layout.key, rel)
+    except NoPixelSyntax:
+        return PutOutcome(rel, "skipped", NO_PIXEL_SYNTAX)
+    out_rel, dest, overwrite = pending.out_rel, pending.dest, pending.overwrite
+    if out_rel is None:
+        out_rel = layout.after(rel, new)
+        overwrite = overwrite(out_rel) if callable(overwrite) else overwrite
+    if dest is None or folder != pending.folder:  # resolving a path costs a few syscalls
+        try:
+            dest = output_path(folder, out_rel)
+        except InputError as exc:
+            return PutOutcome(rel, "skipped", exc.reason)
+    try:
+        write_atomic(new, dest, overwrite=bool(overwrite), sync=sync, root=folder)
     except OutputExistsError:
-        return PutOutcome(rel, "refused", "already exists", dest)
-    return PutOutcome(rel, status, reason, dest, pending.missing, ids is not None)
+        why = EXISTS_SAME_UID if pending.out_rel is None else "already exists"
+        return PutOutcome(rel, "refused", why, dest, output=out_rel)
+    missing = pending.missing + tuple(k for k in lacking if k not in pending.missing)
+    return PutOutcome(rel, status, reason, dest, missing, ids is not None, out_rel)
 
 
 def put_one(
@@ -272,6 +344,7 @@ def put_one(
     pixels: PixelPolicy | None = None,
     provenance: Provenance | None = None,
     sync: bool = True,
+    layout: Layout | None = None,
 ) -> PutOutcome:
     """Apply the recipe to ``root/rel`` with its ids as vars; write it under ``outfolder``.
 
@@ -286,10 +359,13 @@ def put_one(
     de-identified, pixels untouched); files needing pixel work are cleaned when
     ``pixels.now``, else returned as ``clean`` for the clean stage, before any de-identifying.
     ``sync=False``: see :func:`~deid_workers.dicomio.write_atomic` (the caller syncs ``dest``).
+    ``layout`` places the output (:mod:`deid_workers.layout`; default: the mirrored input
+    path, with identifying names pseudonymized with the settings' key); the file meta is
+    rebuilt for the output (:mod:`deid_workers.filemeta`).
     It is :func:`open_put` then :func:`finish_put`, for one file at a time.
     """
     pending = open_put(root, rel, outfolder, recipe, settings, overwrite=overwrite,
-                       pixels=pixels)
+                       pixels=pixels, layout=layout)
     if isinstance(pending, PutOutcome):
         return pending
     return finish_put(pending, recipe, lookup(*pending.keys), settings, funcs=funcs,

@@ -17,7 +17,9 @@ import stat
 from collections.abc import Callable, Iterator
 from itertools import islice
 
+from deid_workers import reasons
 from deid_workers.errors import InputError
+from deid_workers.reasons import BAD_FOLDER, UNREADABLE_FOLDER, VANISHED_FOLDER
 
 __all__ = ["OnError", "is_our_temp", "iter_batches", "iter_files"]
 
@@ -32,13 +34,13 @@ def is_our_temp(name: str) -> bool:
 
 def _reason(exc: OSError) -> str:
     if isinstance(exc, PermissionError):
-        return "permission denied"
+        return UNREADABLE_FOLDER
     if isinstance(exc, FileNotFoundError):
-        return "vanished during the walk"
-    return "unreadable directory"
+        return VANISHED_FOLDER
+    return BAD_FOLDER
 
 
-LINK = "symbolic link (not followed)"
+LINK = reasons.LINK
 """What ``on_error`` is told about a symbolic link met in the walk."""
 
 _FILE, _DIR, _LINK = 0, 1, 2

@@ -7,6 +7,8 @@ import pytest
 from deid_workers import cli
 from deid_workers.synth import write_study_tree
 
+pytestmark = pytest.mark.usefixtures("cluster_key")
+
 DEAD_BROKER = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
 
@@ -102,6 +104,7 @@ def test_print_only_with_get(capsys):
     (["--action", "get", "--clean-pixels"], "apply to --action put or all"),
     (["--action", "inspect", "--quarantine-groups", "a"], "apply to --action put or all"),
     (["--action", "all", "--quarantine-groups", "blacklist"], "needs --clean-pixels"),
+    (["--action", "get", "--layout", "uid"], "--layout applies to --action put or all"),
 ])
 def test_pixel_flags_only_where_they_mean_something(capsys, argv, says):
     assert cli.main(argv) == 2
@@ -118,3 +121,15 @@ def test_recipe_declaring_an_unknown_code_stops_before_anything_starts(tmp_path,
                      "--broker", DEAD_BROKER, "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and "deid.codes:5:" in err and "CID 7050" in err
+
+
+@pytest.mark.parametrize("args", [["--status"], ["--action", "get"]])
+def test_a_broker_mode_producer_without_the_cluster_key_refuses_to_start(args, monkeypatch,
+                                                                         capsys, tmp_path):
+    monkeypatch.delenv("DEID_SECRET")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert cli.main(["--broker", DEAD_BROKER, *args]) == 2
+    assert capsys.readouterr().err == (
+        "deid-submit: error: DEID_SECRET_FILE: no cluster key configured; every process of a "
+        "cluster needs the same key (a file, or DEID_SECRET)\n")
+    assert not list(tmp_path.iterdir())  # and none was made

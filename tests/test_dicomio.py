@@ -581,3 +581,54 @@ def test_a_folder_swapped_during_the_write_cannot_redirect_it(
     dicomio.write_atomic(synth.make_dataset(1), out / "d" / "x.dcm", overwrite=False, root=out)
     assert list(elsewhere.iterdir()) == []
     assert pydicom.dcmread(out / "moved" / "x.dcm").PatientID == "PID-0001-SENT"
+
+
+# --- real-world shapes: other encodings, media indexes ---
+
+
+def test_big_endian_file_without_preamble_or_meta_is_read(tmp_path: Path) -> None:
+    ds = synth.make_dataset(4)
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.preamble = None
+    buf = io.BytesIO()
+    pydicom.dcmwrite(buf, ds, implicit_vr=False, little_endian=False, force_encoding=True)
+    path = tmp_path / "be.dcm"
+    path.write_bytes(buf.getvalue())
+    read = dicomio.read_dataset(path, headers_only=False)
+    assert read.original_encoding == (False, False) and read.PatientID == "PID-0004-SENT"
+
+
+def test_encoding_is_what_the_bytes_are_not_what_the_meta_says(tmp_path: Path) -> None:
+    ds = synth.make_dataset(5)
+    meta = io.BytesIO()
+    holder = pydicom.dataset.Dataset()
+    holder.file_meta = pydicom.dataset.FileMetaDataset()
+    holder.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    holder.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    holder.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    holder.preamble = b"\0" * 128
+    holder.save_as(meta, enforce_file_format=True)
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.preamble = None
+    body = io.BytesIO()
+    pydicom.dcmwrite(body, ds, implicit_vr=True, little_endian=True, force_encoding=True)
+    path = tmp_path / "mixed.dcm"
+    path.write_bytes(meta.getvalue() + body.getvalue())  # explicit meta, implicit data set
+    for headers_only in (True, False):
+        read = dicomio.read_dataset(path, headers_only=headers_only)
+        assert read.original_encoding == (True, True)
+        assert read.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+
+
+def test_a_dicomdir_is_skipped_as_a_media_index(tmp_path: Path) -> None:
+    # pydicom's own DICOMDIR (its FileSet leaves a temporary folder to a finalizer)
+    path = Path(pydicom.__file__).parent / "data" / "test_files" / "dicomdirtests" / "DICOMDIR"
+    for headers_only in (True, False):
+        with pytest.raises(InputError) as info:
+            dicomio.read_dataset(path, headers_only=headers_only, name="DICOMDIR")
+        assert info.value.reason == dicomio.MEDIA_INDEX
+    # its records are not even looked at when the meta is lost: its own elements tell
+    ds = pydicom.dcmread(path)
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    assert dicomio.is_media_index(ds)
+    assert not dicomio.is_media_index(synth.make_dataset(6))

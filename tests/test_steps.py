@@ -33,8 +33,8 @@ LABEL Secondary capture
 
 @pytest.fixture
 def settings(monkeypatch):
-    monkeypatch.setenv("DEID_SECRET", "steps-secret")
-    return Settings.from_env({"DEID_SECRET": "steps-secret"})
+    monkeypatch.setenv("DEID_SECRET", "steps-secret-0123456789abcdef01234567")
+    return Settings.from_env({"DEID_SECRET": "steps-secret-0123456789abcdef01234567"})
 
 
 @pytest.fixture
@@ -97,7 +97,11 @@ def test_put_one_uses_ids_as_vars_and_mirrors_the_tree(tree, tmp_path, settings)
 
     out = put_one(root, paths[0], out_dir, recipe, lookup, settings, overwrite=False)
     assert out.status == "written" and out.has_ids
-    assert out.dest == os.path.join(out_dir, paths[0])
+    # The tree is mirrored: same depth, and names that hold none of the file's identifiers
+    # kept (synth names its folders after the patient, so here every name is a pseudonym).
+    assert out.dest == os.path.join(out_dir, out.output)
+    assert len(out.output.split("/")) == len(paths[0].split("/"))
+    assert out.output.endswith(".dcm") and "0000" not in out.output
     ds = pydicom.dcmread(out.dest)
     assert ds.PatientID == "SUBJ-1" and str(ds.PatientName) == "ANON^ONE"
     # REMOVEd by the recipe; Type 2 in the Patient module, so the conformance pass keeps it
@@ -111,13 +115,16 @@ def test_put_one_uses_ids_as_vars_and_mirrors_the_tree(tree, tmp_path, settings)
 def test_put_one_refuses_existing_output_and_leaves_it(tree, tmp_path, settings):
     root, paths = tree
     out_dir = tmp_path / "out"
-    dest = out_dir / paths[0]
-    dest.parent.mkdir(parents=True)
-    dest.write_bytes(b"keep me")
     recipe = load_recipe(text=RECIPE)
+    first = put_one(root, paths[0], str(out_dir), recipe, lambda e, i: None, settings,
+                    overwrite=False)
+    assert first.status == "written" and first.dest is not None
+    dest = Path(first.dest)
+    dest.write_bytes(b"keep me")
     out = put_one(root, paths[0], str(out_dir), recipe, lambda e, i: None, settings,
                   overwrite=False)
-    assert out.status == "refused" and dest.read_bytes() == b"keep me"
+    assert out.status == "refused" and out.dest == first.dest
+    assert dest.read_bytes() == b"keep me"
     out = put_one(root, paths[0], str(out_dir), recipe, lambda e, i: None, settings,
                   overwrite=True)
     assert out.status == "written" and not out.has_ids and dest.read_bytes() != b"keep me"
@@ -158,3 +165,82 @@ def test_get_one_caps_huge_values_and_keys(tmp_path, settings):
     assert out.fields[CUT_NOTE] == {"ImageComments": 60_000, "PatientID": 5000}
     assert len(out.entity) <= 256 and out.entity == ids_keys("P" * 5000, "x", "big.dcm")[0]
     assert sum(len(str(v)) for v in out.fields.values()) < 4 * VALUE_MAX
+
+
+# --- real-world files: written, or explained -----------------------------------------------
+
+def test_a_file_without_file_meta_is_written_as_valid_part10(tmp_path, settings):
+    from pydicom.dataset import FileMetaDataset
+
+    ds = make_dataset(5)
+    ds.file_meta = FileMetaDataset()
+    ds.preamble = None
+    pydicom.dcmwrite(tmp_path / "bare.dcm", ds, implicit_vr=False, little_endian=True,
+                     force_encoding=True)
+    out = put_one(str(tmp_path), "bare.dcm", str(tmp_path / "out"), load_recipe(text=RECIPE),
+                  lambda e, i: {"id": "S", "source_id": "A^B"}, settings, overwrite=False)
+    assert out.status == "written", out.reason
+    back = pydicom.dcmread(out.dest)  # no force: preamble, DICM, complete meta
+    assert back.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    assert back.file_meta.MediaStorageSOPInstanceUID == back.SOPInstanceUID
+
+
+def test_a_removed_sop_instance_uid_leaves_no_trace_of_the_original(tmp_path, settings):
+    from deid_workers.filemeta import IMPLEMENTATION_CLASS_UID
+    from deid_workers.recipe.funcs import hmac_uid
+
+    ds = make_dataset(6)
+    ds.save_as(tmp_path / "x.dcm", enforce_file_format=True)
+    recipe = load_recipe(text="FORMAT dicom\n%header\nREMOVE SOPInstanceUID\n"
+                              "REPLACE StudyInstanceUID var:nothing\n")
+    out = put_one(str(tmp_path), "x.dcm", str(tmp_path / "out"), recipe, lambda e, i: None,
+                  settings, overwrite=False)
+    back = pydicom.dcmread(out.dest)
+    expected = hmac_uid(settings.resolve_secret()[0], str(ds.SOPInstanceUID))
+    assert back.SOPInstanceUID == back.file_meta.MediaStorageSOPInstanceUID == expected
+    assert str(ds.SOPInstanceUID).encode() not in Path(out.dest).read_bytes()
+    assert back.file_meta.ImplementationClassUID == IMPLEMENTATION_CLASS_UID
+
+
+def test_a_dicomdir_is_left_out_with_its_reason(tmp_path, settings):
+    import shutil
+
+    from deid_workers.reasons import MEDIA_INDEX
+
+    src = Path(pydicom.__file__).parent / "data" / "test_files" / "dicomdirtests" / "DICOMDIR"
+    shutil.copyfile(src, tmp_path / "DICOMDIR")
+    assert get_one(str(tmp_path), "DICOMDIR", settings).reason == MEDIA_INDEX
+    out = put_one(str(tmp_path), "DICOMDIR", str(tmp_path / "out"), load_recipe(text=RECIPE),
+                  lambda e, i: None, settings, overwrite=False)
+    assert (out.status, out.reason, out.dest) == ("skipped", MEDIA_INDEX, None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_uid_layout_writes_study_series_instance(tree, tmp_path, settings):
+    from deid_workers.steps import run_layout
+
+    root, paths = tree
+    recipe = load_recipe()  # the default: every UID becomes its hmac_uid
+    out = put_one(root, paths[0], str(tmp_path / "out"), recipe, lambda e, i: None, settings,
+                  overwrite=False, layout=run_layout(settings, "uid"))
+    back = pydicom.dcmread(out.dest)
+    assert out.output == (f"{back.StudyInstanceUID}/{back.SeriesInstanceUID}/"
+                          f"{back.SOPInstanceUID}.dcm")
+    again = put_one(root, paths[0], str(tmp_path / "out"), recipe, lambda e, i: None, settings,
+                    overwrite=False, layout=run_layout(settings, "uid"))
+    assert (again.status, again.dest) == ("refused", out.dest)  # the same place every time
+    assert again.reason is not None and "same SOP Instance UID" in again.reason
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value:UserWarning")
+def test_a_value_pydicom_cannot_write_fails_naming_its_element(tmp_path, settings):
+    from deid_workers.reasons import UnwritableValue, explain_failure
+
+    make_dataset(7).save_as(tmp_path / "x.dcm", enforce_file_format=True)
+    recipe = load_recipe(text="FORMAT dicom\n%header\nREPLACE Rows 70000\n")  # US: 16 bits
+    with pytest.raises(UnwritableValue) as info:
+        put_one(str(tmp_path), "x.dcm", str(tmp_path / "out"), recipe, lambda e, i: None,
+                settings, overwrite=False)
+    assert info.value.keyword == "Rows"
+    assert "in Rows does not fit" in explain_failure(info.value, "put")
+    assert not list((tmp_path / "out").rglob("*.dcm"))

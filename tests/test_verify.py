@@ -80,3 +80,154 @@ def test_short_values_and_standard_uids_are_ignored() -> None:
     out.ImageComments = "AB F"
     out.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
     assert residual_phi(ds, out) == []
+
+
+# -- precision: what is not a leak ---------------------------------------------------------
+
+def test_a_value_inside_a_longer_word_is_not_found() -> None:
+    # ANON (a procedure step ID) inside the ANONYMOUS the recipe wrote; TOSHIBA (the
+    # institution) inside a kept TOSHIBA_MEC manufacturer: whole tokens only
+    ds = Dataset()
+    ds.ScheduledProcedureStepID = "ANON"
+    ds.InstitutionName = "TOSHIBA"
+    ds.Manufacturer = "TOSHIBA_MEC"
+    out = Dataset()
+    out.PatientName = "ANONYMOUS"
+    out.Manufacturer = "TOSHIBA_MEC"
+    assert residual_phi(ds, out) == []
+    out.ImageComments = "scanned at TOSHIBA, room 2"  # the name as a word of its own
+    assert residual_phi(ds, out) == ["InstitutionName"]
+
+
+def test_the_recipes_own_dummies_are_not_leaks() -> None:
+    ds = Dataset()
+    ds.PatientBirthDate = "19000101"  # already a dummy in the input
+    ds.OtherPatientIDs = "ANONYMOUS"
+    out = Dataset()
+    out.ContentDate = "19000101"
+    out.PatientName = "ANONYMOUS"
+    dummies = frozenset({"19000101", "anonymous"})
+    assert residual_phi(ds, out, dummies=dummies) == []
+    assert residual_phi(ds, out) == ["OtherPatientIDs", "PatientBirthDate"]
+
+
+def test_descriptions_codes_and_private_values_are_searched_in_not_for() -> None:
+    # removed by the profile because they may hold PHI, but identifying no one themselves:
+    # a study description surviving in a kept code meaning is no residual
+    ds = Dataset()
+    ds.StudyDescription = "CT BRAIN WO IVCON"
+    ds.add_new(0x00091010, "LO", "WHOLE BODY")
+    item = Dataset()
+    item.CodeValue = "SGH0101"
+    item.CodeMeaning = "CT BRAIN WO IVCON"
+    ds.ProcedureCodeSequence = Sequence([item])
+    out = Dataset()
+    out.ProcedureCodeSequence = Sequence([copy.deepcopy(item)])
+    out.BodyPartExamined = "WHOLE BODY"
+    assert residual_phi(ds, out) == []
+
+
+def test_deid_workers_own_stamp_is_not_searched() -> None:
+    from deid_workers.filemeta import IMPLEMENTATION_VERSION_NAME
+
+    ds = Dataset()
+    ds.InstitutionalDepartmentName = "DEFAULT"
+    out = Dataset()
+    out.DeidentificationMethod = ["deid-workers 0.1.0 recipe default.dicom sha256:abc"]
+    out.file_meta = Dataset()
+    out.file_meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    assert residual_phi(ds, out) == []
+    out.DeidentificationMethod = ["site method: DEFAULT department"]  # not ours
+    assert residual_phi(ds, out) == ["InstitutionalDepartmentName"]
+
+
+def test_a_short_single_word_counts_only_as_a_whole_value() -> None:
+    ds = Dataset()
+    ds.InstitutionName = "Here"  # a placeholder, and a common word
+    out = Dataset()
+    out.Manufacturer = "Manufacturer name here"
+    assert residual_phi(ds, out) == []
+    out.StationName = "HERE"
+    assert residual_phi(ds, out) == ["InstitutionName"]
+
+
+def test_a_person_name_is_found_in_any_order() -> None:
+    ds = Dataset()
+    ds.PatientName = "Doe^John"
+    out = Dataset()
+    out.ImageComments = "Test case"
+    assert residual_phi(ds, out) == []
+    out.ImageComments = "seen: John Doe, 3rd visit"
+    assert residual_phi(ds, out) == ["PatientName"]
+
+
+# -- recall: planted leaks are found -----------------------------------------------------
+
+def test_planted_leaks_are_found_by_their_source_keyword() -> None:
+    ds = make_dataset(6)
+    clean = _deidentified(ds)
+    for keyword in ("OtherPatientIDs", "OtherPatientNames"):
+        if keyword in clean:
+            delattr(clean, keyword)
+    assert residual_phi(ds, clean) == []
+
+    named = copy.deepcopy(clean)
+    named.ImageComments = str(ds.PatientName)  # a name copied into ImageComments
+    assert residual_phi(ds, named) == ["PatientName"]
+
+    private = copy.deepcopy(clean)
+    private.add_new(0x00291010, "LO", f"ref {ds.PatientID}")  # an ID in a private tag
+    assert residual_phi(ds, private) == ["PatientID"]
+
+    nested = copy.deepcopy(clean)  # a UID in a nested sequence
+    inner = Dataset()
+    inner.ReferencedSOPInstanceUID = str(ds.SOPInstanceUID)
+    outer = Dataset()
+    outer.ReferencedImageSequence = Sequence([inner])
+    nested.ReferencedSeriesSequence = Sequence([outer])
+    assert residual_phi(ds, nested) == ["SOPInstanceUID"]
+
+    meta = copy.deepcopy(clean)  # an ID in the file meta (an AE title holds 16 characters)
+    assert len(str(ds.PatientID)) <= 16
+    meta.file_meta.SourceApplicationEntityTitle = str(ds.PatientID)
+    assert residual_phi(ds, meta) == ["PatientID"]
+
+
+def test_an_identifier_in_the_output_path_is_found() -> None:
+    ds = make_dataset(7)
+    out = _deidentified(ds)
+    for keyword in ("OtherPatientIDs", "OtherPatientNames"):
+        if keyword in out:
+            delattr(out, keyword)
+    assert residual_phi(ds, out, path="KQ2Z7XY4/series/image.dcm") == []
+    found = residual_phi(ds, out, path=f"exports/{ds.PatientID}/image.dcm")
+    assert found == ["PatientID (output path)"]
+    found = residual_phi(ds, out, path=f"{ds.SOPInstanceUID}.dcm")
+    assert found == ["SOPInstanceUID (output path)"]
+
+
+def test_recipe_literals_are_the_values_it_writes() -> None:
+    from deid_workers.recipe import load_recipe
+    from deid_workers.verify import recipe_literals
+
+    recipe = load_recipe(text="FORMAT dicom\n%header\nREPLACE PatientName Anonymous\n"
+                              "ADD PatientIdentityRemoved YES\nREPLACE PatientID var:id\n"
+                              "REPLACE StudyInstanceUID deid_func:hmac_uid\nBLANK X\n")
+    assert recipe_literals(recipe) == {"anonymous", "yes"}
+    assert recipe_literals(recipe) is recipe_literals(recipe)  # once per recipe
+
+
+def test_uids_of_definitions_identify_no_one() -> None:
+    # a coding scheme's UID (DCMTK's, in an SR code item) removed in one place and kept in
+    # another is no residual; an instance UID is
+    ds = Dataset()
+    ds.CodingSchemeUID = "1.2.276.0.7230010.3.0.0.1"
+    ds.ReferencedSOPClassUID = "1.2.3.4.5.6"
+    ds.StudyInstanceUID = "1.2.3.4.5.7"
+    out = Dataset()
+    item = Dataset()
+    item.CodingSchemeUID = "1.2.276.0.7230010.3.0.0.1"
+    item.ReferencedSOPClassUID = "1.2.3.4.5.6"
+    item.ReferencedSOPInstanceUID = "1.2.3.4.5.7"
+    out.ContentSequence = Sequence([item])
+    assert residual_phi(ds, out) == ["StudyInstanceUID"]

@@ -10,6 +10,7 @@ import pytest
 
 from deid_workers import walk
 from deid_workers.errors import InputError
+from deid_workers.reasons import UNREADABLE_FOLDER
 
 
 def _touch(root: Path, *rels: str) -> None:
@@ -68,7 +69,7 @@ def test_unreadable_directory_is_reported_and_skipped(tmp_path: Path, monkeypatc
     errors: list[tuple[str, str]] = []
     got = list(walk.iter_files(tmp_path, on_error=lambda rel, reason: errors.append((rel, reason))))
     assert got == ["a/1.dcm", "z/3.dcm"]
-    assert errors == [("locked", "permission denied")]
+    assert errors == [("locked", UNREADABLE_FOLDER)]
 
 
 def test_root_must_be_a_directory(tmp_path: Path) -> None:

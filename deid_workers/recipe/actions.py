@@ -36,6 +36,7 @@ from typing import Any
 
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
 from ..errors import RecipeError
@@ -229,7 +230,11 @@ class _Run:
                 if rule.action == "FIELD":
                     if value in ("", None):
                         continue
-                    items = list(value) if isinstance(value, list) else [value]
+                    # A multi-valued field adds each of its values, as deid does: pydicom's
+                    # MultiValue is no list, and its text ("['A', 'B']") would make the
+                    # values: regex a character class that matches nearly every field.
+                    items = (list(value) if isinstance(value, (list, tuple, MultiValue))
+                             else [value])
                     for v in items:
                         try:
                             values[v] = None

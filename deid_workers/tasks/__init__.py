@@ -7,7 +7,10 @@ carry PHI.
 
 :func:`run_context` caches, per worker process, what does not change during a run (the run's
 settings, folders and compiled recipe), so a batch costs one or two Redis round trips, not a
-recipe parse.
+recipe parse. It is also where a worker decides whether to run a run at all: the record must be
+signed with the cluster key this worker holds, and its folders must lie inside this worker's
+own roots (:mod:`deid_workers.folders`); otherwise the run is refused (one ERROR line, the run
+marked failed) before any file is read or written.
 """
 
 from __future__ import annotations
@@ -25,12 +28,16 @@ import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
 from ..config import Settings
-from ..errors import InputError, RecipeError
+from ..errors import InputError, RecipeError, RunRefused, StoreError
+from ..folders import check_folders, run_folders
+from ..reasons import explain_failure
 from ..steps import output_path
 from ..store import RunStore, redis_client
 
 __all__ = ["RunContext", "run_context", "client", "RETRY_ON", "RUN_SETTINGS", "worker_settings",
-           "BatchGuard", "OUTPUT_STAGES", "CRASHED", "KEPT_DYING", "TIMED_OUT", "final_stage",
+           "worker_keys", "refuse",
+           "BatchGuard", "OUTPUT_STAGES", "CRASHED", "KEPT_DYING", "TIMED_OUT", "poison_reason",
+           "final_stage",
            "finish_run", "prepare_output", "fail_run"]
 
 log = logging.getLogger(__name__)
@@ -56,13 +63,19 @@ def worker_settings() -> Settings:
     return Settings.from_env()
 
 
+def worker_keys() -> Any:
+    """This worker's :class:`~deid_workers.keys.ClusterKeys` (never created here: a worker
+    without a configured key refuses to start, see :mod:`deid_workers.app`)."""
+    return worker_settings().cluster_keys(create=False)
+
+
 def client(url: str | None = None) -> redis.Redis:
     """The process's Redis client for the app's broker (the store lives on the broker)."""
     from ..app import app
 
     url = url or str(app.conf.broker_url)
     if url not in _clients:
-        _clients[url] = redis_client(url, patient=True)
+        _clients[url] = redis_client(url, patient=True, **worker_settings().tls_options())
     return _clients[url]
 
 
@@ -75,6 +88,7 @@ class RunContext:
     input: str
     outfolder: str
     overwrite: bool
+    records: str
     created: float
     settings: Settings
     recipe_texts: list[str] = field(repr=False)
@@ -86,6 +100,14 @@ class RunContext:
     recipe_name: str = ""
     recipe_files: tuple[str, ...] = ()
     quarantine: str = ""  # --clean-pixels: where held-back files go (steps.run_quarantine)
+    layout_kind: str = "mirror"
+
+    @cached_property
+    def layout(self) -> Any:
+        """Where outputs go (:mod:`deid_workers.layout`), with this worker's key."""
+        from ..steps import run_layout
+
+        return run_layout(self.settings, self.layout_kind)
 
     @cached_property
     def provenance(self) -> Any:
@@ -139,13 +161,27 @@ class RunContext:
 
 
 def run_context(run_id: str, *, redis_conn: redis.Redis | None = None) -> RunContext:
-    """The cached context of ``run_id`` (read from Redis the first time in this process)."""
+    """The cached context of ``run_id`` (read from Redis the first time in this process).
+
+    The first read verifies the run (:class:`~deid_workers.errors.RunRefused` otherwise,
+    before any file is touched; the task class turns it into one ERROR line and a failed
+    run, :func:`refuse`): its record must open and verify with this worker's cluster key, and
+    its folders must lie inside this worker's roots and apart from each other. A worker in
+    broker mode without roots refuses every run.
+    """
     ctx = _contexts.get(run_id)
     if ctx is not None:
         _contexts.move_to_end(run_id)
         return ctx
-    store = RunStore.load(redis_conn if redis_conn is not None else client(), run_id)
+    conn = redis_conn if redis_conn is not None else client()
+    settings = worker_settings()
+    store = RunStore.load(conn, run_id, keys=worker_keys())
     rec = store.record()
+    if settings.broker_mode and not (settings.input_roots and settings.output_roots):
+        raise RunRefused(f"run {run_id}: this worker has no DEID_INPUT_ROOTS and "
+                         "DEID_OUTPUT_ROOTS, so it runs nothing")
+    check_folders(run_folders(rec), input_roots=settings.input_roots,
+                  output_roots=settings.output_roots, run_id=run_id)
     overrides = {k: v for k, v in (rec.get("settings") or {}).items() if k in RUN_SETTINGS}
     ctx = RunContext(
         store=store,
@@ -153,8 +189,9 @@ def run_context(run_id: str, *, redis_conn: redis.Redis | None = None) -> RunCon
         input=rec["input"],
         outfolder=rec["outfolder"],
         overwrite=bool(rec.get("overwrite")),
+        records=str(rec.get("records") or ""),
         created=float(rec["created"]),
-        settings=worker_settings().with_overrides(**overrides),
+        settings=settings.with_overrides(**overrides),
         recipe_texts=list(rec.get("recipe_texts") or []),
         recipe_sha=str(rec.get("recipe_sha") or ""),
         print_ids=bool(rec.get("print_ids")),
@@ -163,12 +200,26 @@ def run_context(run_id: str, *, redis_conn: redis.Redis | None = None) -> RunCon
         quarantine_groups=tuple(rec.get("quarantine_groups") or ()),
         recipe_name=str(rec.get("recipe_name") or ""),
         recipe_files=tuple(str(f) for f in rec.get("recipe_files") or ()),
+        layout_kind=str(rec.get("layout") or "mirror"),
         quarantine=str(rec.get("quarantine") or ""),
     )
     _contexts[run_id] = ctx
     while len(_contexts) > _CACHE_SIZE:
         _contexts.popitem(last=False)
     return ctx
+
+
+def refuse(run_id: str, exc: RunRefused) -> None:
+    """Say why a run is refused (one ERROR line) and mark it failed with that reason, so the
+    producer (or ``--status``) shows it; nothing of the run is read or written here."""
+    log.error("%s; refused", exc)
+    try:
+        bare = RunStore(client(), run_id, expiry=worker_settings().run_expiry)
+        if bare.exists():
+            bare.set_state("failed", error=f"refused by a worker: {exc}")
+    except (redis.RedisError, StoreError) as err:
+        log.warning("run %s: could not mark the refused run failed: %s", run_id,
+                    type(err).__name__)
 
 
 def forget(run_id: str | None = None) -> None:
@@ -185,12 +236,24 @@ OUTPUT_STAGES = ("put", "clean")
 values whoever reads the files, and their counters commit once, so they skip that check."""
 
 CRASHED = "crashed its worker"
-"""Quarantine reason of a file whose worker process died (or was killed) while it was on it."""
+"""Quarantine reason of a file whose worker process died (or was killed) while it was on it;
+the reason goes on with the stage and what to do (:data:`POISON_ADVICE`)."""
 
 TIMED_OUT = "exceeded the task time limit"
-KEPT_DYING = "its batch kept killing its worker with no file to blame"
 """Quarantine reason of a file its batch was on when the batch ran out of time (a hang); the
 reason goes on with the limit and the stage: "exceeded the task time limit (30 s) in get"."""
+KEPT_DYING = ("its batch kept killing its worker with no file to blame (out of memory, or "
+              "Redis unreachable?); check the worker logs and run --resume")
+POISON_ADVICE = ("held back so the run could finish; open it in a DICOM viewer to check it, "
+                 "and report it if it looks sound")
+
+
+def poison_reason(stage: str, limit: int | None = None) -> str:
+    """The reason a file is quarantined as poison: it crashed its worker in ``stage``, or
+    hung it past the time limit ``limit`` (seconds)."""
+    if limit:
+        return f"{TIMED_OUT} ({limit} s) in {stage}: the worker hung on it; {POISON_ADVICE}"
+    return f"{CRASHED} in {stage} (a fault in a decoder, or out of memory); {POISON_ADVICE}"
 
 
 class BatchGuard:
@@ -295,9 +358,7 @@ class BatchGuard:
         return True
 
     def _reason(self, limit: int | None) -> str:
-        if limit:
-            return f"{TIMED_OUT} ({limit} s) in {self.stage}"
-        return f"{CRASHED} in {self.stage}"
+        return poison_reason(self.stage, limit)
 
     def _quarantine(self, rel: str, reason: str) -> None:
         self.store.add_outcome("poison", rel, reason)
@@ -309,9 +370,10 @@ class BatchGuard:
         """``(rel, step(rel))`` for each file :meth:`files` lets through.
 
         One bad file must not sink its batch: a file whose step raises unexpectedly is recorded
-        in ``failed`` with the exception's type only (messages may quote element values), or
-        with a recipe error's own message (recipe text and line, never a value), and the batch
-        goes on; the traceback goes to the DEBUG log.
+        in ``failed`` with a reason worded for a person (:func:`~deid_workers.reasons.
+        explain_failure`: never the exception's message, which may quote element values, but
+        a recipe error's own message, recipe text and line), and the batch goes on; the
+        traceback goes to the DEBUG log.
 
         Each poison file costs one start, so a batch started more often than its retries plus
         its files dies where no file is to blame (between files): its remaining files are
@@ -329,12 +391,9 @@ class BatchGuard:
             except SoftTimeLimitExceeded:
                 raise  # the batch is out of time, not this file: tasks.limits requeues it
             except Exception as exc:
-                # Our own errors say what went wrong without a value (an output refused because
-                # a folder on its path became a link, a recipe line); others by their type.
-                failed[rel] = (exc.reason if isinstance(exc, InputError) else
-                               str(exc) if isinstance(exc, RecipeError) else type(exc).__name__)
+                failed[rel] = explain_failure(exc, self.stage)
                 log.warning("run %s: %s failed in %s: %s", self.store.run_id, rel, self.stage,
-                            type(exc).__name__)
+                            failed[rel])
                 log.debug("traceback", exc_info=True)
                 continue
             yield rel, out
@@ -342,7 +401,8 @@ class BatchGuard:
 
 def prepare_output(ctx: RunContext, rel: str, *, first_time: bool,
                    quarantine: str | None) -> bool:
-    """Before put or clean writes ``rel``: may it replace an existing output?
+    """Before put or clean writes output path ``rel`` (relative to the output and quarantine
+    folders, as the run's layout placed it): may it replace an existing output?
 
     Yes with ``--overwrite``, and on a redelivered batch for an output this run wrote before its
     worker died: that one is ours, half done or not, and is rewritten rather than refused. A

@@ -17,7 +17,7 @@ from celery.utils.log import get_task_logger
 from ..app import app
 from ..durable import sync_paths
 from . import RETRY_ON, BatchGuard, finish_run, run_context
-from .put import put_step
+from .put import log_entry, put_step
 
 __all__ = ["clean_batch", "run_clean", "enqueue_clean"]
 
@@ -39,7 +39,7 @@ def run_clean(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
                                    failed=0)
     kinds: dict[str, dict[str, str]] = {k: {} for k in ("refused", "skipped", "failed",
                                                         "quarantined")}
-    entries: dict[str, tuple[str, str | None]] = {}
+    entries: dict[str, tuple[str | None, ...]] = {}
     guard = BatchGuard(ctx, "clean", batch_no, retry)
 
     step = put_step(ctx, paths, [], first_time=first_time, policy=policy,
@@ -47,7 +47,7 @@ def run_clean(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     outputs: list[str] = []  # made durable together before the commit, as put does
     for rel, out in guard.run(paths, step, kinds["failed"]):
         status = out.status
-        entries[rel] = (status, out.reason)
+        entries[rel] = log_entry(rel, out)
         if out.dest and status in ("cleaned", "written", "quarantined"):
             outputs.append(out.dest)
         if status in kinds:

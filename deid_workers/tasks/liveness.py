@@ -119,9 +119,12 @@ class Liveness:
         self._failing = False
 
     def _client(self) -> redis.Redis:
+        from ..config import Settings
         from ..store import redis_client
 
-        return redis_client(self.url, timeout=max(1.0, self.interval))
+        timeout = max(1.0, self.interval)  # a cut network must not hang the thread
+        return redis_client(self.url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                            **Settings.from_env().tls_options())
 
     # -- the key ------------------------------------------------------------------------------
     def refresh(self, now: float | None = None) -> bool:

@@ -14,13 +14,13 @@ from ..dicomio import read_dataset
 from ..durable import sync_paths
 from ..errors import InputError
 from ..steps import PendingPut, PixelPolicy, PutOutcome, finish_put, open_put
-from ..verify import residual_phi
+from ..verify import recipe_literals, residual_phi
 from . import RETRY_ON, BatchGuard, RunContext, finish_run, prepare_output, run_context
 from .liveness import AlreadyCommitted
 from .load import await_ids
 from .readahead import WINDOW, ReadAhead
 
-__all__ = ["put_batch", "put_step", "send_clean"]
+__all__ = ["log_entry", "put_batch", "put_step", "send_clean", "verify_output"]
 
 log = get_task_logger(__name__)
 
@@ -54,7 +54,7 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     policy = ctx.pixel_policy(now=False)
     to_clean: list[str] = []
     quarantined: dict[str, str] = {}
-    entries: dict[str, tuple[str, str | None]] = {}  # deid-run.jsonl, see store.save_log
+    entries: dict[str, tuple[str | None, ...]] = {}  # deid-run.jsonl, see store.save_log
     refused: dict[str, str] = {}
     skipped: dict[str, str] = {}
     failed: dict[str, str] = {}
@@ -64,7 +64,7 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     step = put_step(ctx, paths, keys, first_time=first_time, policy=policy,
                     careful=guard.careful)
     for rel, out in guard.run(paths, step, failed):
-        entries[rel] = (out.status, out.reason)
+        entries[rel] = log_entry(rel, out)
         if out.status == "clean":
             to_clean.append(rel)
         elif out.status == "refused":
@@ -86,7 +86,8 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
             if not out.has_ids:
                 counts["no_ids"] += 1
             if ctx.verify and out.dest:
-                found = verify_output(ctx.input, rel, out.dest)
+                found = verify_output(ctx.input, rel, out.dest, out.output,
+                                      dummies=recipe_literals(ctx.recipe))
                 if found:
                     residual[rel] = ",".join(found)
                     log.warning("run %s: %s: removed values survive in the output (%s)",
@@ -134,11 +135,14 @@ def put_step(ctx: RunContext, paths: list[str], keys: list[tuple[str, str]], *,
     store = ctx.store
     fetched = store.get_ids_many(keys)
 
+    quarantine = policy.quarantine if policy else None
+
+    def may_replace(out_rel: str) -> bool:
+        return prepare_output(ctx, out_rel, first_time=first_time, quarantine=quarantine)
+
     def read(rel: str) -> PutOutcome | PendingPut:
-        overwrite = prepare_output(ctx, rel, first_time=first_time,
-                                   quarantine=policy.quarantine if policy else None)
         return open_put(ctx.input, rel, ctx.outfolder, ctx.recipe, ctx.settings,
-                        overwrite=overwrite, pixels=policy)
+                        overwrite=may_replace, pixels=policy, layout=ctx.layout)
 
     def fetch(window: list[PutOutcome | PendingPut]) -> None:
         fetched.update(store.get_ids_many(
@@ -165,8 +169,10 @@ def put_step(ctx: RunContext, paths: list[str], keys: list[tuple[str, str]], *,
     return step
 
 
-def verify_output(root: str, rel: str, dest: str) -> list[str]:
-    """``--verify``: element keywords of the input whose removed value survives in ``dest``.
+def verify_output(root: str, rel: str, dest: str, out_rel: str | None = None, *,
+                  dummies: frozenset[str] = frozenset()) -> list[str]:
+    """``--verify``: element keywords of the input whose removed value survives in ``dest``
+    or in its path ``out_rel`` (see :func:`~deid_workers.verify.residual_phi`).
 
     Headers only, on both sides: residual_phi never looks at pixel data, so decoding-free reads
     of what precedes it are all it needs (put_one edited its own copy of the input in place).
@@ -176,7 +182,15 @@ def verify_output(root: str, rel: str, dest: str) -> list[str]:
         written = read_dataset(dest, headers_only=True, name=rel)
     except InputError as exc:  # the input changed under us, or the output is damaged
         return [f"not verified: {exc.reason}"]
-    return residual_phi(original, written)
+    return residual_phi(original, written, path=out_rel, dummies=dummies)
+
+
+def log_entry(rel: str, out: PutOutcome) -> tuple[str | None, ...]:
+    """A file's line of the batch's outcome log (see ``store.save_log``): the output path
+    only where the layout moved it, so a mirrored tree costs no more Redis than before."""
+    if out.output is not None and out.output != rel and out.status != "clean":
+        return (out.status, out.reason, out.output)
+    return (out.status, out.reason)
 
 
 def send_clean(store: Any, batch_no: int) -> bool:

@@ -14,7 +14,7 @@ import time
 from contextlib import suppress
 
 import pytest
-from integration_procs import Producer, RedisServer, Worker, counters, env_for, latest_run, wait_for
+from integration_procs import SECRET, Producer, RedisServer, Worker, counters, env_for, latest_run, placed, wait_for
 from kombu import Connection, Exchange, Queue
 from kombu import Producer as KombuProducer
 
@@ -222,8 +222,8 @@ def test_a_slow_batch_stays_put_and_a_frozen_worker_loses_its_batch(tmp_path):
     s = json.loads(stdout)
     assert (s["files_found"], s["written"], s["failed"], s["refused"]) == (len(paths),) * 2 + (0, 0)
     assert put_files == len(paths)  # the batch counted once
-    found = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
-                   if p.is_file() and not p.name.startswith("deid-"))
-    assert found == sorted(paths)
-    log = [json.loads(x) for x in (out / "deid-run.jsonl").read_text().splitlines()]
+    found = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert found == sorted(placed(root, rel, SECRET) for rel in paths)  # once each, no temp
+    records = out.with_name(out.name + "-records")
+    log = [json.loads(x) for x in (records / f"deid-run.{run_id}.jsonl").read_text().splitlines()]
     assert {e["outcome"] for e in log} == {"written"} and len(log) == len(paths)

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import redis
-from integration_procs import ROOT, SECRET, counters, latest_run, wait_for
+from integration_procs import ROOT, SECRET, counters, latest_run, placed, wait_for
 
 from benchmarks.netns import NetLab, redis_on, unavailable
 from deid_workers.app import QUEUES
@@ -54,6 +54,8 @@ class Cluster:
         env = dict(os.environ)
         env.update(DEID_BROKER_URL=f"redis://{self.links[host].hub_address}:6379/0",
                    DEID_SECRET=SECRET, XDG_CONFIG_HOME=str(self.tmp / "xdg"),
+                   DEID_INPUT_ROOTS=str(self.tmp.resolve()),
+                   DEID_OUTPUT_ROOTS=str(self.tmp.resolve()),
                    PYTHONPATH=os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p))
         for name in ("MESSAGELEVEL", "DEID_VISIBILITY_TIMEOUT", "DEID_TASK_TIME_LIMIT",
                      "DEID_LIVENESS_TTL", "DEID_MAX_RETRIES"):
@@ -130,12 +132,13 @@ def _tree(tmp: Path) -> tuple[Path, list[str]]:
     return root, write_study_tree(root, patients=PATIENTS, images=IMAGES, rows=4, cols=4)
 
 
-def _check_exactly_once(out: Path, paths: list[str]) -> None:
-    found = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
-                   if p.is_file() and not p.name.startswith("deid-"))
-    assert found == sorted(paths)  # one output per input, no temp file left
-    for rel in paths:
+def _check_exactly_once(out: Path, root: Path, paths: list[str], run_id: str) -> None:
+    found = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    expected = sorted(placed(root, rel, SECRET) for rel in paths)
+    assert found == expected  # one output per input, no temp file left
+    for rel in expected:
         read_dataset(out / rel, headers_only=False)  # complete
+    records = out.with_name(out.name + "-records")
     seen: list[str] = []
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -144,12 +147,13 @@ def _check_exactly_once(out: Path, paths: list[str]) -> None:
         seen.extend(keys)
         return dict(items)
 
-    with open(out / "deid-ids.json", encoding="utf-8") as fh:
+    with open(records / "deid-ids.json", encoding="utf-8") as fh:
         data = json.load(fh, object_pairs_hook=pairs)
     assert {e: len(items) for e, items in data.items()} == \
         {f"PID-{p:04d}-SENT": IMAGES for p in range(PATIENTS)}
-    assert load_ids(out / "deid-ids.pkl") == data
-    log = [json.loads(line) for line in (out / "deid-run.jsonl").read_text().splitlines()]
+    assert load_ids(records / "deid-ids.pkl") == data
+    log = [json.loads(line)
+           for line in (records / f"deid-run.{run_id}.jsonl").read_text().splitlines()]
     assert sorted(e["path"] for e in log) == sorted(paths)
     assert {e["outcome"] for e in log} == {"written"}
 
@@ -204,7 +208,7 @@ def test_a_dead_worker_host_hands_its_batches_on_within_a_minute(cluster, tmp_pa
     assert (s["files_found"], s["valid"], s["written"], s["failed"], s["poison"]) == \
         (1000, 1000, 1000, 0, 0)
     assert status["taken"] == [] and set(status["workers"]) == {w1, cluster.nodes["w2"]}
-    _check_exactly_once(out, paths)
+    _check_exactly_once(out, root, paths, run_id)
 
     before, counts = _mtimes(out), counters(client, run_id)
     def done(task_id: str) -> list[str]:
@@ -246,7 +250,7 @@ def test_b_a_worker_host_cut_off_for_30_s_rejoins_and_the_run_completes_once(clu
     s = json.loads(stdout)
     assert (s["files_found"], s["valid"], s["written"], s["failed"], s["refused"]) == \
         (1000, 1000, 1000, 0, 0)
-    _check_exactly_once(out, paths)
+    _check_exactly_once(out, root, paths, run_id)
     assert counters(client, run_id)["put:files"] == 1000  # no batch counted twice
 
     wait_for(lambda: cluster.ping("w1"), 90, "w1 to answer again", step=0.5)

@@ -15,11 +15,23 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from integration_procs import Producer, RedisServer, Worker, counters, env_for, latest_run, wait_for
+from integration_procs import (
+    SECRET,
+    Producer,
+    RedisServer,
+    Worker,
+    counters,
+    env_for,
+    latest_run,
+    placed,
+    wait_for,
+)
 
 from deid_workers.dicomio import read_dataset
 from deid_workers.idsfile import load_ids
+from deid_workers.reasons import CORRUPT
 from deid_workers.synth import make_dataset, write_study_tree
+from deid_workers.tasks import poison_reason
 
 pytestmark = pytest.mark.integration
 
@@ -44,12 +56,13 @@ def _copy(corpora, name: str, dest: Path) -> tuple[Path, list[str]]:
     return dest, list(paths)
 
 
-def _check_outputs(out: Path, paths: list[str]) -> None:
-    """Every valid input has exactly one output, complete and readable; nothing else is there."""
-    found = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
-                   if p.is_file() and not p.name.startswith("deid-"))
-    assert found == sorted(paths)  # no temp file left, no extra file
-    for rel in paths:
+def _check_outputs(out: Path, paths: list[str], root: Path) -> None:
+    """Every valid input has exactly one output (where the mirror layout puts it), complete
+    and readable; nothing else is there (identifiers and run logs are in the records folder)."""
+    found = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    expected = sorted(placed(root, rel, SECRET) for rel in paths)
+    assert found == expected  # no temp file left, no extra file
+    for rel in expected:
         read_dataset(out / rel, headers_only=False)  # complete: InputError if cut short
 
 
@@ -62,10 +75,11 @@ def _check_ids_once(out: Path, paths_by_patient: dict[str, int]) -> None:
         pairs_seen.extend(keys)
         return dict(pairs)
 
-    with open(out / "deid-ids.json", encoding="utf-8") as fh:
+    records = out.with_name(out.name + "-records")
+    with open(records / "deid-ids.json", encoding="utf-8") as fh:
         data = json.load(fh, object_pairs_hook=hook)
     assert {e: len(items) for e, items in data.items()} == paths_by_patient
-    assert load_ids(out / "deid-ids.pkl") == data
+    assert load_ids(records / "deid-ids.pkl") == data
 
 
 def _per_patient(patients: int, images: int) -> dict[str, int]:
@@ -111,7 +125,7 @@ def test_kill_pool_process_then_whole_worker_mid_all(corpora, tmp_path):
     s = json.loads(stdout)
     assert (s["files_found"], s["valid"], s["written"], s["failed"], s["poison"]) == \
         (2000, 2000, 2000, 0, 0)
-    _check_outputs(out, paths)
+    _check_outputs(out, paths, root)
     _check_ids_once(out, _per_patient(*BIG))
 
 
@@ -146,7 +160,7 @@ def test_redis_restart_with_aof_loses_nothing(corpora, tmp_path):
     assert "lost the connection to Redis" in err and "Traceback" not in err
     s = json.loads(stdout)
     assert (s["files_found"], s["written"], s["failed"]) == (200, 200, 0)
-    _check_outputs(out, paths)
+    _check_outputs(out, paths, root)
     _check_ids_once(out, _per_patient(*SMALL))
 
 
@@ -193,14 +207,14 @@ def test_poison_file_is_quarantined_and_the_run_completes(corpora, tmp_path):
     s = json.loads(stdout)
     poison = "patient-0000/poison-image.dcm"
     assert s["state"] == "finished"
-    assert s["lists"]["poison"] == {poison: "crashed its worker in get"}
-    assert s["lists"]["skipped"] == {"patient-0000/huge-declared.dcm": "truncated or corrupt DICOM"}
+    assert s["lists"]["poison"] == {poison: poison_reason("get")}
+    assert s["lists"]["skipped"] == {"patient-0000/huge-declared.dcm": CORRUPT}
     assert (s["files_found"], s["written"], s["poison"], s["skipped"]) == (202, 200, 1, 1)
     # 1 start + max_retries (1) retries as a batch, 1 file by file that dies on the poison
     # file, 1 that quarantines it and completes.
     assert max(int(v) for v in starts.values()) == 4
-    _check_outputs(out, paths)
-    assert not (out / poison).exists()
+    _check_outputs(out, paths, root)
+    assert not (out / placed(root, poison, SECRET)).exists()
     assert "poison-image" in (tmp_path / "w.log").read_text()  # the crash really happened
 
 
@@ -221,12 +235,12 @@ def test_hanging_file_is_quarantined_after_the_time_limit(tmp_path, limit):
     s = json.loads(stdout)
     hung = "patient-0001/hang-image.dcm"
     assert s["state"] == "finished"
-    assert s["lists"]["poison"] == {hung: "exceeded the task time limit (3 s) in get"}
+    assert s["lists"]["poison"] == {hung: poison_reason("get", 3)}
     assert (s["files_found"], s["written"], s["poison"], s["failed"]) == (61, 60, 1, 0)
     # As for a crash: 1 start + max_retries (1) as a batch, 1 file by file that runs out of
     # time on the hanging file, 1 that completes without it.
     assert max(int(v) for v in starts.values()) == 4
-    _check_outputs(out, paths)
+    _check_outputs(out, paths, root)
     log = (tmp_path / "w.log").read_text()
     if limit == "hard":
         assert "passed the hard time limit (3 s)" in log
@@ -290,6 +304,6 @@ def test_resume_resends_only_what_is_not_done(corpora, tmp_path, monkeypatch, ca
         if worker is not None:
             worker.kill()
         server.kill()
-    _check_outputs(out, paths)
+    _check_outputs(out, paths, root)
     _check_ids_once(out, _per_patient(*SMALL))
-    assert pydicom.dcmread(out / paths[0]).PatientID != "PID-0000-SENT"
+    assert pydicom.dcmread(out / placed(root, paths[0], SECRET)).PatientID != "PID-0000-SENT"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from deid_workers import reasons
 from deid_workers.cli import main
 from deid_workers.synth import make_dataset, phi_strings, truncated_dicom_bytes, write_study_tree
 
@@ -122,14 +123,14 @@ def _bad_tree(root: Path) -> dict[str, str]:
     os.symlink("..", root / "loop" / "up")  # a directory loop: not followed
     os.symlink("self-b.dcm", root / "self-a.dcm")  # a file symlink loop
     os.symlink("self-a.dcm", root / "self-b.dcm")
-    return {"empty.dcm": "empty file", "truncated.dcm": "truncated or corrupt DICOM",
-            "text.dcm": "not a DICOM file"}
+    return {"empty.dcm": reasons.EMPTY, "truncated.dcm": reasons.CORRUPT,
+            "text.dcm": reasons.NOT_DICOM}
 
 
-def test_bad_inputs_are_reported_and_nothing_is_lost(cluster, tmp_path, capsys):
+def test_bad_inputs_are_reported_and_nothing_is_lost(cluster, tmp_path, capsys, place):
     root = tmp_path / "in"
     expected_skips = _bad_tree(root)
-    out = root / "out"  # inside the input: excluded from the walk, so never re-read
+    out = tmp_path / "out"  # never inside the input: that is refused (test_cli_hostile)
     code, stdout, err = _run(capsys, "--action", "all", "--json", "--quiet", "--input",
                              str(root), "--outfolder", str(out))
     s = json.loads(stdout)
@@ -138,9 +139,9 @@ def test_bad_inputs_are_reported_and_nothing_is_lost(cluster, tmp_path, capsys):
         assert skipped.pop(rel) == reason
     assert skipped == {}  # the symlink loops end the walk nowhere: it does not follow links
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.dcm"))
-    assert written == sorted(["good ones/naïve café/image with spaces ü.dcm",
-                              "good ones/naïve café/日本語.dcm", "no-preamble.dcm",
-                              "no-patientid.dcm", "no-sopuid.dcm"])
+    assert written == sorted(place(root, rel) for rel in [
+        "good ones/naïve café/image with spaces ü.dcm", "good ones/naïve café/日本語.dcm",
+        "no-preamble.dcm", "no-patientid.dcm", "no-sopuid.dcm"])
     assert s["files_found"] == s["written"] + s["skipped"] + s["failed"]
     assert set(s["lists"]["missing"]) == {"no-patientid.dcm", "no-sopuid.dcm"}
     for rel in written:
@@ -152,7 +153,7 @@ def test_bad_inputs_are_reported_and_nothing_is_lost(cluster, tmp_path, capsys):
     code, stdout, err = _run(capsys, "--action", "all", "--json", "--quiet", "--overwrite",
                              "--input", str(root), "--outfolder", str(out))
     assert code == 0, err
-    assert json.loads(stdout)["files_found"] == 8  # the outputs inside the input are not walked
+    assert json.loads(stdout)["files_found"] == 8  # a re-run finds the same files
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode; "
@@ -167,4 +168,4 @@ def test_unreadable_file_is_skipped(cluster, tmp_path, capsys):
                                  "--input", str(root), "--outfolder", str(tmp_path / "out"))
     finally:
         os.chmod(root / "locked.dcm", 0o644)
-    assert json.loads(stdout)["lists"]["skipped"] == {"locked.dcm": "permission denied"}
+    assert json.loads(stdout)["lists"]["skipped"] == {"locked.dcm": reasons.PERMISSION}

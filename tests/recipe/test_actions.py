@@ -257,6 +257,25 @@ def test_values_list_uses_original_values(dataset) -> None:
     assert out.PatientID == "changed"  # shielded by REPLACE; list holds the old value
 
 
+def test_values_list_of_a_multi_valued_field_selects_what_deid_selects() -> None:
+    # deid's FIELD adds each value of a multi-valued element; the list's text used to be
+    # "['ORIGINAL', 'PRIMARY', 'AXIAL']", a regex character class matching any field with
+    # one of those letters (over a hundred elements of a real CT header)
+    ds = Dataset()
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.SeriesDescription = "AXIAL 5mm"
+    ds.ImageComments = "PRIMARY read"
+    ds.Modality = "CT"
+    ds.StudyDescription = "HEAD"
+    ds.InstitutionName = "General Hospital"
+    ds.Manufacturer = "OTHER VENDOR"  # has O, R, I, A, L... but none of the three values
+    out = deidentify(ds, recipe_of("REMOVE values:v", "%values v\nFIELD ImageType"))
+    # the field itself matches (its text holds the values, as in deid), and the two whose
+    # values hold one of them; nothing else
+    assert sorted(e.keyword for e in out) == ["InstitutionName", "Manufacturer", "Modality",
+                                              "StudyDescription"]
+
+
 @pytest.mark.parametrize("minlength,hit", [(8, True), (9, False)])
 def test_split_values(dataset, minlength, hit) -> None:
     recipe = recipe_of("REPLACE values:v X", f'%values v\nSPLIT InstitutionName by=" ";minlength={minlength}')

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import fakeredis
+import pydicom
 import pytest
 
 from deid_workers import tasks
@@ -22,7 +25,7 @@ REMOVE PatientName
 @pytest.fixture
 def fake(monkeypatch):
     """A fake Redis registered as the tasks' client for the app's broker URL."""
-    monkeypatch.setenv("DEID_SECRET", "task-tests-secret")
+    monkeypatch.setenv("DEID_SECRET", SECRET)
     client = fakeredis.FakeRedis(decode_responses=True)
     url = str(app.conf.broker_url)
     saved = dict(tasks._clients)
@@ -32,6 +35,26 @@ def fake(monkeypatch):
     tasks._clients.clear()
     tasks._clients.update(saved)
     tasks.forget()
+
+
+SECRET = "task-tests-secret-0123456789abcdef0123"
+
+
+@pytest.fixture
+def placed():
+    """placed(root, rel) -> where the default (mirror) layout puts input ``rel``, relative
+    to the output folder, with the key the ``fake`` fixture gives the workers."""
+    from deid_workers.layout import Layout
+
+    layout = Layout("mirror", lambda: SECRET.encode())
+
+    def place(root: str, rel: str) -> str:
+        ds = pydicom.dcmread(os.path.join(root, rel), stop_before_pixels=True, force=True)
+        out = layout.before(rel, ds)
+        assert out is not None
+        return out
+
+    return place
 
 
 @pytest.fixture
@@ -45,7 +68,8 @@ def make_run(fake, tmp_path):
                   "overwrite": False, "print_ids": False, "recipe_texts": [RECIPE],
                   "recipe_sha": "", "settings": {"entity_field": "PatientID"}}
         record.update(extra)
-        store = RunStore.create(fake, "t" + action, record, expiry=600)
+        store = RunStore.create(fake, "t" + action, record, expiry=600,
+                                keys=tasks.worker_keys())
         n = 0
         for start in range(0, len(paths), 3):
             store.add_batch(n, paths[start:start + 3])

@@ -9,10 +9,11 @@ import pydicom
 import pytest
 
 from deid_workers.report import render_table, run_ok, summarize
-from deid_workers.runlog import RUN_LOG
+from deid_workers.runlog import run_log_name
 from deid_workers.store import RunStore
 from deid_workers.synth import make_dataset
 from deid_workers.tasks import clean as clean_mod
+from deid_workers.tasks import worker_keys
 from deid_workers.tasks.clean import run_clean
 from deid_workers.tasks.put import run_put
 
@@ -44,7 +45,7 @@ def run(fake, tmp_path, monkeypatch):
               "overwrite": False, "print_ids": False, "recipe_texts": [RECIPE],
               "recipe_sha": "", "recipe_name": "test.dicom", "settings": {},
               "clean_pixels": True, "quarantine_groups": ["blacklist"]}
-    store = RunStore.create(fake, "tclean", record, expiry=600)
+    store = RunStore.create(fake, "tclean", record, expiry=600, keys=worker_keys())
     store.add_batch(0, paths[:3])
     store.add_batch(1, paths[3:])
     store.update(walk_done=True, n_batches=2)
@@ -53,12 +54,13 @@ def run(fake, tmp_path, monkeypatch):
     return store, root, tmp_path / "out", sent
 
 
-def test_put_defers_pixel_files_then_clean_finishes_the_run(run):
+def test_put_defers_pixel_files_then_clean_finishes_the_run(run, placed):
     store, root, out, sent = run
+    at = {name: placed(str(root), name) for name in FILES}  # synth's names hold its IDs' tokens
     r0 = run_put(store.run_id, 0)
     assert (r0["written"], r0["to_clean"], r0["quarantined"]) == (1, 1, 1)
     assert sent == [0] and store.clean_batch(0) == ["b-us.dcm"]
-    assert not (out / "b-us.dcm").exists()
+    assert not (out / at["b-us.dcm"]).exists()
     r1 = run_put(store.run_id, 1)
     assert (r1["to_clean"], r1["skipped"]) == (1, 1) and sent == [0, 1]
     assert store.record()["state"] != "finished"
@@ -68,12 +70,12 @@ def test_put_defers_pixel_files_then_clean_finishes_the_run(run):
     assert store.record()["state"] == "finished"
     assert run_clean(store.run_id, 1) == {"files": 0, "already_done": 1}
 
-    ds = pydicom.dcmread(out / "d-us.dcm")
+    ds = pydicom.dcmread(out / at["d-us.dcm"])
     x0, y0, x1, y1 = BOX
     assert not ds.pixel_array[y0:y1, x0:x1].any()
     assert "113101" in [i.CodeValue for i in ds.DeidentificationMethodCodeSequence]
-    q = out.parent / "out-quarantine" / "c-ot.dcm"
-    assert q.exists() and not (out / "c-ot.dcm").exists()
+    q = out.parent / "out-quarantine" / at["c-ot.dcm"]
+    assert q.exists() and not (out / at["c-ot.dcm"]).exists()
     assert not pydicom.dcmread(q).get("PatientName")  # removed; Type 2, so kept empty
 
     summary = summarize(store)
@@ -82,12 +84,12 @@ def test_put_defers_pixel_files_then_clean_finishes_the_run(run):
     assert run_ok(summary)
     assert "quarantine folder" in render_table(summary)
 
-    lines = [json.loads(x) for x in (out / RUN_LOG).read_text().splitlines()]
+    lines = [json.loads(x) for x in (out.parent / "out-records" / run_log_name(store.run_id)).read_text().splitlines()]
     assert [x["path"] for x in lines] == sorted(FILES) + ["e-bad.dcm"]
     by = {x["path"]: x for x in lines}
-    assert by["a-ct.dcm"]["outcome"] == "written" and by["a-ct.dcm"]["output"] == "a-ct.dcm"
-    assert by["b-us.dcm"]["outcome"] == "cleaned"
-    assert by["c-ot.dcm"]["output"] == "../out-quarantine/c-ot.dcm"
+    assert by["a-ct.dcm"]["outcome"] == "written" and by["a-ct.dcm"]["output"] == at["a-ct.dcm"]
+    assert by["b-us.dcm"]["outcome"] == "cleaned" and by["b-us.dcm"]["output"] == at["b-us.dcm"]
+    assert by["c-ot.dcm"]["output"] == "../out-quarantine/" + at["c-ot.dcm"]
     assert by["e-bad.dcm"]["outcome"] == "skipped" and by["e-bad.dcm"]["output"] is None
     counts = Counter(x["outcome"] for x in lines)
     for outcome in ("written", "cleaned", "quarantined", "skipped", "refused", "failed"):
@@ -128,5 +130,5 @@ def test_no_header_value_in_run_log(run):
         run_put(store.run_id, n)
     for n in (0, 1):
         run_clean(store.run_id, n)
-    text = (out / RUN_LOG).read_text()
+    text = (out.parent / "out-records" / run_log_name(store.run_id)).read_text()
     assert not [s for s in phi_strings(3) if s in text]

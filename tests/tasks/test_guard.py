@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from deid_workers import tasks
+from deid_workers.errors import RunRefused
 from deid_workers.store import RunStore
-from deid_workers.tasks import CRASHED, KEPT_DYING, BatchGuard, run_context
+from deid_workers.tasks import KEPT_DYING, BatchGuard, poison_reason, run_context
 from deid_workers.tasks.get import run_get
 from deid_workers.tasks.put import run_put
 
@@ -34,7 +36,7 @@ def test_a_file_that_kills_its_worker_is_quarantined_after_max_retries(make_run)
     _die_on(guard, batch, victim)
     result = run_get(store.run_id, 0)  # the next start quarantines the victim and completes
     assert result["poison"] == 1 and result["files"] == 3 and result["valid"] == 2
-    assert store.outcomes("poison") == {victim: f"{CRASHED} in get"}
+    assert store.outcomes("poison") == {victim: poison_reason("get")}
     assert store.counters()["get:files"] == 3
     assert victim not in store.valid_batch(0)[0]
     assert store.client.hget(store.keys.inflight, "get:0") is None
@@ -61,7 +63,7 @@ def test_healthy_batches_never_write_notes(make_run, fake):
 
 
 def test_put_batch_that_died_before_commit_gives_the_same_outputs_and_counts(
-        make_run, tmp_path, monkeypatch):
+        make_run, tmp_path, monkeypatch, placed):
     store, root, paths, n = make_run("put", corrupt=1)
     out = tmp_path / "out"
     real = RunStore.commit_batch
@@ -77,7 +79,8 @@ def test_put_batch_that_died_before_commit_gives_the_same_outputs_and_counts(
     with pytest.raises(SystemExit):
         run_put(store.run_id, 0)
     first = {p: p.read_bytes() for p in out.rglob("*.dcm")}
-    stale = out / Path(paths[1]).parent / f".{Path(paths[1]).name}.x1y2.tmp"
+    placed_1 = Path(placed(root, paths[1]))
+    stale = out / placed_1.parent / f".{placed_1.name}.x1y2.tmp"
     stale.write_bytes(b"half a file")  # what a kill inside write_atomic leaves
     again = run_put(store.run_id, 0)
     assert {p: p.read_bytes() for p in out.rglob("*.dcm")} == first
@@ -88,16 +91,24 @@ def test_put_batch_that_died_before_commit_gives_the_same_outputs_and_counts(
     assert store.counters()["put:written"] == 3
 
 
-def test_paths_that_leave_the_folders_are_refused(make_run, tmp_path):
+@pytest.mark.parametrize("signed", [False, True])
+def test_paths_that_leave_the_folders_are_refused(make_run, tmp_path, signed):
+    """A batch list naming files outside the input is refused whole, before any file is
+    read: unsigned (someone with only the Redis password wrote it), or signed but not
+    relative (a producer bug)."""
     store, root, paths, n = make_run("put", corrupt=0)
     secret = tmp_path / "secret"
     secret.mkdir()
     (secret / "leak.dcm").write_bytes((Path(root) / paths[0]).read_bytes())
     before = (secret / "leak.dcm").read_bytes()
-    store.client.hset(store.keys.batches, "0", '["../secret/leak.dcm", "/etc/passwd"]')
+    bad = ["../secret/leak.dcm", "/etc/passwd"]
+    if signed:
+        store.add_batch(0, bad)
+    else:
+        store.client.hset(store.keys.batches, "0", json.dumps(bad))
     tasks.forget()
-    result = run_put(store.run_id, 0)
-    assert result["written"] == 0 and result["failed"] + result["skipped"] == 2
+    with pytest.raises(RunRefused, match="batches 0"):
+        run_put(store.run_id, 0)
     assert (secret / "leak.dcm").read_bytes() == before
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.dcm"))
 
@@ -132,3 +143,24 @@ def test_a_careful_put_reads_each_file_only_once_the_guard_has_noted_it(make_run
     monkeypatch.setattr(tasks.put, "open_put", open_put)
     assert run_put(store.run_id, 0)["written"] == 3
     assert noted == [(rel, rel) for rel in store.batch(0)]
+
+
+def test_a_file_that_raises_fails_with_a_worded_reason_and_the_batch_goes_on(make_run, caplog):
+    store, root, paths, n = make_run("get", corrupt=0)
+    ctx = run_context(store.run_id)
+    batch = store.batch(0)
+    guard = BatchGuard(ctx, "put", 0)
+
+    def step(rel: str) -> str:
+        if rel == batch[1]:
+            raise KeyError("PID-0000-SENT")  # a message may quote a value
+        return rel
+
+    failed: dict[str, str] = {}
+    with caplog.at_level("WARNING"):
+        done = [rel for rel, _ in guard.run(batch, step, failed)]
+    assert done == [batch[0], batch[2]]
+    reason = failed[batch[1]]
+    assert reason.startswith("could not be processed: internal error while de-identifying")
+    assert "(KeyError); please report it" in reason and "PID-0000" not in reason
+    assert reason in caplog.text and "PID-0000" not in caplog.text

@@ -9,7 +9,7 @@ from celery.worker.request import Request
 
 from deid_workers.app import _conf, app
 from deid_workers.config import Settings
-from deid_workers.tasks import TIMED_OUT, BatchGuard, run_context
+from deid_workers.tasks import BatchGuard, poison_reason, run_context
 from deid_workers.tasks import get as get_module
 from deid_workers.tasks.get import get_batch, run_get
 from deid_workers.tasks.limits import BatchRequest, BatchTask, note_time_limit
@@ -53,7 +53,7 @@ def test_careful_mode_quarantines_the_file_it_hung_on_and_the_next_start_complet
     with pytest.raises(SoftTimeLimitExceeded):
         _hang_on(guard, batch, batch[2])
     assert guard.on_time_limit() is True
-    reason = f"{TIMED_OUT} (7 s) in get"
+    reason = poison_reason("get", 7)
     assert store.outcomes("poison") == {batch[2]: reason}
     assert store.inflight("get", 0, 0) is None
     result = run_get(store.run_id, 0)
@@ -90,7 +90,7 @@ def test_a_hard_kill_noted_by_the_main_process_names_the_time_limit(limit_env, m
         limits._clients.clear()
     result = run_get(store.run_id, 0)
     assert result["poison"] == 1
-    assert store.outcomes("poison") == {batch[0]: f"{TIMED_OUT} (7 s) in get"}
+    assert store.outcomes("poison") == {batch[0]: poison_reason("get", 7)}
     assert not fake.exists(store.keys.inflight)  # note and time-limit note both gone
 
 

@@ -11,7 +11,7 @@ from deid_workers.tasks.put import run_put
 from deid_workers.tasks.readahead import ReadAhead
 
 
-def test_put_uses_stored_ids_and_writes_mirrored_tree(make_run, tmp_path):
+def test_put_uses_stored_ids_and_writes_mirrored_tree(make_run, tmp_path, placed):
     store, root, paths, n = make_run("all")
     for b in range(n):
         run_get(store.run_id, b)
@@ -22,7 +22,7 @@ def test_put_uses_stored_ids_and_writes_mirrored_tree(make_run, tmp_path):
     c = store.counters()
     assert c["put:written"] == 6 and c.get("put:refused", 0) == 0
     assert store.record()["state"] == "finished"
-    ds = pydicom.dcmread(tmp_path / "out" / paths[0])
+    ds = pydicom.dcmread(tmp_path / "out" / placed(root, paths[0]))
     assert ds.PatientID.startswith("SUBJ-") and not ds.get("PatientName")  # Type 2: kept empty
 
 
@@ -51,7 +51,7 @@ def test_put_after_get_fetches_ids_per_batch_not_per_file(make_run, monkeypatch)
 
 
 def test_put_with_ids_but_no_get_fetches_ids_per_read_ahead_window(make_run, monkeypatch,
-                                                                   tmp_path):
+                                                                   tmp_path, placed):
     # action put: no get stage noted the files' keys, so put reads ahead, then asks for the
     # window's ids at once instead of once per file
     store, root, paths, n = make_run("put", corrupt=0, images=5)
@@ -71,13 +71,13 @@ def test_put_with_ids_but_no_get_fetches_ids_per_read_ahead_window(make_run, mon
     # per batch of 3 files: the keys get noted (none), then a window of 2 and one of 1
     assert [len(k) for k in many] == [0, 2, 1] * (n - 1) + [0, 1]
     assert store.counters()["put:written"] == len(paths) == 10
-    ds = pydicom.dcmread(tmp_path / "out" / paths[0])
+    ds = pydicom.dcmread(tmp_path / "out" / placed(root, paths[0]))
     assert ds.PatientID.startswith("SUBJ-")
 
 
-def test_put_refuses_existing_and_counts(make_run, tmp_path):
+def test_put_refuses_existing_and_counts(make_run, tmp_path, placed):
     store, root, paths, n = make_run("put", corrupt=0)
-    dest = tmp_path / "out" / paths[0]
+    dest = tmp_path / "out" / placed(root, paths[0])
     dest.parent.mkdir(parents=True)
     dest.write_bytes(b"old")
     result = run_put(store.run_id, 0)
@@ -86,10 +86,10 @@ def test_put_refuses_existing_and_counts(make_run, tmp_path):
     assert store.outcomes("refused") == {paths[0]: "already exists"}
 
 
-def test_put_redelivery_rewrites_its_own_outputs(make_run, tmp_path):
+def test_put_redelivery_rewrites_its_own_outputs(make_run, tmp_path, placed):
     store, root, paths, n = make_run("put", corrupt=0)
     store.mark_started("put", 0)  # a worker started batch 0 and died before committing
-    dest = tmp_path / "out" / paths[0]
+    dest = tmp_path / "out" / placed(root, paths[0])
     dest.parent.mkdir(parents=True)
     dest.write_bytes(b"partial from this run")
     result = run_put(store.run_id, 0)
