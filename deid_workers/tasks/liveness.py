@@ -224,9 +224,39 @@ class Liveness:
     _conn: Any = None
     _channel: Any = None
 
+    def may_record_owners(self) -> bool:
+        """Whether this worker's Redis user may write what taking a message now writes.
+
+        Checked once, with the commands kombu's MULTI then sends: a user without them (an ACL
+        from before liveness) would make every take of a message fail in EXECABORT, and the
+        worker would consume nothing. Without them the worker takes messages as kombu does
+        and its batches, should it die, wait for the visibility timeout.
+        """
+        if self._owners_allowed is None:
+            from ..store import worker_key
+
+            probe = f"probe-{self.worker}"
+            try:
+                pipe = self.client.pipeline(transaction=True)
+                pipe.hset(unacked.OWNER_KEY, probe, self.worker)
+                pipe.hdel(unacked.OWNER_KEY, probe)
+                pipe.set(worker_key(self.worker), self.node, ex=self.ttl)
+                pipe.execute()
+                self._owners_allowed = True
+            except redis.ResponseError as exc:  # NOPERM: the ACL of deploy/redis is older
+                log.warning("worker %s: its Redis user may not write %s (%s): a dead worker's "
+                            "batches wait for DEID_VISIBILITY_TIMEOUT; see "
+                            "deploy/redis/users.acl.template", self.node, unacked.OWNER_KEY,
+                            str(exc).split(":")[0])
+                self._owners_allowed = False
+        return bool(self._owners_allowed)
+
+    _owners_allowed: bool | None = None
+
     def _tick(self) -> None:
         self.refresh()
-        unacked.set_owner(self.worker, self.ttl)
+        if self.may_record_owners():
+            unacked.set_owner(self.worker, self.ttl)
         if unacked.SUPPORTED and self.may_sweep():
             self.sweep(self._sweep_channel())
 
@@ -263,8 +293,11 @@ def start_worker(app: Any, node: str, ttl: int) -> Liveness:
         log.warning("kombu %s is not one the liveness sweep knows: a dead worker's batches "
                     "come back after DEID_VISIBILITY_TIMEOUT", _kombu_version())
     _liveness.start()
-    if _liveness.last_refresh is not None:
-        unacked.set_owner(_liveness.worker, _liveness.ttl)
+    try:
+        if _liveness.last_refresh is not None and _liveness.may_record_owners():
+            unacked.set_owner(_liveness.worker, _liveness.ttl)
+    except redis.RedisError:
+        pass  # Redis went away just now: the thread sets the owner once it is back
     log.info("worker %s: liveness every %.1f s (ttl %d s)", node, _liveness.interval,
              _liveness.ttl)
     return _liveness

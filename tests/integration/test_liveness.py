@@ -227,3 +227,22 @@ def test_a_slow_batch_stays_put_and_a_frozen_worker_loses_its_batch(tmp_path):
     records = out.with_name(out.name + "-records")
     log = [json.loads(x) for x in (records / f"deid-run.{run_id}.jsonl").read_text().splitlines()]
     assert {e["outcome"] for e in log} == {"written"} and len(log) == len(paths)
+
+
+@needs_kombu
+def test_a_redis_user_without_the_owner_key_leaves_kombu_as_it_was(broker, server):
+    """An ACL from before liveness (no ``unacked_owner``): recording owners would abort
+    kombu's every take of a message, so the worker does not record them (and says so)."""
+    client, conn = broker
+    client.execute_command("ACL", "SETUSER", "oldworker", "on", ">pw", "resetkeys", "-@all",
+                           "+@read", "+@write", "+multi", "+exec", "+ping", "+hello",
+                           "~deid:*", "~unacked", "~unacked_index")
+    old = f"redis://oldworker:pw@127.0.0.1:{server.port}/0"
+    try:
+        configure(app, Settings(broker_url=old))
+        assert not Liveness(app, "old@h", 5).may_record_owners()
+        configure(app, Settings(broker_url=server.url))
+        assert Liveness(app, "new@h", 5).may_record_owners()
+        assert not client.hlen(unacked.OWNER_KEY)  # the probe leaves nothing behind
+    finally:
+        client.execute_command("ACL", "DELUSER", "oldworker")
