@@ -188,9 +188,14 @@ def _survive_broker_loss() -> None:
         except (AttributeError, RedisConnectionError):
             import logging
 
-            logging.getLogger(__name__).warning(
-                "broker connection lost: %d unacked message(s) stay in Redis and are "
-                "redelivered after the visibility timeout", len(self._delivered))
+            # liveness hook: the worker takes a new id, so these messages (taken ahead, or
+            # running and now unable to ack) go back once the old id's key expires.
+            from .tasks.liveness import broker_lost
+
+            if not broker_lost(len(self._delivered)):
+                logging.getLogger(__name__).warning(
+                    "broker connection lost: %d unacked message(s) stay in Redis and are "
+                    "redelivered after the visibility timeout", len(self._delivered))
             self._delivered.clear()
             return None
 

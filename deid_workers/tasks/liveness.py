@@ -180,6 +180,18 @@ class Liveness:
         self.restored += restored
         return restored
 
+    def rotate(self, messages: int = 0) -> None:
+        """Take a new worker id (see :func:`broker_lost`); the old id's key is left to expire."""
+        global _worker
+        old = self.worker
+        self.worker = f"{self.node}#{uuid.uuid4().hex[:8]}"
+        _worker = self.worker
+        if unacked._owner is not None:
+            unacked.set_owner(self.worker, self.ttl)
+        log.warning("worker %s: broker connection lost with %d task(s) taken; they go back to "
+                    "their queues once the liveness of %s lapses (about %d s)", self.node,
+                    messages, old.partition("#")[2], self.ttl)
+
     # -- the thread ---------------------------------------------------------------------------
     def start(self) -> None:
         """Set the key once (so owners are recorded only for a worker that has one), then keep
@@ -301,6 +313,20 @@ def start_worker(app: Any, node: str, ttl: int) -> Liveness:
     log.info("worker %s: liveness every %.1f s (ttl %d s)", node, _liveness.interval,
              _liveness.ttl)
     return _liveness
+
+
+def broker_lost(messages: int) -> bool:
+    """The worker's broker connection broke with ``messages`` taken (kombu could not hand them
+    back): those it had taken ahead will never run here, and those running cannot be
+    acknowledged any more. The worker takes a new id; the old one is no longer kept alive, so
+    within about a TTL the sweep (of any worker, this one included) hands them back, instead of
+    the visibility timeout. A batch still running here when its message goes back is redone
+    elsewhere; this start then commits nothing if it writes outputs, and the same values
+    otherwise. False when no liveness runs in this process."""
+    if _liveness is None:
+        return False
+    _liveness.rotate(messages)
+    return True
 
 
 def stop_worker() -> None:

@@ -129,12 +129,12 @@ def test_kill_pool_process_then_whole_worker_mid_all(corpora, tmp_path):
     _check_ids_once(out, _per_patient(*BIG))
 
 
-def _restart_redis_mid_all(tmp_path, root, out, *, aof, after, timeout, output):
+def _restart_redis_mid_all(tmp_path, root, out, *, aof, after, timeout, output, **env_extra):
     """Kill Redis (SIGKILL) once ``after`` files are through get, start it again, and let the
     run go on; returns the run id, exit code, stdout and stderr of deid-submit."""
     server = RedisServer(tmp_path, aof=aof)
     client = server.client()
-    env = env_for(server.url, tmp_path)
+    env = env_for(server.url, tmp_path, **env_extra)
     worker = Worker(env, tmp_path / "w.log", "aof" if aof else "noaof")
     try:
         producer = Producer(env, tmp_path, "--action", "all", "--input", str(root),
@@ -152,10 +152,14 @@ def _restart_redis_mid_all(tmp_path, root, out, *, aof, after, timeout, output):
 
 
 def test_redis_restart_with_aof_loses_nothing(corpora, tmp_path):
+    """With the default visibility timeout (an hour): the batches the worker had taken when
+    its connection broke (taken ahead, or running and unable to ack) go back to their queues
+    once its old liveness lapses (tasks/liveness.broker_lost), not an hour later."""
     root, paths = _copy(corpora, "small", tmp_path / "in")
     out = tmp_path / "out"
-    _, code, stdout, err = _restart_redis_mid_all(tmp_path, root, out, aof=True, after=40,
-                                                  timeout=120, output="--json")
+    _, code, stdout, err = _restart_redis_mid_all(
+        tmp_path, root, out, aof=True, after=40, timeout=120, output="--json",
+        DEID_VISIBILITY_TIMEOUT="3600", DEID_TASK_TIME_LIMIT="1800", DEID_LIVENESS_TTL="3")
     assert code == 0, err[-3000:]
     assert "lost the connection to Redis" in err and "Traceback" not in err
     s = json.loads(stdout)
