@@ -246,3 +246,40 @@ def test_a_redis_user_without_the_owner_key_leaves_kombu_as_it_was(broker, serve
         assert not client.hlen(unacked.OWNER_KEY)  # the probe leaves nothing behind
     finally:
         client.execute_command("ACL", "DELUSER", "oldworker")
+
+
+def test_batches_taken_ahead_when_redis_restarts_go_back_without_the_producer(tmp_path):
+    """Redis restarts (AOF) during put, the run sent with --no-wait and the default visibility
+    timeout: the batch the worker had taken ahead never runs on the old connection, and no
+    producer re-sends it; the worker's new id makes the old one lapse, the sweep hands it
+    back, and the run finishes."""
+    root = tmp_path / "in"
+    paths = write_study_tree(root, patients=4, images=60, rows=4, cols=4)
+    out = tmp_path / "out"
+    server = RedisServer(tmp_path, aof=True)
+    client = server.client()
+    env = env_for(server.url, tmp_path, DEID_LIVENESS_TTL="2", DEID_VISIBILITY_TIMEOUT="3600",
+                  DEID_TASK_TIME_LIMIT="1800")
+    worker = Worker(env, tmp_path / "w.log", "restart", concurrency=1)
+    try:
+        worker.wait_ready()
+        code, _, err = Producer(env, tmp_path, "--action", "all", "--input", str(root),
+                                "--outfolder", str(out), "--batch", "10", "--no-wait",
+                                "--quiet").wait(timeout=60)
+        assert code == 0, err
+        run_id = latest_run(client)
+        wait_for(lambda: counters(client, run_id).get("put:files", 0) >= 20, 60, "put progress",
+                 step=0.02)
+        server.kill()
+        time.sleep(1)  # Redis down for a moment, as in a restart
+        server.start()
+        client = server.client()
+        wait_for(lambda: client.hget(f"deid:run:{run_id}", "state") == '"finished"', 60,
+                 "the run to finish", step=0.2)
+        assert counters(client, run_id)["put:files"] == len(paths)
+    finally:
+        worker.kill()
+        server.kill()
+    assert "broker connection lost with" in (tmp_path / "w.log").read_text()
+    found = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert found == sorted(placed(root, rel, SECRET) for rel in paths)
