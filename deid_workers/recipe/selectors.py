@@ -470,13 +470,19 @@ def _fresh(value: Any) -> Any:
 
 def new_element(key: BaseTag, vr: str, value: Any, shared: bool = False) -> DataElement:
     """``DataElement(key, vr, value)``, cheaper for a ``shared`` value (a recipe literal or
-    BLANK: see :func:`_template`) and for a valid single UID (a keyed pseudonym, new in
-    every file: pydicom's validation of it is the UID pattern and length only)."""
+    BLANK: see :func:`_template`), for a valid single UID (a keyed pseudonym, new in
+    every file: pydicom's validation of it is the UID pattern and length only) and for a
+    plain date (a shifted one: ``YYYYMMDD``, ``YYYYMMDDHHMMSS.FFFFFF``, valid as they are)."""
     template = _template(vr, value) if shared else None
     if template is None:
-        if vr != "UI" or type(value) is not str or len(value) > _UI_MAX or not _UI_REGEX.fullmatch(value):
+        if type(value) is not str:
             return DataElement(key, vr, value)
-        template = _uid_template(value)
+        if vr == "UI" and len(value) <= _UI_MAX and _UI_REGEX.fullmatch(value):
+            template = _uid_template(value)
+        elif vr in _PLAIN_DATES and _PLAIN_DATES[vr].fullmatch(value) and not config.datetime_conversion:
+            template = _date_template(vr, value)
+        else:
+            return DataElement(key, vr, value)
     element = object.__new__(DataElement)
     attrs = element.__dict__
     attrs.update(template)
@@ -484,6 +490,22 @@ def new_element(key: BaseTag, vr: str, value: Any, shared: bool = False) -> Data
     attrs["VR"] = vr  # the caller's object (a str, or pydicom's VR enum, hashed alike)
     attrs["_value"] = _fresh(attrs["_value"])
     return element
+
+
+_PLAIN_DATES = {
+    "DA": re.compile(r"(1[0-9]|[2-9][0-9])[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])"),
+    "DT": re.compile(r"(1[0-9]|[2-9][0-9])[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])"
+                     r"([01][0-9]|2[0-3])[0-5][0-9][0-5][0-9]\.[0-9]{6}"),
+}
+"""Dates that pydicom keeps as the same str and validates without a word (no padding, no
+backslash, no leap second, no zone), when it does not convert dates to objects."""
+
+
+def _date_template(vr: str, value: str) -> dict[str, Any]:
+    """What DataElement(tag, vr, value) holds for a value of :data:`_PLAIN_DATES`."""
+    return {"tag": None, "VR": vr, "validation_mode": config.settings.reading_validation_mode,
+            "_value": value, "file_tell": None, "is_undefined_length": False,
+            "private_creator": None}
 
 
 def _uid_template(value: str) -> dict[str, Any]:

@@ -1,0 +1,79 @@
+"""Per-file time of ``recipe.deidentify`` on the demo study: the default recipe and each
+PS3.15 Annex E option (``--profile basic,<option>``), in-process, as a put worker calls it
+(a dataset just read, edited in place).
+
+    python benchmarks/bench_profiles.py [--rounds N] [--profile basic,OPTION ...]
+
+Each round reads the 7 demo files from memory (not timed) and times ``deidentify`` on each;
+the figure is the median over rounds of the mean per file, so other processes on a shared
+machine move it less than a single mean would. Options print their ratio to Basic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from deid_workers import dicomio  # noqa: E402
+from deid_workers.config import Settings  # noqa: E402
+from deid_workers.recipe import deidentify, load_recipe  # noqa: E402
+from deid_workers.synth import write_demo_study  # noqa: E402
+
+
+def _profiles() -> list[str]:
+    try:
+        from deid_workers.recipe.options import OPTIONS
+    except ImportError:  # before profiles existed: the default recipe only
+        return []
+    return ["basic"] + [f"basic,{name}" for name in OPTIONS]
+
+
+def _recipe(profile: str | None) -> Any:
+    if profile is None:
+        return load_recipe()
+    return load_recipe(profile=profile.split(","))  # type: ignore[call-arg]
+
+
+def time_recipe(paths: list[Path], recipe: Any, settings: Settings, rounds: int) -> float:
+    """Median over ``rounds`` of the mean seconds per file of ``deidentify``."""
+    for p in paths:  # warm up: compiled selectors, caches by field shape, Type table
+        deidentify(dicomio.read_dataset(p, headers_only=False), recipe, settings=settings,
+                   in_place=True)
+    means = []
+    for _ in range(rounds):
+        datasets = [dicomio.read_dataset(p, headers_only=False) for p in paths]
+        start = time.perf_counter()
+        for ds in datasets:
+            deidentify(ds, recipe, settings=settings, in_place=True)
+        means.append((time.perf_counter() - start) / len(datasets))
+    return statistics.median(means)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--profile", action="append",
+                        help="profile(s) to time (default: the default recipe and every option)")
+    args = parser.parse_args(argv)
+    settings = Settings(secret=b"bench-key-" * 4)
+    with tempfile.TemporaryDirectory() as folder:
+        paths = [Path(folder) / rel for rel in write_demo_study(folder)]
+        rows: list[tuple[str, float]] = [("default recipe", time_recipe(paths, _recipe(None), settings, args.rounds))]
+        for profile in args.profile or _profiles():
+            rows.append((profile, time_recipe(paths, _recipe(profile), settings, args.rounds)))
+    basic = dict(rows).get("basic", rows[0][1])
+    for name, seconds in rows:
+        print(f"{name:50s} {seconds * 1e6:8.1f} us/file  x{seconds / basic:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
