@@ -232,8 +232,19 @@ def clean_value(value: Any, vr: str, found: Identifying) -> Any:
         cleaned = clean_text(text, found)
         if vr == "CS" and cleaned != text:  # a code string holds capitals, digits, _ and space
             cleaned = found.pattern().sub(lambda m: _marker(m)[1:-1].upper(), text)
-        return cleaned[:limit] if limit is not None else cleaned
+        return _cut(cleaned, limit)
 
     if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
         return [one(v) for v in value]
     return one(value)
+
+
+def _cut(text: str, limit: int | None) -> str:
+    """``text`` within ``limit`` characters, a marker cut in two dropped whole."""
+    if limit is None or len(text) <= limit:
+        return text
+    cut = text[:limit]
+    opened = cut.rfind("[")
+    if opened > cut.rfind("]") and text[opened:].startswith(tuple(MARKERS.values())):
+        cut = cut[:opened]
+    return cut.rstrip()
