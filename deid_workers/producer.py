@@ -42,8 +42,7 @@ from .errors import IdentifiersError, InputError, StoreError
 from .idsfile import iter_ids_chunks
 from .progress import Progress
 from .provenance import declared_codes
-from .recipe import Recipe, ids_fields_read, load_recipe
-from .recipe.loader import profile_recipe
+from .recipe import Recipe, ids_fields_read, load_recipe, profile_recipe
 from .steps import DEFAULT_QUARANTINE_GROUPS
 from .store import RunStore, first_stage, new_run_id, redis_client
 from .tasks import RUN_SETTINGS, final_stage, finish_run

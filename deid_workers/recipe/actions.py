@@ -40,7 +40,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
 from ..errors import RecipeError
-from .cleantext import collect, identifying_kind, kinds_by_text, texts_of
+from .cleantext import collect, public_kinds, texts_of
 from .conformance import Change, conform
 from .funcs import FuncContext, fast_shift, jitter_days, jitter_value, shift_value
 from .model import Action, Recipe
@@ -66,7 +66,6 @@ _compile_lock = threading.Lock()
 _SOURCES = ("var:", "func:", "deid_func:")  # value prefixes resolve_value looks up
 _CLEAN = "deid_func:clean_text"
 _DATE_SHIFT = "deid_func:date_shift"
-_ODD = frozenset("13579bdfBDF")  # last hex digit of an odd (private) group
 _ESC = b"\x1b"  # ISO 2022 code extensions: 7-bit bytes that only pydicom decodes right
 
 _META_SYNC = {  # SOPInstanceUID, SOPClassUID -> their file-meta copies (tag, keyword)
@@ -210,13 +209,14 @@ class _Run:
         self._by_shape = True
         self._index_due = False
         self._index_as_of: list[Field] | None = None
-        full = FieldSet(ds)
+        kinds = public_kinds() if self.c.clean_lines else None  # see identifying()
+        full = FieldSet(ds, kinds=kinds)
         keep_tags: set[str] = set()
         for sel in self.c.keep:
             if sel.plain:
                 # deid excludes by tag text at every depth; a nested uid path never matches.
                 keep_tags.update(f.uid for f in full.expand(sel))
-        self.fields = FieldSet(ds, frozenset(keep_tags)) if keep_tags else full
+        self.fields = FieldSet(ds, frozenset(keep_tags), kinds) if keep_tags else full
 
     # --- lists ---------------------------------------------------------------------------
 
@@ -461,31 +461,22 @@ class _Run:
             self.set_value(f, new)
 
     def identifying(self) -> None:
-        """Note the file's names, IDs and dates for ``clean_text`` (:mod:`.cleantext`), read
-        from the fields before any line runs (a later line would have blanked them). A raw
-        value in plain ASCII is read from its bytes (converting the dozen fields only to
-        read them was most of the cost); anything else is converted as pydicom does."""
-        kinds = kinds_by_text()
-        fields = self.fields.fields
-        # set operations and one pass over the names, not a Python step per field: the
-        # top-level public fields by their tag text, then nested and private ones
-        found = [(u, kinds[u]) for u in fields.keys() & kinds.keys()]
-        for u in [u for u in fields if "__" in u or u[4] in _ODD]:
-            kind = kinds.get(u[-11:])
-            if kind is None and u[-7] in _ODD:
-                element = fields[u]._element
-                kind = identifying_kind(fields[u].tag_int, str(element.VR)) if element is not None else None
-            if kind is not None:
-                found.append((u, kind))
+        """Note the file's names, IDs and dates for ``clean_text`` (:mod:`.cleantext`), as the
+        field set found them (public attributes at every depth) before any line ran: a later
+        line would have blanked them. A raw value in plain ASCII is kept as its bytes (decoded
+        once per patient by ``collect``); anything else is converted as pydicom does."""
         pairs: list[tuple[str, bytes | str]] = []
-        for u, kind in found:
-            f = fields[u]
-            if f._element is None:  # still raw: its bytes, decoded once per patient by collect
-                value = f.parent._dict[f.key].value
+        for kind, uid, element in self.fields.found:
+            if type(element) is RawDataElement:
+                value = element.value
                 if type(value) is bytes and value.isascii() and _ESC not in value:
                     pairs.append((kind, value))
                     continue
-            pairs += [(kind, v) for v in texts_of(f.element.value)]
+                field = self.fields.fields.get(uid)
+                value = field.element.value if field is not None else None
+            else:
+                value = element.value
+            pairs += [(kind, v) for v in texts_of(value)]
         self.ctx.identifying = collect(tuple(pairs))
 
     def remove(self, f: Field, action: Action) -> None:

@@ -621,14 +621,20 @@ class FieldSet:
     targets, compared the way deid compares them (so a nested KEEP path protects nothing).
     """
 
-    def __init__(self, ds: Dataset, skip_tags: frozenset[str] | set[str] = frozenset()) -> None:
+    def __init__(self, ds: Dataset, skip_tags: frozenset[str] | set[str] = frozenset(),
+                 kinds: Mapping[int, str] | None = None) -> None:
         self.dataset = ds
         self.fields: dict[str, Field] = {}
         self._exact: dict[str, list[str]] | None = None
         self._memo: dict[tuple[str, str, str], list[str]] = {}
-        self._flatten(ds, skip_tags)
+        self.found: list[tuple[str, str, Any]] = []
+        """With ``kinds`` (tag -> kind): (kind, uid, element as the file holds it, maybe raw)
+        of each field whose tag has a kind, noted while flattening (``clean_text`` reads the
+        file's names, IDs and dates so, at no cost to a recipe that does not clean text)."""
+        self._flatten(ds, skip_tags, kinds)
 
-    def _flatten(self, ds: Dataset, skip_tags: frozenset[str] | set[str]) -> None:
+    def _flatten(self, ds: Dataset, skip_tags: frozenset[str] | set[str],
+                 kinds: Mapping[int, str] | None = None) -> None:
         queue: list[tuple[Dataset, str | None, str | None, bool]] = [(ds, None, None, False)]
         meta = getattr(ds, "file_meta", None)
         if meta:
@@ -655,6 +661,8 @@ class FieldSet:
                 if uid in fields:
                     continue
                 element = elements[tag]
+                if kinds is not None and t in kinds:
+                    self.found.append((kinds[t], uid, element))
                 if isinstance(element, RawDataElement):
                     # raw stays raw unless it must be converted (see _tag_info)
                     vr = element.VR
