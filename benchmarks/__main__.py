@@ -71,15 +71,15 @@ def cluster_runs(corpus: Corpus, workers: list[int], batch: int) -> list[Cluster
     for action in ACTIONS:
         for w in workers:
             exports = action == "get" and not os.path.exists(ids)
-            out = ids_dir if exports else tempfile.mkdtemp(prefix=f"bench-{action}-")
+            out = tempfile.mkdtemp(prefix=f"bench-{action}-")
             _log(f"deid-submit --action {action} --workers {w} --batch {batch}")
             run = run_cli(action, corpus.root, corpus.files, workers=w, batch=batch,
-                          ids=ids if action == "put" else None, outfolder=out)
+                          ids=ids if action == "put" else None, outfolder=out,
+                          records=ids_dir if exports else None)
             if run.rc != 0:
                 _log(f"  exit {run.rc}: {run.stderr_tail}")
             runs.append(run)
-            if out != ids_dir:
-                shutil.rmtree(out, ignore_errors=True)
+            remove_run_folders(out)
     shutil.rmtree(ids_dir, ignore_errors=True)
     return runs
 
@@ -150,6 +150,13 @@ def deid_run(corpus: Corpus) -> dict[str, Any] | None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def remove_run_folders(outfolder: str | None) -> None:
+    """A run's output folder and its default records folder (identifiers, run log)."""
+    if outfolder:
+        for folder in (outfolder, outfolder.rstrip(os.sep) + "-records"):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -162,7 +169,7 @@ def batch_sweep(corpus: Corpus, workers: int, sizes: tuple[int, ...]) -> list[di
     for b in sizes:
         _log(f"batch sweep: --action all --workers {workers} --batch {b}")
         run = run_cli("all", corpus.root, corpus.files, workers=workers, batch=b)
-        shutil.rmtree(run.summary.get("outfolder") or "/nonexistent", ignore_errors=True)
+        remove_run_folders(run.summary.get("outfolder"))
         out.append({"batch": b, "run_s": round(run.run_s, 3), "wall_s": round(run.wall_s, 3),
                     "files_per_s_run": round(_rate(corpus.files, run.run_s), 1), "rc": run.rc})
     return out

@@ -111,15 +111,18 @@ def _socket_of(infos: dict[int, ProcInfo]) -> str | None:
 
 
 def run_cli(action: str, input_dir: str, files: int, *, workers: int, batch: int,
-            ids: str | None = None, outfolder: str | None = None,
+            ids: str | None = None, outfolder: str | None = None, records: str | None = None,
             interval: float = 0.2) -> ClusterRun:
-    """Run one ``deid-submit`` and measure it; ``files`` is what rates are divided by."""
+    """Run one ``deid-submit`` and measure it; ``files`` is what rates are divided by.
+    ``records``: where its identifiers and run log go (default ``<outfolder>-records``)."""
     out = outfolder or tempfile.mkdtemp(prefix=f"bench-{action}-")
     cmd = [sys.executable, "-m", "deid_workers", "--action", action, "--input", input_dir,
            "--outfolder", out, "--workers", str(workers), "--batch", str(batch),
            "--quiet", "--json"]
     if ids:
         cmd += ["--ids", ids]
+    if records:
+        cmd += ["--records", records]
     env = dict(os.environ)
     env["DEID_SECRET"] = BENCH_SECRET
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_REPO, env.get("PYTHONPATH", "")) if p)

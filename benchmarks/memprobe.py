@@ -39,6 +39,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from .cluster import BENCH_SECRET
 from .procmem import peak_rss_mb, rss_mb
 
 __all__ = ["run_probe", "probe_producer", "probe_ids", "probe_ids_load", "write_ids_file"]
@@ -97,7 +98,7 @@ def probe_producer(n_files: int, batch: int) -> dict[str, Any]:
     from deid_workers.config import Settings
 
     with _private_redis() as (tmp, url, client):
-        settings = Settings(broker_url=url, batch_size=batch, secret=b"bench")
+        settings = Settings(broker_url=url, batch_size=batch, secret=BENCH_SECRET.encode())
         configure(app, settings)
         used0 = int(client.info("memory")["used_memory"])
         marks: dict[str, float] = {}
@@ -137,7 +138,8 @@ def probe_ids_load(n_files: int) -> dict[str, Any]:
         write_ids_file(tmp, n_files)
         path = os.path.join(tmp, IDS_JSON)
         size_mb = os.path.getsize(path) / 1e6
-        settings = Settings(broker_url=url, secret=b"bench")
+        settings = Settings(broker_url=url, secret=BENCH_SECRET.encode())
+        os.environ["DEID_SECRET"] = BENCH_SECRET  # the in-process deid.load reads its own key
         configure(app, settings)
         marks: dict[str, float] = {}
         real = producer.iter_ids_chunks

@@ -25,7 +25,7 @@ __all__ = ["main", "time_steps"]
 
 
 def time_steps(root: str, rels: list[str], step: str, out: str) -> float:
-    settings = Settings(secret=b"bench")
+    settings = Settings(secret=b"deid-workers-benchmark-key-not-secret")
     recipe = load_recipe(None)
     ids: dict[tuple[str, str], dict[str, object]] = {}
     if step == "put":

@@ -17,6 +17,11 @@ Why these settings:
   ignore theirs; a failure's state is stored (counts and exception types, never PHI) and
   expires with the run.
 - ``DEID_LOG_JSON``: worker logs as JSON lines (see :func:`_worker_log_format`).
+- A worker in broker mode refuses to start (one line, exit 2) without the cluster key and its
+  folder roots (:func:`_refuse_without_config`): a worker minting its own key would give one
+  patient different pseudonyms on different hosts, and one without roots would run nothing.
+- ``rediss://`` brokers get certificate-checked TLS from ``DEID_REDIS_TLS_*``; the password may
+  come from ``DEID_REDIS_PASSWORD_FILE`` (:meth:`~deid_workers.config.Settings.effective_broker_url`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import after_setup_logger, after_setup_task_logger
+from celery.signals import after_setup_logger, after_setup_task_logger, celeryd_init
 from kombu import Exchange, Queue
 
 from .config import Settings
@@ -67,14 +72,15 @@ def broker_urls(url: str) -> tuple[str, str]:
 
 
 def _conf(settings: Settings) -> dict[str, Any]:
-    broker, backend = broker_urls(settings.broker_url or PLACEHOLDER_BROKER)
+    broker, backend = broker_urls(settings.effective_broker_url() or PLACEHOLDER_BROKER)
+    tls = settings.tls_options()
     exchange = Exchange("deid", type="direct")
     # A short hard limit (tests, tiny batches) keeps most of its time: the margin is at most a
     # quarter of it, else a 20 s limit would give a batch a 1 s soft limit; but at least 1 s,
     # else the soft limit (which lets a hung batch requeue itself) would never fire first.
     limit = settings.task_time_limit
     soft = max(1, limit - min(SOFT_LIMIT_MARGIN, max(1, limit // 4)))
-    return {
+    conf = {
         "broker_url": broker,
         "result_backend": backend,
         "task_serializer": "json",
@@ -112,7 +118,11 @@ def _conf(settings: Settings) -> dict[str, Any]:
         "task_track_started": False,
         "result_extended": False,
         "enable_utc": True,
+        # rediss://: the CA (and client certificate) of DEID_REDIS_TLS_*, certificates checked
+        "broker_use_ssl": tls or False,
+        "redis_backend_use_ssl": tls or False,
     }
+    return conf
 
 
 def configure(celery_app: Celery, settings: Settings) -> Celery:
@@ -212,3 +222,25 @@ def _worker_log_format(logger: Any = None, **_: Any) -> None:
         from .logs import use_json
 
         use_json(logger)
+
+
+@celeryd_init.connect
+def _refuse_without_config(**_: Any) -> None:
+    """``celery worker`` (and ``deid-worker``) in broker mode: without the cluster key or the
+    folder roots, say which in one line and exit 2 before consuming anything.
+
+    Celery's signal dispatch logs and swallows an ``Exception`` from a receiver; SystemExit
+    is not one, so it ends the worker here.
+    """
+    import sys
+
+    from .errors import ConfigError
+
+    try:
+        settings = Settings.from_env()
+        if settings.broker_mode:
+            settings.require_worker_config()
+    except ConfigError as exc:
+        sys.stderr.write(f"deid-worker: error: {exc}\n")
+        sys.stderr.flush()
+        raise SystemExit(2) from None

@@ -24,8 +24,10 @@ class AtomicFile:
     the block raises. :meth:`commit` and :meth:`discard` do the same outside a ``with``."""
 
     def __init__(self, dest: str | os.PathLike[str], *, binary: bool = False,
-                 newline: str | None = None) -> None:
+                 newline: str | None = None, mode: int = 0o644, replace: bool = True) -> None:
         self.dest = os.fspath(dest)
+        self.mode = mode
+        self.replace = replace
         folder, name = os.path.split(self.dest)
         fd, self.tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder or ".")
         self.file: IO[Any] = (os.fdopen(fd, "wb") if binary else
@@ -43,16 +45,23 @@ class AtomicFile:
             self.discard()
 
     def commit(self) -> None:
-        """Flush, fsync, rename over the destination (mode 0644, like a plain write), and fsync
-        the folder: without it a power loss could keep the old file, or none, under the name."""
+        """Flush, fsync, rename over the destination (``mode``: 0644 like a plain write, 0600
+        for identifiers and run logs), and fsync the folder: without it a power loss could
+        keep the old file, or none, under the name. With ``replace=False`` an existing
+        destination is kept and FileExistsError raised (a hard link publishes the file only
+        if the name is free, atomically)."""
         if self._done:
             return
         try:
             self.file.flush()
             os.fsync(self.file.fileno())
             self.file.close()
-            os.chmod(self.tmp, 0o644)
-            os.replace(self.tmp, self.dest)
+            os.chmod(self.tmp, self.mode)
+            if self.replace:
+                os.replace(self.tmp, self.dest)
+            else:
+                os.link(self.tmp, self.dest)
+                os.unlink(self.tmp)
         except BaseException:
             self.discard()
             raise

@@ -9,6 +9,7 @@ one line, ``deid-submit: error: <message>``, and an exit code; the traceback onl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -42,12 +43,14 @@ examples:
       de-identify the bundled demo study with a private Redis and local workers
   {PROG} --action all --input /data/in --outfolder /data/out --deid deid.dicom
       the same on your files, with your recipe
-  {PROG} --action get --input /data/in --outfolder /data/ids   (then edit deid-ids.json)
+  {PROG} --action get --input /data/in --records /data/ids   (then edit deid-ids.json)
   {PROG} --action put --input /data/in --ids /data/ids/deid-ids.json --outfolder /data/out
-  DEID_BROKER_URL=redis://:PASS@redis:6379/0 {PROG} --action all --input /nas/in --no-wait
+  DEID_BROKER_URL=rediss://producer@redis:6379/0 {PROG} --action all --input /nas/in --no-wait
       submit to a cluster (workers: deid-worker) and return; follow with --status RUN_ID
 
-environment: DEID_BROKER_URL, DEID_BATCH_SIZE, DEID_WORKERS, DEID_SECRET, DEID_SECRET_FILE,
+environment: DEID_BROKER_URL, DEID_REDIS_PASSWORD_FILE, DEID_REDIS_TLS_CA/CERT/KEY,
+  DEID_SECRET_FILE (or DEID_SECRET), DEID_INPUT_ROOTS, DEID_OUTPUT_ROOTS, DEID_BATCH_SIZE,
+  DEID_WORKERS,
   DEID_ENTITY_FIELD, DEID_ITEM_FIELD, DEID_DATE_SHIFT_MIN/MAX, DEID_VISIBILITY_TIMEOUT,
   DEID_TASK_TIME_LIMIT, DEID_MAX_RETRIES, DEID_RUN_EXPIRY, DEID_LOG_JSON, DEID_QUARANTINE,
   DEID_MAX_FILE_BYTES, DEID_MAX_PIXEL_BYTES,
@@ -80,8 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of DICOM files (walked recursively); default: the bundled demo "
                         "study dicom-cookies")
     p.add_argument("--outfolder", metavar="DIR",
-                   help="output folder (laid out by --layout; ids and reports go here); "
+                   help="output folder (laid out by --layout; the inspect report goes here); "
                         "default: a new temporary folder, printed at the end")
+    p.add_argument("--records", metavar="DIR",
+                   help="private folder (0700) for identifiers (deid-ids.json/.pkl) and run "
+                        "logs, apart from the output tree; default: <outfolder>-records")
     p.add_argument("--layout", choices=("mirror", "uid"), default="mirror",
                    help="put/all: where outputs go. mirror: the input's relative paths, each "
                         "folder or file name that holds the file's patient name, ID, other "
@@ -208,6 +214,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace,
         parser.print_usage(sys.stderr)
         _error("choose one of --status, --resume, --purge")
         return EXIT_USAGE
+    if settings.broker_url:
+        # Every process of a cluster holds the one cluster key; a producer without it could
+        # neither sign a run nor read one (ConfigError: exit 2, one line).
+        settings.cluster_keys(create=False)
     if admin:
         if not settings.broker_url:
             _error(f"--{admin[0]} needs --broker or DEID_BROKER_URL (an embedded run's state "
@@ -262,10 +272,25 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         write_demo_study(args.input)
     elif not os.path.isdir(args.input):
         raise InputError(args.input, "input folder not found")
+    made = None  # a folder made here that get --print leaves empty
+    if args.outfolder is None and args.action == "get":
+        # get writes identifiers only: into --records, or a new private temp folder
+        if args.records is None:
+            args.records = made = tempfile.mkdtemp(prefix="deid-ids-")
+            if not args.print_ids:
+                log.info("No records folder specified, writing identifiers to %s", args.records)
+        args.outfolder = args.records  # unused: get has no output tree
     if args.outfolder is None:
         args.outfolder = tempfile.mkdtemp(prefix="deid-workers-")
         log.info("No output folder specified, writing to %s", args.outfolder)
+    if args.records is None:
+        from .folders import records_folder
+
+        args.records = records_folder(args.outfolder)
     try:
+        from .producer import precheck
+
+        precheck(settings, _submission(args, settings, None))  # before any process starts
         if settings.broker_url:
             return _submit_and_follow(args, settings, key_location=None)
         return _embedded(args, settings)
@@ -274,19 +299,37 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             from .producer import remove_tree
 
             remove_tree(demo_dir)
+        if made is not None and args.print_ids:
+            with contextlib.suppress(OSError):
+                os.rmdir(made)
 
 
 def _embedded(args: argparse.Namespace, settings: Settings) -> int:
     from .embedded import EmbeddedCluster
+    from .folders import run_folders
 
-    # Resolve (create) the key before the workers start, so they all read the same file.
-    _, key_path = settings.resolve_secret()
+    # Resolve (create) the key before the workers start, so they all read the same file; the
+    # private workers may touch this run's folders and nothing else.
+    _, key_path = settings.resolve_secret(create=True)
     where = key_path or "DEID_SECRET"
+    folders = run_folders({"action": args.action, "input": os.path.abspath(args.input),
+                           "outfolder": os.path.abspath(args.outfolder),
+                           "records": os.path.abspath(args.records),
+                           "quarantine": (os.path.abspath(settings.quarantine)
+                                          if settings.quarantine else None),
+                           "print_ids": args.print_ids, "clean_pixels": args.clean_pixels})
+    # get --print writes nothing: its workers get the (empty, private) records folder anyway.
+    writes = [f for role, f in folders.items() if role != "input"] or [os.path.abspath(args.records)]
+    env = dict(os.environ, DEID_INPUT_ROOTS=folders["input"],
+               DEID_OUTPUT_ROOTS=os.pathsep.join(writes))
+    if key_path:
+        env["DEID_SECRET_FILE"] = key_path
     log.info("Starting a private Redis and %s local worker(s)...",
              settings.workers or os.cpu_count())
     loglevel = "INFO" if logs.level_for(settings.message_level) <= logging.DEBUG else "WARNING"
-    with EmbeddedCluster(settings.workers, loglevel=loglevel) as cluster:
-        return _submit_and_follow(args, settings.with_overrides(broker_url=cluster.url),
+    with EmbeddedCluster(settings.workers, env=env, loglevel=loglevel) as cluster:
+        return _submit_and_follow(args, settings.with_overrides(broker_url=cluster.url,
+                                                                secret_file=key_path),
                                   key_location=where, health=cluster.check_alive,
                                   on_finished=cluster.mark_idle)
 
@@ -295,17 +338,10 @@ def _submit_and_follow(args: argparse.Namespace, settings: Settings, *,
                        key_location: str | None, health: Any = None,
                        on_finished: Any = None) -> int:
     from .app import app, configure
-    from .producer import Submission, submit
+    from .producer import submit
 
     configure(app, settings)
-    sub = Submission(action=args.action, input=args.input, outfolder=args.outfolder,
-                     overwrite=args.overwrite, recipes=tuple(args.deid), profile=args.profile,
-                     ids_path=args.ids,
-                     print_ids=args.print_ids, verify=args.verify,
-                     clean_pixels=args.clean_pixels, quarantine_groups=_groups(args),
-                     layout=args.layout,
-                     quarantine=settings.quarantine,
-                     key_location=key_location or "each worker's DEID_SECRET / DEID_SECRET_FILE")
+    sub = _submission(args, settings, key_location)
     progress = None if args.no_wait else _progress(args)
     store = None
     try:
@@ -328,6 +364,19 @@ def _submit_and_follow(args: argparse.Namespace, settings: Settings, *,
         raise
 
 
+def _submission(args: argparse.Namespace, settings: Settings, key_location: str | None) -> Any:
+    from .producer import Submission
+
+    return Submission(action=args.action, input=args.input, outfolder=args.outfolder,
+                      records=args.records or "",
+                      overwrite=args.overwrite, recipes=tuple(args.deid), profile=args.profile,
+                      ids_path=args.ids, print_ids=args.print_ids, verify=args.verify,
+                      clean_pixels=args.clean_pixels, quarantine_groups=_groups(args),
+                      layout=args.layout, quarantine=settings.quarantine,
+                      key_location=key_location
+                      or "each worker's DEID_SECRET / DEID_SECRET_FILE")
+
+
 def _progress(args: argparse.Namespace) -> Any:
     """The progress bar on stderr, unless ``--quiet``."""
     from .progress import Progress
@@ -337,11 +386,12 @@ def _progress(args: argparse.Namespace) -> Any:
 
 def _follow(store: Any, args: argparse.Namespace, settings: Settings, *,
             progress: Any = None, health: Any = None, on_finished: Any = None) -> int:
-    from .producer import resume, wait
+    from .producer import refused_writes, resume, wait
 
     log.info("run %s submitted", store.run_id)
-    rec = wait(store, progress=progress, health=health,
-               on_stall=lambda: resume(settings, store.run_id, store.client)[1])
+    with refused_writes(store.run_id):  # a full Redis: one line, not a traceback
+        rec = wait(store, progress=progress, health=health,
+                   on_stall=lambda: resume(settings, store.run_id, store.client)[1])
     if on_finished is not None and rec.get("state") == "finished":
         on_finished()
     return _finish(store, args)
@@ -415,7 +465,7 @@ def _admin(what: str, args: argparse.Namespace, settings: Settings) -> int:
         store, said = resume(settings, args.resume, client)
         log.info("run %s: %s", args.resume, said)
         return _follow(store, args, settings, progress=_progress(args))
-    return _status(client, args)
+    return _status(client, args, settings)
 
 
 def _purge(client: Any, run_id: str) -> int:
@@ -424,10 +474,7 @@ def _purge(client: Any, run_id: str) -> int:
     from .store import RunStore
 
     store = RunStore(client, run_id, expiry=1)
-    try:
-        state = store.record().get("state")
-    except StoreError:
-        state = None
+    state = store.state()
     if state not in (None, "finished", "failed"):
         log.warning("run %s is %s; its workers will fail the batches left", run_id, state)
     n = store.purge()
@@ -437,14 +484,15 @@ def _purge(client: Any, run_id: str) -> int:
     return EXIT_OK
 
 
-def _status(client: Any, args: argparse.Namespace) -> int:
+def _status(client: Any, args: argparse.Namespace, settings: Settings) -> int:
     """``--status [RUN_ID]``: a table per run, then the queue lengths (JSON with ``--json``)."""
     from .app import QUEUES
     from .report import render_status, run_status, summarize
     from .store import RunStore, list_runs, queue_lengths
 
     run_ids = [args.status] if args.status else list_runs(client)
-    stores = [RunStore.load(client, r) for r in run_ids]
+    keys = settings.cluster_keys(create=False)
+    stores = [RunStore.load(client, r, keys=keys) for r in run_ids]
     queues = queue_lengths(client, tuple(dict.fromkeys((*QUEUES, "clean"))))
     if args.json:
         runs = [dict(run_status(s), summary=summarize(s)) for s in stores]

@@ -7,6 +7,7 @@ stored with the run in Redis, so every worker of a cluster applies the same ones
 
 from __future__ import annotations
 
+import hashlib as _hashlib
 import os
 import secrets as _secrets
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ from .errors import ConfigError
 
 __all__ = [
     "Settings",
+    "DEFAULT_RUN_EXPIRY",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_EXPORT_SHARD_FILES",
     "DEFAULT_DATE_SHIFT_MIN",
@@ -54,8 +56,11 @@ DEFAULT_TASK_TIME_LIMIT = 1800
 redelivered to a second worker."""
 
 DEFAULT_MAX_RETRIES = 3
-DEFAULT_RUN_EXPIRY = 7 * 24 * 3600
-"""Seconds a run's state (including identifiers) stays in Redis after its last update."""
+DEFAULT_RUN_EXPIRY = 2 * 24 * 3600
+"""Seconds a run's state (including its sealed identifiers) stays in Redis after its last
+update: two days, so a run whose producer died on a Friday night can still be resumed on
+Saturday, and identifiers do not outlive a run by a week (it was 7 days). A run must finish
+(or be resumed) within this time of its last write; ``--purge`` removes it at once."""
 
 DEFAULT_MAX_FILE_BYTES = 1 << 30
 """Largest file a worker reads (``DEID_MAX_FILE_BYTES``, 1 GiB), judged before reading. A read
@@ -86,7 +91,21 @@ class Settings:
     batch_size: int = DEFAULT_BATCH_SIZE  # DEID_BATCH_SIZE
     workers: int | None = None  # DEID_WORKERS; embedded mode only, None = number of cores
     secret: bytes | None = field(default=None, repr=False)  # DEID_SECRET
-    secret_file: str | None = None  # DEID_SECRET_FILE; where the generated key lives
+    # DEID_SECRET_FILE: a file holding the key (how k8s and compose mount it); in embedded mode
+    # also where a generated key is kept (default ~/.config/deid-workers/secret.key)
+    secret_file: str | None = None
+    # DEID_INPUT_ROOTS / DEID_OUTPUT_ROOTS: the folders (os.pathsep-separated) a worker may read
+    # from and write to; a run pointing elsewhere is refused. Required in broker mode.
+    input_roots: tuple[str, ...] = ()
+    output_roots: tuple[str, ...] = ()
+    # DEID_REDIS_PASSWORD_FILE: the broker password, read from a file and put into the broker
+    # URL's user part (redis://USER@host/0), so it is never an environment value or argument.
+    redis_password_file: str | None = None
+    # DEID_REDIS_TLS_CA / _CERT / _KEY: certificates for a rediss:// broker (the CA that signed
+    # the server's certificate; a client certificate and key when Redis asks for one).
+    redis_tls_ca: str | None = None
+    redis_tls_cert: str | None = None
+    redis_tls_key: str | None = None
     entity_field: str = "PatientID"  # DEID_ENTITY_FIELD
     item_field: str = "SOPInstanceUID"  # DEID_ITEM_FIELD
     date_shift_min: int = DEFAULT_DATE_SHIFT_MIN  # DEID_DATE_SHIFT_MIN
@@ -150,18 +169,114 @@ class Settings:
             raise ConfigError("DEID_DATE_SHIFT_MIN: must not exceed DEID_DATE_SHIFT_MAX")
         if self.date_shift_min <= 0 <= self.date_shift_max and self.date_shift_min == self.date_shift_max:
             raise ConfigError("DEID_DATE_SHIFT_MIN: a shift range of only 0 leaves dates unchanged")
+        for name, roots in (("DEID_INPUT_ROOTS", self.input_roots),
+                            ("DEID_OUTPUT_ROOTS", self.output_roots)):
+            if any(not os.path.isabs(r) for r in roots):
+                raise ConfigError(f"{name}: expected absolute folders separated by "
+                                  f"'{os.pathsep}'")
         if self.task_time_limit >= self.visibility_timeout:
             raise ConfigError(
                 "DEID_TASK_TIME_LIMIT: must be below DEID_VISIBILITY_TIMEOUT, "
                 "else a hung batch is redelivered while it still runs"
             )
 
-    def resolve_secret(self) -> tuple[bytes, str | None]:
-        """The HMAC key and where it came from (None when it came from DEID_SECRET)."""
+    @property
+    def broker_mode(self) -> bool:
+        """A cluster (or the embedded one's workers): keys and roots must be configured."""
+        return bool(self.broker_url)
+
+    def resolve_secret(self, *, create: bool | None = None) -> tuple[bytes, str | None]:
+        """The cluster key and the file it came from (None when from ``DEID_SECRET``), checked
+        (:func:`~deid_workers.keys.check_secret`).
+
+        ``create`` (default: outside broker mode) makes a random key in ``DEID_SECRET_FILE``
+        or the default file when there is none; in broker mode a missing key is a
+        :class:`ConfigError`: each process minting its own would give one patient different
+        pseudonyms on different workers.
+        """
+        from .keys import check_secret
+
         if self.secret:
-            return self.secret, None
+            return check_secret(self.secret, "DEID_SECRET"), None
+        create = not self.broker_mode if create is None else create
         path = Path(self.secret_file) if self.secret_file else default_secret_path()
-        return load_secret(path), str(path)
+        if not create and not self.secret_file:
+            raise ConfigError("DEID_SECRET_FILE: no cluster key configured; every process of a "
+                              "cluster needs the same key (a file, or DEID_SECRET)")
+        try:
+            key = load_secret(path) if create else path.read_bytes()
+        except FileNotFoundError:
+            raise ConfigError(f"DEID_SECRET_FILE: {path} does not exist") from None
+        except OSError as exc:
+            raise ConfigError(f"DEID_SECRET_FILE: cannot read {path} "
+                              f"({exc.strerror or type(exc).__name__})") from None
+        return check_secret(key, f"DEID_SECRET_FILE {path}"), str(path)
+
+    def cluster_keys(self, *, create: bool | None = None) -> Any:
+        """The :class:`~deid_workers.keys.ClusterKeys` of this process's key (cached per key)."""
+        key, _ = self.resolve_secret(create=create)
+        return _keys_of(key)
+
+    def require_worker_config(self) -> None:
+        """What a broker-mode worker must have before it starts: the cluster key and the
+        folders it may touch. :class:`ConfigError` names what is missing."""
+        self.resolve_secret(create=False)
+        for name, roots in (("DEID_INPUT_ROOTS", self.input_roots),
+                            ("DEID_OUTPUT_ROOTS", self.output_roots)):
+            if not roots:
+                raise ConfigError(f"{name}: not set; a worker needs the folders it may "
+                                  f"{'read' if 'INPUT' in name else 'write'} "
+                                  f"(absolute, separated by '{os.pathsep}')")
+
+    def effective_broker_url(self) -> str | None:
+        """The broker URL with the password of ``DEID_REDIS_PASSWORD_FILE`` in it (the URL's
+        own password otherwise)."""
+        url = self.broker_url
+        if not url or not self.redis_password_file:
+            return url
+        try:
+            with open(self.redis_password_file, encoding="utf-8") as fh:
+                password = fh.read().strip()
+        except OSError as exc:
+            raise ConfigError(f"DEID_REDIS_PASSWORD_FILE: cannot read {self.redis_password_file} "
+                              f"({exc.strerror or type(exc).__name__})") from None
+        from urllib.parse import quote, urlsplit, urlunsplit
+
+        parts = urlsplit(url)
+        if not parts.hostname:
+            raise ConfigError("DEID_REDIS_PASSWORD_FILE: the broker URL has no host")
+        user = quote(parts.username or "", safe="")
+        netloc = f"{user}:{quote(password, safe='')}@{parts.hostname}"
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+    def tls_options(self) -> dict[str, Any]:
+        """redis-py / kombu SSL options for a ``rediss://`` broker (empty for any other)."""
+        if not (self.broker_url or "").startswith("rediss://"):
+            return {}
+        import ssl
+
+        options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+        for name, value in (("ssl_ca_certs", self.redis_tls_ca),
+                            ("ssl_certfile", self.redis_tls_cert),
+                            ("ssl_keyfile", self.redis_tls_key)):
+            if value:
+                options[name] = value
+        return options
+
+
+_KEYS_CACHE: dict[bytes, Any] = {}
+
+
+def _keys_of(key: bytes) -> Any:
+    from .keys import ClusterKeys
+
+    digest = _hashlib.sha256(key).digest()
+    if digest not in _KEYS_CACHE:
+        _KEYS_CACHE.clear()  # one key per process, in practice
+        _KEYS_CACHE[digest] = ClusterKeys.derive(key)
+    return _KEYS_CACHE[digest]
 
 
 _INT_FIELDS = {
@@ -179,6 +294,9 @@ def _convert(env_name: str, field_name: str, raw: str) -> Any:
             raise ConfigError(f"{env_name}: expected an integer") from None
     if field_name == "secret":
         return raw.encode("utf-8")
+    if field_name in ("input_roots", "output_roots"):
+        return tuple(os.path.realpath(p) if os.path.isabs(p) else p
+                     for p in raw.split(os.pathsep) if p.strip())
     if field_name == "log_json":
         return _parse_bool(raw)
     if field_name == "message_level":
@@ -195,7 +313,8 @@ def default_secret_path() -> Path:
 def load_secret(path: Path) -> bytes:
     """Read the key at ``path``, creating a random one (mode 0600) the first time.
 
-    Created with O_EXCL so two processes starting at once agree on one key.
+    Created with O_EXCL so two processes starting at once agree on one key; the creation is
+    said once, in one WARNING line naming the file.
     """
     try:
         data = path.read_bytes().strip()
@@ -211,4 +330,9 @@ def load_secret(path: Path) -> bytes:
         return path.read_bytes().strip()
     with os.fdopen(fd, "wb") as fh:
         fh.write(key + b"\n")
+    import logging
+
+    logging.getLogger(__name__).warning(
+        "Created a new secret key in %s (mode 0600). Keep it: runs with the same key give a "
+        "patient the same pseudonyms; whoever holds it can recompute them.", path)
     return key

@@ -9,7 +9,10 @@ at one place (the CLI does, and turns it into one line on stderr and an exit cod
     ├─ OutputExistsError   output present and no --overwrite (.path)
     ├─ IdentifiersError    ids file malformed, or refused by the safe unpickler (.path)
     ├─ ConfigError         names the variable: "DEID_BATCH_SIZE: expected an integer"
-    └─ StoreError          Redis unreachable or run unknown
+    ├─ StoreError          Redis unreachable or run unknown
+    │  └─ RunRefused       a worker will not run it: not signed with the cluster key, another
+    │                      key, or folders outside the worker's roots
+    └─ OcrEngineError      the OCR engine is not installed or cannot load (.engine): names the fix
 
 Messages never quote a DICOM element value: they may end up in logs and task results, which
 must stay free of PHI. Facts are kept as attributes so tests and callers need not parse text.
@@ -25,6 +28,8 @@ __all__ = [
     "IdentifiersError",
     "ConfigError",
     "StoreError",
+    "RunRefused",
+    "OcrEngineError",
 ]
 
 
@@ -75,3 +80,18 @@ class ConfigError(DeidError):
 
 class StoreError(DeidError):
     """Redis is unreachable or a run is unknown."""
+
+
+class RunRefused(StoreError):
+    """A run (or a list it holds) that a worker will not act on: its record or a batch is not
+    signed with the cluster key (written or altered by someone who holds only the Redis
+    password), it was submitted with another key, or it points at folders outside the
+    worker's own roots. The message says which."""
+
+
+class OcrEngineError(DeidError):
+    """The OCR engine named by the caller is missing or failed to load; says what to install."""
+
+    def __init__(self, engine: str, message: str) -> None:
+        self.engine = engine
+        super().__init__(f"OCR engine {engine!r}: {message}")

@@ -35,6 +35,7 @@ from .errors import IdentifiersError
 __all__ = [
     "IDS_JSON",
     "IDS_PICKLE",
+    "IDS_MODE",
     "IdsPiece",
     "IdsWriter",
     "IDS_CHUNK_ITEMS",
@@ -51,6 +52,8 @@ __all__ = [
 
 IDS_PICKLE = "deid-ids.pkl"
 IDS_JSON = "deid-ids.json"
+IDS_MODE = 0o600
+"""Identifiers files (and pieces) are readable by their owner only: they are PHI."""
 
 _CHUNK = 512
 """Items pickled and JSON-encoded together: bounded memory, few Python-level calls."""
@@ -195,7 +198,7 @@ class IdsWriter:
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         self._folder = Path(folder)
-        self._folder.mkdir(parents=True, exist_ok=True)
+        self._folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._files: tuple[AtomicFile, AtomicFile] | None = None
         self._pkl: BinaryIO | None = None
         self._json: BinaryIO | None = None
@@ -231,8 +234,8 @@ class IdsWriter:
     def _open(self) -> None:
         if self._pkl is not None:
             return
-        self._files = (AtomicFile(self.pkl_path, binary=True),
-                       AtomicFile(self.json_path, binary=True))
+        self._files = (AtomicFile(self.pkl_path, binary=True, mode=IDS_MODE),
+                       AtomicFile(self.json_path, binary=True, mode=IDS_MODE))
         self._pkl, self._json = self._files[0].file, self._files[1].file
         self._pkl.write(self._HEADS[0])
         self._json.write(self._HEADS[1])
@@ -379,8 +382,8 @@ def join_pieces(folder: str | os.PathLike[str], names: Iterable[str]) -> tuple[P
     """
     paths = [piece_paths(folder, name) for name in names]
     folder = Path(folder)
-    with AtomicFile(folder / IDS_PICKLE, binary=True) as pkl, \
-            AtomicFile(folder / IDS_JSON, binary=True) as js:
+    with AtomicFile(folder / IDS_PICKLE, binary=True, mode=IDS_MODE) as pkl, \
+            AtomicFile(folder / IDS_JSON, binary=True, mode=IDS_MODE) as js:
         pkl.write(IdsWriter._HEADS[0])
         js.write(IdsWriter._HEADS[1])
         first = True

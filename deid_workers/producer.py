@@ -30,7 +30,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import IO, Any
 
 import redis
@@ -38,13 +38,22 @@ from celery.canvas import Signature
 
 from .app import app
 from .config import Settings
-from .errors import IdentifiersError, InputError, StoreError
-from .idsfile import iter_ids_chunks
+from .errors import ConfigError, IdentifiersError, InputError, RunRefused, StoreError
+from .folders import check_folders, run_folders
+from .idsfile import IDS_JSON, IDS_PICKLE, iter_ids_chunks
 from .progress import Progress
 from .provenance import declared_codes
 from .recipe import Recipe, ids_fields_read, load_recipe, profile_recipe
 from .steps import DEFAULT_QUARANTINE_GROUPS
-from .store import RunStore, first_stage, new_run_id, redis_client
+from .store import (
+    MemoryWatch,
+    RunStore,
+    first_stage,
+    new_run_id,
+    out_of_memory,
+    redis_client,
+    redis_reason,
+)
 from .tasks import RUN_SETTINGS, final_stage, finish_run
 from .walk import iter_batches
 
@@ -56,6 +65,7 @@ __all__ = [
     "wait",
     "connect",
     "stream_ids_json",
+    "precheck",
 ]
 
 log = logging.getLogger(__name__)
@@ -98,6 +108,7 @@ class Submission:
     input: str
     outfolder: str
     overwrite: bool = False
+    records: str = ""  # identifiers and run logs; "" = <outfolder>-records
     recipes: tuple[str, ...] = ()
     profile: str | None = None  # --profile basic[,OPTION...]: PS3.15 Annex E, before the recipes
     ids_path: str | None = None
@@ -114,7 +125,7 @@ def connect(settings: Settings) -> Any:
     """A redis client for the settings' broker, checked with a PING (StoreError if down)."""
     if not settings.broker_url:
         raise StoreError("no broker: set --broker or DEID_BROKER_URL")
-    client = redis_client(settings.broker_url)
+    client = redis_client(str(settings.effective_broker_url()), **settings.tls_options())
     try:
         client.ping()
     except Exception as exc:
@@ -144,16 +155,9 @@ def _load_recipe(paths: Sequence[str], profile: str | None = None) -> tuple[Reci
     return recipe, texts
 
 
-def _exclude(sub: Submission) -> str | None:
-    inp, out = os.path.realpath(sub.input), os.path.realpath(sub.outfolder)
-    if out != inp and os.path.commonpath([inp, out]) == inp:
-        return out
-    return None
-
-
 def _check_outfolder(folder: str, what: str = "output folder") -> None:
-    """Create the output (or quarantine) folder and prove we can write there, before anything
-    is enqueued.
+    """Create the output (or quarantine, or records) folder and prove we can write there,
+    before anything is enqueued.
 
     Checked by writing, not with ``os.access``: root passes every permission check, and a
     read-only mount or a full disk only shows on a real write.
@@ -164,7 +168,8 @@ def _check_outfolder(folder: str, what: str = "output folder") -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        hint = " (set --quarantine or DEID_QUARANTINE to a writable folder)" if what != "output folder" else ""
+        hint = (" (set --quarantine or DEID_QUARANTINE to a writable folder)"
+                if what == "quarantine folder" else "")
         raise InputError(folder, f"{what} is not writable ({exc.strerror or exc}){hint}") from None
 
 
@@ -188,6 +193,60 @@ def _quarantine(sub: Submission) -> str | None:
     return folder
 
 
+def _check_ids_kept(sub: Submission) -> None:
+    """Refuse, unless ``--overwrite``, to replace identifiers an earlier run left in the
+    records folder: users edit ``deid-ids.json`` between get and put."""
+    if sub.action in ("get", "all") and not sub.print_ids and not sub.overwrite:
+        for name in (IDS_JSON, IDS_PICKLE):
+            path = os.path.join(sub.records, name)
+            if os.path.lexists(path):
+                raise InputError(path, "identifiers of an earlier run are there; give "
+                                       "--overwrite to replace them, or another --records folder")
+
+
+def _check_records(sub: Submission) -> None:
+    """Create the records folder private (0700), check it is writable and holds no earlier
+    run's identifiers (see :func:`_check_ids_kept`)."""
+    folder = sub.records
+    if not os.path.isdir(folder):
+        try:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            os.chmod(folder, 0o700)
+        except OSError as exc:
+            raise InputError(folder, "records folder cannot be created "
+                                     f"({exc.strerror or exc})") from None
+    _check_outfolder(folder, "records folder")
+    _check_ids_kept(sub)
+
+
+def _check_folders(settings: Settings, sub: Submission) -> None:
+    """The folder rules workers apply (:mod:`deid_workers.folders`), checked here first so a
+    mistake is a one-line error before anything starts; roots only if this process has them."""
+    folders = run_folders({"action": sub.action, "input": os.path.abspath(sub.input),
+                           "outfolder": os.path.abspath(sub.outfolder),
+                           "records": os.path.abspath(sub.records),
+                           "quarantine": os.path.abspath(sub.quarantine) if sub.quarantine else None,
+                           "print_ids": sub.print_ids, "clean_pixels": sub.clean_pixels})
+    try:
+        check_folders(folders, input_roots=settings.input_roots,
+                      output_roots=settings.output_roots, who="this producer")
+    except RunRefused as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def precheck(settings: Settings, sub: Submission) -> None:
+    """What :func:`submit` refuses about the folders, checked without creating anything, so
+    embedded mode says it before it starts its Redis and workers."""
+    _check_folders(settings, _with_records(sub))
+    _check_ids_kept(_with_records(sub))
+
+
+def _with_records(sub: Submission) -> Submission:
+    from .folders import records_folder
+
+    return sub if sub.records else replace(sub, records=records_folder(sub.outfolder))
+
+
 def submit(settings: Settings, sub: Submission, client: Any = None, *,
            tick: Callable[[RunStore], object] | None = None) -> RunStore:
     """Create the run, load ids for put, walk the input and enqueue every batch.
@@ -200,8 +259,9 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
         raise ValueError(f"unknown action {sub.action!r}")
     if not os.path.isdir(sub.input):
         raise InputError(sub.input, "input folder not found")
-    if os.path.realpath(sub.input) == os.path.realpath(sub.outfolder):
-        raise InputError(sub.outfolder, "output folder is the input folder; choose another")
+    sub = _with_records(sub)
+    _check_folders(settings, sub)
+    keys = settings.cluster_keys()
     recipe, texts = _load_recipe(sub.recipes, sub.profile)
     ids = ids_fields = None
     if sub.action == "put":
@@ -216,14 +276,18 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
         chunks = iter_ids_chunks(sub.ids_path, fields=ids_fields)
         first = next(chunks, None)
         ids = chunks if first is None else itertools.chain([first], chunks)
-    _check_outfolder(sub.outfolder)
+    if sub.action != "get":  # get writes only identifiers, into the records folder
+        _check_outfolder(sub.outfolder)
     quarantine = _quarantine(sub)
+    if not sub.print_ids:  # get --print writes nothing
+        _check_records(sub)
     client = client if client is not None else connect(settings)
     run_id = new_run_id()
     record = {
         "action": sub.action,
         "input": os.path.abspath(sub.input),
         "outfolder": os.path.abspath(sub.outfolder),
+        "records": os.path.abspath(sub.records),
         "overwrite": sub.overwrite,
         "print_ids": sub.print_ids,
         "recipe_texts": texts,
@@ -239,23 +303,36 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
         "quarantine_groups": list(sub.quarantine_groups),
         "layout": sub.layout,
         "quarantine": quarantine,
-        "walk_done": False,
-        "stage": first_stage(sub.action),
     }
     if ids is not None:
         record["ids_path"] = os.path.abspath(str(sub.ids_path))
         record["ids_fields"] = ids_fields  # a resume cuts the file the same way
-    store = RunStore.create(client, run_id, record, expiry=settings.run_expiry)
+    store = RunStore.create(client, run_id, record, expiry=settings.run_expiry, keys=keys,
+                            mutable={"walk_done": False, "stage": first_stage(sub.action)})
     log.info("run %s: %s of %s with recipe %s", run_id, sub.action, record["input"], recipe.name)
-    if ids is not None:
-        try:
-            chunks, items = send_ids(store, ids, tick=tick)
-        except IdentifiersError:
-            store.purge()  # a bad part further in the file: no put batch was sent
-            raise
-        log.info("run %s: sent ids of %d items in %d chunks", run_id, items, chunks)
-    enqueue(store, settings, sub, tick=tick)
+    with refused_writes(run_id):
+        if ids is not None:
+            try:
+                chunks, items = send_ids(store, ids, tick=tick)
+            except IdentifiersError:
+                store.purge()  # a bad part further in the file: no put batch was sent
+                raise
+            log.info("run %s: sent ids of %d items in %d chunks", run_id, items, chunks)
+        enqueue(store, settings, sub, tick=tick)
     return store
+
+
+@contextlib.contextmanager
+def refused_writes(run_id: str) -> Iterator[None]:
+    """Redis refusing a write because it is out of memory (``maxmemory`` with
+    ``noeviction``, as deploy/ sets it) ends the producer with one line saying so and what to
+    do, instead of a traceback."""
+    try:
+        yield
+    except redis.exceptions.ResponseError as exc:
+        if not out_of_memory(exc):
+            raise
+        raise StoreError(f"run {run_id}: {redis_reason(exc, run_id)}") from None
 
 
 def send_ids(store: RunStore, chunks: Iterable[tuple[str, int]], *,
@@ -308,8 +385,7 @@ def _walk(store: RunStore, sub: Submission, settings: Settings, *,
         store.add_outcome("unlisted", rel, reason, counter="walk:unlisted")
 
     n = 0
-    for paths in iter_batches(sub.input, settings.batch_size, exclude=_exclude(sub),
-                              on_error=on_error):
+    for paths in iter_batches(sub.input, settings.batch_size, on_error=on_error):
         store.add_batch(n, paths)
         if not skip(n):
             yield n
@@ -388,7 +464,7 @@ def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStor
     from .tasks.finalize import enqueue_put, finalize
 
     client = client if client is not None else connect(settings)
-    store = RunStore.load(client, run_id)
+    store = RunStore.load(client, run_id, keys=settings.cluster_keys())
     rec = store.record()
     if rec.get("state") == "finished":
         return store, "already finished; nothing to do"
@@ -397,7 +473,8 @@ def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStor
         # where it stopped, and fails again, with a fresh reason, if the cause is still there.
         store.update(state="running", error=None, finished=None)
     sub = Submission(action=rec["action"], input=rec["input"], outfolder=rec["outfolder"],
-                     overwrite=bool(rec.get("overwrite")), print_ids=bool(rec.get("print_ids")))
+                     overwrite=bool(rec.get("overwrite")), print_ids=bool(rec.get("print_ids")),
+                     records=str(rec.get("records") or ""))
     run_settings = settings.with_overrides(**{k: v for k, v in (rec.get("settings") or {}).items()
                                               if k in RUN_SETTINGS})
     first = first_stage(sub.action)
@@ -473,9 +550,14 @@ def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POL
     - the chord over the first stage failed, up to :data:`CHORD_RECOVERIES` times: a Redis
       restart can cut the chord's own join (Celery does not retry it) while every batch is
       fine. A batch that fails for real fails again, and then the run is marked failed.
+
+    Every :data:`CHORD_CHECK_SECONDS` it also asks Redis whether it refused a write for lack of
+    memory since the wait began (:class:`~deid_workers.store.MemoryWatch`): then writes of the
+    run are lost, so it raises StoreError saying so and what to do, rather than wait forever.
     """
     started = time.monotonic()
-    last_check = 0.0
+    last_check = last_memory = 0.0
+    memory = MemoryWatch(store.client)
     seen: tuple[Any, ...] = ()
     moved = started
     recovered: set[str] = set()  # failed chords already answered by a resume
@@ -510,6 +592,14 @@ def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POL
                 return rec
             now = time.monotonic()
             chord_id = rec.get("finalize_task")
+            if now - last_memory >= CHORD_CHECK_SECONDS:
+                last_memory = now
+                full = memory.full()
+                if full:  # every worker's write now fails: say so rather than wait forever
+                    raise StoreError(
+                        f"run {store.run_id}: {full}, so the run cannot go on: purge runs you "
+                        f"no longer need ({_PROG} --purge RUN_ID) or raise Redis' maxmemory, then "
+                        f"finish it with '{_PROG} --resume {store.run_id}'")
             if (now - last_check >= CHORD_CHECK_SECONDS and chord_id
                     and chord_id not in recovered):
                 last_check = now

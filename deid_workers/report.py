@@ -103,6 +103,7 @@ def summarize(store: RunStore, *, limit: int | None = LIST_LIMIT) -> dict[str, A
         "state": rec.get("state"),
         "input": rec.get("input"),
         "outfolder": rec.get("outfolder"),
+        "records": rec.get("records"),
         "files_found": c.get("walk:files", 0),
         "batches": rec.get("n_batches", c.get("walk:batches", 0)),
         "skipped": len(skipped),
@@ -200,10 +201,12 @@ def render_table(summary: Mapping[str, Any]) -> str:
     if summary.get("missing_ids"):
         rows.append(("missing ids", summary["missing_ids"]))
     rows.append(("elapsed", f"{summary['elapsed_s']} s"))
-    if summary.get("action") != "get" or summary.get("ids_pkl"):
+    if summary.get("action") != "get":
         layout = summary.get("layout")
         rows.append(("output folder", summary.get("outfolder")
                      if not layout else f"{summary.get('outfolder')} (layout {layout})"))
+    if summary.get("records") and summary.get("action") != "inspect":
+        rows.append(("records folder", summary["records"]))
     for key, label in (("ids_pkl", "ids (pickle)"), ("ids_json", "ids (JSON)"),
                        ("report_tsv", "report (TSV)"), ("report_json", "report (JSON)"),
                        ("quarantine", "quarantine folder"), ("run_log", "run log"),

@@ -1,9 +1,12 @@
-"""``deid-run.jsonl``: one line per input file saying what became of it.
+"""``deid-run.<run id>.jsonl``: one line per input file saying what became of it.
 
 Why a file: the summary lists at most a few paths per category, and Redis forgets a run after
 ``run_expiry``; an archive that is handed over needs a durable, complete account (which files
 were written, which had their pixels cleaned, which are held in quarantine for a person, which
-were skipped, refused or failed, and why), next to the outputs.
+were skipped, refused or failed, and why). It lies in the run's records folder, not in the
+output tree: it maps input paths (which may name patients) to outputs. One file per run, so a
+re-run (one that refuses every file, say) never replaces the log of the run that wrote them;
+a resumed run rewrites its own.
 
 Why it is written at the end and not appended to by workers: workers on many hosts cannot
 append safely to one file on a shared volume. They keep per-batch entries in Redis instead
@@ -28,10 +31,14 @@ from .atomicfile import AtomicFile
 from .steps import run_quarantine
 from .store import RunStore
 
-__all__ = ["RUN_LOG", "OUTCOMES", "iter_run_log", "write_run_log"]
+__all__ = ["RUN_LOG", "OUTCOMES", "iter_run_log", "write_run_log", "run_log_name"]
 
-RUN_LOG = "deid-run.jsonl"
-"""Name of the run log in the output folder."""
+RUN_LOG = "deid-run.{run_id}.jsonl"
+"""Name of a run's log in its records folder."""
+
+
+def run_log_name(run_id: str) -> str:
+    return RUN_LOG.format(run_id=run_id)
 
 OUTCOMES = ("written", "cleaned", "quarantined", "skipped", "refused", "failed")
 """Every outcome a line can have."""
@@ -72,11 +79,13 @@ def iter_run_log(store: RunStore, rec: Mapping[str, Any]) -> Iterator[dict[str, 
 
 
 def write_run_log(store: RunStore, rec: Mapping[str, Any]) -> str:
-    """Write ``<outfolder>/deid-run.jsonl`` atomically; returns its path."""
-    outfolder = str(rec["outfolder"])
-    os.makedirs(outfolder, exist_ok=True)
-    dest = os.path.join(outfolder, RUN_LOG)
-    with AtomicFile(dest) as fh:
+    """Write ``<records>/deid-run.<run id>.jsonl`` atomically, mode 0600; returns its path."""
+    from .folders import records_folder
+
+    folder = str(rec.get("records") or records_folder(str(rec["outfolder"])))
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    dest = os.path.join(folder, run_log_name(store.run_id))
+    with AtomicFile(dest, mode=0o600) as fh:
         for line in iter_run_log(store, rec):
             fh.write(_LINE.encode(line) + "\n")
     return dest

@@ -8,20 +8,24 @@ Layout, all under ``deid:run:<run_id>`` and all expiring ``run_expiry`` seconds 
 write, so identifiers never outlive the run by more than that::
 
     deid:runs                           zset  run_id -> created (index for --status)
-    deid:run:<id>                       hash  the run record (settings, recipe text, state, times)
-    deid:run:<id>:batches               hash  batch_no -> JSON list of relative paths
-    deid:run:<id>:valid                 hash  batch_no -> JSON {"paths": paths get found valid,
-                                              "keys": their [entity, item]} (put prefetches ids)
+    deid:run:<id>                       hash  the run record: "spec" (sealed, signed: everything
+                                              the producer decided: action, folders, recipe,
+                                              settings), "sig", "key_id", then what changes
+                                              (state, stage, counts of batches, outputs' paths)
+    deid:run:<id>:batches               hash  batch_no -> signed JSON list of relative paths
+    deid:run:<id>:valid                 hash  batch_no -> sealed JSON {"paths": paths get found
+                                              valid, "keys": their [entity, item]} (put
+                                              prefetches ids)
     deid:run:<id>:counters              hash  "<stage>:<name>" -> int
     deid:run:<id>:times                 hash  "<stage>:first"/"<stage>:last" -> commit time
     deid:run:<id>:done:<stage>          set   batch numbers whose outcome is committed
     deid:run:<id>:entities:<x>          set   entity digests that have identifiers, one set per
                                               first hex digit <x> of the digest (16 sets), so an
                                               export shard scans only its own sets
-    deid:run:<id>:ids:<digest>          hash  ENTITY_FIELD -> entity, <item> -> packed JSON fields
-                                              (see :func:`pack_fields`)
-    deid:run:<id>:idschunk:<n>          string  chunk n of a ``put --ids`` file (deflated JSON,
-                                              see :func:`~deid_workers.idsfile.iter_ids_chunks`)
+    deid:run:<id>:ids:<digest>          hash  ENTITY_FIELD -> sealed entity, <item digest> ->
+                                              sealed item and its fields (see :func:`pack_fields`)
+    deid:run:<id>:idschunk:<n>          string  chunk n of a ``put --ids`` file (sealed deflated
+                                              JSON, see :func:`~deid_workers.idsfile.iter_ids_chunks`)
                                               until a worker has written its ids (a few at once)
     deid:run:<id>:skipped               hash  relative path -> reason (not DICOM, unreadable)
     deid:run:<id>:refused               hash  relative path -> reason (output exists)
@@ -30,8 +34,8 @@ write, so identifiers never outlive the run by more than that::
     deid:run:<id>:inspect               hash  relative path -> JSON verdict
     deid:run:<id>:unlisted              hash  relative path -> why the walk left it out (unlisted folder, link)
     deid:run:<id>:quarantined           hash  relative path -> "<group>: <reason>" (--clean-pixels)
-    deid:run:<id>:clean                 hash  batch_no -> JSON list of paths put left to clean
-    deid:run:<id>:log:<stage>           hash  batch_no -> JSON [[outcome, reason], ...] aligned
+    deid:run:<id>:clean                 hash  batch_no -> signed JSON list of paths put left to clean
+    deid:run:<id>:log:<stage>           hash  batch_no -> signed JSON [[outcome, reason], ...] aligned
                                               with the paths the stage processed (deid-run.jsonl)
     deid:run:<id>:poison                hash  relative path -> why it was quarantined (crashed its worker)
     deid:run:<id>:residual              hash  relative path -> keywords whose PHI survived put
@@ -40,8 +44,18 @@ write, so identifiers never outlive the run by more than that::
                                               "<stage>:<batch>:limit" -> "<retry>\n<seconds>" when
                                               the hard time limit killed the batch's process
 
-Key names never contain a header value: an entity (a PatientID) appears in key names only as a
-salted digest; the salt is per run, and the entity and item values live inside the hash.
+Key names never contain a header value: an entity (a PatientID) and an item (a SOPInstanceUID)
+appear in key and field names only as digests keyed by the cluster key and salted per run.
+
+Nothing identifying is in clear, and nothing a worker acts on is unsigned
+(:mod:`deid_workers.keys`): identifiers, the ``valid`` keys and the staged ids chunks are
+sealed with AES-GCM (so the AOF, an RDB snapshot, a purge's leftovers or a sniffed connection
+show nothing), and the run record and every list of paths carry an HMAC tag. The associated
+data of each sealed value and the signed text of each tag name the run, the hash and the field,
+so nothing can be moved to another run, batch or item. A worker meeting a value that does not
+verify raises :class:`~deid_workers.errors.RunRefused`. Counters, times, per-path outcomes and
+the queues are not signed: forging them can only misreport a run, never make a worker read or
+write anything.
 
 Idempotency: a batch's per-file records are hash writes (a rerun overwrites them with the same
 values) and its counters are committed by a Lua script only when the batch number first enters
@@ -51,9 +65,9 @@ the stage's ``done`` set, so a redelivered batch is never counted twice.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
+import binascii
 import json
+import os
 import secrets
 import time
 import zlib
@@ -63,7 +77,8 @@ from typing import Any
 
 import redis
 
-from .errors import StoreError
+from .errors import RunRefused, StoreError
+from .keys import ClusterKeys, Unsealable
 
 __all__ = [
     "PREFIX",
@@ -82,6 +97,10 @@ __all__ = [
     "BatchRecord",
     "pack_fields",
     "unpack_fields",
+    "redis_full",
+    "MemoryWatch",
+    "redis_reason",
+    "out_of_memory",
 ]
 
 PREFIX = "deid:run:"
@@ -173,48 +192,53 @@ _IDS_ZDICT = (json.dumps(dict.fromkeys((
     "BitsStored", "HighBit", "PixelRepresentation", "RescaleIntercept", "RescaleSlope",
 ), "")) + '["ORIGINAL","PRIMARY","AXIAL"],"ISO_IR 100","MONOCHROME2","1.2.840.10008.5.1.4.1.1.'
 ).encode()
-_PACKED_CHUNK = "z:"
-"""Prefix of a staged chunk of an ids file: base64 of deflate(JSON), no preset dictionary."""
+_SEALED = "e1."
+"""Prefix of a sealed value: base64 of ``nonce || AES-GCM`` (see :class:`ClusterKeys`)."""
+_SIGNED = "s1."
+"""Prefix of a signed value: a 32-hex HMAC tag, then the text it covers."""
+_TAG = 32
 
-_PACKED = "z1:"
-"""Prefix of a packed ids value: base64 of deflate(JSON) with :data:`_IDS_ZDICT`."""
 _PLAIN_MAX = 48
-"""A packed value's JSON up to this length is stored plain (see :func:`pack_fields`)."""
+"""A packed item's JSON up to this length is not deflated (see :func:`pack_fields`)."""
+_DEFLATED = b"z"
+_STORED = b"p"
 
 
-def pack_fields(fields: Mapping[str, Any]) -> str:
-    """One file's identifiers as stored in Redis: compressed JSON, as text.
+def pack_fields(item: str, fields: Mapping[str, Any]) -> bytes:
+    """One file's identifiers as sealed in Redis: its item and fields, deflated when long.
 
-    Why: the ids are most of a live run's Redis memory (1.9 KB of JSON for a typical file's 55
-    fields); packed they take about 0.8 KB. Base64 keeps the value text, which the store's
-    client (``decode_responses``) needs. The JSON is spelled as the ids export spells it
-    (``json.dumps``' default separators), so the export copies it instead of encoding it again.
-    Level 3, not the default 6: every item of a get or an ids load is packed, and level 6
-    costs 13 us more an item (60 -> 47 us, measured) for 10% less (614 -> 551 bytes deflated).
-    A short text (a put --ids item holds only what the recipe reads: often nothing) is kept
-    as it is: deflated and in base64 it would be no smaller, at 10 us an item.
+    Why deflated: the ids are most of a live run's Redis memory (1.9 KB of JSON for a typical
+    file's 55 fields); deflated with a dictionary of common keywords they take about 0.8 KB.
+    Level 3, not the default 6: every item of a get or an ids load is packed, and level 6 cost
+    13 us more an item for 10% less. A short text (a put --ids item holds only what the recipe
+    reads: often nothing) is stored as it is. The fields' JSON is spelled as the ids export
+    spells it (``json.dumps``' default separators), so the export copies it as it is. The item
+    goes inside (its field name is a keyed digest), length-prefixed.
     """
     text = json.dumps(fields)
+    raw = item.encode("utf-8")
+    body = len(raw).to_bytes(4, "big") + raw + text.encode("utf-8")
     if len(text) <= _PLAIN_MAX:
-        return text
+        return _STORED + body
     co = zlib.compressobj(3, zlib.DEFLATED, 15, 9, zlib.Z_DEFAULT_STRATEGY, _IDS_ZDICT)
-    raw = co.compress(text.encode("utf-8")) + co.flush()
-    return _PACKED + base64.b64encode(raw).decode("ascii")
+    return _DEFLATED + co.compress(body) + co.flush()
 
 
-def unpack_json(value: str | bytes) -> bytes:
-    """The JSON text of a value :func:`pack_fields` stored (plain JSON, from an older writer,
-    is returned as it is)."""
-    text = _decode(value)
-    if not text.startswith(_PACKED):
-        return text.encode("utf-8")
-    do = zlib.decompressobj(15, _IDS_ZDICT)
-    return do.decompress(base64.b64decode(text[len(_PACKED):])) + do.flush()
+def unpack_json(data: bytes) -> tuple[str, bytes]:
+    """``(item, fields as JSON text)`` of what :func:`pack_fields` packed."""
+    if data[:1] == _DEFLATED:
+        do = zlib.decompressobj(15, _IDS_ZDICT)
+        body = do.decompress(data[1:]) + do.flush()
+    else:
+        body = data[1:]
+    n = int.from_bytes(body[:4], "big")
+    return body[4:4 + n].decode("utf-8"), body[4 + n:]
 
 
-def unpack_fields(value: str | bytes) -> dict[str, Any]:
+def unpack_fields(data: bytes) -> tuple[str, dict[str, Any]]:
     """The inverse of :func:`pack_fields`."""
-    return dict(json.loads(unpack_json(value)))
+    item, text = unpack_json(data)
+    return item, dict(json.loads(text))
 
 
 PATIENT_RETRIES = 14
@@ -235,8 +259,9 @@ return new
 """
 
 
-def redis_client(url: str, *, patient: bool = False) -> redis.Redis:
-    """A redis-py client for a broker URL as Celery spells it.
+def redis_client(url: str, *, patient: bool = False, **options: Any) -> redis.Redis:
+    """A redis-py client for a broker URL as Celery spells it; ``options`` (TLS:
+    :meth:`~deid_workers.config.Settings.tls_options`) go to redis-py.
 
     Celery/kombu write a unix socket as ``redis+socket:///path``; redis-py wants ``unix:///path``.
     ``patient`` (workers): every command retries a lost connection for about a minute, so a
@@ -250,14 +275,15 @@ def redis_client(url: str, *, patient: bool = False) -> redis.Redis:
             url = "unix://" + url[len(prefix):]
             break
     if not patient:
-        return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30,
+                                    **options)
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
 
     return redis.Redis.from_url(
         url, decode_responses=True, health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=5.0, base=0.25), PATIENT_RETRIES),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError])
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError], **options)
 
 
 def new_run_id() -> str:
@@ -358,30 +384,88 @@ class RunStore:
     """One run's state in Redis.
 
     The constructor does no I/O; :meth:`create` writes a new run and :meth:`load` reads one.
-    Every write refreshes the expiry of the keys it touches.
+    Every write refreshes the expiry of the keys it touches. ``keys`` (the cluster's
+    :class:`~deid_workers.keys.ClusterKeys`) is needed by everything that reads or writes a
+    signed or sealed value; without it (``--purge``) only counters and deletion work.
     """
 
-    def __init__(self, client: redis.Redis, run_id: str, *, expiry: int, salt: str = "") -> None:
+    def __init__(self, client: redis.Redis, run_id: str, *, expiry: int, salt: str = "",
+                 keys: ClusterKeys | None = None) -> None:
         self.client = client
         self.run_id = run_id
         self.keys = Keys(run_id)
         self.expiry = int(expiry)
         self.salt = salt
+        self.cluster = keys
         self._commit = client.register_script(_COMMIT_LUA)
         self._add_batch = client.register_script(_ADD_BATCH_LUA)
+        self._spec: dict[str, Any] | None = None
+        self._spec_raw: str | None = None
+        self._names: dict[str, Any] = {}
+
+    # -- signing and sealing ---------------------------------------------------------------
+    def _cluster(self) -> ClusterKeys:
+        if self.cluster is None:
+            raise StoreError(f"run {self.run_id}: no cluster key configured (DEID_SECRET_FILE)")
+        return self.cluster
+
+    def _refused(self, what: str) -> RunRefused:
+        return RunRefused(f"run {self.run_id}: {what} is not signed with the cluster key "
+                          "(written or altered in Redis by someone without it)")
+
+    def _signed(self, what: str, name: str, text: str) -> str:
+        return _SIGNED + self._cluster().sign(self.run_id, what, name, text) + text
+
+    def _verified(self, what: str, name: str, raw: Any) -> str:
+        text = _decode(raw)
+        head = len(_SIGNED)
+        if text.startswith(_SIGNED):
+            body = text[head + _TAG:]
+            if self._cluster().verify(text[head:head + _TAG], self.run_id, what, name, body):
+                return body
+        raise self._refused(f"{what} {name}")
+
+    def _sealed(self, what: str, name: str, data: bytes) -> str:
+        blob = self._cluster().seal(data, self.run_id, what, name)
+        return _SEALED + base64.b64encode(blob).decode("ascii")
+
+    def _opened(self, what: str, name: str, raw: Any) -> bytes:
+        text = _decode(raw)
+        if text.startswith(_SEALED):
+            try:
+                return self._cluster().open(base64.b64decode(text[len(_SEALED):]),
+                                            self.run_id, what, name)
+            except (Unsealable, binascii.Error):
+                pass
+        raise self._refused(f"{what} {name}")
+
+    def _paths(self, what: str, name: str, raw: Any) -> list[str]:
+        """A signed list of relative paths, checked: a path that is absolute or climbs out of
+        its folder never reaches a task (the signature already says who wrote it)."""
+        paths = json.loads(self._verified(what, name, raw))
+        return _relative_paths(self.run_id, paths, f"{what} {name}")
 
     # -- run record ------------------------------------------------------------------------
     @classmethod
     def create(
-        cls, client: redis.Redis, run_id: str, record: Mapping[str, Any], *, expiry: int
+        cls, client: redis.Redis, run_id: str, record: Mapping[str, Any], *, expiry: int,
+        keys: ClusterKeys, mutable: Mapping[str, Any] | None = None,
     ) -> RunStore:
-        """Write a new run record; every value is stored as JSON."""
+        """Write a new run: ``record`` (what the producer decided; nobody changes it later) is
+        sealed and signed as one canonical JSON text, so a field added to it is covered
+        without naming it here; ``mutable`` (state, stage, ...) is stored as plain JSON fields
+        that :meth:`update` changes."""
         salt = secrets.token_hex(16)
-        store = cls(client, run_id, expiry=expiry, salt=salt)
+        store = cls(client, run_id, expiry=expiry, salt=salt, keys=keys)
         now = time.time()
-        fields = {k: _encode(v) for k, v in record.items()}
-        fields.update({k: _encode(v) for k, v in
-                       {"salt": salt, "created": now, "state": "created", "expiry": expiry}.items()})
+        spec = dict(record)
+        spec.update(run_id=run_id, salt=salt, created=now, expiry=expiry, key_id=keys.fingerprint)
+        text = _canonical(spec)
+        fields = {"spec": store._sealed("run", "spec", text.encode("utf-8")),
+                  "sig": keys.sign(run_id, "run", "spec", text),
+                  "key_id": keys.fingerprint, "state": _encode("created")}
+        fields.update({k: _encode(v) for k, v in (mutable or {}).items()})
+        store._remember(fields["spec"], spec)
         try:
             pipe = client.pipeline()
             pipe.hset(store.keys.run, mapping=fields)
@@ -393,40 +477,100 @@ class RunStore:
                 # The index outlives its newest run by the run's expiry, no longer.
                 client.expire(RUNS_INDEX, expiry)
         except redis.RedisError as exc:
-            raise StoreError(f"cannot write run {run_id}: {type(exc).__name__}") from exc
+            raise StoreError(f"cannot write run {run_id}: {redis_reason(exc)}") from exc
         return store
 
     @classmethod
-    def load(cls, client: redis.Redis, run_id: str) -> RunStore:
-        """Open an existing run; :class:`StoreError` if Redis does not know it (expired, lost)."""
+    def load(cls, client: redis.Redis, run_id: str, *, keys: ClusterKeys | None) -> RunStore:
+        """Open an existing run, its record verified (:class:`RunRefused` if it was not
+        written with ``keys``); :class:`StoreError` if Redis does not know it."""
         try:
-            salt, expiry = client.hmget(Keys(run_id).run, ["salt", "expiry"])
+            raw = client.hmget(Keys(run_id).run, ["spec", "sig", "key_id"])
+            known = any(v is not None for v in raw) or client.exists(Keys(run_id).run)
         except redis.RedisError as exc:
             raise StoreError(f"cannot read run {run_id}: {type(exc).__name__}") from exc
-        if salt is None:
+        if not known:
             raise StoreError(f"run {run_id} is unknown to Redis (expired, purged or lost)")
-        return cls(client, run_id, expiry=int(json.loads(expiry or "1")) or 1,
-                   salt=json.loads(salt))
+        store = cls(client, run_id, expiry=1, keys=keys)
+        spec = store._check_spec(*raw)
+        store.expiry = int(spec.get("expiry") or 1) or 1
+        store.salt = str(spec.get("salt") or "")
+        return store
+
+    def _check_spec(self, raw: Any, sig: Any, key_id: Any) -> dict[str, Any]:
+        """The verified run spec (cached while Redis holds the same text)."""
+        text_raw = None if raw is None else _decode(raw)
+        if self._spec is not None and text_raw == self._spec_raw:
+            return self._spec
+        cluster = self._cluster()
+        if key_id is not None and _decode(key_id) != cluster.fingerprint:
+            raise RunRefused(
+                f"run {self.run_id} was submitted with key {_decode(key_id)}; this process holds "
+                f"key {cluster.fingerprint}: give every producer and worker the same "
+                "DEID_SECRET_FILE (or DEID_SECRET)")
+        if text_raw is None or sig is None:
+            raise self._refused("run record")
+        try:
+            text = self._opened("run", "spec", text_raw).decode("utf-8")
+        except RunRefused:
+            raise self._refused("run record") from None
+        if not cluster.verify(_decode(sig), self.run_id, "run", "spec", text):
+            raise self._refused("run record")
+        spec = json.loads(text)
+        if not isinstance(spec, dict) or spec.get("run_id") != self.run_id:
+            raise self._refused("run record")
+        self._remember(text_raw, spec)
+        return spec
+
+    def _remember(self, raw: str, spec: dict[str, Any]) -> None:
+        self._spec, self._spec_raw = spec, raw
+        self.salt = str(spec.get("salt") or self.salt)
+        self._names = {}
 
     def record(self) -> dict[str, Any]:
-        """The run record, values decoded from JSON where they were JSON."""
+        """The run record: its changing fields, then its signed spec over them (a forged
+        plain field named like a signed one is never seen)."""
         raw = self.client.hgetall(self.keys.run)
         if not raw:
             raise StoreError(f"run {self.run_id} is unknown to Redis (expired, purged or lost)")
-        return {_decode(k): json.loads(v) for k, v in raw.items()}
+        spec = self._check_spec(raw.get("spec"), raw.get("sig"), raw.get("key_id"))
+        out = {_decode(k): json.loads(v) for k, v in raw.items()
+               if _decode(k) not in _RECORD_SEALS}
+        out.update(spec)
+        return out
+
+    def spec(self) -> dict[str, Any]:
+        """The signed part of the record (read and verified once per store)."""
+        if self._spec is None:
+            self._check_spec(*self.client.hmget(self.keys.run, ["spec", "sig", "key_id"]))
+        assert self._spec is not None
+        return self._spec
 
     def fields(self, *names: str) -> list[Any]:
         """Some fields of the run record, decoded (None where unset): one small read for a
         check made often (a put batch asking whether the run's ids are in)."""
-        return [None if v is None else json.loads(v)
-                for v in self.client.hmget(self.keys.run, list(names))]
+        signed = self.spec()
+        plain = [n for n in names if n not in signed]
+        values = dict(zip(plain, self.client.hmget(self.keys.run, plain))) if plain else {}
+        return [signed[n] if n in signed else
+                None if values.get(n) is None else json.loads(values[n]) for n in names]
+
+    def state(self) -> str | None:
+        """The run's state, read without the cluster key (it is not signed)."""
+        raw = self.client.hget(self.keys.run, "state")
+        return None if raw is None else str(json.loads(raw))
 
     def exists(self) -> bool:
         """Whether Redis still has the run (a purge or the expiry removes it)."""
         return bool(self.client.exists(self.keys.run))
 
     def update(self, **fields: Any) -> None:
-        """Set fields of the run record (state, stage, times, paths of outputs)."""
+        """Set changing fields of the run record (state, stage, times, paths of outputs); a
+        signed field cannot be changed (ValueError): it would be a second, unsigned truth."""
+        if self._spec is not None:
+            clash = sorted(set(fields) & (set(self._spec) | set(_RECORD_SEALS)))
+            if clash:
+                raise ValueError(f"signed fields of the run record cannot change: {clash}")
         pipe = self.client.pipeline()
         pipe.hset(self.keys.run, mapping={k: _encode(v) for k, v in fields.items()})
         pipe.expire(self.keys.run, self.expiry)
@@ -438,25 +582,33 @@ class RunStore:
 
     # -- batches ---------------------------------------------------------------------------
     def add_batch(self, batch_no: int, paths: Sequence[str], *, pipe: Any = None) -> None:
-        """Record one batch of relative paths and count its files (one round trip).
+        """Record one batch of relative paths (signed) and count its files (one round trip).
 
         Files are counted only the first time: a resumed walk records the same batches again
         (the walk is deterministic) and must not count their files twice.
         """
+        value = self._signed("batches", str(batch_no), json.dumps(list(paths)))
         self._add_batch(keys=[self.keys.batches, self.keys.counters],
-                        args=[str(batch_no), json.dumps(list(paths)), len(paths), self.expiry],
+                        args=[str(batch_no), value, len(paths), self.expiry],
                         client=pipe if pipe is not None else self.client)
 
     def batch(self, batch_no: int) -> list[str]:
         raw = self.client.hget(self.keys.batches, str(batch_no))
         if raw is None:
             raise StoreError(f"run {self.run_id}: batch {batch_no} is unknown")
-        return list(json.loads(raw))
+        return self._paths("batches", str(batch_no), raw)
 
     def valid_batch(self, batch_no: int) -> tuple[list[str], list[tuple[str, str]]] | None:
         """The paths of a batch that get found valid and the ``(entity, item)`` it noted for
-        each (none from an older writer), in one read; None when no get stage ran."""
-        return _valid_record(self.client.hget(self.keys.valid, str(batch_no)))
+        each, in one read; None when no get stage ran."""
+        return self._valid_record(str(batch_no), self.client.hget(self.keys.valid, str(batch_no)))
+
+    def _valid_record(self, name: str, raw: Any) -> tuple[list[str], list[tuple[str, str]]] | None:
+        if raw is None:
+            return None
+        record = json.loads(self._opened("valid", name, raw))
+        paths = _relative_paths(self.run_id, record["paths"], f"valid {name}")
+        return paths, [(str(e), str(i)) for e, i in record["keys"]]
 
     def batch_count(self) -> int:
         return int(self.client.hlen(self.keys.batches))
@@ -516,18 +668,51 @@ class RunStore:
         return (n for n in range(total) if n not in done)
 
     # -- identifiers -----------------------------------------------------------------------
+    def _namers(self) -> dict[str, Any]:
+        if not self._names:
+            cluster = self._cluster()
+            self._names = {"entity": cluster.namer("entity", self.salt),
+                           "item": cluster.namer("item", self.salt)}
+        return self._names
+
     def entity_digest(self, entity: str) -> str:
-        """Salted digest naming an entity's ids hash; the key never shows the entity."""
-        return hmac.new(self.salt.encode(), entity.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+        """Keyed, salted digest naming an entity's ids hash; the key never shows the entity,
+        and nobody without the cluster key can test a guessed PatientID against it."""
+        return str(self._namers()["entity"](entity))
+
+    def item_digest(self, item: str) -> str:
+        """Keyed, salted digest naming an item's field in its entity's ids hash."""
+        return str(self._namers()["item"](item))
 
     def _write_ids(self, pipe: Any, entity: str, items: Mapping[str, Mapping[str, Any]]) -> None:
         self._write_packed(pipe, *self._packed(entity, items))
 
     def _packed(self, entity: str, items: Mapping[str, Mapping[str, Any]]
                 ) -> tuple[str, dict[str, str]]:
-        mapping = {ENTITY_FIELD: entity}
-        mapping.update({item: pack_fields(fields) for item, fields in items.items()})
-        return self.entity_digest(entity), mapping
+        """The ids hash of ``entity`` (its digest) and its fields: each value sealed with the
+        run, the hash and the field as associated data, so it opens nowhere else."""
+        digest = self.entity_digest(entity)
+        name = self._namers()["item"]
+        seal = self._cluster().seal
+        run_id = self.run_id
+        b64 = base64.b64encode
+        mapping = {ENTITY_FIELD: self._sealed("entity", digest, entity.encode("utf-8"))}
+        for item, fields in items.items():
+            field = name(item)
+            mapping[field] = _SEALED + b64(seal(pack_fields(item, fields), run_id, digest,
+                                                field)).decode("ascii")
+        return digest, mapping
+
+    def _open_item(self, digest: str, field: str, raw: Any) -> tuple[str, bytes]:
+        text = _decode(raw)
+        if text.startswith(_SEALED):
+            try:
+                data = self._cluster().open(base64.b64decode(text[len(_SEALED):]),
+                                            self.run_id, digest, field)
+                return unpack_json(data)
+            except (Unsealable, binascii.Error):
+                pass
+        raise self._refused("identifiers")
 
     def _write_packed(self, pipe: Any, digest: str, mapping: Mapping[str, str]) -> None:
         key = self.keys.ids(digest)
@@ -569,39 +754,40 @@ class RunStore:
     def stage_ids_chunk(self, chunk: int, text: str) -> None:
         """Keep chunk ``chunk`` of a ``put --ids`` file until a ``deid.load`` has written it.
 
-        Deflated (fast level): an item that keeps many fields is about 2 KB of text, more than
-        the item once written, and ids compress well, so the chunks waiting add little to a
-        run's Redis memory.
+        Deflated (fast level) and sealed: a chunk is identifiers, and an item that keeps many
+        fields is about 2 KB of text, more than the item once written.
         """
-        packed = base64.b64encode(zlib.compress(text.encode("utf-8"), 3)).decode("ascii")
-        self.client.set(self.keys.ids_chunk(chunk), _PACKED_CHUNK + packed, ex=self.expiry)
+        value = self._sealed("idschunk", str(chunk), zlib.compress(text.encode("utf-8"), 3))
+        self.client.set(self.keys.ids_chunk(chunk), value, ex=self.expiry)
 
     def ids_chunk(self, chunk: int) -> str | None:
         raw = self.client.get(self.keys.ids_chunk(chunk))
         if raw is None:
             return None
-        packed = _decode(raw)[len(_PACKED_CHUNK):]
-        return zlib.decompress(base64.b64decode(packed)).decode("utf-8")
+        return zlib.decompress(self._opened("idschunk", str(chunk), raw)).decode("utf-8")
 
     def drop_ids_chunk(self, chunk: int) -> None:
         self.client.delete(self.keys.ids_chunk(chunk))
 
     def get_ids(self, entity: str, item: str) -> dict[str, Any] | None:
-        raw = self.client.hget(self.keys.ids(self.entity_digest(entity)), item)
-        return None if raw is None else unpack_fields(raw)
+        return self.get_ids_many([(entity, item)])[(entity, item)]
 
     def get_ids_many(
         self, keys: Iterable[tuple[str, str]]
     ) -> dict[tuple[str, str], dict[str, Any] | None]:
-        """:meth:`get_ids` for a whole batch in one round trip (put prefetches its files')."""
+        """The ids of many ``(entity, item)`` in one round trip (put prefetches its files')."""
         wanted = list(dict.fromkeys(keys))
         if not wanted:
             return {}
+        places = [(self.entity_digest(entity), self.item_digest(item)) for entity, item in wanted]
         pipe = self.client.pipeline(transaction=False)
-        for entity, item in wanted:
-            pipe.hget(self.keys.ids(self.entity_digest(entity)), item)
-        return {key: None if raw is None else unpack_fields(raw)
-                for key, raw in zip(wanted, pipe.execute())}
+        for digest, field in places:
+            pipe.hget(self.keys.ids(digest), field)
+        out: dict[tuple[str, str], dict[str, Any] | None] = {}
+        for key, (digest, field), raw in zip(wanted, places, pipe.execute()):
+            out[key] = (None if raw is None
+                        else dict(json.loads(self._open_item(digest, field, raw)[1])))
+        return out
 
     def iter_ids(self, part: int = 0, parts: int = 1
                  ) -> Iterator[tuple[str, Iterator[tuple[str, dict[str, Any]]]]]:
@@ -618,17 +804,19 @@ class RunStore:
         """:meth:`iter_ids` with each item's fields as the JSON text they were stored as."""
         for entities in self.keys.entity_sets(part, parts):
             for digest in self.client.sscan_iter(entities, count=SCAN_COUNT):
-                key = self.keys.ids(_decode(digest))
+                digest = _decode(digest)
+                key = self.keys.ids(digest)
                 entity = self.client.hget(key, ENTITY_FIELD)
                 if entity is None:
                     continue
-                yield _decode(entity), self._iter_items(key)
+                yield (self._opened("entity", digest, entity).decode("utf-8"),
+                       self._iter_items(digest, key))
 
-    def _iter_items(self, key: str) -> Iterator[tuple[str, bytes]]:
-        for item, raw in self.client.hscan_iter(key, count=SCAN_COUNT):
-            item = _decode(item)
-            if item != ENTITY_FIELD:
-                yield item, unpack_json(raw)
+    def _iter_items(self, digest: str, key: str) -> Iterator[tuple[str, bytes]]:
+        for field, raw in self.client.hscan_iter(key, count=SCAN_COUNT):
+            field = _decode(field)
+            if field != ENTITY_FIELD:
+                yield self._open_item(digest, field, raw)
 
     # -- batch outcomes --------------------------------------------------------------------
     def commit_batch(
@@ -663,7 +851,8 @@ class RunStore:
             if keys and len(keys) != len(valid):
                 raise ValueError("valid_keys must pair with valid")
             record = {"paths": list(valid), "keys": keys}
-            pipe.hset(self.keys.valid, str(batch_no), json.dumps(record))
+            pipe.hset(self.keys.valid, str(batch_no),
+                      self._sealed("valid", str(batch_no), json.dumps(record).encode("utf-8")))
             pipe.expire(self.keys.valid, self.expiry)
         args: list[Any] = [batch_no, self.expiry]
         for name, n in counts.items():
@@ -683,14 +872,15 @@ class RunStore:
     def save_clean_batch(self, batch_no: int, paths: Sequence[str]) -> None:
         """The paths of put batch ``batch_no`` whose pixels the clean stage must clean."""
         pipe = self.client.pipeline()
-        pipe.hset(self.keys.clean_batches, str(batch_no), json.dumps(list(paths)))
+        pipe.hset(self.keys.clean_batches, str(batch_no),
+                  self._signed("clean", str(batch_no), json.dumps(list(paths))))
         pipe.expire(self.keys.clean_batches, self.expiry)
         pipe.execute()
 
     def clean_batch(self, batch_no: int) -> list[str] | None:
         """The paths put left to clean in ``batch_no``; None when put has not decided yet."""
         raw = self.client.hget(self.keys.clean_batches, str(batch_no))
-        return None if raw is None else list(json.loads(raw))
+        return None if raw is None else self._paths("clean", str(batch_no), raw)
 
     def save_log(self, stage: str, batch_no: int,
                  entries: Sequence[Sequence[str | None]]) -> None:
@@ -701,7 +891,8 @@ class RunStore:
         its reason; a redelivered batch overwrites its own entry.
         """
         pipe = self.client.pipeline()
-        pipe.hset(self.keys.log(stage), str(batch_no), json.dumps([list(e) for e in entries]))
+        pipe.hset(self.keys.log(stage), str(batch_no),
+                  self._signed(f"log:{stage}", str(batch_no), json.dumps([list(e) for e in entries])))
         pipe.expire(self.keys.log(stage), self.expiry)
         pipe.execute()
 
@@ -797,7 +988,8 @@ class RunStore:
         records of ``step`` batches read in one round trip (the inspect report's input: one
         read per batch cost half of writing it)."""
         for numbers in _batch_numbers(total, step):
-            batches = [list(json.loads(raw)) for raw in self.client.hmget(self.keys.batches, numbers)
+            batches = [self._paths("batches", n, raw)
+                       for n, raw in zip(numbers, self.client.hmget(self.keys.batches, numbers))
                        if raw is not None]
             pipe = self.client.pipeline(transaction=False)
             for paths in batches:
@@ -831,11 +1023,19 @@ class RunStore:
             for i, n in enumerate(numbers):
                 if batches[i] is None:
                     continue
-                record = _valid_record(valid[i])
-                yield BatchRecord(int(n), list(json.loads(batches[i])),
-                                  None if record is None else record[0], _log_entries(put_log[i]),
-                                  None if to_clean[i] is None else list(json.loads(to_clean[i])),
-                                  _log_entries(clean_log[i]))
+                record = self._valid_record(n, valid[i])
+                yield BatchRecord(int(n), self._paths("batches", n, batches[i]),
+                                  None if record is None else record[0],
+                                  self._log_entries("put", n, put_log[i]),
+                                  None if to_clean[i] is None else self._paths("clean", n,
+                                                                              to_clean[i]),
+                                  self._log_entries("clean", n, clean_log[i]))
+
+    def _log_entries(self, stage: str, name: str, raw: Any) -> list[tuple[Any, ...]] | None:
+        """``(outcome, reason)`` or ``(outcome, reason, output)`` per file (see save_log)."""
+        if raw is None:
+            return None
+        return [(str(e[0]), *e[1:]) for e in json.loads(self._verified(f"log:{stage}", name, raw))]
 
     # -- cleanup ---------------------------------------------------------------------------
     def purge(self) -> int:
@@ -876,18 +1076,85 @@ def _batch_numbers(total: int, step: int) -> Iterator[list[str]]:
         yield [str(n) for n in range(start, min(total, start + step))]
 
 
-def _valid_record(raw: Any) -> tuple[list[str], list[tuple[str, str]]] | None:
-    if raw is None:
+_RECORD_SEALS = ("spec", "sig", "key_id")
+"""Fields of the run record hash that hold its signed spec, not values of their own."""
+
+def _canonical(value: Any) -> str:
+    """The one spelling of a JSON value that is signed: sorted keys, no spaces."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _relative_paths(run_id: str, paths: Any, where: str) -> list[str]:
+    if not isinstance(paths, list):
+        raise RunRefused(f"run {run_id}: {where} is not a list of paths")
+    for path in paths:
+        if (not isinstance(path, str) or not path or path.startswith(("/", "\\"))
+                or os.path.isabs(path) or "\x00" in path or ".." in path.replace("\\", "/").split("/")):
+            raise RunRefused(f"run {run_id}: {where} holds a path that is not relative to the "
+                             "run's folders")
+    return paths
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether Redis refused a write for lack of memory (``maxmemory``, ``noeviction``), also
+    when the write was inside one of our Lua scripts (then redis-py says ResponseError)."""
+    return isinstance(exc, redis.exceptions.OutOfMemoryError) or (
+        isinstance(exc, redis.exceptions.ResponseError) and "OOM command not allowed" in str(exc))
+
+
+def redis_reason(exc: BaseException, resume: str | None = None) -> str:
+    """A Redis error in a few words, out of memory said plainly with what to do (then resume
+    run ``resume``, or start again when there is no run to resume)."""
+    if out_of_memory(exc):
+        then = f"--resume {resume}" if resume else "start again"
+        return ("Redis is out of memory (maxmemory reached, nothing is evicted) and refused a "
+                f"write: purge runs no longer needed (--purge RUN_ID) or raise maxmemory, then "
+                f"{then}")
+    return type(exc).__name__
+
+
+def redis_full(client: redis.Redis) -> str | None:
+    """Why Redis refuses writes, when it does: its used memory is at ``maxmemory`` under
+    ``noeviction``; None otherwise (or when INFO is not allowed to this user)."""
+    try:
+        info = client.info("memory")
+    except redis.RedisError:
         return None
-    record = json.loads(raw)
-    if not isinstance(record, dict):  # an older writer's plain path list
-        return list(record), []
-    return list(record["paths"]), [(str(e), str(i)) for e, i in record["keys"]]
+    limit = int(info.get("maxmemory") or 0)
+    used = int(info.get("used_memory") or 0)
+    if limit and used >= limit and str(info.get("maxmemory_policy")) == "noeviction":
+        return (f"Redis is out of memory ({used >> 20} MB used of maxmemory {limit >> 20} MB, "
+                "nothing is evicted) and refuses writes")
+    return None
 
 
-def _log_entries(raw: Any) -> list[tuple[Any, ...]] | None:
-    """``(outcome, reason)`` or ``(outcome, reason, output)`` per file (see save_log)."""
-    return None if raw is None else [(str(e[0]), *e[1:]) for e in json.loads(raw)]
+class MemoryWatch:
+    """Says whether Redis refused a write for lack of memory since the watch began.
+
+    Why not only the memory in use: once the refused writers have gone (Celery ends a worker
+    whose Redis cannot note a task it took), the memory in use falls back a little under
+    ``maxmemory`` while the run has lost writes all the same. Redis counts each refusal
+    (``INFO errorstats``, ``errorstat_OOM``, Redis 6.2+), so a rise of that count is proof.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.start = self._refusals()
+
+    def _refusals(self) -> int | None:
+        try:
+            stat = self.client.info("errorstats").get("errorstat_OOM") or {}
+        except redis.RedisError:
+            return None
+        return int(stat.get("count", 0)) if isinstance(stat, dict) else 0
+
+    def full(self) -> str | None:
+        """Why the run cannot go on for lack of Redis memory; None while nothing was refused."""
+        now = self._refusals()
+        if now is not None and self.start is not None and now > self.start:
+            return (f"Redis is out of memory (it refused {now - self.start} write(s) since the run "
+                    "was sent: maxmemory reached, nothing is evicted)")
+        return redis_full(self.client)
 
 
 def list_runs(client: redis.Redis, limit: int = 10) -> list[str]:

@@ -32,12 +32,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = list(sys.argv[1:] if argv is None else argv)
     try:
         settings = Settings.from_env()
+        if settings.broker_url:
+            settings.require_worker_config()
+            settings.effective_broker_url()
     except ConfigError as exc:
         sys.stderr.write(f"deid-worker: error: {exc}\n")
         return 2
     if not settings.broker_url:
         sys.stderr.write("deid-worker: error: DEID_BROKER_URL is not set (the Redis of the "
-                         "cluster, e.g. redis://:PASSWORD@redis:6379/0)\n")
+                         "cluster, e.g. rediss://worker@redis:6379/0)\n")
         return 2
     from .app import app
 

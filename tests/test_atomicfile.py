@@ -50,3 +50,16 @@ def test_the_folder_is_synced_after_the_rename(tmp_path, monkeypatch):
     with AtomicFile(tmp_path / "ids.json") as fh:
         fh.write("{}")
     assert synced == [(str(tmp_path), ["ids.json"])]
+
+
+def test_mode_and_no_replace(tmp_path):
+    """Identifiers are published 0600; with replace=False an existing file is kept (a hard
+    link publishes only to a free name) and no temp file is left."""
+    dest = tmp_path / "deid-ids.json"
+    with AtomicFile(dest, mode=0o600, replace=False) as fh:
+        fh.write("{}")
+    assert os.stat(dest).st_mode & 0o777 == 0o600
+    with pytest.raises(FileExistsError):
+        with AtomicFile(dest, replace=False) as fh:
+            fh.write("{other}")
+    assert dest.read_text() == "{}" and [p.name for p in tmp_path.iterdir()] == [dest.name]

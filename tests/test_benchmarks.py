@@ -63,10 +63,11 @@ def test_cluster_runs_put_each_actions_worker_counts_back_to_back(monkeypatch, t
 
     calls = []
 
-    def run_cli(action, root, files, *, workers, batch, ids, outfolder):
+    def run_cli(action, root, files, *, workers, batch, ids, outfolder, records):
         calls.append((action, workers, ids))
         if action == "get":
-            Path(outfolder, "deid-ids.json").write_text("{}")
+            Path(records or outfolder + "-records").mkdir(exist_ok=True)
+            Path(records or outfolder + "-records", "deid-ids.json").write_text("{}")
         return ClusterRun(action, workers, batch, files, 1.0, 1.0, 0, {})
 
     monkeypatch.setattr(bench, "run_cli", run_cli)

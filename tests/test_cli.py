@@ -7,6 +7,8 @@ import pytest
 from deid_workers import cli
 from deid_workers.synth import write_study_tree
 
+pytestmark = pytest.mark.usefixtures("cluster_key")
+
 DEAD_BROKER = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
 
@@ -161,3 +163,15 @@ def test_check_recipe_of_the_default_recipe_finds_no_gap(capsys):
 def test_check_recipe_runs_alone(capsys):
     assert cli.main(["--check-recipe", "x", "--action", "all"]) == 2
     assert "--check-recipe takes the recipe" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["--status"], ["--action", "get"]])
+def test_a_broker_mode_producer_without_the_cluster_key_refuses_to_start(args, monkeypatch,
+                                                                         capsys, tmp_path):
+    monkeypatch.delenv("DEID_SECRET")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert cli.main(["--broker", DEAD_BROKER, *args]) == 2
+    assert capsys.readouterr().err == (
+        "deid-submit: error: DEID_SECRET_FILE: no cluster key configured; every process of a "
+        "cluster needs the same key (a file, or DEID_SECRET)\n")
+    assert not list(tmp_path.iterdir())  # and none was made

@@ -15,6 +15,8 @@ import pytest
 from deid_workers import cli
 from deid_workers.synth import write_study_tree
 
+pytestmark = pytest.mark.usefixtures("cluster_key")
+
 DEAD_BROKER = "redis://127.0.0.1:1/0"
 
 
@@ -93,7 +95,24 @@ def test_output_folder_that_cannot_be_written(tree, tmp_path, capsys):
 
 def test_output_folder_equal_to_input_is_refused(tree, capsys):
     code, err = _run(capsys, "--action", "all", "--input", str(tree), "--outfolder", str(tree))
-    assert code == cli.EXIT_USAGE and "output folder is the input folder" in err
+    assert code == cli.EXIT_USAGE and "input folder and the output folder overlap" in err
+
+
+@pytest.mark.parametrize("where", ["inside the input", "records inside the output",
+                                   "input inside the records"])
+def test_overlapping_folders_are_refused_before_anything_starts(tree, tmp_path, capsys, where):
+    """Input and outputs never overlap, and identifiers never sit in the release tree."""
+    out, records = tmp_path / "out", tmp_path / "out-records"
+    if where == "inside the input":
+        out = tree / "out"
+    elif where == "records inside the output":
+        records = out / "ids"
+    else:
+        records = tree.parent
+    code, err = _run(capsys, "--action", "all", "--input", str(tree), "--outfolder", str(out),
+                     "--records", str(records))
+    assert code == cli.EXIT_USAGE and err.count("\n") == 1 and "overlap" in err
+    assert not out.exists()  # checked before anything is created
 
 
 @pytest.mark.parametrize("protocol", [2, 4, 5])

@@ -121,7 +121,8 @@ _RECIPE = load_recipe(None)
 
 def _deidentified(ds: Dataset) -> Dataset:
     """The put stage: deidentify in place, then the provenance stamp."""
-    ds = deidentify(ds, _RECIPE, {}, settings=Settings(secret=b"k"), filename="x", in_place=True)
+    ds = deidentify(ds, _RECIPE, {}, settings=Settings(secret=b"k-0123456789abcdef0123456789abcdef"),
+                    filename="x", in_place=True)
     stamp(ds, _RECIPE, pixels_cleaned=False)
     return ds
 

@@ -11,6 +11,8 @@ import pytest
 
 from deid_workers import logs
 
+pytestmark = pytest.mark.usefixtures("cluster_key")
+
 
 def _record(msg="run %s get batch %d", args=("r1", 3), level=logging.INFO, exc_info=None,
             **extra):

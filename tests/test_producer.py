@@ -8,6 +8,11 @@ class _FlakyStore:
 
     run_id = "r1"
 
+    class client:  # noqa: N801 - a Redis that says its memory is fine
+        @staticmethod
+        def info(section):
+            return {}
+
     def __init__(self, down: int, *, lost: bool = False) -> None:
         self.down = down
         self.lost = lost
@@ -212,7 +217,7 @@ def _put_setup(tmp_path, monkeypatch, *, chunk_items: int, work: bool = True):
         def send(chunk):
             sent.append(chunk)
             if work:
-                store = RunStore.load(client, run_id)
+                store = RunStore.load(client, run_id, keys=producer.Settings.from_env().cluster_keys())
                 write_chunk(store, chunk, store.ids_chunk(chunk))
         yield send
 

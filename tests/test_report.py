@@ -6,8 +6,12 @@ import json
 
 import fakeredis
 
+from deid_workers.keys import ClusterKeys
 from deid_workers.report import INSPECT_JSON, INSPECT_TSV, iter_inspect, write_inspect_report
 from deid_workers.store import RunStore
+
+KEYS = ClusterKeys.derive(b"store-tests-key-0123456789abcdef")
+"""The cluster key of these tests' runs."""
 
 VERDICTS = [
     {"flagged": False, "results": []},
@@ -39,7 +43,7 @@ def _expected(rows: list[tuple[str, dict]]) -> tuple[str, str]:
 
 def test_report_follows_the_walk_and_spells_each_verdict_as_before(tmp_path):
     store = RunStore.create(fakeredis.FakeRedis(decode_responses=True), "r1",
-                            {"action": "inspect"}, expiry=600)
+                            {"action": "inspect"}, expiry=600, keys=KEYS)
     rows = []
     for n in range(230):  # more batches than one round trip reads
         paths = [f"b{n:03d}/é {k}.dcm" for k in range(2)]
@@ -60,7 +64,7 @@ def test_report_follows_the_walk_and_spells_each_verdict_as_before(tmp_path):
 
 def test_an_empty_run_writes_an_empty_report(tmp_path):
     store = RunStore.create(fakeredis.FakeRedis(decode_responses=True), "r1",
-                            {"action": "inspect"}, expiry=600)
+                            {"action": "inspect"}, expiry=600, keys=KEYS)
     write_inspect_report(store, str(tmp_path), 0)
     assert (tmp_path / INSPECT_TSV).read_text() == "file\tflagged\tgroup\treason\n"
     assert json.loads((tmp_path / INSPECT_JSON).read_text()) == []

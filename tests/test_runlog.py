@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 
 import fakeredis
 
-from deid_workers.runlog import NOT_PROCESSED, OUTCOMES, RUN_LOG, iter_run_log, write_run_log
+from deid_workers.keys import ClusterKeys
+from deid_workers.runlog import NOT_PROCESSED, OUTCOMES, iter_run_log, run_log_name, write_run_log
 from deid_workers.store import RunStore
 
+KEYS = ClusterKeys.derive(b"store-tests-key-0123456789abcdef")
+"""The cluster key of these tests' runs."""
 
 def _store(tmp_path):
     store = RunStore.create(fakeredis.FakeRedis(decode_responses=True), "r1",
                             {"action": "all", "outfolder": str(tmp_path / "out"),
-                             "recipe_sha": "ab" * 32}, expiry=60)
+                             "recipe_sha": "ab" * 32}, expiry=60, keys=KEYS)
     store.add_batch(0, ["a.dcm", "bad.dcm", "c.dcm"])
     store.add_batch(1, ["d.dcm", "e.dcm", "f.dcm", "g.dcm"])
     store.update(walk_done=True, n_batches=2)
@@ -71,7 +75,11 @@ def test_unrecorded_and_poison_files_still_get_a_line(tmp_path):
 def test_written_atomically_as_json_lines(tmp_path):
     store = _store(tmp_path)
     path = write_run_log(store, store.record())
-    assert path == str(tmp_path / "out" / RUN_LOG)
+    # In the records folder, never the output tree; private; named for its run.
+    records = tmp_path / "out-records"
+    assert path == str(records / run_log_name("r1")) and run_log_name("r1") == "deid-run.r1.jsonl"
     with open(path, encoding="utf-8") as fh:
         assert len([json.loads(x) for x in fh]) == 7
-    assert [p.name for p in (tmp_path / "out").iterdir()] == [RUN_LOG]  # no temp left
+    assert [p.name for p in records.iterdir()] == [run_log_name("r1")]  # no temp left
+    assert os.stat(path).st_mode & 0o777 == 0o600 and os.stat(records).st_mode & 0o777 == 0o700
+    assert not (tmp_path / "out").exists()

@@ -12,10 +12,22 @@ import fakeredis
 import pytest
 
 from deid_workers import cli, producer
+from deid_workers.keys import ClusterKeys
 from deid_workers.report import render_status, run_status
 from deid_workers.store import RUNS_INDEX, UNACKED, Keys, RunStore, list_runs, queue_lengths
 
+pytestmark = pytest.mark.usefixtures("cluster_key")
+
 QUEUES = ("get", "inspect", "put", "finalize", "clean")
+KEY = "status-tests-key-0123456789abcdef0123"
+KEYS = ClusterKeys.derive(KEY.encode())
+"""The cluster key of these tests' runs, which the CLI reads from DEID_SECRET."""
+
+
+@pytest.fixture
+def cluster_key(monkeypatch):
+    monkeypatch.setenv("DEID_SECRET", KEY)
+    return KEY
 
 
 @pytest.fixture
@@ -24,7 +36,8 @@ def client():
 
 
 def _run(client, run_id="r1", action="all", *, files=10, batches=2, expiry=1000):
-    store = RunStore.create(client, run_id, {"action": action, "input": "/in"}, expiry=expiry)
+    store = RunStore.create(client, run_id, {"action": action, "input": "/in"}, expiry=expiry,
+                            keys=KEYS)
     for n in range(batches):
         store.add_batch(n, [f"f{n}-{i}" for i in range(files // batches)])
     store.update(walk_done=True, n_batches=batches, state="running")
@@ -173,7 +186,7 @@ def test_status_counts_the_shards_of_a_sharded_export(client):
 
 
 def test_status_while_walking_has_no_total(client):
-    store = RunStore.create(client, "w", {"action": "inspect"}, expiry=100)
+    store = RunStore.create(client, "w", {"action": "inspect"}, expiry=100, keys=KEYS)
     store.add_batch(0, ["a", "b"])
     s = run_status(store)
     assert [r["stage"] for r in s["stages"]] == ["inspect", "finalize"]

@@ -33,8 +33,8 @@ LABEL Secondary capture
 
 @pytest.fixture
 def settings(monkeypatch):
-    monkeypatch.setenv("DEID_SECRET", "steps-secret")
-    return Settings.from_env({"DEID_SECRET": "steps-secret"})
+    monkeypatch.setenv("DEID_SECRET", "steps-secret-0123456789abcdef01234567")
+    return Settings.from_env({"DEID_SECRET": "steps-secret-0123456789abcdef01234567"})
 
 
 @pytest.fixture

@@ -59,8 +59,8 @@ def _write(root, name, **kw):
 
 def _put(root, rel, out, recipe, *, now=True, groups=("blacklist",), overwrite=False):
     policy = PixelPolicy(quarantine_folder(str(out)), tuple(groups), now=now)
-    return put_one(str(root), rel, str(out), recipe, lambda e, i: None, Settings(secret=b"k"),
-                   overwrite=overwrite, pixels=policy,
+    return put_one(str(root), rel, str(out), recipe, lambda e, i: None,
+                   Settings(secret=b"k-0123456789abcdef0123456789abcdef"), overwrite=overwrite, pixels=policy,
                    provenance=Provenance.of(recipe, name="test.dicom"))
 
 
@@ -239,7 +239,7 @@ def test_pixel_bomb_is_quarantined_by_its_header_without_allocating(tmp_path, re
 def test_pixel_limit_is_a_setting(tmp_path, recipe):
     _write(tmp_path, "us.dcm", modality="US", text_block=BOX)  # 16 x 16 x 16 bits: 512 bytes
     policy = PixelPolicy(quarantine_folder(str(tmp_path / "out")), ("blacklist",), now=True)
-    small = Settings(secret=b"k", max_pixel_bytes=511)
+    small = Settings(secret=b"k-0123456789abcdef0123456789abcdef", max_pixel_bytes=511)
     res = put_one(str(tmp_path), "us.dcm", str(tmp_path / "out"), recipe, lambda e, i: None,
                   small, overwrite=False, pixels=policy)
     assert res.status == "quarantined" and "over DEID_MAX_PIXEL_BYTES (511)" in res.reason

@@ -7,8 +7,12 @@ import json
 import fakeredis
 import pytest
 
-from deid_workers.errors import StoreError
+from deid_workers.errors import RunRefused, StoreError
+from deid_workers.keys import ClusterKeys
 from deid_workers.store import ENTITY_FIELD, RUNS_INDEX, Keys, RunStore, list_runs, redis_client
+
+KEYS = ClusterKeys.derive(b"store-tests-key-0123456789abcdef")
+"""The cluster key of these tests' runs."""
 
 EXPIRY = 1000
 
@@ -20,7 +24,8 @@ def client():
 
 @pytest.fixture
 def store(client):
-    return RunStore.create(client, "r1", {"action": "all", "input": "/in", "n": 3}, expiry=EXPIRY)
+    return RunStore.create(client, "r1", {"action": "all", "input": "/in", "n": 3}, expiry=EXPIRY,
+                           keys=KEYS)
 
 
 def test_every_key_is_under_the_run_prefix(client, store):
@@ -58,13 +63,13 @@ def test_record_roundtrip_keeps_types(store):
 
 def test_load_unknown_run_is_a_store_error(client):
     with pytest.raises(StoreError, match="unknown"):
-        RunStore.load(client, "nope")
+        RunStore.load(client, "nope", keys=KEYS)
 
 
 def test_load_reuses_the_salt(client, store):
-    again = RunStore.load(client, "r1")
+    again = RunStore.load(client, "r1", keys=KEYS)
     assert again.entity_digest("X") == store.entity_digest("X")
-    other = RunStore.create(client, "r2", {}, expiry=EXPIRY)
+    other = RunStore.create(client, "r2", {}, expiry=EXPIRY, keys=KEYS)
     assert other.entity_digest("X") != store.entity_digest("X")
 
 
@@ -185,11 +190,15 @@ def test_valid_keys_pair_each_valid_path_with_its_entity_and_item(store):
         store.commit_batch("get", 1, {}, valid=["a", "b"], valid_keys=[("P1", "I1")])
 
 
-def test_a_valid_list_written_before_keys_existed_still_reads(client, store):
-    client.hset(store.keys.valid, "0", json.dumps(["a", "b"]))
-    assert store.valid_batch(0) == (["a", "b"], [])
+def test_a_plain_valid_list_is_refused(client, store):
+    """Only a worker holding the cluster key writes the valid lists (sealed): a plain one, as
+    anyone with the Redis password could write, is refused rather than acted on."""
+    client.hset(store.keys.valid, "0", json.dumps({"paths": ["a", "b"], "keys": []}))
+    with pytest.raises(RunRefused, match="valid 0"):
+        store.valid_batch(0)
     store.add_batch(0, ["a", "b", "c"])
-    assert next(store.iter_batch_records(1)).valid == ["a", "b"]
+    with pytest.raises(RunRefused):
+        next(store.iter_batch_records(1))
 
 
 def test_get_ids_many_answers_like_get_ids_in_one_round_trip(client, store):
@@ -235,14 +244,14 @@ def test_maybe_finish_needs_walk_end_and_all_batches(store):
 def test_purge_deletes_everything_of_the_run(client, store):
     store.add_batch(0, ["a"])
     store.commit_batch("get", 0, {"files": 1}, ids={"P": {"I": {}}}, valid=["a"])
-    other = RunStore.create(client, "r2", {}, expiry=EXPIRY)
+    other = RunStore.create(client, "r2", {}, expiry=EXPIRY, keys=KEYS)
     assert store.purge() > 0
     assert not [k for k in client.keys("*") if k.startswith("deid:run:r1")]
     assert client.exists(Keys("r2").run) and list_runs(client) == [other.run_id]
 
 
 def test_list_runs_drops_expired(client, store):
-    RunStore.create(client, "r2", {}, expiry=EXPIRY)
+    RunStore.create(client, "r2", {}, expiry=EXPIRY, keys=KEYS)
     client.delete(Keys("r1").run)
     assert list_runs(client) == ["r2"]
 
@@ -261,13 +270,12 @@ def test_ids_are_packed_small_and_read_back(client, store):
 
     fields = get_identifiers(synth.make_dataset(3, 0, 1, 7))
     store.commit_batch("get", 0, {"files": 1}, ids={"PID-3": {"1.2.3": fields}})
-    raw = client.hget(store.keys.ids(store.entity_digest("PID-3")), "1.2.3")
-    assert len(raw) < len(json.dumps(fields)) / 2  # the point: ~0.8 of 1.9 KB
+    raw = client.hget(store.keys.ids(store.entity_digest("PID-3")), store.item_digest("1.2.3"))
+    assert len(raw) < len(json.dumps(fields)) * 0.6  # deflated, sealed and in base64: ~1.1 KB
     assert "PID-0003" not in raw  # not readable as text either
     assert store.get_ids("PID-3", "1.2.3") == json.loads(json.dumps(fields))
-    assert unpack_fields(pack_fields({"a": [1, 2.5, "é"]})) == {"a": [1, 2.5, "é"]}
-    assert unpack_fields('{"PatientID": "x"}') == {"PatientID": "x"}  # plain JSON still reads
-    assert pack_fields({}) == "{}" and pack_fields({"id": "S1"}) == '{"id": "S1"}'  # short: as is
+    assert unpack_fields(pack_fields("i", {"a": [1, 2.5, "é"]})) == ("i", {"a": [1, 2.5, "é"]})
+    assert pack_fields("1.2", {"id": "S1"}) == b"p\0\0\0\x031.2" + b'{"id": "S1"}'  # short: as is
 
 
 def test_the_plan_of_each_action():
@@ -280,3 +288,85 @@ def test_the_plan_of_each_action():
     assert [first_stage(a) for a in ("get", "all", "put", "inspect")] == [
         "get", "get", "put", "inspect"]
     assert stages_of("bogus") == () and first_stage("bogus") == "bogus"
+
+
+# -- signed record, signed lists, sealed identifiers (issue 22) ------------------------------
+def test_the_record_is_sealed_and_signed_and_its_plain_fields_cannot_override_it(client, store):
+    raw = client.hgetall(store.keys.run)
+    assert set(raw) == {"spec", "sig", "key_id", "state"}
+    assert "/in" not in raw["spec"]  # paths (and everything decided) are sealed
+    client.hset(store.keys.run, mapping={"input": json.dumps("/elsewhere"), "n": "9"})
+    again = RunStore.load(client, "r1", keys=KEYS)
+    assert again.record()["input"] == "/in" and again.record()["n"] == 3
+    assert again.fields("input", "state") == ["/in", "created"]
+    with pytest.raises(ValueError, match="signed fields"):
+        again.update(input="/elsewhere")
+    again.update(state="running")  # what changes is plain
+    assert again.record()["state"] == "running"
+
+
+@pytest.mark.parametrize("tamper", ["spec", "sig", "both gone"])
+def test_an_altered_record_is_refused(client, store, tamper):
+    other = RunStore.create(client, "r2", {"action": "get", "input": "/x"}, expiry=EXPIRY,
+                            keys=KEYS)
+    if tamper == "spec":  # another run's sealed spec: it names its own run
+        client.hset(store.keys.run, "spec", client.hget(other.keys.run, "spec"))
+    elif tamper == "sig":
+        client.hset(store.keys.run, "sig", "0" * 32)
+    else:
+        client.hdel(store.keys.run, "spec", "sig", "key_id")
+    with pytest.raises(RunRefused, match="r1: run record is not signed"):
+        RunStore.load(client, "r1", keys=KEYS).record()
+
+
+def test_a_run_of_another_key_is_refused_naming_both_keys(client, store):
+    other = ClusterKeys.derive(b"another-key-0123456789abcdef0123456789")
+    with pytest.raises(RunRefused) as err:
+        RunStore.load(client, "r1", keys=other)
+    assert f"submitted with key {KEYS.fingerprint}" in str(err.value)
+    assert f"holds key {other.fingerprint}" in str(err.value)
+
+
+def test_lists_are_signed_for_their_own_place(client, store):
+    store.add_batch(0, ["a.dcm"])
+    store.add_batch(1, ["b.dcm"])
+    store.save_clean_batch(0, ["a.dcm"])
+    store.save_log("put", 0, [("written", None)])
+    assert store.batch(0) == ["a.dcm"] and store.clean_batch(0) == ["a.dcm"]
+    # a signed list moved to another batch, another list or another run is refused
+    client.hset(store.keys.batches, "1", client.hget(store.keys.batches, "0"))
+    with pytest.raises(RunRefused, match="batches 1"):
+        store.batch(1)
+    client.hset(store.keys.clean_batches, "0", client.hget(store.keys.batches, "0"))
+    with pytest.raises(RunRefused, match="clean 0"):
+        store.clean_batch(0)
+    r2 = RunStore.create(client, "r2", {}, expiry=EXPIRY, keys=KEYS)
+    client.hset(r2.keys.batches, "0", client.hget(store.keys.batches, "0"))
+    with pytest.raises(RunRefused):
+        r2.batch(0)
+
+
+def test_identifiers_are_sealed_where_they_were_written(client, store):
+    store.commit_batch("get", 0, {}, ids={"PID-1": {"1.2.3": {"PatientName": "DOE^JOHN"},
+                                                    "1.2.4": {"PatientName": "ROE^JANE"}}})
+    key = store.keys.ids(store.entity_digest("PID-1"))
+    dump = json.dumps(client.hgetall(key))
+    for value in ("PID-1", "1.2.3", "DOE^JOHN"):
+        assert value not in dump
+    a, b = store.item_digest("1.2.3"), store.item_digest("1.2.4")
+    client.hset(key, a, client.hget(key, b))  # one patient's item swapped for another's
+    with pytest.raises(RunRefused, match="identifiers"):
+        store.get_ids("PID-1", "1.2.3")
+    assert store.get_ids("PID-1", "1.2.4") == {"PatientName": "ROE^JANE"}
+    store.stage_ids_chunk(0, '{"PID-2": {"9": {"id": "S"}}}')
+    assert "PID-2" not in client.get(store.keys.ids_chunk(0))
+    assert store.ids_chunk(0) == '{"PID-2": {"9": {"id": "S"}}}'
+
+
+def test_a_store_without_the_key_can_still_purge(client, store):
+    store.commit_batch("get", 0, {}, ids={"P": {"I": {"x": 1}}})
+    bare = RunStore(client, "r1", expiry=1)
+    assert bare.state() == "created"
+    with pytest.raises(StoreError, match="no cluster key"):
+        bare.record()
+    assert bare.purge() > 0 and not client.keys("deid:run:r1*")

@@ -16,3 +16,35 @@ def test_worker_without_broker_is_an_error(monkeypatch, capsys):
     monkeypatch.delenv("DEID_BROKER_URL", raising=False)
     assert main([]) == 2
     assert "DEID_BROKER_URL is not set" in capsys.readouterr().err
+
+
+def test_a_worker_without_its_key_or_roots_refuses_to_start(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("DEID_BROKER_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    for name in ("DEID_SECRET", "DEID_SECRET_FILE", "DEID_INPUT_ROOTS", "DEID_OUTPUT_ROOTS"):
+        monkeypatch.delenv(name, raising=False)
+    assert main([]) == 2
+    assert capsys.readouterr().err.startswith("deid-worker: error: DEID_SECRET_FILE: no cluster key")
+    monkeypatch.setenv("DEID_SECRET", "worker-tests-key-0123456789abcdef0123")
+    assert main([]) == 2
+    assert "DEID_INPUT_ROOTS: not set" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # no key file was made
+
+
+def test_celery_worker_started_directly_refuses_too(tmp_path):
+    """``celery -A deid_workers.app worker`` (what deid-worker runs, and what compose or a
+    hand-made unit may run) checks the same before it consumes anything: one line, exit 2."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEID_")}
+    env.update(DEID_BROKER_URL="redis://127.0.0.1:1/0", DEID_SECRET="short",
+               PYTHONPATH=root, XDG_CONFIG_HOME=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-m", "celery", "-A", "deid_workers.app", "worker",
+                           "--pool", "solo"], env=env, cwd=root, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    assert "deid-worker: error: DEID_SECRET: the key has 5 bytes, fewer than 32" in proc.stderr

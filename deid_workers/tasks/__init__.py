@@ -7,7 +7,10 @@ carry PHI.
 
 :func:`run_context` caches, per worker process, what does not change during a run (the run's
 settings, folders and compiled recipe), so a batch costs one or two Redis round trips, not a
-recipe parse.
+recipe parse. It is also where a worker decides whether to run a run at all: the record must be
+signed with the cluster key this worker holds, and its folders must lie inside this worker's
+own roots (:mod:`deid_workers.folders`); otherwise the run is refused (one ERROR line, the run
+marked failed) before any file is read or written.
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
 from ..config import Settings
-from ..errors import InputError, RecipeError
+from ..errors import InputError, RecipeError, RunRefused, StoreError
+from ..folders import check_folders, run_folders
 from ..reasons import explain_failure
 from ..steps import output_path
 from ..store import RunStore, redis_client
 
 __all__ = ["RunContext", "run_context", "client", "RETRY_ON", "RUN_SETTINGS", "worker_settings",
+           "worker_keys", "refuse",
            "BatchGuard", "CRASHED", "KEPT_DYING", "TIMED_OUT", "poison_reason", "final_stage",
            "finish_run", "prepare_output", "fail_run"]
 
@@ -57,13 +62,19 @@ def worker_settings() -> Settings:
     return Settings.from_env()
 
 
+def worker_keys() -> Any:
+    """This worker's :class:`~deid_workers.keys.ClusterKeys` (never created here: a worker
+    without a configured key refuses to start, see :mod:`deid_workers.app`)."""
+    return worker_settings().cluster_keys(create=False)
+
+
 def client(url: str | None = None) -> redis.Redis:
     """The process's Redis client for the app's broker (the store lives on the broker)."""
     from ..app import app
 
     url = url or str(app.conf.broker_url)
     if url not in _clients:
-        _clients[url] = redis_client(url, patient=True)
+        _clients[url] = redis_client(url, patient=True, **worker_settings().tls_options())
     return _clients[url]
 
 
@@ -76,6 +87,7 @@ class RunContext:
     input: str
     outfolder: str
     overwrite: bool
+    records: str
     created: float
     settings: Settings
     recipe_texts: list[str] = field(repr=False)
@@ -148,13 +160,27 @@ class RunContext:
 
 
 def run_context(run_id: str, *, redis_conn: redis.Redis | None = None) -> RunContext:
-    """The cached context of ``run_id`` (read from Redis the first time in this process)."""
+    """The cached context of ``run_id`` (read from Redis the first time in this process).
+
+    The first read verifies the run (:class:`~deid_workers.errors.RunRefused` otherwise,
+    before any file is touched; the task class turns it into one ERROR line and a failed
+    run, :func:`refuse`): its record must open and verify with this worker's cluster key, and
+    its folders must lie inside this worker's roots and apart from each other. A worker in
+    broker mode without roots refuses every run.
+    """
     ctx = _contexts.get(run_id)
     if ctx is not None:
         _contexts.move_to_end(run_id)
         return ctx
-    store = RunStore.load(redis_conn if redis_conn is not None else client(), run_id)
+    conn = redis_conn if redis_conn is not None else client()
+    settings = worker_settings()
+    store = RunStore.load(conn, run_id, keys=worker_keys())
     rec = store.record()
+    if settings.broker_mode and not (settings.input_roots and settings.output_roots):
+        raise RunRefused(f"run {run_id}: this worker has no DEID_INPUT_ROOTS and "
+                         "DEID_OUTPUT_ROOTS, so it runs nothing")
+    check_folders(run_folders(rec), input_roots=settings.input_roots,
+                  output_roots=settings.output_roots, run_id=run_id)
     overrides = {k: v for k, v in (rec.get("settings") or {}).items() if k in RUN_SETTINGS}
     ctx = RunContext(
         store=store,
@@ -162,8 +188,9 @@ def run_context(run_id: str, *, redis_conn: redis.Redis | None = None) -> RunCon
         input=rec["input"],
         outfolder=rec["outfolder"],
         overwrite=bool(rec.get("overwrite")),
+        records=str(rec.get("records") or ""),
         created=float(rec["created"]),
-        settings=worker_settings().with_overrides(**overrides),
+        settings=settings.with_overrides(**overrides),
         recipe_texts=list(rec.get("recipe_texts") or []),
         recipe_sha=str(rec.get("recipe_sha") or ""),
         print_ids=bool(rec.get("print_ids")),
@@ -179,6 +206,19 @@ def run_context(run_id: str, *, redis_conn: redis.Redis | None = None) -> RunCon
     while len(_contexts) > _CACHE_SIZE:
         _contexts.popitem(last=False)
     return ctx
+
+
+def refuse(run_id: str, exc: RunRefused) -> None:
+    """Say why a run is refused (one ERROR line) and mark it failed with that reason, so the
+    producer (or ``--status``) shows it; nothing of the run is read or written here."""
+    log.error("%s; refused", exc)
+    try:
+        bare = RunStore(client(), run_id, expiry=worker_settings().run_expiry)
+        if bare.exists():
+            bare.set_state("failed", error=f"refused by a worker: {exc}")
+    except (redis.RedisError, StoreError) as err:
+        log.warning("run %s: could not mark the refused run failed: %s", run_id,
+                    type(err).__name__)
 
 
 def forget(run_id: str | None = None) -> None:

@@ -1,7 +1,9 @@
 """``deid.finalize``: the chord body after every get (or inspect) batch of a run.
 
 It runs once, after the whole header: it streams the identifiers out of Redis into
-``deid-ids.pkl`` and ``deid-ids.json`` (or the inspect report) in the output folder, then, for
+``deid-ids.pkl`` and ``deid-ids.json`` in the run's records folder (never the output tree:
+mode 0600, and an earlier run's files are kept unless ``--overwrite``), or writes the inspect
+report in the output folder, then, for
 ``--action all``, enqueues the put batches. Doing this on a worker, not in the producer, lets
 ``--no-wait`` runs (and a producer that died) finish on their own.
 
@@ -17,12 +19,15 @@ exporting a million files' identifiers takes about a minute while the rest of th
 
 from __future__ import annotations
 
+import errno
+import os
 from typing import Any
 
 from celery.utils.log import get_task_logger
 
 from ..app import app
-from ..idsfile import IdsPiece, IdsWriter, join_pieces, remove_pieces
+from ..folders import records_folder
+from ..idsfile import IDS_JSON, IDS_PICKLE, IdsPiece, IdsWriter, join_pieces, remove_pieces
 from ..report import write_inspect_report
 from ..store import ENTITY_SETS, RunStore, first_stage
 from . import RETRY_ON, RunContext, fail_run, finish_run, run_context
@@ -51,10 +56,32 @@ def export_shards(files: int, per_shard: int) -> int:
     return shards
 
 
+def records(ctx: RunContext) -> str:
+    """The folder of the run's identifiers (a run recorded before it had one: the default)."""
+    return ctx.records or records_folder(ctx.outfolder)
+
+
+def check_replace(ctx: RunContext) -> None:
+    """Refuse (FileExistsError) to replace ids files an earlier run wrote, unless
+    ``--overwrite``: users edit ``deid-ids.json`` between get and put. Files this run wrote
+    (a redelivered finalize) are its own and are rewritten."""
+    if ctx.overwrite:
+        return
+    for name in (IDS_PICKLE, IDS_JSON):
+        try:
+            older = os.stat(os.path.join(records(ctx), name)).st_mtime < ctx.created
+        except FileNotFoundError:
+            continue
+        if older:
+            raise FileExistsError(errno.EEXIST, f"{name} of an earlier run is in the records "
+                                  "folder (give --overwrite to replace it)")
+
+
 def write_ids(run_id: str) -> tuple[str, str, int]:
     """Stream the run's identifiers into the ids files; returns (pkl, json, entities)."""
     ctx = run_context(run_id)
-    writer = IdsWriter(ctx.outfolder)
+    check_replace(ctx)
+    writer = IdsWriter(records(ctx))
     n = _write_entities(writer, ctx.store)
     return str(writer.pkl_path), str(writer.json_path), n
 
@@ -70,7 +97,7 @@ def _piece_names(run_id: str, shards: int) -> list[str]:
 def write_piece(run_id: str, shard: int, shards: int) -> int:
     """Write export shard ``shard`` of ``shards`` as a piece; returns its entities."""
     ctx = run_context(run_id)
-    return _write_entities(IdsPiece(ctx.outfolder, _piece_name(run_id, shard)), ctx.store,
+    return _write_entities(IdsPiece(records(ctx), _piece_name(run_id, shard)), ctx.store,
                            shard, shards)
 
 
@@ -142,7 +169,8 @@ def run_export(run_id: str, shard: int, shards: int, *, enqueue: Any = None) -> 
         return {"shard": shard, "entities": entities}
     names = _piece_names(run_id, shards)
     try:
-        pkl, js = join_pieces(ctx.outfolder, names)
+        check_replace(ctx)
+        pkl, js = join_pieces(records(ctx), names)
     except FileNotFoundError:
         if store.done_batches("finalize"):
             return {"already_done": 1}  # another join finished and removed the pieces
@@ -152,7 +180,7 @@ def run_export(run_id: str, shard: int, shards: int, *, enqueue: Any = None) -> 
     log.info("run %s: identifiers of %d entities exported in %d shards", run_id, total, shards)
     n_batches = int(store.record().get("n_batches") or store.batch_count())
     result = _end_finalize(ctx, n_batches, {"batches": n_batches, "entities": total}, enqueue)
-    remove_pieces(ctx.outfolder, names)
+    remove_pieces(records(ctx), names)
     return result
 
 
@@ -235,5 +263,5 @@ def fail_finalize(ctx: RunContext, exc: BaseException, *, what: str) -> None:
     shards = int(store.record().get("export_shards") or 1)
     if shards > 1:
         store.forget_stage("export")
-        remove_pieces(ctx.outfolder, _piece_names(store.run_id, shards))
+        remove_pieces(records(ctx), _piece_names(store.run_id, shards))
     fail_run(store, what, exc)

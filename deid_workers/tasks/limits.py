@@ -30,9 +30,9 @@ from celery.exceptions import Reject, SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.worker.request import Request
 from celery.worker.state import task_ready
 
-from ..errors import StoreError
-from ..store import RunStore, redis_client
-from . import TIMED_OUT, BatchGuard
+from ..errors import ConfigError, RunRefused, StoreError
+from ..store import RunStore, out_of_memory, redis_client, redis_reason
+from . import TIMED_OUT, BatchGuard, refuse, worker_keys, worker_settings
 
 __all__ = ["GUARDED_TASKS", "BatchRequest", "BatchTask"]
 
@@ -59,6 +59,19 @@ class BatchTask(Task):  # type: ignore[misc]
             if guard is None or not guard.on_time_limit():
                 raise
             raise Reject(TIMED_OUT, requeue=True) from None
+        except RunRefused as exc:
+            # Unsigned, another key, or folders outside this worker's roots: one line, the run
+            # failed, the message dropped (not failed: a traceback would say nothing more).
+            refuse(str(args[0]) if args else "?", exc)
+            raise Reject(str(exc), requeue=False) from None
+        except redis.exceptions.ResponseError as exc:
+            if out_of_memory(exc):
+                # maxmemory with noeviction (deploy/): every write fails until memory is freed;
+                # one plain line, then the task fails (marking the run failed would be a write
+                # too; the producer notices the full Redis itself and says so).
+                run_id = str(args[0]) if args else "?"
+                log.error("run %s: %s", run_id, redis_reason(exc, run_id))
+            raise
         finally:
             BatchGuard.active = None
 
@@ -117,9 +130,10 @@ def note_time_limit(url: str, run_id: str, stage: str, batch_no: int, retry: int
         return False
     try:
         if url not in _clients:
-            _clients[url] = redis_client(url)
-        RunStore.load(_clients[url], run_id).note_time_limit(stage, batch_no, retry, seconds)
-    except (redis.RedisError, StoreError) as exc:
+            _clients[url] = redis_client(url, **worker_settings().tls_options())
+        store = RunStore.load(_clients[url], run_id, keys=worker_keys())
+        store.note_time_limit(stage, batch_no, retry, seconds)
+    except (redis.RedisError, StoreError, ConfigError) as exc:
         log.warning("run %s: could not note the time limit of %s batch %d: %s",
                     run_id, stage, batch_no, type(exc).__name__)
         return False

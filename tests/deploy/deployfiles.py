@@ -19,8 +19,16 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 K8S = ROOT / "deploy" / "k8s"
 
-SECRET_VARS = ("REDIS_PASSWORD", "DEID_SECRET", "FLOWER_PASSWORD")
-"""Variables whose values are secrets: they appear only as ${VAR} references, never as values."""
+SECRET_VARS = ("FLOWER_PASSWORD",)
+"""Variables of .env whose values are secrets: they appear only as ${VAR} references, never as
+values. (Every other secret is a file made by deploy/secrets.sh, see SECRET_FILES.)"""
+
+REDIS_CONF = ROOT / "deploy" / "redis" / "redis.conf"
+ACL_TEMPLATE = ROOT / "deploy" / "redis" / "users.acl.template"
+SECRETS_SH = ROOT / "deploy" / "secrets.sh"
+
+REDIS_USERS = {"worker": "worker", "submit": "producer", "flower": "flower"}
+"""The Redis user each deid service logs in as."""
 
 PLACEHOLDER_PREFIX = "change-me"
 
@@ -111,3 +119,24 @@ def pod_labels(obj: dict[str, Any]) -> dict[str, str]:
     if obj["kind"] == "CronJob":
         return obj["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
     return obj["spec"]["template"]["metadata"]["labels"]
+
+
+def redis_conf() -> dict[str, str]:
+    """deploy/redis/redis.conf as directive -> value (the last one wins, as in Redis)."""
+    conf: dict[str, str] = {}
+    for line in REDIS_CONF.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, _, value = line.partition(" ")
+            conf[name] = value.strip()
+    return conf
+
+
+def acl_rules() -> dict[str, list[str]]:
+    """deploy/redis/users.acl.template as user -> its rules."""
+    users: dict[str, list[str]] = {}
+    for line in ACL_TEMPLATE.read_text(encoding="utf-8").splitlines():
+        words = line.split()
+        assert words[0] == "user", line
+        users[words[1]] = words[2:]
+    return users

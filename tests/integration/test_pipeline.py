@@ -10,6 +10,7 @@ import pydicom
 import pytest
 
 from deid_workers.cli import main
+from deid_workers.config import Settings
 from deid_workers.idsfile import load_ids
 from deid_workers.synth import phi_strings, write_study_tree
 
@@ -40,13 +41,16 @@ def tree(tmp_path):
 
 def test_get_writes_ids_pickle_and_json(cluster, tree, tmp_path, capsys):
     root, paths = tree
-    out = tmp_path / "out"
+    records = tmp_path / "ids"
     code, stdout, err = _run(capsys, "--action", "get", "--input", str(root),
-                             "--outfolder", str(out), "--batch", "4")
+                             "--records", str(records), "--batch", "4")
     assert code == 0, err
-    assert f"Writing ids to {out / 'deid-ids.pkl'}" in err
-    ids = load_ids(out / "deid-ids.pkl")
-    assert ids == load_ids(out / "deid-ids.json")
+    assert f"Writing ids to {records / 'deid-ids.pkl'}" in err
+    ids = load_ids(records / "deid-ids.pkl")
+    assert ids == load_ids(records / "deid-ids.json")
+    # identifiers are private: the folder 0700 (it was created for them), the files 0600
+    assert os.stat(records).st_mode & 0o777 == 0o700
+    assert {os.stat(records / n).st_mode & 0o777 for n in os.listdir(records)} == {0o600}
     assert set(ids) == {"PID-0000-SENT", "PID-0001-SENT"}
     items = ids["PID-0000-SENT"]
     assert len(items) == 3
@@ -67,10 +71,12 @@ def test_all_exports_ids_in_shards_on_the_workers(cluster, redis_client, tmp_pat
     assert summary["written"] == 16
     counters = redis_client.hgetall(f"deid:run:{summary['run_id']}:counters")
     assert counters["export:batches"] == "4" and counters["export:entities"] == "8"
-    ids = load_ids(out / "deid-ids.pkl")
-    assert ids == load_ids(out / "deid-ids.json")
+    records = tmp_path / "out-records"
+    ids = load_ids(records / "deid-ids.pkl")
+    assert ids == load_ids(records / "deid-ids.json")
     assert len(ids) == 8 and sum(len(items) for items in ids.values()) == 16
-    assert not [p for p in os.listdir(out) if p.startswith(".")]  # no piece or temp file left
+    assert not [p for p in os.listdir(records) if p.startswith(".")]  # no piece or temp left
+    assert not list(out.rglob("deid-*")) and len(list(out.rglob("*.dcm"))) == 16  # images only
 
 
 def test_get_print_writes_json_to_stdout(cluster, tree, tmp_path, capsys):
@@ -79,7 +85,7 @@ def test_get_print_writes_json_to_stdout(cluster, tree, tmp_path, capsys):
                              "--input", str(root), "--outfolder", str(tmp_path / "o"))
     assert code == 0, err
     assert set(json.loads(stdout)) == {"PID-0000-SENT", "PID-0001-SENT"}
-    assert not (tmp_path / "o" / "deid-ids.pkl").exists()
+    assert not (tmp_path / "o-records" / "deid-ids.pkl").exists()
 
 
 def test_put_with_edited_ids_uses_vars(cluster, redis_client, tree, tmp_path, capsys,
@@ -94,7 +100,7 @@ def test_put_with_edited_ids_uses_vars(cluster, redis_client, tree, tmp_path, ca
     root, paths = tree
     ids_dir = tmp_path / "ids"
     assert _run(capsys, "--action", "get", "--quiet", "--input", str(root),
-                "--outfolder", str(ids_dir))[0] == 0
+                "--records", str(ids_dir))[0] == 0
     ids = json.loads((ids_dir / "deid-ids.json").read_text())
     for n, (_entity, items) in enumerate(sorted(ids.items())):
         for fields in items.values():
@@ -110,7 +116,7 @@ def test_put_with_edited_ids_uses_vars(cluster, redis_client, tree, tmp_path, ca
     assert code == 0, err
     summary = json.loads(stdout)
     assert summary["written"] == 6 and summary["skipped"] == 3
-    store = RunStore.load(redis_client, summary["run_id"])
+    store = RunStore.load(redis_client, summary["run_id"], keys=Settings.from_env().cluster_keys())
     assert store.done_batches("load") == {0, 1} and store.fields("ids_chunks") == [2]
     assert store.counters()["load:items"] == 6 and not redis_client.keys("*idschunk*")
     ds = pydicom.dcmread(out / place(root, paths[0]))
@@ -129,7 +135,7 @@ def test_all_with_corrupt_files_exits_0_and_lists_skips(cluster, tree, tmp_path,
     s = json.loads(stdout)
     assert (s["files_found"], s["valid"], s["skipped"], s["written"]) == (9, 6, 3, 6)
     assert set(s["lists"]["skipped"]) == {p for p in paths if p.startswith("corrupt-")}
-    assert (out / "deid-ids.pkl").exists()
+    assert (tmp_path / "out-records" / "deid-ids.pkl").exists() and not (out / "deid-ids.pkl").exists()
     for rel in paths[:6]:
         ds = pydicom.dcmread(out / place(root, rel))
         assert "PID-0000-SENT" not in str(ds) and "PID-0001-SENT" not in str(ds)
@@ -143,8 +149,15 @@ def test_overwrite_refusal_leaves_file_untouched(cluster, tmp_path, capsys, plac
                 "--outfolder", str(out))[0] == 0
     target = out / place(root, paths[0])
     target.write_bytes(b"edited by a human")
+    ids = tmp_path / "out-records" / "deid-ids.json"
+    ids.write_text("{}")  # edited by a human too, as the README says to
+    # The identifiers are refused before anything starts, like outputs: nothing is touched.
     code, stdout, err = _run(capsys, "--action", "all", "--input", str(root),
                              "--outfolder", str(out))
+    assert code == 2 and f"{ids}: identifiers of an earlier run are there" in err
+    assert ids.read_text() == "{}" and target.read_bytes() == b"edited by a human"
+    code, stdout, err = _run(capsys, "--action", "all", "--input", str(root),
+                             "--outfolder", str(out), "--records", str(tmp_path / "rec2"))
     assert code == 1
     assert f"ERROR {paths[0]} already exists, overwrite set to False. Not writing." in err
     assert target.read_bytes() == b"edited by a human"
@@ -198,9 +211,10 @@ def test_embedded_mode_on_demo_data(tmp_path, monkeypatch, capsys):
     assert "No input folder specified, will use demo dicom-cookies." in err
     s = json.loads(stdout)
     assert s["written"] == 7 and s["key"] == str(tmp_path / "xdg" / "deid-workers" / "secret.key")
-    assert sorted(os.listdir(out)) == sorted(
-        ["deid-ids.json", "deid-ids.pkl", "deid-run.jsonl"]
-        + [f"image{i}.dcm" for i in range(1, 8)])
+    # The release folder holds the images only; identifiers and the run log are apart.
+    assert sorted(os.listdir(out)) == [f"image{i}.dcm" for i in range(1, 8)]
+    assert sorted(os.listdir(tmp_path / "out-records")) == [
+        "deid-ids.json", "deid-ids.pkl", f"deid-run.{s['run_id']}.jsonl"]
 
 
 def test_profile_with_a_recipe_on_top_runs_on_the_workers(cluster, tmp_path, capsys, place):

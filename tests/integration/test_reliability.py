@@ -58,9 +58,8 @@ def _copy(corpora, name: str, dest: Path) -> tuple[Path, list[str]]:
 
 def _check_outputs(out: Path, paths: list[str], root: Path) -> None:
     """Every valid input has exactly one output (where the mirror layout puts it), complete
-    and readable; nothing else is there."""
-    found = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
-                   if p.is_file() and not p.name.startswith("deid-"))
+    and readable; nothing else is there (identifiers and run logs are in the records folder)."""
+    found = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     expected = sorted(placed(root, rel, SECRET) for rel in paths)
     assert found == expected  # no temp file left, no extra file
     for rel in expected:
@@ -76,10 +75,11 @@ def _check_ids_once(out: Path, paths_by_patient: dict[str, int]) -> None:
         pairs_seen.extend(keys)
         return dict(pairs)
 
-    with open(out / "deid-ids.json", encoding="utf-8") as fh:
+    records = out.with_name(out.name + "-records")
+    with open(records / "deid-ids.json", encoding="utf-8") as fh:
         data = json.load(fh, object_pairs_hook=hook)
     assert {e: len(items) for e, items in data.items()} == paths_by_patient
-    assert load_ids(out / "deid-ids.pkl") == data
+    assert load_ids(records / "deid-ids.pkl") == data
 
 
 def _per_patient(patients: int, images: int) -> dict[str, int]:

@@ -130,7 +130,7 @@ def _bad_tree(root: Path) -> dict[str, str]:
 def test_bad_inputs_are_reported_and_nothing_is_lost(cluster, tmp_path, capsys, place):
     root = tmp_path / "in"
     expected_skips = _bad_tree(root)
-    out = root / "out"  # inside the input: excluded from the walk, so never re-read
+    out = tmp_path / "out"  # never inside the input: that is refused (test_cli_hostile)
     code, stdout, err = _run(capsys, "--action", "all", "--json", "--quiet", "--input",
                              str(root), "--outfolder", str(out))
     s = json.loads(stdout)
@@ -153,7 +153,7 @@ def test_bad_inputs_are_reported_and_nothing_is_lost(cluster, tmp_path, capsys, 
     code, stdout, err = _run(capsys, "--action", "all", "--json", "--quiet", "--overwrite",
                              "--input", str(root), "--outfolder", str(out))
     assert code == 0, err
-    assert json.loads(stdout)["files_found"] == 8  # the outputs inside the input are not walked
+    assert json.loads(stdout)["files_found"] == 8  # a re-run finds the same files
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode; "

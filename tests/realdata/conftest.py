@@ -20,7 +20,7 @@ import pytest
 from realcorpus import copy_corpus
 
 ROOT = str(Path(__file__).resolve().parents[2])
-SECRET = "realdata-secret"
+SECRET = "realdata-secret-0123456789abcdef0123456"
 """Every run of the module uses this key, so put after get finds the same pseudonyms."""
 
 

@@ -110,14 +110,14 @@ def judged(tmp_path_factory: pytest.TempPathFactory) -> Judged:
         mp.delenv("DEID_BROKER_URL", raising=False)  # embedded mode: private redis + workers
         mp.delenv("MESSAGELEVEL", raising=False)
         mp.setenv("XDG_CONFIG_HOME", str(base / "xdg"))
-        mp.setenv("DEID_SECRET", "real-validity")
+        mp.setenv("DEID_SECRET", "real-validity-0123456789abcdef0123456")
         with contextlib.redirect_stdout(stdout):
             main(["--action", "all", "--input", str(src), "--outfolder", str(out),
                   "--workers", "2", "--quiet", "--json"])
     summary = json.loads(stdout.getvalue())
     assert summary["state"] == "finished", summary
     records = {}
-    for line in (out / "deid-run.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in Path(summary["run_log"]).read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         records[record["path"]] = record
 

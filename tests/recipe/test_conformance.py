@@ -21,7 +21,7 @@ from deid_workers.recipe import deidentify, load_recipe
 from deid_workers.recipe.funcs import hmac_uid
 from deid_workers.recipe.iods import PRESENT, VALUE, requirements
 
-KEY = b"conformance-test-key"
+KEY = b"conformance-test-key-0123456789abcdef"
 SETTINGS = Settings(secret=KEY)
 DEFAULT = load_recipe()
 

@@ -12,8 +12,8 @@ from deid_workers.config import Settings
 from deid_workers.recipe import deidentify
 from deid_workers.recipe.funcs import hmac_id, hmac_uid, jitter_value, shift_days
 
-KEY_A = Settings(secret=b"key-a")
-KEY_B = Settings(secret=b"key-b")
+KEY_A = Settings(secret=b"key-a-0123456789abcdef0123456789ab")
+KEY_B = Settings(secret=b"key-b-0123456789abcdef0123456789ab")
 UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
 
@@ -55,19 +55,19 @@ def test_hmac_uid_valid_deterministic_keyed() -> None:
     # same original anywhere -> same pseudonym: nested references stay linked
     out = run("REPLACE contains:SOPInstanceUID deid_func:hmac_uid",
               ReferencedImageSequence=None)
-    assert out.SOPInstanceUID == hmac_uid(b"key-a", make_dataset().SOPInstanceUID)
+    assert out.SOPInstanceUID == hmac_uid(KEY_A.secret, make_dataset().SOPInstanceUID)
 
 
 def test_hmac_id() -> None:
     out = run("REPLACE PatientID deid_func:hmac_id prefix=ANON-")
-    assert out.PatientID == hmac_id(b"key-a", "SENTINEL-ID-1", "ANON-")
+    assert out.PatientID == hmac_id(KEY_A.secret, "SENTINEL-ID-1", "ANON-")
     assert re.fullmatch(r"ANON-[A-Z2-7]{16}", out.PatientID)
-    assert hmac_id(b"key-b", "SENTINEL-ID-1") != hmac_id(b"key-a", "SENTINEL-ID-1")
+    assert hmac_id(KEY_B.secret, "SENTINEL-ID-1") != hmac_id(KEY_A.secret, "SENTINEL-ID-1")
 
 
 def test_date_shift_same_per_patient_across_files() -> None:
-    s = Settings(secret=b"key-a", date_shift_min=-30, date_shift_max=-10)
-    days = shift_days(b"key-a", "SENTINEL-ID-1", -30, -10)
+    s = Settings(secret=b"key-a-0123456789abcdef0123456789ab", date_shift_min=-30, date_shift_max=-10)
+    days = shift_days(KEY_A.secret, "SENTINEL-ID-1", -30, -10)
     assert -30 <= days <= -10
     expected = jitter_value("20200115", "DA", days)
     for uid in ("1.2.3.1", "1.2.3.2"):  # two files of one patient

@@ -37,7 +37,7 @@ def fake(monkeypatch):
     tasks.forget()
 
 
-SECRET = "task-tests-secret"
+SECRET = "task-tests-secret-0123456789abcdef0123"
 
 
 @pytest.fixture
@@ -68,7 +68,8 @@ def make_run(fake, tmp_path):
                   "overwrite": False, "print_ids": False, "recipe_texts": [RECIPE],
                   "recipe_sha": "", "settings": {"entity_field": "PatientID"}}
         record.update(extra)
-        store = RunStore.create(fake, "t" + action, record, expiry=600)
+        store = RunStore.create(fake, "t" + action, record, expiry=600,
+                                keys=tasks.worker_keys())
         n = 0
         for start in range(0, len(paths), 3):
             store.add_batch(n, paths[start:start + 3])

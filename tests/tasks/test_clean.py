@@ -9,10 +9,11 @@ import pydicom
 import pytest
 
 from deid_workers.report import render_table, run_ok, summarize
-from deid_workers.runlog import RUN_LOG
+from deid_workers.runlog import run_log_name
 from deid_workers.store import RunStore
 from deid_workers.synth import make_dataset
 from deid_workers.tasks import clean as clean_mod
+from deid_workers.tasks import worker_keys
 from deid_workers.tasks.clean import run_clean
 from deid_workers.tasks.put import run_put
 
@@ -44,7 +45,7 @@ def run(fake, tmp_path, monkeypatch):
               "overwrite": False, "print_ids": False, "recipe_texts": [RECIPE],
               "recipe_sha": "", "recipe_name": "test.dicom", "settings": {},
               "clean_pixels": True, "quarantine_groups": ["blacklist"]}
-    store = RunStore.create(fake, "tclean", record, expiry=600)
+    store = RunStore.create(fake, "tclean", record, expiry=600, keys=worker_keys())
     store.add_batch(0, paths[:3])
     store.add_batch(1, paths[3:])
     store.update(walk_done=True, n_batches=2)
@@ -83,7 +84,7 @@ def test_put_defers_pixel_files_then_clean_finishes_the_run(run, placed):
     assert run_ok(summary)
     assert "quarantine folder" in render_table(summary)
 
-    lines = [json.loads(x) for x in (out / RUN_LOG).read_text().splitlines()]
+    lines = [json.loads(x) for x in (out.parent / "out-records" / run_log_name(store.run_id)).read_text().splitlines()]
     assert [x["path"] for x in lines] == sorted(FILES) + ["e-bad.dcm"]
     by = {x["path"]: x for x in lines}
     assert by["a-ct.dcm"]["outcome"] == "written" and by["a-ct.dcm"]["output"] == at["a-ct.dcm"]
@@ -129,5 +130,5 @@ def test_no_header_value_in_run_log(run):
         run_put(store.run_id, n)
     for n in (0, 1):
         run_clean(store.run_id, n)
-    text = (out / RUN_LOG).read_text()
+    text = (out.parent / "out-records" / run_log_name(store.run_id)).read_text()
     assert not [s for s in phi_strings(3) if s in text]

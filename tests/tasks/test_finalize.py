@@ -8,6 +8,7 @@ import os
 import pydicom
 import pytest
 
+from deid_workers import tasks
 from deid_workers.idsfile import load_ids
 from deid_workers.tasks.finalize import export, export_shards, run_export, run_finalize
 from deid_workers.tasks.get import run_get
@@ -25,6 +26,27 @@ def test_finalize_get_writes_ids_files(make_run, tmp_path):
     assert ids == load_ids(rec["ids_json"])
     item = next(iter(ids["PID-0000-SENT"].values()))
     assert item["PatientID"] == "PID-0000-SENT"
+
+
+def test_ids_go_to_the_private_records_folder_and_an_earlier_runs_are_kept(make_run, tmp_path):
+    store, root, paths, n = make_run("get")
+    records = tmp_path / "out-records"  # the default: beside the output tree, never in it
+    records.mkdir()
+    older = records / "deid-ids.json"
+    older.write_text('{"edited": "by a human"}')
+    os.utime(older, (1, 1))  # written long before this run
+    for b in range(n):
+        run_get(store.run_id, b)
+    with pytest.raises(FileExistsError):
+        run_finalize(store.run_id, enqueue=lambda *a: None)
+    assert older.read_text() == '{"edited": "by a human"}'
+    older.unlink()
+    tasks.forget()
+    run_finalize(store.run_id, enqueue=lambda *a: None)
+    rec = store.record()
+    assert os.path.dirname(rec["ids_pkl"]) == str(records)
+    assert {os.stat(records / f).st_mode & 0o777 for f in os.listdir(records)} == {0o600}
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_nan_float_in_one_file_does_not_fail_the_export(make_run):
@@ -162,7 +184,7 @@ def test_a_shard_redelivered_after_its_join_died_joins_again(make_run, monkeypat
 def test_a_failing_shard_fails_the_run_in_one_line_and_leaves_no_piece(make_run, tmp_path):
     store, n = _sharded_run(make_run, "get", per_shard=9)
     run_finalize(store.run_id, send_shards=lambda *a: None)
-    out = tmp_path / "out"
+    out = tmp_path / "out-records"  # identifiers never go to the output tree
     for piece in [p for p in os.listdir(out) if p.startswith(".deid-ids") and ".pkl" in p]:
         os.unlink(out / piece)  # half of shard 0's piece vanished (the folder was cleaned)
     assert [p for p in os.listdir(out) if p.endswith(".part")]
@@ -198,6 +220,8 @@ def test_a_run_failed_by_its_export_is_taken_up_again_by_resume(make_run, tmp_pa
 
     store, n = _sharded_run(make_run, "get", per_shard=9)
     run_finalize(store.run_id, send_shards=lambda *a: None)
+    settings = Settings.from_env()  # the producer's, holding the cluster key
+
     def no_space(*args):
         raise OSError(28, "No space left on device")
 
@@ -215,7 +239,7 @@ def test_a_run_failed_by_its_export_is_taken_up_again_by_resume(make_run, tmp_pa
     monkeypatch.undo()  # the disk has room again
     sent = []
     monkeypatch.setattr(fin.finalize, "si", Sent)
-    _, said = producer.resume(Settings(), store.run_id, client=store.client)
+    _, said = producer.resume(settings, store.run_id, client=store.client)
     assert said == "re-sent finalize" and sent == [store.run_id]
     rec = store.record()
     assert rec["state"] == "running" and not rec.get("error") and not rec.get("finished")

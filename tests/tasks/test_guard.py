@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from deid_workers import tasks
+from deid_workers.errors import RunRefused
 from deid_workers.store import RunStore
 from deid_workers.tasks import KEPT_DYING, BatchGuard, poison_reason, run_context
 from deid_workers.tasks.get import run_get
@@ -89,16 +91,24 @@ def test_put_batch_that_died_before_commit_gives_the_same_outputs_and_counts(
     assert store.counters()["put:written"] == 3
 
 
-def test_paths_that_leave_the_folders_are_refused(make_run, tmp_path):
+@pytest.mark.parametrize("signed", [False, True])
+def test_paths_that_leave_the_folders_are_refused(make_run, tmp_path, signed):
+    """A batch list naming files outside the input is refused whole, before any file is
+    read: unsigned (someone with only the Redis password wrote it), or signed but not
+    relative (a producer bug)."""
     store, root, paths, n = make_run("put", corrupt=0)
     secret = tmp_path / "secret"
     secret.mkdir()
     (secret / "leak.dcm").write_bytes((Path(root) / paths[0]).read_bytes())
     before = (secret / "leak.dcm").read_bytes()
-    store.client.hset(store.keys.batches, "0", '["../secret/leak.dcm", "/etc/passwd"]')
+    bad = ["../secret/leak.dcm", "/etc/passwd"]
+    if signed:
+        store.add_batch(0, bad)
+    else:
+        store.client.hset(store.keys.batches, "0", json.dumps(bad))
     tasks.forget()
-    result = run_put(store.run_id, 0)
-    assert result["written"] == 0 and result["failed"] + result["skipped"] == 2
+    with pytest.raises(RunRefused, match="batches 0"):
+        run_put(store.run_id, 0)
     assert (secret / "leak.dcm").read_bytes() == before
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.dcm"))
 

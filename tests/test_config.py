@@ -1,0 +1,92 @@
+"""config: where the cluster key, the Redis password and the folder roots come from."""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+
+import pytest
+
+from deid_workers.config import DEFAULT_RUN_EXPIRY, Settings
+from deid_workers.errors import ConfigError
+
+KEY = "config-tests-key-0123456789abcdef0123"
+
+
+def test_broker_mode_never_makes_a_key_of_its_own(tmp_path, monkeypatch):
+    """A worker minting its own key gave one patient different pseudonyms on different pods."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    settings = Settings.from_env({"DEID_BROKER_URL": "redis://redis:6379/0"})
+    with pytest.raises(ConfigError, match="^DEID_SECRET_FILE: no cluster key configured"):
+        settings.resolve_secret()
+    missing = tmp_path / "nope.key"
+    with pytest.raises(ConfigError, match=f"DEID_SECRET_FILE: {missing} does not exist"):
+        settings.with_overrides(secret_file=str(missing)).resolve_secret()
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_key_file_is_read_and_checked(tmp_path):
+    path = tmp_path / "secret.key"
+    path.write_text(KEY + "\n")
+    settings = Settings.from_env({"DEID_BROKER_URL": "redis://r/0", "DEID_SECRET_FILE": str(path)})
+    assert settings.resolve_secret() == (KEY.encode(), str(path))
+    path.write_text("change-me-deid-secret")
+    with pytest.raises(ConfigError, match=f"^DEID_SECRET_FILE {path}: the key is the example"):
+        settings.resolve_secret()
+
+
+def test_embedded_mode_makes_its_key_once_and_says_where_once(tmp_path, caplog):
+    path = tmp_path / "deid" / "secret.key"
+    settings = Settings.from_env({"DEID_SECRET_FILE": str(path)})
+    with caplog.at_level(logging.WARNING):
+        key, where = settings.resolve_secret()
+        assert settings.resolve_secret() == (key, where)
+    assert where == str(path) and len(key) == 64 and os.stat(path).st_mode & 0o777 == 0o600
+    said = [r.getMessage() for r in caplog.records if "Created a new secret key" in r.getMessage()]
+    assert len(said) == 1 and str(path) in said[0]
+
+
+def test_roots_are_absolute_real_paths(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    env = {"DEID_INPUT_ROOTS": f"{tmp_path / 'link'}{os.pathsep}/data/in",
+           "DEID_OUTPUT_ROOTS": "/data/out"}
+    settings = Settings.from_env(env)
+    assert settings.input_roots == (str((tmp_path / "real").resolve()), "/data/in")
+    with pytest.raises(ConfigError, match="^DEID_OUTPUT_ROOTS: expected absolute folders"):
+        Settings.from_env({"DEID_OUTPUT_ROOTS": "data/out"})
+
+
+def test_a_broker_mode_worker_needs_its_key_and_roots(tmp_path):
+    base = {"DEID_BROKER_URL": "redis://r/0", "DEID_SECRET": KEY}
+    with pytest.raises(ConfigError, match="^DEID_INPUT_ROOTS: not set"):
+        Settings.from_env(base).require_worker_config()
+    with pytest.raises(ConfigError, match="^DEID_OUTPUT_ROOTS: not set"):
+        Settings.from_env(dict(base, DEID_INPUT_ROOTS="/in")).require_worker_config()
+    Settings.from_env(dict(base, DEID_INPUT_ROOTS="/in", DEID_OUTPUT_ROOTS="/out")
+                      ).require_worker_config()
+
+
+def test_the_redis_password_comes_from_its_file(tmp_path):
+    secret = tmp_path / "redis.password"
+    secret.write_text("p@ss:w/rd\n")
+    settings = Settings.from_env({"DEID_BROKER_URL": "rediss://worker@redis:6379/0",
+                                  "DEID_REDIS_PASSWORD_FILE": str(secret)})
+    assert settings.effective_broker_url() == "rediss://worker:p%40ss%3Aw%2Frd@redis:6379/0"
+    assert "p@ss" not in repr(settings)
+    broken = settings.with_overrides(redis_password_file=str(tmp_path / "none"))
+    with pytest.raises(ConfigError, match="^DEID_REDIS_PASSWORD_FILE: cannot read"):
+        broken.effective_broker_url()
+
+
+def test_tls_is_checked_against_the_given_ca_and_only_for_rediss():
+    settings = Settings.from_env({"DEID_BROKER_URL": "rediss://w@redis:6379/0",
+                                  "DEID_REDIS_TLS_CA": "/run/secrets/redis/ca.crt"})
+    assert settings.tls_options() == {"ssl_cert_reqs": ssl.CERT_REQUIRED,
+                                      "ssl_ca_certs": "/run/secrets/redis/ca.crt"}
+    assert Settings.from_env({"DEID_BROKER_URL": "redis://r/0"}).tls_options() == {}
+
+
+def test_runs_expire_after_two_days_by_default():
+    assert DEFAULT_RUN_EXPIRY == Settings().run_expiry == 2 * 24 * 3600
