@@ -21,7 +21,10 @@ conformance pass of point 6.
 
 Unless ``in_place=True``, the input dataset is never modified. Outside the call only the
 recipe's compiled selectors (built once, under a lock) and the selectors' bounded caches of
-field names are kept, never a value, so one recipe can serve many threads.
+field names are kept, never a value, so one recipe can serve many threads; the one exception
+is ``deid_func:clean_text`` (the Clean options), whose matcher of a file's names, IDs and
+dates is kept for the next files of the same patient (:mod:`.cleantext`: 256 sets at most,
+in the worker's memory only, like the files it processes).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
 from ..errors import RecipeError
-from .cleantext import collect, public_kinds, texts_of
+from .cleantext import NotPlain, collect, public_kinds, texts_of
 from .conformance import Change, conform
 from .funcs import FuncContext, fast_shift, jitter_days, jitter_value, shift_value
 from .model import Action, Recipe
@@ -434,8 +437,11 @@ class _Run:
         if f._element is not None or self.ctx.identifying is None:
             return False
         value = f.parent._dict[f.key].value
-        return (type(value) is bytes and value.isascii() and _ESC not in value
-                and self.ctx.identifying.pattern().search(value.decode("ascii")) is None)
+        if type(value) is not bytes or not value.isascii() or _ESC in value:
+            return False
+        text = value.decode("ascii")
+        found = self.ctx.identifying
+        return not found.may_hold(text) or found.pattern().search(text) is None
 
     def shift(self, f: Field, days: int) -> None:
         """``JITTER <field> deid_func:date_shift``: the date moved by the patient's days; a
@@ -445,7 +451,12 @@ class _Run:
             vr = f.raw_vr()
             raw = f.parent._dict[f.key].value
             if vr in ("DA", "DT") and type(raw) is bytes and raw.isascii():
-                shifted = fast_shift(raw.decode("ascii").rstrip(" \0"), days, vr)
+                memo = self.ctx.shifted  # a file often holds one date several times
+                key = (raw, vr)
+                if key in memo:
+                    shifted = memo[key]
+                else:
+                    shifted = memo[key] = fast_shift(raw.decode("ascii").rstrip(" \0"), days, vr)
                 if shifted is not None:
                     f.assign(shifted, vr)
                     return
@@ -463,20 +474,22 @@ class _Run:
     def identifying(self) -> None:
         """Note the file's names, IDs and dates for ``clean_text`` (:mod:`.cleantext`), as the
         field set found them (public attributes at every depth) before any line ran: a later
-        line would have blanked them. A raw value in plain ASCII is kept as its bytes (decoded
-        once per patient by ``collect``); anything else is converted as pydicom does."""
-        pairs: list[tuple[str, bytes | str]] = []
-        for kind, uid, element in self.fields.found:
+        line would have blanked them. Values are taken as the file holds them, raw bytes
+        mostly, and decoded once per patient (``collect`` keeps its answers); bytes that are
+        not plain ASCII, and values that are lists, are converted as pydicom does first."""
+        found = self.fields.found
+        try:
+            self.ctx.identifying = collect(tuple([(kind, e.value) for kind, _uid, e in found]))
+            return
+        except (NotPlain, TypeError):
+            pass
+        pairs: list[tuple[str, str]] = []
+        for kind, uid, element in found:
             if type(element) is RawDataElement:
-                value = element.value
-                if type(value) is bytes and value.isascii() and _ESC not in value:
-                    pairs.append((kind, value))
-                    continue
                 field = self.fields.fields.get(uid)
-                value = field.element.value if field is not None else None
-            else:
-                value = element.value
-            pairs += [(kind, v) for v in texts_of(value)]
+                element = field.element if field is not None else None
+            if element is not None:
+                pairs += [(kind, v) for v in texts_of(element.value)]
         self.ctx.identifying = collect(tuple(pairs))
 
     def remove(self, f: Field, action: Action) -> None:

@@ -19,7 +19,10 @@ before any recipe line ran):
   ``January 31, 2024``...), and any other text shaped like a full date with a four-digit year
   (a date the file does not hold is still a date of the patient) -> ``[date]``.
 
-Matching ignores case; a token is whole when no letter or digit touches it. The result is cut
+Matching ignores case; a token is whole when no letter or digit touches it. The values and
+their compiled regex are kept for the next file with the same values (the files of one
+patient come together): a bounded cache (256 sets) in the process's memory, never written
+anywhere (Python's ``re`` keeps compiled patterns in the same way). The result is cut
 to the VR's maximum length, so it stays a valid value. What the text holds beyond these
 (a name the file holds nowhere, a phone number) is not found: cleaning is no reader of prose,
 and ``--verify`` looks for survivors.
@@ -29,14 +32,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from pydicom import datadict
 from pydicom._dicom_dict import DicomDictionary as _DICTIONARY
 
 __all__ = ["Identifying", "MARKERS", "clean_text", "clean_value", "collect", "identifying_kind",
-           "kinds_by_text", "public_kinds", "texts_of"]
+           "kinds_by_text", "NotPlain", "public_kinds", "texts_of"]
 
 MARKERS = {"name": "[name]", "id": "[id]", "date": "[date]"}
 """What takes the place of each kind of identifying value."""
@@ -67,6 +70,8 @@ _GENERIC_DATES = (
 """Full dates with a four-digit year, however the file's own dates are written or not."""
 
 _EDGE_L = r"(?<![^\W_])"
+_PIECES = re.compile(r"[^\W_]+")
+_NO_DIGITS = str.maketrans("", "", "0123456789")
 _EDGE_R = r"(?![^\W_])"
 
 
@@ -109,8 +114,27 @@ class Identifying:
     ids: tuple[str, ...] = ()
     dates: tuple[str, ...] = ()
 
-    def pattern(self) -> re.Pattern[str]:
+    @cached_property
+    def _compiled(self) -> re.Pattern[str]:
         return _pattern(self.names, self.ids, self.dates)
+
+    @cached_property
+    def _pieces(self) -> frozenset[str]:
+        return frozenset(w for value in self.names + self.ids for w in _PIECES.findall(value))
+
+    def may_hold(self, text: str) -> bool:
+        """False only when ``text`` cannot hold a value :meth:`pattern` finds: it has fewer
+        than three digits (every date form has three or more) and none of its words is a
+        word of a name or an ID (a name or ID found whole is made of whole words). Most
+        descriptions are told apart so, in a fraction of the full search."""
+        if len(text) - len(text.translate(_NO_DIGITS)) >= 3:
+            return True
+        pieces = self._pieces
+        return any(w in pieces for w in _PIECES.findall(text.lower()))
+
+    def pattern(self) -> re.Pattern[str]:
+        """The regex of these values (and of any full date), compiled once per set of values."""
+        return self._compiled
 
 
 def texts_of(value: Any) -> list[str]:
@@ -128,15 +152,17 @@ def texts_of(value: Any) -> list[str]:
     return out
 
 
-def collect(values: tuple[tuple[str, bytes | str], ...]) -> Identifying:
+def collect(values: tuple[tuple[str, Any], ...]) -> Identifying:
     """An :class:`Identifying` from ``(kind, value)`` pairs (kinds of :func:`identifying_kind`;
-    a value is one text, or the ASCII bytes of an element as read, values split by a
-    backslash). The files of one patient give the same pairs: answers are kept."""
+    a value is a text, a converted element's value, or the bytes of an element as read,
+    values split by a backslash). The files of one patient give the same pairs: answers are
+    kept. Raises :class:`NotPlain` for bytes that are not plain ASCII, TypeError for a value
+    that cannot be a key (a list): convert those first."""
     return _collect(values)
 
 
 @lru_cache(maxsize=256)
-def _collect(values: tuple[tuple[str, bytes | str], ...]) -> Identifying:
+def _collect(values: tuple[tuple[str, Any], ...]) -> Identifying:
     names: dict[str, None] = {}
     ids: dict[str, None] = {}
     dates: dict[str, None] = {}
@@ -165,13 +191,20 @@ def _collect(values: tuple[tuple[str, bytes | str], ...]) -> Identifying:
 _WORDS = re.compile(r"[\s,]+")
 
 
-def _split(values: tuple[tuple[str, bytes | str], ...]) -> list[tuple[str, str]]:
+class NotPlain(ValueError):
+    """Bytes that are not plain ASCII text: only pydicom, with the file's character set,
+    decodes them right (the caller converts the element and asks again)."""
+
+
+def _split(values: tuple[tuple[str, Any], ...]) -> list[tuple[str, str]]:
     out = []
     for kind, value in values:
         if isinstance(value, bytes):
+            if not value.isascii() or b"\x1b" in value:
+                raise NotPlain(kind)
             out += [(kind, v) for v in value.decode("ascii").split("\\")]
         else:
-            out.append((kind, value))
+            out += [(kind, v) for v in texts_of(value)]
     return out
 
 
@@ -212,6 +245,8 @@ def _marker(match: re.Match[str]) -> str:
 
 def clean_text(text: str, found: Identifying) -> str:
     """``text`` with ``found``'s names, IDs and dates (and any full date) replaced by markers."""
+    if not found.may_hold(text):
+        return text
     return found.pattern().sub(_marker, text)
 
 

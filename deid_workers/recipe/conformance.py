@@ -49,7 +49,7 @@ from pydicom.uid import generate_uid
 from .dummies import dummy_text
 from .funcs import FuncContext, hmac_uid
 from .iods import OPTIONAL, PRESENT, requirements, table_key
-from .selectors import CACHE_LIMIT, Field, delete_element
+from .selectors import CACHE_LIMIT, Field, delete_element, new_element, set_element
 from .standard import e1_1
 from .values import convert_value
 
@@ -226,9 +226,11 @@ def _put_value(parent: Dataset, f: Field, old: Any, ctx: FuncContext) -> None:
         logger.debug("no dummy for VR %s: %s left as the recipe made it", vr, f.uid)
         return
     ok, converted = convert_value(vr, text, f.name or f.uid)
-    parent[f.key] = DataElement(f.key, vr, converted if ok else None)
+    # a dummy is the same in every file: its element is built from a template (new_element)
+    set_element(parent, f.key, new_element(f.key, vr, converted if ok else None, shared=True))
 
 
+@lru_cache(maxsize=4096)
 def _keyword(tag: int) -> str:
     try:
         return str(dictionary_keyword(tag))

@@ -140,6 +140,7 @@ class FuncContext:
         self.entity = entity
         self.identifying: Identifying | None = None  # set by the engine for clean_text
         self._days: dict[tuple[str, str], int] = {}
+        self.shifted: dict[tuple[bytes, str], str | None] = {}  # a file repeats its dates
 
     @property
     def settings(self) -> Any:

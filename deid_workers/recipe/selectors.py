@@ -42,6 +42,7 @@ __all__ = [
     "add_target",
     "new_element",
     "delete_element",
+    "set_element",
     "holds_canonical_uid",
     "stock_conversion",
     "CACHE_LIMIT",
@@ -223,7 +224,7 @@ class Field:
                 vr = self.raw_vr()
             if vr is not None:
                 element = new_element(self.key, vr, value, shared)
-                _set_element(self.parent, self.key, element)
+                set_element(self.parent, self.key, element)
                 self._element = element
                 return
         element = self.element
@@ -517,7 +518,7 @@ def _uid_template(value: str) -> dict[str, Any]:
             "is_undefined_length": False, "private_creator": None}
 
 
-def _set_element(parent: Dataset, key: BaseTag, element: DataElement) -> None:
+def set_element(parent: Dataset, key: BaseTag, element: DataElement) -> None:
     """``parent[key] = element`` for a public, non-pixel, non-sequence element, which is
     all pydicom's __setitem__ does then (after checks that cannot fail here)."""
     if (type(parent) in _PLAIN_DATASETS and not key >> 16 & 1 and key not in PIXEL_KEYWORDS
@@ -643,6 +644,8 @@ class FieldSet:
         raw_field = Field.raw
         tag_infos = _TAG_INFO
         convert_vrs = _CONVERT_VRS
+        kind_of = kinds.get if kinds is not None else None
+        note = self.found.append
         while queue:
             dataset, prefix, uprefix, is_meta = queue.pop(0)
             # The element dict itself (as dicomio and get_identifiers read it): what get_item()
@@ -661,8 +664,10 @@ class FieldSet:
                 if uid in fields:
                     continue
                 element = elements[tag]
-                if kinds is not None and t in kinds:
-                    self.found.append((kinds[t], uid, element))
+                if kind_of is not None:
+                    kind = kind_of(t)
+                    if kind is not None:
+                        note((kind, uid, element))
                 if isinstance(element, RawDataElement):
                     # raw stays raw unless it must be converted (see _tag_info)
                     vr = element.VR

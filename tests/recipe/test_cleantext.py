@@ -15,6 +15,7 @@ from deid_workers.recipe import deidentify, load_recipe
 from deid_workers.recipe.cleantext import clean_text, clean_value, collect
 from deid_workers.recipe.funcs import fast_shift, jitter_value, shift_value
 
+SETTINGS = Settings(secret=b"7d1c0e5b9a3f48e2b6c1d0f9a8e7b6c5")
 FOUND = collect((("name", "O'Neil-Smith^Mary Ann^Q"), ("id", "MRN-004711"), ("id", "AC12"),
                  ("date", "20240131"), ("date", "19651107101500"), ("id", "1")))
 
@@ -60,7 +61,7 @@ def test_the_engine_cleans_with_the_values_the_file_held_before_any_line() -> No
     item = Dataset()
     item.SeriesDescription = "T1 Gregory"
     ds.ReferencedSeriesSequence = Sequence([item])
-    out = deidentify(ds, load_recipe(profile="basic,clean-descriptors"), settings=Settings(secret=b"k" * 16))
+    out = deidentify(ds, load_recipe(profile="basic,clean-descriptors"), settings=SETTINGS)
     assert out.StudyDescription == "MR knee [name] [name] [id] [date] dr [name]"
     assert out.ReferencedSeriesSequence[0].SeriesDescription == "T1 [name]"
     assert "PatientName" in out and not out.PatientName  # the Basic Profile's Z still holds
@@ -77,7 +78,7 @@ def test_text_with_nothing_to_clean_keeps_its_bytes() -> None:
     buf = BytesIO()
     ds.save_as(buf, implicit_vr=False, little_endian=True)
     read = pydicom.dcmread(BytesIO(buf.getvalue()), force=True)
-    out = deidentify(read, load_recipe(profile="basic,clean-descriptors"), settings=Settings(secret=b"k" * 16),
+    out = deidentify(read, load_recipe(profile="basic,clean-descriptors"), settings=SETTINGS,
                      in_place=True)
     assert out.StudyDescription == "CHEST W/O CONTRAST"
 
@@ -101,3 +102,29 @@ def test_date_shift_removes_what_it_cannot_read_and_keeps_times() -> None:
     assert shift_value("101010", "TM", -3) == "101010"
     assert shift_value(["20200101", "20200102"], "DA", 1) == "20200102\\20200103"
     assert shift_value(b"20200101", "UN", 1) == b"20200102"
+
+
+def test_names_in_another_character_set_are_decoded_as_pydicom_decodes_them() -> None:
+    from io import BytesIO
+
+    import pydicom
+
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = "Müller^Jürgen"
+    ds.StudyDescription = "IRM jürgen MÜLLER"
+    buf = BytesIO()
+    ds.save_as(buf, implicit_vr=False, little_endian=True)
+    read = pydicom.dcmread(BytesIO(buf.getvalue()), force=True)
+    out = deidentify(read, load_recipe(profile="basic,clean-descriptors"), settings=SETTINGS, in_place=True)
+    assert out.StudyDescription == "IRM [name] [name]"
+
+
+@pytest.mark.parametrize("text", ["AXIAL 0", "T1 sag", "smithy maryann", "31 jan", "4 x 5mm"])
+def test_text_that_cannot_hold_a_value_is_told_apart_without_the_search(text: str) -> None:
+    assert not FOUND.may_hold(text) and clean_text(text, FOUND) == text
+
+
+@pytest.mark.parametrize("text", ["x Mary", "o'neil", "mrn-004711", "1/2/24", "jan 5 24", "20240131"])
+def test_text_that_may_hold_a_value_is_searched(text: str) -> None:
+    assert FOUND.may_hold(text)
