@@ -397,10 +397,11 @@ def _header(what: Sequence[str]) -> list[str]:
 
 
 def _method(options: Sequence[str]) -> str:
-    """DeidentificationMethod: the profile, then each option's name (one LO value each)."""
-    values = [f"deid-workers basic profile (PS3.15 E.1-1 {EDITION})"]
-    values += [OPTIONS[name].title for name in options]
-    return "\\".join(values)
+    """DeidentificationMethod: the profile, in one LO value (the options are named by their
+    codes in %labels, which every output carries with their meanings, and by the recipe's
+    name, ``profile:basic,<option>...``, in deid-workers' own entry)."""
+    more = f" + {len(options)} option{'s' if len(options) > 1 else ''}" if options else ""
+    return f"deid-workers basic profile (PS3.15 E.1-1 {EDITION}){more}"
 
 
 def render_profile(options: Sequence[str] = ()) -> str:

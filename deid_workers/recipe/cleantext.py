@@ -129,8 +129,7 @@ class Identifying:
         descriptions are told apart so, in a fraction of the full search."""
         if len(text) - len(text.translate(_NO_DIGITS)) >= 3:
             return True
-        pieces = self._pieces
-        return any(w in pieces for w in _PIECES.findall(text.lower()))
+        return not self._pieces.isdisjoint(_PIECES.findall(text.lower()))
 
     def pattern(self) -> re.Pattern[str]:
         """The regex of these values (and of any full date), compiled once per set of values."""

@@ -644,7 +644,6 @@ class FieldSet:
         raw_field = Field.raw
         tag_infos = _TAG_INFO
         convert_vrs = _CONVERT_VRS
-        kind_of = kinds.get if kinds is not None else None
         note = self.found.append
         while queue:
             dataset, prefix, uprefix, is_meta = queue.pop(0)
@@ -664,10 +663,8 @@ class FieldSet:
                 if uid in fields:
                     continue
                 element = elements[tag]
-                if kind_of is not None:
-                    kind = kind_of(t)
-                    if kind is not None:
-                        note((kind, uid, element))
+                if kinds is not None and t in kinds:
+                    note((kinds[t], uid, element))
                 if isinstance(element, RawDataElement):
                     # raw stays raw unless it must be converted (see _tag_info)
                     vr = element.VR

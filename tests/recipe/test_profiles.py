@@ -371,7 +371,10 @@ def test_every_output_says_what_was_applied(profile: str, codes: list[str], long
     assert out.LongitudinalTemporalInformationModified == longitudinal
     assert out.PatientIdentityRemoved == "YES"
     titles = [OPTIONS[n].title for n in parse_profile(profile)]
-    assert list(out.DeidentificationMethod)[1:1 + len(titles)] == titles
+    assert [i.CodeMeaning for i in out.DeidentificationMethodCodeSequence][1:] == titles
+    method = list(out.DeidentificationMethod)
+    assert method[0].startswith("deid-workers basic profile (PS3.15 E.1-1 2026d)")
+    assert method[-1].startswith("deid-workers 0.1.0 recipe profile:basic")
 
 
 def test_an_input_modified_before_stays_modified_where_dates_are_kept() -> None:
