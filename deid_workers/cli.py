@@ -99,6 +99,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deid", metavar="RECIPE", action="append", default=[],
                    help="recipe file (deid.dicom format) or folder; repeat to merge in order; "
                         "default: the shipped PS3.15 Annex E recipe")
+    p.add_argument("--profile", metavar="basic[,OPTION...]",
+                   help="the DICOM PS3.15 Annex E Basic Profile plus the options named (comma "
+                        "separated: retain-safe-private, retain-uids, retain-device-identity, "
+                        "retain-institution-identity, retain-patient-characteristics, "
+                        "retain-longitudinal-full-dates, retain-longitudinal-modified-dates, "
+                        "clean-descriptors, clean-structured-content, clean-graphics); any "
+                        "--deid recipe merges on top of it")
+    p.add_argument("--check-recipe", metavar="RECIPE",
+                   help="report the attributes of PS3.15 table E.1-1 that RECIPE leaves in place "
+                        "where the profile (--profile; default basic) would remove, empty, replace "
+                        "or clean them; with --input, only those its files hold, with counts; "
+                        "--json for JSON; exit 1 when there are gaps; needs no broker")
     p.add_argument("--ids", metavar="FILE",
                    help="identifiers for put (deid-ids.json or deid-ids.pkl, as get writes them)")
     p.add_argument("--print", dest="print_ids", action="store_true",
@@ -192,6 +204,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace,
               settings: Settings) -> int:
     admin = [name for name in ("status", "resume", "purge") if getattr(args, name) is not None]
+    if args.check_recipe is not None:
+        if admin or args.action or args.deid:
+            _error("--check-recipe takes the recipe to check itself, with --profile, --input and "
+                   "--json only")
+            return EXIT_USAGE
+        return _check_recipe(args)
     if len(admin) > 1:
         parser.print_usage(sys.stderr)
         _error("choose one of --status, --resume, --purge")
@@ -351,8 +369,8 @@ def _submission(args: argparse.Namespace, settings: Settings, key_location: str 
 
     return Submission(action=args.action, input=args.input, outfolder=args.outfolder,
                       records=args.records or "",
-                      overwrite=args.overwrite, recipes=tuple(args.deid), ids_path=args.ids,
-                      print_ids=args.print_ids, verify=args.verify,
+                      overwrite=args.overwrite, recipes=tuple(args.deid), profile=args.profile,
+                      ids_path=args.ids, print_ids=args.print_ids, verify=args.verify,
                       clean_pixels=args.clean_pixels, quarantine_groups=_groups(args),
                       layout=args.layout, quarantine=settings.quarantine,
                       key_location=key_location
@@ -405,6 +423,34 @@ def _finish(store: Any, args: argparse.Namespace) -> int:
         print(render_table(summary))
     sys.stdout.flush()
     return EXIT_OK if run_ok(summary) else EXIT_FAILED
+
+
+def _check_recipe(args: argparse.Namespace) -> int:
+    """``--check-recipe RECIPE``: its gaps against the profile (recipe/coverage.py), read
+    from the input's headers when ``--input`` is given; no broker, nothing written."""
+    from .dicomio import read_dataset
+    from .recipe import load_recipe
+    from .recipe.coverage import check_recipe, count_in, render_table, to_json
+    from .recipe.options import parse_profile
+    from .walk import iter_files
+
+    options = parse_profile(args.profile or "basic")
+    coverage = check_recipe(load_recipe(args.check_recipe), options)
+    if args.input is not None:
+        if not os.path.isdir(args.input):
+            raise InputError(args.input, "input folder not found")
+
+        def headers() -> Any:
+            for rel in iter_files(args.input):
+                try:
+                    yield read_dataset(os.path.join(args.input, rel), headers_only=True, name=rel,
+                                       root=args.input)
+                except InputError:
+                    yield None
+
+        coverage = count_in(coverage, headers())
+    print(json.dumps(to_json(coverage), indent=2) if args.json else render_table(coverage))
+    return EXIT_FAILED if coverage.gaps else EXIT_OK
 
 
 def _admin(what: str, args: argparse.Namespace, settings: Settings) -> int:

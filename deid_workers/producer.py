@@ -43,7 +43,7 @@ from .folders import check_folders, run_folders
 from .idsfile import IDS_JSON, IDS_PICKLE, iter_ids_chunks
 from .progress import Progress
 from .provenance import declared_codes
-from .recipe import Recipe, ids_fields_read, load_recipe
+from .recipe import Recipe, ids_fields_read, load_recipe, profile_recipe
 from .steps import DEFAULT_QUARANTINE_GROUPS
 from .store import (
     MemoryWatch,
@@ -110,6 +110,7 @@ class Submission:
     overwrite: bool = False
     records: str = ""  # identifiers and run logs; "" = <outfolder>-records
     recipes: tuple[str, ...] = ()
+    profile: str | None = None  # --profile basic[,OPTION...]: PS3.15 Annex E, before the recipes
     ids_path: str | None = None
     print_ids: bool = False
     key_location: str | None = None
@@ -141,13 +142,14 @@ def _safe_url(url: str) -> str:
     return url
 
 
-def _load_recipe(paths: Sequence[str]) -> tuple[Recipe, list[str]]:
+def _load_recipe(paths: Sequence[str], profile: str | None = None) -> tuple[Recipe, list[str]]:
     """Load (validate) the recipe here, so a broken one stops the run before it starts;
-    returns it and its source texts in merge order (workers parse their own copy of these)."""
-    recipe = load_recipe(list(paths) if paths else None)
+    returns it and its source texts in merge order (workers parse their own copy of these).
+    A profile's recipe is rendered here and travels as the first text, like a file."""
+    recipe = load_recipe(list(paths) if paths else None, profile=profile)
     declared_codes(recipe)  # a code outside CID 7050 is a recipe error, before anything starts
-    texts = []
-    for source in recipe.sources:
+    texts = [profile_recipe(profile)[1]] if profile is not None else []
+    for source in recipe.sources[len(texts):]:
         with open(source, encoding="utf-8") as fh:
             texts.append(fh.read())
     return recipe, texts
@@ -260,7 +262,7 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
     sub = _with_records(sub)
     _check_folders(settings, sub)
     keys = settings.cluster_keys()
-    recipe, texts = _load_recipe(sub.recipes)
+    recipe, texts = _load_recipe(sub.recipes, sub.profile)
     ids = ids_fields = None
     if sub.action == "put":
         if not sub.ids_path:
@@ -293,6 +295,7 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
         "recipe_files": [os.path.basename(s) for s in recipe.sources],
         "recipe_sha": recipe.sha256,
         "recipe_name": recipe.name,
+        "profile": sub.profile,
         "settings": {k: v for k, v in asdict(settings).items() if k in RUN_SETTINGS},
         "key_location": sub.key_location,
         "verify": sub.verify,

@@ -15,7 +15,13 @@ codes go there, one line per code, in deid's ``ACTION FIELD VALUE`` form::
 A recipe that declares nothing gets no code but 113101 (set per file when its pixels were
 cleaned). 113101 itself cannot be declared: it is a fact about one file, not about a recipe.
 Unknown codes are refused when the recipe is checked (:func:`declared_codes`), so a typo never
-ends up as a false claim in millions of headers.
+ends up as a false claim in millions of headers. The PS3.15 Annex E profiles (``--profile``)
+declare 113100 and each option's code.
+
+Longitudinal Temporal Information Modified (0028,0303) follows from the codes
+(:func:`longitudinal`): MODIFIED with the Modified Dates option (113107), UNMODIFIED with Full
+Dates (113106), REMOVED with the Basic Profile (113100) alone, whose dates are removed or
+replaced by dummies; a recipe that declares none of the three does not set it.
 """
 
 from __future__ import annotations
@@ -34,13 +40,17 @@ from pydicom.tag import BaseTag
 from .errors import RecipeError
 from .recipe.identifiers import keyword_value
 from .recipe.model import Recipe
+from .recipe.standard import cid_7050
 
 __all__ = [
     "CID_7050",
     "BASIC_PROFILE",
     "CLEAN_PIXEL_DATA",
     "CODE_FIELD",
+    "FULL_DATES",
+    "MODIFIED_DATES",
     "SCHEME",
+    "longitudinal",
     "TOOL",
     "Provenance",
     "declared_codes",
@@ -53,22 +63,12 @@ SCHEME = "DCM"
 BASIC_PROFILE = "113100"
 CLEAN_PIXEL_DATA = "113101"
 
-CID_7050: dict[str, str] = {
-    "113100": "Basic Application Confidentiality Profile",
-    "113101": "Clean Pixel Data Option",
-    "113102": "Clean Recognizable Visual Features Option",
-    "113103": "Clean Graphics Option",
-    "113104": "Clean Structured Content Option",
-    "113105": "Clean Descriptors Option",
-    "113106": "Retain Longitudinal Temporal Information Full Dates Option",
-    "113107": "Retain Longitudinal Temporal Information Modified Dates Option",
-    "113108": "Retain Patient Characteristics Option",
-    "113109": "Retain Device Identity Option",
-    "113110": "Retain UIDs Option",
-    "113111": "Retain Safe Private Option",
-    "113112": "Retain Institution Identity Option",
-}
-"""PS3.16 CID 7050 De-identification Method: code value -> code meaning."""
+CID_7050: dict[str, str] = cid_7050()
+"""PS3.16 CID 7050 De-identification Method: code value -> code meaning (from the shipped
+copy of the standard, :mod:`deid_workers.recipe.standard`)."""
+
+FULL_DATES = "113106"
+MODIFIED_DATES = "113107"
 
 CODE_FIELD = "DeidentificationMethodCode"
 """The ``%labels`` field whose ``ADD`` lines declare the recipe's CID 7050 codes."""
@@ -100,6 +100,18 @@ def declared_codes(recipe: Recipe) -> tuple[str, ...]:
     return tuple(out)
 
 
+def longitudinal(codes: Iterable[str]) -> str | None:
+    """Longitudinal Temporal Information Modified for a recipe's CID 7050 codes, or None."""
+    found = set(codes)
+    if MODIFIED_DATES in found:
+        return "MODIFIED"
+    if FULL_DATES in found:
+        return "UNMODIFIED"
+    if BASIC_PROFILE in found:
+        return "REMOVED"
+    return None
+
+
 def _version() -> str:
     from . import __version__
 
@@ -112,6 +124,10 @@ class Provenance:
 
     method: str
     codes: tuple[str, ...]
+
+    @property
+    def longitudinal(self) -> str | None:
+        return longitudinal(self.codes)
 
     @classmethod
     def of(cls, recipe: Recipe, *, name: str | None = None,
@@ -201,10 +217,18 @@ def stamp(ds: Dataset, provenance: Provenance | Recipe, *, pixels_cleaned: bool)
     Sets PatientIdentityRemoved YES; keeps the DeidentificationMethod values the recipe left
     and appends ours (dropping an older deid-workers entry, so a re-run does not pile them up);
     sets DeidentificationMethodCodeSequence to the codes already there plus the recipe's and,
-    when ``pixels_cleaned``, 113101. Codes are DCM (CID 7050); order is stable.
+    when ``pixels_cleaned``, 113101. Codes are DCM (CID 7050); order is stable. Sets
+    LongitudinalTemporalInformationModified as the codes say (:func:`longitudinal`), except
+    that an input already MODIFIED stays so where this run keeps its dates (UNMODIFIED would
+    say they are the real ones).
     """
     prov = provenance if isinstance(provenance, Provenance) else _of_recipe(provenance)
     _assign(ds, "PatientIdentityRemoved", _IDENTITY_REMOVED, "YES")
+    dates = prov.longitudinal
+    if dates is not None:
+        before = str(keyword_value(ds, "LongitudinalTemporalInformationModified", _LONGITUDINAL) or "")
+        if not (dates == "UNMODIFIED" and before.strip().upper() == "MODIFIED"):
+            _assign(ds, "LongitudinalTemporalInformationModified", _LONGITUDINAL, dates)
     kept = [v for v in _values(keyword_value(ds, "DeidentificationMethod", _METHOD))
             if not (v.startswith(TOOL + " ") and "sha256:" in v)]
     _assign(ds, "DeidentificationMethod", _METHOD, kept + [prov.method] if kept else prov.method)
@@ -249,6 +273,7 @@ def _existing_items(ds: Dataset) -> Iterable[Dataset]:
 _IDENTITY_REMOVED = 0x00120062
 _METHOD = 0x00120063
 _CODE_SEQUENCE = 0x00120064
+_LONGITUDINAL = 0x00280303
 _PLAIN = frozenset({Dataset, FileDataset})
 
 

@@ -123,6 +123,48 @@ def test_recipe_declaring_an_unknown_code_stops_before_anything_starts(tmp_path,
     assert code == 2 and "deid.codes:5:" in err and "CID 7050" in err
 
 
+def test_contradicting_profile_stops_before_anything_starts(tmp_path, capsys):
+    write_study_tree(tmp_path / "in", patients=1, images=1)
+    code = cli.main(["--action", "all", "--input", str(tmp_path / "in"), "--outfolder",
+                     str(tmp_path / "out"), "--broker", DEAD_BROKER, "--quiet", "--profile",
+                     "basic,retain-longitudinal-full-dates,retain-longitudinal-modified-dates"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "options contradict" in err and "Acquisition Date (0008,0022)" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_check_recipe_needs_no_broker_and_exits_1_on_gaps(tmp_path, capsys):
+    import json
+
+    recipe = tmp_path / "deid.dicom"
+    recipe.write_text("FORMAT dicom\n%header\nREMOVE PatientName\nKEEP PatientBirthDate\n")
+    write_study_tree(tmp_path / "in", patients=1, images=2)
+    (tmp_path / "in" / "junk.txt").write_text("not dicom")
+    assert cli.main(["--check-recipe", str(recipe), "--broker", DEAD_BROKER]) == 1
+    table = capsys.readouterr().out
+    assert "KEEP deid.dicom:4" in table and "(0010,0030)" in table
+    assert cli.main(["--check-recipe", str(recipe), "--input", str(tmp_path / "in"), "--json",
+                     "--profile", "basic,retain-uids"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["files"] == 2 and data["unreadable"] == 1 and data["profile"] == "basic,retain-uids"
+    gaps = {g["tag"]: g for g in data["gaps"]}
+    assert gaps["(0010,0030)"]["files"] == 2 and "(0010,0010)" not in gaps
+    assert "(0008,0018)" not in gaps  # SOP Instance UID: retain-uids keeps it
+
+
+def test_check_recipe_of_the_default_recipe_finds_no_gap(capsys):
+    from deid_workers.recipe import default_recipe_path
+
+    assert cli.main(["--check-recipe", str(default_recipe_path())]) == 0
+    assert "0 attribute(s) left in place" in capsys.readouterr().out
+
+
+def test_check_recipe_runs_alone(capsys):
+    assert cli.main(["--check-recipe", "x", "--action", "all"]) == 2
+    assert "--check-recipe takes the recipe" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args", [["--status"], ["--action", "get"]])
 def test_a_broker_mode_producer_without_the_cluster_key_refuses_to_start(args, monkeypatch,
                                                                          capsys, tmp_path):

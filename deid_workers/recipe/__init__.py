@@ -1,8 +1,10 @@
 """The pure recipe engine: recipe text in, datasets and plain dicts out (no Celery, no I/O
 beyond reading recipe files and the package's own tables in ``data/``).
 
-Layers, each importing only those before it: model -> parser / selectors -> funcs -> values ->
-iods / dummies -> conformance -> actions / filters / pixels / identifiers -> loader.
+Layers, each importing only those before it: model -> parser / standard / cleantext /
+selectors -> funcs -> values -> iods / dummies / options -> annex_e -> conformance -> actions /
+filters / pixels / identifiers -> loader -> coverage. ``data/standard/`` holds the DICOM
+standard's tables (PS3.15 Annex E, edition 2026d) that the profiles are generated from.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from ..errors import RecipeError
 from .actions import deidentify, ids_fields_read
 from .filters import compile_filters, inspect_dataset
 from .identifiers import entity_item, get_identifiers
-from .loader import default_recipe_path, load_recipe
+from .loader import default_recipe_path, load_recipe, profile_recipe
 from .model import ACTIONS, Action, Coordinates, FilterGroup, Label, Recipe
 from .parser import merge_recipes, parse_recipe
 from .pixels import clean_pixels
@@ -35,4 +37,5 @@ __all__ = [
     "load_recipe",
     "merge_recipes",
     "parse_recipe",
+    "profile_recipe",
 ]

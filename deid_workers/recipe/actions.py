@@ -21,7 +21,10 @@ conformance pass of point 6.
 
 Unless ``in_place=True``, the input dataset is never modified. Outside the call only the
 recipe's compiled selectors (built once, under a lock) and the selectors' bounded caches of
-field names are kept, never a value, so one recipe can serve many threads.
+field names are kept, never a value, so one recipe can serve many threads; the one exception
+is ``deid_func:clean_text`` (the Clean options), whose matcher of a file's names, IDs and
+dates is kept for the next files of the same patient (:mod:`.cleantext`: 256 sets at most,
+in the worker's memory only, like the files it processes).
 """
 
 from __future__ import annotations
@@ -40,8 +43,9 @@ from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
 from ..errors import RecipeError
+from .cleantext import NotPlain, collect, public_kinds, texts_of
 from .conformance import Change, conform
-from .funcs import FuncContext, jitter_days, jitter_value
+from .funcs import FuncContext, fast_shift, jitter_days, jitter_value, shift_value
 from .model import Action, Recipe
 from .parser import parse_split_options
 from .selectors import (
@@ -63,6 +67,9 @@ logger = logging.getLogger(__name__)
 _compile_lock = threading.Lock()
 
 _SOURCES = ("var:", "func:", "deid_func:")  # value prefixes resolve_value looks up
+_CLEAN = "deid_func:clean_text"
+_DATE_SHIFT = "deid_func:date_shift"
+_ESC = b"\x1b"  # ISO 2022 code extensions: 7-bit bytes that only pydicom decodes right
 
 _META_SYNC = {  # SOPInstanceUID, SOPClassUID -> their file-meta copies (tag, keyword)
     0x00080018: (0x00020003, "MediaStorageSOPInstanceUID"),
@@ -117,6 +124,13 @@ class _Compiled:
         self.shield_shapes = [s for s in shields if s.kind != "exact" and _by_shape(s)]
         self.shield_others = [s for s in shields if s.kind != "exact" and not _by_shape(s)]
         self.known_hits: dict[tuple[str, str, str | None], tuple[tuple[int, ...], bool]] = {}
+        # clean_text reads the file's names, IDs and dates as they were before any line ran:
+        # they are collected when a clean_text line selects a field of the file (or could
+        # after an ADD made one, which the answers by shape do not foresee)
+        clean = [i for i, (a, _) in enumerate(self.plan) if a.value is not None and a.value.startswith(_CLEAN)]
+        self.clean_lines = frozenset(clean)
+        first_add = min((i for i, (a, _) in enumerate(self.plan) if a.action == "ADD"), default=len(self.plan))
+        self.clean_after_add = any(i > first_add for i in clean)
         self.splits = {
             id(rule): parse_split_options(rule.value)
             for rules in recipe.values.values()
@@ -198,13 +212,14 @@ class _Run:
         self._by_shape = True
         self._index_due = False
         self._index_as_of: list[Field] | None = None
-        full = FieldSet(ds)
+        kinds = public_kinds() if self.c.clean_lines else None  # see identifying()
+        full = FieldSet(ds, kinds=kinds)
         keep_tags: set[str] = set()
         for sel in self.c.keep:
             if sel.plain:
                 # deid excludes by tag text at every depth; a nested uid path never matches.
                 keep_tags.update(f.uid for f in full.expand(sel))
-        self.fields = FieldSet(ds, frozenset(keep_tags)) if keep_tags else full
+        self.fields = FieldSet(ds, frozenset(keep_tags), kinds) if keep_tags else full
 
     # --- lists ---------------------------------------------------------------------------
 
@@ -277,6 +292,8 @@ class _Run:
                 shielded.append(uid)
         lines_set = self._lines = set(line_uids)
         lines_set.update(c.dynamic)
+        if c.clean_lines and (c.clean_after_add or not lines_set.isdisjoint(c.clean_lines)):
+            self.identifying()
         heap = self._heap = sorted(lines_set)
         present = fields.fields
         handlers = c.handlers
@@ -378,6 +395,8 @@ class _Run:
         self.fields.forget_children(f)
 
     def replace(self, f: Field, action: Action) -> None:
+        if action.value == _CLEAN and self.clean_unchanged(f):
+            return
         value = self.value_for(action, f)
         if value is MISSING:
             self.not_done(f)
@@ -385,12 +404,15 @@ class _Run:
         self.set_value(f, value, value is action.value, action)
 
     def jitter(self, f: Field, action: Action) -> None:
+        assert action.value is not None
+        if action.value == _DATE_SHIFT or action.value.startswith(_DATE_SHIFT + " "):
+            self.shift(f, jitter_days("date_shift", action.value[len(_DATE_SHIFT) + 1:], self.ctx))
+            return
         if not f.element.value:
             return
-        assert action.value is not None
         if action.value.startswith("deid_func:"):
             name, _, extras = action.value[len("deid_func:"):].partition(" ")
-            if name in ("jitter", "date_shift"):
+            if name == "jitter":
                 days: Any = jitter_days(name, extras, self.ctx)
             else:
                 days = self.value_for(action, f)
@@ -407,6 +429,68 @@ class _Run:
         new = jitter_value(f.element.value, f.element.VR, days, f.name or f.uid)
         if new not in (None, ""):
             self.set_value(f, new)
+
+    def clean_unchanged(self, f: Field) -> bool:
+        """Whether ``clean_text`` would leave a still-raw field as it is: its ASCII bytes hold
+        nothing the cleaning takes out. Most descriptions hold nothing identifying, and then
+        the field is neither converted nor rebuilt (the output keeps its bytes)."""
+        if f._element is not None or self.ctx.identifying is None:
+            return False
+        value = f.parent._dict[f.key].value
+        if type(value) is not bytes or not value.isascii() or _ESC in value:
+            return False
+        text = value.decode("ascii")
+        found = self.ctx.identifying
+        return not found.may_hold(text) or found.pattern().search(text) is None
+
+    def shift(self, f: Field, days: int) -> None:
+        """``JITTER <field> deid_func:date_shift``: the date moved by the patient's days; a
+        value that cannot be read as a date is removed rather than kept (it would be the
+        patient's real date), and a time of day is kept (see :func:`.funcs.shift_value`)."""
+        if f._element is None:  # still raw: a plain date is shifted from its bytes
+            vr = f.raw_vr()
+            raw = f.parent._dict[f.key].value
+            if vr in ("DA", "DT") and type(raw) is bytes and raw.isascii():
+                memo = self.ctx.shifted  # a file often holds one date several times
+                key = (raw, vr)
+                if key in memo:
+                    shifted = memo[key]
+                else:
+                    shifted = memo[key] = fast_shift(raw.decode("ascii").rstrip(" \0"), days, vr)
+                if shifted is not None:
+                    f.assign(shifted, vr)
+                    return
+        element = f.element
+        if not element.value:
+            return
+        new = shift_value(element.value, str(element.VR), days, f.name or f.uid)
+        if new is None:
+            logger.warning("JITTER %s: no date deid_func:date_shift can shift, removed in %s",
+                           f.name or f.uid, self.filename)
+            self.delete(f)
+        elif new is not element.value:
+            self.set_value(f, new)
+
+    def identifying(self) -> None:
+        """Note the file's names, IDs and dates for ``clean_text`` (:mod:`.cleantext`), as the
+        field set found them (public attributes at every depth) before any line ran: a later
+        line would have blanked them. Values are taken as the file holds them, raw bytes
+        mostly, and decoded once per patient (``collect`` keeps its answers); bytes that are
+        not plain ASCII, and values that are lists, are converted as pydicom does first."""
+        found = self.fields.found
+        try:
+            self.ctx.identifying = collect(tuple([(kind, e.value) for kind, _uid, e in found]))
+            return
+        except (NotPlain, TypeError):
+            pass
+        pairs: list[tuple[str, str]] = []
+        for kind, uid, element in found:
+            if type(element) is RawDataElement:
+                field = self.fields.fields.get(uid)
+                element = field.element if field is not None else None
+            if element is not None:
+                pairs += [(kind, v) for v in texts_of(element.value)]
+        self.ctx.identifying = collect(tuple(pairs))
 
     def remove(self, f: Field, action: Action) -> None:
         if action.value is not None:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import logging
 from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 from pydicom.datadict import dictionary_keyword, dictionary_VR
@@ -50,7 +49,8 @@ from pydicom.uid import generate_uid
 from .dummies import dummy_text
 from .funcs import FuncContext, hmac_uid
 from .iods import OPTIONAL, PRESENT, requirements, table_key
-from .selectors import CACHE_LIMIT, Field, delete_element
+from .selectors import CACHE_LIMIT, Field, delete_element, new_element, set_element
+from .standard import e1_1
 from .values import convert_value
 
 __all__ = ["Change", "conform"]
@@ -192,14 +192,12 @@ def _text(value: Any) -> str:
 
 @lru_cache(maxsize=1)
 def profile_tags() -> frozenset[int]:
-    """The tags of PS3.15 table E.1-1 (the shipped copy the default recipe is generated
-    from); the overlay and curve groups are listed as group 6000 and 5000."""
-    text = (resources.files("deid_workers.recipe") / "data" / "annex_e1_1.tsv").read_text(encoding="utf-8")
+    """The tags of PS3.15 table E.1-1 (the shipped copy the profiles are generated from,
+    :mod:`.standard`); the overlay and curve groups are listed as group 6000 and 5000."""
     tags = set()
-    for line in text.splitlines():
-        cell = line.split("\t", 1)[0]
-        if len(cell) == 11 and cell[0] == "(" and cell[5] == ",":
-            tags.add(int((cell[1:5] + cell[6:10]).replace("x", "0"), 16))
+    for row in e1_1():
+        if not row.private:
+            tags.add(int((row.tag[1:5] + row.tag[6:10]).replace("x", "0"), 16))
     return frozenset(tags)
 
 
@@ -228,9 +226,11 @@ def _put_value(parent: Dataset, f: Field, old: Any, ctx: FuncContext) -> None:
         logger.debug("no dummy for VR %s: %s left as the recipe made it", vr, f.uid)
         return
     ok, converted = convert_value(vr, text, f.name or f.uid)
-    parent[f.key] = DataElement(f.key, vr, converted if ok else None)
+    # a dummy is the same in every file: its element is built from a template (new_element)
+    set_element(parent, f.key, new_element(f.key, vr, converted if ok else None, shared=True))
 
 
+@lru_cache(maxsize=4096)
 def _keyword(tag: int) -> str:
     try:
         return str(dictionary_keyword(tag))

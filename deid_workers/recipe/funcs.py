@@ -11,7 +11,17 @@ without the key can reverse the mapping or link it to another project's output:
 - ``hmac_uid [root=R]``: a valid UID (<= 64 chars) under ``2.25.`` or ``R``.
 - ``hmac_id [prefix=P] [length=N]``: a short stable identifier (base32, 16 chars by default).
 - ``date_shift [min=A] [max=B]``: every date of one entity (PatientID) moves by the same number
-  of days in ``[A, B]`` (default: the settings' range); TM is left unchanged.
+  of days in ``[A, B]`` (default: the settings' range); TM is left unchanged (a time of day
+  is the same after a shift by whole days). Unlike deid's ``jitter``, a JITTER with it removes
+  a date it cannot read rather than keep it (the engine's :func:`shift_value`).
+
+Two more serve the PS3.15 options (:mod:`.annex_e`):
+
+- ``clean_text``: free text with the file's own names, IDs and dates taken out
+  (:mod:`.cleantext`; the engine collects them before the recipe runs);
+- ``unsafe_private``: for ``REMOVE <private selector> deid_func:unsafe_private``, true for a
+  private element that Table E.3.10-1 does not list (by creator, group and element byte,
+  whatever block it lands in), and for a private creator whose block keeps none.
 
 The key is fetched (Settings.resolve_secret) only when a keyed helper actually runs.
 """
@@ -31,6 +41,9 @@ from typing import Any
 from pydicom.multival import MultiValue
 from pydicom.uid import generate_uid
 
+from .cleantext import Identifying, clean_value
+from .standard import safe_private_keys
+
 __all__ = [
     "BUILTINS",
     "FuncContext",
@@ -42,6 +55,9 @@ __all__ = [
     "hmac_uid",
     "hmac_id",
     "shift_days",
+    "fast_shift",
+    "shift_value",
+    "unsafe_private",
 ]
 
 logger = logging.getLogger(__name__)
@@ -55,6 +71,8 @@ BUILTINS = (
     "hmac_uid",
     "hmac_id",
     "date_shift",
+    "clean_text",
+    "unsafe_private",
 )
 _UID_ROOT = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _FIXED_DEFAULT = datetime(1900, 1, 1)  # fills missing date parts: never "today"
@@ -120,6 +138,9 @@ class FuncContext:
         self._settings = settings
         self._key: bytes | None = None
         self.entity = entity
+        self.identifying: Identifying | None = None  # set by the engine for clean_text
+        self._days: dict[tuple[str, str], int] = {}
+        self.shifted: dict[tuple[bytes, str], str | None] = {}  # a file repeats its dates
 
     @property
     def settings(self) -> Any:
@@ -169,13 +190,18 @@ def _shift_range(ctx: FuncContext, opts: dict[str, Any]) -> tuple[int, int]:
 
 
 def jitter_days(name: str, extras: str, ctx: FuncContext) -> int:
-    """Days a ``jitter`` or ``date_shift`` func stands for (used when it is a JITTER value)."""
-    opts = parse_extras(extras)
-    if name == "date_shift":
-        lo, hi = _shift_range(ctx, opts)
-        return shift_days(ctx.key(), ctx.entity or "", lo, hi)
-    days = _int_opt(opts, "days", 1) or 0
-    return days + 365 * (_int_opt(opts, "years", 0) or 0)
+    """Days a ``jitter`` or ``date_shift`` func stands for (used when it is a JITTER value);
+    the same for every field of one call, so it is worked out once per call."""
+    days = ctx._days.get((name, extras))
+    if days is None:
+        opts = parse_extras(extras)
+        if name == "date_shift":
+            lo, hi = _shift_range(ctx, opts)
+            days = shift_days(ctx.key(), ctx.entity or "", lo, hi)
+        else:
+            days = (_int_opt(opts, "days", 1) or 0) + 365 * (_int_opt(opts, "years", 0) or 0)
+        ctx._days[(name, extras)] = days
+    return days
 
 
 def _parse_date(text: str, fmt: str) -> datetime:
@@ -191,7 +217,7 @@ def _shift_one(text: str, days: int, fmt: str) -> str:
     return (_parse_date(text, fmt) + timedelta(days=days)).strftime(fmt)
 
 
-def jitter_value(value: Any, vr: str, days: int, label: str = "") -> Any:
+def jitter_value(value: Any, vr: str, days: int, label: str = "", quiet: bool = False) -> Any:
     """Shift a date value by ``days`` (deid's JITTER, spec §2.8).
 
     DA -> YYYYMMDD; DT -> YYYYMMDDHHMMSS.ffffff(+zone); other VRs try the date forms; TM is
@@ -208,16 +234,77 @@ def jitter_value(value: Any, vr: str, days: int, label: str = "") -> Any:
     out = []
     for item in items:
         text = str(item)
-        shifted = None
+        shifted = fast_shift(text, days, vr if vr in ("DA", "DT") else "")
+        if shifted is not None:
+            out.append(shifted)
+            continue
         if vr == "DA":
             shifted = _try_shift(text, days, ("%Y%m%d",))
         elif vr == "DT":
             shifted = _try_shift(text, days, ("%Y%m%d%H%M%S.%f%z", "%Y%m%d%H%M%S.%f"))
         else:
             shifted = _try_shift(text, days, ("%Y%m%d", "%Y%m%d%H%M%S.%f%z", "%Y%m%d%H%M%S.%f"))
-        if not shifted:
+        if not shifted and not quiet:
             logger.warning("JITTER not supported for field %s, VR=%s", label, vr)
         out.append(shifted or text)
+    return "\\".join(out) if multi else out[0]
+
+
+_DAY = timedelta(days=1)
+
+
+def fast_shift(text: str, days: int, vr: str) -> str | None:
+    """The shift of a plain ``YYYYMMDD`` (DA) or ``YYYYMMDDHHMMSS[.f]`` (DT, no zone) value,
+    exactly as the parsing path writes it (DT: six fraction digits), without parsing it
+    with dateutil, which was most of a shift's cost. None for anything else."""
+    n = len(text)
+    if n < 8 or not text[:8].isdigit() or not "1000" <= text[:4]:
+        return None
+    try:
+        day = datetime(int(text[:4]), int(text[4:6]), int(text[6:8])) + _DAY * days
+    except (ValueError, OverflowError):
+        return None
+    if day.year < 1000:
+        return None
+    date = f"{day.year:04d}{day.month:02d}{day.day:02d}"
+    if n == 8:
+        return date + "000000.000000" if vr == "DT" else date
+    if vr != "DT" or n < 14 or not text[8:14].isdigit():
+        return None
+    clock = text[8:14]
+    if not ("00" <= clock[:2] <= "23" and "00" <= clock[2:4] <= "59" and "00" <= clock[4:] <= "59"):
+        return None
+    fraction = text[14:]
+    if fraction:
+        if fraction[0] != "." or not 2 <= len(fraction) <= 7 or not fraction[1:].isdigit():
+            return None
+        fraction = fraction[1:]
+    return f"{date}{clock}.{fraction.ljust(6, '0')}"
+
+
+def shift_value(value: Any, vr: str, days: int, label: str = "") -> Any:
+    """``date_shift``'s JITTER: :func:`jitter_value`, except that a value it cannot shift gives
+    None (the engine removes the field: a date left as it was is a date of the patient), and
+    a TM gives itself (a time of day is the same after whole days)."""
+    if vr == "TM" or days == 0:
+        return value
+    multi = isinstance(value, (list, tuple, MultiValue))
+    items = list(value) if multi else [value]
+    out: list[str] = []
+    for item in items:
+        text = item.decode("latin-1").strip(" \0") if isinstance(item, bytes) else str(item)
+        if not text:
+            out.append(text)
+            continue
+        kind = "DT" if vr == "UN" and len(text) > 8 else ("DA" if vr == "UN" else vr)
+        shifted = fast_shift(text, days, kind)
+        if shifted is None:
+            shifted = jitter_value(text, kind, days, label, quiet=True)
+            if shifted is None or shifted == text:
+                return None
+        out.append(shifted)
+    if vr == "UN":
+        return "\\".join(out).encode("ascii")
     return "\\".join(out) if multi else out[0]
 
 
@@ -272,9 +359,65 @@ def call_builtin(name: str, extras: str, *, field: Any, ctx: FuncContext) -> Any
         key = ctx.key()
         root = opts.get("root")
         return _each(_original(field), lambda v: hmac_uid(key, v, root))
+    if name == "clean_text":
+        element = getattr(field, "element", None)
+        if element is None:
+            return None
+        return clean_value(element.value, str(element.VR), ctx.identifying or Identifying())
+    if name == "unsafe_private":
+        return unsafe_private(field)
     if name == "hmac_id":
         key = ctx.key()
         prefix = str(opts.get("prefix") or "")
         length = _int_opt(opts, "length", 16) or 16
         return _each(_original(field), lambda v: hmac_id(key, v, prefix, length))
     raise ValueError(f"unknown deid_func {name!r}")
+
+
+def unsafe_private(field: Any) -> bool:
+    """Whether a private element of the file is not one Table E.3.10-1 lists as safe to keep.
+
+    Matched by group, private creator and the element's low byte, so an element is found
+    wherever its creator's block lands (``(0019,10xx)`` in one file, ``(0019,11xx)`` in the
+    next). A private creator itself is kept while its block, in the same item, holds an
+    element that is kept (that element would mean nothing without it). Public elements are
+    never unsafe; group lengths and elements without a creator are.
+    """
+    tag = int(getattr(field, "tag_int", 0))
+    group, number = tag >> 16, tag & 0xFFFF
+    if not group & 1:
+        return False
+    if number < 0x10:
+        return True
+    keys = safe_private_keys()
+    if number <= 0xFF:
+        creator = _creator_text(getattr(field, "element", None))
+        wanted = _safe_bytes().get((group, creator), ())
+        parent = getattr(field, "parent", None)
+        items = getattr(parent, "_dict", {})
+        base = group << 16 | number << 8
+        return not any(base | low in items for low in wanted)
+    owner = getattr(field, "creator", None)
+    if owner is None:
+        return True
+    return (group, str(owner).strip(" \0"), number & 0xFF) not in keys
+
+
+def _creator_text(element: Any) -> str:
+    value = getattr(element, "value", None)
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    return str(value or "").strip(" \0")
+
+
+def _safe_bytes() -> dict[tuple[int, str], tuple[int, ...]]:
+    """(group, creator) -> the element bytes Table E.3.10-1 lists for it (built once)."""
+    if not _SAFE_BYTES:
+        found: dict[tuple[int, str], list[int]] = {}
+        for group, creator, low in safe_private_keys():
+            found.setdefault((group, creator), []).append(low)
+        _SAFE_BYTES.update((k, tuple(sorted(v))) for k, v in found.items())
+    return _SAFE_BYTES
+
+
+_SAFE_BYTES: dict[tuple[int, str], tuple[int, ...]] = {}

@@ -2,7 +2,9 @@
 
 Paths are resolved as deid resolves them (a directory means its first file whose name starts
 with ``deid``), so any deid recipe loads unchanged. Filter criteria are compiled here too, so a
-bad criteria line fails at load time, before any file is touched.
+bad criteria line fails at load time, before any file is touched. A PS3.15 Annex E profile
+(``profile=["basic", "retain-uids"]``) is rendered from the shipped standard tables
+(:mod:`.annex_e`) and comes first, so the user's recipes merge on top of it.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from pathlib import Path
 from ..errors import RecipeError
 from . import filters
 from .actions import compiled
+from .annex_e import render_profile, source_name
 from .model import Recipe
+from .options import parse_profile
 from .parser import merge_recipes, parse_recipe
 
-__all__ = ["load_recipe", "default_recipe_path", "find_recipe"]
+__all__ = ["load_recipe", "default_recipe_path", "find_recipe", "profile_recipe"]
 
 PathLike = str | os.PathLike[str]
 
@@ -48,22 +52,41 @@ def _read(p: Path) -> str:
         raise RecipeError(f"cannot read recipe: {exc.__class__.__name__}", str(p)) from None
 
 
+def profile_recipe(profile: str | Sequence[str]) -> tuple[str, str]:
+    """(name, text) of a PS3.15 Annex E profile, ``"basic,retain-uids"`` or
+    ``["basic", "retain-uids"]``: the recipe rendered from the shipped tables, named
+    ``profile:basic,retain-uids``. Raises :class:`~.options.ProfileError` for an unknown
+    option or options that contradict (naming the attributes)."""
+    options = parse_profile(profile)
+    return source_name(options), render_profile(options)
+
+
 def load_recipe(
-    paths: PathLike | Sequence[PathLike] | None = None, *, text: str | None = None
+    paths: PathLike | Sequence[PathLike] | None = None, *, text: str | None = None,
+    profile: str | Sequence[str] | None = None,
 ) -> Recipe:
     """Load one recipe or merge several (in order); ``text`` is a recipe given as a string,
     merged after any paths. Nothing at all -> the project's default recipe.
 
-    Raises RecipeError (with .path and .line) for anything that does not parse.
+    ``profile`` (``"basic,OPTION,..."`` or a list of those words) puts the PS3.15 Annex E
+    profile first (:func:`profile_recipe`); the paths and text merge on top of it, as
+    recipes merge. Without it nothing changes.
+
+    Raises RecipeError (with .path and .line) for anything that does not parse, and its
+    ProfileError for a profile that cannot be used.
     """
+    recipes: list[Recipe] = []
+    texts: list[str] = []
+    if profile is not None:
+        name, rendered = profile_recipe(profile)
+        recipes.append(parse_recipe(rendered, name))
+        texts.append(rendered)
     if paths is None:
-        items: list[PathLike] = [] if text is not None else [default_recipe_path()]
+        items: list[PathLike] = [] if text is not None or profile is not None else [default_recipe_path()]
     elif isinstance(paths, (str, os.PathLike)):
         items = [paths]
     else:
         items = list(paths)
-    recipes: list[Recipe] = []
-    texts: list[str] = []
     for item in items:
         p = find_recipe(item)
         source = _read(p)

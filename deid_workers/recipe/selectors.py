@@ -42,6 +42,7 @@ __all__ = [
     "add_target",
     "new_element",
     "delete_element",
+    "set_element",
     "holds_canonical_uid",
     "stock_conversion",
     "CACHE_LIMIT",
@@ -223,7 +224,7 @@ class Field:
                 vr = self.raw_vr()
             if vr is not None:
                 element = new_element(self.key, vr, value, shared)
-                _set_element(self.parent, self.key, element)
+                set_element(self.parent, self.key, element)
                 self._element = element
                 return
         element = self.element
@@ -470,13 +471,19 @@ def _fresh(value: Any) -> Any:
 
 def new_element(key: BaseTag, vr: str, value: Any, shared: bool = False) -> DataElement:
     """``DataElement(key, vr, value)``, cheaper for a ``shared`` value (a recipe literal or
-    BLANK: see :func:`_template`) and for a valid single UID (a keyed pseudonym, new in
-    every file: pydicom's validation of it is the UID pattern and length only)."""
+    BLANK: see :func:`_template`), for a valid single UID (a keyed pseudonym, new in
+    every file: pydicom's validation of it is the UID pattern and length only) and for a
+    plain date (a shifted one: ``YYYYMMDD``, ``YYYYMMDDHHMMSS.FFFFFF``, valid as they are)."""
     template = _template(vr, value) if shared else None
     if template is None:
-        if vr != "UI" or type(value) is not str or len(value) > _UI_MAX or not _UI_REGEX.fullmatch(value):
+        if type(value) is not str:
             return DataElement(key, vr, value)
-        template = _uid_template(value)
+        if vr == "UI" and len(value) <= _UI_MAX and _UI_REGEX.fullmatch(value):
+            template = _uid_template(value)
+        elif vr in _PLAIN_DATES and _PLAIN_DATES[vr].fullmatch(value) and not config.datetime_conversion:
+            template = _date_template(vr, value)
+        else:
+            return DataElement(key, vr, value)
     element = object.__new__(DataElement)
     attrs = element.__dict__
     attrs.update(template)
@@ -484,6 +491,22 @@ def new_element(key: BaseTag, vr: str, value: Any, shared: bool = False) -> Data
     attrs["VR"] = vr  # the caller's object (a str, or pydicom's VR enum, hashed alike)
     attrs["_value"] = _fresh(attrs["_value"])
     return element
+
+
+_PLAIN_DATES = {
+    "DA": re.compile(r"(1[0-9]|[2-9][0-9])[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])"),
+    "DT": re.compile(r"(1[0-9]|[2-9][0-9])[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])"
+                     r"([01][0-9]|2[0-3])[0-5][0-9][0-5][0-9]\.[0-9]{6}"),
+}
+"""Dates that pydicom keeps as the same str and validates without a word (no padding, no
+backslash, no leap second, no zone), when it does not convert dates to objects."""
+
+
+def _date_template(vr: str, value: str) -> dict[str, Any]:
+    """What DataElement(tag, vr, value) holds for a value of :data:`_PLAIN_DATES`."""
+    return {"tag": None, "VR": vr, "validation_mode": config.settings.reading_validation_mode,
+            "_value": value, "file_tell": None, "is_undefined_length": False,
+            "private_creator": None}
 
 
 def _uid_template(value: str) -> dict[str, Any]:
@@ -495,7 +518,7 @@ def _uid_template(value: str) -> dict[str, Any]:
             "is_undefined_length": False, "private_creator": None}
 
 
-def _set_element(parent: Dataset, key: BaseTag, element: DataElement) -> None:
+def set_element(parent: Dataset, key: BaseTag, element: DataElement) -> None:
     """``parent[key] = element`` for a public, non-pixel, non-sequence element, which is
     all pydicom's __setitem__ does then (after checks that cannot fail here)."""
     if (type(parent) in _PLAIN_DATASETS and not key >> 16 & 1 and key not in PIXEL_KEYWORDS
@@ -599,14 +622,20 @@ class FieldSet:
     targets, compared the way deid compares them (so a nested KEEP path protects nothing).
     """
 
-    def __init__(self, ds: Dataset, skip_tags: frozenset[str] | set[str] = frozenset()) -> None:
+    def __init__(self, ds: Dataset, skip_tags: frozenset[str] | set[str] = frozenset(),
+                 kinds: Mapping[int, str] | None = None) -> None:
         self.dataset = ds
         self.fields: dict[str, Field] = {}
         self._exact: dict[str, list[str]] | None = None
         self._memo: dict[tuple[str, str, str], list[str]] = {}
-        self._flatten(ds, skip_tags)
+        self.found: list[tuple[str, str, Any]] = []
+        """With ``kinds`` (tag -> kind): (kind, uid, element as the file holds it, maybe raw)
+        of each field whose tag has a kind, noted while flattening (``clean_text`` reads the
+        file's names, IDs and dates so, at no cost to a recipe that does not clean text)."""
+        self._flatten(ds, skip_tags, kinds)
 
-    def _flatten(self, ds: Dataset, skip_tags: frozenset[str] | set[str]) -> None:
+    def _flatten(self, ds: Dataset, skip_tags: frozenset[str] | set[str],
+                 kinds: Mapping[int, str] | None = None) -> None:
         queue: list[tuple[Dataset, str | None, str | None, bool]] = [(ds, None, None, False)]
         meta = getattr(ds, "file_meta", None)
         if meta:
@@ -615,6 +644,7 @@ class FieldSet:
         raw_field = Field.raw
         tag_infos = _TAG_INFO
         convert_vrs = _CONVERT_VRS
+        note = self.found.append
         while queue:
             dataset, prefix, uprefix, is_meta = queue.pop(0)
             # The element dict itself (as dicomio and get_identifiers read it): what get_item()
@@ -633,6 +663,8 @@ class FieldSet:
                 if uid in fields:
                     continue
                 element = elements[tag]
+                if kinds is not None and t in kinds:
+                    note((kinds[t], uid, element))
                 if isinstance(element, RawDataElement):
                     # raw stays raw unless it must be converted (see _tag_info)
                     vr = element.VR

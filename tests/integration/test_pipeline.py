@@ -215,3 +215,29 @@ def test_embedded_mode_on_demo_data(tmp_path, monkeypatch, capsys):
     assert sorted(os.listdir(out)) == [f"image{i}.dcm" for i in range(1, 8)]
     assert sorted(os.listdir(tmp_path / "out-records")) == [
         "deid-ids.json", "deid-ids.pkl", f"deid-run.{s['run_id']}.jsonl"]
+
+
+def test_profile_with_a_recipe_on_top_runs_on_the_workers(cluster, tmp_path, capsys, place):
+    """--profile travels to the workers as the run's first recipe text; the user's recipe
+    merges on top; every output says what was applied."""
+    root = tmp_path / "in"
+    paths = write_study_tree(root, patients=1, images=2, studies=2)
+    mine = tmp_path / "deid.mine"
+    mine.write_text("FORMAT dicom\n%header\nREPLACE PatientID deid_func:hmac_id prefix=P\n")
+    out = tmp_path / "out"
+    code, stdout, err = _run(capsys, "--action", "all", "--quiet", "--json", "--input", str(root),
+                             "--outfolder", str(out), "--deid", str(mine),
+                             "--profile", "basic,retain-uids,retain-longitudinal-modified-dates")
+    assert code == 0, err
+    assert json.loads(stdout)["written"] == len(paths)
+    shifts = set()
+    for rel in paths:
+        before = pydicom.dcmread(root / rel)
+        after = pydicom.dcmread(out / place(root, rel))
+        assert after.SOPInstanceUID == before.SOPInstanceUID  # retain-uids
+        assert after.PatientID.startswith("P") and after.PatientID != before.PatientID
+        assert [i.CodeValue for i in after.DeidentificationMethodCodeSequence] == ["113100", "113110", "113107"]
+        assert after.LongitudinalTemporalInformationModified == "MODIFIED"
+        assert "profile:basic,ret" in after.DeidentificationMethod[-1]
+        shifts.add((pydicom.valuerep.DA(before.StudyDate) - pydicom.valuerep.DA(after.StudyDate)).days)
+    assert len(shifts) == 1 and shifts != {0}  # one patient: one shift, for every study

@@ -1,13 +1,16 @@
-"""The shipped default recipe: generated from table E.1-1, and leak-free on a dataset that
-carries every attribute of the table it can.
+"""The shipped default recipe: generated from table E.1-1 (the shipped 2026d copy), and
+leak-free on a dataset that carries every attribute of the table it can.
 
-The generator lives in scripts/ (not a package), so it is loaded from its path.
+The generator script lives in scripts/ (not a package), so it is loaded from its path; the
+mapping itself is deid_workers/recipe/annex_e.py.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.util
+import json
 import re
 import sys
 from pathlib import Path
@@ -25,58 +28,115 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 from pydicom.valuerep import validate_value
 
 from deid_workers import deidentify, load_recipe
+from deid_workers.recipe import annex_e, standard
 from deid_workers.recipe.filters import inspect_dataset
 from deid_workers.recipe.parser import parse_recipe
+from deid_workers.recipe.standard import Row
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "generate_default_recipe.py"
+STANDARD = ROOT / "deid_workers" / "recipe" / "data" / "standard"
 
 
 def _load_generator() -> ModuleType:
     spec = importlib.util.spec_from_file_location("generate_default_recipe", SCRIPT)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while building
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
 
 gen = _load_generator()
-TABLE = gen.read_table()
-MAPPED = gen.mapped_rows(TABLE)
+ROWS = standard.e1_1()
+MAPPED = annex_e.mapped_rows()
 RECIPE_TEXT = gen.RECIPE_PATH.read_text(encoding="utf-8")
+
+
+def _row(keyword: str) -> Row:
+    tag = datadict.tag_for_keyword(keyword)
+    assert tag is not None
+    return next(r for r in ROWS if r.tag_int == tag)
 
 
 # --- generation --------------------------------------------------------------------------------
 
 
-def test_committed_recipe_is_the_generator_output() -> None:
-    assert RECIPE_TEXT == gen.render(TABLE), "run: python scripts/generate_default_recipe.py"
+def test_committed_recipes_are_the_generator_output() -> None:
+    """Regenerate every shipped recipe (the default and the ten option files) and diff."""
+    stale = [str(p.relative_to(ROOT)) for p, text in gen.outputs().items()
+             if p.read_text(encoding="utf-8") != text]
+    assert not stale, f"run: python scripts/generate_default_recipe.py ({stale})"
     assert gen.main(["--check"]) == 0
+    assert RECIPE_TEXT == annex_e.render_profile(())
+    assert len(gen.outputs()) == 11
 
 
-def test_table_copy_is_complete_and_cites_its_source() -> None:
-    assert TABLE.edition == "2026c"
-    assert "dicom-anonymizer" in TABLE.meta["source"]
-    assert "BSD" in TABLE.meta["license"]
-    tags = [row.tag for row in TABLE.rows]
-    assert len(tags) == len(set(tags)) == 655
-    codes = {row.code for row in TABLE.rows}
-    assert codes <= {"D", "Z", "X", "U", "K", "Z/D", "X/Z", "X/D", "X/Z/D", "X/Z/U*"}
-    assert {"(50xx,xxxx)", "(60xx,3000)", "(60xx,4000)"} <= set(tags)
-    assert all(row.name for row in TABLE.rows)
+def test_each_generated_file_cites_the_edition() -> None:
+    for path, text in gen.outputs().items():
+        assert "DICOM PS3.15 edition 2026d" in text, path
+        assert "© NEMA" in text, path
+
+
+def test_table_copies_are_the_standard_2026d_with_their_provenance() -> None:
+    readme = (STANDARD / "README.md").read_text(encoding="utf-8")
+    assert "© NEMA" in readme and "pymedphys/pymedphys" in readme
+    for name in ("e1_1", "e1_1a", "e3_10_1", "cid_7050"):
+        data = json.loads((STANDARD / f"{name}.json").read_text(encoding="utf-8"))
+        assert data["edition"] == standard.EDITION == "2026d"
+        assert standard.table(name)["content_sha256"] == data["content_sha256"]
+    for path in STANDARD.iterdir():
+        if path.name != "README.md":
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            assert f"`{path.name}`" in readme and digest in readme, f"{path.name}: digest not in README"
+    assert (STANDARD / "LICENSE-NEMA-DICOM").read_text(encoding="utf-8").startswith("DICOM Standard")
+
+
+def test_a_table_of_another_edition_or_altered_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = json.loads((STANDARD / "e1_1a.json").read_text(encoding="utf-8"))
+    for change, message in ((dict(real, edition="2026c"), "edition"),
+                            (dict(real, rows=real["rows"][1:]), "content_sha256")):
+        monkeypatch.setattr(standard.resources, "files", lambda _pkg, c=change: _FakeFiles(json.dumps(c)))
+        standard._table.cache_clear()
+        with pytest.raises(standard.StandardError, match=message):
+            standard.table("e1_1a")
+    monkeypatch.undo()
+    standard._table.cache_clear()
+    assert standard.table("e1_1a")["edition"] == "2026d"
+
+
+class _FakeFiles:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __truediv__(self, _other: str) -> _FakeFiles:
+        return self
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        return self.text
+
+
+def test_table_is_complete() -> None:
+    tags = [row.tag for row in ROWS]
+    assert len(tags) == len(set(tags)) == 657
+    assert {row.basic for row in ROWS} <= set(standard.action_codes())
+    assert {"(50xx,xxxx)", "(60xx,3000)", "(60xx,4000)", "(gggg,eeee)"} <= set(tags)
+    assert all(row.name for row in ROWS)
+    assert len(standard.safe_private()) == 479 and len(standard.cid_7050()) == 13
 
 
 def test_every_row_maps_to_its_line_in_the_recipe() -> None:
     lines = RECIPE_TEXT.splitlines()
     index = {line: i for i, line in enumerate(lines)}
     for item in MAPPED:
-        comment = gen.row_comment(item.row)
+        comment = annex_e.row_comment(item)
         assert comment in index, comment
         following = lines[index[comment] + 1]
-        if item.line is None:  # a sequence kept: X/Z/U*, or D (its items are cleaned)
-            assert item.row.code in ("X/Z/U*", "D")
-            assert gen.vr_of(gen.tag_int(item.row.tag)) == "SQ"
+        if item.row.private:
+            assert lines[index[comment] + 2] == item.line == f"REMOVE {annex_e.PRIVATE_SELECTOR}"
+        elif item.line is None:  # a sequence kept: X/Z/U*, or D (its items are cleaned)
+            assert item.row.basic in ("X/Z/U*", "D")
+            assert annex_e.row_vr(item.row) == "SQ"
             assert following.startswith("# (no line:")
             start = index[comment] + 2
             assert tuple(lines[start:start + len(item.items)]) == item.items
@@ -105,21 +165,18 @@ def test_every_row_maps_to_its_line_in_the_recipe() -> None:
     ],
 )
 def test_action_code_mapping(keyword: str, code: str, line: str | None) -> None:
-    tag = datadict.tag_for_keyword(keyword)
-    assert tag is not None
-    row = next(r for r in TABLE.rows if gen.tag_int(r.tag) == tag)
-    assert row.code == code
-    assert gen.map_row(row).line == line
+    row = _row(keyword)
+    assert row.basic == code
+    assert annex_e.map_row(row).line == line
 
 
 def test_unknown_attributes_are_selected_by_tag_and_unknown_codes_fail() -> None:
-    unknown = [r for r in TABLE.rows if gen.tag_int(r.tag) not in datadict.DicomDictionary]
-    unknown = [r for r in unknown if "x" not in r.tag]
+    unknown = [r for r in ROWS if r.tag_int is not None and r.tag_int not in datadict.DicomDictionary]
     assert unknown, "pydicom learnt every tag: drop this test's premise"
     for row in unknown:
-        assert gen.map_row(row).line == f"REMOVE {row.tag}"
+        assert annex_e.map_row(row).line == f"REMOVE {row.tag}"
     with pytest.raises(ValueError, match="not a Basic Profile code"):
-        gen.map_row(gen.Row("(0010,0010)", "Patient's Name", "C"))
+        annex_e.map_row(Row("(0010,0010)", "Patient's Name", "C", (), False, True))
 
 
 def test_dummy_values_are_valid_for_their_vr() -> None:
@@ -128,7 +185,7 @@ def test_dummy_values_are_valid_for_their_vr() -> None:
         if not item.line or not item.line.startswith("REPLACE ") or "deid_func:" in item.line:
             continue
         value = item.line.split(" ", 2)[2]
-        vr = gen.vr_of(gen.tag_int(item.row.tag))
+        vr = annex_e.row_vr(item.row)
         assert vr is not None
         payload: Any = value.encode() if vr in ("OB", "OW", "UN", "OF", "OL", "OD", "OV") else value
         validate_value(vr, payload, pydicom_config.RAISE)
@@ -144,14 +201,14 @@ def _selector_regex(selector: str) -> re.Pattern[str]:
 
 
 def test_private_and_repeating_group_selectors_hit_only_their_tags() -> None:
-    private = _selector_regex(gen.PRIVATE_SELECTOR)
+    private = _selector_regex(annex_e.PRIVATE_SELECTOR)
     assert private.search("00091001") and private.search("7FE1FFFF") and private.search("00190010")
     assert not private.search("00100010") and not private.search("7FE00010")
     assert not private.search("(0009,1001)")
-    curve = _selector_regex(gen.MASK_SELECTORS["(50xx,xxxx)"])
+    curve = _selector_regex(annex_e.MASK_SELECTORS["(50xx,xxxx)"])
     assert curve.search("50003000") and curve.search("501E0010")
     assert not curve.search("00503000") and not curve.search("60003000")
-    overlay = _selector_regex(gen.MASK_SELECTORS["(60xx,4000)"])
+    overlay = _selector_regex(annex_e.MASK_SELECTORS["(60xx,4000)"])
     assert overlay.search("60004000") and overlay.search("601E4000")
     assert not overlay.search("60003000") and not overlay.search("60004001")
     # The same regexes are searched against keywords and names: none may match.
@@ -163,11 +220,12 @@ def test_private_and_repeating_group_selectors_hit_only_their_tags() -> None:
 def test_recipe_parses_with_the_project_parser() -> None:
     recipe = parse_recipe(RECIPE_TEXT, str(gen.RECIPE_PATH))
     actions = [a for a in recipe.header if a.action != "ADD"]
-    assert len(actions) == sum(1 for m in MAPPED if m.line) + sum(len(m.items) for m in MAPPED) + 1
+    assert len(actions) == sum(1 for m in MAPPED if m.line) + sum(len(m.items) for m in MAPPED)
     assert [g.name for g in recipe.filters] == ["blacklist", "graylist"]
     adds = {a.field: a.value for a in recipe.header if a.action == "ADD"}
     assert adds["PatientIdentityRemoved"] == "YES"
-    assert adds["DeidentificationMethod"].endswith("(PS3.15 E.1-1 2026c)")
+    assert adds["DeidentificationMethod"].endswith("(PS3.15 E.1-1 2026d)")
+    assert [(a.field, a.value) for a in recipe.labels] == [("DeidentificationMethodCode", "113100")]
 
 
 # --- filters -----------------------------------------------------------------------------------
@@ -286,11 +344,11 @@ def _phi_dataset() -> tuple[FileDataset, dict[int, tuple[str, Any]]]:
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = FileDataset("phi.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
     planted: dict[int, tuple[str, Any]] = {}
-    for row in TABLE.rows:
-        tag = gen.tag_int(row.tag)
+    for row in ROWS:
+        tag = row.tag_int
         if tag is None or tag >> 16 in (0x0000, 0x0002):
             continue  # masks are planted below; command and file-meta groups apart
-        vr = gen.vr_of(tag) or ("SQ" if row.name.endswith("Sequence") else "LO")
+        vr = annex_e.row_vr(row) or "LO"
         if vr == "SQ":
             item = Dataset()
             item.CodeMeaning = f"S{tag:08X}"
@@ -298,7 +356,7 @@ def _phi_dataset() -> tuple[FileDataset, dict[int, tuple[str, Any]]]:
         else:
             value = _sentinel(tag, vr)
         ds.add(DataElement(tag, vr, value))
-        planted[tag] = (row.code, value)
+        planted[tag] = (row.basic, value)
     ds.SOPClassUID = meta.MediaStorageSOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.Modality = "CT"
@@ -357,7 +415,7 @@ def test_no_attribute_of_table_e11_survives_with_its_value() -> None:
         assert _cleared(inner.get(tag), planted[tag][1]), f"nested {keyword} survived"
     assert 0x00191001 not in inner and 0x00190010 not in inner
     assert out.PatientIdentityRemoved == "YES"
-    assert "E.1-1 2026c" in out.DeidentificationMethod
+    assert "E.1-1 2026d" in out.DeidentificationMethod
 
 
 def test_uids_are_replaced_consistently() -> None:
