@@ -7,7 +7,7 @@ Why these settings:
 
 - JSON only, both ways: a pickle-accepting worker runs whatever code a broker client sends.
 - ``task_acks_late`` + ``task_reject_on_worker_lost``: a batch whose worker dies is
-  redelivered, not lost; tasks are idempotent (see :mod:`deid_workers.store`), so a rerun is safe.
+  redelivered, not lost; tasks are idempotent (see :mod:`deid_workers.run.store`), so a rerun is safe.
   A dead node's batches come back within a minute (:mod:`deid_workers.tasks.liveness`).
 - Prefetch ``DEID_PREFETCH`` (2) per pool process: the next batch is taken while one runs, so the
   round trips of taking it do not leave the pool process idle (see ``config.DEFAULT_PREFETCH``).

@@ -254,7 +254,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace,
 
 
 def _groups(args: argparse.Namespace) -> tuple[str, ...]:
-    from .steps import DEFAULT_QUARANTINE_GROUPS
+    from .files.steps import DEFAULT_QUARANTINE_GROUPS
 
     if args.quarantine_groups is None:
         return DEFAULT_QUARANTINE_GROUPS
@@ -284,7 +284,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         args.outfolder = tempfile.mkdtemp(prefix="deid-workers-")
         log.info("No output folder specified, writing to %s", args.outfolder)
     if args.records is None:
-        from .folders import records_folder
+        from .fs.folders import records_folder
 
         args.records = records_folder(args.outfolder)
     try:
@@ -306,7 +306,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _embedded(args: argparse.Namespace, settings: Settings) -> int:
     from .embedded import EmbeddedCluster
-    from .folders import run_folders
+    from .fs.folders import run_folders
 
     # Resolve (create) the key before the workers start, so they all read the same file; the
     # private workers may touch this run's folders and nothing else.
@@ -399,7 +399,7 @@ def _follow(store: Any, args: argparse.Namespace, settings: Settings, *,
 
 def _finish(store: Any, args: argparse.Namespace) -> int:
     from .producer import stream_ids_json
-    from .report import iter_inspect, render_table, run_ok, summarize
+    from .run.report import iter_inspect, render_table, run_ok, summarize
 
     summary = summarize(store)
     action = summary["action"]
@@ -428,11 +428,11 @@ def _finish(store: Any, args: argparse.Namespace) -> int:
 def _check_recipe(args: argparse.Namespace) -> int:
     """``--check-recipe RECIPE``: its gaps against the profile (recipe/coverage.py), read
     from the input's headers when ``--input`` is given; no broker, nothing written."""
-    from .dicomio import read_dataset
+    from .dicom.reader import read_dataset
+    from .fs.walk import iter_files
     from .recipe import load_recipe
     from .recipe.coverage import check_recipe, count_in, render_table, to_json
     from .recipe.options import parse_profile
-    from .walk import iter_files
 
     options = parse_profile(args.profile or "basic")
     coverage = check_recipe(load_recipe(args.check_recipe), options)
@@ -471,7 +471,7 @@ def _admin(what: str, args: argparse.Namespace, settings: Settings) -> int:
 def _purge(client: Any, run_id: str) -> int:
     """``--purge RUN_ID``: delete every key of the run, even if its record already expired."""
     from .errors import StoreError
-    from .store import RunStore
+    from .run.store import RunStore
 
     store = RunStore(client, run_id, expiry=1)
     state = store.state()
@@ -487,8 +487,8 @@ def _purge(client: Any, run_id: str) -> int:
 def _status(client: Any, args: argparse.Namespace, settings: Settings) -> int:
     """``--status [RUN_ID]``: a table per run, then the queue lengths (JSON with ``--json``)."""
     from .app import QUEUES
-    from .report import render_status, run_status, summarize
-    from .store import RunStore, list_runs, queue_lengths
+    from .run.report import render_status, run_status, summarize
+    from .run.store import RunStore, list_runs, queue_lengths
 
     run_ids = [args.status] if args.status else list_runs(client)
     keys = settings.cluster_keys(create=False)

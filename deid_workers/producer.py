@@ -39,13 +39,14 @@ from celery.canvas import Signature
 from .app import app
 from .config import Settings
 from .errors import ConfigError, IdentifiersError, InputError, RunRefused, StoreError
-from .folders import check_folders, run_folders
-from .idsfile import IDS_JSON, IDS_PICKLE, iter_ids_chunks
+from .files.provenance import declared_codes
+from .files.steps import DEFAULT_QUARANTINE_GROUPS
+from .fs.folders import check_folders, run_folders
+from .fs.walk import iter_batches
+from .ids.export import IDS_JSON, IDS_PICKLE, iter_ids_chunks
 from .progress import Progress
-from .provenance import declared_codes
 from .recipe import Recipe, ids_fields_read, load_recipe, profile_recipe
-from .steps import DEFAULT_QUARANTINE_GROUPS
-from .store import (
+from .run.store import (
     MemoryWatch,
     RunStore,
     first_stage,
@@ -55,7 +56,6 @@ from .store import (
     redis_reason,
 )
 from .tasks import RUN_SETTINGS, final_stage, finish_run
-from .walk import iter_batches
 
 __all__ = [
     "ACTIONS",
@@ -180,7 +180,7 @@ def _quarantine(sub: Submission) -> str | None:
     bound for it do not all fail at the end of the run."""
     if not sub.clean_pixels:
         return None
-    from .steps import quarantine_folder
+    from .files.steps import quarantine_folder
 
     folder = os.path.abspath(sub.quarantine or quarantine_folder(sub.outfolder))
     real = os.path.realpath(folder)
@@ -220,7 +220,7 @@ def _check_records(sub: Submission) -> None:
 
 
 def _check_folders(settings: Settings, sub: Submission) -> None:
-    """The folder rules workers apply (:mod:`deid_workers.folders`), checked here first so a
+    """The folder rules workers apply (:mod:`deid_workers.fs.folders`), checked here first so a
     mistake is a one-line error before anything starts; roots only if this process has them."""
     folders = run_folders({"action": sub.action, "input": os.path.abspath(sub.input),
                            "outfolder": os.path.abspath(sub.outfolder),
@@ -242,7 +242,7 @@ def precheck(settings: Settings, sub: Submission) -> None:
 
 
 def _with_records(sub: Submission) -> Submission:
-    from .folders import records_folder
+    from .fs.folders import records_folder
 
     return sub if sub.records else replace(sub, records=records_folder(sub.outfolder))
 
@@ -552,7 +552,7 @@ def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POL
       fine. A batch that fails for real fails again, and then the run is marked failed.
 
     Every :data:`CHORD_CHECK_SECONDS` it also asks Redis whether it refused a write for lack of
-    memory since the wait began (:class:`~deid_workers.store.MemoryWatch`): then writes of the
+    memory since the wait began (:class:`~deid_workers.run.store.MemoryWatch`): then writes of the
     run are lost, so it raises StoreError saying so and what to do, rather than wait forever.
     """
     started = time.monotonic()
@@ -641,7 +641,7 @@ def _unstall(store: RunStore, on_stall: Callable[[], str], *, stalled_for: float
     """Call ``on_stall`` if no message waits in any deid queue and none is taken by a worker;
     a Redis error only postpones the check to the next stall."""
     from .app import QUEUES
-    from .store import queue_lengths
+    from .run.store import queue_lengths
 
     try:
         if any(queue_lengths(store.client, QUEUES).values()):
@@ -667,7 +667,7 @@ def stream_ids_json(store: RunStore, out: IO[str]) -> int:
     """Write the run's ids to ``out`` as one JSON object, entity by entity; returns entities."""
     import json
 
-    from .idsfile import json_text
+    from .ids.export import json_text
 
     out.write("{")
     n = 0

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from deid_workers.atomicfile import AtomicFile
+from deid_workers.fs.atomicfile import AtomicFile
 
 
 def test_published_on_clean_exit_with_plain_mode(tmp_path):
@@ -42,7 +42,7 @@ def test_commit_and_discard_outside_a_with(tmp_path):
 
 def test_the_folder_is_synced_after_the_rename(tmp_path, monkeypatch):
     # The rename itself must survive a power loss: the folder's entry is fsynced after it.
-    from deid_workers import atomicfile
+    from deid_workers.fs import atomicfile
 
     synced = []
     monkeypatch.setattr(atomicfile, "fsync_dir",

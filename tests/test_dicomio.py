@@ -13,8 +13,9 @@ import pytest
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
-from deid_workers import dicomio, synth
-from deid_workers.encoder import encode_part10
+from deid_workers import synth
+from deid_workers.dicom import reader
+from deid_workers.dicom.encoder import encode_part10
 from deid_workers.errors import InputError, OutputExistsError
 
 
@@ -31,26 +32,26 @@ def _write(path: Path, data: bytes) -> Path:
 
 def _reason(path: Path, headers_only: bool = True) -> str:
     with pytest.raises(InputError) as info:
-        dicomio.read_dataset(path, headers_only=headers_only)
-    assert info.value.reason in dicomio.REASONS
+        reader.read_dataset(path, headers_only=headers_only)
+    assert info.value.reason in reader.REASONS
     return info.value.reason
 
 
 def test_reads_headers_only_or_whole(tmp_path: Path) -> None:
     path = _write(tmp_path / "a.dcm", _file_bytes())
-    head = dicomio.read_dataset(path, headers_only=True)
+    head = reader.read_dataset(path, headers_only=True)
     assert "PixelData" not in head and head.PatientID == "PID-0001-SENT"
-    full = dicomio.read_dataset(path, headers_only=False)
+    full = reader.read_dataset(path, headers_only=False)
     assert full.pixel_array.shape == (8, 8)
 
 
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
-        (b"", dicomio.EMPTY),
-        (b"hello, this is text named .dcm\n" * 10, dicomio.NOT_DICOM),
-        (b"\0" * 128 + b"DICM", dicomio.CORRUPT),  # preamble only
-        (b"{\"PatientID\": \"x\"}", dicomio.NOT_DICOM),
+        (b"", reader.EMPTY),
+        (b"hello, this is text named .dcm\n" * 10, reader.NOT_DICOM),
+        (b"\0" * 128 + b"DICM", reader.CORRUPT),  # preamble only
+        (b"{\"PatientID\": \"x\"}", reader.NOT_DICOM),
     ],
 )
 def test_reasons_for_non_dicom(tmp_path: Path, data: bytes, reason: str) -> None:
@@ -64,14 +65,14 @@ def test_corrupt_files_of_the_study_tree(tmp_path: Path) -> None:
     reasons = {}
     for rel in paths:
         try:
-            dicomio.read_dataset(tmp_path / rel, headers_only=True, name=rel)
+            reader.read_dataset(tmp_path / rel, headers_only=True, name=rel)
         except InputError as exc:
             assert exc.path == rel  # the caller's (relative) name, not the absolute path
             reasons[rel] = exc.reason
     assert reasons == {
-        "corrupt-00-empty.dcm": dicomio.EMPTY,
-        "corrupt-01-truncated.dcm": dicomio.CORRUPT,
-        "corrupt-02-text.dcm": dicomio.NOT_DICOM,
+        "corrupt-00-empty.dcm": reader.EMPTY,
+        "corrupt-01-truncated.dcm": reader.CORRUPT,
+        "corrupt-02-text.dcm": reader.NOT_DICOM,
     }
 
 
@@ -97,7 +98,7 @@ def test_truncation_is_detected(tmp_path: Path, where: str, headers_only: bool) 
         "inside pixel header": pixel_tag + 10,
     }[where]
     path = _write(tmp_path / "cut.dcm", data[:cut])
-    assert _reason(path, headers_only) == dicomio.CORRUPT
+    assert _reason(path, headers_only) == reader.CORRUPT
 
 
 def test_every_cut_fails_cleanly_or_is_an_element_boundary(tmp_path: Path) -> None:
@@ -109,7 +110,7 @@ def test_every_cut_fails_cleanly_or_is_an_element_boundary(tmp_path: Path) -> No
     for cut in range(0, len(data), 3):
         path.write_bytes(data[:cut])
         try:
-            ds = dicomio.read_dataset(path, headers_only=False)
+            ds = reader.read_dataset(path, headers_only=False)
         except InputError:
             continue
         accepted.append(cut)
@@ -123,16 +124,16 @@ def test_damage_inside_a_sequence_item_is_detected(tmp_path: Path, headers_only:
     data = _file_bytes()
     vr_at = _offset(data, b"\x40\x00\x09\x00SH") + 4  # (0040,0009) inside a sequence item
     path = _write(tmp_path / "vr.dcm", data[:vr_at] + b"S\x00" + data[vr_at + 2:])
-    assert _reason(path, headers_only) == dicomio.CORRUPT
+    assert _reason(path, headers_only) == reader.CORRUPT
     length_at = vr_at + 2  # its 2-byte length, now past the end of the item
     path = _write(tmp_path / "len.dcm", data[:length_at] + b"\xf0\x00" + data[length_at + 2:])
-    assert _reason(path, headers_only) == dicomio.CORRUPT
+    assert _reason(path, headers_only) == reader.CORRUPT
 
 
 def test_file_without_preamble_is_accepted(tmp_path: Path) -> None:
     data = _file_bytes(4)
     path = _write(tmp_path / "nopre.dcm", data[132:])
-    ds = dicomio.read_dataset(path, headers_only=False)
+    ds = reader.read_dataset(path, headers_only=False)
     assert ds.PatientID == "PID-0004-SENT" and ds.file_meta.TransferSyntaxUID
 
 
@@ -142,21 +143,21 @@ def test_bare_dataset_without_file_meta_is_accepted(tmp_path: Path) -> None:
     fp.is_little_endian, fp.is_implicit_VR = True, True
     write_dataset(fp, ds)
     path = _write(tmp_path / "bare.dcm", fp.getvalue())
-    assert dicomio.read_dataset(path, headers_only=True).PatientID == "PID-0006-SENT"
+    assert reader.read_dataset(path, headers_only=True).PatientID == "PID-0006-SENT"
 
 
 def test_binary_that_only_starts_like_dicom_is_refused(tmp_path: Path) -> None:
     # (0008,0005) CS with a sane header, then garbage: forced read gives no SOP UIDs.
     path = _write(tmp_path / "fake.dcm", b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 100" + b"\xff" * 40)
-    assert _reason(path) in (dicomio.NOT_DICOM, dicomio.CORRUPT)
+    assert _reason(path) in (reader.NOT_DICOM, reader.CORRUPT)
 
 
 def test_not_regular_missing_and_fifo(tmp_path: Path) -> None:
-    assert _reason(tmp_path) == dicomio.NOT_REGULAR
-    assert _reason(tmp_path / "nope.dcm") == dicomio.MISSING
+    assert _reason(tmp_path) == reader.NOT_REGULAR
+    assert _reason(tmp_path / "nope.dcm") == reader.MISSING
     fifo = tmp_path / "fifo.dcm"
     os.mkfifo(fifo)
-    assert _reason(fifo) == dicomio.NOT_REGULAR  # and did not block on open()
+    assert _reason(fifo) == reader.NOT_REGULAR  # and did not block on open()
 
 
 def test_permission_denied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -165,8 +166,8 @@ def test_permission_denied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     def refuse(*args: object, **kwargs: object) -> None:
         raise PermissionError(errno.EACCES, "denied")
 
-    monkeypatch.setattr(dicomio, "open", refuse, raising=False)  # root ignores chmod
-    assert _reason(path) == dicomio.PERMISSION
+    monkeypatch.setattr(reader, "open", refuse, raising=False)  # root ignores chmod
+    assert _reason(path) == reader.PERMISSION
 
 
 def test_reasons_never_quote_header_values(tmp_path: Path) -> None:
@@ -175,7 +176,7 @@ def test_reasons_never_quote_header_values(tmp_path: Path) -> None:
     for cut in (200, 400, 600, 900, len(data) - 3):
         path = _write(tmp_path / f"c{cut}.dcm", data[:cut])
         with pytest.raises(InputError) as info:
-            dicomio.read_dataset(path, headers_only=False)
+            reader.read_dataset(path, headers_only=False)
         messages.append(str(info.value))
     for s in synth.phi_strings(8):
         assert not any(s in m for m in messages)
@@ -192,7 +193,7 @@ def test_write_atomic_creates_parents_keeps_preamble(tmp_path: Path) -> None:
     ds = synth.make_dataset(2)
     ds.preamble = b"P" * 128
     dest = tmp_path / "out" / "a" / "b.dcm"
-    dicomio.write_atomic(ds, dest, overwrite=False)
+    reader.write_atomic(ds, dest, overwrite=False)
     data = dest.read_bytes()
     assert data[:132] == b"P" * 128 + b"DICM"
     assert pydicom.dcmread(dest).SOPInstanceUID == ds.SOPInstanceUID
@@ -205,20 +206,20 @@ def test_write_atomic_creates_parents_keeps_preamble(tmp_path: Path) -> None:
 def test_write_atomic_without_sync_leaves_syncing_to_the_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     synced: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(dicomio.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    monkeypatch.setattr(reader.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
     dests = [tmp_path / "a" / "1.dcm", tmp_path / "a" / "2.dcm", tmp_path / "b" / "3.dcm"]
     for i, dest in enumerate(dests):
-        dicomio.write_atomic(synth.make_dataset(i), dest, overwrite=False, sync=False)
+        reader.write_atomic(synth.make_dataset(i), dest, overwrite=False, sync=False)
     assert synced == [] and _no_temps(tmp_path)
-    dicomio.write_atomic(synth.make_dataset(), tmp_path / "c.dcm", overwrite=False)
+    reader.write_atomic(synth.make_dataset(), tmp_path / "c.dcm", overwrite=False)
     assert len(synced) == 2  # the default syncs the file and its folder
 
 
 def test_write_atomic_skips_a_leftover_temp_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A temp left by a dead process whose pid came back is neither reused nor clobbered."""
-    monkeypatch.setattr(dicomio, "_temp_counter", iter(range(5)))
+    monkeypatch.setattr(reader, "_temp_counter", iter(range(5)))
     stale = _write(tmp_path / f".a.dcm.{os.getpid()}-0.tmp", b"stale")
-    dicomio.write_atomic(synth.make_dataset(), tmp_path / "a.dcm", overwrite=False)
+    reader.write_atomic(synth.make_dataset(), tmp_path / "a.dcm", overwrite=False)
     assert stale.read_bytes() == b"stale"
     assert pydicom.dcmread(tmp_path / "a.dcm").PatientID == "PID-0000-SENT"
     assert not (tmp_path / f".a.dcm.{os.getpid()}-1.tmp").exists()
@@ -227,19 +228,19 @@ def test_write_atomic_skips_a_leftover_temp_name(tmp_path: Path, monkeypatch: py
 def test_write_atomic_refuses_existing_unless_overwrite(tmp_path: Path) -> None:
     dest = _write(tmp_path / "a.dcm", b"old")
     with pytest.raises(OutputExistsError) as info:
-        dicomio.write_atomic(synth.make_dataset(), dest, overwrite=False)
+        reader.write_atomic(synth.make_dataset(), dest, overwrite=False)
     assert info.value.path == str(dest)
     assert dest.read_bytes() == b"old" and _no_temps(tmp_path)
-    dicomio.write_atomic(synth.make_dataset(), dest, overwrite=True)
+    reader.write_atomic(synth.make_dataset(), dest, overwrite=True)
     assert pydicom.dcmread(dest).PatientID == "PID-0000-SENT"
 
 
 def test_race_lost_after_the_existence_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Another worker creates dest between our check and our publish: os.link refuses."""
     dest = _write(tmp_path / "a.dcm", b"theirs")
-    monkeypatch.setattr(dicomio.os.path, "lexists", lambda p: False)
+    monkeypatch.setattr(reader.os.path, "lexists", lambda p: False)
     with pytest.raises(OutputExistsError):
-        dicomio.write_atomic(synth.make_dataset(), dest, overwrite=False)
+        reader.write_atomic(synth.make_dataset(), dest, overwrite=False)
     assert dest.read_bytes() == b"theirs" and _no_temps(tmp_path)
 
 
@@ -252,7 +253,7 @@ def test_concurrent_writers_exactly_one_wins(tmp_path: Path) -> None:
     def worker(ds: pydicom.Dataset) -> None:
         barrier.wait()
         try:
-            dicomio.write_atomic(ds, dest, overwrite=False)
+            reader.write_atomic(ds, dest, overwrite=False)
             results.append("won")
         except OutputExistsError:
             results.append("exists")
@@ -270,13 +271,13 @@ def test_fallback_without_hard_links(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def no_link(src: str, dst: str, **dir_fds: object) -> None:
         raise OSError(errno.EPERM, "hard links not supported")
 
-    monkeypatch.setattr(dicomio.os, "link", no_link)
+    monkeypatch.setattr(reader.os, "link", no_link)
     dest = tmp_path / "a.dcm"
-    dicomio.write_atomic(synth.make_dataset(), dest, overwrite=False)
+    reader.write_atomic(synth.make_dataset(), dest, overwrite=False)
     assert pydicom.dcmread(dest).PatientID == "PID-0000-SENT"
-    monkeypatch.setattr(dicomio, "_exists_at", lambda folder, name: False)  # another worker's race
+    monkeypatch.setattr(reader, "_exists_at", lambda folder, name: False)  # another worker's race
     with pytest.raises(OutputExistsError):
-        dicomio.write_atomic(synth.make_dataset(1), dest, overwrite=False)
+        reader.write_atomic(synth.make_dataset(1), dest, overwrite=False)
     assert pydicom.dcmread(dest).PatientID == "PID-0000-SENT" and _no_temps(tmp_path)
 
 
@@ -290,10 +291,10 @@ def test_disk_full_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.Mon
             return real_write(fd, bytes(data[:100]))
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(dicomio.os, "write", half_then_full)
+    monkeypatch.setattr(reader.os, "write", half_then_full)
     dest = tmp_path / "sub" / "a.dcm"
     with pytest.raises(OSError) as info:
-        dicomio.write_atomic(synth.make_dataset(), dest, overwrite=True)
+        reader.write_atomic(synth.make_dataset(), dest, overwrite=True)
     assert info.value.errno == errno.ENOSPC and len(calls) == 2  # a short write is continued
     assert not dest.exists() and _no_temps(tmp_path)
 
@@ -301,9 +302,9 @@ def test_disk_full_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.Mon
 def test_short_writes_are_continued_to_the_last_byte(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     real_write = os.write
-    monkeypatch.setattr(dicomio.os, "write", lambda fd, data: real_write(fd, bytes(data[:7])))
+    monkeypatch.setattr(reader.os, "write", lambda fd, data: real_write(fd, bytes(data[:7])))
     ds = synth.make_dataset()
-    dicomio.write_atomic(ds, tmp_path / "new" / "deeper" / "a.dcm", overwrite=False)
+    reader.write_atomic(ds, tmp_path / "new" / "deeper" / "a.dcm", overwrite=False)
     assert (tmp_path / "new" / "deeper" / "a.dcm").read_bytes() == encode_part10(ds)
     assert _no_temps(tmp_path)
 
@@ -313,15 +314,15 @@ def test_short_writes_are_continued_to_the_last_byte(tmp_path: Path,
 
 def test_enforce_inside_accepts_normal_paths(tmp_path: Path) -> None:
     root = os.path.realpath(tmp_path)
-    assert dicomio.enforce_inside(tmp_path, "a/b.dcm") == os.path.join(root, "a", "b.dcm")
-    assert dicomio.enforce_inside(tmp_path, "a/../b.dcm") == os.path.join(root, "b.dcm")
+    assert reader.enforce_inside(tmp_path, "a/b.dcm") == os.path.join(root, "a", "b.dcm")
+    assert reader.enforce_inside(tmp_path, "a/../b.dcm") == os.path.join(root, "b.dcm")
 
 
 @pytest.mark.parametrize("rel", ["../x.dcm", "a/../../x.dcm", "/etc/passwd", "", ".", "a\0b"])
 def test_enforce_inside_refuses_escapes(tmp_path: Path, rel: str) -> None:
     with pytest.raises(InputError) as info:
-        dicomio.enforce_inside(tmp_path / "root", rel)
-    assert info.value.reason == dicomio.OUTSIDE
+        reader.enforce_inside(tmp_path / "root", rel)
+    assert info.value.reason == reader.OUTSIDE
 
 
 def test_enforce_inside_refuses_symlinked_dir_pointing_out(tmp_path: Path) -> None:
@@ -330,7 +331,7 @@ def test_enforce_inside_refuses_symlinked_dir_pointing_out(tmp_path: Path) -> No
     (tmp_path / "elsewhere").mkdir()
     (root / "link").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(InputError):
-        dicomio.enforce_inside(root, "link/x.dcm")
+        reader.enforce_inside(root, "link/x.dcm")
 
 
 # --- reading from memory: the layout proof, its replay, big files -----------------------------
@@ -360,7 +361,7 @@ def _variants() -> dict[str, bytes]:
 
 def _outcome(path: Path, headers_only: bool) -> object:
     try:
-        ds = dicomio.read_dataset(path, headers_only=headers_only)
+        ds = reader.read_dataset(path, headers_only=headers_only)
     except InputError as exc:
         return exc.reason
     return sorted(ds.keys()), len(ds.get("PixelData", b"")), ds.original_encoding
@@ -373,7 +374,7 @@ def test_layout_proof_agrees_with_the_read_watch(tmp_path: Path, monkeypatch: py
     if variant == "big":  # parsed from the open file, not from memory
         data = _big_bytes(100_000)
         pixel_tag = data.rindex(b"\xe0\x7f\x10\x00OW")
-        cuts = [*range(dicomio._WHOLE_MAX + 1, pixel_tag, 1999), *range(pixel_tag - 20, pixel_tag + 20),
+        cuts = [*range(reader._WHOLE_MAX + 1, pixel_tag, 1999), *range(pixel_tag - 20, pixel_tag + 20),
                 *range(len(data) - 20, len(data) + 1)]
     else:
         data = _variants()[variant]
@@ -383,15 +384,15 @@ def test_layout_proof_agrees_with_the_read_watch(tmp_path: Path, monkeypatch: py
     for cut in cuts:
         path.write_bytes(data[:cut])
         fast[cut] = (_outcome(path, True), _outcome(path, False))
-    monkeypatch.setattr(dicomio, "_sequential_end", lambda *args: None)
-    monkeypatch.setattr(dicomio, "parse_part10", lambda *args, **kwargs: None)
+    monkeypatch.setattr(reader, "_sequential_end", lambda *args: None)
+    monkeypatch.setattr(reader, "parse_part10", lambda *args, **kwargs: None)
     for cut in cuts:
         path.write_bytes(data[:cut])
         assert (_outcome(path, True), _outcome(path, False)) == fast[cut], cut
     headers, whole = fast[len(data)]
     assert isinstance(headers, tuple)  # not a reason
     if variant == "trailing":  # 8 bytes read as an empty element, then 1 byte: a cut header
-        assert whole == dicomio.CORRUPT
+        assert whole == reader.CORRUPT
     else:
         assert whole[1] > 0  # the whole file reads, pixels included
 
@@ -421,21 +422,21 @@ def test_headers_of_a_big_file_come_from_its_start(
 ) -> None:
     data = _big_bytes(header_bytes)
     path = _write(tmp_path / "big.dcm", data)
-    monkeypatch.setattr(dicomio, "open", lambda p, mode, opener: _CountingFile(p, "r", opener=opener),
+    monkeypatch.setattr(reader, "open", lambda p, mode, opener: _CountingFile(p, "r", opener=opener),
                         raising=False)
     _CountingFile.read_bytes = 0
-    head = dicomio.read_dataset(path, headers_only=True)
+    head = reader.read_dataset(path, headers_only=True)
     pixels = len(data) - data.rindex(b"\xe0\x7f\x10\x00OW")
     if header_bytes:  # the headers go past the start: they are parsed from the file
         assert len(head[0x00291050].value) == header_bytes
         slack = 1024  # pydicom reads some bytes twice (peeks, then a seek back)
-        most = len(data) + dicomio._WHOLE_MAX - pixels + slack
-        assert dicomio._WHOLE_MAX + header_bytes < _CountingFile.read_bytes < most
+        most = len(data) + reader._WHOLE_MAX - pixels + slack
+        assert reader._WHOLE_MAX + header_bytes < _CountingFile.read_bytes < most
     else:
-        assert _CountingFile.read_bytes == dicomio._WHOLE_MAX < len(data)
+        assert _CountingFile.read_bytes == reader._WHOLE_MAX < len(data)
     _CountingFile.read_bytes = 0
-    whole = dicomio.read_dataset(path, headers_only=False)
-    assert _CountingFile.read_bytes < len(data) + dicomio._WHOLE_MAX + 1024  # pixels read once
+    whole = reader.read_dataset(path, headers_only=False)
+    assert _CountingFile.read_bytes < len(data) + reader._WHOLE_MAX + 1024  # pixels read once
     assert whole.PixelData == pydicom.dcmread(io.BytesIO(data)).PixelData
     assert "PixelData" not in head and head.PatientID == "PID-0005-SENT"
     assert sorted(head.keys()) == sorted(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).keys())
@@ -447,8 +448,8 @@ def test_big_file_cut_in_its_pixels_or_headers(tmp_path: Path, header_bytes: int
     pixel_tag = data.rindex(b"\xe0\x7f\x10\x00OW")
     for cut in (len(data) - 1, pixel_tag + 70_000, pixel_tag + 11, pixel_tag - 3):
         path = _write(tmp_path / "cut.dcm", data[:cut])
-        assert _reason(path, True) == dicomio.CORRUPT, cut
-        assert _reason(path, False) == dicomio.CORRUPT, cut
+        assert _reason(path, True) == reader.CORRUPT, cut
+        assert _reason(path, False) == reader.CORRUPT, cut
 
 
 @pytest.mark.parametrize("exc, skipped", [
@@ -463,13 +464,13 @@ def test_errno_less_oserrors_from_pydicom_mean_a_corrupt_file(
     def failing(*args: object, **kwargs: object) -> None:
         raise exc
 
-    monkeypatch.setattr(dicomio, "dcmread", failing)
-    monkeypatch.setattr(dicomio, "parse_part10", lambda *args, **kwargs: None)  # use dcmread
+    monkeypatch.setattr(reader, "dcmread", failing)
+    monkeypatch.setattr(reader, "parse_part10", lambda *args, **kwargs: None)  # use dcmread
     if skipped:
-        assert _reason(path) == dicomio.CORRUPT
+        assert _reason(path) == reader.CORRUPT
     else:
         with pytest.raises(OSError) as info:
-            dicomio.read_dataset(path, headers_only=True)
+            reader.read_dataset(path, headers_only=True)
         assert info.value.errno == errno.EIO
 
 
@@ -498,18 +499,18 @@ def test_sparse_file_is_refused_before_anything_is_read(tmp_path: Path) -> None:
     tracemalloc.start()
     try:
         for headers_only in (True, False):
-            assert _reason(path, headers_only) == dicomio.TOO_LARGE  # 1.5 GB over the 1 GiB default
+            assert _reason(path, headers_only) == reader.TOO_LARGE  # 1.5 GB over the 1 GiB default
             with pytest.raises(InputError) as info:  # a limit raised for big files still sees holes
-                dicomio.read_dataset(path, headers_only=headers_only, max_bytes=4 << 30)
-            assert info.value.reason == dicomio.SPARSE
+                reader.read_dataset(path, headers_only=headers_only, max_bytes=4 << 30)
+            assert info.value.reason == reader.SPARSE
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert peak < 1 << 20
     real = _write(tmp_path / "real.dcm", _file_bytes())
     with pytest.raises(InputError) as info:
-        dicomio.read_dataset(real, headers_only=False, max_bytes=len(real.read_bytes()) - 1)
-    assert info.value.reason == dicomio.TOO_LARGE
+        reader.read_dataset(real, headers_only=False, max_bytes=len(real.read_bytes()) - 1)
+    assert info.value.reason == reader.TOO_LARGE
 
 
 def test_a_symlink_is_never_followed(tmp_path: Path) -> None:
@@ -517,7 +518,7 @@ def test_a_symlink_is_never_followed(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "link.dcm").symlink_to(secret)
     for headers_only in (True, False):
-        assert _reason(tmp_path / "in" / "link.dcm", headers_only) == dicomio.LINK
+        assert _reason(tmp_path / "in" / "link.dcm", headers_only) == reader.LINK
 
 
 def test_a_folder_swapped_for_a_link_reads_nothing_outside_root(tmp_path: Path) -> None:
@@ -527,11 +528,11 @@ def test_a_folder_swapped_for_a_link_reads_nothing_outside_root(tmp_path: Path) 
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "sub").symlink_to(tmp_path / "outside")
     with pytest.raises(InputError) as info:
-        dicomio.read_dataset(tmp_path / "in" / "sub" / "a.dcm", headers_only=True,
+        reader.read_dataset(tmp_path / "in" / "sub" / "a.dcm", headers_only=True,
                              root=tmp_path / "in", name="sub/a.dcm")
-    assert info.value.reason == dicomio.OUTSIDE and info.value.path == "sub/a.dcm"
+    assert info.value.reason == reader.OUTSIDE and info.value.path == "sub/a.dcm"
     inside = _write(tmp_path / "in" / "b.dcm", _file_bytes(5))
-    assert dicomio.read_dataset(inside, headers_only=True, root=tmp_path / "in").PatientID
+    assert reader.read_dataset(inside, headers_only=True, root=tmp_path / "in").PatientID
 
 
 def test_write_goes_through_no_symlinked_folder(tmp_path: Path) -> None:
@@ -540,25 +541,25 @@ def test_write_goes_through_no_symlinked_folder(tmp_path: Path) -> None:
     (out / "a").mkdir(parents=True)
     (out / "a" / "b").symlink_to(elsewhere)  # swapped in after enforce_inside looked
     with pytest.raises(InputError) as info:
-        dicomio.write_atomic(synth.make_dataset(1), out / "a" / "b" / "x.dcm", overwrite=True,
+        reader.write_atomic(synth.make_dataset(1), out / "a" / "b" / "x.dcm", overwrite=True,
                              root=out)
-    assert info.value.reason == dicomio.THROUGH_LINK
+    assert info.value.reason == reader.THROUGH_LINK
     assert list(elsewhere.iterdir()) == [] and _no_temps(out)
     # A name that is a link is replaced as a name (overwrite) or refused, never followed.
     target = _write(elsewhere / "victim.dcm", b"keep me")
     (out / "a" / "y.dcm").symlink_to(target)
     with pytest.raises(OutputExistsError):
-        dicomio.write_atomic(synth.make_dataset(1), out / "a" / "y.dcm", overwrite=False, root=out)
-    dicomio.write_atomic(synth.make_dataset(1), out / "a" / "y.dcm", overwrite=True, root=out)
+        reader.write_atomic(synth.make_dataset(1), out / "a" / "y.dcm", overwrite=False, root=out)
+    reader.write_atomic(synth.make_dataset(1), out / "a" / "y.dcm", overwrite=True, root=out)
     assert target.read_bytes() == b"keep me" and not (out / "a" / "y.dcm").is_symlink()
     # The output folder itself may be reached through a link (the user's choice), and a dest
     # spelled under its real path (what enforce_inside gives) is found under it.
     (tmp_path / "alias").symlink_to(out)
-    dicomio.write_atomic(synth.make_dataset(1), out.resolve() / "a" / "c" / "z.dcm",
+    reader.write_atomic(synth.make_dataset(1), out.resolve() / "a" / "c" / "z.dcm",
                          overwrite=False, root=tmp_path / "alias")
     assert (out / "a" / "c" / "z.dcm").is_file()
     with pytest.raises(InputError):
-        dicomio.write_atomic(synth.make_dataset(1), tmp_path / "x.dcm", overwrite=False, root=out)
+        reader.write_atomic(synth.make_dataset(1), tmp_path / "x.dcm", overwrite=False, root=out)
 
 
 def test_a_folder_swapped_during_the_write_cannot_redirect_it(
@@ -570,15 +571,15 @@ def test_a_folder_swapped_during_the_write_cannot_redirect_it(
     out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
     (out / "d").mkdir(parents=True)
     elsewhere.mkdir()
-    real_open_temp = dicomio._open_temp
+    real_open_temp = reader._open_temp
 
     def swap_then_open(folder: int, name: str) -> tuple[int, str]:
         os.rename(out / "d", out / "moved")
         (out / "d").symlink_to(elsewhere)
         return real_open_temp(folder, name)
 
-    monkeypatch.setattr(dicomio, "_open_temp", swap_then_open)
-    dicomio.write_atomic(synth.make_dataset(1), out / "d" / "x.dcm", overwrite=False, root=out)
+    monkeypatch.setattr(reader, "_open_temp", swap_then_open)
+    reader.write_atomic(synth.make_dataset(1), out / "d" / "x.dcm", overwrite=False, root=out)
     assert list(elsewhere.iterdir()) == []
     assert pydicom.dcmread(out / "moved" / "x.dcm").PatientID == "PID-0001-SENT"
 
@@ -594,7 +595,7 @@ def test_big_endian_file_without_preamble_or_meta_is_read(tmp_path: Path) -> Non
     pydicom.dcmwrite(buf, ds, implicit_vr=False, little_endian=False, force_encoding=True)
     path = tmp_path / "be.dcm"
     path.write_bytes(buf.getvalue())
-    read = dicomio.read_dataset(path, headers_only=False)
+    read = reader.read_dataset(path, headers_only=False)
     assert read.original_encoding == (False, False) and read.PatientID == "PID-0004-SENT"
 
 
@@ -615,7 +616,7 @@ def test_encoding_is_what_the_bytes_are_not_what_the_meta_says(tmp_path: Path) -
     path = tmp_path / "mixed.dcm"
     path.write_bytes(meta.getvalue() + body.getvalue())  # explicit meta, implicit data set
     for headers_only in (True, False):
-        read = dicomio.read_dataset(path, headers_only=headers_only)
+        read = reader.read_dataset(path, headers_only=headers_only)
         assert read.original_encoding == (True, True)
         assert read.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
 
@@ -625,10 +626,10 @@ def test_a_dicomdir_is_skipped_as_a_media_index(tmp_path: Path) -> None:
     path = Path(pydicom.__file__).parent / "data" / "test_files" / "dicomdirtests" / "DICOMDIR"
     for headers_only in (True, False):
         with pytest.raises(InputError) as info:
-            dicomio.read_dataset(path, headers_only=headers_only, name="DICOMDIR")
-        assert info.value.reason == dicomio.MEDIA_INDEX
+            reader.read_dataset(path, headers_only=headers_only, name="DICOMDIR")
+        assert info.value.reason == reader.MEDIA_INDEX
     # its records are not even looked at when the meta is lost: its own elements tell
     ds = pydicom.dcmread(path)
     ds.file_meta = pydicom.dataset.FileMetaDataset()
-    assert dicomio.is_media_index(ds)
-    assert not dicomio.is_media_index(synth.make_dataset(6))
+    assert reader.is_media_index(ds)
+    assert not reader.is_media_index(synth.make_dataset(6))

@@ -13,7 +13,7 @@ import warnings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deid_workers.dicomio import REASONS, read_dataset
+from deid_workers.dicom.reader import REASONS, read_dataset
 from deid_workers.errors import InputError
 from deid_workers.recipe import entity_item, get_identifiers
 from deid_workers.synth import make_dataset

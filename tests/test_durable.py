@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from deid_workers import durable
+from deid_workers.fs import durable
 
 
 def _write(tmp_path: Path, n: int) -> list[Path]:

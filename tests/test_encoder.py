@@ -36,11 +36,11 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from deid_workers import encoder
 from deid_workers.config import Settings
-from deid_workers.dicomio import read_dataset
-from deid_workers.encoder import encode_part10
-from deid_workers.provenance import stamp
+from deid_workers.dicom import encoder
+from deid_workers.dicom.encoder import encode_part10
+from deid_workers.dicom.reader import read_dataset
+from deid_workers.files.provenance import stamp
 from deid_workers.recipe import load_recipe
 from deid_workers.recipe.actions import deidentify
 from deid_workers.synth import (

@@ -17,9 +17,10 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as PydicomSequence
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from deid_workers import dicomio, synth
+from deid_workers import synth
+from deid_workers.dicom import reader
+from deid_workers.dicom.fastread import convert_sequence, parse_headers, parse_part10
 from deid_workers.errors import InputError
-from deid_workers.fastread import convert_sequence, parse_headers, parse_part10
 
 
 def _bytes(ds: Dataset, implicit: bool = False) -> bytes:
@@ -179,8 +180,8 @@ def test_damaged_nested_item_is_still_corrupt(tmp_path: Path) -> None:
     assert parse_part10(bytes(data), headers_only=True) is not None
     for headers_only in (True, False):
         with pytest.raises(InputError) as info:
-            dicomio.read_dataset(path, headers_only=headers_only)
-        assert info.value.reason == dicomio.CORRUPT
+            reader.read_dataset(path, headers_only=headers_only)
+        assert info.value.reason == reader.CORRUPT
 
 
 def test_read_dataset_takes_the_fast_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -192,8 +193,8 @@ def test_read_dataset_takes_the_fast_path(tmp_path: Path, monkeypatch: pytest.Mo
         seen.append(args)
         raise AssertionError("dcmread called")
 
-    monkeypatch.setattr(dicomio, "dcmread", no_dcmread)
-    ds = dicomio.read_dataset(path, headers_only=True)
+    monkeypatch.setattr(reader, "dcmread", no_dcmread)
+    ds = reader.read_dataset(path, headers_only=True)
     assert ds.PatientID == "PID-0001-SENT" and not seen
     assert ds.filename == str(path) and ds.buffer is None
 
@@ -335,8 +336,8 @@ def _big(implicit: bool = False) -> bytes:
 @pytest.mark.parametrize("implicit", [False, True])
 def test_parse_headers_gives_dcmreads_headers_of_the_whole_file(implicit: bool) -> None:
     data = _big(implicit)
-    assert len(data) > dicomio._WHOLE_MAX
-    parsed = parse_headers(data[: dicomio._WHOLE_MAX])
+    assert len(data) > reader._WHOLE_MAX
+    parsed = parse_headers(data[: reader._WHOLE_MAX])
     assert parsed is not None
     got, stop = parsed
     assert data[stop:stop + 4] == b"\xe0\x7f\x10\x00"  # where PixelData's header starts
@@ -352,23 +353,23 @@ def test_parse_headers_refuses_a_prefix_without_the_pixel_element() -> None:
     assert parse_headers(data[:stop]) is None  # the headers may go on past the prefix
     ds = synth.make_dataset(3, rows=256, cols=256)
     ds.add_new(0x00290010, "LO", "BIG HEADERS")
-    ds.add_new(0x00291010, "OB", b"\x01" * (dicomio._WHOLE_MAX + 10))
-    assert parse_headers(_bytes(ds)[: dicomio._WHOLE_MAX]) is None
+    ds.add_new(0x00291010, "OB", b"\x01" * (reader._WHOLE_MAX + 10))
+    assert parse_headers(_bytes(ds)[: reader._WHOLE_MAX]) is None
 
 
 def test_a_big_files_headers_come_from_parse_headers_and_a_short_pixel_element_still_shows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     answers: list[bool] = []
-    real = dicomio.parse_headers
-    monkeypatch.setattr(dicomio, "parse_headers",
+    real = reader.parse_headers
+    monkeypatch.setattr(reader, "parse_headers",
                         lambda data: answers.append(real(data) is not None) or real(data))
     data = _big()
     path = tmp_path / "a.dcm"
     path.write_bytes(data)
-    ds = dicomio.read_dataset(path, headers_only=True)
+    ds = reader.read_dataset(path, headers_only=True)
     assert answers == [True] and "PixelData" not in ds and ds.PatientID
     path.write_bytes(data[:-100])  # cut inside the pixels, far past the first read
     with pytest.raises(InputError) as info:
-        dicomio.read_dataset(path, headers_only=True)
-    assert info.value.reason == dicomio.CORRUPT and answers == [True, True]
+        reader.read_dataset(path, headers_only=True)
+    assert info.value.reason == reader.CORRUPT and answers == [True, True]

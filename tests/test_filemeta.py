@@ -16,8 +16,8 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from deid_workers.encoder import encode_part10
-from deid_workers.filemeta import (
+from deid_workers.dicom.encoder import encode_part10
+from deid_workers.files.filemeta import (
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION_NAME,
     NoPixelSyntax,
@@ -142,7 +142,7 @@ def test_syntax_decisions() -> None:
 
 
 def test_implicit_data_set_under_a_jpeg_meta_is_written_as_its_syntax_requires(tmp_path) -> None:
-    from deid_workers.dicomio import read_dataset
+    from deid_workers.dicom.reader import read_dataset
 
     ds = make_dataset(6)
     head = _read_meta_bytes(ds, JPEGBaseline8Bit)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from deid_workers.errors import RunRefused
-from deid_workers.folders import check_folders, records_folder, run_folders
+from deid_workers.fs.folders import check_folders, records_folder, run_folders
 
 
 def _folders(tmp_path, **kw):

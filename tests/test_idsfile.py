@@ -17,8 +17,8 @@ from pydicom.multival import MultiValue
 from pydicom.uid import UID
 from pydicom.valuerep import IS, DSfloat, PersonName
 
-from deid_workers import idsfile
 from deid_workers.errors import IdentifiersError
+from deid_workers.ids import export
 
 IDS = {
     "PID-0001-SENT": {
@@ -33,19 +33,19 @@ IDS = {
 
 
 def test_round_trip_pickle_and_json(tmp_path: Path) -> None:
-    pkl, js = idsfile.save_ids(IDS, tmp_path)
-    assert (pkl.name, js.name) == (idsfile.IDS_PICKLE, idsfile.IDS_JSON)
+    pkl, js = export.save_ids(IDS, tmp_path)
+    assert (pkl.name, js.name) == (export.IDS_PICKLE, export.IDS_JSON)
     assert pkl.read_bytes()[:2] == b"\x80\x02"
     with open(pkl, "rb") as fp:
         assert pickle.load(fp) == IDS  # what a deid user does with it
     assert json.loads(js.read_text()) == IDS
-    assert idsfile.load_ids(pkl) == IDS == idsfile.load_ids(js)
+    assert export.load_ids(pkl) == IDS == export.load_ids(js)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 def test_empty_export(tmp_path: Path) -> None:
-    pkl, js = idsfile.save_ids({}, tmp_path)
-    assert idsfile.load_ids(pkl) == {} == idsfile.load_ids(js)
+    pkl, js = export.save_ids({}, tmp_path)
+    assert export.load_ids(pkl) == {} == export.load_ids(js)
 
 
 def test_streaming_writer_with_generators(tmp_path: Path) -> None:
@@ -53,51 +53,51 @@ def test_streaming_writer_with_generators(tmp_path: Path) -> None:
         for i in range(3):
             yield f"uid-{entity}-{i}", {"n": i, "e": entity}
 
-    with idsfile.IdsWriter(tmp_path / "new") as writer:
+    with export.IdsWriter(tmp_path / "new") as writer:
         for e in range(4):
             writer.add_entity(f"P{e}", items(e))
     expected = {f"P{e}": {f"uid-{e}-{i}": {"n": i, "e": e} for i in range(3)} for e in range(4)}
-    assert idsfile.load_ids(writer.pkl_path) == expected == idsfile.load_ids(writer.json_path)
+    assert export.load_ids(writer.pkl_path) == expected == export.load_ids(writer.json_path)
 
 
 def test_pieces_join_into_the_files_one_writer_gives(tmp_path: Path) -> None:
     entities = list(IDS.items()) + [("P-extra", {"9.9": {"x": 1}})]
     pieces = {0: entities[:2], 1: entities[2:], 2: []}  # the last piece is empty
     for n, part in pieces.items():
-        with idsfile.IdsPiece(tmp_path, f"part-{n}") as piece:
+        with export.IdsPiece(tmp_path, f"part-{n}") as piece:
             for entity, items in part:
                 piece.add_entity(entity, items.items())
             if n == 1:  # a repeated entity: a memo slot that piece 0 also used
                 piece.add_entity("P-extra", [("9.8", {"y": 2})])
-    pkl, js = idsfile.join_pieces(tmp_path, [f"part-{n}" for n in (2, 0, 1)])
+    pkl, js = export.join_pieces(tmp_path, [f"part-{n}" for n in (2, 0, 1)])
     expected = {**IDS, "P-extra": {"9.9": {"x": 1}, "9.8": {"y": 2}}}
     with open(pkl, "rb") as fp:
         assert pickle.load(fp) == expected  # memo slots reused across pieces stay right
-    assert idsfile.load_ids(js) == expected and json.loads(js.read_text()).keys() == expected.keys()
+    assert export.load_ids(js) == expected and json.loads(js.read_text()).keys() == expected.keys()
     assert len([p for p in tmp_path.iterdir() if p.name.endswith(".part")]) == 6
-    idsfile.remove_pieces(tmp_path, ["part-0", "part-1", "part-2", "never-written"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == [idsfile.IDS_JSON, idsfile.IDS_PICKLE]
+    export.remove_pieces(tmp_path, ["part-0", "part-1", "part-2", "never-written"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [export.IDS_JSON, export.IDS_PICKLE]
 
 
 def test_a_missing_piece_publishes_nothing(tmp_path: Path) -> None:
-    idsfile.save_ids({"old": {}}, tmp_path)
-    with idsfile.IdsPiece(tmp_path, "p0") as piece:
+    export.save_ids({"old": {}}, tmp_path)
+    with export.IdsPiece(tmp_path, "p0") as piece:
         piece.add_entity("new", [])
     with pytest.raises(FileNotFoundError):
-        idsfile.join_pieces(tmp_path, ["p0", "p1"])
-    assert idsfile.load_ids(tmp_path / idsfile.IDS_PICKLE) == {"old": {}}
+        export.join_pieces(tmp_path, ["p0", "p1"])
+    assert export.load_ids(tmp_path / export.IDS_PICKLE) == {"old": {}}
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_entity_added_twice_is_merged(tmp_path: Path) -> None:
-    with idsfile.IdsWriter(tmp_path) as writer:
+    with export.IdsWriter(tmp_path) as writer:
         writer.add_entity("A", [("1", {"x": 1})])
         writer.add_entity("B", [("9", {"x": 9})])
         writer.add_entity("A", [("2", {"x": 2}), ("1", {"x": 11})])
     merged = {"A": {"1": {"x": 11}, "2": {"x": 2}}, "B": {"9": {"x": 9}}}
     with open(writer.pkl_path, "rb") as fp:
         assert pickle.load(fp) == merged  # the pickle itself merges (memo + POP)
-    assert idsfile.load_ids(writer.json_path) == merged
+    assert export.load_ids(writer.json_path) == merged
     # The documented limit: a plain JSON reader keeps only the last copy of a repeated key.
     assert json.loads(writer.json_path.read_text())["A"] == {"2": {"x": 2}, "1": {"x": 11}}
 
@@ -105,17 +105,17 @@ def test_entity_added_twice_is_merged(tmp_path: Path) -> None:
 def test_pydicom_value_types_become_plain(tmp_path: Path) -> None:
     ids = {"P": {"u": {"uid": UID("1.2.3"), "is": IS("4"), "ds": DSfloat("1.5"),
                        "mv": MultiValue(str, ["A", "B"]), "tuple": (1, 2)}}}
-    pkl, js = idsfile.save_ids(ids, tmp_path)
+    pkl, js = export.save_ids(ids, tmp_path)
     assert b"pydicom" not in pkl.read_bytes()
-    loaded = idsfile.load_ids(pkl)
+    loaded = export.load_ids(pkl)
     assert loaded == {"P": {"u": {"uid": "1.2.3", "is": 4, "ds": 1.5, "mv": ["A", "B"], "tuple": [1, 2]}}}
-    assert type(loaded["P"]["u"]["uid"]) is str and loaded == idsfile.load_ids(js)
+    assert type(loaded["P"]["u"]["uid"]) is str and loaded == export.load_ids(js)
 
 
 def test_lists_of_plain_values_are_copied_and_others_converted(tmp_path: Path) -> None:
     fields = {"plain": ["A", 1, 2.5, None, True], "mixed": ["A", DSfloat("1.5"), IS("2")],
               "nested": [["A"], {"k": [1]}]}
-    checked = idsfile._fields(fields, "item")
+    checked = export._fields(fields, "item")
     assert checked == {"plain": ["A", 1, 2.5, None, True], "mixed": ["A", 1.5, 2],
                        "nested": [["A"], {"k": [1]}]}
     assert checked["plain"] is not fields["plain"]  # a copy, as _plain makes
@@ -127,33 +127,33 @@ def test_a_plain_parsed_item_takes_the_fast_path_with_the_same_result() -> None:
         pass
 
     plain = {"A": "x", "B": 1, "C": [1.5, "y", None], "D": [], "E": False}
-    checked = idsfile._fields(plain, "item")
+    checked = export._fields(plain, "item")
     assert checked == plain and checked is not plain and checked["C"] is not plain["C"]
     # anything but plain names, values and lists of them goes the slow way, as before
     for odd in ({"A": (1, 2)}, {"A": [UID("1.2")]}, {"A": {"k": 1}}, {Name("A"): "x"}):
-        assert idsfile._fields(odd, "item") == {"A": idsfile._plain(next(iter(odd.values())), "")}
-        assert all(type(k) is str for k in idsfile._fields(odd, "item"))
-    assert type(idsfile._fields({"A": [UID("1.2")]}, "item")["A"][0]) is str
+        assert export._fields(odd, "item") == {"A": export._plain(next(iter(odd.values())), "")}
+        assert all(type(k) is str for k in export._fields(odd, "item"))
+    assert type(export._fields({"A": [UID("1.2")]}, "item")["A"][0]) is str
     with pytest.raises(IdentifiersError, match="field #1: field name must be a string"):
-        idsfile._fields({1: "x"}, "item")
+        export._fields({1: "x"}, "item")
 
 
 def test_values_nested_too_deeply_are_refused(tmp_path: Path) -> None:
     deep: Any = "x"
-    for _ in range(idsfile._MAX_DEPTH + 1):
+    for _ in range(export._MAX_DEPTH + 1):
         deep = [deep]
     path = tmp_path / "ids.json"
     path.write_text(json.dumps({"P": {"i": {"ok": ["a"], "Deep": deep}}}), encoding="utf-8")
     with pytest.raises(IdentifiersError, match=r"entity #1 item #1 field #2: value nested too deeply"):
-        idsfile.load_ids(path)
+        export.load_ids(path)
 
 
 def test_a_key_repeated_inside_an_entity_is_merged_as_before() -> None:
     pairs = [("1", {"x": 1}), ("2", {"x": 2}), ("1", {"y": 3}), ("s", "a"), ("s", "b")]
-    assert idsfile._merge_pairs(pairs) == {"1": {"x": 1, "y": 3}, "2": {"x": 2}, "s": "b"}
-    assert list(idsfile._merge_pairs(pairs)) == ["1", "2", "s"]
+    assert export._merge_pairs(pairs) == {"1": {"x": 1, "y": 3}, "2": {"x": 2}, "s": "b"}
+    assert list(export._merge_pairs(pairs)) == ["1", "2", "s"]
     unique = [("b", 1), ("a", {"x": 1})]
-    assert list(idsfile._merge_pairs(unique).items()) == unique
+    assert list(export._merge_pairs(unique).items()) == unique
 
 
 @pytest.mark.parametrize(
@@ -163,7 +163,7 @@ def test_a_key_repeated_inside_an_entity_is_merged_as_before() -> None:
 def test_unsafe_values_are_refused_by_position(tmp_path: Path, value: Any, kind: str) -> None:
     ids = {"PID-0001-SENT": {"1.2.3": {"PatientID": "ok", "Bad": value}}}
     with pytest.raises(IdentifiersError) as info:
-        idsfile.save_ids(ids, tmp_path)
+        export.save_ids(ids, tmp_path)
     message = str(info.value)
     assert "entity #1 item #1 field #2" in message
     assert "PID-0001" not in message and "1.2.3" not in message and "DOE" not in message
@@ -176,8 +176,8 @@ def test_non_finite_floats_stay_floats_in_the_pickle_and_become_strings_in_json(
     # An FD/FL element may hold NaN: one such file must not fail a run's whole export.
     ids = {"P": {"u": {"nan": float("nan"), "inf": float("inf"), "ninf": float("-inf"),
                        "seq": [{"x": float("nan")}], "ok": 1.5}}}
-    pkl, js = idsfile.save_ids(ids, tmp_path)
-    fields = idsfile.load_ids(pkl)["P"]["u"]
+    pkl, js = export.save_ids(ids, tmp_path)
+    fields = export.load_ids(pkl)["P"]["u"]
     assert math.isnan(fields["nan"]) and fields["inf"] == math.inf and fields["ninf"] == -math.inf
     assert math.isnan(fields["seq"][0]["x"]) and fields["ok"] == 1.5
 
@@ -190,14 +190,14 @@ def test_non_finite_floats_stay_floats_in_the_pickle_and_become_strings_in_json(
 
 
 def test_failure_inside_block_keeps_previous_export(tmp_path: Path) -> None:
-    idsfile.save_ids({"old": {}}, tmp_path)
+    export.save_ids({"old": {}}, tmp_path)
     with pytest.raises(RuntimeError):
-        with idsfile.IdsWriter(tmp_path) as writer:
+        with export.IdsWriter(tmp_path) as writer:
             writer.add_entity("new", [("1", {"a": 1})])
             raise RuntimeError("worker lost")
-    assert idsfile.load_ids(tmp_path / idsfile.IDS_PICKLE) == {"old": {}}
-    assert idsfile.load_ids(tmp_path / idsfile.IDS_JSON) == {"old": {}}
-    assert sorted(p.name for p in tmp_path.iterdir()) == [idsfile.IDS_JSON, idsfile.IDS_PICKLE]
+    assert export.load_ids(tmp_path / export.IDS_PICKLE) == {"old": {}}
+    assert export.load_ids(tmp_path / export.IDS_JSON) == {"old": {}}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [export.IDS_JSON, export.IDS_PICKLE]
 
 
 class _Payload:
@@ -214,7 +214,7 @@ def test_code_in_pickle_is_refused_and_never_runs(tmp_path: Path, name: str) -> 
     path = tmp_path / name
     path.write_bytes(pickle.dumps({"P": {"u": {"f": _Payload(marker)}}}, protocol=2))
     with pytest.raises(IdentifiersError) as info:
-        idsfile.load_ids(path)
+        export.load_ids(path)
     assert "it contains code (global '" in str(info.value) and "system'" in str(info.value)
     assert str(info.value).startswith(f"refusing to load {path}")
     assert info.value.path == str(path)
@@ -225,19 +225,19 @@ def test_even_builtins_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "ids.pkl"
     path.write_bytes(pickle.dumps({"P": {"u": {"f": {1, 2}}}}, protocol=2))  # builtins.set
     with pytest.raises(IdentifiersError, match="global '(__builtin__|builtins).set'"):
-        idsfile.load_ids(path)
+        export.load_ids(path)
 
 
 def test_damaged_files(tmp_path: Path) -> None:
-    pkl, js = idsfile.save_ids(IDS, tmp_path)
+    pkl, js = export.save_ids(IDS, tmp_path)
     pkl.write_bytes(pkl.read_bytes()[:-20])
     with pytest.raises(IdentifiersError, match="not a valid pickle"):
-        idsfile.load_ids(pkl)
+        export.load_ids(pkl)
     js.write_text(js.read_text()[:-5])
     with pytest.raises(IdentifiersError, match="not valid JSON"):
-        idsfile.load_ids(js)
+        export.load_ids(js)
     with pytest.raises(IdentifiersError, match="file not found"):
-        idsfile.load_ids(tmp_path / "missing.json")
+        export.load_ids(tmp_path / "missing.json")
 
 
 def _nested(depth: int) -> Any:
@@ -263,7 +263,7 @@ def test_wrong_shapes_name_positions_not_values(tmp_path: Path, doc: Any, where:
         else:
             path.write_bytes(pickle.dumps(doc, protocol=2))
         with pytest.raises(IdentifiersError) as info:
-            idsfile.load_ids(path)
+            export.load_ids(path)
         assert where in str(info.value)
         assert "PID-X" not in str(info.value) and "1.2.3" not in str(info.value)
 
@@ -272,18 +272,18 @@ def test_non_string_keys_in_pickle(tmp_path: Path) -> None:
     path = tmp_path / "ids.pkl"
     path.write_bytes(pickle.dumps({"A": {7: {}}}, protocol=2))
     with pytest.raises(IdentifiersError, match="entity #1 item #1: key must be a string"):
-        idsfile.load_ids(path)
+        export.load_ids(path)
 
 
 _STREAM_CHILD = """
 import resource, sys
-from deid_workers import idsfile
+from deid_workers.ids import export
 n = int(sys.argv[2])
 def items(entity):
     for i in range(n // 10):
         yield f"1.2.826.0.1.{entity}.{i}", {"PatientID": f"PID-{entity}", "InstanceNumber": i,
                                             "StudyDate": "20200101"}
-with idsfile.IdsWriter(sys.argv[1]) as writer:
+with export.IdsWriter(sys.argv[1]) as writer:
     for e in range(10):
         writer.add_entity(f"PID-{e}", items(e))
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
@@ -305,13 +305,13 @@ def test_streaming_100k_items_keeps_memory_modest(tmp_path: Path) -> None:
     """
     small = _child_peak_kib(tmp_path / "small", 1_000)
     big = _child_peak_kib(tmp_path / "big", 100_000)
-    size = (tmp_path / "big" / idsfile.IDS_PICKLE).stat().st_size
+    size = (tmp_path / "big" / export.IDS_PICKLE).stat().st_size
     assert size > 5_000_000  # the export really is big...
     assert big - small < 8 * 1024  # ...and writing it grew the process by less than 8 MB
-    loaded = idsfile.load_ids(tmp_path / "big" / idsfile.IDS_PICKLE)
+    loaded = export.load_ids(tmp_path / "big" / export.IDS_PICKLE)
     assert sum(len(v) for v in loaded.values()) == 100_000
     assert loaded["PID-9"]["1.2.826.0.1.9.9999"]["InstanceNumber"] == 9999
-    assert loaded == idsfile.load_ids(tmp_path / "big" / idsfile.IDS_JSON)
+    assert loaded == export.load_ids(tmp_path / "big" / export.IDS_JSON)
 
 
 def test_json_items_from_the_store_are_written_as_checked_ones(tmp_path: Path) -> None:
@@ -323,15 +323,15 @@ def test_json_items_from_the_store_are_written_as_checked_ones(tmp_path: Path) -
     outputs = []
     for raw in (False, True):
         folder = tmp_path / str(raw)
-        with idsfile.IdsWriter(folder) as writer:
+        with export.IdsWriter(folder) as writer:
             if raw:  # as the store keeps them: json.dumps' own spelling, NaN left bare
                 writer.add_entity_json("P1", [(i, json.dumps(f).encode()) for i, f in items])
             else:
                 writer.add_entity("P1", items)
-        outputs.append(((folder / idsfile.IDS_PICKLE).read_bytes(),
-                        (folder / idsfile.IDS_JSON).read_bytes()))
+        outputs.append(((folder / export.IDS_PICKLE).read_bytes(),
+                        (folder / export.IDS_JSON).read_bytes()))
     assert outputs[0] == outputs[1]
-    got = idsfile.load_ids(tmp_path / "True" / idsfile.IDS_PICKLE)
+    got = export.load_ids(tmp_path / "True" / export.IDS_PICKLE)
     assert got["P1"]["1.2"] == fields and math.isnan(got["P1"]["1.3"]["PhysicalDeltaX"])
     assert b'"PhysicalDeltaX": "NaN"' in outputs[1][1]
 
@@ -346,19 +346,19 @@ def _json_docs() -> list[str]:
 
 @pytest.mark.parametrize("read", [1, 2, 3, 7, 64])
 def test_json_ids_parse_the_same_whatever_the_read_size(tmp_path: Path, monkeypatch, read) -> None:
-    monkeypatch.setattr(idsfile, "_JSON_READ", read)
+    monkeypatch.setattr(export, "_JSON_READ", read)
     for n, doc in enumerate(_json_docs()):
         path = tmp_path / f"{n}.json"
         path.write_text(doc, encoding="utf-8")
-        expected = json.loads(doc, object_pairs_hook=idsfile._merge_pairs)
-        assert idsfile.load_ids(path) == expected
+        expected = json.loads(doc, object_pairs_hook=export._merge_pairs)
+        assert export.load_ids(path) == expected
 
 
 def test_json_ids_stream_entity_by_entity(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(idsfile, "_JSON_READ", 16)
+    monkeypatch.setattr(export, "_JSON_READ", 16)
     path = tmp_path / "ids.json"
     path.write_text('{"A": {"1": {}}, "B": {"2": {}}, "A": {"3": {}}} trailing', encoding="utf-8")
-    entities = idsfile.iter_ids_file(path)
+    entities = export.iter_ids_file(path)
     assert next(entities) == ("A", {"1": {}})  # before the bad end of the file is read
     assert next(entities) == ("B", {"2": {}})
     assert next(entities) == ("A", {"3": {}})
@@ -367,38 +367,38 @@ def test_json_ids_stream_entity_by_entity(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_every_cut_of_a_json_ids_file_is_refused(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(idsfile, "_JSON_READ", 5)
+    monkeypatch.setattr(export, "_JSON_READ", 5)
     doc = json.dumps({"P1": {"1.2": {"a": [1, {"b": "é"}]}}, "P2": {}}, ensure_ascii=False)
     path = tmp_path / "cut.json"
     data = doc.encode("utf-8")
     for cut in range(len(data)):
         path.write_bytes(data[:cut])
         with pytest.raises(IdentifiersError):
-            idsfile.load_ids(path)
+            export.load_ids(path)
 
 
 def test_utf16_json_ids_still_load(tmp_path: Path) -> None:
     path = tmp_path / "ids.json"
     path.write_text(json.dumps(IDS, ensure_ascii=False), encoding="utf-16")  # with a BOM
-    assert idsfile.load_ids(path) == IDS
+    assert export.load_ids(path) == IDS
 
 
 @pytest.mark.parametrize("read", [1, 3, 64, 1 << 20])
 def test_chunks_carry_the_files_own_text_and_give_back_what_load_ids_reads(tmp_path, monkeypatch,
                                                                             read) -> None:
-    monkeypatch.setattr(idsfile, "_JSON_READ", read)
+    monkeypatch.setattr(export, "_JSON_READ", read)
     for n, doc in enumerate(_json_docs()):
         path = tmp_path / f"{n}.json"
         path.write_text(doc, encoding="utf-8")
         for items in (1, 2, 1000):
-            chunks = list(idsfile.iter_ids_chunks(path, items))
+            chunks = list(export.iter_ids_chunks(path, items))
             merged: dict[str, Any] = {}
             for text, count in chunks:
-                pairs = idsfile.parse_ids_chunk(text)
+                pairs = export.parse_ids_chunk(text)
                 assert count == sum(len(v) for _, v in pairs)
                 for entity, its in pairs:
                     merged.setdefault(entity, {}).update(its)
-            assert merged == idsfile.load_ids(path)
+            assert merged == export.load_ids(path)
             if doc == _json_docs()[1] and items == 1000:  # indented: its text is kept as is
                 assert len(chunks) == 1 and '\n         "' in chunks[0][0]
 
@@ -407,9 +407,9 @@ def test_chunks_hold_whole_entities_of_about_the_size_asked(tmp_path: Path) -> N
     ids = {f"P{e}": {f"{e}.{i}": {"n": i} for i in range(e + 1)} for e in range(6)}  # 1..6 items
     path = tmp_path / "ids.json"
     path.write_text(json.dumps(ids))
-    sizes = [count for _, count in idsfile.iter_ids_chunks(path, 4)]
+    sizes = [count for _, count in export.iter_ids_chunks(path, 4)]
     assert sizes == [6, 4, 5, 6]  # cut after the entity that reaches 4: 1+2+3, 4, 5, 6
-    entities = [[e for e, _ in idsfile.parse_ids_chunk(t)] for t, _ in idsfile.iter_ids_chunks(path, 4)]
+    entities = [[e for e, _ in export.parse_ids_chunk(t)] for t, _ in export.iter_ids_chunks(path, 4)]
     assert entities == [["P0", "P1", "P2"], ["P3"], ["P4"], ["P5"]]
 
 
@@ -419,19 +419,19 @@ def test_chunks_keep_only_the_fields_asked_yet_every_field_is_checked(tmp_path: 
                                       "2": {"PatientName": "DOE"}}}))
     for fields, want in ((["id", "n"], {"1": {"id": "S1", "n": [1]}, "2": {}}),
                          ([], {"1": {}, "2": {}})):
-        (text, count), = idsfile.iter_ids_chunks(path, fields=fields)
-        assert (count, idsfile.parse_ids_chunk(text)) == (2, [("P", want)])
+        (text, count), = export.iter_ids_chunks(path, fields=fields)
+        assert (count, export.parse_ids_chunk(text)) == (2, [("P", want)])
     deep = "[" * 40 + "]" * 40
     path.write_text('{"P": {"1": {"id": "S1", "PatientName": %s}}}' % deep)
     with pytest.raises(IdentifiersError, match="entity #1 item #1 field #2: value nested too deeply"):
-        list(idsfile.iter_ids_chunks(path, fields=["id"]))  # a field put never reads, still checked
+        list(export.iter_ids_chunks(path, fields=["id"]))  # a field put never reads, still checked
 
 
 def test_chunks_of_a_pickle_are_its_checked_values(tmp_path: Path) -> None:
     ids = {"P": {"u": {"ds": DSfloat("1.5"), "mv": MultiValue(str, ["A", "B"]), "nan": math.nan}}}
-    pkl, _ = idsfile.save_ids(ids, tmp_path)
-    (text, count), = idsfile.iter_ids_chunks(pkl)
-    (entity, items), = idsfile.parse_ids_chunk(text)
+    pkl, _ = export.save_ids(ids, tmp_path)
+    (text, count), = export.iter_ids_chunks(pkl)
+    (entity, items), = export.parse_ids_chunk(text)
     assert (entity, count, items["u"]["ds"], items["u"]["mv"]) == ("P", 1, 1.5, ["A", "B"])
     assert math.isnan(items["u"]["nan"])  # kept a float, as the pickle keeps it
 
@@ -439,9 +439,9 @@ def test_chunks_of_a_pickle_are_its_checked_values(tmp_path: Path) -> None:
 def test_a_bad_entity_stops_the_chunks_where_it_is(tmp_path: Path) -> None:
     path = tmp_path / "ids.json"
     path.write_text('{"P1": {"1": {}}, "P2": {"2": {}}, "P3": 5}')
-    chunks = idsfile.iter_ids_chunks(path, 1)
-    assert [e for e, _ in idsfile.parse_ids_chunk(next(chunks)[0])] == ["P1"]
-    assert [e for e, _ in idsfile.parse_ids_chunk(next(chunks)[0])] == ["P2"]
+    chunks = export.iter_ids_chunks(path, 1)
+    assert [e for e, _ in export.parse_ids_chunk(next(chunks)[0])] == ["P1"]
+    assert [e for e, _ in export.parse_ids_chunk(next(chunks)[0])] == ["P2"]
     with pytest.raises(IdentifiersError, match="entity #3: expected a mapping of items"):
         next(chunks)
 
@@ -454,11 +454,11 @@ def test_a_pickle_sharing_a_container_is_refused_but_shared_strings_load(tmp_pat
         path = tmp_path / "shared.pkl"
         path.write_bytes(pickle.dumps(shared, protocol=2))
         with pytest.raises(IdentifiersError, match="a value is shared by reference"):
-            idsfile.load_ids(path)
+            export.load_ids(path)
     name = "DOE^JANE"  # one str object in many places: the pickler shares it, harmlessly
     plain = {"P": {f"{i}": {"PatientName": name, "Other": [name, name]} for i in range(3)}}
     path.write_bytes(pickle.dumps(plain, protocol=2))
-    assert idsfile.load_ids(path) == plain
+    assert export.load_ids(path) == plain
 
 
 def test_one_huge_entity_is_read_an_item_at_a_time(tmp_path: Path) -> None:
@@ -475,20 +475,20 @@ def test_one_huge_entity_is_read_an_item_at_a_time(tmp_path: Path) -> None:
     assert path.stat().st_size > 16_000_000
     tracemalloc.start()
     try:
-        counts = [count for _, count in idsfile.iter_ids_chunks(path, 1000)]
+        counts = [count for _, count in export.iter_ids_chunks(path, 1000)]
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert counts == [2000] * 15 + [1]  # cut inside P once a chunk holds twice its items
     assert peak < 8_000_000  # a chunk's text, its items and a read; never the entity
-    first = idsfile.parse_ids_chunk(next(idsfile.iter_ids_chunks(path, 1000))[0])
+    first = export.parse_ids_chunk(next(export.iter_ids_chunks(path, 1000))[0])
     assert [(e, len(items)) for e, items in first] == [("P", 2000)]
 
 
 def test_an_item_too_big_to_be_one_files_fields_is_refused(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(idsfile, "IDS_ITEM_MAX_CHARS", 1000)
-    monkeypatch.setattr(idsfile, "_JSON_READ", 64)
+    monkeypatch.setattr(export, "IDS_ITEM_MAX_CHARS", 1000)
+    monkeypatch.setattr(export, "_JSON_READ", 64)
     path = tmp_path / "ids.json"
     path.write_text(json.dumps({"P": {"1": {"a": "x"}, "2": {"a": "y" * 5000}}}))
     with pytest.raises(IdentifiersError, match=r"entity #1 item #2: larger than 1000 characters"):
-        list(idsfile.iter_ids_chunks(path))
+        list(export.iter_ids_chunks(path))

@@ -6,7 +6,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from deid_workers.layout import Layout, path_leaks, pseudonym, tokens, uid_path
+from deid_workers.files.layout import Layout, path_leaks, pseudonym, tokens, uid_path
 
 KEY = b"layout-key"
 

@@ -202,14 +202,15 @@ def _put_setup(tmp_path, monkeypatch, *, chunk_items: int, work: bool = True):
 
     import fakeredis
 
-    from deid_workers import idsfile, producer
-    from deid_workers.store import RunStore
+    from deid_workers import producer
+    from deid_workers.ids import export
+    from deid_workers.run.store import RunStore
     from deid_workers.tasks.load import write_chunk
 
     client = fakeredis.FakeRedis(decode_responses=True)
     monkeypatch.setattr(producer, "enqueue", lambda *a, **k: None)  # no broker here
     monkeypatch.setattr(producer, "iter_ids_chunks",
-                        lambda path, **kw: idsfile.iter_ids_chunks(path, chunk_items, **kw))
+                        lambda path, **kw: export.iter_ids_chunks(path, chunk_items, **kw))
     sent: list[int] = []
 
     @contextlib.contextmanager
@@ -272,7 +273,7 @@ def test_put_sends_its_ids_file_in_chunks_and_a_bad_entity_leaves_no_run(tmp_pat
     import pytest
 
     from deid_workers.errors import IdentifiersError
-    from deid_workers.store import list_runs
+    from deid_workers.run.store import list_runs
 
     client, sent = _put_setup(tmp_path, monkeypatch, chunk_items=1)
     store = _submit_put(client, tmp_path, {"P1": {"1.2": {"id": "S1"}}, "P2": {"1.3": {}}})

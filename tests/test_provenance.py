@@ -7,7 +7,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from deid_workers.errors import RecipeError
-from deid_workers.provenance import (
+from deid_workers.files.provenance import (
     CID_7050,
     CLEAN_PIXEL_DATA,
     Provenance,

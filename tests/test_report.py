@@ -7,8 +7,8 @@ import json
 import fakeredis
 
 from deid_workers.keys import ClusterKeys
-from deid_workers.report import INSPECT_JSON, INSPECT_TSV, iter_inspect, write_inspect_report
-from deid_workers.store import RunStore
+from deid_workers.run.report import INSPECT_JSON, INSPECT_TSV, iter_inspect, write_inspect_report
+from deid_workers.run.store import RunStore
 
 KEYS = ClusterKeys.derive(b"store-tests-key-0123456789abcdef")
 """The cluster key of these tests' runs."""

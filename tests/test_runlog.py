@@ -8,8 +8,8 @@ import os
 import fakeredis
 
 from deid_workers.keys import ClusterKeys
-from deid_workers.runlog import NOT_PROCESSED, OUTCOMES, iter_run_log, run_log_name, write_run_log
-from deid_workers.store import RunStore
+from deid_workers.run.runlog import NOT_PROCESSED, OUTCOMES, iter_run_log, run_log_name, write_run_log
+from deid_workers.run.store import RunStore
 
 KEYS = ClusterKeys.derive(b"store-tests-key-0123456789abcdef")
 """The cluster key of these tests' runs."""

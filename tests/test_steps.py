@@ -9,8 +9,8 @@ import pydicom
 import pytest
 
 from deid_workers.config import Settings
+from deid_workers.files.steps import MISSING_ENTITY, get_one, ids_keys, inspect_one, output_path, put_one
 from deid_workers.recipe import load_recipe
-from deid_workers.steps import MISSING_ENTITY, get_one, ids_keys, inspect_one, output_path, put_one
 from deid_workers.synth import make_dataset, phi_strings, write_study_tree
 
 RECIPE = """FORMAT dicom
@@ -186,7 +186,7 @@ def test_a_file_without_file_meta_is_written_as_valid_part10(tmp_path, settings)
 
 
 def test_a_removed_sop_instance_uid_leaves_no_trace_of_the_original(tmp_path, settings):
-    from deid_workers.filemeta import IMPLEMENTATION_CLASS_UID
+    from deid_workers.files.filemeta import IMPLEMENTATION_CLASS_UID
     from deid_workers.recipe.funcs import hmac_uid
 
     ds = make_dataset(6)
@@ -217,7 +217,7 @@ def test_a_dicomdir_is_left_out_with_its_reason(tmp_path, settings):
 
 
 def test_uid_layout_writes_study_series_instance(tree, tmp_path, settings):
-    from deid_workers.steps import run_layout
+    from deid_workers.files.steps import run_layout
 
     root, paths = tree
     recipe = load_recipe()  # the default: every UID becomes its hmac_uid

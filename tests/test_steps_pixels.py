@@ -13,9 +13,9 @@ import pytest
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
 from deid_workers.config import Settings
-from deid_workers.provenance import Provenance
+from deid_workers.files.provenance import Provenance
+from deid_workers.files.steps import PixelPolicy, Triage, put_one, quarantine_folder, triage
 from deid_workers.recipe import load_recipe
-from deid_workers.steps import PixelPolicy, Triage, put_one, quarantine_folder, triage
 from deid_workers.synth import make_dataset
 
 BOX = (2, 3, 10, 6)  # x0, y0, x1, y1
@@ -150,7 +150,7 @@ def test_clean_decodes_rle_and_writes_explicit_little_endian(tmp_path, recipe):
 
 def test_put_defers_pixel_files_without_writing_or_decoding(tmp_path, recipe, monkeypatch):
     _write(tmp_path, "a.dcm", modality="US", text_block=BOX)
-    import deid_workers.steps as steps
+    import deid_workers.files.steps as steps
 
     monkeypatch.setattr(steps, "clean_pixels", lambda *a: pytest.fail("decoded in put"))
     res = _put(tmp_path, "a.dcm", tmp_path / "out", recipe, now=False)

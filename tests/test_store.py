@@ -9,7 +9,7 @@ import pytest
 
 from deid_workers.errors import RunRefused, StoreError
 from deid_workers.keys import ClusterKeys
-from deid_workers.store import ENTITY_FIELD, RUNS_INDEX, Keys, RunStore, list_runs, redis_client
+from deid_workers.run.store import ENTITY_FIELD, RUNS_INDEX, Keys, RunStore, list_runs, redis_client
 
 KEYS = ClusterKeys.derive(b"store-tests-key-0123456789abcdef")
 """The cluster key of these tests' runs."""
@@ -104,7 +104,7 @@ def test_ids_stream_in_few_round_trips_and_whole_across_pages(client, store, mon
     """Many entities (several SSCAN pages, several groups), one with more items than an
     HSCAN page: every item comes back once, and the round trips are per group, not per
     entity."""
-    import deid_workers.store as store_mod
+    import deid_workers.run.store as store_mod
 
     monkeypatch.setattr(store_mod, "SCAN_COUNT", 50)
     ids = {f"P{n}": {f"i{n}": {"id": n}} for n in range(1500)}
@@ -286,7 +286,7 @@ def test_redis_client_understands_socket_urls(url, path):
 def test_ids_are_packed_small_and_read_back(client, store):
     from deid_workers import synth
     from deid_workers.recipe import get_identifiers
-    from deid_workers.store import pack_fields, unpack_fields
+    from deid_workers.run.store import pack_fields, unpack_fields
 
     fields = get_identifiers(synth.make_dataset(3, 0, 1, 7))
     store.commit_batch("get", 0, {"files": 1}, ids={"PID-3": {"1.2.3": fields}})
@@ -299,7 +299,7 @@ def test_ids_are_packed_small_and_read_back(client, store):
 
 
 def test_the_plan_of_each_action():
-    from deid_workers.store import first_stage, stages_of
+    from deid_workers.run.store import first_stage, stages_of
 
     assert stages_of("all") == ("get", "finalize", "put")
     assert stages_of("all", clean_pixels=True, finalize=False) == ("get", "put", "clean")

@@ -7,8 +7,8 @@ import copy
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from deid_workers.files.verify import residual_phi
 from deid_workers.synth import make_dataset
-from deid_workers.verify import residual_phi
 
 
 def _deidentified(ds: Dataset) -> Dataset:
@@ -128,7 +128,7 @@ def test_descriptions_codes_and_private_values_are_searched_in_not_for() -> None
 
 
 def test_deid_workers_own_stamp_is_not_searched() -> None:
-    from deid_workers.filemeta import IMPLEMENTATION_VERSION_NAME
+    from deid_workers.files.filemeta import IMPLEMENTATION_VERSION_NAME
 
     ds = Dataset()
     ds.InstitutionalDepartmentName = "DEFAULT"
@@ -207,8 +207,8 @@ def test_an_identifier_in_the_output_path_is_found() -> None:
 
 
 def test_recipe_literals_are_the_values_it_writes() -> None:
+    from deid_workers.files.verify import recipe_literals
     from deid_workers.recipe import load_recipe
-    from deid_workers.verify import recipe_literals
 
     recipe = load_recipe(text="FORMAT dicom\n%header\nREPLACE PatientName Anonymous\n"
                               "ADD PatientIdentityRemoved YES\nREPLACE PatientID var:id\n"

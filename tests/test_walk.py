@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from deid_workers import walk
 from deid_workers.errors import InputError
+from deid_workers.fs import walk
 from deid_workers.reasons import UNREADABLE_FOLDER
 
 

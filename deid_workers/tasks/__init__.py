@@ -1,7 +1,7 @@
 """Celery tasks, one module per stage; this module holds what they share.
 
 Tasks are thin glue: they take a run id and a batch number (never paths or header values),
-fetch the rest from the store, call :mod:`deid_workers.steps` per file and write the outcomes
+fetch the rest from the store, call :mod:`deid_workers.files.steps` per file and write the outcomes
 back. Their return values are counts only, so nothing Flower or the result backend shows can
 carry PHI.
 
@@ -9,7 +9,7 @@ carry PHI.
 settings, folders and compiled recipe), so a batch costs one or two Redis round trips, not a
 recipe parse. It is also where a worker decides whether to run a run at all: the record must be
 signed with the cluster key this worker holds, and its folders must lie inside this worker's
-own roots (:mod:`deid_workers.folders`); otherwise the run is refused (one ERROR line, the run
+own roots (:mod:`deid_workers.fs.folders`); otherwise the run is refused (one ERROR line, the run
 marked failed) before any file is read or written.
 """
 
@@ -29,10 +29,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from ..config import Settings
 from ..errors import InputError, RecipeError, RunRefused, StoreError
-from ..folders import check_folders, run_folders
+from ..files.steps import output_path
+from ..fs.folders import check_folders, run_folders
 from ..reasons import explain_failure
-from ..steps import output_path
-from ..store import RunStore, redis_client
+from ..run.store import RunStore, redis_client
 
 __all__ = ["RunContext", "run_context", "client", "RETRY_ON", "RUN_SETTINGS", "worker_settings",
            "worker_keys", "refuse",
@@ -104,24 +104,24 @@ class RunContext:
 
     @cached_property
     def layout(self) -> Any:
-        """Where outputs go (:mod:`deid_workers.layout`), with this worker's key."""
-        from ..steps import run_layout
+        """Where outputs go (:mod:`deid_workers.files.layout`), with this worker's key."""
+        from ..files.steps import run_layout
 
         return run_layout(self.settings, self.layout_kind)
 
     @cached_property
     def provenance(self) -> Any:
         """What every output of the run says about itself (named as the producer named it)."""
-        from ..provenance import Provenance
+        from ..files.provenance import Provenance
 
         return Provenance.of(self.recipe, name=self.recipe_name or None)
 
     def pixel_policy(self, *, now: bool) -> Any:
-        """The put/clean stages' :class:`~deid_workers.steps.PixelPolicy`; None without
+        """The put/clean stages' :class:`~deid_workers.files.steps.PixelPolicy`; None without
         ``--clean-pixels`` (then nothing is triaged and pixels are never looked at)."""
         if not self.clean_pixels:
             return None
-        from ..steps import PixelPolicy, quarantine_folder
+        from ..files.steps import PixelPolicy, quarantine_folder
 
         return PixelPolicy(self.quarantine or quarantine_folder(self.outfolder),
                            self.quarantine_groups, now=now)
@@ -480,7 +480,7 @@ def finish_run(store: RunStore, stage: str, commit: Any = None) -> bool:
     here at once (the last batches, the producer after its walk); each writes the same file
     atomically and marking twice is harmless. Returns True when the run is finished.
 
-    ``commit`` (a :class:`~deid_workers.store.Commit` of ``stage``) says without another read
+    ``commit`` (a :class:`~deid_workers.run.store.Commit` of ``stage``) says without another read
     whether the stage may be complete: every batch but the last stops there."""
     if commit is not None and not commit.complete:
         return False
@@ -490,7 +490,7 @@ def finish_run(store: RunStore, stage: str, commit: Any = None) -> bool:
     if rec.get("state") in ("finished", "failed"):
         return True
     if rec.get("action") in ("put", "all"):
-        from ..runlog import write_run_log
+        from ..run.runlog import write_run_log
 
         path = write_run_log(store, rec)
         store.update(run_log=path)

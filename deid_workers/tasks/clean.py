@@ -15,7 +15,7 @@ from typing import Any
 from celery.utils.log import get_task_logger
 
 from ..app import app
-from ..durable import sync_paths
+from ..fs.durable import sync_paths
 from . import RETRY_ON, BatchGuard, finish_run, run_context
 from .put import log_entry, put_step
 

@@ -26,10 +26,10 @@ from typing import Any
 from celery.utils.log import get_task_logger
 
 from ..app import app
-from ..folders import records_folder
-from ..idsfile import IDS_JSON, IDS_PICKLE, IdsPiece, IdsWriter, join_pieces, remove_pieces
-from ..report import write_inspect_report
-from ..store import ENTITY_SETS, RunStore, first_stage
+from ..fs.folders import records_folder
+from ..ids.export import IDS_JSON, IDS_PICKLE, IdsPiece, IdsWriter, join_pieces, remove_pieces
+from ..run.report import write_inspect_report
+from ..run.store import ENTITY_SETS, RunStore, first_stage
 from . import RETRY_ON, RunContext, fail_run, finish_run, run_context
 
 __all__ = ["finalize", "export", "NotReady", "FINALIZE_POLL", "export_shards"]
@@ -49,7 +49,7 @@ class NotReady(Exception):
 def export_shards(files: int, per_shard: int) -> int:
     """How many shards export the identifiers of ``files`` files, about ``per_shard`` each: a
     power of two (each shard takes whole entity sets) from 1 to
-    :data:`~deid_workers.store.ENTITY_SETS`."""
+    :data:`~deid_workers.run.store.ENTITY_SETS`."""
     shards = 1
     while shards * 2 <= min(ENTITY_SETS, files // per_shard):
         shards *= 2

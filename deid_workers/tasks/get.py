@@ -8,7 +8,7 @@ from typing import Any
 from celery.utils.log import get_task_logger
 
 from ..app import app
-from ..steps import get_one
+from ..files.steps import get_one
 from . import RETRY_ON, BatchGuard, run_context
 
 __all__ = ["get_batch"]

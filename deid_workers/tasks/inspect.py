@@ -9,7 +9,7 @@ from typing import Any
 from celery.utils.log import get_task_logger
 
 from ..app import app
-from ..steps import inspect_one
+from ..files.steps import inspect_one
 from . import RETRY_ON, BatchGuard, run_context
 
 __all__ = ["inspect_batch"]

@@ -31,7 +31,7 @@ from celery.worker.request import Request
 from celery.worker.state import task_ready
 
 from ..errors import ConfigError, RunRefused, StoreError
-from ..store import RunStore, out_of_memory, redis_client, redis_reason
+from ..run.store import RunStore, out_of_memory, redis_client, redis_reason
 from . import TIMED_OUT, BatchGuard, refuse, worker_keys, worker_settings
 from .liveness import BatchDropped
 

@@ -24,7 +24,7 @@ How, in three parts:
 
 A worker that was only cut off (a network partition longer than the TTL) comes back to find
 its batches redone elsewhere. Its own starts of them are then stale: every start of a batch is
-noted with a fresh token (:meth:`~deid_workers.store.RunStore.start_batch`), and a start whose
+noted with a fresh token (:meth:`~deid_workers.run.store.RunStore.start_batch`), and a start whose
 note was replaced drops its results instead of committing them (:func:`check_taken`); the
 newest start is the one that commits. Its late ack removes nothing (the message went back
 under a new delivery tag). Outputs it wrote are the same bytes the other worker writes
@@ -43,7 +43,7 @@ from typing import Any
 
 import redis
 
-from ..store import WORKERS_INDEX, worker_key
+from ..run.store import WORKERS_INDEX, worker_key
 from . import unacked
 
 __all__ = ["Liveness", "Superseded", "AlreadyCommitted", "BatchDropped", "worker_id",
@@ -120,7 +120,7 @@ class Liveness:
 
     def _client(self) -> redis.Redis:
         from ..config import Settings
-        from ..store import redis_client
+        from ..run.store import redis_client
 
         timeout = max(1.0, self.interval)  # a cut network must not hang the thread
         return redis_client(self.url, socket_timeout=timeout, socket_connect_timeout=timeout,
@@ -245,7 +245,7 @@ class Liveness:
         and its batches, should it die, wait for the visibility timeout.
         """
         if self._owners_allowed is None:
-            from ..store import worker_key
+            from ..run.store import worker_key
 
             probe = f"probe-{self.worker}"
             try:

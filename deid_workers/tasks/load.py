@@ -3,7 +3,7 @@
 Why on the workers: writing a whole item (packing its fields, sending it) costs about twice
 what reading and checking it costs, and the producer did both alone before any put batch could
 start (90 us an item: 90 s for a million files). Now the producer reads, checks and cuts the
-file into chunks of whole entities (:func:`~deid_workers.idsfile.iter_ids_chunks`), keeps each
+file into chunks of whole entities (:func:`~deid_workers.ids.export.iter_ids_chunks`), keeps each
 in Redis and sends one ``deid.load`` per chunk on the put queue, ahead of the put batches
 (about 30 us an item); a worker writes the chunk's ids and commits it like a batch
 (``done:load``). The producer keeps only a few chunks waiting and writes one itself when they
@@ -26,8 +26,8 @@ from celery.utils.log import get_task_logger
 
 from ..app import app
 from ..errors import StoreError
-from ..idsfile import parse_ids_chunk
-from ..store import RunStore
+from ..ids.export import parse_ids_chunk
+from ..run.store import RunStore
 from . import RETRY_ON, RunContext, fail_run, run_context
 
 __all__ = ["load_chunk", "write_chunk", "ids_ready", "await_ids", "IDS_WAIT"]

@@ -10,11 +10,11 @@ from typing import Any
 from celery.utils.log import get_task_logger
 
 from ..app import app
-from ..dicomio import read_dataset
-from ..durable import sync_paths
+from ..dicom.reader import read_dataset
 from ..errors import InputError
-from ..steps import PendingPut, PixelPolicy, PutOutcome, finish_put, open_put
-from ..verify import recipe_literals, residual_phi
+from ..files.steps import PendingPut, PixelPolicy, PutOutcome, finish_put, open_put
+from ..files.verify import recipe_literals, residual_phi
+from ..fs.durable import sync_paths
 from . import RETRY_ON, BatchGuard, RunContext, finish_run, prepare_output, run_context
 from .liveness import AlreadyCommitted
 from .load import await_ids
@@ -124,7 +124,7 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
 def put_step(ctx: RunContext, paths: list[str], keys: list[tuple[str, str]], *,
              first_time: bool, policy: PixelPolicy | None, careful: bool
              ) -> Callable[[str], PutOutcome]:
-    """The per-file step of a put (or clean) batch: :func:`~deid_workers.steps.put_one`, with
+    """The per-file step of a put (or clean) batch: :func:`~deid_workers.files.steps.put_one`, with
     the ids of many files fetched in one round trip.
 
     The get stage noted each file's (entity, item) (``keys``): their ids come before the first
@@ -172,7 +172,7 @@ def put_step(ctx: RunContext, paths: list[str], keys: list[tuple[str, str]], *,
 def verify_output(root: str, rel: str, dest: str, out_rel: str | None = None, *,
                   dummies: frozenset[str] = frozenset()) -> list[str]:
     """``--verify``: element keywords of the input whose removed value survives in ``dest``
-    or in its path ``out_rel`` (see :func:`~deid_workers.verify.residual_phi`).
+    or in its path ``out_rel`` (see :func:`~deid_workers.files.verify.residual_phi`).
 
     Headers only, on both sides: residual_phi never looks at pixel data, so decoding-free reads
     of what precedes it are all it needs (put_one edited its own copy of the input in place).

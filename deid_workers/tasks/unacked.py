@@ -71,7 +71,7 @@ def set_owner(worker: str | None, ttl: int = 0) -> None:
     back from a network cut takes nothing that others would at once think abandoned.
     """
     global _owner
-    from ..store import worker_key
+    from ..run.store import worker_key
 
     _owner = None if worker is None else (worker, worker_key(worker), max(1, int(ttl)))
 

@@ -20,7 +20,7 @@ from kombu import Producer as KombuProducer
 
 from deid_workers.app import app, configure
 from deid_workers.config import Settings
-from deid_workers.store import WORKERS_INDEX, worker_key
+from deid_workers.run.store import WORKERS_INDEX, worker_key
 from deid_workers.synth import write_study_tree
 from deid_workers.tasks import unacked
 from deid_workers.tasks.liveness import Liveness

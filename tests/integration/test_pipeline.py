@@ -11,7 +11,7 @@ import pytest
 
 from deid_workers.cli import main
 from deid_workers.config import Settings
-from deid_workers.idsfile import load_ids
+from deid_workers.ids.export import load_ids
 from deid_workers.synth import phi_strings, write_study_tree
 
 pytestmark = pytest.mark.integration
@@ -91,11 +91,12 @@ def test_get_print_writes_json_to_stdout(cluster, tree, tmp_path, capsys):
 def test_put_with_edited_ids_uses_vars(cluster, redis_client, tree, tmp_path, capsys,
                                        monkeypatch, place):
     """The edited ids go to the worker in chunks (an entity each here) ahead of the put batches."""
-    from deid_workers import idsfile, producer
-    from deid_workers.store import RunStore
+    from deid_workers import producer
+    from deid_workers.ids import export
+    from deid_workers.run.store import RunStore
 
     monkeypatch.setattr(producer, "iter_ids_chunks",
-                        lambda p, **kw: idsfile.iter_ids_chunks(p, 1, **kw))
+                        lambda p, **kw: export.iter_ids_chunks(p, 1, **kw))
     monkeypatch.setattr(producer, "IDS_WINDOW", 100)  # all of them to the worker
     root, paths = tree
     ids_dir = tmp_path / "ids"

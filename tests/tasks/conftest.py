@@ -10,7 +10,7 @@ import pytest
 
 from deid_workers import tasks
 from deid_workers.app import app
-from deid_workers.store import RunStore
+from deid_workers.run.store import RunStore
 from deid_workers.synth import write_study_tree
 
 RECIPE = """FORMAT dicom
@@ -44,7 +44,7 @@ SECRET = "task-tests-secret-0123456789abcdef0123"
 def placed():
     """placed(root, rel) -> where the default (mirror) layout puts input ``rel``, relative
     to the output folder, with the key the ``fake`` fixture gives the workers."""
-    from deid_workers.layout import Layout
+    from deid_workers.files.layout import Layout
 
     layout = Layout("mirror", lambda: SECRET.encode())
 

@@ -8,9 +8,9 @@ from collections import Counter
 import pydicom
 import pytest
 
-from deid_workers.report import render_table, run_ok, summarize
-from deid_workers.runlog import run_log_name
-from deid_workers.store import RunStore
+from deid_workers.run.report import render_table, run_ok, summarize
+from deid_workers.run.runlog import run_log_name
+from deid_workers.run.store import RunStore
 from deid_workers.synth import make_dataset
 from deid_workers.tasks import clean as clean_mod
 from deid_workers.tasks import worker_keys
@@ -112,7 +112,7 @@ def test_redelivered_put_resends_a_clean_batch_it_did_not_send(run):
 
 
 def test_unfinished_clean_shows_as_failed_in_the_run_log(run):
-    from deid_workers.runlog import NOT_FINISHED, iter_run_log
+    from deid_workers.run.runlog import NOT_FINISHED, iter_run_log
 
     store, root, out, sent = run
     run_put(store.run_id, 0)

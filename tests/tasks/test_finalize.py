@@ -9,7 +9,7 @@ import pydicom
 import pytest
 
 from deid_workers import tasks
-from deid_workers.idsfile import load_ids
+from deid_workers.ids.export import load_ids
 from deid_workers.tasks.finalize import export, export_shards, run_export, run_finalize
 from deid_workers.tasks.get import run_get
 from deid_workers.tasks.inspect import run_inspect
@@ -104,7 +104,7 @@ def _sharded_run(make_run, action, per_shard=4, patients=6):
 
 def _one_piece_ids(store, tmp_path):
     """What the unsharded export writes for the same store."""
-    from deid_workers.idsfile import IdsWriter
+    from deid_workers.ids.export import IdsWriter
 
     with IdsWriter(tmp_path / "one") as writer:
         for entity, items in store.iter_ids():

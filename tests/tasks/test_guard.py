@@ -9,7 +9,7 @@ import pytest
 
 from deid_workers import tasks
 from deid_workers.errors import RunRefused
-from deid_workers.store import RunStore
+from deid_workers.run.store import RunStore
 from deid_workers.tasks import KEPT_DYING, BatchGuard, poison_reason, run_context
 from deid_workers.tasks.get import run_get
 from deid_workers.tasks.put import run_put

@@ -5,7 +5,7 @@ import pytest
 
 from deid_workers import tasks
 from deid_workers.config import Settings
-from deid_workers.steps import get_one
+from deid_workers.files.steps import get_one
 from deid_workers.tasks.get import run_get
 from deid_workers.tasks.put import run_put
 from deid_workers.tasks.readahead import ReadAhead
@@ -99,7 +99,7 @@ def test_put_redelivery_rewrites_its_own_outputs(make_run, tmp_path, placed):
 
 def test_put_makes_the_batch_durable_before_its_commit(make_run, tmp_path, monkeypatch):
     """Outputs are written without per-file fsyncs and synced together, before commit_batch."""
-    import deid_workers.durable as durable
+    import deid_workers.fs.durable as durable
     import deid_workers.tasks.put as put_task
 
     store, root, paths, n = make_run("put", corrupt=1)

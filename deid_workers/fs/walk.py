@@ -6,7 +6,7 @@ tree. Why sorted: a resumed or repeated run must cut the same batches. Why no sy
 at all, to folders or to files (judged by lstat, and reported through ``on_error``): a link
 loop would never end, and a link out of the input would read files the user did not point at;
 a link to a file inside the input adds nothing the walk does not find by itself.
-:func:`~deid_workers.dicomio.read_dataset` refuses to follow one too, should a file be swapped
+:func:`~deid_workers.dicom.reader.read_dataset` refuses to follow one too, should a file be swapped
 for a link after the walk.
 """
 
@@ -28,7 +28,7 @@ OnError = Callable[[str, str], None]
 
 
 def is_our_temp(name: str) -> bool:
-    """Temp files written by :mod:`deid_workers.dicomio` and :mod:`deid_workers.idsfile`."""
+    """Temp files written by :mod:`deid_workers.dicom.reader` and :mod:`deid_workers.ids.export`."""
     return name.startswith(".") and name.endswith(".tmp")
 
 

@@ -11,7 +11,7 @@ image to de-identify, and copying it would carry the original names, IDs and pat
 Where the file meta and the bytes disagree on the encoding (the meta says Explicit VR, the data
 set is Implicit VR, or the other way round), pydicom reads the bytes as they are but reports
 the meta's encoding; :func:`read_dataset` corrects ``original_encoding`` to what was read, so
-the output is written from what the bytes are (:mod:`deid_workers.filemeta` then makes the
+the output is written from what the bytes are (:mod:`deid_workers.files.filemeta` then makes the
 meta agree).
 
 Writing: workers race each other and may be killed; :func:`write_atomic` makes sure an output
@@ -38,8 +38,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.values import converters
 
 from deid_workers.config import DEFAULT_MAX_FILE_BYTES
+from deid_workers.dicom.fastread import convert_sequence, parse_headers, parse_part10
 from deid_workers.errors import InputError, OutputExistsError
-from deid_workers.fastread import convert_sequence, parse_headers, parse_part10
 from deid_workers.reasons import (
     CORRUPT,
     EMPTY,
@@ -350,10 +350,10 @@ def _parse(
     or any other exception (damaged).
 
     A file up to :data:`_WHOLE_MAX` bytes is parsed from memory: by
-    :func:`~deid_workers.fastread.parse_part10` when the file is plain enough for it to give
+    :func:`~deid_workers.dicom.fastread.parse_part10` when the file is plain enough for it to give
     dcmread's dataset (most files, at half the cost), else by dcmread. A bigger one is parsed
     from the open file (no second copy of its pixels in memory), after trying its first bytes
-    for a headers-only read (:func:`~deid_workers.fastread.parse_headers`, then dcmread).
+    for a headers-only read (:func:`~deid_workers.dicom.fastread.parse_headers`, then dcmread).
     """
     data = fh.read(_WHOLE_MAX if size > _WHOLE_MAX else -1)
     head = data[:132]
@@ -633,7 +633,7 @@ def write_atomic(
 
     The bytes are those of ``save_as(enforce_file_format=True)`` (preamble, "DICM", file meta
     filled in where missing, so every output opens in any reader, as deid's do), from
-    :func:`~deid_workers.encoder.encode_part10` at a quarter of pydicom's cost.
+    :func:`~deid_workers.dicom.encoder.encode_part10` at a quarter of pydicom's cost.
 
     The data goes to ``.<name>.<pid>-<n>.tmp`` in the same directory (same filesystem, so the
     final step is atomic), is fsynced, then:
@@ -652,7 +652,7 @@ def write_atomic(
 
     ``sync=False`` leaves out the two fsyncs (file, then directory), about half the cost of a
     small file's write, for a caller that makes a batch durable at once with
-    :func:`~deid_workers.durable.sync_paths` before it records the batch as done. Atomicity against a killed
+    :func:`~deid_workers.fs.durable.sync_paths` before it records the batch as done. Atomicity against a killed
     process is unchanged; after a power loss an unsynced output may be empty, which is why
     the batch must not count as done before the sync (a redelivered batch rewrites it).
 
@@ -668,7 +668,7 @@ def write_atomic(
     if folder is not None and not overwrite and _exists_at(folder, name):
         os.close(folder)
         raise OutputExistsError(shown)
-    from deid_workers.encoder import encode_part10
+    from deid_workers.dicom.encoder import encode_part10
 
     try:
         try:
@@ -793,7 +793,7 @@ def _write_at(folder: int, name: str, data: bytes, shown: str, *, overwrite: boo
 
 
 def _fsync_folder(folder: int) -> None:
-    """Persist the rename: best effort, as :func:`~deid_workers.durable.fsync_dir`."""
+    """Persist the rename: best effort, as :func:`~deid_workers.fs.durable.fsync_dir`."""
     try:
         os.fsync(folder)
     except OSError:

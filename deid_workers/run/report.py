@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from .atomicfile import AtomicFile
+from ..fs.atomicfile import AtomicFile
 from .store import STAGE_ORDER, RunStore, first_stage, stages_of
 
 __all__ = [
@@ -121,7 +121,7 @@ def summarize(store: RunStore, *, limit: int | None = LIST_LIMIT) -> dict[str, A
         summary["written"] = c.get("put:written", 0) + c.get("clean:written", 0)
         summary["refused"] = c.get("put:refused", 0) + c.get("clean:refused", 0)
         if rec.get("clean_pixels"):
-            from .steps import run_quarantine
+            from ..files.steps import run_quarantine
 
             summary["cleaned"] = c.get("clean:cleaned", 0)
             summary["quarantined"] = store.outcome_count("quarantined")

@@ -25,7 +25,7 @@ write, so identifiers never outlive the run by more than that::
     deid:run:<id>:ids:<digest>          hash  ENTITY_FIELD -> sealed entity, <item digest> ->
                                               sealed item and its fields (see :func:`pack_fields`)
     deid:run:<id>:idschunk:<n>          string  chunk n of a ``put --ids`` file (sealed deflated
-                                              JSON, see :func:`~deid_workers.idsfile.iter_ids_chunks`)
+                                              JSON, see :func:`~deid_workers.ids.export.iter_ids_chunks`)
                                               until a worker has written its ids (a few at once)
     deid:run:<id>:skipped               hash  relative path -> reason (not DICOM, unreadable)
     deid:run:<id>:refused               hash  relative path -> reason (output exists)
@@ -86,8 +86,8 @@ from typing import Any, NamedTuple
 
 import redis
 
-from .errors import RunRefused, StoreError
-from .keys import ClusterKeys, Unsealable
+from ..errors import RunRefused, StoreError
+from ..keys import ClusterKeys, Unsealable
 
 __all__ = [
     "PREFIX",

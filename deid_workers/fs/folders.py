@@ -22,7 +22,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .errors import RunRefused
+from ..errors import RunRefused
 
 __all__ = ["FOLDER_NAMES", "records_folder", "run_folders", "check_folders", "inside"]
 
@@ -45,7 +45,7 @@ def run_folders(rec: Mapping[str, Any]) -> dict[str, str]:
     """The folders of a run record, by role: input, output (not for get, which writes only
     identifiers), records (not for get --print, which writes nothing), quarantine (when the
     run cleans pixels)."""
-    from .steps import run_quarantine
+    from ..files.steps import run_quarantine
 
     out = str(rec.get("outfolder") or "")
     folders = {"input": str(rec.get("input") or "")}

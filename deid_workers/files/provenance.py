@@ -37,10 +37,10 @@ from pydicom.dataset import Dataset, FileDataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
-from .errors import RecipeError
-from .recipe.identifiers import keyword_value
-from .recipe.model import Recipe
-from .recipe.standard import cid_7050
+from ..errors import RecipeError
+from ..recipe.identifiers import keyword_value
+from ..recipe.model import Recipe
+from ..recipe.standard import cid_7050
 
 __all__ = [
     "CID_7050",
@@ -113,7 +113,7 @@ def longitudinal(codes: Iterable[str]) -> str | None:
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return str(__version__)
 

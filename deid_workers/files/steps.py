@@ -16,16 +16,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Settings
-from .dicomio import enforce_inside, read_dataset, write_atomic
-from .errors import InputError, OutputExistsError
+from ..config import Settings
+from ..dicom.reader import enforce_inside, read_dataset, write_atomic
+from ..errors import InputError, OutputExistsError
+from ..reasons import NO_PIXEL_SYNTAX
+from ..recipe import clean_pixels, deidentify, entity_item, get_identifiers, inspect_dataset
+from ..recipe.identifiers import cap_identifiers, cap_key
+from ..recipe.pixels import PixelLimitError, check_pixels, has_boxes
 from .filemeta import NoPixelSyntax, complete_meta, original_of
 from .layout import Layout
 from .provenance import Provenance, stamp
-from .reasons import NO_PIXEL_SYNTAX
-from .recipe import clean_pixels, deidentify, entity_item, get_identifiers, inspect_dataset
-from .recipe.identifiers import cap_identifiers, cap_key
-from .recipe.pixels import PixelLimitError, check_pixels, has_boxes
 
 __all__ = [
     "MISSING_ENTITY",
@@ -109,7 +109,7 @@ class PutOutcome:
     or ``clean`` (pixels to be cleaned by the clean stage; nothing was written).
 
     ``output`` is the output's path relative to its folder (the output folder, or the
-    quarantine folder), as the run's :class:`~deid_workers.layout.Layout` made it; ``dest``
+    quarantine folder), as the run's :class:`~deid_workers.files.layout.Layout` made it; ``dest``
     is the absolute path. Both are None when the file was not read."""
 
     path: str
@@ -353,15 +353,15 @@ def put_one(
     engine removes the field and warns). An existing output is refused before any work when
     ``overwrite`` is false, and again at write time (another worker may have written it).
 
-    Every output is stamped (:func:`~deid_workers.provenance.stamp`; ``provenance`` defaults to
+    Every output is stamped (:func:`~deid_workers.files.provenance.stamp`; ``provenance`` defaults to
     the recipe's own). With ``pixels`` the file is triaged by the recipe's %filter groups
     first (:func:`triage`): quarantined files go to ``pixels.quarantine`` (header
     de-identified, pixels untouched); files needing pixel work are cleaned when
     ``pixels.now``, else returned as ``clean`` for the clean stage, before any de-identifying.
-    ``sync=False``: see :func:`~deid_workers.dicomio.write_atomic` (the caller syncs ``dest``).
-    ``layout`` places the output (:mod:`deid_workers.layout`; default: the mirrored input
+    ``sync=False``: see :func:`~deid_workers.dicom.reader.write_atomic` (the caller syncs ``dest``).
+    ``layout`` places the output (:mod:`deid_workers.files.layout`; default: the mirrored input
     path, with identifying names pseudonymized with the settings' key); the file meta is
-    rebuilt for the output (:mod:`deid_workers.filemeta`).
+    rebuilt for the output (:mod:`deid_workers.files.filemeta`).
     It is :func:`open_put` then :func:`finish_put`, for one file at a time.
     """
     pending = open_put(root, rel, outfolder, recipe, settings, overwrite=overwrite,

@@ -29,8 +29,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
-from .atomicfile import AtomicFile
-from .errors import IdentifiersError
+from ..errors import IdentifiersError
+from ..fs.atomicfile import AtomicFile
 
 __all__ = [
     "IDS_JSON",

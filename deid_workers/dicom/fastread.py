@@ -14,7 +14,7 @@ time and never a different result: big endian, deflated or compressed transfer s
 transfer syntax, undefined lengths, a value or header running past the end, bytes left over,
 tags out of order, an unknown VR, item tags at the top level, a command set, a file meta whose
 group length is wrong or that pydicom would re-read as implicit VR, and anything that raises.
-It also refuses what :func:`deid_workers.dicomio.read_dataset` would reject (no data set), so
+It also refuses what :func:`deid_workers.dicom.reader.read_dataset` would reject (no data set), so
 an accepted file needs none of its truncation checks, only the sequence checks.
 
 Those checks convert every sequence, which pydicom does through the same generator:

@@ -15,7 +15,7 @@ list, so paths are not stored twice), and whoever completes the run streams them
 batch at a time, to a temporary name that is then renamed.
 
 A line never holds a header value: ``path`` is relative to ``--input``, ``output`` relative to
-``--outfolder`` (where the run's layout put the file: :mod:`deid_workers.layout`), reasons are
+``--outfolder`` (where the run's layout put the file: :mod:`deid_workers.files.layout`), reasons are
 worded texts (:mod:`deid_workers.reasons`) or recipe text (the %filter label that decided), and
 the recipe is named by its hash.
 """
@@ -27,8 +27,8 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .atomicfile import AtomicFile
-from .steps import run_quarantine
+from ..files.steps import run_quarantine
+from ..fs.atomicfile import AtomicFile
 from .store import RunStore
 
 __all__ = ["RUN_LOG", "OUTCOMES", "iter_run_log", "write_run_log", "run_log_name"]
@@ -80,7 +80,7 @@ def iter_run_log(store: RunStore, rec: Mapping[str, Any]) -> Iterator[dict[str, 
 
 def write_run_log(store: RunStore, rec: Mapping[str, Any]) -> str:
     """Write ``<records>/deid-run.<run id>.jsonl`` atomically, mode 0600; returns its path."""
-    from .folders import records_folder
+    from ..fs.folders import records_folder
 
     folder = str(rec.get("records") or records_folder(str(rec["outfolder"])))
     os.makedirs(folder, mode=0o700, exist_ok=True)

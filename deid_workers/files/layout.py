@@ -25,7 +25,7 @@ the identity the headers lost. Two layouts (``--layout``):
 
 Invariant: the returned path is relative, uses ``/``, and is made only of the input's own
 path components, pseudonyms, or UIDs of the output; it never holds a header value of the
-input. The caller still resolves it with :func:`~deid_workers.dicomio.enforce_inside`.
+input. The caller still resolves it with :func:`~deid_workers.dicom.reader.enforce_inside`.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from .recipe.identifiers import element_value
+from ..recipe.identifiers import element_value
 
 __all__ = [
     "LAYOUTS",

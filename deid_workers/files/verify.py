@@ -30,7 +30,7 @@ It must be precise to be trusted: a check that cries wolf on every file is switc
   value of the output. A person name also counts when its family and given names both
   appear in one value of the output, in any order.
 - the output path (relative to the output folder) is checked for the tokens the layout
-  removes (:func:`deid_workers.layout.path_leaks`): reported as ``<keyword> (output path)``.
+  removes (:func:`deid_workers.files.layout.path_leaks`): reported as ``<keyword> (output path)``.
 
 The result names input elements by keyword (or tag), never by value, so it can go to logs and
 reports. This runs in the put task, per file, when the run asked for it: the input and output
