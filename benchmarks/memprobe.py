@@ -67,7 +67,7 @@ def _fake_batches(n_files: int, batch: int, marks: dict[str, float]) -> Iterator
 def _private_redis() -> Iterator[tuple[str, str, Any]]:
     """A redis-server of the probe's own in a temp folder: (temp folder, URL, client)."""
     from deid_workers.embedded import find_redis_server
-    from deid_workers.run.store import redis_client
+    from deid_workers.run.client import redis_client
 
     tmp = tempfile.mkdtemp(prefix="bench-probe-")
     sock = os.path.join(tmp, "redis.sock")

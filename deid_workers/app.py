@@ -33,13 +33,14 @@ import logging
 import threading
 from typing import Any
 
+import redis
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger, celeryd_init
 from kombu import Exchange, Queue
 
 from .config import Settings
 
-__all__ = ["app", "QUEUES", "TASK_NAMES", "configure", "make_app", "broker_urls"]
+__all__ = ["app", "QUEUES", "TASK_NAMES", "RETRY_ON", "configure", "make_app", "broker_urls"]
 
 QUEUES = ("get", "inspect", "put", "finalize", "clean")
 """One queue per stage, named as the stage, so operators can scale and watch each one
@@ -52,6 +53,9 @@ TASK_QUEUES = {**{name: q for q, name in TASK_NAMES.items()}, "deid.export": "fi
                "deid.load": "put"}
 """The queue of every task: the stage's own; finalize's for the shards of an ids export; put's
 for the chunks of a ``put --ids`` file, so that they come out before the run's put batches."""
+
+RETRY_ON = (redis.ConnectionError, redis.TimeoutError)
+"""Errors worth a retry: Redis restarting or a network blip. Anything else fails the task."""
 
 PLACEHOLDER_BROKER = "redis://localhost:6379/0"
 """Used only until the CLI points the app at a real (or embedded) broker."""

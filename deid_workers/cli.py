@@ -22,6 +22,7 @@ from typing import Any
 from . import logs
 from .config import Settings
 from .errors import ConfigError, DeidError, IdentifiersError, InputError, RecipeError
+from .run.plan import ACTIONS
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="De-identify DICOM files with deid recipes, spread over Celery workers on "
                     "Redis. With no broker configured, starts a private Redis and local workers.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--action", choices=("get", "put", "all", "inspect"),
+    p.add_argument("--action", choices=ACTIONS,
                    help="get: export identifiers; put: apply the recipe with given ids; "
                         "all: get then put; inspect: flag burned-in pixels by header filters")
     p.add_argument("--input", metavar="DIR",
@@ -254,7 +255,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace,
 
 
 def _groups(args: argparse.Namespace) -> tuple[str, ...]:
-    from .files.steps import DEFAULT_QUARANTINE_GROUPS
+    from .files.triage import DEFAULT_QUARANTINE_GROUPS
 
     if args.quarantine_groups is None:
         return DEFAULT_QUARANTINE_GROUPS
@@ -398,7 +399,7 @@ def _follow(store: Any, args: argparse.Namespace, settings: Settings, *,
 
 
 def _finish(store: Any, args: argparse.Namespace) -> int:
-    from .producer import stream_ids_json
+    from .ids.export import write_ids_json
     from .run.report import iter_inspect, render_table, run_ok, summarize
 
     summary = summarize(store)
@@ -406,7 +407,7 @@ def _finish(store: Any, args: argparse.Namespace) -> int:
     if action in ("get", "all") and summary.get("ids_pkl"):
         log.info("Writing ids to %s", summary["ids_pkl"])
     if action == "get" and args.print_ids and summary["state"] == "finished":
-        stream_ids_json(store, sys.stdout)
+        write_ids_json(store.iter_ids(), sys.stdout)
     for path in summary["lists"].get("refused", {}):
         log.error("%s already exists, overwrite set to False. Not writing.", path)
     if action == "inspect" and summary["state"] == "finished":
@@ -488,7 +489,8 @@ def _status(client: Any, args: argparse.Namespace, settings: Settings) -> int:
     """``--status [RUN_ID]``: a table per run, then the queue lengths (JSON with ``--json``)."""
     from .app import QUEUES
     from .run.report import render_status, run_status, summarize
-    from .run.store import RunStore, list_runs, queue_lengths
+    from .run.store import RunStore, list_runs
+    from .tasks.compat import queue_lengths
 
     run_ids = [args.status] if args.status else list_runs(client)
     keys = settings.cluster_keys(create=False)

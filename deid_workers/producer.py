@@ -31,7 +31,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import IO, Any
+from typing import Any
 
 import redis
 from celery.canvas import Signature
@@ -40,37 +40,31 @@ from .app import app
 from .config import Settings
 from .errors import ConfigError, IdentifiersError, InputError, RunRefused, StoreError
 from .files.provenance import declared_codes
-from .files.steps import DEFAULT_QUARANTINE_GROUPS
+from .files.triage import DEFAULT_QUARANTINE_GROUPS
 from .fs.folders import check_folders, run_folders
 from .fs.walk import iter_batches
-from .ids.export import IDS_JSON, IDS_PICKLE, iter_ids_chunks
+from .ids.chunks import iter_ids_chunks
+from .ids.export import IDS_JSON, IDS_PICKLE
 from .progress import Progress
 from .recipe import Recipe, ids_fields_read, load_recipe, profile_recipe
-from .run.store import (
-    MemoryWatch,
-    RunStore,
-    first_stage,
-    new_run_id,
-    out_of_memory,
-    redis_client,
-    redis_reason,
-)
-from .tasks import RUN_SETTINGS, final_stage, finish_run
+from .run.client import redis_client
+from .run.lifecycle import finish_run
+from .run.memory import MemoryWatch, out_of_memory, redis_reason
+from .run.plan import ACTIONS, final_stage, first_stage
+from .run.record import RUN_SETTINGS
+from .run.store import RunStore, new_run_id
 
 __all__ = [
-    "ACTIONS",
     "Submission",
     "submit",
     "resume",
     "wait",
     "connect",
-    "stream_ids_json",
     "precheck",
 ]
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("get", "put", "all", "inspect")
 POLL_SECONDS = 0.2
 """How often the producer reads the counters while it waits: cheap (two small reads), and
 a small run should not wait half a second for nothing after its last batch."""
@@ -180,7 +174,7 @@ def _quarantine(sub: Submission) -> str | None:
     bound for it do not all fail at the end of the run."""
     if not sub.clean_pixels:
         return None
-    from .files.steps import quarantine_folder
+    from .fs.folders import quarantine_folder
 
     folder = os.path.abspath(sub.quarantine or quarantine_folder(sub.outfolder))
     real = os.path.realpath(folder)
@@ -346,8 +340,6 @@ def send_ids(store: RunStore, chunks: Iterable[tuple[str, int]], *,
     the oldest itself (its ``deid.load`` then finds it done). The count goes into the run
     record last: a put batch waits until that many chunks are written.
     """
-    from .tasks.load import write_chunk
-
     waiting: deque[tuple[int, str]] = deque()
     n = items = 0
     with _load_sender(store.run_id) as send:
@@ -358,7 +350,7 @@ def send_ids(store: RunStore, chunks: Iterable[tuple[str, int]], *,
                     waiting = deque(w for w in waiting if w[0] not in done)
                 if len(waiting) >= window:
                     oldest, old_text = waiting.popleft()
-                    if write_chunk(store, oldest, old_text) is None:
+                    if store.write_ids_chunk(oldest, old_text) is None:
                         raise StoreError(f"run {store.run_id} is gone from Redis")
                 store.stage_ids_chunk(n, text)
                 send(n)
@@ -641,7 +633,7 @@ def _unstall(store: RunStore, on_stall: Callable[[], str], *, stalled_for: float
     """Call ``on_stall`` if no message waits in any deid queue and none is taken by a worker;
     a Redis error only postpones the check to the next stall."""
     from .app import QUEUES
-    from .run.store import queue_lengths
+    from .tasks.compat import queue_lengths
 
     try:
         if any(queue_lengths(store.client, QUEUES).values()):
@@ -661,25 +653,6 @@ def _chord_state(task_id: str) -> str | None:
         return str(app.AsyncResult(task_id).state)
     except (redis.ConnectionError, redis.TimeoutError, OSError):
         return None
-
-
-def stream_ids_json(store: RunStore, out: IO[str]) -> int:
-    """Write the run's ids to ``out`` as one JSON object, entity by entity; returns entities."""
-    import json
-
-    from .ids.export import json_text
-
-    out.write("{")
-    n = 0
-    for entity, items in store.iter_ids():
-        out.write(("\n " if n == 0 else ",\n ") + json.dumps(entity) + ": {")
-        for i, (item, fields) in enumerate(items):
-            out.write(("" if i == 0 else ", ") + json.dumps(item) + ": " + json_text(fields))
-        out.write("}")
-        n += 1
-    out.write("\n}\n")
-    out.flush()
-    return n
 
 
 def remove_tree(path: str) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
-from .run.store import stages_of
+from .run.plan import stages_of
 
 __all__ = ["Progress", "Stage", "stages", "render"]
 

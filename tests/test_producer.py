@@ -203,14 +203,13 @@ def _put_setup(tmp_path, monkeypatch, *, chunk_items: int, work: bool = True):
     import fakeredis
 
     from deid_workers import producer
-    from deid_workers.ids import export
+    from deid_workers.ids import chunks
     from deid_workers.run.store import RunStore
-    from deid_workers.tasks.load import write_chunk
 
     client = fakeredis.FakeRedis(decode_responses=True)
     monkeypatch.setattr(producer, "enqueue", lambda *a, **k: None)  # no broker here
     monkeypatch.setattr(producer, "iter_ids_chunks",
-                        lambda path, **kw: export.iter_ids_chunks(path, chunk_items, **kw))
+                        lambda path, **kw: chunks.iter_ids_chunks(path, chunk_items, **kw))
     sent: list[int] = []
 
     @contextlib.contextmanager
@@ -219,7 +218,7 @@ def _put_setup(tmp_path, monkeypatch, *, chunk_items: int, work: bool = True):
             sent.append(chunk)
             if work:
                 store = RunStore.load(client, run_id, keys=producer.Settings.from_env().cluster_keys())
-                write_chunk(store, chunk, store.ids_chunk(chunk))
+                store.write_ids_chunk(chunk, store.ids_chunk(chunk))
         yield send
 
     monkeypatch.setattr(producer, "_load_sender", sender)
@@ -251,7 +250,6 @@ def _submit_put(client, tmp_path, ids, recipe: str | None = _READS_ID):
 def test_put_keeps_only_the_ids_fields_its_recipe_can_read(tmp_path, monkeypatch):
     from deid_workers import producer
     from deid_workers.config import Settings
-    from deid_workers.tasks.load import write_chunk
 
     client, sent = _put_setup(tmp_path, monkeypatch, chunk_items=1, work=False)
     ids = {f"P{n}": {f"1.{n}": {"id": f"S{n}", "PatientName": "DOE^JO", "n": [1, 2]}}
@@ -262,7 +260,7 @@ def test_put_keeps_only_the_ids_fields_its_recipe_can_read(tmp_path, monkeypatch
     sent.clear()
     producer.resume(Settings(), store.run_id, client=client)  # the rest, cut the same way
     for chunk in sent:  # as the workers would
-        write_chunk(store, chunk, store.ids_chunk(chunk))
+        store.write_ids_chunk(chunk, store.ids_chunk(chunk))
     assert [store.get_ids(f"P{n}", f"1.{n}") for n in (2, 5)] == [{"id": "S2"}, {"id": "S5"}]
     default = _submit_put(client, tmp_path, ids, recipe=None)  # reads no ids field
     assert default.record()["ids_fields"] == []

@@ -13,8 +13,10 @@ import pytest
 
 from deid_workers import cli, producer
 from deid_workers.keys import ClusterKeys
+from deid_workers.run.names import RUNS_INDEX, Keys, worker_key
 from deid_workers.run.report import render_status, run_status
-from deid_workers.run.store import RUNS_INDEX, UNACKED, Keys, RunStore, list_runs, queue_lengths, worker_key
+from deid_workers.run.store import RunStore, list_runs
+from deid_workers.tasks.compat import UNACKED, queue_lengths
 
 pytestmark = pytest.mark.usefixtures("cluster_key")
 

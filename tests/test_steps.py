@@ -9,7 +9,8 @@ import pydicom
 import pytest
 
 from deid_workers.config import Settings
-from deid_workers.files.steps import MISSING_ENTITY, get_one, ids_keys, inspect_one, output_path, put_one
+from deid_workers.files.steps import MISSING_ENTITY, get_one, ids_keys, inspect_one, put_one
+from deid_workers.fs.paths import output_path
 from deid_workers.recipe import load_recipe
 from deid_workers.synth import make_dataset, phi_strings, write_study_tree
 
@@ -217,7 +218,7 @@ def test_a_dicomdir_is_left_out_with_its_reason(tmp_path, settings):
 
 
 def test_uid_layout_writes_study_series_instance(tree, tmp_path, settings):
-    from deid_workers.files.steps import run_layout
+    from deid_workers.files.layout import run_layout
 
     root, paths = tree
     recipe = load_recipe()  # the default: every UID becomes its hmac_uid

@@ -14,7 +14,9 @@ from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
 from deid_workers.config import Settings
 from deid_workers.files.provenance import Provenance
-from deid_workers.files.steps import PixelPolicy, Triage, put_one, quarantine_folder, triage
+from deid_workers.files.steps import put_one
+from deid_workers.files.triage import PixelPolicy, Triage, triage
+from deid_workers.fs.folders import quarantine_folder
 from deid_workers.recipe import load_recipe
 from deid_workers.synth import make_dataset
 

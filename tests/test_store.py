@@ -9,7 +9,9 @@ import pytest
 
 from deid_workers.errors import RunRefused, StoreError
 from deid_workers.keys import ClusterKeys
-from deid_workers.run.store import ENTITY_FIELD, RUNS_INDEX, Keys, RunStore, list_runs, redis_client
+from deid_workers.run.client import redis_client
+from deid_workers.run.names import ENTITY_FIELD, RUNS_INDEX, Keys
+from deid_workers.run.store import RunStore, list_runs
 
 KEYS = ClusterKeys.derive(b"store-tests-key-0123456789abcdef")
 """The cluster key of these tests' runs."""
@@ -285,8 +287,8 @@ def test_redis_client_understands_socket_urls(url, path):
 
 def test_ids_are_packed_small_and_read_back(client, store):
     from deid_workers import synth
+    from deid_workers.ids.codec import pack_fields, unpack_fields
     from deid_workers.recipe import get_identifiers
-    from deid_workers.run.store import pack_fields, unpack_fields
 
     fields = get_identifiers(synth.make_dataset(3, 0, 1, 7))
     store.commit_batch("get", 0, {"files": 1}, ids={"PID-3": {"1.2.3": fields}})
@@ -299,7 +301,7 @@ def test_ids_are_packed_small_and_read_back(client, store):
 
 
 def test_the_plan_of_each_action():
-    from deid_workers.run.store import first_stage, stages_of
+    from deid_workers.run.plan import first_stage, stages_of
 
     assert stages_of("all") == ("get", "finalize", "put")
     assert stages_of("all", clean_pixels=True, finalize=False) == ("get", "put", "clean")

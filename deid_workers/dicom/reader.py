@@ -1,4 +1,4 @@
-"""Read one DICOM file (or say shortly why not) and write one atomically.
+"""Read one DICOM file, or say shortly why not.
 
 Reading: pydicom is lenient, which is right for values but wrong for triage: it silently accepts
 a file cut in the middle of an element, and with ``force=True`` it "reads" any text file. So
@@ -13,15 +13,10 @@ set is Implicit VR, or the other way round), pydicom reads the bytes as they are
 the meta's encoding; :func:`read_dataset` corrects ``original_encoding`` to what was read, so
 the output is written from what the bytes are (:mod:`deid_workers.files.filemeta` then makes the
 meta agree).
-
-Writing: workers race each other and may be killed; :func:`write_atomic` makes sure an output
-file is either absent or complete, and that two workers cannot both "win" a no-overwrite write.
 """
 
 from __future__ import annotations
 
-import errno
-import itertools
 import logging
 import os
 import stat
@@ -37,10 +32,10 @@ from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.values import converters
 
-from deid_workers.config import DEFAULT_MAX_FILE_BYTES
-from deid_workers.dicom.fastread import convert_sequence, parse_headers, parse_part10
-from deid_workers.errors import InputError, OutputExistsError
-from deid_workers.reasons import (
+from ..config import DEFAULT_MAX_FILE_BYTES
+from ..errors import InputError
+from ..fs.paths import LINK_ERRNOS, beneath, open_no_follow
+from ..reasons import (
     CORRUPT,
     EMPTY,
     LINK,
@@ -52,19 +47,11 @@ from deid_workers.reasons import (
     PERMISSION,
     SKIP_REASONS,
     SPARSE,
-    THROUGH_LINK,
     TOO_LARGE,
-    UnwritableValue,
-    element_of,
 )
+from .fastread import convert_sequence, parse_headers, parse_part10
 
-__all__ = [
-    "REASONS",
-    "enforce_inside",
-    "is_media_index",
-    "read_dataset",
-    "write_atomic",
-]
+__all__ = ["REASONS", "is_media_index", "read_dataset"]
 
 log = logging.getLogger(__name__)
 
@@ -507,7 +494,7 @@ def read_dataset(
     shown = name if name is not None else os.fspath(path)
     try:
         # O_NONBLOCK: opening a FIFO must not block the worker; it is refused just below.
-        fh = open(path, "rb", opener=_open_no_follow)
+        fh = open(path, "rb", opener=open_no_follow)
     except FileNotFoundError:
         raise InputError(shown, MISSING) from None
     except PermissionError:
@@ -515,7 +502,7 @@ def read_dataset(
     except IsADirectoryError:
         raise InputError(shown, NOT_REGULAR) from None
     except OSError as exc:
-        if exc.errno in _LINK_ERRNOS:
+        if exc.errno in LINK_ERRNOS:
             raise InputError(shown, LINK) from None
         raise
     with fh:
@@ -524,7 +511,7 @@ def read_dataset(
             raise InputError(shown, NOT_REGULAR)
         if st.st_size == 0:
             raise InputError(shown, EMPTY)
-        if root is not None and not _beneath(fh.fileno(), root):
+        if root is not None and not beneath(fh.fileno(), root):
             raise InputError(shown, OUTSIDE)
         if st.st_size > max_bytes:
             raise InputError(shown, TOO_LARGE)
@@ -548,24 +535,6 @@ def read_dataset(
     ds.fileobj_type = open
     ds.buffer = None
     return ds
-
-
-_LINK_ERRNOS = frozenset({errno.ELOOP, errno.EMLINK})
-"""What open(O_NOFOLLOW) gives for a symbolic link (Linux and macOS: ELOOP; FreeBSD: EMLINK)."""
-
-
-def _open_no_follow(path: str, flags: int) -> int:
-    return os.open(path, flags | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC)
-
-
-def _beneath(fd: int, root: str | os.PathLike[str]) -> bool:
-    """Whether the open file ``fd`` lies under ``root``'s real path, as the kernel names it
-    (``/proc/self/fd``); True where that name cannot be had."""
-    try:
-        where = os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:
-        return True
-    return where.startswith(_real_root(os.fspath(root)).rstrip(os.sep) + os.sep)
 
 
 def _parse_or_raise(fh: BinaryIO, size: int, headers_only: bool,
@@ -592,258 +561,3 @@ def _parse_or_raise(fh: BinaryIO, size: int, headers_only: bool,
         # Their messages may quote bytes from the file, so only the type is logged.
         log.debug("%s: %s while parsing", shown, type(exc).__name__)
         raise InputError(shown, CORRUPT) from None
-
-
-def enforce_inside(root: str | os.PathLike[str], rel: str) -> str:
-    """Absolute path of ``rel`` under ``root``, refusing anything that would land outside.
-
-    Relative paths come from the walk, the store and ids files a user may edit; a crafted one
-    (``../../etc/x``, an absolute path, a symlinked directory pointing out) must not make a
-    worker write outside the output folder. Raises :class:`InputError` (a skip, not a crash).
-    """
-    if not rel or "\0" in rel or os.path.isabs(rel) or rel.startswith(("/", "\\")):
-        raise InputError(rel, OUTSIDE)
-    base = os.path.realpath(root)
-    target = os.path.normpath(os.path.join(base, rel))
-    if os.path.commonpath([base, target]) != base or target == base:
-        raise InputError(rel, OUTSIDE)
-    # A symlink inside root may point elsewhere: resolve what exists of the parent.
-    parent = os.path.realpath(os.path.dirname(target))
-    if os.path.commonpath([base, parent]) != base:
-        raise InputError(rel, OUTSIDE)
-    return target
-
-
-_NO_LINK_ERRNOS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}
-
-_O_BINARY = getattr(os, "O_BINARY", 0)
-_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
-_DIR_FLAGS = os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC
-
-
-
-def write_atomic(
-    ds: Dataset, dest: str | os.PathLike[str], *, overwrite: bool, sync: bool = True,
-    root: str | os.PathLike[str] | None = None,
-) -> None:
-    """Write ``ds`` to ``dest`` so that ``dest`` is either absent/old or complete and new.
-
-    The bytes are those of ``save_as(enforce_file_format=True)`` (preamble, "DICM", file meta
-    filled in where missing, so every output opens in any reader, as deid's do), from
-    :func:`~deid_workers.dicom.encoder.encode_part10` at a quarter of pydicom's cost.
-
-    The data goes to ``.<name>.<pid>-<n>.tmp`` in the same directory (same filesystem, so the
-    final step is atomic), is fsynced, then:
-
-    - ``overwrite=True``: ``os.replace`` over whatever is there;
-    - ``overwrite=False``: ``os.link`` to ``dest``, which fails if ``dest`` exists even when
-      another worker created it a microsecond ago, so two workers never both write it.
-      Where hard links are unsupported, ``dest`` is claimed with ``O_EXCL`` and then replaced.
-
-    Every step runs relative to a descriptor of ``dest``'s folder, reached from ``root`` (the
-    output or quarantine folder; default: ``dest``'s own folder) one folder at a time without
-    following a symbolic link, and missing folders are made on the way. So once the folder is
-    open, no rename or symlink swapped into the tree can redirect the write elsewhere; a
-    symlink met on the way raises :class:`InputError` (:data:`THROUGH_LINK`), and a name that
-    is a symlink is replaced (``overwrite``) or refused, never followed.
-
-    ``sync=False`` leaves out the two fsyncs (file, then directory), about half the cost of a
-    small file's write, for a caller that makes a batch durable at once with
-    :func:`~deid_workers.fs.durable.sync_paths` before it records the batch as done. Atomicity against a killed
-    process is unchanged; after a power loss an unsynced output may be empty, which is why
-    the batch must not count as done before the sync (a redelivered batch rewrites it).
-
-    Raises :class:`OutputExistsError` (``dest`` as given) when it exists and not overwrite,
-    :class:`~deid_workers.reasons.UnwritableValue` when pydicom cannot encode a value (no
-    file is made). Any other ``OSError`` (disk full, ...) propagates after the temp file is
-    removed.
-    """
-    shown = os.fspath(dest)
-    base, parts = _split_under(shown, root)
-    folder = _open_folder(base, parts[:-1], create=False, shown=shown)
-    name = parts[-1]
-    if folder is not None and not overwrite and _exists_at(folder, name):
-        os.close(folder)
-        raise OutputExistsError(shown)
-    from deid_workers.dicom.encoder import encode_part10
-
-    try:
-        try:
-            data = encode_part10(ds)  # before any file exists: a dataset that cannot be written leaves none
-        except MemoryError:
-            raise
-        except Exception as exc:
-            # pydicom's writer refused a value; its message may quote it, so only the element
-            # it names travels on (reasons.explain_failure words it for the run log).
-            raise UnwritableValue(element_of(exc)) from exc
-        if folder is None:  # the first file of its folder: making it for every file cost more
-            folder = _open_folder(base, parts[:-1], create=True, shown=shown)
-            assert folder is not None
-        _write_at(folder, name, data, shown, overwrite=overwrite, sync=sync)
-    finally:
-        if folder is not None:
-            os.close(folder)
-
-
-def _split_under(dest: str, root: str | os.PathLike[str] | None) -> tuple[str, list[str]]:
-    """``(the folder to start from, the components of dest below it)``. ``dest`` must be
-    spelled under ``root`` or under its real path (what :func:`enforce_inside` gives), with no
-    ``.`` or ``..`` component below it."""
-    if root is None:
-        folder, name = os.path.split(dest)
-        return folder or ".", [name]
-    base = os.fspath(root)
-    for start in (base, _real_root(base)):
-        prefix = start.rstrip(os.sep) + os.sep
-        if dest.startswith(prefix):
-            parts = dest[len(prefix):].split(os.sep)
-            if not any(p in ("", ".", "..") for p in parts):
-                return start, parts
-    raise InputError(dest, OUTSIDE)
-
-
-_REAL_ROOTS: dict[str, str] = {}
-_REAL_ROOTS_MAX = 64
-
-
-def _real_root(root: str) -> str:
-    """``os.path.realpath(root)``, remembered: a run writes thousands of files under the same
-    one or two folders, and resolving one costs a system call per component."""
-    real = _REAL_ROOTS.get(root)
-    if real is None:
-        real = os.path.realpath(root)
-        if len(_REAL_ROOTS) >= _REAL_ROOTS_MAX:
-            _REAL_ROOTS.clear()
-        _REAL_ROOTS[root] = real
-    return real
-
-
-def _open_folder(base: str, parts: list[str], *, create: bool, shown: str) -> int | None:
-    """A descriptor of ``base/parts...``, opened one component at a time with O_NOFOLLOW.
-
-    ``base`` itself is the trust anchor (the folder the run names) and may be reached through
-    links; below it, a symlink raises :class:`InputError`. A missing folder gives None, or is
-    made when ``create`` (another worker making it at the same moment is fine).
-    """
-    try:
-        fd = os.open(base, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
-    except FileNotFoundError:
-        if not create:
-            return None
-        os.makedirs(base, exist_ok=True)
-        fd = os.open(base, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
-    try:
-        for part in parts:
-            try:
-                sub = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            except FileNotFoundError:
-                if not create:
-                    os.close(fd)
-                    return None
-                try:
-                    os.mkdir(part, 0o777, dir_fd=fd)
-                except FileExistsError:
-                    pass
-                sub = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            os.close(fd)
-            fd = sub
-    except OSError as exc:
-        os.close(fd)
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise InputError(shown, THROUGH_LINK) from None
-        raise
-    return fd
-
-
-def _exists_at(folder: int, name: str) -> bool:
-    try:
-        os.stat(name, dir_fd=folder, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def _write_at(folder: int, name: str, data: bytes, shown: str, *, overwrite: bool,
-              sync: bool) -> None:
-    fd, tmp = _open_temp(folder, name)
-    moved = False  # os.replace took the temp name away
-    try:
-        try:
-            _write_all(fd, data)
-            if sync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        if overwrite:
-            os.replace(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
-            moved = True
-        else:
-            _publish_exclusive(folder, tmp, name, shown)  # a hard link: the temp name stays
-        if sync:
-            _fsync_folder(folder)
-    finally:
-        if not moved:
-            try:
-                os.unlink(tmp, dir_fd=folder)
-            except FileNotFoundError:
-                pass
-
-
-def _fsync_folder(folder: int) -> None:
-    """Persist the rename: best effort, as :func:`~deid_workers.fs.durable.fsync_dir`."""
-    try:
-        os.fsync(folder)
-    except OSError:
-        pass
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-_temp_counter = itertools.count()
-
-
-def _open_temp(folder: int, name: str) -> tuple[int, str]:
-    """Create ``.<name>.<pid>-<n>.tmp`` in the open ``folder`` with ``O_EXCL``.
-
-    pid + a per-process counter is unique among live writers, so unlike ``mkstemp`` there are
-    no random names to draw and no chmod afterwards (the mode is 0666 minus the umask, as for
-    any new file). A name left by a dead process with a reused pid is skipped, not reused.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY
-    for _ in range(100):
-        tmp = f".{name}.{os.getpid()}-{next(_temp_counter)}.tmp"
-        try:
-            return os.open(tmp, flags, 0o666, dir_fd=folder), tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(errno.EEXIST, "no free temporary name", name)
-
-
-def _publish_exclusive(folder: int, tmp: str, target: str, shown: str) -> None:
-    try:
-        os.link(tmp, target, src_dir_fd=folder, dst_dir_fd=folder, follow_symlinks=False)
-        return
-    except FileExistsError:
-        raise OutputExistsError(shown) from None
-    except OSError as exc:
-        if exc.errno not in _NO_LINK_ERRNOS:
-            raise
-    # No hard links here (some network/FUSE filesystems): claim the name, then fill it.
-    try:
-        claim = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC,
-                        0o666, dir_fd=folder)
-    except FileExistsError:
-        raise OutputExistsError(shown) from None
-    os.close(claim)
-    try:
-        os.replace(tmp, target, src_dir_fd=folder, dst_dir_fd=folder)
-    except BaseException:
-        os.unlink(target, dir_fd=folder)
-        raise

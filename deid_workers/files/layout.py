@@ -42,9 +42,11 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from ..config import Settings
 from ..recipe.identifiers import element_value
 
 __all__ = [
+    "run_layout",
     "LAYOUTS",
     "MIRROR",
     "UID",
@@ -365,3 +367,18 @@ def path_leaks(path: str, ds: Dataset) -> list[str]:
         for keyword in leaking_tokens(name, words, uids):
             found[keyword] = None
     return list(found)
+
+
+def run_layout(settings: Settings, kind: str = "mirror") -> Layout:
+    """The layout of a run whose key comes from ``settings`` (read when first needed); one
+    per settings and kind in a process, so its pseudonyms are computed once."""
+    entry = _RUN_LAYOUTS.get((id(settings), kind))
+    if entry is None or entry[0] is not settings:  # by identity: hashing Settings costs more
+        if len(_RUN_LAYOUTS) >= 8:
+            _RUN_LAYOUTS.clear()
+        entry = _RUN_LAYOUTS[(id(settings), kind)] = (
+            settings, Layout(kind, lambda: settings.resolve_secret()[0]))
+    return entry[1]
+
+
+_RUN_LAYOUTS: dict[tuple[int, str], tuple[Settings, Layout]] = {}

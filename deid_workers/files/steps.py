@@ -17,15 +17,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Settings
-from ..dicom.reader import enforce_inside, read_dataset, write_atomic
+from ..dicom.reader import read_dataset
+from ..dicom.writer import write_atomic
 from ..errors import InputError, OutputExistsError
+from ..fs.paths import output_path
 from ..reasons import NO_PIXEL_SYNTAX
 from ..recipe import clean_pixels, deidentify, entity_item, get_identifiers, inspect_dataset
 from ..recipe.identifiers import cap_identifiers, cap_key
-from ..recipe.pixels import PixelLimitError, check_pixels, has_boxes
+from ..recipe.pixels import PixelLimitError, check_pixels
 from .filemeta import NoPixelSyntax, complete_meta, original_of
-from .layout import Layout
+from .layout import Layout, run_layout
 from .provenance import Provenance, stamp
+from .triage import PixelPolicy, Triage, triage
 
 __all__ = [
     "MISSING_ENTITY",
@@ -39,14 +42,6 @@ __all__ = [
     "put_one",
     "open_put",
     "finish_put",
-    "PixelPolicy",
-    "Triage",
-    "output_path",
-    "run_layout",
-    "triage",
-    "quarantine_folder",
-    "run_quarantine",
-    "DEFAULT_QUARANTINE_GROUPS",
 ]
 
 log = logging.getLogger(__name__)
@@ -154,32 +149,11 @@ def inspect_one(root: str, rel: str, recipe: Any, settings: Settings | None = No
                           list(verdict.get("results") or []))
 
 
-def output_path(outfolder: str, out_rel: str) -> str:
-    """The absolute path of output path ``out_rel`` (from the run's layout) under a folder,
-    never outside it."""
-    return str(enforce_inside(outfolder, out_rel))
-
-
 EXISTS_SAME_UID = ("already exists: with --layout uid, a file of an earlier run or another "
                    "input with the same SOP Instance UID (a duplicate, or the same image in "
                    "another transfer syntax); --overwrite replaces it, --layout mirror keeps "
                    "the inputs apart")
 """Why a file is refused when the uid layout finds its path taken."""
-
-
-def run_layout(settings: Settings, kind: str = "mirror") -> Layout:
-    """The layout of a run whose key comes from ``settings`` (read when first needed); one
-    per settings and kind in a process, so its pseudonyms are computed once."""
-    entry = _RUN_LAYOUTS.get((id(settings), kind))
-    if entry is None or entry[0] is not settings:  # by identity: hashing Settings costs more
-        if len(_RUN_LAYOUTS) >= 8:
-            _RUN_LAYOUTS.clear()
-        entry = _RUN_LAYOUTS[(id(settings), kind)] = (
-            settings, Layout(kind, lambda: settings.resolve_secret()[0]))
-    return entry[1]
-
-
-_RUN_LAYOUTS: dict[tuple[int, str], tuple[Settings, Layout]] = {}
 
 
 @dataclass
@@ -370,78 +344,3 @@ def put_one(
         return pending
     return finish_put(pending, recipe, lookup(*pending.keys), settings, funcs=funcs,
                       pixels=pixels, provenance=provenance, sync=sync)
-
-
-DEFAULT_QUARANTINE_GROUPS = ("blacklist",)
-"""%filter groups whose hits block a file (``--quarantine-groups``), as deid's default recipe
-names the group of files it cannot clean."""
-
-WHITELIST = "whitelist"
-"""deid's group of files known to be clean: its hits alone never hold a file back."""
-
-QUARANTINE_SUFFIX = "-quarantine"
-
-
-def quarantine_folder(outfolder: str) -> str:
-    """The quarantine folder of an output folder: its sibling ``<name>-quarantine``.
-
-    Beside the output tree, not inside it, so the tree holds only releasable files and an
-    input folder named ``quarantine`` can never mix with it.
-    """
-    path = os.path.normpath(os.path.abspath(outfolder))
-    parent, name = os.path.split(path)
-    return os.path.join(parent, (name or "output") + QUARANTINE_SUFFIX)
-
-
-def run_quarantine(record: Mapping[str, Any]) -> str:
-    """A run's quarantine folder: the one its record names (``--quarantine`` or
-    ``DEID_QUARANTINE``, resolved by the producer), else the output folder's sibling (a run
-    submitted before the setting existed)."""
-    chosen = record.get("quarantine")
-    return str(chosen) if chosen else quarantine_folder(str(record.get("outfolder") or ""))
-
-
-@dataclass(frozen=True)
-class PixelPolicy:
-    """How put treats pixels (``--clean-pixels``): where held-back files go, which groups hold
-    a file back, and whether to clean now (the clean stage) or defer (the put stage)."""
-
-    quarantine: str
-    quarantine_groups: tuple[str, ...] = DEFAULT_QUARANTINE_GROUPS
-    now: bool = False
-
-
-@dataclass(frozen=True)
-class Triage:
-    """``action`` is ``write`` (nothing flagged), ``clean`` (every hit gives boxes) or
-    ``quarantine``; ``group``/``reason`` name the deciding hit (recipe text, no header value)."""
-
-    action: str
-    group: str | None = None
-    reason: str | None = None
-
-
-def triage(verdict: Mapping[str, Any], quarantine_groups: tuple[str, ...]
-           = DEFAULT_QUARANTINE_GROUPS) -> Triage:
-    """Decide a file's fate from its inspect verdict (a pure function of the verdict).
-
-    A hit of a blocking group, or a hit that gives no box to clean, quarantines the file (the
-    first such hit is named); otherwise, hits with boxes mean cleaning. Whitelist hits are
-    ignored unless the whitelist is named blocking: deid's whitelist marks known-clean files.
-    """
-    hits = [r for r in verdict.get("results") or ()
-            if r.get("group") != WHITELIST or WHITELIST in quarantine_groups]
-    if not hits:
-        return Triage("write")
-    for r in hits:
-        if r.get("group") in quarantine_groups:
-            return Triage("quarantine", r.get("group"), _reason(r))
-    for r in hits:
-        if not has_boxes({"results": [r]}):
-            return Triage("quarantine", r.get("group"), f"{_reason(r)} (no coordinates to clean)")
-    first = hits[0]
-    return Triage("clean", first.get("group"), _reason(first))
-
-
-def _reason(result: Mapping[str, Any]) -> str:
-    return f"{result.get('group')}: {' '.join(str(result.get('reason') or '').split())}"

@@ -3,8 +3,8 @@
 Written under a hidden temporary name in the destination's folder, fsynced, then renamed over
 the destination (and the folder fsynced, so the new name survives a power loss), so a reader
 (or a crash) never meets half a file, and a failed write leaves the previous version as it was.
-DICOM outputs have their own writer (``dicomio.write_atomic``): they must also refuse to
-replace an existing file and batch their fsyncs.
+DICOM outputs have their own writer (:mod:`deid_workers.fs.publish`): they must also refuse
+to replace an existing file and batch their fsyncs.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from .durable import fsync_dir
+from .paths import TEMP_SUFFIX, temp_prefix
 
 __all__ = ["AtomicFile"]
 
@@ -29,7 +30,7 @@ class AtomicFile:
         self.mode = mode
         self.replace = replace
         folder, name = os.path.split(self.dest)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder or ".")
+        fd, self.tmp = tempfile.mkstemp(prefix=temp_prefix(name), suffix=TEMP_SUFFIX, dir=folder or ".")
         self.file: IO[Any] = (os.fdopen(fd, "wb") if binary else
                               os.fdopen(fd, "w", encoding="utf-8", newline=newline))
         self._done = False

@@ -24,7 +24,8 @@ from typing import Any
 
 from ..errors import RunRefused
 
-__all__ = ["FOLDER_NAMES", "records_folder", "run_folders", "check_folders", "inside"]
+__all__ = ["FOLDER_NAMES", "records_folder", "quarantine_folder", "run_quarantine", "run_folders",
+           "check_folders", "inside"]
 
 FOLDER_NAMES = {"input": "input folder", "output": "output folder", "records": "records folder",
                 "quarantine": "quarantine folder"}
@@ -41,12 +42,32 @@ def records_folder(outfolder: str) -> str:
     return os.path.join(parent, (name or "output") + RECORDS_SUFFIX)
 
 
+QUARANTINE_SUFFIX = "-quarantine"
+
+
+def quarantine_folder(outfolder: str) -> str:
+    """The quarantine folder of an output folder: its sibling ``<name>-quarantine``.
+
+    Beside the output tree, not inside it, so the tree holds only releasable files and an
+    input folder named ``quarantine`` can never mix with it.
+    """
+    path = os.path.normpath(os.path.abspath(outfolder))
+    parent, name = os.path.split(path)
+    return os.path.join(parent, (name or "output") + QUARANTINE_SUFFIX)
+
+
+def run_quarantine(record: Mapping[str, Any]) -> str:
+    """A run's quarantine folder: the one its record names (``--quarantine`` or
+    ``DEID_QUARANTINE``, resolved by the producer), else the output folder's sibling (a run
+    submitted before the setting existed)."""
+    chosen = record.get("quarantine")
+    return str(chosen) if chosen else quarantine_folder(str(record.get("outfolder") or ""))
+
+
 def run_folders(rec: Mapping[str, Any]) -> dict[str, str]:
     """The folders of a run record, by role: input, output (not for get, which writes only
     identifiers), records (not for get --print, which writes nothing), quarantine (when the
     run cleans pixels)."""
-    from ..files.steps import run_quarantine
-
     out = str(rec.get("outfolder") or "")
     folders = {"input": str(rec.get("input") or "")}
     if rec.get("action") != "get":

@@ -17,19 +17,15 @@ import stat
 from collections.abc import Callable, Iterator
 from itertools import islice
 
-from deid_workers import reasons
-from deid_workers.errors import InputError
-from deid_workers.reasons import BAD_FOLDER, UNREADABLE_FOLDER, VANISHED_FOLDER
+from .. import reasons
+from ..errors import InputError
+from ..reasons import BAD_FOLDER, UNREADABLE_FOLDER, VANISHED_FOLDER
+from .paths import is_temp
 
-__all__ = ["OnError", "is_our_temp", "iter_batches", "iter_files"]
+__all__ = ["OnError", "iter_batches", "iter_files"]
 
 OnError = Callable[[str, str], None]
 """``on_error(relpath, reason)``: told about a directory or entry the walk had to skip."""
-
-
-def is_our_temp(name: str) -> bool:
-    """Temp files written by :mod:`deid_workers.dicom.reader` and :mod:`deid_workers.ids.export`."""
-    return name.startswith(".") and name.endswith(".tmp")
 
 
 def _reason(exc: OSError) -> str:
@@ -60,7 +56,7 @@ def _listing(path: str) -> list[tuple[str, int]]:
                     out.append((entry.name, _LINK))
                 elif entry.is_dir(follow_symlinks=False):
                     out.append((entry.name, _DIR))
-                elif entry.is_file(follow_symlinks=False) and not is_our_temp(entry.name):
+                elif entry.is_file(follow_symlinks=False) and not is_temp(entry.name):
                     out.append((entry.name, _FILE))
             except OSError:
                 continue  # vanished or unreadable entry: nothing to yield

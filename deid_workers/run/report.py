@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..fs.atomicfile import AtomicFile
-from .store import STAGE_ORDER, RunStore, first_stage, stages_of
+from .plan import STAGE_ORDER, first_stage, stages_of
+from .store import RunStore
 
 __all__ = [
     "INSPECT_TSV",
@@ -121,7 +122,7 @@ def summarize(store: RunStore, *, limit: int | None = LIST_LIMIT) -> dict[str, A
         summary["written"] = c.get("put:written", 0) + c.get("clean:written", 0)
         summary["refused"] = c.get("put:refused", 0) + c.get("clean:refused", 0)
         if rec.get("clean_pixels"):
-            from ..files.steps import run_quarantine
+            from ..fs.folders import run_quarantine
 
             summary["cleaned"] = c.get("clean:cleaned", 0)
             summary["quarantined"] = store.outcome_count("quarantined")
@@ -321,7 +322,7 @@ def batch_takers(store: RunStore, committed: Mapping[str, set[int]], now: float
     """Which worker took which batch: ``taken`` lists the batches started and not committed,
     each with its worker, whether that worker is alive (its liveness key exists) and how long
     ago it started; ``workers`` counts the batches each worker took last."""
-    from .store import worker_key
+    from .names import worker_key
 
     takers = store.takers()
     open_ = []

@@ -27,8 +27,8 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ..files.steps import run_quarantine
 from ..fs.atomicfile import AtomicFile
+from ..fs.folders import run_quarantine
 from .store import RunStore
 
 __all__ = ["RUN_LOG", "OUTCOMES", "iter_run_log", "write_run_log", "run_log_name"]

@@ -1,60 +1,7 @@
-"""Every Redis key and call of deid-workers, in one module.
+"""One run's state in Redis: :class:`RunStore`, every read and write of a run's keys.
 
-Why one module: the key layout is a wire contract between the producer, the workers and the
-operator's tools (``--status``, ``--purge``, Flower, KEDA on queue lengths). Building every key in
-:class:`Keys` (as rq's ``Job.key_for`` does) keeps that contract in one place.
-
-Layout, all under ``deid:run:<run_id>`` and all expiring ``run_expiry`` seconds after their last
-write, so identifiers never outlive the run by more than that::
-
-    deid:runs                           zset  run_id -> created (index for --status)
-    deid:run:<id>                       hash  the run record: "spec" (sealed, signed: everything
-                                              the producer decided: action, folders, recipe,
-                                              settings), "sig", "key_id", then what changes
-                                              (state, stage, counts of batches, outputs' paths)
-    deid:run:<id>:batches               hash  batch_no -> signed JSON list of relative paths
-    deid:run:<id>:valid                 hash  batch_no -> sealed JSON {"paths": paths get found
-                                              valid, "keys": their [entity, item]} (put
-                                              prefetches ids)
-    deid:run:<id>:counters              hash  "<stage>:<name>" -> int
-    deid:run:<id>:times                 hash  "<stage>:first"/"<stage>:last" -> commit time
-    deid:run:<id>:done:<stage>          set   batch numbers whose outcome is committed
-    deid:run:<id>:entities:<x>          set   entity digests that have identifiers, one set per
-                                              first hex digit <x> of the digest (16 sets), so an
-                                              export shard scans only its own sets
-    deid:run:<id>:ids:<digest>          hash  ENTITY_FIELD -> sealed entity, <item digest> ->
-                                              sealed item and its fields (see :func:`pack_fields`)
-    deid:run:<id>:idschunk:<n>          string  chunk n of a ``put --ids`` file (sealed deflated
-                                              JSON, see :func:`~deid_workers.ids.export.iter_ids_chunks`)
-                                              until a worker has written its ids (a few at once)
-    deid:run:<id>:skipped               hash  relative path -> reason (not DICOM, unreadable)
-    deid:run:<id>:refused               hash  relative path -> reason (output exists)
-    deid:run:<id>:failed                hash  relative path -> error type (unexpected error)
-    deid:run:<id>:missing               hash  relative path -> missing entity/item fields
-    deid:run:<id>:inspect               hash  relative path -> JSON verdict
-    deid:run:<id>:unlisted              hash  relative path -> why the walk left it out (unlisted folder, link)
-    deid:run:<id>:quarantined           hash  relative path -> "<group>: <reason>" (--clean-pixels)
-    deid:run:<id>:clean                 hash  batch_no -> signed JSON list of paths put left to clean
-    deid:run:<id>:log:<stage>           hash  batch_no -> signed JSON [[outcome, reason], ...] aligned
-                                              with the paths the stage processed (deid-run.jsonl)
-    deid:run:<id>:poison                hash  relative path -> why it was quarantined (crashed its worker)
-    deid:run:<id>:residual              hash  relative path -> keywords whose PHI survived put
-    deid:run:<id>:deliveries            hash  "<stage>:<batch>:<retry>" -> times the batch started
-    deid:run:<id>:inflight              hash  "<stage>:<batch>" -> "<retry>\n<path>" being processed;
-                                              "<stage>:<batch>:limit" -> "<retry>\n<seconds>" when
-                                              the hard time limit killed the batch's process
-    deid:run:<id>:takers                hash  "<stage>:<batch>" -> "<worker>\t<start token>\t<time>":
-                                              the latest start of each batch (--status; a start
-                                              that finds another after it drops its results)
-
-Outside any run, the workers' liveness (:mod:`deid_workers.tasks.liveness`)::
-
-    deid:worker:<worker id>             string  the worker's node name, expiring unless its main
-                                              process refreshes it (DEID_LIVENESS_TTL)
-    deid:workers                        zset  worker id -> last refresh (for --status)
-
-Key names never contain a header value: an entity (a PatientID) and an item (a SOPInstanceUID)
-appear in key and field names only as digests keyed by the cluster key and salted per run.
+The keys themselves are spelled in :mod:`deid_workers.run.names` (the layout is drawn there);
+what a file's identifiers look like once packed, in :mod:`deid_workers.ids.codec`.
 
 Nothing identifying is in clear, and nothing a worker acts on is unsigned
 (:mod:`deid_workers.keys`): identifiers, the ``valid`` keys and the staged ids chunks are
@@ -87,88 +34,13 @@ from typing import Any, NamedTuple
 import redis
 
 from ..errors import RunRefused, StoreError
+from ..ids.chunks import parse_ids_chunk
+from ..ids.codec import pack_fields, unpack_json
 from ..keys import ClusterKeys, Unsealable
+from .memory import redis_reason
+from .names import ENTITY_FIELD, OUTCOME_KINDS, RUNS_INDEX, Keys
 
-__all__ = [
-    "PREFIX",
-    "RUNS_INDEX",
-    "ENTITY_FIELD",
-    "STAGES",
-    "STAGE_ORDER",
-    "Keys",
-    "first_stage",
-    "stages_of",
-    "RunStore",
-    "redis_client",
-    "new_run_id",
-    "list_runs",
-    "queue_lengths",
-    "BatchRecord",
-    "pack_fields",
-    "unpack_fields",
-    "redis_full",
-    "MemoryWatch",
-    "redis_reason",
-    "out_of_memory",
-    "WORKERS_INDEX",
-    "worker_key",
-    "BatchStart",
-    "Commit",
-]
-
-PREFIX = "deid:run:"
-"""Every key of a run starts with this and the run id."""
-
-RUNS_INDEX = "deid:runs"
-"""Sorted set of run ids by creation time; lets ``--status`` list the latest runs."""
-
-WORKERS_INDEX = "deid:workers"
-"""Sorted set of worker ids by their last liveness refresh (``--status`` lists them)."""
-
-
-def worker_key(worker: str) -> str:
-    """The liveness key of one worker process (``<node name>#<incarnation>``): it exists
-    while the worker lives (see :mod:`deid_workers.tasks.liveness`)."""
-    return f"deid:worker:{worker}"
-
-
-ENTITY_FIELD = "\x00entity"
-"""Field of an ids hash that holds the entity value itself (an item is never empty-prefixed)."""
-
-STAGES = ("get", "inspect", "put", "clean")
-"""The stages that run batches of files."""
-
-STAGE_ORDER = ("load", "get", "inspect", "finalize", "put", "clean")
-"""Every stage in the order a run goes through them (``--status`` rows)."""
-
-_PLANS = {"get": ("get", "finalize"), "inspect": ("inspect", "finalize"),
-          "all": ("get", "finalize", "put"), "put": ("put",)}
-
-
-def stages_of(action: str, *, clean_pixels: bool = False, finalize: bool = True,
-              ids: bool = False) -> tuple[str, ...]:
-    """The stages a run of ``action`` goes through, in order (none for an unknown action).
-
-    The one statement of a run's plan: the tasks, the progress bar and ``--status`` read it.
-    With ``clean_pixels`` put is followed by clean; ``finalize=False`` leaves out the stage
-    that has no files of its own; ``ids`` (a put run given ``--ids``) puts first the ``load``
-    of the ids file, whose counts are items, not files.
-    """
-    plan = _PLANS.get(action, ())
-    if clean_pixels and "put" in plan:
-        plan += ("clean",)
-    if ids and action == "put":
-        plan = ("load",) + plan
-    return plan if finalize else tuple(s for s in plan if s != "finalize")
-
-
-def first_stage(action: str) -> str:
-    """The stage a run of ``action`` starts with: get for get/all, else the action itself."""
-    plan = stages_of(action)
-    return plan[0] if plan else action
-
-ENTITY_SETS = 16
-"""Entity digest sets per run: the most shards an identifiers export can be split into."""
+__all__ = ["RunStore", "BatchStart", "Commit", "BatchRecord", "new_run_id", "list_runs"]
 
 SCAN_COUNT = 500
 """Elements per SSCAN/HSCAN call when streaming identifiers out: bounded memory, few calls."""
@@ -191,85 +63,11 @@ return {added, redis.call('SCARD', KEYS[1])}
 """
 
 
-# Keywords (and a few values) that most files' identifiers share, as a deflate preset
-# dictionary: each file's fields are compressed alone (any worker reads any item), and without
-# it the keywords, a third of the JSON, would be spelled out in every file. Changing this text
-# makes the ids of live runs unreadable: add a new prefix for a new dictionary instead.
-_IDS_ZDICT = (json.dumps(dict.fromkeys((
-    "KVP", "ExposureTime", "XRayTubeCurrent", "Exposure", "ConvolutionKernel", "PixelSpacing",
-    "WindowCenter", "WindowWidth", "RepetitionTime", "EchoTime", "MagneticFieldStrength",
-    "ProtocolName", "SoftwareVersions", "DeviceSerialNumber", "PerformingPhysicianName",
-    "InstitutionalDepartmentName", "RequestingPhysician", "AcquisitionNumber", "PatientWeight",
-    "PatientSize", "PatientComments", "EthnicGroup", "SpacingBetweenSlices", "SliceLocation",
-    "PositionReferenceIndicator", "ContrastBolusAgent", "ScanOptions", "DataCollectionDiameter",
-    "ReconstructionDiameter", "GantryDetectorTilt", "TableHeight", "RotationDirection",
-    "FilterType", "GeneratorPower", "FocalSpots", "ImagesInAcquisition", "LossyImageCompression",
-    "SpecificCharacterSet", "ImageType", "InstanceCreationDate", "InstanceCreationTime",
-    "SOPClassUID", "SOPInstanceUID", "StudyDate", "SeriesDate", "AcquisitionDate",
-    "ContentDate", "StudyTime", "SeriesTime", "AcquisitionTime", "ContentTime",
-    "AccessionNumber", "Modality", "Manufacturer", "InstitutionName", "InstitutionAddress",
-    "ReferringPhysicianName", "StationName", "StudyDescription", "SeriesDescription",
-    "OperatorsName", "ManufacturerModelName", "PatientName", "PatientID", "PatientBirthDate",
-    "PatientSex", "OtherPatientIDs", "OtherPatientNames", "PatientAge", "PatientAddress",
-    "PatientTelephoneNumbers", "BodyPartExamined", "SliceThickness", "PatientPosition",
-    "StudyInstanceUID", "SeriesInstanceUID", "StudyID", "SeriesNumber", "InstanceNumber",
-    "ImagePositionPatient", "ImageOrientationPatient", "FrameOfReferenceUID",
-    "SamplesPerPixel", "PhotometricInterpretation", "Rows", "Columns", "BitsAllocated",
-    "BitsStored", "HighBit", "PixelRepresentation", "RescaleIntercept", "RescaleSlope",
-), "")) + '["ORIGINAL","PRIMARY","AXIAL"],"ISO_IR 100","MONOCHROME2","1.2.840.10008.5.1.4.1.1.'
-).encode()
 _SEALED = "e1."
 """Prefix of a sealed value: base64 of ``nonce || AES-GCM`` (see :class:`ClusterKeys`)."""
 _SIGNED = "s1."
 """Prefix of a signed value: a 32-hex HMAC tag, then the text it covers."""
 _TAG = 32
-
-_PLAIN_MAX = 48
-"""A packed item's JSON up to this length is not deflated (see :func:`pack_fields`)."""
-_DEFLATED = b"z"
-_STORED = b"p"
-
-
-def pack_fields(item: str, fields: Mapping[str, Any]) -> bytes:
-    """One file's identifiers as sealed in Redis: its item and fields, deflated when long.
-
-    Why deflated: the ids are most of a live run's Redis memory (1.9 KB of JSON for a typical
-    file's 55 fields); deflated with a dictionary of common keywords they take about 0.8 KB.
-    Level 3, not the default 6: every item of a get or an ids load is packed, and level 6 cost
-    13 us more an item for 10% less. A short text (a put --ids item holds only what the recipe
-    reads: often nothing) is stored as it is. The fields' JSON is spelled as the ids export
-    spells it (``json.dumps``' default separators), so the export copies it as it is. The item
-    goes inside (its field name is a keyed digest), length-prefixed.
-    """
-    text = json.dumps(fields)
-    raw = item.encode("utf-8")
-    body = len(raw).to_bytes(4, "big") + raw + text.encode("utf-8")
-    if len(text) <= _PLAIN_MAX:
-        return _STORED + body
-    co = zlib.compressobj(3, zlib.DEFLATED, 15, 9, zlib.Z_DEFAULT_STRATEGY, _IDS_ZDICT)
-    return _DEFLATED + co.compress(body) + co.flush()
-
-
-def unpack_json(data: bytes) -> tuple[str, bytes]:
-    """``(item, fields as JSON text)`` of what :func:`pack_fields` packed."""
-    if data[:1] == _DEFLATED:
-        do = zlib.decompressobj(15, _IDS_ZDICT)
-        body = do.decompress(data[1:]) + do.flush()
-    else:
-        body = data[1:]
-    n = int.from_bytes(body[:4], "big")
-    return body[4:4 + n].decode("utf-8"), body[4 + n:]
-
-
-def unpack_fields(data: bytes) -> tuple[str, dict[str, Any]]:
-    """The inverse of :func:`pack_fields`."""
-    item, text = unpack_json(data)
-    return item, dict(json.loads(text))
-
-
-PATIENT_RETRIES = 14
-"""Reconnection attempts of a worker's client (exponential backoff capped at 5 s: about a
-minute), enough to ride out a Redis restart inside a batch instead of failing it."""
 
 
 # Record a batch, counting it once. KEYS[1] batches hash, KEYS[2] counters; ARGV batch no, JSON, n, expiry.
@@ -284,127 +82,10 @@ end
 return new
 """
 
-
-def redis_client(url: str, *, patient: bool = False, **options: Any) -> redis.Redis:
-    """A redis-py client for a broker URL as Celery spells it; ``options`` (TLS:
-    :meth:`~deid_workers.config.Settings.tls_options`) go to redis-py.
-
-    Celery/kombu write a unix socket as ``redis+socket:///path``; redis-py wants ``unix:///path``.
-    ``patient`` (workers): every command retries a lost connection for about a minute, so a
-    Redis restart delays a batch rather than failing it (which, with the broker down too, Celery
-    could not even retry). Writes are safe to repeat: counters commit once per batch (Lua) and
-    the rest are overwrites. The producer is not patient: it must fail fast on a wrong URL and
-    handles a lost connection itself.
-    """
-    for prefix in ("redis+socket://", "socket://"):
-        if url.startswith(prefix):
-            url = "unix://" + url[len(prefix):]
-            break
-    if not patient:
-        return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30,
-                                    **options)
-    from redis.backoff import ExponentialBackoff
-    from redis.retry import Retry
-
-    return redis.Redis.from_url(
-        url, decode_responses=True, health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=5.0, base=0.25), PATIENT_RETRIES),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError], **options)
-
-
 def new_run_id() -> str:
     """A short random run id: unguessable enough, easy to type in ``--status``."""
     return secrets.token_hex(6)
 
-
-@dataclass(frozen=True)
-class Keys:
-    """The key builder: the only place that spells a Redis key of a run."""
-
-    run_id: str
-
-    @property
-    def run(self) -> str:
-        return f"{PREFIX}{self.run_id}"
-
-    def _k(self, *parts: str) -> str:
-        return ":".join((self.run, *parts))
-
-    @property
-    def batches(self) -> str:
-        return self._k("batches")
-
-    @property
-    def valid(self) -> str:
-        return self._k("valid")
-
-    @property
-    def counters(self) -> str:
-        return self._k("counters")
-
-    @property
-    def times(self) -> str:
-        """When each stage first and last committed a batch (``--status`` computes rates)."""
-        return self._k("times")
-
-    def done(self, stage: str) -> str:
-        return self._k("done", stage)
-
-    @property
-    def deliveries(self) -> str:
-        return self._k("deliveries")
-
-    @property
-    def inflight(self) -> str:
-        return self._k("inflight")
-
-    def started(self, stage: str) -> str:
-        return self._k("started", stage)
-
-    @property
-    def takers(self) -> str:
-        """Who took each batch last (see :meth:`RunStore.start_batch`)."""
-        return self._k("takers")
-
-    def entities(self, digest: str) -> str:
-        """The entity set that holds ``digest`` (its first hex digit picks one of 16)."""
-        return self._k("entities", digest[0])
-
-    def entity_sets(self, part: int = 0, parts: int = 1) -> list[str]:
-        """Entity sets of export shard ``part`` of ``parts`` (a power of two up to 16)."""
-        return [self._k("entities", format(n, "x")) for n in range(part, ENTITY_SETS, parts)]
-
-    def ids(self, digest: str) -> str:
-        return self._k("ids", digest)
-
-    def ids_chunk(self, chunk: int) -> str:
-        return self._k("idschunk", str(chunk))
-
-    @property
-    def clean_batches(self) -> str:
-        return self._k("clean")
-
-    def log(self, stage: str) -> str:
-        return self._k("log", stage)
-
-    def outcome(self, kind: str) -> str:
-        """``skipped``, ``refused``, ``failed``, ``missing`` or ``inspect``."""
-        return self._k(kind)
-
-    def all(self) -> list[str]:
-        """Fixed keys of the run (ids hashes are found through :attr:`entities`)."""
-        fixed: list[str] = [self.run, self.batches, self.valid, self.counters, self.times,
-                            *self.entity_sets()]
-        fixed += [self.done(s) for s in (*STAGES, "finalize", "export", "load")]
-        fixed += [self.started(s) for s in (*STAGES, "finalize")]
-        fixed += [self.outcome(k) for k in OUTCOME_KINDS]
-        fixed += [self.deliveries, self.inflight, self.takers]
-        fixed += [self.clean_batches, self.log("put"), self.log("clean")]
-        return fixed
-
-
-OUTCOME_KINDS = ("skipped", "refused", "failed", "missing", "inspect", "unlisted", "poison",
-                 "residual", "quarantined")
 
 
 def _decode(value: Any) -> str:
@@ -798,6 +479,17 @@ class RunStore:
 
     def drop_ids_chunk(self, chunk: int) -> None:
         self.client.delete(self.keys.ids_chunk(chunk))
+
+    def write_ids_chunk(self, chunk: int, text: str) -> int | None:
+        """Write chunk ``chunk`` of a ``put --ids`` file (its text as staged) and commit it
+        (``done:load``); returns its items, None if the run is gone. A ``deid.load`` calls it,
+        and the producer too, for a chunk it writes itself when too many wait."""
+        items = self.save_ids(parse_ids_chunk(text))
+        if items is None:
+            return None
+        self.commit_batch("load", chunk, {"items": items})
+        self.drop_ids_chunk(chunk)
+        return items
 
     def get_ids(self, entity: str, item: str) -> dict[str, Any] | None:
         return self.get_ids_many([(entity, item)])[(entity, item)]
@@ -1253,68 +945,6 @@ def _relative_paths(run_id: str, paths: Any, where: str) -> list[str]:
     return paths
 
 
-def out_of_memory(exc: BaseException) -> bool:
-    """Whether Redis refused a write for lack of memory (``maxmemory``, ``noeviction``), also
-    when the write was inside one of our Lua scripts (then redis-py says ResponseError)."""
-    return isinstance(exc, redis.exceptions.OutOfMemoryError) or (
-        isinstance(exc, redis.exceptions.ResponseError) and "OOM command not allowed" in str(exc))
-
-
-def redis_reason(exc: BaseException, resume: str | None = None) -> str:
-    """A Redis error in a few words, out of memory said plainly with what to do (then resume
-    run ``resume``, or start again when there is no run to resume)."""
-    if out_of_memory(exc):
-        then = f"--resume {resume}" if resume else "start again"
-        return ("Redis is out of memory (maxmemory reached, nothing is evicted) and refused a "
-                f"write: purge runs no longer needed (--purge RUN_ID) or raise maxmemory, then "
-                f"{then}")
-    return type(exc).__name__
-
-
-def redis_full(client: redis.Redis) -> str | None:
-    """Why Redis refuses writes, when it does: its used memory is at ``maxmemory`` under
-    ``noeviction``; None otherwise (or when INFO is not allowed to this user)."""
-    try:
-        info = client.info("memory")
-    except redis.RedisError:
-        return None
-    limit = int(info.get("maxmemory") or 0)
-    used = int(info.get("used_memory") or 0)
-    if limit and used >= limit and str(info.get("maxmemory_policy")) == "noeviction":
-        return (f"Redis is out of memory ({used >> 20} MB used of maxmemory {limit >> 20} MB, "
-                "nothing is evicted) and refuses writes")
-    return None
-
-
-class MemoryWatch:
-    """Says whether Redis refused a write for lack of memory since the watch began.
-
-    Why not only the memory in use: once the refused writers have gone (Celery ends a worker
-    whose Redis cannot note a task it took), the memory in use falls back a little under
-    ``maxmemory`` while the run has lost writes all the same. Redis counts each refusal
-    (``INFO errorstats``, ``errorstat_OOM``, Redis 6.2+), so a rise of that count is proof.
-    """
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.client = client
-        self.start = self._refusals()
-
-    def _refusals(self) -> int | None:
-        try:
-            stat = self.client.info("errorstats").get("errorstat_OOM") or {}
-        except redis.RedisError:
-            return None
-        return int(stat.get("count", 0)) if isinstance(stat, dict) else 0
-
-    def full(self) -> str | None:
-        """Why the run cannot go on for lack of Redis memory; None while nothing was refused."""
-        now = self._refusals()
-        if now is not None and self.start is not None and now > self.start:
-            return (f"Redis is out of memory (it refused {now - self.start} write(s) since the run "
-                    "was sent: maxmemory reached, nothing is evicted)")
-        return redis_full(self.client)
-
-
 def list_runs(client: redis.Redis, limit: int = 10) -> list[str]:
     """The latest run ids, newest first, dropping index entries whose run has expired."""
     ids = [_decode(r) for r in client.zrevrange(RUNS_INDEX, 0, limit * 2)]
@@ -1325,33 +955,6 @@ def list_runs(client: redis.Redis, limit: int = 10) -> list[str]:
         else:
             client.zrem(RUNS_INDEX, run_id)
     return alive[:limit]
-
-
-def queue_lengths(client: redis.Redis, queues: Sequence[str]) -> dict[str, int]:
-    """Messages waiting in each Celery queue, read from the broker's lists directly.
-
-    kombu's Redis transport keeps a queue as several lists, one per priority step: ``get`` for
-    priority 0 and ``get\\x06\\x163``, ``...6``, ``...9`` for the others (``Channel.sep`` and
-    ``PRIORITY_STEPS`` in ``kombu/transport/redis.py``); a queue's length is their sum. Tasks
-    a worker has taken but not acknowledged (``acks_late``) are not in these lists but in
-    kombu's ``unacked`` hash, counted under :data:`UNACKED`.
-    """
-    from kombu.transport.redis import PRIORITY_STEPS, Channel
-
-    pipe = client.pipeline(transaction=False)
-    for q in queues:
-        for pri in PRIORITY_STEPS:
-            pipe.llen(q if not pri else f"{q}{Channel.sep}{pri}")
-    pipe.hlen(Channel.unacked_key)
-    sizes = [int(x or 0) for x in pipe.execute()]
-    steps = len(PRIORITY_STEPS)
-    out = {q: sum(sizes[i * steps:(i + 1) * steps]) for i, q in enumerate(queues)}
-    out[UNACKED] = sizes[-1]
-    return out
-
-
-UNACKED = "(unacked)"
-"""Key of :func:`queue_lengths`'s result counting taken, not yet acknowledged, tasks."""
 
 
 def _glob_escape(text: str) -> str:

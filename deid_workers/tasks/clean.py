@@ -14,9 +14,11 @@ from typing import Any
 
 from celery.utils.log import get_task_logger
 
-from ..app import app
+from ..app import RETRY_ON, app
 from ..fs.durable import sync_paths
-from . import RETRY_ON, BatchGuard, finish_run, run_context
+from ..run.lifecycle import finish_run
+from .context import run_context
+from .guard import BatchGuard
 from .put import log_entry, put_step
 
 __all__ = ["clean_batch", "run_clean", "enqueue_clean"]

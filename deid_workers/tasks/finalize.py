@@ -25,12 +25,15 @@ from typing import Any
 
 from celery.utils.log import get_task_logger
 
-from ..app import app
+from ..app import RETRY_ON, app
 from ..fs.folders import records_folder
 from ..ids.export import IDS_JSON, IDS_PICKLE, IdsPiece, IdsWriter, join_pieces, remove_pieces
+from ..run.lifecycle import fail_run, finish_run
+from ..run.names import ENTITY_SETS
+from ..run.plan import first_stage
 from ..run.report import write_inspect_report
-from ..run.store import ENTITY_SETS, RunStore, first_stage
-from . import RETRY_ON, RunContext, fail_run, finish_run, run_context
+from ..run.store import RunStore
+from .context import RunContext, run_context
 
 __all__ = ["finalize", "export", "NotReady", "FINALIZE_POLL", "export_shards"]
 

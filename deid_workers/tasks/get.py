@@ -7,9 +7,10 @@ from typing import Any
 
 from celery.utils.log import get_task_logger
 
-from ..app import app
+from ..app import RETRY_ON, app
 from ..files.steps import get_one
-from . import RETRY_ON, BatchGuard, run_context
+from .context import run_context
+from .guard import BatchGuard
 
 __all__ = ["get_batch"]
 

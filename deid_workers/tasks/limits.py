@@ -31,8 +31,11 @@ from celery.worker.request import Request
 from celery.worker.state import task_ready
 
 from ..errors import ConfigError, RunRefused, StoreError
-from ..run.store import RunStore, out_of_memory, redis_client, redis_reason
-from . import TIMED_OUT, BatchGuard, refuse, worker_keys, worker_settings
+from ..run.client import shared_client
+from ..run.memory import out_of_memory, redis_reason
+from ..run.store import RunStore
+from .context import refuse, worker_keys, worker_settings
+from .guard import TIMED_OUT, BatchGuard
 from .liveness import BatchDropped
 
 __all__ = ["GUARDED_TASKS", "BatchRequest", "BatchTask"]
@@ -42,8 +45,6 @@ log = logging.getLogger(__name__)
 GUARDED_TASKS = frozenset({"deid.get", "deid.inspect", "deid.put", "deid.clean"})
 """Tasks that run a batch under a BatchGuard (args ``(run_id, batch_no)``), so a rerun is safe
 and counted; only these are requeued past their time limit."""
-
-_clients: dict[str, redis.Redis] = {}
 
 
 class BatchTask(Task):  # type: ignore[misc]
@@ -133,9 +134,8 @@ def note_time_limit(url: str, run_id: str, stage: str, batch_no: int, retry: int
     if not seconds:
         return False
     try:
-        if url not in _clients:
-            _clients[url] = redis_client(url, **worker_settings().tls_options())
-        store = RunStore.load(_clients[url], run_id, keys=worker_keys())
+        client = shared_client(url, **worker_settings().tls_options())
+        store = RunStore.load(client, run_id, keys=worker_keys())
         store.note_time_limit(stage, batch_no, retry, seconds)
     except (redis.RedisError, StoreError, ConfigError) as exc:
         log.warning("run %s: could not note the time limit of %s batch %d: %s",

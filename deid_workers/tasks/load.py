@@ -24,13 +24,12 @@ from typing import Any
 from celery.exceptions import Reject
 from celery.utils.log import get_task_logger
 
-from ..app import app
+from ..app import RETRY_ON, app
 from ..errors import StoreError
-from ..ids.export import parse_ids_chunk
-from ..run.store import RunStore
-from . import RETRY_ON, RunContext, fail_run, run_context
+from ..run.lifecycle import fail_run
+from .context import RunContext, run_context
 
-__all__ = ["load_chunk", "write_chunk", "ids_ready", "await_ids", "IDS_WAIT"]
+__all__ = ["load_chunk", "ids_ready", "await_ids", "IDS_WAIT"]
 
 log = get_task_logger(__name__)
 
@@ -39,17 +38,6 @@ IDS_WAIT = 10.0
 
 _ready: set[str] = set()  # runs whose ids are all in the store (per worker process)
 _READY_KEPT = 64  # then forgotten, to be asked again: a long-lived worker sees many runs
-
-
-def write_chunk(store: RunStore, chunk: int, text: str) -> int | None:
-    """Write chunk ``chunk`` (its text as staged) and commit it; returns its items, None if
-    the run is gone. The producer calls it too, for a chunk it writes itself."""
-    items = store.save_ids(parse_ids_chunk(text))
-    if items is None:
-        return None
-    store.commit_batch("load", chunk, {"items": items})
-    store.drop_ids_chunk(chunk)
-    return items
 
 
 def run_load(run_id: str, chunk: int) -> dict[str, int]:
@@ -61,7 +49,7 @@ def run_load(run_id: str, chunk: int) -> dict[str, int]:
     if store.committed("load", [chunk]):
         return {"items": 0, "already_done": 1}  # a redelivery
     text = store.ids_chunk(chunk)
-    items = None if text is None else write_chunk(store, chunk, text)
+    items = None if text is None else store.write_ids_chunk(chunk, text)
     if items is not None:
         log.info("run %s: ids chunk %d written (%d items)", run_id, chunk, items)
         return {"items": items}

@@ -9,18 +9,22 @@ from typing import Any
 
 from celery.utils.log import get_task_logger
 
-from ..app import app
+from ..app import RETRY_ON, app
 from ..dicom.reader import read_dataset
 from ..errors import InputError
-from ..files.steps import PendingPut, PixelPolicy, PutOutcome, finish_put, open_put
+from ..files.steps import PendingPut, PutOutcome, finish_put, open_put
+from ..files.triage import PixelPolicy
 from ..files.verify import recipe_literals, residual_phi
 from ..fs.durable import sync_paths
-from . import RETRY_ON, BatchGuard, RunContext, finish_run, prepare_output, run_context
+from ..fs.paths import output_path, remove_stale_temps
+from ..run.lifecycle import finish_run
+from .context import RunContext, run_context
+from .guard import BatchGuard
 from .liveness import AlreadyCommitted
 from .load import await_ids
 from .readahead import WINDOW, ReadAhead
 
-__all__ = ["log_entry", "put_batch", "put_step", "send_clean", "verify_output"]
+__all__ = ["log_entry", "put_batch", "put_step", "prepare_output", "send_clean", "verify_output"]
 
 log = get_task_logger(__name__)
 
@@ -167,6 +171,36 @@ def put_step(ctx: RunContext, paths: list[str], keys: list[tuple[str, str]], *,
                           provenance=ctx.provenance, sync=False)
 
     return step
+
+
+def prepare_output(ctx: RunContext, rel: str, *, first_time: bool,
+                   quarantine: str | None) -> bool:
+    """Before put or clean writes output path ``rel`` (relative to the output and quarantine
+    folders, as the run's layout placed it): may it replace an existing output?
+
+    Yes with ``--overwrite``, and on a redelivered batch for an output this run wrote before its
+    worker died: that one is ours, half done or not, and is rewritten rather than refused. A
+    redelivery also removes what a write killed mid-way left (``.<name>.<pid>-<n>.tmp``): never
+    read under that name, but it should not stay behind.
+    """
+    folders = [f for f in (ctx.outfolder, quarantine) if f]
+    if not first_time:
+        for folder in folders:
+            try:
+                remove_stale_temps(output_path(folder, rel))
+            except InputError:
+                pass
+    if ctx.overwrite:
+        return True
+    if first_time:
+        return False
+    for folder in folders:
+        try:
+            if os.stat(output_path(folder, rel)).st_mtime >= ctx.created:
+                return True
+        except OSError:
+            pass
+    return False
 
 
 def verify_output(root: str, rel: str, dest: str, out_rel: str | None = None, *,

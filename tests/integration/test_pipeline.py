@@ -11,7 +11,7 @@ import pytest
 
 from deid_workers.cli import main
 from deid_workers.config import Settings
-from deid_workers.ids.export import load_ids
+from deid_workers.ids.read import load_ids
 from deid_workers.synth import phi_strings, write_study_tree
 
 pytestmark = pytest.mark.integration
@@ -92,11 +92,11 @@ def test_put_with_edited_ids_uses_vars(cluster, redis_client, tree, tmp_path, ca
                                        monkeypatch, place):
     """The edited ids go to the worker in chunks (an entity each here) ahead of the put batches."""
     from deid_workers import producer
-    from deid_workers.ids import export
+    from deid_workers.ids import chunks
     from deid_workers.run.store import RunStore
 
     monkeypatch.setattr(producer, "iter_ids_chunks",
-                        lambda p, **kw: export.iter_ids_chunks(p, 1, **kw))
+                        lambda p, **kw: chunks.iter_ids_chunks(p, 1, **kw))
     monkeypatch.setattr(producer, "IDS_WINDOW", 100)  # all of them to the worker
     root, paths = tree
     ids_dir = tmp_path / "ids"

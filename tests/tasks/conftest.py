@@ -8,10 +8,11 @@ import fakeredis
 import pydicom
 import pytest
 
-from deid_workers import tasks
 from deid_workers.app import app
+from deid_workers.run import client as run_client
 from deid_workers.run.store import RunStore
 from deid_workers.synth import write_study_tree
+from deid_workers.tasks import context
 
 RECIPE = """FORMAT dicom
 
@@ -28,13 +29,13 @@ def fake(monkeypatch):
     monkeypatch.setenv("DEID_SECRET", SECRET)
     client = fakeredis.FakeRedis(decode_responses=True)
     url = str(app.conf.broker_url)
-    saved = dict(tasks._clients)
-    tasks._clients[url] = client
-    tasks.forget()
+    saved = dict(run_client._SHARED)
+    run_client._SHARED[(url, True)] = client
+    context.forget()
     yield client
-    tasks._clients.clear()
-    tasks._clients.update(saved)
-    tasks.forget()
+    run_client._SHARED.clear()
+    run_client._SHARED.update(saved)
+    context.forget()
 
 
 SECRET = "task-tests-secret-0123456789abcdef0123"
@@ -69,7 +70,7 @@ def make_run(fake, tmp_path):
                   "recipe_sha": "", "settings": {"entity_field": "PatientID"}}
         record.update(extra)
         store = RunStore.create(fake, "t" + action, record, expiry=600,
-                                keys=tasks.worker_keys())
+                                keys=context.worker_keys())
         n = 0
         for start in range(0, len(paths), 3):
             store.add_batch(n, paths[start:start + 3])

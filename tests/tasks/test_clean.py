@@ -13,8 +13,8 @@ from deid_workers.run.runlog import run_log_name
 from deid_workers.run.store import RunStore
 from deid_workers.synth import make_dataset
 from deid_workers.tasks import clean as clean_mod
-from deid_workers.tasks import worker_keys
 from deid_workers.tasks.clean import run_clean
+from deid_workers.tasks.context import worker_keys
 from deid_workers.tasks.put import run_put
 
 BOX = (1, 1, 6, 3)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import tempfile
 
-from deid_workers.tasks import run_context
+from deid_workers.tasks.context import run_context
 
 
 def test_run_recipe_is_parsed_without_leaving_its_temp_folder(make_run, tmp_path, monkeypatch):

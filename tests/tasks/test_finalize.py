@@ -8,8 +8,8 @@ import os
 import pydicom
 import pytest
 
-from deid_workers import tasks
-from deid_workers.ids.export import load_ids
+from deid_workers.ids.read import load_ids
+from deid_workers.tasks import context
 from deid_workers.tasks.finalize import export, export_shards, run_export, run_finalize
 from deid_workers.tasks.get import run_get
 from deid_workers.tasks.inspect import run_inspect
@@ -41,7 +41,7 @@ def test_ids_go_to_the_private_records_folder_and_an_earlier_runs_are_kept(make_
         run_finalize(store.run_id, enqueue=lambda *a: None)
     assert older.read_text() == '{"edited": "by a human"}'
     older.unlink()
-    tasks.forget()
+    context.forget()
     run_finalize(store.run_id, enqueue=lambda *a: None)
     rec = store.record()
     assert os.path.dirname(rec["ids_pkl"]) == str(records)

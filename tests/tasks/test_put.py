@@ -3,9 +3,9 @@ from __future__ import annotations
 import pydicom
 import pytest
 
-from deid_workers import tasks
 from deid_workers.config import Settings
 from deid_workers.files.steps import get_one
+from deid_workers.tasks import put as put_task
 from deid_workers.tasks.get import run_get
 from deid_workers.tasks.put import run_put
 from deid_workers.tasks.readahead import ReadAhead
@@ -41,7 +41,7 @@ def test_put_after_get_fetches_ids_per_batch_not_per_file(make_run, monkeypatch)
     for b in range(n):
         run_get(store.run_id, b)
     windows = []
-    monkeypatch.setattr(tasks.put, "ReadAhead",
+    monkeypatch.setattr(put_task, "ReadAhead",
                         lambda *a, **k: windows.append(a[2]) or ReadAhead(*a, **k))
     for b in range(n):
         assert run_put(store.run_id, b)["no_ids"] == 0

@@ -28,13 +28,15 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
 __all__ = ["SUPPORTED", "OWNER_KEY", "Taken", "install", "set_owner", "taken", "restore_owned",
-           "drop_stale_owners", "channel_for"]
+           "drop_stale_owners", "channel_for", "queue_lengths", "UNACKED"]
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ def set_owner(worker: str | None, ttl: int = 0) -> None:
     back from a network cut takes nothing that others would at once think abandoned.
     """
     global _owner
-    from ..run.store import worker_key
+    from ..run.names import worker_key
 
     _owner = None if worker is None else (worker, worker_key(worker), max(1, int(ttl)))
 
@@ -204,3 +206,30 @@ def channel_for(app: Any) -> Iterator[Any]:
         yield conn.default_channel
     finally:
         conn.release()
+
+
+def queue_lengths(client: redis.Redis, queues: Sequence[str]) -> dict[str, int]:
+    """Messages waiting in each Celery queue, read from the broker's lists directly.
+
+    kombu's Redis transport keeps a queue as several lists, one per priority step: ``get`` for
+    priority 0 and ``get\\x06\\x163``, ``...6``, ``...9`` for the others (``Channel.sep`` and
+    ``PRIORITY_STEPS`` in ``kombu/transport/redis.py``); a queue's length is their sum. Tasks
+    a worker has taken but not acknowledged (``acks_late``) are not in these lists but in
+    kombu's ``unacked`` hash, counted under :data:`UNACKED`.
+    """
+    from kombu.transport.redis import PRIORITY_STEPS, Channel
+
+    pipe = client.pipeline(transaction=False)
+    for q in queues:
+        for pri in PRIORITY_STEPS:
+            pipe.llen(q if not pri else f"{q}{Channel.sep}{pri}")
+    pipe.hlen(Channel.unacked_key)
+    sizes = [int(x or 0) for x in pipe.execute()]
+    steps = len(PRIORITY_STEPS)
+    out = {q: sum(sizes[i * steps:(i + 1) * steps]) for i, q in enumerate(queues)}
+    out[UNACKED] = sizes[-1]
+    return out
+
+
+UNACKED = "(unacked)"
+"""Key of :func:`queue_lengths`'s result counting taken, not yet acknowledged, tasks."""

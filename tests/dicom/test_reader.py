@@ -1,11 +1,10 @@
-"""read_dataset's short reasons, the truncation checks, and write_atomic's all-or-nothing writes."""
+"""read_dataset's short reasons, the truncation checks, the layout proof and big files."""
 
 from __future__ import annotations
 
 import errno
 import io
 import os
-import threading
 from pathlib import Path
 
 import pydicom
@@ -15,8 +14,7 @@ from pydicom.filewriter import write_dataset
 
 from deid_workers import synth
 from deid_workers.dicom import reader
-from deid_workers.dicom.encoder import encode_part10
-from deid_workers.errors import InputError, OutputExistsError
+from deid_workers.errors import InputError
 
 
 def _file_bytes(patient: int = 1) -> bytes:
@@ -54,6 +52,8 @@ def test_reads_headers_only_or_whole(tmp_path: Path) -> None:
         (b"{\"PatientID\": \"x\"}", reader.NOT_DICOM),
     ],
 )
+
+
 def test_reasons_for_non_dicom(tmp_path: Path, data: bytes, reason: str) -> None:
     path = _write(tmp_path / "x.dcm", data)
     assert _reason(path, True) == reason
@@ -87,6 +87,8 @@ def _offset(data: bytes, needle: bytes) -> int:
     "where",
     ["inside file meta", "inside a value", "inside an element header", "inside pixel data", "inside pixel header"],
 )
+
+
 def test_truncation_is_detected(tmp_path: Path, where: str, headers_only: bool) -> None:
     data = _file_bytes()
     pixel_tag = _offset(data, b"\xe0\x7f\x10\x00OW")
@@ -180,158 +182,6 @@ def test_reasons_never_quote_header_values(tmp_path: Path) -> None:
         messages.append(str(info.value))
     for s in synth.phi_strings(8):
         assert not any(s in m for m in messages)
-
-
-# --- writing ---------------------------------------------------------------------------------
-
-
-def _no_temps(folder: Path) -> bool:
-    return not [p for p in folder.rglob(".*.tmp")]
-
-
-def test_write_atomic_creates_parents_keeps_preamble(tmp_path: Path) -> None:
-    ds = synth.make_dataset(2)
-    ds.preamble = b"P" * 128
-    dest = tmp_path / "out" / "a" / "b.dcm"
-    reader.write_atomic(ds, dest, overwrite=False)
-    data = dest.read_bytes()
-    assert data[:132] == b"P" * 128 + b"DICM"
-    assert pydicom.dcmread(dest).SOPInstanceUID == ds.SOPInstanceUID
-    assert _no_temps(tmp_path)
-    umask = os.umask(0)  # reading the umask means setting it; no thread writes here
-    os.umask(umask)
-    assert dest.stat().st_mode & 0o777 == 0o666 & ~umask
-
-
-def test_write_atomic_without_sync_leaves_syncing_to_the_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    synced: list[int] = []
-    real_fsync = os.fsync
-    monkeypatch.setattr(reader.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
-    dests = [tmp_path / "a" / "1.dcm", tmp_path / "a" / "2.dcm", tmp_path / "b" / "3.dcm"]
-    for i, dest in enumerate(dests):
-        reader.write_atomic(synth.make_dataset(i), dest, overwrite=False, sync=False)
-    assert synced == [] and _no_temps(tmp_path)
-    reader.write_atomic(synth.make_dataset(), tmp_path / "c.dcm", overwrite=False)
-    assert len(synced) == 2  # the default syncs the file and its folder
-
-
-def test_write_atomic_skips_a_leftover_temp_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A temp left by a dead process whose pid came back is neither reused nor clobbered."""
-    monkeypatch.setattr(reader, "_temp_counter", iter(range(5)))
-    stale = _write(tmp_path / f".a.dcm.{os.getpid()}-0.tmp", b"stale")
-    reader.write_atomic(synth.make_dataset(), tmp_path / "a.dcm", overwrite=False)
-    assert stale.read_bytes() == b"stale"
-    assert pydicom.dcmread(tmp_path / "a.dcm").PatientID == "PID-0000-SENT"
-    assert not (tmp_path / f".a.dcm.{os.getpid()}-1.tmp").exists()
-
-
-def test_write_atomic_refuses_existing_unless_overwrite(tmp_path: Path) -> None:
-    dest = _write(tmp_path / "a.dcm", b"old")
-    with pytest.raises(OutputExistsError) as info:
-        reader.write_atomic(synth.make_dataset(), dest, overwrite=False)
-    assert info.value.path == str(dest)
-    assert dest.read_bytes() == b"old" and _no_temps(tmp_path)
-    reader.write_atomic(synth.make_dataset(), dest, overwrite=True)
-    assert pydicom.dcmread(dest).PatientID == "PID-0000-SENT"
-
-
-def test_race_lost_after_the_existence_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Another worker creates dest between our check and our publish: os.link refuses."""
-    dest = _write(tmp_path / "a.dcm", b"theirs")
-    monkeypatch.setattr(reader.os.path, "lexists", lambda p: False)
-    with pytest.raises(OutputExistsError):
-        reader.write_atomic(synth.make_dataset(), dest, overwrite=False)
-    assert dest.read_bytes() == b"theirs" and _no_temps(tmp_path)
-
-
-def test_concurrent_writers_exactly_one_wins(tmp_path: Path) -> None:
-    dest = tmp_path / "same.dcm"
-    datasets = [synth.make_dataset(i) for i in range(8)]
-    results: list[str] = []
-    barrier = threading.Barrier(len(datasets))
-
-    def worker(ds: pydicom.Dataset) -> None:
-        barrier.wait()
-        try:
-            reader.write_atomic(ds, dest, overwrite=False)
-            results.append("won")
-        except OutputExistsError:
-            results.append("exists")
-
-    threads = [threading.Thread(target=worker, args=(ds,)) for ds in datasets]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(results) == ["exists"] * 7 + ["won"]
-    assert pydicom.dcmread(dest).PatientID.startswith("PID-") and _no_temps(tmp_path)
-
-
-def test_fallback_without_hard_links(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_link(src: str, dst: str, **dir_fds: object) -> None:
-        raise OSError(errno.EPERM, "hard links not supported")
-
-    monkeypatch.setattr(reader.os, "link", no_link)
-    dest = tmp_path / "a.dcm"
-    reader.write_atomic(synth.make_dataset(), dest, overwrite=False)
-    assert pydicom.dcmread(dest).PatientID == "PID-0000-SENT"
-    monkeypatch.setattr(reader, "_exists_at", lambda folder, name: False)  # another worker's race
-    with pytest.raises(OutputExistsError):
-        reader.write_atomic(synth.make_dataset(1), dest, overwrite=False)
-    assert pydicom.dcmread(dest).PatientID == "PID-0000-SENT" and _no_temps(tmp_path)
-
-
-def test_disk_full_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_write = os.write
-    calls = []
-
-    def half_then_full(fd: int, data: bytes) -> int:
-        calls.append(len(data))
-        if len(calls) == 1:
-            return real_write(fd, bytes(data[:100]))
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(reader.os, "write", half_then_full)
-    dest = tmp_path / "sub" / "a.dcm"
-    with pytest.raises(OSError) as info:
-        reader.write_atomic(synth.make_dataset(), dest, overwrite=True)
-    assert info.value.errno == errno.ENOSPC and len(calls) == 2  # a short write is continued
-    assert not dest.exists() and _no_temps(tmp_path)
-
-
-def test_short_writes_are_continued_to_the_last_byte(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    real_write = os.write
-    monkeypatch.setattr(reader.os, "write", lambda fd, data: real_write(fd, bytes(data[:7])))
-    ds = synth.make_dataset()
-    reader.write_atomic(ds, tmp_path / "new" / "deeper" / "a.dcm", overwrite=False)
-    assert (tmp_path / "new" / "deeper" / "a.dcm").read_bytes() == encode_part10(ds)
-    assert _no_temps(tmp_path)
-
-
-# --- enforce_inside --------------------------------------------------------------------------
-
-
-def test_enforce_inside_accepts_normal_paths(tmp_path: Path) -> None:
-    root = os.path.realpath(tmp_path)
-    assert reader.enforce_inside(tmp_path, "a/b.dcm") == os.path.join(root, "a", "b.dcm")
-    assert reader.enforce_inside(tmp_path, "a/../b.dcm") == os.path.join(root, "b.dcm")
-
-
-@pytest.mark.parametrize("rel", ["../x.dcm", "a/../../x.dcm", "/etc/passwd", "", ".", "a\0b"])
-def test_enforce_inside_refuses_escapes(tmp_path: Path, rel: str) -> None:
-    with pytest.raises(InputError) as info:
-        reader.enforce_inside(tmp_path / "root", rel)
-    assert info.value.reason == reader.OUTSIDE
-
-
-def test_enforce_inside_refuses_symlinked_dir_pointing_out(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    root.mkdir()
-    (tmp_path / "elsewhere").mkdir()
-    (root / "link").symlink_to(tmp_path / "elsewhere")
-    with pytest.raises(InputError):
-        reader.enforce_inside(root, "link/x.dcm")
 
 
 # --- reading from memory: the layout proof, its replay, big files -----------------------------
@@ -456,6 +306,8 @@ def test_big_file_cut_in_its_pixels_or_headers(tmp_path: Path, header_bytes: int
     (OSError("No tag to read"), True),  # pydicom on damaged bytes: the file's fault
     (OSError(errno.EIO, "Input/output error"), False),  # the disk's fault: retried
 ])
+
+
 def test_errno_less_oserrors_from_pydicom_mean_a_corrupt_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc: OSError, skipped: bool
 ) -> None:
@@ -533,55 +385,6 @@ def test_a_folder_swapped_for_a_link_reads_nothing_outside_root(tmp_path: Path) 
     assert info.value.reason == reader.OUTSIDE and info.value.path == "sub/a.dcm"
     inside = _write(tmp_path / "in" / "b.dcm", _file_bytes(5))
     assert reader.read_dataset(inside, headers_only=True, root=tmp_path / "in").PatientID
-
-
-def test_write_goes_through_no_symlinked_folder(tmp_path: Path) -> None:
-    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    (out / "a").mkdir(parents=True)
-    (out / "a" / "b").symlink_to(elsewhere)  # swapped in after enforce_inside looked
-    with pytest.raises(InputError) as info:
-        reader.write_atomic(synth.make_dataset(1), out / "a" / "b" / "x.dcm", overwrite=True,
-                             root=out)
-    assert info.value.reason == reader.THROUGH_LINK
-    assert list(elsewhere.iterdir()) == [] and _no_temps(out)
-    # A name that is a link is replaced as a name (overwrite) or refused, never followed.
-    target = _write(elsewhere / "victim.dcm", b"keep me")
-    (out / "a" / "y.dcm").symlink_to(target)
-    with pytest.raises(OutputExistsError):
-        reader.write_atomic(synth.make_dataset(1), out / "a" / "y.dcm", overwrite=False, root=out)
-    reader.write_atomic(synth.make_dataset(1), out / "a" / "y.dcm", overwrite=True, root=out)
-    assert target.read_bytes() == b"keep me" and not (out / "a" / "y.dcm").is_symlink()
-    # The output folder itself may be reached through a link (the user's choice), and a dest
-    # spelled under its real path (what enforce_inside gives) is found under it.
-    (tmp_path / "alias").symlink_to(out)
-    reader.write_atomic(synth.make_dataset(1), out.resolve() / "a" / "c" / "z.dcm",
-                         overwrite=False, root=tmp_path / "alias")
-    assert (out / "a" / "c" / "z.dcm").is_file()
-    with pytest.raises(InputError):
-        reader.write_atomic(synth.make_dataset(1), tmp_path / "x.dcm", overwrite=False, root=out)
-
-
-def test_a_folder_swapped_during_the_write_cannot_redirect_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The attack: between the folder being opened and the file being published, the folder is
-    # renamed away and a symlink to elsewhere put in its place. The write still lands in the
-    # folder that was opened, never through the link.
-    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
-    (out / "d").mkdir(parents=True)
-    elsewhere.mkdir()
-    real_open_temp = reader._open_temp
-
-    def swap_then_open(folder: int, name: str) -> tuple[int, str]:
-        os.rename(out / "d", out / "moved")
-        (out / "d").symlink_to(elsewhere)
-        return real_open_temp(folder, name)
-
-    monkeypatch.setattr(reader, "_open_temp", swap_then_open)
-    reader.write_atomic(synth.make_dataset(1), out / "d" / "x.dcm", overwrite=False, root=out)
-    assert list(elsewhere.iterdir()) == []
-    assert pydicom.dcmread(out / "moved" / "x.dcm").PatientID == "PID-0001-SENT"
 
 
 # --- real-world shapes: other encodings, media indexes ---

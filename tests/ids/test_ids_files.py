@@ -18,7 +18,9 @@ from pydicom.uid import UID
 from pydicom.valuerep import IS, DSfloat, PersonName
 
 from deid_workers.errors import IdentifiersError
-from deid_workers.ids import export
+from deid_workers.ids import chunks as ids_chunks
+from deid_workers.ids import export, values
+from deid_workers.ids import read as ids_read
 
 IDS = {
     "PID-0001-SENT": {
@@ -39,13 +41,13 @@ def test_round_trip_pickle_and_json(tmp_path: Path) -> None:
     with open(pkl, "rb") as fp:
         assert pickle.load(fp) == IDS  # what a deid user does with it
     assert json.loads(js.read_text()) == IDS
-    assert export.load_ids(pkl) == IDS == export.load_ids(js)
+    assert ids_read.load_ids(pkl) == IDS == ids_read.load_ids(js)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 def test_empty_export(tmp_path: Path) -> None:
     pkl, js = export.save_ids({}, tmp_path)
-    assert export.load_ids(pkl) == {} == export.load_ids(js)
+    assert ids_read.load_ids(pkl) == {} == ids_read.load_ids(js)
 
 
 def test_streaming_writer_with_generators(tmp_path: Path) -> None:
@@ -57,7 +59,7 @@ def test_streaming_writer_with_generators(tmp_path: Path) -> None:
         for e in range(4):
             writer.add_entity(f"P{e}", items(e))
     expected = {f"P{e}": {f"uid-{e}-{i}": {"n": i, "e": e} for i in range(3)} for e in range(4)}
-    assert export.load_ids(writer.pkl_path) == expected == export.load_ids(writer.json_path)
+    assert ids_read.load_ids(writer.pkl_path) == expected == ids_read.load_ids(writer.json_path)
 
 
 def test_pieces_join_into_the_files_one_writer_gives(tmp_path: Path) -> None:
@@ -73,7 +75,7 @@ def test_pieces_join_into_the_files_one_writer_gives(tmp_path: Path) -> None:
     expected = {**IDS, "P-extra": {"9.9": {"x": 1}, "9.8": {"y": 2}}}
     with open(pkl, "rb") as fp:
         assert pickle.load(fp) == expected  # memo slots reused across pieces stay right
-    assert export.load_ids(js) == expected and json.loads(js.read_text()).keys() == expected.keys()
+    assert ids_read.load_ids(js) == expected and json.loads(js.read_text()).keys() == expected.keys()
     assert len([p for p in tmp_path.iterdir() if p.name.endswith(".part")]) == 6
     export.remove_pieces(tmp_path, ["part-0", "part-1", "part-2", "never-written"])
     assert sorted(p.name for p in tmp_path.iterdir()) == [export.IDS_JSON, export.IDS_PICKLE]
@@ -85,7 +87,7 @@ def test_a_missing_piece_publishes_nothing(tmp_path: Path) -> None:
         piece.add_entity("new", [])
     with pytest.raises(FileNotFoundError):
         export.join_pieces(tmp_path, ["p0", "p1"])
-    assert export.load_ids(tmp_path / export.IDS_PICKLE) == {"old": {}}
+    assert ids_read.load_ids(tmp_path / export.IDS_PICKLE) == {"old": {}}
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -97,7 +99,7 @@ def test_entity_added_twice_is_merged(tmp_path: Path) -> None:
     merged = {"A": {"1": {"x": 11}, "2": {"x": 2}}, "B": {"9": {"x": 9}}}
     with open(writer.pkl_path, "rb") as fp:
         assert pickle.load(fp) == merged  # the pickle itself merges (memo + POP)
-    assert export.load_ids(writer.json_path) == merged
+    assert ids_read.load_ids(writer.json_path) == merged
     # The documented limit: a plain JSON reader keeps only the last copy of a repeated key.
     assert json.loads(writer.json_path.read_text())["A"] == {"2": {"x": 2}, "1": {"x": 11}}
 
@@ -107,15 +109,15 @@ def test_pydicom_value_types_become_plain(tmp_path: Path) -> None:
                        "mv": MultiValue(str, ["A", "B"]), "tuple": (1, 2)}}}
     pkl, js = export.save_ids(ids, tmp_path)
     assert b"pydicom" not in pkl.read_bytes()
-    loaded = export.load_ids(pkl)
+    loaded = ids_read.load_ids(pkl)
     assert loaded == {"P": {"u": {"uid": "1.2.3", "is": 4, "ds": 1.5, "mv": ["A", "B"], "tuple": [1, 2]}}}
-    assert type(loaded["P"]["u"]["uid"]) is str and loaded == export.load_ids(js)
+    assert type(loaded["P"]["u"]["uid"]) is str and loaded == ids_read.load_ids(js)
 
 
 def test_lists_of_plain_values_are_copied_and_others_converted(tmp_path: Path) -> None:
     fields = {"plain": ["A", 1, 2.5, None, True], "mixed": ["A", DSfloat("1.5"), IS("2")],
               "nested": [["A"], {"k": [1]}]}
-    checked = export._fields(fields, "item")
+    checked = values.checked_fields(fields, "item")
     assert checked == {"plain": ["A", 1, 2.5, None, True], "mixed": ["A", 1.5, 2],
                        "nested": [["A"], {"k": [1]}]}
     assert checked["plain"] is not fields["plain"]  # a copy, as _plain makes
@@ -127,33 +129,33 @@ def test_a_plain_parsed_item_takes_the_fast_path_with_the_same_result() -> None:
         pass
 
     plain = {"A": "x", "B": 1, "C": [1.5, "y", None], "D": [], "E": False}
-    checked = export._fields(plain, "item")
+    checked = values.checked_fields(plain, "item")
     assert checked == plain and checked is not plain and checked["C"] is not plain["C"]
     # anything but plain names, values and lists of them goes the slow way, as before
     for odd in ({"A": (1, 2)}, {"A": [UID("1.2")]}, {"A": {"k": 1}}, {Name("A"): "x"}):
-        assert export._fields(odd, "item") == {"A": export._plain(next(iter(odd.values())), "")}
-        assert all(type(k) is str for k in export._fields(odd, "item"))
-    assert type(export._fields({"A": [UID("1.2")]}, "item")["A"][0]) is str
+        assert values.checked_fields(odd, "item") == {"A": values.plain_value(next(iter(odd.values())), "")}
+        assert all(type(k) is str for k in values.checked_fields(odd, "item"))
+    assert type(values.checked_fields({"A": [UID("1.2")]}, "item")["A"][0]) is str
     with pytest.raises(IdentifiersError, match="field #1: field name must be a string"):
-        export._fields({1: "x"}, "item")
+        values.checked_fields({1: "x"}, "item")
 
 
 def test_values_nested_too_deeply_are_refused(tmp_path: Path) -> None:
     deep: Any = "x"
-    for _ in range(export._MAX_DEPTH + 1):
+    for _ in range(values.MAX_DEPTH + 1):
         deep = [deep]
     path = tmp_path / "ids.json"
     path.write_text(json.dumps({"P": {"i": {"ok": ["a"], "Deep": deep}}}), encoding="utf-8")
     with pytest.raises(IdentifiersError, match=r"entity #1 item #1 field #2: value nested too deeply"):
-        export.load_ids(path)
+        ids_read.load_ids(path)
 
 
 def test_a_key_repeated_inside_an_entity_is_merged_as_before() -> None:
     pairs = [("1", {"x": 1}), ("2", {"x": 2}), ("1", {"y": 3}), ("s", "a"), ("s", "b")]
-    assert export._merge_pairs(pairs) == {"1": {"x": 1, "y": 3}, "2": {"x": 2}, "s": "b"}
-    assert list(export._merge_pairs(pairs)) == ["1", "2", "s"]
+    assert ids_read.merge_pairs(pairs) == {"1": {"x": 1, "y": 3}, "2": {"x": 2}, "s": "b"}
+    assert list(ids_read.merge_pairs(pairs)) == ["1", "2", "s"]
     unique = [("b", 1), ("a", {"x": 1})]
-    assert list(export._merge_pairs(unique).items()) == unique
+    assert list(ids_read.merge_pairs(unique).items()) == unique
 
 
 @pytest.mark.parametrize(
@@ -177,7 +179,7 @@ def test_non_finite_floats_stay_floats_in_the_pickle_and_become_strings_in_json(
     ids = {"P": {"u": {"nan": float("nan"), "inf": float("inf"), "ninf": float("-inf"),
                        "seq": [{"x": float("nan")}], "ok": 1.5}}}
     pkl, js = export.save_ids(ids, tmp_path)
-    fields = export.load_ids(pkl)["P"]["u"]
+    fields = ids_read.load_ids(pkl)["P"]["u"]
     assert math.isnan(fields["nan"]) and fields["inf"] == math.inf and fields["ninf"] == -math.inf
     assert math.isnan(fields["seq"][0]["x"]) and fields["ok"] == 1.5
 
@@ -195,8 +197,8 @@ def test_failure_inside_block_keeps_previous_export(tmp_path: Path) -> None:
         with export.IdsWriter(tmp_path) as writer:
             writer.add_entity("new", [("1", {"a": 1})])
             raise RuntimeError("worker lost")
-    assert export.load_ids(tmp_path / export.IDS_PICKLE) == {"old": {}}
-    assert export.load_ids(tmp_path / export.IDS_JSON) == {"old": {}}
+    assert ids_read.load_ids(tmp_path / export.IDS_PICKLE) == {"old": {}}
+    assert ids_read.load_ids(tmp_path / export.IDS_JSON) == {"old": {}}
     assert sorted(p.name for p in tmp_path.iterdir()) == [export.IDS_JSON, export.IDS_PICKLE]
 
 
@@ -214,7 +216,7 @@ def test_code_in_pickle_is_refused_and_never_runs(tmp_path: Path, name: str) -> 
     path = tmp_path / name
     path.write_bytes(pickle.dumps({"P": {"u": {"f": _Payload(marker)}}}, protocol=2))
     with pytest.raises(IdentifiersError) as info:
-        export.load_ids(path)
+        ids_read.load_ids(path)
     assert "it contains code (global '" in str(info.value) and "system'" in str(info.value)
     assert str(info.value).startswith(f"refusing to load {path}")
     assert info.value.path == str(path)
@@ -225,19 +227,19 @@ def test_even_builtins_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "ids.pkl"
     path.write_bytes(pickle.dumps({"P": {"u": {"f": {1, 2}}}}, protocol=2))  # builtins.set
     with pytest.raises(IdentifiersError, match="global '(__builtin__|builtins).set'"):
-        export.load_ids(path)
+        ids_read.load_ids(path)
 
 
 def test_damaged_files(tmp_path: Path) -> None:
     pkl, js = export.save_ids(IDS, tmp_path)
     pkl.write_bytes(pkl.read_bytes()[:-20])
     with pytest.raises(IdentifiersError, match="not a valid pickle"):
-        export.load_ids(pkl)
+        ids_read.load_ids(pkl)
     js.write_text(js.read_text()[:-5])
     with pytest.raises(IdentifiersError, match="not valid JSON"):
-        export.load_ids(js)
+        ids_read.load_ids(js)
     with pytest.raises(IdentifiersError, match="file not found"):
-        export.load_ids(tmp_path / "missing.json")
+        ids_read.load_ids(tmp_path / "missing.json")
 
 
 def _nested(depth: int) -> Any:
@@ -263,7 +265,7 @@ def test_wrong_shapes_name_positions_not_values(tmp_path: Path, doc: Any, where:
         else:
             path.write_bytes(pickle.dumps(doc, protocol=2))
         with pytest.raises(IdentifiersError) as info:
-            export.load_ids(path)
+            ids_read.load_ids(path)
         assert where in str(info.value)
         assert "PID-X" not in str(info.value) and "1.2.3" not in str(info.value)
 
@@ -272,7 +274,7 @@ def test_non_string_keys_in_pickle(tmp_path: Path) -> None:
     path = tmp_path / "ids.pkl"
     path.write_bytes(pickle.dumps({"A": {7: {}}}, protocol=2))
     with pytest.raises(IdentifiersError, match="entity #1 item #1: key must be a string"):
-        export.load_ids(path)
+        ids_read.load_ids(path)
 
 
 _STREAM_CHILD = """
@@ -293,7 +295,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 def _child_peak_kib(folder: Path, items: int) -> int:
     out = subprocess.run([sys.executable, "-c", _STREAM_CHILD, str(folder), str(items)],
                          check=True, capture_output=True, text=True, timeout=120,
-                         cwd=Path(__file__).resolve().parents[1])
+                         cwd=Path(__file__).resolve().parents[2])
     return int(out.stdout.strip())
 
 
@@ -308,10 +310,10 @@ def test_streaming_100k_items_keeps_memory_modest(tmp_path: Path) -> None:
     size = (tmp_path / "big" / export.IDS_PICKLE).stat().st_size
     assert size > 5_000_000  # the export really is big...
     assert big - small < 8 * 1024  # ...and writing it grew the process by less than 8 MB
-    loaded = export.load_ids(tmp_path / "big" / export.IDS_PICKLE)
+    loaded = ids_read.load_ids(tmp_path / "big" / export.IDS_PICKLE)
     assert sum(len(v) for v in loaded.values()) == 100_000
     assert loaded["PID-9"]["1.2.826.0.1.9.9999"]["InstanceNumber"] == 9999
-    assert loaded == export.load_ids(tmp_path / "big" / export.IDS_JSON)
+    assert loaded == ids_read.load_ids(tmp_path / "big" / export.IDS_JSON)
 
 
 def test_json_items_from_the_store_are_written_as_checked_ones(tmp_path: Path) -> None:
@@ -331,7 +333,7 @@ def test_json_items_from_the_store_are_written_as_checked_ones(tmp_path: Path) -
         outputs.append(((folder / export.IDS_PICKLE).read_bytes(),
                         (folder / export.IDS_JSON).read_bytes()))
     assert outputs[0] == outputs[1]
-    got = export.load_ids(tmp_path / "True" / export.IDS_PICKLE)
+    got = ids_read.load_ids(tmp_path / "True" / export.IDS_PICKLE)
     assert got["P1"]["1.2"] == fields and math.isnan(got["P1"]["1.3"]["PhysicalDeltaX"])
     assert b'"PhysicalDeltaX": "NaN"' in outputs[1][1]
 
@@ -346,19 +348,19 @@ def _json_docs() -> list[str]:
 
 @pytest.mark.parametrize("read", [1, 2, 3, 7, 64])
 def test_json_ids_parse_the_same_whatever_the_read_size(tmp_path: Path, monkeypatch, read) -> None:
-    monkeypatch.setattr(export, "_JSON_READ", read)
+    monkeypatch.setattr(ids_read, "_JSON_READ", read)
     for n, doc in enumerate(_json_docs()):
         path = tmp_path / f"{n}.json"
         path.write_text(doc, encoding="utf-8")
-        expected = json.loads(doc, object_pairs_hook=export._merge_pairs)
-        assert export.load_ids(path) == expected
+        expected = json.loads(doc, object_pairs_hook=ids_read.merge_pairs)
+        assert ids_read.load_ids(path) == expected
 
 
 def test_json_ids_stream_entity_by_entity(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(export, "_JSON_READ", 16)
+    monkeypatch.setattr(ids_read, "_JSON_READ", 16)
     path = tmp_path / "ids.json"
     path.write_text('{"A": {"1": {}}, "B": {"2": {}}, "A": {"3": {}}} trailing', encoding="utf-8")
-    entities = export.iter_ids_file(path)
+    entities = ids_read.iter_ids_file(path)
     assert next(entities) == ("A", {"1": {}})  # before the bad end of the file is read
     assert next(entities) == ("B", {"2": {}})
     assert next(entities) == ("A", {"3": {}})
@@ -367,38 +369,38 @@ def test_json_ids_stream_entity_by_entity(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_every_cut_of_a_json_ids_file_is_refused(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(export, "_JSON_READ", 5)
+    monkeypatch.setattr(ids_read, "_JSON_READ", 5)
     doc = json.dumps({"P1": {"1.2": {"a": [1, {"b": "é"}]}}, "P2": {}}, ensure_ascii=False)
     path = tmp_path / "cut.json"
     data = doc.encode("utf-8")
     for cut in range(len(data)):
         path.write_bytes(data[:cut])
         with pytest.raises(IdentifiersError):
-            export.load_ids(path)
+            ids_read.load_ids(path)
 
 
 def test_utf16_json_ids_still_load(tmp_path: Path) -> None:
     path = tmp_path / "ids.json"
     path.write_text(json.dumps(IDS, ensure_ascii=False), encoding="utf-16")  # with a BOM
-    assert export.load_ids(path) == IDS
+    assert ids_read.load_ids(path) == IDS
 
 
 @pytest.mark.parametrize("read", [1, 3, 64, 1 << 20])
 def test_chunks_carry_the_files_own_text_and_give_back_what_load_ids_reads(tmp_path, monkeypatch,
                                                                             read) -> None:
-    monkeypatch.setattr(export, "_JSON_READ", read)
+    monkeypatch.setattr(ids_read, "_JSON_READ", read)
     for n, doc in enumerate(_json_docs()):
         path = tmp_path / f"{n}.json"
         path.write_text(doc, encoding="utf-8")
         for items in (1, 2, 1000):
-            chunks = list(export.iter_ids_chunks(path, items))
+            chunks = list(ids_chunks.iter_ids_chunks(path, items))
             merged: dict[str, Any] = {}
             for text, count in chunks:
-                pairs = export.parse_ids_chunk(text)
+                pairs = ids_chunks.parse_ids_chunk(text)
                 assert count == sum(len(v) for _, v in pairs)
                 for entity, its in pairs:
                     merged.setdefault(entity, {}).update(its)
-            assert merged == export.load_ids(path)
+            assert merged == ids_read.load_ids(path)
             if doc == _json_docs()[1] and items == 1000:  # indented: its text is kept as is
                 assert len(chunks) == 1 and '\n         "' in chunks[0][0]
 
@@ -407,9 +409,9 @@ def test_chunks_hold_whole_entities_of_about_the_size_asked(tmp_path: Path) -> N
     ids = {f"P{e}": {f"{e}.{i}": {"n": i} for i in range(e + 1)} for e in range(6)}  # 1..6 items
     path = tmp_path / "ids.json"
     path.write_text(json.dumps(ids))
-    sizes = [count for _, count in export.iter_ids_chunks(path, 4)]
+    sizes = [count for _, count in ids_chunks.iter_ids_chunks(path, 4)]
     assert sizes == [6, 4, 5, 6]  # cut after the entity that reaches 4: 1+2+3, 4, 5, 6
-    entities = [[e for e, _ in export.parse_ids_chunk(t)] for t, _ in export.iter_ids_chunks(path, 4)]
+    entities = [[e for e, _ in ids_chunks.parse_ids_chunk(t)] for t, _ in ids_chunks.iter_ids_chunks(path, 4)]
     assert entities == [["P0", "P1", "P2"], ["P3"], ["P4"], ["P5"]]
 
 
@@ -419,19 +421,19 @@ def test_chunks_keep_only_the_fields_asked_yet_every_field_is_checked(tmp_path: 
                                       "2": {"PatientName": "DOE"}}}))
     for fields, want in ((["id", "n"], {"1": {"id": "S1", "n": [1]}, "2": {}}),
                          ([], {"1": {}, "2": {}})):
-        (text, count), = export.iter_ids_chunks(path, fields=fields)
-        assert (count, export.parse_ids_chunk(text)) == (2, [("P", want)])
+        (text, count), = ids_chunks.iter_ids_chunks(path, fields=fields)
+        assert (count, ids_chunks.parse_ids_chunk(text)) == (2, [("P", want)])
     deep = "[" * 40 + "]" * 40
     path.write_text('{"P": {"1": {"id": "S1", "PatientName": %s}}}' % deep)
     with pytest.raises(IdentifiersError, match="entity #1 item #1 field #2: value nested too deeply"):
-        list(export.iter_ids_chunks(path, fields=["id"]))  # a field put never reads, still checked
+        list(ids_chunks.iter_ids_chunks(path, fields=["id"]))  # a field put never reads, still checked
 
 
 def test_chunks_of_a_pickle_are_its_checked_values(tmp_path: Path) -> None:
     ids = {"P": {"u": {"ds": DSfloat("1.5"), "mv": MultiValue(str, ["A", "B"]), "nan": math.nan}}}
     pkl, _ = export.save_ids(ids, tmp_path)
-    (text, count), = export.iter_ids_chunks(pkl)
-    (entity, items), = export.parse_ids_chunk(text)
+    (text, count), = ids_chunks.iter_ids_chunks(pkl)
+    (entity, items), = ids_chunks.parse_ids_chunk(text)
     assert (entity, count, items["u"]["ds"], items["u"]["mv"]) == ("P", 1, 1.5, ["A", "B"])
     assert math.isnan(items["u"]["nan"])  # kept a float, as the pickle keeps it
 
@@ -439,9 +441,9 @@ def test_chunks_of_a_pickle_are_its_checked_values(tmp_path: Path) -> None:
 def test_a_bad_entity_stops_the_chunks_where_it_is(tmp_path: Path) -> None:
     path = tmp_path / "ids.json"
     path.write_text('{"P1": {"1": {}}, "P2": {"2": {}}, "P3": 5}')
-    chunks = export.iter_ids_chunks(path, 1)
-    assert [e for e, _ in export.parse_ids_chunk(next(chunks)[0])] == ["P1"]
-    assert [e for e, _ in export.parse_ids_chunk(next(chunks)[0])] == ["P2"]
+    chunks = ids_chunks.iter_ids_chunks(path, 1)
+    assert [e for e, _ in ids_chunks.parse_ids_chunk(next(chunks)[0])] == ["P1"]
+    assert [e for e, _ in ids_chunks.parse_ids_chunk(next(chunks)[0])] == ["P2"]
     with pytest.raises(IdentifiersError, match="entity #3: expected a mapping of items"):
         next(chunks)
 
@@ -454,11 +456,11 @@ def test_a_pickle_sharing_a_container_is_refused_but_shared_strings_load(tmp_pat
         path = tmp_path / "shared.pkl"
         path.write_bytes(pickle.dumps(shared, protocol=2))
         with pytest.raises(IdentifiersError, match="a value is shared by reference"):
-            export.load_ids(path)
+            ids_read.load_ids(path)
     name = "DOE^JANE"  # one str object in many places: the pickler shares it, harmlessly
     plain = {"P": {f"{i}": {"PatientName": name, "Other": [name, name]} for i in range(3)}}
     path.write_bytes(pickle.dumps(plain, protocol=2))
-    assert export.load_ids(path) == plain
+    assert ids_read.load_ids(path) == plain
 
 
 def test_one_huge_entity_is_read_an_item_at_a_time(tmp_path: Path) -> None:
@@ -475,20 +477,20 @@ def test_one_huge_entity_is_read_an_item_at_a_time(tmp_path: Path) -> None:
     assert path.stat().st_size > 16_000_000
     tracemalloc.start()
     try:
-        counts = [count for _, count in export.iter_ids_chunks(path, 1000)]
+        counts = [count for _, count in ids_chunks.iter_ids_chunks(path, 1000)]
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert counts == [2000] * 15 + [1]  # cut inside P once a chunk holds twice its items
     assert peak < 8_000_000  # a chunk's text, its items and a read; never the entity
-    first = export.parse_ids_chunk(next(export.iter_ids_chunks(path, 1000))[0])
+    first = ids_chunks.parse_ids_chunk(next(ids_chunks.iter_ids_chunks(path, 1000))[0])
     assert [(e, len(items)) for e, items in first] == [("P", 2000)]
 
 
 def test_an_item_too_big_to_be_one_files_fields_is_refused(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(export, "IDS_ITEM_MAX_CHARS", 1000)
-    monkeypatch.setattr(export, "_JSON_READ", 64)
+    monkeypatch.setattr(ids_read, "IDS_ITEM_MAX_CHARS", 1000)
+    monkeypatch.setattr(ids_read, "_JSON_READ", 64)
     path = tmp_path / "ids.json"
     path.write_text(json.dumps({"P": {"1": {"a": "x"}, "2": {"a": "y" * 5000}}}))
     with pytest.raises(IdentifiersError, match=r"entity #1 item #2: larger than 1000 characters"):
-        list(export.iter_ids_chunks(path))
+        list(ids_chunks.iter_ids_chunks(path))
