@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -40,7 +41,8 @@ from kombu import Exchange, Queue
 
 from .config import Settings
 
-__all__ = ["app", "QUEUES", "TASK_NAMES", "RETRY_ON", "configure", "make_app", "broker_urls"]
+__all__ = ["app", "QUEUES", "TASK_NAMES", "TASK_QUEUES", "RETRY_ON", "REDIS_RETRIES", "deid_task",
+           "configure", "make_app", "broker_urls"]
 
 QUEUES = ("get", "inspect", "put", "finalize", "clean")
 """One queue per stage, named as the stage, so operators can scale and watch each one
@@ -56,6 +58,10 @@ for the chunks of a ``put --ids`` file, so that they come out before the run's p
 
 RETRY_ON = (redis.ConnectionError, redis.TimeoutError)
 """Errors worth a retry: Redis restarting or a network blip. Anything else fails the task."""
+
+REDIS_RETRIES = 3
+"""Celery's retries (with backoff) of a task that met :data:`RETRY_ON`; not DEID_MAX_RETRIES,
+which counts a batch's starts before it goes file by file (:mod:`deid_workers.tasks.guard`)."""
 
 PLACEHOLDER_BROKER = "redis://localhost:6379/0"
 """Used only until the CLI points the app at a real (or embedded) broker."""
@@ -148,6 +154,14 @@ def configure(celery_app: Celery, settings: Settings) -> Celery:
     celery_app._backend_cache = None
     celery_app._local = threading.local()
     return celery_app
+
+
+def deid_task(name: str, *, ignore_result: bool = True) -> Callable[[Callable[..., Any]], Any]:
+    """Declare one of deid's tasks (``@deid_task("deid.put")``): bound, acknowledged once it
+    is done (a batch whose worker dies is redelivered), retried on a Redis blip. Only get and
+    inspect keep their result: the chord that fires finalize joins them."""
+    return app.task(name=name, bind=True, autoretry_for=RETRY_ON, retry_backoff=True,
+                    max_retries=REDIS_RETRIES, acks_late=True, ignore_result=ignore_result)
 
 
 def make_app(settings: Settings) -> Celery:

@@ -7,10 +7,10 @@ Why the get (and inspect) stage is a chord with a *generator* header: workers st
 while the walk is still listing folders, and finalize fires once, after the last batch, joined
 by the Redis result backend (crash-safe, in Redis). The generator is ours: :func:`_walk` walks,
 stores a batch, and yields its number; the header tasks are tiny immutable signatures
-``deid.get.si(run_id, n)``. :func:`send_chord` publishes them as Celery's chord does for a
-generator header (one task ahead, so the backend's chord size is set just before the last one
-goes out, celery#3021) but keeps nothing per task: Celery's own path holds every signature
-and one ``AsyncResult`` per batch, which made the producer grow by 80 MB over a million files.
+``deid.get(run_id, n)``. :func:`~deid_workers.tasks.dispatch.send_chord` publishes them as
+Celery's chord does for a generator header but keeps nothing per task: Celery's own path holds
+every signature and one ``AsyncResult`` per batch, which made the producer grow by 80 MB over
+a million files.
 
 ``put`` batches are not a chord (nothing runs after them); progress and completion come from
 the store's counters, and the last put batch marks the run finished. With ``--ids``, the ids
@@ -30,11 +30,10 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis
-from celery.canvas import Signature
 
 from .app import app
 from .config import Settings
@@ -51,8 +50,9 @@ from .run.client import redis_client
 from .run.lifecycle import finish_run
 from .run.memory import MemoryWatch, out_of_memory, redis_reason
 from .run.plan import ACTIONS, final_stage, first_stage
-from .run.record import RUN_SETTINGS
+from .run.record import RunRecord
 from .run.store import RunStore, new_run_id
+from .tasks import dispatch
 
 __all__ = [
     "Submission",
@@ -277,33 +277,33 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
         _check_records(sub)
     client = client if client is not None else connect(settings)
     run_id = new_run_id()
-    record = {
-        "action": sub.action,
-        "input": os.path.abspath(sub.input),
-        "outfolder": os.path.abspath(sub.outfolder),
-        "records": os.path.abspath(sub.records),
-        "overwrite": sub.overwrite,
-        "print_ids": sub.print_ids,
-        "recipe_texts": texts,
+    record = RunRecord(
+        action=sub.action,
+        input=os.path.abspath(sub.input),
+        outfolder=os.path.abspath(sub.outfolder),
+        records=os.path.abspath(sub.records),
+        overwrite=sub.overwrite,
+        print_ids=sub.print_ids,
+        recipe_texts=tuple(texts),
         # workers name their copies so: a recipe error a file meets names the author's file
-        "recipe_files": [os.path.basename(s) for s in recipe.sources],
-        "recipe_sha": recipe.sha256,
-        "recipe_name": recipe.name,
-        "profile": sub.profile,
-        "settings": {k: v for k, v in asdict(settings).items() if k in RUN_SETTINGS},
-        "key_location": sub.key_location,
-        "verify": sub.verify,
-        "clean_pixels": sub.clean_pixels,
-        "quarantine_groups": list(sub.quarantine_groups),
-        "layout": sub.layout,
-        "quarantine": quarantine,
-    }
-    if ids is not None:
-        record["ids_path"] = os.path.abspath(str(sub.ids_path))
-        record["ids_fields"] = ids_fields  # a resume cuts the file the same way
-    store = RunStore.create(client, run_id, record, expiry=settings.run_expiry, keys=keys,
+        recipe_files=tuple(os.path.basename(s) for s in recipe.sources),
+        recipe_sha=recipe.sha256,
+        recipe_name=recipe.name,
+        profile=sub.profile,
+        settings=RunRecord.run_settings(settings),
+        key_location=sub.key_location,
+        verify=sub.verify,
+        clean_pixels=sub.clean_pixels,
+        quarantine_groups=tuple(sub.quarantine_groups),
+        layout=sub.layout,
+        quarantine=quarantine,
+        # a resume cuts the ids file the same way
+        ids_path=os.path.abspath(str(sub.ids_path)) if ids is not None else None,
+        ids_fields=tuple(ids_fields) if ids is not None and ids_fields is not None else None,
+    )
+    store = RunStore.create(client, run_id, record.spec(), expiry=settings.run_expiry, keys=keys,
                             mutable={"walk_done": False, "stage": first_stage(sub.action)})
-    log.info("run %s: %s of %s with recipe %s", run_id, sub.action, record["input"], recipe.name)
+    log.info("run %s: %s of %s with recipe %s", run_id, sub.action, record.input, recipe.name)
     with refused_writes(run_id):
         if ids is not None:
             try:
@@ -342,7 +342,7 @@ def send_ids(store: RunStore, chunks: Iterable[tuple[str, int]], *,
     """
     waiting: deque[tuple[int, str]] = deque()
     n = items = 0
-    with _load_sender(store.run_id) as send:
+    with dispatch.sender("deid.load", store.run_id) as send:
         for text, count in chunks:
             if not skip(n):
                 if len(waiting) >= window:
@@ -391,59 +391,19 @@ def enqueue(store: RunStore, settings: Settings, sub: Submission,
             *, skip: Callable[[int], bool] = lambda n: False,
             tick: Callable[[RunStore], object] | None = None) -> None:
     """Send the run's first stage: a chord for get/inspect/all, plain tasks for put."""
-    from .tasks.finalize import finalize
-    from .tasks.get import get_batch
-    from .tasks.inspect import inspect_batch
-    from .tasks.put import put_batch
-
     run_id = store.run_id
     store.update(state="running")
     if sub.action == "put":
-        with app.producer_or_acquire() as producer:
+        with dispatch.sender("deid.put", run_id) as send:
             for n in _walk(store, sub, settings, skip=skip, tick=tick):
-                put_batch.si(run_id, n).apply_async(producer=producer)
+                send(n)
         finish_run(store, final_stage(bool(store.record().get("clean_pixels"))))
         return
-    task = inspect_batch if sub.action == "inspect" else get_batch
     body_id = str(uuid.uuid4())
     store.update(finalize_task=body_id)
-    header = (task.si(run_id, n) for n in _walk(store, sub, settings, skip=skip, tick=tick))
-    send_chord(header, finalize.si(run_id), body_id)
-
-
-def send_chord(header: Iterator[Signature], body: Signature, body_id: str) -> None:
-    """Publish ``chord(header, body)`` from a generator, keeping nothing per header task.
-
-    What ``chord(header, body).apply_async(task_id=body_id)`` does on the Redis backend, minus
-    its memory: each header task is frozen into the chord's group (group id, index, the body
-    as its ``chord``) and published, and the backend's chord size is set just before the
-    last one goes out, one task ahead as Celery does for a generator header (celery#3021);
-    the join stays the backend's (``on_chord_part_return``). Celery's own path keeps every
-    header signature (its ``regen`` caches what it yields, and a ``tee`` buffers a second
-    copy) and one ``AsyncResult`` per task in the ``GroupResult``: +80 MB of producer RSS
-    at a million files. Here the producer stays flat however long the walk.
-    """
-    group_id = str(uuid.uuid4())
-    body = body.clone()
-    body.freeze(body_id, group_id=group_id)
-    # ignore_result: the join gets each header result from the task itself, not from a stored
-    # result, and without it the producer subscribes to each task's result channel and never
-    # reads the replies (its socket and Redis' output buffer grow with the walk).
-    options = {"add_to_parent": False, "chord": body, "ignore_result": True}
-    size = 0
-    pending: Signature | None = None
-    with app.producer_or_acquire() as producer:
-        for sig in header:
-            if pending is not None:
-                pending.apply_async(producer=producer, **options)
-            sig.freeze(group_id=group_id, chord=body, group_index=size)
-            pending = sig
-            size += 1
-        if pending is None:  # nothing to do: the body runs at once, as Celery's chord does
-            body.apply_async(producer=producer)
-            return
-        app.backend.set_chord_size(group_id, size)
-        pending.apply_async(producer=producer, **options)
+    dispatch.send_chord("deid.inspect" if sub.action == "inspect" else "deid.get", run_id,
+                        _walk(store, sub, settings, skip=skip, tick=tick), "deid.finalize",
+                        body_id)
 
 
 def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStore, str]:
@@ -453,8 +413,6 @@ def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStor
     whose first stage is complete but whose finalize did not run gets finalize again; for
     ``all``, pending put batches are re-sent. A failed run is taken up again the same way.
     """
-    from .tasks.finalize import enqueue_put, finalize
-
     client = client if client is not None else connect(settings)
     store = RunStore.load(client, run_id, keys=settings.cluster_keys())
     rec = store.record()
@@ -464,11 +422,11 @@ def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStor
         # Its cause may be fixed by now (a full disk, a missing folder): the run goes on from
         # where it stopped, and fails again, with a fresh reason, if the cause is still there.
         store.update(state="running", error=None, finished=None)
-    sub = Submission(action=rec["action"], input=rec["input"], outfolder=rec["outfolder"],
-                     overwrite=bool(rec.get("overwrite")), print_ids=bool(rec.get("print_ids")),
-                     records=str(rec.get("records") or ""))
-    run_settings = settings.with_overrides(**{k: v for k, v in (rec.get("settings") or {}).items()
-                                              if k in RUN_SETTINGS})
+    record = RunRecord.of(rec)
+    sub = Submission(action=record.action, input=record.input, outfolder=record.outfolder,
+                     overwrite=record.overwrite, print_ids=record.print_ids,
+                     records=record.records)
+    run_settings = record.applied_to(settings)
     first = first_stage(sub.action)
     done_first = store.done_batches(first)
     walk_done = bool(rec.get("walk_done"))
@@ -478,27 +436,18 @@ def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStor
         if first == "put":
             _resend_ids(store, rec)
         enqueue(store, run_settings, sub, skip=done_first.__contains__)
-        if first == "put" and rec.get("clean_pixels"):
+        if first == "put" and record.clean_pixels:
             _resend_clean(store, int(store.record().get("n_batches") or 0))
         return store, f"re-sent the {first} batches not done ({len(done_first)} were done)"
     if not store.done_batches("finalize"):
-        finalize.si(run_id).apply_async()
+        dispatch.send("deid.finalize", run_id)
         return store, "re-sent finalize"
     pending = list(store.pending_batches("put", n_batches))
-    enqueue_put(run_id, pending)
-    cleans = _resend_clean(store, n_batches) if rec.get("clean_pixels") else 0
-    finish_run(store, final_stage(bool(rec.get("clean_pixels"))))
+    dispatch.send_many("deid.put", [(run_id, n) for n in pending])
+    cleans = _resend_clean(store, n_batches) if record.clean_pixels else 0
+    finish_run(store, final_stage(record.clean_pixels))
     return store, f"re-sent {len(pending)} put batches" + (
         f" and {cleans} clean batches" if cleans else "")
-
-
-@contextlib.contextmanager
-def _load_sender(run_id: str) -> Iterator[Callable[[int], None]]:
-    """``send(chunk)`` publishes the ``deid.load`` of a chunk, over one broker connection."""
-    from .tasks.load import load_chunk
-
-    with app.producer_or_acquire() as producer:
-        yield lambda chunk: load_chunk.si(run_id, chunk).apply_async(producer=producer)
 
 
 def _resend_ids(store: RunStore, rec: dict[str, Any]) -> None:
@@ -515,10 +464,8 @@ def _resend_ids(store: RunStore, rec: dict[str, Any]) -> None:
 
 def _resend_clean(store: RunStore, n_batches: int) -> int:
     """Send the clean batches whose put batch is done but which are not (resume)."""
-    from .tasks.put import send_clean
-
     put_done = store.done_batches("put")
-    return sum(send_clean(store, n) for n in store.pending_batches("clean", n_batches)
+    return sum(dispatch.send_clean(store, n) for n in store.pending_batches("clean", n_batches)
                if n in put_done)
 
 

@@ -67,8 +67,8 @@ def test_send_chord_publishes_lazily_with_the_size_set_before_the_last(monkeypat
     body, the size is set just before the last publish, and nothing else is kept."""
     from celery.canvas import Signature
 
-    from deid_workers import producer
     from deid_workers.app import app
+    from deid_workers.tasks import dispatch
 
     events: list[tuple] = []
 
@@ -84,13 +84,12 @@ def test_send_chord_publishes_lazily_with_the_size_set_before_the_last(monkeypat
     monkeypatch.setattr(type(app.backend), "set_chord_size",
                         lambda self, gid, size: events.append(("size", gid, size)))
 
-    def header():
+    def numbers():
         for n in range(3):
             events.append(("walked", n))
-            yield app.signature("deid.get", args=("run", n), immutable=True)
+            yield n
 
-    producer.send_chord(header(), app.signature("deid.finalize", args=("run",), immutable=True),
-                        "body-id")
+    dispatch.send_chord("deid.get", "run", numbers(), "deid.finalize", "body-id")
     gid = events[-1][2]
     assert events == [
         ("walked", 0), ("walked", 1), ("publish", 0, gid, 0, "body-id", True),
@@ -98,8 +97,7 @@ def test_send_chord_publishes_lazily_with_the_size_set_before_the_last(monkeypat
         ("size", gid, 3), ("publish", 2, gid, 2, "body-id", True),
     ]
     events.clear()
-    producer.send_chord(iter(()), app.signature("deid.finalize", args=("run",), immutable=True),
-                        "body-2")
+    dispatch.send_chord("deid.get", "run", iter(()), "deid.finalize", "body-2")
     assert events == [("body", "body-2")]  # an empty header runs the body at once
 
 
@@ -213,7 +211,9 @@ def _put_setup(tmp_path, monkeypatch, *, chunk_items: int, work: bool = True):
     sent: list[int] = []
 
     @contextlib.contextmanager
-    def sender(run_id):
+    def sender(name, run_id):
+        assert name == "deid.load"
+
         def send(chunk):
             sent.append(chunk)
             if work:
@@ -221,7 +221,7 @@ def _put_setup(tmp_path, monkeypatch, *, chunk_items: int, work: bool = True):
                 store.write_ids_chunk(chunk, store.ids_chunk(chunk))
         yield send
 
-    monkeypatch.setattr(producer, "_load_sender", sender)
+    monkeypatch.setattr(producer.dispatch, "sender", sender)
     (tmp_path / "in").mkdir(exist_ok=True)
     return client, sent
 
@@ -322,7 +322,7 @@ def test_submit_ticks_per_ids_chunk_and_per_batch_so_progress_shows_while_it_sen
 
     from deid_workers import producer
     from deid_workers.config import Settings
-    from deid_workers.progress import stages
+    from deid_workers.run.totals import stage_totals
 
     client, sent = _put_setup(tmp_path, monkeypatch, chunk_items=1)
     walk = producer._walk  # the walk as enqueue runs it, minus the broker
@@ -342,6 +342,6 @@ def test_submit_ticks_per_ids_chunk_and_per_batch_so_progress_shows_while_it_sen
                               outfolder=str(tmp_path / "out"), ids_path=str(path))
     store = producer.submit(Settings(batch_size=1), sub, client=client, tick=tick)
     assert seen == [(1, 0, None), (2, 0, None), (2, 1, 2), (2, 2, 2), (2, 3, 2)]
-    load = stages(store.record(), store.counters())[0]
+    load = stage_totals(store.record(), store.counters())[0]
     assert (load.name, load.done, load.total, load.final, load.unit) == ("load", 2, 2, True,
                                                                          "items")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 
-from deid_workers.progress import Progress, Stage, current, render, stages
+from deid_workers.progress import Progress, current, render
+from deid_workers.run.totals import StageTotal, stage_totals
 
 
 def _line(rec, c, elapsed):
-    return render(stages(rec, c), elapsed)
+    return render(stage_totals(rec, c), elapsed)
 
 
 def test_all_run_shows_get_then_a_bar_for_put_with_its_rate_and_eta():
@@ -32,10 +33,10 @@ def test_clean_stage_trails_put_until_every_put_batch_is_in():
            "clean_pixels": True}
     c = {"walk:files": 20, "get:files": 20, "get:valid": 19, "put:files": 10, "put:batches": 2,
          "put:to_clean": 3, "clean:files": 1}
-    assert current(stages(rec, c)).name == "put"
+    assert current(stage_totals(rec, c)).name == "put"
     assert "clean 1/3+  2.0 files/s" in _line(rec, c, 5.0)  # the rate follows put
     c.update({"put:files": 19, "put:batches": 4, "clean:files": 2})
-    assert current(stages(rec, c)).name == "clean"
+    assert current(stage_totals(rec, c)).name == "clean"
     assert "clean [################--------] 2/3  0.4 files/s" in _line(rec, c, 5.0)
     assert "clean" not in _line({**rec, "clean_pixels": False}, c, 5.0)
 
@@ -54,13 +55,13 @@ def test_stage_rate_restarts_when_the_stage_changes():
 
 
 def test_an_empty_run_renders_without_dividing_by_zero():
-    assert render([Stage("get", 0, 0, True)], 0.0) == "get 0/0  0.0 files/s"
+    assert render([StageTotal("get", 0, 0, True)], 0.0) == "get 0/0  0.0 files/s"
 
 
 def test_put_with_ids_shows_the_load_in_items_before_put():
     rec = {"action": "put", "walk_done": False, "stage": "put", "ids_path": "/ids.json"}
     c = {"load:items": 3000}
-    assert current(stages(rec, c)).name == "load"
+    assert current(stage_totals(rec, c)).name == "load"
     assert _line(rec, c, 2.0) == "load 3000/?  put 0/?  1500.0 items/s"
     rec.update(ids_chunks=4, ids_items=4000, walk_done=True)
     c.update({"load:items": 4000, "walk:files": 500, "put:files": 100})

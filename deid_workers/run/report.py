@@ -16,6 +16,7 @@ from typing import Any
 from ..fs.atomicfile import AtomicFile
 from .plan import STAGE_ORDER, first_stage, stages_of
 from .store import RunStore
+from .totals import stage_total
 
 __all__ = [
     "INSPECT_TSV",
@@ -262,25 +263,22 @@ def run_status(store: RunStore, *, now: float | None = None) -> dict[str, Any]:
     for stage in stages:
         committed[stage] = store.done_batches(stage)
         done_batches = len(committed[stage])
-        if stage == "load":  # items of the ids file (put --ids), in chunks
-            chunks = rec.get("ids_chunks")
-            batches_total = int(chunks) if chunks is not None else None
-            done, total = c.get("load:items", 0), rec.get("ids_items")
-        elif stage == "finalize":
-            batches_total: int | None = 1
+        batches_total: int | None
+        if stage == "finalize":
+            batches_total = 1
             done, total = done_batches, 1
             shards = int(rec.get("export_shards") or 1)
             if shards > 1:  # a sharded ids export: its batches are the shards written
                 batches_total = shards
                 done_batches = shards if done else len(store.done_batches("export"))
         else:
-            batches_total = int(n_batches) if walk_done and n_batches is not None else None
-            done = c.get(f"{stage}:files", 0)
-            total = None
-            if stage == "put" and action == "all":
-                total = c.get("get:valid") if "finalize:last" in t else None
-            elif stage == first_stage(action):
-                total = found if walk_done else None
+            counted = stage_total(stage, rec, c)
+            done, total = counted.done, counted.total if counted.final else None
+            if stage == "load":  # items of the ids file (put --ids), in chunks
+                chunks = rec.get("ids_chunks")
+                batches_total = int(chunks) if chunks is not None else None
+            else:
+                batches_total = int(n_batches) if walk_done and n_batches is not None else None
         start = created
         if stage == "put" and action == "all":
             start = t.get("finalize:last", t.get("put:first", created))

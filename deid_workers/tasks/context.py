@@ -14,7 +14,7 @@ import logging
 import os
 import tempfile
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -25,7 +25,7 @@ from ..errors import RecipeError, RunRefused, StoreError
 from ..fs.folders import check_folders, run_folders
 from ..run.client import shared_client
 from ..run.plan import final_stage
-from ..run.record import RUN_SETTINGS
+from ..run.record import RunRecord
 from ..run.store import RunStore
 
 __all__ = ["RunContext", "run_context", "forget", "client", "worker_settings", "worker_keys",
@@ -58,56 +58,42 @@ def client(url: str | None = None) -> redis.Redis:
 
 @dataclass
 class RunContext:
-    """The immutable part of a run record, as a worker needs it."""
+    """A run as a worker needs it: its store, its record, and this worker's settings with the
+    run's over them; the recipe, layout and provenance are made once per process."""
 
     store: RunStore
-    action: str
-    input: str
-    outfolder: str
-    overwrite: bool
-    records: str
-    created: float
+    record: RunRecord
     settings: Settings
-    recipe_texts: list[str] = field(repr=False)
-    recipe_sha: str = ""
-    print_ids: bool = False
-    verify: bool = False
-    clean_pixels: bool = False
-    quarantine_groups: tuple[str, ...] = ()
-    recipe_name: str = ""
-    recipe_files: tuple[str, ...] = ()
-    quarantine: str = ""  # --clean-pixels: where held-back files go (fs.folders.run_quarantine)
-    layout_kind: str = "mirror"
 
     @cached_property
     def layout(self) -> Any:
         """Where outputs go (:mod:`deid_workers.files.layout`), with this worker's key."""
         from ..files.layout import run_layout
 
-        return run_layout(self.settings, self.layout_kind)
+        return run_layout(self.settings, self.record.layout)
 
     @cached_property
     def provenance(self) -> Any:
         """What every output of the run says about itself (named as the producer named it)."""
         from ..files.provenance import Provenance
 
-        return Provenance.of(self.recipe, name=self.recipe_name or None)
+        return Provenance.of(self.recipe, name=self.record.recipe_name or None)
 
     def pixel_policy(self, *, now: bool) -> Any:
         """The put/clean stages' :class:`~deid_workers.files.triage.PixelPolicy`; None without
         ``--clean-pixels`` (then nothing is triaged and pixels are never looked at)."""
-        if not self.clean_pixels:
+        if not self.record.clean_pixels:
             return None
         from ..files.triage import PixelPolicy
         from ..fs.folders import quarantine_folder
 
-        return PixelPolicy(self.quarantine or quarantine_folder(self.outfolder),
-                           self.quarantine_groups, now=now)
+        return PixelPolicy(self.record.quarantine or quarantine_folder(self.record.outfolder),
+                           self.record.quarantine_groups, now=now)
 
     @property
     def final_stage(self) -> str:
         """The stage whose last batch ends a put/all run: clean with --clean-pixels."""
-        return final_stage(self.clean_pixels)
+        return final_stage(self.record.clean_pixels)
 
     @cached_property
     def recipe(self) -> Any:
@@ -122,15 +108,15 @@ class RunContext:
 
         with tempfile.TemporaryDirectory(prefix="deid-recipe-") as folder:
             paths = []
-            for i, text in enumerate(self.recipe_texts):
-                name = self.recipe_files[i] if i < len(self.recipe_files) else "deid.dicom"
+            for i, text in enumerate(self.record.recipe_texts):
+                name = self.record.recipe_files[i] if i < len(self.record.recipe_files) else "deid.dicom"
                 os.mkdir(os.path.join(folder, str(i)))
                 path = os.path.join(folder, str(i), os.path.basename(name) or "deid.dicom")
                 with open(path, "w", encoding="utf-8") as fh:
                     fh.write(text)
                 paths.append(path)
             recipe = load_recipe(paths if paths else None)
-        if self.recipe_sha and recipe.sha256 and recipe.sha256 != self.recipe_sha:
+        if self.record.recipe_sha and recipe.sha256 and recipe.sha256 != self.record.recipe_sha:
             # Same texts must give the same digest; anything else is a version skew between
             # the producer's and this worker's recipe engine, which would de-identify differently.
             raise RecipeError("recipe differs from the one the run was submitted with "
@@ -160,27 +146,8 @@ def run_context(run_id: str, *, redis_conn: redis.Redis | None = None) -> RunCon
                          "DEID_OUTPUT_ROOTS, so it runs nothing")
     check_folders(run_folders(rec), input_roots=settings.input_roots,
                   output_roots=settings.output_roots, run_id=run_id)
-    overrides = {k: v for k, v in (rec.get("settings") or {}).items() if k in RUN_SETTINGS}
-    ctx = RunContext(
-        store=store,
-        action=rec["action"],
-        input=rec["input"],
-        outfolder=rec["outfolder"],
-        overwrite=bool(rec.get("overwrite")),
-        records=str(rec.get("records") or ""),
-        created=float(rec["created"]),
-        settings=settings.with_overrides(**overrides),
-        recipe_texts=list(rec.get("recipe_texts") or []),
-        recipe_sha=str(rec.get("recipe_sha") or ""),
-        print_ids=bool(rec.get("print_ids")),
-        verify=bool(rec.get("verify")),
-        clean_pixels=bool(rec.get("clean_pixels")),
-        quarantine_groups=tuple(rec.get("quarantine_groups") or ()),
-        recipe_name=str(rec.get("recipe_name") or ""),
-        recipe_files=tuple(str(f) for f in rec.get("recipe_files") or ()),
-        layout_kind=str(rec.get("layout") or "mirror"),
-        quarantine=str(rec.get("quarantine") or ""),
-    )
+    record = RunRecord.of(rec)
+    ctx = RunContext(store, record, record.applied_to(settings))
     _contexts[run_id] = ctx
     while len(_contexts) > _CACHE_SIZE:
         _contexts.popitem(last=False)

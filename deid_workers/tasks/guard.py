@@ -102,6 +102,13 @@ class BatchGuard:
             log.warning("run %s: %s batch %d started %d times; going file by file",
                         ctx.store.run_id, stage, batch_no, self.starts)
 
+    def paths(self) -> list[str]:
+        """The batch's paths, as its start read them (``lists=True``) or from the store;
+        :class:`~deid_workers.errors.StoreError` when the batch is unknown."""
+        if self.start.paths is not None:
+            return self.start.paths
+        return self.store.batch(self.batch_no)
+
     def files(self, paths: list[str]) -> Iterator[str]:
         """The batch's paths, minus poison ones; in careful mode each one is noted first."""
         crash_on = self.ctx.settings.test_crash_on

@@ -24,7 +24,7 @@ from typing import Any
 from celery.exceptions import Reject
 from celery.utils.log import get_task_logger
 
-from ..app import RETRY_ON, app
+from ..app import RETRY_ON, deid_task
 from ..errors import StoreError
 from ..run.lifecycle import fail_run
 from .context import RunContext, run_context
@@ -99,8 +99,7 @@ def await_ids(ctx: RunContext) -> bool:
     raise Reject("the run's ids are still being written", requeue=True)
 
 
-@app.task(name="deid.load", bind=True, autoretry_for=RETRY_ON,
-          retry_backoff=True, max_retries=3, acks_late=True, ignore_result=True)
+@deid_task("deid.load")
 def load_chunk(self: Any, run_id: str, chunk: int) -> dict[str, int]:
     """Write one chunk of the run's ``--ids`` file (see the module doc)."""
     try:

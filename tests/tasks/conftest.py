@@ -10,6 +10,7 @@ import pytest
 
 from deid_workers.app import app
 from deid_workers.run import client as run_client
+from deid_workers.run.record import RunRecord
 from deid_workers.run.store import RunStore
 from deid_workers.synth import write_study_tree
 from deid_workers.tasks import context
@@ -65,11 +66,10 @@ def make_run(fake, tmp_path):
     def make(action: str, *, corrupt: int = 2, images: int = 3, patients: int = 2, **extra):
         root = tmp_path / "in"
         paths = write_study_tree(root, patients=patients, images=images, corrupt=corrupt)
-        record = {"action": action, "input": str(root), "outfolder": str(tmp_path / "out"),
-                  "overwrite": False, "print_ids": False, "recipe_texts": [RECIPE],
-                  "recipe_sha": "", "settings": {"entity_field": "PatientID"}}
-        record.update(extra)
-        store = RunStore.create(fake, "t" + action, record, expiry=600,
+        extra.setdefault("recipe_texts", (RECIPE,))
+        extra.setdefault("settings", {"entity_field": "PatientID"})
+        record = RunRecord(action, str(root), str(tmp_path / "out"), **extra)
+        store = RunStore.create(fake, "t" + action, record.spec(), expiry=600,
                                 keys=context.worker_keys())
         n = 0
         for start in range(0, len(paths), 3):

@@ -225,20 +225,13 @@ def test_a_run_failed_by_its_export_is_taken_up_again_by_resume(make_run, tmp_pa
     def no_space(*args):
         raise OSError(28, "No space left on device")
 
-    class Sent:
-        def __init__(self, run_id):
-            self.run_id = run_id
-
-        def apply_async(self):
-            sent.append(self.run_id)
-
     monkeypatch.setattr(fin, "write_piece", no_space)
     with pytest.raises(OSError):
         export.run(store.run_id, 1, 2)
     assert store.record()["error"] == "identifiers export failed: No space left on device"
     monkeypatch.undo()  # the disk has room again
     sent = []
-    monkeypatch.setattr(fin.finalize, "si", Sent)
+    monkeypatch.setattr(producer.dispatch, "send", lambda name, run_id: sent.append(run_id))
     _, said = producer.resume(settings, store.run_id, client=store.client)
     assert said == "re-sent finalize" and sent == [store.run_id]
     rec = store.record()

@@ -100,19 +100,19 @@ def test_put_redelivery_rewrites_its_own_outputs(make_run, tmp_path, placed):
 def test_put_makes_the_batch_durable_before_its_commit(make_run, tmp_path, monkeypatch):
     """Outputs are written without per-file fsyncs and synced together, before commit_batch."""
     import deid_workers.fs.durable as durable
-    import deid_workers.tasks.put as put_task
+    import deid_workers.tasks.tally as tally_module
 
     store, root, paths, n = make_run("put", corrupt=1)
     calls: list[str] = []
     monkeypatch.setattr(durable.os, "fsync", lambda fd: calls.append("fsync"))
     monkeypatch.setattr(durable, "_syncfs", lambda fd: calls.append("syncfs") or 0)
-    real_sync, real_commit = put_task.sync_paths, type(store).commit_batch
+    real_sync, real_commit = tally_module.sync_paths, type(store).commit_batch
 
     def sync_paths(outputs):
         calls.append(f"sync {len(list(outputs))}")
         real_sync(outputs)
 
-    monkeypatch.setattr(put_task, "sync_paths", sync_paths)
+    monkeypatch.setattr(tally_module, "sync_paths", sync_paths)
     monkeypatch.setattr(type(store), "commit_batch",
                         lambda self, *a, **k: (calls.append("commit"), real_commit(self, *a, **k))[1])
     result = run_put(store.run_id, 0)
