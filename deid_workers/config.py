@@ -140,6 +140,9 @@ class Settings:
     quarantine: str | None = None
     message_level: str = "INFO"  # MESSAGELEVEL, as deid reads it
     log_json: bool = False  # DEID_LOG_JSON
+    # DEID_FAST_IO=0: read with dcmread and write with save_as, not deid-workers' own reader and
+    # encoder (the same datasets and bytes; see dicom/compat.py). On by default.
+    fast_io: bool = True
     # DEID_TEST_CRASH_ON: tests only. A worker SIGKILLs itself on any file whose relative path
     # contains this text, so the suite can prove poison-file quarantine with a real crash.
     test_crash_on: str | None = None
@@ -319,7 +322,7 @@ def _convert(env_name: str, field_name: str, raw: str) -> Any:
     if field_name in ("input_roots", "output_roots"):
         return tuple(os.path.realpath(p) if os.path.isabs(p) else p
                      for p in raw.split(os.pathsep) if p.strip())
-    if field_name == "log_json":
+    if field_name in ("log_json", "fast_io"):
         return _parse_bool(raw)
     if field_name == "message_level":
         return raw.strip().upper()

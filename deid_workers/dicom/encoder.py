@@ -74,8 +74,8 @@ from pydicom.valuerep import (
     validate_value,
 )
 
-from deid_workers.recipe.identifiers import keyword_value
-from deid_workers.recipe.selectors import stock_conversion
+from . import compat
+from .compat import character_set, elements, stored_value
 
 __all__ = ["encode_part10"]
 
@@ -116,8 +116,13 @@ def encode_part10(ds: Dataset) -> bytes:
     the data set nor in the meta), which ``save_as`` refuses, is written as
     ``save_as(enforce_file_format=False)`` writes it, after a 128-byte zero preamble: a Part-10
     file whose meta has every element but that one (deid writes such files too).
+
+    Without :func:`~deid_workers.dicom.compat.fast_io` (``DEID_FAST_IO=0``, or a pydicom the
+    fast path was not written for) pydicom writes every dataset.
     """
     try:
+        if not compat.fast_io():
+            return _encode_with_pydicom(ds)
         return _encode(ds)
     except Exception:  # noqa: BLE001 - any failure: pydicom writes it or raises its own error
         # Off the fast path, or a dataset pydicom refuses: its writer decides (and raises
@@ -133,8 +138,8 @@ def _unknown_sop(ds: Dataset) -> bool:
     meta = ds.__dict__.get("file_meta")
     if not isinstance(meta, FileMetaDataset):
         return False
-    return any(not _raw_text(meta._dict.get(in_meta))  # type: ignore[call-overload]
-               and not _raw_text(ds._dict.get(in_ds))  # type: ignore[call-overload]
+    return any(not _raw_text(elements(meta).get(in_meta))  # type: ignore[call-overload]
+               and not _raw_text(elements(ds).get(in_ds))  # type: ignore[call-overload]
                for in_meta, in_ds in ((0x00020002, 0x00080016), (0x00020003, 0x00080018)))
 
 
@@ -195,7 +200,7 @@ def _has(ds: Dataset, keyword: str, tag: int) -> bool:
     """``keyword in ds``, by its tag."""
     if not _plain(ds, keyword):
         return keyword in ds
-    return tag in ds._dict
+    return tag in elements(ds)
 
 
 def _meta_copy(meta: FileMetaDataset) -> FileMetaDataset:
@@ -204,22 +209,19 @@ def _meta_copy(meta: FileMetaDataset) -> FileMetaDataset:
     Elements are shared, not copied: :func:`_set_meta` replaces an element instead of
     assigning to it, and conversions (``copy[tag]``) only replace entries of the copy's dict.
     """
-    new = object.__new__(type(meta))
-    new.__dict__.update(meta.__dict__)
-    new.__dict__["_dict"] = dict(meta._dict)
-    return new
+    return compat.shallow_copy(meta)
 
 
 def _set_meta(meta: FileMetaDataset, keyword_tag: int, value: Any) -> None:
     """``meta.<keyword> = value`` as ``Dataset.__setattr__`` does it, on a copy of the element
     (the original may be shared with the dataset's own file meta)."""
     tag = BaseTag(keyword_tag)
-    if tag in meta._dict:
+    if tag in elements(meta):
         elem = copy.copy(meta[tag])
         elem.value = value
     else:
         elem = DataElement(tag, dictionary_VR(tag), value)
-    meta._dict[tag] = elem
+    elements(meta)[tag] = elem
 
 
 _CONVERTED: dict[tuple[int, str, bytes], DataElement] = {}
@@ -231,10 +233,10 @@ _MEMO_VRS = frozenset({"OB", "UI"})  # converted the same whatever pydicom's set
 def _meta_elem(meta: FileMetaDataset, tag: int) -> DataElement:
     """``meta[tag]`` on the copy (which converts a raw element), memoised for non-empty
     OB/UI values. The shared result is never assigned to (:func:`_set_meta` copies)."""
-    raw = meta._dict[tag]  # type: ignore[index]
+    raw = elements(meta)[tag]  # type: ignore[index]
     if type(raw) is DataElement:
         return raw  # what meta[tag] gives for an element already converted
-    if type(raw) is not RawDataElement or raw.VR not in _MEMO_VRS or not raw.value or not stock_conversion():
+    if type(raw) is not RawDataElement or raw.VR not in _MEMO_VRS or not raw.value or not compat.stock_conversion():
         return meta[tag]
     key = (raw.tag, raw.VR, raw.value)
     elem = _CONVERTED.get(key)
@@ -244,7 +246,7 @@ def _meta_elem(meta: FileMetaDataset, tag: int) -> DataElement:
             # Only values whose conversion cannot warn: an invalid UID warns on every read.
             _CONVERTED[key] = elem
     else:
-        meta._dict[raw.tag] = elem
+        elements(meta)[raw.tag] = elem
     return elem
 
 
@@ -258,7 +260,7 @@ def _valid(vr: str, value: Any) -> bool:
 
 def _meta_get(meta: FileMetaDataset, tag: int) -> DataElement | None:
     """The element at ``tag`` of the copy, converted (:func:`_meta_elem`), or None."""
-    return None if tag not in meta._dict else _meta_elem(meta, tag)
+    return None if tag not in elements(meta) else _meta_elem(meta, tag)
 
 
 def _meta_value(meta: FileMetaDataset, tag: int) -> Any:
@@ -275,8 +277,8 @@ def _meta_missing(meta: FileMetaDataset, tag: int) -> bool:
     elem = _meta_get(meta, tag)
     if elem is None:
         return True
-    if type(elem) is DataElement and type(elem._value) in _PLAIN_VALUES and elem.VR != "SQ":
-        return not elem._value  # is_empty for a str or bytes value: VM 0 when it is empty
+    if type(elem) is DataElement and type(stored_value(elem)) in _PLAIN_VALUES and elem.VR != "SQ":
+        return not stored_value(elem)  # is_empty for a str or bytes value: VM 0 when it is empty
     return bool(elem.is_empty)
 
 
@@ -284,20 +286,20 @@ def _complete_meta(meta: FileMetaDataset, ds: Dataset) -> None:
     """What ``dcmwrite(enforce_file_format=True)`` and ``validate_file_meta`` do to the copy
     of the file meta: media UIDs from the dataset, version and implementation filled in."""
     meta_class = _meta_value(meta, 0x00020002)
-    ds_class = keyword_value(ds, "SOPClassUID", 0x00080016)
+    ds_class = compat.keyword_value(ds, "SOPClassUID", 0x00080016)
     if meta_class is None or (ds_class and ds_class != meta_class):
         _set_meta(meta, 0x00020002, ds_class)
     meta_instance = _meta_value(meta, 0x00020003)
-    ds_instance = keyword_value(ds, "SOPInstanceUID", 0x00080018)
+    ds_instance = compat.keyword_value(ds, "SOPInstanceUID", 0x00080018)
     if meta_instance is None or (ds_instance and ds_instance != meta_instance):
         _set_meta(meta, 0x00020003, ds_instance)
-    if any(tag >> 16 != 2 for tag in meta._dict):
+    if any(tag >> 16 != 2 for tag in elements(meta)):
         raise _OffPath("file meta with other groups")
     if _meta_missing(meta, 0x00020001):
         _set_meta(meta, 0x00020001, b"\x00\x01")
     if _meta_missing(meta, 0x00020012):
         _set_meta(meta, 0x00020012, UID(PYDICOM_IMPLEMENTATION_UID))
-    if 0x00020013 not in meta._dict:
+    if 0x00020013 not in elements(meta):
         _set_meta(meta, 0x00020013, _IMPLEMENTATION_VERSION)
     if any(_meta_missing(meta, tag) for tag in (0x00020002, 0x00020003, 0x00020010)):
         raise _OffPath("required file meta missing")  # pydicom raises
@@ -307,7 +309,7 @@ def _encode(ds: Dataset) -> bytes:
     """The steps of ``Dataset.save_as`` and ``dcmwrite`` for enforce_file_format=True."""
     if not isinstance(ds, Dataset):
         raise _OffPath("not a dataset")
-    tags = sorted(ds._dict, key=int)
+    tags = sorted(elements(ds), key=int)
     if tags and tags[0] < 0x00030000 and any(t >> 16 in (0, 2) for t in tags):
         raise _OffPath("command or file meta elements in the dataset")
     original_meta = ds.__dict__.get("file_meta")
@@ -316,7 +318,7 @@ def _encode(ds: Dataset) -> bytes:
     little = ds.original_encoding[1]
     if little is not None:
         # save_as reads the transfer syntax from the dataset's own file meta first.
-        keyword_value(original_meta, "TransferSyntaxUID", 0x00020010)
+        compat.keyword_value(original_meta, "TransferSyntaxUID", 0x00020010)
         if not little:
             raise _OffPath("big endian dataset")
     meta = _meta_copy(original_meta)
@@ -343,14 +345,14 @@ def _encode(ds: Dataset) -> bytes:
 
 def _write_meta(fp: DicomBytesIO, meta: FileMetaDataset) -> None:
     """``write_file_meta_info(fp, meta, enforce_standard=True)`` once the meta is complete."""
-    if 0x00020000 not in meta._dict:
+    if 0x00020000 not in elements(meta):
         _set_meta(meta, 0x00020000, 0)
     fp.is_implicit_VR = False
     start = fp.tell()
     _write_dataset(fp, meta, default_encoding, False)
     end = fp.tell()
     length = end - start - 12
-    elem = meta._dict[0x00020000]  # type: ignore[index]
+    elem = elements(meta)[0x00020000]  # type: ignore[index]
     fp.seek(start)
     if (type(elem) is DataElement and elem.VR == "UL" and not elem.is_undefined_length
             and 0 <= length <= 0xFFFFFFFF):
@@ -392,12 +394,12 @@ def _encodings(dataset_encoding: Any) -> list[str]:
 def _write_dataset(fp: DicomBytesIO, ds: Dataset, parent_encoding: Any, implicit: bool,
                    tags: Sequence[int] | None = None) -> None:
     """``filewriter.write_dataset`` for a little endian ``fp``."""
-    get_item: Any = ds._dict.__getitem__
-    # Without a Specific Character Set (most items, the file meta), ds._character_set is
+    get_item: Any = elements(ds).__getitem__
+    # Without a Specific Character Set (most items, the file meta), character_set(ds) is
     # the parent's encoding and ds.get("SpecificCharacterSet", ...) the default: both are
     # known without their lookups (for pydicom's own classes; others may override them).
-    inherited = _plain(ds, "SpecificCharacterSet") and 0x00080005 not in ds._dict
-    current = ds._parent_encoding if inherited else ds._character_set
+    inherited = _plain(ds, "SpecificCharacterSet") and 0x00080005 not in elements(ds)
+    current = compat.parent_encoding(ds) if inherited else character_set(ds)
     if (implicit, True) != ds.original_encoding or ds.original_character_set != current:
         if not _nothing_to_correct(ds):
             ds = correct_ambiguous_vr(ds, True)
@@ -409,7 +411,7 @@ def _write_dataset(fp: DicomBytesIO, ds: Dataset, parent_encoding: Any, implicit
     # (and a charset it would warn about goes to pydicom, so the warnings stay the same).
     encodings = _encodings(dataset_encoding)
     write = fp.write
-    for tag in sorted(ds._dict, key=int) if tags is None else tags:
+    for tag in sorted(elements(ds), key=int) if tags is None else tags:
         if not tag & 0xFFFF and tag >> 16 > 6:
             continue  # retired group lengths are not written
         elem = get_item(tag)
@@ -428,7 +430,7 @@ def _nothing_to_correct(ds: Dataset) -> bool:
     so pydicom runs the correction on it; most hold nothing it could change.)"""
     if type(ds) not in _PYDICOM_DATASETS:
         return False  # its own elements() or __getitem__ may do more
-    for elem in ds._dict.values():
+    for elem in elements(ds).values():
         if type(elem) is not DataElement or elem.VR == "SQ" or elem.VR in AMBIGUOUS_VR:
             return False
     return True
@@ -507,7 +509,7 @@ def _write_element(fp: DicomBytesIO, elem: DataElement | RawDataElement, dataset
     if vr == "SQ":
         _write_sequence(fp, elem, encodings, implicit)  # type: ignore[arg-type]
         return
-    value = elem._value  # type: ignore[union-attr]
+    value = stored_value(elem)
     value_type = type(value)
     try:
         kind, info, fast = _PLANS[(vr, value_type)]  # type: ignore[index]

@@ -20,8 +20,9 @@ an accepted file needs none of its truncation checks, only the sequence checks.
 Those checks convert every sequence, which pydicom does through the same generator:
 :func:`convert_sequence` converts a plain defined-length one (defined-length, non-empty items
 that their elements fill exactly) the same way as the top level, and leaves others to pydicom.
-Datasets are made from the attributes pydicom's constructors set (:func:`_make`), and every
-refusal, conversion and object is checked against dcmread by tests/test_fastread.py.
+Datasets are made from the attributes pydicom's constructors set
+(:func:`~deid_workers.dicom.compat.new_dataset`), and every refusal, conversion and object is
+checked against dcmread by tests/dicom/test_fastread.py.
 """
 
 from __future__ import annotations
@@ -30,9 +31,7 @@ from collections.abc import MutableSequence
 from io import BytesIO
 from itertools import islice
 from struct import Struct
-from typing import Any, TypeVar
 
-from pydicom import config
 from pydicom.charset import default_encoding, python_encoding
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import (
@@ -47,7 +46,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 
-from deid_workers.recipe.selectors import stock_conversion
+from . import compat
 
 __all__ = ["convert_sequence", "parse_headers", "parse_part10"]
 
@@ -161,45 +160,14 @@ def _elements(
     return elements, pos, before_pixels if before_pixels >= 0 else len(elements)
 
 
-_D = TypeVar("_D", bound=Dataset)
-
-
-_State = tuple[dict[str, Any], tuple[str, ...]]
-
-
-def _state(ds: Dataset) -> _State:
-    """The attributes of ``ds`` but its elements, file meta and buffer, and which of them are
-    containers (private blocks, pixel options...), of which each dataset has its own."""
-    state = {k: v for k, v in vars(ds).items() if k not in ("_dict", "file_meta", "buffer")}
-    return state, tuple(k for k, v in state.items() if isinstance(v, (dict, list, set)))
-
-
-_DATASET_STATE = _state(Dataset())
-_META_STATE = _state(FileMetaDataset())
-_FILE_STATE = _state(FileDataset(BytesIO(), {}, None, FileMetaDataset(), True, True))
+_DATASET_STATE = compat.constructor_state(Dataset())
+_META_STATE = compat.constructor_state(FileMetaDataset())
+_FILE_STATE = compat.constructor_state(FileDataset(BytesIO(), {}, None, FileMetaDataset(), True, True))
 """The attributes pydicom's constructors give a new dataset (a FileDataset: of a buffer,
 little endian), taken once from the constructors themselves."""
-_USE_FUTURE = config._use_future
+_USE_FUTURE = compat.future_api()
 """The constructors set other attributes when this pydicom setting changes: then the real
 constructors are left to dcmread (parse_part10 and convert_sequence give None)."""
-
-
-def _make(cls: type[_D], state: _State, values: dict[str, Any]) -> _D:
-    """A ``cls`` as its constructor makes it: ``state`` (its containers copied) with
-    ``values`` in place of the defaults.
-
-    The constructors set each attribute through ``Dataset.__setattr__``, a Python call per
-    attribute: about fifteen a dataset, for four or more datasets a file.
-    """
-    ds = object.__new__(cls)
-    defaults, containers = state
-    attributes = defaults.copy()
-    for key in containers:
-        attributes[key] = attributes[key].copy()
-    attributes.update(values)
-    ds.__dict__.update(attributes)
-    return ds
-
 
 def _file_meta(data: bytes) -> tuple[FileMetaDataset, int] | None:
     """The file meta as dcmread leaves it (first element and TransferSyntaxUID converted),
@@ -214,15 +182,15 @@ def _file_meta(data: bytes) -> tuple[FileMetaDataset, int] | None:
     if len(data) - ds_start < 12:
         return None
     # FileMetaDataset(raw) (all group 2, as validate checks), then set_original_encoding.
-    file_meta = _make(FileMetaDataset, _META_STATE, {
-        "_dict": raw, "_read_implicit": False, "_read_little": True,
-        "_read_charset": default_encoding,
+    file_meta = compat.new_dataset(FileMetaDataset, _META_STATE, {
+        compat.ELEMENTS: raw, compat.READ_IMPLICIT: False, compat.READ_LITTLE: True,
+        compat.READ_CHARSET: default_encoding,
     })
     first = next(iter(raw))
     file_meta[first]  # dcmread converts the first element to test the encoding
     # Tags are in order, so a group length is the first element. A wrong one is logged by
     # dcmread: left to dcmread.
-    if first == _GROUP_LENGTH and file_meta._dict[first].value != ds_start - 144:
+    if first == _GROUP_LENGTH and compat.elements(file_meta)[first].value != ds_start - 144:
         return None
     return file_meta, ds_start
 
@@ -230,7 +198,7 @@ def _file_meta(data: bytes) -> tuple[FileMetaDataset, int] | None:
 def _syntax(file_meta: FileMetaDataset) -> str | None:
     """The transfer syntax, converted in place as dcmread's ``file_meta.get`` does."""
     tag = _tag(_TRANSFER_SYNTAX)
-    return file_meta[tag].value if tag in file_meta._dict else None
+    return file_meta[tag].value if tag in compat.elements(file_meta) else None
 
 
 _QUIET: dict[tuple[str | None, bytes], bool] = {}
@@ -281,7 +249,7 @@ def parse_headers(prefix: bytes) -> tuple[FileDataset, int] | None:
 
 
 def _parse(data: bytes, headers_only: bool, prefix: bool) -> tuple[FileDataset, int] | None:
-    if len(data) < 144 or data[128:132] != b"DICM" or config._use_future != _USE_FUTURE:
+    if len(data) < 144 or data[128:132] != b"DICM" or compat.future_api() != _USE_FUTURE:
         return None
     try:
         meta = _file_meta(data)
@@ -315,15 +283,15 @@ def _parse(data: bytes, headers_only: bool, prefix: bool) -> tuple[FileDataset, 
         if charset is not None and not _quiet_charset(charset):
             return None
         # dcmread builds a Dataset on the same dict first; all it does that lasts is convert
-        # (0008,0005) in that dict, which _character_set does here (that tag's conversion
+        # (0008,0005) in that dict, which the character set lookup does here (that tag's conversion
         # uses neither the dataset's encoding nor its other elements).
         # FileDataset(BytesIO(data), raw, data[:128], file_meta, implicit, True)
-        values = {"_dict": raw, "preamble": data[:128], "file_meta": file_meta,
-                  "buffer": BytesIO(data), "_read_implicit": implicit}
+        values = {compat.ELEMENTS: raw, "preamble": data[:128], "file_meta": file_meta,
+                  "buffer": BytesIO(data), compat.READ_IMPLICIT: implicit}
         if "_is_implicit_VR" in _FILE_STATE[0]:  # pydicom 3 keeps it until v4
             values["_is_implicit_VR"] = implicit
-        ds = _make(FileDataset, _FILE_STATE, values)
-        ds.set_original_encoding(implicit, True, ds._character_set)
+        ds = compat.new_dataset(FileDataset, _FILE_STATE, values)
+        ds.set_original_encoding(implicit, True, compat.character_set(ds))
     except Exception:  # noqa: BLE001 - anything unexpected is dcmread's to judge
         return None
     return ds, stop
@@ -355,9 +323,10 @@ def _items(
             return None
         # As pydicom's read_sequence_item and read_dataset build an item: Dataset(raw,
         # parent_encoding=encodings), set_original_encoding, then where it starts.
-        item = _make(Dataset, _DATASET_STATE, {
-            "_parent_encoding": encodings, "_dict": parsed[0], "_read_implicit": implicit,
-            "_read_little": True, "_read_charset": encodings, "seq_item_tell": pos + offset,
+        item = compat.new_dataset(Dataset, _DATASET_STATE, {
+            compat.PARENT_ENCODING: encodings, compat.ELEMENTS: parsed[0],
+            compat.READ_IMPLICIT: implicit, compat.READ_LITTLE: True, compat.READ_CHARSET: encodings,
+            "seq_item_tell": pos + offset,
             "file_tell": pos + offset,
         })
         items.append(item)
@@ -368,7 +337,7 @@ def _items(
 
 
 def convert_sequence(ds: Dataset, tag: BaseTag) -> DataElement | None:
-    """Convert the raw sequence ``ds[tag]`` (``tag`` a key of ``ds._dict``) in place as
+    """Convert the raw sequence ``ds[tag]`` (``tag`` a key of ``compat.elements(ds)``) in place as
     ``ds[tag]`` would, and return it; or do nothing and return None when it is not a plain
     defined-length little endian sequence with the stock conversion hooks.
 
@@ -377,7 +346,7 @@ def convert_sequence(ds: Dataset, tag: BaseTag) -> DataElement | None:
     parsed like the top level, and the DataElement is built, stored and given its pixel
     representation by pydicom's own code, as ``Dataset.__getitem__`` does.
     """
-    raw = ds._dict[tag]
+    raw = compat.elements(ds)[tag]
     if (
         not isinstance(raw, RawDataElement)
         or not raw.value  # empty, or deferred
@@ -388,10 +357,10 @@ def convert_sequence(ds: Dataset, tag: BaseTag) -> DataElement | None:
     vr = raw.VR
     if vr is None and not tag.is_private:
         vr = _dictionary_vr(tag)
-    if vr != VR.SQ or not stock_conversion() or config._use_future != _USE_FUTURE:
+    if vr != VR.SQ or not compat.stock_conversion() or compat.future_api() != _USE_FUTURE:
         return None
     # Dataset.__getitem__ and convert_value: the encodings the items inherit.
-    encodings = ds.original_character_set or ds._character_set
+    encodings = ds.original_character_set or compat.character_set(ds)
     encodings = encodings or [default_encoding]
     if isinstance(encodings, str):
         encodings = [encodings]
@@ -405,7 +374,7 @@ def convert_sequence(ds: Dataset, tag: BaseTag) -> DataElement | None:
     # __getitem__ then does that once more, to the same effect (the same values are read
     # and written again), so it is not repeated here.
     ds[tag] = DataElement(raw.tag, vr, sequence, raw.value_tell, False, already_converted=True)
-    return ds._dict[tag]  # type: ignore[return-value]
+    return compat.elements(ds)[tag]  # type: ignore[return-value]
 
 
 def _dictionary_vr(tag: BaseTag) -> str | None:

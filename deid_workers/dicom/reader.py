@@ -49,6 +49,7 @@ from ..reasons import (
     SPARSE,
     TOO_LARGE,
 )
+from . import compat
 from .fastread import convert_sequence, parse_headers, parse_part10
 
 __all__ = ["REASONS", "is_media_index", "read_dataset"]
@@ -71,6 +72,7 @@ _EXPLICIT_VRS = frozenset(
     b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN "
     b"UR US UT UV".split()
 )
+
 _LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ UC UN UR UT SV UV".split())
 
 def _looks_like_dicom_without_preamble(head: bytes) -> bool:
@@ -152,13 +154,13 @@ def _sequential_end(ds: FileDataset, fp: BinaryIO, size: int, force: bool, warne
     if warned or not from_fp or size < 132 or meta.original_encoding[0]:
         return None
     meta_end: int | None = 0 if force else 132
-    if meta._dict:
+    if compat.elements(meta):
         meta_end = _last_end(meta)
         if meta_end is None:
             return None
     first = last = None
     first_tell = last_tell = -1
-    for elem in ds._dict.values():
+    for elem in compat.elements(ds).values():
         if isinstance(elem, RawDataElement):
             if elem.length == _UNDEFINED:
                 return None
@@ -184,7 +186,7 @@ def _last_end(ds: Dataset) -> int | None:
     """End of the last element of ``ds`` (all of defined length), or None."""
     last: RawDataElement | DataElement | None = None
     last_tell = -1
-    for elem in ds._dict.values():
+    for elem in compat.elements(ds).values():
         if not _defined(elem):
             return None
         tell = elem.value_tell if isinstance(elem, RawDataElement) else elem.file_tell
@@ -199,8 +201,8 @@ def _last_end(ds: Dataset) -> int | None:
 
 def _check_raw_lengths(ds: Dataset) -> None:
     """Raise EOFError if a top-level value was cut short (pydicom does not check)."""
-    for tag in list(ds._dict):
-        raw = ds._dict[tag]
+    for tag in list(compat.elements(ds)):
+        raw = compat.elements(ds)[tag]
         if isinstance(raw, RawDataElement) and raw.value is None:
             raw = ds[tag]  # what Dataset.get_item does with a value-less raw element
         if isinstance(raw, RawDataElement) and raw.value is not None and raw.length != _UNDEFINED:
@@ -274,14 +276,14 @@ def _may_be_sequence(tag: int, raw: RawDataElement) -> bool:
     return vr == "SQ" or (vr == "UN" and raw.length == _UNDEFINED)
 
 
-def _check_elements(ds: Dataset) -> None:
+def _check_elements(ds: Dataset, fast: bool = True) -> None:
     """Raise if an element at any depth was cut short, has an unknown VR, or is a damaged
     sequence, so such a file fails here, not in get_identifiers or a recipe.
 
     It looks at the raw elements and parses sequences only: converting every value (what a
     plain ``for elem in ds`` does) found nothing more and cost two thirds of a header read.
     """
-    elements = ds._dict
+    elements = compat.elements(ds)
     for tag in list(elements):
         # Fetched now, not listed before: converting a sequence also converts the
         # PixelRepresentation of its dataset, as Dataset.get_item would then return it.
@@ -296,13 +298,13 @@ def _check_elements(ds: Dataset) -> None:
                 if raw.VR in _PLAIN_VRS or not _may_be_sequence(tag, raw):
                     continue
                 # The same conversion as ds[tag], without pydicom's reader for plain items.
-                converted = convert_sequence(ds, tag)
+                converted = convert_sequence(ds, tag) if fast else None
                 elem = converted if converted is not None else ds[tag]
         else:
             elem = raw
         if elem.VR == "SQ":
             for item in elem.value:
-                _check_elements(item)
+                _check_elements(item, fast)
 
 
 _WHOLE_MAX = 64 * 1024
@@ -350,6 +352,8 @@ def _parse(
         force = True
     else:
         raise _NotDicom
+    if not compat.fast_io():
+        return _parse_plain(fh, size, headers_only, force)
     fp: BinaryIO
     partial: bool | None = None
     in_memory = size <= _WHOLE_MAX or len(data) < _WHOLE_MAX
@@ -408,7 +412,24 @@ def _parse(
     return _last_checks(ds, fp if headers_only else None, size)
 
 
-def _last_checks(ds: FileDataset, pixels_at: BinaryIO | None, size: int) -> FileDataset:
+def _parse_plain(fh: BinaryIO, size: int, headers_only: bool, force: bool) -> FileDataset:
+    """:func:`_parse` the plain way (``DEID_FAST_IO=0``, or a pydicom the fast reader was
+    not written for): ``dcmread`` on the file, its reads watched for one cut short, then the
+    same checks."""
+    fh.seek(0)
+    watch = _ShortReadWatch(fh)
+    ds = dcmread(watch, stop_before_pixels=headers_only, force=force)
+    if force and not ds.file_meta and "SOPClassUID" not in ds and "SOPInstanceUID" not in ds:
+        raise InvalidDicomError("no SOP class or instance after a forced read")
+    if watch.partial:
+        raise EOFError("file ends inside an element")
+    if len(ds) == 0:
+        raise EOFError("no data set after the file meta")
+    return _last_checks(ds, fh if headers_only else None, size, fast=False)
+
+
+def _last_checks(ds: FileDataset, pixels_at: BinaryIO | None, size: int, *,
+                 fast: bool = True) -> FileDataset:
     """What every read checks once parsed: the file meta's raw lengths (which also converts
     its value-less elements), the pixel element's length (``pixels_at``: positioned where a
     headers-only read stopped; None when nothing is left to check there) and what converting
@@ -416,7 +437,7 @@ def _last_checks(ds: FileDataset, pixels_at: BinaryIO | None, size: int) -> File
     _check_raw_lengths(ds.file_meta)
     if pixels_at is not None:
         _check_pixel_element(pixels_at, ds, size)
-    _check_elements(ds)
+    _check_elements(ds, fast)
     _trust_the_bytes(ds)
     return ds
 
@@ -432,7 +453,7 @@ def _trust_the_bytes(ds: FileDataset) -> None:
     implicit, little = ds.original_encoding
     if implicit is None:
         return
-    for tag, elem in ds._dict.items():
+    for tag, elem in compat.elements(ds).items():
         if type(elem) is RawDataElement:
             if tag >> 16 == 0x0002:
                 continue  # file meta elements misplaced in the data set: always explicit
@@ -453,11 +474,11 @@ _FILE_SET_ID = 0x00041130
 def is_media_index(ds: Dataset) -> bool:
     """Whether ``ds`` is a DICOMDIR: its file meta names the Media Storage Directory class,
     or it holds the directory's own elements (a DICOMDIR whose meta was lost)."""
-    elements = ds._dict
+    elements = compat.elements(ds)
     if _DIRECTORY_RECORDS in elements or _FILE_SET_ID in elements:
         return True
     meta = ds.__dict__.get("file_meta")
-    elem = meta._dict.get(0x00020002) if isinstance(meta, Dataset) else None
+    elem = compat.elements(meta).get(0x00020002) if isinstance(meta, Dataset) else None
     if elem is None:
         return False
     value = elem.value

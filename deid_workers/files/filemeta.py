@@ -47,6 +47,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from ..dicom import compat
 from ..recipe.funcs import hmac_uid
 
 __all__ = [
@@ -144,7 +145,7 @@ _NO_META = Dataset()
 
 def _encapsulated(ds: Dataset) -> bool | None:
     """Whether PixelData is encapsulated (undefined length); None without PixelData."""
-    elem = ds._dict.get(_PIXEL_DATA)  # type: ignore[call-overload]
+    elem = compat.elements(ds).get(_PIXEL_DATA)  # type: ignore[call-overload]
     if elem is None:
         return None
     if isinstance(elem, RawDataElement):
@@ -206,7 +207,7 @@ def _decide_syntax(text: str | None, implicit: bool | None, little: bool | None,
 
 def _value(ds: Dataset, tag: int) -> Any:
     """The value at ``tag``, raw bytes or converted, without converting (a lookup)."""
-    elem = ds._dict.get(tag)  # type: ignore[call-overload]
+    elem = compat.elements(ds).get(tag)  # type: ignore[call-overload]
     return None if elem is None else elem.value
 
 
@@ -222,10 +223,10 @@ def _element(tag: int, value: Any) -> DataElement:
         template = _TEMPLATES[(tag, kind)] = DataElement(tag, dictionary_VR(tag), value)
     new = object.__new__(DataElement)
     new.__dict__.update(template.__dict__)
-    if template._value != value:
+    if compat.stored_value(template) != value:
         # A UID is a str that pydicom validates when built (a warning at most, as the
         # writer warns); values here are the data set's or made by hmac_uid.
-        new._value = str.__new__(UID, value) if template.VR == "UI" else value
+        compat.set_stored_value(new, str.__new__(UID, value) if template.VR == "UI" else value)
     return new
 
 
@@ -243,7 +244,7 @@ def complete_meta(ds: Dataset, original: Original, key: Callable[[], bytes],
     if not isinstance(meta, FileMetaDataset):
         meta = FileMetaDataset()
         ds.file_meta = meta
-    elements: Any = meta._dict
+    elements: Any = compat.elements(meta)
     # One pass by the dict's own keys: looking a BaseTag key up by int calls its Python
     # __eq__, several times per file otherwise.
     present: dict[int, Any] = {}
@@ -257,7 +258,7 @@ def complete_meta(ds: Dataset, original: Original, key: Callable[[], bytes],
     sop_class = _uid_text(_value(ds, _SOP_CLASS))
     if sop_class is None and original.sop_class is not None:
         sop_class = original.sop_class  # not identifying, and Type 1: put back
-        _put(ds._dict, _element(_SOP_CLASS, sop_class))
+        _put(compat.elements(ds), _element(_SOP_CLASS, sop_class))
     missing: tuple[str, ...] = ()
     media_class = sop_class or original.meta_class
     if media_class is None:
@@ -271,7 +272,7 @@ def complete_meta(ds: Dataset, original: Original, key: Callable[[], bytes],
     if instance is None:
         if original.sop_instance is not None:
             instance = hmac_uid(key(), original.sop_instance)
-            _put(ds._dict, _element(_SOP_INSTANCE, instance))
+            _put(compat.elements(ds), _element(_SOP_INSTANCE, instance))
         elif original.meta_instance is not None:
             instance = hmac_uid(key(), original.meta_instance)
     if instance is None:

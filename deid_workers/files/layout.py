@@ -43,7 +43,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from ..config import Settings
-from ..recipe.identifiers import element_value
+from ..dicom import compat
 
 __all__ = [
     "run_layout",
@@ -92,14 +92,14 @@ def tokens(text: str) -> list[str]:
 def _text_values(ds: Dataset, tag: int) -> list[str]:
     """The value(s) of ``ds[tag]`` as text, from the raw bytes when they are plain ASCII
     (no conversion, so the data set is left exactly as read), else as pydicom decodes them."""
-    elem = ds._dict.get(tag)  # type: ignore[call-overload]
+    elem = compat.elements(ds).get(tag)  # type: ignore[call-overload]
     if elem is None:
         return []
     raw = elem.value if type(elem) is RawDataElement else None
     if isinstance(raw, bytes) and raw.isascii():
         text = raw.decode("ascii")
         return [v for v in text.strip(" \0").split("\\") if v.strip(" \0")]
-    value = element_value(ds, tag)
+    value = compat.element_value(ds, tag)
     if value is None or value == "":
         return []
     if isinstance(value, (list, tuple, MultiValue)):
@@ -115,9 +115,9 @@ def identifying_tokens(ds: Dataset) -> dict[str, str]:
         for value in _text_values(ds, tag):
             for tok in tokens(value):
                 out.setdefault(tok, keyword)
-    if _OTHER_IDS_SEQUENCE in ds._dict:
+    if _OTHER_IDS_SEQUENCE in compat.elements(ds):
         try:
-            items = element_value(ds, _OTHER_IDS_SEQUENCE) or ()
+            items = compat.element_value(ds, _OTHER_IDS_SEQUENCE) or ()
             for item in items:
                 for value in _text_values(item, _PATIENT_ID):
                     for tok in tokens(value):
@@ -210,7 +210,7 @@ _VERDICTS: dict[tuple[str, int], bool] = {}
 def _identity(ds: Dataset) -> tuple[dict[str, str], int | None]:
     """:func:`identifying_tokens` of ``ds`` and a handle for its set of values (None when the
     values cannot be a cache key: converted elements, an Other Patient IDs Sequence)."""
-    elements = ds._dict
+    elements = compat.elements(ds)
     key: list[Any] = []
     for tag in _TOKEN_TAG_LIST:
         elem = elements.get(tag)  # type: ignore[call-overload]
@@ -267,7 +267,7 @@ def _holds_uid(name: str, uids: list[str]) -> bool:
 def _instance_uid_values(ds: Dataset) -> list[str]:
     """The file's own instance UIDs (8 characters or more), from the raw bytes if it can."""
     out = []
-    elements = ds._dict
+    elements = compat.elements(ds)
     for tag in _UID_TAGS:
         elem = elements.get(tag)  # type: ignore[call-overload]
         if elem is None:

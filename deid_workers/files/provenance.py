@@ -37,8 +37,8 @@ from pydicom.dataset import Dataset, FileDataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
+from ..dicom import compat
 from ..errors import RecipeError
-from ..recipe.identifiers import keyword_value
 from ..recipe.model import Recipe
 from ..recipe.standard import cid_7050
 
@@ -163,7 +163,7 @@ def _code_item(code: str) -> Dataset:
     """A new item for ``code``, equal to one built with keyword assignments, sharing nothing
     mutable with any other item (callers may change what they get)."""
     key = (code, pydicom_config.settings.reading_validation_mode,
-           bool(getattr(pydicom_config, "_use_future", False)))
+           compat.future_api())
     try:
         template = _ITEMS[key]
     except KeyError:
@@ -175,11 +175,11 @@ def _code_item(code: str) -> Dataset:
     for name, value in template.__dict__.items():
         state[name] = value.copy() if type(value) is dict else value
     elements = {}
-    for tag, elem in template._dict.items():
+    for tag, elem in compat.elements(template).items():
         new = object.__new__(DataElement)
         new.__dict__.update(elem.__dict__)
         elements[tag] = new
-    state["_dict"] = elements
+    state[compat.ELEMENTS] = elements
     return item
 
 
@@ -189,14 +189,14 @@ def _template(item: Dataset) -> Dataset | None:
     if type(item) is not Dataset:
         return None
     for name, value in item.__dict__.items():
-        if name == "_dict":
+        if name == compat.ELEMENTS:
             continue
         if type(value) is dict:
             if not all(type(v) in _IMMUTABLE for v in value.values()):
                 return None
         elif type(value) not in _IMMUTABLE:
             return None
-    for elem in item._dict.values():
+    for elem in compat.elements(item).values():
         if type(elem) is not DataElement or any(
                 type(v) not in _IMMUTABLE for v in elem.__dict__.values()):
             return None
@@ -226,10 +226,10 @@ def stamp(ds: Dataset, provenance: Provenance | Recipe, *, pixels_cleaned: bool)
     _assign(ds, "PatientIdentityRemoved", _IDENTITY_REMOVED, "YES")
     dates = prov.longitudinal
     if dates is not None:
-        before = str(keyword_value(ds, "LongitudinalTemporalInformationModified", _LONGITUDINAL) or "")
+        before = str(compat.keyword_value(ds, "LongitudinalTemporalInformationModified", _LONGITUDINAL) or "")
         if not (dates == "UNMODIFIED" and before.strip().upper() == "MODIFIED"):
             _assign(ds, "LongitudinalTemporalInformationModified", _LONGITUDINAL, dates)
-    kept = [v for v in _values(keyword_value(ds, "DeidentificationMethod", _METHOD))
+    kept = [v for v in _values(compat.keyword_value(ds, "DeidentificationMethod", _METHOD))
             if not (v.startswith(TOOL + " ") and "sha256:" in v)]
     _assign(ds, "DeidentificationMethod", _METHOD, kept + [prov.method] if kept else prov.method)
     wanted = list(prov.codes)
@@ -265,7 +265,7 @@ _CACHE_KEY = "provenance"
 
 
 def _existing_items(ds: Dataset) -> Iterable[Dataset]:
-    return list(keyword_value(ds, "DeidentificationMethodCodeSequence", _CODE_SEQUENCE) or ())
+    return list(compat.keyword_value(ds, "DeidentificationMethodCodeSequence", _CODE_SEQUENCE) or ())
 
 
 # Keyword access by tag: Dataset's keyword lookups were a third of the stamp's time. Only for
@@ -281,10 +281,10 @@ def _assign(ds: Dataset, keyword: str, tag: int, value: Any) -> None:
     """``setattr(ds, keyword, value)`` for a plain (not private, pixel or sequence) element:
     a new element goes into the dataset's dict, which is all ``__setitem__`` does with it; an
     existing one gets the value, and putting it back in its place would change nothing."""
-    elem = ds._dict.get(tag) if type(ds) in _PLAIN else False  # type: ignore[call-overload]
+    elem = compat.elements(ds).get(tag) if type(ds) in _PLAIN else False  # type: ignore[call-overload]
     if elem is None:
         elem = DataElement(tag, dictionary_VR(tag), value)
-        ds._dict[elem.tag] = elem
+        compat.elements(ds)[elem.tag] = elem
     elif type(elem) is DataElement and elem.tag == tag and elem.VR != "SQ":
         elem.value = value
     else:

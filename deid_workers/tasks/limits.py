@@ -27,13 +27,12 @@ from typing import Any
 import redis
 from celery import Task
 from celery.exceptions import Reject, SoftTimeLimitExceeded, TimeLimitExceeded
-from celery.worker.request import Request
-from celery.worker.state import task_ready
 
 from ..errors import ConfigError, RunRefused, StoreError
 from ..run.client import shared_client
 from ..run.memory import out_of_memory, redis_reason
 from ..run.store import RunStore
+from .compat import REQUEST_SUPPORTED, Request, task_ready
 from .context import refuse, worker_keys, worker_settings
 from .guard import TIMED_OUT, BatchGuard
 from .liveness import BatchDropped
@@ -50,7 +49,8 @@ and counted; only these are requeued past their time limit."""
 class BatchTask(Task):  # type: ignore[misc]
     """The app's task class: a batch out of time is requeued (see the module docstring)."""
 
-    Request = "deid_workers.tasks.limits:BatchRequest"
+    # On a Celery the override was not written for, Celery's own request (the plain path).
+    Request = "deid_workers.tasks.limits:BatchRequest" if REQUEST_SUPPORTED else Task.Request
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         BatchGuard.active = None

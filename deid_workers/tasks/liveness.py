@@ -186,7 +186,7 @@ class Liveness:
         old = self.worker
         self.worker = f"{self.node}#{uuid.uuid4().hex[:8]}"
         _worker = self.worker
-        if compat._owner is not None:
+        if compat.owner() is not None:
             compat.set_owner(self.worker, self.ttl)
         log.warning("worker %s: broker connection lost with %d task(s) taken; they go back to "
                     "their queues once the liveness of %s lapses (about %d s)", self.node,
@@ -298,12 +298,9 @@ def start_worker(app: Any, node: str, ttl: int) -> Liveness:
     global _liveness, _worker
     if _liveness is not None:
         return _liveness
-    installed = compat.install()
+    compat.install()  # on a kombu it was not written for, nothing (compat.check says so)
     _liveness = Liveness(app, node, ttl)
     _worker = _liveness.worker
-    if not installed:
-        log.warning("kombu %s is not one the liveness sweep knows: a dead worker's batches "
-                    "come back after DEID_VISIBILITY_TIMEOUT", _kombu_version())
     _liveness.start()
     try:
         if _liveness.last_refresh is not None and _liveness.may_record_owners():
@@ -334,12 +331,6 @@ def stop_worker() -> None:
     if _liveness is not None:
         _liveness.stop()
         _liveness = None
-
-
-def _kombu_version() -> str:
-    import kombu
-
-    return str(kombu.__version__)
 
 
 def _on_worker_init(sender: Any = None, **_: Any) -> None:
