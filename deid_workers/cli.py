@@ -22,7 +22,7 @@ from typing import Any
 from . import logs
 from .config import Settings
 from .errors import ConfigError, DeidError, IdentifiersError, InputError, RecipeError
-from .run.plan import ACTIONS
+from .run.plan import CLIENT_ACTIONS
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="De-identify DICOM files with deid recipes, spread over Celery workers on "
                     "Redis. With no broker configured, starts a private Redis and local workers.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--action", choices=ACTIONS,
+    p.add_argument("--action", choices=CLIENT_ACTIONS,
                    help="get: export identifiers; put: apply the recipe with given ids; "
                         "all: get then put; inspect: flag burned-in pixels by header filters")
     p.add_argument("--input", metavar="DIR",

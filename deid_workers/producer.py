@@ -45,11 +45,11 @@ from .fs.walk import iter_batches
 from .ids.chunks import iter_ids_chunks
 from .ids.export import IDS_JSON, IDS_PICKLE
 from .progress import Progress
-from .recipe import Recipe, ids_fields_read, load_recipe, profile_recipe
+from .recipe import Recipe, ids_fields_read, parse_sources, recipe_sources
 from .run.client import redis_client
 from .run.lifecycle import finish_run
 from .run.memory import MemoryWatch, out_of_memory, redis_reason
-from .run.plan import ACTIONS, final_stage, first_stage
+from .run.plan import CLIENT_ACTIONS, final_stage, first_stage
 from .run.record import RunRecord
 from .run.store import RunStore, new_run_id
 from .tasks import dispatch
@@ -136,17 +136,15 @@ def _safe_url(url: str) -> str:
     return url
 
 
-def _load_recipe(paths: Sequence[str], profile: str | None = None) -> tuple[Recipe, list[str]]:
-    """Load (validate) the recipe here, so a broken one stops the run before it starts;
-    returns it and its source texts in merge order (workers parse their own copy of these).
-    A profile's recipe is rendered here and travels as the first text, like a file."""
-    recipe = load_recipe(list(paths) if paths else None, profile=profile)
+def _load_recipe(paths: Sequence[str], profile: str | None = None
+                 ) -> tuple[Recipe, list[tuple[str | None, str]]]:
+    """Read and parse the recipe here, so a broken one stops the run before it starts;
+    returns it and its texts in merge order with their names, which travel with the run and
+    which workers parse as this did (a profile's recipe is rendered here, the first text)."""
+    sources = recipe_sources(list(paths) if paths else None, profile=profile)
+    recipe = parse_sources(sources)
     declared_codes(recipe)  # a code outside CID 7050 is a recipe error, before anything starts
-    texts = [profile_recipe(profile)[1]] if profile is not None else []
-    for source in recipe.sources[len(texts):]:
-        with open(source, encoding="utf-8") as fh:
-            texts.append(fh.read())
-    return recipe, texts
+    return recipe, sources
 
 
 def _check_outfolder(folder: str, what: str = "output folder") -> None:
@@ -249,14 +247,14 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
     that takes a while (the walk, an ids file): ``tick(store)`` is called after each batch and
     each ids chunk sent, so the caller can show the run's progress meanwhile.
     """
-    if sub.action not in ACTIONS:
+    if sub.action not in CLIENT_ACTIONS:
         raise ValueError(f"unknown action {sub.action!r}")
     if not os.path.isdir(sub.input):
         raise InputError(sub.input, "input folder not found")
     sub = _with_records(sub)
     _check_folders(settings, sub)
     keys = settings.cluster_keys()
-    recipe, texts = _load_recipe(sub.recipes, sub.profile)
+    recipe, sources = _load_recipe(sub.recipes, sub.profile)
     ids = ids_fields = None
     if sub.action == "put":
         if not sub.ids_path:
@@ -284,9 +282,9 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
         records=os.path.abspath(sub.records),
         overwrite=sub.overwrite,
         print_ids=sub.print_ids,
-        recipe_texts=tuple(texts),
-        # workers name their copies so: a recipe error a file meets names the author's file
-        recipe_files=tuple(os.path.basename(s) for s in recipe.sources),
+        recipe_texts=tuple(text for _, text in sources),
+        # a recipe error a worker meets names the author's file
+        recipe_files=tuple(os.path.basename(name or "") for name, _ in sources),
         recipe_sha=recipe.sha256,
         recipe_name=recipe.name,
         profile=sub.profile,

@@ -202,12 +202,15 @@ def test_batch_records_read_every_stage_a_few_batches_per_round_trip(store):
 def test_valid_batch_none_without_get(store):
     assert store.valid_batch(0) is None
     store.commit_batch("get", 0, {}, valid=[])
-    assert store.valid_batch(0) == ([], [])
+    assert store.valid_batch(0) == ([], [], [])
 
 
 def test_valid_keys_pair_each_valid_path_with_its_entity_and_item(store):
     store.commit_batch("get", 0, {}, valid=["a", "b"], valid_keys=[("P1", "I1"), ("P2", "I2")])
-    assert store.valid_batch(0) == (["a", "b"], [("P1", "I1"), ("P2", "I2")])
+    assert store.valid_batch(0) == (["a", "b"], [("P1", "I1"), ("P2", "I2")], [(), ()])
+    store.commit_batch("get", 2, {}, valid=["a", "b"], valid_keys=[("P1", "I1"), ("", "b")],
+                       valid_missing=[(), ("PatientID", "SOPInstanceUID")])
+    assert store.valid_batch(2).missing == [(), ("PatientID", "SOPInstanceUID")]
     with pytest.raises(ValueError):
         store.commit_batch("get", 1, {}, valid=["a", "b"], valid_keys=[("P1", "I1")])
 

@@ -52,6 +52,13 @@ and their identifiers sit under this key in the export so a user can still edit 
 
 IdsLookup = Callable[[str, str], "Mapping[str, Any] | None"]
 
+Overwrite = bool | Callable[[str], bool]
+"""Whether an existing output may be replaced: a flag, or a function of the output's
+absolute path (the put task's: an output this run wrote before its worker died may be)."""
+
+Known = tuple[tuple[str, str], tuple[str, ...]]
+"""What get already noted of a file: its ids keys (:func:`ids_keys`) and missing fields."""
+
 
 def ids_keys(entity: str | None, item: str | None, rel: str) -> tuple[str, str]:
     """The (entity, item) keys of a file in the ids mapping.
@@ -163,8 +170,7 @@ class PendingPut:
     Why two halves: a file's (entity, item) is only known once it is read, and the tasks fetch
     the ids of several read files in one Redis round trip before writing any of them.
     ``out_rel``/``dest`` are None while the layout waits for the de-identified data set;
-    ``overwrite`` is then still the caller's flag or function of the output path (the put
-    task's: an output this run wrote before its worker died may be rewritten).
+    ``may_replace`` is what ``overwrite`` said of ``dest`` (None until there is one).
     """
 
     rel: str
@@ -172,7 +178,8 @@ class PendingPut:
     dest: str | None
     keys: tuple[str, str]
     missing: tuple[str, ...]
-    overwrite: Any
+    overwrite: Overwrite
+    may_replace: bool | None
     status: str = "written"
     reason: str | None = None
     verdict: Mapping[str, Any] | None = field(default=None, repr=False)
@@ -188,16 +195,17 @@ def open_put(
     recipe: Any,
     settings: Settings,
     *,
-    overwrite: bool | Callable[[str], bool],
+    overwrite: Overwrite,
     pixels: PixelPolicy | None = None,
     layout: Layout | None = None,
+    known: Known | None = None,
 ) -> PutOutcome | PendingPut:
     """The first half of :func:`put_one`: read, place (``layout``), triage and refuse.
 
     An outcome when the file ends here (refused, skipped, or left to the clean stage), else the
-    read dataset and its ids keys. The output path depends on the file's header (a mirrored
-    path loses the names that hold its identifiers), so the file is read before an existing
-    output can be refused.
+    read dataset and its ids keys (``known``, when get noted them, else read from the file).
+    The output path depends on the file's header (a mirrored path loses the names that hold
+    its identifiers), so the file is read before an existing output can be refused.
     """
     if layout is None:
         layout = run_layout(settings)
@@ -225,20 +233,20 @@ def open_put(
             folder = pixels.quarantine
         elif decision.action == "clean":
             status, reason = "cleaned", decision.reason
-    dest = None
-    may_replace: Any = overwrite
+    dest = may_replace = None
     if out_rel is not None:
         try:
             dest = output_path(folder, out_rel)
         except InputError as exc:
             return PutOutcome(rel, "skipped", exc.reason)
-        may_replace = overwrite(out_rel) if callable(overwrite) else overwrite
+        may_replace = overwrite(dest) if callable(overwrite) else overwrite
         if not may_replace and os.path.lexists(dest):
             return PutOutcome(rel, "refused", "already exists", dest, output=out_rel)
-    entity, item = entity_item(ds, settings.entity_field, settings.item_field)
-    return PendingPut(rel, ds, dest, ids_keys(entity, item, rel),
-                      _missing(entity, item, settings), may_replace, status, reason, verdict,
-                      out_rel, layout, folder)
+    if known is None:
+        entity, item = entity_item(ds, settings.entity_field, settings.item_field)
+        known = ids_keys(entity, item, rel), _missing(entity, item, settings)
+    return PendingPut(rel, ds, dest, known[0], known[1], overwrite, may_replace, status,
+                      reason, verdict, out_rel, layout, folder)
 
 
 def finish_put(
@@ -287,17 +295,18 @@ def finish_put(
         lacking = complete_meta(new, original, layout.key, rel)
     except NoPixelSyntax:
         return PutOutcome(rel, "skipped", NO_PIXEL_SYNTAX)
-    out_rel, dest, overwrite = pending.out_rel, pending.dest, pending.overwrite
+    out_rel, dest, may_replace = pending.out_rel, pending.dest, pending.may_replace
     if out_rel is None:
         out_rel = layout.after(rel, new)
-        overwrite = overwrite(out_rel) if callable(overwrite) else overwrite
     if dest is None or folder != pending.folder:  # resolving a path costs a few syscalls
         try:
             dest = output_path(folder, out_rel)
         except InputError as exc:
             return PutOutcome(rel, "skipped", exc.reason)
+        overwrite = pending.overwrite
+        may_replace = overwrite(dest) if callable(overwrite) else overwrite
     try:
-        write_atomic(new, dest, overwrite=bool(overwrite), sync=sync, root=folder)
+        write_atomic(new, dest, overwrite=bool(may_replace), sync=sync, root=folder)
     except OutputExistsError:
         why = EXISTS_SAME_UID if pending.out_rel is None else "already exists"
         return PutOutcome(rel, "refused", why, dest, output=out_rel)

@@ -6,9 +6,9 @@ action changes one table.
 
 from __future__ import annotations
 
-__all__ = ["ACTIONS", "STAGES", "STAGE_ORDER", "stages_of", "first_stage", "final_stage"]
+__all__ = ["CLIENT_ACTIONS", "STAGES", "STAGE_ORDER", "stages_of", "first_stage", "final_stage"]
 
-ACTIONS = ("get", "put", "all", "inspect")
+CLIENT_ACTIONS = ("get", "put", "all", "inspect")
 """What a run does, as deid's client names it (``--action``)."""
 
 STAGES = ("get", "inspect", "put", "clean")

@@ -40,7 +40,7 @@ from ..keys import ClusterKeys, Unsealable
 from .memory import redis_reason
 from .names import ENTITY_FIELD, OUTCOME_KINDS, RUNS_INDEX, Keys
 
-__all__ = ["RunStore", "BatchStart", "Commit", "BatchRecord", "new_run_id", "list_runs"]
+__all__ = ["RunStore", "BatchStart", "ValidFiles", "Commit", "BatchRecord", "new_run_id", "list_runs"]
 
 SCAN_COUNT = 500
 """Elements per SSCAN/HSCAN call when streaming identifiers out: bounded memory, few calls."""
@@ -309,17 +309,19 @@ class RunStore:
             raise StoreError(f"run {self.run_id}: batch {batch_no} is unknown")
         return self._paths("batches", str(batch_no), raw)
 
-    def valid_batch(self, batch_no: int) -> tuple[list[str], list[tuple[str, str]]] | None:
-        """The paths of a batch that get found valid and the ``(entity, item)`` it noted for
-        each, in one read; None when no get stage ran."""
+    def valid_batch(self, batch_no: int) -> ValidFiles | None:
+        """The paths of a batch that get found valid, with the ``(entity, item)`` and missing
+        fields it noted for each, in one read; None when no get stage ran."""
         return self._valid_record(str(batch_no), self.client.hget(self.keys.valid, str(batch_no)))
 
-    def _valid_record(self, name: str, raw: Any) -> tuple[list[str], list[tuple[str, str]]] | None:
+    def _valid_record(self, name: str, raw: Any) -> ValidFiles | None:
         if raw is None:
             return None
         record = json.loads(self._opened("valid", name, raw))
         paths = _relative_paths(self.run_id, record["paths"], f"valid {name}")
-        return paths, [(str(e), str(i)) for e, i in record["keys"]]
+        keys = [(str(e), str(i)) for e, i in record["keys"]]
+        missing = [tuple(str(f) for f in m) for m in record.get("missing") or ()]
+        return ValidFiles(paths, keys, missing or [()] * len(keys))
 
     def batch_count(self) -> int:
         return int(self.client.hlen(self.keys.batches))
@@ -583,6 +585,7 @@ class RunStore:
         ids: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
         valid: Sequence[str] | None = None,
         valid_keys: Sequence[tuple[str, str]] | None = None,
+        valid_missing: Sequence[Sequence[str]] | None = None,
         log: Sequence[Sequence[str | None]] | None = None,
         clean: Sequence[str] | None = None,
     ) -> Commit:
@@ -590,7 +593,9 @@ class RunStore:
 
         ``outcomes`` maps a kind (``skipped``, ``refused``, ...) to {relative path: text}.
         ``valid_keys`` (get) are the ``(entity, item)`` of each of ``valid``, in order, so put
-        can fetch a batch's identifiers in one round trip before it reads a file. ``log`` is
+        can fetch a batch's identifiers in one round trip before it reads a file, and neither
+        reads them from the file again; ``valid_missing`` the entity and item fields each
+        lacked (what put reports for it). ``log`` is
         the batch's entry of the run log (:meth:`save_log`), ``clean`` the paths left to the
         clean stage (:meth:`save_clean_batch`); both are written before the commit, so a
         redelivery or a resume finds them.
@@ -612,7 +617,11 @@ class RunStore:
             keys = [list(k) for k in valid_keys or ()]
             if keys and len(keys) != len(valid):
                 raise ValueError("valid_keys must pair with valid")
-            record = {"paths": list(valid), "keys": keys}
+            record: dict[str, Any] = {"paths": list(valid), "keys": keys}
+            if valid_missing is not None and any(valid_missing):
+                if len(valid_missing) != len(keys):
+                    raise ValueError("valid_missing must pair with valid_keys")
+                record["missing"] = [list(m) for m in valid_missing]
             pipe.hset(self.keys.valid, str(batch_no),
                       self._sealed("valid", str(batch_no), json.dumps(record).encode("utf-8")))
             pipe.expire(self.keys.valid, self.expiry)
@@ -890,7 +899,16 @@ class BatchStart:
     committed: bool
     first_time: bool | None = None
     paths: list[str] | None = None
-    valid: tuple[list[str], list[tuple[str, str]]] | None = None
+    valid: ValidFiles | None = None
+
+
+class ValidFiles(NamedTuple):
+    """What get noted of a batch: the paths it found valid and, for each (when noted), the
+    file's ``(entity, item)`` and the entity and item fields it lacked."""
+
+    paths: list[str]
+    keys: list[tuple[str, str]]
+    missing: list[tuple[str, ...]]
 
 
 class Commit(NamedTuple):

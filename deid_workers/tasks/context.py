@@ -11,8 +11,6 @@ marked failed) before any file is read or written.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
@@ -97,25 +95,16 @@ class RunContext:
 
     @cached_property
     def recipe(self) -> Any:
-        """The run's recipe, parsed once per process from the text stored with the run.
+        """The run's recipe, parsed once per process from the texts stored with the run, as
+        the producer parsed them (merged in the same order, so the same recipe and digest).
+        Each text keeps its file's name, so an error a recipe line meets in a file names the
+        author's file and line."""
+        from ..recipe import load_recipe, parse_sources
 
-        Loaded from files written in a private temp folder so that several recipes merge exactly
-        as ``--deid A --deid B`` merged them in the producer; the folder goes once they are
-        parsed (every worker process used to leave one behind per run). The copies keep their
-        file names, so an error a recipe line meets in a file names the author's file.
-        """
-        from ..recipe import load_recipe
-
-        with tempfile.TemporaryDirectory(prefix="deid-recipe-") as folder:
-            paths = []
-            for i, text in enumerate(self.record.recipe_texts):
-                name = self.record.recipe_files[i] if i < len(self.record.recipe_files) else "deid.dicom"
-                os.mkdir(os.path.join(folder, str(i)))
-                path = os.path.join(folder, str(i), os.path.basename(name) or "deid.dicom")
-                with open(path, "w", encoding="utf-8") as fh:
-                    fh.write(text)
-                paths.append(path)
-            recipe = load_recipe(paths if paths else None)
+        files = self.record.recipe_files
+        sources = [(files[i] if i < len(files) and files[i] else "deid.dicom", text)
+                   for i, text in enumerate(self.record.recipe_texts)]
+        recipe = parse_sources(sources) if sources else load_recipe()
         if self.record.recipe_sha and recipe.sha256 and recipe.sha256 != self.record.recipe_sha:
             # Same texts must give the same digest; anything else is a version skew between
             # the producer's and this worker's recipe engine, which would de-identify differently.

@@ -26,19 +26,21 @@ def run_get(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     ids: dict[str, dict[str, Any]] = defaultdict(dict)
     valid: list[str] = []
     keys: list[tuple[str, str]] = []
+    missing: list[tuple[str, ...]] = []
     for rel, out in tally.run(lambda rel: get_one(ctx.record.input, rel, ctx.settings)):
         if not out.ok:
             tally.skip(rel, out.reason)
             continue
         valid.append(rel)
         keys.append((out.entity, out.item))
+        missing.append(out.missing)
         ids[out.entity][out.item] = out.fields
         if out.missing:
             tally.note("missing", rel, ",".join(out.missing))
             log.warning("run %s: %s has no %s", run_id, rel, " or ".join(out.missing))
         log.debug("run %s: get %s", run_id, rel)
     tally.count("valid", len(valid))
-    tally.commit(ids=ids, valid=valid, valid_keys=keys)
+    tally.commit(ids=ids, valid=valid, valid_keys=keys, valid_missing=missing)
     return tally.result()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from celery.utils.log import get_task_logger
@@ -11,10 +11,10 @@ from celery.utils.log import get_task_logger
 from ..app import deid_task
 from ..dicom.reader import read_dataset
 from ..errors import InputError
-from ..files.steps import PendingPut, PutOutcome, finish_put, open_put
+from ..files.steps import Known, PendingPut, PutOutcome, finish_put, open_put
 from ..files.triage import PixelPolicy
 from ..files.verify import recipe_literals, residual_phi
-from ..fs.paths import output_path, remove_stale_temps
+from ..fs.paths import remove_stale_temps
 from ..run.lifecycle import finish_run
 from . import dispatch
 from .context import RunContext, run_context
@@ -51,12 +51,14 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
         return {"files": 0, "already_done": 1}
     first_time = bool(guard.start.first_time)
     valid = guard.start.valid
-    # No get stage (action put): every file of the batch, with no (entity, item) noted.
-    paths, keys = valid if valid is not None else (guard.paths(), [])
+    if valid is None:  # no get stage (action put): every file of the batch, nothing noted
+        paths, known = guard.paths(), {}
+    else:  # the files get found valid, with the ids keys and missing fields it noted
+        paths, known = valid.paths, dict(zip(valid.paths, zip(valid.keys, valid.missing)))
     policy = ctx.pixel_policy(now=False)
     tally = BatchTally(guard, paths)
     to_clean: list[str] = []
-    step = put_step(ctx, paths, keys, first_time=first_time, policy=policy,
+    step = put_step(ctx, paths, known, first_time=first_time, policy=policy,
                     careful=guard.careful)
     for rel, out in tally.run(step):
         tally.log_entry(rel, log_entry(rel, out))
@@ -94,28 +96,28 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     return tally.result()
 
 
-def put_step(ctx: RunContext, paths: list[str], keys: list[tuple[str, str]], *,
+def put_step(ctx: RunContext, paths: list[str], known: Mapping[str, Known], *,
              first_time: bool, policy: PixelPolicy | None, careful: bool
              ) -> Callable[[str], PutOutcome]:
-    """The per-file step of a put (or clean) batch: :func:`~deid_workers.files.steps.put_one`, with
-    the ids of many files fetched in one round trip.
+    """The per-file step of a put (or clean) batch: :func:`~deid_workers.files.steps.put_one`,
+    with the ids of many files fetched in one round trip.
 
-    The get stage noted each file's (entity, item) (``keys``): their ids come before the first
-    file. The others (action put with ``--ids``, a key get did not see) are fetched a read-ahead
-    window at a time (:class:`~.readahead.ReadAhead`), file by file in careful mode. A batch
-    whose keys are all noted reads no file ahead: it would only hold more datasets at once.
+    The get stage noted each file's (entity, item) and missing fields (``known``): their ids
+    come before the first file, and nothing is read from a file twice. The others (action put
+    with ``--ids``, the clean stage) are fetched a read-ahead window at a time
+    (:class:`~.readahead.ReadAhead`), file by file in careful mode. A batch whose files are all
+    known reads no file ahead: it would only hold more datasets at once.
     """
     store = ctx.store
-    fetched = store.get_ids_many(keys)
+    fetched = store.get_ids_many(keys for keys, _ in known.values())
 
-    quarantine = policy.quarantine if policy else None
-
-    def may_replace(out_rel: str) -> bool:
-        return prepare_output(ctx, out_rel, first_time=first_time, quarantine=quarantine)
+    def may_replace(dest: str) -> bool:
+        return prepare_output(ctx, dest, first_time=first_time)
 
     def read(rel: str) -> PutOutcome | PendingPut:
         return open_put(ctx.record.input, rel, ctx.record.outfolder, ctx.recipe, ctx.settings,
-                        overwrite=may_replace, pixels=policy, layout=ctx.layout)
+                        overwrite=may_replace, pixels=policy, layout=ctx.layout,
+                        known=known.get(rel))
 
     def fetch(window: list[PutOutcome | PendingPut]) -> None:
         fetched.update(store.get_ids_many(
@@ -128,7 +130,7 @@ def put_step(ctx: RunContext, paths: list[str], keys: list[tuple[str, str]], *,
             return 0  # open_put says why
 
     # Nothing to fetch when get noted every file's keys (action all): read as it goes.
-    window = 1 if careful or len(keys) >= len(paths) else WINDOW
+    window = 1 if careful or len(known) >= len(paths) else WINDOW
     ahead = ReadAhead(paths, read, window, then=fetch, weigh=weigh)
 
     def step(rel: str) -> PutOutcome:
@@ -142,34 +144,25 @@ def put_step(ctx: RunContext, paths: list[str], keys: list[tuple[str, str]], *,
     return step
 
 
-def prepare_output(ctx: RunContext, rel: str, *, first_time: bool,
-                   quarantine: str | None) -> bool:
-    """Before put or clean writes output path ``rel`` (relative to the output and quarantine
-    folders, as the run's layout placed it): may it replace an existing output?
+def prepare_output(ctx: RunContext, dest: str, *, first_time: bool) -> bool:
+    """Before put or clean writes the output ``dest`` (its absolute path, in the output or
+    the quarantine folder): may it replace an existing file there?
 
     Yes with ``--overwrite``, and on a redelivered batch for an output this run wrote before its
     worker died: that one is ours, half done or not, and is rewritten rather than refused. A
     redelivery also removes what a write killed mid-way left (``.<name>.<pid>-<n>.tmp``): never
     read under that name, but it should not stay behind.
     """
-    folders = [f for f in (ctx.record.outfolder, quarantine) if f]
     if not first_time:
-        for folder in folders:
-            try:
-                remove_stale_temps(output_path(folder, rel))
-            except InputError:
-                pass
+        remove_stale_temps(dest)
     if ctx.record.overwrite:
         return True
     if first_time:
         return False
-    for folder in folders:
-        try:
-            if os.stat(output_path(folder, rel)).st_mtime >= ctx.record.created:
-                return True
-        except OSError:
-            pass
-    return False
+    try:
+        return os.stat(dest).st_mtime >= ctx.record.created
+    except OSError:
+        return False
 
 
 def verify_output(root: str, rel: str, dest: str, out_rel: str | None = None, *,

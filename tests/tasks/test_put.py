@@ -130,3 +130,33 @@ def test_a_recipe_value_that_does_not_fit_fails_its_files_naming_the_recipe_line
     failed = store.outcomes("failed")
     assert set(failed) == set(paths)
     assert set(failed.values()) == {"site.dicom:5: REPLACE SliceThickness: the value is not a valid DS"}
+
+
+def test_put_after_get_reads_each_files_keys_once_and_resolves_each_output_once(
+        make_run, tmp_path, monkeypatch):
+    """get noted each file's (entity, item) and what it lacked: put reads neither again, and
+    reports the same missing fields; each output's path is resolved once per file, also on a
+    redelivered batch (which checks whether an output is its own)."""
+    from deid_workers.files import steps
+
+    store, root, paths, n = make_run("all", corrupt=0)
+    lacking = paths[1]
+    ds = pydicom.dcmread(f"{root}/{lacking}")
+    del ds.PatientID
+    ds.save_as(f"{root}/{lacking}", enforce_file_format=True)
+    for b in range(n):
+        run_get(store.run_id, b)
+    assert store.outcomes("missing") == {lacking: "PatientID"}
+
+    def read_again(*args, **kwargs):
+        raise AssertionError("put read a file's entity and item that get had noted")
+
+    resolved: list[str] = []
+    real = steps.output_path
+    monkeypatch.setattr(steps, "entity_item", read_again)
+    monkeypatch.setattr(steps, "output_path", lambda *a: resolved.append(a[1]) or real(*a))
+    for b in range(n):
+        store.mark_started("put", b)  # as if a worker had died on it: a redelivery
+        run_put(store.run_id, b)
+    assert store.counters()["put:written"] == len(paths) == len(resolved) == len(set(resolved))
+    assert store.outcomes("missing") == {lacking: "PatientID"}
