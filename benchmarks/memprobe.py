@@ -161,7 +161,7 @@ def probe_ids_load(n_files: int) -> dict[str, Any]:
         store = producer.submit(settings, sub, client)
         from deid_workers.tasks.load import run_load  # the chunks left to (absent) workers
 
-        for chunk in range(int(store.fields("ids_chunks")[0])):
+        for chunk in range(int(store.record_fields("ids_chunks")[0])):
             run_load(store.run_id, chunk)
         t1 = time.perf_counter()
         loaded = sum(1 for _, items in store.iter_ids_json() for _ in items)

@@ -31,15 +31,13 @@ __all__ = [
 ]
 
 DEFAULT_BATCH_SIZE = 100
-"""Files per task. Measured with benchmarks/ (2 workers, 2,106 small files, ``--action all``):
-25 / 50 / 100 / 200 files gave 856 / 904 / 971 / 1,008 files/s once a file cost about a
-millisecond, as messaging became a bigger share of a batch. 100 takes most of that gain while
-work still spreads over the workers of a small run and a batch that must be redone (a crashed
-worker, a poison file) stays short."""
+"""Files per task. Bigger batches spend less on messaging per file; 100 takes most of that
+gain (benchmarks/measurements.md) while work still spreads over the workers of a small run and
+a batch that must be redone (a crashed worker, a poison file) stays short."""
 
 DEFAULT_EXPORT_SHARD_FILES = 1000
-"""Files' identifiers per shard of the ids export (finalize), about 65 ms of one worker's time:
-well above the few ms a shard task costs, so a small run exports in one piece and a million
+"""Files' identifiers per shard of the ids export (finalize): well above what a shard task
+costs itself (benchmarks/measurements.md), so a small run exports in one piece and a million
 files in 16 (the most: the entity sets a run keeps)."""
 
 DEFAULT_DATE_SHIFT_MIN = -365

@@ -112,7 +112,7 @@ class Submission:
     clean_pixels: bool = False
     quarantine_groups: tuple[str, ...] = DEFAULT_QUARANTINE_GROUPS
     layout: str = "mirror"
-    quarantine: str | None = None  # None: the output folder's sibling (steps.quarantine_folder)
+    quarantine: str | None = None  # None: the output folder's sibling (fs.folders.quarantine_folder)
 
 
 def connect(settings: Settings) -> Any:
@@ -241,7 +241,7 @@ def _with_records(sub: Submission) -> Submission:
 
 def submit(settings: Settings, sub: Submission, client: Any = None, *,
            tick: Callable[[RunStore], object] | None = None) -> RunStore:
-    """Create the run, load ids for put, walk the input and enqueue every batch.
+    """Create the run, load ids for put, walk the input and send every batch.
 
     Returns as soon as everything is enqueued; :func:`wait` follows the run. For an archive
     that takes a while (the walk, an ids file): ``tick(store)`` is called after each batch and
@@ -310,7 +310,7 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
                 store.purge()  # a bad part further in the file: no put batch was sent
                 raise
             log.info("run %s: sent ids of %d items in %d chunks", run_id, items, chunks)
-        enqueue(store, settings, sub, tick=tick)
+        send_first_stage(store, settings, sub, tick=tick)
     return store
 
 
@@ -385,9 +385,9 @@ def _walk(store: RunStore, sub: Submission, settings: Settings, *,
     store.update(walk_done=True, n_batches=n)
 
 
-def enqueue(store: RunStore, settings: Settings, sub: Submission,
-            *, skip: Callable[[int], bool] = lambda n: False,
-            tick: Callable[[RunStore], object] | None = None) -> None:
+def send_first_stage(store: RunStore, settings: Settings, sub: Submission,
+                     *, skip: Callable[[int], bool] = lambda n: False,
+                     tick: Callable[[RunStore], object] | None = None) -> None:
     """Send the run's first stage: a chord for get/inspect/all, plain tasks for put."""
     run_id = store.run_id
     store.update(state="running")
@@ -405,7 +405,7 @@ def enqueue(store: RunStore, settings: Settings, sub: Submission,
 
 
 def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStore, str]:
-    """Re-enqueue what a run has not done; returns (store, what was done in words).
+    """Send again what a run has not done; returns (store, what was done in words).
 
     The walk is redone (it is deterministic), batches already committed are skipped. A run
     whose first stage is complete but whose finalize did not run gets finalize again; for
@@ -433,7 +433,7 @@ def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStor
         store.update(state="running")
         if first == "put":
             _resend_ids(store, rec)
-        enqueue(store, run_settings, sub, skip=done_first.__contains__)
+        send_first_stage(store, run_settings, sub, skip=done_first.__contains__)
         if first == "put" and record.clean_pixels:
             _resend_clean(store, int(store.record().get("n_batches") or 0))
         return store, f"re-sent the {first} batches not done ({len(done_first)} were done)"

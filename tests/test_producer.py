@@ -179,7 +179,7 @@ def test_the_run_keeps_each_recipe_text_with_its_file_name(tmp_path, monkeypatch
     from deid_workers import producer
     from deid_workers.config import Settings
 
-    monkeypatch.setattr(producer, "enqueue", lambda *a, **k: None)  # no broker here
+    monkeypatch.setattr(producer, "send_first_stage", lambda *a, **k: None)  # no broker here
     a, b = tmp_path / "site.dicom", tmp_path / "extra" / "deid.dicom"
     b.parent.mkdir()
     a.write_text("FORMAT dicom\n\n%header\n\nREMOVE PatientName\n")
@@ -205,7 +205,7 @@ def _put_setup(tmp_path, monkeypatch, *, chunk_items: int, work: bool = True):
     from deid_workers.run.store import RunStore
 
     client = fakeredis.FakeRedis(decode_responses=True)
-    monkeypatch.setattr(producer, "enqueue", lambda *a, **k: None)  # no broker here
+    monkeypatch.setattr(producer, "send_first_stage", lambda *a, **k: None)  # no broker here
     monkeypatch.setattr(producer, "iter_ids_chunks",
                         lambda path, **kw: chunks.iter_ids_chunks(path, chunk_items, **kw))
     sent: list[int] = []
@@ -275,7 +275,7 @@ def test_put_sends_its_ids_file_in_chunks_and_a_bad_entity_leaves_no_run(tmp_pat
 
     client, sent = _put_setup(tmp_path, monkeypatch, chunk_items=1)
     store = _submit_put(client, tmp_path, {"P1": {"1.2": {"id": "S1"}}, "P2": {"1.3": {}}})
-    assert sent == [0, 1] and store.fields("ids_chunks", "ids_path") == [2, str(tmp_path / "ids.json")]
+    assert sent == [0, 1] and store.record_fields("ids_chunks", "ids_path") == [2, str(tmp_path / "ids.json")]
     assert store.get_ids("P1", "1.2") == {"id": "S1"} and store.get_ids("P2", "1.3") == {}
     assert not client.keys("*idschunk*")  # each chunk goes once written
     with pytest.raises(IdentifiersError, match=r"entity #2: expected a mapping of items"):
@@ -313,7 +313,7 @@ def test_resume_of_a_put_run_sends_the_ids_chunks_not_written(tmp_path, monkeypa
     producer.resume(Settings(), store.run_id, client=client)
     missing = sorted(set(range(6)) - set(range(6 - producer.IDS_WINDOW)))
     assert sent == missing  # cut the same way again; the written ones are skipped
-    assert store.fields("ids_chunks") == [6]
+    assert store.record_fields("ids_chunks") == [6]
 
 
 def test_submit_ticks_per_ids_chunk_and_per_batch_so_progress_shows_while_it_sends(
@@ -325,8 +325,8 @@ def test_submit_ticks_per_ids_chunk_and_per_batch_so_progress_shows_while_it_sen
     from deid_workers.run.totals import stage_totals
 
     client, sent = _put_setup(tmp_path, monkeypatch, chunk_items=1)
-    walk = producer._walk  # the walk as enqueue runs it, minus the broker
-    monkeypatch.setattr(producer, "enqueue", lambda store, settings, sub, tick=None, **kw:
+    walk = producer._walk  # the walk as send_first_stage runs it, minus the broker
+    monkeypatch.setattr(producer, "send_first_stage", lambda store, settings, sub, tick=None, **kw:
                         list(walk(store, sub, settings, tick=tick)))
     for n in range(3):
         (tmp_path / "in" / f"f{n}.dcm").write_bytes(b"")

@@ -163,7 +163,7 @@ def test_ids_chunks_are_kept_until_dropped_and_committed_ones_told_apart(store):
     assert store.ids_chunk(3) is None
     store.commit_batch("load", 1, {"items": 5})
     assert store.committed("load", [0, 1, 2]) == {1}
-    assert store.fields("action", "nothing") == [store.record()["action"], None]
+    assert store.record_fields("action", "nothing") == [store.record()["action"], None]
     assert store.exists()
 
 
@@ -323,7 +323,7 @@ def test_the_record_is_sealed_and_signed_and_its_plain_fields_cannot_override_it
     client.hset(store.keys.run, mapping={"input": json.dumps("/elsewhere"), "n": "9"})
     again = RunStore.load(client, "r1", keys=KEYS)
     assert again.record()["input"] == "/in" and again.record()["n"] == 3
-    assert again.fields("input", "state") == ["/in", "created"]
+    assert again.record_fields("input", "state") == ["/in", "created"]
     with pytest.raises(ValueError, match="signed fields"):
         again.update(input="/elsewhere")
     again.update(state="running")  # what changes is plain

@@ -192,13 +192,15 @@ _PYDICOM_DATASETS = frozenset({Dataset, FileDataset, FileMetaDataset})
 """Dataset classes whose keyword attributes are exactly their elements (no overrides)."""
 
 
-def _plain(ds: Dataset, keyword: str) -> bool:
+def _keyword_is_element(ds: Dataset, keyword: str) -> bool:
+    """Whether ``ds.<keyword>`` is exactly the element of that keyword (pydicom's own dataset
+    classes, with no instance attribute of that name): then it may be read by tag."""
     return type(ds) in _PYDICOM_DATASETS and keyword not in ds.__dict__
 
 
 def _has(ds: Dataset, keyword: str, tag: int) -> bool:
     """``keyword in ds``, by its tag."""
-    if not _plain(ds, keyword):
+    if not _keyword_is_element(ds, keyword):
         return keyword in ds
     return tag in elements(ds)
 
@@ -398,7 +400,7 @@ def _write_dataset(fp: DicomBytesIO, ds: Dataset, parent_encoding: Any, implicit
     # Without a Specific Character Set (most items, the file meta), character_set(ds) is
     # the parent's encoding and ds.get("SpecificCharacterSet", ...) the default: both are
     # known without their lookups (for pydicom's own classes; others may override them).
-    inherited = _plain(ds, "SpecificCharacterSet") and 0x00080005 not in elements(ds)
+    inherited = _keyword_is_element(ds, "SpecificCharacterSet") and 0x00080005 not in elements(ds)
     current = compat.parent_encoding(ds) if inherited else character_set(ds)
     if (implicit, True) != ds.original_encoding or ds.original_character_set != current:
         if not _nothing_to_correct(ds):

@@ -341,7 +341,7 @@ def put_one(
     first (:func:`triage`): quarantined files go to ``pixels.quarantine`` (header
     de-identified, pixels untouched); files needing pixel work are cleaned when
     ``pixels.now``, else returned as ``clean`` for the clean stage, before any de-identifying.
-    ``sync=False``: see :func:`~deid_workers.dicom.reader.write_atomic` (the caller syncs ``dest``).
+    ``sync=False``: see :func:`~deid_workers.dicom.writer.write_atomic` (the caller syncs ``dest``).
     ``layout`` places the output (:mod:`deid_workers.files.layout`; default: the mirrored input
     path, with identifying names pseudonymized with the settings' key); the file meta is
     rebuilt for the output (:mod:`deid_workers.files.filemeta`).

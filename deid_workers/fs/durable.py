@@ -1,9 +1,9 @@
 """Making a batch of written files durable before the batch is recorded done.
 
 Why a module of its own: on the disks this runs on, one ``fsync`` per small output costs
-more than reading, de-identifying and writing the file (measured 3-4 ms per file on an ext4
-VM disk, against 2-16 ms for a whole batch with one ``syncfs``). Outputs are therefore written
-without syncing (:func:`deid_workers.dicom.reader.write_atomic` with ``sync=False``) and made
+more than reading, de-identifying and writing the file, and one ``syncfs`` per batch little
+(benchmarks/measurements.md). Outputs are therefore written without syncing
+(:func:`deid_workers.dicom.writer.write_atomic` with ``sync=False``) and made
 durable together here, once per batch and filesystem, before the batch commits: after a power
 loss, a batch that counts as done has all its outputs on disk.
 

@@ -2,7 +2,7 @@
 
 Why here and checked twice: the producer checks them before anything starts (a one-line error,
 exit 2), and every worker checks them again against its own configuration before it touches a
-file (:func:`~deid_workers.tasks.run_context`), because a worker must not trust a run record
+file (:func:`~deid_workers.tasks.context.run_context`), because a worker must not trust a run record
 to say where it may read and write: its roots (``DEID_INPUT_ROOTS``, ``DEID_OUTPUT_ROOTS``)
 come from its own environment, set by whoever deployed it.
 

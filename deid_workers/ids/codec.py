@@ -49,10 +49,10 @@ _STORED = b"p"
 def pack_fields(item: str, fields: Mapping[str, Any]) -> bytes:
     """One file's identifiers as sealed in Redis: its item and fields, deflated when long.
 
-    Why deflated: the ids are most of a live run's Redis memory (1.9 KB of JSON for a typical
-    file's 55 fields); deflated with a dictionary of common keywords they take about 0.8 KB.
-    Level 3, not the default 6: every item of a get or an ids load is packed, and level 6 cost
-    13 us more an item for 10% less. A short text (a put --ids item holds only what the recipe
+    Why deflated: the ids are most of a live run's Redis memory; deflated with a dictionary of
+    common keywords they take well under half (benchmarks/measurements.md). Level 3, not the
+    default 6: every item of a get or an ids load is packed, and 6 costs more time than the
+    little it saves. A short text (a put --ids item holds only what the recipe
     reads: often nothing) is stored as it is. The fields' JSON is spelled as the ids export
     spells it (``json.dumps``' default separators), so the export copies it as it is. The item
     goes inside (its field name is a keyed digest), length-prefixed.

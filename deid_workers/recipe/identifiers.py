@@ -54,7 +54,8 @@ _FLOAT_VRS = frozenset({"FL", "FD", "DS"})
 Plain = str | int | float | list[Any]
 
 
-def _plain(value: Any, vr: str) -> Any:
+def _json_value(value: Any, vr: str) -> Any:
+    """A value of an element of ``vr`` as the ids files hold it: int, float or str."""
     if vr in _INT_VRS:
         return int(value)
     if vr in _FLOAT_VRS:
@@ -263,12 +264,12 @@ def get_identifiers(ds: Dataset) -> dict[str, Plain]:
             continue
         try:
             if isinstance(value, (list, MultiValue)):
-                items = [_plain(v, element.VR) for v in value if v not in (None, "")]
+                items = [_json_value(v, element.VR) for v in value if v not in (None, "")]
                 if not items:
                     continue
                 out[keyword] = items
             else:
-                out[keyword] = _plain(value, element.VR)
+                out[keyword] = _json_value(value, element.VR)
         except (TypeError, ValueError):
             out[keyword] = str(value)
     return out

@@ -633,7 +633,7 @@ class FieldSet:
         note = self.found.append
         while queue:
             dataset, prefix, uprefix, is_meta = queue.pop(0)
-            # The element dict itself (as dicomio and get_identifiers read it): what get_item()
+            # The element dict itself (as dicom.reader and get_identifiers read it): what get_item()
             # returns, minus its per-call tag conversion, and it sees the conversions below.
             elements = compat.elements(dataset)
             # sorted as ``for element in dataset`` is; ``key=int`` compares as C ints

@@ -257,7 +257,7 @@ class RunStore:
         assert self._spec is not None
         return self._spec
 
-    def fields(self, *names: str) -> list[Any]:
+    def record_fields(self, *names: str) -> list[Any]:
         """Some fields of the run record, decoded (None where unset): one small read for a
         check made often (a put batch asking whether the run's ids are in)."""
         signed = self.spec()
@@ -686,7 +686,7 @@ class RunStore:
             return False
         return self.done_count(stage) >= int(json.loads(n_batches))
 
-    # -- poison files (see tasks.BatchGuard) -----------------------------------------------
+    # -- poison files (see tasks.guard) ----------------------------------------------------
     def delivered(self, stage: str, batch_no: int, retry: int) -> int:
         """Count one start of a batch; returns how many times it started at this retry.
 

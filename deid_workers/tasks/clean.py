@@ -17,7 +17,7 @@ from ..app import deid_task
 from ..run.lifecycle import finish_run
 from .context import run_context
 from .guard import BatchGuard
-from .put import log_entry, put_step
+from .put import batch_step, log_entry
 from .tally import BatchTally
 
 __all__ = ["clean_batch", "run_clean"]
@@ -38,7 +38,7 @@ def run_clean(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     policy = ctx.pixel_policy(now=True)
     guard = BatchGuard(ctx, "clean", batch_no, retry)
     tally = BatchTally(guard, paths)
-    step = put_step(ctx, paths, {}, first_time=first_time, policy=policy,
+    step = batch_step(ctx, paths, {}, first_time=first_time, policy=policy,
                     careful=guard.careful)
     for rel, out in tally.run(step):
         tally.log_entry(rel, log_entry(rel, out))

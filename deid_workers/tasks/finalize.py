@@ -4,7 +4,7 @@ It runs once, after the whole header: it streams the identifiers out of Redis in
 ``deid-ids.pkl`` and ``deid-ids.json`` in the run's records folder (never the output tree:
 mode 0600, and an earlier run's files are kept unless ``--overwrite``), or writes the inspect
 report in the output folder, then, for
-``--action all``, enqueues the put batches. Doing this on a worker, not in the producer, lets
+``--action all``, sends the put batches. Doing this on a worker, not in the producer, lets
 ``--no-wait`` runs (and a producer that died) finish on their own.
 
 A large export is sharded: the entity sets are split over :func:`export_shards` ``deid.export``
@@ -115,8 +115,8 @@ def _write_entities(writer: IdsWriter, store: RunStore, part: int = 0, parts: in
     return n
 
 
-def run_finalize(run_id: str, *, enqueue: Any = None, send_shards: Any = None) -> dict[str, int]:
-    """The task body, callable without Celery; ``enqueue(run_id, batches)`` sends put batches,
+def run_finalize(run_id: str, *, send_puts: Any = None, send_shards: Any = None) -> dict[str, int]:
+    """The task body, callable without Celery; ``send_puts(run_id, batches)`` sends put batches,
     ``send_shards(run_id, shards, count)`` the export shards other than 0."""
     ctx = run_context(run_id)
     store = ctx.store
@@ -140,19 +140,19 @@ def run_finalize(run_id: str, *, enqueue: Any = None, send_shards: Any = None) -
             exported = store.done_batches("export")
             (send_shards or send_export)(run_id, [n for n in range(1, shards) if n not in exported],
                                          shards)
-            return run_export(run_id, 0, shards, enqueue=enqueue)
+            return run_export(run_id, 0, shards, send_puts=send_puts)
         pkl, js, entities = write_ids(run_id)
         store.update(ids_pkl=pkl, ids_json=js)
         log.info("run %s: identifiers of %d entities exported", run_id, entities)
         return _end_finalize(ctx, n_batches, {"batches": n_batches, "entities": entities},
-                             enqueue)
+                             send_puts)
     if ctx.record.action == "inspect":
         tsv, js = write_inspect_report(store, ctx.record.outfolder, n_batches)
         store.update(report_tsv=tsv, report_json=js)
-    return _end_finalize(ctx, n_batches, {"batches": n_batches}, enqueue)
+    return _end_finalize(ctx, n_batches, {"batches": n_batches}, send_puts)
 
 
-def run_export(run_id: str, shard: int, shards: int, *, enqueue: Any = None) -> dict[str, int]:
+def run_export(run_id: str, shard: int, shards: int, *, send_puts: Any = None) -> dict[str, int]:
     """Write one export shard; the task that commits the last one joins the pieces and
     finishes what finalize started.
 
@@ -183,13 +183,13 @@ def run_export(run_id: str, shard: int, shards: int, *, enqueue: Any = None) -> 
     total = store.counters().get("export:entities", 0)
     log.info("run %s: identifiers of %d entities exported in %d shards", run_id, total, shards)
     n_batches = int(store.record().get("n_batches") or store.batch_count())
-    result = _end_finalize(ctx, n_batches, {"batches": n_batches, "entities": total}, enqueue)
+    result = _end_finalize(ctx, n_batches, {"batches": n_batches, "entities": total}, send_puts)
     remove_pieces(records(ctx), names)
     return result
 
 
 def _end_finalize(ctx: RunContext, n_batches: int, result: dict[str, int],
-                  enqueue: Any) -> dict[str, int]:
+                  send_puts: Any) -> dict[str, int]:
     """Finalize's end, once its export or report is written: send put for ``--action all``,
     or mark the run finished."""
     store, run_id = ctx.store, ctx.store.run_id
@@ -198,7 +198,7 @@ def _end_finalize(ctx: RunContext, n_batches: int, result: dict[str, int],
         # and sends again (put batches are idempotent), rather than leaving put never sent.
         store.update(state="put", stage="put")
         pending = list(store.pending_batches("put", n_batches))
-        (enqueue or send_put)(run_id, pending)
+        (send_puts or send_put)(run_id, pending)
         result["put_batches"] = len(pending)
         store.commit_batch("finalize", 0, {})
         finish_run(store, ctx.final_stage)

@@ -8,8 +8,8 @@ hangs its worker every time would then sink the whole run instead of being quara
 So every task of the app is a :class:`BatchTask` (``task_cls`` in :mod:`deid_workers.app`):
 
 - Soft limit (``task_soft_time_limit``, a little below the hard one): the exception reaches
-  :meth:`BatchTask.__call__`, which asks the batch's :class:`~deid_workers.tasks.BatchGuard`
-  (:meth:`~deid_workers.tasks.BatchGuard.on_time_limit`; in careful mode it quarantines the
+  :meth:`BatchTask.__call__`, which asks the batch's :class:`~deid_workers.tasks.guard.BatchGuard`
+  (:meth:`~deid_workers.tasks.guard.BatchGuard.on_time_limit`; in careful mode it quarantines the
   file it was on) and rejects the message with ``requeue``: no failure is recorded, the batch
   starts again and the start is counted, so ``max_retries`` bounds the retries as for a crash.
 - Hard limit (the hang ignores the soft one, e.g. inside C code): billiard kills the pool

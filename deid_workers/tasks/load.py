@@ -1,11 +1,11 @@
 """``deid.load``: write one chunk of a ``put --ids`` file into the run store.
 
 Why on the workers: writing a whole item (packing its fields, sending it) costs about twice
-what reading and checking it costs, and the producer did both alone before any put batch could
-start (90 us an item: 90 s for a million files). Now the producer reads, checks and cuts the
-file into chunks of whole entities (:func:`~deid_workers.ids.export.iter_ids_chunks`), keeps each
-in Redis and sends one ``deid.load`` per chunk on the put queue, ahead of the put batches
-(about 30 us an item); a worker writes the chunk's ids and commits it like a batch
+what reading and checking it costs, and a producer doing both alone holds every put batch back
+(benchmarks/measurements.md). So the producer reads, checks and cuts the file into chunks of
+whole entities (:func:`~deid_workers.ids.chunks.iter_ids_chunks`), keeps each in Redis and
+sends one ``deid.load`` per chunk on the put queue, ahead of the put batches; a worker writes
+the chunk's ids and commits it like a batch
 (``done:load``). The producer keeps only a few chunks waiting and writes one itself when they
 pile up, so Redis holds little raw text and a run sent before any worker is up still gets its
 ids. Each item carries only the fields the run's recipe reads
@@ -76,7 +76,7 @@ def ids_ready(ctx: RunContext, *, wait: float | None = None, poll: float = 0.05)
         return True
     deadline = time.monotonic() + (IDS_WAIT if wait is None else wait)
     while True:
-        total, state = store.fields("ids_chunks", "state")
+        total, state = store.record_fields("ids_chunks", "state")
         if state == "failed":
             return False
         if total is None or store.done_count("load") >= int(total):
@@ -94,7 +94,7 @@ def await_ids(ctx: RunContext) -> bool:
     :class:`Reject`) while its ids are still being written after :data:`IDS_WAIT` seconds."""
     if ids_ready(ctx):
         return True
-    if ctx.store.fields("state")[0] == "failed":
+    if ctx.store.record_fields("state")[0] == "failed":
         return False
     raise Reject("the run's ids are still being written", requeue=True)
 

@@ -24,7 +24,7 @@ from .load import await_ids
 from .readahead import WINDOW, ReadAhead
 from .tally import BatchTally
 
-__all__ = ["log_entry", "put_batch", "put_step", "prepare_output", "verify_output"]
+__all__ = ["log_entry", "put_batch", "batch_step", "prepare_output", "verify_output"]
 
 log = get_task_logger(__name__)
 
@@ -58,7 +58,7 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     policy = ctx.pixel_policy(now=False)
     tally = BatchTally(guard, paths)
     to_clean: list[str] = []
-    step = put_step(ctx, paths, known, first_time=first_time, policy=policy,
+    step = batch_step(ctx, paths, known, first_time=first_time, policy=policy,
                     careful=guard.careful)
     for rel, out in tally.run(step):
         tally.log_entry(rel, log_entry(rel, out))
@@ -96,7 +96,7 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     return tally.result()
 
 
-def put_step(ctx: RunContext, paths: list[str], known: Mapping[str, Known], *,
+def batch_step(ctx: RunContext, paths: list[str], known: Mapping[str, Known], *,
              first_time: bool, policy: PixelPolicy | None, careful: bool
              ) -> Callable[[str], PutOutcome]:
     """The per-file step of a put (or clean) batch: :func:`~deid_workers.files.steps.put_one`,

@@ -118,7 +118,7 @@ def test_put_with_edited_ids_uses_vars(cluster, redis_client, tree, tmp_path, ca
     summary = json.loads(stdout)
     assert summary["written"] == 6 and summary["skipped"] == 3
     store = RunStore.load(redis_client, summary["run_id"], keys=Settings.from_env().cluster_keys())
-    assert store.done_batches("load") == {0, 1} and store.fields("ids_chunks") == [2]
+    assert store.done_batches("load") == {0, 1} and store.record_fields("ids_chunks") == [2]
     assert store.counters()["load:items"] == 6 and not redis_client.keys("*idschunk*")
     ds = pydicom.dcmread(out / place(root, paths[0]))
     assert ds.PatientID == "SUBJ-0" and str(ds.PatientName) == "ANON^0"
