@@ -16,7 +16,6 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
-from importlib import metadata
 from typing import Any
 
 from . import logs
@@ -64,10 +63,9 @@ exit codes: {EXIT_OK} run finished, every valid file written/inspected (skips ar
 
 
 def _version() -> str:
-    try:
-        return metadata.version("deid-workers")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
+    from . import __version__
+
+    return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib as _hashlib
 import os
 import secrets as _secrets
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -336,8 +337,9 @@ def default_secret_path() -> Path:
 def load_secret(path: Path) -> bytes:
     """Read the key at ``path``, creating a random one (mode 0600) the first time.
 
-    Created with O_EXCL so two processes starting at once agree on one key; the creation is
-    said once, in one WARNING line naming the file.
+    Written under a temporary name and linked into place, so the file appears whole and two
+    processes starting at once agree on one key (the second link fails and reads the first
+    one's); the creation is said once, in one WARNING line naming the file.
     """
     try:
         data = path.read_bytes().strip()
@@ -347,12 +349,17 @@ def load_secret(path: Path) -> bytes:
         pass
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = _secrets.token_hex(32).encode("ascii")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # 0600
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, path)
     except FileExistsError:
         return path.read_bytes().strip()
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key + b"\n")
+    finally:
+        os.unlink(tmp)
     import logging
 
     logging.getLogger(__name__).warning(

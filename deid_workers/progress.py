@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 from .run.totals import StageTotal, stage_totals
@@ -49,20 +49,23 @@ def render(all_stages: list[StageTotal], stage_elapsed: float) -> str:
 
 class Progress:
     """Draws :func:`render` on ``stream``: redrawn in place on a terminal; elsewhere (CI logs)
-    a line at most every ``interval`` seconds, so logs stay readable."""
+    a line at most every ``interval`` seconds, so logs stay readable. ``clock`` gives the time
+    in seconds (monotonic)."""
 
-    def __init__(self, stream: IO[str] | None = None, *, interval: float = 10.0) -> None:
+    def __init__(self, stream: IO[str] | None = None, *, interval: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.interval = interval
+        self.clock = clock
         self._stage = ""
-        self._stage_start = time.monotonic()
+        self._stage_start = clock()
         self._last_print = 0.0
         self._drawn = False
         self._last_poll = float("-inf")
 
     def update(self, rec: Mapping[str, Any], counters: Mapping[str, int]) -> None:
-        now = time.monotonic()
+        now = self.clock()
         all_stages = stage_totals(rec, counters)
         name = current(all_stages).name
         if name != self._stage:
@@ -83,7 +86,7 @@ class Progress:
         For a caller busy with other work between calls: the producer walking the input or
         reading an ids file, which for an archive takes minutes before it can wait on the run.
         """
-        now = time.monotonic()
+        now = self.clock()
         if now - self._last_poll >= POLL_SECONDS:
             self._last_poll = now
             self.update(store.record(), store.counters())

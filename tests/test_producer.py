@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 class _FlakyStore:
     """A store whose Redis is down for ``down`` reads, then comes back (or comes back empty)."""
@@ -173,9 +175,7 @@ def test_a_failed_chord_is_answered_by_a_resume_then_fails_the_run(monkeypatch):
     assert rec["state"] == "failed"
 
 
-def test_the_run_keeps_each_recipe_text_with_its_file_name(tmp_path, monkeypatch):
-    import fakeredis
-
+def test_the_run_keeps_each_recipe_text_with_its_file_name(tmp_path, monkeypatch, fake_redis):
     from deid_workers import producer
     from deid_workers.config import Settings
 
@@ -187,24 +187,27 @@ def test_the_run_keeps_each_recipe_text_with_its_file_name(tmp_path, monkeypatch
     (tmp_path / "in").mkdir()
     sub = producer.Submission(action="get", input=str(tmp_path / "in"),
                               outfolder=str(tmp_path / "out"), recipes=(str(a), str(b)))
-    rec = producer.submit(Settings(), sub, client=fakeredis.FakeRedis(decode_responses=True)).record()
+    rec = producer.submit(Settings(), sub, client=fake_redis).record()
     assert rec["recipe_texts"] == [a.read_text(), b.read_text()]
     assert rec["recipe_files"] == ["site.dicom", "deid.dicom"]
     assert rec["recipe_name"] == "site.dicom+deid.dicom"
 
 
-def _put_setup(tmp_path, monkeypatch, *, chunk_items: int, work: bool = True):
-    """A producer on fakeredis whose ``deid.load`` messages are recorded (and, with ``work``,
-    carried out at once as a worker would); put batches are not sent."""
-    import contextlib
+@pytest.fixture
+def put_setup(tmp_path, monkeypatch, fake_redis):
+    """``put_setup(chunk_items=, work=True)``: a producer on fakeredis whose ``deid.load``
+    messages are recorded (and, with ``work``, carried out at once as a worker would); put
+    batches are not sent. Gives (the fake Redis, the chunks sent)."""
+    return lambda **kw: _put_setup(tmp_path, monkeypatch, fake_redis, **kw)
 
-    import fakeredis
+
+def _put_setup(tmp_path, monkeypatch, client, *, chunk_items: int, work: bool = True):
+    import contextlib
 
     from deid_workers import producer
     from deid_workers.ids import chunks
     from deid_workers.run.store import RunStore
 
-    client = fakeredis.FakeRedis(decode_responses=True)
     monkeypatch.setattr(producer, "send_first_stage", lambda *a, **k: None)  # no broker here
     monkeypatch.setattr(producer, "iter_ids_chunks",
                         lambda path, **kw: chunks.iter_ids_chunks(path, chunk_items, **kw))
@@ -247,11 +250,11 @@ def _submit_put(client, tmp_path, ids, recipe: str | None = _READS_ID):
     return producer.submit(Settings(), sub, client=client)
 
 
-def test_put_keeps_only_the_ids_fields_its_recipe_can_read(tmp_path, monkeypatch):
+def test_put_keeps_only_the_ids_fields_its_recipe_can_read(tmp_path, monkeypatch, put_setup):
     from deid_workers import producer
     from deid_workers.config import Settings
 
-    client, sent = _put_setup(tmp_path, monkeypatch, chunk_items=1, work=False)
+    client, sent = put_setup(chunk_items=1, work=False)
     ids = {f"P{n}": {f"1.{n}": {"id": f"S{n}", "PatientName": "DOE^JO", "n": [1, 2]}}
            for n in range(6)}
     store = _submit_put(client, tmp_path, ids)
@@ -267,13 +270,13 @@ def test_put_keeps_only_the_ids_fields_its_recipe_can_read(tmp_path, monkeypatch
     assert default.get_ids("P1", "1.1") == {} and default.get_ids("P1", "1.9") is None
 
 
-def test_put_sends_its_ids_file_in_chunks_and_a_bad_entity_leaves_no_run(tmp_path, monkeypatch):
+def test_put_sends_its_ids_file_in_chunks_and_a_bad_entity_leaves_no_run(tmp_path, monkeypatch, put_setup):
     import pytest
 
     from deid_workers.errors import IdentifiersError
     from deid_workers.run.store import list_runs
 
-    client, sent = _put_setup(tmp_path, monkeypatch, chunk_items=1)
+    client, sent = put_setup(chunk_items=1)
     store = _submit_put(client, tmp_path, {"P1": {"1.2": {"id": "S1"}}, "P2": {"1.3": {}}})
     assert sent == [0, 1] and store.record_fields("ids_chunks", "ids_path") == [2, str(tmp_path / "ids.json")]
     assert store.get_ids("P1", "1.2") == {"id": "S1"} and store.get_ids("P2", "1.3") == {}
@@ -288,11 +291,11 @@ def test_put_sends_its_ids_file_in_chunks_and_a_bad_entity_leaves_no_run(tmp_pat
     assert list_runs(client) == [store.run_id]
 
 
-def test_put_ids_wait_for_workers_but_never_more_than_a_window(tmp_path, monkeypatch):
+def test_put_ids_wait_for_workers_but_never_more_than_a_window(tmp_path, monkeypatch, put_setup):
     """With no worker, the producer writes the oldest chunk itself whenever IDS_WINDOW wait."""
     from deid_workers import producer
 
-    client, sent = _put_setup(tmp_path, monkeypatch, chunk_items=1, work=False)
+    client, sent = put_setup(chunk_items=1, work=False)
     ids = {f"P{n}": {f"1.{n}": {"id": f"S{n}"}} for n in range(7)}
     store = _submit_put(client, tmp_path, ids)
     window = producer.IDS_WINDOW
@@ -302,11 +305,11 @@ def test_put_ids_wait_for_workers_but_never_more_than_a_window(tmp_path, monkeyp
     assert store.get_ids("P0", "1.0") == {"id": "S0"} and store.get_ids("P6", "1.6") is None
 
 
-def test_resume_of_a_put_run_sends_the_ids_chunks_not_written(tmp_path, monkeypatch):
+def test_resume_of_a_put_run_sends_the_ids_chunks_not_written(tmp_path, monkeypatch, put_setup):
     from deid_workers import producer
     from deid_workers.config import Settings
 
-    client, sent = _put_setup(tmp_path, monkeypatch, chunk_items=1, work=False)
+    client, sent = put_setup(chunk_items=1, work=False)
     ids = {f"P{n}": {f"1.{n}": {"id": f"S{n}"}} for n in range(6)}
     store = _submit_put(client, tmp_path, ids)
     sent.clear()
@@ -317,14 +320,14 @@ def test_resume_of_a_put_run_sends_the_ids_chunks_not_written(tmp_path, monkeypa
 
 
 def test_submit_ticks_per_ids_chunk_and_per_batch_so_progress_shows_while_it_sends(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, put_setup):
     import json
 
     from deid_workers import producer
     from deid_workers.config import Settings
     from deid_workers.run.totals import stage_totals
 
-    client, sent = _put_setup(tmp_path, monkeypatch, chunk_items=1)
+    client, sent = put_setup(chunk_items=1)
     walk = producer._walk  # the walk as send_first_stage runs it, minus the broker
     monkeypatch.setattr(producer, "send_first_stage", lambda store, settings, sub, tick=None, **kw:
                         list(walk(store, sub, settings, tick=tick)))

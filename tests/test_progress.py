@@ -42,16 +42,25 @@ def test_clean_stage_trails_put_until_every_put_batch_is_in():
 
 
 def test_stage_rate_restarts_when_the_stage_changes():
+    """The rate is the current stage's own: files/s since that stage began, not since the
+    run began (put is not dragged down by the time get took)."""
     out = io.StringIO()
-    bar = Progress(out, interval=0.0)
-    bar.update({"action": "all", "walk_done": True, "stage": "get"},
-               {"walk:files": 10, "get:files": 10, "get:valid": 10})
-    assert bar._stage == "get"
-    started = bar._stage_start
+    now = [100.0]
+    bar = Progress(out, interval=0.0, clock=lambda: now[0])
+    get = ({"action": "all", "walk_done": True, "stage": "get"},
+           {"walk:files": 10, "get:files": 10, "get:valid": 10})
+    bar.update(*get)  # get is first seen at 100
+    now[0] = 110.0
+    bar.update(*get)
+    assert out.getvalue().endswith("1.0 files/s  ETA 0:00:00\n")  # 10 files in the 10 s since
+    now[0] = 150.0
     bar.update({"action": "all", "walk_done": True, "stage": "put"},
                {"walk:files": 10, "get:files": 10, "get:valid": 10, "put:files": 1})
-    assert bar._stage == "put" and bar._stage_start >= started
-    assert out.getvalue().count("\n") == 2  # not a terminal: plain lines
+    now[0] = 152.0  # put began at 150: 1 file in 2 s, not 1 in 52
+    bar.update({"action": "all", "walk_done": True, "stage": "put"},
+               {"walk:files": 10, "get:files": 10, "get:valid": 10, "put:files": 1})
+    assert out.getvalue().splitlines()[-1].endswith("0.5 files/s  ETA 0:00:18")
+    assert out.getvalue().count("\n") == 4  # not a terminal: plain lines
 
 
 def test_an_empty_run_renders_without_dividing_by_zero():
@@ -83,9 +92,8 @@ def test_poll_reads_the_store_at_most_every_poll_interval(monkeypatch):
             return {"walk:files": 100, "get:files": 0}
 
     clock = [1000.0]
-    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
     out, store = io.StringIO(), Store()
-    bar = Progress(out, interval=0.0)
+    bar = Progress(out, interval=0.0, clock=lambda: clock[0])
     for step in (0.0, 0.1, 0.2, progress.POLL_SECONDS + 0.1):
         clock[0] = 1000.0 + step
         bar.poll(store)

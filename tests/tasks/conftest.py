@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import fakeredis
 import pydicom
 import pytest
 
@@ -25,10 +24,10 @@ REMOVE PatientName
 
 
 @pytest.fixture
-def fake(monkeypatch):
-    """A fake Redis registered as the tasks' client for the app's broker URL."""
-    monkeypatch.setenv("DEID_SECRET", SECRET)
-    client = fakeredis.FakeRedis(decode_responses=True)
+def fake(fake_redis, cluster_key):
+    """The suite's fake Redis registered as the tasks' client for the app's broker URL, the
+    worker holding the suite's cluster key."""
+    client = fake_redis
     url = str(app.conf.broker_url)
     saved = dict(run_client._SHARED)
     run_client._SHARED[(url, True)] = client
@@ -39,16 +38,13 @@ def fake(monkeypatch):
     context.forget()
 
 
-SECRET = "task-tests-secret-0123456789abcdef0123"
-
-
 @pytest.fixture
-def placed():
+def placed(cluster_key):
     """placed(root, rel) -> where the default (mirror) layout puts input ``rel``, relative
     to the output folder, with the key the ``fake`` fixture gives the workers."""
     from deid_workers.files.layout import Layout
 
-    layout = Layout("mirror", lambda: SECRET.encode())
+    layout = Layout("mirror", lambda: cluster_key.encode())
 
     def place(root: str, rel: str) -> str:
         ds = pydicom.dcmread(os.path.join(root, rel), stop_before_pixels=True, force=True)

@@ -1,9 +1,9 @@
-"""The lazy walk: order, exclusions, symlinks, unreadable directories, batches, flat memory."""
+"""The lazy walk: order, exclusions, symlinks, unreadable directories, batches (its memory:
+benchmarks/walk_memory.py)."""
 
 from __future__ import annotations
 
 import os
-import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -100,24 +100,3 @@ def test_batches_are_produced_before_the_walk_ends(tmp_path: Path) -> None:
     # Written after the first batch into a directory not listed yet: a lazy walk sees it.
     _touch(tmp_path, "c/4.dcm")
     assert next(batches) == ["b/3.dcm", "c/4.dcm"]
-
-
-def test_memory_stays_flat_over_20k_files(tmp_path: Path) -> None:
-    """Peak traced memory while walking 20k files is a fraction of holding their paths."""
-    for d in range(40):
-        folder = tmp_path / f"patient-{d:03d}" / "study"
-        folder.mkdir(parents=True)
-        for i in range(500):
-            (folder / f"image-{i:05d}.dcm").touch()
-
-    tracemalloc.start()
-    try:
-        count = sum(1 for _ in walk.iter_files(tmp_path))
-        _, lazy_peak = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        held = list(walk.iter_files(tmp_path))
-        _, list_peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert count == len(held) == 20_000
-    assert lazy_peak * 5 < list_peak

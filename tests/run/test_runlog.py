@@ -5,27 +5,23 @@ from __future__ import annotations
 import json
 import os
 
-import fakeredis
+import pytest
 
-from deid_workers.keys import ClusterKeys
 from deid_workers.run.runlog import NOT_PROCESSED, OUTCOMES, iter_run_log, run_log_name, write_run_log
-from deid_workers.run.store import RunStore
 
-KEYS = ClusterKeys.derive(b"store-tests-key-0123456789abcdef")
-"""The cluster key of these tests' runs."""
 
-def _store(tmp_path):
-    store = RunStore.create(fakeredis.FakeRedis(decode_responses=True), "r1",
-                            {"action": "all", "outfolder": str(tmp_path / "out"),
-                             "recipe_sha": "ab" * 32}, expiry=60, keys=KEYS)
+@pytest.fixture
+def store(new_store, tmp_path):
+    """A walked ``all`` run of two batches, a, bad, c and d, e, f, g."""
+    store = new_store({"action": "all", "outfolder": str(tmp_path / "out"),
+                       "recipe_sha": "ab" * 32}, expiry=60)
     store.add_batch(0, ["a.dcm", "bad.dcm", "c.dcm"])
     store.add_batch(1, ["d.dcm", "e.dcm", "f.dcm", "g.dcm"])
     store.update(walk_done=True, n_batches=2)
     return store
 
 
-def test_lines_merge_get_put_and_clean_records(tmp_path):
-    store = _store(tmp_path)
+def test_lines_merge_get_put_and_clean_records(store, tmp_path):
     # get found bad.dcm unreadable: put only saw the valid paths
     store.commit_batch("get", 0, {}, outcomes={"skipped": {"bad.dcm": "not a DICOM file"}},
                        valid=["a.dcm", "c.dcm"])
@@ -50,10 +46,9 @@ def test_lines_merge_get_put_and_clean_records(tmp_path):
     assert {x["recipe_sha256"] for x in lines} == {"ab" * 32}
 
 
-def test_output_is_where_the_layout_put_the_file(tmp_path):
+def test_output_is_where_the_layout_put_the_file(store, tmp_path):
     # put records the output path only where it differs from the input's (a pseudonymized
     # name): the line maps each input path to its output, quarantine included
-    store = _store(tmp_path)
     store.commit_batch("get", 0, {}, valid=["a.dcm", "bad.dcm", "c.dcm"])
     store.save_log("put", 0, [("written", None, "K7Q2/a.dcm"), ("skipped", "DICOMDIR: x"),
                               ("quarantined", "blacklist: y", "K7Q2/c.dcm")])
@@ -63,8 +58,7 @@ def test_output_is_where_the_layout_put_the_file(tmp_path):
     assert lines["c.dcm"]["output"] == "../out-quarantine/K7Q2/c.dcm"
 
 
-def test_unrecorded_and_poison_files_still_get_a_line(tmp_path):
-    store = _store(tmp_path)
+def test_unrecorded_and_poison_files_still_get_a_line(store, tmp_path):
     store.add_outcome("poison", "d.dcm", "crashed its worker in get")
     lines = {x["path"]: x for x in iter_run_log(store, store.record())}
     assert len(lines) == 7
@@ -72,8 +66,7 @@ def test_unrecorded_and_poison_files_still_get_a_line(tmp_path):
     assert lines["a.dcm"]["reason"] == NOT_PROCESSED
 
 
-def test_written_atomically_as_json_lines(tmp_path):
-    store = _store(tmp_path)
+def test_written_atomically_as_json_lines(store, tmp_path):
     path = write_run_log(store, store.record())
     # In the records folder, never the output tree; private; named for its run.
     records = tmp_path / "out-records"

@@ -1,6 +1,6 @@
 """steps with --clean-pixels: triage, put deferring to clean, clean, quarantine, provenance.
 
-Kept beside tests/test_steps.py (same module under test) so the pixel cases read as one story.
+Kept beside tests/files/test_steps.py (same module under test) so the pixel cases read as one story.
 """
 
 from __future__ import annotations

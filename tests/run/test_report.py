@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import json
 
-import fakeredis
-
-from deid_workers.keys import ClusterKeys
 from deid_workers.run.report import INSPECT_JSON, INSPECT_TSV, iter_inspect, write_inspect_report
-from deid_workers.run.store import RunStore
-
-KEYS = ClusterKeys.derive(b"store-tests-key-0123456789abcdef")
-"""The cluster key of these tests' runs."""
 
 VERDICTS = [
     {"flagged": False, "results": []},
@@ -41,9 +34,8 @@ def _expected(rows: list[tuple[str, dict]]) -> tuple[str, str]:
                                          for i, e in enumerate(entries)) + "\n]\n"
 
 
-def test_report_follows_the_walk_and_spells_each_verdict_as_before(tmp_path):
-    store = RunStore.create(fakeredis.FakeRedis(decode_responses=True), "r1",
-                            {"action": "inspect"}, expiry=600, keys=KEYS)
+def test_report_follows_the_walk_and_spells_each_verdict_as_before(new_store, tmp_path):
+    store = new_store({"action": "inspect"})
     rows = []
     for n in range(230):  # more batches than one round trip reads
         paths = [f"b{n:03d}/é {k}.dcm" for k in range(2)]
@@ -62,9 +54,8 @@ def test_report_follows_the_walk_and_spells_each_verdict_as_before(tmp_path):
     assert list(iter_inspect(store, 230)) == rows
 
 
-def test_an_empty_run_writes_an_empty_report(tmp_path):
-    store = RunStore.create(fakeredis.FakeRedis(decode_responses=True), "r1",
-                            {"action": "inspect"}, expiry=600, keys=KEYS)
+def test_an_empty_run_writes_an_empty_report(new_store, tmp_path):
+    store = new_store({"action": "inspect"})
     write_inspect_report(store, str(tmp_path), 0)
     assert (tmp_path / INSPECT_TSV).read_text() == "file\tflagged\tgroup\treason\n"
     assert json.loads((tmp_path / INSPECT_JSON).read_text()) == []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import fakeredis
 import pytest
 
 from deid_workers.errors import RunRefused, StoreError
@@ -13,47 +12,38 @@ from deid_workers.run.client import redis_client
 from deid_workers.run.names import ENTITY_FIELD, RUNS_INDEX, Keys
 from deid_workers.run.store import RunStore, list_runs
 
-KEYS = ClusterKeys.derive(b"store-tests-key-0123456789abcdef")
-"""The cluster key of these tests' runs."""
-
 EXPIRY = 1000
 
 
 @pytest.fixture
-def client():
-    return fakeredis.FakeRedis(decode_responses=True)
+def store(new_store):
+    return new_store({"action": "all", "input": "/in", "n": 3}, expiry=EXPIRY)
 
 
-@pytest.fixture
-def store(client):
-    return RunStore.create(client, "r1", {"action": "all", "input": "/in", "n": 3}, expiry=EXPIRY,
-                           keys=KEYS)
-
-
-def test_every_key_is_under_the_run_prefix(client, store):
+def test_every_key_is_under_the_run_prefix(fake_redis, store):
     store.add_batch(0, ["a.dcm"])
     store.commit_batch("get", 0, {"files": 1}, outcomes={"skipped": {"a.dcm": "empty file"}},
                        ids={"PID-SECRET": {"1.2.3": {"PatientName": "DOE^JOHN"}}}, valid=[])
-    keys = set(client.keys("*"))
+    keys = set(fake_redis.keys("*"))
     assert keys - {RUNS_INDEX}
     assert all(k.startswith("deid:run:r1") for k in keys - {RUNS_INDEX})
 
 
-def test_key_names_hold_no_header_value(client, store):
+def test_key_names_hold_no_header_value(fake_redis, store):
     store.commit_batch("get", 0, {}, ids={"PID-SECRET": {"1.2.3.4": {"PatientName": "DOE^JOHN"}}})
-    names = " ".join(client.keys("*"))
+    names = " ".join(fake_redis.keys("*"))
     for value in ("PID-SECRET", "1.2.3.4", "DOE^JOHN"):
         assert value not in names
 
 
-def test_every_key_expires(client, store):
+def test_every_key_expires(fake_redis, store):
     store.add_batch(0, ["a.dcm"])
     store.commit_batch("get", 0, {"files": 1}, outcomes={"missing": {"a.dcm": "PatientID"}},
                        ids={"P": {"I": {"x": 1}}}, valid=["a.dcm"])
     store.mark_started("put", 0)
     store.add_outcome("unlisted", "dir", "permission denied", counter="walk:unlisted")
-    for key in client.keys("deid:run:*"):
-        assert 0 < client.ttl(key) <= EXPIRY, key
+    for key in fake_redis.keys("deid:run:*"):
+        assert 0 < fake_redis.ttl(key) <= EXPIRY, key
 
 
 def test_record_roundtrip_keeps_types(store):
@@ -63,15 +53,15 @@ def test_record_roundtrip_keeps_types(store):
     assert store.record()["outfolder"] == "123"
 
 
-def test_load_unknown_run_is_a_store_error(client):
+def test_load_unknown_run_is_a_store_error(fake_redis, cluster_keys):
     with pytest.raises(StoreError, match="unknown"):
-        RunStore.load(client, "nope", keys=KEYS)
+        RunStore.load(fake_redis, "nope", keys=cluster_keys)
 
 
-def test_load_reuses_the_salt(client, store):
-    again = RunStore.load(client, "r1", keys=KEYS)
+def test_load_reuses_the_salt(fake_redis, store, new_store, cluster_keys):
+    again = RunStore.load(fake_redis, "r1", keys=cluster_keys)
     assert again.entity_digest("X") == store.entity_digest("X")
-    other = RunStore.create(client, "r2", {}, expiry=EXPIRY, keys=KEYS)
+    other = new_store({}, "r2")
     assert other.entity_digest("X") != store.entity_digest("X")
 
 
@@ -102,7 +92,7 @@ def test_export_shards_split_the_entities_without_overlap(store):
     assert {len(list(store.iter_ids(p, 4))) > 0 for p in range(4)} == {True}  # 40 spread out
 
 
-def test_ids_stream_in_few_round_trips_and_whole_across_pages(client, store, monkeypatch):
+def test_ids_stream_in_few_round_trips_and_whole_across_pages(fake_redis, store, monkeypatch):
     """Many entities (several SSCAN pages, several groups), one with more items than an
     HSCAN page: every item comes back once, and the round trips are per group, not per
     entity."""
@@ -113,8 +103,8 @@ def test_ids_stream_in_few_round_trips_and_whole_across_pages(client, store, mon
     ids["BIG"] = {f"b{k}": {"k": k} for k in range(400)}
     store.save_ids(ids)
     sent = []
-    plain = client.connection_pool.get_connection
-    monkeypatch.setattr(client.connection_pool, "get_connection",
+    plain = fake_redis.connection_pool.get_connection
+    monkeypatch.setattr(fake_redis.connection_pool, "get_connection",
                         lambda *a, **k: sent.append(1) or plain(*a, **k))
     got = {e: dict(items) for e, items in store.iter_ids()}
     assert got == ids
@@ -215,10 +205,10 @@ def test_valid_keys_pair_each_valid_path_with_its_entity_and_item(store):
         store.commit_batch("get", 1, {}, valid=["a", "b"], valid_keys=[("P1", "I1")])
 
 
-def test_a_plain_valid_list_is_refused(client, store):
+def test_a_plain_valid_list_is_refused(fake_redis, store):
     """Only a worker holding the cluster key writes the valid lists (sealed): a plain one, as
     anyone with the Redis password could write, is refused rather than acted on."""
-    client.hset(store.keys.valid, "0", json.dumps({"paths": ["a", "b"], "keys": []}))
+    fake_redis.hset(store.keys.valid, "0", json.dumps({"paths": ["a", "b"], "keys": []}))
     with pytest.raises(RunRefused, match="valid 0"):
         store.valid_batch(0)
     store.add_batch(0, ["a", "b", "c"])
@@ -226,12 +216,12 @@ def test_a_plain_valid_list_is_refused(client, store):
         next(store.iter_batch_records(1))
 
 
-def test_get_ids_many_answers_like_get_ids_in_one_round_trip(client, store):
+def test_get_ids_many_answers_like_get_ids_in_one_round_trip(fake_redis, store):
     store.commit_batch("get", 0, {}, ids={"P": {"I1": {"x": 1}, "I2": {"x": 2}}})
     wanted = [("P", "I1"), ("P", "I2"), ("P", "nope"), ("Q", "I1"), ("P", "I1")]
     calls = []
-    real = client.pipeline
-    client.pipeline = lambda *a, **k: calls.append(1) or real(*a, **k)
+    real = fake_redis.pipeline
+    fake_redis.pipeline = lambda *a, **k: calls.append(1) or real(*a, **k)
     got = store.get_ids_many(wanted)
     assert len(calls) == 1
     assert got == {k: store.get_ids(*k) for k in wanted}
@@ -266,19 +256,19 @@ def test_maybe_finish_needs_walk_end_and_all_batches(store):
     assert store.record()["state"] == "finished"
 
 
-def test_purge_deletes_everything_of_the_run(client, store):
+def test_purge_deletes_everything_of_the_run(fake_redis, store, new_store):
     store.add_batch(0, ["a"])
     store.commit_batch("get", 0, {"files": 1}, ids={"P": {"I": {}}}, valid=["a"])
-    other = RunStore.create(client, "r2", {}, expiry=EXPIRY, keys=KEYS)
+    other = new_store({}, "r2")
     assert store.purge() > 0
-    assert not [k for k in client.keys("*") if k.startswith("deid:run:r1")]
-    assert client.exists(Keys("r2").run) and list_runs(client) == [other.run_id]
+    assert not [k for k in fake_redis.keys("*") if k.startswith("deid:run:r1")]
+    assert fake_redis.exists(Keys("r2").run) and list_runs(fake_redis) == [other.run_id]
 
 
-def test_list_runs_drops_expired(client, store):
-    RunStore.create(client, "r2", {}, expiry=EXPIRY, keys=KEYS)
-    client.delete(Keys("r1").run)
-    assert list_runs(client) == ["r2"]
+def test_list_runs_drops_expired(fake_redis, store, new_store):
+    new_store({}, "r2")
+    fake_redis.delete(Keys("r1").run)
+    assert list_runs(fake_redis) == ["r2"]
 
 
 @pytest.mark.parametrize("url,path", [("redis+socket:///tmp/r.sock", "/tmp/r.sock"),
@@ -288,14 +278,14 @@ def test_redis_client_understands_socket_urls(url, path):
     assert kwargs["path"] == path
 
 
-def test_ids_are_packed_small_and_read_back(client, store):
+def test_ids_are_packed_small_and_read_back(fake_redis, store):
     from deid_workers import synth
     from deid_workers.ids.codec import pack_fields, unpack_fields
     from deid_workers.recipe import get_identifiers
 
     fields = get_identifiers(synth.make_dataset(3, 0, 1, 7))
     store.commit_batch("get", 0, {"files": 1}, ids={"PID-3": {"1.2.3": fields}})
-    raw = client.hget(store.keys.ids(store.entity_digest("PID-3")), store.item_digest("1.2.3"))
+    raw = fake_redis.hget(store.keys.ids(store.entity_digest("PID-3")), store.item_digest("1.2.3"))
     assert len(raw) < len(json.dumps(fields)) * 0.6  # deflated, sealed and in base64: ~1.1 KB
     assert "PID-0003" not in raw  # not readable as text either
     assert store.get_ids("PID-3", "1.2.3") == json.loads(json.dumps(fields))
@@ -316,12 +306,12 @@ def test_the_plan_of_each_action():
 
 
 # -- signed record, signed lists, sealed identifiers (issue 22) ------------------------------
-def test_the_record_is_sealed_and_signed_and_its_plain_fields_cannot_override_it(client, store):
-    raw = client.hgetall(store.keys.run)
+def test_the_record_is_sealed_and_signed_and_its_plain_fields_cannot_override_it(fake_redis, store, cluster_keys):
+    raw = fake_redis.hgetall(store.keys.run)
     assert set(raw) == {"spec", "sig", "key_id", "state"}
     assert "/in" not in raw["spec"]  # paths (and everything decided) are sealed
-    client.hset(store.keys.run, mapping={"input": json.dumps("/elsewhere"), "n": "9"})
-    again = RunStore.load(client, "r1", keys=KEYS)
+    fake_redis.hset(store.keys.run, mapping={"input": json.dumps("/elsewhere"), "n": "9"})
+    again = RunStore.load(fake_redis, "r1", keys=cluster_keys)
     assert again.record()["input"] == "/in" and again.record()["n"] == 3
     assert again.record_fields("input", "state") == ["/in", "created"]
     with pytest.raises(ValueError, match="signed fields"):
@@ -331,67 +321,66 @@ def test_the_record_is_sealed_and_signed_and_its_plain_fields_cannot_override_it
 
 
 @pytest.mark.parametrize("tamper", ["spec", "sig", "both gone"])
-def test_an_altered_record_is_refused(client, store, tamper):
-    other = RunStore.create(client, "r2", {"action": "get", "input": "/x"}, expiry=EXPIRY,
-                            keys=KEYS)
+def test_an_altered_record_is_refused(fake_redis, store, tamper, new_store, cluster_keys):
+    other = new_store({"action": "get", "input": "/x"}, "r2")
     if tamper == "spec":  # another run's sealed spec: it names its own run
-        client.hset(store.keys.run, "spec", client.hget(other.keys.run, "spec"))
+        fake_redis.hset(store.keys.run, "spec", fake_redis.hget(other.keys.run, "spec"))
     elif tamper == "sig":
-        client.hset(store.keys.run, "sig", "0" * 32)
+        fake_redis.hset(store.keys.run, "sig", "0" * 32)
     else:
-        client.hdel(store.keys.run, "spec", "sig", "key_id")
+        fake_redis.hdel(store.keys.run, "spec", "sig", "key_id")
     with pytest.raises(RunRefused, match="r1: run record is not signed"):
-        RunStore.load(client, "r1", keys=KEYS).record()
+        RunStore.load(fake_redis, "r1", keys=cluster_keys).record()
 
 
-def test_a_run_of_another_key_is_refused_naming_both_keys(client, store):
+def test_a_run_of_another_key_is_refused_naming_both_keys(fake_redis, store, cluster_keys):
     other = ClusterKeys.derive(b"another-key-0123456789abcdef0123456789")
     with pytest.raises(RunRefused) as err:
-        RunStore.load(client, "r1", keys=other)
-    assert f"submitted with key {KEYS.fingerprint}" in str(err.value)
+        RunStore.load(fake_redis, "r1", keys=other)
+    assert f"submitted with key {cluster_keys.fingerprint}" in str(err.value)
     assert f"holds key {other.fingerprint}" in str(err.value)
 
 
-def test_lists_are_signed_for_their_own_place(client, store):
+def test_lists_are_signed_for_their_own_place(fake_redis, store, new_store):
     store.add_batch(0, ["a.dcm"])
     store.add_batch(1, ["b.dcm"])
     store.save_clean_batch(0, ["a.dcm"])
     store.save_log("put", 0, [("written", None)])
     assert store.batch(0) == ["a.dcm"] and store.clean_batch(0) == ["a.dcm"]
     # a signed list moved to another batch, another list or another run is refused
-    client.hset(store.keys.batches, "1", client.hget(store.keys.batches, "0"))
+    fake_redis.hset(store.keys.batches, "1", fake_redis.hget(store.keys.batches, "0"))
     with pytest.raises(RunRefused, match="batches 1"):
         store.batch(1)
-    client.hset(store.keys.clean_batches, "0", client.hget(store.keys.batches, "0"))
+    fake_redis.hset(store.keys.clean_batches, "0", fake_redis.hget(store.keys.batches, "0"))
     with pytest.raises(RunRefused, match="clean 0"):
         store.clean_batch(0)
-    r2 = RunStore.create(client, "r2", {}, expiry=EXPIRY, keys=KEYS)
-    client.hset(r2.keys.batches, "0", client.hget(store.keys.batches, "0"))
+    r2 = new_store({}, "r2")
+    fake_redis.hset(r2.keys.batches, "0", fake_redis.hget(store.keys.batches, "0"))
     with pytest.raises(RunRefused):
         r2.batch(0)
 
 
-def test_identifiers_are_sealed_where_they_were_written(client, store):
+def test_identifiers_are_sealed_where_they_were_written(fake_redis, store):
     store.commit_batch("get", 0, {}, ids={"PID-1": {"1.2.3": {"PatientName": "DOE^JOHN"},
                                                     "1.2.4": {"PatientName": "ROE^JANE"}}})
     key = store.keys.ids(store.entity_digest("PID-1"))
-    dump = json.dumps(client.hgetall(key))
+    dump = json.dumps(fake_redis.hgetall(key))
     for value in ("PID-1", "1.2.3", "DOE^JOHN"):
         assert value not in dump
     a, b = store.item_digest("1.2.3"), store.item_digest("1.2.4")
-    client.hset(key, a, client.hget(key, b))  # one patient's item swapped for another's
+    fake_redis.hset(key, a, fake_redis.hget(key, b))  # one patient's item swapped for another's
     with pytest.raises(RunRefused, match="identifiers"):
         store.get_ids("PID-1", "1.2.3")
     assert store.get_ids("PID-1", "1.2.4") == {"PatientName": "ROE^JANE"}
     store.stage_ids_chunk(0, '{"PID-2": {"9": {"id": "S"}}}')
-    assert "PID-2" not in client.get(store.keys.ids_chunk(0))
+    assert "PID-2" not in fake_redis.get(store.keys.ids_chunk(0))
     assert store.ids_chunk(0) == '{"PID-2": {"9": {"id": "S"}}}'
 
 
-def test_a_store_without_the_key_can_still_purge(client, store):
+def test_a_store_without_the_key_can_still_purge(fake_redis, store):
     store.commit_batch("get", 0, {}, ids={"P": {"I": {"x": 1}}})
-    bare = RunStore(client, "r1", expiry=1)
+    bare = RunStore(fake_redis, "r1", expiry=1)
     assert bare.state() == "created"
     with pytest.raises(StoreError, match="no cluster key"):
         bare.record()
-    assert bare.purge() > 0 and not client.keys("deid:run:r1*")
+    assert bare.purge() > 0 and not fake_redis.keys("deid:run:r1*")
