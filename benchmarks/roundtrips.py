@@ -6,7 +6,10 @@ is exact. Every ``send`` of a redis-py connection is one round trip (a pipeline 
 counted in the worker's processes by a ``sitecustomize`` this tool writes and puts first on
 the worker's ``PYTHONPATH``; each pool process reports its count per task, from the task's
 start to the end of its bookkeeping (result backend, chord), and the main process its total,
-which covers taking, acknowledging and announcing (events) the tasks.
+which covers taking, acknowledging and announcing (events) the tasks, and, per thread, what it
+sent between the first task it took and the last: its event loop (what a batch may wait for:
+taking the next one) apart from the thread that acknowledges and sends events
+(``deid_workers/tasks/offloop.py``) and the liveness thread.
 
     python -m benchmarks.roundtrips                # --action all on 600 small files, batch 100
 """
@@ -31,40 +34,53 @@ __all__ = ["count_roundtrips", "main"]
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SITECUSTOMIZE = '''
-import json, os, sys
+import json, os, sys, threading
 
 def _install():
     import redis.connection as rc
-    state = {"sends": 0}
+    sends = {}  # per thread kind: main, or the thread's name
     plain = rc.AbstractConnection.send_packed_command
 
+    def kind():
+        current = threading.current_thread()
+        return "main" if current is threading.main_thread() else current.name
+
     def send_packed_command(self, command, check_health=True):
-        state["sends"] += 1
+        k = kind()
+        sends[k] = sends.get(k, 0) + 1
         return plain(self, command, check_health)
 
     rc.AbstractConnection.send_packed_command = send_packed_command
     out = os.environ["DEID_ROUNDTRIPS_OUT"]
     try:
-        from celery.signals import task_prerun, task_postrun, worker_shutdown
+        from celery.signals import task_prerun, task_postrun, task_received, worker_shutdown
     except ImportError:
         return
     started = {}
+    received = []  # the main process's sends by kind when it received each task
 
     def pre(task_id=None, **_):
-        started[task_id] = state["sends"]
+        started[task_id] = sends.get("main", 0)
 
     def post(task_id=None, task=None, **_):
         with open(out, "a") as fh:
             fh.write(json.dumps({"pid": os.getpid(), "task": task.name,
-                                 "sends": state["sends"] - started.pop(task_id, 0)}) + "\\n")
+                                 "sends": sends.get("main", 0) - started.pop(task_id, 0)})
+                     + "\\n")
+
+    def took(**_):
+        received.append(dict(sends))
 
     def total(**_):
+        first, last = (received[0], received[-1]) if received else ({}, {})
+        window = {k: last.get(k, 0) - first.get(k, 0) for k in last}
         with open(out, "a") as fh:
-            fh.write(json.dumps({"pid": os.getpid(), "main": True,
-                                 "sends": state["sends"]}) + "\\n")
+            fh.write(json.dumps({"pid": os.getpid(), "main": True, "sends": sends,
+                                 "window": window, "received": len(received)}) + "\\n")
 
     task_prerun.connect(pre, weak=False)
     task_postrun.connect(post, weak=False)
+    task_received.connect(took, weak=False)
     worker_shutdown.connect(total, weak=False)
 
 if os.environ.get("DEID_ROUNDTRIPS_OUT"):
@@ -117,23 +133,39 @@ def count_roundtrips(*, patients: int = 6, images: int = 100, batch: int = 100) 
         if worker is not None:
             worker.terminate()  # a warm shutdown: the main process writes its total
             worker.wait(timeout=60)
+        unacked_left = _unacked(sock)
         redis.kill()
         redis.wait(timeout=10)
     per_task: dict[str, list[int]] = defaultdict(list)
-    main_sends = 0
+    main: dict[str, Any] = {}
     with open(out, encoding="utf-8") as fh:
         for line in fh:
             rec = json.loads(line)
             if rec.get("main"):
-                main_sends += rec["sends"]
+                main = rec
             else:
                 per_task[rec["task"]].append(rec["sends"])
     tasks = sum(len(v) for v in per_task.values())
+    between = max(1, int(main.get("received", 0)) - 1)
     return {"files": files, "batch": batch,
             "pool_per_task": {k: round(sum(v) / len(v), 2) for k, v in sorted(per_task.items())},
             "pool_median": {k: statistics.median(v) for k, v in sorted(per_task.items())},
             "tasks": {k: len(v) for k, v in sorted(per_task.items())},
-            "main_per_task": round(main_sends / tasks, 2) if tasks else None}
+            "main_per_task": round(sum(main.get("sends", {}).values()) / tasks, 2)
+            if tasks else None,
+            "main_between_tasks": {k: round(n / between, 2)
+                                   for k, n in sorted(main.get("window", {}).items())},
+            "unacked_left": unacked_left}
+
+
+def _unacked(sock: str) -> int | None:
+    """Messages left in kombu's unacked set once the worker has stopped (every ack sent)."""
+    import redis
+
+    try:
+        return int(redis.Redis(unix_socket_path=sock).hlen("unacked"))
+    except redis.RedisError:
+        return None
 
 
 def _wait_socket(sock: str) -> None:
@@ -177,7 +209,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:<14} {n:>6.1f} in the pool process, median "
                   f"{result['pool_median'][name]:g} ({result['tasks'][name]} tasks)")
         print(f"  {'main process':<14} {result['main_per_task']:>6.1f} per task (take, ack, "
-              f"events, liveness)")
+              f"events, liveness), start and stop included")
+        for kind, n in result["main_between_tasks"].items():
+            where = ("its event loop: taking a task" if kind == "main" else
+                     f"thread {kind}")
+            print(f"  {'':<14} {n:>6.2f} per task between the first and the last taken, in "
+                  f"{where}")
     return 0
 
 

@@ -197,7 +197,8 @@ def _worker_log_format(logger: Any = None, **_: Any) -> None:
 @celeryd_init.connect
 def _check_worker(**_: Any) -> None:
     """``celery worker`` (and ``deid-worker``) starting: what it needs, checked before it
-    consumes anything, and kombu patched so that it survives Redis going away.
+    consumes anything, kombu patched so that it survives Redis going away, and its acks and
+    task events sent beside its event loop (:mod:`deid_workers.tasks.offloop`).
 
     In broker mode, without the cluster key or the folder roots, and with a pydicom that
     lacks what the recipe engine uses, it says which in one line and exits 2. Celery's signal
@@ -235,3 +236,4 @@ def _check_worker(**_: Any) -> None:
     elif not dicom_compat.fast_io():
         log.info("DEID_FAST_IO=0: files are read with dcmread and written with save_as")
     compat.survive_broker_loss(broker_lost)
+    compat.install_offloop()

@@ -31,15 +31,19 @@ def finish_run(store: RunStore, stage: str, commit: Commit | None = None) -> boo
     atomically and marking twice is harmless. Returns True when the run is finished.
 
     ``commit`` (what committing a batch of ``stage`` learnt) says without another read whether
-    the stage may be complete: every batch but the last stops there."""
+    the stage is complete: every batch but the last stops there, and the last reads only the
+    record, the run log's lists and, as it marks the run finished, the plan again."""
     if commit is not None and not commit.complete:
         return False
-    if not store.stage_complete(stage):
+    if commit is None and not store.stage_complete(stage):
         return False
     rec = store.record()
     if rec.get("state") in ("finished", "failed"):
         return True
     if rec.get("action") in ("put", "all"):
         path = write_run_log(store, rec)
+        if store.maybe_finish(stage, run_log=path):
+            return True
         store.update(run_log=path)
+        return False
     return store.maybe_finish(stage)

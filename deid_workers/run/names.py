@@ -17,6 +17,10 @@ write, so identifiers never outlive the run by more than that::
     deid:run:<id>:valid                 hash  batch_no -> sealed JSON {"paths": paths get found
                                               valid, "keys": their [entity, item]} (put
                                               prefetches ids)
+    deid:run:<id>:places                hash  batch_no -> where the ids of those files are: per
+                                              file its entity digest and item digest (64 hex
+                                              characters), so a put batch's start reads them
+                                              in Redis (no header value; never trusted)
     deid:run:<id>:counters              hash  "<stage>:<name>" -> int
     deid:run:<id>:times                 hash  "<stage>:first"/"<stage>:last" -> commit time
     deid:run:<id>:done:<stage>          set   batch numbers whose outcome is committed
@@ -126,6 +130,11 @@ class Keys:
         return self._k("valid")
 
     @property
+    def places(self) -> str:
+        """Per batch, the ids hash and field of each valid file (digests only)."""
+        return self._k("places")
+
+    @property
     def counters(self) -> str:
         return self._k("counters")
 
@@ -180,7 +189,8 @@ class Keys:
 
     def all(self) -> list[str]:
         """Fixed keys of the run (ids hashes are found through :attr:`entities`)."""
-        fixed: list[str] = [self.run, self.batches, self.valid, self.counters, self.times,
+        fixed: list[str] = [self.run, self.batches, self.valid, self.places, self.counters,
+                            self.times,
                             *self.entity_sets()]
         fixed += [self.done(s) for s in (*STAGES, "finalize", "export", "load")]
         fixed += [self.started(s) for s in (*STAGES, "finalize")]

@@ -40,7 +40,8 @@ from ..keys import ClusterKeys, Unsealable
 from .memory import redis_reason
 from .names import ENTITY_FIELD, OUTCOME_KINDS, RUNS_INDEX, Keys
 
-__all__ = ["RunStore", "BatchStart", "ValidFiles", "Commit", "BatchRecord", "new_run_id", "list_runs"]
+__all__ = ["RunStore", "BatchStart", "ValidFiles", "Commit", "BatchRecord", "Snapshot", "Writes",
+           "new_run_id", "list_runs"]
 
 SCAN_COUNT = 500
 """Elements per SSCAN/HSCAN call when streaming identifiers out: bounded memory, few calls."""
@@ -48,19 +49,90 @@ SCAN_COUNT = 500
 IDS_GROUP = 32
 """Entities whose names and first pages of items an export reads in one round trip."""
 
-# Commit a batch's counters only the first time its number enters the done set.
-# KEYS[1] done set, KEYS[2] counters hash; ARGV[1] batch no, ARGV[2] expiry, ARGV[3..] name, n.
+# Commit a batch: its writes, then its counters only the first time its number enters the done
+# set; none of it when the start committing is not the batch's latest (its taker was replaced).
+# KEYS[1] done set, KEYS[2] counters hash, KEYS[3] takers hash; ARGV[1] batch no, ARGV[2] expiry,
+# ARGV[3] the batch's takers field, ARGV[4] the committing start's taker ('' = any start may),
+# ARGV[5] the number of writes, each as its word count and its words; then name, n pairs.
 _COMMIT_LUA = """
+if ARGV[4] ~= '' then
+  local now = redis.call('HGET', KEYS[3], ARGV[3])
+  if now and string.sub(now, 1, #ARGV[4] + 1) ~= ARGV[4] .. '\t' then
+    return {-1, now}
+  end
+end
+local i = 6
+for _ = 1, tonumber(ARGV[5]) do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
 local added = redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 if added == 1 then
-  for i = 3, #ARGV, 2 do
-    redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1])
+  for j = i, #ARGV, 2 do
+    redis.call('HINCRBY', KEYS[2], ARGV[j], ARGV[j + 1])
   end
   redis.call('EXPIRE', KEYS[2], ARGV[2])
 end
 return {added, redis.call('SCARD', KEYS[1])}
 """
+
+# The ids of a batch's valid files, where get noted them: KEYS[1] places hash; ARGV[1] batch no,
+# ARGV[2] the run's ids key prefix. Returns the places text, then each file's sealed ids (or
+# false). Whatever it finds is checked by the worker (see RunStore.start_batch).
+_IDS_OF_BATCH_LUA = """
+local places = redis.call('HGET', KEYS[1], ARGV[1])
+if not places then return {} end
+local out = {places}
+for i = 1, #places - 63, 64 do
+  out[#out + 1] = redis.call('HGET', ARGV[2] .. string.sub(places, i, i + 31),
+                             string.sub(places, i + 32, i + 63))
+end
+return out
+"""
+
+WRITE_WORDS = 1000
+"""Field-value pairs per HSET a commit script runs (Lua's unpack takes a few thousand words)."""
+
+
+class Writes:
+    """Redis writes gathered for one commit script (:data:`_COMMIT_LUA`) instead of sent: the
+    few pipeline methods the store's record writers use, each kept as a command's words."""
+
+    def __init__(self) -> None:
+        self.ops: list[list[Any]] = []
+
+    def hset(self, key: str, field: Any = None, value: Any = None,
+             mapping: Mapping[Any, Any] | None = None) -> Writes:
+        pairs = list((mapping or {}).items())
+        if field is not None:
+            pairs.append((field, value))
+        for start in range(0, len(pairs), WRITE_WORDS):
+            words: list[Any] = ["HSET", key]
+            for f, v in pairs[start:start + WRITE_WORDS]:
+                words += [f, v]
+            self.ops.append(words)
+        return self
+
+    def hsetnx(self, key: str, field: Any, value: Any) -> Writes:
+        self.ops.append(["HSETNX", key, field, value])
+        return self
+
+    def sadd(self, key: str, *members: Any) -> Writes:
+        self.ops.append(["SADD", key, *members])
+        return self
+
+    def expire(self, key: str, seconds: int) -> Writes:
+        self.ops.append(["EXPIRE", key, seconds])
+        return self
+
+    def words(self) -> list[Any]:
+        """``[count, (len, words...)...]`` as :data:`_COMMIT_LUA` reads them."""
+        out: list[Any] = [len(self.ops)]
+        for op in self.ops:
+            out += [len(op), *op]
+        return out
 
 
 _SEALED = "e1."
@@ -195,18 +267,23 @@ class RunStore:
     def load(cls, client: redis.Redis, run_id: str, *, keys: ClusterKeys | None) -> RunStore:
         """Open an existing run, its record verified (:class:`RunRefused` if it was not
         written with ``keys``); :class:`StoreError` if Redis does not know it."""
+        return cls.open(client, run_id, keys=keys)[0]
+
+    @classmethod
+    def open(cls, client: redis.Redis, run_id: str, *, keys: ClusterKeys | None
+             ) -> tuple[RunStore, dict[str, Any]]:
+        """:meth:`load`, with the run record as :meth:`record` gives it, read in the same round
+        trip (a worker's first batch of a run needs both)."""
         try:
-            raw = client.hmget(Keys(run_id).run, ["spec", "sig", "key_id"])
-            known = any(v is not None for v in raw) or client.exists(Keys(run_id).run)
+            raw = client.hgetall(Keys(run_id).run)
         except redis.RedisError as exc:
             raise StoreError(f"cannot read run {run_id}: {type(exc).__name__}") from exc
-        if not known:
-            raise StoreError(f"run {run_id} is unknown to Redis (expired, purged or lost)")
         store = cls(client, run_id, expiry=1, keys=keys)
-        spec = store._check_spec(*raw)
+        record = store._record_of(raw)
+        spec = store.spec()
         store.expiry = int(spec.get("expiry") or 1) or 1
         store.salt = str(spec.get("salt") or "")
-        return store
+        return store, record
 
     def _check_spec(self, raw: Any, sig: Any, key_id: Any) -> dict[str, Any]:
         """The verified run spec (cached while Redis holds the same text)."""
@@ -241,14 +318,29 @@ class RunStore:
     def record(self) -> dict[str, Any]:
         """The run record: its changing fields, then its signed spec over them (a forged
         plain field named like a signed one is never seen)."""
-        raw = self.client.hgetall(self.keys.run)
+        return self._record_of(self.client.hgetall(self.keys.run))
+
+    def _record_of(self, raw: Mapping[Any, Any]) -> dict[str, Any]:
         if not raw:
             raise StoreError(f"run {self.run_id} is unknown to Redis (expired, purged or lost)")
+        raw = {_decode(k): v for k, v in raw.items()}
         spec = self._check_spec(raw.get("spec"), raw.get("sig"), raw.get("key_id"))
-        out = {_decode(k): json.loads(v) for k, v in raw.items()
-               if _decode(k) not in _RECORD_SEALS}
+        out = {k: json.loads(v) for k, v in raw.items() if k not in _RECORD_SEALS}
         out.update(spec)
         return out
+
+    def snapshot(self, *stages: str) -> Snapshot:
+        """The run record (as :meth:`record`), the counters and the committed batches of each
+        of ``stages``, in one round trip (what finalize decides on)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(self.keys.run)
+        pipe.hgetall(self.keys.counters)
+        for stage in stages:
+            pipe.smembers(self.keys.done(stage))
+        raw, counters, *done = pipe.execute()
+        return Snapshot(self._record_of(raw),
+                        {_decode(k): int(v) for k, v in counters.items()},
+                        {stage: {int(x) for x in members} for stage, members in zip(stages, done)})
 
     def spec(self) -> dict[str, Any]:
         """The signed part of the record (read and verified once per store)."""
@@ -358,21 +450,31 @@ class RunStore:
         pipe.expire(self.keys.started(stage), self.expiry)
         return bool(pipe.execute()[0])
 
-    def maybe_finish(self, stage: str) -> bool:
-        """Mark the run finished when the walk is over and every batch of ``stage`` is done.
+    def _plan_and_done(self, stage: str) -> tuple[bool, int | None, str | None, int]:
+        """(walk over, batches in all, state, batches of ``stage`` committed): one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(self.keys.run, ["walk_done", "n_batches", "state"])
+        pipe.scard(self.keys.done(stage))
+        (walk_done, n_batches, state), done = pipe.execute()
+        return (bool(walk_done and json.loads(walk_done)),
+                None if n_batches is None else int(json.loads(n_batches)),
+                None if state is None else str(json.loads(state)), int(done))
+
+    def maybe_finish(self, stage: str, **fields: Any) -> bool:
+        """Mark the run finished (with ``fields``, e.g. the run log's path) when the walk is
+        over and every batch of ``stage`` is done.
 
         Called by the last task of a stage and by the producer after its walk (whichever comes
         last sees the complete picture); marking twice is harmless.
         """
-        walk_done, n_batches, state = self.client.hmget(
-            self.keys.run, ["walk_done", "n_batches", "state"])
-        if not walk_done or not json.loads(walk_done) or n_batches is None:
+        walk_done, n_batches, state, done = self._plan_and_done(stage)
+        if not walk_done or n_batches is None:
             return False
-        if state is not None and json.loads(state) in ("finished", "failed"):
+        if state in ("finished", "failed"):
             return True
-        if self.done_count(stage) < int(json.loads(n_batches)):
+        if done < n_batches:
             return False
-        self.set_state("finished")
+        self.set_state("finished", **fields)
         return True
 
     def pending_batches(self, stage: str, total: int) -> Iterator[int]:
@@ -496,21 +598,35 @@ class RunStore:
     def get_ids(self, entity: str, item: str) -> dict[str, Any] | None:
         return self.get_ids_many([(entity, item)])[(entity, item)]
 
+    def _places(self, keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Where the ids of each ``(entity, item)`` are: its ids hash's digest and field."""
+        entity, item = self._namers()["entity"], self._namers()["item"]
+        return [(entity(e), item(i)) for e, i in keys]
+
     def get_ids_many(
-        self, keys: Iterable[tuple[str, str]]
+        self, keys: Iterable[tuple[str, str]], *,
+        read: Mapping[tuple[str, str], Any] | None = None,
     ) -> dict[tuple[str, str], dict[str, Any] | None]:
-        """The ids of many ``(entity, item)`` in one round trip (put prefetches its files')."""
+        """The ids of many ``(entity, item)`` in one round trip (put prefetches its files'),
+        none when ``read`` (what a batch's start read: ``(digest, field) -> sealed value or
+        None``, see :meth:`start_batch`) has them all. Every value is opened here, with the
+        run, hash and field it must belong to."""
         wanted = list(dict.fromkeys(keys))
         if not wanted:
             return {}
-        places = [(self.entity_digest(entity), self.item_digest(item)) for entity, item in wanted]
-        pipe = self.client.pipeline(transaction=False)
-        for digest, field in places:
-            pipe.hget(self.keys.ids(digest), field)
+        places = self._places(wanted)
+        known = read or {}
+        ask = [p for p in places if p not in known]
+        raws = dict(known)
+        if ask:
+            pipe = self.client.pipeline(transaction=False)
+            for digest, field in ask:
+                pipe.hget(self.keys.ids(digest), field)
+            raws.update(zip(ask, pipe.execute()))
         out: dict[tuple[str, str], dict[str, Any] | None] = {}
-        for key, (digest, field), raw in zip(wanted, places, pipe.execute()):
-            out[key] = (None if raw is None
-                        else dict(json.loads(self._open_item(digest, field, raw)[1])))
+        for key, place in zip(wanted, places):
+            raw = raws[place]
+            out[key] = None if raw is None else dict(json.loads(self._open_item(*place, raw)[1]))
         return out
 
     def iter_ids(self, part: int = 0, parts: int = 1
@@ -529,21 +645,33 @@ class RunStore:
 
         Round trips are batched, not paid per entity: the first SSCAN page of every entity set
         of the shard goes in one pipeline, and the entity names and first HSCAN pages of
-        :data:`IDS_GROUP` entities in another (a small hash comes back whole in its first
-        page), so on a cluster an export waits for a network latency per group, not two per
-        patient. Memory stays bounded by one group's first pages.
+        :data:`IDS_GROUP` entities, from whichever sets, in another (a small hash comes back
+        whole in its first page), so on a cluster an export waits for a network latency per
+        group, not two per patient nor one per set. Memory stays bounded by the sets' first
+        pages and one group's first pages.
         """
         sets = self.keys.entity_sets(part, parts)
         pipe = self.client.pipeline(transaction=False)
         for entities in sets:
             pipe.sscan(entities, 0, count=SCAN_COUNT)
+        pending: list[Any] = []
+        more: list[tuple[str, Any]] = []
         for entities, (cursor, digests) in zip(sets, pipe.execute()):
-            while True:
-                for start in range(0, len(digests), IDS_GROUP):
-                    yield from self._entity_group(digests[start:start + IDS_GROUP])
-                if not int(cursor):
-                    break
+            pending.extend(digests)
+            if int(cursor):
+                more.append((entities, cursor))
+            while len(pending) >= IDS_GROUP:
+                yield from self._entity_group(pending[:IDS_GROUP])
+                del pending[:IDS_GROUP]
+        for entities, cursor in more:
+            while int(cursor):
                 cursor, digests = self.client.sscan(entities, cursor, count=SCAN_COUNT)
+                pending.extend(digests)
+                while len(pending) >= IDS_GROUP:
+                    yield from self._entity_group(pending[:IDS_GROUP])
+                    del pending[:IDS_GROUP]
+        if pending:
+            yield from self._entity_group(pending)
 
     def _entity_group(self, digests: Sequence[Any]
                       ) -> Iterator[tuple[str, Iterator[tuple[str, bytes]]]]:
@@ -588,31 +716,37 @@ class RunStore:
         valid_missing: Sequence[Sequence[str]] | None = None,
         log: Sequence[Sequence[str | None]] | None = None,
         clean: Sequence[str] | None = None,
+        taker: str | None = None,
     ) -> Commit:
         """Write a batch's per-file records, then commit its counters once; one round trip.
 
         ``outcomes`` maps a kind (``skipped``, ``refused``, ...) to {relative path: text}.
         ``valid_keys`` (get) are the ``(entity, item)`` of each of ``valid``, in order, so put
-        can fetch a batch's identifiers in one round trip before it reads a file, and neither
-        reads them from the file again; ``valid_missing`` the entity and item fields each
-        lacked (what put reports for it). ``log`` is
-        the batch's entry of the run log (:meth:`save_log`), ``clean`` the paths left to the
-        clean stage (:meth:`save_clean_batch`); both are written before the commit, so a
-        redelivery or a resume finds them.
+        can fetch a batch's identifiers as it starts (:meth:`start_batch`, which reads them
+        where the ``places`` noted here say) and neither reads them from the file again;
+        ``valid_missing`` the entity and item fields each lacked (what put reports for it).
+        ``log`` is the batch's entry of the run log (:meth:`save_log`), ``clean`` the paths
+        left to the clean stage (:meth:`save_clean_batch`); both are written before the commit,
+        so a redelivery or a resume finds them.
 
-        The records, the commit (a Lua script, sent whole with EVAL: a script cache that
-        Redis lost in a restart cannot fail a replay) and a read of the run's plan go in one
-        pipeline, executed in order: on a cluster each round trip is a network latency.
+        With ``taker`` (the start's, as :meth:`start_batch` noted it), nothing is written when
+        a later start of the batch has replaced that note (its worker looked dead): the
+        :class:`Commit` says by whom (``superseded``). The check and the writes are one Lua
+        script, so no start can come between them.
+
+        The writes and the commit are one Lua script (sent whole with EVAL: a script cache that
+        Redis lost in a restart cannot fail a replay), followed in the same pipeline by a read
+        of the run's plan: on a cluster each round trip is a network latency.
         """
-        pipe = self.client.pipeline(transaction=False)
+        writes = Writes()
         for kind, entries in (outcomes or {}).items():
             if kind not in OUTCOME_KINDS:
                 raise ValueError(f"unknown outcome kind {kind!r}")
             if entries:
-                pipe.hset(self.keys.outcome(kind), mapping=dict(entries))
-                pipe.expire(self.keys.outcome(kind), self.expiry)
+                writes.hset(self.keys.outcome(kind), mapping=dict(entries))
+                writes.expire(self.keys.outcome(kind), self.expiry)
         for entity, items in (ids or {}).items():
-            self._write_ids(pipe, entity, items)
+            self._write_ids(writes, entity, items)
         if valid is not None:
             keys = [list(k) for k in valid_keys or ()]
             if keys and len(keys) != len(valid):
@@ -622,25 +756,32 @@ class RunStore:
                 if len(valid_missing) != len(keys):
                     raise ValueError("valid_missing must pair with valid_keys")
                 record["missing"] = [list(m) for m in valid_missing]
-            pipe.hset(self.keys.valid, str(batch_no),
-                      self._sealed("valid", str(batch_no), json.dumps(record).encode("utf-8")))
-            pipe.expire(self.keys.valid, self.expiry)
+            writes.hset(self.keys.valid, str(batch_no),
+                        self._sealed("valid", str(batch_no), json.dumps(record).encode("utf-8")))
+            writes.expire(self.keys.valid, self.expiry)
+            writes.hset(self.keys.places, str(batch_no),
+                        "".join(d + f for d, f in self._places(valid_keys or ())))
+            writes.expire(self.keys.places, self.expiry)
         if log is not None:
-            self._save_log(pipe, stage, batch_no, log)
+            self._save_log(writes, stage, batch_no, log)
         if clean is not None:
-            self._save_clean_batch(pipe, batch_no, clean)
-        args: list[Any] = [batch_no, self.expiry]
+            self._save_clean_batch(writes, batch_no, clean)
+        now = time.time()
+        writes.hsetnx(self.keys.times, f"{stage}:first", now)
+        writes.hset(self.keys.times, f"{stage}:last", now)
+        writes.expire(self.keys.times, self.expiry)
+        args: list[Any] = [batch_no, self.expiry, f"{stage}:{batch_no}", taker or "",
+                           *writes.words()]
         for name, n in counts.items():
             args += [f"{stage}:{name}", int(n)]
         args += [f"{stage}:batches", 1]
-        now = time.time()
-        pipe.hsetnx(self.keys.times, f"{stage}:first", now)
-        pipe.hset(self.keys.times, f"{stage}:last", now)
-        pipe.expire(self.keys.times, self.expiry)
-        pipe.eval(_COMMIT_LUA, 2, self.keys.done(stage), self.keys.counters, *args)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.eval(_COMMIT_LUA, 3, self.keys.done(stage), self.keys.counters, self.keys.takers,
+                  *args)
         pipe.hmget(self.keys.run, ["walk_done", "n_batches"])
-        out = pipe.execute()
-        (added, done), (walk_done, n_batches) = out[-2], out[-1]
+        (added, done), (walk_done, n_batches) = pipe.execute()
+        if int(added) < 0:
+            return Commit(False, 0, False, None, _decode(done).rpartition("\t")[0])
         return Commit(bool(added), int(done), bool(walk_done and json.loads(walk_done)),
                       None if n_batches is None else int(json.loads(n_batches)))
 
@@ -681,10 +822,8 @@ class RunStore:
 
     def stage_complete(self, stage: str) -> bool:
         """True when the walk is over and every batch of ``stage`` has committed."""
-        walk_done, n_batches = self.client.hmget(self.keys.run, ["walk_done", "n_batches"])
-        if not walk_done or not json.loads(walk_done) or n_batches is None:
-            return False
-        return self.done_count(stage) >= int(json.loads(n_batches))
+        walk_done, n_batches, _, done = self._plan_and_done(stage)
+        return walk_done and n_batches is not None and done >= n_batches
 
     # -- poison files (see tasks.guard) ----------------------------------------------------
     def delivered(self, stage: str, batch_no: int, retry: int) -> int:
@@ -699,17 +838,23 @@ class RunStore:
         return int(pipe.execute()[0])
 
     def start_batch(self, stage: str, batch_no: int, retry: int, taker: str, *,
-                    mark_started: bool = False, lists: bool = False) -> BatchStart:
+                    mark_started: bool = False, lists: bool = False,
+                    ids: bool = False) -> BatchStart:
         """Count one start of a batch (see :meth:`delivered`) and note who took it, in one round
         trip that also says whether the batch is committed already (a late redelivery) and,
         on request, what the batch's first reads would fetch: ``mark_started`` (as
-        :meth:`mark_started`: is this the first start?) and ``lists`` (its paths and, when a
+        :meth:`mark_started`: is this the first start?), ``lists`` (its paths and, when a
         get stage ran, the paths get found valid with their keys; verified as :meth:`batch`
-        and :meth:`valid_batch` verify them).
+        and :meth:`valid_batch` verify them) and ``ids`` (the sealed ids of those valid files,
+        read in Redis where get's commit noted their places; :meth:`get_ids_many` takes them
+        as ``read``, opens each with the place it computes from the sealed ``valid`` keys, and
+        fetches any it does not find there, so a wrong or missing places note costs a round
+        trip, never a wrong value).
 
         ``taker`` is ``<worker>\t<token>``, the token new for each start: a start whose
         note another start has replaced since (its batch was handed out again while its worker
-        was cut off) must not commit what depends on who wrote the outputs (:meth:`taken_by`).
+        was cut off) must not commit what depends on who wrote the outputs (``taker`` of
+        :meth:`commit_batch`; :meth:`taken_by` reads the note).
         Why one round trip: on a cluster each is a network latency, paid per batch.
         """
         pipe = self.client.pipeline()
@@ -724,10 +869,14 @@ class RunStore:
         if lists:
             pipe.hget(self.keys.batches, str(batch_no))
             pipe.hget(self.keys.valid, str(batch_no))
+        if ids:
+            pipe.eval(_IDS_OF_BATCH_LUA, 1, self.keys.places, str(batch_no), self.keys.ids(""))
         out = pipe.execute()
         start = BatchStart(int(out[0]), bool(out[4]))
         if mark_started:
             start.first_time = bool(out[5])
+        if ids:
+            start.ids = _read_places(out.pop())
         if lists:
             raw = out[-2]
             start.paths = None if raw is None else self._paths("batches", str(batch_no), raw)
@@ -900,6 +1049,15 @@ class BatchStart:
     first_time: bool | None = None
     paths: list[str] | None = None
     valid: ValidFiles | None = None
+    ids: dict[tuple[str, str], Any] | None = None  # (digest, field) -> sealed ids or None
+
+
+class Snapshot(NamedTuple):
+    """A run as :meth:`RunStore.snapshot` read it at once."""
+
+    record: dict[str, Any]
+    counters: dict[str, int]
+    done: dict[str, set[int]]  # the committed batch numbers of each stage asked for
 
 
 class ValidFiles(NamedTuple):
@@ -919,6 +1077,7 @@ class Commit(NamedTuple):
     done: int  # batches of the stage committed
     walk_done: bool
     n_batches: int | None
+    superseded: str | None = None  # the taker whose later start replaced this one: nothing written
 
     @property
     def complete(self) -> bool:
@@ -936,6 +1095,15 @@ class BatchRecord:
     put_log: list[tuple[Any, ...]] | None  # (outcome, reason[, output]) per put path
     to_clean: list[str] | None  # the paths put left to the clean stage
     clean_log: list[tuple[Any, ...]] | None
+
+
+def _read_places(out: Sequence[Any]) -> dict[tuple[str, str], Any]:
+    """What :data:`_IDS_OF_BATCH_LUA` returned: ``(digest, field) -> sealed value or None``."""
+    if not out:
+        return {}
+    places = _decode(out[0])
+    return {(places[i:i + 32], places[i + 32:i + 64]): raw
+            for i, raw in zip(range(0, len(places), 64), out[1:])}
 
 
 def _batch_numbers(total: int, step: int) -> Iterator[list[str]]:

@@ -1,6 +1,6 @@
 """Celery's and kombu's internals, fenced in: the one module that reaches into them.
 
-Three things deid-workers needs that neither library offers, each written against the
+Four things deid-workers needs that neither library offers, each written against the
 releases in :data:`KOMBU_TESTED` / :data:`CELERY_TESTED`, and each with a plain path, taken on
 any other release (the worker says so once when it starts, :func:`check`):
 
@@ -11,6 +11,9 @@ any other release (the worker says so once when it starts, :func:`check`):
   Plain path: Celery ends the worker ("Unrecoverable error") and its supervisor restarts it.
 - *A hard time limit that requeues a batch* (Celery's worker ``Request``, subclassed in
   :mod:`.limits`). Plain path: Celery fails the task past its hard limit.
+- *Acks and task events off the event loop* (:func:`install_offloop`: kombu's Redis
+  ``QoS.ack`` and Celery's ``Consumer.on_send_event_buffered`` hand their Redis writes to
+  :mod:`.offloop`'s thread). Plain path: the worker's loop waits for them after every batch.
 
 Also here, because they read kombu's layout or Celery's caches: the queue lengths
 (:func:`queue_lengths`) and dropping an app's connections when it is pointed elsewhere
@@ -48,12 +51,14 @@ from typing import Any
 import celery
 import kombu
 import redis
+from celery.worker.consumer.consumer import Consumer
 from celery.worker.request import Request
 from celery.worker.state import task_ready
 from kombu.transport import redis as kombu_redis
 
-__all__ = ["KOMBU_TESTED", "CELERY_TESTED", "SUPPORTED", "REQUEST_SUPPORTED", "OWNER_KEY",
-           "Taken", "Request", "task_ready", "check", "install", "set_owner", "owner", "taken",
+__all__ = ["KOMBU_TESTED", "CELERY_TESTED", "SUPPORTED", "REQUEST_SUPPORTED", "EVENTS_SUPPORTED",
+           "OWNER_KEY", "Taken", "Request", "task_ready", "check", "install", "install_offloop",
+           "drain_offloop", "set_owner", "owner", "taken",
            "restore_owned", "drop_stale_owners", "channel_for", "queue_lengths", "UNACKED",
            "survive_broker_loss", "reset_connections"]
 
@@ -85,6 +90,12 @@ REQUEST_SUPPORTED = (_within(_version(celery.__version__), CELERY_TESTED)
                      and all(hasattr(Request, name) for name in ("on_failure", "on_timeout",
                                                                  "reject", "request_dict")))
 """True when Celery's worker ``Request`` is the one :mod:`.limits` overrides."""
+
+EVENTS_SUPPORTED = (_within(_version(celery.__version__), CELERY_TESTED)
+                    and all(hasattr(Consumer, name) for name in ("on_send_event_buffered",
+                                                                 "_flush_events")))
+"""True when Celery's worker ``Consumer`` flushes buffered task events as described in
+:func:`install_offloop`."""
 
 
 def check() -> list[str]:
@@ -167,6 +178,79 @@ def install() -> bool:
     qos.append = append
     qos._remove_from_indices = remove
     return True
+
+
+def _remove_many(qos: Any, tags: list[str], pipe: Any) -> None:
+    for tag in tags:
+        qos._remove_from_indices(tag, pipe)  # the patched one: the owner goes too
+
+
+def _offloop() -> Any:
+    """This process's :class:`~.offloop.OffLoop`, if :func:`install_offloop` started it here
+    (never in a pool process forked after it)."""
+    from . import offloop
+
+    current = offloop._offloop
+    return current if current is not None and current.usable() else None
+
+
+def install_offloop() -> bool:
+    """Send acks and task events from :mod:`.offloop`'s thread (the worker's main process
+    calls this when it starts; idempotent). False when neither kombu nor Celery is one this
+    was written for; each half is installed on its own release check.
+
+    kombu's Redis ``QoS.ack`` (5.3-5.7) removes the message from ``unacked`` in a round trip,
+    then marks it acknowledged in the process (``virtual.QoS.ack``: it no longer counts
+    against the prefetch, and a channel that closes does not hand it back). Here the marking is
+    done at once and the removal handed to the thread. Celery's ``Consumer`` buffers task
+    events and asks its loop to flush them (``on_send_event_buffered`` -> ``_flush_events``);
+    here the thread flushes them (the dispatcher's own lock keeps its connection to one user
+    at a time, and its buffer is written for appends during a flush). Before a channel hands
+    its unacked messages back as it closes, the thread is drained (:func:`drain_offloop`).
+    """
+    from kombu.transport import virtual
+
+    from .offloop import offloop
+
+    installed = False
+    if SUPPORTED:
+        qos = kombu_redis.QoS
+        if not getattr(qos.ack, "_deid_offloop", False):
+            plain_ack = qos.ack
+
+            def ack(self: Any, delivery_tag: str) -> None:
+                loop = _offloop()
+                if loop is None:
+                    return plain_ack(self, delivery_tag)
+                loop.ack(self, delivery_tag)
+                virtual.QoS.ack(self, delivery_tag)
+                return None
+
+            ack._deid_offloop = True  # type: ignore[attr-defined]
+            qos.ack = ack
+        offloop(_remove_many)
+        installed = True
+    if EVENTS_SUPPORTED and not getattr(Consumer.on_send_event_buffered, "_deid_offloop", False):
+        plain_buffered = Consumer.on_send_event_buffered
+
+        def on_send_event_buffered(self: Any) -> None:
+            loop = _offloop()
+            if loop is None or not self.hub:
+                return plain_buffered(self)
+            loop.call_once(self._flush_events)
+            return None
+
+        on_send_event_buffered._deid_offloop = True  # type: ignore[attr-defined]
+        Consumer.on_send_event_buffered = on_send_event_buffered
+        offloop(_remove_many)
+        installed = True
+    return installed
+
+
+def drain_offloop(timeout: float = 10.0) -> bool:
+    """Wait until the acks and events handed to the thread are sent (True), or ``timeout``."""
+    loop = _offloop()
+    return True if loop is None else loop.drain(timeout)
 
 
 def _now() -> float:
@@ -317,6 +401,8 @@ def survive_broker_loss(on_lost: Callable[[int], bool]) -> bool:
         return connparams(self, asynchronous=asynchronous)
 
     def restore_unacked(self: Any, client: Any = None) -> Any:
+        if self.channel.connection is not None:
+            drain_offloop()  # acks still on their way: the messages must not go back
         try:
             return restore(self, client)
         except (AttributeError, redis.ConnectionError):

@@ -128,8 +128,7 @@ def run_context(run_id: str, *, redis_conn: redis.Redis | None = None) -> RunCon
         return ctx
     conn = redis_conn if redis_conn is not None else client()
     settings = worker_settings()
-    store = RunStore.load(conn, run_id, keys=worker_keys())
-    rec = store.record()
+    store, rec = RunStore.open(conn, run_id, keys=worker_keys())
     if settings.broker_mode and not (settings.input_roots and settings.output_roots):
         raise RunRefused(f"run {run_id}: this worker has no DEID_INPUT_ROOTS and "
                          "DEID_OUTPUT_ROOTS, so it runs nothing")

@@ -117,44 +117,47 @@ def _write_entities(writer: IdsWriter, store: RunStore, part: int = 0, parts: in
 
 def run_finalize(run_id: str, *, send_puts: Any = None, send_shards: Any = None) -> dict[str, int]:
     """The task body, callable without Celery; ``send_puts(run_id, batches)`` sends put batches,
-    ``send_shards(run_id, shards, count)`` the export shards other than 0."""
+    ``send_shards(run_id, shards, count)`` the export shards other than 0.
+
+    It decides on one snapshot of the run (record, counters, committed batches: one round
+    trip), since on a cluster each read is a network latency while the whole cluster waits."""
     ctx = run_context(run_id)
     store = ctx.store
-    rec = store.record()
-    if rec.get("state") in ("finished", "failed") or store.done_batches("finalize"):
+    first = first_stage(ctx.record.action)
+    view = store.snapshot("finalize", first, "export", "put")
+    rec = view.record
+    if rec.get("state") in ("finished", "failed") or view.done["finalize"]:
         return {"already_done": 1}  # a redelivered or duplicate finalize
     n_batches = int(rec.get("n_batches") or store.batch_count())
-    first = first_stage(ctx.record.action)
-    done = len(store.done_batches(first))
+    done = len(view.done[first])
     if not rec.get("walk_done") or done < n_batches:
         raise NotReady(f"run {run_id}: {done} of {n_batches} {first} batches done")
-    store.update(state="finalize", stage="finalize")
     if ctx.record.action in ("get", "all") and not ctx.record.print_ids:
         # The count is kept with the run, so a redelivered finalize splits the same way.
-        shards = int(rec.get("export_shards") or 0)
-        if not shards:
-            shards = export_shards(store.counters().get("get:valid", 0),
-                                   ctx.settings.export_shard_files)
-            store.update(export_shards=shards)
+        shards = int(rec.get("export_shards") or 0) or export_shards(
+            view.counters.get("get:valid", 0), ctx.settings.export_shard_files)
+        store.update(state="finalize", stage="finalize", export_shards=shards)
         if shards > 1:
-            exported = store.done_batches("export")
+            exported = view.done["export"]
             (send_shards or send_export)(run_id, [n for n in range(1, shards) if n not in exported],
                                          shards)
-            return run_export(run_id, 0, shards, send_puts=send_puts)
+            return run_export(run_id, 0, shards, send_puts=send_puts, exported=exported)
         pkl, js, entities = write_ids(run_id)
-        store.update(ids_pkl=pkl, ids_json=js)
         log.info("run %s: identifiers of %d entities exported", run_id, entities)
         return _end_finalize(ctx, n_batches, {"batches": n_batches, "entities": entities},
-                             send_puts)
+                             send_puts, view.done["put"], ids_pkl=pkl, ids_json=js)
+    store.update(state="finalize", stage="finalize")
     if ctx.record.action == "inspect":
         tsv, js = write_inspect_report(store, ctx.record.outfolder, n_batches)
         store.update(report_tsv=tsv, report_json=js)
-    return _end_finalize(ctx, n_batches, {"batches": n_batches}, send_puts)
+    return _end_finalize(ctx, n_batches, {"batches": n_batches}, send_puts, view.done["put"])
 
 
-def run_export(run_id: str, shard: int, shards: int, *, send_puts: Any = None) -> dict[str, int]:
+def run_export(run_id: str, shard: int, shards: int, *, send_puts: Any = None,
+               exported: set[int] | None = None) -> dict[str, int]:
     """Write one export shard; the task that commits the last one joins the pieces and
-    finishes what finalize started.
+    finishes what finalize started. ``exported``: the shards committed, when the caller
+    (finalize, for shard 0) has just read them.
 
     The commit's count is atomic, so of two shards finishing together only one joins. A
     redelivered shard that finds every shard committed joins too: its earlier delivery may
@@ -162,9 +165,12 @@ def run_export(run_id: str, shard: int, shards: int, *, send_puts: Any = None) -
     """
     ctx = run_context(run_id)
     store = ctx.store
-    if store.done_batches("finalize"):
-        return {"already_done": 1}
-    if shard in store.done_batches("export"):
+    if exported is None:
+        view = store.snapshot("finalize", "export")
+        if view.done["finalize"]:
+            return {"already_done": 1}
+        exported = view.done["export"]
+    if shard in exported:
         entities = 0  # written by an earlier delivery; its count is in the counters already
     else:
         entities = write_piece(run_id, shard, shards)
@@ -176,33 +182,38 @@ def run_export(run_id: str, shard: int, shards: int, *, send_puts: Any = None) -
         check_replace(ctx)
         pkl, js = join_pieces(records(ctx), names)
     except FileNotFoundError:
-        if store.done_batches("finalize"):
+        if store.snapshot("finalize").done["finalize"]:
             return {"already_done": 1}  # another join finished and removed the pieces
         raise
-    store.update(ids_pkl=str(pkl), ids_json=str(js))
-    total = store.counters().get("export:entities", 0)
+    view = store.snapshot("put")
+    total = view.counters.get("export:entities", 0)
     log.info("run %s: identifiers of %d entities exported in %d shards", run_id, total, shards)
-    n_batches = int(store.record().get("n_batches") or store.batch_count())
-    result = _end_finalize(ctx, n_batches, {"batches": n_batches, "entities": total}, send_puts)
+    n_batches = int(view.record.get("n_batches") or store.batch_count())
+    result = _end_finalize(ctx, n_batches, {"batches": n_batches, "entities": total}, send_puts,
+                           view.done["put"], ids_pkl=str(pkl), ids_json=str(js))
     remove_pieces(records(ctx), names)
     return result
 
 
 def _end_finalize(ctx: RunContext, n_batches: int, result: dict[str, int],
-                  send_puts: Any) -> dict[str, int]:
-    """Finalize's end, once its export or report is written: send put for ``--action all``,
-    or mark the run finished."""
+                  send_puts: Any, put_done: set[int], **fields: Any) -> dict[str, int]:
+    """Finalize's end, once its export or report is written: note ``fields`` (the ids files'
+    paths) in the run record, then send the put batches not in ``put_done`` (committed, as
+    read with the snapshot) for ``--action all``, or mark the run finished."""
     store, run_id = ctx.store, ctx.store.run_id
     if ctx.record.action == "all":
         # Put is sent before finalize commits: a finalize that dies in between is redelivered
         # and sends again (put batches are idempotent), rather than leaving put never sent.
-        store.update(state="put", stage="put")
-        pending = list(store.pending_batches("put", n_batches))
+        store.update(state="put", stage="put", **fields)
+        pending = [n for n in range(n_batches) if n not in put_done]
         (send_puts or send_put)(run_id, pending)
         result["put_batches"] = len(pending)
         store.commit_batch("finalize", 0, {})
-        finish_run(store, ctx.final_stage)
+        if not pending:  # put batches just sent cannot be done yet: nothing to finish
+            finish_run(store, ctx.final_stage)
     else:
+        if fields:
+            store.update(**fields)
         store.commit_batch("finalize", 0, {})
         store.set_state("finished")
     log.info("run %s finalized (%s, %d batches)", run_id, ctx.record.action, n_batches)

@@ -15,7 +15,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from ..reasons import explain_failure
 from . import faults
 from .context import RunContext
-from .liveness import AlreadyCommitted, check_taken, new_taker
+from .liveness import AlreadyCommitted, new_taker
 
 __all__ = ["BatchGuard", "OUTPUT_STAGES", "CRASHED", "KEPT_DYING", "TIMED_OUT", "POISON_ADVICE",
            "poison_reason"]
@@ -80,7 +80,7 @@ class BatchGuard:
     """The guard of the batch this process runs now (what a time limit interrupts)."""
 
     def __init__(self, ctx: RunContext, stage: str, batch_no: int, retry: int = 0, *,
-                 mark_started: bool = False, lists: bool = False) -> None:
+                 mark_started: bool = False, lists: bool = False, ids: bool = False) -> None:
         self.ctx = ctx
         self.store = ctx.store
         self.stage = stage
@@ -90,7 +90,7 @@ class BatchGuard:
         # batch's first reads ride along (store.start_batch): one round trip to begin.
         self.taker = new_taker()
         self.start = self.store.start_batch(stage, batch_no, self.retry, self.taker,
-                                            mark_started=mark_started, lists=lists)
+                                            mark_started=mark_started, lists=lists, ids=ids)
         if self.start.committed:
             raise AlreadyCommitted(f"{stage} batch {batch_no} is committed already")
         self.starts = self.start.starts
@@ -132,10 +132,14 @@ class BatchGuard:
         self.current = None
         if self.careful:
             self.store.set_inflight(self.stage, self.batch_no, self.retry, None)
-        # liveness hook: a start replaced by a later one (its worker looked dead) stops here
-        # when its outcomes depend on who wrote the outputs (see liveness.check_taken).
-        if self.stage in OUTPUT_STAGES:
-            check_taken(self.store, self.stage, self.batch_no, self.taker)
+
+    @property
+    def commit_taker(self) -> str | None:
+        """liveness hook: the taker a commit must still find noted (None: any start commits).
+        A start replaced by a later one (its worker looked dead) commits nothing when its
+        outcomes depend on who wrote the outputs; the store checks it in the commit itself
+        (see liveness.Superseded for why the newest start is the one that commits)."""
+        return self.taker if self.stage in OUTPUT_STAGES else None
 
     def on_time_limit(self) -> bool:
         """The batch passed its soft time limit; True when starting it again makes progress.

@@ -25,7 +25,7 @@ How, in three parts:
 A worker that was only cut off (a network partition longer than the TTL) comes back to find
 its batches redone elsewhere. Its own starts of them are then stale: every start of a batch is
 noted with a fresh token (:meth:`~deid_workers.run.store.RunStore.start_batch`), and a start whose
-note was replaced drops its results instead of committing them (:func:`check_taken`); the
+note was replaced drops its results instead of committing them (:class:`Superseded`); the
 newest start is the one that commits. Its late ack removes nothing (the message went back
 under a new delivery tag). Outputs it wrote are the same bytes the other worker writes
 (de-identification is deterministic), each renamed into place whole.
@@ -47,7 +47,7 @@ from ..run.names import WORKERS_INDEX, worker_key
 from . import compat
 
 __all__ = ["Liveness", "Superseded", "AlreadyCommitted", "BatchDropped", "worker_id",
-           "new_taker", "check_taken", "WORKERS_KEPT"]
+           "new_taker", "WORKERS_KEPT"]
 
 log = logging.getLogger(__name__)
 
@@ -81,23 +81,17 @@ class AlreadyCommitted(BatchDropped):
 
 
 class Superseded(BatchDropped):
-    """The batch was started again elsewhere while this start ran (its worker looked dead)."""
+    """The batch was started again elsewhere while this start ran (its worker looked dead).
+
+    Raised by a put or clean start whose commit found its note replaced (the store checks it
+    in the commit's own script, :meth:`~deid_workers.run.store.RunStore.commit_batch`). A later
+    start (B) notes itself before it reads a file, so if this start (A) still finds its own
+    note at its commit, B had not begun when A finished its files: A's outcomes are true and A
+    commits; B then finds A's outputs as its own earlier work (not first time) and rewrites
+    them, and its commit counts nothing twice.
+    """
 
     result = {"files": 0, "superseded": 1}
-
-
-def check_taken(store: Any, stage: str, batch_no: int, taker: str) -> None:
-    """Raise :class:`Superseded` when a later start of the batch has replaced ``taker``'s.
-
-    Called after the last file and before the commit. A later start (B) notes itself before
-    it reads a file, so if this start (A) still finds its own note here, B had not begun when
-    A finished its files: A's outcomes are true and A commits; B then finds A's outputs as its
-    own earlier work (not first time) and rewrites them, and its commit counts nothing twice.
-    """
-    now = store.taken_by(stage, batch_no)
-    if now is not None and now != taker:
-        raise Superseded(f"{stage} batch {batch_no} was started again by "
-                         f"{now.partition(chr(9))[0].partition('#')[0]}")
 
 
 class Liveness:
@@ -340,6 +334,7 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
 
 
 def _on_worker_shutdown(**_: Any) -> None:
+    compat.drain_offloop()  # acks on their way go out while this worker is still alive
     stop_worker()
 
 

@@ -43,7 +43,8 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     if ctx.record.action == "put" and not await_ids(ctx):
         return {"files": 0, "run_failed": 1}  # its ids could not be loaded: nothing to write
     try:
-        guard = BatchGuard(ctx, "put", batch_no, retry, mark_started=True, lists=True)
+        guard = BatchGuard(ctx, "put", batch_no, retry, mark_started=True, lists=True,
+                           ids=ctx.record.action == "all")
     except AlreadyCommitted:
         if ctx.record.clean_pixels:  # the first delivery may have died before sending its clean batch
             dispatch.send_clean(store, batch_no)
@@ -59,7 +60,7 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     tally = BatchTally(guard, paths)
     to_clean: list[str] = []
     step = batch_step(ctx, paths, known, first_time=first_time, policy=policy,
-                    careful=guard.careful)
+                      careful=guard.careful, read=guard.start.ids)
     for rel, out in tally.run(step):
         tally.log_entry(rel, log_entry(rel, out))
         if out.status == "clean":
@@ -97,19 +98,20 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
 
 
 def batch_step(ctx: RunContext, paths: list[str], known: Mapping[str, Known], *,
-             first_time: bool, policy: PixelPolicy | None, careful: bool
-             ) -> Callable[[str], PutOutcome]:
+               first_time: bool, policy: PixelPolicy | None, careful: bool,
+               read: Mapping[tuple[str, str], Any] | None = None) -> Callable[[str], PutOutcome]:
     """The per-file step of a put (or clean) batch: :func:`~deid_workers.files.steps.put_one`,
     with the ids of many files fetched in one round trip.
 
     The get stage noted each file's (entity, item) and missing fields (``known``): their ids
-    come before the first file, and nothing is read from a file twice. The others (action put
+    come before the first file (``read``: what the batch's start read of them, so usually
+    without a round trip of their own), and nothing is read from a file twice. The others (action put
     with ``--ids``, the clean stage) are fetched a read-ahead window at a time
     (:class:`~.readahead.ReadAhead`), file by file in careful mode. A batch whose files are all
     known reads no file ahead: it would only hold more datasets at once.
     """
     store = ctx.store
-    fetched = store.get_ids_many(keys for keys, _ in known.values())
+    fetched = store.get_ids_many((keys for keys, _ in known.values()), read=read)
 
     def may_replace(dest: str) -> bool:
         return prepare_output(ctx, dest, first_time=first_time)

@@ -19,6 +19,7 @@ from celery.utils.log import get_task_logger
 from ..fs.durable import sync_paths
 from ..run.store import Commit
 from .guard import BatchGuard
+from .liveness import Superseded
 
 __all__ = ["Books", "BOOKS", "BatchTally", "NOT_PROCESSED"]
 
@@ -114,7 +115,8 @@ class BatchTally:
         """Count, make the outputs durable, and commit the batch with its outcomes, its run
         log entry (put, clean) and ``records`` (ids, valid paths, the clean batch...), then
         say what it did in one line. Durable first: a crash before the sync redelivers the
-        batch, whose rewrite replaces any output the crash left empty."""
+        batch, whose rewrite replaces any output the crash left empty. A put or clean start
+        that a later one replaced commits nothing (:class:`~.liveness.Superseded`)."""
         guard = self.guard
         poison = guard.poison
         for kind, entries in self.outcomes.items():
@@ -131,7 +133,10 @@ class BatchTally:
             sync_paths(self.outputs)
         commit = guard.store.commit_batch(guard.stage, guard.batch_no, self.counts,
                                           outcomes={**self.outcomes, "poison": poison},
-                                          **records)
+                                          taker=guard.commit_taker, **records)
+        if commit.superseded is not None:
+            raise Superseded(f"{guard.stage} batch {guard.batch_no} was started again by "
+                             f"{commit.superseded.partition(chr(9))[0].partition('#')[0]}")
         log.info("run %s %s batch %d: %s", self.run_id, guard.stage, guard.batch_no,
                  ", ".join(f"{self.counts[name]} {name}" for name in self.books.summary))
         return commit

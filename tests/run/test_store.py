@@ -384,3 +384,123 @@ def test_a_store_without_the_key_can_still_purge(fake_redis, store):
     with pytest.raises(StoreError, match="no cluster key"):
         bare.record()
     assert bare.purge() > 0 and not fake_redis.keys("deid:run:r1*")
+
+
+def _counting(fake_redis, monkeypatch) -> list[int]:
+    """Round trips to ``fake_redis`` from now on (each command or pipeline takes a
+    connection once)."""
+    sent: list[int] = []
+    plain = fake_redis.connection_pool.get_connection
+    monkeypatch.setattr(fake_redis.connection_pool, "get_connection",
+                        lambda *a, **k: sent.append(1) or plain(*a, **k))
+    return sent
+
+
+def _get_batch(store, n: int = 0) -> list[tuple[str, str]]:
+    keys = [("P1", "I1"), ("P1", "I2"), ("P2", "I3")]
+    store.add_batch(n, ["a", "b", "c", "d"])
+    store.commit_batch("get", n, {"files": 4},
+                       ids={"P1": {"I1": {"x": 1}, "I2": {"x": 2}}, "P2": {"I3": {"x": 3}}},
+                       valid=["a", "b", "c"], valid_keys=keys)
+    return keys
+
+
+def test_a_put_start_reads_its_files_ids_in_the_same_round_trip(fake_redis, store, monkeypatch):
+    """get notes where each valid file's ids are (digests only); a put batch's start reads
+    them there, and the batch's ids then cost no round trip of their own."""
+    keys = _get_batch(store)
+    places = fake_redis.hget(store.keys.places, "0")
+    assert len(places) == 3 * 64 and "P1" not in places and "I1" not in places
+    sent = _counting(fake_redis, monkeypatch)
+    start = store.start_batch("put", 0, 0, "w\tt", mark_started=True, lists=True, ids=True)
+    assert start.valid.paths == ["a", "b", "c"] and len(start.ids) == 3
+    got = store.get_ids_many(keys, read=start.ids)
+    assert len(sent) == 1
+    assert got == {("P1", "I1"): {"x": 1}, ("P1", "I2"): {"x": 2}, ("P2", "I3"): {"x": 3}}
+
+
+def test_a_wrong_places_note_costs_a_round_trip_never_a_wrong_value(fake_redis, store,
+                                                                     monkeypatch):
+    """The places note is plain (digests), so anyone who may write to Redis can rewrite it:
+    put uses what the start read only for the places it computes itself from the sealed
+    ``valid`` keys, and fetches the others; a value moved under another file's place does
+    not open there."""
+    keys = _get_batch(store)
+    _get_batch(store, 1)
+    places = fake_redis.hget(store.keys.places, "0")
+    sent = _counting(fake_redis, monkeypatch)
+    # reordered: all found, no round trip of their own
+    fake_redis.hset(store.keys.places, "0", places[128:] + places[64:128] + places[:64])
+    start = store.start_batch("put", 0, 0, "w\tt", ids=True)
+    sent.clear()
+    assert store.get_ids_many(keys, read=start.ids)[("P1", "I1")] == {"x": 1}
+    assert not sent
+    # one file left out, another's place put in: the missing one is fetched
+    fake_redis.hset(store.keys.places, "0", places[:128] + "0" * 64)
+    start = store.start_batch("put", 0, 1, "w\tt", ids=True)
+    sent.clear()
+    assert store.get_ids_many(keys, read=start.ids) == {
+        ("P1", "I1"): {"x": 1}, ("P1", "I2"): {"x": 2}, ("P2", "I3"): {"x": 3}}
+    assert len(sent) == 1
+    # no note at all: fetched as before the start read them
+    fake_redis.hdel(store.keys.places, "0")
+    start = store.start_batch("put", 0, 2, "w\tt", ids=True)
+    assert start.ids == {}
+    sent.clear()
+    assert store.get_ids_many(keys, read=start.ids)[("P2", "I3")] == {"x": 3}
+    assert len(sent) == 1
+    # I1's sealed value copied over I2's: it does not open as I2's
+    d, f1, f2 = places[:32], places[32:64], places[96:128]
+    fake_redis.hset(store.keys.ids(d), f2, fake_redis.hget(store.keys.ids(d), f1))
+    fake_redis.hset(store.keys.places, "0", places)
+    start = store.start_batch("put", 0, 3, "w\tt", ids=True)
+    with pytest.raises(RunRefused):
+        store.get_ids_many(keys, read=start.ids)
+
+
+def test_a_commit_with_a_replaced_taker_writes_nothing(fake_redis, store):
+    store.add_batch(0, ["a"])
+    store.start_batch("put", 0, 0, "w1\tt1")
+    store.start_batch("put", 0, 1, "w2\tt2")  # a later start replaced it
+    commit = store.commit_batch("put", 0, {"files": 1, "refused": 1},
+                                outcomes={"refused": {"a": "already exists"}},
+                                log=[("refused", "already exists")], taker="w1\tt1")
+    assert commit.superseded == "w2\tt2" and not commit.first and not commit.complete
+    assert not any(k.startswith("put:") for k in store.counters())
+    assert store.outcomes("refused") == {}
+    assert fake_redis.hget(store.keys.log("put"), "0") is None
+    assert store.done_batches("put") == set()
+    commit = store.commit_batch("put", 0, {"files": 1, "written": 1}, log=[("written", None)],
+                                taker="w2\tt2")
+    assert commit.superseded is None and commit.first
+    assert store.counters()["put:written"] == 1
+
+
+def test_a_commit_of_a_big_batch_splits_its_writes_for_the_script(store):
+    """Lua's unpack takes a few thousand words: a batch of many outcomes is written in
+    several HSETs of the one script, all of them."""
+    skipped = {f"f{n:05d}.dcm": "not DICOM" for n in range(4500)}
+    store.commit_batch("get", 0, {"files": 4500, "skipped": 4500}, outcomes={"skipped": skipped})
+    assert store.outcomes("skipped") == skipped
+    assert store.counters()["get:skipped"] == 4500
+
+
+def test_a_snapshot_reads_record_counters_and_done_sets_in_one_round_trip(fake_redis, store,
+                                                                          monkeypatch):
+    store.commit_batch("get", 0, {"files": 2})
+    store.commit_batch("get", 3, {"files": 1})
+    sent = _counting(fake_redis, monkeypatch)
+    view = store.snapshot("get", "put")
+    assert len(sent) == 1
+    assert view.record["action"] == "all" and view.counters["get:files"] == 3
+    assert view.done == {"get": {0, 3}, "put": set()}
+
+
+def test_few_entities_spread_over_the_sets_are_read_in_one_group(fake_redis, store, monkeypatch):
+    """A small run's entities fall one or two per entity set: they are grouped across sets,
+    so the export waits for one round trip for the sets and one for the group."""
+    ids = {f"P{n}": {f"i{n}": {"id": n}} for n in range(20)}
+    store.save_ids(ids)
+    sent = _counting(fake_redis, monkeypatch)
+    assert {e: dict(items) for e, items in store.iter_ids()} == ids
+    assert len(sent) == 2

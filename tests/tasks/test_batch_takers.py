@@ -8,8 +8,9 @@ import pytest
 from deid_workers.tasks.context import run_context
 from deid_workers.tasks.get import get_batch, run_get
 from deid_workers.tasks.guard import BatchGuard
-from deid_workers.tasks.liveness import AlreadyCommitted, Superseded, check_taken, worker_id
+from deid_workers.tasks.liveness import AlreadyCommitted, Superseded, worker_id
 from deid_workers.tasks.put import run_put
+from deid_workers.tasks.tally import BatchTally
 
 
 def test_each_start_notes_its_worker_and_a_token_of_its_own(make_run):
@@ -26,17 +27,35 @@ def test_each_start_notes_its_worker_and_a_token_of_its_own(make_run):
 
 def test_a_start_replaced_while_it_ran_commits_nothing_and_the_later_one_commits(make_run):
     """A put (its worker cut off, presumed dead) is on its first file when B starts the batch
-    again and commits it; A's end finds B's note and drops its results (which would call B's
-    outputs "already exists")."""
+    again and commits it; A's commit finds B's note and writes nothing (its outcomes would
+    call B's outputs "already exists"): the check is in the commit's own script."""
     store, root, paths, n = make_run("put")
     ctx = run_context(store.run_id)
     batch = store.batch(0)
     a = BatchGuard(ctx, "put", 0)
-    files = a.run(batch, lambda rel: rel, {})
+    tally = BatchTally(a, batch)
+    files = tally.run(lambda rel: rel)
     assert next(files)[0] == batch[0]
     assert run_put(store.run_id, 0)["written"] == len(batch)  # B
+    b_log = store.client.hget(store.keys.log("put"), "0")
+    for rel, _ in files:
+        tally.refuse(rel, "already exists")
     with pytest.raises(Superseded, match="put batch 0 was started again"):
-        list(files)
+        tally.commit(log=[("refused", "already exists")] * len(batch))
+    assert store.counters()["put:files"] == len(batch)
+    assert store.counters().get("put:refused", 0) == 0
+    assert store.outcomes("refused") == {}
+    assert store.client.hget(store.keys.log("put"), "0") == b_log
+
+
+def test_a_put_start_that_finished_before_the_next_began_commits(make_run):
+    store, *_ = make_run("put")
+    ctx = run_context(store.run_id)
+    batch = store.batch(0)
+    a = BatchGuard(ctx, "put", 0)
+    tally = BatchTally(a, batch)
+    assert [rel for rel, _ in tally.run(lambda rel: rel)] == batch
+    assert tally.commit().first  # no later start: its note is still the latest
     assert store.counters()["put:files"] == len(batch)
 
 
@@ -51,15 +70,6 @@ def test_a_replaced_get_start_keeps_its_results_which_are_the_same(make_run):
     run_get(store.run_id, 0)
     assert len(list(files)) == len(batch) - 1
     assert store.counters()["get:files"] == len(batch)
-
-
-def test_a_start_that_finished_its_files_before_the_next_began_keeps_its_results(make_run):
-    store, *_ = make_run("get")
-    ctx = run_context(store.run_id)
-    batch = store.batch(0)
-    a = BatchGuard(ctx, "get", 0)
-    assert [rel for rel, _ in a.run(batch, lambda rel: rel, {})] == batch  # no raise
-    check_taken(store, "get", 0, a.taker)
 
 
 def test_the_task_class_turns_a_dropped_start_into_a_quiet_result(make_run):

@@ -64,7 +64,8 @@ def test_put_with_ids_but_no_get_fetches_ids_per_read_ahead_window(make_run, mon
     cls = type(store)
     real_many = cls.get_ids_many
     monkeypatch.setattr(cls, "get_ids_many",
-                        lambda self, keys: many.append(list(keys)) or real_many(self, many[-1]))
+                        lambda self, keys, read=None: many.append(list(keys))
+                        or real_many(self, many[-1], read=read))
     monkeypatch.setattr("deid_workers.tasks.put.WINDOW", 2)
     for b in range(n):
         assert run_put(store.run_id, b)["no_ids"] == 0
