@@ -24,7 +24,7 @@ import tempfile
 import time
 from typing import Any
 
-from deid_workers.config import Settings
+from deid_workers.config import DEFAULT_BATCH_SIZE
 
 from . import deidref
 from .cluster import ClusterRun, run_cli
@@ -353,7 +353,6 @@ def render(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    d = Settings()
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0],
                                 epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -361,8 +360,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="small corpus and 100k-file memory probes (under two minutes)")
     p.add_argument("--json", metavar="PATH", help="also write all figures as JSON to PATH")
     p.add_argument("--workers", type=int, default=2, help="N for the N-worker runs (default 2)")
-    p.add_argument("--batch", type=int, default=d.batch_size,
-                   help=f"files per task (default {d.batch_size}, the project default)")
+    p.add_argument("--batch", type=int, default=None,
+                   help=f"files per task (default: the project's, {DEFAULT_BATCH_SIZE} on the "
+                        "embedded cluster; with --netem, what deid-submit picks for the link)")
     p.add_argument("--batch-sweep", action="store_true",
                    help=f"also time --action all at batch sizes {', '.join(map(str, SWEEP))}")
     p.add_argument("--mem-files", type=int, default=0,
@@ -388,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
             with open(args.json, "w", encoding="utf-8") as fh:
                 json.dump(results, fh, indent=2)
         return 0 if "error" not in results else 1
+    if args.batch is None:
+        args.batch = DEFAULT_BATCH_SIZE  # embedded mode: a unix socket, the default stays
     results = build_results(args)
     print(render(results))
     if args.json:

@@ -24,6 +24,8 @@ import tempfile
 import time
 from typing import Any
 
+from deid_workers.config import auto_batch
+
 from .cluster import BENCH_SECRET
 from .corpus import build_corpus
 from .netns import NetLab, redis_on, unavailable
@@ -96,9 +98,12 @@ def netem_works(link: Any) -> bool:
     return True
 
 
-def run_netem(*, size: str = "full", workers: int = 2, batch: int = 100, repeat: int = 1,
-              delays: tuple[float, ...] = DELAYS) -> dict[str, Any]:
+def run_netem(*, size: str = "full", workers: int = 2, batch: int | None = None,
+              repeat: int = 1, delays: tuple[float, ...] = DELAYS) -> dict[str, Any]:
     """Time ``--action all`` at each delay, ``repeat`` interleaved rounds; the fastest each.
+
+    ``batch`` None: no ``--batch``, so deid-submit sizes batches for the link it measures
+    (:func:`~deid_workers.config.auto_batch`; each row says what that gives at its RTT).
 
     With ``tc netem`` the delay is set on both ends of the link; without it (the kernel lacks
     it) every delay, 0 included, goes through :mod:`benchmarks.delayrelay` in the Redis
@@ -167,6 +172,7 @@ def run_netem(*, size: str = "full", workers: int = 2, batch: int = 100, repeat:
         base_fps = corpus.files / base["run_s"] if base["run_s"] else 0.0
         rows.append({"condition": label, "delay_ms_each_way": delay,
                      "rtt_ms_measured": round(rtt.get(label, 0.0), 3),
+                     "batch": batch if batch is not None else auto_batch(rtt.get(label, 0.0))[0],
                      "run_s": round(r["run_s"], 3), "wall_s": round(r["wall_s"], 3),
                      "files_per_s": round(fps, 1),
                      "x_no_delay": round(fps / base_fps, 3) if base_fps else None,
@@ -200,11 +206,13 @@ def _rtt(host: Any, env: dict[str, str], url: str) -> float:
         return float("nan")
 
 
-def _submit(host: Any, env: dict[str, str], root: str, tmp: str, batch: int) -> dict[str, Any]:
+def _submit(host: Any, env: dict[str, str], root: str, tmp: str,
+            batch: int | None) -> dict[str, Any]:
     out = tempfile.mkdtemp(prefix="out-", dir=tmp)
     start = time.perf_counter()
+    size = [] if batch is None else ["--batch", str(batch)]
     proc = host.run([sys.executable, "-m", "deid_workers", "--action", "all", "--input", root,
-                     "--outfolder", out, "--batch", str(batch), "--quiet", "--json"],
+                     "--outfolder", out, *size, "--quiet", "--json"],
                     env=env, cwd=_REPO, timeout=900)
     wall = time.perf_counter() - start
     shutil.rmtree(out, ignore_errors=True)
@@ -220,17 +228,18 @@ def _submit(host: Any, env: dict[str, str], root: str, tmp: str, batch: int) -> 
 def render_netem(results: dict[str, Any]) -> str:
     if "error" in results:
         return f"netem: not run: {results['error']}"
+    batch = results["batch"] if results["batch"] is not None else "auto"
     lines = [f"--action all across a veth link to Redis: {results['files']} files, "
-             f"{results['workers']} pool processes, batch {results['batch']}"
+             f"{results['workers']} pool processes, batch {batch}"
              + (f", fastest of {results['repeat']} rounds" if results["repeat"] > 1 else "")
              + f"; load {results['loadavg_start'][0]:.2f} -> {results['loadavg_end'][0]:.2f}"
              f" on {results['cores']} cores",
              f"delay by {results['delay_by']}",
-             f"{'delay each way':<16}{'RTT':>10}{'run s':>8}{'files/s':>9}{'x no delay':>11}"
-             "  all rounds (run s)"]
+             f"{'delay each way':<16}{'RTT':>10}{'batch':>7}{'run s':>8}{'files/s':>9}"
+             f"{'x no delay':>11}  all rounds (run s)"]
     for r in results["rows"]:
         ratio = "-" if r["x_no_delay"] is None else f"{r['x_no_delay']:.2f}"
-        lines.append(f"{r['condition']:>14}{r['rtt_ms_measured']:>9.2f} ms"
+        lines.append(f"{r['condition']:>14}{r['rtt_ms_measured']:>9.2f} ms{r['batch']:>7}"
                      f"{r['run_s']:>8.2f}"
                      f"{r['files_per_s']:>9.1f}{ratio:>11}  "
                      + " ".join(f"{x:.2f}" for x in r["all_run_s"])

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import logs
-from .config import Settings
+from .config import DEFAULT_BATCH_SIZE, Settings
 from .errors import ConfigError, DeidError, IdentifiersError, InputError, RecipeError
 from .run.plan import CLIENT_ACTIONS
 
@@ -69,7 +69,6 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = Settings()
     p = argparse.ArgumentParser(
         prog=PROG,
         description="De-identify DICOM files with deid recipes, spread over Celery workers on "
@@ -125,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, metavar="N",
                    help="embedded mode: worker processes (env DEID_WORKERS; default: cores)")
     p.add_argument("--batch", type=int, metavar="N",
-                   help=f"files per task (env DEID_BATCH_SIZE; default {d.batch_size})")
+                   help=f"files per task (env DEID_BATCH_SIZE; default {DEFAULT_BATCH_SIZE}, "
+                        "more on a cluster whose Redis is milliseconds away)")
     p.add_argument("--no-wait", action="store_true",
                    help="print the run id and return once everything is enqueued (needs --broker)")
     p.add_argument("--status", metavar="RUN_ID", nargs="?", const="",

@@ -8,6 +8,7 @@ stored with the run in Redis, so every worker of a cluster applies the same ones
 from __future__ import annotations
 
 import hashlib as _hashlib
+import math
 import os
 import secrets as _secrets
 import tempfile
@@ -22,6 +23,7 @@ __all__ = [
     "Settings",
     "DEFAULT_RUN_EXPIRY",
     "DEFAULT_BATCH_SIZE",
+    "auto_batch",
     "DEFAULT_EXPORT_SHARD_FILES",
     "DEFAULT_DATE_SHIFT_MIN",
     "DEFAULT_DATE_SHIFT_MAX",
@@ -34,7 +36,42 @@ __all__ = [
 DEFAULT_BATCH_SIZE = 100
 """Files per task. Bigger batches spend less on messaging per file; 100 takes most of that
 gain (benchmarks/measurements.md) while work still spreads over the workers of a small run and
-a batch that must be redone (a crashed worker, a poison file) stays short."""
+a batch that must be redone (a crashed worker, a poison file) stays short. Where Redis is a
+network latency away, a run's batches grow with it unless a size is given (:func:`auto_batch`)."""
+
+BATCH_ROUND_TRIPS = 6
+"""Redis round trips a batch of files waits for in ``--action all``, whatever its size: get's
+start, commit and chord, put's start and commit, and about one for taking it
+(``python -m benchmarks.roundtrips``)."""
+
+BATCH_FILE_MS = 1.0
+"""Work per file of ``--action all`` that :func:`auto_batch` counts on, in milliseconds: small
+files on a fast core (about 2 ms on the 2-vCPU VM of benchmarks/measurements.md). Lower means
+bigger batches, so the latency's share stays under :data:`BATCH_LATENCY_SHARE` on faster CPUs."""
+
+BATCH_LATENCY_SHARE = 0.05
+"""The share of a batch's time its fixed round trips may take when :func:`auto_batch` sizes it."""
+
+MAX_AUTO_BATCH = 500
+"""The largest batch :func:`auto_batch` picks: batches count files, not bytes, and a batch of
+big multi-frame files (seconds each) must stay well inside ``DEID_TASK_TIME_LIMIT``."""
+
+
+def auto_batch(rtt_ms: float) -> tuple[int, int]:
+    """``(batch size, tail size)`` for a run whose Redis is ``rtt_ms`` away (a round trip).
+
+    Each batch waits for :data:`BATCH_ROUND_TRIPS` round trips whatever its size, so with the
+    round trip at a few milliseconds batches of :data:`DEFAULT_BATCH_SIZE` spend a tenth of
+    their time or more waiting for the network: the size grows until those round trips are
+    :data:`BATCH_LATENCY_SHARE` of the batch's work, up to :data:`MAX_AUTO_BATCH`. Big batches
+    balance badly at the end of a run, so the walk cuts its last files (under two batches'
+    worth) into batches of the default size again (the tail size; 0 when the size is the
+    default). Near Redis (a LAN, a unix socket) the default stays.
+    """
+    wanted = math.ceil(BATCH_ROUND_TRIPS * max(0.0, rtt_ms)
+                       / (BATCH_LATENCY_SHARE * BATCH_FILE_MS))
+    size = max(DEFAULT_BATCH_SIZE, min(MAX_AUTO_BATCH, wanted))
+    return size, (DEFAULT_BATCH_SIZE if size > DEFAULT_BATCH_SIZE else 0)
 
 DEFAULT_EXPORT_SHARD_FILES = 1000
 """Files' identifiers per shard of the ids export (finalize): well above what a shard task
@@ -63,12 +100,13 @@ plus a quarter of it."""
 
 DEFAULT_PREFETCH = 2
 """Batches each pool process of a worker holds: the one it runs and one taken ahead. Taking a
-batch costs the worker's main process a few Redis round trips (take, note, announce), which
-the one taken ahead hides behind the running batch instead of leaving the pool process idle
-for them (``python -m benchmarks --netem``). Set 1 when single batches take minutes (huge
-multi-frame files): near the end of a run a batch taken ahead waits behind the slow one
-while other workers may be idle. A dead worker's batches, those taken ahead included, go
-back to the queues within a liveness TTL or so (tasks/liveness.py)."""
+batch costs the worker's main process Redis round trips (take, note), which the one taken
+ahead hides behind the running batch instead of leaving the pool process idle for them
+(``python -m benchmarks --netem``; acks and events go out beside, tasks/offloop.py). Set 1
+when single batches take minutes (huge multi-frame files): near the end of a run a batch
+taken ahead waits behind the slow one while other workers may be idle. A dead worker's
+batches, those taken ahead included, go back to the queues within a liveness TTL or so
+(tasks/liveness.py)."""
 
 DEFAULT_MAX_RETRIES = 3
 DEFAULT_RUN_EXPIRY = 2 * 24 * 3600
@@ -103,7 +141,11 @@ class Settings:
     """Every tunable of deid-workers, with the environment variable that sets it."""
 
     broker_url: str | None = None  # DEID_BROKER_URL; None means embedded mode
-    batch_size: int = DEFAULT_BATCH_SIZE  # DEID_BATCH_SIZE
+    # DEID_BATCH_SIZE: files per task; None: the producer picks it per run (config.auto_batch)
+    batch_size: int | None = None
+    # DEID_BATCH_TAIL: the walk's last files (under two batches' worth) are cut into batches of
+    # this many (0: no); auto_batch sets it with a batch size above the default
+    batch_tail: int = 0
     workers: int | None = None  # DEID_WORKERS; embedded mode only, None = number of cores
     secret: bytes | None = field(default=None, repr=False)  # DEID_SECRET
     # DEID_SECRET_FILE: a file holding the key (how k8s and compose mount it); in embedded mode
@@ -175,8 +217,10 @@ class Settings:
         return new
 
     def validate(self) -> None:
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError("DEID_BATCH_SIZE: expected a positive integer")
+        if self.batch_tail < 0:
+            raise ConfigError("DEID_BATCH_TAIL: expected 0 or a positive integer")
         if self.export_shard_files < 1:
             raise ConfigError("DEID_EXPORT_SHARD_FILES: expected a positive integer")
         if self.max_file_bytes < 1:
@@ -304,7 +348,8 @@ def _keys_of(key: bytes) -> Any:
 
 
 _INT_FIELDS = {
-    "batch_size", "workers", "date_shift_min", "date_shift_max", "visibility_timeout",
+    "batch_size", "batch_tail", "workers", "date_shift_min", "date_shift_max",
+    "visibility_timeout",
     "task_time_limit", "max_retries", "run_expiry", "export_shard_files", "liveness_ttl",
     "prefetch", "max_file_bytes", "max_pixel_bytes",
 }

@@ -36,7 +36,7 @@ from typing import Any
 import redis
 
 from .app import app
-from .config import Settings
+from .config import DEFAULT_BATCH_SIZE, Settings, auto_batch
 from .errors import ConfigError, IdentifiersError, InputError, RunRefused, StoreError
 from .files.provenance import declared_codes
 from .files.triage import DEFAULT_QUARANTINE_GROUPS
@@ -275,6 +275,7 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
         _check_records(sub)
     client = client if client is not None else connect(settings)
     run_id = new_run_id()
+    settings = _batch_settings(settings, client)
     record = RunRecord(
         action=sub.action,
         input=os.path.abspath(sub.input),
@@ -299,8 +300,12 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
         ids_path=os.path.abspath(str(sub.ids_path)) if ids is not None else None,
         ids_fields=tuple(ids_fields) if ids is not None and ids_fields is not None else None,
     )
+    # Created running, with its chord's id: what sending the first stage would note next is
+    # written now, in the same round trip.
+    started = _started(sub.action)
     store = RunStore.create(client, run_id, record.spec(), expiry=settings.run_expiry, keys=keys,
-                            mutable={"walk_done": False, "stage": first_stage(sub.action)})
+                            mutable={"walk_done": False, "stage": first_stage(sub.action),
+                                     **started})
     log.info("run %s: %s of %s with recipe %s", run_id, sub.action, record.input, recipe.name)
     with refused_writes(run_id):
         if ids is not None:
@@ -310,8 +315,45 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
                 store.purge()  # a bad part further in the file: no put batch was sent
                 raise
             log.info("run %s: sent ids of %d items in %d chunks", run_id, items, chunks)
-        send_first_stage(store, settings, sub, tick=tick)
+        send_first_stage(store, settings, sub, tick=tick, started=started)
     return store
+
+
+def _started(action: str) -> dict[str, Any]:
+    """The record's fields of a run whose first stage is being sent: running, and for a
+    chord (get, inspect, all) its body's task id."""
+    fields: dict[str, Any] = {"state": "running"}
+    if action != "put":
+        fields["finalize_task"] = str(uuid.uuid4())
+    return fields
+
+
+def round_trip_ms(client: Any, pings: int = 2) -> float:
+    """Redis' round trip as this process sees it, in milliseconds: the fastest of a few PINGs
+    on a connection already open (the fastest, since a busy moment only adds to it)."""
+    best = float("inf")
+    for _ in range(pings):
+        start = time.perf_counter()
+        client.ping()
+        best = min(best, time.perf_counter() - start)
+    return best * 1000
+
+
+def _batch_settings(settings: Settings, client: Any) -> Settings:
+    """``settings`` with the run's batch size decided: the one given (``--batch``,
+    ``DEID_BATCH_SIZE``), or, on a cluster, :func:`~deid_workers.config.auto_batch` of the
+    round trip measured now (the producer usually runs beside the workers; give a size where
+    it does not). The run record keeps the size, so a resume cuts the same batches."""
+    if settings.batch_size is not None:
+        return settings
+    if not settings.broker_mode:  # a private Redis on a unix socket: no network latency
+        return settings.with_overrides(batch_size=DEFAULT_BATCH_SIZE)
+    rtt = round_trip_ms(client)
+    size, tail = auto_batch(rtt)
+    if size != DEFAULT_BATCH_SIZE:
+        log.info("Redis is %.1f ms away (a round trip): batches of %d files, the last ones of "
+                 "%d (--batch or DEID_BATCH_SIZE to choose)", rtt, size, tail)
+    return settings.with_overrides(batch_size=size, batch_tail=tail)
 
 
 @contextlib.contextmanager
@@ -375,7 +417,8 @@ def _walk(store: RunStore, sub: Submission, settings: Settings, *,
         store.add_outcome("unlisted", rel, reason, counter="walk:unlisted")
 
     n = 0
-    for paths in iter_batches(sub.input, settings.batch_size, on_error=on_error):
+    for paths in iter_batches(sub.input, settings.batch_size or DEFAULT_BATCH_SIZE,
+                              tail=settings.batch_tail, on_error=on_error):
         store.add_batch(n, paths)
         if not skip(n):
             yield n
@@ -387,18 +430,21 @@ def _walk(store: RunStore, sub: Submission, settings: Settings, *,
 
 def send_first_stage(store: RunStore, settings: Settings, sub: Submission,
                      *, skip: Callable[[int], bool] = lambda n: False,
-                     tick: Callable[[RunStore], object] | None = None) -> None:
-    """Send the run's first stage: a chord for get/inspect/all, plain tasks for put."""
+                     tick: Callable[[RunStore], object] | None = None,
+                     started: dict[str, Any] | None = None) -> None:
+    """Send the run's first stage: a chord for get/inspect/all, plain tasks for put.
+    ``started``: the fields of :func:`_started` the run already holds (a new run)."""
     run_id = store.run_id
-    store.update(state="running")
+    if started is None:
+        started = _started(sub.action)
+        store.update(**started)
     if sub.action == "put":
         with dispatch.sender("deid.put", run_id) as send:
             for n in _walk(store, sub, settings, skip=skip, tick=tick):
                 send(n)
         finish_run(store, final_stage(bool(store.record().get("clean_pixels"))))
         return
-    body_id = str(uuid.uuid4())
-    store.update(finalize_task=body_id)
+    body_id = str(started["finalize_task"])
     dispatch.send_chord("deid.inspect" if sub.action == "inspect" else "deid.get", run_id,
                         _walk(store, sub, settings, skip=skip, tick=tick), "deid.finalize",
                         body_id)

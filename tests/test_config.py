@@ -154,3 +154,27 @@ def test_a_made_key_is_private_and_one_key_for_processes_starting_together(tmp_p
     assert len(set(keys)) == 1 and path.read_bytes().strip() == keys[0]
     assert os.stat(path).st_mode & 0o777 == 0o600
     assert os.stat(path.parent).st_mode & 0o077 == 0  # the folder is its owner's only
+
+
+def test_batches_grow_with_the_round_trip_to_redis_up_to_a_bound():
+    """A batch waits for a fixed number of round trips: near Redis the default stays; a few
+    milliseconds away batches grow until those round trips are about 5% of a batch's work,
+    with the run's last files back in default-sized batches."""
+    from deid_workers.config import (
+        BATCH_FILE_MS,
+        BATCH_LATENCY_SHARE,
+        BATCH_ROUND_TRIPS,
+        DEFAULT_BATCH_SIZE,
+        MAX_AUTO_BATCH,
+        auto_batch,
+    )
+
+    assert auto_batch(0.05) == (DEFAULT_BATCH_SIZE, 0)  # a unix socket, a LAN
+    assert auto_batch(0.8) == (DEFAULT_BATCH_SIZE, 0)
+    size, tail = auto_batch(1.5)
+    assert DEFAULT_BATCH_SIZE < size < MAX_AUTO_BATCH and tail == DEFAULT_BATCH_SIZE
+    assert BATCH_ROUND_TRIPS * 1.5 <= BATCH_LATENCY_SHARE * size * BATCH_FILE_MS * 1.01
+    assert auto_batch(4.4) == auto_batch(20.0) == (MAX_AUTO_BATCH, DEFAULT_BATCH_SIZE)
+    assert Settings.from_env({}).batch_size is None  # chosen per run by the producer
+    with pytest.raises(ConfigError, match="DEID_BATCH_TAIL"):
+        Settings(batch_tail=-1).validate()

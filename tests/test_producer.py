@@ -348,3 +348,43 @@ def test_submit_ticks_per_ids_chunk_and_per_batch_so_progress_shows_while_it_sen
     load = stage_totals(store.record(), store.counters())[0]
     assert (load.name, load.done, load.total, load.final, load.unit) == ("load", 2, 2, True,
                                                                          "items")
+
+
+def test_a_run_on_a_distant_redis_gets_bigger_batches_and_keeps_them_on_resume(
+        tmp_path, monkeypatch, put_setup, cluster_key):
+    """No size given, on a cluster: the producer measures the round trip to Redis and sizes
+    the run's batches for it (config.auto_batch); the record keeps the size and the tail, so
+    a resume, wherever it runs, cuts the walk the same way. A size given, or embedded mode,
+    is left as it is."""
+    from deid_workers import producer
+    from deid_workers.config import DEFAULT_BATCH_SIZE, MAX_AUTO_BATCH, Settings
+    from deid_workers.run.record import RunRecord
+
+    client, _ = put_setup(chunk_items=1000)
+    walks = []
+    walk = producer._walk
+    monkeypatch.setattr(producer, "send_first_stage", lambda store, settings, sub, skip=None,
+                        **kw: walks.append([store.batch(n) for n in walk(store, sub, settings)]))
+    monkeypatch.setattr(producer, "round_trip_ms", lambda client: 4.4)
+    for n in range(2 * MAX_AUTO_BATCH + 150):
+        (tmp_path / "in" / f"f{n:04d}.dcm").write_bytes(b"")
+    path = tmp_path / "ids.json"
+    path.write_text('{"P": {"1.1": {"id": "S"}}}')
+    sub = producer.Submission(action="put", input=str(tmp_path / "in"),
+                              outfolder=str(tmp_path / "out"), ids_path=str(path))
+    broker = Settings(broker_url="redis://far:6379/0", secret=cluster_key.encode(),
+                      input_roots=(str(tmp_path),), output_roots=(str(tmp_path),))
+    store = producer.submit(broker, sub, client=client)
+    cut = [MAX_AUTO_BATCH] + [100] * 6 + [50]  # under two batches left: small ones
+    assert [len(b) for b in walks[-1]] == cut
+    settings = RunRecord.of(store.record()).settings
+    assert (settings["batch_size"], settings["batch_tail"]) == (MAX_AUTO_BATCH, DEFAULT_BATCH_SIZE)
+    monkeypatch.setattr(producer, "round_trip_ms", lambda client: 0.1)  # resumed from nearby
+    client.delete(store.keys.done("put"))
+    producer.resume(broker, store.run_id, client=client)
+    assert [len(b) for b in walks[-1]] == cut
+    for given, batches in ((broker.with_overrides(batch_size=700), [700, 450]),
+                           (Settings(secret=cluster_key.encode()),
+                            [DEFAULT_BATCH_SIZE] * 11 + [50])):
+        producer.submit(given, sub, client=client)
+        assert [len(b) for b in walks[-1]] == batches

@@ -134,13 +134,31 @@ def iter_batches(
     root: str | os.PathLike[str],
     batch_size: int,
     *,
+    tail: int = 0,
     exclude: str | os.PathLike[str] | None = None,
     on_error: OnError | None = None,
 ) -> Iterator[list[str]]:
     """:func:`iter_files` cut into lists of at most ``batch_size`` paths (the last may be
-    shorter; no empty batch)."""
+    shorter; no empty batch).
+
+    With ``tail`` (smaller than ``batch_size``), the last files, fewer than two batches' worth,
+    are cut into lists of ``tail`` instead: big batches would leave workers idle at the end of
+    a run while one of them finishes the last. The walk then runs a batch ahead of what it
+    yields (memory: two batches of paths). The cut depends only on the files, so a resumed
+    walk cuts the same batches.
+    """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     files = iter_files(root, exclude=exclude, on_error=on_error)
-    while batch := list(islice(files, batch_size)):
-        yield batch
+    if not 0 < tail < batch_size:
+        while batch := list(islice(files, batch_size)):
+            yield batch
+        return
+    ahead: list[str] = []
+    for rel in files:
+        ahead.append(rel)
+        if len(ahead) == 2 * batch_size:
+            yield ahead[:batch_size]
+            del ahead[:batch_size]
+    for start in range(0, len(ahead), tail):
+        yield ahead[start:start + tail]

@@ -21,7 +21,7 @@ from ..config import Settings
 __all__ = ["RUN_SETTINGS", "RunRecord"]
 
 RUN_SETTINGS = ("entity_field", "item_field", "date_shift_min", "date_shift_max",
-                "batch_size", "max_retries", "run_expiry", "export_shard_files",
+                "batch_size", "batch_tail", "max_retries", "run_expiry", "export_shard_files",
                 "max_file_bytes", "max_pixel_bytes")
 """Settings the producer stores with a run and every worker applies, whatever its own env says.
 The secret is NOT among them: it never travels through Redis; each worker resolves its own."""

@@ -11,6 +11,7 @@ shows can carry PHI.
     dispatch.py   every task sent by name
     limits.py     a batch past its time limit is started again, like a crash
     liveness.py   a dead worker's batches handed back within seconds
+    offloop.py    a worker's acks and task events sent beside its event loop
     compat.py     the one place that reaches into Celery's and kombu's internals
     faults.py     crashes and hangs on purpose, for the reliability tests
     get.py inspect.py put.py clean.py finalize.py load.py   one module per task

@@ -92,6 +92,19 @@ def test_batches(tmp_path: Path) -> None:
         list(walk.iter_batches(tmp_path, 0))
 
 
+def test_the_last_files_of_a_walk_in_big_batches_go_in_small_ones(tmp_path: Path) -> None:
+    """With a tail size, the files left when fewer than two batches remain are cut small, so
+    the end of a run spreads over the workers; the cut is the same on every walk."""
+    _touch(tmp_path, *[f"d{i % 3}/f{i:02d}.dcm" for i in range(23)])
+    batches = list(walk.iter_batches(tmp_path, 8, tail=3))
+    assert [len(b) for b in batches] == [8, 3, 3, 3, 3, 3]
+    assert [p for b in batches for p in b] == list(walk.iter_files(tmp_path))
+    assert list(walk.iter_batches(tmp_path, 8, tail=3)) == batches
+    assert [len(b) for b in walk.iter_batches(tmp_path, 5, tail=3)] == [5, 5, 5, 3, 3, 2]
+    assert [len(b) for b in walk.iter_batches(tmp_path, 8, tail=8)] == [8, 8, 7]  # no tail
+    assert [len(b) for b in walk.iter_batches(tmp_path, 30, tail=10)] == [10, 10, 3]
+
+
 def test_batches_are_produced_before_the_walk_ends(tmp_path: Path) -> None:
     _touch(tmp_path, "a/1.dcm", "a/2.dcm", "b/3.dcm")
     (tmp_path / "c").mkdir()
