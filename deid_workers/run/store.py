@@ -499,13 +499,17 @@ class RunStore:
         """Keyed, salted digest naming an item's field in its entity's ids hash."""
         return str(self._namers()["item"](item))
 
-    def _write_ids(self, pipe: Any, entity: str, items: Mapping[str, Mapping[str, Any]]) -> None:
-        self._write_packed(pipe, *self._packed(entity, items))
+    def _write_ids(self, pipe: Any, entity: str, items: Mapping[str, Mapping[str, Any]],
+                   named: dict[tuple[str, str], tuple[str, str]] | None = None) -> None:
+        self._write_packed(pipe, *self._packed(entity, items, named))
 
-    def _packed(self, entity: str, items: Mapping[str, Mapping[str, Any]]
+    def _packed(self, entity: str, items: Mapping[str, Mapping[str, Any]],
+                named: dict[tuple[str, str], tuple[str, str]] | None = None
                 ) -> tuple[str, dict[str, str]]:
         """The ids hash of ``entity`` (its digest) and its fields: each value sealed with the
-        run, the hash and the field as associated data, so it opens nowhere else."""
+        run, the hash and the field as associated data, so it opens nowhere else. ``named``
+        collects each ``(entity, item)``'s place (digest, field), keyed digests being the
+        costly part of naming them."""
         digest = self.entity_digest(entity)
         name = self._namers()["item"]
         seal = self._cluster().seal
@@ -514,6 +518,8 @@ class RunStore:
         mapping = {ENTITY_FIELD: self._sealed("entity", digest, entity.encode("utf-8"))}
         for item, fields in items.items():
             field = name(item)
+            if named is not None:
+                named[(entity, item)] = (digest, field)
             mapping[field] = _SEALED + b64(seal(pack_fields(item, fields), run_id, digest,
                                                 field)).decode("ascii")
         return digest, mapping
@@ -739,6 +745,7 @@ class RunStore:
         of the run's plan: on a cluster each round trip is a network latency.
         """
         writes = Writes()
+        named: dict[tuple[str, str], tuple[str, str]] = {}
         for kind, entries in (outcomes or {}).items():
             if kind not in OUTCOME_KINDS:
                 raise ValueError(f"unknown outcome kind {kind!r}")
@@ -746,7 +753,7 @@ class RunStore:
                 writes.hset(self.keys.outcome(kind), mapping=dict(entries))
                 writes.expire(self.keys.outcome(kind), self.expiry)
         for entity, items in (ids or {}).items():
-            self._write_ids(writes, entity, items)
+            self._write_ids(writes, entity, items, named)
         if valid is not None:
             keys = [list(k) for k in valid_keys or ()]
             if keys and len(keys) != len(valid):
@@ -759,8 +766,8 @@ class RunStore:
             writes.hset(self.keys.valid, str(batch_no),
                         self._sealed("valid", str(batch_no), json.dumps(record).encode("utf-8")))
             writes.expire(self.keys.valid, self.expiry)
-            writes.hset(self.keys.places, str(batch_no),
-                        "".join(d + f for d, f in self._places(valid_keys or ())))
+            places = [named.get(k) or self._places([k])[0] for k in valid_keys or ()]
+            writes.hset(self.keys.places, str(batch_no), "".join(d + f for d, f in places))
             writes.expire(self.keys.places, self.expiry)
         if log is not None:
             self._save_log(writes, stage, batch_no, log)

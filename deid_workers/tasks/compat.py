@@ -56,7 +56,8 @@ from celery.worker.request import Request
 from celery.worker.state import task_ready
 from kombu.transport import redis as kombu_redis
 
-__all__ = ["KOMBU_TESTED", "CELERY_TESTED", "SUPPORTED", "REQUEST_SUPPORTED", "EVENTS_SUPPORTED",
+__all__ = ["KOMBU_TESTED", "CELERY_TESTED", "EVENTS_TESTED", "SUPPORTED", "REQUEST_SUPPORTED",
+           "EVENTS_SUPPORTED",
            "OWNER_KEY", "Taken", "Request", "task_ready", "check", "install", "install_offloop",
            "drain_offloop", "set_owner", "owner", "taken",
            "restore_owned", "drop_stale_owners", "channel_for", "queue_lengths", "UNACKED",
@@ -91,11 +92,15 @@ REQUEST_SUPPORTED = (_within(_version(celery.__version__), CELERY_TESTED)
                                                                  "reject", "request_dict")))
 """True when Celery's worker ``Request`` is the one :mod:`.limits` overrides."""
 
-EVENTS_SUPPORTED = (_within(_version(celery.__version__), CELERY_TESTED)
+EVENTS_TESTED = ((5, 7), (5, 7))
+"""Celery releases whose event dispatcher may be flushed from another thread: its flush clears
+only what it published (events the loop appends meanwhile stay) and its close takes the lock."""
+
+EVENTS_SUPPORTED = (_within(_version(celery.__version__), EVENTS_TESTED)
                     and all(hasattr(Consumer, name) for name in ("on_send_event_buffered",
                                                                  "_flush_events")))
 """True when Celery's worker ``Consumer`` flushes buffered task events as described in
-:func:`install_offloop`."""
+:func:`install_offloop` (else the loop flushes them, as Celery does)."""
 
 
 def check() -> list[str]:
@@ -110,6 +115,10 @@ def check() -> list[str]:
         out.append(f"celery {celery.__version__} is not one deid-workers was tested with "
                    f"({_span(CELERY_TESTED)}): a batch past its hard time limit fails instead "
                    "of being started again")
+    if not EVENTS_SUPPORTED:
+        out.append(f"celery {celery.__version__}: task events are sent by the worker's event "
+                   f"loop, not beside it ({_span(EVENTS_TESTED)} do): a Redis round trip more "
+                   "between batches")
     return out
 
 

@@ -29,6 +29,21 @@ def test_an_untested_kombu_patches_nothing_and_says_what_the_worker_does_instead
     assert line.startswith("kombu ") and "DEID_VISIBILITY_TIMEOUT" in line
 
 
+def test_a_celery_not_known_for_threaded_event_flushes_leaves_them_to_its_loop(monkeypatch):
+    from celery.worker.consumer.consumer import Consumer
+
+    from deid_workers.tasks import offloop
+
+    monkeypatch.setattr(compat, "EVENTS_SUPPORTED", False)
+    monkeypatch.setattr(kombu_redis.QoS, "ack", kombu_redis.QoS.ack)
+    monkeypatch.setattr(offloop, "_offloop", None)
+    buffered = Consumer.on_send_event_buffered
+    assert compat.install_offloop()  # the acks still go beside the loop
+    assert Consumer.on_send_event_buffered is buffered
+    [line] = compat.check()
+    assert "task events are sent by the worker's event loop" in line
+
+
 def test_an_untested_celery_fails_a_batch_past_its_hard_limit_as_celery_does(monkeypatch):
     monkeypatch.setattr(compat, "REQUEST_SUPPORTED", False)
     [line] = compat.check()
