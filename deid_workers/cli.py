@@ -21,7 +21,7 @@ from typing import Any
 from . import logs
 from .config import Settings
 from .errors import ConfigError, DeidError, IdentifiersError, InputError, RecipeError
-from .run.plan import CLIENT_ACTIONS
+from .run.plan import CLIENT_ACTIONS, OCR_MODES
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
@@ -138,8 +138,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="put/all: triage every file with the recipe's %%filter groups; black out "
                         "the boxes they give (queue clean), hold files flagged by a blocking "
                         "group or without boxes in the quarantine folder (default: off)")
+    p.add_argument("--ocr", nargs="?", const="risky", choices=OCR_MODES, metavar="all",
+                   help="put/all: read the burned-in text of the files whose header says it is "
+                        "likely (ultrasound, secondary capture, screen saves, derived images, "
+                        "BurnedInAnnotation YES, recipe %%filter hits; --ocr all: every file "
+                        "with pixels) on queue ocr; black out the text that holds the file's "
+                        "identifiers, dates or long numbers, read the result again, and hold "
+                        "in quarantine a file whose text could not be read surely or that "
+                        "still shows PHI; inspect: report what OCR found. Needs the ocr extra "
+                        "(pip install 'deid-workers[ocr]') on the workers (default: off)")
+    p.add_argument("--ocr-allowlist", metavar="FILE",
+                   help="with --ocr: harmless annotation text that is never blacked out "
+                        "(words and re: lines, per [MODALITY]; default: the shipped list, "
+                        "deid_workers/ocr/data/allowlist.txt)")
     p.add_argument("--quarantine", metavar="DIR",
-                   help="with --clean-pixels: where held-back files go, apart from the input and "
+                   help="with --clean-pixels or --ocr: where held-back files go, apart from the input and "
                         "output folders; checked writable before the run starts (env "
                         "DEID_QUARANTINE; default: <outfolder>-quarantine beside the output)")
     p.add_argument("--quarantine-groups", metavar="A,B",
@@ -242,8 +255,15 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace,
     if args.layout != "mirror" and args.action not in ("put", "all"):
         _error("--layout applies to --action put or all")
         return EXIT_USAGE
-    if args.quarantine is not None and not args.clean_pixels:
-        _error("--quarantine needs --clean-pixels")
+    if args.ocr is not None and args.action not in ("put", "all", "inspect"):
+        _error("--ocr applies to --action put, all or inspect")
+        return EXIT_USAGE
+    if args.ocr_allowlist is not None and args.ocr is None:
+        _error("--ocr-allowlist needs --ocr")
+        return EXIT_USAGE
+    if args.quarantine is not None and not (
+            args.clean_pixels or (args.ocr and args.action in ("put", "all"))):
+        _error("--quarantine needs --clean-pixels or --ocr")
         return EXIT_USAGE
     if args.no_wait and not settings.broker_url:
         _error("--no-wait needs --broker or DEID_BROKER_URL (embedded workers stop with "
@@ -289,7 +309,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         from .producer import precheck
 
-        precheck(settings, _submission(args, settings, None))  # before any process starts
+        # before any process starts; embedded workers are this Python: --ocr's engine too
+        precheck(settings, _submission(args, settings, None),
+                 local_workers=not settings.broker_url)
         if settings.broker_url:
             return _submit_and_follow(args, settings, key_location=None)
         return _embedded(args, settings)
@@ -316,7 +338,8 @@ def _embedded(args: argparse.Namespace, settings: Settings) -> int:
                            "records": os.path.abspath(args.records),
                            "quarantine": (os.path.abspath(settings.quarantine)
                                           if settings.quarantine else None),
-                           "print_ids": args.print_ids, "clean_pixels": args.clean_pixels})
+                           "print_ids": args.print_ids, "clean_pixels": args.clean_pixels,
+                           "ocr": args.ocr})
     # get --print writes nothing: its workers get the (empty, private) records folder anyway.
     writes = [f for role, f in folders.items() if role != "input"] or [os.path.abspath(args.records)]
     env = dict(os.environ, DEID_INPUT_ROOTS=folders["input"],
@@ -372,6 +395,7 @@ def _submission(args: argparse.Namespace, settings: Settings, key_location: str 
                       ids_path=args.ids, print_ids=args.print_ids, verify=args.verify,
                       clean_pixels=args.clean_pixels, quarantine_groups=_groups(args),
                       layout=args.layout, quarantine=settings.quarantine,
+                      ocr=args.ocr, ocr_allowlist=args.ocr_allowlist,
                       key_location=key_location
                       or "each worker's DEID_SECRET / DEID_SECRET_FILE")
 
@@ -414,6 +438,12 @@ def _finish(store: Any, args: argparse.Namespace) -> int:
                 log.warning("%s header filters indicate burned pixels.", path)
             else:
                 log.info("%s header filters indicate pixels are clean.", path)
+            ocr = verdict.get("ocr")
+            if ocr is not None:
+                counts = ocr.get("counts") or {}
+                (log.warning if ocr.get("status") != "clean" else log.info)(
+                    "%s OCR: %s (%d text boxes, %d PHI, %d unsure).", path, ocr.get("status"),
+                    len(ocr.get("boxes") or ()), counts.get("phi", 0), counts.get("unsure", 0))
     if summary["state"] == "failed":
         _error(f"run {store.run_id} failed: {store.record().get('error', 'see the worker logs')}")
     if args.json:

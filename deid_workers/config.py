@@ -149,6 +149,10 @@ class Settings:
     # contains this text (a decoder stuck in a loop); "hard:<text>" also ignores the soft time
     # limit, as a hang inside C code does, so only the hard limit's kill ends it.
     test_hang_on: str | None = None
+    # DEID_TEST_OCR_MISS: tests only. The clean stage blacks out none of the OCR boxes of any
+    # file whose relative path contains this text (a redaction that missed its text), so the
+    # suite can prove with real OCR that verification quarantines it.
+    test_ocr_miss: str | None = None
 
     @classmethod
     def from_env(

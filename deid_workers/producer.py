@@ -113,6 +113,8 @@ class Submission:
     quarantine_groups: tuple[str, ...] = DEFAULT_QUARANTINE_GROUPS
     layout: str = "mirror"
     quarantine: str | None = None  # None: the output folder's sibling (fs.folders.quarantine_folder)
+    ocr: str | None = None  # --ocr: "risky" or "all" (run.plan.OCR_MODES); None: no OCR
+    ocr_allowlist: str | None = None  # --ocr-allowlist FILE; None: the shipped allow-list
 
 
 def connect(settings: Settings) -> Any:
@@ -166,11 +168,11 @@ def _check_outfolder(folder: str, what: str = "output folder") -> None:
 
 
 def _quarantine(sub: Submission) -> str | None:
-    """The run's quarantine folder (``--clean-pixels`` only), checked: apart from the input and
-    output trees (held-back files may still show identifiers in their pixels, so they must
-    never land in the tree that is released, nor be walked as input) and writable, so files
-    bound for it do not all fail at the end of the run."""
-    if not sub.clean_pixels:
+    """The run's quarantine folder (``--clean-pixels``, or put/all with ``--ocr``), checked:
+    apart from the input and output trees (held-back files may still show identifiers in their
+    pixels, so they must never land in the tree that is released, nor be walked as input) and
+    writable, so files bound for it do not all fail at the end of the run."""
+    if not (sub.clean_pixels or (sub.ocr and sub.action in ("put", "all"))):
         return None
     from .fs.folders import quarantine_folder
 
@@ -218,7 +220,8 @@ def _check_folders(settings: Settings, sub: Submission) -> None:
                            "outfolder": os.path.abspath(sub.outfolder),
                            "records": os.path.abspath(sub.records),
                            "quarantine": os.path.abspath(sub.quarantine) if sub.quarantine else None,
-                           "print_ids": sub.print_ids, "clean_pixels": sub.clean_pixels})
+                           "print_ids": sub.print_ids, "clean_pixels": sub.clean_pixels,
+                           "ocr": sub.ocr})
     try:
         check_folders(folders, input_roots=settings.input_roots,
                       output_roots=settings.output_roots, who="this producer")
@@ -226,11 +229,51 @@ def _check_folders(settings: Settings, sub: Submission) -> None:
         raise ConfigError(str(exc)) from None
 
 
-def precheck(settings: Settings, sub: Submission) -> None:
+def precheck(settings: Settings, sub: Submission, *, local_workers: bool = False) -> None:
     """What :func:`submit` refuses about the folders, checked without creating anything, so
-    embedded mode says it before it starts its Redis and workers."""
+    embedded mode says it before it starts its Redis and workers. ``local_workers`` (embedded
+    mode: the workers are this machine's Python) also checks that ``--ocr`` can load its
+    engine here (:func:`check_ocr`)."""
     _check_folders(settings, _with_records(sub))
     _check_ids_kept(_with_records(sub))
+    _ocr_allowlist(sub)
+    if sub.ocr and local_workers:
+        check_ocr()
+
+
+def check_ocr() -> None:
+    """``--ocr`` on workers that are this machine's Python: the default engine is loaded
+    once here (well under a second) and dropped, so a missing extra is one line before any
+    process starts, not a failed run. Raises ConfigError saying what to install."""
+    from .errors import OcrEngineError
+
+    try:
+        from .ocr import DEFAULT_ENGINE, load_engine
+
+        load_engine(DEFAULT_ENGINE)
+    except (OcrEngineError, ImportError) as exc:
+        raise ConfigError(f"--ocr: {exc}") from None
+
+
+def _ocr_allowlist(sub: Submission) -> tuple[str, str] | None:
+    """``--ocr-allowlist``: (its text, its file name), parsed here so a bad line stops the run
+    before it starts (``file:line: ...``); None for the shipped list."""
+    if sub.ocr_allowlist is None:
+        return None
+    try:
+        with open(sub.ocr_allowlist, encoding="utf-8") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(sub.ocr_allowlist, f"allow-list cannot be read "
+                                            f"({getattr(exc, 'strerror', None) or type(exc).__name__})") from None
+    from .ocr.allowlist import parse_allowlist
+
+    name = os.path.basename(sub.ocr_allowlist)
+    try:
+        parse_allowlist(text, name)
+    except ValueError as exc:
+        raise ConfigError(f"--ocr-allowlist: {exc}") from None
+    return text, name
 
 
 def _with_records(sub: Submission) -> Submission:
@@ -271,6 +314,7 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
     if sub.action != "get":  # get writes only identifiers, into the records folder
         _check_outfolder(sub.outfolder)
     quarantine = _quarantine(sub)
+    allow = _ocr_allowlist(sub)
     if not sub.print_ids:  # get --print writes nothing
         _check_records(sub)
     client = client if client is not None else connect(settings)
@@ -292,6 +336,9 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
         key_location=sub.key_location,
         verify=sub.verify,
         clean_pixels=sub.clean_pixels,
+        ocr=sub.ocr,
+        ocr_allowlist=allow[0] if allow else None,
+        ocr_allowlist_name=allow[1] if allow else None,
         quarantine_groups=tuple(sub.quarantine_groups),
         layout=sub.layout,
         quarantine=quarantine,
@@ -395,7 +442,8 @@ def send_first_stage(store: RunStore, settings: Settings, sub: Submission,
         with dispatch.sender("deid.put", run_id) as send:
             for n in _walk(store, sub, settings, skip=skip, tick=tick):
                 send(n)
-        finish_run(store, final_stage(bool(store.record().get("clean_pixels"))))
+        rec = store.record()
+        finish_run(store, final_stage(bool(rec.get("clean_pixels")), rec.get("ocr")))
         return
     body_id = str(uuid.uuid4())
     store.update(finalize_task=body_id)
@@ -434,18 +482,20 @@ def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStor
         if first == "put":
             _resend_ids(store, rec)
         send_first_stage(store, run_settings, sub, skip=done_first.__contains__)
-        if first == "put" and record.clean_pixels:
-            _resend_clean(store, int(store.record().get("n_batches") or 0))
+        if first == "put":
+            _resend_after_put(store, record, int(store.record().get("n_batches") or 0))
         return store, f"re-sent the {first} batches not done ({len(done_first)} were done)"
+    if sub.action == "inspect" and record.ocr:
+        _resend_ocr(store, n_batches, "inspect", then_clean=False)
     if not store.done_batches("finalize"):
         dispatch.send("deid.finalize", run_id)
         return store, "re-sent finalize"
     pending = list(store.pending_batches("put", n_batches))
     dispatch.send_many("deid.put", [(run_id, n) for n in pending])
-    cleans = _resend_clean(store, n_batches) if record.clean_pixels else 0
-    finish_run(store, final_stage(record.clean_pixels))
+    later = _resend_after_put(store, record, n_batches)
+    finish_run(store, final_stage(record.clean_pixels, record.ocr))
     return store, f"re-sent {len(pending)} put batches" + (
-        f" and {cleans} clean batches" if cleans else "")
+        f" and {later} ocr or clean batches" if later else "")
 
 
 def _resend_ids(store: RunStore, rec: dict[str, Any]) -> None:
@@ -460,11 +510,29 @@ def _resend_ids(store: RunStore, rec: dict[str, Any]) -> None:
     log.warning("run %s: re-sent %d chunks of its ids file", store.run_id, chunks - len(done))
 
 
+def _resend_after_put(store: RunStore, record: RunRecord, n_batches: int) -> int:
+    """Send what follows the put batches that are done (resume): their ocr batches with
+    ``--ocr`` (an ocr batch done sends its clean batch), else their clean batches with
+    ``--clean-pixels``; returns the tasks sent."""
+    if record.ocr:
+        return _resend_ocr(store, n_batches, "put", then_clean=True)
+    return _resend_clean(store, n_batches) if record.clean_pixels else 0
+
+
 def _resend_clean(store: RunStore, n_batches: int) -> int:
     """Send the clean batches whose put batch is done but which are not (resume)."""
     put_done = store.done_batches("put")
     return sum(dispatch.send_clean(store, n) for n in store.pending_batches("clean", n_batches)
                if n in put_done)
+
+
+def _resend_ocr(store: RunStore, n_batches: int, source: str, *, then_clean: bool) -> int:
+    """Send the ocr batches whose ``source`` batch (put or inspect) is done but which are
+    not, and (``then_clean``) the clean batches of the ocr batches done (resume)."""
+    done = store.done_batches(source)
+    pending = [n for n in store.pending_batches("clean" if then_clean else "ocr", n_batches)
+               if n in done]
+    return sum(dispatch.send_ocr(store, n, then_clean=then_clean) for n in pending)
 
 
 def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POLL_SECONDS,

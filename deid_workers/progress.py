@@ -24,8 +24,11 @@ POLL_SECONDS = 0.5
 def current(all_stages: list[StageTotal]) -> StageTotal:
     """The stage the run is in: the last one that has started, else the first."""
     started = [s for s in all_stages if s.done]
-    if started and started[-1].name == "clean" and not started[-1].final and len(started) > 1:
-        return started[-2]  # clean trails put: follow put until every put batch is in
+    # ocr and clean trail put (clean trails ocr): follow the stage before them until every
+    # one of its batches is in
+    while (len(started) > 1 and started[-1].name in ("ocr", "clean")
+           and not started[-1].final):
+        started.pop()
     return started[-1] if started else all_stages[0]
 
 

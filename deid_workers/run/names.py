@@ -35,7 +35,13 @@ write, so identifiers never outlive the run by more than that::
     deid:run:<id>:inspect               hash  relative path -> JSON verdict
     deid:run:<id>:unlisted              hash  relative path -> why the walk left it out (unlisted folder, link)
     deid:run:<id>:quarantined           hash  relative path -> "<group>: <reason>" (--clean-pixels)
-    deid:run:<id>:clean                 hash  batch_no -> signed JSON list of paths put left to clean
+    deid:run:<id>:clean                 hash  batch_no -> signed JSON list of paths put (with
+                                              --ocr: the ocr stage) left to clean
+    deid:run:<id>:ocr                   hash  batch_no -> signed JSON list of paths put or inspect
+                                              left to the ocr stage (--ocr)
+    deid:run:<id>:ocrverdicts           hash  batch_no -> sealed JSON {path: OCR verdict} (box
+                                              geometry and counts, never text) that the clean
+                                              stage blacks out
     deid:run:<id>:log:<stage>           hash  batch_no -> signed JSON [[outcome, reason], ...] aligned
                                               with the paths the stage processed (deid-run.jsonl)
     deid:run:<id>:poison                hash  relative path -> why it was quarantined (crashed its worker)
@@ -171,6 +177,14 @@ class Keys:
     def clean_batches(self) -> str:
         return self._k("clean")
 
+    @property
+    def ocr_batches(self) -> str:
+        return self._k("ocr")
+
+    @property
+    def ocr_verdicts(self) -> str:
+        return self._k("ocrverdicts")
+
     def log(self, stage: str) -> str:
         return self._k("log", stage)
 
@@ -187,4 +201,5 @@ class Keys:
         fixed += [self.outcome(k) for k in OUTCOME_KINDS]
         fixed += [self.deliveries, self.inflight, self.takers]
         fixed += [self.clean_batches, self.log("put"), self.log("clean")]
+        fixed += [self.ocr_batches, self.ocr_verdicts, self.log("ocr")]
         return fixed

@@ -51,10 +51,14 @@ _VERDICT_TAILS = 1024
 one: clean, or flagged by the same label)."""
 
 
-def write_inspect_report(store: RunStore, outfolder: str, n_batches: int) -> tuple[str, str]:
+def write_inspect_report(store: RunStore, outfolder: str, n_batches: int, *,
+                         ocr: bool = False) -> tuple[str, str]:
     """``deid-inspect.tsv`` (file, flagged, group, reason) and ``deid-inspect.json`` beside it.
 
-    One TSV row per file; a file flagged by several labels lists them joined by ``; ``.
+    One TSV row per file; a file flagged by several labels lists them joined by ``; ``. With
+    ``ocr`` (``--ocr``) the TSV has four more columns, the OCR verdict (empty for a file OCR
+    did not read) and its counts of text boxes, PHI boxes and unsure boxes; the JSON entry
+    holds the verdict whole under ``ocr`` (counts and box geometry, never text).
     Written to temporary names and renamed, so a reader never sees half a report. Each
     distinct verdict is formatted once: the report is serial work at the end of a run.
     """
@@ -63,7 +67,8 @@ def write_inspect_report(store: RunStore, outfolder: str, n_batches: int) -> tup
     js = os.path.join(outfolder, INSPECT_JSON)
     tails: dict[str, tuple[str, str]] = {}
     with AtomicFile(tsv, newline="") as ft, AtomicFile(js) as fj:
-        ft.write("file\tflagged\tgroup\treason\n")
+        ft.write("file\tflagged\tgroup\treason" + ("\tocr\tocr_boxes\tocr_phi\tocr_unsure"
+                                                     if ocr else "") + "\n")
         fj.write("[")
         sep = "\n "
         for path, raw in store.iter_batch_outcomes("inspect", n_batches):
@@ -71,7 +76,7 @@ def write_inspect_report(store: RunStore, outfolder: str, n_batches: int) -> tup
             if tail is None:
                 if len(tails) >= _VERDICT_TAILS:
                     tails.clear()
-                tail = tails[raw] = _verdict_tails(json.loads(raw))
+                tail = tails[raw] = _verdict_tails(json.loads(raw), ocr)
             ft.write(_tsv(path) + tail[0])
             fj.write(sep + '{"file": ' + json.dumps(path) + tail[1])
             sep = ",\n "
@@ -79,15 +84,25 @@ def write_inspect_report(store: RunStore, outfolder: str, n_batches: int) -> tup
     return tsv, js
 
 
-def _verdict_tails(verdict: dict[str, Any]) -> tuple[str, str]:
+def _verdict_tails(verdict: dict[str, Any], ocr: bool = False) -> tuple[str, str]:
     """What follows the path in a TSV row and in a JSON entry, for one verdict."""
     results = verdict.get("results") or []
     flagged = bool(verdict.get("flagged"))
     groups = "; ".join(str(r.get("group", "")) for r in results)
     reasons = "; ".join(str(r.get("reason", "")) for r in results)
-    row = "\t".join(("", str(flagged).lower(), _tsv(groups), _tsv(reasons))) + "\n"
-    entry = json.dumps({"flagged": flagged, "results": results}, default=str)
-    return row, ", " + entry[1:]
+    cells = ["", str(flagged).lower(), _tsv(groups), _tsv(reasons)]
+    entry: dict[str, Any] = {"flagged": flagged, "results": results}
+    if ocr:
+        found = verdict.get("ocr")
+        if found is None:
+            cells += ["", "", "", ""]
+        else:
+            counts = found.get("counts") or {}
+            cells += [str(found.get("status", "")), str(len(found.get("boxes") or ())),
+                      str(counts.get("phi", 0)), str(counts.get("unsure", 0))]
+        entry["ocr"] = found
+    row = "\t".join(cells) + "\n"
+    return row, ", " + json.dumps(entry, default=str)[1:]
 
 
 def _tsv(text: str) -> str:
@@ -122,7 +137,7 @@ def summarize(store: RunStore, *, limit: int | None = LIST_LIMIT) -> dict[str, A
     if action in ("put", "all"):
         summary["written"] = c.get("put:written", 0) + c.get("clean:written", 0)
         summary["refused"] = c.get("put:refused", 0) + c.get("clean:refused", 0)
-        if rec.get("clean_pixels"):
+        if rec.get("clean_pixels") or rec.get("ocr"):
             from ..fs.folders import run_quarantine
 
             summary["cleaned"] = c.get("clean:cleaned", 0)
@@ -131,6 +146,8 @@ def summarize(store: RunStore, *, limit: int | None = LIST_LIMIT) -> dict[str, A
         summary["run_log"] = rec.get("run_log")
         summary["put_done"] = c.get("put:files", 0)
         summary["layout"] = rec.get("layout") or "mirror"
+    if rec.get("ocr"):
+        summary["ocr"] = ocr_summary(c, str(rec["ocr"]), action in ("put", "all"))
     if action == "inspect":
         summary["inspected"] = c.get("inspect:inspected", 0)
         summary["flagged"] = c.get("inspect:flagged", 0)
@@ -152,6 +169,27 @@ def summarize(store: RunStore, *, limit: int | None = LIST_LIMIT) -> dict[str, A
     if rec.get("verify"):
         summary["residual_phi"] = store.outcome_count("residual")
     return summary
+
+
+def ocr_summary(c: Mapping[str, int], mode: str, cleans: bool) -> dict[str, Any]:
+    """What ``--ocr`` did, from the counters: files selected and read, their verdicts, the
+    text boxes found (PHI, unsure) and, for put/all, blacked out and verified; never text."""
+    out: dict[str, Any] = {
+        "mode": mode,
+        "selected": c.get("put:to_ocr", 0) + c.get("inspect:to_ocr", 0),
+        "read": c.get("ocr:read", 0),
+        "clean": c.get("ocr:clean", 0),
+        "redact": c.get("ocr:redact", 0),
+        "quarantine": c.get("ocr:quarantine", 0),
+        "boxes_found": c.get("ocr:boxes", 0),
+        "phi_boxes": c.get("ocr:phi", 0),
+        "unsure_boxes": c.get("ocr:unsure", 0),
+    }
+    if cleans:
+        out["boxes_cleaned"] = c.get("clean:ocr_boxes_cleaned", 0)
+        out["verified"] = c.get("clean:ocr_verified", 0)
+        out["phi_left"] = c.get("clean:ocr_phi_left", 0)
+    return out
 
 
 def _limited(store: RunStore, kind: str, limit: int | None) -> list[tuple[str, str]]:
@@ -198,6 +236,16 @@ def render_table(summary: Mapping[str, Any]) -> str:
                        ("inspected", "inspected"), ("flagged", "flagged")):
         if key in summary:
             rows.append((label, summary[key]))
+    ocr = summary.get("ocr")
+    if ocr:
+        rows.append((f"OCR ({ocr['mode']})",
+                     f"{ocr['read']} read of {ocr['selected']} selected: {ocr['clean']} no PHI, "
+                     f"{ocr['redact']} to black out, {ocr['quarantine']} held"))
+        boxes = f"{ocr['boxes_found']} found, {ocr['phi_boxes']} PHI, {ocr['unsure_boxes']} unsure"
+        if "boxes_cleaned" in ocr:
+            boxes += (f", {ocr['boxes_cleaned']} blacked out; {ocr['verified']} files verified, "
+                      f"{ocr['phi_left']} with PHI left")
+        rows.append(("OCR text boxes", boxes))
     rows.append(("failed", summary["failed"]))
     if summary.get("poison"):
         rows.append(("poison files", summary["poison"]))
@@ -255,8 +303,10 @@ def run_status(store: RunStore, *, now: float | None = None) -> dict[str, Any]:
     created = float(rec.get("created") or now)
     finished = rec.get("finished")
     found = c.get("walk:files", 0)
-    expected = stages_of(action, ids=bool(rec.get("ids_path")))
-    stages = [s for s in STAGE_ORDER
+    expected = stages_of(action, ids=bool(rec.get("ids_path")),
+                         clean_pixels=bool(rec.get("clean_pixels")), ocr=rec.get("ocr"))
+    order = (*expected, *(s for s in STAGE_ORDER if s not in expected))
+    stages = [s for s in order
               if s in expected or c.get(f"{s}:batches") or f"{s}:last" in t]
     rows = []
     committed: dict[str, set[int]] = {}

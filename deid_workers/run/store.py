@@ -586,8 +586,10 @@ class RunStore:
         valid: Sequence[str] | None = None,
         valid_keys: Sequence[tuple[str, str]] | None = None,
         valid_missing: Sequence[Sequence[str]] | None = None,
-        log: Sequence[Sequence[str | None]] | None = None,
+        log: Sequence[Sequence[Any]] | None = None,
         clean: Sequence[str] | None = None,
+        ocr: Sequence[str] | None = None,
+        ocr_verdicts: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Commit:
         """Write a batch's per-file records, then commit its counters once; one round trip.
 
@@ -597,8 +599,9 @@ class RunStore:
         reads them from the file again; ``valid_missing`` the entity and item fields each
         lacked (what put reports for it). ``log`` is
         the batch's entry of the run log (:meth:`save_log`), ``clean`` the paths left to the
-        clean stage (:meth:`save_clean_batch`); both are written before the commit, so a
-        redelivery or a resume finds them.
+        clean stage (:meth:`save_clean_batch`), ``ocr`` those left to the ocr stage
+        (:meth:`ocr_batch`) and ``ocr_verdicts`` what it found in each (:meth:`ocr_verdicts`);
+        all are written before the commit, so a redelivery or a resume finds them.
 
         The records, the commit (a Lua script, sent whole with EVAL: a script cache that
         Redis lost in a restart cannot fail a replay) and a read of the run's plan go in one
@@ -629,6 +632,15 @@ class RunStore:
             self._save_log(pipe, stage, batch_no, log)
         if clean is not None:
             self._save_clean_batch(pipe, batch_no, clean)
+        if ocr is not None:
+            pipe.hset(self.keys.ocr_batches, str(batch_no),
+                      self._signed("ocr", str(batch_no), json.dumps(list(ocr))))
+            pipe.expire(self.keys.ocr_batches, self.expiry)
+        if ocr_verdicts is not None:
+            pipe.hset(self.keys.ocr_verdicts, str(batch_no),
+                      self._sealed("ocrverdicts", str(batch_no),
+                                   json.dumps(dict(ocr_verdicts)).encode("utf-8")))
+            pipe.expire(self.keys.ocr_verdicts, self.expiry)
         args: list[Any] = [batch_no, self.expiry]
         for name, n in counts.items():
             args += [f"{stage}:{name}", int(n)]
@@ -661,8 +673,25 @@ class RunStore:
         raw = self.client.hget(self.keys.clean_batches, str(batch_no))
         return None if raw is None else self._paths("clean", str(batch_no), raw)
 
+    def ocr_batch(self, batch_no: int) -> list[str] | None:
+        """The paths put (or inspect) left to the ocr stage in ``batch_no`` (``--ocr``); None
+        when that stage has not decided yet."""
+        raw = self.client.hget(self.keys.ocr_batches, str(batch_no))
+        return None if raw is None else self._paths("ocr", str(batch_no), raw)
+
+    def ocr_verdicts(self, batch_no: int) -> dict[str, dict[str, Any]]:
+        """What the ocr stage found in each file of ``batch_no`` (path -> the verdict's
+        :meth:`~deid_workers.ocr.verdict.OcrVerdict.to_dict`), sealed: the clean stage blacks
+        out what it says, so nothing may be forged or moved between runs and batches."""
+        raw = self.client.hget(self.keys.ocr_verdicts, str(batch_no))
+        if raw is None:
+            return {}
+        found = json.loads(self._opened("ocrverdicts", str(batch_no), raw))
+        _relative_paths(self.run_id, list(found), f"ocrverdicts {batch_no}")
+        return dict(found)
+
     def save_log(self, stage: str, batch_no: int,
-                 entries: Sequence[Sequence[str | None]]) -> None:
+                 entries: Sequence[Sequence[Any]]) -> None:
         """Per-file ``(outcome, reason)`` of a batch, in the order of the paths it processed,
         plus the output path as a third item where the layout did not keep the input's.
 
@@ -674,7 +703,7 @@ class RunStore:
         pipe.execute()
 
     def _save_log(self, pipe: Any, stage: str, batch_no: int,
-                  entries: Sequence[Sequence[str | None]]) -> None:
+                  entries: Sequence[Sequence[Any]]) -> None:
         pipe.hset(self.keys.log(stage), str(batch_no),
                   self._signed(f"log:{stage}", str(batch_no), json.dumps([list(e) for e in entries])))
         pipe.expire(self.keys.log(stage), self.expiry)
@@ -846,12 +875,12 @@ class RunStore:
         trip (the run log's input: a million files are 10,000 batches, and reading each
         batch's four records apart cost as much as writing the log)."""
         keys = (self.keys.batches, self.keys.valid, self.keys.log("put"), self.keys.clean_batches,
-                self.keys.log("clean"))
+                self.keys.log("clean"), self.keys.ocr_batches, self.keys.log("ocr"))
         for numbers in _batch_numbers(total, step):
             pipe = self.client.pipeline(transaction=False)
             for key in keys:
                 pipe.hmget(key, numbers)
-            batches, valid, put_log, to_clean, clean_log = pipe.execute()
+            batches, valid, put_log, to_clean, clean_log, to_ocr, ocr_log = pipe.execute()
             for i, n in enumerate(numbers):
                 if batches[i] is None:
                     continue
@@ -861,7 +890,9 @@ class RunStore:
                                   self._log_entries("put", n, put_log[i]),
                                   None if to_clean[i] is None else self._paths("clean", n,
                                                                               to_clean[i]),
-                                  self._log_entries("clean", n, clean_log[i]))
+                                  self._log_entries("clean", n, clean_log[i]),
+                                  None if to_ocr[i] is None else self._paths("ocr", n, to_ocr[i]),
+                                  self._log_entries("ocr", n, ocr_log[i]))
 
     def _log_entries(self, stage: str, name: str, raw: Any) -> list[tuple[Any, ...]] | None:
         """``(outcome, reason)`` or ``(outcome, reason, output)`` per file (see save_log)."""
@@ -934,8 +965,10 @@ class BatchRecord:
     paths: list[str]
     valid: list[str] | None  # the paths get found valid; None when no get stage ran
     put_log: list[tuple[Any, ...]] | None  # (outcome, reason[, output]) per put path
-    to_clean: list[str] | None  # the paths put left to the clean stage
+    to_clean: list[str] | None  # the paths put (with --ocr: the ocr stage) left to clean
     clean_log: list[tuple[Any, ...]] | None
+    to_ocr: list[str] | None = None  # the paths put left to the ocr stage (--ocr)
+    ocr_log: list[tuple[Any, ...]] | None = None
 
 
 def _batch_numbers(total: int, step: int) -> Iterator[list[str]]:

@@ -128,6 +128,10 @@ def run_finalize(run_id: str, *, send_puts: Any = None, send_shards: Any = None)
     done = len(store.done_batches(first))
     if not rec.get("walk_done") or done < n_batches:
         raise NotReady(f"run {run_id}: {done} of {n_batches} {first} batches done")
+    if ctx.record.action == "inspect" and ctx.record.ocr:
+        read = store.done_count("ocr")
+        if read < n_batches:  # the report holds what OCR found: wait for every ocr batch
+            raise NotReady(f"run {run_id}: {read} of {n_batches} ocr batches done")
     store.update(state="finalize", stage="finalize")
     if ctx.record.action in ("get", "all") and not ctx.record.print_ids:
         # The count is kept with the run, so a redelivered finalize splits the same way.
@@ -147,7 +151,8 @@ def run_finalize(run_id: str, *, send_puts: Any = None, send_shards: Any = None)
         return _end_finalize(ctx, n_batches, {"batches": n_batches, "entities": entities},
                              send_puts)
     if ctx.record.action == "inspect":
-        tsv, js = write_inspect_report(store, ctx.record.outfolder, n_batches)
+        tsv, js = write_inspect_report(store, ctx.record.outfolder, n_batches,
+                                       ocr=bool(ctx.record.ocr))
         store.update(report_tsv=tsv, report_json=js)
     return _end_finalize(ctx, n_batches, {"batches": n_batches}, send_puts)
 

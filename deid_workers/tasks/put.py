@@ -45,7 +45,11 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     try:
         guard = BatchGuard(ctx, "put", batch_no, retry, mark_started=True, lists=True)
     except AlreadyCommitted:
-        if ctx.record.clean_pixels:  # the first delivery may have died before sending its clean batch
+        # The first delivery may have died before sending its ocr or clean batch.
+        if ctx.record.ocr:
+            dispatch.send_ocr(store, batch_no, then_clean=True)
+            finish_run(store, ctx.final_stage)
+        elif ctx.record.clean_pixels:
             dispatch.send_clean(store, batch_no)
             finish_run(store, ctx.final_stage)
         return {"files": 0, "already_done": 1}
@@ -58,12 +62,15 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     policy = ctx.pixel_policy(now=False)
     tally = BatchTally(guard, paths)
     to_clean: list[str] = []
+    to_ocr: list[str] = []
     step = batch_step(ctx, paths, known, first_time=first_time, policy=policy,
                     careful=guard.careful)
     for rel, out in tally.run(step):
         tally.log_entry(rel, log_entry(rel, out))
         if out.status == "clean":
             to_clean.append(rel)
+        elif out.status == "ocr":
+            to_ocr.append(rel)
         elif out.status == "refused":
             tally.refuse(rel, out.reason)
         elif out.status == "skipped":
@@ -87,17 +94,24 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
                                 run_id, rel, ",".join(found))
             log.debug("run %s: put %s", run_id, rel)
     tally.count("to_clean", len(to_clean))
-    # The clean batch goes with the commit (before it, in one round trip), so a redelivery or
-    # a resume finds it.
-    commit = tally.commit(clean=to_clean if policy is not None else None)
-    if policy is not None:
+    tally.count("to_ocr", len(to_ocr))
+    # The clean (or, with --ocr, the ocr) batch goes with the commit (before it, in one round
+    # trip), so a redelivery or a resume finds it. With --ocr the ocr batch writes the clean
+    # batch; put leaves every file with pixel work to it.
+    ocr = policy is not None and policy.ocr is not None
+    commit = tally.commit(clean=to_clean if policy is not None and not ocr else None,
+                          ocr=to_ocr if ocr else None)
+    if ocr:
+        dispatch.send_ocr(store, batch_no, then_clean=True)
+    elif policy is not None:
         dispatch.send_clean(store, batch_no)
     finish_run(store, ctx.final_stage, commit if ctx.final_stage == "put" else None)
     return tally.result()
 
 
 def batch_step(ctx: RunContext, paths: list[str], known: Mapping[str, Known], *,
-             first_time: bool, policy: PixelPolicy | None, careful: bool
+             first_time: bool, policy: PixelPolicy | None, careful: bool,
+             ocr: Mapping[str, Any] | None = None, verify: Any = None
              ) -> Callable[[str], PutOutcome]:
     """The per-file step of a put (or clean) batch: :func:`~deid_workers.files.steps.put_one`,
     with the ids of many files fetched in one round trip.
@@ -106,7 +120,8 @@ def batch_step(ctx: RunContext, paths: list[str], known: Mapping[str, Known], *,
     come before the first file, and nothing is read from a file twice. The others (action put
     with ``--ids``, the clean stage) are fetched a read-ahead window at a time
     (:class:`~.readahead.ReadAhead`), file by file in careful mode. A batch whose files are all
-    known reads no file ahead: it would only hold more datasets at once.
+    known reads no file ahead: it would only hold more datasets at once. ``ocr`` (the clean
+    stage with ``--ocr``) maps a path to its OCR verdict, ``verify`` reads a cleaned file again.
     """
     store = ctx.store
     fetched = store.get_ids_many(keys for keys, _ in known.values())
@@ -117,7 +132,7 @@ def batch_step(ctx: RunContext, paths: list[str], known: Mapping[str, Known], *,
     def read(rel: str) -> PutOutcome | PendingPut:
         return open_put(ctx.record.input, rel, ctx.record.outfolder, ctx.recipe, ctx.settings,
                         overwrite=may_replace, pixels=policy, layout=ctx.layout,
-                        known=known.get(rel))
+                        known=known.get(rel), ocr=ocr.get(rel) if ocr else None)
 
     def fetch(window: list[PutOutcome | PendingPut]) -> None:
         fetched.update(store.get_ids_many(
@@ -139,7 +154,7 @@ def batch_step(ctx: RunContext, paths: list[str], known: Mapping[str, Known], *,
             return pending
         # fetch saw every file ReadAhead read: each key is in fetched (None: no ids)
         return finish_put(pending, ctx.recipe, fetched[pending.keys], ctx.settings, pixels=policy,
-                          provenance=ctx.provenance, sync=False)
+                          provenance=ctx.provenance, sync=False, verify=verify)
 
     return step
 
@@ -181,10 +196,14 @@ def verify_output(root: str, rel: str, dest: str, out_rel: str | None = None, *,
     return residual_phi(original, written, path=out_rel, dummies=dummies)
 
 
-def log_entry(rel: str, out: PutOutcome) -> tuple[str | None, ...]:
+def log_entry(rel: str, out: PutOutcome) -> tuple[Any, ...]:
     """A file's line of the batch's outcome log (see ``store.save_log``): the output path
-    only where the layout moved it, so a mirrored tree costs no more Redis than before."""
-    if out.output is not None and out.output != rel and out.status != "clean":
+    only where the layout moved it, so a mirrored tree costs no more Redis than before; what
+    OCR found (counts only) as a fourth item for a file it read."""
+    placed = out.output is not None and out.output != rel and out.status not in ("clean", "ocr")
+    if out.ocr is not None:
+        return (out.status, out.reason, out.output if placed else None, out.ocr)
+    if placed:
         return (out.status, out.reason, out.output)
     return (out.status, out.reason)
 

@@ -1,6 +1,6 @@
 """What a batch counts and records, committed with the batch in one round trip.
 
-Every stage's task (get, inspect, put, clean) keeps the same books: counters, the per-path
+Every stage's task (get, inspect, put, ocr, clean) keeps the same books: counters, the per-path
 outcomes of each kind (skipped, refused, failed...), for put and clean the run log's entry of
 each file and the outputs to make durable; then it commits them all at once
 (:meth:`~deid_workers.run.store.RunStore.commit_batch`) and logs one line. :class:`BatchTally`
@@ -42,12 +42,21 @@ class Books:
 BOOKS = {
     "get": Books(("files", "valid", "skipped", "failed", "missing", "poison"),
                  ("files", "valid", "skipped", "failed")),
-    "inspect": Books(("files", "inspected", "flagged", "clean", "skipped", "failed", "poison"),
+    "inspect": Books(("files", "inspected", "flagged", "clean", "skipped", "failed", "poison",
+                      "to_ocr"),
                      ("files", "flagged", "skipped")),
     "put": Books(("files", "written", "refused", "skipped", "failed", "missing", "no_ids",
-                  "quarantined", "to_clean", "poison", "residual"),
+                  "quarantined", "to_clean", "to_ocr", "poison", "residual"),
                  ("files", "written", "refused", "skipped", "failed"), logged=True),
-    "clean": Books(("files", "cleaned", "quarantined", "refused", "skipped", "failed", "poison"),
+    # ocr: files read, their verdicts (clean, redact, quarantine) and boxes (found, PHI,
+    # unsure, to black out), the files passed on to the clean stage.
+    "ocr": Books(("files", "read", "clean", "redact", "quarantine", "skipped", "failed", "poison",
+                  "boxes", "phi", "unsure", "to_redact", "to_clean"),
+                 ("files", "read", "redact", "quarantine", "skipped", "failed"), logged=True),
+    # clean, for files OCR read: blacked out and verified, held because PHI was still read
+    # after blacking out, and the OCR boxes blacked out.
+    "clean": Books(("files", "cleaned", "quarantined", "refused", "skipped", "failed", "poison",
+                    "ocr_verified", "ocr_phi_left", "ocr_boxes_cleaned"),
                    ("files", "cleaned", "quarantined", "failed"), logged=True),
 }
 """Per stage: what a batch counts and reports (the counters are the wire contract of
@@ -69,7 +78,7 @@ class BatchTally:
         self.books = BOOKS[guard.stage]
         self.counts: Counter[str] = Counter(dict.fromkeys(self.books.counters, 0))
         self.outcomes: dict[str, dict[str, str]] = {"failed": {}}
-        self.entries: dict[str, tuple[str | None, ...]] = {}
+        self.entries: dict[str, tuple[Any, ...]] = {}
         self.outputs: list[str] = []
         self.run_id = guard.store.run_id
 
@@ -106,8 +115,8 @@ class BatchTally:
         if dest:
             self.outputs.append(dest)
 
-    def log_entry(self, rel: str, entry: tuple[str | None, ...]) -> None:
-        """``rel``'s line of the batch's run log entry (put and clean)."""
+    def log_entry(self, rel: str, entry: tuple[Any, ...]) -> None:
+        """``rel``'s line of the batch's run log entry (put, ocr and clean)."""
         self.entries[rel] = entry
 
     def commit(self, **records: Any) -> Commit:
