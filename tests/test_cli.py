@@ -105,10 +105,47 @@ def test_print_only_with_get(capsys):
     (["--action", "inspect", "--quarantine-groups", "a"], "apply to --action put or all"),
     (["--action", "all", "--quarantine-groups", "blacklist"], "needs --clean-pixels"),
     (["--action", "get", "--layout", "uid"], "--layout applies to --action put or all"),
+    (["--action", "get", "--ocr"], "--ocr applies to --action put, all or inspect"),
+    (["--action", "all", "--ocr", "some"], "invalid choice: 'some'"),
+    (["--action", "all", "--ocr-allowlist", "x.txt"], "--ocr-allowlist needs --ocr"),
+    (["--action", "inspect", "--ocr", "--quarantine", "/q"], "--quarantine needs --clean-pixels or --ocr"),
 ])
 def test_pixel_flags_only_where_they_mean_something(capsys, argv, says):
     assert cli.main(argv) == 2
     assert says in capsys.readouterr().err
+
+
+def test_ocr_without_its_engine_stops_embedded_mode_before_anything_starts(tmp_path, capsys,
+                                                                          monkeypatch):
+    import deid_workers.ocr as ocr_pkg
+    from deid_workers.errors import OcrEngineError
+
+    def missing(name: str = "rapidocr") -> None:
+        raise OcrEngineError(name, "cannot import (ModuleNotFoundError); install the extra: "
+                                   "pip install '.[ocr]'")
+
+    monkeypatch.setattr(ocr_pkg, "load_engine", missing)
+    monkeypatch.delenv("DEID_BROKER_URL", raising=False)
+    write_study_tree(tmp_path / "in", patients=1, images=1)
+    code = cli.main(["--action", "all", "--ocr", "--input", str(tmp_path / "in"),
+                     "--outfolder", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == ("deid-submit: error: --ocr: OCR engine 'rapidocr': cannot import "
+                   "(ModuleNotFoundError); install the extra: pip install '.[ocr]'\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_ocr_allowlist_names_its_line_before_anything_starts(tmp_path, capsys):
+    write_study_tree(tmp_path / "in", patients=1, images=1)
+    allow = tmp_path / "allow.txt"
+    allow.write_text("[*]\nL\nre:(unclosed\n")
+    code = cli.main(["--action", "all", "--ocr", "--ocr-allowlist", str(allow), "--input",
+                     str(tmp_path / "in"), "--outfolder", str(tmp_path / "out"),
+                     "--broker", DEAD_BROKER, "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("deid-submit: error: --ocr-allowlist: allow.txt:3: bad "
+                                        "regular expression")
 
 
 def test_recipe_declaring_an_unknown_code_stops_before_anything_starts(tmp_path, capsys):

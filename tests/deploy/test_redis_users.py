@@ -47,7 +47,7 @@ def test_only_the_producer_and_the_workers_touch_the_run_store():
         assert "deid:*" in _keys(users[name])
     for name in ("flower", "keda", "probe", "default"):
         assert not [k for k in _keys(users[name]) if k.startswith("deid") or k == "*"], name
-    assert _keys(users["keda"]) == {"get", "inspect", "put", "clean"}
+    assert _keys(users["keda"]) == {"get", "inspect", "put", "clean", "ocr"}
     assert _commands(users["keda"]) - {"+ping", "+hello", "+auth"} == {"+eval", "+evalsha",
                                                                        "+type", "+llen"}
     assert _commands(users["probe"]) == {"+ping", "+hello", "+auth"} and not _keys(users["probe"])
