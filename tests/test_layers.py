@@ -71,7 +71,8 @@ def _layer(module: str) -> int | None:
     best: tuple[int, int] | None = None  # (prefix length, layer) of the longest matching prefix
     for index, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
-            if module == prefix or module.startswith(prefix + "."):
+            # The package itself (its __init__, the public API) is one module, not a prefix.
+            if module == prefix or (prefix != "deid_workers" and module.startswith(prefix + ".")):
                 if best is None or len(prefix) > best[0]:
                     best = (len(prefix), index)
     return None if best is None else best[1]
@@ -139,3 +140,4 @@ def test_the_check_sees_an_upward_import() -> None:
     [(line, target, names)] = _imports("deid_workers.errors", tree, False)[:1]
     assert target == "deid_workers.cli" and _layer(target) < _layer("deid_workers.errors")
     assert _private_uses(tree, "pydicom") == [2]
+    assert _layer("deid_workers.newmodule") is None  # a module outside the map is noticed
