@@ -166,7 +166,6 @@ def header_values(patient: int, rng: np.random.Generator) -> dict[str, str]:
             "family": family, "given": given}
 
 
-
 def _identify(ds: Any, values: dict[str, Any]) -> None:
     """The file's header names the patient whose text is burned into its pixels."""
     ds.PatientName = values["PatientName"]
@@ -174,6 +173,7 @@ def _identify(ds: Any, values: dict[str, Any]) -> None:
     ds.PatientBirthDate = values["PatientBirthDate"]
     ds.AccessionNumber = values["AccessionNumber"]
     ds.RequestAttributesSequence[0].AccessionNumber = values["AccessionNumber"]
+
 
 def spell(field: str, values: dict[str, str], rng: np.random.Generator) -> tuple[str, str]:
     """How a screen shows ``field``: (label, value), e.g. ("DOB: ", "04-Apr-1987"); the label
