@@ -22,6 +22,7 @@ from . import logs
 from .config import Settings
 from .errors import ConfigError, DeidError, IdentifiersError, InputError, RecipeError
 from .run.plan import CLIENT_ACTIONS, OCR_MODES
+from .version import __version__
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
@@ -60,12 +61,6 @@ exit codes: {EXIT_OK} run finished, every valid file written/inspected (skips ar
   {EXIT_FAILED} run failed or incomplete; {EXIT_USAGE} usage, config, recipe or ids error (nothing
   started); {EXIT_INTERRUPTED} interrupted
 """
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2, message printed)
         return int(exc.code or 0)
     if args.version:
-        print(_version())
+        print(__version__)
         return EXIT_OK
     try:
         settings = Settings.from_env(None, broker_url=args.broker, batch_size=args.batch,
