@@ -144,13 +144,13 @@ def send_ocr(store: RunStore, batch_no: int, *, then_clean: bool) -> bool:
     nothing to read; ``then_clean`` (put/all) commits its clean batch with it, empty, and
     sends that on (:func:`send_clean`), since the ocr batch is what writes the clean batch.
 
-    Does nothing when the batch is not decided yet or is done; returns True when a task was
-    sent (also used by resume).
+    Does nothing when the batch is not decided yet, or is done (then its clean batch is sent,
+    if not done: a resume); returns True when a task was sent.
     """
     paths = store.ocr_batch(batch_no)
     if paths is None or batch_no in store.done_batches("ocr"):
-        if then_clean and paths is not None:
-            send_clean(store, batch_no)  # a resume: the ocr batch is done, its clean may not be
+        if then_clean and paths is not None:  # a resume: the ocr batch is done, its clean may not be
+            return send_clean(store, batch_no)
         return False
     if not paths:
         store.commit_batch("ocr", batch_no, {"files": 0}, log=[],

@@ -243,3 +243,42 @@ def test_an_ocr_batch_with_nothing_to_read_commits_at_once(fake, tmp_path, monke
     assert dispatch.send_ocr(store, 5, then_clean=True) is False
     assert 5 in store.done_batches("ocr") and 5 in store.done_batches("clean")
     assert not sent and engine.reads == 0
+
+
+def test_resume_sends_the_ocr_and_clean_batches_not_done(fake, tmp_path, monkeypatch, engine):
+    from deid_workers import producer
+    from deid_workers.config import Settings
+
+    store, sent = _run(fake, tmp_path, monkeypatch, "all", ocr="risky")
+    for n in (0, 1):
+        store.commit_batch("get", n, {})
+        run_put(store.run_id, n)
+    store.commit_batch("finalize", 0, {})
+    run_ocr(store.run_id, 0)          # its clean batch was sent, and lost
+    sent.clear()
+    _, said = producer.resume(Settings.from_env(), store.run_id, client=fake)
+    assert said == "re-sent 0 put batches and 2 ocr or clean batches"
+    assert sorted(sent) == [("deid.clean", store.run_id, 0), ("deid.ocr", store.run_id, 1)]
+    run_ocr(store.run_id, 1)
+    for n in (0, 1):
+        run_clean(store.run_id, n)
+    assert store.record()["state"] == "finished"
+
+
+def test_a_file_the_ocr_stage_never_recorded_is_failed_in_the_run_log(fake, tmp_path,
+                                                                    monkeypatch, engine):
+    from deid_workers.run.lifecycle import finish_run
+
+    store, _ = _run(fake, tmp_path, monkeypatch, "put", ocr="risky")
+    for n in (0, 1):
+        run_put(store.run_id, n)
+    run_ocr(store.run_id, 1)
+    run_clean(store.run_id, 1)
+    store.commit_batch("ocr", 0, {}, clean=[])   # as if batch 0 of OCR gave up on its files
+    store.commit_batch("clean", 0, {}, log=[])
+    assert finish_run(store, "clean")
+    lines = {x["path"]: x for x in map(json.loads,
+                                       Path(store.record()["run_log"]).read_text().splitlines())}
+    assert lines["b-us.dcm"]["outcome"] == "failed"
+    assert lines["b-us.dcm"]["reason"] == "reading its burned-in text (OCR) did not finish"
+    assert lines["d-us-plain.dcm"]["outcome"] == "written"
