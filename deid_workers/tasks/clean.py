@@ -18,6 +18,7 @@ from typing import Any
 from celery.utils.log import get_task_logger
 
 from ..app import deid_task
+from ..errors import OcrEngineError
 from ..run.lifecycle import finish_run
 from . import faults
 from .context import RunContext, run_context
@@ -41,7 +42,12 @@ def run_clean(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
         return {"files": 0, "not_ready": 1}
     first_time = store.mark_started("clean", batch_no)
     policy = ctx.pixel_policy(now=True)
-    verdicts, verify = ocr_verdicts(ctx, batch_no) if ctx.record.ocr else ({}, None)
+    try:
+        verdicts, verify = ocr_verdicts(ctx, batch_no) if ctx.record.ocr else ({}, None)
+    except OcrEngineError as exc:  # verification needs the engine: this worker lacks it
+        from .ocr import ocr_unavailable
+
+        return ocr_unavailable(ctx, "clean", exc)
     guard = BatchGuard(ctx, "clean", batch_no, retry)
     tally = BatchTally(guard, paths)
     step = batch_step(ctx, paths, {}, first_time=first_time, policy=policy,
@@ -67,13 +73,16 @@ def run_clean(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
 
 def ocr_verdicts(ctx: RunContext, batch_no: int) -> tuple[dict[str, Any], Any]:
     """The OCR verdicts of the batch's files (sealed by the ocr stage), and this worker's
-    verifier (its engine loads on the first file that needs it). ``DEID_TEST_OCR_MISS``
-    (tests only) drops the boxes of the files it names, as a redaction that missed its text
-    would, so verification must catch them."""
-    from ..ocr.verdict import OcrVerdict
-    from .ocr import verifier
+    verifier; the engine is loaded first when a file is to be blacked out and verified
+    (:class:`~deid_workers.errors.OcrEngineError` when this worker cannot).
+    ``DEID_TEST_OCR_MISS`` (tests only) drops the boxes of the files it names, as a redaction
+    that missed its text would, so verification must catch them."""
+    from ..ocr.verdict import REDACT, OcrVerdict
+    from .ocr import verifier, worker_ocr
 
     verdicts = {rel: OcrVerdict.from_dict(v) for rel, v in ctx.store.ocr_verdicts(batch_no).items()}
+    if any(v.status == REDACT for v in verdicts.values()):
+        worker_ocr(ctx)
     miss = ctx.settings.test_ocr_miss
     if miss:
         verdicts = {rel: faults.missed(v) if miss in rel else v for rel, v in verdicts.items()}

@@ -211,6 +211,24 @@ def test_a_worker_without_the_engine_fails_the_run_in_one_line(fake, tmp_path, m
                                    "'rapidocr': cannot import")
 
 
+def test_a_clean_worker_without_the_engine_fails_the_run_before_writing(fake, tmp_path,
+                                                                        monkeypatch, engine):
+    import deid_workers.ocr as ocr_pkg
+
+    store, _ = _run(fake, tmp_path, monkeypatch, "put", ocr="risky")
+    run_put(store.run_id, 0)
+    run_ocr(store.run_id, 0)                       # on a worker with the engine
+    ocr_task._LOADED.clear()                       # the clean batch lands on one without it
+
+    def missing(name: str = "rapidocr") -> None:
+        raise OcrEngineError(name, "cannot import (ModuleNotFoundError)")
+
+    monkeypatch.setattr(ocr_pkg, "load_engine", missing)
+    assert run_clean(store.run_id, 0) == {"files": 0, "run_failed": 1}
+    assert store.record()["error"].startswith("clean needs OCR on the workers of queue clean")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*-us*"))
+
+
 def test_inspect_reports_what_ocr_found_once_every_ocr_batch_is_in(fake, tmp_path, monkeypatch,
                                                                      engine):
     store, sent = _run(fake, tmp_path, monkeypatch, "inspect", ocr="risky")
