@@ -28,6 +28,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .atomicfile import AtomicFile
+from .notices import decode
 from .steps import run_quarantine
 from .store import RunStore
 
@@ -49,12 +50,23 @@ _EARLY_KINDS = ("skipped", "failed", "poison")  # recorded outside the put/clean
 
 
 def iter_run_log(store: RunStore, rec: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-    """The lines of the run log, in walk order, one per input file, a batch at a time."""
+    """The lines of the run log, in walk order, one per input file, a batch at a time.
+
+    A file that drew warnings (:mod:`deid_workers.notices`: put's and clean's, kept with its
+    log entry; get's, kept with get's batch) has them under ``warnings``, in deid's words.
+    """
     n_batches = int(rec.get("n_batches") or 0)
     outfolder = str(rec.get("outfolder") or "")
     quarantine = os.path.relpath(run_quarantine(rec), outfolder)
     sha = str(rec.get("recipe_sha") or "")
+    # get's warnings of an ``all`` run (files that share an ids item): few batches have any,
+    # so their numbers are read once and each such batch's notices when its turn comes.
+    noted = store.notice_batches("get") if rec.get("action") == "all" else set()
     for batch in store.iter_batch_records(n_batches):
+        got: dict[str, list[str]] = {}
+        if batch.number in noted:
+            for notice in decode(store.notices("get", [batch.number])[0][1])[1]:
+                got.setdefault(notice.path, []).append(notice.line())
         paths = batch.paths
         decided: dict[str, tuple[Any, ...]] = {}
         decided.update(zip(batch.valid if batch.valid is not None else paths, batch.put_log or ()))
@@ -74,8 +86,12 @@ def iter_run_log(store: RunStore, rec: Mapping[str, Any]) -> Iterator[dict[str, 
                 output = placed
             elif outcome == "quarantined":
                 output = os.path.join(quarantine, placed).replace(os.sep, "/")
-            yield {"path": rel, "outcome": outcome, "reason": reason, "output": output,
-                   "recipe_sha256": sha}
+            line = {"path": rel, "outcome": outcome, "reason": reason, "output": output,
+                    "recipe_sha256": sha}
+            notes = [*got.get(rel, ()), *(entry[3] if len(entry) > 3 else ())]
+            if notes:
+                line["warnings"] = notes
+            yield line
 
 
 def write_run_log(store: RunStore, rec: Mapping[str, Any]) -> str:

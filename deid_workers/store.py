@@ -191,6 +191,17 @@ return {added, redis.call('SCARD', KEYS[1])}
 """
 
 
+# Which of the fields ARGV an ids hash KEYS[1] holds already (get's check for two files that
+# share one entity and item, before it writes them).
+_EXISTING_LUA = """
+local found = {}
+for i = 1, #ARGV do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then found[#found + 1] = ARGV[i] end
+end
+return found
+"""
+
+
 # Keywords (and a few values) that most files' identifiers share, as a deflate preset
 # dictionary: each file's fields are compressed alone (any worker reads any item), and without
 # it the keywords, a third of the JSON, would be spelled out in every file. Changing this text
@@ -387,6 +398,10 @@ class Keys:
     def log(self, stage: str) -> str:
         return self._k("log", stage)
 
+    def notices(self, stage: str) -> str:
+        """Per batch, its warnings about files (counts and the first ones; notices.py)."""
+        return self._k("notices", stage)
+
     def outcome(self, kind: str) -> str:
         """``skipped``, ``refused``, ``failed``, ``missing`` or ``inspect``."""
         return self._k(kind)
@@ -400,6 +415,7 @@ class Keys:
         fixed += [self.outcome(k) for k in OUTCOME_KINDS]
         fixed += [self.deliveries, self.inflight, self.takers]
         fixed += [self.clean_batches, self.log("put"), self.log("clean")]
+        fixed += [self.notices(s) for s in ("get", "put", "clean")]
         return fixed
 
 
@@ -891,8 +907,10 @@ class RunStore:
         ids: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
         valid: Sequence[str] | None = None,
         valid_keys: Sequence[tuple[str, str]] | None = None,
-        log: Sequence[Sequence[str | None]] | None = None,
+        log: Sequence[Sequence[Any]] | None = None,
         clean: Sequence[str] | None = None,
+        notices: str | None = None,
+        check_items: bool = False,
     ) -> Commit:
         """Write a batch's per-file records, then commit its counters once; one round trip.
 
@@ -901,7 +919,10 @@ class RunStore:
         can fetch a batch's identifiers in one round trip before it reads a file. ``log`` is
         the batch's entry of the run log (:meth:`save_log`), ``clean`` the paths left to the
         clean stage (:meth:`save_clean_batch`); both are written before the commit, so a
-        redelivery or a resume finds them.
+        redelivery or a resume finds them. ``notices`` is the batch's warnings about its files
+        (:meth:`notices`; their counts go in ``counts``). ``check_items`` (get): the commit
+        also says which of the ``ids`` items another batch had written already
+        (:attr:`Commit.existing`: two files with one entity and item share an ids item).
 
         The records, the commit (a Lua script, sent whole with EVAL: a script cache that
         Redis lost in a restart cannot fail a replay) and a read of the run's plan go in one
@@ -914,8 +935,18 @@ class RunStore:
             if entries:
                 pipe.hset(self.keys.outcome(kind), mapping=dict(entries))
                 pipe.expire(self.keys.outcome(kind), self.expiry)
+        checks: list[tuple[int, str, dict[str, str]]] = []  # (reply index, entity, names)
         for entity, items in (ids or {}).items():
-            self._write_ids(pipe, entity, items)
+            digest, mapping = self._packed(entity, items)
+            if check_items:
+                names = {self.item_digest(item): item for item in items}
+                checks.append((len(pipe), entity, names))
+                pipe.eval(_EXISTING_LUA, 1, self.keys.ids(digest), *names)
+            self._write_packed(pipe, digest, mapping)
+        if notices is not None:
+            pipe.hset(self.keys.notices(stage), str(batch_no),
+                      self._signed(f"notices:{stage}", str(batch_no), notices))
+            pipe.expire(self.keys.notices(stage), self.expiry)
         if valid is not None:
             keys = [list(k) for k in valid_keys or ()]
             if keys and len(keys) != len(valid):
@@ -940,8 +971,11 @@ class RunStore:
         pipe.hmget(self.keys.run, ["walk_done", "n_batches"])
         out = pipe.execute()
         (added, done), (walk_done, n_batches) = out[-2], out[-1]
+        existing = [(entity, names[_decode(d)])
+                    for index, entity, names in checks for d in out[index]]
         return Commit(bool(added), int(done), bool(walk_done and json.loads(walk_done)),
-                      None if n_batches is None else int(json.loads(n_batches)))
+                      None if n_batches is None else int(json.loads(n_batches)),
+                      tuple(existing))
 
     # -- pixel cleaning and the run log (deid-run.jsonl) -----------------------------------
     def save_clean_batch(self, batch_no: int, paths: Sequence[str]) -> None:
@@ -977,6 +1011,33 @@ class RunStore:
         pipe.hset(self.keys.log(stage), str(batch_no),
                   self._signed(f"log:{stage}", str(batch_no), json.dumps([list(e) for e in entries])))
         pipe.expire(self.keys.log(stage), self.expiry)
+
+    def notices(self, stage: str, numbers: Sequence[int]) -> list[tuple[int, str | None]]:
+        """The warnings batches ``numbers`` of ``stage`` kept (see :mod:`deid_workers.notices`),
+        verified; None for a batch without any. One round trip."""
+        if not numbers:
+            return []
+        raws = self.client.hmget(self.keys.notices(stage), [str(n) for n in numbers])
+        return [(n, None if raw is None else self._verified(f"notices:{stage}", str(n), raw))
+                for n, raw in zip(numbers, raws)]
+
+    def notice_batches(self, stage: str) -> set[int]:
+        """The batches of ``stage`` that kept warnings (their numbers only)."""
+        return {int(_decode(k)) for k in self.client.hkeys(self.keys.notices(stage))}
+
+    def add_notices(self, stage: str, batch_no: int, notices: str,
+                    counts: Mapping[str, int]) -> None:
+        """Replace the warnings batch ``batch_no`` kept and add ``counts`` to the run's counters
+        (``<stage>:<name>``): for what a batch learns from its own commit (get's shared ids
+        items, :attr:`Commit.existing`), once, by the delivery that committed."""
+        pipe = self.client.pipeline()
+        pipe.hset(self.keys.notices(stage), str(batch_no),
+                  self._signed(f"notices:{stage}", str(batch_no), notices))
+        pipe.expire(self.keys.notices(stage), self.expiry)
+        for name, n in counts.items():
+            pipe.hincrby(self.keys.counters, f"{stage}:{name}", int(n))
+        pipe.expire(self.keys.counters, self.expiry)
+        pipe.execute()
 
     def stage_complete(self, stage: str) -> bool:
         """True when the walk is over and every batch of ``stage`` has committed."""
@@ -1209,6 +1270,7 @@ class Commit(NamedTuple):
     done: int  # batches of the stage committed
     walk_done: bool
     n_batches: int | None
+    existing: tuple[tuple[str, str], ...] = ()  # check_items: (entity, item) written before
 
     @property
     def complete(self) -> bool:

@@ -101,6 +101,7 @@ class RunContext:
     recipe_files: tuple[str, ...] = ()
     quarantine: str = ""  # --clean-pixels: where held-back files go (steps.run_quarantine)
     layout_kind: str = "mirror"
+    ids_given: bool = False  # put --ids, or all: a file without ids is worth a warning
 
     @cached_property
     def layout(self) -> Any:
@@ -202,6 +203,7 @@ def run_context(run_id: str, *, redis_conn: redis.Redis | None = None) -> RunCon
         recipe_files=tuple(str(f) for f in rec.get("recipe_files") or ()),
         layout_kind=str(rec.get("layout") or "mirror"),
         quarantine=str(rec.get("quarantine") or ""),
+        ids_given=bool(rec.get("ids_path")) or rec["action"] == "all",
     )
     _contexts[run_id] = ctx
     while len(_contexts) > _CACHE_SIZE:

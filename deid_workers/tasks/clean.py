@@ -16,6 +16,7 @@ from celery.utils.log import get_task_logger
 
 from ..app import app
 from ..durable import sync_paths
+from ..notices import BatchNotices, no_ids_text
 from . import RETRY_ON, BatchGuard, finish_run, run_context
 from .put import log_entry, put_step
 
@@ -42,12 +43,17 @@ def run_clean(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     entries: dict[str, tuple[str | None, ...]] = {}
     guard = BatchGuard(ctx, "clean", batch_no, retry)
 
+    notices = BatchNotices()
     step = put_step(ctx, paths, [], first_time=first_time, policy=policy,
-                    careful=guard.careful)
+                    careful=guard.careful, notices=notices)
     outputs: list[str] = []  # made durable together before the commit, as put does
     for rel, out in guard.run(paths, step, kinds["failed"]):
         status = out.status
-        entries[rel] = log_entry(rel, out)
+        if (status in ("cleaned", "written", "quarantined") and not out.has_ids
+                and ctx.ids_given):
+            notices.add(rel, "no_ids", no_ids_text(rel, ctx.settings.entity_field,
+                                                   ctx.settings.item_field))
+        entries[rel] = log_entry(rel, out, notices.of_file(rel))
         if out.dest and status in ("cleaned", "written", "quarantined"):
             outputs.append(out.dest)
         if status in kinds:
@@ -63,11 +69,12 @@ def run_clean(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     counts.update({k: len(v) for k, v in kinds.items()})
     counts["poison"] = len(guard.poison)
     counts["files"] = len(paths)
+    counts.update(notices.counters())
     sync_paths(outputs)
     commit = store.commit_batch("clean", batch_no, counts,
                                 outcomes={**kinds, "poison": guard.poison},
                                 log=[entries.get(rel, ("failed", "not processed"))
-                                     for rel in paths])
+                                     for rel in paths], notices=notices.encoded())
     finish_run(store, "clean", commit)
     log.info("run %s clean batch %d: %d files, %d cleaned, %d quarantined, %d failed",
              run_id, batch_no, counts["files"], counts["cleaned"], counts["quarantined"],

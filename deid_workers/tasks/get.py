@@ -8,6 +8,7 @@ from typing import Any
 from celery.utils.log import get_task_logger
 
 from ..app import app
+from ..notices import COUNTER, BatchNotices, duplicate_text
 from ..steps import get_one
 from . import RETRY_ON, BatchGuard, run_context
 
@@ -30,6 +31,9 @@ def run_get(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     missing: dict[str, str] = {}
     valid: list[str] = []
     keys: list[tuple[str, str]] = []
+    notices = BatchNotices()
+    item_field = ctx.settings.item_field
+    first_of: dict[tuple[str, str], str] = {}  # (entity, item) -> the batch's first file
     for rel, out in guard.run(paths, lambda rel: get_one(ctx.input, rel, ctx.settings), failed):
         if not out.ok:
             skipped[rel] = out.reason or "unreadable"
@@ -37,6 +41,11 @@ def run_get(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
             continue
         valid.append(rel)
         keys.append((out.entity, out.item))
+        if (out.entity, out.item) in first_of:
+            notices.add(rel, "duplicate_uid",
+                        duplicate_text(rel, item_field, first_of[(out.entity, out.item)]))
+        else:
+            first_of[(out.entity, out.item)] = rel
         ids[out.entity][out.item] = out.fields
         if out.missing:
             missing[rel] = ",".join(out.missing)
@@ -48,12 +57,27 @@ def run_get(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     counts["skipped"] = len(skipped)
     counts["failed"] = len(failed)
     counts["missing"] = len(missing)
-    ctx.store.commit_batch(
+    counts.update(notices.counters())
+    # Only a batch's first start can tell another batch's items from its own earlier writes.
+    first_start = guard.retry == 0 and guard.starts == 1
+    commit = ctx.store.commit_batch(
         "get", batch_no, counts,
         outcomes={"skipped": skipped, "failed": failed, "missing": missing,
                   "poison": guard.poison},
-        ids=ids, valid=valid, valid_keys=keys,
+        ids=ids, valid=valid, valid_keys=keys, notices=notices.encoded(),
+        check_items=first_start,
     )
+    if commit.existing and commit.first:
+        shared = set(commit.existing)
+        before = dict(notices.counts)
+        for rel, key in zip(valid, keys):
+            if key in shared and first_of.get(key) == rel:
+                notices.add(rel, "duplicate_uid", duplicate_text(rel, item_field))
+        added = {COUNTER + k: n - before.get(k, 0) for k, n in notices.counts.items()}
+        ctx.store.add_notices("get", batch_no, notices.encoded() or "",
+                              {k: n for k, n in added.items() if n})
+    for notice in notices.first:
+        log.warning("run %s: %s", run_id, notice.line())
     log.info("run %s get batch %d: %d files, %d valid, %d skipped, %d failed",
              run_id, batch_no, counts["files"], counts["valid"], counts["skipped"], counts["failed"])
     return dict(counts)

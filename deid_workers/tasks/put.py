@@ -13,6 +13,7 @@ from ..app import app
 from ..dicomio import read_dataset
 from ..durable import sync_paths
 from ..errors import InputError
+from ..notices import BatchNotices, no_ids_text
 from ..steps import PendingPut, PixelPolicy, PutOutcome, finish_put, open_put
 from ..verify import recipe_literals, residual_phi
 from . import RETRY_ON, BatchGuard, RunContext, finish_run, prepare_output, run_context
@@ -61,10 +62,15 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     missing: dict[str, str] = {}
     residual: dict[str, str] = {}
     outputs: list[str] = []  # made durable together before the commit (write_atomic sync=False)
+    notices = BatchNotices()
     step = put_step(ctx, paths, keys, first_time=first_time, policy=policy,
-                    careful=guard.careful)
+                    careful=guard.careful, notices=notices)
     for rel, out in guard.run(paths, step, failed):
-        entries[rel] = log_entry(rel, out)
+        if out.status in ("written", "quarantined") and not out.has_ids and ctx.ids_given:
+            notices.add(rel, "no_ids", no_ids_text(rel, ctx.settings.entity_field,
+                                                   ctx.settings.item_field))
+            log.warning("run %s: no identifiers for %s in the ids given", run_id, rel)
+        entries[rel] = log_entry(rel, out, notices.of_file(rel))
         if out.status == "clean":
             to_clean.append(rel)
         elif out.status == "refused":
@@ -98,6 +104,7 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
                   residual=len(residual))
     counts["files"] = len(paths)
     counts.update(quarantined=len(quarantined), to_clean=len(to_clean))
+    counts.update(notices.counters())
     for rel, why in (failed | guard.poison).items():
         entries[rel] = ("failed", why)
     # One fsync pass per batch, before anything says the batch is done: a crash before it
@@ -111,7 +118,7 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
                   "missing": missing, "poison": guard.poison,
                   "residual": residual, "quarantined": quarantined},
         log=[entries.get(rel, ("failed", "not processed")) for rel in paths],
-        clean=to_clean if policy is not None else None)
+        clean=to_clean if policy is not None else None, notices=notices.encoded())
     if policy is not None:
         send_clean(store, batch_no)
     finish_run(store, ctx.final_stage, commit if ctx.final_stage == "put" else None)
@@ -122,8 +129,8 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
 
 
 def put_step(ctx: RunContext, paths: list[str], keys: list[tuple[str, str]], *,
-             first_time: bool, policy: PixelPolicy | None, careful: bool
-             ) -> Callable[[str], PutOutcome]:
+             first_time: bool, policy: PixelPolicy | None, careful: bool,
+             notices: BatchNotices | None = None) -> Callable[[str], PutOutcome]:
     """The per-file step of a put (or clean) batch: :func:`~deid_workers.steps.put_one`, with
     the ids of many files fetched in one round trip.
 
@@ -131,6 +138,7 @@ def put_step(ctx: RunContext, paths: list[str], keys: list[tuple[str, str]], *,
     file. The others (action put with ``--ids``, a key get did not see) are fetched a read-ahead
     window at a time (:class:`~.readahead.ReadAhead`), file by file in careful mode. A batch
     whose keys are all noted reads no file ahead: it would only hold more datasets at once.
+    The recipe's warnings about each file go to ``notices`` (:mod:`deid_workers.notices`).
     """
     store = ctx.store
     fetched = store.get_ids_many(keys)
@@ -163,8 +171,12 @@ def put_step(ctx: RunContext, paths: list[str], keys: list[tuple[str, str]], *,
         if isinstance(pending, PutOutcome):
             return pending
         # fetch saw every file ReadAhead read: each key is in fetched (None: no ids)
-        return finish_put(pending, ctx.recipe, fetched[pending.keys], ctx.settings, pixels=policy,
-                          provenance=ctx.provenance, sync=False)
+        if notices is None:
+            return finish_put(pending, ctx.recipe, fetched[pending.keys], ctx.settings,
+                              pixels=policy, provenance=ctx.provenance, sync=False)
+        with notices.file(rel):
+            return finish_put(pending, ctx.recipe, fetched[pending.keys], ctx.settings,
+                              pixels=policy, provenance=ctx.provenance, sync=False)
 
     return step
 
@@ -185,10 +197,14 @@ def verify_output(root: str, rel: str, dest: str, out_rel: str | None = None, *,
     return residual_phi(original, written, path=out_rel, dummies=dummies)
 
 
-def log_entry(rel: str, out: PutOutcome) -> tuple[str | None, ...]:
+def log_entry(rel: str, out: PutOutcome, notes: list[str] | None = None) -> tuple[Any, ...]:
     """A file's line of the batch's outcome log (see ``store.save_log``): the output path
-    only where the layout moved it, so a mirrored tree costs no more Redis than before."""
-    if out.output is not None and out.output != rel and out.status != "clean":
+    only where the layout moved it, so a mirrored tree costs no more Redis than before, and
+    the file's warnings (deid's words) only where it has some."""
+    moved = out.output is not None and out.output != rel and out.status != "clean"
+    if notes:
+        return (out.status, out.reason, out.output if moved else None, notes)
+    if moved:
         return (out.status, out.reason, out.output)
     return (out.status, out.reason)
 
