@@ -42,13 +42,16 @@ def records_folder(outfolder: str) -> str:
 
 
 def run_folders(rec: Mapping[str, Any]) -> dict[str, str]:
-    """The folders of a run record, by role: input, output (not for get, which writes only
-    identifiers), records (not for get --print, which writes nothing), quarantine (when the
-    run cleans pixels)."""
+    """The folders of a run record, by role: input (the one file, when ``--input`` named a
+    file: nothing else of its folder is read, so only the file must lie apart from the
+    folders written), output (not for get, which writes only identifiers), records (not for
+    get --print, which writes nothing), quarantine (when the run cleans pixels)."""
     from .steps import run_quarantine
 
     out = str(rec.get("outfolder") or "")
     folders = {"input": str(rec.get("input") or "")}
+    if rec.get("input_file") and folders["input"]:
+        folders["input"] = os.path.join(folders["input"], str(rec["input_file"]))
     if rec.get("action") != "get":
         folders["output"] = out
     if rec.get("records") and not rec.get("print_ids"):  # get --print writes no file

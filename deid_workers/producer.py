@@ -65,7 +65,9 @@ __all__ = [
     "wait",
     "connect",
     "stream_ids_json",
-    "precheck",
+    "prepare",
+    "Prepared",
+    "input_path",
 ]
 
 log = logging.getLogger(__name__)
@@ -119,6 +121,14 @@ class Submission:
     quarantine_groups: tuple[str, ...] = DEFAULT_QUARANTINE_GROUPS
     layout: str = "mirror"
     quarantine: str | None = None  # None: the output folder's sibling (steps.quarantine_folder)
+    input_file: str | None = None  # --input named one file: its name; ``input`` is its folder
+    embedded: bool = False  # a private Redis and workers that stop with deid-submit
+    key_created: bool = False  # the run's key file was created for it (said in the summary)
+
+
+def input_path(sub: Submission) -> str:
+    """What ``--input`` named: the input folder, or the one file in it."""
+    return os.path.join(sub.input, sub.input_file) if sub.input_file else sub.input
 
 
 def connect(settings: Settings) -> Any:
@@ -155,15 +165,20 @@ def _load_recipe(paths: Sequence[str], profile: str | None = None) -> tuple[Reci
     return recipe, texts
 
 
-def _check_outfolder(folder: str, what: str = "output folder") -> None:
+def _check_outfolder(folder: str, what: str = "output folder",
+                     made: list[str] | None = None) -> None:
     """Create the output (or quarantine, or records) folder and prove we can write there,
-    before anything is enqueued.
+    before anything is enqueued; the folders created are added to ``made`` (outermost last)
+    so that a run stopped before it starts leaves none behind (:func:`remove_made`).
 
     Checked by writing, not with ``os.access``: root passes every permission check, and a
     read-only mount or a full disk only shows on a real write.
     """
     try:
+        missing = _missing_parents(folder)
         os.makedirs(folder, exist_ok=True)
+        if made is not None:
+            made += missing
         fd, probe = tempfile.mkstemp(prefix=".deid-probe-", suffix=".tmp", dir=folder)
         os.close(fd)
         os.unlink(probe)
@@ -173,7 +188,29 @@ def _check_outfolder(folder: str, what: str = "output folder") -> None:
         raise InputError(folder, f"{what} is not writable ({exc.strerror or exc}){hint}") from None
 
 
-def _quarantine(sub: Submission) -> str | None:
+def _missing_parents(folder: str) -> list[str]:
+    """``folder`` and each parent of it that does not exist yet, innermost first."""
+    out = []
+    path = os.path.abspath(folder)
+    while not os.path.lexists(path):
+        out.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return out
+
+
+def remove_made(made: Sequence[str]) -> None:
+    """Remove the folders :func:`prepare` (or the CLI) created, innermost first, each only if
+    it is still empty: a run that stops before it starts leaves no folder behind, and never
+    takes anything with it."""
+    for folder in made:
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+
+
+def _quarantine(sub: Submission, made: list[str] | None = None) -> str | None:
     """The run's quarantine folder (``--clean-pixels`` only), checked: apart from the input and
     output trees (held-back files may still show identifiers in their pixels, so they must
     never land in the tree that is released, nor be walked as input) and writable, so files
@@ -184,12 +221,12 @@ def _quarantine(sub: Submission) -> str | None:
 
     folder = os.path.abspath(sub.quarantine or quarantine_folder(sub.outfolder))
     real = os.path.realpath(folder)
-    for other, name in ((sub.outfolder, "output"), (sub.input, "input")):
+    for other, name in ((sub.outfolder, "output"), (input_path(sub), "input")):
         base = os.path.realpath(other)
         if os.path.commonpath([base, real]) in (base, real):
             raise InputError(folder, f"quarantine folder overlaps the {name} folder; choose "
                                      "one apart from both (--quarantine)")
-    _check_outfolder(folder, "quarantine folder")
+    _check_outfolder(folder, "quarantine folder", made)
     return folder
 
 
@@ -204,14 +241,17 @@ def _check_ids_kept(sub: Submission) -> None:
                                        "--overwrite to replace them, or another --records folder")
 
 
-def _check_records(sub: Submission) -> None:
+def _check_records(sub: Submission, made: list[str] | None = None) -> None:
     """Create the records folder private (0700), check it is writable and holds no earlier
     run's identifiers (see :func:`_check_ids_kept`)."""
     folder = sub.records
     if not os.path.isdir(folder):
         try:
+            missing = _missing_parents(folder)
             os.makedirs(folder, mode=0o700, exist_ok=True)
             os.chmod(folder, 0o700)
+            if made is not None:
+                made += missing
         except OSError as exc:
             raise InputError(folder, "records folder cannot be created "
                                      f"({exc.strerror or exc})") from None
@@ -223,6 +263,7 @@ def _check_folders(settings: Settings, sub: Submission) -> None:
     """The folder rules workers apply (:mod:`deid_workers.folders`), checked here first so a
     mistake is a one-line error before anything starts; roots only if this process has them."""
     folders = run_folders({"action": sub.action, "input": os.path.abspath(sub.input),
+                           "input_file": sub.input_file,
                            "outfolder": os.path.abspath(sub.outfolder),
                            "records": os.path.abspath(sub.records),
                            "quarantine": os.path.abspath(sub.quarantine) if sub.quarantine else None,
@@ -234,34 +275,56 @@ def _check_folders(settings: Settings, sub: Submission) -> None:
         raise ConfigError(str(exc)) from None
 
 
-def precheck(settings: Settings, sub: Submission) -> None:
-    """What :func:`submit` refuses about the folders, checked without creating anything, so
-    embedded mode says it before it starts its Redis and workers."""
-    _check_folders(settings, _with_records(sub))
-    _check_ids_kept(_with_records(sub))
-
-
 def _with_records(sub: Submission) -> Submission:
     from .folders import records_folder
 
     return sub if sub.records else replace(sub, records=records_folder(sub.outfolder))
 
 
-def submit(settings: Settings, sub: Submission, client: Any = None, *,
-           tick: Callable[[RunStore], object] | None = None) -> RunStore:
-    """Create the run, load ids for put, walk the input and enqueue every batch.
+@dataclass
+class Prepared:
+    """A submission checked before anything starts (:func:`prepare`), for :func:`submit`."""
 
-    Returns as soon as everything is enqueued; :func:`wait` follows the run. For an archive
-    that takes a while (the walk, an ids file): ``tick(store)`` is called after each batch and
-    each ids chunk sent, so the caller can show the run's progress meanwhile.
-    """
+    sub: Submission
+    recipe: Recipe
+    texts: list[str]
+    ids: Iterator[tuple[str, int]] | None
+    ids_fields: list[str] | None
+    quarantine: str | None
+    made: list[str]  # folders prepare created, innermost first
+
+    def discard(self) -> None:
+        """The run will not start: close the ids file, remove the folders made for it."""
+        close = getattr(self.ids, "close", None)
+        if close is not None:
+            close()
+        remove_made(self.made)
+
+
+def _check_input(sub: Submission) -> None:
+    if sub.input_file:
+        path = input_path(sub)
+        if not os.path.isfile(path) or os.path.islink(path):
+            raise InputError(path, "input file not found (--input takes a folder or one "
+                                   "DICOM file)")
+    elif not os.path.isdir(sub.input):
+        raise InputError(sub.input, "input not found (--input takes a folder or one DICOM "
+                                    "file)")
+
+
+def prepare(settings: Settings, sub: Submission) -> Prepared:
+    """Check everything that can be checked before a process starts or Redis is reached: the
+    input, the folder rules, identifiers an earlier run left, the recipe (and profile), the
+    shape of the ``--ids`` file (its first chunk is read), then create the output, quarantine
+    and records folders and prove each writable. Raises on the first fault (a one-line
+    error, exit 2); a folder it created is removed again when a later check fails."""
     if sub.action not in ACTIONS:
         raise ValueError(f"unknown action {sub.action!r}")
-    if not os.path.isdir(sub.input):
-        raise InputError(sub.input, "input folder not found")
+    _check_input(sub)
     sub = _with_records(sub)
     _check_folders(settings, sub)
-    keys = settings.cluster_keys()
+    if not sub.print_ids:
+        _check_ids_kept(sub)
     recipe, texts = _load_recipe(sub.recipes, sub.profile)
     ids = ids_fields = None
     if sub.action == "put":
@@ -276,16 +339,42 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
         chunks = iter_ids_chunks(sub.ids_path, fields=ids_fields)
         first = next(chunks, None)
         ids = chunks if first is None else itertools.chain([first], chunks)
-    if sub.action != "get":  # get writes only identifiers, into the records folder
-        _check_outfolder(sub.outfolder)
-    quarantine = _quarantine(sub)
-    if not sub.print_ids:  # get --print writes nothing
-        _check_records(sub)
-    client = client if client is not None else connect(settings)
+    made: list[str] = []
+    try:
+        if sub.action != "get":  # get writes only identifiers, into the records folder
+            _check_outfolder(sub.outfolder, made=made)
+        quarantine = _quarantine(sub, made)
+        if not sub.print_ids:  # get --print writes nothing
+            _check_records(sub, made)
+    except BaseException:
+        remove_made(made)
+        raise
+    return Prepared(sub, recipe, texts, ids, ids_fields, quarantine, made)
+
+
+def submit(settings: Settings, sub: Submission | Prepared, client: Any = None, *,
+           tick: Callable[[RunStore], object] | None = None) -> RunStore:
+    """Create the run, load ids for put, walk the input and enqueue every batch.
+
+    ``sub`` is checked first (:func:`prepare`) unless it was already. Returns as soon as
+    everything is enqueued; :func:`wait` follows the run. For an archive that takes a while
+    (the walk, an ids file): ``tick(store)`` is called after each batch and each ids chunk
+    sent, so the caller can show the run's progress meanwhile.
+    """
+    prepared = sub if isinstance(sub, Prepared) else prepare(settings, sub)
+    try:
+        keys = settings.cluster_keys()
+        client = client if client is not None else connect(settings)
+    except BaseException:
+        prepared.discard()  # the run never started: no folder of it stays behind
+        raise
+    sub, recipe, texts = prepared.sub, prepared.recipe, prepared.texts
+    ids, ids_fields, quarantine = prepared.ids, prepared.ids_fields, prepared.quarantine
     run_id = new_run_id()
     record = {
         "action": sub.action,
         "input": os.path.abspath(sub.input),
+        "input_file": sub.input_file,
         "outfolder": os.path.abspath(sub.outfolder),
         "records": os.path.abspath(sub.records),
         "overwrite": sub.overwrite,
@@ -303,13 +392,15 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
         "quarantine_groups": list(sub.quarantine_groups),
         "layout": sub.layout,
         "quarantine": quarantine,
+        "embedded": sub.embedded,
+        "key_created": sub.key_created,
     }
     if ids is not None:
         record["ids_path"] = os.path.abspath(str(sub.ids_path))
         record["ids_fields"] = ids_fields  # a resume cuts the file the same way
     store = RunStore.create(client, run_id, record, expiry=settings.run_expiry, keys=keys,
                             mutable={"walk_done": False, "stage": first_stage(sub.action)})
-    log.info("run %s: %s of %s with recipe %s", run_id, sub.action, record["input"], recipe.name)
+    log.info("run %s: %s of %s with recipe %s", run_id, sub.action, input_path(sub), recipe.name)
     with refused_writes(run_id):
         if ids is not None:
             try:
@@ -385,7 +476,9 @@ def _walk(store: RunStore, sub: Submission, settings: Settings, *,
         store.add_outcome("unlisted", rel, reason, counter="walk:unlisted")
 
     n = 0
-    for paths in iter_batches(sub.input, settings.batch_size, on_error=on_error):
+    batches = (iter([[sub.input_file]]) if sub.input_file
+               else iter_batches(sub.input, settings.batch_size, on_error=on_error))
+    for paths in batches:
         store.add_batch(n, paths)
         if not skip(n):
             yield n
@@ -474,7 +567,7 @@ def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStor
         store.update(state="running", error=None, finished=None)
     sub = Submission(action=rec["action"], input=rec["input"], outfolder=rec["outfolder"],
                      overwrite=bool(rec.get("overwrite")), print_ids=bool(rec.get("print_ids")),
-                     records=str(rec.get("records") or ""))
+                     records=str(rec.get("records") or ""), input_file=rec.get("input_file"))
     run_settings = settings.with_overrides(**{k: v for k, v in (rec.get("settings") or {}).items()
                                               if k in RUN_SETTINGS})
     first = first_stage(sub.action)
@@ -533,8 +626,14 @@ def _resend_clean(store: RunStore, n_batches: int) -> int:
 def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POLL_SECONDS,
          health: Callable[[], None] | None = None, timeout: float | None = None,
          reconnect: float = RECONNECT_SECONDS, on_stall: Callable[[], str] | None = None,
-         stall_after: float = STALL_SECONDS) -> dict[str, Any]:
+         stall_after: float = STALL_SECONDS,
+         watch: Callable[[dict[str, Any], dict[str, int]], None] | None = None
+         ) -> dict[str, Any]:
     """Follow a run until it is finished or failed; returns the final run record.
+
+    ``watch(record, counters)`` is called each round after the progress bar, with what was
+    just read (the CLI prints the workers' warnings from it); a Redis error there waits for
+    the next round.
 
     ``health`` is called each round (embedded mode checks its processes there). A lost
     connection to Redis (a restart, a network blip) is retried with backoff for ``reconnect``
@@ -588,6 +687,9 @@ def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POL
                 lost_since, backoff = None, poll
             if progress is not None:
                 progress.update(rec, counters)
+            if watch is not None:
+                with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+                    watch(rec, counters)
             if rec.get("state") in ("finished", "failed"):
                 return rec
             now = time.monotonic()

@@ -10,10 +10,12 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .atomicfile import AtomicFile
+from .notices import KINDS as NOTICE_KINDS
+from .notices import Notice, as_json, counts_of, decode, shown
 from .store import STAGE_ORDER, RunStore, first_stage, stages_of
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "run_ok",
     "run_status",
     "render_status",
+    "NoticeFeed",
 ]
 
 INSPECT_TSV = "deid-inspect.tsv"
@@ -149,7 +152,33 @@ def summarize(store: RunStore, *, limit: int | None = LIST_LIMIT) -> dict[str, A
                                      "residual", "quarantined")}
     if rec.get("verify"):
         summary["residual_phi"] = store.outcome_count("residual")
+    kinds = counts_of(c)
+    summary["warnings"] = {"total": sum(kinds.values()), "kinds": kinds,
+                           "first": as_json(first_notices(store, limit or LIST_LIMIT)
+                                            if kinds else [])}
+    if action in ("put", "all"):
+        summary["no_ids"] = kinds.get("no_ids", 0)
+    if rec.get("input_file"):
+        summary["input_file"] = rec["input_file"]
+    if rec.get("embedded"):
+        summary["embedded"] = True
+    if rec.get("key_created"):
+        summary["key_created"] = True
     return summary
+
+
+def first_notices(store: RunStore, limit: int) -> list[Notice]:
+    """The run's first ``limit`` warnings: get's, then put's, then clean's, each in walk
+    order (batches that kept none are not read)."""
+    out: list[Notice] = []
+    for stage in ("get", "put", "clean"):
+        numbers = sorted(store.notice_batches(stage))
+        for start in range(0, len(numbers), 100):
+            for _n, raw in store.notices(stage, numbers[start:start + 100]):
+                out += decode(raw)[1]
+                if len(out) >= limit:
+                    return out[:limit]
+    return out
 
 
 def _limited(store: RunStore, kind: str, limit: int | None) -> list[tuple[str, str]]:
@@ -161,6 +190,52 @@ def _limited(store: RunStore, kind: str, limit: int | None) -> list[tuple[str, s
     return out
 
 
+class NoticeFeed:
+    """The run's warnings about files, each given once to ``say`` as batches commit them
+    (the producer prints them while it waits, in deid's words: :mod:`deid_workers.notices`).
+
+    :meth:`watch` reads nothing unless the counters say there are new ones; then only the
+    batches not shown yet are read. get's check for shared ids items can add to a batch
+    after its commit, so :meth:`drain` with ``final`` reads get's batches again and says
+    what was added.
+    """
+
+    STAGES = ("get", "put", "clean")
+
+    def __init__(self, store: RunStore, say: Callable[[str], None]) -> None:
+        self.store = store
+        self.say = say
+        self.total = 0
+        self.shown: dict[tuple[str, int], int] = {}  # (stage, batch) -> notices said
+
+    def watch(self, rec: Mapping[str, Any], counters: Mapping[str, int]) -> None:
+        total = sum(counts_of(counters).values())
+        if total != self.total:
+            self.total = total
+            self.drain()
+
+    def drain(self, *, final: bool = False) -> None:
+        for stage in self.STAGES:
+            numbers = sorted(n for n in self.store.notice_batches(stage)
+                             if (stage, n) not in self.shown or (final and stage == "get"))
+            for start in range(0, len(numbers), 100):
+                for n, raw in self.store.notices(stage, numbers[start:start + 100]):
+                    self._say(stage, n, raw)
+
+    def _say(self, stage: str, number: int, raw: str | None) -> None:
+        done = self.shown.get((stage, number), 0)
+        said = 0
+
+        def one(notice: Notice) -> None:
+            nonlocal said
+            said += 1
+            if said > done:
+                self.say(notice.line())
+
+        shown([(number, raw)], one)
+        self.shown[(stage, number)] = max(done, said)
+
+
 def run_ok(summary: Mapping[str, Any]) -> bool:
     """True when every valid file was written (put/all), inspected, or had its ids read (get)."""
     if (summary.get("state") != "finished" or summary.get("failed") or summary.get("poison")
@@ -170,7 +245,9 @@ def run_ok(summary: Mapping[str, Any]) -> bool:
     if action in ("put", "all"):
         done = (summary.get("written", 0) + summary.get("cleaned", 0)
                 + summary.get("quarantined", 0))  # quarantined: held for review, by design
-        return summary.get("refused", 0) == 0 and done == summary["valid"]
+        # A file the ids did not cover lost what its var: values would have given it.
+        return (summary.get("refused", 0) == 0 and not summary.get("no_ids")
+                and done == summary["valid"])
     if action == "inspect":
         return summary.get("inspected", 0) == summary["valid"]
     return True
@@ -184,13 +261,20 @@ def _short(reason: Any) -> str:
 
 
 def render_table(summary: Mapping[str, Any]) -> str:
-    """A short human summary; counts first, then where outputs are, then what went wrong."""
+    """A short human summary; counts first (each with its breakdown just under it), then
+    where things are, then what went wrong, file by file (the first ones)."""
+    run = f"{summary['run_id']} ({summary['action']}, {summary['state']})"
+    if summary.get("embedded"):
+        # Its Redis is gone: --status cannot find it; the run log keeps its account.
+        run += "; embedded: its state went with the private Redis"
     rows: list[tuple[str, Any]] = [
-        ("run", f"{summary['run_id']} ({summary['action']}, {summary['state']})"),
+        ("run", run),
         ("files found", summary["files_found"]),
         ("valid", summary["valid"]),
         ("skipped", summary["skipped"]),
     ]
+    rows += [("", f"skipped {n}: {reason}")
+             for reason, n in sorted(summary.get("skip_reasons", {}).items())]
     for key, label in (("written", "written"), ("cleaned", "pixels cleaned"),
                        ("quarantined", "quarantined"), ("refused", "refused"),
                        ("inspected", "inspected"), ("flagged", "flagged")):
@@ -203,7 +287,20 @@ def render_table(summary: Mapping[str, Any]) -> str:
         rows.append(("residual PHI", summary["residual_phi"]))
     if summary.get("missing_ids"):
         rows.append(("missing ids", summary["missing_ids"]))
+    if summary.get("no_ids"):
+        rows.append(("no ids", f"{summary['no_ids']} of {summary['valid']} valid files (none "
+                               "in the ids given)"))
+    warnings = summary.get("warnings") or {}
+    if warnings.get("total"):
+        rows.append(("warnings", warnings["total"]))
+        rows += [("", f"{n} {NOTICE_KINDS.get(kind, kind)}")
+                 for kind, n in (warnings.get("kinds") or {}).items()]
     rows.append(("elapsed", f"{summary['elapsed_s']} s"))
+    if summary.get("input"):
+        shown = summary["input"]
+        if summary.get("input_file"):
+            shown = os.path.join(shown, summary["input_file"])
+        rows.append(("input", shown))
     if summary.get("action") != "get":
         layout = summary.get("layout")
         rows.append(("output folder", summary.get("outfolder")
@@ -212,14 +309,15 @@ def render_table(summary: Mapping[str, Any]) -> str:
         rows.append(("records folder", summary["records"]))
     for key, label in (("ids_pkl", "ids (pickle)"), ("ids_json", "ids (JSON)"),
                        ("report_tsv", "report (TSV)"), ("report_json", "report (JSON)"),
-                       ("quarantine", "quarantine folder"), ("run_log", "run log"),
-                       ("key", "secret key")):
+                       ("quarantine", "quarantine folder"), ("run_log", "run log")):
         if summary.get(key):
             rows.append((label, summary[key]))
+    if summary.get("key"):
+        rows.append(("secret key", summary["key"] + (
+            " (created by this run: keep it, runs with it give the same pseudonyms)"
+            if summary.get("key_created") else "")))
     width = max(len(label) for label, _ in rows)
     lines = [f"{label.ljust(width)}  {value}" for label, value in rows]
-    for reason, n in sorted(summary.get("skip_reasons", {}).items()):
-        lines.append(f"{'':{width}}  skipped {n}: {reason}")
     for kind in ("skipped", "refused", "failed", "missing", "poison", "residual", "quarantined"):
         entries = summary.get("lists", {}).get(kind) or {}
         if entries:
@@ -232,6 +330,13 @@ def render_table(summary: Mapping[str, Any]) -> str:
                 kind, kind), len(entries))
             if isinstance(total, int) and total > len(entries):
                 lines.append(f"  ... and {total - len(entries)} more (see --json)")
+    first = warnings.get("first") or []
+    if first:
+        lines.append("warnings:")
+        lines += [f"  {w['text']}" for w in first]
+        if warnings.get("total", 0) > len(first):
+            where = " (the run log has each file's)" if summary.get("run_log") else ""
+            lines.append(f"  ... and {warnings['total'] - len(first)} more{where}")
     return "\n".join(lines)
 
 

@@ -83,7 +83,7 @@ def test_missing_recipe_stops_before_anything_starts(tmp_path, capsys):
 def test_missing_input_is_usage_error(tmp_path, capsys):
     assert cli.main(["--action", "get", "--input", str(tmp_path / "none"),
                      "--broker", DEAD_BROKER]) == 2
-    assert "input folder not found" in capsys.readouterr().err
+    assert "input not found (--input takes a folder or one DICOM file)" in capsys.readouterr().err
 
 
 def test_unreachable_broker_is_one_line_and_exit_1(tmp_path, capsys):
