@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +85,8 @@ class BatchNotices:
     counts: Counter[str] = field(default_factory=Counter)
     first: list[Notice] = field(default_factory=list)
     by_file: dict[str, list[str]] = field(default_factory=dict)
+    _path: str = field(default="", repr=False)
+    _collect: collecting | None = field(default=None, repr=False)
 
     def add(self, path: str, kind: str, text: str) -> None:
         self.counts[kind] += 1
@@ -96,14 +97,16 @@ class BatchNotices:
         if len(mine) <= PER_FILE:  # one past the limit: the file's line says there are more
             mine.append(notice.line())
 
-    @contextmanager
-    def file(self, path: str) -> Iterator[None]:
-        """Collect the recipe engine's warnings for ``path`` while the block runs."""
-        def sink(kind: str, text: str) -> None:
-            self.add(path, kind, text)
+    def file(self, path: str) -> collecting:
+        """``with batch.file(path):`` collects the recipe engine's warnings for ``path`` while
+        the block runs (not nested: one file at a time)."""
+        self._path = path
+        if self._collect is None:
+            self._collect = collecting(self._sink)
+        return self._collect
 
-        with collecting(sink):
-            yield
+    def _sink(self, kind: str, text: str) -> None:
+        self.add(self._path, kind, text)
 
     def of_file(self, path: str) -> list[str]:
         """The lines of ``path`` for its run-log entry, bounded (:data:`PER_FILE`)."""

@@ -191,12 +191,13 @@ return {added, redis.call('SCARD', KEYS[1])}
 """
 
 
-# Which of the fields ARGV an ids hash KEYS[1] holds already (get's check for two files that
-# share one entity and item, before it writes them).
-_EXISTING_LUA = """
+# Write the field/value pairs ARGV into the ids hash KEYS[1] as HSET does, and return the
+# fields it held already: get's check for two files that share one entity and item, atomic, so
+# of two batches writing one item at once exactly one hears of the other.
+_SET_SAYING_OLD_LUA = """
 local found = {}
-for i = 1, #ARGV do
-  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then found[#found + 1] = ARGV[i] end
+for i = 1, #ARGV, 2 do
+  if redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) == 0 then found[#found + 1] = ARGV[i] end
 end
 return found
 """
@@ -762,7 +763,8 @@ class RunStore:
 
     def _write_packed(self, pipe: Any, digest: str, mapping: Mapping[str, str]) -> None:
         key = self.keys.ids(digest)
-        pipe.hset(key, mapping=mapping)
+        if mapping:
+            pipe.hset(key, mapping=mapping)
         pipe.expire(key, self.expiry)
         pipe.sadd(self.keys.entities(digest), digest)
         pipe.expire(self.keys.entities(digest), self.expiry)
@@ -939,9 +941,12 @@ class RunStore:
         for entity, items in (ids or {}).items():
             digest, mapping = self._packed(entity, items)
             if check_items:
-                names = {self.item_digest(item): item for item in items}
+                # _packed names the entity's own field first, then each item in order
+                names = dict(zip(list(mapping)[1:], items))
                 checks.append((len(pipe), entity, names))
-                pipe.eval(_EXISTING_LUA, 1, self.keys.ids(digest), *names)
+                pipe.eval(_SET_SAYING_OLD_LUA, 1, self.keys.ids(digest),
+                          *(x for pair in mapping.items() for x in pair))
+                mapping = {}  # written: the rest of _write_packed (expiry, entity set) remains
             self._write_packed(pipe, digest, mapping)
         if notices is not None:
             pipe.hset(self.keys.notices(stage), str(batch_no),
@@ -971,8 +976,8 @@ class RunStore:
         pipe.hmget(self.keys.run, ["walk_done", "n_batches"])
         out = pipe.execute()
         (added, done), (walk_done, n_batches) = out[-2], out[-1]
-        existing = [(entity, names[_decode(d)])
-                    for index, entity, names in checks for d in out[index]]
+        existing = [(entity, names[_decode(d)]) for index, entity, names in checks
+                    for d in out[index] if _decode(d) in names]  # not the entity's own field
         return Commit(bool(added), int(done), bool(walk_done and json.loads(walk_done)),
                       None if n_batches is None else int(json.loads(n_batches)),
                       tuple(existing))

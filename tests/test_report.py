@@ -68,3 +68,37 @@ def test_an_empty_run_writes_an_empty_report(tmp_path):
     write_inspect_report(store, str(tmp_path), 0)
     assert (tmp_path / INSPECT_TSV).read_text() == "file\tflagged\tgroup\treason\n"
     assert json.loads((tmp_path / INSPECT_JSON).read_text()) == []
+
+
+def _summary(**extra):
+    base = {"run_id": "abc", "action": "all", "state": "finished", "files_found": 4,
+            "valid": 2, "skipped": 2, "skip_reasons": {"damaged or truncated DICOM: x": 1,
+                                                       "not a DICOM file: y": 1},
+            "written": 2, "refused": 0, "failed": 0, "elapsed_s": 1.0, "input": "/in",
+            "outfolder": "/out", "records": "/out-records", "layout": "mirror",
+            "run_log": "/out-records/deid-run.abc.jsonl", "lists": {}, "warnings": {}}
+    return dict(base, **extra)
+
+
+def test_table_gives_the_skip_reasons_under_skipped_and_the_key_only_where_one_was_used():
+    from deid_workers.report import render_table
+
+    lines = render_table(_summary(key="/k/secret.key")).splitlines()
+    at = [x.split()[0] for x in lines].index("skipped")
+    assert [x.split(":")[0].strip() for x in lines[at + 1:at + 3]] == [
+        "skipped 1", "skipped 1"]
+    assert lines[at + 3].startswith("written")
+    assert lines[-1].split() == ["secret", "key", "/k/secret.key"]
+    created = render_table(_summary(key="/k/secret.key", key_created=True))
+    assert "/k/secret.key (created by this run: keep it" in created
+    inspect = render_table(_summary(action="inspect", inspected=2, flagged=0))
+    assert "secret key" not in inspect and "records folder" not in inspect
+
+
+def test_table_of_an_embedded_run_says_its_id_is_gone_with_its_redis_and_names_the_input():
+    from deid_workers.report import render_table
+
+    lines = render_table(_summary(embedded=True, input_file="one.dcm")).splitlines()
+    assert lines[0].endswith("abc (all, finished); embedded: its state went with the private "
+                             "Redis")
+    assert "input /in/one.dcm" in [" ".join(x.split()) for x in lines]

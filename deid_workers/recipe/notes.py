@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["KINDS", "Sink", "warn", "collecting"]
@@ -45,13 +44,20 @@ def warn(logger: logging.Logger, kind: str, message: str, *args: Any) -> None:
         sink(kind, message % args if args else message)
 
 
-@contextmanager
-def collecting(sink: Sink) -> Iterator[None]:
-    """Make ``sink`` receive this thread's warnings until the block ends (nests: the outer
-    sink is back afterwards). Costs an attribute set and reset: it wraps every file."""
-    outer = getattr(_local, "sink", None)
-    _local.sink = sink
-    try:
-        yield
-    finally:
-        _local.sink = outer
+class collecting:  # noqa: N801 - used as a context manager, named like one
+    """``with collecting(sink):`` makes ``sink`` receive this thread's warnings until the block
+    ends (nests: the outer sink is back afterwards). A plain class, not a generator: it wraps
+    every file a worker processes, and costs two attribute writes."""
+
+    __slots__ = ("sink", "outer")
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.outer: Sink | None = None
+
+    def __enter__(self) -> None:
+        self.outer = getattr(_local, "sink", None)
+        _local.sink = self.sink
+
+    def __exit__(self, *exc: Any) -> None:
+        _local.sink = self.outer
