@@ -158,8 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_JSON_ERRORS = False
+"""``--log-json``: errors too are JSON objects on stderr (set once the settings are known)."""
+
+
 def _error(message: str) -> None:
-    sys.stderr.write(f"{PROG}: error: {message}\n")
+    text = f"{PROG}: error: {message}"
+    if _JSON_ERRORS:
+        record = logging.LogRecord(log.name, logging.ERROR, __file__, 0, text, None, None)
+        text = logs.JsonFormatter().format(record)
+    sys.stderr.write(text + "\n")
     sys.stderr.flush()
 
 
@@ -203,6 +211,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _error(str(exc))
         return EXIT_USAGE
+    global _JSON_ERRORS
+    _JSON_ERRORS = settings.log_json
+    try:
+        return _main(parser, args, settings)
+    finally:
+        _JSON_ERRORS = False
+
+
+def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings) -> int:
     with logs.setup("QUIET" if args.quiet else settings.message_level,
                     log_json=settings.log_json):
         try:
@@ -449,21 +466,23 @@ def _submit_and_follow(args: argparse.Namespace, settings: Settings, prepared: A
     progress = None if args.no_wait else _progress(args, settings)
     store = None
     try:
-        try:  # the bar shows as the producer sends (the walk of an archive takes a while)
-            with logs.status_line(progress if progress is not None and progress.tty else None):
+        # the bar shows as the producer sends (the walk of an archive takes a while); lines
+        # logged meanwhile go above it
+        with logs.status_line(progress if progress is not None and progress.tty else None):
+            try:
                 store = submit(settings, prepared, tick=progress.poll if progress else None)
-        except BaseException:
-            if progress is not None:
-                progress.close()  # the error gets a line of its own
-            raise
-        if args.no_wait:
-            _out(store.run_id)
-            return EXIT_OK
-        if not prepared.sub.embedded:  # an embedded run's id cannot be followed elsewhere
-            log.info("run %s submitted (follow it from anywhere: %s --status %s)", store.run_id,
-                     PROG, store.run_id)
-        return _follow(store, args, settings, progress=progress, health=health,
-                       on_finished=on_finished)
+            except BaseException:
+                if progress is not None:
+                    progress.close()  # the error gets a line of its own
+                raise
+            if args.no_wait:
+                _out(store.run_id)
+                return EXIT_OK
+            if not prepared.sub.embedded:  # an embedded run's id cannot be followed elsewhere
+                log.info("run %s submitted (follow it from anywhere: %s --status %s)",
+                         store.run_id, PROG, store.run_id)
+            return _follow(store, args, settings, progress=progress, health=health,
+                           on_finished=on_finished)
     except KeyboardInterrupt:
         if store is not None and not prepared.sub.embedded:
             _error(f"interrupted; run {store.run_id} goes on on the workers "

@@ -184,13 +184,14 @@ def status_line(status: Any) -> Iterator[None]:
     """Give ``status`` (a bar drawn in place) to the CLI's handler while the block runs."""
     handlers = [h for h in logging.getLogger("deid_workers").handlers
                 if isinstance(h, CliHandler)]
+    saved = [h.status for h in handlers]
     for handler in handlers:
         handler.status = status
     try:
         yield
     finally:
-        for handler in handlers:
-            handler.status = None
+        for handler, before in zip(handlers, saved):
+            handler.status = before
 
 
 @contextmanager

@@ -660,6 +660,7 @@ def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POL
     seen: tuple[Any, ...] = ()
     moved = started
     recovered: set[str] = set()  # failed chords already answered by a resume
+    committed: dict[str, int] = {}  # batches per stage said at DEBUG
     lost_since: float | None = None
     backoff = poll
     try:
@@ -690,6 +691,8 @@ def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POL
             if watch is not None:
                 with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
                     watch(rec, counters)
+            if log.isEnabledFor(logging.DEBUG):
+                _debug_batches(store.run_id, counters, committed)
             if rec.get("state") in ("finished", "failed"):
                 return rec
             now = time.monotonic()
@@ -737,6 +740,18 @@ def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POL
     finally:
         if progress is not None:
             progress.close()
+
+
+def _debug_batches(run_id: str, counters: dict[str, int], said: dict[str, int]) -> None:
+    """At DEBUG, a line each time a stage's committed batches grow (the producer sees batches,
+    not files, so this is its finest grain): ``run X: put: 3 batch(es) committed, 300 files``."""
+    for stage in ("load", "get", "inspect", "put", "clean"):
+        n = counters.get(f"{stage}:batches", 0)
+        if n != said.get(stage, 0):
+            said[stage] = n
+            what = "items" if stage == "load" else "files"
+            log.debug("run %s: %s: %d batch(es) committed, %d %s", run_id, stage, n,
+                      counters.get(f"{stage}:{what}", 0), what)
 
 
 def _unstall(store: RunStore, on_stall: Callable[[], str], *, stalled_for: float) -> None:

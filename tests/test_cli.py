@@ -346,3 +346,15 @@ def test_only_a_run_that_pseudonymizes_creates_the_lasting_key_and_says_so(
     assert (seen["secret"] is None) == lasting
     assert lasting or settings.resolve_secret()[0] == seen["secret"]
     assert Settings.from_env().secret is None  # nothing set in the user's environment
+
+
+def test_with_log_json_an_error_is_a_json_line_too(tmp_path, capsys):
+    import json
+
+    assert cli.main(["--action", "get", "--input", str(tmp_path / "none"), "--log-json",
+                     "--broker", DEAD_BROKER]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    record = json.loads(line)
+    assert record["level"] == "ERROR" and "input not found" in record["message"]
+    assert cli.main(["--action", "get", "--input", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.startswith("deid-submit: error: ")  # and plain again after
