@@ -85,6 +85,7 @@ class BatchNotices:
     counts: Counter[str] = field(default_factory=Counter)
     first: list[Notice] = field(default_factory=list)
     by_file: dict[str, list[str]] = field(default_factory=dict)
+    more: Counter[str] = field(default_factory=Counter)  # per file, past PER_FILE
     _path: str = field(default="", repr=False)
     _collect: collecting | None = field(default=None, repr=False)
 
@@ -94,8 +95,10 @@ class BatchNotices:
         if len(self.first) < self.limit:
             self.first.append(notice)
         mine = self.by_file.setdefault(path, [])
-        if len(mine) <= PER_FILE:  # one past the limit: the file's line says there are more
+        if len(mine) < PER_FILE:
             mine.append(notice.line())
+        else:
+            self.more[path] += 1
 
     def file(self, path: str) -> collecting:
         """``with batch.file(path):`` collects the recipe engine's warnings for ``path`` while
@@ -111,9 +114,8 @@ class BatchNotices:
     def of_file(self, path: str) -> list[str]:
         """The lines of ``path`` for its run-log entry, bounded (:data:`PER_FILE`)."""
         mine = self.by_file.get(path) or []
-        if len(mine) > PER_FILE:
-            return [*mine[:PER_FILE], "... and more (see the worker log)"]
-        return list(mine)
+        more = self.more.get(path)
+        return [*mine, f"... and {more} more"] if more else list(mine)
 
     def counters(self) -> dict[str, int]:
         """The counts to commit with the batch (``notice:<kind>``)."""

@@ -24,7 +24,6 @@ import contextlib
 import itertools
 import logging
 import os
-import shutil
 import tempfile
 import time
 import uuid
@@ -797,8 +796,3 @@ def stream_ids_json(store: RunStore, out: IO[str]) -> int:
     out.write("\n}\n")
     out.flush()
     return n
-
-
-def remove_tree(path: str) -> None:
-    """Remove a folder we created (demo input); errors are not worth failing a run over."""
-    shutil.rmtree(path, ignore_errors=True)
