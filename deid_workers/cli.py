@@ -57,8 +57,8 @@ environment: DEID_BROKER_URL, DEID_REDIS_PASSWORD_FILE, DEID_REDIS_TLS_CA/CERT/K
   MESSAGELEVEL (QUIET, ERROR, WARNING, INFO, DEBUG; as deid reads it)
 
 exit codes: {EXIT_OK} run finished, every valid file written/inspected (skips are reported);
-  {EXIT_FAILED} run failed or incomplete; {EXIT_USAGE} usage, config, recipe or ids error (nothing
-  started); {EXIT_INTERRUPTED} interrupted
+  {EXIT_FAILED} run failed or incomplete (a put whose ids miss files too); {EXIT_USAGE} usage,
+  config, recipe or ids error (nothing started, no folder left); {EXIT_INTERRUPTED} interrupted
 """
 
 
@@ -79,9 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--action", choices=("get", "put", "all", "inspect"),
                    help="get: export identifiers; put: apply the recipe with given ids; "
                         "all: get then put; inspect: flag burned-in pixels by header filters")
-    p.add_argument("--input", metavar="DIR",
-                   help="folder of DICOM files (walked recursively); default: the bundled demo "
-                        "study dicom-cookies")
+    p.add_argument("--input", metavar="DIR|FILE",
+                   help="folder of DICOM files (walked recursively), or one DICOM file; "
+                        "default: the bundled demo study dicom-cookies, kept in "
+                        "~/.cache/deid-workers")
     p.add_argument("--outfolder", metavar="DIR",
                    help="output folder (laid out by --layout; the inspect report goes here); "
                         "default: a new temporary folder, printed at the end")
@@ -153,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help="print the summary (or status) as JSON on stdout")
     p.add_argument("--log-json", action="store_true",
-                   help="log to stderr as one JSON object per line, for a log stack (env "
+                   help="log to stderr as one JSON object per line (progress and errors "
+                        "included), for a log stack (env "
                         "DEID_LOG_JSON; workers read DEID_LOG_JSON too)")
     return p
 
