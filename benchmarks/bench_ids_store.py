@@ -16,7 +16,7 @@ import timeit
 
 from deid_workers.keys import ClusterKeys
 from deid_workers.recipe import get_identifiers
-from deid_workers.store import RunStore
+from deid_workers.run.store import RunStore
 from deid_workers.synth import make_dataset
 
 

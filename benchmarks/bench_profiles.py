@@ -24,8 +24,8 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from deid_workers import dicomio  # noqa: E402
 from deid_workers.config import Settings  # noqa: E402
+from deid_workers.dicom import reader  # noqa: E402
 from deid_workers.recipe import deidentify, load_recipe  # noqa: E402
 from deid_workers.synth import write_demo_study  # noqa: E402
 
@@ -55,7 +55,7 @@ def time_recipes(paths: list[Path], recipes: dict[str, Any], settings: Settings,
     """
     for recipe in recipes.values():  # warm up: compiled selectors, caches by field shape
         for p in paths:
-            deidentify(dicomio.read_dataset(p, headers_only=False), recipe, settings=settings,
+            deidentify(reader.read_dataset(p, headers_only=False), recipe, settings=settings,
                        in_place=True)
     means: dict[str, list[float]] = {name: [] for name in recipes}
     order = list(recipes.items())
@@ -63,7 +63,7 @@ def time_recipes(paths: list[Path], recipes: dict[str, Any], settings: Settings,
     for _ in range(rounds):
         rng.shuffle(order)
         for name, recipe in order:
-            datasets = [dicomio.read_dataset(p, headers_only=False) for p in paths]
+            datasets = [reader.read_dataset(p, headers_only=False) for p in paths]
             start = time.perf_counter()
             for ds in datasets:
                 deidentify(ds, recipe, settings=settings, in_place=True)

@@ -9,7 +9,7 @@ worker, fed by a generator of relative paths in place of the walk of a real tree
 enqueued and at the end; flat means the producer streams. Redis ``used_memory`` per file is
 what the batches and queued task messages cost before any worker runs.
 
-``ids``: :class:`deid_workers.idsfile.IdsWriter` exporting N files' identifiers from a
+``ids``: :class:`deid_workers.ids.export.IdsWriter` exporting N files' identifiers from a
 generator (entities of 100 items, fields shaped like ``get_identifiers`` on a synth file, as
 JSON text the way the run store hands them to the export);
 peak RSS must stay far below 1 GB.
@@ -67,7 +67,7 @@ def _fake_batches(n_files: int, batch: int, marks: dict[str, float]) -> Iterator
 def _private_redis() -> Iterator[tuple[str, str, Any]]:
     """A redis-server of the probe's own in a temp folder: (temp folder, URL, client)."""
     from deid_workers.embedded import find_redis_server
-    from deid_workers.store import redis_client
+    from deid_workers.run.client import redis_client
 
     tmp = tempfile.mkdtemp(prefix="bench-probe-")
     sock = os.path.join(tmp, "redis.sock")
@@ -132,7 +132,7 @@ def probe_ids_load(n_files: int) -> dict[str, Any]:
     from deid_workers import producer
     from deid_workers.app import app, configure
     from deid_workers.config import Settings
-    from deid_workers.idsfile import IDS_JSON
+    from deid_workers.ids.export import IDS_JSON
 
     with _private_redis() as (tmp, url, client):
         write_ids_file(tmp, n_files)
@@ -161,7 +161,7 @@ def probe_ids_load(n_files: int) -> dict[str, Any]:
         store = producer.submit(settings, sub, client)
         from deid_workers.tasks.load import run_load  # the chunks left to (absent) workers
 
-        for chunk in range(int(store.fields("ids_chunks")[0])):
+        for chunk in range(int(store.record_fields("ids_chunks")[0])):
             run_load(store.run_id, chunk)
         t1 = time.perf_counter()
         loaded = sum(1 for _, items in store.iter_ids_json() for _ in items)
@@ -185,7 +185,7 @@ def _fields_template() -> dict[str, Any]:
 def write_ids_file(folder: str, n_files: int, per_entity: int = 100,
                    marks: dict[str, float] | None = None) -> tuple[str, str, int]:
     """Export ``n_files`` generated files' ids into ``folder``; (pkl, json, entities)."""
-    from deid_workers.idsfile import IdsWriter
+    from deid_workers.ids.export import IdsWriter
 
     template = _fields_template()
     keys = list(template)

@@ -2,7 +2,7 @@
 
     python -m benchmarks.profile [--files 300] [--step get|put|inspect|all] [--html DIR]
 
-No Redis, no Celery: :func:`deid_workers.steps.get_one` / ``put_one`` / ``inspect_one`` over a
+No Redis, no Celery: :func:`deid_workers.files.steps.get_one` / ``put_one`` / ``inspect_one`` over a
 synth tree of small images, with the default recipe, which is what a worker does per file.
 Per-task overhead (Redis round trips, Celery) is measured by the cluster runs instead.
 """
@@ -17,8 +17,8 @@ import tempfile
 import time
 
 from deid_workers.config import Settings
+from deid_workers.files.steps import get_one, inspect_one, put_one
 from deid_workers.recipe import load_recipe
-from deid_workers.steps import get_one, inspect_one, put_one
 from deid_workers.synth import write_study_tree
 
 __all__ = ["main", "time_steps"]

@@ -29,12 +29,14 @@ from .recipe import (
 
 
 def _version() -> str:
+    """The installed distribution's version; ``0+unknown`` for a source tree never installed
+    (never a made-up release number, which would name the wrong code in every output)."""
     try:
         from importlib.metadata import PackageNotFoundError, version
 
         return version("deid-workers")
     except PackageNotFoundError:
-        return "0.1.0"
+        return "0+unknown"
 
 
 __version__ = _version()

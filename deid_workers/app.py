@@ -7,7 +7,7 @@ Why these settings:
 
 - JSON only, both ways: a pickle-accepting worker runs whatever code a broker client sends.
 - ``task_acks_late`` + ``task_reject_on_worker_lost``: a batch whose worker dies is
-  redelivered, not lost; tasks are idempotent (see :mod:`deid_workers.store`), so a rerun is safe.
+  redelivered, not lost; tasks are idempotent (see :mod:`deid_workers.run.store`), so a rerun is safe.
   A dead node's batches come back within a minute (:mod:`deid_workers.tasks.liveness`).
 - Prefetch ``DEID_PREFETCH`` (2) per pool process: the next batch is taken while one runs, so the
   round trips of taking it do not leave the pool process idle (see ``config.DEFAULT_PREFETCH``).
@@ -21,7 +21,7 @@ Why these settings:
   expires with the run.
 - ``DEID_LOG_JSON``: worker logs as JSON lines (see :func:`_worker_log_format`).
 - A worker in broker mode refuses to start (one line, exit 2) without the cluster key and its
-  folder roots (:func:`_refuse_without_config`): a worker minting its own key would give one
+  folder roots (:func:`_check_worker`): a worker minting its own key would give one
   patient different pseudonyms on different hosts, and one without roots would run nothing.
 - ``rediss://`` brokers get certificate-checked TLS from ``DEID_REDIS_TLS_*``; the password may
   come from ``DEID_REDIS_PASSWORD_FILE`` (:meth:`~deid_workers.config.Settings.effective_broker_url`).
@@ -30,16 +30,18 @@ Why these settings:
 from __future__ import annotations
 
 import logging
-import threading
+from collections.abc import Callable
 from typing import Any
 
+import redis
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger, celeryd_init
 from kombu import Exchange, Queue
 
 from .config import Settings
 
-__all__ = ["app", "QUEUES", "TASK_NAMES", "configure", "make_app", "broker_urls"]
+__all__ = ["app", "QUEUES", "TASK_NAMES", "TASK_QUEUES", "RETRY_ON", "REDIS_RETRIES", "deid_task",
+           "configure", "make_app", "broker_urls"]
 
 QUEUES = ("get", "inspect", "put", "finalize", "clean")
 """One queue per stage, named as the stage, so operators can scale and watch each one
@@ -52,6 +54,13 @@ TASK_QUEUES = {**{name: q for q, name in TASK_NAMES.items()}, "deid.export": "fi
                "deid.load": "put"}
 """The queue of every task: the stage's own; finalize's for the shards of an ids export; put's
 for the chunks of a ``put --ids`` file, so that they come out before the run's put batches."""
+
+RETRY_ON = (redis.ConnectionError, redis.TimeoutError)
+"""Errors worth a retry: Redis restarting or a network blip. Anything else fails the task."""
+
+REDIS_RETRIES = 3
+"""Celery's retries (with backoff) of a task that met :data:`RETRY_ON`; not DEID_MAX_RETRIES,
+which counts a batch's starts before it goes file by file (:mod:`deid_workers.tasks.guard`)."""
 
 PLACEHOLDER_BROKER = "redis://localhost:6379/0"
 """Used only until the CLI points the app at a real (or embedded) broker."""
@@ -134,16 +143,19 @@ def configure(celery_app: Celery, settings: Settings) -> Celery:
     Connections and the result backend the app had already opened are dropped, so one
     process can follow runs on different brokers (tests; embedded mode after a cluster run).
     """
+    from .tasks.compat import reset_connections
+
     celery_app.conf.update(_conf(settings))
-    # Dropped, not closed: kombu's global producer pools may still hand out the old pool for
-    # the same URL, and a closed one refuses to serve.
-    celery_app._pool = None
-    amqp = celery_app.__dict__.get("amqp")
-    if amqp is not None:
-        amqp._producer_pool = None
-    celery_app._backend_cache = None
-    celery_app._local = threading.local()
+    reset_connections(celery_app)
     return celery_app
+
+
+def deid_task(name: str, *, ignore_result: bool = True) -> Callable[[Callable[..., Any]], Any]:
+    """Declare one of deid's tasks (``@deid_task("deid.put")``): bound, acknowledged once it
+    is done (a batch whose worker dies is redelivered), retried on a Redis blip. Only get and
+    inspect keep their result: the chord that fires finalize joins them."""
+    return app.task(name=name, bind=True, autoretry_for=RETRY_ON, retry_backoff=True,
+                    max_retries=REDIS_RETRIES, acks_late=True, ignore_result=ignore_result)
 
 
 def make_app(settings: Settings) -> Celery:
@@ -154,57 +166,6 @@ def make_app(settings: Settings) -> Celery:
                         task_cls="deid_workers.tasks.limits:BatchTask")
     return configure(celery_app, settings)
 
-
-def _survive_broker_loss() -> None:
-    """Keep a worker alive when Redis goes away (a restart, a failover).
-
-    Once the consumer's connection is lost, kombu's Redis transport (5.x) closes the channel
-    and drops its connection; anything that then touches the channel (the hand-back of unacked
-    messages on close, the ack of a task that just finished) builds a client from connection
-    info that is gone and fails with an ``AttributeError``. Celery does not count that as a
-    connection error: "Unrecoverable error", and the worker exits. So a closed channel now
-    raises redis' ``ConnectionError``, which kombu lists among its connection errors: a late ack
-    is logged as "Couldn't ack" and the consumer reconnects. The messages are safe either way:
-    they stay in Redis' unacked hash and any worker restores them after the visibility timeout
-    (redoing a committed batch is a no-op). The hand-back itself is skipped with a warning.
-    Idempotent; applied once at import.
-    """
-    from kombu.transport import redis as kombu_redis
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
-    if getattr(kombu_redis.Channel._connparams, "_deid_patched", False):
-        return
-    connparams = kombu_redis.Channel._connparams
-    restore = kombu_redis.QoS.restore_unacked
-
-    def _connparams(self: Any, asynchronous: bool = False) -> Any:
-        if self.connection is None:
-            raise RedisConnectionError("the broker channel is closed (connection lost)")
-        return connparams(self, asynchronous=asynchronous)
-
-    def restore_unacked(self: Any, client: Any = None) -> Any:
-        try:
-            return restore(self, client)
-        except (AttributeError, RedisConnectionError):
-            import logging
-
-            # liveness hook: the worker takes a new id, so these messages (taken ahead, or
-            # running and now unable to ack) go back once the old id's key expires.
-            from .tasks.liveness import broker_lost
-
-            if not broker_lost(len(self._delivered)):
-                logging.getLogger(__name__).warning(
-                    "broker connection lost: %d unacked message(s) stay in Redis and are "
-                    "redelivered after the visibility timeout", len(self._delivered))
-            self._delivered.clear()
-            return None
-
-    _connparams._deid_patched = True  # type: ignore[attr-defined]
-    kombu_redis.Channel._connparams = _connparams
-    kombu_redis.QoS.restore_unacked = restore_unacked
-
-
-_survive_broker_loss()
 
 app: Celery = make_app(Settings.from_env())
 """The app workers load; built from the environment (``DEID_BROKER_URL`` ...)."""
@@ -234,22 +195,43 @@ def _worker_log_format(logger: Any = None, **_: Any) -> None:
 
 
 @celeryd_init.connect
-def _refuse_without_config(**_: Any) -> None:
-    """``celery worker`` (and ``deid-worker``) in broker mode: without the cluster key or the
-    folder roots, say which in one line and exit 2 before consuming anything.
+def _check_worker(**_: Any) -> None:
+    """``celery worker`` (and ``deid-worker``) starting: what it needs, checked before it
+    consumes anything, and kombu patched so that it survives Redis going away.
 
-    Celery's signal dispatch logs and swallows an ``Exception`` from a receiver; SystemExit
-    is not one, so it ends the worker here.
+    In broker mode, without the cluster key or the folder roots, and with a pydicom that
+    lacks what the recipe engine uses, it says which in one line and exits 2. Celery's signal
+    dispatch logs and swallows an ``Exception`` from a receiver; SystemExit is not one, so it
+    ends the worker here. Releases of pydicom, Celery or kombu the fast paths were not written
+    for are said once, and the worker takes the plain paths (:mod:`deid_workers.dicom.compat`,
+    :mod:`deid_workers.tasks.compat`).
     """
     import sys
 
+    import pydicom
+
+    from .dicom import compat as dicom_compat
     from .errors import ConfigError
+    from .tasks import compat
+    from .tasks.liveness import broker_lost
 
     try:
         settings = Settings.from_env()
         if settings.broker_mode:
             settings.require_worker_config()
+        problem = dicom_compat.check()
+        if problem:
+            raise ConfigError(problem)
     except ConfigError as exc:
         sys.stderr.write(f"deid-worker: error: {exc}\n")
         sys.stderr.flush()
         raise SystemExit(2) from None
+    log = logging.getLogger(__name__)
+    for line in compat.check():
+        log.warning("%s", line)
+    if not dicom_compat.tested():
+        log.warning("pydicom %s is not one deid-workers was tested with; files are read with "
+                    "dcmread and written with save_as", pydicom.__version__)
+    elif not dicom_compat.fast_io():
+        log.info("DEID_FAST_IO=0: files are read with dcmread and written with save_as")
+    compat.survive_broker_loss(broker_lost)

@@ -16,12 +16,12 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
-from importlib import metadata
 from typing import Any
 
 from . import logs
 from .config import Settings
 from .errors import ConfigError, DeidError, IdentifiersError, InputError, RecipeError
+from .run.plan import CLIENT_ACTIONS
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
@@ -63,10 +63,9 @@ exit codes: {EXIT_OK} run finished, every valid file written/inspected (skips ar
 
 
 def _version() -> str:
-    try:
-        return metadata.version("deid-workers")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
+    from . import __version__
+
+    return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="De-identify DICOM files with deid recipes, spread over Celery workers on "
                     "Redis. With no broker configured, starts a private Redis and local workers.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--action", choices=("get", "put", "all", "inspect"),
+    p.add_argument("--action", choices=CLIENT_ACTIONS,
                    help="get: export identifiers; put: apply the recipe with given ids; "
                         "all: get then put; inspect: flag burned-in pixels by header filters")
     p.add_argument("--input", metavar="DIR|FILE",
@@ -300,7 +299,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace,
 
 
 def _groups(args: argparse.Namespace) -> tuple[str, ...]:
-    from .steps import DEFAULT_QUARANTINE_GROUPS
+    from .files.triage import DEFAULT_QUARANTINE_GROUPS
 
     if args.quarantine_groups is None:
         return DEFAULT_QUARANTINE_GROUPS
@@ -378,7 +377,7 @@ def _demo_input() -> str:
 
 def _resolve_folders(args: argparse.Namespace, made: list[str], said: list[str]) -> None:
     """Default output and records folders: a new private temp folder (named in ``said``)."""
-    from .folders import records_folder
+    from .fs.folders import records_folder
 
     if args.action == "get" and args.print_ids and args.outfolder is None:
         if args.records is None:  # get --print writes nothing: no folder at all
@@ -411,7 +410,7 @@ def _embedded(args: argparse.Namespace, settings: Settings, prepared: Any) -> in
 
     from .config import default_secret_path
     from .embedded import EmbeddedCluster
-    from .folders import run_folders
+    from .fs.folders import run_folders
 
     sub = prepared.sub
     # Resolve (create) the key before the workers start, so they all read the same file; the
@@ -519,7 +518,7 @@ def _follow(store: Any, args: argparse.Namespace, settings: Settings, *,
             progress: Any = None, health: Any = None, on_finished: Any = None) -> int:
     from .notices import printable
     from .producer import refused_writes, resume, wait
-    from .report import NoticeFeed
+    from .run.report import NoticeFeed
 
     said = logging.getLogger("deid_workers.notices")
     # The workers' warnings, in deid's words, as their batches commit (WARNING: shown at the
@@ -536,9 +535,9 @@ def _follow(store: Any, args: argparse.Namespace, settings: Settings, *,
 
 
 def _finish(store: Any, args: argparse.Namespace) -> int:
+    from .ids.export import write_ids_json
     from .notices import printable
-    from .producer import stream_ids_json
-    from .report import iter_inspect, render_table, run_ok, summarize
+    from .run.report import iter_inspect, render_table, run_ok, summarize
 
     summary = summarize(store)
     action = summary["action"]
@@ -546,7 +545,7 @@ def _finish(store: Any, args: argparse.Namespace) -> int:
         log.info("Writing ids to %s", summary["ids_pkl"])
     if action == "get" and args.print_ids and summary["state"] == "finished":
         try:
-            stream_ids_json(store, sys.stdout)
+            write_ids_json(store.iter_ids(), sys.stdout)
         except BrokenPipeError:
             _stdout_gone()
     for path in summary["lists"].get("refused", {}):
@@ -577,11 +576,11 @@ def _finish(store: Any, args: argparse.Namespace) -> int:
 def _check_recipe(args: argparse.Namespace) -> int:
     """``--check-recipe RECIPE``: its gaps against the profile (recipe/coverage.py), read
     from the input's headers when ``--input`` is given; no broker, nothing written."""
-    from .dicomio import read_dataset
+    from .dicom.reader import read_dataset
+    from .fs.walk import iter_files
     from .recipe import load_recipe
     from .recipe.coverage import check_recipe, count_in, render_table, to_json
     from .recipe.options import parse_profile
-    from .walk import iter_files
 
     options = parse_profile(args.profile or "basic")
     coverage = check_recipe(load_recipe(args.check_recipe), options)
@@ -626,7 +625,7 @@ def _admin(what: str, args: argparse.Namespace, settings: Settings) -> int:
 def _purge(client: Any, run_id: str) -> int:
     """``--purge RUN_ID``: delete every key of the run, even if its record already expired."""
     from .errors import StoreError
-    from .store import RunStore
+    from .run.store import RunStore
 
     store = RunStore(client, run_id, expiry=1)
     state = store.state()
@@ -642,8 +641,9 @@ def _purge(client: Any, run_id: str) -> int:
 def _status(client: Any, args: argparse.Namespace, settings: Settings) -> int:
     """``--status [RUN_ID]``: a table per run, then the queue lengths (JSON with ``--json``)."""
     from .app import QUEUES
-    from .report import render_status, run_status, summarize
-    from .store import RunStore, list_runs, queue_lengths
+    from .run.report import render_status, run_status, summarize
+    from .run.store import RunStore, list_runs
+    from .tasks.compat import queue_lengths
 
     run_ids = [args.status] if args.status else list_runs(client)
     keys = settings.cluster_keys(create=False)

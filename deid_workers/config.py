@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib as _hashlib
 import os
 import secrets as _secrets
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -32,15 +33,13 @@ __all__ = [
 ]
 
 DEFAULT_BATCH_SIZE = 100
-"""Files per task. Measured with benchmarks/ (2 workers, 2,106 small files, ``--action all``):
-25 / 50 / 100 / 200 files gave 856 / 904 / 971 / 1,008 files/s once a file cost about a
-millisecond, as messaging became a bigger share of a batch. 100 takes most of that gain while
-work still spreads over the workers of a small run and a batch that must be redone (a crashed
-worker, a poison file) stays short."""
+"""Files per task. Bigger batches spend less on messaging per file; 100 takes most of that
+gain (benchmarks/measurements.md) while work still spreads over the workers of a small run and
+a batch that must be redone (a crashed worker, a poison file) stays short."""
 
 DEFAULT_EXPORT_SHARD_FILES = 1000
-"""Files' identifiers per shard of the ids export (finalize), about 65 ms of one worker's time:
-well above the few ms a shard task costs, so a small run exports in one piece and a million
+"""Files' identifiers per shard of the ids export (finalize): well above what a shard task
+costs itself (benchmarks/measurements.md), so a small run exports in one piece and a million
 files in 16 (the most: the entity sets a run keeps)."""
 
 DEFAULT_DATE_SHIFT_MIN = -365
@@ -141,6 +140,9 @@ class Settings:
     quarantine: str | None = None
     message_level: str = "INFO"  # MESSAGELEVEL, as deid reads it
     log_json: bool = False  # DEID_LOG_JSON
+    # DEID_FAST_IO=0: read with dcmread and write with save_as, not deid-workers' own reader and
+    # encoder (the same datasets and bytes; see dicom/compat.py). On by default.
+    fast_io: bool = True
     # DEID_TEST_CRASH_ON: tests only. A worker SIGKILLs itself on any file whose relative path
     # contains this text, so the suite can prove poison-file quarantine with a real crash.
     test_crash_on: str | None = None
@@ -320,7 +322,7 @@ def _convert(env_name: str, field_name: str, raw: str) -> Any:
     if field_name in ("input_roots", "output_roots"):
         return tuple(os.path.realpath(p) if os.path.isabs(p) else p
                      for p in raw.split(os.pathsep) if p.strip())
-    if field_name == "log_json":
+    if field_name in ("log_json", "fast_io"):
         return _parse_bool(raw)
     if field_name == "message_level":
         return raw.strip().upper()
@@ -343,8 +345,9 @@ def default_demo_path() -> Path:
 def load_secret(path: Path) -> bytes:
     """Read the key at ``path``, creating a random one (mode 0600) the first time.
 
-    Created with O_EXCL so two processes starting at once agree on one key; the creation is
-    said once, in one WARNING line naming the file.
+    Written under a temporary name and linked into place, so the file appears whole and two
+    processes starting at once agree on one key (the second link fails and reads the first
+    one's); the creation is said once, in one WARNING line naming the file.
     """
     try:
         data = path.read_bytes().strip()
@@ -354,12 +357,17 @@ def load_secret(path: Path) -> bytes:
         pass
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = _secrets.token_hex(32).encode("ascii")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # 0600
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, path)
     except FileExistsError:
         return path.read_bytes().strip()
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key + b"\n")
+    finally:
+        os.unlink(tmp)
     import logging
 
     logging.getLogger(__name__).warning(

@@ -132,7 +132,7 @@ class EmbeddedCluster:
                 "--logfile", os.path.join(self.tmp, "redis.log"), "--daemonize", "no"]
         self.redis = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, start_new_session=True)
-        from .store import redis_client
+        from .run.client import redis_client
 
         client = redis_client(self.url)
         deadline = time.monotonic() + READY_TIMEOUT

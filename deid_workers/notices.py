@@ -3,7 +3,7 @@
 deid prints its warnings as it works (``WARNING REPLACE PatientID not done for image1.dcm``).
 Here the work happens in worker processes whose logs the user of ``deid-submit`` may never see,
 so every warning about a file is collected where it arises, per batch, and committed to the
-store with the batch (:meth:`~deid_workers.store.RunStore.commit_batch`): counted by kind (all
+store with the batch (:meth:`~deid_workers.run.store.RunStore.commit_batch`): counted by kind (all
 of them, in the run's counters) and kept in deid's words (the first :data:`PER_BATCH` of each
 batch). The producer prints them as batches commit, the summary counts them by kind and lists
 the first ones, and the run log gives each file its own (the first :data:`PER_FILE`).

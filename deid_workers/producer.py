@@ -7,10 +7,10 @@ Why the get (and inspect) stage is a chord with a *generator* header: workers st
 while the walk is still listing folders, and finalize fires once, after the last batch, joined
 by the Redis result backend (crash-safe, in Redis). The generator is ours: :func:`_walk` walks,
 stores a batch, and yields its number; the header tasks are tiny immutable signatures
-``deid.get.si(run_id, n)``. :func:`send_chord` publishes them as Celery's chord does for a
-generator header (one task ahead, so the backend's chord size is set just before the last one
-goes out, celery#3021) but keeps nothing per task: Celery's own path holds every signature
-and one ``AsyncResult`` per batch, which made the producer grow by 80 MB over a million files.
+``deid.get(run_id, n)``. :func:`~deid_workers.tasks.dispatch.send_chord` publishes them as
+Celery's chord does for a generator header but keeps nothing per task: Celery's own path holds
+every signature and one ``AsyncResult`` per batch, which made the producer grow by 80 MB over
+a million files.
 
 ``put`` batches are not a chord (nothing runs after them); progress and completion come from
 the store's counters, and the last put batch marks the run finished. With ``--ids``, the ids
@@ -29,41 +29,36 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
-from typing import IO, Any
+from dataclasses import dataclass, replace
+from typing import Any
 
 import redis
-from celery.canvas import Signature
 
 from .app import app
 from .config import Settings
 from .errors import ConfigError, IdentifiersError, InputError, RunRefused, StoreError
-from .folders import check_folders, run_folders
-from .idsfile import IDS_JSON, IDS_PICKLE, iter_ids_chunks
+from .files.provenance import declared_codes
+from .files.triage import DEFAULT_QUARANTINE_GROUPS
+from .fs.folders import check_folders, run_folders
+from .fs.walk import iter_batches
+from .ids.chunks import iter_ids_chunks
+from .ids.export import IDS_JSON, IDS_PICKLE
 from .progress import Progress
-from .provenance import declared_codes
-from .recipe import Recipe, ids_fields_read, load_recipe, profile_recipe
-from .steps import DEFAULT_QUARANTINE_GROUPS
-from .store import (
-    MemoryWatch,
-    RunStore,
-    first_stage,
-    new_run_id,
-    out_of_memory,
-    redis_client,
-    redis_reason,
-)
-from .tasks import RUN_SETTINGS, final_stage, finish_run
-from .walk import iter_batches
+from .recipe import Recipe, ids_fields_read, parse_sources, recipe_sources
+from .run.client import redis_client
+from .run.lifecycle import finish_run
+from .run.memory import MemoryWatch, out_of_memory, redis_reason
+from .run.plan import CLIENT_ACTIONS, final_stage, first_stage
+from .run.record import RunRecord
+from .run.store import RunStore, new_run_id
+from .tasks import dispatch
 
 __all__ = [
-    "ACTIONS",
     "Submission",
     "submit",
     "resume",
     "wait",
     "connect",
-    "stream_ids_json",
     "prepare",
     "Prepared",
     "input_path",
@@ -71,7 +66,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("get", "put", "all", "inspect")
 POLL_SECONDS = 0.2
 """How often the producer reads the counters while it waits: cheap (two small reads), and
 a small run should not wait half a second for nothing after its last batch."""
@@ -119,7 +113,7 @@ class Submission:
     clean_pixels: bool = False
     quarantine_groups: tuple[str, ...] = DEFAULT_QUARANTINE_GROUPS
     layout: str = "mirror"
-    quarantine: str | None = None  # None: the output folder's sibling (steps.quarantine_folder)
+    quarantine: str | None = None  # None: the output folder's sibling (fs.folders.quarantine_folder)
     input_file: str | None = None  # --input named one file: its name; ``input`` is its folder
     embedded: bool = False  # a private Redis and workers that stop with deid-submit
     key_created: bool = False  # the run's key file was created for it (said in the summary)
@@ -151,17 +145,15 @@ def _safe_url(url: str) -> str:
     return url
 
 
-def _load_recipe(paths: Sequence[str], profile: str | None = None) -> tuple[Recipe, list[str]]:
-    """Load (validate) the recipe here, so a broken one stops the run before it starts;
-    returns it and its source texts in merge order (workers parse their own copy of these).
-    A profile's recipe is rendered here and travels as the first text, like a file."""
-    recipe = load_recipe(list(paths) if paths else None, profile=profile)
+def _load_recipe(paths: Sequence[str], profile: str | None = None
+                 ) -> tuple[Recipe, list[tuple[str | None, str]]]:
+    """Read and parse the recipe here, so a broken one stops the run before it starts;
+    returns it and its texts in merge order with their names, which travel with the run and
+    which workers parse as this did (a profile's recipe is rendered here, the first text)."""
+    sources = recipe_sources(list(paths) if paths else None, profile=profile)
+    recipe = parse_sources(sources)
     declared_codes(recipe)  # a code outside CID 7050 is a recipe error, before anything starts
-    texts = [profile_recipe(profile)[1]] if profile is not None else []
-    for source in recipe.sources[len(texts):]:
-        with open(source, encoding="utf-8") as fh:
-            texts.append(fh.read())
-    return recipe, texts
+    return recipe, sources
 
 
 def _check_outfolder(folder: str, what: str = "output folder",
@@ -216,7 +208,7 @@ def _quarantine(sub: Submission, made: list[str] | None = None) -> str | None:
     bound for it do not all fail at the end of the run."""
     if not sub.clean_pixels:
         return None
-    from .steps import quarantine_folder
+    from .fs.folders import quarantine_folder
 
     folder = os.path.abspath(sub.quarantine or quarantine_folder(sub.outfolder))
     real = os.path.realpath(folder)
@@ -259,7 +251,7 @@ def _check_records(sub: Submission, made: list[str] | None = None) -> None:
 
 
 def _check_folders(settings: Settings, sub: Submission) -> None:
-    """The folder rules workers apply (:mod:`deid_workers.folders`), checked here first so a
+    """The folder rules workers apply (:mod:`deid_workers.fs.folders`), checked here first so a
     mistake is a one-line error before anything starts; roots only if this process has them."""
     folders = run_folders({"action": sub.action, "input": os.path.abspath(sub.input),
                            "input_file": sub.input_file,
@@ -275,7 +267,7 @@ def _check_folders(settings: Settings, sub: Submission) -> None:
 
 
 def _with_records(sub: Submission) -> Submission:
-    from .folders import records_folder
+    from .fs.folders import records_folder
 
     return sub if sub.records else replace(sub, records=records_folder(sub.outfolder))
 
@@ -286,7 +278,7 @@ class Prepared:
 
     sub: Submission
     recipe: Recipe
-    texts: list[str]
+    sources: list[tuple[str | None, str]]  # the recipe's texts with their names (_load_recipe)
     ids: Iterator[tuple[str, int]] | None
     ids_fields: list[str] | None
     quarantine: str | None
@@ -317,14 +309,14 @@ def prepare(settings: Settings, sub: Submission) -> Prepared:
     shape of the ``--ids`` file (its first chunk is read), then create the output, quarantine
     and records folders and prove each writable. Raises on the first fault (a one-line
     error, exit 2); a folder it created is removed again when a later check fails."""
-    if sub.action not in ACTIONS:
+    if sub.action not in CLIENT_ACTIONS:
         raise ValueError(f"unknown action {sub.action!r}")
     _check_input(sub)
     sub = _with_records(sub)
     _check_folders(settings, sub)
     if not sub.print_ids:
         _check_ids_kept(sub)
-    recipe, texts = _load_recipe(sub.recipes, sub.profile)
+    recipe, sources = _load_recipe(sub.recipes, sub.profile)
     ids = ids_fields = None
     if sub.action == "put":
         if not sub.ids_path:
@@ -348,7 +340,7 @@ def prepare(settings: Settings, sub: Submission) -> Prepared:
     except BaseException:
         remove_made(made)
         raise
-    return Prepared(sub, recipe, texts, ids, ids_fields, quarantine, made)
+    return Prepared(sub, recipe, sources, ids, ids_fields, quarantine, made)
 
 
 def submit(settings: Settings, sub: Submission | Prepared, client: Any = None, *,
@@ -367,37 +359,37 @@ def submit(settings: Settings, sub: Submission | Prepared, client: Any = None, *
     except BaseException:
         prepared.discard()  # the run never started: no folder of it stays behind
         raise
-    sub, recipe, texts = prepared.sub, prepared.recipe, prepared.texts
+    sub, recipe, sources = prepared.sub, prepared.recipe, prepared.sources
     ids, ids_fields, quarantine = prepared.ids, prepared.ids_fields, prepared.quarantine
     run_id = new_run_id()
-    record = {
-        "action": sub.action,
-        "input": os.path.abspath(sub.input),
-        "input_file": sub.input_file,
-        "outfolder": os.path.abspath(sub.outfolder),
-        "records": os.path.abspath(sub.records),
-        "overwrite": sub.overwrite,
-        "print_ids": sub.print_ids,
-        "recipe_texts": texts,
-        # workers name their copies so: a recipe error a file meets names the author's file
-        "recipe_files": [os.path.basename(s) for s in recipe.sources],
-        "recipe_sha": recipe.sha256,
-        "recipe_name": recipe.name,
-        "profile": sub.profile,
-        "settings": {k: v for k, v in asdict(settings).items() if k in RUN_SETTINGS},
-        "key_location": sub.key_location,
-        "verify": sub.verify,
-        "clean_pixels": sub.clean_pixels,
-        "quarantine_groups": list(sub.quarantine_groups),
-        "layout": sub.layout,
-        "quarantine": quarantine,
-        "embedded": sub.embedded,
-        "key_created": sub.key_created,
-    }
-    if ids is not None:
-        record["ids_path"] = os.path.abspath(str(sub.ids_path))
-        record["ids_fields"] = ids_fields  # a resume cuts the file the same way
-    store = RunStore.create(client, run_id, record, expiry=settings.run_expiry, keys=keys,
+    record = RunRecord(
+        action=sub.action,
+        input=os.path.abspath(sub.input),
+        outfolder=os.path.abspath(sub.outfolder),
+        records=os.path.abspath(sub.records),
+        overwrite=sub.overwrite,
+        print_ids=sub.print_ids,
+        recipe_texts=tuple(text for _, text in sources),
+        # a recipe error a worker meets names the author's file
+        recipe_files=tuple(os.path.basename(name or "") for name, _ in sources),
+        recipe_sha=recipe.sha256,
+        recipe_name=recipe.name,
+        profile=sub.profile,
+        settings=RunRecord.run_settings(settings),
+        key_location=sub.key_location,
+        verify=sub.verify,
+        clean_pixels=sub.clean_pixels,
+        quarantine_groups=tuple(sub.quarantine_groups),
+        layout=sub.layout,
+        quarantine=quarantine,
+        # a resume cuts the ids file the same way
+        ids_path=os.path.abspath(str(sub.ids_path)) if ids is not None else None,
+        ids_fields=tuple(ids_fields) if ids is not None and ids_fields is not None else None,
+        input_file=sub.input_file,
+        embedded=sub.embedded,
+        key_created=sub.key_created,
+    )
+    store = RunStore.create(client, run_id, record.spec(), expiry=settings.run_expiry, keys=keys,
                             mutable={"walk_done": False, "stage": first_stage(sub.action)})
     log.info("run %s: %s of %s with recipe %s", run_id, sub.action, input_path(sub), recipe.name)
     with refused_writes(run_id):
@@ -408,7 +400,7 @@ def submit(settings: Settings, sub: Submission | Prepared, client: Any = None, *
                 store.purge()  # a bad part further in the file: no put batch was sent
                 raise
             log.info("run %s: sent ids of %d items in %d chunks", run_id, items, chunks)
-        enqueue(store, settings, sub, tick=tick)
+        send_first_stage(store, settings, sub, tick=tick)
     return store
 
 
@@ -436,11 +428,9 @@ def send_ids(store: RunStore, chunks: Iterable[tuple[str, int]], *,
     the oldest itself (its ``deid.load`` then finds it done). The count goes into the run
     record last: a put batch waits until that many chunks are written.
     """
-    from .tasks.load import write_chunk
-
     waiting: deque[tuple[int, str]] = deque()
     n = items = 0
-    with _load_sender(store.run_id) as send:
+    with dispatch.sender("deid.load", store.run_id) as send:
         for text, count in chunks:
             if not skip(n):
                 if len(waiting) >= window:
@@ -448,7 +438,7 @@ def send_ids(store: RunStore, chunks: Iterable[tuple[str, int]], *,
                     waiting = deque(w for w in waiting if w[0] not in done)
                 if len(waiting) >= window:
                     oldest, old_text = waiting.popleft()
-                    if write_chunk(store, oldest, old_text) is None:
+                    if store.write_ids_chunk(oldest, old_text) is None:
                         raise StoreError(f"run {store.run_id} is gone from Redis")
                 store.stage_ids_chunk(n, text)
                 send(n)
@@ -487,74 +477,32 @@ def _walk(store: RunStore, sub: Submission, settings: Settings, *,
     store.update(walk_done=True, n_batches=n)
 
 
-def enqueue(store: RunStore, settings: Settings, sub: Submission,
-            *, skip: Callable[[int], bool] = lambda n: False,
-            tick: Callable[[RunStore], object] | None = None) -> None:
+def send_first_stage(store: RunStore, settings: Settings, sub: Submission,
+                     *, skip: Callable[[int], bool] = lambda n: False,
+                     tick: Callable[[RunStore], object] | None = None) -> None:
     """Send the run's first stage: a chord for get/inspect/all, plain tasks for put."""
-    from .tasks.finalize import finalize
-    from .tasks.get import get_batch
-    from .tasks.inspect import inspect_batch
-    from .tasks.put import put_batch
-
     run_id = store.run_id
     store.update(state="running")
     if sub.action == "put":
-        with app.producer_or_acquire() as producer:
+        with dispatch.sender("deid.put", run_id) as send:
             for n in _walk(store, sub, settings, skip=skip, tick=tick):
-                put_batch.si(run_id, n).apply_async(producer=producer)
+                send(n)
         finish_run(store, final_stage(bool(store.record().get("clean_pixels"))))
         return
-    task = inspect_batch if sub.action == "inspect" else get_batch
     body_id = str(uuid.uuid4())
     store.update(finalize_task=body_id)
-    header = (task.si(run_id, n) for n in _walk(store, sub, settings, skip=skip, tick=tick))
-    send_chord(header, finalize.si(run_id), body_id)
-
-
-def send_chord(header: Iterator[Signature], body: Signature, body_id: str) -> None:
-    """Publish ``chord(header, body)`` from a generator, keeping nothing per header task.
-
-    What ``chord(header, body).apply_async(task_id=body_id)`` does on the Redis backend, minus
-    its memory: each header task is frozen into the chord's group (group id, index, the body
-    as its ``chord``) and published, and the backend's chord size is set just before the
-    last one goes out, one task ahead as Celery does for a generator header (celery#3021);
-    the join stays the backend's (``on_chord_part_return``). Celery's own path keeps every
-    header signature (its ``regen`` caches what it yields, and a ``tee`` buffers a second
-    copy) and one ``AsyncResult`` per task in the ``GroupResult``: +80 MB of producer RSS
-    at a million files. Here the producer stays flat however long the walk.
-    """
-    group_id = str(uuid.uuid4())
-    body = body.clone()
-    body.freeze(body_id, group_id=group_id)
-    # ignore_result: the join gets each header result from the task itself, not from a stored
-    # result, and without it the producer subscribes to each task's result channel and never
-    # reads the replies (its socket and Redis' output buffer grow with the walk).
-    options = {"add_to_parent": False, "chord": body, "ignore_result": True}
-    size = 0
-    pending: Signature | None = None
-    with app.producer_or_acquire() as producer:
-        for sig in header:
-            if pending is not None:
-                pending.apply_async(producer=producer, **options)
-            sig.freeze(group_id=group_id, chord=body, group_index=size)
-            pending = sig
-            size += 1
-        if pending is None:  # nothing to do: the body runs at once, as Celery's chord does
-            body.apply_async(producer=producer)
-            return
-        app.backend.set_chord_size(group_id, size)
-        pending.apply_async(producer=producer, **options)
+    dispatch.send_chord("deid.inspect" if sub.action == "inspect" else "deid.get", run_id,
+                        _walk(store, sub, settings, skip=skip, tick=tick), "deid.finalize",
+                        body_id)
 
 
 def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStore, str]:
-    """Re-enqueue what a run has not done; returns (store, what was done in words).
+    """Send again what a run has not done; returns (store, what was done in words).
 
     The walk is redone (it is deterministic), batches already committed are skipped. A run
     whose first stage is complete but whose finalize did not run gets finalize again; for
     ``all``, pending put batches are re-sent. A failed run is taken up again the same way.
     """
-    from .tasks.finalize import enqueue_put, finalize
-
     client = client if client is not None else connect(settings)
     store = RunStore.load(client, run_id, keys=settings.cluster_keys())
     rec = store.record()
@@ -564,11 +512,11 @@ def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStor
         # Its cause may be fixed by now (a full disk, a missing folder): the run goes on from
         # where it stopped, and fails again, with a fresh reason, if the cause is still there.
         store.update(state="running", error=None, finished=None)
-    sub = Submission(action=rec["action"], input=rec["input"], outfolder=rec["outfolder"],
-                     overwrite=bool(rec.get("overwrite")), print_ids=bool(rec.get("print_ids")),
-                     records=str(rec.get("records") or ""), input_file=rec.get("input_file"))
-    run_settings = settings.with_overrides(**{k: v for k, v in (rec.get("settings") or {}).items()
-                                              if k in RUN_SETTINGS})
+    record = RunRecord.of(rec)
+    sub = Submission(action=record.action, input=record.input, outfolder=record.outfolder,
+                     overwrite=record.overwrite, print_ids=record.print_ids,
+                     records=record.records, input_file=record.input_file)
+    run_settings = record.applied_to(settings)
     first = first_stage(sub.action)
     done_first = store.done_batches(first)
     walk_done = bool(rec.get("walk_done"))
@@ -577,28 +525,19 @@ def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStor
         store.update(state="running")
         if first == "put":
             _resend_ids(store, rec)
-        enqueue(store, run_settings, sub, skip=done_first.__contains__)
-        if first == "put" and rec.get("clean_pixels"):
+        send_first_stage(store, run_settings, sub, skip=done_first.__contains__)
+        if first == "put" and record.clean_pixels:
             _resend_clean(store, int(store.record().get("n_batches") or 0))
         return store, f"re-sent the {first} batches not done ({len(done_first)} were done)"
     if not store.done_batches("finalize"):
-        finalize.si(run_id).apply_async()
+        dispatch.send("deid.finalize", run_id)
         return store, "re-sent finalize"
     pending = list(store.pending_batches("put", n_batches))
-    enqueue_put(run_id, pending)
-    cleans = _resend_clean(store, n_batches) if rec.get("clean_pixels") else 0
-    finish_run(store, final_stage(bool(rec.get("clean_pixels"))))
+    dispatch.send_many("deid.put", [(run_id, n) for n in pending])
+    cleans = _resend_clean(store, n_batches) if record.clean_pixels else 0
+    finish_run(store, final_stage(record.clean_pixels))
     return store, f"re-sent {len(pending)} put batches" + (
         f" and {cleans} clean batches" if cleans else "")
-
-
-@contextlib.contextmanager
-def _load_sender(run_id: str) -> Iterator[Callable[[int], None]]:
-    """``send(chunk)`` publishes the ``deid.load`` of a chunk, over one broker connection."""
-    from .tasks.load import load_chunk
-
-    with app.producer_or_acquire() as producer:
-        yield lambda chunk: load_chunk.si(run_id, chunk).apply_async(producer=producer)
 
 
 def _resend_ids(store: RunStore, rec: dict[str, Any]) -> None:
@@ -615,10 +554,8 @@ def _resend_ids(store: RunStore, rec: dict[str, Any]) -> None:
 
 def _resend_clean(store: RunStore, n_batches: int) -> int:
     """Send the clean batches whose put batch is done but which are not (resume)."""
-    from .tasks.put import send_clean
-
     put_done = store.done_batches("put")
-    return sum(send_clean(store, n) for n in store.pending_batches("clean", n_batches)
+    return sum(dispatch.send_clean(store, n) for n in store.pending_batches("clean", n_batches)
                if n in put_done)
 
 
@@ -650,7 +587,7 @@ def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POL
       fine. A batch that fails for real fails again, and then the run is marked failed.
 
     Every :data:`CHORD_CHECK_SECONDS` it also asks Redis whether it refused a write for lack of
-    memory since the wait began (:class:`~deid_workers.store.MemoryWatch`): then writes of the
+    memory since the wait began (:class:`~deid_workers.run.store.MemoryWatch`): then writes of the
     run are lost, so it raises StoreError saying so and what to do, rather than wait forever.
     """
     started = time.monotonic()
@@ -757,7 +694,7 @@ def _unstall(store: RunStore, on_stall: Callable[[], str], *, stalled_for: float
     """Call ``on_stall`` if no message waits in any deid queue and none is taken by a worker;
     a Redis error only postpones the check to the next stall."""
     from .app import QUEUES
-    from .store import queue_lengths
+    from .tasks.compat import queue_lengths
 
     try:
         if any(queue_lengths(store.client, QUEUES).values()):
@@ -777,22 +714,3 @@ def _chord_state(task_id: str) -> str | None:
         return str(app.AsyncResult(task_id).state)
     except (redis.ConnectionError, redis.TimeoutError, OSError):
         return None
-
-
-def stream_ids_json(store: RunStore, out: IO[str]) -> int:
-    """Write the run's ids to ``out`` as one JSON object, entity by entity; returns entities."""
-    import json
-
-    from .idsfile import json_text
-
-    out.write("{")
-    n = 0
-    for entity, items in store.iter_ids():
-        out.write(("\n " if n == 0 else ",\n ") + json.dumps(entity) + ": {")
-        for i, (item, fields) in enumerate(items):
-            out.write(("" if i == 0 else ", ") + json.dumps(item) + ": " + json_text(fields))
-        out.write("}")
-        n += 1
-    out.write("\n}\n")
-    out.flush()
-    return n

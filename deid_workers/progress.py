@@ -17,57 +17,19 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 from .notices import counts_of
-from .store import stages_of
+from .run.totals import StageTotal, stage_totals
 
-__all__ = ["Progress", "Stage", "stages", "render"]
+__all__ = ["Progress", "current", "render"]
 
 BAR_WIDTH = 24
 POLL_SECONDS = 0.5
 
 
-@dataclass(frozen=True)
-class Stage:
-    """One stage's counts; ``total`` is None while unknown, ``final`` False while it may grow."""
-
-    name: str
-    done: int
-    total: int | None
-    final: bool
-    unit: str = "files"
-
-
-def stages(rec: Mapping[str, Any], c: Mapping[str, int]) -> list[Stage]:
-    """The run's stages with their counts, from its record and counters."""
-    action = str(rec.get("action"))
-    names = stages_of(action, clean_pixels=bool(rec.get("clean_pixels")), finalize=False,
-                      ids=bool(rec.get("ids_path")))
-    walked = bool(rec.get("walk_done"))
-    out = []
-    for name in names:
-        if name == "load":  # the ids file's items, written by deid.load before any put
-            out.append(Stage(name, c.get("load:items", 0), rec.get("ids_items"),
-                             "ids_chunks" in rec, "items"))
-            continue
-        done = c.get(f"{name}:files", 0)
-        found = c.get("walk:files", 0)
-        total: int | None = found if found or walked else None  # "0/?" until the walk finds some
-        final = walked
-        if name == "put" and action == "all":  # put covers the files get found valid
-            final = rec.get("stage") in ("put", "clean") or bool(rec.get("finished"))
-            total = c.get("get:valid", 0) if final else None
-        elif name == "clean":  # files put left to clean, known as put batches commit
-            total = c.get("put:to_clean", 0)
-            final = c.get("put:batches", 0) >= int(rec.get("n_batches") or -1)
-        out.append(Stage(name, done, total, final))
-    return out
-
-
-def current(all_stages: list[Stage]) -> Stage:
+def current(all_stages: list[StageTotal]) -> StageTotal:
     """The stage the run is in: the last one that has started, else the first."""
     started = [s for s in all_stages if s.done]
     if started and started[-1].name == "clean" and not started[-1].final and len(started) > 1:
@@ -75,7 +37,7 @@ def current(all_stages: list[Stage]) -> Stage:
     return started[-1] if started else all_stages[0]
 
 
-def render(all_stages: list[Stage], stage_elapsed: float, warnings: int = 0) -> str:
+def render(all_stages: list[StageTotal], stage_elapsed: float, warnings: int = 0) -> str:
     """``get 1003/1003  put [######------] 347/1000  131.7 files/s  ETA 0:00:04``, then
     ``  3 warnings`` once the workers gave some."""
     now = current(all_stages)
@@ -98,24 +60,26 @@ def render(all_stages: list[Stage], stage_elapsed: float, warnings: int = 0) -> 
 class Progress:
     """Draws :func:`render` on ``stream``: redrawn in place on a terminal; elsewhere (CI logs)
     a line at most every ``interval`` seconds, so logs stay readable; with ``log_json``, a log
-    record of the ``deid_workers.progress`` logger instead of a line (same pace)."""
+    record of the ``deid_workers.progress`` logger instead of a line (same pace). ``clock``
+    gives the time in seconds (monotonic)."""
 
     def __init__(self, stream: IO[str] | None = None, *, interval: float = 10.0,
-                 log_json: bool = False) -> None:
+                 log_json: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.log_json = log_json
         self.tty = not log_json and bool(getattr(self.stream, "isatty", lambda: False)())
         self.interval = interval
+        self.clock = clock
         self._stage = ""
-        self._stage_start = time.monotonic()
+        self._stage_start = clock()
         self._last_print = float("-inf")
         self._drawn = False
         self._text = ""
         self._last_poll = float("-inf")
 
     def update(self, rec: Mapping[str, Any], counters: Mapping[str, int]) -> None:
-        now = time.monotonic()
-        all_stages = stages(rec, counters)
+        now = self.clock()
+        all_stages = stage_totals(rec, counters)
         name = current(all_stages).name
         if name != self._stage:
             self._stage, self._stage_start = name, now
@@ -155,7 +119,7 @@ class Progress:
         For a caller busy with other work between calls: the producer walking the input or
         reading an ids file, which for an archive takes minutes before it can wait on the run.
         """
-        now = time.monotonic()
+        now = self.clock()
         if now - self._last_poll >= POLL_SECONDS:
             self._last_poll = now
             self.update(store.record(), store.counters())

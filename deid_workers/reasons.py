@@ -75,7 +75,7 @@ NO_PIXEL_SYNTAX = ("compressed pixel data but no transfer syntax in the file met
                    "could decode the output; export the file again from its source")
 SKIP_REASONS = frozenset({EMPTY, NOT_DICOM, CORRUPT, PERMISSION, NOT_REGULAR, MISSING,
                           LINK, TOO_LARGE, SPARSE, OUTSIDE, MEDIA_INDEX})
-"""Every reason :func:`deid_workers.dicomio.read_dataset` may give."""
+"""Every reason :func:`deid_workers.dicom.reader.read_dataset` may give."""
 
 
 class UnwritableValue(Exception):

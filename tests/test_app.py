@@ -25,7 +25,16 @@ def test_every_task_goes_to_its_stage_queue_export_shards_to_finalize_ids_chunks
         assert route({}, name)["queue"].name == queue
 
 
-def test_a_closed_broker_channel_raises_a_connection_error_kombu_recovers_from():
+@pytest.fixture
+def patched():
+    """The worker's kombu patch, as a worker installs it when it starts."""
+    from deid_workers.tasks import compat
+    from deid_workers.tasks.liveness import broker_lost
+
+    assert compat.survive_broker_loss(broker_lost)
+
+
+def test_a_closed_broker_channel_raises_a_connection_error_kombu_recovers_from(patched):
     """An ack after Redis went away used to raise AttributeError: 'Unrecoverable error'."""
     channel = kombu_redis.Channel.__new__(kombu_redis.Channel)
     channel.connection = None
@@ -34,7 +43,7 @@ def test_a_closed_broker_channel_raises_a_connection_error_kombu_recovers_from()
     assert isinstance(caught.value, kombu_redis.Transport.connection_errors)
 
 
-def test_unacked_hand_back_on_a_closed_channel_is_skipped_not_fatal(caplog):
+def test_unacked_hand_back_on_a_closed_channel_is_skipped_not_fatal(patched, caplog):
     qos = kombu_redis.QoS.__new__(kombu_redis.QoS)
     channel = kombu_redis.Channel.__new__(kombu_redis.Channel)
     channel.connection = None

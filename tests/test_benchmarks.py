@@ -33,6 +33,30 @@ def test_proc_memory_readers() -> None:
     assert os.getpid() not in children(os.getpid())
 
 
+def test_children_finds_children_and_grandchildren() -> None:
+    """The sampler follows a run's whole process tree (deid-submit, its redis-server, the
+    worker and its pool): children() must find grandchildren, not only an empty list."""
+    import signal
+    import subprocess
+    import sys
+
+    inner = "import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', " \
+            "'import time; time.sleep(30)']); print(p.pid, flush=True); p.wait()"
+    child = subprocess.Popen([sys.executable, "-c", inner], stdout=subprocess.PIPE, text=True)
+    grandchild = 0
+    try:
+        grandchild = int(child.stdout.readline())
+        found = children(os.getpid())
+        assert child.pid in found and grandchild in found
+        assert children(child.pid) == [grandchild]
+    finally:
+        if grandchild:
+            os.kill(grandchild, signal.SIGKILL)
+        child.kill()
+        child.wait()
+        child.stdout.close()
+
+
 def test_repeated_rounds_keep_the_fastest_successful_run() -> None:
     from benchmarks.__main__ import keep_fastest
     from benchmarks.cluster import ClusterRun
@@ -135,3 +159,11 @@ def test_delay_relay_holds_each_direction_and_keeps_order(tmp_path: Path) -> Non
         server.kill()
         relay.wait()
         server.wait()
+
+
+def test_walk_memory_probe_measures_both_walks(tmp_path: Path) -> None:
+    from benchmarks.walk_memory import walk_memory
+
+    result = walk_memory(tmp_path, 600)
+    assert result["files"] == 600 and 0 < result["lazy_peak_kb"] and 0 < result["held_peak_kb"]
+    assert 0 < result["ratio"] <= 1  # a measure, not a target: the ratio lives in benchmarks/

@@ -90,3 +90,67 @@ def test_tls_is_checked_against_the_given_ca_and_only_for_rediss():
 
 def test_runs_expire_after_two_days_by_default():
     assert DEFAULT_RUN_EXPIRY == Settings().run_expiry == 2 * 24 * 3600
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"DEID_BATCH_SIZE": "0"}, "DEID_BATCH_SIZE: expected a positive integer"),
+    ({"DEID_BATCH_SIZE": "ten"}, "DEID_BATCH_SIZE: expected an integer"),
+    ({"DEID_EXPORT_SHARD_FILES": "0"}, "DEID_EXPORT_SHARD_FILES: expected a positive integer"),
+    ({"DEID_MAX_FILE_BYTES": "0"}, "DEID_MAX_FILE_BYTES: expected a positive integer"),
+    ({"DEID_MAX_PIXEL_BYTES": "-1"}, "DEID_MAX_PIXEL_BYTES: expected a positive integer"),
+    ({"DEID_WORKERS": "0"}, "DEID_WORKERS: expected a positive integer"),
+    ({"DEID_DATE_SHIFT_MIN": "5", "DEID_DATE_SHIFT_MAX": "1"},
+     "DEID_DATE_SHIFT_MIN: must not exceed DEID_DATE_SHIFT_MAX"),
+    ({"DEID_DATE_SHIFT_MIN": "0", "DEID_DATE_SHIFT_MAX": "0"},
+     "DEID_DATE_SHIFT_MIN: a shift range of only 0 leaves dates unchanged"),
+    ({"DEID_PREFETCH": "0"}, "DEID_PREFETCH: expected a positive integer"),
+    ({"DEID_LIVENESS_TTL": "0"}, "DEID_LIVENESS_TTL: expected a positive integer"),
+    ({"DEID_TASK_TIME_LIMIT": "3600", "DEID_VISIBILITY_TIMEOUT": "3600"},
+     "DEID_TASK_TIME_LIMIT: must be below DEID_VISIBILITY_TIMEOUT"),
+])
+def test_each_rule_names_its_variable(env, message):
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    assert str(caught.value).startswith(message)
+
+
+def test_a_flag_beats_the_environment_which_beats_the_default():
+    assert Settings.from_env({}).batch_size == Settings().batch_size
+    assert Settings.from_env({"DEID_BATCH_SIZE": "7"}).batch_size == 7
+    assert Settings.from_env({"DEID_BATCH_SIZE": "7"}, batch_size=9).batch_size == 9
+    assert Settings.from_env({"DEID_BATCH_SIZE": "7"}, batch_size=None).batch_size == 7
+    assert Settings.from_env({"DEID_BATCH_SIZE": ""}).batch_size == Settings().batch_size
+    with pytest.raises(ConfigError, match="^DEID_BATCH_SIZE"):
+        Settings().with_overrides(batch_size=0)  # overrides are checked too
+
+
+def test_switches_and_levels_are_read_as_deid_and_shells_spell_them():
+    for on in ("1", "true", "YES", "on"):
+        assert Settings.from_env({"DEID_LOG_JSON": on}).log_json
+    for off in ("0", "false", "no", "off"):
+        assert not Settings.from_env({"DEID_LOG_JSON": off}).log_json
+        assert not Settings.from_env({"DEID_FAST_IO": off}).fast_io
+    assert Settings().fast_io and not Settings().log_json
+    assert Settings.from_env({"MESSAGELEVEL": "debug"}).message_level == "DEBUG"
+
+
+def test_the_secret_is_never_shown():
+    settings = Settings.from_env({"DEID_SECRET": KEY})
+    assert KEY not in repr(settings) and settings.secret == KEY.encode()
+
+
+def test_a_made_key_is_private_and_one_key_for_processes_starting_together(tmp_path):
+    import threading
+
+    from deid_workers.config import load_secret
+
+    path = tmp_path / "conf" / "deid-workers" / "secret.key"
+    keys: list[bytes] = []
+    threads = [threading.Thread(target=lambda: keys.append(load_secret(path))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(keys)) == 1 and path.read_bytes().strip() == keys[0]
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert os.stat(path.parent).st_mode & 0o077 == 0  # the folder is its owner's only

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 class _FlakyStore:
     """A store whose Redis is down for ``down`` reads, then comes back (or comes back empty)."""
@@ -67,8 +69,8 @@ def test_send_chord_publishes_lazily_with_the_size_set_before_the_last(monkeypat
     body, the size is set just before the last publish, and nothing else is kept."""
     from celery.canvas import Signature
 
-    from deid_workers import producer
     from deid_workers.app import app
+    from deid_workers.tasks import dispatch
 
     events: list[tuple] = []
 
@@ -84,13 +86,12 @@ def test_send_chord_publishes_lazily_with_the_size_set_before_the_last(monkeypat
     monkeypatch.setattr(type(app.backend), "set_chord_size",
                         lambda self, gid, size: events.append(("size", gid, size)))
 
-    def header():
+    def numbers():
         for n in range(3):
             events.append(("walked", n))
-            yield app.signature("deid.get", args=("run", n), immutable=True)
+            yield n
 
-    producer.send_chord(header(), app.signature("deid.finalize", args=("run",), immutable=True),
-                        "body-id")
+    dispatch.send_chord("deid.get", "run", numbers(), "deid.finalize", "body-id")
     gid = events[-1][2]
     assert events == [
         ("walked", 0), ("walked", 1), ("publish", 0, gid, 0, "body-id", True),
@@ -98,8 +99,7 @@ def test_send_chord_publishes_lazily_with_the_size_set_before_the_last(monkeypat
         ("size", gid, 3), ("publish", 2, gid, 2, "body-id", True),
     ]
     events.clear()
-    producer.send_chord(iter(()), app.signature("deid.finalize", args=("run",), immutable=True),
-                        "body-2")
+    dispatch.send_chord("deid.get", "run", iter(()), "deid.finalize", "body-2")
     assert events == [("body", "body-2")]  # an empty header runs the body at once
 
 
@@ -175,13 +175,11 @@ def test_a_failed_chord_is_answered_by_a_resume_then_fails_the_run(monkeypatch):
     assert rec["state"] == "failed"
 
 
-def test_the_run_keeps_each_recipe_text_with_its_file_name(tmp_path, monkeypatch):
-    import fakeredis
-
+def test_the_run_keeps_each_recipe_text_with_its_file_name(tmp_path, monkeypatch, fake_redis):
     from deid_workers import producer
     from deid_workers.config import Settings
 
-    monkeypatch.setattr(producer, "enqueue", lambda *a, **k: None)  # no broker here
+    monkeypatch.setattr(producer, "send_first_stage", lambda *a, **k: None)  # no broker here
     a, b = tmp_path / "site.dicom", tmp_path / "extra" / "deid.dicom"
     b.parent.mkdir()
     a.write_text("FORMAT dicom\n\n%header\n\nREMOVE PatientName\n")
@@ -189,39 +187,44 @@ def test_the_run_keeps_each_recipe_text_with_its_file_name(tmp_path, monkeypatch
     (tmp_path / "in").mkdir()
     sub = producer.Submission(action="get", input=str(tmp_path / "in"),
                               outfolder=str(tmp_path / "out"), recipes=(str(a), str(b)))
-    rec = producer.submit(Settings(), sub, client=fakeredis.FakeRedis(decode_responses=True)).record()
+    rec = producer.submit(Settings(), sub, client=fake_redis).record()
     assert rec["recipe_texts"] == [a.read_text(), b.read_text()]
     assert rec["recipe_files"] == ["site.dicom", "deid.dicom"]
     assert rec["recipe_name"] == "site.dicom+deid.dicom"
 
 
-def _put_setup(tmp_path, monkeypatch, *, chunk_items: int, work: bool = True):
-    """A producer on fakeredis whose ``deid.load`` messages are recorded (and, with ``work``,
-    carried out at once as a worker would); put batches are not sent."""
+@pytest.fixture
+def put_setup(tmp_path, monkeypatch, fake_redis):
+    """``put_setup(chunk_items=, work=True)``: a producer on fakeredis whose ``deid.load``
+    messages are recorded (and, with ``work``, carried out at once as a worker would); put
+    batches are not sent. Gives (the fake Redis, the chunks sent)."""
+    return lambda **kw: _put_setup(tmp_path, monkeypatch, fake_redis, **kw)
+
+
+def _put_setup(tmp_path, monkeypatch, client, *, chunk_items: int, work: bool = True):
     import contextlib
 
-    import fakeredis
+    from deid_workers import producer
+    from deid_workers.ids import chunks
+    from deid_workers.run.store import RunStore
 
-    from deid_workers import idsfile, producer
-    from deid_workers.store import RunStore
-    from deid_workers.tasks.load import write_chunk
-
-    client = fakeredis.FakeRedis(decode_responses=True)
-    monkeypatch.setattr(producer, "enqueue", lambda *a, **k: None)  # no broker here
+    monkeypatch.setattr(producer, "send_first_stage", lambda *a, **k: None)  # no broker here
     monkeypatch.setattr(producer, "iter_ids_chunks",
-                        lambda path, **kw: idsfile.iter_ids_chunks(path, chunk_items, **kw))
+                        lambda path, **kw: chunks.iter_ids_chunks(path, chunk_items, **kw))
     sent: list[int] = []
 
     @contextlib.contextmanager
-    def sender(run_id):
+    def sender(name, run_id):
+        assert name == "deid.load"
+
         def send(chunk):
             sent.append(chunk)
             if work:
                 store = RunStore.load(client, run_id, keys=producer.Settings.from_env().cluster_keys())
-                write_chunk(store, chunk, store.ids_chunk(chunk))
+                store.write_ids_chunk(chunk, store.ids_chunk(chunk))
         yield send
 
-    monkeypatch.setattr(producer, "_load_sender", sender)
+    monkeypatch.setattr(producer.dispatch, "sender", sender)
     (tmp_path / "in").mkdir(exist_ok=True)
     return client, sent
 
@@ -247,12 +250,11 @@ def _submit_put(client, tmp_path, ids, recipe: str | None = _READS_ID):
     return producer.submit(Settings(), sub, client=client)
 
 
-def test_put_keeps_only_the_ids_fields_its_recipe_can_read(tmp_path, monkeypatch):
+def test_put_keeps_only_the_ids_fields_its_recipe_can_read(tmp_path, monkeypatch, put_setup):
     from deid_workers import producer
     from deid_workers.config import Settings
-    from deid_workers.tasks.load import write_chunk
 
-    client, sent = _put_setup(tmp_path, monkeypatch, chunk_items=1, work=False)
+    client, sent = put_setup(chunk_items=1, work=False)
     ids = {f"P{n}": {f"1.{n}": {"id": f"S{n}", "PatientName": "DOE^JO", "n": [1, 2]}}
            for n in range(6)}
     store = _submit_put(client, tmp_path, ids)
@@ -261,22 +263,22 @@ def test_put_keeps_only_the_ids_fields_its_recipe_can_read(tmp_path, monkeypatch
     sent.clear()
     producer.resume(Settings(), store.run_id, client=client)  # the rest, cut the same way
     for chunk in sent:  # as the workers would
-        write_chunk(store, chunk, store.ids_chunk(chunk))
+        store.write_ids_chunk(chunk, store.ids_chunk(chunk))
     assert [store.get_ids(f"P{n}", f"1.{n}") for n in (2, 5)] == [{"id": "S2"}, {"id": "S5"}]
     default = _submit_put(client, tmp_path, ids, recipe=None)  # reads no ids field
     assert default.record()["ids_fields"] == []
     assert default.get_ids("P1", "1.1") == {} and default.get_ids("P1", "1.9") is None
 
 
-def test_put_sends_its_ids_file_in_chunks_and_a_bad_entity_leaves_no_run(tmp_path, monkeypatch):
+def test_put_sends_its_ids_file_in_chunks_and_a_bad_entity_leaves_no_run(tmp_path, monkeypatch, put_setup):
     import pytest
 
     from deid_workers.errors import IdentifiersError
-    from deid_workers.store import list_runs
+    from deid_workers.run.store import list_runs
 
-    client, sent = _put_setup(tmp_path, monkeypatch, chunk_items=1)
+    client, sent = put_setup(chunk_items=1)
     store = _submit_put(client, tmp_path, {"P1": {"1.2": {"id": "S1"}}, "P2": {"1.3": {}}})
-    assert sent == [0, 1] and store.fields("ids_chunks", "ids_path") == [2, str(tmp_path / "ids.json")]
+    assert sent == [0, 1] and store.record_fields("ids_chunks", "ids_path") == [2, str(tmp_path / "ids.json")]
     assert store.get_ids("P1", "1.2") == {"id": "S1"} and store.get_ids("P2", "1.3") == {}
     assert not client.keys("*idschunk*")  # each chunk goes once written
     with pytest.raises(IdentifiersError, match=r"entity #2: expected a mapping of items"):
@@ -289,11 +291,11 @@ def test_put_sends_its_ids_file_in_chunks_and_a_bad_entity_leaves_no_run(tmp_pat
     assert list_runs(client) == [store.run_id]
 
 
-def test_put_ids_wait_for_workers_but_never_more_than_a_window(tmp_path, monkeypatch):
+def test_put_ids_wait_for_workers_but_never_more_than_a_window(tmp_path, monkeypatch, put_setup):
     """With no worker, the producer writes the oldest chunk itself whenever IDS_WINDOW wait."""
     from deid_workers import producer
 
-    client, sent = _put_setup(tmp_path, monkeypatch, chunk_items=1, work=False)
+    client, sent = put_setup(chunk_items=1, work=False)
     ids = {f"P{n}": {f"1.{n}": {"id": f"S{n}"}} for n in range(7)}
     store = _submit_put(client, tmp_path, ids)
     window = producer.IDS_WINDOW
@@ -303,31 +305,31 @@ def test_put_ids_wait_for_workers_but_never_more_than_a_window(tmp_path, monkeyp
     assert store.get_ids("P0", "1.0") == {"id": "S0"} and store.get_ids("P6", "1.6") is None
 
 
-def test_resume_of_a_put_run_sends_the_ids_chunks_not_written(tmp_path, monkeypatch):
+def test_resume_of_a_put_run_sends_the_ids_chunks_not_written(tmp_path, monkeypatch, put_setup):
     from deid_workers import producer
     from deid_workers.config import Settings
 
-    client, sent = _put_setup(tmp_path, monkeypatch, chunk_items=1, work=False)
+    client, sent = put_setup(chunk_items=1, work=False)
     ids = {f"P{n}": {f"1.{n}": {"id": f"S{n}"}} for n in range(6)}
     store = _submit_put(client, tmp_path, ids)
     sent.clear()
     producer.resume(Settings(), store.run_id, client=client)
     missing = sorted(set(range(6)) - set(range(6 - producer.IDS_WINDOW)))
     assert sent == missing  # cut the same way again; the written ones are skipped
-    assert store.fields("ids_chunks") == [6]
+    assert store.record_fields("ids_chunks") == [6]
 
 
 def test_submit_ticks_per_ids_chunk_and_per_batch_so_progress_shows_while_it_sends(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, put_setup):
     import json
 
     from deid_workers import producer
     from deid_workers.config import Settings
-    from deid_workers.progress import stages
+    from deid_workers.run.totals import stage_totals
 
-    client, sent = _put_setup(tmp_path, monkeypatch, chunk_items=1)
-    walk = producer._walk  # the walk as enqueue runs it, minus the broker
-    monkeypatch.setattr(producer, "enqueue", lambda store, settings, sub, tick=None, **kw:
+    client, sent = put_setup(chunk_items=1)
+    walk = producer._walk  # the walk as send_first_stage runs it, minus the broker
+    monkeypatch.setattr(producer, "send_first_stage", lambda store, settings, sub, tick=None, **kw:
                         list(walk(store, sub, settings, tick=tick)))
     for n in range(3):
         (tmp_path / "in" / f"f{n}.dcm").write_bytes(b"")
@@ -343,6 +345,6 @@ def test_submit_ticks_per_ids_chunk_and_per_batch_so_progress_shows_while_it_sen
                               outfolder=str(tmp_path / "out"), ids_path=str(path))
     store = producer.submit(Settings(batch_size=1), sub, client=client, tick=tick)
     assert seen == [(1, 0, None), (2, 0, None), (2, 1, 2), (2, 2, 2), (2, 3, 2)]
-    load = stages(store.record(), store.counters())[0]
+    load = stage_totals(store.record(), store.counters())[0]
     assert (load.name, load.done, load.total, load.final, load.unit) == ("load", 2, 2, True,
                                                                          "items")

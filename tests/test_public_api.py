@@ -28,8 +28,21 @@ def test_recipe_all() -> None:
     assert len(set(deid_workers.recipe.__all__)) == len(deid_workers.recipe.__all__)
 
 
-def test_version() -> None:
-    assert deid_workers.__version__ == "0.1.0"
+def test_version_is_the_installed_distributions(monkeypatch) -> None:
+    """The version every output names (its file meta, its provenance) is the one pip installed
+    from pyproject.toml; a tree that was never installed says so rather than pretend."""
+    import tomllib
+    from importlib import metadata
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert deid_workers.__version__ == metadata.version("deid-workers") == project["project"]["version"]
+
+    def not_installed(name: str) -> str:
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", not_installed)
+    assert deid_workers._version() == "0+unknown"
 
 
 def test_errors_share_root() -> None:

@@ -13,7 +13,7 @@ from ..errors import RecipeError
 from .actions import deidentify, ids_fields_read
 from .filters import compile_filters, inspect_dataset
 from .identifiers import entity_item, get_identifiers
-from .loader import default_recipe_path, load_recipe, profile_recipe
+from .loader import default_recipe_path, load_recipe, parse_sources, profile_recipe, recipe_sources
 from .model import ACTIONS, Action, Coordinates, FilterGroup, Label, Recipe
 from .parser import merge_recipes, parse_recipe
 from .pixels import clean_pixels
@@ -37,5 +37,7 @@ __all__ = [
     "load_recipe",
     "merge_recipes",
     "parse_recipe",
+    "parse_sources",
     "profile_recipe",
+    "recipe_sources",
 ]

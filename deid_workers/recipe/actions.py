@@ -42,6 +42,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
+from ..dicom import compat
 from ..errors import RecipeError
 from .cleantext import NotPlain, collect, public_kinds, texts_of
 from .conformance import Change, conform
@@ -437,7 +438,7 @@ class _Run:
         the field is neither converted nor rebuilt (the output keeps its bytes)."""
         if f._element is not None or self.ctx.identifying is None:
             return False
-        value = f.parent._dict[f.key].value
+        value = compat.elements(f.parent)[f.key].value
         if type(value) is not bytes or not value.isascii() or _ESC in value:
             return False
         text = value.decode("ascii")
@@ -450,7 +451,7 @@ class _Run:
         patient's real date), and a time of day is kept (see :func:`.funcs.shift_value`)."""
         if f._element is None:  # still raw: a plain date is shifted from its bytes
             vr = f.raw_vr()
-            raw = f.parent._dict[f.key].value
+            raw = compat.elements(f.parent)[f.key].value
             if vr in ("DA", "DT") and type(raw) is bytes and raw.isascii():
                 memo = self.ctx.shifted  # a file often holds one date several times
                 key = (raw, vr)
@@ -564,16 +565,16 @@ class _Run:
             return
         ds = self.ds
         for tag, (meta_tag, meta_keyword) in _META_SYNC.items():
-            value = ds[tag].value if tag in ds._dict else None  # what ds.get(keyword) reads
+            value = ds[tag].value if tag in compat.elements(ds) else None  # what ds.get(keyword) reads
             if not value:
                 continue
             # A raw MediaStorageSOPClassUID is left for the encoder, which converts it once
             # per process; here only whether it is empty matters.
             if tag in self.meta_sync or not (
-                meta_tag in meta._dict
+                meta_tag in compat.elements(meta)
                 and (holds_canonical_uid(meta, meta_tag) or meta[meta_tag].value)
             ):
-                element = meta._dict.get(meta_tag)  # type: ignore[call-overload]
+                element = compat.elements(meta).get(meta_tag)  # type: ignore[call-overload]
                 if type(meta) is FileMetaDataset and type(element) is DataElement:
                     element.value = value  # all that ``meta.<keyword> = value`` does to it
                 else:
@@ -584,7 +585,7 @@ def _before(f: Field) -> Any:
     """What a field holds before the recipe removes or empties it, for the conformance pass:
     the raw element itself (never changed in place), or a converted one's (VR, value)
     (a new value replaces the value object; the element itself is reused)."""
-    element = f.parent._dict.get(f.key)
+    element = compat.elements(f.parent).get(f.key)
     if element is None or type(element) is RawDataElement:
         return element
     return (element.VR, element.value)
@@ -663,7 +664,7 @@ def deidentify(
 def _sop_class(ds: Dataset) -> str | None:
     """The SOP Class UID of the input, read before the recipe may change it; a raw element
     is read from its bytes, unconverted (only the Type table looks the text up)."""
-    element = ds._dict.get(0x00080016)  # type: ignore[call-overload]
+    element = compat.elements(ds).get(0x00080016)  # type: ignore[call-overload]
     if element is None:
         return None
     value = element.value

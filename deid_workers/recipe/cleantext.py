@@ -36,7 +36,8 @@ from functools import cached_property, lru_cache
 from typing import Any
 
 from pydicom import datadict
-from pydicom._dicom_dict import DicomDictionary as _DICTIONARY
+
+from ..dicom import compat
 
 __all__ = ["Identifying", "MARKERS", "clean_text", "clean_value", "collect", "identifying_kind",
            "kinds_by_text", "NotPlain", "public_kinds", "texts_of"]
@@ -91,7 +92,7 @@ _BY_VR = {"PN": "name", "DA": "date", "DT": "date"}
 def public_kinds() -> dict[int, str]:
     """Tag -> kind of every public attribute that holds an identifying value (built once)."""
     kinds = {}
-    for tag, (vr, _vm, _name, _retired, keyword) in _DICTIONARY.items():
+    for tag, (vr, _vm, _name, _retired, keyword) in compat.DICTIONARY.items():
         first = vr.split(" or ")[0]
         if first in _BY_VR:
             kinds[tag] = _BY_VR[first]

@@ -46,6 +46,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 from pydicom.uid import generate_uid
 
+from ..dicom import compat
 from .dummies import dummy_text
 from .funcs import FuncContext, hmac_uid
 from .iods import OPTIONAL, PRESENT, requirements, table_key
@@ -95,11 +96,11 @@ def conform(ds: Dataset, changes: list[Change], sop_class_uid: str | None, ctx: 
             continue
         level = top_level.get(tag, OPTIONAL)
         if not f.is_sq:
-            if level == OPTIONAL or (level == PRESENT and f.key in ds._dict):
+            if level == OPTIONAL or (level == PRESENT and f.key in compat.elements(ds)):
                 continue  # most changes: optional, or blanked where presence is all it needs
         if _repair(ds, f, change[1], level, ctx):
             valued.add(tag)
-        if tag == VERIFYING_OBSERVER_SEQUENCE and f.key not in ds._dict:
+        if tag == VERIFYING_OBSERVER_SEQUENCE and f.key not in compat.elements(ds):
             observers_gone = True
     if nested:
         prefixes = tuple(gone)
@@ -110,7 +111,7 @@ def conform(ds: Dataset, changes: list[Change], sop_class_uid: str | None, ctx: 
             if level != OPTIONAL or f.is_sq:
                 _repair(f.parent, f, old, level, ctx)
     for group in overlays:
-        for key in [k for k in ds._dict if k >> 16 == group]:
+        for key in [k for k in compat.elements(ds) if k >> 16 == group]:
             delete_element(ds, Tag(key))
     if observers_gone:
         _unverify(ds)
@@ -119,7 +120,7 @@ def conform(ds: Dataset, changes: list[Change], sop_class_uid: str | None, ctx: 
 
 def _repair(parent: Dataset, f: Field, old: Any, level: int, ctx: FuncContext) -> bool:
     """One field by the rules of the module docstring; True when it was given a value."""
-    current = parent._dict.get(f.key)
+    current = compat.elements(parent).get(f.key)
     if f.is_sq:
         if current is None:
             if level == PRESENT:

@@ -41,6 +41,7 @@ from typing import Any
 from pydicom.multival import MultiValue
 from pydicom.uid import generate_uid
 
+from ..dicom import compat
 from .cleantext import Identifying, clean_value
 from .notes import warn
 from .standard import safe_private_keys
@@ -395,7 +396,7 @@ def unsafe_private(field: Any) -> bool:
         creator = _creator_text(getattr(field, "element", None))
         wanted = _safe_bytes().get((group, creator), ())
         parent = getattr(field, "parent", None)
-        items = getattr(parent, "_dict", {})
+        items = getattr(parent, compat.ELEMENTS, {})
         base = group << 16 | number << 8
         return not any(base | low in items for low in wanted)
     owner = getattr(field, "creator", None)

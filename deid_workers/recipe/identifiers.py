@@ -23,14 +23,15 @@ from pydicom.datadict import (
     dictionary_VR,
     tag_for_keyword,
 )
-from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset, FileDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
+from ..dicom import compat
 from .values import BYTES_VRS as _BINARY_VRS
 
-__all__ = ["get_identifiers", "entity_item", "element_value", "keyword_value", "cap_identifiers",
+__all__ = ["get_identifiers", "entity_item", "cap_identifiers",
            "cap_key", "VALUE_MAX", "KEY_MAX", "CUT_NOTE"]
 
 VALUE_MAX = 1024
@@ -53,7 +54,8 @@ _FLOAT_VRS = frozenset({"FL", "FD", "DS"})
 Plain = str | int | float | list[Any]
 
 
-def _plain(value: Any, vr: str) -> Any:
+def _json_value(value: Any, vr: str) -> Any:
+    """A value of an element of ``vr`` as the ids files hold it: int, float or str."""
     if vr in _INT_VRS:
         return int(value)
     if vr in _FLOAT_VRS:
@@ -236,7 +238,7 @@ def get_identifiers(ds: Dataset) -> dict[str, Plain]:
     """``{keyword: value}`` of the top-level, non-empty, non-binary, non-sequence elements."""
     out: dict[str, Plain] = {}
     codec = _text_codec(ds)
-    elements = ds._dict  # raw elements as read; Dataset.get_item would also convert some
+    elements = compat.elements(ds)  # raw elements as read; Dataset.get_item would also convert some
     # Sorted by int: pydicom's Tag compares (and compares equal to ints) in Python.
     for tag in sorted(elements, key=int):  # the order of ``for element in ds``
         raw = elements[tag]
@@ -262,12 +264,12 @@ def get_identifiers(ds: Dataset) -> dict[str, Plain]:
             continue
         try:
             if isinstance(value, (list, MultiValue)):
-                items = [_plain(v, element.VR) for v in value if v not in (None, "")]
+                items = [_json_value(v, element.VR) for v in value if v not in (None, "")]
                 if not items:
                     continue
                 out[keyword] = items
             else:
-                out[keyword] = _plain(value, element.VR)
+                out[keyword] = _json_value(value, element.VR)
         except (TypeError, ValueError):
             out[keyword] = str(value)
     return out
@@ -352,30 +354,6 @@ def _field_value(ds: Dataset, keyword: str) -> Any:
             _FIELD_TAGS[key] = tag
     if tag is None or keyword in ds.__dict__:
         return ds.get(keyword)
-    return element_value(ds, tag)
+    return compat.element_value(ds, tag)
 
 
-_KEYWORD_DATASETS = frozenset({Dataset, FileDataset, FileMetaDataset})
-"""Dataset classes whose keyword attributes are exactly their elements (no overrides)."""
-
-
-def keyword_value(ds: Dataset, keyword: str, tag: int) -> Any:
-    """``ds.get(keyword)`` read by ``tag`` (the keyword's) where that is the same thing:
-    pydicom's own dataset classes, without an instance attribute of that name."""
-    if type(ds) in _KEYWORD_DATASETS and keyword not in ds.__dict__:
-        return element_value(ds, tag)
-    return ds.get(keyword)
-
-
-def element_value(ds: Dataset, tag: int) -> Any:
-    """What ``ds.get(<keyword of tag>)`` returns on a plain pydicom dataset, read by tag: the
-    keyword lookups cost more than the read (the encoder asks the same of its datasets)."""
-    elem = ds._dict.get(tag)  # type: ignore[call-overload]
-    if elem is None:
-        return None
-    try:
-        if type(elem) is not DataElement:
-            elem = ds[tag]  # converts a raw element, as Dataset.__getattr__ does
-        return elem.value
-    except AttributeError:
-        return None  # as getattr inside Dataset.get

@@ -22,7 +22,8 @@ from .model import Recipe
 from .options import parse_profile
 from .parser import merge_recipes, parse_recipe
 
-__all__ = ["load_recipe", "default_recipe_path", "find_recipe", "profile_recipe"]
+__all__ = ["load_recipe", "default_recipe_path", "find_recipe", "profile_recipe", "recipe_sources",
+           "parse_sources"]
 
 PathLike = str | os.PathLike[str]
 
@@ -75,29 +76,41 @@ def load_recipe(
     Raises RecipeError (with .path and .line) for anything that does not parse, and its
     ProfileError for a profile that cannot be used.
     """
-    recipes: list[Recipe] = []
-    texts: list[str] = []
+    sources = recipe_sources(paths, profile=profile, default=text is None)
+    if text is not None:
+        sources.append((None, text))
+    return parse_sources(sources)
+
+
+def recipe_sources(
+    paths: PathLike | Sequence[PathLike] | None = None, *,
+    profile: str | Sequence[str] | None = None, default: bool = True,
+) -> list[tuple[str | None, str]]:
+    """The texts :func:`load_recipe` would merge, in order, each with its name (a file's
+    path, a profile's ``profile:...``): what travels to the workers, which parse the same
+    texts (:func:`parse_sources`). Nothing given -> the default recipe, when ``default``."""
+    sources: list[tuple[str | None, str]] = []
     if profile is not None:
-        name, rendered = profile_recipe(profile)
-        recipes.append(parse_recipe(rendered, name))
-        texts.append(rendered)
+        sources.append(profile_recipe(profile))
     if paths is None:
-        items: list[PathLike] = [] if text is not None or profile is not None else [default_recipe_path()]
+        items: list[PathLike] = [default_recipe_path()] if default and profile is None else []
     elif isinstance(paths, (str, os.PathLike)):
         items = [paths]
     else:
         items = list(paths)
     for item in items:
         p = find_recipe(item)
-        source = _read(p)
-        recipes.append(parse_recipe(source, str(p)))
-        texts.append(source)
-    if text is not None:
-        recipes.append(parse_recipe(text, None))
-        texts.append(text)
+        sources.append((str(p), _read(p)))
+    return sources
+
+
+def parse_sources(sources: Sequence[tuple[str | None, str]]) -> Recipe:
+    """Parse, merge and compile recipe texts (``(name, text)``, in merge order): errors name
+    each text's name and line, and the recipe's digest is of the texts alone."""
+    recipes = [parse_recipe(text, name) for name, text in sources]
     if not recipes:
         raise RecipeError("no recipe given")
-    recipe = merge_recipes(recipes, texts)  # one recipe comes back as it is
+    recipe = merge_recipes(recipes, [text for _, text in sources])  # one comes back as it is
     filters.compile_filters(recipe)
     compiled(recipe)
     return recipe

@@ -25,12 +25,12 @@ from pydicom.charset import default_encoding
 from pydicom.datadict import dictionary_has_tag, dictionary_keyword, dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import PIXEL_KEYWORDS, Dataset, FileDataset, FileMetaDataset
-from pydicom.hooks import hooks
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID
 from pydicom.valuerep import AMBIGUOUS_VR, MAX_VALUE_LEN, STR_VR_REGEXES, PersonName
 
+from ..dicom import compat
 from .patterns import Pattern, PatternError, compile_pattern
 
 __all__ = [
@@ -44,7 +44,6 @@ __all__ = [
     "delete_element",
     "set_element",
     "holds_canonical_uid",
-    "stock_conversion",
     "CACHE_LIMIT",
 ]
 
@@ -205,7 +204,7 @@ class Field:
         if self._element is not None:
             return str(self._element.VR)
         # what get_item() returns: a raw field is never a deferred read (see _flatten)
-        vr = self.parent._dict[self.key].VR
+        vr = compat.elements(self.parent)[self.key].VR
         if vr is None:
             try:
                 vr = dictionary_VR(self.tag_int)
@@ -231,7 +230,7 @@ class Field:
         if shared and type(element) is DataElement:
             template = _template(element.VR, value)
             if template is not None and element.validation_mode == template["validation_mode"]:
-                element._value = _fresh(template["_value"])
+                compat.set_stored_value(element, _fresh(template[compat.VALUE]))
                 return
         element.value = value
 
@@ -241,7 +240,7 @@ class Field:
         fields a func reads the original of (hmac_uid) are replaced right after, and
         converting them was a tenth of ``deidentify``. The element stays raw."""
         if self._element is None:
-            text = _raw_uid(self.parent._dict.get(self.key), self.tag_int)
+            text = _raw_uid(compat.elements(self.parent).get(self.key), self.tag_int)
             if text is not None:
                 return text
         return self.element.value
@@ -449,12 +448,12 @@ def _template(vr: str, value: Any) -> dict[str, Any] | None:
             probe = DataElement(0x00080070, vr, value, validation_mode=config.RAISE)
         except Exception:  # noqa: BLE001 - any failure: build it the ordinary way each time
             probe = None
-        if probe is not None and (probe._value is None or type(probe._value) in _SHAREABLE
-                                  or type(probe._value) is PersonName):
+        if probe is not None and (compat.stored_value(probe) is None or type(compat.stored_value(probe)) in _SHAREABLE
+                                  or type(compat.stored_value(probe)) is PersonName):
             template = dict(probe.__dict__)
             template["validation_mode"] = state[0]
-            if type(probe._value) is PersonName:
-                probe._value.validation_mode = state[0]
+            if type(compat.stored_value(probe)) is PersonName:
+                compat.stored_value(probe).validation_mode = state[0]
     _remember(_TEMPLATES, key, template)
     return template
 
@@ -489,7 +488,7 @@ def new_element(key: BaseTag, vr: str, value: Any, shared: bool = False) -> Data
     attrs.update(template)
     attrs["tag"] = key
     attrs["VR"] = vr  # the caller's object (a str, or pydicom's VR enum, hashed alike)
-    attrs["_value"] = _fresh(attrs["_value"])
+    attrs[compat.VALUE] = _fresh(attrs[compat.VALUE])
     return element
 
 
@@ -505,7 +504,7 @@ backslash, no leap second, no zone), when it does not convert dates to objects."
 def _date_template(vr: str, value: str) -> dict[str, Any]:
     """What DataElement(tag, vr, value) holds for a value of :data:`_PLAIN_DATES`."""
     return {"tag": None, "VR": vr, "validation_mode": config.settings.reading_validation_mode,
-            "_value": value, "file_tell": None, "is_undefined_length": False,
+            compat.VALUE: value, "file_tell": None, "is_undefined_length": False,
             "private_creator": None}
 
 
@@ -514,7 +513,7 @@ def _uid_template(value: str) -> dict[str, Any]:
     (no backslash, no whitespace: nothing to split or strip, nothing to warn about)."""
     mode = config.settings.reading_validation_mode
     return {"tag": None, "VR": "UI", "validation_mode": mode,
-            "_value": UID(value, config.IGNORE), "file_tell": None,
+            compat.VALUE: UID(value, config.IGNORE), "file_tell": None,
             "is_undefined_length": False, "private_creator": None}
 
 
@@ -523,7 +522,7 @@ def set_element(parent: Dataset, key: BaseTag, element: DataElement) -> None:
     all pydicom's __setitem__ does then (after checks that cannot fail here)."""
     if (type(parent) in _PLAIN_DATASETS and not key >> 16 & 1 and key not in PIXEL_KEYWORDS
             and element.VR != "SQ" and (type(parent) is not FileMetaDataset or key >> 16 == 2)):
-        parent._dict[key] = element
+        compat.elements(parent)[key] = element
     else:
         parent[key] = element
 
@@ -531,26 +530,13 @@ def set_element(parent: Dataset, key: BaseTag, element: DataElement) -> None:
 def delete_element(parent: Dataset, key: BaseTag) -> None:
     """``del parent[key]`` if present; for a public, non-pixel element that is all pydicom's
     __delitem__ does (private creators and pixel data reset its caches: left to it)."""
-    elements = parent._dict
+    elements = compat.elements(parent)
     if key not in elements:
         return
     if type(parent) in _PLAIN_DATASETS and not key >> 16 & 1 and key not in PIXEL_KEYWORDS:
         del elements[key]
     else:
         del parent[key]
-
-
-def stock_conversion() -> bool:
-    """Whether pydicom converts raw elements its stock way (no callback, no custom hooks).
-
-    Every shortcut that reproduces pydicom's conversion (here, in the encoder and in
-    fastread) holds only then; otherwise pydicom converts.
-    """
-    return (config.data_element_callback is None and not hooks.raw_element_kwargs
-            and (hooks.raw_element_vr, hooks.raw_element_value) == _DEFAULT_HOOKS)
-
-
-_DEFAULT_HOOKS = (hooks.raw_element_vr, hooks.raw_element_value)
 
 
 def _raw_uid(raw: Any, tag: int) -> UID | None:
@@ -564,7 +550,7 @@ def _raw_uid(raw: Any, tag: int) -> UID | None:
             vr = dictionary_VR(tag)
         except KeyError:
             return None
-    if vr != "UI" or not stock_conversion():
+    if vr != "UI" or not compat.stock_conversion():
         return None
     text = raw.value.decode(default_encoding).rstrip("\0 ")
     if len(text) > _UI_MAX or not _UI_REGEX.fullmatch(text):
@@ -576,7 +562,7 @@ def holds_canonical_uid(dataset: Dataset, tag: int) -> bool:
     """Does ``dataset`` hold, still raw, one valid UID at ``tag``, padded as pydicom would
     write it? Then its value is known to be non-empty without converting it, and converting
     it later (or never) writes the same bytes and warns about nothing."""
-    raw = dataset._dict.get(tag)  # type: ignore[call-overload]
+    raw = compat.elements(dataset).get(tag)  # type: ignore[call-overload]
     text = _raw_uid(raw, tag)
     if text is None:
         return False
@@ -601,17 +587,17 @@ def _convert(dataset: Dataset, tag: BaseTag, raw: RawDataElement) -> DataElement
     """
     vr = raw.VR
     if (vr is None or vr in _SLOW_VRS or raw.value is None or not tag >> 16 & 1
-            or type(dataset) not in _ITEM_DATASETS or not stock_conversion()):
+            or type(dataset) not in _ITEM_DATASETS or not compat.stock_conversion()):
         return dataset[tag]
-    charset = dataset.original_character_set or dataset._character_set
+    charset = dataset.original_character_set or compat.character_set(dataset)
     element = convert_raw_data_element(raw, encoding=charset, ds=dataset)
     # Dataset.__setitem__ for a private element
     if _pydicom_logger.isEnabledFor(logging.DEBUG):
         _pydicom_logger.debug(f"Setting private tag {tag}")
     creator_tag = Tag(tag.group, tag.element >> 8)
-    if creator_tag in dataset._dict and tag != creator_tag:
+    if creator_tag in compat.elements(dataset) and tag != creator_tag:
         element.private_creator = dataset[creator_tag].value
-    dataset._dict[tag] = element
+    compat.elements(dataset)[tag] = element
     return element
 
 
@@ -647,9 +633,9 @@ class FieldSet:
         note = self.found.append
         while queue:
             dataset, prefix, uprefix, is_meta = queue.pop(0)
-            # The element dict itself (as dicomio and get_identifiers read it): what get_item()
+            # The element dict itself (as dicom.reader and get_identifiers read it): what get_item()
             # returns, minus its per-call tag conversion, and it sees the conversions below.
-            elements = dataset._dict
+            elements = compat.elements(dataset)
             # sorted as ``for element in dataset`` is; ``key=int`` compares as C ints
             for tag in sorted(elements, key=int):
                 t = int(tag)

@@ -9,18 +9,19 @@ when there are none, so the clean stage completing means the run is done.
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from celery.utils.log import get_task_logger
 
-from ..app import app
-from ..durable import sync_paths
-from ..notices import BatchNotices, no_ids_text
-from . import RETRY_ON, BatchGuard, finish_run, run_context
-from .put import log_entry, put_step
+from ..app import deid_task
+from ..notices import no_ids_text
+from ..run.lifecycle import finish_run
+from .context import run_context
+from .guard import BatchGuard
+from .put import batch_step, log_entry
+from .tally import BatchTally
 
-__all__ = ["clean_batch", "run_clean", "enqueue_clean"]
+__all__ = ["clean_batch", "run_clean"]
 
 log = get_task_logger(__name__)
 
@@ -36,58 +37,31 @@ def run_clean(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
         return {"files": 0, "not_ready": 1}
     first_time = store.mark_started("clean", batch_no)
     policy = ctx.pixel_policy(now=True)
-    counts: Counter[str] = Counter(files=0, cleaned=0, quarantined=0, refused=0, skipped=0,
-                                   failed=0)
-    kinds: dict[str, dict[str, str]] = {k: {} for k in ("refused", "skipped", "failed",
-                                                        "quarantined")}
-    entries: dict[str, tuple[str | None, ...]] = {}
     guard = BatchGuard(ctx, "clean", batch_no, retry)
-
-    notices = BatchNotices()
-    step = put_step(ctx, paths, [], first_time=first_time, policy=policy,
-                    careful=guard.careful, notices=notices)
-    outputs: list[str] = []  # made durable together before the commit, as put does
-    for rel, out in guard.run(paths, step, kinds["failed"]):
-        status = out.status
-        if (status in ("cleaned", "written", "quarantined") and not out.has_ids
-                and ctx.ids_given):
-            notices.add(rel, "no_ids", no_ids_text(rel, ctx.settings.entity_field,
-                                                   ctx.settings.item_field))
-        entries[rel] = log_entry(rel, out, notices.of_file(rel))
-        if out.dest and status in ("cleaned", "written", "quarantined"):
-            outputs.append(out.dest)
-        if status in kinds:
-            kinds[status][rel] = out.reason or status
-        if status == "refused":
-            log.error("%s already exists, overwrite set to False. Not writing.", rel)
-        elif status == "quarantined":
-            log.warning("run %s: %s quarantined: %s", run_id, rel, out.reason)
-        if status not in kinds:  # counted from their lists below
-            counts[status] += 1
-    for rel, why in (kinds["failed"] | guard.poison).items():
-        entries[rel] = ("failed", why)
-    counts.update({k: len(v) for k, v in kinds.items()})
-    counts["poison"] = len(guard.poison)
-    counts["files"] = len(paths)
-    counts.update(notices.counters())
-    sync_paths(outputs)
-    commit = store.commit_batch("clean", batch_no, counts,
-                                outcomes={**kinds, "poison": guard.poison},
-                                log=[entries.get(rel, ("failed", "not processed"))
-                                     for rel in paths], notices=notices.encoded())
-    finish_run(store, "clean", commit)
-    log.info("run %s clean batch %d: %d files, %d cleaned, %d quarantined, %d failed",
-             run_id, batch_no, counts["files"], counts["cleaned"], counts["quarantined"],
-             counts["failed"])
-    return dict(counts)
+    tally = BatchTally(guard, paths)
+    step = batch_step(ctx, paths, {}, first_time=first_time, policy=policy,
+                      careful=guard.careful, notices=tally.notices)
+    for rel, out in tally.run(step):
+        if (out.status in ("cleaned", "written", "quarantined") and not out.has_ids
+                and ctx.record.ids_given):
+            tally.warn(rel, "no_ids", no_ids_text(rel, ctx.settings.entity_field,
+                                                  ctx.settings.item_field))
+        tally.log_entry(rel, log_entry(rel, out, tally.notices.of_file(rel)))
+        if out.status == "refused":
+            tally.refuse(rel, out.reason)
+        elif out.status == "skipped":
+            tally.skip(rel, out.reason)
+        else:
+            tally.wrote(out.dest)
+            if out.status == "quarantined":
+                tally.quarantine(rel, out.reason)
+            else:  # cleaned, or written when nothing was left to clean
+                tally.count(out.status)
+    finish_run(store, "clean", tally.commit())
+    return tally.result()
 
 
-def enqueue_clean(run_id: str, batch_no: int) -> None:
-    clean_batch.si(run_id, batch_no).apply_async()
-
-
-@app.task(name="deid.clean", bind=True, autoretry_for=RETRY_ON,
-          retry_backoff=True, max_retries=3, acks_late=True, ignore_result=True)
+@deid_task("deid.clean")
 def clean_batch(self: Any, run_id: str, batch_no: int) -> dict[str, int]:
     """Clean the pixels of clean batch ``batch_no``; progress is read from the store."""
     return run_clean(run_id, batch_no, self.request.retries or 0)

@@ -4,7 +4,7 @@ It runs once, after the whole header: it streams the identifiers out of Redis in
 ``deid-ids.pkl`` and ``deid-ids.json`` in the run's records folder (never the output tree:
 mode 0600, and an earlier run's files are kept unless ``--overwrite``), or writes the inspect
 report in the output folder, then, for
-``--action all``, enqueues the put batches. Doing this on a worker, not in the producer, lets
+``--action all``, sends the put batches. Doing this on a worker, not in the producer, lets
 ``--no-wait`` runs (and a producer that died) finish on their own.
 
 A large export is sharded: the entity sets are split over :func:`export_shards` ``deid.export``
@@ -25,12 +25,16 @@ from typing import Any
 
 from celery.utils.log import get_task_logger
 
-from ..app import app
-from ..folders import records_folder
-from ..idsfile import IDS_JSON, IDS_PICKLE, IdsPiece, IdsWriter, join_pieces, remove_pieces
-from ..report import write_inspect_report
-from ..store import ENTITY_SETS, RunStore, first_stage
-from . import RETRY_ON, RunContext, fail_run, finish_run, run_context
+from ..app import RETRY_ON, deid_task
+from ..fs.folders import records_folder
+from ..ids.export import IDS_JSON, IDS_PICKLE, IdsPiece, IdsWriter, join_pieces, remove_pieces
+from ..run.lifecycle import fail_run, finish_run
+from ..run.names import ENTITY_SETS
+from ..run.plan import first_stage
+from ..run.report import write_inspect_report
+from ..run.store import RunStore
+from .context import RunContext, run_context
+from .dispatch import send_many
 
 __all__ = ["finalize", "export", "NotReady", "FINALIZE_POLL", "export_shards"]
 
@@ -49,7 +53,7 @@ class NotReady(Exception):
 def export_shards(files: int, per_shard: int) -> int:
     """How many shards export the identifiers of ``files`` files, about ``per_shard`` each: a
     power of two (each shard takes whole entity sets) from 1 to
-    :data:`~deid_workers.store.ENTITY_SETS`."""
+    :data:`~deid_workers.run.store.ENTITY_SETS`."""
     shards = 1
     while shards * 2 <= min(ENTITY_SETS, files // per_shard):
         shards *= 2
@@ -58,18 +62,18 @@ def export_shards(files: int, per_shard: int) -> int:
 
 def records(ctx: RunContext) -> str:
     """The folder of the run's identifiers (a run recorded before it had one: the default)."""
-    return ctx.records or records_folder(ctx.outfolder)
+    return ctx.record.records or records_folder(ctx.record.outfolder)
 
 
 def check_replace(ctx: RunContext) -> None:
     """Refuse (FileExistsError) to replace ids files an earlier run wrote, unless
     ``--overwrite``: users edit ``deid-ids.json`` between get and put. Files this run wrote
     (a redelivered finalize) are its own and are rewritten."""
-    if ctx.overwrite:
+    if ctx.record.overwrite:
         return
     for name in (IDS_PICKLE, IDS_JSON):
         try:
-            older = os.stat(os.path.join(records(ctx), name)).st_mtime < ctx.created
+            older = os.stat(os.path.join(records(ctx), name)).st_mtime < ctx.record.created
         except FileNotFoundError:
             continue
         if older:
@@ -111,8 +115,8 @@ def _write_entities(writer: IdsWriter, store: RunStore, part: int = 0, parts: in
     return n
 
 
-def run_finalize(run_id: str, *, enqueue: Any = None, send_shards: Any = None) -> dict[str, int]:
-    """The task body, callable without Celery; ``enqueue(run_id, batches)`` sends put batches,
+def run_finalize(run_id: str, *, send_puts: Any = None, send_shards: Any = None) -> dict[str, int]:
+    """The task body, callable without Celery; ``send_puts(run_id, batches)`` sends put batches,
     ``send_shards(run_id, shards, count)`` the export shards other than 0."""
     ctx = run_context(run_id)
     store = ctx.store
@@ -120,12 +124,12 @@ def run_finalize(run_id: str, *, enqueue: Any = None, send_shards: Any = None) -
     if rec.get("state") in ("finished", "failed") or store.done_batches("finalize"):
         return {"already_done": 1}  # a redelivered or duplicate finalize
     n_batches = int(rec.get("n_batches") or store.batch_count())
-    first = first_stage(ctx.action)
+    first = first_stage(ctx.record.action)
     done = len(store.done_batches(first))
     if not rec.get("walk_done") or done < n_batches:
         raise NotReady(f"run {run_id}: {done} of {n_batches} {first} batches done")
     store.update(state="finalize", stage="finalize")
-    if ctx.action in ("get", "all") and not ctx.print_ids:
+    if ctx.record.action in ("get", "all") and not ctx.record.print_ids:
         # The count is kept with the run, so a redelivered finalize splits the same way.
         shards = int(rec.get("export_shards") or 0)
         if not shards:
@@ -136,19 +140,19 @@ def run_finalize(run_id: str, *, enqueue: Any = None, send_shards: Any = None) -
             exported = store.done_batches("export")
             (send_shards or send_export)(run_id, [n for n in range(1, shards) if n not in exported],
                                          shards)
-            return run_export(run_id, 0, shards, enqueue=enqueue)
+            return run_export(run_id, 0, shards, send_puts=send_puts)
         pkl, js, entities = write_ids(run_id)
         store.update(ids_pkl=pkl, ids_json=js)
         log.info("run %s: identifiers of %d entities exported", run_id, entities)
         return _end_finalize(ctx, n_batches, {"batches": n_batches, "entities": entities},
-                             enqueue)
-    if ctx.action == "inspect":
-        tsv, js = write_inspect_report(store, ctx.outfolder, n_batches)
+                             send_puts)
+    if ctx.record.action == "inspect":
+        tsv, js = write_inspect_report(store, ctx.record.outfolder, n_batches)
         store.update(report_tsv=tsv, report_json=js)
-    return _end_finalize(ctx, n_batches, {"batches": n_batches}, enqueue)
+    return _end_finalize(ctx, n_batches, {"batches": n_batches}, send_puts)
 
 
-def run_export(run_id: str, shard: int, shards: int, *, enqueue: Any = None) -> dict[str, int]:
+def run_export(run_id: str, shard: int, shards: int, *, send_puts: Any = None) -> dict[str, int]:
     """Write one export shard; the task that commits the last one joins the pieces and
     finishes what finalize started.
 
@@ -179,74 +183,43 @@ def run_export(run_id: str, shard: int, shards: int, *, enqueue: Any = None) -> 
     total = store.counters().get("export:entities", 0)
     log.info("run %s: identifiers of %d entities exported in %d shards", run_id, total, shards)
     n_batches = int(store.record().get("n_batches") or store.batch_count())
-    result = _end_finalize(ctx, n_batches, {"batches": n_batches, "entities": total}, enqueue)
+    result = _end_finalize(ctx, n_batches, {"batches": n_batches, "entities": total}, send_puts)
     remove_pieces(records(ctx), names)
     return result
 
 
 def _end_finalize(ctx: RunContext, n_batches: int, result: dict[str, int],
-                  enqueue: Any) -> dict[str, int]:
+                  send_puts: Any) -> dict[str, int]:
     """Finalize's end, once its export or report is written: send put for ``--action all``,
     or mark the run finished."""
     store, run_id = ctx.store, ctx.store.run_id
-    if ctx.action == "all":
+    if ctx.record.action == "all":
         # Put is sent before finalize commits: a finalize that dies in between is redelivered
         # and sends again (put batches are idempotent), rather than leaving put never sent.
         store.update(state="put", stage="put")
         pending = list(store.pending_batches("put", n_batches))
-        (enqueue or enqueue_put)(run_id, pending)
+        (send_puts or send_put)(run_id, pending)
         result["put_batches"] = len(pending)
         store.commit_batch("finalize", 0, {})
         finish_run(store, ctx.final_stage)
     else:
         store.commit_batch("finalize", 0, {})
         store.set_state("finished")
-    log.info("run %s finalized (%s, %d batches)", run_id, ctx.action, n_batches)
+    log.info("run %s finalized (%s, %d batches)", run_id, ctx.record.action, n_batches)
     return result
 
 
 def send_export(run_id: str, shards: list[int], count: int) -> None:
     """Send export shards ``shards`` (of ``count``) over a single broker connection."""
-    send_all([export.si(run_id, n, count) for n in shards])
+    send_many("deid.export", [(run_id, n, count) for n in shards])
 
 
-def enqueue_put(run_id: str, batches: list[int]) -> None:
+def send_put(run_id: str, batches: list[int]) -> None:
     """Send one put task per batch over a single broker connection."""
-    from .put import put_batch
-
-    send_all([put_batch.si(run_id, n) for n in batches])
+    send_many("deid.put", [(run_id, n) for n in batches])
 
 
-PUBLISH_BATCH = 1000
-"""Redis commands kombu buffers before it sends them (a message is two: the task, its event)."""
-
-
-def send_all(signatures: list[Any]) -> None:
-    """Publish tasks in as few round trips as kombu allows.
-
-    Why: each message is a push and a ``task-sent`` event, each a round trip when sent alone;
-    on a cluster that was finalize's longest wait (two network latencies per put batch).
-    kombu 5.7's ``Producer.batch`` pipelines them; without it, or when a batch's flush fails
-    (delivery uncertain: Redis went away), they are sent one at a time with the app's publish
-    retry policy. A message sent twice is a batch delivered twice, which does nothing.
-    """
-    with app.producer_or_acquire() as producer:
-        batch = getattr(producer, "batch", None)
-        if batch is not None:
-            try:
-                with batch(max_size=PUBLISH_BATCH):
-                    for sig in signatures:
-                        sig.apply_async(producer=producer)
-                return
-            except Exception as exc:  # kombu's BatchPublishError, or a connection error
-                log.warning("sending %d tasks in one go failed (%s); sending them one by one",
-                            len(signatures), type(exc).__name__)
-        for sig in signatures:
-            sig.apply_async(producer=producer)
-
-
-@app.task(name="deid.finalize", bind=True, autoretry_for=RETRY_ON,
-          retry_backoff=True, max_retries=3, acks_late=True, ignore_result=True)
+@deid_task("deid.finalize")
 def finalize(self: Any, run_id: str) -> dict[str, int]:
     """Export ids or the inspect report, then start put for ``--action all``."""
     try:
@@ -264,8 +237,7 @@ def finalize(self: Any, run_id: str) -> dict[str, int]:
         raise
 
 
-@app.task(name="deid.export", bind=True, autoretry_for=RETRY_ON,
-          retry_backoff=True, max_retries=3, acks_late=True, ignore_result=True)
+@deid_task("deid.export")
 def export(self: Any, run_id: str, shard: int, shards: int) -> dict[str, int]:
     """One shard of a sharded ids export (the last one also joins; see the module doc)."""
     try:

@@ -8,8 +8,8 @@ hangs its worker every time would then sink the whole run instead of being quara
 So every task of the app is a :class:`BatchTask` (``task_cls`` in :mod:`deid_workers.app`):
 
 - Soft limit (``task_soft_time_limit``, a little below the hard one): the exception reaches
-  :meth:`BatchTask.__call__`, which asks the batch's :class:`~deid_workers.tasks.BatchGuard`
-  (:meth:`~deid_workers.tasks.BatchGuard.on_time_limit`; in careful mode it quarantines the
+  :meth:`BatchTask.__call__`, which asks the batch's :class:`~deid_workers.tasks.guard.BatchGuard`
+  (:meth:`~deid_workers.tasks.guard.BatchGuard.on_time_limit`; in careful mode it quarantines the
   file it was on) and rejects the message with ``requeue``: no failure is recorded, the batch
   starts again and the start is counted, so ``max_retries`` bounds the retries as for a crash.
 - Hard limit (the hang ignores the soft one, e.g. inside C code): billiard kills the pool
@@ -27,12 +27,14 @@ from typing import Any
 import redis
 from celery import Task
 from celery.exceptions import Reject, SoftTimeLimitExceeded, TimeLimitExceeded
-from celery.worker.request import Request
-from celery.worker.state import task_ready
 
 from ..errors import ConfigError, RunRefused, StoreError
-from ..store import RunStore, out_of_memory, redis_client, redis_reason
-from . import TIMED_OUT, BatchGuard, refuse, worker_keys, worker_settings
+from ..run.client import shared_client
+from ..run.memory import out_of_memory, redis_reason
+from ..run.store import RunStore
+from .compat import REQUEST_SUPPORTED, Request, task_ready
+from .context import refuse, worker_keys, worker_settings
+from .guard import TIMED_OUT, BatchGuard
 from .liveness import BatchDropped
 
 __all__ = ["GUARDED_TASKS", "BatchRequest", "BatchTask"]
@@ -43,13 +45,12 @@ GUARDED_TASKS = frozenset({"deid.get", "deid.inspect", "deid.put", "deid.clean"}
 """Tasks that run a batch under a BatchGuard (args ``(run_id, batch_no)``), so a rerun is safe
 and counted; only these are requeued past their time limit."""
 
-_clients: dict[str, redis.Redis] = {}
-
 
 class BatchTask(Task):  # type: ignore[misc]
     """The app's task class: a batch out of time is requeued (see the module docstring)."""
 
-    Request = "deid_workers.tasks.limits:BatchRequest"
+    # On a Celery the override was not written for, Celery's own request (the plain path).
+    Request = "deid_workers.tasks.limits:BatchRequest" if REQUEST_SUPPORTED else Task.Request
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         BatchGuard.active = None
@@ -133,9 +134,8 @@ def note_time_limit(url: str, run_id: str, stage: str, batch_no: int, retry: int
     if not seconds:
         return False
     try:
-        if url not in _clients:
-            _clients[url] = redis_client(url, **worker_settings().tls_options())
-        store = RunStore.load(_clients[url], run_id, keys=worker_keys())
+        client = shared_client(url, **worker_settings().tls_options())
+        store = RunStore.load(client, run_id, keys=worker_keys())
         store.note_time_limit(stage, batch_no, retry, seconds)
     except (redis.RedisError, StoreError, ConfigError) as exc:
         log.warning("run %s: could not note the time limit of %s batch %d: %s",

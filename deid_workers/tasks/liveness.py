@@ -13,7 +13,7 @@ How, in three parts:
   *main* process refreshes it every quarter of that, so the signal does not depend on any batch
   finishing: a batch that takes an hour, or a pool process hung in a decoder (the time limits
   deal with that one), never makes its worker look dead. Taking a message refreshes it too.
-- *Owner of each taken message.* :mod:`~deid_workers.tasks.unacked` records the worker id next
+- *Owner of each taken message.* :mod:`~deid_workers.tasks.compat` records the worker id next
   to kombu's own unacked entry, in the same transaction.
 - *Sweep.* The same thread, on every live worker, looks at the unacked messages every quarter
   TTL and hands back, atomically, those whose owner's key is gone. Several workers sweeping at
@@ -24,7 +24,7 @@ How, in three parts:
 
 A worker that was only cut off (a network partition longer than the TTL) comes back to find
 its batches redone elsewhere. Its own starts of them are then stale: every start of a batch is
-noted with a fresh token (:meth:`~deid_workers.store.RunStore.start_batch`), and a start whose
+noted with a fresh token (:meth:`~deid_workers.run.store.RunStore.start_batch`), and a start whose
 note was replaced drops its results instead of committing them (:func:`check_taken`); the
 newest start is the one that commits. Its late ack removes nothing (the message went back
 under a new delivery tag). Outputs it wrote are the same bytes the other worker writes
@@ -43,8 +43,8 @@ from typing import Any
 
 import redis
 
-from ..store import WORKERS_INDEX, worker_key
-from . import unacked
+from ..run.names import WORKERS_INDEX, worker_key
+from . import compat
 
 __all__ = ["Liveness", "Superseded", "AlreadyCommitted", "BatchDropped", "worker_id",
            "new_taker", "check_taken", "WORKERS_KEPT"]
@@ -120,7 +120,7 @@ class Liveness:
 
     def _client(self) -> redis.Redis:
         from ..config import Settings
-        from ..store import redis_client
+        from ..run.client import redis_client
 
         timeout = max(1.0, self.interval)  # a cut network must not hang the thread
         return redis_client(self.url, socket_timeout=timeout, socket_connect_timeout=timeout,
@@ -157,10 +157,10 @@ class Liveness:
     # -- the sweep ----------------------------------------------------------------------------
     def sweep(self, channel: Any) -> int:
         """Hand back the unacked messages of workers whose key is gone; returns how many."""
-        entries, stale = unacked.taken(channel)
+        entries, stale = compat.taken(channel)
         owners = sorted({t.owner for t in entries if t.owner and t.owner != self.worker})
         if stale:
-            unacked.drop_stale_owners(channel, stale)
+            compat.drop_stale_owners(channel, stale)
         if not owners:
             return 0
         pipe = self.client.pipeline(transaction=False)
@@ -170,7 +170,7 @@ class Liveness:
         restored = 0
         for owner in sorted(dead):
             mine = [t for t in entries if t.owner == owner]
-            n = sum(unacked.restore_owned(channel, t.tag, owner) for t in mine)
+            n = sum(compat.restore_owned(channel, t.tag, owner) for t in mine)
             if n:
                 oldest = min(t.since for t in mine)
                 log.warning("worker %s is gone (no liveness for over %d s): %d task(s) it had "
@@ -186,8 +186,8 @@ class Liveness:
         old = self.worker
         self.worker = f"{self.node}#{uuid.uuid4().hex[:8]}"
         _worker = self.worker
-        if unacked._owner is not None:
-            unacked.set_owner(self.worker, self.ttl)
+        if compat.owner() is not None:
+            compat.set_owner(self.worker, self.ttl)
         log.warning("worker %s: broker connection lost with %d task(s) taken; they go back to "
                     "their queues once the liveness of %s lapses (about %d s)", self.node,
                     messages, old.partition("#")[2], self.ttl)
@@ -207,7 +207,7 @@ class Liveness:
     def stop(self) -> None:
         """Stop the thread and remove the key (a clean shutdown hands its messages back itself)."""
         self._stop.set()
-        unacked.set_owner(None)
+        compat.set_owner(None)
         if self._thread is not None:
             self._thread.join(timeout=self.interval + 2)
         try:
@@ -245,20 +245,20 @@ class Liveness:
         and its batches, should it die, wait for the visibility timeout.
         """
         if self._owners_allowed is None:
-            from ..store import worker_key
+            from ..run.names import worker_key
 
             probe = f"probe-{self.worker}"
             try:
                 pipe = self.client.pipeline(transaction=True)
-                pipe.hset(unacked.OWNER_KEY, probe, self.worker)
-                pipe.hdel(unacked.OWNER_KEY, probe)
+                pipe.hset(compat.OWNER_KEY, probe, self.worker)
+                pipe.hdel(compat.OWNER_KEY, probe)
                 pipe.set(worker_key(self.worker), self.node, ex=self.ttl)
                 pipe.execute()
                 self._owners_allowed = True
             except redis.ResponseError as exc:  # NOPERM: the ACL of deploy/redis is older
                 log.warning("worker %s: its Redis user may not write %s (%s): a dead worker's "
                             "batches wait for DEID_VISIBILITY_TIMEOUT; see "
-                            "deploy/redis/users.acl.template", self.node, unacked.OWNER_KEY,
+                            "deploy/redis/users.acl.template", self.node, compat.OWNER_KEY,
                             str(exc).split(":")[0])
                 self._owners_allowed = False
         return bool(self._owners_allowed)
@@ -268,8 +268,8 @@ class Liveness:
     def _tick(self) -> None:
         self.refresh()
         if self.may_record_owners():
-            unacked.set_owner(self.worker, self.ttl)
-        if unacked.SUPPORTED and self.may_sweep():
+            compat.set_owner(self.worker, self.ttl)
+        if compat.SUPPORTED and self.may_sweep():
             self.sweep(self._sweep_channel())
 
     def _sweep_channel(self) -> Any:
@@ -298,16 +298,13 @@ def start_worker(app: Any, node: str, ttl: int) -> Liveness:
     global _liveness, _worker
     if _liveness is not None:
         return _liveness
-    installed = unacked.install()
+    compat.install()  # on a kombu it was not written for, nothing (compat.check says so)
     _liveness = Liveness(app, node, ttl)
     _worker = _liveness.worker
-    if not installed:
-        log.warning("kombu %s is not one the liveness sweep knows: a dead worker's batches "
-                    "come back after DEID_VISIBILITY_TIMEOUT", _kombu_version())
     _liveness.start()
     try:
         if _liveness.last_refresh is not None and _liveness.may_record_owners():
-            unacked.set_owner(_liveness.worker, _liveness.ttl)
+            compat.set_owner(_liveness.worker, _liveness.ttl)
     except redis.RedisError:
         pass  # Redis went away just now: the thread sets the owner once it is back
     log.info("worker %s: liveness every %.1f s (ttl %d s)", node, _liveness.interval,
@@ -334,12 +331,6 @@ def stop_worker() -> None:
     if _liveness is not None:
         _liveness.stop()
         _liveness = None
-
-
-def _kombu_version() -> str:
-    import kombu
-
-    return str(kombu.__version__)
 
 
 def _on_worker_init(sender: Any = None, **_: Any) -> None:

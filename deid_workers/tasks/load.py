@@ -1,11 +1,11 @@
 """``deid.load``: write one chunk of a ``put --ids`` file into the run store.
 
 Why on the workers: writing a whole item (packing its fields, sending it) costs about twice
-what reading and checking it costs, and the producer did both alone before any put batch could
-start (90 us an item: 90 s for a million files). Now the producer reads, checks and cuts the
-file into chunks of whole entities (:func:`~deid_workers.idsfile.iter_ids_chunks`), keeps each
-in Redis and sends one ``deid.load`` per chunk on the put queue, ahead of the put batches
-(about 30 us an item); a worker writes the chunk's ids and commits it like a batch
+what reading and checking it costs, and a producer doing both alone holds every put batch back
+(benchmarks/measurements.md). So the producer reads, checks and cuts the file into chunks of
+whole entities (:func:`~deid_workers.ids.chunks.iter_ids_chunks`), keeps each in Redis and
+sends one ``deid.load`` per chunk on the put queue, ahead of the put batches; a worker writes
+the chunk's ids and commits it like a batch
 (``done:load``). The producer keeps only a few chunks waiting and writes one itself when they
 pile up, so Redis holds little raw text and a run sent before any worker is up still gets its
 ids. Each item carries only the fields the run's recipe reads
@@ -24,13 +24,12 @@ from typing import Any
 from celery.exceptions import Reject
 from celery.utils.log import get_task_logger
 
-from ..app import app
+from ..app import RETRY_ON, deid_task
 from ..errors import StoreError
-from ..idsfile import parse_ids_chunk
-from ..store import RunStore
-from . import RETRY_ON, RunContext, fail_run, run_context
+from ..run.lifecycle import fail_run
+from .context import RunContext, run_context
 
-__all__ = ["load_chunk", "write_chunk", "ids_ready", "await_ids", "IDS_WAIT"]
+__all__ = ["load_chunk", "ids_ready", "await_ids", "IDS_WAIT"]
 
 log = get_task_logger(__name__)
 
@@ -39,17 +38,6 @@ IDS_WAIT = 10.0
 
 _ready: set[str] = set()  # runs whose ids are all in the store (per worker process)
 _READY_KEPT = 64  # then forgotten, to be asked again: a long-lived worker sees many runs
-
-
-def write_chunk(store: RunStore, chunk: int, text: str) -> int | None:
-    """Write chunk ``chunk`` (its text as staged) and commit it; returns its items, None if
-    the run is gone. The producer calls it too, for a chunk it writes itself."""
-    items = store.save_ids(parse_ids_chunk(text))
-    if items is None:
-        return None
-    store.commit_batch("load", chunk, {"items": items})
-    store.drop_ids_chunk(chunk)
-    return items
 
 
 def run_load(run_id: str, chunk: int) -> dict[str, int]:
@@ -61,7 +49,7 @@ def run_load(run_id: str, chunk: int) -> dict[str, int]:
     if store.committed("load", [chunk]):
         return {"items": 0, "already_done": 1}  # a redelivery
     text = store.ids_chunk(chunk)
-    items = None if text is None else write_chunk(store, chunk, text)
+    items = None if text is None else store.write_ids_chunk(chunk, text)
     if items is not None:
         log.info("run %s: ids chunk %d written (%d items)", run_id, chunk, items)
         return {"items": items}
@@ -88,7 +76,7 @@ def ids_ready(ctx: RunContext, *, wait: float | None = None, poll: float = 0.05)
         return True
     deadline = time.monotonic() + (IDS_WAIT if wait is None else wait)
     while True:
-        total, state = store.fields("ids_chunks", "state")
+        total, state = store.record_fields("ids_chunks", "state")
         if state == "failed":
             return False
         if total is None or store.done_count("load") >= int(total):
@@ -106,13 +94,12 @@ def await_ids(ctx: RunContext) -> bool:
     :class:`Reject`) while its ids are still being written after :data:`IDS_WAIT` seconds."""
     if ids_ready(ctx):
         return True
-    if ctx.store.fields("state")[0] == "failed":
+    if ctx.store.record_fields("state")[0] == "failed":
         return False
     raise Reject("the run's ids are still being written", requeue=True)
 
 
-@app.task(name="deid.load", bind=True, autoretry_for=RETRY_ON,
-          retry_backoff=True, max_retries=3, acks_late=True, ignore_result=True)
+@deid_task("deid.load")
 def load_chunk(self: Any, run_id: str, chunk: int) -> dict[str, int]:
     """Write one chunk of the run's ``--ids`` file (see the module doc)."""
     try:

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import os
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from celery.utils.log import get_task_logger
 
-from ..app import app
-from ..dicomio import read_dataset
-from ..durable import sync_paths
+from ..app import deid_task
+from ..dicom.reader import read_dataset
 from ..errors import InputError
+from ..files.steps import Known, PendingPut, PutOutcome, finish_put, open_put
+from ..files.triage import PixelPolicy
+from ..files.verify import recipe_literals, residual_phi
+from ..fs.paths import remove_stale_temps
 from ..notices import BatchNotices, no_ids_text
-from ..steps import PendingPut, PixelPolicy, PutOutcome, finish_put, open_put
-from ..verify import recipe_literals, residual_phi
-from . import RETRY_ON, BatchGuard, RunContext, finish_run, prepare_output, run_context
+from ..run.lifecycle import finish_run
+from . import dispatch
+from .context import RunContext, run_context
+from .guard import BatchGuard
 from .liveness import AlreadyCommitted
 from .load import await_ids
 from .readahead import WINDOW, ReadAhead
+from .tally import BatchTally
 
-__all__ = ["log_entry", "put_batch", "put_step", "send_clean", "verify_output"]
+__all__ = ["log_entry", "put_batch", "batch_step", "prepare_output", "verify_output"]
 
 log = get_task_logger(__name__)
 
@@ -37,120 +41,88 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     """
     ctx = run_context(run_id)
     store = ctx.store
-    if ctx.action == "put" and not await_ids(ctx):
+    if ctx.record.action == "put" and not await_ids(ctx):
         return {"files": 0, "run_failed": 1}  # its ids could not be loaded: nothing to write
     try:
         guard = BatchGuard(ctx, "put", batch_no, retry, mark_started=True, lists=True)
     except AlreadyCommitted:
-        if ctx.clean_pixels:  # the first delivery may have died before sending its clean batch
-            send_clean(store, batch_no)
+        if ctx.record.clean_pixels:  # the first delivery may have died before sending its clean batch
+            dispatch.send_clean(store, batch_no)
             finish_run(store, ctx.final_stage)
         return {"files": 0, "already_done": 1}
     first_time = bool(guard.start.first_time)
     valid = guard.start.valid
-    # No get stage (action put): every file of the batch, with no (entity, item) noted.
-    paths, keys = valid if valid is not None else (guard.start.paths or store.batch(batch_no), [])
-    counts: Counter[str] = Counter(files=0, written=0, refused=0, skipped=0, failed=0,
-                                   missing=0, no_ids=0, quarantined=0, to_clean=0)
+    if valid is None:  # no get stage (action put): every file of the batch, nothing noted
+        paths, known = guard.paths(), {}
+    else:  # the files get found valid, with the ids keys and missing fields it noted
+        paths, known = valid.paths, dict(zip(valid.paths, zip(valid.keys, valid.missing)))
     policy = ctx.pixel_policy(now=False)
+    tally = BatchTally(guard, paths)
     to_clean: list[str] = []
-    quarantined: dict[str, str] = {}
-    entries: dict[str, tuple[str | None, ...]] = {}  # deid-run.jsonl, see store.save_log
-    refused: dict[str, str] = {}
-    skipped: dict[str, str] = {}
-    failed: dict[str, str] = {}
-    missing: dict[str, str] = {}
-    residual: dict[str, str] = {}
-    outputs: list[str] = []  # made durable together before the commit (write_atomic sync=False)
-    notices = BatchNotices()
-    step = put_step(ctx, paths, keys, first_time=first_time, policy=policy,
-                    careful=guard.careful, notices=notices)
-    for rel, out in guard.run(paths, step, failed):
-        if out.status in ("written", "quarantined") and not out.has_ids and ctx.ids_given:
-            notices.add(rel, "no_ids", no_ids_text(rel, ctx.settings.entity_field,
-                                                   ctx.settings.item_field))
-            log.warning("run %s: no identifiers for %s in the ids given", run_id, rel)
-        entries[rel] = log_entry(rel, out, notices.of_file(rel))
+    step = batch_step(ctx, paths, known, first_time=first_time, policy=policy,
+                      careful=guard.careful, notices=tally.notices)
+    for rel, out in tally.run(step):
+        if out.status in ("written", "quarantined") and not out.has_ids and ctx.record.ids_given:
+            tally.warn(rel, "no_ids", no_ids_text(rel, ctx.settings.entity_field,
+                                                  ctx.settings.item_field))
+        tally.log_entry(rel, log_entry(rel, out, tally.notices.of_file(rel)))
         if out.status == "clean":
             to_clean.append(rel)
         elif out.status == "refused":
-            refused[rel] = out.reason or "already exists"
-            log.error("%s already exists, overwrite set to False. Not writing.", rel)
+            tally.refuse(rel, out.reason)
         elif out.status == "skipped":
-            skipped[rel] = out.reason or "unreadable"
-            log.warning("run %s: skipping %s: %s", run_id, rel, out.reason)
+            tally.skip(rel, out.reason)
         else:
-            if out.dest:
-                outputs.append(out.dest)
+            tally.wrote(out.dest)
             if out.status == "written":
-                counts["written"] += 1
+                tally.count("written")
             else:  # quarantined: a de-identified copy in the quarantine folder
-                quarantined[rel] = out.reason or "flagged"
-                log.warning("run %s: %s quarantined: %s", run_id, rel, out.reason)
+                tally.quarantine(rel, out.reason)
             if out.missing:
-                missing[rel] = ",".join(out.missing)
+                tally.note("missing", rel, ",".join(out.missing))
             if not out.has_ids:
-                counts["no_ids"] += 1
-            if ctx.verify and out.dest:
-                found = verify_output(ctx.input, rel, out.dest, out.output,
+                tally.count("no_ids")
+            if ctx.record.verify and out.dest:
+                found = verify_output(ctx.record.input, rel, out.dest, out.output,
                                       dummies=recipe_literals(ctx.recipe))
                 if found:
-                    residual[rel] = ",".join(found)
+                    tally.note("residual", rel, ",".join(found))
                     log.warning("run %s: %s: removed values survive in the output (%s)",
-                                run_id, rel, residual[rel])
+                                run_id, rel, ",".join(found))
             log.debug("run %s: put %s", run_id, rel)
-    counts.update(refused=len(refused), skipped=len(skipped), failed=len(failed),
-                  missing=len(missing), poison=len(guard.poison),
-                  residual=len(residual))
-    counts["files"] = len(paths)
-    counts.update(quarantined=len(quarantined), to_clean=len(to_clean))
-    counts.update(notices.counters())
-    for rel, why in (failed | guard.poison).items():
-        entries[rel] = ("failed", why)
-    # One fsync pass per batch, before anything says the batch is done: a crash before it
-    # redelivers the batch, whose rewrite replaces any output the crash left empty.
-    sync_paths(outputs)
-    # The run log's entry and the clean batch go with the commit (before it, in one round
-    # trip), so a redelivery or a resume finds them.
-    commit = store.commit_batch(
-        "put", batch_no, counts,
-        outcomes={"refused": refused, "skipped": skipped, "failed": failed,
-                  "missing": missing, "poison": guard.poison,
-                  "residual": residual, "quarantined": quarantined},
-        log=[entries.get(rel, ("failed", "not processed")) for rel in paths],
-        clean=to_clean if policy is not None else None, notices=notices.encoded())
+    tally.count("to_clean", len(to_clean))
+    # The clean batch goes with the commit (before it, in one round trip), so a redelivery or
+    # a resume finds it.
+    commit = tally.commit(clean=to_clean if policy is not None else None)
     if policy is not None:
-        send_clean(store, batch_no)
+        dispatch.send_clean(store, batch_no)
     finish_run(store, ctx.final_stage, commit if ctx.final_stage == "put" else None)
-    log.info("run %s put batch %d: %d files, %d written, %d refused, %d skipped, %d failed",
-             run_id, batch_no, counts["files"], counts["written"], counts["refused"],
-             counts["skipped"], counts["failed"])
-    return dict(counts)
+    return tally.result()
 
 
-def put_step(ctx: RunContext, paths: list[str], keys: list[tuple[str, str]], *,
-             first_time: bool, policy: PixelPolicy | None, careful: bool,
-             notices: BatchNotices | None = None) -> Callable[[str], PutOutcome]:
-    """The per-file step of a put (or clean) batch: :func:`~deid_workers.steps.put_one`, with
-    the ids of many files fetched in one round trip.
+def batch_step(ctx: RunContext, paths: list[str], known: Mapping[str, Known], *,
+               first_time: bool, policy: PixelPolicy | None, careful: bool,
+               notices: BatchNotices | None = None) -> Callable[[str], PutOutcome]:
+    """The per-file step of a put (or clean) batch: :func:`~deid_workers.files.steps.put_one`,
+    with the ids of many files fetched in one round trip.
 
-    The get stage noted each file's (entity, item) (``keys``): their ids come before the first
-    file. The others (action put with ``--ids``, a key get did not see) are fetched a read-ahead
-    window at a time (:class:`~.readahead.ReadAhead`), file by file in careful mode. A batch
-    whose keys are all noted reads no file ahead: it would only hold more datasets at once.
+    The get stage noted each file's (entity, item) and missing fields (``known``): their ids
+    come before the first file, and nothing is read from a file twice. The others (action put
+    with ``--ids``, the clean stage) are fetched a read-ahead window at a time
+    (:class:`~.readahead.ReadAhead`), file by file in careful mode. A batch whose files are all
+    known reads no file ahead: it would only hold more datasets at once.
     The recipe's warnings about each file go to ``notices`` (:mod:`deid_workers.notices`).
     """
     store = ctx.store
-    fetched = store.get_ids_many(keys)
+    fetched = store.get_ids_many(keys for keys, _ in known.values())
 
-    quarantine = policy.quarantine if policy else None
-
-    def may_replace(out_rel: str) -> bool:
-        return prepare_output(ctx, out_rel, first_time=first_time, quarantine=quarantine)
+    def may_replace(dest: str) -> bool:
+        return prepare_output(ctx, dest, first_time=first_time)
 
     def read(rel: str) -> PutOutcome | PendingPut:
-        return open_put(ctx.input, rel, ctx.outfolder, ctx.recipe, ctx.settings,
-                        overwrite=may_replace, pixels=policy, layout=ctx.layout)
+        return open_put(ctx.record.input, rel, ctx.record.outfolder, ctx.recipe, ctx.settings,
+                        overwrite=may_replace, pixels=policy, layout=ctx.layout,
+                        known=known.get(rel))
 
     def fetch(window: list[PutOutcome | PendingPut]) -> None:
         fetched.update(store.get_ids_many(
@@ -158,12 +130,12 @@ def put_step(ctx: RunContext, paths: list[str], keys: list[tuple[str, str]], *,
 
     def weigh(rel: str) -> int:
         try:
-            return os.path.getsize(os.path.join(ctx.input, rel))
+            return os.path.getsize(os.path.join(ctx.record.input, rel))
         except OSError:
             return 0  # open_put says why
 
     # Nothing to fetch when get noted every file's keys (action all): read as it goes.
-    window = 1 if careful or len(keys) >= len(paths) else WINDOW
+    window = 1 if careful or len(known) >= len(paths) else WINDOW
     ahead = ReadAhead(paths, read, window, then=fetch, weigh=weigh)
 
     def step(rel: str) -> PutOutcome:
@@ -181,10 +153,31 @@ def put_step(ctx: RunContext, paths: list[str], keys: list[tuple[str, str]], *,
     return step
 
 
+def prepare_output(ctx: RunContext, dest: str, *, first_time: bool) -> bool:
+    """Before put or clean writes the output ``dest`` (its absolute path, in the output or
+    the quarantine folder): may it replace an existing file there?
+
+    Yes with ``--overwrite``, and on a redelivered batch for an output this run wrote before its
+    worker died: that one is ours, half done or not, and is rewritten rather than refused. A
+    redelivery also removes what a write killed mid-way left (``.<name>.<pid>-<n>.tmp``): never
+    read under that name, but it should not stay behind.
+    """
+    if not first_time:
+        remove_stale_temps(dest)
+    if ctx.record.overwrite:
+        return True
+    if first_time:
+        return False
+    try:
+        return os.stat(dest).st_mtime >= ctx.record.created
+    except OSError:
+        return False
+
+
 def verify_output(root: str, rel: str, dest: str, out_rel: str | None = None, *,
                   dummies: frozenset[str] = frozenset()) -> list[str]:
     """``--verify``: element keywords of the input whose removed value survives in ``dest``
-    or in its path ``out_rel`` (see :func:`~deid_workers.verify.residual_phi`).
+    or in its path ``out_rel`` (see :func:`~deid_workers.files.verify.residual_phi`).
 
     Headers only, on both sides: residual_phi never looks at pixel data, so decoding-free reads
     of what precedes it are all it needs (put_one edited its own copy of the input in place).
@@ -209,27 +202,7 @@ def log_entry(rel: str, out: PutOutcome, notes: list[str] | None = None) -> tupl
     return (out.status, out.reason)
 
 
-def send_clean(store: Any, batch_no: int) -> bool:
-    """Send clean batch ``batch_no``, or commit it at once when put left nothing to clean.
-
-    Does nothing when put has not decided the batch yet or its clean batch is done; returns
-    True when a task was sent (also used by resume).
-    """
-    paths = store.clean_batch(batch_no)
-    if paths is None or batch_no in store.done_batches("clean"):
-        return False
-    if not paths:
-        store.save_log("clean", batch_no, [])
-        store.commit_batch("clean", batch_no, {"files": 0})
-        return False
-    from .clean import enqueue_clean
-
-    enqueue_clean(store.run_id, batch_no)
-    return True
-
-
-@app.task(name="deid.put", bind=True, autoretry_for=RETRY_ON,
-          retry_backoff=True, max_retries=3, acks_late=True, ignore_result=True)
+@deid_task("deid.put")
 def put_batch(self: Any, run_id: str, batch_no: int) -> dict[str, int]:
     """De-identify batch ``batch_no``; progress is read from the store, so no result is kept."""
     return run_put(run_id, batch_no, self.request.retries or 0)

@@ -1,9 +1,9 @@
 """Read a batch's files a window ahead of the one being written.
 
 Why: put needs each file's ids from Redis, keyed by the file's (entity, item), and those are
-known only once the file is read. Asking file by file costs a round trip each, about a sixth of
-a put batch of small files, on a Redis server that shares the cores with the workers. Reading a
-window of files first lets the ids of the whole window come in one round trip.
+known only once the file is read. Asking file by file costs a round trip each, a large share
+of a put batch of small files (benchmarks/measurements.md). Reading a window of files first lets
+the ids of the whole window come in one round trip.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ __all__ = ["ReadAhead", "WINDOW", "BUDGET"]
 T = TypeVar("T")
 
 WINDOW = 16
-"""Files read ahead. Measured on 20,000 small files: 16 takes a put batch's id round trips
-from 100 to 7 and its time down by a fifth (32 was slower than 16)."""
+"""Files read ahead: enough to fetch a batch's ids in a few round trips, few enough to keep
+a window's datasets small (chosen by measurement: benchmarks/measurements.md)."""
 
 BUDGET = 8 << 20
 """Bytes of input read ahead at most: 16 CT slices fit, a big multi-frame file is read alone."""

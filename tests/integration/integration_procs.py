@@ -28,7 +28,7 @@ def placed(root: Any, rel: str, secret: str) -> str:
     output folder, for workers whose DEID_SECRET is ``secret``."""
     import pydicom
 
-    from deid_workers.layout import Layout
+    from deid_workers.files.layout import Layout
 
     ds = pydicom.dcmread(os.path.join(str(root), rel), stop_before_pixels=True, force=True)
     out = Layout("mirror", lambda: secret.encode()).before(rel, ds)

@@ -12,7 +12,7 @@ import pytest
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
 from deid_workers.cli import main
-from deid_workers.runlog import run_log_name
+from deid_workers.run.runlog import run_log_name
 from deid_workers.synth import make_dataset, phi_strings
 
 pytestmark = pytest.mark.integration

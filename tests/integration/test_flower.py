@@ -115,7 +115,8 @@ def jobs(flower, worker_env, tmp_path_factory):
 
 
 def _runs(env) -> list[str]:
-    from deid_workers.store import list_runs, redis_client
+    from deid_workers.run.client import redis_client
+    from deid_workers.run.store import list_runs
 
     return list_runs(redis_client(env["DEID_BROKER_URL"]), limit=1000)
 

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from deid_workers.cli import EXIT_USAGE, main
-from deid_workers.dicomio import LINK, SPARSE
+from deid_workers.dicom.reader import LINK, SPARSE
 from deid_workers.recipe.identifiers import CUT_NOTE, VALUE_MAX
 from deid_workers.synth import make_dataset
 

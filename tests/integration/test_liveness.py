@@ -1,4 +1,4 @@
-"""Worker liveness (tasks/liveness.py, tasks/unacked.py) on a real redis-server: the owner of
+"""Worker liveness (tasks/liveness.py, tasks/compat.py) on a real redis-server: the owner of
 each taken message in kombu's own transaction, the atomic hand-back of a dead owner's messages,
 the sweep's rules, and on real workers: a slow batch is never handed out twice, a frozen worker
 loses its batch and its late results are dropped.
@@ -20,15 +20,15 @@ from kombu import Producer as KombuProducer
 
 from deid_workers.app import app, configure
 from deid_workers.config import Settings
-from deid_workers.store import WORKERS_INDEX, worker_key
+from deid_workers.run.names import WORKERS_INDEX, worker_key
 from deid_workers.synth import write_study_tree
-from deid_workers.tasks import unacked
+from deid_workers.tasks import compat
 from deid_workers.tasks.liveness import Liveness
 
 pytestmark = pytest.mark.integration
 
-needs_kombu = pytest.mark.skipif(not unacked.SUPPORTED,
-                                      reason="kombu is not a version tasks/unacked.py knows")
+needs_kombu = pytest.mark.skipif(not compat.SUPPORTED,
+                                      reason="kombu is not a version tasks/compat.py knows")
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +43,10 @@ def broker(server):
     """A clean Redis, kombu patched to record owners, and a kombu connection to it."""
     client = server.client()
     client.flushall()
-    assert unacked.install()
+    assert compat.install()
     conn = Connection(server.url)
     yield client, conn
-    unacked.set_owner(None)
+    compat.set_owner(None)
     conn.release()
     client.close()
 
@@ -60,7 +60,7 @@ def _take(conn, owner: str | None, body: str = "batch") -> str:
     queue(channel).declare()
     KombuProducer(channel).publish({"b": body}, exchange=exchange, routing_key="lt",
                                    serializer="json")
-    unacked.set_owner(owner, ttl=30)
+    compat.set_owner(owner, ttl=30)
     message = channel.basic_get("lt", no_ack=False)
     assert message is not None
     return str(message.delivery_tag)
@@ -73,22 +73,22 @@ def test_owner_is_written_with_kombus_entry_and_removed_with_its_ack(broker):
     exchange = Exchange("lt", type="direct")
     Queue("lt", exchange, routing_key="lt")(channel).declare()
     KombuProducer(channel).publish({"b": 1}, exchange=exchange, routing_key="lt")
-    unacked.set_owner("w1@h#abc", ttl=30)
+    compat.set_owner("w1@h#abc", ttl=30)
     message = channel.basic_get("lt", no_ack=False)
     tag = message.delivery_tag
     payload, ex, rk = json.loads(client.hget("unacked", tag))
     assert (ex, rk) == ("lt", "lt") and payload["properties"]["delivery_tag"] == tag
     assert client.zscore("unacked_index", tag) is not None
-    assert client.hget(unacked.OWNER_KEY, tag) == "w1@h#abc"
+    assert client.hget(compat.OWNER_KEY, tag) == "w1@h#abc"
     assert client.get(worker_key("w1@h#abc")) == "w1@h" and 0 < client.ttl(worker_key("w1@h#abc")) <= 30
     message.ack()
-    assert not client.exists("unacked", "unacked_index", unacked.OWNER_KEY)
+    assert not client.exists("unacked", "unacked_index", compat.OWNER_KEY)
 
-    unacked.set_owner(None)  # the plain path: kombu's own entry, no owner
+    compat.set_owner(None)  # the plain path: kombu's own entry, no owner
     KombuProducer(channel).publish({"b": 2}, exchange=exchange, routing_key="lt")
     plain = channel.basic_get("lt", no_ack=False)
     assert client.hexists("unacked", plain.delivery_tag)
-    assert not client.exists(unacked.OWNER_KEY)
+    assert not client.exists(compat.OWNER_KEY)
     plain.reject(requeue=True)
     assert client.llen("lt") == 1 and not client.exists("unacked")
 
@@ -97,13 +97,13 @@ def test_owner_is_written_with_kombus_entry_and_removed_with_its_ack(broker):
 def test_a_dead_owners_message_goes_back_once_under_a_new_tag(broker):
     client, conn = broker
     tag = _take(conn, "dead@h#1")
-    assert not unacked.restore_owned(conn.channel(), tag, "other@h#2")  # not its owner
+    assert not compat.restore_owned(conn.channel(), tag, "other@h#2")  # not its owner
     assert client.hexists("unacked", tag)
     results: list[bool] = []
 
     def sweeper() -> None:
         with Connection(conn.as_uri(include_password=True)) as own:
-            results.append(unacked.restore_owned(own.channel(), tag, "dead@h#1"))
+            results.append(compat.restore_owned(own.channel(), tag, "dead@h#1"))
 
     threads = [threading.Thread(target=sweeper) for _ in range(4)]
     for t in threads:
@@ -111,7 +111,7 @@ def test_a_dead_owners_message_goes_back_once_under_a_new_tag(broker):
     for t in threads:
         t.join()
     assert sorted(results) == [False, False, False, True]  # one of them, once
-    assert not client.exists("unacked", "unacked_index", unacked.OWNER_KEY)
+    assert not client.exists("unacked", "unacked_index", compat.OWNER_KEY)
     assert client.llen("lt") == 1
     back = json.loads(client.lindex("lt", 0))
     assert back["properties"]["delivery_tag"] != tag  # a late ack of the old tag is a no-op
@@ -243,7 +243,7 @@ def test_a_redis_user_without_the_owner_key_leaves_kombu_as_it_was(broker, serve
         assert not Liveness(app, "old@h", 5).may_record_owners()
         configure(app, Settings(broker_url=server.url))
         assert Liveness(app, "new@h", 5).may_record_owners()
-        assert not client.hlen(unacked.OWNER_KEY)  # the probe leaves nothing behind
+        assert not client.hlen(compat.OWNER_KEY)  # the probe leaves nothing behind
     finally:
         client.execute_command("ACL", "DELUSER", "oldworker")
 

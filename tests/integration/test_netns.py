@@ -28,10 +28,10 @@ from integration_procs import ROOT, SECRET, counters, latest_run, placed, wait_f
 
 from benchmarks.netns import NetLab, redis_on, unavailable
 from deid_workers.app import QUEUES
-from deid_workers.dicomio import read_dataset
-from deid_workers.idsfile import load_ids
+from deid_workers.dicom.reader import read_dataset
+from deid_workers.ids.read import load_ids
 from deid_workers.synth import write_study_tree
-from deid_workers.tasks.unacked import OWNER_KEY
+from deid_workers.tasks.compat import OWNER_KEY
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(bool(unavailable()), reason=f"{unavailable()}")]

@@ -11,7 +11,7 @@ import pytest
 
 from deid_workers.cli import main
 from deid_workers.config import Settings
-from deid_workers.idsfile import load_ids
+from deid_workers.ids.read import load_ids
 from deid_workers.synth import phi_strings, write_study_tree
 
 pytestmark = pytest.mark.integration
@@ -91,11 +91,12 @@ def test_get_print_writes_json_to_stdout(cluster, tree, tmp_path, capsys):
 def test_put_with_edited_ids_uses_vars(cluster, redis_client, tree, tmp_path, capsys,
                                        monkeypatch, place):
     """The edited ids go to the worker in chunks (an entity each here) ahead of the put batches."""
-    from deid_workers import idsfile, producer
-    from deid_workers.store import RunStore
+    from deid_workers import producer
+    from deid_workers.ids import chunks
+    from deid_workers.run.store import RunStore
 
     monkeypatch.setattr(producer, "iter_ids_chunks",
-                        lambda p, **kw: idsfile.iter_ids_chunks(p, 1, **kw))
+                        lambda p, **kw: chunks.iter_ids_chunks(p, 1, **kw))
     monkeypatch.setattr(producer, "IDS_WINDOW", 100)  # all of them to the worker
     root, paths = tree
     ids_dir = tmp_path / "ids"
@@ -117,7 +118,7 @@ def test_put_with_edited_ids_uses_vars(cluster, redis_client, tree, tmp_path, ca
     summary = json.loads(stdout)
     assert summary["written"] == 6 and summary["skipped"] == 3
     store = RunStore.load(redis_client, summary["run_id"], keys=Settings.from_env().cluster_keys())
-    assert store.done_batches("load") == {0, 1} and store.fields("ids_chunks") == [2]
+    assert store.done_batches("load") == {0, 1} and store.record_fields("ids_chunks") == [2]
     assert store.counters()["load:items"] == 6 and not redis_client.keys("*idschunk*")
     ds = pydicom.dcmread(out / place(root, paths[0]))
     assert ds.PatientID == "SUBJ-0" and str(ds.PatientName) == "ANON^0"

@@ -27,11 +27,11 @@ from integration_procs import (
     wait_for,
 )
 
-from deid_workers.dicomio import read_dataset
-from deid_workers.idsfile import load_ids
+from deid_workers.dicom.reader import read_dataset
+from deid_workers.ids.read import load_ids
 from deid_workers.reasons import CORRUPT
 from deid_workers.synth import make_dataset, write_study_tree
-from deid_workers.tasks import poison_reason
+from deid_workers.tasks.guard import poison_reason
 
 pytestmark = pytest.mark.integration
 

@@ -30,13 +30,13 @@ def test_tasks_go_out_in_one_round_trip_and_one_by_one_when_that_fails(tmp_path,
 
     from deid_workers.app import app, configure
     from deid_workers.config import Settings
-    from deid_workers.tasks.finalize import enqueue_put
+    from deid_workers.tasks.finalize import send_put
 
     server = RedisServer(tmp_path, aof=False)
     client = server.client()
     try:
         configure(app, Settings(broker_url=server.url))
-        enqueue_put("run1", [0, 1, 2])
+        send_put("run1", [0, 1, 2])
         sent = [json.loads(m)["headers"]["argsrepr"] for m in client.lrange("put", 0, -1)]
         assert sorted(sent) == ["('run1', 0)", "('run1', 1)", "('run1', 2)"]
         client.delete("put")
@@ -48,7 +48,7 @@ def test_tasks_go_out_in_one_round_trip_and_one_by_one_when_that_fails(tmp_path,
 
             monkeypatch.setattr(messaging.Producer, "batch",
                                 lambda self, max_size=1000: Failing(self, max_size))
-            enqueue_put("run2", [5, 6])
+            send_put("run2", [5, 6])
             sent = [json.loads(m)["headers"]["argsrepr"] for m in client.lrange("put", 0, -1)]
             assert sorted(set(sent)) == ["('run2', 5)", "('run2', 6)"]
     finally:

@@ -157,7 +157,7 @@ def test_bad_inputs_are_reported_and_nothing_is_lost(cluster, tmp_path, capsys, 
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode; "
-                    "tests/test_dicomio.py::test_permission_denied covers the reason")
+                    "tests/dicom/test_reader.py::test_permission_denied covers the reason")
 def test_unreadable_file_is_skipped(cluster, tmp_path, capsys):
     root = tmp_path / "in"
     root.mkdir()

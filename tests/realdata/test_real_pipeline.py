@@ -23,7 +23,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
-from deid_workers.filemeta import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from deid_workers.files.filemeta import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from deid_workers.reasons import MEDIA_INDEX, SKIP_REASONS
 from deid_workers.recipe import deidentify, load_recipe
 

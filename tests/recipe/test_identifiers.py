@@ -21,7 +21,7 @@ from recipe_helpers import make_dataset
 
 from deid_workers import synth
 from deid_workers.recipe import entity_item, get_identifiers
-from deid_workers.recipe.identifiers import _plain
+from deid_workers.recipe.identifiers import _json_value
 
 
 def test_identifiers_are_json_safe_and_flat() -> None:
@@ -49,7 +49,7 @@ def test_entity_item() -> None:
 
 
 def _as_pydicom_converts(ds: Dataset) -> dict[str, object]:
-    """The reference: every element converted by pydicom, then the same filter and _plain."""
+    """The reference: every element converted by pydicom, then the same filter and _json_value."""
     out: dict[str, object] = {}
     for element in ds:
         vr, value = element.VR, element.value
@@ -59,11 +59,11 @@ def _as_pydicom_converts(ds: Dataset) -> dict[str, object]:
         if value is None or value == "" or isinstance(value, (bytes, bytearray)):
             continue
         if isinstance(value, (list, MultiValue)):
-            items = [_plain(v, vr) for v in value if v not in (None, "")]
+            items = [_json_value(v, vr) for v in value if v not in (None, "")]
             if items:
                 out[element.keyword] = items
         else:
-            out[element.keyword] = _plain(value, vr)
+            out[element.keyword] = _json_value(value, vr)
     return out
 
 

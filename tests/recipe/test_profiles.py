@@ -20,7 +20,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from deid_workers.config import Settings
 from deid_workers.errors import RecipeError
-from deid_workers.provenance import stamp
+from deid_workers.files.provenance import stamp
 from deid_workers.recipe import annex_e, deidentify, inspect_dataset, load_recipe, standard
 from deid_workers.recipe.cleantext import Identifying, clean_value
 from deid_workers.recipe.funcs import hmac_id, jitter_value, shift_days

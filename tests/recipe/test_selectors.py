@@ -340,7 +340,7 @@ def test_stock_conversion_turns_off_when_pydicom_conversion_is_customised(monkey
     from pydicom import config
     from pydicom.hooks import hooks
 
-    from deid_workers.recipe.selectors import stock_conversion
+    from deid_workers.dicom.compat import stock_conversion
 
     assert stock_conversion()
     monkeypatch.setattr(config, "data_element_callback", lambda raw, **kw: raw)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 
-import fakeredis
 import pydicom
 import pytest
 
-from deid_workers import tasks
 from deid_workers.app import app
-from deid_workers.store import RunStore
+from deid_workers.run import client as run_client
+from deid_workers.run.record import RunRecord
+from deid_workers.run.store import RunStore
 from deid_workers.synth import write_study_tree
+from deid_workers.tasks import context
 
 RECIPE = """FORMAT dicom
 
@@ -23,30 +24,27 @@ REMOVE PatientName
 
 
 @pytest.fixture
-def fake(monkeypatch):
-    """A fake Redis registered as the tasks' client for the app's broker URL."""
-    monkeypatch.setenv("DEID_SECRET", SECRET)
-    client = fakeredis.FakeRedis(decode_responses=True)
+def fake(fake_redis, cluster_key):
+    """The suite's fake Redis registered as the tasks' client for the app's broker URL, the
+    worker holding the suite's cluster key."""
+    client = fake_redis
     url = str(app.conf.broker_url)
-    saved = dict(tasks._clients)
-    tasks._clients[url] = client
-    tasks.forget()
+    saved = dict(run_client._SHARED)
+    run_client._SHARED[(url, True)] = client
+    context.forget()
     yield client
-    tasks._clients.clear()
-    tasks._clients.update(saved)
-    tasks.forget()
-
-
-SECRET = "task-tests-secret-0123456789abcdef0123"
+    run_client._SHARED.clear()
+    run_client._SHARED.update(saved)
+    context.forget()
 
 
 @pytest.fixture
-def placed():
+def placed(cluster_key):
     """placed(root, rel) -> where the default (mirror) layout puts input ``rel``, relative
     to the output folder, with the key the ``fake`` fixture gives the workers."""
-    from deid_workers.layout import Layout
+    from deid_workers.files.layout import Layout
 
-    layout = Layout("mirror", lambda: SECRET.encode())
+    layout = Layout("mirror", lambda: cluster_key.encode())
 
     def place(root: str, rel: str) -> str:
         ds = pydicom.dcmread(os.path.join(root, rel), stop_before_pixels=True, force=True)
@@ -64,12 +62,11 @@ def make_run(fake, tmp_path):
     def make(action: str, *, corrupt: int = 2, images: int = 3, patients: int = 2, **extra):
         root = tmp_path / "in"
         paths = write_study_tree(root, patients=patients, images=images, corrupt=corrupt)
-        record = {"action": action, "input": str(root), "outfolder": str(tmp_path / "out"),
-                  "overwrite": False, "print_ids": False, "recipe_texts": [RECIPE],
-                  "recipe_sha": "", "settings": {"entity_field": "PatientID"}}
-        record.update(extra)
-        store = RunStore.create(fake, "t" + action, record, expiry=600,
-                                keys=tasks.worker_keys())
+        extra.setdefault("recipe_texts", (RECIPE,))
+        extra.setdefault("settings", {"entity_field": "PatientID"})
+        record = RunRecord(action, str(root), str(tmp_path / "out"), **extra)
+        store = RunStore.create(fake, "t" + action, record.spec(), expiry=600,
+                                keys=context.worker_keys())
         n = 0
         for start in range(0, len(paths), 3):
             store.add_batch(n, paths[start:start + 3])

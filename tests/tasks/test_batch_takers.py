@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from deid_workers.tasks import BatchGuard, run_context
+from deid_workers.tasks.context import run_context
 from deid_workers.tasks.get import get_batch, run_get
+from deid_workers.tasks.guard import BatchGuard
 from deid_workers.tasks.liveness import AlreadyCommitted, Superseded, check_taken, worker_id
 from deid_workers.tasks.put import run_put
 

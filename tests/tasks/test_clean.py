@@ -8,13 +8,14 @@ from collections import Counter
 import pydicom
 import pytest
 
-from deid_workers.report import render_table, run_ok, summarize
-from deid_workers.runlog import run_log_name
-from deid_workers.store import RunStore
+from deid_workers.run.record import RunRecord
+from deid_workers.run.report import render_table, run_ok, summarize
+from deid_workers.run.runlog import run_log_name
+from deid_workers.run.store import RunStore
 from deid_workers.synth import make_dataset
-from deid_workers.tasks import clean as clean_mod
-from deid_workers.tasks import worker_keys
+from deid_workers.tasks import dispatch
 from deid_workers.tasks.clean import run_clean
+from deid_workers.tasks.context import worker_keys
 from deid_workers.tasks.put import run_put
 
 BOX = (1, 1, 6, 3)
@@ -41,16 +42,15 @@ def run(fake, tmp_path, monkeypatch):
             root / name, enforce_file_format=True)
     (root / "e-bad.dcm").write_text("not dicom")
     paths = sorted(p.name for p in root.iterdir())
-    record = {"action": "put", "input": str(root), "outfolder": str(tmp_path / "out"),
-              "overwrite": False, "print_ids": False, "recipe_texts": [RECIPE],
-              "recipe_sha": "", "recipe_name": "test.dicom", "settings": {},
-              "clean_pixels": True, "quarantine_groups": ["blacklist"]}
-    store = RunStore.create(fake, "tclean", record, expiry=600, keys=worker_keys())
+    record = RunRecord("put", str(root), str(tmp_path / "out"), recipe_texts=(RECIPE,),
+                       recipe_name="test.dicom", clean_pixels=True,
+                       quarantine_groups=("blacklist",))
+    store = RunStore.create(fake, "tclean", record.spec(), expiry=600, keys=worker_keys())
     store.add_batch(0, paths[:3])
     store.add_batch(1, paths[3:])
     store.update(walk_done=True, n_batches=2)
     sent: list[int] = []
-    monkeypatch.setattr(clean_mod, "enqueue_clean", lambda run_id, n: sent.append(n))
+    monkeypatch.setattr(dispatch, "send", lambda name, run_id, n: sent.append(n))
     return store, root, tmp_path / "out", sent
 
 
@@ -112,7 +112,7 @@ def test_redelivered_put_resends_a_clean_batch_it_did_not_send(run):
 
 
 def test_unfinished_clean_shows_as_failed_in_the_run_log(run):
-    from deid_workers.runlog import NOT_FINISHED, iter_run_log
+    from deid_workers.run.runlog import NOT_FINISHED, iter_run_log
 
     store, root, out, sent = run
     run_put(store.run_id, 0)

@@ -8,8 +8,8 @@ import os
 import pydicom
 import pytest
 
-from deid_workers import tasks
-from deid_workers.idsfile import load_ids
+from deid_workers.ids.read import load_ids
+from deid_workers.tasks import context
 from deid_workers.tasks.finalize import export, export_shards, run_export, run_finalize
 from deid_workers.tasks.get import run_get
 from deid_workers.tasks.inspect import run_inspect
@@ -19,7 +19,7 @@ def test_finalize_get_writes_ids_files(make_run, tmp_path):
     store, root, paths, n = make_run("get")
     for b in range(n):
         run_get(store.run_id, b)
-    run_finalize(store.run_id, enqueue=lambda *a: None)
+    run_finalize(store.run_id, send_puts=lambda *a: None)
     rec = store.record()
     assert rec["state"] == "finished"
     ids = load_ids(rec["ids_pkl"])
@@ -38,11 +38,11 @@ def test_ids_go_to_the_private_records_folder_and_an_earlier_runs_are_kept(make_
     for b in range(n):
         run_get(store.run_id, b)
     with pytest.raises(FileExistsError):
-        run_finalize(store.run_id, enqueue=lambda *a: None)
+        run_finalize(store.run_id, send_puts=lambda *a: None)
     assert older.read_text() == '{"edited": "by a human"}'
     older.unlink()
-    tasks.forget()
-    run_finalize(store.run_id, enqueue=lambda *a: None)
+    context.forget()
+    run_finalize(store.run_id, send_puts=lambda *a: None)
     rec = store.record()
     assert os.path.dirname(rec["ids_pkl"]) == str(records)
     assert {os.stat(records / f).st_mode & 0o777 for f in os.listdir(records)} == {0o600}
@@ -57,7 +57,7 @@ def test_a_nan_float_in_one_file_does_not_fail_the_export(make_run):
     ds.save_as(path)
     for b in range(n):
         run_get(store.run_id, b)
-    run_finalize(store.run_id, enqueue=lambda *a: None)
+    run_finalize(store.run_id, send_puts=lambda *a: None)
     rec = store.record()
     assert rec["state"] == "finished"
     values = [f.get("PhysicalDeltaX") for items in load_ids(rec["ids_pkl"]).values()
@@ -67,16 +67,16 @@ def test_a_nan_float_in_one_file_does_not_fail_the_export(make_run):
                      for f in items.values()]
 
 
-def test_finalize_all_enqueues_pending_put_batches(make_run):
+def test_finalize_all_sends_pending_put_batches(make_run):
     store, root, paths, n = make_run("all")
     for b in range(n):
         run_get(store.run_id, b)
     sent = []
-    run_finalize(store.run_id, enqueue=lambda run_id, batches: sent.append(list(batches)))
+    run_finalize(store.run_id, send_puts=lambda run_id, batches: sent.append(list(batches)))
     assert sent == [list(range(n))]
     assert store.record()["state"] == "put"
     # A redelivered finalize does nothing: put was sent once.
-    assert run_finalize(store.run_id, enqueue=lambda *a: None) == {"already_done": 1}
+    assert run_finalize(store.run_id, send_puts=lambda *a: None) == {"already_done": 1}
 
 
 def test_finalize_inspect_writes_report(make_run, tmp_path):
@@ -104,7 +104,7 @@ def _sharded_run(make_run, action, per_shard=4, patients=6):
 
 def _one_piece_ids(store, tmp_path):
     """What the unsharded export writes for the same store."""
-    from deid_workers.idsfile import IdsWriter
+    from deid_workers.ids.export import IdsWriter
 
     with IdsWriter(tmp_path / "one") as writer:
         for entity, items in store.iter_ids():
@@ -121,13 +121,13 @@ def test_export_shards_are_powers_of_two_up_to_the_entity_sets():
 def test_a_sharded_export_writes_the_same_ids_and_sends_put_once(make_run, tmp_path):
     store, n = _sharded_run(make_run, "all")
     sent_shards, sent_put = [], []
-    result = run_finalize(store.run_id, enqueue=lambda r, b: sent_put.append(list(b)),
+    result = run_finalize(store.run_id, send_puts=lambda r, b: sent_put.append(list(b)),
                           send_shards=lambda r, shards, count: sent_shards.append((shards, count)))
     [(shards, count)] = sent_shards
     assert count == 4 and shards == [1, 2, 3]  # 18 files in shards of 4: a power of 2
     assert result == {"shard": 0, "entities": result["entities"]}  # shard 0 ran, not the join
     assert store.record()["state"] == "finalize" and sent_put == []
-    results = [run_export(store.run_id, s, count, enqueue=lambda r, b: sent_put.append(list(b)))
+    results = [run_export(store.run_id, s, count, send_puts=lambda r, b: sent_put.append(list(b)))
                for s in reversed(shards)]
     assert [r.get("shard") for r in results] == [3, 2, None]  # the last commit joined
     assert results[-1]["entities"] == 6
@@ -140,9 +140,9 @@ def test_a_sharded_export_writes_the_same_ids_and_sends_put_once(make_run, tmp_p
     out = os.listdir(os.path.dirname(rec["ids_pkl"]))
     assert not [f for f in out if f.endswith(".part")]  # pieces hold PHI: gone once joined
     # Redelivered shards and finalize after the join do nothing.
-    assert run_export(store.run_id, 1, count, enqueue=lambda r, b: sent_put.append(b)) \
+    assert run_export(store.run_id, 1, count, send_puts=lambda r, b: sent_put.append(b)) \
         == {"already_done": 1}
-    assert run_finalize(store.run_id, enqueue=lambda r, b: sent_put.append(b)) == {"already_done": 1}
+    assert run_finalize(store.run_id, send_puts=lambda r, b: sent_put.append(b)) == {"already_done": 1}
     assert len(sent_put) == 1
 
 
@@ -225,20 +225,13 @@ def test_a_run_failed_by_its_export_is_taken_up_again_by_resume(make_run, tmp_pa
     def no_space(*args):
         raise OSError(28, "No space left on device")
 
-    class Sent:
-        def __init__(self, run_id):
-            self.run_id = run_id
-
-        def apply_async(self):
-            sent.append(self.run_id)
-
     monkeypatch.setattr(fin, "write_piece", no_space)
     with pytest.raises(OSError):
         export.run(store.run_id, 1, 2)
     assert store.record()["error"] == "identifiers export failed: No space left on device"
     monkeypatch.undo()  # the disk has room again
     sent = []
-    monkeypatch.setattr(fin.finalize, "si", Sent)
+    monkeypatch.setattr(producer.dispatch, "send", lambda name, run_id: sent.append(run_id))
     _, said = producer.resume(settings, store.run_id, client=store.client)
     assert said == "re-sent finalize" and sent == [store.run_id]
     rec = store.record()

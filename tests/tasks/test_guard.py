@@ -1,4 +1,4 @@
-"""BatchGuard (tasks/__init__.py): batches that kill their worker, and reruns of any batch."""
+"""BatchGuard (tasks/guard.py): batches that kill their worker, and reruns of any batch."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from deid_workers import tasks
 from deid_workers.errors import RunRefused
-from deid_workers.store import RunStore
-from deid_workers.tasks import KEPT_DYING, BatchGuard, poison_reason, run_context
+from deid_workers.run.store import RunStore
+from deid_workers.tasks import context
+from deid_workers.tasks import put as put_task
+from deid_workers.tasks.context import run_context
 from deid_workers.tasks.get import run_get
+from deid_workers.tasks.guard import KEPT_DYING, BatchGuard, poison_reason
 from deid_workers.tasks.put import run_put
 
 
@@ -106,7 +108,7 @@ def test_paths_that_leave_the_folders_are_refused(make_run, tmp_path, signed):
         store.add_batch(0, bad)
     else:
         store.client.hset(store.keys.batches, "0", json.dumps(bad))
-    tasks.forget()
+    context.forget()
     with pytest.raises(RunRefused, match="batches 0"):
         run_put(store.run_id, 0)
     assert (secret / "leak.dcm").read_bytes() == before
@@ -134,13 +136,13 @@ def test_a_careful_put_reads_each_file_only_once_the_guard_has_noted_it(make_run
     ctx = run_context(store.run_id)
     BatchGuard(ctx, "put", 0)  # the first start died: the next one goes file by file
     noted = []
-    real = tasks.put.open_put
+    real = put_task.open_put
 
     def open_put(root, rel, *args, **kw):
         noted.append((rel, store.inflight("put", 0, 0)))
         return real(root, rel, *args, **kw)
 
-    monkeypatch.setattr(tasks.put, "open_put", open_put)
+    monkeypatch.setattr(put_task, "open_put", open_put)
     assert run_put(store.run_id, 0)["written"] == 3
     assert noted == [(rel, rel) for rel in store.batch(0)]
 

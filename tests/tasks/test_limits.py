@@ -9,9 +9,10 @@ from celery.worker.request import Request
 
 from deid_workers.app import _conf, app
 from deid_workers.config import Settings
-from deid_workers.tasks import BatchGuard, poison_reason, run_context
 from deid_workers.tasks import get as get_module
+from deid_workers.tasks.context import run_context
 from deid_workers.tasks.get import get_batch, run_get
+from deid_workers.tasks.guard import BatchGuard, poison_reason
 from deid_workers.tasks.limits import BatchRequest, BatchTask, note_time_limit
 
 
@@ -81,13 +82,13 @@ def test_a_hard_kill_noted_by_the_main_process_names_the_time_limit(limit_env, m
     for rel in guard.files(batch):
         if rel == batch[0]:
             break  # the process is killed while on batch[0]: the note stays
-    from deid_workers.tasks import limits
+    from deid_workers.run import client as run_client
 
-    limits._clients[str(app.conf.broker_url)] = fake
+    run_client._SHARED[(str(app.conf.broker_url), False)] = fake
     try:
         assert note_time_limit(str(app.conf.broker_url), store.run_id, "get", 0, 0, 7)
     finally:
-        limits._clients.clear()
+        del run_client._SHARED[(str(app.conf.broker_url), False)]
     result = run_get(store.run_id, 0)
     assert result["poison"] == 1
     assert store.outcomes("poison") == {batch[0]: poison_reason("get", 7)}

@@ -8,8 +8,9 @@ import pytest
 from celery.exceptions import Reject
 
 from deid_workers.errors import StoreError
-from deid_workers.idsfile import iter_ids_chunks
-from deid_workers.tasks import load, run_context
+from deid_workers.ids.chunks import iter_ids_chunks
+from deid_workers.tasks import load
+from deid_workers.tasks.context import run_context
 from deid_workers.tasks.load import await_ids, ids_ready, run_load
 from deid_workers.tasks.put import run_put
 

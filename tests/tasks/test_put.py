@@ -3,9 +3,9 @@ from __future__ import annotations
 import pydicom
 import pytest
 
-from deid_workers import tasks
 from deid_workers.config import Settings
-from deid_workers.steps import get_one
+from deid_workers.files.steps import get_one
+from deid_workers.tasks import put as put_task
 from deid_workers.tasks.get import run_get
 from deid_workers.tasks.put import run_put
 from deid_workers.tasks.readahead import ReadAhead
@@ -41,7 +41,7 @@ def test_put_after_get_fetches_ids_per_batch_not_per_file(make_run, monkeypatch)
     for b in range(n):
         run_get(store.run_id, b)
     windows = []
-    monkeypatch.setattr(tasks.put, "ReadAhead",
+    monkeypatch.setattr(put_task, "ReadAhead",
                         lambda *a, **k: windows.append(a[2]) or ReadAhead(*a, **k))
     for b in range(n):
         assert run_put(store.run_id, b)["no_ids"] == 0
@@ -99,20 +99,20 @@ def test_put_redelivery_rewrites_its_own_outputs(make_run, tmp_path, placed):
 
 def test_put_makes_the_batch_durable_before_its_commit(make_run, tmp_path, monkeypatch):
     """Outputs are written without per-file fsyncs and synced together, before commit_batch."""
-    import deid_workers.durable as durable
-    import deid_workers.tasks.put as put_task
+    import deid_workers.fs.durable as durable
+    import deid_workers.tasks.tally as tally_module
 
     store, root, paths, n = make_run("put", corrupt=1)
     calls: list[str] = []
     monkeypatch.setattr(durable.os, "fsync", lambda fd: calls.append("fsync"))
     monkeypatch.setattr(durable, "_syncfs", lambda fd: calls.append("syncfs") or 0)
-    real_sync, real_commit = put_task.sync_paths, type(store).commit_batch
+    real_sync, real_commit = tally_module.sync_paths, type(store).commit_batch
 
     def sync_paths(outputs):
         calls.append(f"sync {len(list(outputs))}")
         real_sync(outputs)
 
-    monkeypatch.setattr(put_task, "sync_paths", sync_paths)
+    monkeypatch.setattr(tally_module, "sync_paths", sync_paths)
     monkeypatch.setattr(type(store), "commit_batch",
                         lambda self, *a, **k: (calls.append("commit"), real_commit(self, *a, **k))[1])
     result = run_put(store.run_id, 0)
@@ -130,3 +130,33 @@ def test_a_recipe_value_that_does_not_fit_fails_its_files_naming_the_recipe_line
     failed = store.outcomes("failed")
     assert set(failed) == set(paths)
     assert set(failed.values()) == {"site.dicom:5: REPLACE SliceThickness: the value is not a valid DS"}
+
+
+def test_put_after_get_reads_each_files_keys_once_and_resolves_each_output_once(
+        make_run, tmp_path, monkeypatch):
+    """get noted each file's (entity, item) and what it lacked: put reads neither again, and
+    reports the same missing fields; each output's path is resolved once per file, also on a
+    redelivered batch (which checks whether an output is its own)."""
+    from deid_workers.files import steps
+
+    store, root, paths, n = make_run("all", corrupt=0)
+    lacking = paths[1]
+    ds = pydicom.dcmread(f"{root}/{lacking}")
+    del ds.PatientID
+    ds.save_as(f"{root}/{lacking}", enforce_file_format=True)
+    for b in range(n):
+        run_get(store.run_id, b)
+    assert store.outcomes("missing") == {lacking: "PatientID"}
+
+    def read_again(*args, **kwargs):
+        raise AssertionError("put read a file's entity and item that get had noted")
+
+    resolved: list[str] = []
+    real = steps.output_path
+    monkeypatch.setattr(steps, "entity_item", read_again)
+    monkeypatch.setattr(steps, "output_path", lambda *a: resolved.append(a[1]) or real(*a))
+    for b in range(n):
+        store.mark_started("put", b)  # as if a worker had died on it: a redelivery
+        run_put(store.run_id, b)
+    assert store.counters()["put:written"] == len(paths) == len(resolved) == len(set(resolved))
+    assert store.outcomes("missing") == {lacking: "PatientID"}

@@ -7,11 +7,12 @@ import json
 import shutil
 
 from deid_workers.notices import decode
-from deid_workers.report import NoticeFeed, render_table, run_ok, summarize
-from deid_workers.runlog import iter_run_log
-from deid_workers.store import RunStore
+from deid_workers.run.record import RunRecord
+from deid_workers.run.report import NoticeFeed, render_table, run_ok, summarize
+from deid_workers.run.runlog import iter_run_log
+from deid_workers.run.store import RunStore
 from deid_workers.synth import make_dataset, phi_strings
-from deid_workers.tasks import worker_keys
+from deid_workers.tasks.context import worker_keys
 from deid_workers.tasks.get import run_get
 from deid_workers.tasks.put import run_put
 
@@ -28,10 +29,9 @@ def _run(fake, tmp_path, action, names, *, batch=2, **extra):
     for i, name in enumerate(names):
         if not (root / name).exists():
             make_dataset(0, instance=i).save_as(root / name, enforce_file_format=True)
-    record = {"action": action, "input": str(root), "outfolder": str(tmp_path / "out"),
-              "overwrite": False, "print_ids": False, "recipe_texts": [RECIPE],
-              "recipe_sha": "", "settings": {}, **extra}
-    store = RunStore.create(fake, "t" + action, record, expiry=600, keys=worker_keys())
+    record = RunRecord(action, str(root), str(tmp_path / "out"), recipe_texts=(RECIPE,),
+                       **extra)
+    store = RunStore.create(fake, "t" + action, record.spec(), expiry=600, keys=worker_keys())
     n = 0
     for start in range(0, len(names), batch):
         store.add_batch(n, names[start:start + batch])
@@ -78,7 +78,7 @@ def test_put_says_which_files_the_ids_did_not_cover_and_fails(fake, tmp_path):
     names = ["a.dcm", "b.dcm", "c.dcm"]
     store, root, n = _run(fake, tmp_path, "put", names, ids_path="/x/deid-ids.json")
     from deid_workers.config import Settings
-    from deid_workers.steps import get_one
+    from deid_workers.files.steps import get_one
 
     got = get_one(str(root), "b.dcm", Settings())
     store.save_ids({got.entity: {got.item: {"id": "S1", "rows": 2}}})
@@ -120,7 +120,7 @@ def test_get_says_which_files_share_an_ids_item_within_and_across_batches(fake, 
 def test_a_started_again_batch_does_not_take_its_own_ids_for_another_files(fake, tmp_path):
     store, root, n = _run(fake, tmp_path, "get", ["a.dcm", "b.dcm"])
     from deid_workers.config import Settings
-    from deid_workers.steps import get_one
+    from deid_workers.files.steps import get_one
 
     # an earlier start wrote the batch's ids, then died before its commit
     store.start_batch("get", 0, 0, "w\tt")
