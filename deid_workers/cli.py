@@ -22,6 +22,7 @@ from . import logs
 from .config import Settings
 from .errors import ConfigError, DeidError, IdentifiersError, InputError, RecipeError
 from .run.plan import CLIENT_ACTIONS
+from .version import __version__
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
@@ -60,12 +61,6 @@ exit codes: {EXIT_OK} run finished, every valid file written/inspected (skips ar
   {EXIT_FAILED} run failed or incomplete (a put whose ids miss files too); {EXIT_USAGE} usage,
   config, recipe or ids error (nothing started, no folder left); {EXIT_INTERRUPTED} interrupted
 """
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2, message printed)
         return int(exc.code or 0)
     if args.version:
-        print(_version())
+        print(__version__)
         return EXIT_OK
     try:
         settings = Settings.from_env(None, broker_url=args.broker, batch_size=args.batch,
@@ -516,11 +511,11 @@ def _progress(args: argparse.Namespace, settings: Settings) -> Any:
 
 def _follow(store: Any, args: argparse.Namespace, settings: Settings, *,
             progress: Any = None, health: Any = None, on_finished: Any = None) -> int:
-    from .notices import printable
     from .producer import refused_writes, resume, wait
+    from .run.notices import printable
     from .run.report import NoticeFeed
 
-    said = logging.getLogger("deid_workers.notices")
+    said = logging.getLogger("deid_workers.run.notices")
     # The workers' warnings, in deid's words, as their batches commit (WARNING: shown at the
     # level MESSAGELEVEL asks for, as deid shows them).
     feed = NoticeFeed(store, lambda line: said.warning("%s", printable(line)))
@@ -536,8 +531,8 @@ def _follow(store: Any, args: argparse.Namespace, settings: Settings, *,
 
 def _finish(store: Any, args: argparse.Namespace) -> int:
     from .ids.export import write_ids_json
-    from .notices import printable
-    from .run.report import iter_inspect, render_table, run_ok, summarize
+    from .run.notices import printable
+    from .run.report import ids_coverage, iter_inspect, render_table, run_ok, summarize
 
     summary = summarize(store)
     action = summary["action"]
@@ -550,14 +545,11 @@ def _finish(store: Any, args: argparse.Namespace) -> int:
             _stdout_gone()
     for path in summary["lists"].get("refused", {}):
         log.error("%s already exists, overwrite set to False. Not writing.", printable(path))
-    if action == "put" and summary.get("no_ids") and summary["state"] == "finished":
-        ids = os.path.basename(str(store.record().get("ids_path") or "")) or "--ids"
-        if summary["no_ids"] >= summary["valid"]:
-            log.error("The ids in %s match none of the %d input files (the ids of another "
-                      "input?)", ids, summary["valid"])
-        else:
-            log.error("The ids in %s match only %d of the %d input files", ids,
-                      summary["valid"] - summary["no_ids"], summary["valid"])
+    if action == "put" and summary.get("no_ids"):
+        coverage = ids_coverage(summary, os.path.basename(
+            str(store.record().get("ids_path") or "")) or "--ids")
+        if coverage:
+            log.error("%s", printable(coverage))
     if action == "inspect" and summary["state"] == "finished":
         for path, verdict in iter_inspect(store, int(summary["batches"] or 0)):
             if verdict.get("flagged"):

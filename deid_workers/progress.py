@@ -4,7 +4,7 @@ The producer never sees files, only the counters workers commit per batch, so th
 batch by batch. It shows every stage of the run with done/total, a bar for the stage now
 running, that stage's rate (files/s since it started, not since the run started, so a put stage
 is not dragged down by the time get took), an ETA once the total is known, and how many
-warnings about files the workers gave so far (:mod:`deid_workers.notices`).
+warnings about files the workers gave so far (:mod:`deid_workers.run.notices`).
 
 Where it goes: redrawn in place on a terminal (the CLI's log lines are written above it,
 :class:`~deid_workers.logs.CliHandler`); a line every few seconds elsewhere; with
@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import IO, Any
 
-from .notices import counts_of
+from .run.notices import counts_of
 from .run.totals import StageTotal, stage_totals
 
 __all__ = ["Progress", "current", "render"]

@@ -35,6 +35,17 @@ def test_help_names_flags_defaults_env_and_exit_codes(capsys):
     assert "exit codes" in out and "130" in out and "examples" in out
 
 
+def test_every_flag_the_readme_names_for_deid_submit_exists():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("\n## Command line\n", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", section))
+    taken = set(cli.build_parser()._option_string_actions)
+    assert len(named) > 20 and named <= taken, sorted(named - taken)
+
+
 def test_version(capsys):
     assert cli.main(["--version"]) == cli.EXIT_OK
     assert capsys.readouterr().out.strip()
@@ -207,6 +218,8 @@ def nothing_starts(monkeypatch, tmp_path):
     (tmp_path / "ids.txt").write_text("not json")
     (tmp_path / "ids.json").write_text("[1, 2]")
     (tmp_path / "afile").write_text("x")
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "deid-ids.pkl").write_bytes(b"edited")
     return tmp
 
 
@@ -225,6 +238,7 @@ def nothing_starts(monkeypatch, tmp_path):
      "records folder cannot be created"),
     (["--action", "all", "--outfolder", "{t}/afile/o"], "output folder is not writable"),
     (["--action", "all", "--clean-pixels", "--quarantine", "{t}/in/q"], "quarantine folder overlap"),
+    (["--action", "get", "--records", "{t}/kept"], "identifiers of an earlier run are there"),
 ])
 def test_whatever_can_be_checked_is_checked_before_anything_starts(nothing_starts, tmp_path,
                                                                    capsys, argv, says):

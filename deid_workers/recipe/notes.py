@@ -6,7 +6,7 @@ logged as before *and* given, with its kind, to the sink the caller made active 
 (:func:`collecting`), which carries it back to the user through the store. Without a sink (the
 Python API, tests) only the log line is written.
 
-Kinds (the words a summary counts them under live in :mod:`deid_workers.notices`):
+Kinds (the words a summary counts them under live in :mod:`deid_workers.run.notices`):
 
 - ``not_done``: a REPLACE or JITTER whose value is missing, or a date JITTER cannot shift: the
   field was removed instead;

@@ -41,7 +41,7 @@ write, so identifiers never outlive the run by more than that::
                                               a file's warnings as a fourth item where it has some
     deid:run:<id>:notices:<stage>       hash  batch_no -> signed JSON {"counts": per kind,
                                               "first": [[path, kind, text], ...]}: the batch's
-                                              warnings about files (:mod:`~deid_workers.notices`)
+                                              warnings about files (:mod:`~deid_workers.run.notices`)
     deid:run:<id>:poison                hash  relative path -> why it was quarantined (crashed its worker)
     deid:run:<id>:residual              hash  relative path -> keywords whose PHI survived put
     deid:run:<id>:deliveries            hash  "<stage>:<batch>:<retry>" -> times the batch started
@@ -61,15 +61,7 @@ Outside any run, the workers' liveness (:mod:`deid_workers.tasks.liveness`)::
 Key names never contain a header value: an entity (a PatientID) and an item (a SOPInstanceUID)
 appear in key and field names only as digests keyed by the cluster key and salted per run.
 
-Nothing identifying is in clear, and nothing a worker acts on is unsigned
-(:mod:`deid_workers.keys`): identifiers, the ``valid`` keys and the staged ids chunks are
-sealed with AES-GCM (so the AOF, an RDB snapshot, a purge's leftovers or a sniffed connection
-show nothing), and the run record and every list of paths carry an HMAC tag. The associated
-data of each sealed value and the signed text of each tag name the run, the hash and the field,
-so nothing can be moved to another run, batch or item. A worker meeting a value that does not
-verify raises :class:`~deid_workers.errors.RunRefused`. Counters, times, per-path outcomes and
-the queues are not signed: forging them can only misreport a run, never make a worker read or
-write anything.
+What is sealed and what is signed, and why the rest need not be: :mod:`.store`.
 """
 
 from __future__ import annotations

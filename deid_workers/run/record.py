@@ -67,7 +67,7 @@ class RunRecord:
     @property
     def ids_given(self) -> bool:
         """Identifiers were given for the files (put ``--ids``, or all's own get): a file
-        without any is worth a warning (:mod:`deid_workers.notices`)."""
+        without any is worth a warning (:mod:`deid_workers.run.notices`)."""
         return bool(self.ids_path) or self.action == "all"
 
     @staticmethod

@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..fs.atomicfile import AtomicFile
-from ..notices import KINDS as NOTICE_KINDS
-from ..notices import Notice, as_json, counts_of, decode, shown
+from .notices import KINDS as NOTICE_KINDS
+from .notices import Notice, as_json, counts_of, decode, shown
 from .plan import STAGE_ORDER, first_stage, stages_of
 from .store import RunStore
 from .totals import stage_total
@@ -32,6 +32,7 @@ __all__ = [
     "run_status",
     "render_status",
     "NoticeFeed",
+    "ids_coverage",
 ]
 
 INSPECT_TSV = "deid-inspect.tsv"
@@ -194,7 +195,7 @@ def _limited(store: RunStore, kind: str, limit: int | None) -> list[tuple[str, s
 
 class NoticeFeed:
     """The run's warnings about files, each given once to ``say`` as batches commit them
-    (the producer prints them while it waits, in deid's words: :mod:`deid_workers.notices`).
+    (the producer prints them while it waits, in deid's words: :mod:`deid_workers.run.notices`).
 
     :meth:`watch` reads nothing unless the counters say there are new ones; then only the
     batches not shown yet are read. get's check for shared ids items can add to a batch
@@ -236,6 +237,19 @@ class NoticeFeed:
 
         shown([(number, raw)], one)
         self.shown[(stage, number)] = max(done, said)
+
+
+def ids_coverage(summary: Mapping[str, Any], ids_name: str) -> str | None:
+    """What a finished put must say when the ids file ``ids_name`` covers none or only some of
+    its valid files (each such file lost what its ``var:`` values would have given it, and the
+    run exits 1); None when every file had its ids, or for another action."""
+    missed, valid = int(summary.get("no_ids") or 0), int(summary.get("valid") or 0)
+    if summary.get("action") != "put" or summary.get("state") != "finished" or not missed:
+        return None
+    if missed >= valid:
+        return (f"The ids in {ids_name} match none of the {valid} input files (the ids of "
+                "another input?)")
+    return f"The ids in {ids_name} match only {valid - missed} of the {valid} input files"
 
 
 def run_ok(summary: Mapping[str, Any]) -> bool:

@@ -29,7 +29,7 @@ from typing import Any
 
 from ..fs.atomicfile import AtomicFile
 from ..fs.folders import run_quarantine
-from ..notices import decode
+from .notices import decode
 from .store import RunStore
 
 __all__ = ["RUN_LOG", "OUTCOMES", "iter_run_log", "write_run_log", "run_log_name"]
@@ -52,7 +52,7 @@ _EARLY_KINDS = ("skipped", "failed", "poison")  # recorded outside the put/clean
 def iter_run_log(store: RunStore, rec: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """The lines of the run log, in walk order, one per input file, a batch at a time.
 
-    A file that drew warnings (:mod:`deid_workers.notices`: put's and clean's, kept with its
+    A file that drew warnings (:mod:`deid_workers.run.notices`: put's and clean's, kept with its
     log entry; get's, kept with get's batch) has them under ``warnings``, in deid's words.
     """
     n_batches = int(rec.get("n_batches") or 0)

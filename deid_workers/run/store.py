@@ -714,7 +714,7 @@ class RunStore:
         pipe.expire(self.keys.log(stage), self.expiry)
 
     def notices(self, stage: str, numbers: Sequence[int]) -> list[tuple[int, str | None]]:
-        """The warnings batches ``numbers`` of ``stage`` kept (see :mod:`deid_workers.notices`),
+        """The warnings batches ``numbers`` of ``stage`` kept (see :mod:`deid_workers.run.notices`),
         verified; None for a batch without any. One round trip."""
         if not numbers:
             return []

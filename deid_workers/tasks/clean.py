@@ -14,8 +14,8 @@ from typing import Any
 from celery.utils.log import get_task_logger
 
 from ..app import deid_task
-from ..notices import no_ids_text
 from ..run.lifecycle import finish_run
+from ..run.notices import no_ids_text
 from .context import run_context
 from .guard import BatchGuard
 from .put import batch_step, log_entry

@@ -9,7 +9,7 @@ from celery.utils.log import get_task_logger
 
 from ..app import deid_task
 from ..files.steps import get_one
-from ..notices import COUNTER, duplicate_text
+from ..run.notices import COUNTER, duplicate_text
 from .context import run_context
 from .guard import BatchGuard
 from .tally import BatchTally

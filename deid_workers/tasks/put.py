@@ -15,8 +15,8 @@ from ..files.steps import Known, PendingPut, PutOutcome, finish_put, open_put
 from ..files.triage import PixelPolicy
 from ..files.verify import recipe_literals, residual_phi
 from ..fs.paths import remove_stale_temps
-from ..notices import BatchNotices, no_ids_text
 from ..run.lifecycle import finish_run
+from ..run.notices import BatchNotices, no_ids_text
 from . import dispatch
 from .context import RunContext, run_context
 from .guard import BatchGuard
@@ -111,7 +111,7 @@ def batch_step(ctx: RunContext, paths: list[str], known: Mapping[str, Known], *,
     with ``--ids``, the clean stage) are fetched a read-ahead window at a time
     (:class:`~.readahead.ReadAhead`), file by file in careful mode. A batch whose files are all
     known reads no file ahead: it would only hold more datasets at once.
-    The recipe's warnings about each file go to ``notices`` (:mod:`deid_workers.notices`).
+    The recipe's warnings about each file go to ``notices`` (:mod:`deid_workers.run.notices`).
     """
     store = ctx.store
     fetched = store.get_ids_many(keys for keys, _ in known.values())

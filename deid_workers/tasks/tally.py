@@ -5,7 +5,7 @@ outcomes of each kind (skipped, refused, failed...), for put and clean the run l
 each file and the outputs to make durable; then it commits them all at once
 (:meth:`~deid_workers.run.store.RunStore.commit_batch`) and logs one line. :class:`BatchTally`
 keeps them; :data:`BOOKS` says, per stage, which counters it reports. It also keeps the
-batch's warnings about its files (:class:`~deid_workers.notices.BatchNotices`: the recipe
+batch's warnings about its files (:class:`~deid_workers.run.notices.BatchNotices`: the recipe
 engine's, and those the task adds with :meth:`BatchTally.warn`), committed with the rest:
 their counts by kind among the counters (``notice:<kind>``), their first ones in deid's words.
 """
@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from celery.utils.log import get_task_logger
 
 from ..fs.durable import sync_paths
-from ..notices import BatchNotices
+from ..run.notices import BatchNotices
 from ..run.store import Commit
 from .guard import BatchGuard
 

@@ -93,3 +93,17 @@ def test_table_of_an_embedded_run_says_its_id_is_gone_with_its_redis_and_names_t
     assert lines[0].endswith("abc (all, finished); embedded: its state went with the private "
                              "Redis")
     assert "input /in/one.dcm" in [" ".join(x.split()) for x in lines]
+
+
+def test_a_put_whose_ids_cover_none_or_only_some_files_says_so_and_fails():
+    from deid_workers.run.report import ids_coverage, run_ok
+
+    none = _summary(action="put", valid=3, written=3, no_ids=3)
+    some = _summary(action="put", valid=3, written=3, no_ids=1)
+    every = _summary(action="put", valid=3, written=3, no_ids=0)
+    assert ids_coverage(none, "ids.json") == (
+        "The ids in ids.json match none of the 3 input files (the ids of another input?)")
+    assert ids_coverage(some, "ids.json") == "The ids in ids.json match only 2 of the 3 input files"
+    assert ids_coverage(every, "ids.json") is None and run_ok(every)
+    assert not run_ok(none) and not run_ok(some)
+    assert ids_coverage(dict(some, state="failed"), "ids.json") is None  # the failure says why

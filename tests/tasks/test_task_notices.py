@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from deid_workers.notices import decode
+from deid_workers.run.notices import decode
 from deid_workers.run.record import RunRecord
 from deid_workers.run.report import NoticeFeed, render_table, run_ok, summarize
 from deid_workers.run.runlog import iter_run_log

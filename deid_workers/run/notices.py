@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .recipe.notes import collecting
+from ..recipe.notes import collecting
 
 __all__ = ["KINDS", "PER_BATCH", "PER_FILE", "COUNTER", "Notice", "BatchNotices",
            "no_ids_text", "duplicate_text", "decode", "counts_of", "shown", "printable",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from deid_workers import notices
-from deid_workers.notices import BatchNotices, Notice, counts_of, decode, printable, shown
 from deid_workers.recipe.notes import warn
+from deid_workers.run import notices
+from deid_workers.run.notices import BatchNotices, Notice, counts_of, decode, printable, shown
 
 
 def test_a_batch_counts_every_notice_keeps_the_first_and_bounds_each_file(monkeypatch):
