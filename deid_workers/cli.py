@@ -532,7 +532,7 @@ def _follow(store: Any, args: argparse.Namespace, settings: Settings, *,
 def _finish(store: Any, args: argparse.Namespace) -> int:
     from .ids.export import write_ids_json
     from .run.notices import printable
-    from .run.report import ids_coverage, iter_inspect, render_table, run_ok, summarize
+    from .run.report import file_lines, iter_inspect, render_table, run_ok, summarize
 
     summary = summarize(store)
     action = summary["action"]
@@ -543,13 +543,10 @@ def _finish(store: Any, args: argparse.Namespace) -> int:
             write_ids_json(store.iter_ids(), sys.stdout)
         except BrokenPipeError:
             _stdout_gone()
-    for path in summary["lists"].get("refused", {}):
-        log.error("%s already exists, overwrite set to False. Not writing.", printable(path))
-    if action == "put" and summary.get("no_ids"):
-        coverage = ids_coverage(summary, os.path.basename(
-            str(store.record().get("ids_path") or "")) or "--ids")
-        if coverage:
-            log.error("%s", printable(coverage))
+    ids_name = (os.path.basename(str(store.record().get("ids_path") or "")) or "--ids"
+                if action == "put" else "--ids")
+    for level, text in file_lines(summary, ids_name):
+        log.log(level, "%s", printable(text))
     if action == "inspect" and summary["state"] == "finished":
         for path, verdict in iter_inspect(store, int(summary["batches"] or 0)):
             if verdict.get("flagged"):

@@ -7,6 +7,7 @@ value: it has counts, relative paths and reasons.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections import Counter
@@ -33,6 +34,7 @@ __all__ = [
     "render_status",
     "NoticeFeed",
     "ids_coverage",
+    "file_lines",
 ]
 
 INSPECT_TSV = "deid-inspect.tsv"
@@ -250,6 +252,24 @@ def ids_coverage(summary: Mapping[str, Any], ids_name: str) -> str | None:
         return (f"The ids in {ids_name} match none of the {valid} input files (the ids of "
                 "another input?)")
     return f"The ids in {ids_name} match only {valid - missed} of the {valid} input files"
+
+
+def file_lines(summary: Mapping[str, Any], ids_name: str = "--ids") -> list[tuple[int, str]]:
+    """``(level, text)`` of the lines deid prints about files that the end of a run can say,
+    in deid's words: each listed skipped file (WARNING, deid's ``Cannot read input file``
+    with the reason's head), each listed refused one (ERROR), then what a put's ids missed
+    (:func:`ids_coverage`). The listed ones: the summary's first of each kind, the rest
+    counted in the table. The workers' own warnings are said as batches commit
+    (:class:`NoticeFeed`)."""
+    lists = summary.get("lists") or {}
+    out = [(logging.WARNING, f"Cannot read input file {path}, skipping ({_short(why)}).")
+           for path, why in (lists.get("skipped") or {}).items()]
+    out += [(logging.ERROR, f"{path} already exists, overwrite set to False. Not writing.")
+            for path in lists.get("refused") or {}]
+    coverage = ids_coverage(summary, ids_name)
+    if coverage:
+        out.append((logging.ERROR, coverage))
+    return out
 
 
 def run_ok(summary: Mapping[str, Any]) -> bool:

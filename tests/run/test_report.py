@@ -107,3 +107,19 @@ def test_a_put_whose_ids_cover_none_or_only_some_files_says_so_and_fails():
     assert ids_coverage(every, "ids.json") is None and run_ok(every)
     assert not run_ok(none) and not run_ok(some)
     assert ids_coverage(dict(some, state="failed"), "ids.json") is None  # the failure says why
+
+
+def test_the_end_of_a_run_says_each_listed_skip_and_refusal_in_deids_words():
+    import logging
+
+    from deid_workers.run.report import file_lines
+
+    summary = _summary(action="put", valid=2, written=1, refused=1, no_ids=2, lists={
+        "skipped": {"x.txt": "not a DICOM file: give DICOM files"},
+        "refused": {"a/b.dcm": "already exists"}})
+    assert file_lines(summary, "ids.json") == [
+        (logging.WARNING, "Cannot read input file x.txt, skipping (not a DICOM file)."),
+        (logging.ERROR, "a/b.dcm already exists, overwrite set to False. Not writing."),
+        (logging.ERROR, "The ids in ids.json match none of the 2 input files (the ids of "
+                        "another input?)")]
+    assert file_lines(_summary()) == []
