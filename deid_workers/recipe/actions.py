@@ -46,21 +46,12 @@ from ..dicom import compat
 from ..errors import RecipeError
 from .cleantext import NotPlain, collect, public_kinds, texts_of
 from .conformance import Change, conform
+from .elements import CACHE_LIMIT, delete_element, holds_canonical_uid, new_element
 from .funcs import FuncContext, fast_shift, jitter_days, jitter_value, shift_value
 from .model import Action, Recipe
 from .notes import warn
 from .parser import parse_split_options
-from .selectors import (
-    CACHE_LIMIT,
-    Field,
-    FieldSet,
-    Selector,
-    add_target,
-    compile_selector,
-    delete_element,
-    holds_canonical_uid,
-    new_element,
-)
+from .selectors import Field, FieldSet, Selector, add_target, compile_selector
 from .values import MISSING, convert_value, resolve_value
 
 __all__ = ["deidentify", "compiled", "ids_fields_read"]
