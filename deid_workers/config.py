@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_MAX_PIXEL_BYTES",
     "load_secret",
     "default_secret_path",
+    "default_demo_path",
 ]
 
 DEFAULT_BATCH_SIZE = 100
@@ -336,6 +337,13 @@ def default_secret_path() -> Path:
     """``$XDG_CONFIG_HOME/deid-workers/secret.key`` (``~/.config`` when unset)."""
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "deid-workers" / "secret.key"
+
+
+def default_demo_path() -> Path:
+    """Where deid-submit keeps the demo study it runs on without ``--input``:
+    ``$XDG_CACHE_HOME/deid-workers/dicom-cookies`` (``~/.cache`` when unset)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "deid-workers" / "dicom-cookies"
 
 
 def load_secret(path: Path) -> bytes:

@@ -24,7 +24,6 @@ import contextlib
 import itertools
 import logging
 import os
-import shutil
 import tempfile
 import time
 import uuid
@@ -60,7 +59,9 @@ __all__ = [
     "resume",
     "wait",
     "connect",
-    "precheck",
+    "prepare",
+    "Prepared",
+    "input_path",
 ]
 
 log = logging.getLogger(__name__)
@@ -113,8 +114,16 @@ class Submission:
     quarantine_groups: tuple[str, ...] = DEFAULT_QUARANTINE_GROUPS
     layout: str = "mirror"
     quarantine: str | None = None  # None: the output folder's sibling (fs.folders.quarantine_folder)
+    input_file: str | None = None  # --input named one file: its name; ``input`` is its folder
+    embedded: bool = False  # a private Redis and workers that stop with deid-submit
+    key_created: bool = False  # the run's key file was created for it (said in the summary)
     ocr: str | None = None  # --ocr: "risky" or "all" (run.plan.OCR_MODES); None: no OCR
     ocr_allowlist: str | None = None  # --ocr-allowlist FILE; None: the shipped allow-list
+
+
+def input_path(sub: Submission) -> str:
+    """What ``--input`` named: the input folder, or the one file in it."""
+    return os.path.join(sub.input, sub.input_file) if sub.input_file else sub.input
 
 
 def connect(settings: Settings) -> Any:
@@ -149,15 +158,20 @@ def _load_recipe(paths: Sequence[str], profile: str | None = None
     return recipe, sources
 
 
-def _check_outfolder(folder: str, what: str = "output folder") -> None:
+def _check_outfolder(folder: str, what: str = "output folder",
+                     made: list[str] | None = None) -> None:
     """Create the output (or quarantine, or records) folder and prove we can write there,
-    before anything is enqueued.
+    before anything is enqueued; the folders created are added to ``made`` (outermost last)
+    so that a run stopped before it starts leaves none behind (:func:`remove_made`).
 
     Checked by writing, not with ``os.access``: root passes every permission check, and a
     read-only mount or a full disk only shows on a real write.
     """
     try:
+        missing = _missing_parents(folder)
         os.makedirs(folder, exist_ok=True)
+        if made is not None:
+            made += missing
         fd, probe = tempfile.mkstemp(prefix=".deid-probe-", suffix=".tmp", dir=folder)
         os.close(fd)
         os.unlink(probe)
@@ -167,7 +181,29 @@ def _check_outfolder(folder: str, what: str = "output folder") -> None:
         raise InputError(folder, f"{what} is not writable ({exc.strerror or exc}){hint}") from None
 
 
-def _quarantine(sub: Submission) -> str | None:
+def _missing_parents(folder: str) -> list[str]:
+    """``folder`` and each parent of it that does not exist yet, innermost first."""
+    out = []
+    path = os.path.abspath(folder)
+    while not os.path.lexists(path):
+        out.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return out
+
+
+def remove_made(made: Sequence[str]) -> None:
+    """Remove the folders :func:`prepare` (or the CLI) created, innermost first, each only if
+    it is still empty: a run that stops before it starts leaves no folder behind, and never
+    takes anything with it."""
+    for folder in made:
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+
+
+def _quarantine(sub: Submission, made: list[str] | None = None) -> str | None:
     """The run's quarantine folder (``--clean-pixels``, or put/all with ``--ocr``), checked:
     apart from the input and output trees (held-back files may still show identifiers in their
     pixels, so they must never land in the tree that is released, nor be walked as input) and
@@ -178,12 +214,12 @@ def _quarantine(sub: Submission) -> str | None:
 
     folder = os.path.abspath(sub.quarantine or quarantine_folder(sub.outfolder))
     real = os.path.realpath(folder)
-    for other, name in ((sub.outfolder, "output"), (sub.input, "input")):
+    for other, name in ((sub.outfolder, "output"), (input_path(sub), "input")):
         base = os.path.realpath(other)
         if os.path.commonpath([base, real]) in (base, real):
             raise InputError(folder, f"quarantine folder overlaps the {name} folder; choose "
                                      "one apart from both (--quarantine)")
-    _check_outfolder(folder, "quarantine folder")
+    _check_outfolder(folder, "quarantine folder", made)
     return folder
 
 
@@ -198,14 +234,17 @@ def _check_ids_kept(sub: Submission) -> None:
                                        "--overwrite to replace them, or another --records folder")
 
 
-def _check_records(sub: Submission) -> None:
+def _check_records(sub: Submission, made: list[str] | None = None) -> None:
     """Create the records folder private (0700), check it is writable and holds no earlier
     run's identifiers (see :func:`_check_ids_kept`)."""
     folder = sub.records
     if not os.path.isdir(folder):
         try:
+            missing = _missing_parents(folder)
             os.makedirs(folder, mode=0o700, exist_ok=True)
             os.chmod(folder, 0o700)
+            if made is not None:
+                made += missing
         except OSError as exc:
             raise InputError(folder, "records folder cannot be created "
                                      f"({exc.strerror or exc})") from None
@@ -217,6 +256,7 @@ def _check_folders(settings: Settings, sub: Submission) -> None:
     """The folder rules workers apply (:mod:`deid_workers.fs.folders`), checked here first so a
     mistake is a one-line error before anything starts; roots only if this process has them."""
     folders = run_folders({"action": sub.action, "input": os.path.abspath(sub.input),
+                           "input_file": sub.input_file,
                            "outfolder": os.path.abspath(sub.outfolder),
                            "records": os.path.abspath(sub.records),
                            "quarantine": os.path.abspath(sub.quarantine) if sub.quarantine else None,
@@ -229,22 +269,91 @@ def _check_folders(settings: Settings, sub: Submission) -> None:
         raise ConfigError(str(exc)) from None
 
 
-def precheck(settings: Settings, sub: Submission, *, local_workers: bool = False) -> None:
-    """What :func:`submit` refuses about the folders, checked without creating anything, so
-    embedded mode says it before it starts its Redis and workers. ``local_workers`` (embedded
-    mode: the workers are this machine's Python) also checks that ``--ocr`` can load its
-    engine here (:func:`check_ocr`)."""
-    _check_folders(settings, _with_records(sub))
-    _check_ids_kept(_with_records(sub))
-    _ocr_allowlist(sub)
-    if sub.ocr and local_workers:
+def _with_records(sub: Submission) -> Submission:
+    from .fs.folders import records_folder
+
+    return sub if sub.records else replace(sub, records=records_folder(sub.outfolder))
+
+
+@dataclass
+class Prepared:
+    """A submission checked before anything starts (:func:`prepare`), for :func:`submit`."""
+
+    sub: Submission
+    recipe: Recipe
+    sources: list[tuple[str | None, str]]  # the recipe's texts with their names (_load_recipe)
+    ids: Iterator[tuple[str, int]] | None
+    ids_fields: list[str] | None
+    quarantine: str | None
+    made: list[str]  # folders prepare created, innermost first
+    ocr_allowlist: tuple[str, str] | None = None  # --ocr-allowlist's (text, file name)
+
+    def discard(self) -> None:
+        """The run will not start: close the ids file, remove the folders made for it."""
+        close = getattr(self.ids, "close", None)
+        if close is not None:
+            close()
+        remove_made(self.made)
+
+
+def _check_input(sub: Submission) -> None:
+    if sub.input_file:
+        path = input_path(sub)
+        if not os.path.isfile(path) or os.path.islink(path):
+            raise InputError(path, "input file not found (--input takes a folder or one "
+                                   "DICOM file)")
+    elif not os.path.isdir(sub.input):
+        raise InputError(sub.input, "input not found (--input takes a folder or one DICOM "
+                                    "file)")
+
+
+def prepare(settings: Settings, sub: Submission) -> Prepared:
+    """Check everything that can be checked before a process starts or Redis is reached: the
+    input, the folder rules, identifiers an earlier run left, the recipe (and profile), the
+    shape of the ``--ids`` file (its first chunk is read), then create the output, quarantine
+    and records folders and prove each writable. Raises on the first fault (a one-line
+    error, exit 2); a folder it created is removed again when a later check fails."""
+    if sub.action not in CLIENT_ACTIONS:
+        raise ValueError(f"unknown action {sub.action!r}")
+    _check_input(sub)
+    sub = _with_records(sub)
+    _check_folders(settings, sub)
+    if not sub.print_ids:
+        _check_ids_kept(sub)
+    recipe, sources = _load_recipe(sub.recipes, sub.profile)
+    allow = _ocr_allowlist(sub)
+    if sub.ocr and sub.embedded:  # the workers will be this Python: its engine must load
         check_ocr()
+    ids = ids_fields = None
+    if sub.action == "put":
+        if not sub.ids_path:
+            raise IdentifiersError("To PUT without GET you must provide a json or pkl file "
+                                   "with ids (--ids).")
+        # Sent in chunks once the run exists; the first chunk is read now, so a missing,
+        # unreadable or non-ids file is refused before anything is created.
+        # Only the fields the recipe can read are kept: the same files come out, and an
+        # item is a few bytes in Redis instead of 2 KB (none at all with the default recipe).
+        ids_fields = sorted(ids_fields_read(recipe))
+        chunks = iter_ids_chunks(sub.ids_path, fields=ids_fields)
+        first = next(chunks, None)
+        ids = chunks if first is None else itertools.chain([first], chunks)
+    made: list[str] = []
+    try:
+        if sub.action != "get":  # get writes only identifiers, into the records folder
+            _check_outfolder(sub.outfolder, made=made)
+        quarantine = _quarantine(sub, made)
+        if not sub.print_ids:  # get --print writes nothing
+            _check_records(sub, made)
+    except BaseException:
+        remove_made(made)
+        raise
+    return Prepared(sub, recipe, sources, ids, ids_fields, quarantine, made, allow)
 
 
 def check_ocr() -> None:
-    """``--ocr`` on workers that are this machine's Python: the default engine is loaded
-    once here (well under a second) and dropped, so a missing extra is one line before any
-    process starts, not a failed run. Raises ConfigError saying what to install."""
+    """``--ocr`` on workers that are this machine's Python (embedded mode): the default engine
+    is loaded once here (well under a second) and dropped, so a missing extra is one line
+    before any process starts, not a failed run. Raises ConfigError saying what to install."""
     from .errors import OcrEngineError
 
     try:
@@ -264,8 +373,8 @@ def _ocr_allowlist(sub: Submission) -> tuple[str, str] | None:
         with open(sub.ocr_allowlist, encoding="utf-8") as fh:
             text = fh.read()
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(sub.ocr_allowlist, f"allow-list cannot be read "
-                                            f"({getattr(exc, 'strerror', None) or type(exc).__name__})") from None
+        why = getattr(exc, "strerror", None) or type(exc).__name__
+        raise InputError(sub.ocr_allowlist, f"allow-list cannot be read ({why})") from None
     from .ocr.allowlist import parse_allowlist
 
     name = os.path.basename(sub.ocr_allowlist)
@@ -276,48 +385,24 @@ def _ocr_allowlist(sub: Submission) -> tuple[str, str] | None:
     return text, name
 
 
-def _with_records(sub: Submission) -> Submission:
-    from .fs.folders import records_folder
-
-    return sub if sub.records else replace(sub, records=records_folder(sub.outfolder))
-
-
-def submit(settings: Settings, sub: Submission, client: Any = None, *,
+def submit(settings: Settings, sub: Submission | Prepared, client: Any = None, *,
            tick: Callable[[RunStore], object] | None = None) -> RunStore:
-    """Create the run, load ids for put, walk the input and send every batch.
+    """Create the run, load ids for put, walk the input and enqueue every batch.
 
-    Returns as soon as everything is enqueued; :func:`wait` follows the run. For an archive
-    that takes a while (the walk, an ids file): ``tick(store)`` is called after each batch and
-    each ids chunk sent, so the caller can show the run's progress meanwhile.
+    ``sub`` is checked first (:func:`prepare`) unless it was already. Returns as soon as
+    everything is enqueued; :func:`wait` follows the run. For an archive that takes a while
+    (the walk, an ids file): ``tick(store)`` is called after each batch and each ids chunk
+    sent, so the caller can show the run's progress meanwhile.
     """
-    if sub.action not in CLIENT_ACTIONS:
-        raise ValueError(f"unknown action {sub.action!r}")
-    if not os.path.isdir(sub.input):
-        raise InputError(sub.input, "input folder not found")
-    sub = _with_records(sub)
-    _check_folders(settings, sub)
-    keys = settings.cluster_keys()
-    recipe, sources = _load_recipe(sub.recipes, sub.profile)
-    ids = ids_fields = None
-    if sub.action == "put":
-        if not sub.ids_path:
-            raise IdentifiersError("To PUT without GET you must provide a json or pkl file "
-                                   "with ids (--ids).")
-        # Sent in chunks once the run exists; the first chunk is read now, so a missing,
-        # unreadable or non-ids file is refused before anything is created.
-        # Only the fields the recipe can read are kept: the same files come out, and an
-        # item is a few bytes in Redis instead of 2 KB (none at all with the default recipe).
-        ids_fields = sorted(ids_fields_read(recipe))
-        chunks = iter_ids_chunks(sub.ids_path, fields=ids_fields)
-        first = next(chunks, None)
-        ids = chunks if first is None else itertools.chain([first], chunks)
-    if sub.action != "get":  # get writes only identifiers, into the records folder
-        _check_outfolder(sub.outfolder)
-    quarantine = _quarantine(sub)
-    allow = _ocr_allowlist(sub)
-    if not sub.print_ids:  # get --print writes nothing
-        _check_records(sub)
-    client = client if client is not None else connect(settings)
+    prepared = sub if isinstance(sub, Prepared) else prepare(settings, sub)
+    try:
+        keys = settings.cluster_keys()
+        client = client if client is not None else connect(settings)
+    except BaseException:
+        prepared.discard()  # the run never started: no folder of it stays behind
+        raise
+    sub, recipe, sources = prepared.sub, prepared.recipe, prepared.sources
+    ids, ids_fields, quarantine = prepared.ids, prepared.ids_fields, prepared.quarantine
     run_id = new_run_id()
     record = RunRecord(
         action=sub.action,
@@ -337,18 +422,21 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
         verify=sub.verify,
         clean_pixels=sub.clean_pixels,
         ocr=sub.ocr,
-        ocr_allowlist=allow[0] if allow else None,
-        ocr_allowlist_name=allow[1] if allow else None,
+        ocr_allowlist=prepared.ocr_allowlist[0] if prepared.ocr_allowlist else None,
+        ocr_allowlist_name=prepared.ocr_allowlist[1] if prepared.ocr_allowlist else None,
         quarantine_groups=tuple(sub.quarantine_groups),
         layout=sub.layout,
         quarantine=quarantine,
         # a resume cuts the ids file the same way
         ids_path=os.path.abspath(str(sub.ids_path)) if ids is not None else None,
         ids_fields=tuple(ids_fields) if ids is not None and ids_fields is not None else None,
+        input_file=sub.input_file,
+        embedded=sub.embedded,
+        key_created=sub.key_created,
     )
     store = RunStore.create(client, run_id, record.spec(), expiry=settings.run_expiry, keys=keys,
                             mutable={"walk_done": False, "stage": first_stage(sub.action)})
-    log.info("run %s: %s of %s with recipe %s", run_id, sub.action, record.input, recipe.name)
+    log.info("run %s: %s of %s with recipe %s", run_id, sub.action, input_path(sub), recipe.name)
     with refused_writes(run_id):
         if ids is not None:
             try:
@@ -422,7 +510,9 @@ def _walk(store: RunStore, sub: Submission, settings: Settings, *,
         store.add_outcome("unlisted", rel, reason, counter="walk:unlisted")
 
     n = 0
-    for paths in iter_batches(sub.input, settings.batch_size, on_error=on_error):
+    batches = (iter([[sub.input_file]]) if sub.input_file
+               else iter_batches(sub.input, settings.batch_size, on_error=on_error))
+    for paths in batches:
         store.add_batch(n, paths)
         if not skip(n):
             yield n
@@ -471,7 +561,7 @@ def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStor
     record = RunRecord.of(rec)
     sub = Submission(action=record.action, input=record.input, outfolder=record.outfolder,
                      overwrite=record.overwrite, print_ids=record.print_ids,
-                     records=record.records)
+                     records=record.records, input_file=record.input_file)
     run_settings = record.applied_to(settings)
     first = first_stage(sub.action)
     done_first = store.done_batches(first)
@@ -538,8 +628,14 @@ def _resend_ocr(store: RunStore, n_batches: int, source: str, *, then_clean: boo
 def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POLL_SECONDS,
          health: Callable[[], None] | None = None, timeout: float | None = None,
          reconnect: float = RECONNECT_SECONDS, on_stall: Callable[[], str] | None = None,
-         stall_after: float = STALL_SECONDS) -> dict[str, Any]:
+         stall_after: float = STALL_SECONDS,
+         watch: Callable[[dict[str, Any], dict[str, int]], None] | None = None
+         ) -> dict[str, Any]:
     """Follow a run until it is finished or failed; returns the final run record.
+
+    ``watch(record, counters)`` is called each round after the progress bar, with what was
+    just read (the CLI prints the workers' warnings from it); a Redis error there waits for
+    the next round.
 
     ``health`` is called each round (embedded mode checks its processes there). A lost
     connection to Redis (a restart, a network blip) is retried with backoff for ``reconnect``
@@ -566,6 +662,7 @@ def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POL
     seen: tuple[Any, ...] = ()
     moved = started
     recovered: set[str] = set()  # failed chords already answered by a resume
+    committed: dict[str, int] = {}  # batches per stage said at DEBUG
     lost_since: float | None = None
     backoff = poll
     try:
@@ -593,6 +690,11 @@ def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POL
                 lost_since, backoff = None, poll
             if progress is not None:
                 progress.update(rec, counters)
+            if watch is not None:
+                with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+                    watch(rec, counters)
+            if log.isEnabledFor(logging.DEBUG):
+                _debug_batches(store.run_id, counters, committed)
             if rec.get("state") in ("finished", "failed"):
                 return rec
             now = time.monotonic()
@@ -642,6 +744,18 @@ def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POL
             progress.close()
 
 
+def _debug_batches(run_id: str, counters: dict[str, int], said: dict[str, int]) -> None:
+    """At DEBUG, a line each time a stage's committed batches grow (the producer sees batches,
+    not files, so this is its finest grain): ``run X: put: 3 batch(es) committed, 300 files``."""
+    for stage in ("load", "get", "inspect", "put", "clean"):
+        n = counters.get(f"{stage}:batches", 0)
+        if n != said.get(stage, 0):
+            said[stage] = n
+            what = "items" if stage == "load" else "files"
+            log.debug("run %s: %s: %d batch(es) committed, %d %s", run_id, stage, n,
+                      counters.get(f"{stage}:{what}", 0), what)
+
+
 def _unstall(store: RunStore, on_stall: Callable[[], str], *, stalled_for: float) -> None:
     """Call ``on_stall`` if no message waits in any deid queue and none is taken by a worker;
     a Redis error only postpones the check to the next stall."""
@@ -666,8 +780,3 @@ def _chord_state(task_id: str) -> str | None:
         return str(app.AsyncResult(task_id).state)
     except (redis.ConnectionError, redis.TimeoutError, OSError):
         return None
-
-
-def remove_tree(path: str) -> None:
-    """Remove a folder we created (demo input); errors are not worth failing a run over."""
-    shutil.rmtree(path, ignore_errors=True)

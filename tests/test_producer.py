@@ -348,3 +348,20 @@ def test_submit_ticks_per_ids_chunk_and_per_batch_so_progress_shows_while_it_sen
     load = stage_totals(store.record(), store.counters())[0]
     assert (load.name, load.done, load.total, load.final, load.unit) == ("load", 2, 2, True,
                                                                          "items")
+
+
+def test_at_debug_the_producer_says_each_stages_committed_batches_as_they_grow(caplog):
+    import logging
+
+    from deid_workers.producer import _debug_batches
+
+    said: dict[str, int] = {}
+    caplog.set_level(logging.DEBUG, logger="deid_workers.producer")
+    _debug_batches("r1", {"get:batches": 1, "get:files": 100}, said)
+    _debug_batches("r1", {"get:batches": 1, "get:files": 100}, said)  # nothing new
+    _debug_batches("r1", {"get:batches": 2, "get:files": 150, "load:batches": 1,
+                          "load:items": 7}, said)
+    assert [r.getMessage() for r in caplog.records] == [
+        "run r1: get: 1 batch(es) committed, 100 files",
+        "run r1: load: 1 batch(es) committed, 7 items",
+        "run r1: get: 2 batch(es) committed, 150 files"]

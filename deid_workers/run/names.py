@@ -43,7 +43,11 @@ write, so identifiers never outlive the run by more than that::
                                               geometry and counts, never text) that the clean
                                               stage blacks out
     deid:run:<id>:log:<stage>           hash  batch_no -> signed JSON [[outcome, reason], ...] aligned
-                                              with the paths the stage processed (deid-run.jsonl)
+                                              with the paths the stage processed (deid-run.jsonl);
+                                              a file's warnings as a fourth item where it has some
+    deid:run:<id>:notices:<stage>       hash  batch_no -> signed JSON {"counts": per kind,
+                                              "first": [[path, kind, text], ...]}: the batch's
+                                              warnings about files (:mod:`~deid_workers.run.notices`)
     deid:run:<id>:poison                hash  relative path -> why it was quarantined (crashed its worker)
     deid:run:<id>:residual              hash  relative path -> keywords whose PHI survived put
     deid:run:<id>:deliveries            hash  "<stage>:<batch>:<retry>" -> times the batch started
@@ -180,6 +184,10 @@ class Keys:
     def log(self, stage: str) -> str:
         return self._k("log", stage)
 
+    def notices(self, stage: str) -> str:
+        """Per batch, its warnings about files (counts and the first ones; notices.py)."""
+        return self._k("notices", stage)
+
     def outcome(self, kind: str) -> str:
         """``skipped``, ``refused``, ``failed``, ``missing`` or ``inspect``."""
         return self._k(kind)
@@ -193,5 +201,6 @@ class Keys:
         fixed += [self.outcome(k) for k in OUTCOME_KINDS]
         fixed += [self.deliveries, self.inflight, self.takers]
         fixed += [self.clean_batches, self.log("put"), self.log("clean")]
+        fixed += [self.notices(s) for s in ("get", "put", "clean")]
         fixed += [self.ocr_batches, self.ocr_verdicts, self.log("ocr")]
         return fixed

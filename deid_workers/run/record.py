@@ -64,8 +64,17 @@ class RunRecord:
     quarantine: str | None = None
     ids_path: str | None = None
     ids_fields: tuple[str, ...] | None = None
+    input_file: str | None = None  # --input named one file: its name (``input`` is its folder)
+    embedded: bool = False  # a private Redis and workers that stopped with deid-submit
+    key_created: bool = False  # the key file was created for this run (the summary says so)
     run_id: str = ""
     created: float = 0.0
+
+    @property
+    def ids_given(self) -> bool:
+        """Identifiers were given for the files (put ``--ids``, or all's own get): a file
+        without any is worth a warning (:mod:`deid_workers.run.notices`)."""
+        return bool(self.ids_path) or self.action == "all"
 
     @staticmethod
     def run_settings(settings: Settings) -> dict[str, Any]:
@@ -109,7 +118,8 @@ class RunRecord:
         for key in ("records", "recipe_sha", "recipe_name", "layout"):
             if key in values:
                 values[key] = str(values[key]) or getattr(cls, key)
-        for key in ("overwrite", "print_ids", "verify", "clean_pixels"):
+        for key in ("overwrite", "print_ids", "verify", "clean_pixels", "embedded",
+                    "key_created"):
             if key in values:
                 values[key] = bool(values[key])
         for key in ("ocr", "ocr_allowlist", "ocr_allowlist_name"):

@@ -7,13 +7,16 @@ value: it has counts, relative paths and reasons.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..fs.atomicfile import AtomicFile
+from .notices import KINDS as NOTICE_KINDS
+from .notices import Notice, as_json, counts_of, decode, shown
 from .plan import STAGE_ORDER, first_stage, stages_of
 from .store import RunStore
 from .totals import stage_total
@@ -29,6 +32,9 @@ __all__ = [
     "run_ok",
     "run_status",
     "render_status",
+    "NoticeFeed",
+    "ids_coverage",
+    "file_lines",
 ]
 
 INSPECT_TSV = "deid-inspect.tsv"
@@ -168,6 +174,18 @@ def summarize(store: RunStore, *, limit: int | None = LIST_LIMIT) -> dict[str, A
                                      "residual", "quarantined")}
     if rec.get("verify"):
         summary["residual_phi"] = store.outcome_count("residual")
+    kinds = counts_of(c)
+    summary["warnings"] = {"total": sum(kinds.values()), "kinds": kinds,
+                           "first": as_json(first_notices(store, limit or LIST_LIMIT)
+                                            if kinds else [])}
+    if action in ("put", "all"):
+        summary["no_ids"] = kinds.get("no_ids", 0)
+    if rec.get("input_file"):
+        summary["input_file"] = rec["input_file"]
+    if rec.get("embedded"):
+        summary["embedded"] = True
+    if rec.get("key_created"):
+        summary["key_created"] = True
     return summary
 
 
@@ -192,12 +210,103 @@ def ocr_summary(c: Mapping[str, int], mode: str, cleans: bool) -> dict[str, Any]
     return out
 
 
+def first_notices(store: RunStore, limit: int) -> list[Notice]:
+    """The run's first ``limit`` warnings: get's, then put's, then clean's, each in walk
+    order (batches that kept none are not read)."""
+    out: list[Notice] = []
+    for stage in ("get", "put", "clean"):
+        numbers = sorted(store.notice_batches(stage))
+        for start in range(0, len(numbers), 100):
+            for _n, raw in store.notices(stage, numbers[start:start + 100]):
+                out += decode(raw)[1]
+                if len(out) >= limit:
+                    return out[:limit]
+    return out
+
+
 def _limited(store: RunStore, kind: str, limit: int | None) -> list[tuple[str, str]]:
     out = []
     for i, kv in enumerate(sorted(store.iter_outcomes(kind))):
         if limit is not None and i >= limit:
             break
         out.append(kv)
+    return out
+
+
+class NoticeFeed:
+    """The run's warnings about files, each given once to ``say`` as batches commit them
+    (the producer prints them while it waits, in deid's words: :mod:`deid_workers.run.notices`).
+
+    :meth:`watch` reads nothing unless the counters say there are new ones; then only the
+    batches not shown yet are read. get's check for shared ids items can add to a batch
+    after its commit, so :meth:`drain` with ``final`` reads get's batches again and says
+    what was added.
+    """
+
+    STAGES = ("get", "put", "clean")
+
+    def __init__(self, store: RunStore, say: Callable[[str], None]) -> None:
+        self.store = store
+        self.say = say
+        self.total = 0
+        self.shown: dict[tuple[str, int], int] = {}  # (stage, batch) -> notices said
+
+    def watch(self, rec: Mapping[str, Any], counters: Mapping[str, int]) -> None:
+        total = sum(counts_of(counters).values())
+        if total != self.total:
+            self.total = total
+            self.drain()
+
+    def drain(self, *, final: bool = False) -> None:
+        for stage in self.STAGES:
+            numbers = sorted(n for n in self.store.notice_batches(stage)
+                             if (stage, n) not in self.shown or (final and stage == "get"))
+            for start in range(0, len(numbers), 100):
+                for n, raw in self.store.notices(stage, numbers[start:start + 100]):
+                    self._say(stage, n, raw)
+
+    def _say(self, stage: str, number: int, raw: str | None) -> None:
+        done = self.shown.get((stage, number), 0)
+        said = 0
+
+        def one(notice: Notice) -> None:
+            nonlocal said
+            said += 1
+            if said > done:
+                self.say(notice.line())
+
+        shown([(number, raw)], one)
+        self.shown[(stage, number)] = max(done, said)
+
+
+def ids_coverage(summary: Mapping[str, Any], ids_name: str) -> str | None:
+    """What a finished put must say when the ids file ``ids_name`` covers none or only some of
+    its valid files (each such file lost what its ``var:`` values would have given it, and the
+    run exits 1); None when every file had its ids, or for another action."""
+    missed, valid = int(summary.get("no_ids") or 0), int(summary.get("valid") or 0)
+    if summary.get("action") != "put" or summary.get("state") != "finished" or not missed:
+        return None
+    if missed >= valid:
+        return (f"The ids in {ids_name} match none of the {valid} input files (the ids of "
+                "another input?)")
+    return f"The ids in {ids_name} match only {valid - missed} of the {valid} input files"
+
+
+def file_lines(summary: Mapping[str, Any], ids_name: str = "--ids") -> list[tuple[int, str]]:
+    """``(level, text)`` of the lines deid prints about files that the end of a run can say,
+    in deid's words: each listed skipped file (WARNING, deid's ``Cannot read input file``
+    with the reason's head), each listed refused one (ERROR), then what a put's ids missed
+    (:func:`ids_coverage`). The listed ones: the summary's first of each kind, the rest
+    counted in the table. The workers' own warnings are said as batches commit
+    (:class:`NoticeFeed`)."""
+    lists = summary.get("lists") or {}
+    out = [(logging.WARNING, f"Cannot read input file {path}, skipping ({_short(why)}).")
+           for path, why in (lists.get("skipped") or {}).items()]
+    out += [(logging.ERROR, f"{path} already exists, overwrite set to False. Not writing.")
+            for path in lists.get("refused") or {}]
+    coverage = ids_coverage(summary, ids_name)
+    if coverage:
+        out.append((logging.ERROR, coverage))
     return out
 
 
@@ -210,7 +319,9 @@ def run_ok(summary: Mapping[str, Any]) -> bool:
     if action in ("put", "all"):
         done = (summary.get("written", 0) + summary.get("cleaned", 0)
                 + summary.get("quarantined", 0))  # quarantined: held for review, by design
-        return summary.get("refused", 0) == 0 and done == summary["valid"]
+        # A file the ids did not cover lost what its var: values would have given it.
+        return (summary.get("refused", 0) == 0 and not summary.get("no_ids")
+                and done == summary["valid"])
     if action == "inspect":
         return summary.get("inspected", 0) == summary["valid"]
     return True
@@ -224,13 +335,20 @@ def _short(reason: Any) -> str:
 
 
 def render_table(summary: Mapping[str, Any]) -> str:
-    """A short human summary; counts first, then where outputs are, then what went wrong."""
+    """A short human summary; counts first (each with its breakdown just under it), then
+    where things are, then what went wrong, file by file (the first ones)."""
+    run = f"{summary['run_id']} ({summary['action']}, {summary['state']})"
+    if summary.get("embedded"):
+        # Its Redis is gone: --status cannot find it; the run log keeps its account.
+        run += "; embedded: its state went with the private Redis"
     rows: list[tuple[str, Any]] = [
-        ("run", f"{summary['run_id']} ({summary['action']}, {summary['state']})"),
+        ("run", run),
         ("files found", summary["files_found"]),
         ("valid", summary["valid"]),
         ("skipped", summary["skipped"]),
     ]
+    rows += [("", f"skipped {n}: {reason}")
+             for reason, n in sorted(summary.get("skip_reasons", {}).items())]
     for key, label in (("written", "written"), ("cleaned", "pixels cleaned"),
                        ("quarantined", "quarantined"), ("refused", "refused"),
                        ("inspected", "inspected"), ("flagged", "flagged")):
@@ -253,7 +371,20 @@ def render_table(summary: Mapping[str, Any]) -> str:
         rows.append(("residual PHI", summary["residual_phi"]))
     if summary.get("missing_ids"):
         rows.append(("missing ids", summary["missing_ids"]))
+    if summary.get("no_ids"):
+        rows.append(("no ids", f"{summary['no_ids']} of {summary['valid']} valid files (none "
+                               "in the ids given)"))
+    warnings = summary.get("warnings") or {}
+    if warnings.get("total"):
+        rows.append(("warnings", warnings["total"]))
+        rows += [("", f"{n} {NOTICE_KINDS.get(kind, kind)}")
+                 for kind, n in (warnings.get("kinds") or {}).items()]
     rows.append(("elapsed", f"{summary['elapsed_s']} s"))
+    if summary.get("input"):
+        shown = summary["input"]
+        if summary.get("input_file"):
+            shown = os.path.join(shown, summary["input_file"])
+        rows.append(("input", shown))
     if summary.get("action") != "get":
         layout = summary.get("layout")
         rows.append(("output folder", summary.get("outfolder")
@@ -262,14 +393,15 @@ def render_table(summary: Mapping[str, Any]) -> str:
         rows.append(("records folder", summary["records"]))
     for key, label in (("ids_pkl", "ids (pickle)"), ("ids_json", "ids (JSON)"),
                        ("report_tsv", "report (TSV)"), ("report_json", "report (JSON)"),
-                       ("quarantine", "quarantine folder"), ("run_log", "run log"),
-                       ("key", "secret key")):
+                       ("quarantine", "quarantine folder"), ("run_log", "run log")):
         if summary.get(key):
             rows.append((label, summary[key]))
+    if summary.get("key"):
+        rows.append(("secret key", summary["key"] + (
+            " (created by this run: keep it, runs with it give the same pseudonyms)"
+            if summary.get("key_created") else "")))
     width = max(len(label) for label, _ in rows)
     lines = [f"{label.ljust(width)}  {value}" for label, value in rows]
-    for reason, n in sorted(summary.get("skip_reasons", {}).items()):
-        lines.append(f"{'':{width}}  skipped {n}: {reason}")
     for kind in ("skipped", "refused", "failed", "missing", "poison", "residual", "quarantined"):
         entries = summary.get("lists", {}).get(kind) or {}
         if entries:
@@ -282,6 +414,13 @@ def render_table(summary: Mapping[str, Any]) -> str:
                 kind, kind), len(entries))
             if isinstance(total, int) and total > len(entries):
                 lines.append(f"  ... and {total - len(entries)} more (see --json)")
+    first = warnings.get("first") or []
+    if first:
+        lines.append("warnings:")
+        lines += [f"  {w['text']}" for w in first]
+        if warnings.get("total", 0) > len(first):
+            where = " (the run log has each file's)" if summary.get("run_log") else ""
+            lines.append(f"  ... and {warnings['total'] - len(first)} more{where}")
     return "\n".join(lines)
 
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from ..fs.atomicfile import AtomicFile
 from ..fs.folders import run_quarantine
+from .notices import decode
 from .store import RunStore
 
 __all__ = ["RUN_LOG", "OUTCOMES", "iter_run_log", "write_run_log", "run_log_name"]
@@ -53,12 +54,23 @@ _EARLY_KINDS = ("skipped", "failed", "poison")  # recorded outside the put/clean
 
 
 def iter_run_log(store: RunStore, rec: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-    """The lines of the run log, in walk order, one per input file, a batch at a time."""
+    """The lines of the run log, in walk order, one per input file, a batch at a time.
+
+    A file that drew warnings (:mod:`deid_workers.run.notices`: put's and clean's, kept with its
+    log entry; get's, kept with get's batch) has them under ``warnings``, in deid's words.
+    """
     n_batches = int(rec.get("n_batches") or 0)
     outfolder = str(rec.get("outfolder") or "")
     quarantine = os.path.relpath(run_quarantine(rec), outfolder)
     sha = str(rec.get("recipe_sha") or "")
+    # get's warnings of an ``all`` run (files that share an ids item): few batches have any,
+    # so their numbers are read once and each such batch's notices when its turn comes.
+    noted = store.notice_batches("get") if rec.get("action") == "all" else set()
     for batch in store.iter_batch_records(n_batches):
+        got: dict[str, list[str]] = {}
+        if batch.number in noted:
+            for notice in decode(store.notices("get", [batch.number])[0][1])[1]:
+                got.setdefault(notice.path, []).append(notice.line())
         paths = batch.paths
         decided: dict[str, tuple[Any, ...]] = {}
         decided.update(zip(batch.valid if batch.valid is not None else paths, batch.put_log or ()))
@@ -72,7 +84,7 @@ def iter_run_log(store: RunStore, rec: Mapping[str, Any]) -> Iterator[dict[str, 
             entry = decided.get(rel, ("failed", NOT_PROCESSED))
             outcome, reason = entry[0], entry[1]
             placed = entry[2] if len(entry) > 2 and entry[2] else rel
-            ocr = entry[3] if len(entry) > 3 else None
+            ocr = entry[4] if len(entry) > 4 else None  # (outcome, reason, output, notes, ocr)
             if outcome == "clean":  # put left it to the clean stage, which did not record it
                 outcome, reason = "failed", NOT_FINISHED
             elif outcome == "ocr":  # put left it to the ocr stage, which did not record it
@@ -84,6 +96,9 @@ def iter_run_log(store: RunStore, rec: Mapping[str, Any]) -> Iterator[dict[str, 
                 output = os.path.join(quarantine, placed).replace(os.sep, "/")
             line = {"path": rel, "outcome": outcome, "reason": reason, "output": output,
                     "recipe_sha256": sha}
+            notes = [*got.get(rel, ()), *(entry[3] if len(entry) > 3 and entry[3] else ())]
+            if notes:
+                line["warnings"] = notes
             if ocr is not None:
                 line["ocr"] = ocr
             yield line

@@ -63,6 +63,18 @@ return {added, redis.call('SCARD', KEYS[1])}
 """
 
 
+# Write the field/value pairs ARGV into the ids hash KEYS[1] as HSET does, and return the
+# fields it held already: get's check for two files that share one entity and item, atomic, so
+# of two batches writing one item at once exactly one hears of the other.
+_SET_SAYING_OLD_LUA = """
+local found = {}
+for i = 1, #ARGV, 2 do
+  if redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) == 0 then found[#found + 1] = ARGV[i] end
+end
+return found
+"""
+
+
 _SEALED = "e1."
 """Prefix of a sealed value: base64 of ``nonce || AES-GCM`` (see :class:`ClusterKeys`)."""
 _SIGNED = "s1."
@@ -429,7 +441,8 @@ class RunStore:
 
     def _write_packed(self, pipe: Any, digest: str, mapping: Mapping[str, str]) -> None:
         key = self.keys.ids(digest)
-        pipe.hset(key, mapping=mapping)
+        if mapping:
+            pipe.hset(key, mapping=mapping)
         pipe.expire(key, self.expiry)
         pipe.sadd(self.keys.entities(digest), digest)
         pipe.expire(self.keys.entities(digest), self.expiry)
@@ -588,6 +601,8 @@ class RunStore:
         valid_missing: Sequence[Sequence[str]] | None = None,
         log: Sequence[Sequence[Any]] | None = None,
         clean: Sequence[str] | None = None,
+        notices: str | None = None,
+        check_items: bool = False,
         ocr: Sequence[str] | None = None,
         ocr_verdicts: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Commit:
@@ -602,6 +617,10 @@ class RunStore:
         clean stage (:meth:`save_clean_batch`), ``ocr`` those left to the ocr stage
         (:meth:`ocr_batch`) and ``ocr_verdicts`` what it found in each (:meth:`ocr_verdicts`);
         all are written before the commit, so a redelivery or a resume finds them.
+        ``notices`` is the batch's warnings about its files (:meth:`notices`; their counts go
+        in ``counts``). ``check_items`` (get): the commit also says which of the ``ids`` items
+        another batch had written already (:attr:`Commit.existing`: two files with one entity
+        and item share an ids item).
 
         The records, the commit (a Lua script, sent whole with EVAL: a script cache that
         Redis lost in a restart cannot fail a replay) and a read of the run's plan go in one
@@ -614,8 +633,21 @@ class RunStore:
             if entries:
                 pipe.hset(self.keys.outcome(kind), mapping=dict(entries))
                 pipe.expire(self.keys.outcome(kind), self.expiry)
+        checks: list[tuple[int, str, dict[str, str]]] = []  # (reply index, entity, names)
         for entity, items in (ids or {}).items():
-            self._write_ids(pipe, entity, items)
+            digest, mapping = self._packed(entity, items)
+            if check_items:
+                # _packed names the entity's own field first, then each item in order
+                names = dict(zip(list(mapping)[1:], items))
+                checks.append((len(pipe), entity, names))
+                pipe.eval(_SET_SAYING_OLD_LUA, 1, self.keys.ids(digest),
+                          *(x for pair in mapping.items() for x in pair))
+                mapping = {}  # written: the rest of _write_packed (expiry, entity set) remains
+            self._write_packed(pipe, digest, mapping)
+        if notices is not None:
+            pipe.hset(self.keys.notices(stage), str(batch_no),
+                      self._signed(f"notices:{stage}", str(batch_no), notices))
+            pipe.expire(self.keys.notices(stage), self.expiry)
         if valid is not None:
             keys = [list(k) for k in valid_keys or ()]
             if keys and len(keys) != len(valid):
@@ -653,8 +685,11 @@ class RunStore:
         pipe.hmget(self.keys.run, ["walk_done", "n_batches"])
         out = pipe.execute()
         (added, done), (walk_done, n_batches) = out[-2], out[-1]
+        existing = [(entity, names[_decode(d)]) for index, entity, names in checks
+                    for d in out[index] if _decode(d) in names]  # not the entity's own field
         return Commit(bool(added), int(done), bool(walk_done and json.loads(walk_done)),
-                      None if n_batches is None else int(json.loads(n_batches)))
+                      None if n_batches is None else int(json.loads(n_batches)),
+                      tuple(existing))
 
     # -- pixel cleaning and the run log (deid-run.jsonl) -----------------------------------
     def save_clean_batch(self, batch_no: int, paths: Sequence[str]) -> None:
@@ -707,6 +742,33 @@ class RunStore:
         pipe.hset(self.keys.log(stage), str(batch_no),
                   self._signed(f"log:{stage}", str(batch_no), json.dumps([list(e) for e in entries])))
         pipe.expire(self.keys.log(stage), self.expiry)
+
+    def notices(self, stage: str, numbers: Sequence[int]) -> list[tuple[int, str | None]]:
+        """The warnings batches ``numbers`` of ``stage`` kept (see :mod:`deid_workers.run.notices`),
+        verified; None for a batch without any. One round trip."""
+        if not numbers:
+            return []
+        raws = self.client.hmget(self.keys.notices(stage), [str(n) for n in numbers])
+        return [(n, None if raw is None else self._verified(f"notices:{stage}", str(n), raw))
+                for n, raw in zip(numbers, raws)]
+
+    def notice_batches(self, stage: str) -> set[int]:
+        """The batches of ``stage`` that kept warnings (their numbers only)."""
+        return {int(_decode(k)) for k in self.client.hkeys(self.keys.notices(stage))}
+
+    def add_notices(self, stage: str, batch_no: int, notices: str,
+                    counts: Mapping[str, int]) -> None:
+        """Replace the warnings batch ``batch_no`` kept and add ``counts`` to the run's counters
+        (``<stage>:<name>``): for what a batch learns from its own commit (get's shared ids
+        items, :attr:`Commit.existing`), once, by the delivery that committed."""
+        pipe = self.client.pipeline()
+        pipe.hset(self.keys.notices(stage), str(batch_no),
+                  self._signed(f"notices:{stage}", str(batch_no), notices))
+        pipe.expire(self.keys.notices(stage), self.expiry)
+        for name, n in counts.items():
+            pipe.hincrby(self.keys.counters, f"{stage}:{name}", int(n))
+        pipe.expire(self.keys.counters, self.expiry)
+        pipe.execute()
 
     def stage_complete(self, stage: str) -> bool:
         """True when the walk is over and every batch of ``stage`` has committed."""
@@ -950,6 +1012,7 @@ class Commit(NamedTuple):
     done: int  # batches of the stage committed
     walk_done: bool
     n_batches: int | None
+    existing: tuple[tuple[str, str], ...] = ()  # check_items: (entity, item) written before
 
     @property
     def complete(self) -> bool:

@@ -20,6 +20,7 @@ from celery.utils.log import get_task_logger
 from ..app import deid_task
 from ..errors import OcrEngineError
 from ..run.lifecycle import finish_run
+from ..run.notices import no_ids_text
 from . import faults
 from .context import RunContext, run_context
 from .guard import BatchGuard
@@ -51,9 +52,14 @@ def run_clean(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     guard = BatchGuard(ctx, "clean", batch_no, retry)
     tally = BatchTally(guard, paths)
     step = batch_step(ctx, paths, {}, first_time=first_time, policy=policy,
-                    careful=guard.careful, ocr=verdicts, verify=verify)
+                      careful=guard.careful, notices=tally.notices, ocr=verdicts,
+                      verify=verify)
     for rel, out in tally.run(step):
-        tally.log_entry(rel, log_entry(rel, out))
+        if (out.status in ("cleaned", "written", "quarantined") and not out.has_ids
+                and ctx.record.ids_given):
+            tally.warn(rel, "no_ids", no_ids_text(rel, ctx.settings.entity_field,
+                                                  ctx.settings.item_field))
+        tally.log_entry(rel, log_entry(rel, out, tally.notices.of_file(rel)))
         if out.ocr is not None and "verified" in out.ocr:
             tally.count("ocr_verified" if out.ocr["verified"] else "ocr_phi_left")
             tally.count("ocr_boxes_cleaned", int(out.ocr.get("cleaned") or 0))

@@ -120,7 +120,7 @@ def run_ocr(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
             tally.count(name, summary[name])
         verdicts[rel] = verdict.to_dict()
         # Until the clean stage records it, the run log says its cleaning did not finish.
-        tally.log_entry(rel, ("clean", None, None, summary))
+        tally.log_entry(rel, ("clean", None, None, [], summary))
         log.debug("run %s: ocr %s: %s", run_id, rel, verdict.status)
     if not then_clean:
         headers = store.outcomes("inspect", list(verdicts))

@@ -16,6 +16,7 @@ from ..files.triage import PixelPolicy
 from ..files.verify import recipe_literals, residual_phi
 from ..fs.paths import remove_stale_temps
 from ..run.lifecycle import finish_run
+from ..run.notices import BatchNotices, no_ids_text
 from . import dispatch
 from .context import RunContext, run_context
 from .guard import BatchGuard
@@ -64,9 +65,12 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     to_clean: list[str] = []
     to_ocr: list[str] = []
     step = batch_step(ctx, paths, known, first_time=first_time, policy=policy,
-                    careful=guard.careful)
+                      careful=guard.careful, notices=tally.notices)
     for rel, out in tally.run(step):
-        tally.log_entry(rel, log_entry(rel, out))
+        if out.status in ("written", "quarantined") and not out.has_ids and ctx.record.ids_given:
+            tally.warn(rel, "no_ids", no_ids_text(rel, ctx.settings.entity_field,
+                                                  ctx.settings.item_field))
+        tally.log_entry(rel, log_entry(rel, out, tally.notices.of_file(rel)))
         if out.status == "clean":
             to_clean.append(rel)
         elif out.status == "ocr":
@@ -110,9 +114,9 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
 
 
 def batch_step(ctx: RunContext, paths: list[str], known: Mapping[str, Known], *,
-             first_time: bool, policy: PixelPolicy | None, careful: bool,
-             ocr: Mapping[str, Any] | None = None, verify: Any = None
-             ) -> Callable[[str], PutOutcome]:
+               first_time: bool, policy: PixelPolicy | None, careful: bool,
+               notices: BatchNotices | None = None, ocr: Mapping[str, Any] | None = None,
+               verify: Any = None) -> Callable[[str], PutOutcome]:
     """The per-file step of a put (or clean) batch: :func:`~deid_workers.files.steps.put_one`,
     with the ids of many files fetched in one round trip.
 
@@ -120,8 +124,10 @@ def batch_step(ctx: RunContext, paths: list[str], known: Mapping[str, Known], *,
     come before the first file, and nothing is read from a file twice. The others (action put
     with ``--ids``, the clean stage) are fetched a read-ahead window at a time
     (:class:`~.readahead.ReadAhead`), file by file in careful mode. A batch whose files are all
-    known reads no file ahead: it would only hold more datasets at once. ``ocr`` (the clean
-    stage with ``--ocr``) maps a path to its OCR verdict, ``verify`` reads a cleaned file again.
+    known reads no file ahead: it would only hold more datasets at once.
+    The recipe's warnings about each file go to ``notices`` (:mod:`deid_workers.run.notices`).
+    ``ocr`` (the clean stage with ``--ocr``) maps a path to its OCR verdict, ``verify`` reads a
+    cleaned file again.
     """
     store = ctx.store
     fetched = store.get_ids_many(keys for keys, _ in known.values())
@@ -153,8 +159,14 @@ def batch_step(ctx: RunContext, paths: list[str], known: Mapping[str, Known], *,
         if isinstance(pending, PutOutcome):
             return pending
         # fetch saw every file ReadAhead read: each key is in fetched (None: no ids)
-        return finish_put(pending, ctx.recipe, fetched[pending.keys], ctx.settings, pixels=policy,
-                          provenance=ctx.provenance, sync=False, verify=verify)
+        if notices is None:
+            return finish_put(pending, ctx.recipe, fetched[pending.keys], ctx.settings,
+                              pixels=policy, provenance=ctx.provenance, sync=False,
+                              verify=verify)
+        with notices.file(rel):
+            return finish_put(pending, ctx.recipe, fetched[pending.keys], ctx.settings,
+                              pixels=policy, provenance=ctx.provenance, sync=False,
+                              verify=verify)
 
     return step
 
@@ -196,14 +208,17 @@ def verify_output(root: str, rel: str, dest: str, out_rel: str | None = None, *,
     return residual_phi(original, written, path=out_rel, dummies=dummies)
 
 
-def log_entry(rel: str, out: PutOutcome) -> tuple[Any, ...]:
+def log_entry(rel: str, out: PutOutcome, notes: list[str] | None = None) -> tuple[Any, ...]:
     """A file's line of the batch's outcome log (see ``store.save_log``): the output path
-    only where the layout moved it, so a mirrored tree costs no more Redis than before; what
-    OCR found (counts only) as a fourth item for a file it read."""
-    placed = out.output is not None and out.output != rel and out.status not in ("clean", "ocr")
+    only where the layout moved it, so a mirrored tree costs no more Redis than before, the
+    file's warnings (deid's words) only where it has some, and what OCR found (counts only)
+    as a fifth item for a file it read."""
+    moved = out.output is not None and out.output != rel and out.status not in ("clean", "ocr")
     if out.ocr is not None:
-        return (out.status, out.reason, out.output if placed else None, out.ocr)
-    if placed:
+        return (out.status, out.reason, out.output if moved else None, notes or [], out.ocr)
+    if notes:
+        return (out.status, out.reason, out.output if moved else None, notes)
+    if moved:
         return (out.status, out.reason, out.output)
     return (out.status, out.reason)
 

@@ -4,7 +4,10 @@ Every stage's task (get, inspect, put, ocr, clean) keeps the same books: counter
 outcomes of each kind (skipped, refused, failed...), for put and clean the run log's entry of
 each file and the outputs to make durable; then it commits them all at once
 (:meth:`~deid_workers.run.store.RunStore.commit_batch`) and logs one line. :class:`BatchTally`
-keeps them; :data:`BOOKS` says, per stage, which counters it reports.
+keeps them; :data:`BOOKS` says, per stage, which counters it reports. It also keeps the
+batch's warnings about its files (:class:`~deid_workers.run.notices.BatchNotices`: the recipe
+engine's, and those the task adds with :meth:`BatchTally.warn`), committed with the rest:
+their counts by kind among the counters (``notice:<kind>``), their first ones in deid's words.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, TypeVar
 from celery.utils.log import get_task_logger
 
 from ..fs.durable import sync_paths
+from ..run.notices import BatchNotices
 from ..run.store import Commit
 from .guard import BatchGuard
 
@@ -80,6 +84,7 @@ class BatchTally:
         self.outcomes: dict[str, dict[str, str]] = {"failed": {}}
         self.entries: dict[str, tuple[Any, ...]] = {}
         self.outputs: list[str] = []
+        self.notices = BatchNotices()
         self.run_id = guard.store.run_id
 
     def run(self, step: Callable[[str], T]) -> Iterator[tuple[str, T]]:
@@ -109,6 +114,12 @@ class BatchTally:
         self.note("quarantined", rel, reason or "flagged")
         log.warning("run %s: %s quarantined: %s", self.run_id, rel, reason)
 
+    def warn(self, rel: str, kind: str, text: str) -> None:
+        """A warning about ``rel`` the task itself found (a file without ids, an ids item two
+        files share), kept with the batch's notices and logged at WARNING like the engine's."""
+        self.notices.add(rel, kind, text)
+        log.warning("run %s: %s", self.run_id, text)
+
     def wrote(self, dest: str | None) -> None:
         """An output written without its fsync: made durable with the others before the
         commit (:func:`~deid_workers.fs.durable.sync_paths`)."""
@@ -131,6 +142,7 @@ class BatchTally:
                 self.counts[kind] = len(entries)
         self.counts["poison"] = len(poison)
         self.counts["files"] = len(self.paths)
+        self.counts.update(self.notices.counters())
         if self.books.logged:
             for rel, why in (self.outcomes["failed"] | poison).items():
                 self.entries[rel] = ("failed", why)
@@ -140,7 +152,7 @@ class BatchTally:
             sync_paths(self.outputs)
         commit = guard.store.commit_batch(guard.stage, guard.batch_no, self.counts,
                                           outcomes={**self.outcomes, "poison": poison},
-                                          **records)
+                                          notices=self.notices.encoded(), **records)
         log.info("run %s %s batch %d: %s", self.run_id, guard.stage, guard.batch_no,
                  ", ".join(f"{self.counts[name]} {name}" for name in self.books.summary))
         return commit
