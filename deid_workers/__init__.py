@@ -26,20 +26,7 @@ from .recipe import (
     inspect_dataset,
     load_recipe,
 )
-
-
-def _version() -> str:
-    """The installed distribution's version; ``0+unknown`` for a source tree never installed
-    (never a made-up release number, which would name the wrong code in every output)."""
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-
-        return version("deid-workers")
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
-__version__ = _version()
+from .version import __version__
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

@@ -1,6 +1,6 @@
 """The Celery app, configured from :class:`~deid_workers.config.Settings`.
 
-``celery -A deid_workers.app worker -Q get,inspect,put,finalize,clean`` finds :data:`app` here
+``celery -A deid_workers.app worker -Q get,inspect,put,finalize,clean,ocr`` finds :data:`app` here
 (the ``deid-worker`` console script runs the same worker with the queues filled in).
 
 Why these settings:
@@ -43,9 +43,10 @@ from .config import Settings
 __all__ = ["app", "QUEUES", "TASK_NAMES", "TASK_QUEUES", "RETRY_ON", "REDIS_RETRIES", "deid_task",
            "configure", "make_app", "broker_urls"]
 
-QUEUES = ("get", "inspect", "put", "finalize", "clean")
+QUEUES = ("get", "inspect", "put", "finalize", "clean", "ocr")
 """One queue per stage, named as the stage, so operators can scale and watch each one
-(``clean``, the pixel work of ``--clean-pixels``, is the one worth scaling apart)."""
+(``clean``, the pixel work of ``--clean-pixels``, and ``ocr``, the burned-in text of
+``--ocr``, are the ones worth scaling apart)."""
 
 TASK_NAMES = {q: f"deid.{q}" for q in QUEUES}
 """Task names are the wire contract (Flower, routes); module or function renames change nothing."""

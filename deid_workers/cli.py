@@ -9,19 +9,20 @@ one line, ``deid-submit: error: <message>``, and an exit code; the traceback onl
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from . import logs
 from .config import DEFAULT_BATCH_SIZE, Settings
 from .errors import ConfigError, DeidError, IdentifiersError, InputError, RecipeError
-from .run.plan import CLIENT_ACTIONS
+from .run.plan import CLIENT_ACTIONS, OCR_MODES
+from .version import __version__
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
@@ -57,15 +58,9 @@ environment: DEID_BROKER_URL, DEID_REDIS_PASSWORD_FILE, DEID_REDIS_TLS_CA/CERT/K
   MESSAGELEVEL (QUIET, ERROR, WARNING, INFO, DEBUG; as deid reads it)
 
 exit codes: {EXIT_OK} run finished, every valid file written/inspected (skips are reported);
-  {EXIT_FAILED} run failed or incomplete; {EXIT_USAGE} usage, config, recipe or ids error (nothing
-  started); {EXIT_INTERRUPTED} interrupted
+  {EXIT_FAILED} run failed or incomplete (a put whose ids miss files too); {EXIT_USAGE} usage,
+  config, recipe or ids error (nothing started, no folder left); {EXIT_INTERRUPTED} interrupted
 """
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,9 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--action", choices=CLIENT_ACTIONS,
                    help="get: export identifiers; put: apply the recipe with given ids; "
                         "all: get then put; inspect: flag burned-in pixels by header filters")
-    p.add_argument("--input", metavar="DIR",
-                   help="folder of DICOM files (walked recursively); default: the bundled demo "
-                        "study dicom-cookies")
+    p.add_argument("--input", metavar="DIR|FILE",
+                   help="folder of DICOM files (walked recursively), or one DICOM file; "
+                        "default: the bundled demo study dicom-cookies, kept in "
+                        "~/.cache/deid-workers")
     p.add_argument("--outfolder", metavar="DIR",
                    help="output folder (laid out by --layout; the inspect report goes here); "
                         "default: a new temporary folder, printed at the end")
@@ -138,8 +134,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="put/all: triage every file with the recipe's %%filter groups; black out "
                         "the boxes they give (queue clean), hold files flagged by a blocking "
                         "group or without boxes in the quarantine folder (default: off)")
+    p.add_argument("--ocr", nargs="?", const="risky", choices=OCR_MODES, metavar="all",
+                   help="put/all: read the burned-in text of the files whose header says it is "
+                        "likely (ultrasound, secondary capture, screen saves, derived images, "
+                        "BurnedInAnnotation YES, recipe %%filter hits; --ocr all: every file "
+                        "with pixels) on queue ocr; black out the text that holds the file's "
+                        "identifiers, dates or long numbers, read the result again, and hold "
+                        "in quarantine a file whose text could not be read surely or that "
+                        "still shows PHI; inspect: report what OCR found. Needs the ocr extra "
+                        "(pip install 'deid-workers[ocr]') on the workers (default: off)")
+    p.add_argument("--ocr-allowlist", metavar="FILE",
+                   help="with --ocr: harmless annotation text that is never blacked out "
+                        "(words and re: lines, per [MODALITY]; default: the shipped list, "
+                        "deid_workers/ocr/data/allowlist.txt)")
     p.add_argument("--quarantine", metavar="DIR",
-                   help="with --clean-pixels: where held-back files go, apart from the input and "
+                   help="with --clean-pixels or --ocr: where held-back files go, apart from the input and "
                         "output folders; checked writable before the run starts (env "
                         "DEID_QUARANTINE; default: <outfolder>-quarantine beside the output)")
     p.add_argument("--quarantine-groups", metavar="A,B",
@@ -152,14 +161,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help="print the summary (or status) as JSON on stdout")
     p.add_argument("--log-json", action="store_true",
-                   help="log to stderr as one JSON object per line, for a log stack (env "
+                   help="log to stderr as one JSON object per line (progress and errors "
+                        "included), for a log stack (env "
                         "DEID_LOG_JSON; workers read DEID_LOG_JSON too)")
     return p
 
 
+_JSON_ERRORS = False
+"""``--log-json``: errors too are JSON objects on stderr (set once the settings are known)."""
+
+
 def _error(message: str) -> None:
-    sys.stderr.write(f"{PROG}: error: {message}\n")
+    text = f"{PROG}: error: {message}"
+    if _JSON_ERRORS:
+        record = logging.LogRecord(log.name, logging.ERROR, __file__, 0, text, None, None)
+        text = logs.JsonFormatter().format(record)
+    sys.stderr.write(text + "\n")
     sys.stderr.flush()
+
+
+def _stdout_gone() -> None:
+    """The reader of stdout went away (``| head``): point stdout at /dev/null, so neither the
+    rest of the output nor the interpreter's last flush raises again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # not a real file (a test's capture): nothing to redirect
+        pass
+
+
+def _out(text: str) -> bool:
+    """Print ``text`` (a result) on stdout; False when its reader is gone (then stdout is
+    silenced, and the run's own exit code still stands)."""
+    try:
+        print(text)
+        sys.stdout.flush()
+        return True
+    except BrokenPipeError:
+        _stdout_gone()
+        return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -170,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2, message printed)
         return int(exc.code or 0)
     if args.version:
-        print(_version())
+        print(__version__)
         return EXIT_OK
     try:
         settings = Settings.from_env(None, broker_url=args.broker, batch_size=args.batch,
@@ -179,10 +220,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _error(str(exc))
         return EXIT_USAGE
+    global _JSON_ERRORS
+    _JSON_ERRORS = settings.log_json
+    try:
+        return _main(parser, args, settings)
+    finally:
+        _JSON_ERRORS = False
+
+
+def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings) -> int:
     with logs.setup("QUIET" if args.quiet else settings.message_level,
                     log_json=settings.log_json):
         try:
             return _dispatch(parser, args, settings)
+        except BrokenPipeError:  # stdout closed early (``--json | head``): not worth a traceback
+            _stdout_gone()
+            return EXIT_FAILED
         except KeyboardInterrupt:
             _error("interrupted")
             return EXIT_INTERRUPTED
@@ -220,7 +273,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace,
     if admin:
         if not settings.broker_url:
             _error(f"--{admin[0]} needs --broker or DEID_BROKER_URL (an embedded run's state "
-                   "lives only as long as its deid-submit)")
+                   "lives only as long as its deid-submit; its run log "
+                   "deid-run.<run id>.jsonl in the records folder keeps what it did)")
             return EXIT_USAGE
         return _admin(admin[0], args, settings)
     if not args.action:
@@ -242,8 +296,15 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace,
     if args.layout != "mirror" and args.action not in ("put", "all"):
         _error("--layout applies to --action put or all")
         return EXIT_USAGE
-    if args.quarantine is not None and not args.clean_pixels:
-        _error("--quarantine needs --clean-pixels")
+    if args.ocr is not None and args.action not in ("put", "all", "inspect"):
+        _error("--ocr applies to --action put, all or inspect")
+        return EXIT_USAGE
+    if args.ocr_allowlist is not None and args.ocr is None:
+        _error("--ocr-allowlist needs --ocr")
+        return EXIT_USAGE
+    if args.quarantine is not None and not (
+            args.clean_pixels or (args.ocr and args.action in ("put", "all"))):
+        _error("--quarantine needs --clean-pixels or --ocr")
         return EXIT_USAGE
     if args.no_wait and not settings.broker_url:
         _error("--no-wait needs --broker or DEID_BROKER_URL (embedded workers stop with "
@@ -261,102 +322,186 @@ def _groups(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from .synth import DEMO_NAME, write_demo_study
+    """Check everything, then start (embedded mode) and submit; nothing starts, and no folder
+    made here stays, when a check fails."""
+    from .producer import prepare, remove_made
 
-    demo_dir = None
+    made: list[str] = []  # folders made here: removed again if the run does not start
+    said: list[str] = []  # what to tell once the checks passed
+    try:
+        _resolve_input(args)
+        _resolve_folders(args, made, said)
+        prepared = prepare(settings, _submission(args, settings, None))
+    except BaseException:
+        remove_made(made)
+        raise
+    prepared.made += made
+    for line in said:
+        log.info("%s", line)
+    if settings.broker_url:
+        prepared.sub = replace(prepared.sub, key_location=_key_location(
+            args, "each worker's DEID_SECRET / DEID_SECRET_FILE"))
+        return _submit_and_follow(args, settings, prepared)
+    return _embedded(args, settings, prepared)
+
+
+def _resolve_input(args: argparse.Namespace) -> None:
+    """``--input``: a folder, one file (as deid takes it: the run reads that file only), or
+    none: the demo study, kept where the outputs can be compared with it."""
+    args.input_file = None
     if args.input is None:
-        log.info("No input folder specified, will use demo %s.", DEMO_NAME)
-        demo_dir = tempfile.mkdtemp(prefix="deid-demo-")
-        args.input = os.path.join(demo_dir, DEMO_NAME)
-        write_demo_study(args.input)
-    elif not os.path.isdir(args.input):
-        raise InputError(args.input, "input folder not found")
-    made = None  # a folder made here that get --print leaves empty
+        log.info("No input folder specified, will use demo %s.", _demo_name())
+        args.input = _demo_input()
+    elif os.path.isfile(args.input):
+        real = os.path.realpath(args.input)  # a link named on purpose: the file it names
+        args.input, args.input_file = os.path.dirname(real), os.path.basename(real)
+
+
+def _demo_name() -> str:
+    from .synth import DEMO_NAME
+
+    return DEMO_NAME
+
+
+def _demo_input() -> str:
+    """The demo study, written once into the user's cache folder and read from there (deid's
+    own demo is the installed deid-data copy): a user can compare its files with the outputs,
+    and get then put on the demo read the same files. A file missing there is written again;
+    without a writable cache, a temp folder that is kept (the summary says where)."""
+    import shutil
+
+    from .config import default_demo_path
+    from .synth import write_demo_study
+
+    folder = str(default_demo_path())
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fresh = tempfile.mkdtemp(prefix=".demo-", dir=os.path.dirname(folder))
+        try:
+            for name in write_demo_study(fresh):
+                if not os.path.lexists(os.path.join(folder, name)):
+                    os.replace(os.path.join(fresh, name), os.path.join(folder, name))
+        finally:
+            shutil.rmtree(fresh, ignore_errors=True)
+        return folder
+    except OSError:
+        folder = os.path.join(tempfile.mkdtemp(prefix="deid-demo-"), _demo_name())
+        write_demo_study(folder)
+        return folder
+
+
+def _resolve_folders(args: argparse.Namespace, made: list[str], said: list[str]) -> None:
+    """Default output and records folders: a new private temp folder (named in ``said``)."""
+    from .fs.folders import records_folder
+
+    if args.action == "get" and args.print_ids and args.outfolder is None:
+        if args.records is None:  # get --print writes nothing: no folder at all
+            args.outfolder = args.records = os.devnull
+            return
+        args.outfolder = args.records
     if args.outfolder is None and args.action == "get":
         # get writes identifiers only: into --records, or a new private temp folder
         if args.records is None:
-            args.records = made = tempfile.mkdtemp(prefix="deid-ids-")
-            if not args.print_ids:
-                log.info("No records folder specified, writing identifiers to %s", args.records)
+            args.records = tempfile.mkdtemp(prefix="deid-ids-")
+            made.append(args.records)
+            said.append(f"No records folder specified, writing identifiers to {args.records}")
         args.outfolder = args.records  # unused: get has no output tree
     if args.outfolder is None:
         args.outfolder = tempfile.mkdtemp(prefix="deid-workers-")
-        log.info("No output folder specified, writing to %s", args.outfolder)
+        made.append(args.outfolder)
+        said.append(f"No output folder specified, writing to {args.outfolder}")
     if args.records is None:
-        from .fs.folders import records_folder
-
         args.records = records_folder(args.outfolder)
-    try:
-        from .producer import precheck
-
-        precheck(settings, _submission(args, settings, None))  # before any process starts
-        if settings.broker_url:
-            return _submit_and_follow(args, settings, key_location=None)
-        return _embedded(args, settings)
-    finally:
-        if demo_dir is not None and not args.no_wait:
-            from .producer import remove_tree
-
-            remove_tree(demo_dir)
-        if made is not None and args.print_ids:
-            with contextlib.suppress(OSError):
-                os.rmdir(made)
 
 
-def _embedded(args: argparse.Namespace, settings: Settings) -> int:
+def _key_location(args: argparse.Namespace, where: str | None) -> str | None:
+    """Where the run's key is, for the summary: only put and all pseudonymize anything."""
+    return where if args.action in ("put", "all") else None
+
+
+def _embedded(args: argparse.Namespace, settings: Settings, prepared: Any) -> int:
+    import secrets
+    from pathlib import Path
+
+    from .config import default_secret_path
     from .embedded import EmbeddedCluster
     from .fs.folders import run_folders
 
+    sub = prepared.sub
     # Resolve (create) the key before the workers start, so they all read the same file; the
-    # private workers may touch this run's folders and nothing else.
-    _, key_path = settings.resolve_secret(create=True)
-    where = key_path or "DEID_SECRET"
-    folders = run_folders({"action": args.action, "input": os.path.abspath(args.input),
-                           "outfolder": os.path.abspath(args.outfolder),
-                           "records": os.path.abspath(args.records),
-                           "quarantine": (os.path.abspath(settings.quarantine)
-                                          if settings.quarantine else None),
-                           "print_ids": args.print_ids, "clean_pixels": args.clean_pixels})
-    # get --print writes nothing: its workers get the (empty, private) records folder anyway.
-    writes = [f for role, f in folders.items() if role != "input"] or [os.path.abspath(args.records)]
+    # private workers may touch this run's folders and nothing else. get and inspect compute
+    # no pseudonym: without a key configured they sign with one that lives as long as the
+    # private cluster, and the first run to create the lasting key is one that needs it.
+    target = Path(settings.secret_file) if settings.secret_file else default_secret_path()
+    ephemeral: bytes | None = None
+    created = False
+    key_path: str | None = None
+    if args.action in ("get", "inspect") and not settings.secret and not target.exists():
+        ephemeral = secrets.token_hex(32).encode("ascii")
+    else:
+        existed = settings.secret is not None or target.exists()
+        _, key_path = settings.resolve_secret(create=True)
+        created = not existed and key_path is not None
+    folders = run_folders({"action": sub.action, "input": os.path.abspath(sub.input),
+                           "input_file": sub.input_file,
+                           "outfolder": os.path.abspath(sub.outfolder),
+                           "records": os.path.abspath(sub.records),
+                           "quarantine": prepared.quarantine,
+                           "print_ids": sub.print_ids, "clean_pixels": sub.clean_pixels,
+                           "ocr": sub.ocr})
+    # get --print writes nothing: its workers may write nowhere.
+    writes = [f for role, f in folders.items() if role != "input"] or [os.devnull]
     env = dict(os.environ, DEID_INPUT_ROOTS=folders["input"],
                DEID_OUTPUT_ROOTS=os.pathsep.join(writes))
     if key_path:
         env["DEID_SECRET_FILE"] = key_path
+    prepared.sub = replace(sub, embedded=True, key_created=created,
+                           key_location=_key_location(args, key_path or "DEID_SECRET"))
     log.info("Starting a private Redis and %s local worker(s)...",
              settings.workers or os.cpu_count())
     loglevel = "INFO" if logs.level_for(settings.message_level) <= logging.DEBUG else "WARNING"
-    with EmbeddedCluster(settings.workers, env=env, loglevel=loglevel) as cluster:
-        return _submit_and_follow(args, settings.with_overrides(broker_url=cluster.url,
-                                                                secret_file=key_path),
-                                  key_location=where, health=cluster.check_alive,
-                                  on_finished=cluster.mark_idle)
+    cluster = EmbeddedCluster(settings.workers, env=env, loglevel=loglevel, secret=ephemeral)
+    try:
+        cluster.start()
+    except BaseException:
+        prepared.discard()  # the run never started: its folders go
+        raise
+    try:
+        return _submit_and_follow(args, settings.with_overrides(
+            broker_url=cluster.url, secret_file=key_path, secret=ephemeral), prepared,
+            health=cluster.check_alive, on_finished=cluster.mark_idle)
+    finally:
+        cluster.stop()
 
 
-def _submit_and_follow(args: argparse.Namespace, settings: Settings, *,
-                       key_location: str | None, health: Any = None,
-                       on_finished: Any = None) -> int:
+def _submit_and_follow(args: argparse.Namespace, settings: Settings, prepared: Any, *,
+                       health: Any = None, on_finished: Any = None) -> int:
     from .app import app, configure
     from .producer import submit
 
     configure(app, settings)
-    sub = _submission(args, settings, key_location)
-    progress = None if args.no_wait else _progress(args)
+    progress = None if args.no_wait else _progress(args, settings)
     store = None
     try:
-        try:  # validates recipe, input and ids before connecting; the bar shows as it sends
-            store = submit(settings, sub, tick=progress.poll if progress else None)
-        except BaseException:
-            if progress is not None:
-                progress.close()  # the error gets a line of its own
-            raise
-        if args.no_wait:
-            print(store.run_id)
-            return EXIT_OK
-        return _follow(store, args, settings, progress=progress, health=health,
-                       on_finished=on_finished)
+        # the bar shows as the producer sends (the walk of an archive takes a while); lines
+        # logged meanwhile go above it
+        with logs.status_line(progress if progress is not None and progress.tty else None):
+            try:
+                store = submit(settings, prepared, tick=progress.poll if progress else None)
+            except BaseException:
+                if progress is not None:
+                    progress.close()  # the error gets a line of its own
+                raise
+            if args.no_wait:
+                _out(store.run_id)
+                return EXIT_OK
+            if not prepared.sub.embedded:  # an embedded run's id cannot be followed elsewhere
+                log.info("run %s submitted (follow it from anywhere: %s --status %s)",
+                         store.run_id, PROG, store.run_id)
+            return _follow(store, args, settings, progress=progress, health=health,
+                           on_finished=on_finished)
     except KeyboardInterrupt:
-        if store is not None and settings.broker_url and health is None:
+        if store is not None and not prepared.sub.embedded:
             _error(f"interrupted; run {store.run_id} goes on on the workers "
                    f"(follow it: {PROG} --status {store.run_id})")
             return EXIT_INTERRUPTED
@@ -367,30 +512,42 @@ def _submission(args: argparse.Namespace, settings: Settings, key_location: str 
     from .producer import Submission
 
     return Submission(action=args.action, input=args.input, outfolder=args.outfolder,
-                      records=args.records or "",
+                      records=args.records or "", input_file=getattr(args, "input_file", None),
                       overwrite=args.overwrite, recipes=tuple(args.deid), profile=args.profile,
                       ids_path=args.ids, print_ids=args.print_ids, verify=args.verify,
                       clean_pixels=args.clean_pixels, quarantine_groups=_groups(args),
                       layout=args.layout, quarantine=settings.quarantine,
-                      key_location=key_location
-                      or "each worker's DEID_SECRET / DEID_SECRET_FILE")
+                      ocr=args.ocr, ocr_allowlist=args.ocr_allowlist,
+                      # embedded workers are this Python: prepare checks --ocr's engine loads
+                      embedded=not settings.broker_url,
+                      key_location=key_location)
 
 
-def _progress(args: argparse.Namespace) -> Any:
-    """The progress bar on stderr, unless ``--quiet``."""
+def _progress(args: argparse.Namespace, settings: Settings) -> Any:
+    """The progress bar on stderr: an INFO matter, so not with ``--quiet`` nor a
+    ``MESSAGELEVEL`` above INFO; JSON log records with ``--log-json``."""
     from .progress import Progress
 
-    return None if args.quiet else Progress()
+    if args.quiet or logs.level_for(settings.message_level) > logging.INFO:
+        return None
+    return Progress(log_json=settings.log_json)
 
 
 def _follow(store: Any, args: argparse.Namespace, settings: Settings, *,
             progress: Any = None, health: Any = None, on_finished: Any = None) -> int:
     from .producer import refused_writes, resume, wait
+    from .run.notices import printable
+    from .run.report import NoticeFeed
 
-    log.info("run %s submitted", store.run_id)
+    said = logging.getLogger("deid_workers.run.notices")
+    # The workers' warnings, in deid's words, as their batches commit (WARNING: shown at the
+    # level MESSAGELEVEL asks for, as deid shows them).
+    feed = NoticeFeed(store, lambda line: said.warning("%s", printable(line)))
     with refused_writes(store.run_id):  # a full Redis: one line, not a traceback
-        rec = wait(store, progress=progress, health=health,
-                   on_stall=lambda: resume(settings, store.run_id, store.client)[1])
+        with logs.status_line(progress if progress is not None and progress.tty else None):
+            rec = wait(store, progress=progress, health=health, watch=feed.watch,
+                       on_stall=lambda: resume(settings, store.run_id, store.client)[1])
+        feed.drain(final=True)
     if on_finished is not None and rec.get("state") == "finished":
         on_finished()
     return _finish(store, args)
@@ -398,29 +555,41 @@ def _follow(store: Any, args: argparse.Namespace, settings: Settings, *,
 
 def _finish(store: Any, args: argparse.Namespace) -> int:
     from .ids.export import write_ids_json
-    from .run.report import iter_inspect, render_table, run_ok, summarize
+    from .run.notices import printable
+    from .run.report import file_lines, iter_inspect, render_table, run_ok, summarize
 
     summary = summarize(store)
     action = summary["action"]
     if action in ("get", "all") and summary.get("ids_pkl"):
         log.info("Writing ids to %s", summary["ids_pkl"])
     if action == "get" and args.print_ids and summary["state"] == "finished":
-        write_ids_json(store.iter_ids(), sys.stdout)
-    for path in summary["lists"].get("refused", {}):
-        log.error("%s already exists, overwrite set to False. Not writing.", path)
+        try:
+            write_ids_json(store.iter_ids(), sys.stdout)
+        except BrokenPipeError:
+            _stdout_gone()
+    ids_name = (os.path.basename(str(store.record().get("ids_path") or "")) or "--ids"
+                if action == "put" else "--ids")
+    for level, text in file_lines(summary, ids_name):
+        log.log(level, "%s", printable(text))
     if action == "inspect" and summary["state"] == "finished":
         for path, verdict in iter_inspect(store, int(summary["batches"] or 0)):
             if verdict.get("flagged"):
-                log.warning("%s header filters indicate burned pixels.", path)
+                log.warning("%s header filters indicate burned pixels.", printable(path))
             else:
-                log.info("%s header filters indicate pixels are clean.", path)
+                log.info("%s header filters indicate pixels are clean.", printable(path))
+            ocr = verdict.get("ocr")
+            if ocr is not None:
+                counts = ocr.get("counts") or {}
+                (log.warning if ocr.get("status") != "clean" else log.info)(
+                    "%s OCR: %s (%d text boxes, %d PHI, %d unsure).", printable(path),
+                    ocr.get("status"), len(ocr.get("boxes") or ()), counts.get("phi", 0),
+                    counts.get("unsure", 0))
     if summary["state"] == "failed":
         _error(f"run {store.run_id} failed: {store.record().get('error', 'see the worker logs')}")
     if args.json:
-        print(json.dumps(summary, indent=2, default=str))
+        _out(json.dumps(summary, indent=2, default=str))
     elif not (action == "get" and args.print_ids):
-        print(render_table(summary))
-    sys.stdout.flush()
+        _out(render_table(summary))
     return EXIT_OK if run_ok(summary) else EXIT_FAILED
 
 
@@ -436,14 +605,20 @@ def _check_recipe(args: argparse.Namespace) -> int:
     options = parse_profile(args.profile or "basic")
     coverage = check_recipe(load_recipe(args.check_recipe), options)
     if args.input is not None:
-        if not os.path.isdir(args.input):
-            raise InputError(args.input, "input folder not found")
+        if os.path.isfile(args.input):
+            real = os.path.realpath(args.input)
+            root, files = os.path.dirname(real), iter([os.path.basename(real)])
+        elif os.path.isdir(args.input):
+            root, files = args.input, iter_files(args.input)
+        else:
+            raise InputError(args.input, "input not found (--input takes a folder or one "
+                                         "DICOM file)")
 
         def headers() -> Any:
-            for rel in iter_files(args.input):
+            for rel in files:
                 try:
-                    yield read_dataset(os.path.join(args.input, rel), headers_only=True, name=rel,
-                                       root=args.input)
+                    yield read_dataset(os.path.join(root, rel), headers_only=True, name=rel,
+                                       root=root)
                 except InputError:
                     yield None
 
@@ -463,7 +638,7 @@ def _admin(what: str, args: argparse.Namespace, settings: Settings) -> int:
     if what == "resume":
         store, said = resume(settings, args.resume, client)
         log.info("run %s: %s", args.resume, said)
-        return _follow(store, args, settings, progress=_progress(args))
+        return _follow(store, args, settings, progress=_progress(args, settings))
     return _status(client, args, settings)
 
 

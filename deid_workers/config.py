@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_MAX_PIXEL_BYTES",
     "load_secret",
     "default_secret_path",
+    "default_demo_path",
 ]
 
 DEFAULT_BATCH_SIZE = 100
@@ -191,6 +192,10 @@ class Settings:
     # contains this text (a decoder stuck in a loop); "hard:<text>" also ignores the soft time
     # limit, as a hang inside C code does, so only the hard limit's kill ends it.
     test_hang_on: str | None = None
+    # DEID_TEST_OCR_MISS: tests only. The clean stage blacks out none of the OCR boxes of any
+    # file whose relative path contains this text (a redaction that missed its text), so the
+    # suite can prove with real OCR that verification quarantines it.
+    test_ocr_miss: str | None = None
 
     @classmethod
     def from_env(
@@ -377,6 +382,13 @@ def default_secret_path() -> Path:
     """``$XDG_CONFIG_HOME/deid-workers/secret.key`` (``~/.config`` when unset)."""
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "deid-workers" / "secret.key"
+
+
+def default_demo_path() -> Path:
+    """Where deid-submit keeps the demo study it runs on without ``--input``:
+    ``$XDG_CACHE_HOME/deid-workers/dicom-cookies`` (``~/.cache`` when unset)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "deid-workers" / "dicom-cookies"
 
 
 def load_secret(path: Path) -> bytes:

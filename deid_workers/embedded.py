@@ -68,14 +68,17 @@ class EmbeddedCluster:
     """Context manager: start Redis and workers on enter, stop them on exit.
 
     ``env`` is the environment handed to the workers (default: ours), so they resolve the same
-    secret key file as the producer.
+    secret key file as the producer. ``secret``: a key for this cluster only (a run that
+    pseudonymizes nothing needs no lasting key): kept in the private folder, for the
+    workers, and gone with it.
     """
 
     def __init__(self, workers: int | None = None, *, env: dict[str, str] | None = None,
-                 loglevel: str = "WARNING") -> None:
+                 loglevel: str = "WARNING", secret: bytes | None = None) -> None:
         self.workers = workers or os.cpu_count() or 1
         self.env = dict(os.environ if env is None else env)
         self.loglevel = loglevel
+        self.secret = secret
         self.tmp: str | None = None
         self.redis: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None
@@ -148,6 +151,14 @@ class EmbeddedCluster:
     def _start_worker(self) -> None:
         env = dict(self.env)
         env["DEID_BROKER_URL"] = self.url
+        if self.secret is not None:
+            assert self.tmp is not None
+            path = os.path.join(self.tmp, "secret.key")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(self.secret + b"\n")
+            env["DEID_SECRET_FILE"] = path
+            env.pop("DEID_SECRET", None)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (_package_root(), env.get("PYTHONPATH", "")) if p)
         args = [sys.executable, "-m", "celery", "-A", "deid_workers.app", "worker",

@@ -15,12 +15,13 @@ import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import IO
+from typing import IO, Any
 
 from celery.exceptions import Reject
 
 __all__ = ["QUIET", "LEVELS", "level_for", "setup", "DeidFormatter", "JsonFormatter",
-           "RequeueTracebackFilter", "QuotedValueFilter", "use_json"]
+           "RequeueTracebackFilter", "QuotedValueFilter", "use_json", "CliHandler",
+           "status_line"]
 
 QUIET = logging.CRITICAL + 10
 """A level above every message: MESSAGELEVEL=QUIET silences all logging."""
@@ -87,6 +88,9 @@ class JsonFormatter(logging.Formatter):
         run_id = getattr(record, "run_id", None)
         if run_id:
             out["run_id"] = run_id
+        progress = getattr(record, "progress", None)
+        if progress is not None:  # deid-submit's progress, as data (progress.py)
+            out["progress"] = progress
         if record.exc_info and record.exc_info[0] is not None:
             out["exc_type"] = record.exc_info[0].__name__
             out["traceback"] = "".join(traceback.format_tb(record.exc_info[2])).rstrip()
@@ -156,6 +160,40 @@ def use_json(logger: logging.Logger) -> None:
             handler.setFormatter(JsonFormatter())
 
 
+class CliHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """deid-submit's handler: a line it writes never lands on the progress bar's line.
+
+    ``status`` is the bar drawn in place on the same terminal (an object with ``clear()`` and
+    ``redraw()``, :class:`~deid_workers.progress.Progress`): it is wiped before a line is
+    written and drawn again below it, so a log line and the bar never share a line.
+    """
+
+    status: Any = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        status = self.status
+        if status is not None:
+            status.clear()
+        super().emit(record)
+        if status is not None:
+            status.redraw()
+
+
+@contextmanager
+def status_line(status: Any) -> Iterator[None]:
+    """Give ``status`` (a bar drawn in place) to the CLI's handler while the block runs."""
+    handlers = [h for h in logging.getLogger("deid_workers").handlers
+                if isinstance(h, CliHandler)]
+    saved = [h.status for h in handlers]
+    for handler in handlers:
+        handler.status = status
+    try:
+        yield
+    finally:
+        for handler, before in zip(handlers, saved):
+            handler.status = before
+
+
 @contextmanager
 def setup(message_level: str | int | None, *, log_json: bool = False,
           stream: IO[str] | None = None) -> Iterator[logging.Handler]:
@@ -167,7 +205,7 @@ def setup(message_level: str | int | None, *, log_json: bool = False,
     """
     logger = logging.getLogger("deid_workers")
     saved = (list(logger.handlers), logger.level, logger.propagate)
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler = CliHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if log_json else DeidFormatter())
     logger.handlers = [handler]
     logger.setLevel(level_for(message_level))

@@ -24,7 +24,6 @@ import contextlib
 import itertools
 import logging
 import os
-import shutil
 import tempfile
 import time
 import uuid
@@ -60,7 +59,9 @@ __all__ = [
     "resume",
     "wait",
     "connect",
-    "precheck",
+    "prepare",
+    "Prepared",
+    "input_path",
 ]
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,16 @@ class Submission:
     quarantine_groups: tuple[str, ...] = DEFAULT_QUARANTINE_GROUPS
     layout: str = "mirror"
     quarantine: str | None = None  # None: the output folder's sibling (fs.folders.quarantine_folder)
+    input_file: str | None = None  # --input named one file: its name; ``input`` is its folder
+    embedded: bool = False  # a private Redis and workers that stop with deid-submit
+    key_created: bool = False  # the run's key file was created for it (said in the summary)
+    ocr: str | None = None  # --ocr: "risky" or "all" (run.plan.OCR_MODES); None: no OCR
+    ocr_allowlist: str | None = None  # --ocr-allowlist FILE; None: the shipped allow-list
+
+
+def input_path(sub: Submission) -> str:
+    """What ``--input`` named: the input folder, or the one file in it."""
+    return os.path.join(sub.input, sub.input_file) if sub.input_file else sub.input
 
 
 def connect(settings: Settings) -> Any:
@@ -147,15 +158,20 @@ def _load_recipe(paths: Sequence[str], profile: str | None = None
     return recipe, sources
 
 
-def _check_outfolder(folder: str, what: str = "output folder") -> None:
+def _check_outfolder(folder: str, what: str = "output folder",
+                     made: list[str] | None = None) -> None:
     """Create the output (or quarantine, or records) folder and prove we can write there,
-    before anything is enqueued.
+    before anything is enqueued; the folders created are added to ``made`` (outermost last)
+    so that a run stopped before it starts leaves none behind (:func:`remove_made`).
 
     Checked by writing, not with ``os.access``: root passes every permission check, and a
     read-only mount or a full disk only shows on a real write.
     """
     try:
+        missing = _missing_parents(folder)
         os.makedirs(folder, exist_ok=True)
+        if made is not None:
+            made += missing
         fd, probe = tempfile.mkstemp(prefix=".deid-probe-", suffix=".tmp", dir=folder)
         os.close(fd)
         os.unlink(probe)
@@ -165,23 +181,45 @@ def _check_outfolder(folder: str, what: str = "output folder") -> None:
         raise InputError(folder, f"{what} is not writable ({exc.strerror or exc}){hint}") from None
 
 
-def _quarantine(sub: Submission) -> str | None:
-    """The run's quarantine folder (``--clean-pixels`` only), checked: apart from the input and
-    output trees (held-back files may still show identifiers in their pixels, so they must
-    never land in the tree that is released, nor be walked as input) and writable, so files
-    bound for it do not all fail at the end of the run."""
-    if not sub.clean_pixels:
+def _missing_parents(folder: str) -> list[str]:
+    """``folder`` and each parent of it that does not exist yet, innermost first."""
+    out = []
+    path = os.path.abspath(folder)
+    while not os.path.lexists(path):
+        out.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return out
+
+
+def remove_made(made: Sequence[str]) -> None:
+    """Remove the folders :func:`prepare` (or the CLI) created, innermost first, each only if
+    it is still empty: a run that stops before it starts leaves no folder behind, and never
+    takes anything with it."""
+    for folder in made:
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+
+
+def _quarantine(sub: Submission, made: list[str] | None = None) -> str | None:
+    """The run's quarantine folder (``--clean-pixels``, or put/all with ``--ocr``), checked:
+    apart from the input and output trees (held-back files may still show identifiers in their
+    pixels, so they must never land in the tree that is released, nor be walked as input) and
+    writable, so files bound for it do not all fail at the end of the run."""
+    if not (sub.clean_pixels or (sub.ocr and sub.action in ("put", "all"))):
         return None
     from .fs.folders import quarantine_folder
 
     folder = os.path.abspath(sub.quarantine or quarantine_folder(sub.outfolder))
     real = os.path.realpath(folder)
-    for other, name in ((sub.outfolder, "output"), (sub.input, "input")):
+    for other, name in ((sub.outfolder, "output"), (input_path(sub), "input")):
         base = os.path.realpath(other)
         if os.path.commonpath([base, real]) in (base, real):
             raise InputError(folder, f"quarantine folder overlaps the {name} folder; choose "
                                      "one apart from both (--quarantine)")
-    _check_outfolder(folder, "quarantine folder")
+    _check_outfolder(folder, "quarantine folder", made)
     return folder
 
 
@@ -196,14 +234,17 @@ def _check_ids_kept(sub: Submission) -> None:
                                        "--overwrite to replace them, or another --records folder")
 
 
-def _check_records(sub: Submission) -> None:
+def _check_records(sub: Submission, made: list[str] | None = None) -> None:
     """Create the records folder private (0700), check it is writable and holds no earlier
     run's identifiers (see :func:`_check_ids_kept`)."""
     folder = sub.records
     if not os.path.isdir(folder):
         try:
+            missing = _missing_parents(folder)
             os.makedirs(folder, mode=0o700, exist_ok=True)
             os.chmod(folder, 0o700)
+            if made is not None:
+                made += missing
         except OSError as exc:
             raise InputError(folder, "records folder cannot be created "
                                      f"({exc.strerror or exc})") from None
@@ -215,22 +256,17 @@ def _check_folders(settings: Settings, sub: Submission) -> None:
     """The folder rules workers apply (:mod:`deid_workers.fs.folders`), checked here first so a
     mistake is a one-line error before anything starts; roots only if this process has them."""
     folders = run_folders({"action": sub.action, "input": os.path.abspath(sub.input),
+                           "input_file": sub.input_file,
                            "outfolder": os.path.abspath(sub.outfolder),
                            "records": os.path.abspath(sub.records),
                            "quarantine": os.path.abspath(sub.quarantine) if sub.quarantine else None,
-                           "print_ids": sub.print_ids, "clean_pixels": sub.clean_pixels})
+                           "print_ids": sub.print_ids, "clean_pixels": sub.clean_pixels,
+                           "ocr": sub.ocr})
     try:
         check_folders(folders, input_roots=settings.input_roots,
                       output_roots=settings.output_roots, who="this producer")
     except RunRefused as exc:
         raise ConfigError(str(exc)) from None
-
-
-def precheck(settings: Settings, sub: Submission) -> None:
-    """What :func:`submit` refuses about the folders, checked without creating anything, so
-    embedded mode says it before it starts its Redis and workers."""
-    _check_folders(settings, _with_records(sub))
-    _check_ids_kept(_with_records(sub))
 
 
 def _with_records(sub: Submission) -> Submission:
@@ -239,22 +275,55 @@ def _with_records(sub: Submission) -> Submission:
     return sub if sub.records else replace(sub, records=records_folder(sub.outfolder))
 
 
-def submit(settings: Settings, sub: Submission, client: Any = None, *,
-           tick: Callable[[RunStore], object] | None = None) -> RunStore:
-    """Create the run, load ids for put, walk the input and send every batch.
+@dataclass
+class Prepared:
+    """A submission checked before anything starts (:func:`prepare`), for :func:`submit`."""
 
-    Returns as soon as everything is enqueued; :func:`wait` follows the run. For an archive
-    that takes a while (the walk, an ids file): ``tick(store)`` is called after each batch and
-    each ids chunk sent, so the caller can show the run's progress meanwhile.
-    """
+    sub: Submission
+    recipe: Recipe
+    sources: list[tuple[str | None, str]]  # the recipe's texts with their names (_load_recipe)
+    ids: Iterator[tuple[str, int]] | None
+    ids_fields: list[str] | None
+    quarantine: str | None
+    made: list[str]  # folders prepare created, innermost first
+    ocr_allowlist: tuple[str, str] | None = None  # --ocr-allowlist's (text, file name)
+
+    def discard(self) -> None:
+        """The run will not start: close the ids file, remove the folders made for it."""
+        close = getattr(self.ids, "close", None)
+        if close is not None:
+            close()
+        remove_made(self.made)
+
+
+def _check_input(sub: Submission) -> None:
+    if sub.input_file:
+        path = input_path(sub)
+        if not os.path.isfile(path) or os.path.islink(path):
+            raise InputError(path, "input file not found (--input takes a folder or one "
+                                   "DICOM file)")
+    elif not os.path.isdir(sub.input):
+        raise InputError(sub.input, "input not found (--input takes a folder or one DICOM "
+                                    "file)")
+
+
+def prepare(settings: Settings, sub: Submission) -> Prepared:
+    """Check everything that can be checked before a process starts or Redis is reached: the
+    input, the folder rules, identifiers an earlier run left, the recipe (and profile), the
+    shape of the ``--ids`` file (its first chunk is read), then create the output, quarantine
+    and records folders and prove each writable. Raises on the first fault (a one-line
+    error, exit 2); a folder it created is removed again when a later check fails."""
     if sub.action not in CLIENT_ACTIONS:
         raise ValueError(f"unknown action {sub.action!r}")
-    if not os.path.isdir(sub.input):
-        raise InputError(sub.input, "input folder not found")
+    _check_input(sub)
     sub = _with_records(sub)
     _check_folders(settings, sub)
-    keys = settings.cluster_keys()
+    if not sub.print_ids:
+        _check_ids_kept(sub)
     recipe, sources = _load_recipe(sub.recipes, sub.profile)
+    allow = _ocr_allowlist(sub)
+    if sub.ocr and sub.embedded:  # the workers will be this Python: its engine must load
+        check_ocr()
     ids = ids_fields = None
     if sub.action == "put":
         if not sub.ids_path:
@@ -268,14 +337,74 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
         chunks = iter_ids_chunks(sub.ids_path, fields=ids_fields)
         first = next(chunks, None)
         ids = chunks if first is None else itertools.chain([first], chunks)
-    if sub.action != "get":  # get writes only identifiers, into the records folder
-        _check_outfolder(sub.outfolder)
-    quarantine = _quarantine(sub)
-    if not sub.print_ids:  # get --print writes nothing
-        _check_records(sub)
-    client = client if client is not None else connect(settings)
+    made: list[str] = []
+    try:
+        if sub.action != "get":  # get writes only identifiers, into the records folder
+            _check_outfolder(sub.outfolder, made=made)
+        quarantine = _quarantine(sub, made)
+        if not sub.print_ids:  # get --print writes nothing
+            _check_records(sub, made)
+    except BaseException:
+        remove_made(made)
+        raise
+    return Prepared(sub, recipe, sources, ids, ids_fields, quarantine, made, allow)
+
+
+def check_ocr() -> None:
+    """``--ocr`` on workers that are this machine's Python (embedded mode): the default engine
+    is loaded once here (well under a second) and dropped, so a missing extra is one line
+    before any process starts, not a failed run. Raises ConfigError saying what to install."""
+    from .errors import OcrEngineError
+
+    try:
+        from .ocr import DEFAULT_ENGINE, load_engine
+
+        load_engine(DEFAULT_ENGINE)
+    except (OcrEngineError, ImportError) as exc:
+        raise ConfigError(f"--ocr: {exc}") from None
+
+
+def _ocr_allowlist(sub: Submission) -> tuple[str, str] | None:
+    """``--ocr-allowlist``: (its text, its file name), parsed here so a bad line stops the run
+    before it starts (``file:line: ...``); None for the shipped list."""
+    if sub.ocr_allowlist is None:
+        return None
+    try:
+        with open(sub.ocr_allowlist, encoding="utf-8") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = getattr(exc, "strerror", None) or type(exc).__name__
+        raise InputError(sub.ocr_allowlist, f"allow-list cannot be read ({why})") from None
+    from .ocr.allowlist import parse_allowlist
+
+    name = os.path.basename(sub.ocr_allowlist)
+    try:
+        parse_allowlist(text, name)
+    except ValueError as exc:
+        raise ConfigError(f"--ocr-allowlist: {exc}") from None
+    return text, name
+
+
+def submit(settings: Settings, sub: Submission | Prepared, client: Any = None, *,
+           tick: Callable[[RunStore], object] | None = None) -> RunStore:
+    """Create the run, load ids for put, walk the input and enqueue every batch.
+
+    ``sub`` is checked first (:func:`prepare`) unless it was already. Returns as soon as
+    everything is enqueued; :func:`wait` follows the run. For an archive that takes a while
+    (the walk, an ids file): ``tick(store)`` is called after each batch and each ids chunk
+    sent, so the caller can show the run's progress meanwhile.
+    """
+    prepared = sub if isinstance(sub, Prepared) else prepare(settings, sub)
+    try:
+        keys = settings.cluster_keys()
+        client = client if client is not None else connect(settings)
+        settings = _batch_settings(settings, client)
+    except BaseException:
+        prepared.discard()  # the run never started: no folder of it stays behind
+        raise
+    sub, recipe, sources = prepared.sub, prepared.recipe, prepared.sources
+    ids, ids_fields, quarantine = prepared.ids, prepared.ids_fields, prepared.quarantine
     run_id = new_run_id()
-    settings = _batch_settings(settings, client)
     record = RunRecord(
         action=sub.action,
         input=os.path.abspath(sub.input),
@@ -293,12 +422,18 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
         key_location=sub.key_location,
         verify=sub.verify,
         clean_pixels=sub.clean_pixels,
+        ocr=sub.ocr,
+        ocr_allowlist=prepared.ocr_allowlist[0] if prepared.ocr_allowlist else None,
+        ocr_allowlist_name=prepared.ocr_allowlist[1] if prepared.ocr_allowlist else None,
         quarantine_groups=tuple(sub.quarantine_groups),
         layout=sub.layout,
         quarantine=quarantine,
         # a resume cuts the ids file the same way
         ids_path=os.path.abspath(str(sub.ids_path)) if ids is not None else None,
         ids_fields=tuple(ids_fields) if ids is not None and ids_fields is not None else None,
+        input_file=sub.input_file,
+        embedded=sub.embedded,
+        key_created=sub.key_created,
     )
     # Created running, with its chord's id: what sending the first stage would note next is
     # written now, in the same round trip.
@@ -306,7 +441,7 @@ def submit(settings: Settings, sub: Submission, client: Any = None, *,
     store = RunStore.create(client, run_id, record.spec(), expiry=settings.run_expiry, keys=keys,
                             mutable={"walk_done": False, "stage": first_stage(sub.action),
                                      **started})
-    log.info("run %s: %s of %s with recipe %s", run_id, sub.action, record.input, recipe.name)
+    log.info("run %s: %s of %s with recipe %s", run_id, sub.action, input_path(sub), recipe.name)
     with refused_writes(run_id):
         if ids is not None:
             try:
@@ -417,8 +552,10 @@ def _walk(store: RunStore, sub: Submission, settings: Settings, *,
         store.add_outcome("unlisted", rel, reason, counter="walk:unlisted")
 
     n = 0
-    for paths in iter_batches(sub.input, settings.batch_size or DEFAULT_BATCH_SIZE,
-                              tail=settings.batch_tail, on_error=on_error):
+    batches = (iter([[sub.input_file]]) if sub.input_file
+               else iter_batches(sub.input, settings.batch_size or DEFAULT_BATCH_SIZE,
+                                 tail=settings.batch_tail, on_error=on_error))
+    for paths in batches:
         store.add_batch(n, paths)
         if not skip(n):
             yield n
@@ -442,7 +579,8 @@ def send_first_stage(store: RunStore, settings: Settings, sub: Submission,
         with dispatch.sender("deid.put", run_id) as send:
             for n in _walk(store, sub, settings, skip=skip, tick=tick):
                 send(n)
-        finish_run(store, final_stage(bool(store.record().get("clean_pixels"))))
+        rec = store.record()
+        finish_run(store, final_stage(bool(rec.get("clean_pixels")), rec.get("ocr")))
         return
     body_id = str(started["finalize_task"])
     dispatch.send_chord("deid.inspect" if sub.action == "inspect" else "deid.get", run_id,
@@ -469,7 +607,7 @@ def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStor
     record = RunRecord.of(rec)
     sub = Submission(action=record.action, input=record.input, outfolder=record.outfolder,
                      overwrite=record.overwrite, print_ids=record.print_ids,
-                     records=record.records)
+                     records=record.records, input_file=record.input_file)
     run_settings = record.applied_to(settings)
     first = first_stage(sub.action)
     done_first = store.done_batches(first)
@@ -480,18 +618,20 @@ def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStor
         if first == "put":
             _resend_ids(store, rec)
         send_first_stage(store, run_settings, sub, skip=done_first.__contains__)
-        if first == "put" and record.clean_pixels:
-            _resend_clean(store, int(store.record().get("n_batches") or 0))
+        if first == "put":
+            _resend_after_put(store, record, int(store.record().get("n_batches") or 0))
         return store, f"re-sent the {first} batches not done ({len(done_first)} were done)"
+    if sub.action == "inspect" and record.ocr:
+        _resend_ocr(store, n_batches, "inspect", then_clean=False)
     if not store.done_batches("finalize"):
         dispatch.send("deid.finalize", run_id)
         return store, "re-sent finalize"
     pending = list(store.pending_batches("put", n_batches))
     dispatch.send_many("deid.put", [(run_id, n) for n in pending])
-    cleans = _resend_clean(store, n_batches) if record.clean_pixels else 0
-    finish_run(store, final_stage(record.clean_pixels))
+    later = _resend_after_put(store, record, n_batches)
+    finish_run(store, final_stage(record.clean_pixels, record.ocr))
     return store, f"re-sent {len(pending)} put batches" + (
-        f" and {cleans} clean batches" if cleans else "")
+        f" and {later} ocr or clean batches" if later else "")
 
 
 def _resend_ids(store: RunStore, rec: dict[str, Any]) -> None:
@@ -506,6 +646,15 @@ def _resend_ids(store: RunStore, rec: dict[str, Any]) -> None:
     log.warning("run %s: re-sent %d chunks of its ids file", store.run_id, chunks - len(done))
 
 
+def _resend_after_put(store: RunStore, record: RunRecord, n_batches: int) -> int:
+    """Send what follows the put batches that are done (resume): their ocr batches with
+    ``--ocr`` (an ocr batch done sends its clean batch), else their clean batches with
+    ``--clean-pixels``; returns the tasks sent."""
+    if record.ocr:
+        return _resend_ocr(store, n_batches, "put", then_clean=True)
+    return _resend_clean(store, n_batches) if record.clean_pixels else 0
+
+
 def _resend_clean(store: RunStore, n_batches: int) -> int:
     """Send the clean batches whose put batch is done but which are not (resume)."""
     put_done = store.done_batches("put")
@@ -513,11 +662,26 @@ def _resend_clean(store: RunStore, n_batches: int) -> int:
                if n in put_done)
 
 
+def _resend_ocr(store: RunStore, n_batches: int, source: str, *, then_clean: bool) -> int:
+    """Send the ocr batches whose ``source`` batch (put or inspect) is done but which are
+    not, and (``then_clean``) the clean batches of the ocr batches done (resume)."""
+    done = store.done_batches(source)
+    pending = [n for n in store.pending_batches("clean" if then_clean else "ocr", n_batches)
+               if n in done]
+    return sum(dispatch.send_ocr(store, n, then_clean=then_clean) for n in pending)
+
+
 def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POLL_SECONDS,
          health: Callable[[], None] | None = None, timeout: float | None = None,
          reconnect: float = RECONNECT_SECONDS, on_stall: Callable[[], str] | None = None,
-         stall_after: float = STALL_SECONDS) -> dict[str, Any]:
+         stall_after: float = STALL_SECONDS,
+         watch: Callable[[dict[str, Any], dict[str, int]], None] | None = None
+         ) -> dict[str, Any]:
     """Follow a run until it is finished or failed; returns the final run record.
+
+    ``watch(record, counters)`` is called each round after the progress bar, with what was
+    just read (the CLI prints the workers' warnings from it); a Redis error there waits for
+    the next round.
 
     ``health`` is called each round (embedded mode checks its processes there). A lost
     connection to Redis (a restart, a network blip) is retried with backoff for ``reconnect``
@@ -544,6 +708,7 @@ def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POL
     seen: tuple[Any, ...] = ()
     moved = started
     recovered: set[str] = set()  # failed chords already answered by a resume
+    committed: dict[str, int] = {}  # batches per stage said at DEBUG
     lost_since: float | None = None
     backoff = poll
     try:
@@ -571,6 +736,11 @@ def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POL
                 lost_since, backoff = None, poll
             if progress is not None:
                 progress.update(rec, counters)
+            if watch is not None:
+                with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+                    watch(rec, counters)
+            if log.isEnabledFor(logging.DEBUG):
+                _debug_batches(store.run_id, counters, committed)
             if rec.get("state") in ("finished", "failed"):
                 return rec
             now = time.monotonic()
@@ -620,6 +790,18 @@ def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POL
             progress.close()
 
 
+def _debug_batches(run_id: str, counters: dict[str, int], said: dict[str, int]) -> None:
+    """At DEBUG, a line each time a stage's committed batches grow (the producer sees batches,
+    not files, so this is its finest grain): ``run X: put: 3 batch(es) committed, 300 files``."""
+    for stage in ("load", "get", "inspect", "put", "clean"):
+        n = counters.get(f"{stage}:batches", 0)
+        if n != said.get(stage, 0):
+            said[stage] = n
+            what = "items" if stage == "load" else "files"
+            log.debug("run %s: %s: %d batch(es) committed, %d %s", run_id, stage, n,
+                      counters.get(f"{stage}:{what}", 0), what)
+
+
 def _unstall(store: RunStore, on_stall: Callable[[], str], *, stalled_for: float) -> None:
     """Call ``on_stall`` if no message waits in any deid queue and none is taken by a worker;
     a Redis error only postpones the check to the next stall."""
@@ -644,8 +826,3 @@ def _chord_state(task_id: str) -> str | None:
         return str(app.AsyncResult(task_id).state)
     except (redis.ConnectionError, redis.TimeoutError, OSError):
         return None
-
-
-def remove_tree(path: str) -> None:
-    """Remove a folder we created (demo input); errors are not worth failing a run over."""
-    shutil.rmtree(path, ignore_errors=True)

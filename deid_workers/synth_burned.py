@@ -166,6 +166,15 @@ def header_values(patient: int, rng: np.random.Generator) -> dict[str, str]:
             "family": family, "given": given}
 
 
+def _identify(ds: Any, values: dict[str, Any]) -> None:
+    """The file's header names the patient whose text is burned into its pixels."""
+    ds.PatientName = values["PatientName"]
+    ds.PatientID = values["PatientID"]
+    ds.PatientBirthDate = values["PatientBirthDate"]
+    ds.AccessionNumber = values["AccessionNumber"]
+    ds.RequestAttributesSequence[0].AccessionNumber = values["AccessionNumber"]
+
+
 def spell(field: str, values: dict[str, str], rng: np.random.Generator) -> tuple[str, str]:
     """How a screen shows ``field``: (label, value), e.g. ("DOB: ", "04-Apr-1987"); the label
     may be empty. Only the value is PHI: the benchmark asks whether its ink was covered."""
@@ -329,11 +338,7 @@ def make_burned_dataset(
     ds = synth.make_dataset(patient, 0, 0, instance, rows=1, cols=1, frames=1, samples=3 if rgb else 1,
                             modality=modality, seed=seed)
     values = header_values(patient, rng)
-    ds.PatientName = values["PatientName"]
-    ds.PatientID = values["PatientID"]
-    ds.PatientBirthDate = values["PatientBirthDate"]
-    ds.AccessionNumber = values["AccessionNumber"]
-    ds.RequestAttributesSequence[0].AccessionNumber = values["AccessionNumber"]
+    _identify(ds, values)
     ds.OtherPatientNames = [f"{values['family']}^{values['given'][0]}"]
     ds.Rows, ds.Columns = rows, cols
     if frames > 1:
@@ -417,11 +422,7 @@ def make_text_dataset(
     ds = synth.make_dataset(patient, 0, 0, 0, rows=1, cols=1, samples=3 if rgb else 1, modality=modality,
                             seed=patient)
     values = header_values(patient, rng)
-    ds.PatientName = values["PatientName"]
-    ds.PatientID = values["PatientID"]
-    ds.PatientBirthDate = values["PatientBirthDate"]
-    ds.AccessionNumber = values["AccessionNumber"]
-    ds.RequestAttributesSequence[0].AccessionNumber = values["AccessionNumber"]
+    _identify(ds, values)
     ds.Rows, ds.Columns = rows, cols
     if frames > 1:
         ds.NumberOfFrames = frames

@@ -1,6 +1,6 @@
 """``deid-worker``: a Celery worker on every deid queue, configured from the environment.
 
-Equivalent to ``celery -A deid_workers.app worker -Q get,inspect,put,finalize,clean``; extra
+Equivalent to ``celery -A deid_workers.app worker -Q get,inspect,put,finalize,clean,ocr``; extra
 arguments go to ``celery worker`` (``deid-worker --concurrency 8 -n w1@%h``).
 """
 

@@ -21,7 +21,7 @@ def test_every_task_goes_to_its_stage_queue_export_shards_to_finalize_ids_chunks
     route = app.amqp.router.route
     for name, queue in [("deid.get", "get"), ("deid.put", "put"), ("deid.finalize", "finalize"),
                         ("deid.export", "finalize"), ("deid.clean", "clean"),
-                        ("deid.load", "put")]:
+                        ("deid.load", "put"), ("deid.ocr", "ocr")]:
         assert route({}, name)["queue"].name == queue
 
 

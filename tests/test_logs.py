@@ -103,10 +103,10 @@ def test_cli_log_json_flag_makes_stderr_json(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("DEID_BROKER_URL", "redis://127.0.0.1:1/0")
     assert cli.main(["--log-json", "--resume", "r1"]) == cli.EXIT_FAILED
     err = capsys.readouterr().err.splitlines()
-    assert err[-1].startswith("deid-submit: error: cannot reach Redis")
-    # the one-line error stays plain text; anything logged before it is JSON
-    for line in err[:-1]:
-        json.loads(line)
+    # every line is JSON, the one-line error too (its message keeps the usual words)
+    records = [json.loads(line) for line in err]
+    assert records[-1]["level"] == "ERROR"
+    assert records[-1]["message"].startswith("deid-submit: error: cannot reach Redis")
 
 
 def test_worker_signal_applies_json_only_when_asked(monkeypatch):

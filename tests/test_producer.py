@@ -388,3 +388,20 @@ def test_a_run_on_a_distant_redis_gets_bigger_batches_and_keeps_them_on_resume(
                             [DEFAULT_BATCH_SIZE] * 11 + [50])):
         producer.submit(given, sub, client=client)
         assert [len(b) for b in walks[-1]] == batches
+
+
+def test_at_debug_the_producer_says_each_stages_committed_batches_as_they_grow(caplog):
+    import logging
+
+    from deid_workers.producer import _debug_batches
+
+    said: dict[str, int] = {}
+    caplog.set_level(logging.DEBUG, logger="deid_workers.producer")
+    _debug_batches("r1", {"get:batches": 1, "get:files": 100}, said)
+    _debug_batches("r1", {"get:batches": 1, "get:files": 100}, said)  # nothing new
+    _debug_batches("r1", {"get:batches": 2, "get:files": 150, "load:batches": 1,
+                          "load:items": 7}, said)
+    assert [r.getMessage() for r in caplog.records] == [
+        "run r1: get: 1 batch(es) committed, 100 files",
+        "run r1: load: 1 batch(es) committed, 7 items",
+        "run r1: get: 2 batch(es) committed, 150 files"]

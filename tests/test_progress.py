@@ -98,3 +98,50 @@ def test_poll_reads_the_store_at_most_every_poll_interval(monkeypatch):
         clock[0] = 1000.0 + step
         bar.poll(store)
     assert store.reads == 2 and out.getvalue().count("0/100+  0.0 files/s\n") == 2
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+RUN = ({"action": "put", "walk_done": True, "stage": "put"},
+       {"walk:files": 4, "put:files": 1, "put:notice:not_done": 3})
+
+
+def test_a_log_line_never_lands_on_the_bars_line():
+    import logging
+
+    from deid_workers import logs
+
+    term = _Terminal()
+    bar = Progress(term)
+    with logs.setup("INFO", stream=term):
+        log = logging.getLogger("deid_workers.cli")
+        log.info("before the bar")
+        bar.update(*RUN)
+        with logs.status_line(bar):
+            log.warning("REPLACE PatientID not done for a.dcm")
+        bar.close()
+    drawn = "\r\x1b[2K" + render(stage_totals(*RUN), 0.0, 3)
+    assert "3 warnings" in drawn
+    assert term.getvalue() == ("before the bar\n" + drawn + "\r\x1b[2K"
+                               + "WARNING REPLACE PatientID not done for a.dcm\n" + drawn + "\n")
+
+
+def test_with_log_json_the_progress_is_a_json_record_and_nothing_else(caplog):
+    import json
+    import logging
+
+    from deid_workers.logs import JsonFormatter
+
+    caplog.set_level(logging.INFO, logger="deid_workers.progress")
+    out = _Terminal()  # even on a terminal: stderr stays one JSON object per line
+    bar = Progress(out, log_json=True)
+    bar.update(*RUN)
+    bar.close()
+    assert out.getvalue() == ""
+    (record,) = [r for r in caplog.records if r.name == "deid_workers.progress"]
+    data = json.loads(JsonFormatter().format(record))
+    assert data["progress"] == {"put": {"done": 1, "total": 4, "final": True}, "warnings": 3}
+    assert data["message"].startswith("put [")

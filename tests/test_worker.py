@@ -8,7 +8,7 @@ from deid_workers.worker import main, worker_argv
 
 def test_worker_consumes_every_queue():
     argv = worker_argv(Settings(), ["--concurrency", "3"])
-    assert argv[:3] == ["worker", "-Q", "get,inspect,put,finalize,clean"]
+    assert argv[:3] == ["worker", "-Q", "get,inspect,put,finalize,clean,ocr"]
     assert argv[-2:] == ["--concurrency", "3"] and "INFO" in argv
 
 

@@ -8,7 +8,7 @@ but does the per-dataset work once per dataset and writes elements straight into
 
 What stays pydicom's: values are encoded by pydicom's own value writers
 (``filewriter.writers``), except the plain cases that are most of a file (text, UIDs, codes,
-dates, single numbers, bytes: see ``_FAST``, each checked against its writer by the tests),
+dates, single numbers, bytes: see :mod:`.valuebytes`, each checked against its writer by the tests),
 where calling the writer into a buffer cost more than the encoding; odd elements (buffered
 values, undefined lengths other than sequences, values over 64 KB in a 16-bit-length VR, VRs it
 cannot write) go through ``filewriter.write_data_element``, and datasets whose encoding or
@@ -32,16 +32,13 @@ from __future__ import annotations
 import copy
 import io
 from collections.abc import Sequence
-from io import BufferedIOBase
 from struct import Struct
-from struct import pack as _pack
 from typing import Any
 
 from pydicom import __version_info__, config
 from pydicom.charset import (
     STAND_ALONE_ENCODINGS,
     convert_encodings,
-    custom_encoders,
     default_encoding,
     python_encoding,
 )
@@ -51,31 +48,18 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import (
     correct_ambiguous_vr,
-    write_DA,
     write_data_element,
-    write_DT,
-    write_numbers,
-    write_OBvalue,
-    write_OWvalue,
-    write_string,
-    write_text,
-    write_TM,
-    write_UI,
-    writers,
 )
-from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, DeflatedExplicitVRLittleEndian
 from pydicom.valuerep import (
     AMBIGUOUS_VR,
-    CUSTOMIZABLE_CHARSET_VR,
-    EXPLICIT_VR_LENGTH_32,
-    PersonName,
     validate_value,
 )
 
 from . import compat
 from .compat import character_set, elements, stored_value
+from .valuebytes import LONG_VRS, NONE, OTHER, PLANS, SIZED, TRUTHY, plan
 
 __all__ = ["encode_part10"]
 
@@ -93,8 +77,6 @@ _GROUP_LENGTH = b"\x02\x00\x00\x00UL\x04\x00"  # (0002,0000) UL, length 4
 _US = Struct("<H")
 _UL = Struct("<L")
 
-_LONG_VRS = frozenset(str(vr) for vr in EXPLICIT_VR_LENGTH_32)
-_CHARSET_VRS = frozenset(str(vr) for vr in CUSTOMIZABLE_CHARSET_VR)
 # Values pydicom's convert_encodings maps without a warning: DICOM terms it knows and the
 # Python codec names it produces (nested items inherit those).
 _QUIET_CHARSETS = frozenset(python_encoding) | frozenset(python_encoding.values())
@@ -438,61 +420,6 @@ def _nothing_to_correct(ds: Dataset) -> bool:
     return True
 
 
-_NONE, _TRUTHY, _SCALAR, _SIZED, _OTHER = range(5)
-_KINDS: dict[type, int] = {}
-"""Value type -> how ``DataElement.is_empty`` (through ``VM``) and ``is_buffered`` treat it."""
-
-
-def _kind(value_type: type) -> int:
-    kind = _KINDS.get(value_type)
-    if kind is None:
-        if value_type is type(None):
-            kind = _NONE
-        elif issubclass(value_type, BufferedIOBase):
-            kind = _OTHER
-        elif issubclass(value_type, (str, bytes, PersonName)):
-            kind = _TRUTHY  # VM: 1 if value else 0
-        elif value_type in (list, tuple, MultiValue):
-            kind = _SIZED  # VM: len(value)
-        elif not hasattr(value_type, "__iter__") and not hasattr(value_type, "__getitem__"):
-            kind = _SCALAR  # VM: iter() fails, so 1
-        else:
-            kind = _OTHER
-        _KINDS[value_type] = kind
-    return kind
-
-
-_VR_INFO: dict[str, tuple[Any, Any, bool, bytes | None, bool] | None] = {}
-"""VR -> (value writer, its parameter, charset-aware, explicit VR bytes, 32-bit length)."""
-
-
-def _vr_info(vr: str) -> tuple[Any, Any, bool, bytes | None, bool] | None:
-    try:
-        return _VR_INFO[vr]
-    except KeyError:
-        pass
-    info = None
-    if vr in writers:
-        fn, param = writers[vr]  # type: ignore[index]
-        info = (fn, param, vr in _CHARSET_VRS, vr.encode() if len(vr) == 2 else None,
-                vr in _LONG_VRS)
-    _VR_INFO[vr] = info
-    return info
-
-
-_PLANS: dict[tuple[str, type], tuple[int, Any, Any]] = {}
-_PLANS_MAX = 1024
-"""(VR, value type) -> (kind, VR info, fast encoder or None): one lookup per element."""
-
-
-def _plan(vr: str, value_type: type) -> tuple[int, Any, Any]:
-    info = _vr_info(vr)
-    plan = (_kind(value_type), info, None if info is None else _FAST.get((info[0], value_type)))
-    if len(_PLANS) < _PLANS_MAX:
-        _PLANS[(vr, value_type)] = plan
-    return plan
-
-
 def _write_element(fp: DicomBytesIO, elem: DataElement | RawDataElement, dataset_encoding: Any,
                    encodings: list[str], implicit: bool) -> None:
     """``filewriter.write_data_element``: raw values copied, converted ones encoded by
@@ -514,21 +441,21 @@ def _write_element(fp: DicomBytesIO, elem: DataElement | RawDataElement, dataset
     value = stored_value(elem)
     value_type = type(value)
     try:
-        kind, info, fast = _PLANS[(vr, value_type)]  # type: ignore[index]
+        kind, info, fast = PLANS[(vr, value_type)]  # type: ignore[index]
     except KeyError:
-        kind, info, fast = _plan(vr, value_type)  # type: ignore[arg-type]
-    if (kind == _OTHER or info is None or elem.is_undefined_length  # type: ignore[union-attr]
+        kind, info, fast = plan(vr, value_type)  # type: ignore[arg-type]
+    if (kind == OTHER or info is None or elem.is_undefined_length  # type: ignore[union-attr]
             or (not implicit and info[3] is None)):
         write_data_element(fp, elem, dataset_encoding)
         return
     fn, param, charset, vr_bytes, long = info
     tag = elem.tag
-    if kind == _NONE or (kind == _TRUTHY or kind == _SIZED) and not value:
+    if kind == NONE or (kind == TRUTHY or kind == SIZED) and not value:
         data: bytes | None = b""
     else:
         data = None if fast is None else fast(value, param, encodings)
     if data is not None:
-        # Encoded here, as pydicom's writer would (see _FAST): header with the length, then
+        # Encoded here, as pydicom's writer would (see :mod:`.valuebytes`): header with the length, then
         # the value, with no buffer to seek back into.
         n = len(data)
         if implicit:
@@ -550,7 +477,7 @@ def _write_element(fp: DicomBytesIO, elem: DataElement | RawDataElement, dataset
         write(_TAG_VR_UL.pack(tag >> 16, tag & 0xFFFF, vr_bytes, 0))
     else:
         write(_TAG_VR_US.pack(tag >> 16, tag & 0xFFFF, vr_bytes, 0))
-    if not (kind == _NONE or (kind == _TRUTHY or kind == _SIZED) and not value):
+    if not (kind == NONE or (kind == TRUTHY or kind == SIZED) and not value):
         if charset:
             fn(fp, elem, encodings=encodings)
         elif param is not None:
@@ -576,103 +503,6 @@ def _write_element(fp: DicomBytesIO, elem: DataElement | RawDataElement, dataset
 
 
 
-# Values encoded without pydicom's writer, for the writer and value types where the result is
-# plain to see in pydicom 3's filewriter. Each returns the bytes its writer would write, or None
-# when only the writer can say (a value it cannot encode: it then raises or warns itself).
-# Exact types only: a subclass may change what str() or encode() give.
-
-
-def _ascii(text: str, pad: bytes) -> bytes | None:
-    """``write_string``: padded to even length, encoded with the default (strict) codec."""
-    try:
-        data = text.encode(default_encoding)
-    except UnicodeError:
-        return None
-    return data + pad if len(data) % 2 else data
-
-
-def _fast_string(value: str, param: Any, encodings: list[str]) -> bytes | None:
-    return _ascii(value, b" ")
-
-
-def _fast_uid(value: str, param: Any, encodings: list[str]) -> bytes | None:
-    return _ascii(value, b"\0")  # write_UI pads with NUL
-
-
-def _fast_strings(value: Any, param: Any, encodings: list[str]) -> bytes | None:
-    """``write_string`` of a multi-value: items joined by backslashes (all plain str)."""
-    if not all(type(v) is str for v in value):
-        return None
-    return _ascii("\\".join(value), b" ")
-
-
-def _fast_uids(value: Any, param: Any, encodings: list[str]) -> bytes | None:
-    if not all(type(v) is str or type(v) is UID for v in value):
-        return None
-    return _ascii("\\".join(value), b"\0")
-
-
-def _encode_text(text: str, encodings: list[str]) -> bytes | None:
-    """``charset.encode_string`` when its first encoding is a plain codec that can encode
-    ``text``: that codec's bytes, with no escape sequence."""
-    codec = encodings[0]
-    if codec in custom_encoders:
-        return None
-    try:
-        return text.encode(codec)
-    except UnicodeError:
-        return None  # pydicom tries the other encodings, or warns and replaces
-
-
-def _fast_text(value: str, param: Any, encodings: list[str]) -> bytes | None:
-    """``write_text`` of one string: encoded, then padded with a space to even length."""
-    data = _encode_text(value, encodings)
-    if data is None:
-        return None
-    return data + b" " if len(data) % 2 else data
-
-
-def _fast_texts(value: Any, param: Any, encodings: list[str]) -> bytes | None:
-    """``write_text`` of a multi-value of strings: each encoded, joined by backslashes."""
-    parts = []
-    for v in value:
-        if type(v) is not str:
-            return None
-        part = _encode_text(v, encodings)
-        if part is None:
-            return None
-        parts.append(part)
-    data = b"\\".join(parts)
-    return data + b" " if len(data) % 2 else data
-
-
-def _fast_number(value: Any, param: Any, encodings: list[str]) -> bytes | None:
-    """``write_numbers`` of one int or float, little endian."""
-    try:
-        return _pack("<" + param, value)
-    except Exception:  # noqa: BLE001 - out of range, wrong type: pydicom raises its own error
-        return None
-
-
-def _fast_bytes(value: bytes, param: Any, encodings: list[str]) -> bytes | None:
-    """``write_OBvalue`` / ``write_OWvalue`` of bytes: padded with NUL to even length."""
-    return value + b"\0" if len(value) % 2 else value
-
-
-_FAST: dict[tuple[Any, type], Any] = {}
-for _writer in (write_string, write_DA, write_DT, write_TM):
-    _FAST[(_writer, str)] = _fast_string  # DA/DT/TM write a str value with write_string
-for _type in (MultiValue, list, tuple):
-    _FAST[(write_string, _type)] = _fast_strings
-    _FAST[(write_UI, _type)] = _fast_uids
-    _FAST[(write_text, _type)] = _fast_texts
-_FAST[(write_UI, str)] = _FAST[(write_UI, UID)] = _fast_uid
-_FAST[(write_text, str)] = _fast_text
-_FAST[(write_numbers, int)] = _FAST[(write_numbers, float)] = _fast_number
-_FAST[(write_OBvalue, bytes)] = _FAST[(write_OWvalue, bytes)] = _fast_bytes
-del _writer, _type
-
-
 def _write_raw(write: Any, elem: RawDataElement, implicit: bool) -> None:
     """A raw element as read: its bytes behind a new header (what pydicom does with them)."""
     tag, vr, length, value = elem[0], elem[1], elem[2], elem[3]
@@ -683,7 +513,7 @@ def _write_raw(write: Any, elem: RawDataElement, implicit: bool) -> None:
             raise _OffPath("pixel data not encapsulated")  # pydicom raises
         if implicit:
             write(_TAG_UL.pack(tag >> 16, tag & 0xFFFF, _UNDEFINED))
-        elif vr in _LONG_VRS:
+        elif vr in LONG_VRS:
             write(_TAG_VR_UL.pack(tag >> 16, tag & 0xFFFF, vr.encode(), _UNDEFINED))
         else:
             raise _OffPath("undefined length")
@@ -693,7 +523,7 @@ def _write_raw(write: Any, elem: RawDataElement, implicit: bool) -> None:
     n = len(value)
     if implicit:
         write(_TAG_UL.pack(tag >> 16, tag & 0xFFFF, n))
-    elif vr in _LONG_VRS:
+    elif vr in LONG_VRS:
         write(_TAG_VR_UL.pack(tag >> 16, tag & 0xFFFF, vr.encode(), n))
     elif vr is not None and len(vr) == 2 and n <= 0xFFFF:
         write(_TAG_VR_US.pack(tag >> 16, tag & 0xFFFF, vr.encode(), n))

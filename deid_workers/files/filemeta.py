@@ -49,6 +49,7 @@ from pydicom.uid import (
 
 from ..dicom import compat
 from ..recipe.funcs import hmac_uid
+from ..version import __version__
 
 __all__ = [
     "IMPLEMENTATION_CLASS_UID",
@@ -80,7 +81,7 @@ def implementation_version_name(version: str | None = None) -> str:
     """(0002,0013): the project's name and version in at most 16 characters (SH), the first
     of ``deid-workers 0.1.0``, ``deid-workers0.1.0``, ``deidworkers0.1.0`` that fits."""
     if version is None:
-        from .. import __version__ as version
+        version = __version__
     for text in (f"deid-workers {version}", f"deid-workers{version}", f"deidworkers{version}"):
         if len(text) <= 16:
             return text

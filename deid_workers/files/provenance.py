@@ -41,6 +41,7 @@ from ..dicom import compat
 from ..errors import RecipeError
 from ..recipe.model import Recipe
 from ..recipe.standard import cid_7050
+from ..version import __version__
 
 __all__ = [
     "CID_7050",
@@ -112,10 +113,6 @@ def longitudinal(codes: Iterable[str]) -> str | None:
     return None
 
 
-def _version() -> str:
-    from .. import __version__
-
-    return str(__version__)
 
 
 @dataclass(frozen=True)
@@ -135,7 +132,7 @@ class Provenance:
         """The provenance of ``recipe``; ``name`` replaces ``recipe.name`` (workers load the
         run's recipe from temporary files, so the producer's name travels with the run)."""
         sha = (recipe.sha256 or "")[:_SHA_CHARS] or "none"
-        head = f"{TOOL} {version or _version()} recipe "
+        head = f"{TOOL} {version or __version__} recipe "
         tail = f" sha256:{sha}"
         label = (name or recipe.name).replace("\\", "/")
         room = _LO_MAX - len(head) - len(tail)

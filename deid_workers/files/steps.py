@@ -95,13 +95,15 @@ class GetOutcome:
 
 @dataclass(frozen=True)
 class InspectOutcome:
-    """Header-filter verdict of one file (results hold group, reason, coordinates)."""
+    """Header-filter verdict of one file (results hold group, reason, coordinates); ``ocr``:
+    why the ocr stage should read it (``--ocr``), None when it need not."""
 
     path: str
     ok: bool
     reason: str | None = None
     flagged: bool = False
     results: list[dict[str, Any]] = field(default_factory=list)
+    ocr: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,9 +112,15 @@ class PutOutcome:
     :class:`PixelPolicy` also ``cleaned``, ``quarantined`` (``dest`` in the quarantine folder)
     or ``clean`` (pixels to be cleaned by the clean stage; nothing was written).
 
+    With ``--ocr``, put gives ``ocr`` (the file goes to the ocr stage; nothing was written)
+    for the files :func:`~deid_workers.files.ocrstep.ocr_selection` picks.
+
     ``output`` is the output's path relative to its folder (the output folder, or the
     quarantine folder), as the run's :class:`~deid_workers.files.layout.Layout` made it; ``dest``
-    is the absolute path. Both are None when the file was not read."""
+    is the absolute path. Both are None when the file was not read. ``ocr`` (the clean stage,
+    for a file the ocr stage read) is what the run log says of it: the verdict's counts
+    (:meth:`~deid_workers.ocr.verdict.OcrVerdict.summary`), the boxes blacked out and whether
+    the verification passed; never text."""
 
     path: str
     status: str
@@ -121,6 +129,7 @@ class PutOutcome:
     missing: tuple[str, ...] = ()
     has_ids: bool = False
     output: str | None = None
+    ocr: dict[str, Any] | None = None
 
 
 def _abs(root: str, rel: str) -> str:
@@ -142,9 +151,10 @@ def get_one(root: str, rel: str, settings: Settings) -> GetOutcome:
                       _missing(entity, item, settings))
 
 
-def inspect_one(root: str, rel: str, recipe: Any, settings: Settings | None = None
-                ) -> InspectOutcome:
-    """Run the recipe's %filter groups over the headers of ``root/rel``."""
+def inspect_one(root: str, rel: str, recipe: Any, settings: Settings | None = None, *,
+                ocr: str | None = None) -> InspectOutcome:
+    """Run the recipe's %filter groups over the headers of ``root/rel``; with ``ocr`` (a mode
+    of ``--ocr``) also say whether the ocr stage should read it."""
     settings = settings if settings is not None else Settings()
     try:
         ds = read_dataset(_abs(root, rel), headers_only=True, name=rel, root=root,
@@ -152,8 +162,13 @@ def inspect_one(root: str, rel: str, recipe: Any, settings: Settings | None = No
     except InputError as exc:
         return InspectOutcome(rel, False, exc.reason)
     verdict = inspect_dataset(ds, recipe)
+    why = None
+    if ocr is not None:
+        from .ocrstep import ocr_selection
+
+        why = ocr_selection(ds, ocr, recipe, verdict, headers_only=True)
     return InspectOutcome(rel, True, None, bool(verdict.get("flagged")),
-                          list(verdict.get("results") or []))
+                          list(verdict.get("results") or []), why)
 
 
 EXISTS_SAME_UID = ("already exists: with --layout uid, a file of an earlier run or another "
@@ -171,6 +186,9 @@ class PendingPut:
     the ids of several read files in one Redis round trip before writing any of them.
     ``out_rel``/``dest`` are None while the layout waits for the de-identified data set;
     ``may_replace`` is what ``overwrite`` said of ``dest`` (None until there is one).
+    ``ocr`` is the file's OCR verdict when its boxes are to be blacked out (the clean stage),
+    ``identifying`` the values of its original header that verification looks for (in memory
+    only), ``ocr_log`` what the run log will say of it.
     """
 
     rel: str
@@ -186,6 +204,9 @@ class PendingPut:
     out_rel: str | None = None
     layout: Layout | None = field(default=None, repr=False)
     folder: str = ""
+    ocr: Any = field(default=None, repr=False)
+    identifying: Any = field(default=None, repr=False)
+    ocr_log: dict[str, Any] | None = None
 
 
 def open_put(
@@ -199,13 +220,19 @@ def open_put(
     pixels: PixelPolicy | None = None,
     layout: Layout | None = None,
     known: Known | None = None,
+    ocr: Any = None,
 ) -> PutOutcome | PendingPut:
     """The first half of :func:`put_one`: read, place (``layout``), triage and refuse.
 
-    An outcome when the file ends here (refused, skipped, or left to the clean stage), else the
-    read dataset and its ids keys (``known``, when get noted them, else read from the file).
-    The output path depends on the file's header (a mirrored path loses the names that hold
-    its identifiers), so the file is read before an existing output can be refused.
+    An outcome when the file ends here (refused, skipped, or left to the ocr or clean stage),
+    else the read dataset and its ids keys (``known``, when get noted them, else read from the
+    file). The output path depends on the file's header (a mirrored path loses the names that
+    hold its identifiers), so the file is read before an existing output can be refused.
+
+    ``pixels`` says how pixels are triaged: by the recipe's %filter groups (``filters``), and
+    with ``pixels.ocr`` the put stage leaves the files OCR should read to the ocr stage; the
+    clean stage passes each such file's OCR verdict as ``ocr`` (an
+    :class:`~deid_workers.ocr.OcrVerdict`), which may quarantine it or add boxes to black out.
     """
     if layout is None:
         layout = run_layout(settings)
@@ -217,22 +244,50 @@ def open_put(
     out_rel = layout.before(rel, ds)
     folder = outfolder
     status, reason, verdict = "written", None, None
+    identifying = ocr_log = None
     if pixels is not None:
-        # The %filter groups read the header only; PixelData is not decoded here.
-        verdict = inspect_dataset(ds, recipe)
-        decision = triage(verdict, pixels.quarantine_groups)
+        decision = Triage("write")
+        if pixels.filters:
+            # The %filter groups read the header only; PixelData is not decoded here.
+            verdict = inspect_dataset(ds, recipe)
+            decision = triage(verdict, pixels.quarantine_groups)
         if decision.action == "clean":
             try:  # the put read: an image too big to decode never reaches the clean stage
                 check_pixels(ds, settings.max_pixel_bytes)
             except PixelLimitError as exc:
                 decision = Triage("quarantine", decision.group, f"pixels could not be cleaned: {exc}")
+        if pixels.ocr is not None and not pixels.now and decision.action != "quarantine":
+            from .ocrstep import ocr_selection
+
+            # A file with %filter boxes has pixels and a recipe hit: OCR reads it first too.
+            why = ocr_selection(ds, pixels.ocr, recipe, verdict) or (
+                decision.reason if decision.action == "clean" else None)
+            if why is not None:
+                return PutOutcome(rel, "ocr", why, None, output=out_rel)
         if decision.action == "clean" and not pixels.now:
             return PutOutcome(rel, "clean", decision.reason, None, output=out_rel)
+        if decision.action != "clean":
+            verdict = None  # only a verdict with boxes to clean is blacked out
         if decision.action == "quarantine":
             status, reason = "quarantined", decision.reason
             folder = pixels.quarantine
-        elif decision.action == "clean":
-            status, reason = "cleaned", decision.reason
+        else:
+            if decision.action == "clean":
+                status, reason = "cleaned", decision.reason
+            if ocr is not None:
+                from .ocrstep import ocr_triage
+
+                action, why = ocr_triage(ocr)
+                ocr_log = ocr.summary()
+                if action == "quarantine":
+                    status, reason, folder = "quarantined", why, pixels.quarantine
+                elif action == "clean":
+                    from ..ocr import identifying_values
+
+                    status, reason = "cleaned", reason or why
+                    identifying = identifying_values(ds)  # before the recipe removes them
+                else:
+                    ocr = None
     dest = may_replace = None
     if out_rel is not None:
         try:
@@ -246,7 +301,8 @@ def open_put(
         entity, item = entity_item(ds, settings.entity_field, settings.item_field)
         known = ids_keys(entity, item, rel), _missing(entity, item, settings)
     return PendingPut(rel, ds, dest, known[0], known[1], overwrite, may_replace, status,
-                      reason, verdict, out_rel, layout, folder)
+                      reason, verdict, out_rel, layout, folder,
+                      ocr if identifying is not None else None, identifying, ocr_log)
 
 
 def finish_put(
@@ -259,10 +315,14 @@ def finish_put(
     pixels: PixelPolicy | None = None,
     provenance: Provenance | None = None,
     sync: bool = True,
+    verify: Any = None,
 ) -> PutOutcome:
     """The second half of :func:`put_one`: de-identify ``pending`` with ``ids`` and write it.
 
-    The dataset is edited in place and released: a pending file is finished once.
+    The dataset is edited in place and released: a pending file is finished once. A file
+    with OCR boxes (``pending.ocr``) is blacked out, then read again with ``verify``
+    (:data:`~deid_workers.files.ocrstep.Verify`): with any PHI box left it goes to the
+    quarantine folder (boxes blacked out, BurnedInAnnotation YES, no 113101) instead.
     """
     rel, status, reason = pending.rel, pending.status, pending.reason
     ds, pending.ds = pending.ds, None
@@ -273,9 +333,17 @@ def finish_put(
                      in_place=True)
     del ds
     folder = pending.folder
-    if status == "cleaned" and pixels is not None and pending.verdict is not None:
+    ocr_log = dict(pending.ocr_log) if pending.ocr_log is not None else None
+    if status == "cleaned" and pixels is not None and (pending.verdict is not None
+                                                       or pending.ocr is not None):
         try:
-            new = clean_pixels(new, pending.verdict, max_bytes=settings.max_pixel_bytes)
+            if pending.ocr is not None:  # OCR's boxes, and the %filter's in the same decode
+                from ..ocr.redact import redact
+
+                new = redact(new, pending.ocr, also=pending.verdict,
+                             max_bytes=settings.max_pixel_bytes)
+            else:
+                new = clean_pixels(new, pending.verdict, max_bytes=settings.max_pixel_bytes)
         except (ValueError, NotImplementedError, RuntimeError) as exc:
             # No decoder for this transfer syntax, or pixels that do not match the header:
             # the file cannot be made safe here, so a person gets to look at it.
@@ -288,6 +356,18 @@ def finish_put(
                           f"they do not match the header: {type(exc).__name__}); held for a "
                           "person to review")
             folder = pixels.quarantine
+        if status == "cleaned" and pending.ocr is not None and ocr_log is not None:
+            from .ocrstep import HELD_PHI_LEFT, verify_cleaned
+
+            if verify is None:
+                raise ValueError("a file with OCR boxes to black out needs a verifier")
+            passed, left = verify_cleaned(new, pending.identifying, verify)
+            ocr_log.update(cleaned=len(pending.ocr.redactions()), verified=passed, left=left)
+            if not passed:
+                status, reason, folder = "quarantined", HELD_PHI_LEFT.format(n=left), pixels.quarantine
+                # Held with its boxes blacked out, but PHI is still burned in: say so.
+                new.BurnedInAnnotation = "YES"
+    pending.identifying = None
     stamp(new, provenance if provenance is not None else recipe,
           pixels_cleaned=status == "cleaned")
     layout = pending.layout if pending.layout is not None else run_layout(settings)
@@ -311,7 +391,7 @@ def finish_put(
         why = EXISTS_SAME_UID if pending.out_rel is None else "already exists"
         return PutOutcome(rel, "refused", why, dest, output=out_rel)
     missing = pending.missing + tuple(k for k in lacking if k not in pending.missing)
-    return PutOutcome(rel, status, reason, dest, missing, ids is not None, out_rel)
+    return PutOutcome(rel, status, reason, dest, missing, ids is not None, out_rel, ocr_log)
 
 
 def put_one(

@@ -22,12 +22,17 @@ WHITELIST = "whitelist"
 
 @dataclass(frozen=True)
 class PixelPolicy:
-    """How put treats pixels (``--clean-pixels``): where held-back files go, which groups hold
-    a file back, and whether to clean now (the clean stage) or defer (the put stage)."""
+    """How put treats pixels (``--clean-pixels``, ``--ocr``): where held-back files go, which
+    groups hold a file back, and whether to clean now (the clean stage) or defer (the put
+    stage). ``filters``: the recipe's %filter groups triage files (``--clean-pixels``);
+    ``ocr``: the files :mod:`deid_workers.files.ocrstep` selects in that mode (``risky`` or
+    ``all``) go through the ocr stage first (``--ocr``)."""
 
     quarantine: str
     quarantine_groups: tuple[str, ...] = DEFAULT_QUARANTINE_GROUPS
     now: bool = False
+    filters: bool = True
+    ocr: str | None = None
 
 
 @dataclass(frozen=True)

@@ -65,16 +65,20 @@ def run_quarantine(record: Mapping[str, Any]) -> str:
 
 
 def run_folders(rec: Mapping[str, Any]) -> dict[str, str]:
-    """The folders of a run record, by role: input, output (not for get, which writes only
-    identifiers), records (not for get --print, which writes nothing), quarantine (when the
-    run cleans pixels)."""
+    """The folders of a run record, by role: input (the one file, when ``--input`` named a
+    file: nothing else of its folder is read, so only the file must lie apart from the
+    folders written), output (not for get, which writes only identifiers), records (not for
+    get --print, which writes nothing), quarantine (when the run cleans pixels, or reads them
+    by OCR to write them: put and all with ``--ocr``)."""
     out = str(rec.get("outfolder") or "")
     folders = {"input": str(rec.get("input") or "")}
+    if rec.get("input_file") and folders["input"]:
+        folders["input"] = os.path.join(folders["input"], str(rec["input_file"]))
     if rec.get("action") != "get":
         folders["output"] = out
     if rec.get("records") and not rec.get("print_ids"):  # get --print writes no file
         folders["records"] = str(rec["records"])
-    if rec.get("clean_pixels"):
+    if rec.get("clean_pixels") or (rec.get("ocr") and rec.get("action") in ("put", "all")):
         folders["quarantine"] = run_quarantine(rec)
     return folders
 

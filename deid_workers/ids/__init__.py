@@ -1,1 +1,1 @@
-"""ids."""
+"""Identifiers files (deid's ids export): values, the export, reading back without code, chunks."""

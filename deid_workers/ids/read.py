@@ -105,12 +105,8 @@ def _iter_checked(path: str | os.PathLike[str]
                 reader = JsonEntities(fp, shown)
                 for e, (entity, items) in enumerate(reader, 1):
                     yield (*_checked_entity(e, entity, items, shown), reader.raw)
-    except FileNotFoundError:
-        raise IdentifiersError("file not found", shown) from None
-    except PermissionError:
-        raise IdentifiersError("permission denied", shown) from None
-    except IsADirectoryError:
-        raise IdentifiersError("not a regular file", shown) from None
+    except OSError as exc:
+        raise _unreadable(exc, shown) from None
 
 
 ENTITY_START: Any = object()
@@ -148,12 +144,15 @@ def iter_checked_items(path: str | os.PathLike[str]
                 except IdentifiersError as exc:
                     raise IdentifiersError(str(exc), shown) from None
                 yield entity, item, checked, reader.raw
-    except FileNotFoundError:
-        raise IdentifiersError("file not found", shown) from None
-    except PermissionError:
-        raise IdentifiersError("permission denied", shown) from None
-    except IsADirectoryError:
-        raise IdentifiersError("not a regular file", shown) from None
+    except OSError as exc:
+        raise _unreadable(exc, shown) from None
+
+
+def _unreadable(exc: OSError, shown: str) -> Exception:
+    """The one-line error for an ids file that cannot be opened; other OS errors as they are."""
+    words = {FileNotFoundError: "file not found", PermissionError: "permission denied",
+             IsADirectoryError: "not a regular file"}.get(type(exc))
+    return IdentifiersError(words, shown) if words else exc
 
 
 def _is_pickle(fp: BinaryIO, shown: str) -> bool:

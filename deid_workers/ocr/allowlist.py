@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from ..recipe.patterns import Pattern, PatternError, compile_pattern
+
 __all__ = ["AllowList", "SHORT_NUMBER", "load_allowlist", "parse_allowlist", "DEFAULT_ALLOWLIST"]
 
 SHORT_NUMBER = 4
@@ -53,18 +55,20 @@ class AllowList:
     """Words and whole-text patterns per modality (``"*"`` = every modality)."""
 
     words: dict[str, frozenset[str]] = field(default_factory=dict)
-    patterns: dict[str, tuple[re.Pattern[str], ...]] = field(default_factory=dict)
+    patterns: dict[str, tuple[Pattern, ...]] = field(default_factory=dict)
 
     def _words(self, modality: str) -> frozenset[str]:
         return self.words.get(ALL, frozenset()) | self.words.get(modality.upper(), frozenset())
 
-    def _patterns(self, modality: str) -> tuple[re.Pattern[str], ...]:
+    def _patterns(self, modality: str) -> tuple[Pattern, ...]:
         return self.patterns.get(ALL, ()) + self.patterns.get(modality.upper(), ())
 
     def pattern_allows(self, text: str, modality: str = "") -> bool:
-        """A ``re:`` entry matches the whole of ``text``."""
+        """A ``re:`` entry matches the whole of ``text``. The text comes from pixels, so the
+        entries run in bounded time like a recipe's patterns (a match past the bound raises
+        :class:`~deid_workers.recipe.patterns.PatternTimeout`)."""
         norm = " ".join(text.split())
-        return any(p.fullmatch(norm) for p in self._patterns(modality))
+        return any(p.search(norm) for p in self._patterns(modality))
 
     def words_allow(self, text: str, modality: str = "") -> bool:
         """Every word of ``text`` is an entry, a short number (with a unit entry) or punctuation."""
@@ -88,7 +92,7 @@ class AllowList:
 def parse_allowlist(text: str, source: str = "<allow-list>") -> AllowList:
     """Parse allow-list text; raises ValueError naming ``source`` and the line of a bad entry."""
     words: dict[str, set[str]] = {}
-    patterns: dict[str, list[re.Pattern[str]]] = {}
+    patterns: dict[str, list[Pattern]] = {}
     section = ALL
     for n, raw in enumerate(text.splitlines(), start=1):
         line = raw.split(" #", 1)[0].strip() if not raw.lstrip().startswith("re:") else raw.strip()
@@ -101,9 +105,13 @@ def parse_allowlist(text: str, source: str = "<allow-list>") -> AllowList:
             continue
         if line.startswith("re:"):
             try:
-                patterns.setdefault(section, []).append(re.compile(line[3:].strip(), re.IGNORECASE))
+                entry = re.compile(line[3:].strip()).pattern  # whole by itself, so wrapping keeps it
+                whole = r"\A(?:" + entry + r")\Z"
+                patterns.setdefault(section, []).append(compile_pattern(whole, re.IGNORECASE))
             except re.error as exc:
                 raise ValueError(f"{source}:{n}: bad regular expression ({exc})") from None
+            except PatternError as exc:
+                raise ValueError(f"{source}:{n}: {exc}") from None
             continue
         for w in line.upper().split():
             words.setdefault(section, set()).add(w)

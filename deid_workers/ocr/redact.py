@@ -10,9 +10,12 @@ clear the overlay's own bits (overlays.py). The input dataset is never changed.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
+from typing import Any
 
 from pydicom.dataset import Dataset
 
+from ..config import DEFAULT_MAX_PIXEL_BYTES
 from ..recipe.pixels import clean_pixels
 from .frames import PIXELS
 from .overlays import clear_overlay_box, clear_unused_high_bits
@@ -37,17 +40,22 @@ def clean_verdict(verdict: OcrVerdict) -> dict[str, object]:
             "results": [{"group": OCR_GROUP, "reason": "burned-in text", "coordinates": [[0, coords]]}]}
 
 
-def redact(ds: Dataset, verdict: OcrVerdict) -> Dataset:
+def redact(ds: Dataset, verdict: OcrVerdict, *, also: Mapping[str, Any] | None = None,
+           max_bytes: int = DEFAULT_MAX_PIXEL_BYTES) -> Dataset:
     """A copy of ``ds`` with every redaction of ``verdict`` blacked out (margin included).
 
     ``ds`` may be the de-identified copy of the file the verdict was made on (same pixels). An
     overlay the recipe removed needs no clearing; one read from the high bits of the pixel data
-    whose 60xx elements were removed is cleared by zeroing every unused high bit. Raises
-    ValueError when the pixel data cannot be decoded (the caller quarantines the file).
+    whose 60xx elements were removed is cleared by zeroing every unused high bit. ``also``
+    (a recipe ``%filter`` verdict with boxes, ``--clean-pixels``) is blacked out in the same
+    decode. Raises ValueError when the pixel data cannot be decoded or is over ``max_bytes``
+    (the caller quarantines the file).
     """
     redactions = verdict.redactions()
-    if any(r.source == PIXELS for r in redactions):
-        out = clean_pixels(ds, clean_verdict(verdict))
+    ours = clean_verdict(verdict)["results"]
+    boxes = [*(also.get("results") or () if also else ()), *(ours if isinstance(ours, list) else ())]
+    if boxes:
+        out = clean_pixels(ds, {"flagged": True, "results": boxes}, max_bytes=max_bytes)
     else:
         out = copy.deepcopy(ds)
     for r in redactions:

@@ -38,9 +38,14 @@ def has_pixels(ds: Dataset) -> bool:
     return "PixelData" in ds or bool(overlay_groups(ds))
 
 
-def ocr_reason(ds: Dataset, *, flagged_by_recipe: bool = False) -> str | None:
-    """Why ``--ocr`` should read this file (a short reason with no value), or None."""
-    if not has_pixels(ds):
+def ocr_reason(ds: Dataset, *, flagged_by_recipe: bool = False,
+               pixels: bool | None = None) -> str | None:
+    """Why ``--ocr`` should read this file (a short reason with no value), or None.
+
+    ``pixels`` says whether the file has something to read when the caller knows better than
+    ``ds`` (a header-only read has no PixelData); None: :func:`has_pixels`.
+    """
+    if not (has_pixels(ds) if pixels is None else pixels):
         return None
     if str(ds.get("BurnedInAnnotation", "") or "").strip().upper() == "YES":
         return "BurnedInAnnotation YES"

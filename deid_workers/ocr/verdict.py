@@ -15,6 +15,7 @@ text, unsure) and the reason (a header keyword such as ``PatientName`` or a rule
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ from .rules import ALLOWED, PHI, TEXT, UNSURE
 __all__ = ["BoxVerdict", "OcrVerdict", "Redaction", "CLEAN", "REDACT", "QUARANTINE"]
 
 CLEAN, REDACT, QUARANTINE = "clean", "redact", "quarantine"
+_KINDS = (PHI, ALLOWED, TEXT, UNSURE)
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,50 @@ class OcrVerdict:
         return [f"{r.x0},{r.y0},{r.x1},{r.y1}" for r in self.redactions() if r.source == PIXELS]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe summary for logs, task results and reports: counts and geometry only."""
+        """JSON-safe form for the store, the inspect report and task results: counts and
+        geometry only, and everything :meth:`from_dict` needs to black out the same boxes
+        (the margins and each source's shape)."""
         return {"engine": self.engine, "status": self.status, "frames_read": self.frames_read,
                 "frames_total": self.frames_total, "counts": self.counts,
-                "error": self.error, "boxes": [b.to_dict() for b in self.boxes]}
+                "error": self.error, "boxes": [b.to_dict() for b in self.boxes],
+                "margin": self.margin, "margin_ratio": self.margin_ratio,
+                "line_extend": self.line_extend,
+                "shapes": {source: list(shape) for source, shape in self.shapes.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OcrVerdict:
+        """The verdict :meth:`to_dict` gave (the clean stage reads what the ocr stage stored).
+
+        Raises ValueError when ``data`` is not such a form (a box without four corners, a
+        status or decision we do not know)."""
+        try:
+            boxes = []
+            for b in data.get("boxes") or ():
+                x0, y0, x1, y1 = (int(v) for v in b["box"])
+                if b["kind"] not in _KINDS:
+                    raise ValueError(f"unknown box decision {b['kind']!r}")
+                boxes.append(BoxVerdict(str(b["source"]), int(b["frame"]), x0, y0, x1, y1,
+                                        str(b["kind"]), str(b["reason"]), float(b["confidence"]),
+                                        bool(b["redact"])))
+            status = str(data["status"])
+            if status not in (CLEAN, REDACT, QUARANTINE):
+                raise ValueError(f"unknown verdict status {status!r}")
+            shapes = {str(k): (int(v[0]), int(v[1])) for k, v in (data.get("shapes") or {}).items()}
+            error = data.get("error")
+            return cls(engine=str(data["engine"]), status=status,
+                       frames_read=int(data.get("frames_read") or 0),
+                       frames_total=int(data.get("frames_total") or 0), boxes=tuple(boxes),
+                       margin=int(data.get("margin") or 0),
+                       margin_ratio=float(data.get("margin_ratio") or 0.0),
+                       line_extend=float(data.get("line_extend") or 0.0), shapes=shapes,
+                       error=None if error is None else str(error))
+        except (KeyError, TypeError, IndexError) as exc:
+            raise ValueError(f"not an OCR verdict ({type(exc).__name__})") from None
+
+    def summary(self) -> dict[str, Any]:
+        """What the run log and the summary say of a file: its status, frames read and box
+        counts (found, per decision, to black out); no geometry."""
+        counts = self.counts
+        return {"status": self.status, "frames": self.frames_read, "boxes": len(self.boxes),
+                "phi": counts[PHI], "unsure": counts[UNSURE], "to_redact": counts["redacted"],
+                **({"error": self.error} if self.error else {})}

@@ -46,20 +46,12 @@ from ..dicom import compat
 from ..errors import RecipeError
 from .cleantext import NotPlain, collect, public_kinds, texts_of
 from .conformance import Change, conform
+from .elements import CACHE_LIMIT, delete_element, holds_canonical_uid, new_element
 from .funcs import FuncContext, fast_shift, jitter_days, jitter_value, shift_value
 from .model import Action, Recipe
+from .notes import warn
 from .parser import parse_split_options
-from .selectors import (
-    CACHE_LIMIT,
-    Field,
-    FieldSet,
-    Selector,
-    add_target,
-    compile_selector,
-    delete_element,
-    holds_canonical_uid,
-    new_element,
-)
+from .selectors import Field, FieldSet, Selector, add_target, compile_selector
 from .values import MISSING, convert_value, resolve_value
 
 __all__ = ["deidentify", "compiled", "ids_fields_read"]
@@ -365,7 +357,7 @@ class _Run:
         self.fields.remove(f)
 
     def not_done(self, f: Field) -> None:
-        logger.warning("REPLACE %s not done for %s", f.name or f.uid, self.filename)
+        warn(logger, "not_done", "REPLACE %s not done for %s", f.name or f.uid, self.filename)
         self.delete(f)
 
     def set_value(self, f: Field, value: Any, shared: bool = False,
@@ -466,8 +458,8 @@ class _Run:
             return
         new = shift_value(element.value, str(element.VR), days, f.name or f.uid)
         if new is None:
-            logger.warning("JITTER %s: no date deid_func:date_shift can shift, removed in %s",
-                           f.name or f.uid, self.filename)
+            warn(logger, "not_done", "JITTER %s: no date deid_func:date_shift can shift, "
+                 "removed in %s", f.name or f.uid, self.filename)
             self.delete(f)
         elif new is not element.value:
             self.set_value(f, new)

@@ -48,9 +48,10 @@ from pydicom.uid import generate_uid
 
 from ..dicom import compat
 from .dummies import dummy_text
+from .elements import CACHE_LIMIT, delete_element, new_element, set_element
 from .funcs import FuncContext, hmac_uid
 from .iods import OPTIONAL, PRESENT, requirements, table_key
-from .selectors import CACHE_LIMIT, Field, delete_element, new_element, set_element
+from .selectors import Field
 from .standard import e1_1
 from .values import convert_value
 

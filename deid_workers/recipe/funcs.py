@@ -43,6 +43,7 @@ from pydicom.uid import generate_uid
 
 from ..dicom import compat
 from .cleantext import Identifying, clean_value
+from .notes import warn
 from .standard import safe_private_keys
 
 __all__ = [
@@ -246,7 +247,7 @@ def jitter_value(value: Any, vr: str, days: int, label: str = "", quiet: bool = 
         else:
             shifted = _try_shift(text, days, ("%Y%m%d", "%Y%m%d%H%M%S.%f%z", "%Y%m%d%H%M%S.%f"))
         if not shifted and not quiet:
-            logger.warning("JITTER not supported for field %s, VR=%s", label, vr)
+            warn(logger, "kept", "JITTER not supported for field %s, VR=%s", label, vr)
         out.append(shifted or text)
     return "\\".join(out) if multi else out[0]
 

@@ -10,6 +10,8 @@ Differences from deid, chosen for safety and valid output:
 - boxes are clipped to the image; deid's negative numbers wrap around (numpy slicing);
 - the cleaned copy is written uncompressed (Explicit VR Little Endian when the source was
   compressed) in the source's planar configuration, and BurnedInAnnotation is set to "NO";
+- a box in YBR pixel data is black (Y zero, Cb and Cr mid-scale), not zero in every sample
+  (which shows green);
 - the input dataset is never changed: a new one is returned;
 - the image's decoded size is checked against a limit, and native pixel data against the size
   its header declares, before anything is allocated (:func:`check_pixels`): a few hundred bytes
@@ -181,6 +183,11 @@ def clean_pixels(ds: Dataset, verdict: Mapping[str, Any], *,
     samples = int(out.get("SamplesPerPixel", 1) or 1)
     keep = mask[:, :, np.newaxis] if samples > 1 else mask
     cleaned = arr * keep.astype(arr.dtype)
+    if samples == 3 and str(out.get("PhotometricInterpretation", "")).startswith("YBR"):
+        # Zero is black in Y only: a blacked-out box has no chroma (Cb = Cr = mid-scale),
+        # else a viewer shows it saturated green.
+        mid = 1 << (int(out.get("BitsStored", out.BitsAllocated)) - 1)
+        cleaned[..., 1:] += ((1 - keep) * mid).astype(arr.dtype)
 
     layout = cleaned
     if samples > 1 and int(out.get("PlanarConfiguration", 0) or 0) == 1:

@@ -9,7 +9,7 @@ re-expands every REPLACE/JITTER selector for each removal (quadratic); we do not
 
 Nothing here patches pydicom classes. A dataset changes only through :meth:`Field.assign` and
 the deletions deidentify makes on the dataset it owns. Field names (never values) are shared
-across files in caches bounded by :data:`CACHE_LIMIT`.
+across files in caches bounded by :data:`.elements.CACHE_LIMIT`.
 """
 
 from __future__ import annotations
@@ -20,17 +20,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydicom import config
-from pydicom.charset import default_encoding
 from pydicom.datadict import dictionary_has_tag, dictionary_keyword, dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
-from pydicom.dataset import PIXEL_KEYWORDS, Dataset, FileDataset, FileMetaDataset
+from pydicom.dataset import Dataset, FileDataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
-from pydicom.uid import UID
-from pydicom.valuerep import AMBIGUOUS_VR, MAX_VALUE_LEN, STR_VR_REGEXES, PersonName
+from pydicom.valuerep import AMBIGUOUS_VR
 
 from ..dicom import compat
+from .elements import fresh_value, new_element, raw_uid, remember, set_element, shared_template
 from .patterns import Pattern, PatternError, compile_pattern
 
 __all__ = [
@@ -40,11 +38,6 @@ __all__ = [
     "FieldSet",
     "compile_selector",
     "add_target",
-    "new_element",
-    "delete_element",
-    "set_element",
-    "holds_canonical_uid",
-    "CACHE_LIMIT",
 ]
 
 logger = logging.getLogger(__name__)
@@ -228,9 +221,9 @@ class Field:
                 return
         element = self.element
         if shared and type(element) is DataElement:
-            template = _template(element.VR, value)
+            template = shared_template(element.VR, value)
             if template is not None and element.validation_mode == template["validation_mode"]:
-                compat.set_stored_value(element, _fresh(template[compat.VALUE]))
+                compat.set_stored_value(element, fresh_value(template[compat.VALUE]))
                 return
         element.value = value
 
@@ -240,7 +233,7 @@ class Field:
         fields a func reads the original of (hmac_uid) are replaced right after, and
         converting them was a tenth of ``deidentify``. The element stays raw."""
         if self._element is None:
-            text = _raw_uid(compat.elements(self.parent).get(self.key), self.tag_int)
+            text = raw_uid(compat.elements(self.parent).get(self.key), self.tag_int)
             if text is not None:
                 return text
         return self.element.value
@@ -331,7 +324,7 @@ class Field:
             hit = _MATCHES.get(key)
             if hit is None:
                 hit = any(sel.regex.search(s) for s in self.surfaces())
-                _remember(_MATCHES, key, hit)
+                remember(_MATCHES, key, hit)
             return not hit if kind == "except" else hit
         return False
 
@@ -342,18 +335,8 @@ class Field:
         return any(regex.search(str(v)) for v in values)
 
 
-CACHE_LIMIT = 20_000
-"""Entries kept by each cross-file cache below before it is emptied: a worker sees the same few
-hundred (path, creator) shapes in file after file, and its memory must stay flat over a run."""
-
 _NAMES: dict[tuple[str, str, str | None], tuple[frozenset[str], tuple[str, ...]]] = {}
 _MATCHES: dict[tuple[str, str, tuple[str, str, str | None]], bool] = {}
-
-
-def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
-    if len(cache) >= CACHE_LIMIT:
-        cache.clear()
-    cache[key] = value
 
 
 def _cached_names(f: Field) -> tuple[frozenset[str], tuple[str, ...]]:
@@ -367,7 +350,7 @@ def _cached_names(f: Field) -> tuple[frozenset[str], tuple[str, ...]]:
     names = _NAMES.get(key)
     if names is None:
         names = (f._exact_keys_uncached(), f._surfaces_uncached())
-        _remember(_NAMES, key, names)
+        remember(_NAMES, key, names)
     return names
 
 
@@ -392,7 +375,7 @@ def _tag_info(tag: int) -> tuple[str, str, bool]:
             except KeyError:
                 implicit = True
         info = (keyword, str(Tag(tag)), implicit)
-        _remember(_TAG_INFO, tag, info)
+        remember(_TAG_INFO, tag, info)
     return info
 
 
@@ -405,169 +388,8 @@ def _public_names(tag: int) -> tuple[str, str]:
     if names is None:
         el = DataElement(tag, "UN", None)
         names = (el.name, el.keyword)
-        _remember(_PUBLIC_NAMES, tag, names)
+        remember(_PUBLIC_NAMES, tag, names)
     return names
-
-
-_PLAIN_DATASETS = (Dataset, FileDataset, FileMetaDataset)
-_SHAREABLE = frozenset({str, int, float, bytes, UID, type(None)})
-_NO_TEMPLATE = ("SQ", "UN")  # SQ values are mutable; UN becomes the tag's VR
-_TEMPLATES: dict[tuple[Any, ...], dict[str, Any] | None] = {}
-_UI_REGEX = STR_VR_REGEXES["UI"]
-_UI_MAX = MAX_VALUE_LEN["UI"]
-
-
-def _state() -> tuple[Any, ...]:
-    """The pydicom settings that decide what DataElement(tag, vr, value) holds."""
-    return (config.settings.reading_validation_mode, config.datetime_conversion,
-            config.use_DS_decimal, config.use_DS_numpy, config.use_IS_numpy,
-            config.replace_un_with_known_vr)
-
-
-def _template(vr: str, value: Any) -> dict[str, Any] | None:
-    """The attributes of ``DataElement(tag, vr, value)`` for a recipe literal or a BLANK
-    (``value`` of one of the plain types), built once per process; None when pydicom's
-    conversion is not the same in every file: the value is invalid for the VR (pydicom warns
-    on each construction), or converts to a mutable or tag-dependent value.
-
-    Why: a default recipe replaces or blanks ~25 fields per file with ~10 distinct values;
-    pydicom's conversion and validation of them was a fifth of ``deidentify``.
-    """
-    if vr in _NO_TEMPLATE or (value is not None and type(value) not in _SHAREABLE):
-        return None
-    state = _state()
-    key = (vr, type(value), value, state)
-    try:
-        return _TEMPLATES[key]
-    except KeyError:
-        pass
-    template: dict[str, Any] | None = None
-    if not (state[1] and vr in ("DA", "DT", "TM")):  # leap seconds warn even in RAISE mode
-        try:
-            # RAISE: an invalid value raises rather than warns (then it is never shared)
-            probe = DataElement(0x00080070, vr, value, validation_mode=config.RAISE)
-        except Exception:  # noqa: BLE001 - any failure: build it the ordinary way each time
-            probe = None
-        if probe is not None and (compat.stored_value(probe) is None or type(compat.stored_value(probe)) in _SHAREABLE
-                                  or type(compat.stored_value(probe)) is PersonName):
-            template = dict(probe.__dict__)
-            template["validation_mode"] = state[0]
-            if type(compat.stored_value(probe)) is PersonName:
-                compat.stored_value(probe).validation_mode = state[0]
-    _remember(_TEMPLATES, key, template)
-    return template
-
-
-def _fresh(value: Any) -> Any:
-    """A template's value for one element: immutable values are shared, a PersonName is
-    copied (it has attributes a caller could change)."""
-    if type(value) is PersonName:
-        copy = object.__new__(PersonName)
-        copy.__dict__.update(value.__dict__)
-        return copy
-    return value
-
-
-def new_element(key: BaseTag, vr: str, value: Any, shared: bool = False) -> DataElement:
-    """``DataElement(key, vr, value)``, cheaper for a ``shared`` value (a recipe literal or
-    BLANK: see :func:`_template`), for a valid single UID (a keyed pseudonym, new in
-    every file: pydicom's validation of it is the UID pattern and length only) and for a
-    plain date (a shifted one: ``YYYYMMDD``, ``YYYYMMDDHHMMSS.FFFFFF``, valid as they are)."""
-    template = _template(vr, value) if shared else None
-    if template is None:
-        if type(value) is not str:
-            return DataElement(key, vr, value)
-        if vr == "UI" and len(value) <= _UI_MAX and _UI_REGEX.fullmatch(value):
-            template = _uid_template(value)
-        elif vr in _PLAIN_DATES and _PLAIN_DATES[vr].fullmatch(value) and not config.datetime_conversion:
-            template = _date_template(vr, value)
-        else:
-            return DataElement(key, vr, value)
-    element = object.__new__(DataElement)
-    attrs = element.__dict__
-    attrs.update(template)
-    attrs["tag"] = key
-    attrs["VR"] = vr  # the caller's object (a str, or pydicom's VR enum, hashed alike)
-    attrs[compat.VALUE] = _fresh(attrs[compat.VALUE])
-    return element
-
-
-_PLAIN_DATES = {
-    "DA": re.compile(r"(1[0-9]|[2-9][0-9])[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])"),
-    "DT": re.compile(r"(1[0-9]|[2-9][0-9])[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])"
-                     r"([01][0-9]|2[0-3])[0-5][0-9][0-5][0-9]\.[0-9]{6}"),
-}
-"""Dates that pydicom keeps as the same str and validates without a word (no padding, no
-backslash, no leap second, no zone), when it does not convert dates to objects."""
-
-
-def _date_template(vr: str, value: str) -> dict[str, Any]:
-    """What DataElement(tag, vr, value) holds for a value of :data:`_PLAIN_DATES`."""
-    return {"tag": None, "VR": vr, "validation_mode": config.settings.reading_validation_mode,
-            compat.VALUE: value, "file_tell": None, "is_undefined_length": False,
-            "private_creator": None}
-
-
-def _uid_template(value: str) -> dict[str, Any]:
-    """What DataElement(tag, "UI", value) holds for a value that matches the UID pattern
-    (no backslash, no whitespace: nothing to split or strip, nothing to warn about)."""
-    mode = config.settings.reading_validation_mode
-    return {"tag": None, "VR": "UI", "validation_mode": mode,
-            compat.VALUE: UID(value, config.IGNORE), "file_tell": None,
-            "is_undefined_length": False, "private_creator": None}
-
-
-def set_element(parent: Dataset, key: BaseTag, element: DataElement) -> None:
-    """``parent[key] = element`` for a public, non-pixel, non-sequence element, which is
-    all pydicom's __setitem__ does then (after checks that cannot fail here)."""
-    if (type(parent) in _PLAIN_DATASETS and not key >> 16 & 1 and key not in PIXEL_KEYWORDS
-            and element.VR != "SQ" and (type(parent) is not FileMetaDataset or key >> 16 == 2)):
-        compat.elements(parent)[key] = element
-    else:
-        parent[key] = element
-
-
-def delete_element(parent: Dataset, key: BaseTag) -> None:
-    """``del parent[key]`` if present; for a public, non-pixel element that is all pydicom's
-    __delitem__ does (private creators and pixel data reset its caches: left to it)."""
-    elements = compat.elements(parent)
-    if key not in elements:
-        return
-    if type(parent) in _PLAIN_DATASETS and not key >> 16 & 1 and key not in PIXEL_KEYWORDS:
-        del elements[key]
-    else:
-        del parent[key]
-
-
-def _raw_uid(raw: Any, tag: int) -> UID | None:
-    """The value pydicom's conversion gives a raw UI element, when that is one valid UID
-    (the conversion would then not warn); None for anything else (the caller converts)."""
-    if not isinstance(raw, RawDataElement) or type(raw.value) is not bytes or not raw.length:
-        return None
-    vr = raw.VR
-    if vr is None:
-        try:
-            vr = dictionary_VR(tag)
-        except KeyError:
-            return None
-    if vr != "UI" or not compat.stock_conversion():
-        return None
-    text = raw.value.decode(default_encoding).rstrip("\0 ")
-    if len(text) > _UI_MAX or not _UI_REGEX.fullmatch(text):
-        return None
-    return UID(text, config.IGNORE)
-
-
-def holds_canonical_uid(dataset: Dataset, tag: int) -> bool:
-    """Does ``dataset`` hold, still raw, one valid UID at ``tag``, padded as pydicom would
-    write it? Then its value is known to be non-empty without converting it, and converting
-    it later (or never) writes the same bytes and warns about nothing."""
-    raw = compat.elements(dataset).get(tag)  # type: ignore[call-overload]
-    text = _raw_uid(raw, tag)
-    if text is None:
-        return False
-    encoded = text.encode("ascii")
-    return bool(raw.value == (encoded + b"\0" if len(encoded) % 2 else encoded))
 
 
 _ITEM_DATASETS = (Dataset, FileDataset)

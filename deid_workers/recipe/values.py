@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .funcs import FuncContext, call_builtin
+from .notes import warn
 
 __all__ = [
     "MISSING",
@@ -81,7 +82,8 @@ def convert_value(vr: str, value: Any, label: str = "") -> tuple[bool, Any]:
     Strings only are converted; anything else (a func's int, a list) is passed through.
     """
     if vr == "SQ" and not isinstance(value, list):
-        logger.warning("Value is not a valid value for VR SQ field: %s. Field will be BLANKED.", label)
+        warn(logger, "unfit_vr", "Value is not a valid value for VR SQ field: %s. Field will be "
+             "BLANKED.", label)
         return False, None
     try:
         if vr in FLOAT_VRS:
@@ -91,6 +93,7 @@ def convert_value(vr: str, value: Any, label: str = "") -> tuple[bool, Any]:
         if vr in BYTES_VRS:
             return True, value if isinstance(value, (bytes, list)) else bytes(value, "utf-8")
     except (TypeError, ValueError):
-        logger.warning("Value is not a valid value for VR %s field: %s. Field will be BLANKED.", vr, label)
+        warn(logger, "unfit_vr", "Value is not a valid value for VR %s field: %s. Field will be "
+             "BLANKED.", vr, label)
         return False, None
     return True, value

@@ -39,9 +39,19 @@ write, so identifiers never outlive the run by more than that::
     deid:run:<id>:inspect               hash  relative path -> JSON verdict
     deid:run:<id>:unlisted              hash  relative path -> why the walk left it out (unlisted folder, link)
     deid:run:<id>:quarantined           hash  relative path -> "<group>: <reason>" (--clean-pixels)
-    deid:run:<id>:clean                 hash  batch_no -> signed JSON list of paths put left to clean
+    deid:run:<id>:clean                 hash  batch_no -> signed JSON list of paths put (with
+                                              --ocr: the ocr stage) left to clean
+    deid:run:<id>:ocr                   hash  batch_no -> signed JSON list of paths put or inspect
+                                              left to the ocr stage (--ocr)
+    deid:run:<id>:ocrverdicts           hash  batch_no -> sealed JSON {path: OCR verdict} (box
+                                              geometry and counts, never text) that the clean
+                                              stage blacks out
     deid:run:<id>:log:<stage>           hash  batch_no -> signed JSON [[outcome, reason], ...] aligned
-                                              with the paths the stage processed (deid-run.jsonl)
+                                              with the paths the stage processed (deid-run.jsonl);
+                                              a file's warnings as a fourth item where it has some
+    deid:run:<id>:notices:<stage>       hash  batch_no -> signed JSON {"counts": per kind,
+                                              "first": [[path, kind, text], ...]}: the batch's
+                                              warnings about files (:mod:`~deid_workers.run.notices`)
     deid:run:<id>:poison                hash  relative path -> why it was quarantined (crashed its worker)
     deid:run:<id>:residual              hash  relative path -> keywords whose PHI survived put
     deid:run:<id>:deliveries            hash  "<stage>:<batch>:<retry>" -> times the batch started
@@ -61,15 +71,7 @@ Outside any run, the workers' liveness (:mod:`deid_workers.tasks.liveness`)::
 Key names never contain a header value: an entity (a PatientID) and an item (a SOPInstanceUID)
 appear in key and field names only as digests keyed by the cluster key and salted per run.
 
-Nothing identifying is in clear, and nothing a worker acts on is unsigned
-(:mod:`deid_workers.keys`): identifiers, the ``valid`` keys and the staged ids chunks are
-sealed with AES-GCM (so the AOF, an RDB snapshot, a purge's leftovers or a sniffed connection
-show nothing), and the run record and every list of paths carry an HMAC tag. The associated
-data of each sealed value and the signed text of each tag name the run, the hash and the field,
-so nothing can be moved to another run, batch or item. A worker meeting a value that does not
-verify raises :class:`~deid_workers.errors.RunRefused`. Counters, times, per-path outcomes and
-the queues are not signed: forging them can only misreport a run, never make a worker read or
-write anything.
+What is sealed and what is signed, and why the rest need not be: :mod:`.store`.
 """
 
 from __future__ import annotations
@@ -180,8 +182,20 @@ class Keys:
     def clean_batches(self) -> str:
         return self._k("clean")
 
+    @property
+    def ocr_batches(self) -> str:
+        return self._k("ocr")
+
+    @property
+    def ocr_verdicts(self) -> str:
+        return self._k("ocrverdicts")
+
     def log(self, stage: str) -> str:
         return self._k("log", stage)
+
+    def notices(self, stage: str) -> str:
+        """Per batch, its warnings about files (counts and the first ones; notices.py)."""
+        return self._k("notices", stage)
 
     def outcome(self, kind: str) -> str:
         """``skipped``, ``refused``, ``failed``, ``missing`` or ``inspect``."""
@@ -197,4 +211,6 @@ class Keys:
         fixed += [self.outcome(k) for k in OUTCOME_KINDS]
         fixed += [self.deliveries, self.inflight, self.takers]
         fixed += [self.clean_batches, self.log("put"), self.log("clean")]
+        fixed += [self.notices(s) for s in ("get", "put", "clean")]
+        fixed += [self.ocr_batches, self.ocr_verdicts, self.log("ocr")]
         return fixed

@@ -34,7 +34,10 @@ class RunRecord:
     ``recipe_texts`` are the recipe's sources in merge order, ``recipe_files`` the name each
     came from (a recipe error a worker meets names the author's file); ``settings`` holds the
     :data:`RUN_SETTINGS` only. ``ids_path``/``ids_fields`` (put with ``--ids``) let a resume
-    cut the ids file the same way again. ``run_id`` and ``created`` are the store's, set when
+    cut the ids file the same way again. ``ocr`` is ``--ocr``'s mode
+    (:data:`~deid_workers.run.plan.OCR_MODES`), None without it; ``ocr_allowlist`` the text
+    of ``--ocr-allowlist`` (workers parse it as the producer did), named by
+    ``ocr_allowlist_name``. ``run_id`` and ``created`` are the store's, set when
     the run is written.
     """
 
@@ -53,13 +56,25 @@ class RunRecord:
     key_location: str | None = None
     verify: bool = False
     clean_pixels: bool = False
+    ocr: str | None = None
+    ocr_allowlist: str | None = field(default=None, repr=False)
+    ocr_allowlist_name: str | None = None
     quarantine_groups: tuple[str, ...] = ()
     layout: str = "mirror"
     quarantine: str | None = None
     ids_path: str | None = None
     ids_fields: tuple[str, ...] | None = None
+    input_file: str | None = None  # --input named one file: its name (``input`` is its folder)
+    embedded: bool = False  # a private Redis and workers that stopped with deid-submit
+    key_created: bool = False  # the key file was created for this run (the summary says so)
     run_id: str = ""
     created: float = 0.0
+
+    @property
+    def ids_given(self) -> bool:
+        """Identifiers were given for the files (put ``--ids``, or all's own get): a file
+        without any is worth a warning (:mod:`deid_workers.run.notices`)."""
+        return bool(self.ids_path) or self.action == "all"
 
     @staticmethod
     def run_settings(settings: Settings) -> dict[str, Any]:
@@ -73,12 +88,16 @@ class RunRecord:
 
     def spec(self) -> dict[str, Any]:
         """The record as the store signs it (JSON types); ``run_id`` and ``created`` are the
-        store's to add, the ids fields are there only for a run given ``--ids``."""
+        store's to add, the ids fields are there only for a run given ``--ids``, ``ocr`` only
+        for a run given ``--ocr``."""
         out = {f.name: getattr(self, f.name) for f in fields(self)
                if f.name not in _STORE_FIELDS}
         for key in ("recipe_texts", "recipe_files", "quarantine_groups"):
             out[key] = list(out[key])
         out["settings"] = dict(self.settings)
+        for key in ("ocr", "ocr_allowlist", "ocr_allowlist_name"):
+            if out[key] is None:  # a run without --ocr is recorded as before it existed
+                del out[key]
         if self.ids_path is None:
             del out["ids_path"], out["ids_fields"]
         elif self.ids_fields is not None:
@@ -99,9 +118,13 @@ class RunRecord:
         for key in ("records", "recipe_sha", "recipe_name", "layout"):
             if key in values:
                 values[key] = str(values[key]) or getattr(cls, key)
-        for key in ("overwrite", "print_ids", "verify", "clean_pixels"):
+        for key in ("overwrite", "print_ids", "verify", "clean_pixels", "embedded",
+                    "key_created"):
             if key in values:
                 values[key] = bool(values[key])
+        for key in ("ocr", "ocr_allowlist", "ocr_allowlist_name"):
+            if values.get(key) is not None:
+                values[key] = str(values[key])
         if "created" in values:
             values["created"] = float(values["created"])
         values["settings"] = dict(values.get("settings") or {})

@@ -7,13 +7,16 @@ value: it has counts, relative paths and reasons.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..fs.atomicfile import AtomicFile
+from .notices import KINDS as NOTICE_KINDS
+from .notices import Notice, as_json, counts_of, decode, shown
 from .plan import STAGE_ORDER, first_stage, stages_of
 from .store import RunStore
 from .totals import stage_total
@@ -29,6 +32,9 @@ __all__ = [
     "run_ok",
     "run_status",
     "render_status",
+    "NoticeFeed",
+    "ids_coverage",
+    "file_lines",
 ]
 
 INSPECT_TSV = "deid-inspect.tsv"
@@ -51,10 +57,14 @@ _VERDICT_TAILS = 1024
 one: clean, or flagged by the same label)."""
 
 
-def write_inspect_report(store: RunStore, outfolder: str, n_batches: int) -> tuple[str, str]:
+def write_inspect_report(store: RunStore, outfolder: str, n_batches: int, *,
+                         ocr: bool = False) -> tuple[str, str]:
     """``deid-inspect.tsv`` (file, flagged, group, reason) and ``deid-inspect.json`` beside it.
 
-    One TSV row per file; a file flagged by several labels lists them joined by ``; ``.
+    One TSV row per file; a file flagged by several labels lists them joined by ``; ``. With
+    ``ocr`` (``--ocr``) the TSV has four more columns, the OCR verdict (empty for a file OCR
+    did not read) and its counts of text boxes, PHI boxes and unsure boxes; the JSON entry
+    holds the verdict whole under ``ocr`` (counts and box geometry, never text).
     Written to temporary names and renamed, so a reader never sees half a report. Each
     distinct verdict is formatted once: the report is serial work at the end of a run.
     """
@@ -63,7 +73,8 @@ def write_inspect_report(store: RunStore, outfolder: str, n_batches: int) -> tup
     js = os.path.join(outfolder, INSPECT_JSON)
     tails: dict[str, tuple[str, str]] = {}
     with AtomicFile(tsv, newline="") as ft, AtomicFile(js) as fj:
-        ft.write("file\tflagged\tgroup\treason\n")
+        ft.write("file\tflagged\tgroup\treason" + ("\tocr\tocr_boxes\tocr_phi\tocr_unsure"
+                                                     if ocr else "") + "\n")
         fj.write("[")
         sep = "\n "
         for path, raw in store.iter_batch_outcomes("inspect", n_batches):
@@ -71,7 +82,7 @@ def write_inspect_report(store: RunStore, outfolder: str, n_batches: int) -> tup
             if tail is None:
                 if len(tails) >= _VERDICT_TAILS:
                     tails.clear()
-                tail = tails[raw] = _verdict_tails(json.loads(raw))
+                tail = tails[raw] = _verdict_tails(json.loads(raw), ocr)
             ft.write(_tsv(path) + tail[0])
             fj.write(sep + '{"file": ' + json.dumps(path) + tail[1])
             sep = ",\n "
@@ -79,15 +90,25 @@ def write_inspect_report(store: RunStore, outfolder: str, n_batches: int) -> tup
     return tsv, js
 
 
-def _verdict_tails(verdict: dict[str, Any]) -> tuple[str, str]:
+def _verdict_tails(verdict: dict[str, Any], ocr: bool = False) -> tuple[str, str]:
     """What follows the path in a TSV row and in a JSON entry, for one verdict."""
     results = verdict.get("results") or []
     flagged = bool(verdict.get("flagged"))
     groups = "; ".join(str(r.get("group", "")) for r in results)
     reasons = "; ".join(str(r.get("reason", "")) for r in results)
-    row = "\t".join(("", str(flagged).lower(), _tsv(groups), _tsv(reasons))) + "\n"
-    entry = json.dumps({"flagged": flagged, "results": results}, default=str)
-    return row, ", " + entry[1:]
+    cells = ["", str(flagged).lower(), _tsv(groups), _tsv(reasons)]
+    entry: dict[str, Any] = {"flagged": flagged, "results": results}
+    if ocr:
+        found = verdict.get("ocr")
+        if found is None:
+            cells += ["", "", "", ""]
+        else:
+            counts = found.get("counts") or {}
+            cells += [str(found.get("status", "")), str(len(found.get("boxes") or ())),
+                      str(counts.get("phi", 0)), str(counts.get("unsure", 0))]
+        entry["ocr"] = found
+    row = "\t".join(cells) + "\n"
+    return row, ", " + json.dumps(entry, default=str)[1:]
 
 
 def _tsv(text: str) -> str:
@@ -122,7 +143,7 @@ def summarize(store: RunStore, *, limit: int | None = LIST_LIMIT) -> dict[str, A
     if action in ("put", "all"):
         summary["written"] = c.get("put:written", 0) + c.get("clean:written", 0)
         summary["refused"] = c.get("put:refused", 0) + c.get("clean:refused", 0)
-        if rec.get("clean_pixels"):
+        if rec.get("clean_pixels") or rec.get("ocr"):
             from ..fs.folders import run_quarantine
 
             summary["cleaned"] = c.get("clean:cleaned", 0)
@@ -131,6 +152,8 @@ def summarize(store: RunStore, *, limit: int | None = LIST_LIMIT) -> dict[str, A
         summary["run_log"] = rec.get("run_log")
         summary["put_done"] = c.get("put:files", 0)
         summary["layout"] = rec.get("layout") or "mirror"
+    if rec.get("ocr"):
+        summary["ocr"] = ocr_summary(c, str(rec["ocr"]), action in ("put", "all"))
     if action == "inspect":
         summary["inspected"] = c.get("inspect:inspected", 0)
         summary["flagged"] = c.get("inspect:flagged", 0)
@@ -151,7 +174,54 @@ def summarize(store: RunStore, *, limit: int | None = LIST_LIMIT) -> dict[str, A
                                      "residual", "quarantined")}
     if rec.get("verify"):
         summary["residual_phi"] = store.outcome_count("residual")
+    kinds = counts_of(c)
+    summary["warnings"] = {"total": sum(kinds.values()), "kinds": kinds,
+                           "first": as_json(first_notices(store, limit or LIST_LIMIT)
+                                            if kinds else [])}
+    if action in ("put", "all"):
+        summary["no_ids"] = kinds.get("no_ids", 0)
+    if rec.get("input_file"):
+        summary["input_file"] = rec["input_file"]
+    if rec.get("embedded"):
+        summary["embedded"] = True
+    if rec.get("key_created"):
+        summary["key_created"] = True
     return summary
+
+
+def ocr_summary(c: Mapping[str, int], mode: str, cleans: bool) -> dict[str, Any]:
+    """What ``--ocr`` did, from the counters: files selected and read, their verdicts, the
+    text boxes found (PHI, unsure) and, for put/all, blacked out and verified; never text."""
+    out: dict[str, Any] = {
+        "mode": mode,
+        "selected": c.get("put:to_ocr", 0) + c.get("inspect:to_ocr", 0),
+        "read": c.get("ocr:read", 0),
+        "clean": c.get("ocr:clean", 0),
+        "redact": c.get("ocr:redact", 0),
+        "quarantine": c.get("ocr:quarantine", 0),
+        "boxes_found": c.get("ocr:boxes", 0),
+        "phi_boxes": c.get("ocr:phi", 0),
+        "unsure_boxes": c.get("ocr:unsure", 0),
+    }
+    if cleans:
+        out["boxes_cleaned"] = c.get("clean:ocr_boxes_cleaned", 0)
+        out["verified"] = c.get("clean:ocr_verified", 0)
+        out["phi_left"] = c.get("clean:ocr_phi_left", 0)
+    return out
+
+
+def first_notices(store: RunStore, limit: int) -> list[Notice]:
+    """The run's first ``limit`` warnings: get's, then put's, then clean's, each in walk
+    order (batches that kept none are not read)."""
+    out: list[Notice] = []
+    for stage in ("get", "put", "clean"):
+        numbers = sorted(store.notice_batches(stage))
+        for start in range(0, len(numbers), 100):
+            for _n, raw in store.notices(stage, numbers[start:start + 100]):
+                out += decode(raw)[1]
+                if len(out) >= limit:
+                    return out[:limit]
+    return out
 
 
 def _limited(store: RunStore, kind: str, limit: int | None) -> list[tuple[str, str]]:
@@ -160,6 +230,83 @@ def _limited(store: RunStore, kind: str, limit: int | None) -> list[tuple[str, s
         if limit is not None and i >= limit:
             break
         out.append(kv)
+    return out
+
+
+class NoticeFeed:
+    """The run's warnings about files, each given once to ``say`` as batches commit them
+    (the producer prints them while it waits, in deid's words: :mod:`deid_workers.run.notices`).
+
+    :meth:`watch` reads nothing unless the counters say there are new ones; then only the
+    batches not shown yet are read. get's check for shared ids items can add to a batch
+    after its commit, so :meth:`drain` with ``final`` reads get's batches again and says
+    what was added.
+    """
+
+    STAGES = ("get", "put", "clean")
+
+    def __init__(self, store: RunStore, say: Callable[[str], None]) -> None:
+        self.store = store
+        self.say = say
+        self.total = 0
+        self.shown: dict[tuple[str, int], int] = {}  # (stage, batch) -> notices said
+
+    def watch(self, rec: Mapping[str, Any], counters: Mapping[str, int]) -> None:
+        total = sum(counts_of(counters).values())
+        if total != self.total:
+            self.total = total
+            self.drain()
+
+    def drain(self, *, final: bool = False) -> None:
+        for stage in self.STAGES:
+            numbers = sorted(n for n in self.store.notice_batches(stage)
+                             if (stage, n) not in self.shown or (final and stage == "get"))
+            for start in range(0, len(numbers), 100):
+                for n, raw in self.store.notices(stage, numbers[start:start + 100]):
+                    self._say(stage, n, raw)
+
+    def _say(self, stage: str, number: int, raw: str | None) -> None:
+        done = self.shown.get((stage, number), 0)
+        said = 0
+
+        def one(notice: Notice) -> None:
+            nonlocal said
+            said += 1
+            if said > done:
+                self.say(notice.line())
+
+        shown([(number, raw)], one)
+        self.shown[(stage, number)] = max(done, said)
+
+
+def ids_coverage(summary: Mapping[str, Any], ids_name: str) -> str | None:
+    """What a finished put must say when the ids file ``ids_name`` covers none or only some of
+    its valid files (each such file lost what its ``var:`` values would have given it, and the
+    run exits 1); None when every file had its ids, or for another action."""
+    missed, valid = int(summary.get("no_ids") or 0), int(summary.get("valid") or 0)
+    if summary.get("action") != "put" or summary.get("state") != "finished" or not missed:
+        return None
+    if missed >= valid:
+        return (f"The ids in {ids_name} match none of the {valid} input files (the ids of "
+                "another input?)")
+    return f"The ids in {ids_name} match only {valid - missed} of the {valid} input files"
+
+
+def file_lines(summary: Mapping[str, Any], ids_name: str = "--ids") -> list[tuple[int, str]]:
+    """``(level, text)`` of the lines deid prints about files that the end of a run can say,
+    in deid's words: each listed skipped file (WARNING, deid's ``Cannot read input file``
+    with the reason's head), each listed refused one (ERROR), then what a put's ids missed
+    (:func:`ids_coverage`). The listed ones: the summary's first of each kind, the rest
+    counted in the table. The workers' own warnings are said as batches commit
+    (:class:`NoticeFeed`)."""
+    lists = summary.get("lists") or {}
+    out = [(logging.WARNING, f"Cannot read input file {path}, skipping ({_short(why)}).")
+           for path, why in (lists.get("skipped") or {}).items()]
+    out += [(logging.ERROR, f"{path} already exists, overwrite set to False. Not writing.")
+            for path in lists.get("refused") or {}]
+    coverage = ids_coverage(summary, ids_name)
+    if coverage:
+        out.append((logging.ERROR, coverage))
     return out
 
 
@@ -172,7 +319,9 @@ def run_ok(summary: Mapping[str, Any]) -> bool:
     if action in ("put", "all"):
         done = (summary.get("written", 0) + summary.get("cleaned", 0)
                 + summary.get("quarantined", 0))  # quarantined: held for review, by design
-        return summary.get("refused", 0) == 0 and done == summary["valid"]
+        # A file the ids did not cover lost what its var: values would have given it.
+        return (summary.get("refused", 0) == 0 and not summary.get("no_ids")
+                and done == summary["valid"])
     if action == "inspect":
         return summary.get("inspected", 0) == summary["valid"]
     return True
@@ -186,18 +335,35 @@ def _short(reason: Any) -> str:
 
 
 def render_table(summary: Mapping[str, Any]) -> str:
-    """A short human summary; counts first, then where outputs are, then what went wrong."""
+    """A short human summary; counts first (each with its breakdown just under it), then
+    where things are, then what went wrong, file by file (the first ones)."""
+    run = f"{summary['run_id']} ({summary['action']}, {summary['state']})"
+    if summary.get("embedded"):
+        # Its Redis is gone: --status cannot find it; the run log keeps its account.
+        run += "; embedded: its state went with the private Redis"
     rows: list[tuple[str, Any]] = [
-        ("run", f"{summary['run_id']} ({summary['action']}, {summary['state']})"),
+        ("run", run),
         ("files found", summary["files_found"]),
         ("valid", summary["valid"]),
         ("skipped", summary["skipped"]),
     ]
+    rows += [("", f"skipped {n}: {reason}")
+             for reason, n in sorted(summary.get("skip_reasons", {}).items())]
     for key, label in (("written", "written"), ("cleaned", "pixels cleaned"),
                        ("quarantined", "quarantined"), ("refused", "refused"),
                        ("inspected", "inspected"), ("flagged", "flagged")):
         if key in summary:
             rows.append((label, summary[key]))
+    ocr = summary.get("ocr")
+    if ocr:
+        rows.append((f"OCR ({ocr['mode']})",
+                     f"{ocr['read']} read of {ocr['selected']} selected: {ocr['clean']} no PHI, "
+                     f"{ocr['redact']} to black out, {ocr['quarantine']} held"))
+        boxes = f"{ocr['boxes_found']} found, {ocr['phi_boxes']} PHI, {ocr['unsure_boxes']} unsure"
+        if "boxes_cleaned" in ocr:
+            boxes += (f", {ocr['boxes_cleaned']} blacked out; {ocr['verified']} files verified, "
+                      f"{ocr['phi_left']} with PHI left")
+        rows.append(("OCR text boxes", boxes))
     rows.append(("failed", summary["failed"]))
     if summary.get("poison"):
         rows.append(("poison files", summary["poison"]))
@@ -205,7 +371,20 @@ def render_table(summary: Mapping[str, Any]) -> str:
         rows.append(("residual PHI", summary["residual_phi"]))
     if summary.get("missing_ids"):
         rows.append(("missing ids", summary["missing_ids"]))
+    if summary.get("no_ids"):
+        rows.append(("no ids", f"{summary['no_ids']} of {summary['valid']} valid files (none "
+                               "in the ids given)"))
+    warnings = summary.get("warnings") or {}
+    if warnings.get("total"):
+        rows.append(("warnings", warnings["total"]))
+        rows += [("", f"{n} {NOTICE_KINDS.get(kind, kind)}")
+                 for kind, n in (warnings.get("kinds") or {}).items()]
     rows.append(("elapsed", f"{summary['elapsed_s']} s"))
+    if summary.get("input"):
+        shown = summary["input"]
+        if summary.get("input_file"):
+            shown = os.path.join(shown, summary["input_file"])
+        rows.append(("input", shown))
     if summary.get("action") != "get":
         layout = summary.get("layout")
         rows.append(("output folder", summary.get("outfolder")
@@ -214,14 +393,15 @@ def render_table(summary: Mapping[str, Any]) -> str:
         rows.append(("records folder", summary["records"]))
     for key, label in (("ids_pkl", "ids (pickle)"), ("ids_json", "ids (JSON)"),
                        ("report_tsv", "report (TSV)"), ("report_json", "report (JSON)"),
-                       ("quarantine", "quarantine folder"), ("run_log", "run log"),
-                       ("key", "secret key")):
+                       ("quarantine", "quarantine folder"), ("run_log", "run log")):
         if summary.get(key):
             rows.append((label, summary[key]))
+    if summary.get("key"):
+        rows.append(("secret key", summary["key"] + (
+            " (created by this run: keep it, runs with it give the same pseudonyms)"
+            if summary.get("key_created") else "")))
     width = max(len(label) for label, _ in rows)
     lines = [f"{label.ljust(width)}  {value}" for label, value in rows]
-    for reason, n in sorted(summary.get("skip_reasons", {}).items()):
-        lines.append(f"{'':{width}}  skipped {n}: {reason}")
     for kind in ("skipped", "refused", "failed", "missing", "poison", "residual", "quarantined"):
         entries = summary.get("lists", {}).get(kind) or {}
         if entries:
@@ -234,6 +414,13 @@ def render_table(summary: Mapping[str, Any]) -> str:
                 kind, kind), len(entries))
             if isinstance(total, int) and total > len(entries):
                 lines.append(f"  ... and {total - len(entries)} more (see --json)")
+    first = warnings.get("first") or []
+    if first:
+        lines.append("warnings:")
+        lines += [f"  {w['text']}" for w in first]
+        if warnings.get("total", 0) > len(first):
+            where = " (the run log has each file's)" if summary.get("run_log") else ""
+            lines.append(f"  ... and {warnings['total'] - len(first)} more{where}")
     return "\n".join(lines)
 
 
@@ -255,8 +442,10 @@ def run_status(store: RunStore, *, now: float | None = None) -> dict[str, Any]:
     created = float(rec.get("created") or now)
     finished = rec.get("finished")
     found = c.get("walk:files", 0)
-    expected = stages_of(action, ids=bool(rec.get("ids_path")))
-    stages = [s for s in STAGE_ORDER
+    expected = stages_of(action, ids=bool(rec.get("ids_path")),
+                         clean_pixels=bool(rec.get("clean_pixels")), ocr=rec.get("ocr"))
+    order = (*expected, *(s for s in STAGE_ORDER if s not in expected))
+    stages = [s for s in order
               if s in expected or c.get(f"{s}:batches") or f"{s}:last" in t]
     rows = []
     committed: dict[str, set[int]] = {}

@@ -17,7 +17,10 @@ batch at a time, to a temporary name that is then renamed.
 A line never holds a header value: ``path`` is relative to ``--input``, ``output`` relative to
 ``--outfolder`` (where the run's layout put the file: :mod:`deid_workers.files.layout`), reasons are
 worded texts (:mod:`deid_workers.reasons`) or recipe text (the %filter label that decided), and
-the recipe is named by its hash.
+the recipe is named by its hash. A file OCR read (``--ocr``) has an ``ocr`` object: its
+verdict (``clean``, ``redact``, ``quarantine``), frames read, text boxes found, PHI and
+unsure ones, those to black out and, once cleaned, blacked out (``cleaned``), whether the
+verification passed (``verified``) and the PHI boxes it still read (``left``); counts only.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 
 from ..fs.atomicfile import AtomicFile
 from ..fs.folders import run_quarantine
+from .notices import decode
 from .store import RunStore
 
 __all__ = ["RUN_LOG", "OUTCOMES", "iter_run_log", "write_run_log", "run_log_name"]
@@ -44,20 +48,33 @@ OUTCOMES = ("written", "cleaned", "quarantined", "skipped", "refused", "failed")
 """Every outcome a line can have."""
 
 NOT_FINISHED = "pixel cleaning did not finish"
+OCR_NOT_FINISHED = "reading its burned-in text (OCR) did not finish"
 NOT_PROCESSED = "not processed"
 _EARLY_KINDS = ("skipped", "failed", "poison")  # recorded outside the put/clean logs
 
 
 def iter_run_log(store: RunStore, rec: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-    """The lines of the run log, in walk order, one per input file, a batch at a time."""
+    """The lines of the run log, in walk order, one per input file, a batch at a time.
+
+    A file that drew warnings (:mod:`deid_workers.run.notices`: put's and clean's, kept with its
+    log entry; get's, kept with get's batch) has them under ``warnings``, in deid's words.
+    """
     n_batches = int(rec.get("n_batches") or 0)
     outfolder = str(rec.get("outfolder") or "")
     quarantine = os.path.relpath(run_quarantine(rec), outfolder)
     sha = str(rec.get("recipe_sha") or "")
+    # get's warnings of an ``all`` run (files that share an ids item): few batches have any,
+    # so their numbers are read once and each such batch's notices when its turn comes.
+    noted = store.notice_batches("get") if rec.get("action") == "all" else set()
     for batch in store.iter_batch_records(n_batches):
+        got: dict[str, list[str]] = {}
+        if batch.number in noted:
+            for notice in decode(store.notices("get", [batch.number])[0][1])[1]:
+                got.setdefault(notice.path, []).append(notice.line())
         paths = batch.paths
         decided: dict[str, tuple[Any, ...]] = {}
         decided.update(zip(batch.valid if batch.valid is not None else paths, batch.put_log or ()))
+        decided.update(zip(batch.to_ocr or (), batch.ocr_log or ()))
         decided.update(zip(batch.to_clean or (), batch.clean_log or ()))
         rest = [p for p in paths if p not in decided]
         for kind in _EARLY_KINDS if rest else ():
@@ -67,15 +84,24 @@ def iter_run_log(store: RunStore, rec: Mapping[str, Any]) -> Iterator[dict[str, 
             entry = decided.get(rel, ("failed", NOT_PROCESSED))
             outcome, reason = entry[0], entry[1]
             placed = entry[2] if len(entry) > 2 and entry[2] else rel
+            ocr = entry[4] if len(entry) > 4 else None  # (outcome, reason, output, notes, ocr)
             if outcome == "clean":  # put left it to the clean stage, which did not record it
                 outcome, reason = "failed", NOT_FINISHED
+            elif outcome == "ocr":  # put left it to the ocr stage, which did not record it
+                outcome, reason = "failed", OCR_NOT_FINISHED
             output = None
             if outcome in ("written", "cleaned"):
                 output = placed
             elif outcome == "quarantined":
                 output = os.path.join(quarantine, placed).replace(os.sep, "/")
-            yield {"path": rel, "outcome": outcome, "reason": reason, "output": output,
-                   "recipe_sha256": sha}
+            line = {"path": rel, "outcome": outcome, "reason": reason, "output": output,
+                    "recipe_sha256": sha}
+            notes = [*got.get(rel, ()), *(entry[3] if len(entry) > 3 and entry[3] else ())]
+            if notes:
+                line["warnings"] = notes
+            if ocr is not None:
+                line["ocr"] = ocr
+            yield line
 
 
 def write_run_log(store: RunStore, rec: Mapping[str, Any]) -> str:

@@ -54,6 +54,9 @@ IDS_GROUP = 32
 # KEYS[1] done set, KEYS[2] counters hash, KEYS[3] takers hash; ARGV[1] batch no, ARGV[2] expiry,
 # ARGV[3] the batch's takers field, ARGV[4] the committing start's taker ('' = any start may),
 # ARGV[5] the number of writes, each as its word count and its words; then name, n pairs.
+# A write spelled HSET? is an HSET that also returns (after added and the done count) the key
+# and field of each pair the hash held already (get's check for two files sharing one entity
+# and item: atomic, so of two batches writing one item at once exactly one hears of the other).
 _COMMIT_LUA = """
 if ARGV[4] ~= '' then
   local now = redis.call('HGET', KEYS[3], ARGV[3])
@@ -61,10 +64,20 @@ if ARGV[4] ~= '' then
     return {-1, now}
   end
 end
+local found = {}
 local i = 6
 for _ = 1, tonumber(ARGV[5]) do
   local n = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + n))
+  if ARGV[i + 1] == 'HSET?' then
+    for j = i + 3, i + n, 2 do
+      if redis.call('HSET', ARGV[i + 2], ARGV[j], ARGV[j + 1]) == 0 then
+        found[#found + 1] = ARGV[i + 2]
+        found[#found + 1] = ARGV[j]
+      end
+    end
+  else
+    redis.call(unpack(ARGV, i + 1, i + n))
+  end
   i = i + n + 1
 end
 local added = redis.call('SADD', KEYS[1], ARGV[1])
@@ -75,7 +88,9 @@ if added == 1 then
   end
   redis.call('EXPIRE', KEYS[2], ARGV[2])
 end
-return {added, redis.call('SCARD', KEYS[1])}
+local out = {added, redis.call('SCARD', KEYS[1])}
+for _, word in ipairs(found) do out[#out + 1] = word end
+return out
 """
 
 # The ids of a batch's valid files, where get noted them: KEYS[1] places hash; ARGV[1] batch no,
@@ -110,6 +125,16 @@ class Writes:
             pairs.append((field, value))
         for start in range(0, len(pairs), WRITE_WORDS):
             words: list[Any] = ["HSET", key]
+            for f, v in pairs[start:start + WRITE_WORDS]:
+                words += [f, v]
+            self.ops.append(words)
+        return self
+
+    def hset_saying_old(self, key: str, mapping: Mapping[Any, Any]) -> Writes:
+        """HSET ``mapping`` into ``key``; the commit says which fields it held already."""
+        pairs = list(mapping.items())
+        for start in range(0, len(pairs), WRITE_WORDS):
+            words: list[Any] = ["HSET?", key]
             for f, v in pairs[start:start + WRITE_WORDS]:
                 words += [f, v]
             self.ops.append(words)
@@ -537,7 +562,8 @@ class RunStore:
 
     def _write_packed(self, pipe: Any, digest: str, mapping: Mapping[str, str]) -> None:
         key = self.keys.ids(digest)
-        pipe.hset(key, mapping=mapping)
+        if mapping:
+            pipe.hset(key, mapping=mapping)
         pipe.expire(key, self.expiry)
         pipe.sadd(self.keys.entities(digest), digest)
         pipe.expire(self.keys.entities(digest), self.expiry)
@@ -720,9 +746,13 @@ class RunStore:
         valid: Sequence[str] | None = None,
         valid_keys: Sequence[tuple[str, str]] | None = None,
         valid_missing: Sequence[Sequence[str]] | None = None,
-        log: Sequence[Sequence[str | None]] | None = None,
+        log: Sequence[Sequence[Any]] | None = None,
         clean: Sequence[str] | None = None,
         taker: str | None = None,
+        notices: str | None = None,
+        check_items: bool = False,
+        ocr: Sequence[str] | None = None,
+        ocr_verdicts: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Commit:
         """Write a batch's per-file records, then commit its counters once; one round trip.
 
@@ -732,8 +762,13 @@ class RunStore:
         where the ``places`` noted here say) and neither reads them from the file again;
         ``valid_missing`` the entity and item fields each lacked (what put reports for it).
         ``log`` is the batch's entry of the run log (:meth:`save_log`), ``clean`` the paths
-        left to the clean stage (:meth:`save_clean_batch`); both are written before the commit,
-        so a redelivery or a resume finds them.
+        left to the clean stage (:meth:`save_clean_batch`), ``ocr`` those left to the ocr stage
+        (:meth:`ocr_batch`) and ``ocr_verdicts`` what it found in each (:meth:`ocr_verdicts`);
+        all are written before the commit, so a redelivery or a resume finds them.
+        ``notices`` is the batch's warnings about its files (:meth:`notices`; their counts go
+        in ``counts``). ``check_items`` (get): the commit also says which of the ``ids`` items
+        another batch had written already (:attr:`Commit.existing`: two files with one entity
+        and item share an ids item).
 
         With ``taker`` (the start's, as :meth:`start_batch` noted it), nothing is written when
         a later start of the batch has replaced that note (its worker looked dead): the
@@ -752,8 +787,19 @@ class RunStore:
             if entries:
                 writes.hset(self.keys.outcome(kind), mapping=dict(entries))
                 writes.expire(self.keys.outcome(kind), self.expiry)
+        checks: dict[str, tuple[str, dict[str, str]]] = {}  # ids key -> (entity, field -> item)
         for entity, items in (ids or {}).items():
-            self._write_ids(writes, entity, items, named)
+            digest, mapping = self._packed(entity, items, named)
+            if check_items:
+                # _packed names the entity's own field first, then each item in order
+                checks[self.keys.ids(digest)] = (entity, dict(zip(list(mapping)[1:], items)))
+                writes.hset_saying_old(self.keys.ids(digest), mapping)
+                mapping = {}  # written: the rest of _write_packed (expiry, entity set) remains
+            self._write_packed(writes, digest, mapping)
+        if notices is not None:
+            writes.hset(self.keys.notices(stage), str(batch_no),
+                        self._signed(f"notices:{stage}", str(batch_no), notices))
+            writes.expire(self.keys.notices(stage), self.expiry)
         if valid is not None:
             keys = [list(k) for k in valid_keys or ()]
             if keys and len(keys) != len(valid):
@@ -773,6 +819,15 @@ class RunStore:
             self._save_log(writes, stage, batch_no, log)
         if clean is not None:
             self._save_clean_batch(writes, batch_no, clean)
+        if ocr is not None:
+            writes.hset(self.keys.ocr_batches, str(batch_no),
+                        self._signed("ocr", str(batch_no), json.dumps(list(ocr))))
+            writes.expire(self.keys.ocr_batches, self.expiry)
+        if ocr_verdicts is not None:
+            writes.hset(self.keys.ocr_verdicts, str(batch_no),
+                        self._sealed("ocrverdicts", str(batch_no),
+                                     json.dumps(dict(ocr_verdicts)).encode("utf-8")))
+            writes.expire(self.keys.ocr_verdicts, self.expiry)
         now = time.time()
         writes.hsetnx(self.keys.times, f"{stage}:first", now)
         writes.hset(self.keys.times, f"{stage}:last", now)
@@ -786,11 +841,17 @@ class RunStore:
         pipe.eval(_COMMIT_LUA, 3, self.keys.done(stage), self.keys.counters, self.keys.takers,
                   *args)
         pipe.hmget(self.keys.run, ["walk_done", "n_batches"])
-        (added, done), (walk_done, n_batches) = pipe.execute()
+        (added, done, *found), (walk_done, n_batches) = pipe.execute()
         if int(added) < 0:
-            return Commit(False, 0, False, None, _decode(done).rpartition("\t")[0])
+            return Commit(False, 0, False, None, superseded=_decode(done).rpartition("\t")[0])
+        existing = []  # (entity, item) of the checked fields found written (found: key, field)
+        for key, field in zip(found[::2], found[1::2]):
+            entity, names = checks.get(_decode(key), ("", {}))
+            if _decode(field) in names:  # not the entity's own field
+                existing.append((entity, names[_decode(field)]))
         return Commit(bool(added), int(done), bool(walk_done and json.loads(walk_done)),
-                      None if n_batches is None else int(json.loads(n_batches)))
+                      None if n_batches is None else int(json.loads(n_batches)),
+                      existing=tuple(existing))
 
     # -- pixel cleaning and the run log (deid-run.jsonl) -----------------------------------
     def save_clean_batch(self, batch_no: int, paths: Sequence[str]) -> None:
@@ -809,8 +870,25 @@ class RunStore:
         raw = self.client.hget(self.keys.clean_batches, str(batch_no))
         return None if raw is None else self._paths("clean", str(batch_no), raw)
 
+    def ocr_batch(self, batch_no: int) -> list[str] | None:
+        """The paths put (or inspect) left to the ocr stage in ``batch_no`` (``--ocr``); None
+        when that stage has not decided yet."""
+        raw = self.client.hget(self.keys.ocr_batches, str(batch_no))
+        return None if raw is None else self._paths("ocr", str(batch_no), raw)
+
+    def ocr_verdicts(self, batch_no: int) -> dict[str, dict[str, Any]]:
+        """What the ocr stage found in each file of ``batch_no`` (path -> the verdict's
+        :meth:`~deid_workers.ocr.verdict.OcrVerdict.to_dict`), sealed: the clean stage blacks
+        out what it says, so nothing may be forged or moved between runs and batches."""
+        raw = self.client.hget(self.keys.ocr_verdicts, str(batch_no))
+        if raw is None:
+            return {}
+        found = json.loads(self._opened("ocrverdicts", str(batch_no), raw))
+        _relative_paths(self.run_id, list(found), f"ocrverdicts {batch_no}")
+        return dict(found)
+
     def save_log(self, stage: str, batch_no: int,
-                 entries: Sequence[Sequence[str | None]]) -> None:
+                 entries: Sequence[Sequence[Any]]) -> None:
         """Per-file ``(outcome, reason)`` of a batch, in the order of the paths it processed,
         plus the output path as a third item where the layout did not keep the input's.
 
@@ -822,10 +900,37 @@ class RunStore:
         pipe.execute()
 
     def _save_log(self, pipe: Any, stage: str, batch_no: int,
-                  entries: Sequence[Sequence[str | None]]) -> None:
+                  entries: Sequence[Sequence[Any]]) -> None:
         pipe.hset(self.keys.log(stage), str(batch_no),
                   self._signed(f"log:{stage}", str(batch_no), json.dumps([list(e) for e in entries])))
         pipe.expire(self.keys.log(stage), self.expiry)
+
+    def notices(self, stage: str, numbers: Sequence[int]) -> list[tuple[int, str | None]]:
+        """The warnings batches ``numbers`` of ``stage`` kept (see :mod:`deid_workers.run.notices`),
+        verified; None for a batch without any. One round trip."""
+        if not numbers:
+            return []
+        raws = self.client.hmget(self.keys.notices(stage), [str(n) for n in numbers])
+        return [(n, None if raw is None else self._verified(f"notices:{stage}", str(n), raw))
+                for n, raw in zip(numbers, raws)]
+
+    def notice_batches(self, stage: str) -> set[int]:
+        """The batches of ``stage`` that kept warnings (their numbers only)."""
+        return {int(_decode(k)) for k in self.client.hkeys(self.keys.notices(stage))}
+
+    def add_notices(self, stage: str, batch_no: int, notices: str,
+                    counts: Mapping[str, int]) -> None:
+        """Replace the warnings batch ``batch_no`` kept and add ``counts`` to the run's counters
+        (``<stage>:<name>``): for what a batch learns from its own commit (get's shared ids
+        items, :attr:`Commit.existing`), once, by the delivery that committed."""
+        pipe = self.client.pipeline()
+        pipe.hset(self.keys.notices(stage), str(batch_no),
+                  self._signed(f"notices:{stage}", str(batch_no), notices))
+        pipe.expire(self.keys.notices(stage), self.expiry)
+        for name, n in counts.items():
+            pipe.hincrby(self.keys.counters, f"{stage}:{name}", int(n))
+        pipe.expire(self.keys.counters, self.expiry)
+        pipe.execute()
 
     def stage_complete(self, stage: str) -> bool:
         """True when the walk is over and every batch of ``stage`` has committed."""
@@ -1002,12 +1107,12 @@ class RunStore:
         trip (the run log's input: a million files are 10,000 batches, and reading each
         batch's four records apart cost as much as writing the log)."""
         keys = (self.keys.batches, self.keys.valid, self.keys.log("put"), self.keys.clean_batches,
-                self.keys.log("clean"))
+                self.keys.log("clean"), self.keys.ocr_batches, self.keys.log("ocr"))
         for numbers in _batch_numbers(total, step):
             pipe = self.client.pipeline(transaction=False)
             for key in keys:
                 pipe.hmget(key, numbers)
-            batches, valid, put_log, to_clean, clean_log = pipe.execute()
+            batches, valid, put_log, to_clean, clean_log, to_ocr, ocr_log = pipe.execute()
             for i, n in enumerate(numbers):
                 if batches[i] is None:
                     continue
@@ -1017,7 +1122,9 @@ class RunStore:
                                   self._log_entries("put", n, put_log[i]),
                                   None if to_clean[i] is None else self._paths("clean", n,
                                                                               to_clean[i]),
-                                  self._log_entries("clean", n, clean_log[i]))
+                                  self._log_entries("clean", n, clean_log[i]),
+                                  None if to_ocr[i] is None else self._paths("ocr", n, to_ocr[i]),
+                                  self._log_entries("ocr", n, ocr_log[i]))
 
     def _log_entries(self, stage: str, name: str, raw: Any) -> list[tuple[Any, ...]] | None:
         """``(outcome, reason)`` or ``(outcome, reason, output)`` per file (see save_log)."""
@@ -1085,6 +1192,7 @@ class Commit(NamedTuple):
     walk_done: bool
     n_batches: int | None
     superseded: str | None = None  # the taker whose later start replaced this one: nothing written
+    existing: tuple[tuple[str, str], ...] = ()  # check_items: (entity, item) written before
 
     @property
     def complete(self) -> bool:
@@ -1100,8 +1208,10 @@ class BatchRecord:
     paths: list[str]
     valid: list[str] | None  # the paths get found valid; None when no get stage ran
     put_log: list[tuple[Any, ...]] | None  # (outcome, reason[, output]) per put path
-    to_clean: list[str] | None  # the paths put left to the clean stage
+    to_clean: list[str] | None  # the paths put (with --ocr: the ocr stage) left to clean
     clean_log: list[tuple[Any, ...]] | None
+    to_ocr: list[str] | None = None  # the paths put left to the ocr stage (--ocr)
+    ocr_log: list[tuple[Any, ...]] | None = None
 
 
 def _read_places(out: Sequence[Any]) -> dict[tuple[str, str], Any]:

@@ -32,7 +32,7 @@ def stage_totals(rec: Mapping[str, Any], counters: Mapping[str, int]) -> list[St
     """Every stage of the run that has files or items of its own (finalize has neither), in
     order, from its record and counters."""
     names = stages_of(str(rec.get("action")), clean_pixels=bool(rec.get("clean_pixels")),
-                      finalize=False, ids=bool(rec.get("ids_path")))
+                      finalize=False, ids=bool(rec.get("ids_path")), ocr=rec.get("ocr"))
     return [stage_total(name, rec, counters) for name in names]
 
 
@@ -42,7 +42,9 @@ def stage_total(name: str, rec: Mapping[str, Any], counters: Mapping[str, int]) 
     - ``load`` (put ``--ids``): the ids file's items, known once the producer has cut it all.
     - ``put`` after get (``--action all``): the files get found valid, known once finalize
       has sent put (the run's stage is put or clean), or the run ended.
-    - ``clean``: the files put left to clean, known once every put batch is in.
+    - ``ocr``: the files put (or inspect) left to OCR, known once all of its batches are in.
+    - ``clean``: the files put (with ``--ocr``: the ocr stage) left to clean, known once every
+      put (ocr) batch is in.
     - the first stage, and any other: the files the walk found, final when the walk is over.
     """
     c = counters
@@ -53,9 +55,15 @@ def stage_total(name: str, rec: Mapping[str, Any], counters: Mapping[str, int]) 
     if name == "put" and rec.get("action") == "all":
         final = rec.get("stage") in ("put", "clean") or bool(rec.get("finished"))
         return StageTotal(name, done, c.get("get:valid", 0) if final else None, final)
+    n_batches = int(rec.get("n_batches") or -1)
+    if name == "ocr":
+        source = "inspect" if rec.get("action") == "inspect" else "put"
+        return StageTotal(name, done, c.get(f"{source}:to_ocr", 0),
+                          c.get(f"{source}:batches", 0) >= n_batches)
     if name == "clean":
-        return StageTotal(name, done, c.get("put:to_clean", 0),
-                          c.get("put:batches", 0) >= int(rec.get("n_batches") or -1))
+        source = "ocr" if rec.get("ocr") else "put"
+        return StageTotal(name, done, c.get(f"{source}:to_clean", 0),
+                          c.get(f"{source}:batches", 0) >= n_batches)
     walked = bool(rec.get("walk_done"))
     found = c.get("walk:files", 0)
     return StageTotal(name, done, found if found or walked else None, walked)

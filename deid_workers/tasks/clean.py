@@ -5,6 +5,10 @@ of a run and only some files need it; operators scale this queue separately, and
 stage, which never decodes pixels, is not held up by it. Clean batch ``n`` holds the files of
 put batch ``n`` whose %filter verdict gives boxes; put commits an empty clean batch itself
 when there are none, so the clean stage completing means the run is done.
+
+With ``--ocr`` clean batch ``n`` is every file ocr batch ``n`` read: each is written as the
+OCR verdict (sealed in the store by the ocr stage) says, blacked out and read again
+(:mod:`deid_workers.files.ocrstep`), or quarantined.
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ from typing import Any
 from celery.utils.log import get_task_logger
 
 from ..app import deid_task
+from ..errors import OcrEngineError
 from ..run.lifecycle import finish_run
-from .context import run_context
+from ..run.notices import no_ids_text
+from . import faults
+from .context import RunContext, run_context
 from .guard import BatchGuard
 from .put import batch_step, log_entry
 from .tally import BatchTally
@@ -36,12 +43,26 @@ def run_clean(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
         return {"files": 0, "not_ready": 1}
     first_time = store.mark_started("clean", batch_no)
     policy = ctx.pixel_policy(now=True)
+    try:
+        verdicts, verify = ocr_verdicts(ctx, batch_no) if ctx.record.ocr else ({}, None)
+    except OcrEngineError as exc:  # verification needs the engine: this worker lacks it
+        from .ocr import ocr_unavailable
+
+        return ocr_unavailable(ctx, "clean", exc)
     guard = BatchGuard(ctx, "clean", batch_no, retry)
     tally = BatchTally(guard, paths)
     step = batch_step(ctx, paths, {}, first_time=first_time, policy=policy,
-                    careful=guard.careful)
+                      careful=guard.careful, notices=tally.notices, ocr=verdicts,
+                      verify=verify)
     for rel, out in tally.run(step):
-        tally.log_entry(rel, log_entry(rel, out))
+        if (out.status in ("cleaned", "written", "quarantined") and not out.has_ids
+                and ctx.record.ids_given):
+            tally.warn(rel, "no_ids", no_ids_text(rel, ctx.settings.entity_field,
+                                                  ctx.settings.item_field))
+        tally.log_entry(rel, log_entry(rel, out, tally.notices.of_file(rel)))
+        if out.ocr is not None and "verified" in out.ocr:
+            tally.count("ocr_verified" if out.ocr["verified"] else "ocr_phi_left")
+            tally.count("ocr_boxes_cleaned", int(out.ocr.get("cleaned") or 0))
         if out.status == "refused":
             tally.refuse(rel, out.reason)
         elif out.status == "skipped":
@@ -54,6 +75,24 @@ def run_clean(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
                 tally.count(out.status)
     finish_run(store, "clean", tally.commit())
     return tally.result()
+
+
+def ocr_verdicts(ctx: RunContext, batch_no: int) -> tuple[dict[str, Any], Any]:
+    """The OCR verdicts of the batch's files (sealed by the ocr stage), and this worker's
+    verifier; the engine is loaded first when a file is to be blacked out and verified
+    (:class:`~deid_workers.errors.OcrEngineError` when this worker cannot).
+    ``DEID_TEST_OCR_MISS`` (tests only) drops the boxes of the files it names, as a redaction
+    that missed its text would, so verification must catch them."""
+    from ..ocr.verdict import REDACT, OcrVerdict
+    from .ocr import verifier, worker_ocr
+
+    verdicts = {rel: OcrVerdict.from_dict(v) for rel, v in ctx.store.ocr_verdicts(batch_no).items()}
+    if any(v.status == REDACT for v in verdicts.values()):
+        worker_ocr(ctx)
+    miss = ctx.settings.test_ocr_miss
+    if miss:
+        verdicts = {rel: faults.missed(v) if miss in rel else v for rel, v in verdicts.items()}
+    return verdicts, verifier(ctx)
 
 
 @deid_task("deid.clean")

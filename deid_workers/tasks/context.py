@@ -79,19 +79,21 @@ class RunContext:
 
     def pixel_policy(self, *, now: bool) -> Any:
         """The put/clean stages' :class:`~deid_workers.files.triage.PixelPolicy`; None without
-        ``--clean-pixels`` (then nothing is triaged and pixels are never looked at)."""
-        if not self.record.clean_pixels:
+        ``--clean-pixels`` and ``--ocr`` (then nothing is triaged and pixels are never looked
+        at)."""
+        if not (self.record.clean_pixels or self.record.ocr):
             return None
         from ..files.triage import PixelPolicy
         from ..fs.folders import quarantine_folder
 
         return PixelPolicy(self.record.quarantine or quarantine_folder(self.record.outfolder),
-                           self.record.quarantine_groups, now=now)
+                           self.record.quarantine_groups, now=now,
+                           filters=self.record.clean_pixels, ocr=self.record.ocr)
 
     @property
     def final_stage(self) -> str:
-        """The stage whose last batch ends a put/all run: clean with --clean-pixels."""
-        return final_stage(self.record.clean_pixels)
+        """The stage whose last batch ends a put/all run: clean with --clean-pixels or --ocr."""
+        return final_stage(self.record.clean_pixels, self.record.ocr)
 
     @cached_property
     def recipe(self) -> Any:

@@ -27,7 +27,8 @@ from celery.canvas import Signature
 from ..app import app
 from ..run.store import RunStore
 
-__all__ = ["signature", "send", "send_many", "sender", "send_chord", "send_clean", "PUBLISH_BATCH"]
+__all__ = ["signature", "send", "send_many", "sender", "send_chord", "send_clean", "send_ocr",
+           "PUBLISH_BATCH"]
 
 log = logging.getLogger(__name__)
 
@@ -135,4 +136,27 @@ def send_clean(store: RunStore, batch_no: int) -> bool:
         store.commit_batch("clean", batch_no, {"files": 0})
         return False
     send("deid.clean", store.run_id, batch_no)
+    return True
+
+
+def send_ocr(store: RunStore, batch_no: int, *, then_clean: bool) -> bool:
+    """Send ocr batch ``batch_no`` (``--ocr``), or commit it at once when put (or inspect) left
+    nothing to read; ``then_clean`` (put/all) commits its clean batch with it, empty, and
+    sends that on (:func:`send_clean`), since the ocr batch is what writes the clean batch.
+
+    Does nothing when the batch is not decided yet, or is done (then its clean batch is sent,
+    if not done: a resume); returns True when a task was sent.
+    """
+    paths = store.ocr_batch(batch_no)
+    if paths is None or batch_no in store.done_batches("ocr"):
+        if then_clean and paths is not None:  # a resume: the ocr batch is done, its clean may not be
+            return send_clean(store, batch_no)
+        return False
+    if not paths:
+        store.commit_batch("ocr", batch_no, {"files": 0}, log=[],
+                           clean=[] if then_clean else None)
+        if then_clean:
+            send_clean(store, batch_no)
+        return False
+    send("deid.ocr", store.run_id, batch_no)
     return True

@@ -124,7 +124,7 @@ def run_finalize(run_id: str, *, send_puts: Any = None, send_shards: Any = None)
     ctx = run_context(run_id)
     store = ctx.store
     first = first_stage(ctx.record.action)
-    view = store.snapshot("finalize", first, "export", "put")
+    view = store.snapshot("finalize", first, "export", "put", "ocr")
     rec = view.record
     if rec.get("state") in ("finished", "failed") or view.done["finalize"]:
         return {"already_done": 1}  # a redelivered or duplicate finalize
@@ -132,6 +132,10 @@ def run_finalize(run_id: str, *, send_puts: Any = None, send_shards: Any = None)
     done = len(view.done[first])
     if not rec.get("walk_done") or done < n_batches:
         raise NotReady(f"run {run_id}: {done} of {n_batches} {first} batches done")
+    if ctx.record.action == "inspect" and ctx.record.ocr:
+        read = len(view.done["ocr"])
+        if read < n_batches:  # the report holds what OCR found: wait for every ocr batch
+            raise NotReady(f"run {run_id}: {read} of {n_batches} ocr batches done")
     if ctx.record.action in ("get", "all") and not ctx.record.print_ids:
         # The count is kept with the run, so a redelivered finalize splits the same way.
         shards = int(rec.get("export_shards") or 0) or export_shards(
@@ -148,7 +152,8 @@ def run_finalize(run_id: str, *, send_puts: Any = None, send_shards: Any = None)
                              send_puts, view.done["put"], ids_pkl=pkl, ids_json=js)
     store.update(state="finalize", stage="finalize")
     if ctx.record.action == "inspect":
-        tsv, js = write_inspect_report(store, ctx.record.outfolder, n_batches)
+        tsv, js = write_inspect_report(store, ctx.record.outfolder, n_batches,
+                                       ocr=bool(ctx.record.ocr))
         store.update(report_tsv=tsv, report_json=js)
     return _end_finalize(ctx, n_batches, {"batches": n_batches}, send_puts, view.done["put"])
 

@@ -16,6 +16,7 @@ from ..files.triage import PixelPolicy
 from ..files.verify import recipe_literals, residual_phi
 from ..fs.paths import remove_stale_temps
 from ..run.lifecycle import finish_run
+from ..run.notices import BatchNotices, no_ids_text
 from . import dispatch
 from .context import RunContext, run_context
 from .guard import BatchGuard
@@ -46,7 +47,11 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
         guard = BatchGuard(ctx, "put", batch_no, retry, mark_started=True, lists=True,
                            ids=ctx.record.action == "all")
     except AlreadyCommitted:
-        if ctx.record.clean_pixels:  # the first delivery may have died before sending its clean batch
+        # The first delivery may have died before sending its ocr or clean batch.
+        if ctx.record.ocr:
+            dispatch.send_ocr(store, batch_no, then_clean=True)
+            finish_run(store, ctx.final_stage)
+        elif ctx.record.clean_pixels:
             dispatch.send_clean(store, batch_no)
             finish_run(store, ctx.final_stage)
         return {"files": 0, "already_done": 1}
@@ -59,12 +64,18 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     policy = ctx.pixel_policy(now=False)
     tally = BatchTally(guard, paths)
     to_clean: list[str] = []
+    to_ocr: list[str] = []
     step = batch_step(ctx, paths, known, first_time=first_time, policy=policy,
-                      careful=guard.careful, read=guard.start.ids)
+                      careful=guard.careful, notices=tally.notices, read=guard.start.ids)
     for rel, out in tally.run(step):
-        tally.log_entry(rel, log_entry(rel, out))
+        if out.status in ("written", "quarantined") and not out.has_ids and ctx.record.ids_given:
+            tally.warn(rel, "no_ids", no_ids_text(rel, ctx.settings.entity_field,
+                                                  ctx.settings.item_field))
+        tally.log_entry(rel, log_entry(rel, out, tally.notices.of_file(rel)))
         if out.status == "clean":
             to_clean.append(rel)
+        elif out.status == "ocr":
+            to_ocr.append(rel)
         elif out.status == "refused":
             tally.refuse(rel, out.reason)
         elif out.status == "skipped":
@@ -88,10 +99,16 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
                                 run_id, rel, ",".join(found))
             log.debug("run %s: put %s", run_id, rel)
     tally.count("to_clean", len(to_clean))
-    # The clean batch goes with the commit (before it, in one round trip), so a redelivery or
-    # a resume finds it.
-    commit = tally.commit(clean=to_clean if policy is not None else None)
-    if policy is not None:
+    tally.count("to_ocr", len(to_ocr))
+    # The clean (or, with --ocr, the ocr) batch goes with the commit (before it, in one round
+    # trip), so a redelivery or a resume finds it. With --ocr the ocr batch writes the clean
+    # batch; put leaves every file with pixel work to it.
+    ocr = policy is not None and policy.ocr is not None
+    commit = tally.commit(clean=to_clean if policy is not None and not ocr else None,
+                          ocr=to_ocr if ocr else None)
+    if ocr:
+        dispatch.send_ocr(store, batch_no, then_clean=True)
+    elif policy is not None:
         dispatch.send_clean(store, batch_no)
     finish_run(store, ctx.final_stage, commit if ctx.final_stage == "put" else None)
     return tally.result()
@@ -99,7 +116,9 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
 
 def batch_step(ctx: RunContext, paths: list[str], known: Mapping[str, Known], *,
                first_time: bool, policy: PixelPolicy | None, careful: bool,
-               read: Mapping[tuple[str, str], Any] | None = None) -> Callable[[str], PutOutcome]:
+               notices: BatchNotices | None = None, ocr: Mapping[str, Any] | None = None,
+               verify: Any = None, read: Mapping[tuple[str, str], Any] | None = None
+               ) -> Callable[[str], PutOutcome]:
     """The per-file step of a put (or clean) batch: :func:`~deid_workers.files.steps.put_one`,
     with the ids of many files fetched in one round trip.
 
@@ -109,6 +128,9 @@ def batch_step(ctx: RunContext, paths: list[str], known: Mapping[str, Known], *,
     with ``--ids``, the clean stage) are fetched a read-ahead window at a time
     (:class:`~.readahead.ReadAhead`), file by file in careful mode. A batch whose files are all
     known reads no file ahead: it would only hold more datasets at once.
+    The recipe's warnings about each file go to ``notices`` (:mod:`deid_workers.run.notices`).
+    ``ocr`` (the clean stage with ``--ocr``) maps a path to its OCR verdict, ``verify`` reads a
+    cleaned file again.
     """
     store = ctx.store
     fetched = store.get_ids_many((keys for keys, _ in known.values()), read=read)
@@ -119,7 +141,7 @@ def batch_step(ctx: RunContext, paths: list[str], known: Mapping[str, Known], *,
     def read(rel: str) -> PutOutcome | PendingPut:
         return open_put(ctx.record.input, rel, ctx.record.outfolder, ctx.recipe, ctx.settings,
                         overwrite=may_replace, pixels=policy, layout=ctx.layout,
-                        known=known.get(rel))
+                        known=known.get(rel), ocr=ocr.get(rel) if ocr else None)
 
     def fetch(window: list[PutOutcome | PendingPut]) -> None:
         fetched.update(store.get_ids_many(
@@ -140,8 +162,14 @@ def batch_step(ctx: RunContext, paths: list[str], known: Mapping[str, Known], *,
         if isinstance(pending, PutOutcome):
             return pending
         # fetch saw every file ReadAhead read: each key is in fetched (None: no ids)
-        return finish_put(pending, ctx.recipe, fetched[pending.keys], ctx.settings, pixels=policy,
-                          provenance=ctx.provenance, sync=False)
+        if notices is None:
+            return finish_put(pending, ctx.recipe, fetched[pending.keys], ctx.settings,
+                              pixels=policy, provenance=ctx.provenance, sync=False,
+                              verify=verify)
+        with notices.file(rel):
+            return finish_put(pending, ctx.recipe, fetched[pending.keys], ctx.settings,
+                              pixels=policy, provenance=ctx.provenance, sync=False,
+                              verify=verify)
 
     return step
 
@@ -183,10 +211,17 @@ def verify_output(root: str, rel: str, dest: str, out_rel: str | None = None, *,
     return residual_phi(original, written, path=out_rel, dummies=dummies)
 
 
-def log_entry(rel: str, out: PutOutcome) -> tuple[str | None, ...]:
+def log_entry(rel: str, out: PutOutcome, notes: list[str] | None = None) -> tuple[Any, ...]:
     """A file's line of the batch's outcome log (see ``store.save_log``): the output path
-    only where the layout moved it, so a mirrored tree costs no more Redis than before."""
-    if out.output is not None and out.output != rel and out.status != "clean":
+    only where the layout moved it, so a mirrored tree costs no more Redis than before, the
+    file's warnings (deid's words) only where it has some, and what OCR found (counts only)
+    as a fifth item for a file it read."""
+    moved = out.output is not None and out.output != rel and out.status not in ("clean", "ocr")
+    if out.ocr is not None:
+        return (out.status, out.reason, out.output if moved else None, notes or [], out.ocr)
+    if notes:
+        return (out.status, out.reason, out.output if moved else None, notes)
+    if moved:
         return (out.status, out.reason, out.output)
     return (out.status, out.reason)
 

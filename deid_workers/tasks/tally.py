@@ -1,10 +1,13 @@
 """What a batch counts and records, committed with the batch in one round trip.
 
-Every stage's task (get, inspect, put, clean) keeps the same books: counters, the per-path
+Every stage's task (get, inspect, put, ocr, clean) keeps the same books: counters, the per-path
 outcomes of each kind (skipped, refused, failed...), for put and clean the run log's entry of
 each file and the outputs to make durable; then it commits them all at once
 (:meth:`~deid_workers.run.store.RunStore.commit_batch`) and logs one line. :class:`BatchTally`
-keeps them; :data:`BOOKS` says, per stage, which counters it reports.
+keeps them; :data:`BOOKS` says, per stage, which counters it reports. It also keeps the
+batch's warnings about its files (:class:`~deid_workers.run.notices.BatchNotices`: the recipe
+engine's, and those the task adds with :meth:`BatchTally.warn`), committed with the rest:
+their counts by kind among the counters (``notice:<kind>``), their first ones in deid's words.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, TypeVar
 from celery.utils.log import get_task_logger
 
 from ..fs.durable import sync_paths
+from ..run.notices import BatchNotices
 from ..run.store import Commit
 from .guard import BatchGuard
 from .liveness import Superseded
@@ -43,12 +47,21 @@ class Books:
 BOOKS = {
     "get": Books(("files", "valid", "skipped", "failed", "missing", "poison"),
                  ("files", "valid", "skipped", "failed")),
-    "inspect": Books(("files", "inspected", "flagged", "clean", "skipped", "failed", "poison"),
+    "inspect": Books(("files", "inspected", "flagged", "clean", "skipped", "failed", "poison",
+                      "to_ocr"),
                      ("files", "flagged", "skipped")),
     "put": Books(("files", "written", "refused", "skipped", "failed", "missing", "no_ids",
-                  "quarantined", "to_clean", "poison", "residual"),
+                  "quarantined", "to_clean", "to_ocr", "poison", "residual"),
                  ("files", "written", "refused", "skipped", "failed"), logged=True),
-    "clean": Books(("files", "cleaned", "quarantined", "refused", "skipped", "failed", "poison"),
+    # ocr: files read, their verdicts (clean, redact, quarantine) and boxes (found, PHI,
+    # unsure, to black out), the files passed on to the clean stage.
+    "ocr": Books(("files", "read", "clean", "redact", "quarantine", "skipped", "failed", "poison",
+                  "boxes", "phi", "unsure", "to_redact", "to_clean"),
+                 ("files", "read", "redact", "quarantine", "skipped", "failed"), logged=True),
+    # clean, for files OCR read: blacked out and verified, held because PHI was still read
+    # after blacking out, and the OCR boxes blacked out.
+    "clean": Books(("files", "cleaned", "quarantined", "refused", "skipped", "failed", "poison",
+                    "ocr_verified", "ocr_phi_left", "ocr_boxes_cleaned"),
                    ("files", "cleaned", "quarantined", "failed"), logged=True),
 }
 """Per stage: what a batch counts and reports (the counters are the wire contract of
@@ -70,8 +83,9 @@ class BatchTally:
         self.books = BOOKS[guard.stage]
         self.counts: Counter[str] = Counter(dict.fromkeys(self.books.counters, 0))
         self.outcomes: dict[str, dict[str, str]] = {"failed": {}}
-        self.entries: dict[str, tuple[str | None, ...]] = {}
+        self.entries: dict[str, tuple[Any, ...]] = {}
         self.outputs: list[str] = []
+        self.notices = BatchNotices()
         self.run_id = guard.store.run_id
 
     def run(self, step: Callable[[str], T]) -> Iterator[tuple[str, T]]:
@@ -101,14 +115,20 @@ class BatchTally:
         self.note("quarantined", rel, reason or "flagged")
         log.warning("run %s: %s quarantined: %s", self.run_id, rel, reason)
 
+    def warn(self, rel: str, kind: str, text: str) -> None:
+        """A warning about ``rel`` the task itself found (a file without ids, an ids item two
+        files share), kept with the batch's notices and logged at WARNING like the engine's."""
+        self.notices.add(rel, kind, text)
+        log.warning("run %s: %s", self.run_id, text)
+
     def wrote(self, dest: str | None) -> None:
         """An output written without its fsync: made durable with the others before the
         commit (:func:`~deid_workers.fs.durable.sync_paths`)."""
         if dest:
             self.outputs.append(dest)
 
-    def log_entry(self, rel: str, entry: tuple[str | None, ...]) -> None:
-        """``rel``'s line of the batch's run log entry (put and clean)."""
+    def log_entry(self, rel: str, entry: tuple[Any, ...]) -> None:
+        """``rel``'s line of the batch's run log entry (put, ocr and clean)."""
         self.entries[rel] = entry
 
     def commit(self, **records: Any) -> Commit:
@@ -124,6 +144,7 @@ class BatchTally:
                 self.counts[kind] = len(entries)
         self.counts["poison"] = len(poison)
         self.counts["files"] = len(self.paths)
+        self.counts.update(self.notices.counters())
         if self.books.logged:
             for rel, why in (self.outcomes["failed"] | poison).items():
                 self.entries[rel] = ("failed", why)
@@ -133,7 +154,8 @@ class BatchTally:
             sync_paths(self.outputs)
         commit = guard.store.commit_batch(guard.stage, guard.batch_no, self.counts,
                                           outcomes={**self.outcomes, "poison": poison},
-                                          taker=guard.commit_taker, **records)
+                                          taker=guard.commit_taker,
+                                          notices=self.notices.encoded(), **records)
         if commit.superseded is not None:
             raise Superseded(f"{guard.stage} batch {guard.batch_no} was started again by "
                              f"{commit.superseded.partition(chr(9))[0].partition('#')[0]}")

@@ -53,10 +53,11 @@ def dockerfile_pip_command() -> list[str]:
     return commands[0]
 
 
-def test_dockerfile_installs_the_project_with_the_flower_extra():
+def test_dockerfile_installs_the_project_with_the_flower_and_ocr_extras():
+    # Every worker consumes queue ocr (deid_workers.app.QUEUES): it needs the OCR engine.
     words = dockerfile_pip_command()
     assert words[:4] == ["python", "-m", "pip", "install"]
-    assert ".[flower]" in words
+    assert ".[flower,ocr]" in words
     assert "&&" not in words, "the install line must be one command, comparable with .ci/run"
 
 

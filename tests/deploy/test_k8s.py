@@ -17,7 +17,7 @@ from deployfiles import (
 )
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "CronJob")
-QUEUES_TO_SCALE_ON = {"get", "inspect", "put", "clean"}
+QUEUES_TO_SCALE_ON = {"get", "inspect", "put", "clean", "ocr"}
 _UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
 

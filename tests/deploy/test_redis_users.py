@@ -47,7 +47,7 @@ def test_only_the_producer_and_the_workers_touch_the_run_store():
         assert "deid:*" in _keys(users[name])
     for name in ("flower", "keda", "probe", "default"):
         assert not [k for k in _keys(users[name]) if k.startswith("deid") or k == "*"], name
-    assert _keys(users["keda"]) == {"get", "inspect", "put", "clean"}
+    assert _keys(users["keda"]) == {"get", "inspect", "put", "clean", "ocr"}
     assert _commands(users["keda"]) - {"+ping", "+hello", "+auth"} == {"+eval", "+evalsha",
                                                                        "+type", "+llen"}
     assert _commands(users["probe"]) == {"+ping", "+hello", "+auth"} and not _keys(users["probe"])
@@ -78,3 +78,15 @@ def test_secrets_sh_makes_private_files_and_keeps_them(tmp_path):
     before = {p.name: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     subprocess.run(["sh", str(SECRETS_SH), str(folder)], check=True, capture_output=True)
     assert {p.name: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+
+
+def test_the_producer_workers_and_flower_reach_every_queue():
+    # A queue whose list a user may not touch fails its LLEN (--status, Flower) or its push.
+    import fnmatch
+
+    from deid_workers.app import QUEUES
+
+    users = acl_rules()
+    for name in ("producer", "worker", "flower"):
+        patterns = _keys(users[name])
+        assert [q for q in QUEUES if not any(fnmatch.fnmatchcase(q, p) for p in patterns)] == [], name

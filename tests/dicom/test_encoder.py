@@ -37,7 +37,7 @@ from pydicom.uid import (
 )
 
 from deid_workers.config import Settings
-from deid_workers.dicom import encoder
+from deid_workers.dicom import encoder, valuebytes
 from deid_workers.dicom.encoder import encode_part10
 from deid_workers.dicom.reader import read_dataset
 from deid_workers.files.provenance import stamp
@@ -606,7 +606,7 @@ def _writer_bytes(vr: str, value: object, encodings: list[str]) -> bytes:
     fp.is_little_endian = True
     fp.is_implicit_VR = False
     elem = DataElement(0x00091010, vr, value, validation_mode=0)
-    if vr in encoder._CHARSET_VRS:
+    if vr in valuebytes.CHARSET_VRS:
         fn(fp, elem, encodings=encodings)
     elif param is not None:
         fn(fp, elem, param)
@@ -620,7 +620,7 @@ def test_fast_values_are_what_pydicom_writes(vr: str, value: object,
                                              encodings: list[str]) -> None:
     """Each fast encoder gives the writer's bytes, or None where the writer warns, raises
     or needs its own logic (then the element goes to the writer)."""
-    fast = encoder._FAST.get((writers[vr][0], type(value)))  # type: ignore[index]
+    fast = valuebytes.FAST.get((writers[vr][0], type(value)))  # type: ignore[index]
     assert fast is not None, "no fast encoder for this case"
     got = fast(value, writers[vr][1], encodings)  # type: ignore[index]
     with _warnings() as caught:
@@ -641,7 +641,8 @@ def test_fast_path_covers_the_common_values(corpus: list[Path]) -> None:
     """The values a de-identified file holds are encoded without pydicom's writers."""
     ds = _deidentified(read_dataset(corpus[0], headers_only=False))
     expected = _pydicom_bytes(_deidentified(read_dataset(corpus[0], headers_only=False)))
-    with mock.patch.object(encoder, "_PLANS", {}) as plans:
+    plans: dict[object, tuple[int, object, object]] = {}
+    with mock.patch.object(encoder, "PLANS", plans), mock.patch.object(valuebytes, "PLANS", plans):
         assert encode_part10(ds) == expected
     fast = {key for key, (_, _, encode) in plans.items() if encode is not None}
     assert {("UI", UID), ("CS", str), ("DA", str), ("LO", str), ("SH", str),

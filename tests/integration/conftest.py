@@ -35,8 +35,10 @@ def worker_env(redis_url, tmp_path_factory):
     env = dict(os.environ)
     # The workers may read and write under the session's temp folder only (tests' tmp_path).
     roots = str(tmp_path_factory.getbasetemp().resolve())
+    # DEID_TEST_OCR_MISS: the clean stage blacks out none of the OCR boxes of a file whose
+    # path holds "ocr-miss", so verification must hold it (test_ocr_pipeline.py).
     env.update(DEID_BROKER_URL=redis_url, DEID_SECRET=SECRET,
-               DEID_INPUT_ROOTS=roots, DEID_OUTPUT_ROOTS=roots,
+               DEID_INPUT_ROOTS=roots, DEID_OUTPUT_ROOTS=roots, DEID_TEST_OCR_MISS="ocr-miss",
                XDG_CONFIG_HOME=str(tmp_path_factory.mktemp("xdg")),
                PYTHONPATH=os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p))
     env.pop("MESSAGELEVEL", None)

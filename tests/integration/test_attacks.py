@@ -25,21 +25,25 @@ pytestmark = pytest.mark.integration
 PASSWORD = "attack-tests-redis-password"
 
 
-@pytest.fixture(scope="module")
-def aof(tmp_path_factory):
-    """(RedisServer with password + AOF, worker log, the worker's single root folder)."""
-    base = tmp_path_factory.mktemp("attacks")
+def _cluster(tmp_path_factory, name: str):
+    """A password + AOF Redis and one worker whose single root is ``<base>/data``."""
+    base = tmp_path_factory.mktemp(name)
     server = RedisServer(base, aof=True, password=PASSWORD)
     roots = base / "data"
     roots.mkdir()
-    env = env_for(server.url, roots)
-    worker = Worker(env, base / "worker.log", "attacks")
+    worker = Worker(env_for(server.url, roots), base / "worker.log", name)
     try:
         worker.wait_ready()
         yield server, worker.log, roots
     finally:
         worker.stop()
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def aof(tmp_path_factory):
+    """(RedisServer with password + AOF, worker log, the worker's single root folder)."""
+    yield from _cluster(tmp_path_factory, "attacks")
 
 
 @pytest.fixture(scope="module")
@@ -47,17 +51,7 @@ def full(tmp_path_factory):
     """Like :func:`aof`, for the test that fills Redis: Celery ends a worker whose Redis
     refuses a write of its own (noting a task it took, or its restore mutex: "Unrecoverable
     error: OutOfMemoryError"), so this one is the filling test's own."""
-    base = tmp_path_factory.mktemp("full")
-    server = RedisServer(base, aof=True, password=PASSWORD)
-    roots = base / "data"
-    roots.mkdir()
-    worker = Worker(env_for(server.url, roots), base / "worker.log", "full")
-    try:
-        worker.wait_ready()
-        yield server, worker.log, roots
-    finally:
-        worker.stop()
-        server.stop()
+    yield from _cluster(tmp_path_factory, "full")
 
 
 @pytest.fixture

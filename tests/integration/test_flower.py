@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -31,7 +32,12 @@ pytestmark = pytest.mark.integration
 
 ROOT = str(Path(__file__).resolve().parents[2])
 USER, PASSWORD = "ops", "flower-test-pass"
-NAMES = {"deid.get", "deid.inspect", "deid.put", "deid.finalize"}
+OCR = os.environ.get("DEID_REQUIRE_OCR") == "1" or all(
+    importlib.util.find_spec(m) is not None for m in ("rapidocr", "onnxruntime"))
+"""The ``all`` run reads its images by OCR (``--ocr all``) where the extra is installed (CI
+requires it), so Flower shows ``deid.ocr`` and ``deid.clean`` tasks too."""
+NAMES = {"deid.get", "deid.inspect", "deid.put", "deid.finalize"} | (
+    {"deid.ocr", "deid.clean"} if OCR else set())
 
 
 class Flower:
@@ -100,7 +106,8 @@ def jobs(flower, worker_env, tmp_path_factory):
             before = set(_runs(worker_env))
             with contextlib.redirect_stdout(io.StringIO()):
                 code = main(["--action", action, "--quiet", "--batch", "2",
-                             "--input", str(root), "--outfolder", str(out / action)])
+                             "--input", str(root), "--outfolder", str(out / action)]
+                            + (["--ocr", "all"] if OCR and action == "all" else []))
             assert code == 0
             (run_id,) = set(_runs(worker_env)) - before
             run_ids.append(run_id)

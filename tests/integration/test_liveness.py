@@ -274,7 +274,7 @@ def test_batches_taken_ahead_when_redis_restarts_go_back_without_the_producer(tm
         time.sleep(1)  # Redis down for a moment, as in a restart
         server.start()
         client = server.client()
-        wait_for(lambda: client.hget(f"deid:run:{run_id}", "state") == '"finished"', 60,
+        wait_for(lambda: client.hget(f"deid:run:{run_id}", "state") == '"finished"', 180,
                  "the run to finish", step=0.2)
         assert counters(client, run_id)["put:files"] == len(paths)
     finally:

@@ -37,3 +37,16 @@ def test_errors_name_the_line(text: str, where: str) -> None:
 def test_unreadable_file_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot read the allow-list"):
         load_allowlist(tmp_path / "missing.txt")
+
+
+def test_a_pattern_entry_matches_the_whole_text_in_bounded_time() -> None:
+    """Text read from pixels is attacker-controlled: entries run like a recipe's patterns
+    (linear engine where it can), one that could backtrack exponentially is refused with its
+    line, and an entry means the whole text however it alternates."""
+    allow = parse_allowlist("re: W\\d+|L\\d+\n")
+    assert allow.pattern_allows("w400") and allow.pattern_allows("L40")
+    assert not allow.pattern_allows("w400 Smith")
+    with pytest.raises(ValueError, match=r"mine\.txt:2: a repeated group"):
+        parse_allowlist("[US]\nre: (\\w+)(a*)*\\1\n", "mine.txt")
+    with pytest.raises(ValueError, match=r"mine\.txt:1: bad regular expression"):
+        parse_allowlist("re: a)|(b\n", "mine.txt")

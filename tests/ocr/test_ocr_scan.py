@@ -137,7 +137,8 @@ def test_real_ocr_on_ybr_colour_and_on_every_frame(rapid) -> None:  # type: igno
     assert [b.kind for b in v.boxes if b.frame == 0] == ["phi", "allowed"]
     cleaned = redact(case.ds, v)
     r = v.redactions()[0]
-    assert not cleaned.pixel_array[:, r.y0:r.y1, r.x0:r.x1].any()       # both frames
+    box = cleaned.pixel_array[:, r.y0:r.y1, r.x0:r.x1]                   # both frames, still YBR:
+    assert not box[..., 0].any() and (box[..., 1:] == 128).all()          # black, no chroma
     assert verify_redacted(cleaned, identifying_values(case.ds), rapid, POLICY).status == "clean"
 
 

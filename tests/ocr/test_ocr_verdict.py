@@ -63,7 +63,24 @@ def test_verdict_json_has_counts_and_geometry_only() -> None:
     assert d["boxes"][0] == {"source": "pixels", "frame": 0, "box": [1, 2, 30, 12], "kind": "phi", "reason": "r",
                              "confidence": 0.9, "redact": True}
     assert set(json.loads(json.dumps(d))) == {"engine", "status", "frames_read", "frames_total", "counts", "error",
-                                              "boxes"}
+                                              "boxes", "margin", "margin_ratio", "line_extend", "shapes"}
+
+
+def test_a_stored_verdict_blacks_out_the_same_boxes() -> None:
+    # The ocr stage stores to_dict(); the clean stage rebuilds the verdict from it.
+    v = _verdict(_box(50, 40, 110, 50), _box(5, 90, 15, 99, redact=False), _box(0, 0, 3, 3, source="overlay 6000"),
+                 margin=2, margin_ratio=0.2, line_extend=1.0, frames_read=2, frames_total=3)
+    back = OcrVerdict.from_dict(json.loads(json.dumps(v.to_dict())))
+    assert back == v and back.redactions() == v.redactions()
+    assert back.summary() == {"status": "redact", "frames": 2, "boxes": 3, "phi": 2, "unsure": 0, "to_redact": 2}
+    for broken in ({}, {**v.to_dict(), "status": "maybe"},
+                   {**v.to_dict(), "boxes": [{**v.to_dict()["boxes"][0], "box": [1, 2]}]},
+                   {**v.to_dict(), "boxes": [{**v.to_dict()["boxes"][0], "kind": "secret"}]}):
+        try:
+            OcrVerdict.from_dict(broken)
+        except ValueError:
+            continue
+        raise AssertionError(f"accepted {broken}")
 
 
 def test_which_files_plain_ocr_reads() -> None:

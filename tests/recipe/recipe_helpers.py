@@ -3,6 +3,9 @@ block and multi-valued fields, with sentinel PHI values tests can look for."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from io import BytesIO
 from typing import Any
 
@@ -92,3 +95,21 @@ def roundtrip(ds: Dataset, enforce: bool = False) -> Dataset:
 
 def recipe_of(header: str, extra: str = "") -> Recipe:
     return parse_recipe(f"FORMAT dicom\n{extra}\n%header\n{header}\n", "test.dicom")
+
+
+@contextlib.contextmanager
+def hang_guard(seconds: float) -> Iterator[None]:
+    """Fail instead of hanging: the work under test takes milliseconds, the attacks the tests
+    replay ran for minutes or hours before their fix. Not a speed target, only a bound on a
+    hang (SIGALRM also interrupts the re engine)."""
+
+    def expired(signum: int, frame: object) -> None:
+        raise AssertionError(f"still running after {seconds} s: something backtracks")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)

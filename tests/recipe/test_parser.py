@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
-import signal
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from recipe_helpers import hang_guard
 
 from deid_workers.errors import RecipeError
 from deid_workers.recipe import load_recipe, merge_recipes, parse_recipe
@@ -216,24 +214,6 @@ _REFERENCE_TOKEN = re.compile(r"""(?:[^\s"']+|"(?:\\.|[^"])*"|'(?:\\.|[^'])*')+"
 """What a token is (deid's reading of an action line); backtracks exponentially on backslashes."""
 
 
-@contextlib.contextmanager
-def _hang_guard(seconds: float) -> Iterator[None]:
-    """Fail instead of hanging: the work under test takes milliseconds; before the fix, the
-    attack below took hours. Not a speed target, only a bound on a hang (SIGALRM also
-    interrupts the re engine)."""
-
-    def expired(signum: int, frame: object) -> None:
-        raise AssertionError(f"still running after {seconds} s: the lexer backtracks")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-
-
 @settings(max_examples=3000, deadline=None, derandomize=True)
 @given(st.text(alphabet='\\"\' a\t\x1c\xa0\nb', max_size=14))
 def test_lexer_reads_lines_as_the_token_pattern_does(line: str) -> None:
@@ -245,7 +225,7 @@ def test_backslash_pairs_in_an_unclosed_quote_parse_at_once() -> None:
     # over a minute with the pattern alone); thousands of them now parse like any line.
     for pairs in (22, 5000):
         line = 'REPLACE PatientName "' + "\\\\" * pairs
-        with _hang_guard(20):
+        with hang_guard(20):
             assert split_action_line(line) == ["REPLACE", "PatientName", "\\\\" * pairs]
             recipe = parse_recipe(f"FORMAT dicom\n%header\n{line}\n", "evil.dicom")
     assert recipe.header[0].value == "\\\\" * 5000

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
-import signal
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from recipe_helpers import hang_guard
 
 from deid_workers.errors import RecipeError
 from deid_workers.recipe import deidentify, inspect_dataset, load_recipe, patterns
@@ -20,22 +18,6 @@ TOKENS = ["a", "b", "A", "K", "ı", "é", "ſ", "\\.", ".", "\\d", "\\w", "\\s",
           "[a-c]", "[^ab]", "[\\d_]", "[A-Z]", "(", ")", "(?:", "|", "*", "+", "?", "{1,2}", "^",
           "$", "\\A", "\\Z", "\\b", " ", "\\n", "(?=a)", "(a)\\1"]
 TEXT = "abAKkıiſsé1_ \n\x1c.-"
-
-
-@contextlib.contextmanager
-def _hang_guard(seconds: float) -> Iterator[None]:
-    """Fail instead of hanging (the attacks below ran for minutes before); not a speed test."""
-
-    def expired(signum: int, frame: object) -> None:
-        raise AssertionError(f"still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 @settings(max_examples=1500, deadline=None, derandomize=True)
@@ -70,7 +52,7 @@ def test_engines_chosen() -> None:
     one_star = compile_pattern(r"\d+x")  # quadratic at worst: re for short texts only
     assert one_star.ascii_only and one_star.short == patterns.SHORT_TEXT
     assert compile_pattern(r"(a+)+$").short < 0 and not compile_pattern("(a+)+").ascii_only
-    with _hang_guard(20):  # a long text takes RE2's way
+    with hang_guard(20):  # a long text takes RE2's way
         assert one_star.search("1" * 200_000) is False
 
 
@@ -90,14 +72,14 @@ def test_catastrophic_filter_and_selector_patterns_run_in_linear_time() -> None:
     recipe = load_recipe(text=FILTER_ATTACK)
     ds = make_dataset(1)
     ds.InstitutionName = "a" * 60 + "!"  # minutes for Python's engine; LO allows 64
-    with _hang_guard(20):
+    with hang_guard(20):
         assert inspect_dataset(ds, recipe)["flagged"] is False
         ds.InstitutionName = "a" * 60
         assert inspect_dataset(ds, recipe)["flagged"] is True
     selector = load_recipe(text="FORMAT dicom\n%header\nREMOVE contains:(x+x+)+y\n")
     ds = make_dataset(1)
     ds.add_new(0x00090010, "LO", "x" * 60)  # a private creator: selectors search its text
-    with _hang_guard(20):
+    with hang_guard(20):
         deidentify(ds, selector, {})
 
 
@@ -109,7 +91,7 @@ def test_a_values_list_cannot_choose_a_catastrophic_pattern() -> None:
     ds.InstitutionName = "(a+)+$"
     ds.StudyDescription = "a" * 60 + "!"
     ds.SeriesDescription = "aaaa"
-    with _hang_guard(20):
+    with hang_guard(20):
         out = deidentify(ds, recipe, {})
     assert "StudyDescription" in out and "SeriesDescription" not in out
 
@@ -131,7 +113,7 @@ def test_a_match_past_its_time_limit_names_the_recipe_line(monkeypatch) -> None:
     monkeypatch.setattr(patterns, "MATCH_SECONDS", 0.05)
     slow = compile_pattern(r"(?=x)x*x*x*x*x*y", where=("deid.dicom", 7))  # polynomial: n**5
     assert slow.engine == "timed"
-    with _hang_guard(20), pytest.raises(PatternTimeout) as info:
+    with hang_guard(20), pytest.raises(PatternTimeout) as info:
         slow.search("x" * 500)
     assert (info.value.path, info.value.line) == ("deid.dicom", 7)
     assert "x" * 10 not in str(info.value)  # the pattern is named, never the text

@@ -134,6 +134,19 @@ def test_box_is_zero_rest_unchanged(frames: int, samples: int, bits: int, planar
     assert "BurnedInAnnotation" not in ds
 
 
+@pytest.mark.parametrize("planar", [0, 1])
+def test_a_box_in_ybr_pixels_is_black_not_zero(planar: int) -> None:
+    # YBR zeros display saturated green: black is Y 0 with Cb and Cr at mid-scale (128).
+    ds, arr = image(2, 3, planar=planar)
+    ds.PhotometricInterpretation = "YBR_FULL"
+    out = clean_pixels(ds, BOX)
+    out.pixel_array_options(as_rgb=False)
+    want = arr.copy()
+    want[..., 3:8, 2:6, :] = (0, 128, 128)
+    assert np.array_equal(out.pixel_array, want)
+    assert out.PhotometricInterpretation == "YBR_FULL"
+
+
 def test_all_then_keep_regions() -> None:
     ds, arr = image(2, 3)
     out = clean_pixels(ds, verdict((0, "all"), (1, ["1,1,4,5"])))

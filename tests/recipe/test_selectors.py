@@ -194,7 +194,7 @@ def test_new_element_is_what_pydicom_builds(vr, value, shared) -> None:
     from pydicom.dataelem import DataElement
     from pydicom.tag import Tag
 
-    from deid_workers.recipe.selectors import new_element
+    from deid_workers.recipe.elements import new_element
 
     for _ in range(2):  # the second call is served from the template cache
         with warnings.catch_warnings(record=True) as ours:
@@ -210,7 +210,7 @@ def test_new_element_is_what_pydicom_builds(vr, value, shared) -> None:
 def test_shared_person_names_are_separate_objects() -> None:
     from pydicom.tag import Tag
 
-    from deid_workers.recipe.selectors import new_element
+    from deid_workers.recipe.elements import new_element
 
     a = new_element(Tag(0x00100010), "PN", "ANONYMOUS", True)
     b = new_element(Tag(0x00100010), "PN", "ANONYMOUS", True)
@@ -258,7 +258,7 @@ def test_holds_canonical_uid_only_for_bytes_pydicom_would_write_back(raw, expect
     from pydicom.dataset import Dataset
     from pydicom.tag import Tag
 
-    from deid_workers.recipe.selectors import holds_canonical_uid
+    from deid_workers.recipe.elements import holds_canonical_uid
 
     ds = Dataset()
     ds._dict[Tag(0x00020002)] = RawDataElement(Tag(0x00020002), "UI", len(raw), raw, 0, False, True)
@@ -322,7 +322,7 @@ def test_delete_element_matches_pydicom_del() -> None:
     from pydicom.dataset import Dataset
     from pydicom.tag import Tag
 
-    from deid_workers.recipe.selectors import delete_element
+    from deid_workers.recipe.elements import delete_element
 
     ds = Dataset()
     ds.PatientID = "x"

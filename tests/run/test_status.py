@@ -289,3 +289,19 @@ def test_cli_purge_warns_when_the_run_is_still_going(cli_redis, capsys, status_r
     status_run(cli_redis, "r1")
     assert cli.main(["--purge", "r1"]) == 0
     assert "WARNING run r1 is running" in capsys.readouterr().err
+
+
+def test_status_of_an_inspect_run_with_ocr_lists_ocr_before_finalize(fake_redis, cluster_keys):
+    store = RunStore.create(fake_redis, "r-ocr", {"action": "inspect", "input": "/in",
+                                                  "ocr": "risky"}, expiry=1000, keys=cluster_keys)
+    for n in range(2):
+        store.add_batch(n, [f"f{n}-{i}" for i in range(3)])
+    store.update(walk_done=True, n_batches=2, state="running")
+    for n in range(2):
+        store.commit_batch("inspect", n, {"files": 3, "to_ocr": 2})
+    store.commit_batch("ocr", 0, {"files": 2})
+    status = run_status(store)
+    rows = {r["stage"]: r for r in status["stages"]}
+    assert [r["stage"] for r in status["stages"]] == ["inspect", "ocr", "finalize"]
+    assert (rows["ocr"]["done"], rows["ocr"]["total"], rows["ocr"]["batches_done"]) == (2, 4, 1)
+    assert "ocr" in render_status(status)
