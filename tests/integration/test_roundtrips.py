@@ -24,10 +24,11 @@ def test_a_batch_waits_for_few_round_trips():
     # finalize: the run's snapshot, its state, the export (sets, one group of entities), the
     # put batches sent, its commit; a first publish in a process adds kombu's declarations
     assert result["pool_per_task"]["deid.finalize"] <= 9
-    # The worker's event loop only takes tasks (BRPOP, kombu's note in unacked; a periodic
-    # scan may fall in): the ack and the task events of each go out from the offloop thread.
+    # The worker's event loop only takes tasks (BRPOP, kombu's note in unacked: 2 a task; kombu's
+    # periodic scan of unacked, about 8 with its new connection, may fall in): the ack and the
+    # task events of each (4 or more a task) go out from the offloop thread.
     loop = result["main_between_tasks"]
-    assert loop["main"] <= 2.5, loop
+    assert loop["main"] <= 3.5, loop
     assert loop["deid-offloop"] >= 1, loop  # at least the ack of every task
     assert result["unacked_left"] == 0  # a warm shutdown sent every ack before it stopped
 
