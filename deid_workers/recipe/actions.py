@@ -33,7 +33,6 @@ import copy
 import heapq
 import logging
 import os
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -45,22 +44,20 @@ from pydicom.tag import Tag
 from ..dicom import compat
 from ..errors import RecipeError
 from .cleantext import NotPlain, collect, public_kinds, texts_of
+from .compiled import CLEAN, compiled
 from .conformance import Change, conform
-from .elements import CACHE_LIMIT, delete_element, holds_canonical_uid, new_element
+from .elements import delete_element, holds_canonical_uid, new_element
 from .funcs import FuncContext, fast_shift, jitter_days, jitter_value, shift_value
 from .model import Action, Recipe
 from .notes import warn
-from .parser import parse_split_options
-from .selectors import Field, FieldSet, Selector, add_target, compile_selector
+from .selectors import Field, FieldSet, compile_selector
 from .values import MISSING, convert_value, resolve_value
 
-__all__ = ["deidentify", "compiled", "ids_fields_read"]
+__all__ = ["deidentify", "ids_fields_read"]
 
 logger = logging.getLogger(__name__)
-_compile_lock = threading.Lock()
 
 _SOURCES = ("var:", "func:", "deid_func:")  # value prefixes resolve_value looks up
-_CLEAN = "deid_func:clean_text"
 _DATE_SHIFT = "deid_func:date_shift"
 _ESC = b"\x1b"  # ISO 2022 code extensions: 7-bit bytes that only pydicom decodes right
 
@@ -68,111 +65,6 @@ _META_SYNC = {  # SOPInstanceUID, SOPClassUID -> their file-meta copies (tag, ke
     0x00080018: (0x00020003, "MediaStorageSOPInstanceUID"),
     0x00080016: (0x00020002, "MediaStorageSOPClassUID"),
 }
-
-
-class _Compiled:
-    """What the engine needs from a recipe, computed once and kept in Recipe.cache."""
-
-    def __init__(self, recipe: Recipe) -> None:
-        self.selectors: dict[str, Selector] = {}
-        for action in recipe.header:
-            if action.action != "ADD":
-                self.sel(action.field)
-        for rules in list(recipe.values.values()) + list(recipe.fields.values()):
-            for rule in rules:
-                self.sel(rule.field)
-        self.keep = [self.sel(a.field) for a in recipe.header if a.action == "KEEP"]
-        shields = [
-            self.sel(a.field)
-            for a in recipe.header
-            if a.action in ("REPLACE", "JITTER") and self.sel(a.field).plain
-        ]
-        self.adds = {a.field: add_target(a.field) for a in recipe.header if a.action == "ADD"}
-        # The %header lines as run() walks them (KEEP done up front), selectors resolved once.
-        self.plan: list[tuple[Action, Selector | None]] = [
-            (a, None if a.action == "ADD" else self.sel(a.field))
-            for a in recipe.header
-            if a.action != "KEEP"
-        ]
-        self.handlers = [a.action.lower() for a, _ in self.plan]  # _Run method per line
-        # Most lines of a default recipe name one field that a given file does not have. A
-        # line whose selector depends only on a field's names (its "shape") is answered per
-        # shape, once per recipe, so a file runs only the lines some field of it has, plus
-        # every line that reads values (values:, fields:, select:VR) and every ADD.
-        self.by_key: dict[str, tuple[int, ...]] = {}
-        self.shape_lines: list[tuple[int, Selector]] = []
-        dynamic: list[int] = []
-        for i, (_, s) in enumerate(self.plan):
-            if s is not None and s.kind == "exact":
-                self.by_key[s.arg] = self.by_key.get(s.arg, ()) + (i,)
-            elif s is not None and _by_shape(s):
-                self.shape_lines.append((i, s))
-            else:
-                dynamic.append(i)
-        self.dynamic = tuple(dynamic)
-        self.first_exact = min((v[0] for v in self.by_key.values()), default=len(self.plan))
-        # After this line only ADDs remain, and an ADD never reads the field set's index.
-        self.last_reader = max((i for i, (_, s) in enumerate(self.plan) if s is not None), default=-1)
-        self.shield_keys = frozenset(s.arg for s in shields if s.kind == "exact")
-        self.shield_shapes = [s for s in shields if s.kind != "exact" and _by_shape(s)]
-        self.shield_others = [s for s in shields if s.kind != "exact" and not _by_shape(s)]
-        self.known_hits: dict[tuple[str, str, str | None], tuple[tuple[int, ...], bool]] = {}
-        # clean_text reads the file's names, IDs and dates as they were before any line ran:
-        # they are collected when a clean_text line selects a field of the file (or could
-        # after an ADD made one, which the answers by shape do not foresee)
-        clean = [i for i, (a, _) in enumerate(self.plan) if a.value is not None and a.value.startswith(_CLEAN)]
-        self.clean_lines = frozenset(clean)
-        first_add = min((i for i, (a, _) in enumerate(self.plan) if a.action == "ADD"), default=len(self.plan))
-        self.clean_after_add = any(i > first_add for i in clean)
-        self.splits = {
-            id(rule): parse_split_options(rule.value)
-            for rules in recipe.values.values()
-            for rule in rules
-            if rule.action == "SPLIT"
-        }
-
-    def sel(self, text: str) -> Selector:
-        s = self.selectors.get(text)
-        if s is None:
-            s = self.selectors[text] = compile_selector(text)
-        return s
-
-    def hits(self, f: Field) -> tuple[tuple[int, ...], bool]:
-        """(plan lines whose selector matches ``f`` by its names, whether a REPLACE/JITTER
-        line shields it from REMOVE that way); shared by every field of the same shape (tag
-        path, keyword path, private creator: all its names derive from them), bounded like
-        the selectors' caches of names."""
-        shape = f.shape()
-        hit = self.known_hits.get(shape)
-        if hit is None:
-            keys = f.exact_keys()
-            lines = {i for key in keys for i in self.by_key.get(key, ())}
-            lines.update(i for i, s in self.shape_lines if f.matches(s))
-            shielded = not self.shield_keys.isdisjoint(keys) or any(
-                f.matches(s) for s in self.shield_shapes)
-            hit = (tuple(sorted(lines)), shielded)
-            if len(self.known_hits) >= CACHE_LIMIT:
-                self.known_hits.clear()
-            self.known_hits[shape] = hit
-        return hit
-
-
-def _by_shape(sel: Selector) -> bool:
-    """Does the selector test only a field's names (tag, keyword, paths, creator)?"""
-    if not sel.plain:
-        return False
-    return sel.kind != "select" or sel.arg.startswith("GROUP:")
-
-
-def compiled(recipe: Recipe) -> _Compiled:
-    """The recipe's compiled selectors (built on first use, then shared by all threads)."""
-    c = recipe.cache.get("engine")
-    if c is None:
-        with _compile_lock:
-            c = recipe.cache.get("engine")
-            if c is None:
-                c = recipe.cache["engine"] = _Compiled(recipe)
-    return c
 
 
 class _Run:
@@ -262,7 +154,7 @@ class _Run:
 
         Equivalent to visiting every line and expanding its selector on the field set (what
         deid does), only cheaper: one pass over the fields gives, through a per-recipe cache
-        by shape (:meth:`_Compiled.hits`), the lines that select each field by name, so
+        by shape (:meth:`.compiled.Compiled.hits`), the lines that select each field by name, so
         lines that select nothing in this file are never visited. Once an ADD creates a
         field, the rest of the run expands selectors on the field set itself
         (:meth:`_switch`), which orders re-created fields as deid does.
@@ -388,7 +280,7 @@ class _Run:
         self.fields.forget_children(f)
 
     def replace(self, f: Field, action: Action) -> None:
-        if action.value == _CLEAN and self.clean_unchanged(f):
+        if action.value == CLEAN and self.clean_unchanged(f):
             return
         value = self.value_for(action, f)
         if value is MISSING:

@@ -36,8 +36,9 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as DicomSequence
 
-from .actions import compiled, deidentify
+from .actions import deidentify
 from .annex_e import Mapped, mapped_rows, row_vr
+from .compiled import compiled
 from .model import Recipe
 from .options import profile_name
 from .selectors import Field

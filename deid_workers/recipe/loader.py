@@ -16,8 +16,8 @@ from pathlib import Path
 
 from ..errors import RecipeError
 from . import filters
-from .actions import compiled
 from .annex_e import render_profile, source_name
+from .compiled import compiled
 from .model import Recipe
 from .options import parse_profile
 from .parser import merge_recipes, parse_recipe

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deid_workers.recipe import RecipeError, compile_filters, deidentify, inspect_dataset
-from deid_workers.recipe.actions import compiled
+from deid_workers.recipe.compiled import compiled
 from deid_workers.recipe.parser import parse_recipe
 from deid_workers.synth import make_dataset
 
