@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 
+from .commit import Commit
 from .runlog import write_run_log
-from .store import Commit, RunStore
+from .store import RunStore
 
 __all__ = ["finish_run", "fail_run"]
 

@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 from celery.utils.log import get_task_logger
 
 from ..fs.durable import sync_paths
+from ..run.commit import Commit
 from ..run.notices import BatchNotices
-from ..run.store import Commit
 from .guard import BatchGuard
 from .liveness import Superseded
 

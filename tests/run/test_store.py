@@ -96,7 +96,7 @@ def test_ids_stream_in_few_round_trips_and_whole_across_pages(fake_redis, store,
     """Many entities (several SSCAN pages, several groups), one with more items than an
     HSCAN page: every item comes back once, and the round trips are per group, not per
     entity."""
-    import deid_workers.run.store as store_mod
+    import deid_workers.run.idstore as store_mod
 
     monkeypatch.setattr(store_mod, "SCAN_COUNT", 50)
     ids = {f"P{n}": {f"i{n}": {"id": n}} for n in range(1500)}
