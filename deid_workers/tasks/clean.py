@@ -20,11 +20,10 @@ from celery.utils.log import get_task_logger
 from ..app import deid_task
 from ..errors import OcrEngineError
 from ..run.lifecycle import finish_run
-from ..run.notices import no_ids_text
 from . import faults
 from .context import RunContext, run_context
 from .guard import BatchGuard
-from .put import batch_step, log_entry
+from .put import batch_step, tally_outcome
 from .tally import BatchTally
 
 __all__ = ["clean_batch", "run_clean"]
@@ -55,24 +54,10 @@ def run_clean(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
                       careful=guard.careful, notices=tally.notices, ocr=verdicts,
                       verify=verify)
     for rel, out in tally.run(step):
-        if (out.status in ("cleaned", "written", "quarantined") and not out.has_ids
-                and ctx.record.ids_given):
-            tally.warn(rel, "no_ids", no_ids_text(rel, ctx.settings.entity_field,
-                                                  ctx.settings.item_field))
-        tally.log_entry(rel, log_entry(rel, out, tally.notices.of_file(rel)))
+        tally_outcome(tally, ctx, rel, out)  # cleaned, or written when nothing was left to clean
         if out.ocr is not None and "verified" in out.ocr:
             tally.count("ocr_verified" if out.ocr["verified"] else "ocr_phi_left")
             tally.count("ocr_boxes_cleaned", int(out.ocr.get("cleaned") or 0))
-        if out.status == "refused":
-            tally.refuse(rel, out.reason)
-        elif out.status == "skipped":
-            tally.skip(rel, out.reason)
-        else:
-            tally.wrote(out.dest)
-            if out.status == "quarantined":
-                tally.quarantine(rel, out.reason)
-            else:  # cleaned, or written when nothing was left to clean
-                tally.count(out.status)
     finish_run(store, "clean", tally.commit())
     return tally.result()
 

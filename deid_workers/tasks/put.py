@@ -25,7 +25,7 @@ from .load import await_ids
 from .readahead import WINDOW, ReadAhead
 from .tally import BatchTally
 
-__all__ = ["log_entry", "put_batch", "batch_step", "prepare_output", "verify_output"]
+__all__ = ["log_entry", "put_batch", "batch_step", "tally_outcome", "prepare_output", "verify_output"]
 
 log = get_task_logger(__name__)
 
@@ -68,24 +68,11 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
     step = batch_step(ctx, paths, known, first_time=first_time, policy=policy,
                       careful=guard.careful, notices=tally.notices, read=guard.start.ids)
     for rel, out in tally.run(step):
-        if out.status in ("written", "quarantined") and not out.has_ids and ctx.record.ids_given:
-            tally.warn(rel, "no_ids", no_ids_text(rel, ctx.settings.entity_field,
-                                                  ctx.settings.item_field))
-        tally.log_entry(rel, log_entry(rel, out, tally.notices.of_file(rel)))
         if out.status == "clean":
             to_clean.append(rel)
         elif out.status == "ocr":
             to_ocr.append(rel)
-        elif out.status == "refused":
-            tally.refuse(rel, out.reason)
-        elif out.status == "skipped":
-            tally.skip(rel, out.reason)
-        else:
-            tally.wrote(out.dest)
-            if out.status == "written":
-                tally.count("written")
-            else:  # quarantined: a de-identified copy in the quarantine folder
-                tally.quarantine(rel, out.reason)
+        if tally_outcome(tally, ctx, rel, out):  # written, or a copy in the quarantine folder
             if out.missing:
                 tally.note("missing", rel, ",".join(out.missing))
             if not out.has_ids:
@@ -112,6 +99,32 @@ def run_put(run_id: str, batch_no: int, retry: int = 0) -> dict[str, int]:
         dispatch.send_clean(store, batch_no)
     finish_run(store, ctx.final_stage, commit if ctx.final_stage == "put" else None)
     return tally.result()
+
+
+def tally_outcome(tally: BatchTally, ctx: RunContext, rel: str, out: PutOutcome) -> bool:
+    """Record one file's outcome as put and clean both do: the warning when ``--ids`` held
+    none for it, its run-log entry, then a refusal, a skip, or an output written (counted by
+    its status) or quarantined. True when an output was written, either way; a file handed on
+    to the clean or ocr stage is logged only (that stage records what becomes of it)."""
+    if out.status in _WROTE and not out.has_ids and ctx.record.ids_given:
+        tally.warn(rel, "no_ids", no_ids_text(rel, ctx.settings.entity_field,
+                                              ctx.settings.item_field))
+    tally.log_entry(rel, log_entry(rel, out, tally.notices.of_file(rel)))
+    if out.status == "refused":
+        tally.refuse(rel, out.reason)
+    elif out.status == "skipped":
+        tally.skip(rel, out.reason)
+    elif out.status in _WROTE:
+        tally.wrote(out.dest)
+        if out.status == "quarantined":  # a de-identified copy in the quarantine folder
+            tally.quarantine(rel, out.reason)
+        else:
+            tally.count(out.status)
+        return True
+    return False
+
+
+_WROTE = ("written", "cleaned", "quarantined")
 
 
 def batch_step(ctx: RunContext, paths: list[str], known: Mapping[str, Known], *,
