@@ -288,6 +288,16 @@ def mapped_rows(options: Sequence[str] = ()) -> list[Mapped]:
     return [map_row(row, options) for row in sorted(e1_1(), key=_order)]
 
 
+def _row_lines(items: list[Mapped]) -> list[str]:
+    """Each row's comment, then its line (or why it has none) and the lines it adds."""
+    out: list[str] = []
+    for item in items:
+        out.append(row_comment(item))
+        out.append(item.line if item.line is not None else f"# (no line: {item.note})")
+        out.extend(item.items)
+    return out
+
+
 def row_comment(item: Mapped) -> str:
     """The comment line that precedes a row's lines (tests and readers find rows by it)."""
     code = item.row.basic if item.option is None else f"{item.row.basic}; {item.option}: {item.code}"
@@ -426,10 +436,7 @@ def _render(options: tuple[str, ...]) -> str:
     public = [m for m in mapped if not m.row.private]
     private = [m for m in mapped if m.row.private]
     out.append(f"# {len(mapped)} rows of table E.1-1, in tag order; each row's comment precedes its line.")
-    for item in public:
-        out.append(row_comment(item))
-        out.append(item.line if item.line is not None else f"# (no line: {item.note})")
-        out.extend(item.items)
+    out.extend(_row_lines(public))
     late = list(dict.fromkeys(line for m in mapped for line in m.late))
     if late:
         out += ["", "# Free text inside the sequences an option cleans (after the rows, so these",
@@ -474,10 +481,7 @@ def render_option(name: str) -> str:
     if name == _GRAPHICS:
         out += ["%filter blacklist", GRAPHICS_LABEL.rstrip("\n"), ""]
     out += ["%header", ""]
-    for item in changed:
-        out.append(row_comment(item))
-        out.append(item.line if item.line is not None else f"# (no line: {item.note})")
-        out.extend(item.items)
+    out.extend(_row_lines(changed))
     late = list(dict.fromkeys(line for m in changed for line in m.late))
     if late:
         out += ["", "# After every row:"] + late
