@@ -324,7 +324,7 @@ def _groups(args: argparse.Namespace) -> tuple[str, ...]:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     """Check everything, then start (embedded mode) and submit; nothing starts, and no folder
     made here stays, when a check fails."""
-    from .producer import prepare, remove_made
+    from .prepare import prepare, remove_made
 
     made: list[str] = []  # folders made here: removed again if the run does not start
     said: list[str] = []  # what to tell once the checks passed
@@ -509,7 +509,7 @@ def _submit_and_follow(args: argparse.Namespace, settings: Settings, prepared: A
 
 
 def _submission(args: argparse.Namespace, settings: Settings, key_location: str | None) -> Any:
-    from .producer import Submission
+    from .prepare import Submission
 
     return Submission(action=args.action, input=args.input, outfolder=args.outfolder,
                       records=args.records or "", input_file=getattr(args, "input_file", None),

@@ -335,7 +335,7 @@ def test_status_of_an_embedded_run_points_at_its_run_log(capsys):
 def test_input_may_be_one_file_as_in_deid(tmp_path):
     from deid_workers.config import Settings
     from deid_workers.errors import ConfigError
-    from deid_workers.producer import Submission, prepare
+    from deid_workers.prepare import Submission, prepare
 
     paths = write_study_tree(tmp_path / "in", patients=1, images=2, nested_dirs=False)
     args = cli.build_parser().parse_args(["--action", "all", "--input",

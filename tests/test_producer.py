@@ -204,13 +204,14 @@ def put_setup(tmp_path, monkeypatch, fake_redis):
 def _put_setup(tmp_path, monkeypatch, client, *, chunk_items: int, work: bool = True):
     import contextlib
 
-    from deid_workers import producer
+    from deid_workers import prepare, producer
     from deid_workers.ids import chunks
     from deid_workers.run.store import RunStore
 
     monkeypatch.setattr(producer, "send_first_stage", lambda *a, **k: None)  # no broker here
-    monkeypatch.setattr(producer, "iter_ids_chunks",
-                        lambda path, **kw: chunks.iter_ids_chunks(path, chunk_items, **kw))
+    for module in (prepare, producer):  # prepare cuts the file first, resume again
+        monkeypatch.setattr(module, "iter_ids_chunks",
+                            lambda path, **kw: chunks.iter_ids_chunks(path, chunk_items, **kw))
     sent: list[int] = []
 
     @contextlib.contextmanager

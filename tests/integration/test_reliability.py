@@ -260,7 +260,8 @@ def test_resume_resends_only_what_is_not_done(corpora, tmp_path, monkeypatch, ca
     from deid_workers.app import app, configure
     from deid_workers.cli import main
     from deid_workers.config import Settings
-    from deid_workers.producer import Submission, submit
+    from deid_workers.prepare import Submission
+    from deid_workers.producer import submit
 
     root, paths = _copy(corpora, "small", tmp_path / "in")
     out = tmp_path / "out"
