@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "deid_workers"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("front door", ("deid_workers", "deid_workers.__main__", "deid_workers.cli",
                     "deid_workers.worker", "deid_workers.embedded", "deid_workers.producer",
-                    "deid_workers.prepare",
+                    "deid_workers.prepare", "deid_workers.arguments",
                     "deid_workers.progress", "deid_workers.synth", "deid_workers.synth_burned")),
     ("celery glue", ("deid_workers.app", "deid_workers.tasks")),
     ("run state", ("deid_workers.run",)),
