@@ -129,7 +129,7 @@ def probe_producer(n_files: int, batch: int) -> dict[str, Any]:
 def probe_ids_load(n_files: int) -> dict[str, Any]:
     """``put --ids deid-ids.json`` of ``n_files`` files: the producer's RSS while it streams
     the file into Redis (the file is written first, by the ids export's own writer)."""
-    from deid_workers import producer
+    from deid_workers import prepare, producer
     from deid_workers.app import app, configure
     from deid_workers.config import Settings
     from deid_workers.ids.export import IDS_JSON
@@ -142,7 +142,7 @@ def probe_ids_load(n_files: int) -> dict[str, Any]:
         os.environ["DEID_SECRET"] = BENCH_SECRET  # the in-process deid.load reads its own key
         configure(app, settings)
         marks: dict[str, float] = {}
-        real = producer.iter_ids_chunks
+        real = prepare.iter_ids_chunks  # prepare cuts the file before submit sends it
 
         def watched(p: str, **kw: Any) -> Iterator[tuple[str, int]]:
             items = 0
@@ -152,7 +152,7 @@ def probe_ids_load(n_files: int) -> dict[str, Any]:
                 if items >= CHECKPOINT and "rss_at_10k_mb" not in marks:
                     marks["rss_at_10k_mb"] = rss_mb()
 
-        producer.iter_ids_chunks = watched  # type: ignore[assignment]
+        prepare.iter_ids_chunks = watched  # type: ignore[assignment]
         os.makedirs(os.path.join(tmp, "in"))
         rss_start = rss_mb()
         t0 = time.perf_counter()

@@ -91,11 +91,11 @@ def test_get_print_writes_json_to_stdout(cluster, tree, tmp_path, capsys):
 def test_put_with_edited_ids_uses_vars(cluster, redis_client, tree, tmp_path, capsys,
                                        monkeypatch, place):
     """The edited ids go to the worker in chunks (an entity each here) ahead of the put batches."""
-    from deid_workers import producer
+    from deid_workers import prepare, producer
     from deid_workers.ids import chunks
     from deid_workers.run.store import RunStore
 
-    monkeypatch.setattr(producer, "iter_ids_chunks",
+    monkeypatch.setattr(prepare, "iter_ids_chunks",
                         lambda p, **kw: chunks.iter_ids_chunks(p, 1, **kw))
     monkeypatch.setattr(producer, "IDS_WINDOW", 100)  # all of them to the worker
     root, paths = tree
