@@ -237,4 +237,7 @@ def _check_worker(**_: Any) -> None:
     elif not dicom_compat.fast_io():
         log.info("DEID_FAST_IO=0: files are read with dcmread and written with save_as")
     compat.survive_broker_loss(broker_lost)
-    compat.install_offloop()
+    if settings.offloop:
+        compat.install_offloop()
+    else:
+        log.info("DEID_OFFLOOP=0: acks and task events are sent by Celery's event loop")

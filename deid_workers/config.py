@@ -185,6 +185,9 @@ class Settings:
     # DEID_FAST_IO=0: read with dcmread and write with save_as, not deid-workers' own reader and
     # encoder (the same datasets and bytes; see dicom/compat.py). On by default.
     fast_io: bool = True
+    # DEID_OFFLOOP=0: a worker's acks and task events are sent by Celery's own event loop, not
+    # by the thread beside it (tasks/offloop.py; kombu and Celery as they ship). On by default.
+    offloop: bool = True
     # DEID_TEST_CRASH_ON: tests only. A worker SIGKILLs itself on any file whose relative path
     # contains this text, so the suite can prove poison-file quarantine with a real crash.
     test_crash_on: str | None = None
@@ -371,7 +374,7 @@ def _convert(env_name: str, field_name: str, raw: str) -> Any:
     if field_name in ("input_roots", "output_roots"):
         return tuple(os.path.realpath(p) if os.path.isabs(p) else p
                      for p in raw.split(os.pathsep) if p.strip())
-    if field_name in ("log_json", "fast_io"):
+    if field_name in ("log_json", "fast_io", "offloop"):
         return _parse_bool(raw)
     if field_name == "message_level":
         return raw.strip().upper()

@@ -6,6 +6,8 @@ tests/test_app.py; here, what a worker does on releases they were not written fo
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from kombu.transport import redis as kombu_redis
 
@@ -69,3 +71,19 @@ def test_a_worker_on_an_untested_pydicom_starts_on_the_plain_path(monkeypatch, c
     finally:
         dicom_compat.use_fast_io(None)
     assert "is not one deid-workers was tested with" in caplog.text
+
+
+@pytest.mark.parametrize(("value", "installed"), [("1", True), ("0", False)])
+def test_deid_offloop_0_leaves_acks_and_events_to_celerys_loop(monkeypatch, caplog, value,
+                                                               installed):
+    """The way back to the plain path: with DEID_OFFLOOP=0 the worker installs nothing of
+    tasks/offloop.py and says so once."""
+    calls: list[bool] = []
+    monkeypatch.delenv("DEID_BROKER_URL", raising=False)
+    monkeypatch.setenv("DEID_OFFLOOP", value)
+    monkeypatch.setattr(compat, "install_offloop", lambda: calls.append(True) or True)
+    monkeypatch.setattr(compat, "survive_broker_loss", lambda hook: True)
+    caplog.set_level(logging.INFO)
+    app_module._check_worker()
+    assert calls == ([True] if installed else [])
+    assert ("DEID_OFFLOOP=0" in caplog.text) is not installed
