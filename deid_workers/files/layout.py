@@ -303,11 +303,6 @@ class Layout:
             self._key = self.key_source()
         return self._key
 
-    @property
-    def after_recipe(self) -> bool:
-        """True when the path depends on the de-identified data set (``uid``)."""
-        return self.kind == UID
-
     def before(self, rel: str, ds: Dataset) -> str | None:
         """The output path of input ``rel`` read as ``ds`` (before the recipe ran), or None
         when it is known only afterwards (:meth:`after`)."""

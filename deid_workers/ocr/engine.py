@@ -43,10 +43,6 @@ class TextBox:
     text: str
     confidence: float
 
-    @property
-    def area(self) -> int:
-        return max(0, self.x1 - self.x0) * max(0, self.y1 - self.y0)
-
 
 class Engine(Protocol):
     """What the rest of the package needs from an OCR engine."""

@@ -72,8 +72,6 @@ OPTIONS: dict[str, Option] = {
 """Every option with a column in Table E.1-1, in a fixed order (the order recipes and codes
 are written in, whatever order the user named them)."""
 
-_BY_KEY = {o.key: o for o in OPTIONS.values()}
-
 
 class ProfileError(RecipeError):
     """A profile that cannot be used: an unknown option, or options that contradict."""
@@ -159,8 +157,3 @@ def check_conflicts(options: Sequence[str]) -> None:
 
 
 _WORD = {"K": "keeps", "C": "cleans"}
-
-
-def option_for_key(key: str) -> Option:
-    """The option of an ``e1_1.json`` column key."""
-    return _BY_KEY[key]

@@ -75,10 +75,6 @@ class IdsStore(StoreBase):
         """Keyed, salted digest naming an item's field in its entity's ids hash."""
         return str(self._namers()["item"](item))
 
-    def _write_ids(self, pipe: Any, entity: str, items: Mapping[str, Mapping[str, Any]],
-                   named: dict[tuple[str, str], tuple[str, str]] | None = None) -> None:
-        self._write_packed(pipe, *self._packed(entity, items, named))
-
     def _packed(self, entity: str, items: Mapping[str, Mapping[str, Any]],
                 named: dict[tuple[str, str], tuple[str, str]] | None = None
                 ) -> tuple[str, dict[str, str]]:
