@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from .commit import Commit
+from .memory import out_of_memory, redis_reason
 from .runlog import write_run_log
 from .store import RunStore
 
@@ -20,7 +21,10 @@ log = logging.getLogger(__name__)
 def fail_run(store: RunStore, what: str, exc: BaseException) -> None:
     """Mark the run failed by ``what``'s error, in one line without paths or values (the
     error's text may quote either): for work no chord reports to the producer."""
-    reason = getattr(exc, "strerror", None) or type(exc).__name__
+    if out_of_memory(exc):  # said plainly, with what to do, whichever task met it
+        reason = redis_reason(exc, store.run_id)
+    else:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
     log.error("run %s: %s failed: %s", store.run_id, what, reason)
     store.set_state("failed", error=f"{what} failed: {reason}")
 

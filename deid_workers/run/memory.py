@@ -15,9 +15,18 @@ __all__ = ["out_of_memory", "redis_reason", "redis_full", "MemoryWatch"]
 
 def out_of_memory(exc: BaseException) -> bool:
     """Whether Redis refused a write for lack of memory (``maxmemory``, ``noeviction``), also
-    when the write was inside one of our Lua scripts (then redis-py says ResponseError)."""
-    return isinstance(exc, redis.exceptions.OutOfMemoryError) or (
-        isinstance(exc, redis.exceptions.ResponseError) and "OOM command not allowed" in str(exc))
+    when the write was inside one of our Lua scripts (then redis-py says ResponseError) or
+    when kombu re-raised the refusal as its own ``OperationalError`` (sending a task)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, redis.exceptions.OutOfMemoryError) or (
+                isinstance(cur, redis.exceptions.ResponseError)
+                and "OOM command not allowed" in str(cur)):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 def redis_reason(exc: BaseException, resume: str | None = None) -> str:

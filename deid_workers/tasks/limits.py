@@ -69,7 +69,7 @@ class BatchTask(Task):  # type: ignore[misc]
             # failed, the message dropped (not failed: a traceback would say nothing more).
             refuse(str(args[0]) if args else "?", exc)
             raise Reject(str(exc), requeue=False) from None
-        except redis.exceptions.ResponseError as exc:
+        except Exception as exc:  # redis-py's ResponseError, or kombu's OperationalError over it
             if out_of_memory(exc):
                 # maxmemory with noeviction (deploy/): every write fails until memory is freed;
                 # one plain line, then the task fails (marking the run failed would be a write
