@@ -7,14 +7,14 @@ another and learning one derived key reveals neither the secret nor the others:
 - the pseudonyms themselves (``hmac_uid``, ``hmac_id``, ``date_shift``) keep using the raw
   secret as they always did (:mod:`deid_workers.recipe.funcs`): a new derivation there would
   change every pseudonym already released;
-- ``sign``: HMAC-SHA256 tags on the run record and on every list a worker acts on (batches of
-  paths, clean batches, per-batch logs), so that someone holding only the Redis password can
-  neither submit a run nor redirect one (:class:`~deid_workers.errors.RunRefused`);
-- ``seal``: AES-256-GCM over the identifiers kept in Redis and the run record, so an AOF or
-  RDB file, a purge leftover or a sniffed connection shows nothing; the associated data binds
-  each value to the run and the place it was written to, so it cannot be moved elsewhere;
-- ``digest``: keyed names for the entities' and items' hashes, so a key name cannot be tested
-  against a guessed PatientID;
+- ``sign``: an HMAC-SHA256 tag on the run record, so that someone holding only the Redis
+  password can neither submit a run nor redirect one (:class:`~deid_workers.errors.RunRefused`);
+- ``seal``: AES-256-GCM over the identifiers kept in Redis, the run record and every path
+  (lists a worker acts on, logs, outcomes), so an AOF or RDB file, a purge leftover or a
+  sniffed connection shows nothing, and a list cannot be forged (GCM's tag); the associated
+  data binds each value to the run and the place it was written to, so it cannot be moved;
+- ``digest``: keyed names for the entities', items' and paths' hash fields, so a name cannot be
+  tested against a guessed PatientID or file name;
 - ``fingerprint``: a short public name of the key, kept with each run, so a worker holding
   another key says so in one line instead of failing on a signature.
 

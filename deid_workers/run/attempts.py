@@ -97,16 +97,18 @@ class BatchAttempts(IdsStore):
             self.client.hdel(self.keys.inflight, field)
             return
         pipe = self.client.pipeline()
-        pipe.hset(self.keys.inflight, field, f"{retry}\n{path}")
+        pipe.hset(self.keys.inflight, field, self._sealed_text("inflight", field, f"{retry}\n{path}"))
         pipe.expire(self.keys.inflight, self.expiry)
         pipe.execute()
 
     def inflight(self, stage: str, batch_no: int, retry: int) -> str | None:
-        """The file a previous careful delivery at the same retry was on when it died."""
-        raw = self.client.hget(self.keys.inflight, f"{stage}:{batch_no}")
+        """The file a previous careful delivery at the same retry was on when it died (sealed:
+        the path may name a patient)."""
+        field = f"{stage}:{batch_no}"
+        raw = self.client.hget(self.keys.inflight, field)
         if raw is None:
             return None
-        at, _, path = decode(raw).partition("\n")
+        at, _, path = self._opened_text("inflight", field, raw).partition("\n")
         return path if at == str(retry) else None
 
     def note_time_limit(self, stage: str, batch_no: int, retry: int, seconds: int) -> None:

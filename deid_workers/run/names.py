@@ -12,8 +12,9 @@ write, so identifiers never outlive the run by more than that::
     deid:run:<id>                       hash  the run record: "spec" (sealed, signed: everything
                                               the producer decided: action, folders, recipe,
                                               settings), "sig", "key_id", then what changes
-                                              (state, stage, counts of batches, outputs' paths)
-    deid:run:<id>:batches               hash  batch_no -> signed JSON list of relative paths
+                                              (state, stage, counts of batches; outputs' paths
+                                              and the error sealed: store.PRIVATE_FIELDS)
+    deid:run:<id>:batches               hash  batch_no -> sealed JSON list of relative paths
     deid:run:<id>:valid                 hash  batch_no -> sealed JSON {"paths": paths get found
                                               valid, "keys": their [entity, item]} (put
                                               prefetches ids)
@@ -32,30 +33,30 @@ write, so identifiers never outlive the run by more than that::
     deid:run:<id>:idschunk:<n>          string  chunk n of a ``put --ids`` file (sealed deflated
                                               JSON, see :mod:`~deid_workers.ids.chunks`)
                                               until a worker has written its ids (a few at once)
-    deid:run:<id>:skipped               hash  relative path -> reason (not DICOM, unreadable)
-    deid:run:<id>:refused               hash  relative path -> reason (output exists)
-    deid:run:<id>:failed                hash  relative path -> error type (unexpected error)
-    deid:run:<id>:missing               hash  relative path -> missing entity/item fields
-    deid:run:<id>:inspect               hash  relative path -> JSON verdict
-    deid:run:<id>:unlisted              hash  relative path -> why the walk left it out (unlisted folder, link)
-    deid:run:<id>:quarantined           hash  relative path -> "<group>: <reason>" (--clean-pixels)
-    deid:run:<id>:clean                 hash  batch_no -> signed JSON list of paths put (with
+    deid:run:<id>:skipped               hash  path -> reason (not DICOM, unreadable)
+    deid:run:<id>:refused               hash  path -> reason (output exists)
+    deid:run:<id>:failed                hash  path -> error type (unexpected error)
+    deid:run:<id>:missing               hash  path -> missing entity/item fields
+    deid:run:<id>:inspect               hash  path -> JSON verdict
+    deid:run:<id>:unlisted              hash  path -> why the walk left it out (unlisted folder, link)
+    deid:run:<id>:quarantined           hash  path -> "<group>: <reason>" (--clean-pixels)
+    deid:run:<id>:clean                 hash  batch_no -> sealed JSON list of paths put (with
                                               --ocr: the ocr stage) left to clean
-    deid:run:<id>:ocr                   hash  batch_no -> signed JSON list of paths put or inspect
+    deid:run:<id>:ocr                   hash  batch_no -> sealed JSON list of paths put or inspect
                                               left to the ocr stage (--ocr)
     deid:run:<id>:ocrverdicts           hash  batch_no -> sealed JSON {path: OCR verdict} (box
                                               geometry and counts, never text) that the clean
                                               stage blacks out
-    deid:run:<id>:log:<stage>           hash  batch_no -> signed JSON [[outcome, reason], ...] aligned
+    deid:run:<id>:log:<stage>           hash  batch_no -> sealed JSON [[outcome, reason], ...] aligned
                                               with the paths the stage processed (deid-run.jsonl);
                                               a file's warnings as a fourth item where it has some
-    deid:run:<id>:notices:<stage>       hash  batch_no -> signed JSON {"counts": per kind,
+    deid:run:<id>:notices:<stage>       hash  batch_no -> sealed JSON {"counts": per kind,
                                               "first": [[path, kind, text], ...]}: the batch's
                                               warnings about files (:mod:`~deid_workers.run.notices`)
-    deid:run:<id>:poison                hash  relative path -> why it was quarantined (crashed its worker)
-    deid:run:<id>:residual              hash  relative path -> keywords whose PHI survived put
+    deid:run:<id>:poison                hash  path -> why it was quarantined (crashed its worker)
+    deid:run:<id>:residual              hash  path -> keywords whose PHI survived put
     deid:run:<id>:deliveries            hash  "<stage>:<batch>:<retry>" -> times the batch started
-    deid:run:<id>:inflight              hash  "<stage>:<batch>" -> "<retry>\n<path>" being processed;
+    deid:run:<id>:inflight              hash  "<stage>:<batch>" -> sealed "<retry>\n<path>" being processed;
                                               "<stage>:<batch>:limit" -> "<retry>\n<seconds>" when
                                               the hard time limit killed the batch's process
     deid:run:<id>:takers                hash  "<stage>:<batch>" -> "<worker>\t<start token>\t<time>":
@@ -68,10 +69,15 @@ Outside any run, the workers' liveness (:mod:`deid_workers.tasks.liveness`)::
                                               process refreshes it (DEID_LIVENESS_TTL)
     deid:workers                        zset  worker id -> last refresh (for --status)
 
-Key names never contain a header value: an entity (a PatientID) and an item (a SOPInstanceUID)
-appear in key and field names only as digests keyed by the cluster key and salted per run.
+The outcome hashes (``path -> ...`` above) name each field by a keyed, salted digest of the
+relative path (32 hex characters) and hold the path, a NUL and the text, sealed
+(:mod:`.sealing`).
 
-What is sealed and what is signed, and why the rest need not be: :mod:`.store`.
+Key names never contain a header value nor a path: an entity (a PatientID), an item (a
+SOPInstanceUID) and a path appear in key and field names only as digests keyed by the cluster
+key and salted per run.
+
+What is sealed, and why the rest need not be: :mod:`.sealing`.
 """
 
 from __future__ import annotations

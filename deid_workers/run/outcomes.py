@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .idstore import IdsStore
+from .names import OUTCOME_KINDS
 from .sealing import SCAN_COUNT, decode
 
 __all__ = ["RunOutcomes", "BatchRecord", "batch_numbers"]
@@ -35,16 +36,17 @@ class RunOutcomes(IdsStore):
     def _save_log(self, pipe: Any, stage: str, batch_no: int,
                   entries: Sequence[Sequence[Any]]) -> None:
         pipe.hset(self.keys.log(stage), str(batch_no),
-                  self._signed(f"log:{stage}", str(batch_no), json.dumps([list(e) for e in entries])))
+                  self._sealed_text(f"log:{stage}", str(batch_no),
+                                    json.dumps([list(e) for e in entries])))
         pipe.expire(self.keys.log(stage), self.expiry)
 
     def notices(self, stage: str, numbers: Sequence[int]) -> list[tuple[int, str | None]]:
         """The warnings batches ``numbers`` of ``stage`` kept (see :mod:`deid_workers.run.notices`),
-        verified; None for a batch without any. One round trip."""
+        opened; None for a batch without any. One round trip."""
         if not numbers:
             return []
         raws = self.client.hmget(self.keys.notices(stage), [str(n) for n in numbers])
-        return [(n, None if raw is None else self._verified(f"notices:{stage}", str(n), raw))
+        return [(n, None if raw is None else self._opened_text(f"notices:{stage}", str(n), raw))
                 for n, raw in zip(numbers, raws)]
 
     def notice_batches(self, stage: str) -> set[int]:
@@ -58,7 +60,7 @@ class RunOutcomes(IdsStore):
         items, :attr:`Commit.existing`), once, by the delivery that committed."""
         pipe = self.client.pipeline()
         pipe.hset(self.keys.notices(stage), str(batch_no),
-                  self._signed(f"notices:{stage}", str(batch_no), notices))
+                  self._sealed_text(f"notices:{stage}", str(batch_no), notices))
         pipe.expire(self.keys.notices(stage), self.expiry)
         for name, n in counts.items():
             pipe.hincrby(self.keys.counters, f"{stage}:{name}", int(n))
@@ -68,7 +70,7 @@ class RunOutcomes(IdsStore):
     def add_outcome(self, kind: str, path: str, text: str, *, counter: str | None = None) -> None:
         """Record one file outside any batch (a folder the walk could not list)."""
         pipe = self.client.pipeline()
-        pipe.hset(self.keys.outcome(kind), path, text)
+        pipe.hset(self.keys.outcome(kind), mapping=self._outcome_fields(kind, {path: text}))
         pipe.expire(self.keys.outcome(kind), self.expiry)
         if counter:
             pipe.hincrby(self.keys.counters, counter, 1)
@@ -82,15 +84,47 @@ class RunOutcomes(IdsStore):
         """``{"<stage>:first": t, "<stage>:last": t}``: when batches of each stage committed."""
         return {decode(k): float(v) for k, v in self.client.hgetall(self.keys.times).items()}
 
+    def _outcome_fields(self, kind: str, entries: Mapping[str, str]) -> dict[str, str]:
+        """The fields of outcome hash ``kind`` for ``{path: text}``: each path's keyed name
+        (:meth:`_path_name`) -> the path, NUL and its text (no path holds a NUL; cheaper than
+        JSON, per file of an inspect batch), sealed for that hash and field."""
+        if kind not in OUTCOME_KINDS:
+            raise ValueError(f"unknown outcome kind {kind!r}")
+        what, name, seal = f"outcome:{kind}", self._path_name, self._sealed_text
+        out = {}
+        for path, text in entries.items():
+            field = name(path)
+            out[field] = seal(what, field, f"{path}\0{text}")
+        return out
+
+    def _outcome(self, kind: str, field: Any, raw: Any) -> tuple[str, str]:
+        """``(path, text)`` of one outcome field, opened (:class:`RunRefused` if it does not)."""
+        name = decode(field)
+        path, nul, text = self._opened_text(f"outcome:{kind}", name, raw).partition("\0")
+        if not nul:
+            raise self._refused(f"outcome:{kind} {name}")
+        return path, text
+
+    def _outcomes_of(self, kind: str, paths: Sequence[str], raws: Sequence[Any]
+                     ) -> Iterator[tuple[str, str]]:
+        """``(path, text)`` for each of ``paths`` whose field (read as ``raws``) is set."""
+        name = self._path_name
+        for path, raw in zip(paths, raws):
+            if raw is not None:
+                found, text = self._outcome(kind, name(path), raw)
+                if found != path:  # another path with this keyed name: never, short of forgery
+                    raise self._refused(f"outcome:{kind} {name(path)}")
+                yield path, text
+
     def outcomes(self, kind: str, paths: Sequence[str] | None = None) -> dict[str, str]:
-        """Records of one kind; only those of ``paths`` when given (one HMGET)."""
-        key = self.keys.outcome(kind)
+        """Records of one kind (path -> text); only those of ``paths`` when given (one HMGET)."""
         if paths is None:
-            return {decode(k): decode(v) for k, v in self.client.hscan_iter(key, count=SCAN_COUNT)}
+            return dict(self.iter_outcomes(kind))
         if not paths:
             return {}
-        values = self.client.hmget(key, list(paths))
-        return {p: decode(v) for p, v in zip(paths, values) if v is not None}
+        name = self._path_name
+        raws = self.client.hmget(self.keys.outcome(kind), [name(p) for p in paths])
+        return dict(self._outcomes_of(kind, paths, raws))
 
     def iter_batch_outcomes(self, kind: str, total: int, step: int = 100
                             ) -> Iterator[tuple[str, str]]:
@@ -101,20 +135,20 @@ class RunOutcomes(IdsStore):
             batches = [self._paths("batches", n, raw)
                        for n, raw in zip(numbers, self.client.hmget(self.keys.batches, numbers))
                        if raw is not None]
+            name = self._path_name
             pipe = self.client.pipeline(transaction=False)
             for paths in batches:
                 if paths:
-                    pipe.hmget(self.keys.outcome(kind), paths)
+                    pipe.hmget(self.keys.outcome(kind), [name(p) for p in paths])
             records = iter(pipe.execute())
             for paths in batches:
                 if paths:
-                    for path, raw in zip(paths, next(records)):
-                        if raw is not None:
-                            yield path, decode(raw)
+                    yield from self._outcomes_of(kind, paths, next(records))
 
     def iter_outcomes(self, kind: str) -> Iterator[tuple[str, str]]:
+        """``(path, text)`` of every record of one kind, in no order."""
         for k, v in self.client.hscan_iter(self.keys.outcome(kind), count=SCAN_COUNT):
-            yield decode(k), decode(v)
+            yield self._outcome(kind, k, v)
 
     def outcome_count(self, kind: str) -> int:
         return int(self.client.hlen(self.keys.outcome(kind)))
@@ -147,7 +181,8 @@ class RunOutcomes(IdsStore):
         """``(outcome, reason)`` or ``(outcome, reason, output)`` per file (see save_log)."""
         if raw is None:
             return None
-        return [(str(e[0]), *e[1:]) for e in json.loads(self._verified(f"log:{stage}", name, raw))]
+        return [(str(e[0]), *e[1:])
+                for e in json.loads(self._opened_text(f"log:{stage}", name, raw))]
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from ..keys import ClusterKeys
 from .attempts import BatchAttempts
 from .commit import COMMIT_LUA, Commit, Writes
 from .memory import redis_reason
-from .names import OUTCOME_KINDS, RUNS_INDEX, Keys
+from .names import RUNS_INDEX, Keys
 from .outcomes import RunOutcomes
-from .sealing import SCAN_COUNT, decode, relative_paths
+from .sealing import SCAN_COUNT, SEALED, decode, relative_paths
 
 __all__ = ["RunStore", "Snapshot", "new_run_id", "list_runs"]
 
@@ -86,7 +86,7 @@ class RunStore(BatchAttempts, RunOutcomes):
         fields = {"spec": store._sealed("run", "spec", text.encode("utf-8")),
                   "sig": keys.sign(run_id, "run", "spec", text),
                   "key_id": keys.fingerprint, "state": _encode("created")}
-        fields.update({k: _encode(v) for k, v in (mutable or {}).items()})
+        fields.update({k: store._encoded(k, v) for k, v in (mutable or {}).items()})
         store._remember(fields["spec"], spec)
         try:
             pipe = client.pipeline()
@@ -164,7 +164,7 @@ class RunStore(BatchAttempts, RunOutcomes):
             raise StoreError(f"run {self.run_id} is unknown to Redis (expired, purged or lost)")
         raw = {decode(k): v for k, v in raw.items()}
         spec = self._check_spec(raw.get("spec"), raw.get("sig"), raw.get("key_id"))
-        out = {k: json.loads(v) for k, v in raw.items() if k not in _RECORD_SEALS}
+        out = {k: self._field(k, v) for k, v in raw.items() if k not in _RECORD_SEALS}
         out.update(spec)
         return out
 
@@ -195,7 +195,7 @@ class RunStore(BatchAttempts, RunOutcomes):
         plain = [n for n in names if n not in signed]
         values = dict(zip(plain, self.client.hmget(self.keys.run, plain))) if plain else {}
         return [signed[n] if n in signed else
-                None if values.get(n) is None else json.loads(values[n]) for n in names]
+                None if values.get(n) is None else self._field(n, values[n]) for n in names]
 
     def state(self) -> str | None:
         """The run's state, read without the cluster key (it is not signed)."""
@@ -214,9 +214,25 @@ class RunStore(BatchAttempts, RunOutcomes):
             if clash:
                 raise ValueError(f"signed fields of the run record cannot change: {clash}")
         pipe = self.client.pipeline()
-        pipe.hset(self.keys.run, mapping={k: _encode(v) for k, v in fields.items()})
+        pipe.hset(self.keys.run, mapping={k: self._encoded(k, v) for k, v in fields.items()})
         pipe.expire(self.keys.run, self.expiry)
         pipe.execute()
+
+    def _encoded(self, name: str, value: Any) -> str:
+        """A changing field as stored: JSON, sealed for a field that names a path (the outputs'
+        files, an error that may quote a folder) when this store holds the cluster key; a
+        store without it (a worker saying why it refused a run of another key) writes JSON."""
+        if name in PRIVATE_FIELDS and value is not None and self.cluster is not None:
+            return self._sealed_text("run", name, _encode(value))
+        return _encode(value)
+
+    def _field(self, name: str, raw: Any) -> Any:
+        """A changing field as :meth:`_encoded` wrote it (a sealed one that does not open
+        raises :class:`RunRefused`, as any sealed value)."""
+        text = decode(raw)
+        if name in PRIVATE_FIELDS and text.startswith(SEALED):
+            text = self._opened_text("run", name, text)
+        return json.loads(text)
 
     def set_state(self, state: str, **fields: Any) -> None:
         extra = {"finished": time.time()} if state in ("finished", "failed") else {}
@@ -224,12 +240,12 @@ class RunStore(BatchAttempts, RunOutcomes):
 
     # -- batches ---------------------------------------------------------------------------
     def add_batch(self, batch_no: int, paths: Sequence[str], *, pipe: Any = None) -> None:
-        """Record one batch of relative paths (signed) and count its files (one round trip).
+        """Record one batch of relative paths (sealed) and count its files (one round trip).
 
         Files are counted only the first time: a resumed walk records the same batches again
         (the walk is deterministic) and must not count their files twice.
         """
-        value = self._signed("batches", str(batch_no), json.dumps(list(paths)))
+        value = self._sealed_paths("batches", str(batch_no), paths)
         self._add_batch(keys=[self.keys.batches, self.keys.counters],
                         args=[str(batch_no), value, len(paths), self.expiry],
                         client=pipe if pipe is not None else self.client)
@@ -354,10 +370,8 @@ class RunStore(BatchAttempts, RunOutcomes):
         writes = Writes()
         named: dict[tuple[str, str], tuple[str, str]] = {}
         for kind, entries in (outcomes or {}).items():
-            if kind not in OUTCOME_KINDS:
-                raise ValueError(f"unknown outcome kind {kind!r}")
             if entries:
-                writes.hset(self.keys.outcome(kind), mapping=dict(entries))
+                writes.hset(self.keys.outcome(kind), mapping=self._outcome_fields(kind, entries))
                 writes.expire(self.keys.outcome(kind), self.expiry)
         checks: dict[str, tuple[str, dict[str, str]]] = {}  # ids key -> (entity, field -> item)
         for entity, items in (ids or {}).items():
@@ -370,7 +384,7 @@ class RunStore(BatchAttempts, RunOutcomes):
             self._write_packed(writes, digest, mapping)
         if notices is not None:
             writes.hset(self.keys.notices(stage), str(batch_no),
-                        self._signed(f"notices:{stage}", str(batch_no), notices))
+                        self._sealed_text(f"notices:{stage}", str(batch_no), notices))
             writes.expire(self.keys.notices(stage), self.expiry)
         if valid is not None:
             keys = [list(k) for k in valid_keys or ()]
@@ -393,7 +407,7 @@ class RunStore(BatchAttempts, RunOutcomes):
             self._save_clean_batch(writes, batch_no, clean)
         if ocr is not None:
             writes.hset(self.keys.ocr_batches, str(batch_no),
-                        self._signed("ocr", str(batch_no), json.dumps(list(ocr))))
+                        self._sealed_paths("ocr", str(batch_no), ocr))
             writes.expire(self.keys.ocr_batches, self.expiry)
         if ocr_verdicts is not None:
             writes.hset(self.keys.ocr_verdicts, str(batch_no),
@@ -434,7 +448,7 @@ class RunStore(BatchAttempts, RunOutcomes):
 
     def _save_clean_batch(self, pipe: Any, batch_no: int, paths: Sequence[str]) -> None:
         pipe.hset(self.keys.clean_batches, str(batch_no),
-                  self._signed("clean", str(batch_no), json.dumps(list(paths))))
+                  self._sealed_paths("clean", str(batch_no), paths))
         pipe.expire(self.keys.clean_batches, self.expiry)
 
     def clean_batch(self, batch_no: int) -> list[str] | None:
@@ -492,6 +506,10 @@ class Snapshot(NamedTuple):
     counters: dict[str, int]
     done: dict[str, set[int]]  # the committed batch numbers of each stage asked for
 
+
+PRIVATE_FIELDS = frozenset({"error", "run_log", "report_tsv", "report_json", "ids_pkl",
+                            "ids_json"})
+"""Changing fields of the run record that may name a path: sealed like the spec."""
 
 _RECORD_SEALS = ("spec", "sig", "key_id")
 """Fields of the run record hash that hold its signed spec, not values of their own."""

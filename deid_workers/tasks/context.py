@@ -19,9 +19,10 @@ from typing import Any
 import redis
 
 from ..config import Settings
-from ..errors import RecipeError, RunRefused, StoreError
+from ..errors import ConfigError, RecipeError, RunRefused, StoreError
 from ..fs.folders import check_folders, run_folders
 from ..run.client import shared_client
+from ..run.names import Keys
 from ..run.plan import final_stage
 from ..run.record import RunRecord
 from ..run.store import RunStore
@@ -149,7 +150,17 @@ def refuse(run_id: str, exc: RunRefused) -> None:
     producer (or ``--status``) shows it; nothing of the run is read or written here."""
     log.error("%s; refused", exc)
     try:
-        bare = RunStore(client(), run_id, expiry=worker_settings().run_expiry)
+        # The reason may name a folder: sealed when the run's key is this worker's (not when
+        # the refusal is that it is another: its producer could not open it).
+        conn = client()
+        try:
+            keys = worker_keys()
+        except ConfigError:
+            keys = None
+        same = keys is not None and conn.hget(Keys(run_id).run, "key_id") in (
+            keys.fingerprint, keys.fingerprint.encode())
+        bare = RunStore(conn, run_id, expiry=worker_settings().run_expiry,
+                        keys=keys if same else None)
         if bare.exists():
             bare.set_state("failed", error=f"refused by a worker: {exc}")
     except (redis.RedisError, StoreError) as err:

@@ -220,6 +220,76 @@ def test_no_identifier_at_rest_or_on_the_wire(aof, producer, capsys, monkeypatch
     assert [s for s in secrets if s.encode() in _aof(server.folder)] == []
 
 
+def _every_byte(client) -> bytes:
+    """Every key name and every value of every key in Redis (each read by its type, since
+    DUMP may compress), as one byte string."""
+    out: list[bytes] = []
+    for key in client.scan_iter("*", count=1000):
+        out.append(key)
+        kind = client.type(key)
+        if kind == b"hash":
+            out += [x for kv in client.hgetall(key).items() for x in kv]
+        elif kind == b"set":
+            out += list(client.smembers(key))
+        elif kind == b"zset":
+            out += list(client.zrange(key, 0, -1))
+        elif kind == b"list":
+            out += list(client.lrange(key, 0, -1))
+        elif kind == b"stream":
+            out += [repr(e).encode() for e in client.xrange(key)]
+        else:
+            assert kind == b"string", (key, kind)
+            out.append(client.get(key) or b"")
+    return b"\n".join(out)
+
+
+def test_no_input_path_at_rest(aof, producer, capsys):
+    """Archives name folders and files after their patients: after an ``all`` and an
+    ``inspect`` run with skipped files, no key, no value and no byte of the AOF shows a name or
+    an ID from the paths, and the run log and the report still map them."""
+    import redis
+
+    from deid_workers import reasons
+    from deid_workers.synth import make_dataset, truncated_dicom_bytes
+
+    server, log, roots = aof
+    name, pid = "QUIMBY_HORTENSE", "MRN48213977"
+    root = roots / "paths"
+    folder = root / f"{name}_{pid}" / "CT 1"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        make_dataset(40 + i).save_as(folder / f"{name}_{i}.dcm", enforce_file_format=True)
+    (folder / f"{pid}_broken.dcm").write_bytes(truncated_dicom_bytes(3))
+    (root / f"{name} notes.dcm").write_text("not DICOM\n")
+    skipped = {f"{name}_{pid}/CT 1/{pid}_broken.dcm": reasons.CORRUPT,
+               f"{name} notes.dcm": reasons.NOT_DICOM}
+    runs = []
+    for action, out in (("all", "out"), ("inspect", "report")):
+        code, stdout, err = _run(capsys, "--action", action, "--json", "--quiet", "--input",
+                                 str(root), "--outfolder", str(roots / f"paths-{out}"))
+        assert code == 0, err
+        s = json.loads(stdout)
+        runs.append(s["run_id"])
+        assert s["lists"]["skipped"] == skipped
+    lines = [json.loads(x) for x in (roots / "paths-out-records" / f"deid-run.{runs[0]}.jsonl")
+             .read_text().splitlines()]
+    by_path = {x["path"]: x["outcome"] for x in lines}
+    assert by_path == {**{p: "skipped" for p in skipped},
+                       **{f"{name}_{pid}/CT 1/{name}_{i}.dcm": "written" for i in range(3)}}
+    report = (roots / "paths-report" / "deid-inspect.tsv").read_text()
+    assert f"{name}_{pid}/CT 1/{name}_0.dcm" in report
+    raw = redis.Redis.from_url(server.url)
+    try:
+        assert any(r.encode() in k for r in runs for k in raw.scan_iter("deid:run:*"))
+        everything = _every_byte(raw)
+    finally:
+        raw.close()
+    aof_bytes = _aof(server.folder)
+    for token in (name, pid):
+        assert token.encode() not in everything, token
+        assert token.encode() not in aof_bytes, token
+
+
 def _aof(folder: Path) -> bytes:
     producer_files = [p for p in folder.rglob("*") if p.is_file() and "appendonly" in p.name]
     assert producer_files, "no AOF written"
