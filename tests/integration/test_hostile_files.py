@@ -12,8 +12,10 @@ import pytest
 import redis
 
 from deid_workers.cli import EXIT_USAGE, main
+from deid_workers.config import Settings
 from deid_workers.dicom.reader import LINK, SPARSE
 from deid_workers.recipe.identifiers import CUT_NOTE, VALUE_MAX
+from deid_workers.run.store import RunStore
 from deid_workers.synth import make_dataset
 
 pytestmark = pytest.mark.integration
@@ -141,6 +143,6 @@ def test_walk_reports_links_it_does_not_follow(cluster, tmp_path, capsys):
     s = json.loads(capsys.readouterr().out)
     assert code == 0 and s["files_found"] == 1 and s["written"] == 1
     client = redis.Redis.from_url(cluster["DEID_BROKER_URL"], decode_responses=True)
-    assert client.hgetall(f"deid:run:{s['run_id']}:unlisted") == {
-        "file-link.dcm": LINK, "folder-link": LINK}
+    store = RunStore.load(client, s["run_id"], keys=Settings.from_env().cluster_keys())
+    assert store.outcomes("unlisted") == {"file-link.dcm": LINK, "folder-link": LINK}
     client.close()
