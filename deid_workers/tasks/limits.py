@@ -26,8 +26,9 @@ from typing import Any
 
 import redis
 from celery import Task
-from celery.exceptions import Reject, SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.exceptions import Ignore, MaxRetriesExceededError, Reject, Retry, SoftTimeLimitExceeded, TimeLimitExceeded
 
+from ..app import RETRY_ON
 from ..errors import ConfigError, RunRefused, StoreError
 from ..run.client import shared_client
 from ..run.memory import out_of_memory, redis_reason
@@ -37,13 +38,22 @@ from .context import refuse, worker_keys, worker_settings
 from .guard import TIMED_OUT, BatchGuard
 from .liveness import BatchDropped
 
-__all__ = ["GUARDED_TASKS", "BatchRequest", "BatchTask"]
+__all__ = ["GUARDED_TASKS", "BatchRequest", "BatchTask", "TaskFailed"]
 
 log = logging.getLogger(__name__)
 
 GUARDED_TASKS = frozenset({"deid.get", "deid.inspect", "deid.put", "deid.clean"})
 """Tasks that run a batch under a BatchGuard (args ``(run_id, batch_no)``), so a rerun is safe
 and counted; only these are requeued past their time limit."""
+
+
+class TaskFailed(Exception):
+    """What a task that failed raises to Celery: the error's type, never its text."""
+
+
+_PASS_THROUGH = (Retry, Reject, Ignore, MaxRetriesExceededError, *RETRY_ON, StoreError)
+"""Raised on as they are: Celery's own flow, the errors it retries, and our store's errors
+(whose words are written to say no path or value)."""
 
 
 class BatchTask(Task):  # type: ignore[misc]
@@ -69,14 +79,22 @@ class BatchTask(Task):  # type: ignore[misc]
             # failed, the message dropped (not failed: a traceback would say nothing more).
             refuse(str(args[0]) if args else "?", exc)
             raise Reject(str(exc), requeue=False) from None
-        except Exception as exc:  # redis-py's ResponseError, or kombu's OperationalError over it
-            if out_of_memory(exc):
+        except _PASS_THROUGH:
+            raise
+        except Exception as exc:
+            run_id = str(args[0]) if args else "?"
+            if out_of_memory(exc):  # redis-py's ResponseError, or kombu's OperationalError over it
                 # maxmemory with noeviction (deploy/): every write fails until memory is freed;
                 # one plain line, then the task fails (marking the run failed would be a write
                 # too; the producer notices the full Redis itself and says so).
-                run_id = str(args[0]) if args else "?"
                 log.error("run %s: %s", run_id, redis_reason(exc, run_id))
-            raise
+                raise
+            # The worker's log (ERROR, with the traceback) says what happened; the failure that
+            # Celery stores in the result backend and sends to Flower names only the error's
+            # type: its text may quote a path or a value (an OSError names its file).
+            log.error("run %s: %s %s failed", run_id, self.name, args[1:2], exc_info=True)
+            raise TaskFailed(f"{self.name} failed: {type(exc).__name__} (the worker's log "
+                             "says more)") from None
         finally:
             BatchGuard.active = None
 

@@ -146,3 +146,35 @@ def test_every_task_of_the_app_is_a_batch_task():
 def test_the_soft_limit_comes_first(limit, soft):
     conf = _conf(Settings(task_time_limit=limit, visibility_timeout=limit + 10))
     assert (conf["task_time_limit"], conf["task_soft_time_limit"]) == (limit, soft)
+
+
+def test_a_failed_task_shows_celery_the_error_type_not_its_text(caplog):
+    """What the result backend stores and Flower shows of a failure: no path, no value."""
+    from deid_workers.tasks.limits import TaskFailed
+
+    @app.task(name="deid.test.leaky", bind=True, base=BatchTask, shared=False)
+    def leaky(self, run_id, batch_no):
+        raise PermissionError(13, "Permission denied", "/nas/DOE_JOHN/image1.dcm")
+
+    result = leaky.apply(args=("r1", 0))
+    assert result.failed() and isinstance(result.result, TaskFailed)
+    shown = f"{result.result!r} {result.traceback}"
+    assert "PermissionError" in shown and "DOE_JOHN" not in shown
+    # the worker's own log keeps what happened, for whoever runs it
+    assert any("DOE_JOHN" in (r.exc_text or "") or (r.exc_info and "DOE_JOHN" in str(r.exc_info[1]))
+               for r in caplog.records)
+
+
+def test_celery_control_flow_and_store_errors_pass_as_they_are():
+    from celery.exceptions import Retry
+
+    from deid_workers.errors import StoreError
+
+    @app.task(name="deid.test.flow", bind=True, base=BatchTask, shared=False)
+    def flow(self, run_id, which):
+        raise {"retry": Retry("again"), "store": StoreError("run r1 is gone from Redis")}[which]
+
+    with pytest.raises(Retry):
+        flow("r1", "retry")
+    with pytest.raises(StoreError, match="gone from Redis"):
+        flow("r1", "store")
