@@ -44,8 +44,8 @@ from . import compat
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["OVERLAY_GROUPS", "has_bit_positions", "high_bit_position", "native_words",
-           "store_words", "standardize_high_bit_overlays"]
+__all__ = ["OVERLAY_GROUPS", "has_bit_positions", "high_bit_position", "high_bit_overlays",
+           "native_words", "store_words", "standardize_high_bit_overlays"]
 
 OVERLAY_GROUPS = tuple(range(0x6000, 0x6020, 2))
 """The overlay groups, 6000-601E even (PS3.5 7.6: repeating groups)."""
@@ -91,6 +91,15 @@ def high_bit_position(ds: Dataset, group: int) -> int | None:
     if bits_alloc <= 1 or not max(bits_stored, high_bit + 1) <= pos < bits_alloc:
         return None
     return pos
+
+
+def high_bit_overlays(ds: Dataset) -> dict[int, int]:
+    """Every high-bit overlay ``ds``'s header declares: group -> pixel-data bit. Headers are
+    enough (the pixel data is not read); empty after sixteen dict lookups for most files."""
+    if not has_bit_positions(ds):
+        return {}
+    found = {g: high_bit_position(ds, g) for g in OVERLAY_GROUPS}
+    return {g: pos for g, pos in found.items() if pos is not None}
 
 
 def _encapsulated(ds: Dataset) -> bool:
@@ -146,8 +155,8 @@ def store_words(ds: Dataset, words: np.ndarray) -> None:
     back native order), any bytes after them (an odd length's padding) kept, the element's
     VR kept."""
     data = ds.PixelData
-    order = "<" if _little_endian(ds) else ">"
-    head = words.astype(words.dtype.newbyteorder(order), copy=False).tobytes()
+    dtype = words.dtype.newbyteorder("<" if _little_endian(ds) else ">")
+    head = words.astype(dtype, copy=False).tobytes()
     ds.PixelData = head + bytes(data[len(head):])
 
 
@@ -163,9 +172,7 @@ def _frames_of(ds: Dataset, group: int, frames: int) -> tuple[int, int]:
 def standardize_high_bit_overlays(ds: Dataset) -> tuple[int, ...]:
     """Move every high-bit overlay of ``ds`` into its own OverlayData, in place (see the
     module docstring for what changes and what never does). Returns the groups moved."""
-    if not has_bit_positions(ds):
-        return ()
-    groups = [g for g in OVERLAY_GROUPS if high_bit_position(ds, g) is not None]
+    groups = high_bit_overlays(ds)
     if not groups:
         return ()
     words = native_words(ds)
@@ -177,11 +184,9 @@ def standardize_high_bit_overlays(ds: Dataset) -> tuple[int, ...]:
     out = words.copy()
     little = _little_endian(ds)
     moved = []
-    for group in groups:
+    for group, pos in groups.items():
         if (_int(_get(ds, group, _ROWS)), _int(_get(ds, group, _COLS))) != (rows, cols):
             continue
-        pos = high_bit_position(ds, group)
-        assert pos is not None
         first, count = _frames_of(ds, group, frames)
         plane = ((words[first:first + count] >> pos) & 1).astype("u1")
         out &= out.dtype.type(~(1 << pos) & ((1 << (8 * out.dtype.itemsize)) - 1))

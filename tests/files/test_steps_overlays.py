@@ -3,6 +3,7 @@ them (dicom/overlays.py moves them into OverlayData before the recipe runs)."""
 
 from __future__ import annotations
 
+import copy
 import re
 import shutil
 import subprocess
@@ -29,36 +30,11 @@ CASES = {  # name: (BitsAllocated, BitsStored, signed, frames, {group: bit posit
 }
 
 
-def _mark(frames: int, rows: int, cols: int, k: int) -> np.ndarray:
-    """A visible mark, different for each frame and overlay: a bar and a letter-like stem."""
-    bits = np.zeros((frames, rows, cols), np.uint8)
-    for f in range(frames):
-        bits[f, 2 + k, 1:cols - 2 - f] = 1
-        bits[f, 4:rows - 3, 3 + 2 * k + f] = 1
-    return bits
-
-
-def highbit_file(name: str, rows: int = 12, cols: int = 10) -> tuple[FileDataset, dict[int, np.ndarray]]:
-    """A synthetic image whose overlays live in the high bits of its pixel words; with the
-    planes as drawn (frames x rows x cols of 0/1 per group)."""
+def highbit_file(name: str) -> tuple[FileDataset, dict[int, np.ndarray]]:
     alloc, stored, signed, frames, positions, modality = CASES[name]
-    ds = synth.make_dataset(9, rows=rows, cols=cols, frames=frames, modality=modality)
-    rng = np.random.default_rng(len(name))
-    low, high = (-(1 << (stored - 1)), 1 << (stored - 1)) if signed else (0, 1 << stored)
-    values = rng.integers(low, high, (frames, rows, cols))
-    words = (values & ((1 << stored) - 1)).astype(f"<u{alloc // 8}")  # two's complement in BitsStored
-    planes = {}
-    for k, (group, pos) in enumerate(positions.items()):
-        planes[group] = _mark(frames, rows, cols, k)
-        words |= (planes[group].astype(words.dtype) << pos).astype(words.dtype)
-        for elem, vr, value in ((0x0010, "US", rows), (0x0011, "US", cols), (0x0040, "CS", "G"),
-                                (0x0050, "SS", [1, 1]), (0x0100, "US", alloc), (0x0102, "US", pos)):
-            ds.add_new((group << 16) | elem, vr, value)
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = alloc, stored, stored - 1
-    ds.PixelRepresentation = int(signed)
-    data = words.tobytes()
-    ds.add_new(0x7FE00010, "OW" if alloc > 8 else "OB", data + b"\0" * (len(data) % 2))
-    return ds, planes
+    return synth.make_high_bit_overlay(9, frames=frames, bits_allocated=alloc, bits_stored=stored,
+                                       signed=signed, positions=positions, modality=modality,
+                                       seed=len(name))
 
 
 def _words(ds: pydicom.Dataset) -> np.ndarray:
@@ -140,3 +116,31 @@ def test_dciodvfy_finds_no_new_error(tmp_path: Path, recipe: str | None) -> None
         assert after <= before, name
         assert [e for e in before if "Overlay" in e]
         assert not [e for e in after if "Overlay" in e], name
+
+
+def test_verify_reports_overlay_bits_left_in_an_output(tmp_path: Path) -> None:
+    from deid_workers.files.verify import residual_overlay_bits
+    from deid_workers.tasks.put import verify_output
+
+    original, _ = highbit_file("u16")
+    # What a recipe removing the 60xx elements left before: the group gone, the bits not.
+    leaky = copy.deepcopy(original)
+    for elem in [e.tag for e in leaky if e.tag.group >> 8 == 0x60]:
+        del leaky[elem]
+    assert residual_overlay_bits(original, leaky) == [
+        "overlay 6000 (PixelData bit 15)", "overlay 6002 (PixelData bit 12)"]
+    # Sign extension sets unused high bits that no overlay claims: not judged.
+    signed = synth.make_dataset(9, rows=12, cols=10)
+    signed.PixelRepresentation = 1
+    signed.PixelData = np.full(120, -5, "<i2").tobytes()
+    assert residual_overlay_bits(signed, signed) == []
+
+    # An overlay put cannot move (its declared size is not the image's) reaches the output
+    # with its bits; --verify says so, the clean files stay clean.
+    odd, _ = highbit_file("u16")
+    odd[0x6000, 0x0010].value = 6
+    src, dest = _put(tmp_path, odd)
+    assert verify_output(str(src.parent), src.name, str(dest)) == ["overlay 6000 (PixelData bit 15)"]
+    clean, _ = highbit_file("s16-frames")
+    src, dest = _put(tmp_path / "clean", clean)
+    assert verify_output(str(src.parent), src.name, str(dest)) == []
