@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Settings
-from ..dicom.overlays import standardize_high_bit_overlays
+from ..dicom.overlays import high_bit_overlays, standardize_high_bit_overlays
 from ..dicom.reader import read_dataset
 from ..dicom.writer import write_atomic
 from ..errors import InputError, OutputExistsError
@@ -155,11 +155,19 @@ def get_one(root: str, rel: str, settings: Settings) -> GetOutcome:
 def inspect_one(root: str, rel: str, recipe: Any, settings: Settings | None = None, *,
                 ocr: str | None = None) -> InspectOutcome:
     """Run the recipe's %filter groups over the headers of ``root/rel``; with ``ocr`` (a mode
-    of ``--ocr``) also say whether the ocr stage should read it."""
+    of ``--ocr``) also say whether the ocr stage should read it.
+
+    A file whose header declares an overlay in the high bits of its pixel data is read whole
+    and that overlay moved into OverlayData first, as put does (:func:`open_put`): the
+    filters judge what put's recipe will see (a ``present 0x60003000`` criterion included)."""
     settings = settings if settings is not None else Settings()
     try:
         ds = read_dataset(_abs(root, rel), headers_only=True, name=rel, root=root,
                           max_bytes=settings.max_file_bytes)
+        if high_bit_overlays(ds):
+            ds = read_dataset(_abs(root, rel), headers_only=False, name=rel, root=root,
+                              max_bytes=settings.max_file_bytes)
+            standardize_high_bit_overlays(ds)
     except InputError as exc:
         return InspectOutcome(rel, False, exc.reason)
     verdict = inspect_dataset(ds, recipe)

@@ -144,3 +144,20 @@ def test_verify_reports_overlay_bits_left_in_an_output(tmp_path: Path) -> None:
     clean, _ = highbit_file("s16-frames")
     src, dest = _put(tmp_path / "clean", clean)
     assert verify_output(str(src.parent), src.name, str(dest)) == []
+
+
+def test_clean_graphics_flags_a_high_bit_overlay_in_inspect_and_put(tmp_path: Path) -> None:
+    from deid_workers.files.steps import inspect_one
+    from deid_workers.files.triage import PixelPolicy
+
+    root = tmp_path / "in"
+    root.mkdir()
+    highbit_file("u16")[0].save_as(root / "f.dcm", enforce_file_format=True)
+    recipe = load_recipe(profile="basic,clean-graphics")
+    settings = Settings(secret=b"overlay-test-key-0123456789abcdef")
+    seen = inspect_one(str(root), "f.dcm", recipe, settings)
+    assert seen.flagged and [r["group"] for r in seen.results] == ["blacklist"]
+    held = put_one(str(root), "f.dcm", str(tmp_path / "out"), recipe, lambda e, i: None, settings,
+                   overwrite=False, sync=False,
+                   pixels=PixelPolicy(quarantine=str(tmp_path / "q"), quarantine_groups=("blacklist",)))
+    assert held.status == "quarantined"
