@@ -6,6 +6,7 @@
     python -m benchmarks --quick --batch-sweep    # also time batch sizes 10..200
     python -m benchmarks --netem                  # --action all with Redis across a veth
                                                   # link, at 0, 2 and 10 ms each way (root)
+    python -m benchmarks --netem --corpus scaling # the same on 20,000 files (archive rate)
 
 Everything compared is measured in this run, on this machine, under its current load (the
 load average is recorded): no baseline is hard-coded.
@@ -377,11 +378,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="only time --action all with Redis in a network namespace of its own, "
                         "at 0, 2 and 10 ms of tc netem delay each way (needs root, iproute2); "
                         "--quick, --workers, --batch and --repeat apply")
+    p.add_argument("--corpus", choices=("quick", "full", "scaling"), default=None,
+                   help="with --netem: the corpus (default full, quick with --quick; scaling, "
+                        "20,000 files, shows the rate an archive sees once a run's fixed "
+                        "round trips weigh little)")
     args = p.parse_args(argv)
     if args.netem:
         from .netem import render_netem, run_netem
 
-        results = run_netem(size="quick" if args.quick else "full", workers=args.workers,
+        size = args.corpus or ("quick" if args.quick else "full")
+        results = run_netem(size=size, workers=args.workers,
                             batch=args.batch, repeat=args.repeat)
         print(render_netem(results))
         if args.json:

@@ -84,7 +84,9 @@ def _deliver(transport: asyncio.Transport, data: bytes | None) -> None:
         return
     if data is None:
         if transport.can_write_eof():
-            transport.write_eof()
+            # the peer may have gone in the meantime (a worker killed at the end of a run)
+            with contextlib.suppress(OSError):
+                transport.write_eof()
     else:
         transport.write(data)
 

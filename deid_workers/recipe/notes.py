@@ -12,7 +12,12 @@ Kinds (the words a summary counts them under live in :mod:`deid_workers.run.noti
   field was removed instead;
 - ``unfit_vr``: a value that does not fit its field's VR: the field was blanked;
 - ``kept``: an element the engine reports and leaves as it was (JITTER of a value it cannot
-  read as a date).
+  read as a date);
+- ``no_func``: a ``func:NAME`` value whose function the lookup does not hold (deid-submit
+  has none to give: only the Python API's ``funcs`` do), so its action does nothing or, for
+  REPLACE, removes the field (a ``not_done`` follows);
+- ``empty_values``: a ``values:NAME`` selector whose list is empty for this file, so the
+  action selects nothing.
 
 A warning's text names the field by keyword or tag path and the file by its path relative to
 the input, never a value: it is shown on terminals, in summaries and in the run log.
@@ -27,7 +32,7 @@ from typing import Any
 
 __all__ = ["KINDS", "Sink", "warn", "collecting"]
 
-KINDS = ("not_done", "unfit_vr", "kept")
+KINDS = ("not_done", "unfit_vr", "kept", "no_func", "empty_values")
 """The kinds of warning the engine gives."""
 
 Sink = Callable[[str, str], None]

@@ -29,6 +29,7 @@ from pydicom.valuerep import AMBIGUOUS_VR
 
 from ..dicom import compat
 from .elements import fresh_value, new_element, raw_uid, remember, set_element, shared_template
+from .notes import warn
 from .patterns import Pattern, PatternError, compile_pattern
 
 __all__ = [
@@ -553,9 +554,8 @@ class FieldSet:
     def _by_values(self, values: object) -> list[Field]:
         items = [str(v) for v in (values or [])]  # type: ignore[attr-defined]
         if not items:
-            logger.warning(
-                "Empty values list encountered.  No fields will be identified."
-            )
+            warn(logger, "empty_values",
+                 "Empty values list encountered.  No fields will be identified.")
             return []
         # The pattern is made of header values, so a file chooses it: it runs in bounded time
         # (patterns.py), and one that cannot (or that re refuses) is matched literally.

@@ -65,7 +65,7 @@ def resolve_value(
         name = value[5:]
         func: Callable[..., Any] | None = lookup.get(name)
         if not callable(func):
-            logger.warning("%s not found in item lookup.", name)
+            warn(logger, "no_func", "%s not found in item lookup.", name)
             return MISSING
         result = func(dicom=dataset, value=value, field=field, item=lookup)
         return MISSING if result is None else result

@@ -9,9 +9,9 @@ batch). The producer prints them as batches commit, the summary counts them by k
 the first ones, and the run log gives each file its own (the first :data:`PER_FILE`).
 
 Where they come from: the recipe engine's warnings (:mod:`deid_workers.recipe.notes`:
-``not_done``, ``unfit_vr``, ``kept``), put finding no identifiers for a file (``no_ids``), and
-get finding a file whose (entity, item) another file of the run has too, so both share one
-item of the ids export (``duplicate_uid``).
+``not_done``, ``unfit_vr``, ``kept``, ``no_func``, ``empty_values``), put finding no
+identifiers for a file (``no_ids``), and get finding a file whose (entity, item) another
+file of the run has too, so both share one item of the ids export (``duplicate_uid``).
 
 A notice holds the file's path relative to ``--input`` (what the run log shows), keywords or
 tag paths and counts; never a header value.
@@ -35,6 +35,8 @@ KINDS: dict[str, str] = {
     "not_done": "REPLACE/JITTER not done (field removed)",
     "unfit_vr": "values not valid for their VR (field blanked)",
     "kept": "elements reported and left as they were",
+    "no_func": "func: values whose function is not defined (action not done)",
+    "empty_values": "values: selectors with an empty list (nothing selected)",
     "no_ids": "files without identifiers in the ids given",
     "duplicate_uid": "files whose instance UID another file has (one ids item)",
 }

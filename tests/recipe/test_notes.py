@@ -45,3 +45,15 @@ def test_without_a_sink_only_the_log_line_and_sinks_nest():
         warn(log, "kept", "outer")
     warn(log, "kept", "gone")
     assert inner == ["inner 1"] and outer == ["outer"]
+
+
+def test_a_missing_function_and_an_empty_values_list_are_said_too():
+    """deid warns of both; a deid-submit user sees them only if they reach the sink."""
+    got: list[tuple[str, str]] = []
+    recipe = recipe_of("%values empty\nSPLIT StudyDescription by=^;minlength=99\n\n"
+                       "%header\nREPLACE PatientName func:nowhere\nBLANK values:empty\n")
+    with collecting(lambda kind, text: got.append((kind, text))):
+        deidentify(make_dataset(), recipe, {}, filename="p/x.dcm")
+    kinds = [kind for kind, _ in got]
+    assert "no_func" in kinds and "empty_values" in kinds
+    assert ("no_func", "nowhere not found in item lookup.") in got
