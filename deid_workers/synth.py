@@ -26,6 +26,7 @@ __all__ = [
     "DEMO_NAME",
     "PRIVATE_CREATOR",
     "make_dataset",
+    "make_high_bit_overlay",
     "phi_strings",
     "truncated_dicom_bytes",
     "uid_for",
@@ -259,6 +260,58 @@ def make_dataset(
         seed = patient * 1_000_003 + study * 10_007 + series * 101 + instance
     ds.add_new(0x7FE00010, vr, _pixels(rows, cols, frames, samples, seed, text_block))
     return ds
+
+
+def _mark(frames: int, rows: int, cols: int, k: int) -> np.ndarray:
+    """A visible mark, different on each frame and for each overlay ``k``: a bar and a stem."""
+    bits = np.zeros((frames, rows, cols), np.uint8)
+    for f in range(frames):
+        bits[f, min(2 + k, rows - 1), 1:max(2, cols - 2 - f)] = 1
+        bits[f, 4:max(5, rows - 3), min(3 + 2 * k + f, cols - 1)] = 1
+    return bits
+
+
+def make_high_bit_overlay(
+    patient: int = 0,
+    *,
+    rows: int = 12,
+    cols: int = 10,
+    frames: int = 1,
+    bits_allocated: int = 16,
+    bits_stored: int = 12,
+    signed: bool = False,
+    positions: dict[int, int] | None = None,
+    modality: str = "CT",
+    seed: int = 0,
+) -> tuple[FileDataset, dict[int, np.ndarray]]:
+    """:func:`make_dataset` with overlays in the retired form: in unused high bits of the pixel
+    words (``positions``: group -> bit, default ``{0x6000: bits_allocated - 1}``), no
+    OverlayData; with each overlay's plane as drawn (frames x rows x cols of 0 and 1).
+
+    Pixel values are random within BitsStored (two's complement there when ``signed``, the
+    bits above it clear but the overlays'), so a test can tell pixel bits from overlay bits.
+    """
+    if positions is None:
+        positions = {0x6000: bits_allocated - 1}
+    ds = make_dataset(patient, rows=rows, cols=cols, frames=frames, modality=modality)
+    rng = np.random.default_rng(seed)
+    low, high = (-(1 << (bits_stored - 1)), 1 << (bits_stored - 1)) if signed else (0, 1 << bits_stored)
+    values = rng.integers(low, high, (frames, rows, cols))
+    dtype = np.dtype(f"<u{bits_allocated // 8}")
+    words = (values & ((1 << bits_stored) - 1)).astype(dtype)
+    planes = {}
+    for k, (group, pos) in enumerate(positions.items()):
+        planes[group] = _mark(frames, rows, cols, k)
+        words |= (planes[group].astype(dtype) << pos).astype(dtype)
+        for elem, vr, value in ((0x0010, "US", rows), (0x0011, "US", cols), (0x0040, "CS", "G"),
+                                (0x0050, "SS", [1, 1]), (0x0100, "US", bits_allocated),
+                                (0x0102, "US", pos)):
+            ds.add_new((group << 16) | elem, vr, value)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits_allocated, bits_stored, bits_stored - 1
+    ds.PixelRepresentation = int(signed)
+    data = words.tobytes()
+    ds.add_new(0x7FE00010, "OW" if bits_allocated > 8 else "OB", data + b"\0" * (len(data) % 2))
+    return ds, planes
 
 
 def _save(ds: FileDataset, path: Path) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Settings
+from ..dicom.overlays import high_bit_overlays, standardize_high_bit_overlays
 from ..dicom.reader import read_dataset
 from ..dicom.writer import write_atomic
 from ..errors import InputError, OutputExistsError
@@ -154,11 +155,19 @@ def get_one(root: str, rel: str, settings: Settings) -> GetOutcome:
 def inspect_one(root: str, rel: str, recipe: Any, settings: Settings | None = None, *,
                 ocr: str | None = None) -> InspectOutcome:
     """Run the recipe's %filter groups over the headers of ``root/rel``; with ``ocr`` (a mode
-    of ``--ocr``) also say whether the ocr stage should read it."""
+    of ``--ocr``) also say whether the ocr stage should read it.
+
+    A file whose header declares an overlay in the high bits of its pixel data is read whole
+    and that overlay moved into OverlayData first, as put does (:func:`open_put`): the
+    filters judge what put's recipe will see (a ``present 0x60003000`` criterion included)."""
     settings = settings if settings is not None else Settings()
     try:
         ds = read_dataset(_abs(root, rel), headers_only=True, name=rel, root=root,
                           max_bytes=settings.max_file_bytes)
+        if high_bit_overlays(ds):
+            ds = read_dataset(_abs(root, rel), headers_only=False, name=rel, root=root,
+                              max_bytes=settings.max_file_bytes)
+            standardize_high_bit_overlays(ds)
     except InputError as exc:
         return InspectOutcome(rel, False, exc.reason)
     verdict = inspect_dataset(ds, recipe)
@@ -233,6 +242,11 @@ def open_put(
     with ``pixels.ocr`` the put stage leaves the files OCR should read to the ocr stage; the
     clean stage passes each such file's OCR verdict as ``ocr`` (an
     :class:`~deid_workers.ocr.OcrVerdict`), which may quarantine it or add boxes to black out.
+
+    An overlay kept in the high bits of native pixel data (retired) is moved into its own
+    ``(60xx,3000) OverlayData`` as soon as the file is read
+    (:func:`~deid_workers.dicom.overlays.standardize_high_bit_overlays`; pixel values
+    unchanged), so the recipe treats it as any Overlay Data.
     """
     if layout is None:
         layout = run_layout(settings)
@@ -241,6 +255,11 @@ def open_put(
                           max_bytes=settings.max_file_bytes)
     except InputError as exc:
         return PutOutcome(rel, "skipped", exc.reason)
+    # A retired high-bit overlay moves into its own OverlayData before the recipe (its
+    # %filter groups included) sees the file, so the recipe removes or keeps it as it does
+    # Overlay Data: otherwise no line of it could reach those bits. A few dict lookups for a
+    # file without (60xx,0102).
+    standardize_high_bit_overlays(ds)
     out_rel = layout.before(rel, ds)
     folder = outfolder
     status, reason, verdict = "written", None, None

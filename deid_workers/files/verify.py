@@ -31,6 +31,14 @@ It must be precise to be trusted: a check that cries wolf on every file is switc
   appear in one value of the output, in any order.
 - the output path (relative to the output folder) is checked for the tokens the layout
   removes (:func:`deid_workers.files.layout.path_leaks`): reported as ``<keyword> (output path)``.
+- overlays kept in the high bits of native pixel data (retired; names and IDs are often drawn
+  there), which no recipe line can reach: where the input or the output declares one
+  (:func:`~deid_workers.dicom.overlays.high_bit_overlays`, from the headers) and the output's
+  pixel words still have a bit set at its position (above BitsStored and HighBit), it is
+  reported as ``overlay 60xx (PixelData bit N)`` (:func:`residual_overlay_bits`). Put moves
+  such overlays into OverlayData before the recipe runs, so this finds what that could not
+  (an overlay whose declared size is not the image's). Unused high bits no overlay claims are
+  not judged: sign extension sets them in ordinary signed images.
 
 The result names input elements by keyword (or tag), never by value, so it can go to logs and
 reports. This runs in the put task, per file, when the run asked for it: the input and output
@@ -46,10 +54,11 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from ..dicom.overlays import high_bit_overlays, native_words
 from .layout import path_leaks
 
 __all__ = ["CANDIDATE_VRS", "IDENTIFYING_KEYWORDS", "MIN_LENGTH", "identifying",
-           "recipe_literals", "residual_phi"]
+           "recipe_literals", "residual_phi", "overlay_suspects", "residual_overlay_bits"]
 
 CANDIDATE_VRS = frozenset({"PN", "UI", "DA", "DT", "AS", "AE"})
 """Value representations whose every value identifies (a person, an instance, a moment, an
@@ -259,3 +268,31 @@ def residual_phi(original: Dataset, output: Dataset, *, path: str | None = None,
     if path:
         names.extend(f"{keyword} (output path)" for keyword in sorted(path_leaks(path, original)))
     return names
+
+
+def overlay_suspects(original: Dataset, output: Dataset) -> dict[int, int]:
+    """The high-bit overlays (group -> bit) the input's or the output's header declares, the
+    output's winning: where :func:`residual_overlay_bits` must look. Headers only, so the
+    caller reads the output's pixel data only for these files (most have none)."""
+    return {**high_bit_overlays(original), **high_bit_overlays(output)}
+
+
+def residual_overlay_bits(original: Dataset, output: Dataset) -> list[str]:
+    """``overlay 60xx (PixelData bit N)`` for each high-bit overlay of :func:`overlay_suspects`
+    whose bit is still set somewhere in ``output``'s native pixel words (``output`` read
+    whole); a position that is a pixel value's bit in the output (within its BitsStored or
+    at or below its HighBit) is not judged."""
+    suspects = overlay_suspects(original, output)
+    if not suspects:
+        return []
+    words = native_words(output)
+    if words is None:
+        return []  # encapsulated, or not single-sample native: no high-bit overlay there
+    stored = int(output.get("BitsStored", 0) or 0)
+    high = int(output.get("HighBit", stored - 1) or 0)
+    width = 8 * words.dtype.itemsize
+    found = []
+    for group, pos in sorted(suspects.items()):
+        if max(stored, high + 1) <= pos < width and ((words >> pos) & 1).any():
+            found.append(f"overlay {group:04X} (PixelData bit {pos})")
+    return found

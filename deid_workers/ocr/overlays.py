@@ -8,7 +8,10 @@ there, not in the pixels. It is stored in one of two ways, and both are read:
 - retired, still found in older files: in an unused high bit of the pixel data
   (``(60xx,0102) OverlayBitPosition`` at or above BitsStored, no OverlayData). pydicom masks
   those bits away when it decodes, so they are read here from the raw PixelData; that is done
-  for native (uncompressed) pixel data only, the only place such overlays are defined.
+  for native (uncompressed) pixel data only, the only place such overlays are defined. The
+  DICOM side of this form (which bit, the stored words) is :mod:`deid_workers.dicom.overlays`,
+  which put also uses to move such an overlay into OverlayData before the recipe runs; the
+  ocr stage reads the input, so it still meets the high-bit form.
 
 Coordinates of a plane are its own (``OverlayRows`` x ``OverlayColumns``); ``origin`` gives
 where its top-left pixel falls in the image (``(60xx,0050)`` is 1-based).
@@ -24,7 +27,8 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels.utils import pack_bits, unpack_bits
 from pydicom.tag import Tag
-from pydicom.uid import ExplicitVRBigEndian
+
+from ..dicom.overlays import OVERLAY_GROUPS, high_bit_position, native_words, store_words
 
 __all__ = ["OverlayPlane", "overlay_groups", "overlay_planes", "clear_overlay_box", "clear_unused_high_bits",
            "high_bit_position"]
@@ -58,28 +62,10 @@ def _get(ds: Dataset, group: int, elem: int) -> Any:
 def overlay_groups(ds: Dataset) -> list[int]:
     """The overlay groups (0x6000-0x601E, even) that have rows and columns."""
     out = []
-    for group in range(0x6000, 0x6020, 2):
+    for group in OVERLAY_GROUPS:
         if _get(ds, group, _ROWS) is not None and _get(ds, group, _COLS) is not None:
             out.append(group)
     return out
-
-
-def high_bit_position(ds: Dataset, group: int) -> int | None:
-    """The pixel-data bit holding overlay ``group``, or None when it has its own OverlayData."""
-    if _get(ds, group, _DATA) is not None:
-        return None
-    pos = _get(ds, group, _BITPOS)
-    if pos is None:
-        return None
-    try:
-        pos = int(pos)
-    except (TypeError, ValueError):
-        return None
-    bits_alloc = int(ds.get("BitsAllocated", 0) or 0)
-    bits_stored = int(ds.get("BitsStored", bits_alloc) or bits_alloc)
-    if bits_alloc <= 1 or not bits_stored <= pos < bits_alloc:
-        return None
-    return int(pos)
 
 
 def _origin(ds: Dataset, group: int) -> tuple[int, int]:
@@ -96,26 +82,6 @@ def _shape(ds: Dataset, group: int) -> tuple[int, int, int]:
     cols = int(_get(ds, group, _COLS))
     frames = _get(ds, group, _FRAMES)
     return rows, cols, max(1, int(frames or 1))
-
-
-def _native_raw(ds: Dataset) -> np.ndarray | None:
-    """The raw stored words of native, single-sample pixel data (frames x rows x cols)."""
-    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    if syntax is None or syntax.is_compressed or "PixelData" not in ds:
-        return None
-    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
-        return None
-    bits = int(ds.get("BitsAllocated", 0) or 0)
-    if bits not in (16, 32):
-        return None
-    dtype = np.dtype(f"{'>' if syntax == ExplicitVRBigEndian else '<'}u{bits // 8}")
-    rows, cols = int(ds.Rows), int(ds.Columns)
-    frames = max(1, int(ds.get("NumberOfFrames", 1) or 1))
-    need = rows * cols * frames
-    raw = np.frombuffer(ds.PixelData, dtype=dtype, count=min(need, len(ds.PixelData) // dtype.itemsize))
-    if raw.size < need:
-        return None
-    return raw.reshape(frames, rows, cols)
 
 
 def overlay_planes(ds: Dataset, *, max_frames: int = 16) -> Iterator[OverlayPlane]:
@@ -136,7 +102,7 @@ def overlay_planes(ds: Dataset, *, max_frames: int = 16) -> Iterator[OverlayPlan
         origin = _origin(ds, group)
         pos = high_bit_position(ds, group)
         if pos is not None:
-            raw = _native_raw(ds)
+            raw = native_words(ds)
             if raw is None or raw.shape[1:] != (rows, cols):
                 continue
             for i in frame_indices(raw.shape[0], max_frames):
@@ -169,13 +135,12 @@ def clear_overlay_box(ds: Dataset, group: int, box: tuple[int, int, int, int]) -
         return True
     pos = high_bit_position(ds, group)
     if pos is not None:
-        raw = _native_raw(ds)
+        raw = native_words(ds)
         if raw is None:
             return False
         words = raw.copy()
         words[:, y0:y1, x0:x1] &= words.dtype.type(~(1 << pos) & (2 ** (8 * words.dtype.itemsize) - 1))
-        data = words.tobytes()
-        ds.PixelData = data + (b"\0" if len(data) % 2 else b"")
+        store_words(ds, words)
         return True
     current = _get(ds, group, _DATA)
     if not isinstance(current, (bytes, bytearray)):
@@ -197,7 +162,7 @@ def clear_unused_high_bits(ds: Dataset) -> bool:
     time of redaction (a recipe removed them): its bits could still be shown by a viewer that
     guesses, so all unused high bits go.
     """
-    raw = _native_raw(ds)
+    raw = native_words(ds)
     if raw is None:
         return False
     stored = int(ds.get("BitsStored", 0) or 0)
@@ -207,6 +172,5 @@ def clear_unused_high_bits(ds: Dataset) -> bool:
     keep = raw.dtype.type((1 << stored) - 1)
     if not (raw & ~keep).any():
         return False
-    data = (raw & keep).tobytes()
-    ds.PixelData = data + (b"\0" if len(data) % 2 else b"")
+    store_words(ds, raw & keep)
     return True

@@ -13,7 +13,7 @@ from ..dicom.reader import read_dataset
 from ..errors import InputError
 from ..files.steps import Known, PendingPut, PutOutcome, finish_put, open_put
 from ..files.triage import PixelPolicy
-from ..files.verify import recipe_literals, residual_phi
+from ..files.verify import overlay_suspects, recipe_literals, residual_overlay_bits, residual_phi
 from ..fs.paths import remove_stale_temps
 from ..run.lifecycle import finish_run
 from ..run.notices import BatchNotices, no_ids_text
@@ -215,13 +215,19 @@ def verify_output(root: str, rel: str, dest: str, out_rel: str | None = None, *,
 
     Headers only, on both sides: residual_phi never looks at pixel data, so decoding-free reads
     of what precedes it are all it needs (put_one edited its own copy of the input in place).
+    Where either header declares an overlay in the pixel data's high bits, the output is read
+    whole to look for its bits (:func:`~deid_workers.files.verify.residual_overlay_bits`).
     """
     try:
         original = read_dataset(os.path.join(root, rel), headers_only=True, name=rel)
         written = read_dataset(dest, headers_only=True, name=rel)
+        found = residual_phi(original, written, path=out_rel, dummies=dummies)
+        if overlay_suspects(original, written):
+            whole = read_dataset(dest, headers_only=False, name=rel)
+            found.extend(residual_overlay_bits(original, whole))
     except InputError as exc:  # the input changed under us, or the output is damaged
         return [f"not verified: {exc.reason}"]
-    return residual_phi(original, written, path=out_rel, dummies=dummies)
+    return found
 
 
 def log_entry(rel: str, out: PutOutcome, notes: list[str] | None = None) -> tuple[Any, ...]:
