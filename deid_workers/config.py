@@ -226,7 +226,8 @@ class Settings:
 
     def validate(self) -> None:
         if self.batch_size is not None and self.batch_size < 1:
-            raise ConfigError("DEID_BATCH_SIZE: expected a positive integer")
+            raise ConfigError("--batch / DEID_BATCH_SIZE: expected a positive integer "
+                              "(files per task)")
         if self.batch_tail < 0:
             raise ConfigError("DEID_BATCH_TAIL: expected 0 or a positive integer")
         if self.export_shard_files < 1:

@@ -265,7 +265,7 @@ def nothing_starts(monkeypatch, tmp_path):
     (["--action", "all", "--deid", "{t}/nope"], "recipe file not found"),
     (["--action", "inspect", "--deid", "{t}/deid.bad"], "deid.bad:3:"),
     (["--action", "get", "--print", "--deid", "{t}/deid.bad"], "deid.bad:3:"),
-    (["--action", "put", "--ids", "{t}/nope.json"], "nope.json: file not found"),
+    (["--action", "put", "--ids", "{t}/nope.json"], "nope.json: ids file not found (--ids names"),
     (["--action", "put", "--ids", "{t}/ids.txt"], "ids.txt: not valid JSON"),
     (["--action", "put", "--ids", "{t}/ids.json"], "ids.json:"),
     (["--action", "all", "--profile", "basic,nonsense"], "nonsense"),

@@ -93,7 +93,7 @@ def test_runs_expire_after_two_days_by_default():
 
 
 @pytest.mark.parametrize("env, message", [
-    ({"DEID_BATCH_SIZE": "0"}, "DEID_BATCH_SIZE: expected a positive integer"),
+    ({"DEID_BATCH_SIZE": "0"}, "--batch / DEID_BATCH_SIZE: expected a positive integer"),
     ({"DEID_BATCH_SIZE": "ten"}, "DEID_BATCH_SIZE: expected an integer"),
     ({"DEID_EXPORT_SHARD_FILES": "0"}, "DEID_EXPORT_SHARD_FILES: expected a positive integer"),
     ({"DEID_MAX_FILE_BYTES": "0"}, "DEID_MAX_FILE_BYTES: expected a positive integer"),
@@ -120,7 +120,7 @@ def test_a_flag_beats_the_environment_which_beats_the_default():
     assert Settings.from_env({"DEID_BATCH_SIZE": "7"}, batch_size=9).batch_size == 9
     assert Settings.from_env({"DEID_BATCH_SIZE": "7"}, batch_size=None).batch_size == 7
     assert Settings.from_env({"DEID_BATCH_SIZE": ""}).batch_size == Settings().batch_size
-    with pytest.raises(ConfigError, match="^DEID_BATCH_SIZE"):
+    with pytest.raises(ConfigError, match="^--batch / DEID_BATCH_SIZE"):
         Settings().with_overrides(batch_size=0)  # overrides are checked too
 
 

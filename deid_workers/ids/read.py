@@ -150,8 +150,10 @@ def iter_checked_items(path: str | os.PathLike[str]
 
 def _unreadable(exc: OSError, shown: str) -> Exception:
     """The one-line error for an ids file that cannot be opened; other OS errors as they are."""
-    words = {FileNotFoundError: "file not found", PermissionError: "permission denied",
-             IsADirectoryError: "not a regular file"}.get(type(exc))
+    words = {FileNotFoundError: "ids file not found (--ids names a deid-ids.pkl or .json "
+                                 "that a get or all run wrote)",
+             PermissionError: "ids file: permission denied",
+             IsADirectoryError: "ids file: not a regular file"}.get(type(exc))
     return IdentifiersError(words, shown) if words else exc
 
 

@@ -163,6 +163,9 @@ def test_no_secret_is_an_environment_value_and_each_pod_mounts_only_its_own(k8s_
     want = {
         ("Deployment", "deid-worker"): {"/run/secrets/deid/secret.key", "/run/secrets/redis/ca.crt",
                                         "/run/secrets/redis/password"},
+        ("Deployment", "deid-worker-ocr"): {"/run/secrets/deid/secret.key",
+                                            "/run/secrets/redis/ca.crt",
+                                            "/run/secrets/redis/password"},
         ("CronJob", "deid-submit"): {"/run/secrets/deid/secret.key", "/run/secrets/redis/ca.crt",
                                      "/run/secrets/redis/password"},
         ("Deployment", "flower"): {"/run/secrets/redis/ca.crt", "/run/secrets/redis/password"},
@@ -182,8 +185,8 @@ def test_no_secret_is_an_environment_value_and_each_pod_mounts_only_its_own(k8s_
     assert config["DEID_SECRET_FILE"] in want[("Deployment", "deid-worker")]
     assert config["DEID_REDIS_PASSWORD_FILE"] in want[("Deployment", "flower")]
     assert config["DEID_REDIS_TLS_CA"] in want[("Deployment", "flower")]
-    users = {("Deployment", "deid-worker"): "worker", ("CronJob", "deid-submit"): "producer",
-             ("Deployment", "flower"): "flower"}
+    users = {("Deployment", "deid-worker"): "worker", ("Deployment", "deid-worker-ocr"): "worker",
+             ("CronJob", "deid-submit"): "producer", ("Deployment", "flower"): "flower"}
     for key, user in users.items():  # each pod's one password file is its own user's
         (volume,) = [v for v in secret_volumes(k8s_objects[key]).values()
                      if v[0] == "deid-redis-clients"]
@@ -219,8 +222,8 @@ def test_images_match_compose_and_the_project_version(k8s_objects, compose):
 
 @pytest.mark.parametrize(
     ("service", "kind", "name"),
-    [("worker", "Deployment", "deid-worker"), ("submit", "CronJob", "deid-submit"),
-     ("flower", "Deployment", "flower")],
+    [("worker", "Deployment", "deid-worker"), ("worker", "Deployment", "deid-worker-ocr"),
+     ("submit", "CronJob", "deid-submit"), ("flower", "Deployment", "flower")],
 )
 def test_env_names_match_compose(k8s_objects, compose, service, kind, name):
     compose_names = set(compose["services"][service]["environment"])
@@ -230,7 +233,8 @@ def test_env_names_match_compose(k8s_objects, compose, service, kind, name):
 
 
 def test_brokers_point_at_the_redis_service_over_tls_as_their_own_user(k8s_objects):
-    users = {"deid-worker": "worker", "deid-submit": "producer", "flower": "flower"}
+    users = {"deid-worker": "worker", "deid-worker-ocr": "worker", "deid-submit": "producer",
+             "flower": "flower"}
     for (kind, name), obj in k8s_objects.items():
         if kind in WORKLOAD_KINDS and name != "redis":
             env = {e["name"]: e for e in containers(obj)[0]["env"]}
@@ -268,7 +272,8 @@ def test_redis_network_policy_admits_every_client_and_only_them(k8s_objects):
     assert selects(policy["spec"]["podSelector"], redis_labels)
     peers = [p for rule in policy["spec"]["ingress"] for p in rule["from"]]
     same_namespace = [p["podSelector"] for p in peers if "namespaceSelector" not in p]
-    clients = [("Deployment", "deid-worker"), ("Deployment", "flower"), ("CronJob", "deid-submit")]
+    clients = [("Deployment", "deid-worker"), ("Deployment", "deid-worker-ocr"),
+               ("Deployment", "flower"), ("CronJob", "deid-submit")]
     for kind, name in clients:
         labels = pod_labels(k8s_objects[(kind, name)])
         assert any(selects(s, labels) for s in same_namespace), f"{kind}/{name} cannot reach redis"
@@ -281,8 +286,8 @@ def test_workers_flower_and_producer_reach_only_redis_and_dns(k8s_objects):
     policy = k8s_objects[("NetworkPolicy", "workers-flower-submit")]
     assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     assert policy["spec"]["ingress"] == []
-    for kind, name in [("Deployment", "deid-worker"), ("Deployment", "flower"),
-                       ("CronJob", "deid-submit")]:
+    for kind, name in [("Deployment", "deid-worker"), ("Deployment", "deid-worker-ocr"),
+                       ("Deployment", "flower"), ("CronJob", "deid-submit")]:
         assert selects(policy["spec"]["podSelector"], pod_labels(k8s_objects[(kind, name)]))
     redis_labels = pod_labels(k8s_objects[("StatefulSet", "redis")])
     ports = set()
@@ -304,9 +309,12 @@ def test_scaled_object_targets_workers_on_queue_lengths(k8s_objects, worker):
     target = scaled["spec"]["scaleTargetRef"]
     assert target["kind"] == "Deployment" and target["name"] == worker["metadata"]["name"]
     assert scaled["spec"]["minReplicaCount"] >= 1, "zero replicas would kill running batches"
-    triggers = scaled["spec"]["triggers"]
+    ocr = k8s_objects[("ScaledObject", "deid-worker-ocr")]
+    assert ocr["spec"]["scaleTargetRef"]["name"] == "deid-worker-ocr"
+    triggers = scaled["spec"]["triggers"] + ocr["spec"]["triggers"]
     assert {t["type"] for t in triggers} == {"redis"}
-    assert {t["metadata"]["listName"] for t in triggers} == QUEUES_TO_SCALE_ON
+    assert {t["metadata"]["listName"] for t in scaled["spec"]["triggers"]} == QUEUES_TO_SCALE_ON - {"ocr"}
+    assert {t["metadata"]["listName"] for t in ocr["spec"]["triggers"]} == {"ocr"}
     for t in triggers:
         assert ("TriggerAuthentication", t["authenticationRef"]["name"]) in k8s_objects
         assert t["metadata"]["address"].startswith("redis.deid.svc.cluster.local:6379")
@@ -318,19 +326,49 @@ def test_scaled_object_targets_workers_on_queue_lengths(k8s_objects, worker):
         ("ca", "ca.crt")}
 
 
-def test_worker_consumes_every_queue_it_scales_on(worker):
-    # deid-worker subscribes to deid_workers.app.QUEUES; KEDA must watch real queue names.
+def consumed_queues(container: dict[str, Any]) -> set[str]:
+    """The queues a deid-worker container consumes: its command line as deid-worker builds it,
+    parsed by Celery's own worker command (the last -Q wins, -X takes queues out)."""
+    from celery.bin.worker import worker as celery_worker
+
+    from deid_workers.config import Settings
+    from deid_workers.worker import worker_argv
+
+    argv = worker_argv(Settings(), container["args"])
+    assert argv[0] == "worker"
+    params = celery_worker.make_context("worker", argv[1:], resilient_parsing=True).params
+    return set(params["queues"]) - set(params["exclude_queues"] or ())
+
+
+def test_every_queue_is_consumed_by_the_pods_scaled_on_it(k8s_objects, worker):
+    # KEDA must watch real queue names, and each list's pods must consume it.
     from deid_workers.app import QUEUES
 
-    container = containers(worker)[0]
-    assert container["command"] == ["deid-worker"]
+    ocr = k8s_objects[("Deployment", "deid-worker-ocr")]
+    for deployment in (worker, ocr):
+        container = containers(deployment)[0]
+        assert container["command"] == ["deid-worker"]
+        assert "--concurrency=1" in container["args"], "memory requests are per single-process pod"
     assert QUEUES_TO_SCALE_ON <= set(QUEUES)
-    assert "--concurrency=1" in container["args"], "memory requests are per single-process pod"
+    assert consumed_queues(containers(worker)[0]) == set(QUEUES) - {"ocr"}
+    assert consumed_queues(containers(ocr)[0]) == {"ocr"}
+
+
+def test_ocr_pods_read_the_input_and_write_only_records(k8s_objects):
+    ocr = k8s_objects[("Deployment", "deid-worker-ocr")]
+    mounts = {m["mountPath"]: m for m in containers(ocr)[0]["volumeMounts"]}
+    assert mounts["/data/in"].get("readOnly") is True
+    assert "/data/out" not in mounts and "/data/quarantine" not in mounts
+    assert "/data/records" in mounts
+    assert quantity_bytes(containers(ocr)[0]["resources"]["requests"]["memory"]) >= 700 * 2**20
 
 
 def test_pdb_selects_worker_pods(k8s_objects, worker):
     pdb = k8s_objects[("PodDisruptionBudget", "deid-worker")]
     assert selects(pdb["spec"]["selector"], pod_labels(worker))
+    ocr = pod_labels(k8s_objects[("Deployment", "deid-worker-ocr")])
+    assert not selects(pdb["spec"]["selector"], ocr), "two Deployments must not share pods"
+    assert selects(k8s_objects[("PodDisruptionBudget", "deid-worker-ocr")]["spec"]["selector"], ocr)
     assert not selects(pdb["spec"]["selector"], pod_labels(k8s_objects[("StatefulSet", "redis")]))
 
 
