@@ -32,7 +32,7 @@ from pydicom.valuerep import validate_value
 from ..dicom import compat
 from .values import BYTES_VRS as _BINARY_VRS
 
-__all__ = ["get_identifiers", "entity_item", "cap_identifiers",
+__all__ = ["get_identifiers", "entity_item", "peek_entity_item", "cap_identifiers",
            "cap_key", "VALUE_MAX", "KEY_MAX", "CUT_NOTE"]
 
 VALUE_MAX = 1024
