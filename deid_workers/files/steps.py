@@ -24,7 +24,7 @@ from ..errors import InputError, OutputExistsError
 from ..fs.paths import output_path
 from ..reasons import NO_PIXEL_SYNTAX
 from ..recipe import clean_pixels, deidentify, entity_item, get_identifiers, inspect_dataset
-from ..recipe.identifiers import cap_identifiers, cap_key
+from ..recipe.identifiers import cap_identifiers, cap_key, peek_entity_item
 from ..recipe.pixels import PixelLimitError, check_pixels
 from .filemeta import NoPixelSyntax, complete_meta, original_of
 from .layout import Layout, run_layout
@@ -144,7 +144,8 @@ def get_one(root: str, rel: str, settings: Settings) -> GetOutcome:
                           max_bytes=settings.max_file_bytes)
     except InputError as exc:
         return GetOutcome(rel, False, exc.reason)
-    entity, item = entity_item(ds, settings.entity_field, settings.item_field)
+    # Read without converting: this dataset is dropped once its identifiers are taken.
+    entity, item = peek_entity_item(ds, settings.entity_field, settings.item_field)
     e, i = ids_keys(entity, item, rel)
     # Each value capped (VALUE_MAX characters, the cut ones noted): what get stores in Redis
     # and exports is bounded per field, whatever a file holds.

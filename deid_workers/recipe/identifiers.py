@@ -27,11 +27,12 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pydicom.valuerep import validate_value
 
 from ..dicom import compat
 from .values import BYTES_VRS as _BINARY_VRS
 
-__all__ = ["get_identifiers", "entity_item", "cap_identifiers",
+__all__ = ["get_identifiers", "entity_item", "peek_entity_item", "cap_identifiers",
            "cap_key", "VALUE_MAX", "KEY_MAX", "CUT_NOTE"]
 
 VALUE_MAX = 1024
@@ -340,6 +341,74 @@ def _field_tag(cls: type, keyword: str) -> int | None:
     if cls not in _PLAIN_DATASETS or hasattr(cls, keyword):
         return None
     return tag_for_keyword(keyword)
+
+
+def peek_entity_item(
+    ds: Dataset, entity_field: str = "PatientID", item_field: str = "SOPInstanceUID"
+) -> tuple[str | None, str | None]:
+    """:func:`entity_item` without converting ``ds``'s elements, for a dataset read only for
+    its identifiers (the get stage), where that conversion (pydicom's, a few microseconds an
+    element) serves no later reader.
+
+    The same keys, and the same warnings: a field still raw whose value decodes, as
+    :func:`get_identifiers` decodes it, to one string that pydicom's reading validation
+    passes is that string (pydicom converts it to that string, or to a ``str`` subclass of
+    it, silently); any other field is read as :func:`entity_item` reads it.
+    """
+    if not compat.stock_conversion():
+        return entity_item(ds, entity_field, item_field)
+    codec: Any = NotImplemented
+
+    def one(keyword: str) -> str | None:
+        nonlocal codec
+        key = (type(ds), keyword)
+        tag = _FIELD_TAGS.get(key, NotImplemented)
+        if tag is NotImplemented:
+            tag = _field_tag(type(ds), keyword)
+            if len(_FIELD_TAGS) < _FIELD_TAGS_MAX:
+                _FIELD_TAGS[key] = tag
+        value: Any = None
+        if tag is not None and keyword not in ds.__dict__:
+            raw = compat.elements(ds).get(tag)  # type: ignore[call-overload]
+            if type(raw) is RawDataElement and raw.value is not None:
+                vr = raw.VR or (_ENTRIES.get(tag) or _entry(tag))[1]
+                if codec is NotImplemented:
+                    codec = _text_codec(ds)
+                value = _cached_value(raw, vr, codec, tag)  # type: ignore[arg-type]
+                if (type(value) is not str or vr is None
+                        or not _quietly_converted(vr, raw.value, codec, value)):
+                    value = None
+        if value is None:
+            value = _field_value(ds, keyword)
+        if value is None or value == "":
+            return None
+        return str(value)
+
+    return one(entity_field), one(item_field)
+
+
+_UNVALIDATED_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "TM"})
+"""VRs whose string values pydicom's converters return without validating them (dates and
+times as long as ``datetime_conversion`` is off, which :func:`_settings_decide` checks)."""
+
+
+def _quietly_converted(vr: str, data: bytes, codec: str | None, value: str) -> bool:
+    """Whether pydicom converts the raw ``data`` (decoded: ``value``) without a validation
+    warning: its converters validate a UID's value, and a text value as decoded, before the
+    padding is stripped; a value that fails is left to pydicom, which warns (or raises)."""
+    if vr in _UNVALIDATED_VRS:
+        return True
+    if vr == "UI":
+        text = value
+    elif codec is not None and (vr in _TEXT_MULTI_VRS or vr in _TEXT_SINGLE_VRS):
+        text = data.decode(codec)
+    else:
+        return False
+    try:
+        validate_value(vr, text, pydicom_config.RAISE)
+    except ValueError:
+        return False
+    return True
 
 
 def _field_value(ds: Dataset, keyword: str) -> Any:
