@@ -82,6 +82,8 @@ ODD_VALUES = {  # keyword -> raw bytes, padding and separators as files have the
     "StationName": b"    ",
     "RetrieveAETitle": b" AE1 \\AE2",
     "StudyInstanceUID": b"1.2.3\x00",
+    "SeriesInstanceUID": b" 1.2.4",  # pydicom's UID strips both ends
+    "FrameOfReferenceUID": b"1.2.5\\ 1.2.6 ",
     "StudyDate": b"20200101\\20200102 ",
     "StudyTime": b"",
     "AdditionalPatientHistory": b"  leading\\kept  \x00",
