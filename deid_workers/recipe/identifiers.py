@@ -335,6 +335,18 @@ _FIELD_TAGS_MAX = 256
 _PLAIN_DATASETS = (Dataset, FileDataset)
 
 
+def _cached_field_tag(cls: type, keyword: str) -> int | None:
+    """:func:`_field_tag`, remembered (a few keywords, asked for every file)."""
+    key = (cls, keyword)
+    try:
+        return _FIELD_TAGS[key]
+    except KeyError:
+        tag = _field_tag(cls, keyword)
+        if len(_FIELD_TAGS) < _FIELD_TAGS_MAX:
+            _FIELD_TAGS[key] = tag
+        return tag
+
+
 def _field_tag(cls: type, keyword: str) -> int | None:
     """The tag ``Dataset.get(keyword)`` ends up reading, or None where it may read something
     else (not a keyword, another dataset class, a class attribute of that name)."""
@@ -361,12 +373,7 @@ def peek_entity_item(
 
     def one(keyword: str) -> str | None:
         nonlocal codec
-        key = (type(ds), keyword)
-        tag = _FIELD_TAGS.get(key, NotImplemented)
-        if tag is NotImplemented:
-            tag = _field_tag(type(ds), keyword)
-            if len(_FIELD_TAGS) < _FIELD_TAGS_MAX:
-                _FIELD_TAGS[key] = tag
+        tag = _cached_field_tag(type(ds), keyword)
         value: Any = None
         if tag is not None and keyword not in ds.__dict__:
             raw = compat.elements(ds).get(tag)  # type: ignore[call-overload]
@@ -414,13 +421,7 @@ def _quietly_converted(vr: str, data: bytes, codec: str | None, value: str) -> b
 def _field_value(ds: Dataset, keyword: str) -> Any:
     """``ds.get(keyword)``, by the keyword's tag: its lookups were most of a put's
     entity_item (which runs for every file of get and put)."""
-    key = (type(ds), keyword)
-    try:
-        tag = _FIELD_TAGS[key]
-    except KeyError:
-        tag = _field_tag(type(ds), keyword)
-        if len(_FIELD_TAGS) < _FIELD_TAGS_MAX:
-            _FIELD_TAGS[key] = tag
+    tag = _cached_field_tag(type(ds), keyword)
     if tag is None or keyword in ds.__dict__:
         return ds.get(keyword)
     return compat.element_value(ds, tag)
