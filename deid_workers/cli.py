@@ -408,7 +408,8 @@ def _follow(store: Any, args: argparse.Namespace, settings: Settings, *,
     with refused_writes(store.run_id):  # a full Redis: one line, not a traceback
         with logs.status_line(progress if progress is not None and progress.tty else None):
             rec = wait(store, progress=progress, health=health, watch=feed.watch,
-                       on_stall=lambda: resume(settings, store.run_id, store.client)[1])
+                       on_stall=lambda: resume(settings, store.run_id, store.client)[1],
+                       stall_after=settings.stall_seconds)
         feed.drain(final=True)
     if on_finished is not None and rec.get("state") == "finished":
         on_finished()

@@ -92,6 +92,12 @@ DEFAULT_TASK_TIME_LIMIT = 1800
 """Hard limit of one batch, below the visibility timeout so a hung batch dies before it is
 redelivered to a second worker."""
 
+DEFAULT_STALL_SECONDS = 30
+"""Seconds a running run may show no progress while no task is queued or taken anywhere
+before what it has not done is sent again (by a waiting deid-submit, and by the workers'
+liveness thread for runs nobody waits for): a task message can be lost when Redis dies
+between a worker's pop of it and kombu's note of it as taken."""
+
 DEFAULT_LIVENESS_TTL = 20
 """Seconds a worker's liveness key lives unless its main process refreshes it (every quarter
 of this). A worker silent for longer is presumed dead and the batches it took go back to the
@@ -172,6 +178,7 @@ class Settings:
     task_time_limit: int = DEFAULT_TASK_TIME_LIMIT  # DEID_TASK_TIME_LIMIT
     max_retries: int = DEFAULT_MAX_RETRIES  # DEID_MAX_RETRIES
     liveness_ttl: int = DEFAULT_LIVENESS_TTL  # DEID_LIVENESS_TTL
+    stall_seconds: int = DEFAULT_STALL_SECONDS  # DEID_STALL_SECONDS
     prefetch: int = DEFAULT_PREFETCH  # DEID_PREFETCH
     run_expiry: int = DEFAULT_RUN_EXPIRY  # DEID_RUN_EXPIRY
     export_shard_files: int = DEFAULT_EXPORT_SHARD_FILES  # DEID_EXPORT_SHARD_FILES
@@ -246,6 +253,8 @@ class Settings:
             raise ConfigError("DEID_PREFETCH: expected a positive integer")
         if self.liveness_ttl < 1:
             raise ConfigError("DEID_LIVENESS_TTL: expected a positive integer (seconds)")
+        if self.stall_seconds < 1:
+            raise ConfigError("DEID_STALL_SECONDS: expected a positive integer (seconds)")
         for name, roots in (("DEID_INPUT_ROOTS", self.input_roots),
                             ("DEID_OUTPUT_ROOTS", self.output_roots)):
             if any(not os.path.isabs(r) for r in roots):
@@ -360,6 +369,7 @@ _INT_FIELDS = {
     "batch_size", "batch_tail", "workers", "date_shift_min", "date_shift_max",
     "visibility_timeout",
     "task_time_limit", "max_retries", "run_expiry", "export_shard_files", "liveness_ttl",
+    "stall_seconds",
     "prefetch", "max_file_bytes", "max_pixel_bytes",
 }
 

@@ -32,7 +32,7 @@ from typing import Any
 import redis
 
 from .app import app
-from .config import DEFAULT_BATCH_SIZE, Settings, auto_batch
+from .config import DEFAULT_BATCH_SIZE, DEFAULT_STALL_SECONDS, Settings, auto_batch
 from .errors import IdentifiersError, StoreError
 from .fs.walk import iter_batches
 from .ids.chunks import iter_ids_chunks
@@ -45,6 +45,7 @@ from .run.plan import final_stage, first_stage
 from .run.record import RunRecord
 from .run.store import RunStore, new_run_id
 from .tasks import dispatch
+from .tasks.resend import resend_after_put, resend_ocr
 
 __all__ = ["submit", "resume", "wait", "connect"]
 
@@ -62,9 +63,9 @@ RECONNECT_BACKOFF_MAX = 5.0
 
 _PROG = "deid-submit"
 
-STALL_SECONDS = 30.0
+STALL_SECONDS = float(DEFAULT_STALL_SECONDS)
 """How long a run may show no progress, with nothing queued or taken, before the producer
-re-sends what is not done (see :func:`wait`)."""
+re-sends what is not done (the workers do the same for runs nobody waits for: tasks/resend.py)."""
 
 CHORD_CHECK_SECONDS = 2.0
 """How often it asks the result backend whether the chord failed (a header batch gave up)."""
@@ -334,16 +335,16 @@ def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStor
             _resend_ids(store, rec)
         send_first_stage(store, run_settings, sub, skip=done_first.__contains__)
         if first == "put":
-            _resend_after_put(store, record, int(store.record().get("n_batches") or 0))
+            resend_after_put(store, record, int(store.record().get("n_batches") or 0))
         return store, f"re-sent the {first} batches not done ({len(done_first)} were done)"
     if sub.action == "inspect" and record.ocr:
-        _resend_ocr(store, n_batches, "inspect", then_clean=False)
+        resend_ocr(store, n_batches, "inspect", then_clean=False)
     if not store.done_batches("finalize"):
         dispatch.send("deid.finalize", run_id)
         return store, "re-sent finalize"
     pending = list(store.pending_batches("put", n_batches))
     dispatch.send_many("deid.put", [(run_id, n) for n in pending])
-    later = _resend_after_put(store, record, n_batches)
+    later = resend_after_put(store, record, n_batches)
     finish_run(store, final_stage(record.clean_pixels, record.ocr))
     return store, f"re-sent {len(pending)} put batches" + (
         f" and {later} ocr or clean batches" if later else "")
@@ -359,31 +360,6 @@ def _resend_ids(store: RunStore, rec: dict[str, Any]) -> None:
     fields = rec.get("ids_fields")  # None: a run sent before the fields were chosen
     chunks, _ = send_ids(store, iter_ids_chunks(path, fields=fields), skip=done.__contains__)
     log.warning("run %s: re-sent %d chunks of its ids file", store.run_id, chunks - len(done))
-
-
-def _resend_after_put(store: RunStore, record: RunRecord, n_batches: int) -> int:
-    """Send what follows the put batches that are done (resume): their ocr batches with
-    ``--ocr`` (an ocr batch done sends its clean batch), else their clean batches with
-    ``--clean-pixels``; returns the tasks sent."""
-    if record.ocr:
-        return _resend_ocr(store, n_batches, "put", then_clean=True)
-    return _resend_clean(store, n_batches) if record.clean_pixels else 0
-
-
-def _resend_clean(store: RunStore, n_batches: int) -> int:
-    """Send the clean batches whose put batch is done but which are not (resume)."""
-    put_done = store.done_batches("put")
-    return sum(dispatch.send_clean(store, n) for n in store.pending_batches("clean", n_batches)
-               if n in put_done)
-
-
-def _resend_ocr(store: RunStore, n_batches: int, source: str, *, then_clean: bool) -> int:
-    """Send the ocr batches whose ``source`` batch (put or inspect) is done but which are
-    not, and (``then_clean``) the clean batches of the ocr batches done (resume)."""
-    done = store.done_batches(source)
-    pending = [n for n in store.pending_batches("clean" if then_clean else "ocr", n_batches)
-               if n in done]
-    return sum(dispatch.send_ocr(store, n, then_clean=then_clean) for n in pending)
 
 
 def wait(store: RunStore, *, progress: Progress | None = None, poll: float = POLL_SECONDS,

@@ -5,7 +5,7 @@ hands it back only after the broker's visibility timeout (an hour here: it must 
 longest batch, or a slow batch would be run twice). A node that dies (OOM-killed, a spot
 instance reclaimed) would stall the tail of every run it was part of for that hour.
 
-How, in three parts:
+How, in four parts:
 
 - *Liveness key.* Each worker process has an id, ``<node name>#<incarnation>`` (a restarted
   container keeps its node name, not its incarnation), and a key ``deid:worker:<id>`` that
@@ -15,6 +15,9 @@ How, in three parts:
   deal with that one), never makes its worker look dead. Taking a message refreshes it too.
 - *Owner of each taken message.* :mod:`~deid_workers.tasks.compat` records the worker id next
   to kombu's own unacked entry, in the same transaction.
+- *Stalls.* The same thread also resends what a run whose walk is done has not done, when
+  nothing is queued or taken anywhere and the run has not moved for ``DEID_STALL_SECONDS``:
+  a message Redis lost between a worker's pop and kombu's note of it (:mod:`.resend`).
 - *Sweep.* The same thread, on every live worker, looks at the unacked messages every quarter
   TTL and hands back, atomically, those whose owner's key is gone. Several workers sweeping at
   once is safe: of all of them one restores each message. No producer is involved, so a run
@@ -265,6 +268,21 @@ class Liveness:
             compat.set_owner(self.worker, self.ttl)
         if compat.SUPPORTED and self.may_sweep():
             self.sweep(self._sweep_channel())
+        if self.may_sweep():
+            self._stalls().check()
+
+    _stall_watch: Any = None
+
+    def _stalls(self) -> Any:
+        """The watch for runs a lost task message left standing (:mod:`.resend`), made on
+        first use (it reads the worker's settings and key)."""
+        if self._stall_watch is None:
+            from .context import worker_keys, worker_settings
+            from .resend import StallWatch
+
+            self._stall_watch = StallWatch(self.client, worker_keys(),
+                                           worker_settings().stall_seconds)
+        return self._stall_watch
 
     def _sweep_channel(self) -> Any:
         if self._channel is None:

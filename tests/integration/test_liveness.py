@@ -283,3 +283,36 @@ def test_batches_taken_ahead_when_redis_restarts_go_back_without_the_producer(tm
     assert "broker connection lost with" in (tmp_path / "w.log").read_text()
     found = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert found == sorted(placed(root, rel, SECRET) for rel in paths)
+
+
+def test_a_task_message_lost_in_redis_is_sent_again_by_the_workers(tmp_path):
+    """What a Redis dying between a worker's pop of a message and kombu's note of it leaves:
+    one get batch in no queue and not taken. Sent with --no-wait, nobody waits for the run;
+    the workers see it stand still with nothing queued or taken, send again what it has not
+    done (the lost batch, and finalize, which the chord would never fire), and it finishes."""
+    root = tmp_path / "in"
+    paths = write_study_tree(root, patients=2, images=15, rows=4, cols=4)
+    out = tmp_path / "out"
+    server = RedisServer(tmp_path, aof=False)
+    client = server.client()
+    env = env_for(server.url, tmp_path, DEID_LIVENESS_TTL="2", DEID_STALL_SECONDS="2")
+    worker = None
+    try:
+        code, _, err = Producer(env, tmp_path, "--action", "all", "--input", str(root),
+                                "--outfolder", str(out), "--batch", "10", "--no-wait",
+                                "--quiet").wait(timeout=60)
+        assert code == 0, err
+        run_id = latest_run(client)
+        assert client.llen("get") == 3 and client.rpop("get")  # one message lost
+        worker = Worker(env, tmp_path / "w.log", "stall", concurrency=1)
+        worker.wait_ready()
+        wait_for(lambda: client.hget(f"deid:run:{run_id}", "state") == '"finished"', 60,
+                 "the run to finish", step=0.2)
+        assert counters(client, run_id)["put:files"] == len(paths)
+    finally:
+        if worker is not None:
+            worker.kill()
+        server.kill()
+    assert "no progress for" in (tmp_path / "w.log").read_text()
+    found = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert found == sorted(placed(root, rel, SECRET) for rel in paths)
