@@ -45,7 +45,7 @@ from .run.plan import final_stage, first_stage
 from .run.record import RunRecord
 from .run.store import RunStore, new_run_id
 from .tasks import dispatch
-from .tasks.resend import resend_after_put, resend_ocr
+from .tasks.resend import resend_after_first, resend_after_put
 
 __all__ = ["submit", "resume", "wait", "connect"]
 
@@ -337,17 +337,7 @@ def resume(settings: Settings, run_id: str, client: Any = None) -> tuple[RunStor
         if first == "put":
             resend_after_put(store, record, int(store.record().get("n_batches") or 0))
         return store, f"re-sent the {first} batches not done ({len(done_first)} were done)"
-    if sub.action == "inspect" and record.ocr:
-        resend_ocr(store, n_batches, "inspect", then_clean=False)
-    if not store.done_batches("finalize"):
-        dispatch.send("deid.finalize", run_id)
-        return store, "re-sent finalize"
-    pending = list(store.pending_batches("put", n_batches))
-    dispatch.send_many("deid.put", [(run_id, n) for n in pending])
-    later = resend_after_put(store, record, n_batches)
-    finish_run(store, final_stage(record.clean_pixels, record.ocr))
-    return store, f"re-sent {len(pending)} put batches" + (
-        f" and {later} ocr or clean batches" if later else "")
+    return store, resend_after_first(store, record, n_batches)
 
 
 def _resend_ids(store: RunStore, rec: dict[str, Any]) -> None:

@@ -26,7 +26,7 @@ from ..run.sealing import decode
 from ..run.store import RunStore
 from . import dispatch
 
-__all__ = ["resend_after_put", "resend_ocr", "resend_stored", "StallWatch"]
+__all__ = ["resend_after_first", "resend_after_put", "resend_ocr", "resend_stored", "StallWatch"]
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +74,24 @@ def resend_stored(store: RunStore) -> str | None:
         # for the stage itself (it checks again until every batch is done).
         dispatch.send("deid.finalize", run_id)
         return f"re-sent {len(pending_first)} {first} batch(es) and finalize"
+    return resend_after_first(store, record, n_batches)
+
+
+def resend_after_first(store: RunStore, record: RunRecord, n_batches: int) -> str:
+    """Send again what follows a first stage that is complete: finalize if it has not run,
+    else the put batches not done and what follows them; returns what was sent in words."""
+    run_id = store.run_id
     if record.action == "inspect" and record.ocr:
         resend_ocr(store, n_batches, "inspect", then_clean=False)
-    if first != "put" and not store.done_batches("finalize"):
+    if first_stage(record.action) != "put" and not store.done_batches("finalize"):
         dispatch.send("deid.finalize", run_id)
         return "re-sent finalize"
     pending = list(store.pending_batches("put", n_batches)) if record.action != "inspect" else []
     dispatch.send_many("deid.put", [(run_id, n) for n in pending])
     later = resend_after_put(store, record, n_batches)
     finish_run(store, final_stage(record.clean_pixels, record.ocr))
-    return f"re-sent {len(pending)} put batch(es)" + (
-        f" and {later} ocr or clean batch(es)" if later else "")
+    return f"re-sent {len(pending)} put batches" + (
+        f" and {later} ocr or clean batches" if later else "")
 
 
 class StallWatch:
