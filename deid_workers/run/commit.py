@@ -72,18 +72,16 @@ class Writes:
         pairs = list((mapping or {}).items())
         if field is not None:
             pairs.append((field, value))
-        for start in range(0, len(pairs), WRITE_WORDS):
-            words: list[Any] = ["HSET", key]
-            for f, v in pairs[start:start + WRITE_WORDS]:
-                words += [f, v]
-            self.ops.append(words)
-        return self
+        return self._field_writes("HSET", key, pairs)
 
     def hset_saying_old(self, key: str, mapping: Mapping[Any, Any]) -> Writes:
         """HSET ``mapping`` into ``key``; the commit says which fields it held already."""
-        pairs = list(mapping.items())
+        return self._field_writes("HSET?", key, list(mapping.items()))
+
+    def _field_writes(self, op: str, key: str, pairs: list[tuple[Any, Any]]) -> Writes:
+        """``op key f v f v ...``, cut into writes of at most WRITE_WORDS fields each."""
         for start in range(0, len(pairs), WRITE_WORDS):
-            words: list[Any] = ["HSET?", key]
+            words: list[Any] = [op, key]
             for f, v in pairs[start:start + WRITE_WORDS]:
                 words += [f, v]
             self.ops.append(words)

@@ -266,9 +266,9 @@ class Liveness:
         self.refresh()
         if self.may_record_owners():
             compat.set_owner(self.worker, self.ttl)
-        if compat.SUPPORTED and self.may_sweep():
-            self.sweep(self._sweep_channel())
         if self.may_sweep():
+            if compat.SUPPORTED:
+                self.sweep(self._sweep_channel())
             self._stalls().check()
 
     _stall_watch: Any = None

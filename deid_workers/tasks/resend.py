@@ -11,6 +11,7 @@ when nothing is queued or taken anywhere, so it never races a message in flight.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -126,7 +127,7 @@ class StallWatch:
             pipe.hget(Keys(run_id).run, "state")
         states = pipe.execute()
         for run_id, state in zip(runs, states):
-            if state is None or decode(state).strip('"') not in _ACTIVE:
+            if state is None or json.loads(decode(state)) not in _ACTIVE:
                 self.seen.pop(run_id, None)
                 continue
             store = RunStore(self.client, run_id, expiry=0, keys=self.keys)
